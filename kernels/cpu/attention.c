@@ -1,0 +1,61 @@
+/*
+ * attention.c — causal grouped-query attention of each row against its sequence's clean
+ * KV history plus its own current K/V (ROE.md: the clean cache).
+ *
+ * For row r, head h (kv head h / (n_heads / n_kv_heads)):
+ *   s_j = scale * q . k_j   for history j in [hist_begin, hist_end), then the row itself
+ *   p   = softmax(s)        (fp32, max-subtracted)
+ *   out = sum_j p_j v_j
+ * A clean row whose own K/V are also in the cache gives exactly what a full causal
+ * attention over [0, pos] gives. Work splits over (row, head) pairs; each pair's
+ * arithmetic is fixed, so results are batch- and thread-invariant.
+ */
+#include <math.h>
+#include <omp.h>
+
+#include "cpu_impl.h"
+
+static inline float dot_f32(const float *a, const float *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+    for (int j = 0; i + j < n; j++) acc[j] += a[i + j] * b[i + j];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+void roe_cpu_attention(roe_backend *be, const struct roe_attn_args *a) {
+    struct roe_cpu *cpu = roe_cpu_of(be);
+    const int hd = a->head_dim, nh = a->n_heads, group = a->n_heads / a->n_kv_heads;
+    const int qd = nh * hd, kd = a->n_kv_heads * hd;
+    const int pairs = a->n_rows * nh;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu->n_threads) if (pairs > 1)
+    for (int p = 0; p < pairs; p++) {
+        const int r = p / nh, h = p % nh, kvh = h / group;
+        const int begin = a->hist_begin[r], end = a->hist_end[r], len = end - begin;
+        float *s = cpu->ascratch + (size_t)omp_get_thread_num() * (size_t)cpu->max_ctx;
+        const float *q = a->q + (size_t)r * qd + (size_t)h * hd;
+        const float *kh = a->k_hist[r], *vh = a->v_hist[r];
+        float mx = -INFINITY;
+        for (int j = 0; j < len; j++) {
+            s[j] = dot_f32(q, kh + (size_t)(begin + j) * kd + (size_t)kvh * hd, hd) * a->scale;
+            if (s[j] > mx) mx = s[j];
+        }
+        s[len] = dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
+        if (s[len] > mx) mx = s[len];
+        float sum = 0.0f;
+        for (int j = 0; j <= len; j++) {
+            s[j] = expf(s[j] - mx);
+            sum += s[j];
+        }
+        const float inv = 1.0f / sum;
+        float *o = a->out + (size_t)r * qd + (size_t)h * hd;
+        for (int d = 0; d < hd; d++) o[d] = 0.0f;
+        for (int j = 0; j <= len; j++) {
+            const float *v = j < len ? vh + (size_t)(begin + j) * kd + (size_t)kvh * hd
+                                     : a->v_self + (size_t)r * kd + (size_t)kvh * hd;
+            const float pj = s[j] * inv;
+            for (int d = 0; d < hd; d++) o[d] += pj * v[d];
+        }
+    }
+}

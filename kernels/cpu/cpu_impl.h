@@ -1,0 +1,56 @@
+/*
+ * cpu_impl.h — private state of the CPU backend and the kernel entry points shared by
+ * its files (one op family per file: matmul.c, attention.c, elementwise.c).
+ */
+#ifndef ROE_CPU_IMPL_H
+#define ROE_CPU_IMPL_H
+
+#include "kernels/backend.h"
+
+/* Widens `cols` elements of one weight row to fp32 (exact for BF16/F16/F32). */
+typedef void (*roe_cpu_widen_fn)(const void *src, roe_dtype dtype, int cols, float *dst);
+/* out[k] = dot(x, w[k]) for k < 4, each a fixed sequence of fp32 FMAs (batch-invariant). */
+typedef void (*roe_cpu_dot4_fn)(const float *x, const float *const w[4], int cols, float out[4]);
+
+struct roe_cpu {
+    int n_threads;
+    int max_cols;
+    int max_ctx;
+    roe_cpu_isa isa;
+    roe_cpu_widen_fn widen;
+    roe_cpu_dot4_fn dot4;
+    float *wscratch;  /* [n_threads, 4, max_cols] widened weight rows */
+    float *ascratch;  /* [n_threads, max_ctx] attention scores */
+};
+
+static inline struct roe_cpu *roe_cpu_of(roe_backend *be) { return (struct roe_cpu *)be->impl; }
+
+/* Picks widen/dot4 for an ISA (AUTO: the best the CPU supports); returns the ISA used. */
+roe_cpu_isa roe_cpu_select_isa(roe_cpu_isa want, roe_cpu_widen_fn *widen, roe_cpu_dot4_fn *dot4);
+const char *roe_cpu_isa_name(roe_cpu_isa isa);
+
+void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y);
+void roe_cpu_attention(roe_backend *be, const struct roe_attn_args *a);
+void roe_cpu_rmsnorm(roe_backend *be, const float *x, int n, const struct roe_mat *w, float eps,
+                     float *y);
+void roe_cpu_rope(roe_backend *be, float *x, int n, int n_heads, int head_dim, const int *pos,
+                  float theta);
+void roe_cpu_swiglu(roe_backend *be, const float *gate, const float *up, size_t count, float *out);
+void roe_cpu_embed(roe_backend *be, const struct roe_mat *table, const int32_t *ids, int n,
+                   float *out);
+
+/* Scalar widening of one element (used by the portable paths and by small vectors). */
+static inline float roe_bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+float roe_f16_to_f32(uint16_t h);
+static inline float roe_mat_get(const struct roe_mat *m, size_t i) {
+    switch (m->dtype) {
+    case ROE_DTYPE_BF16: return roe_bf16_to_f32(((const uint16_t *)m->data)[i]);
+    case ROE_DTYPE_F16: return roe_f16_to_f32(((const uint16_t *)m->data)[i]);
+    default: return ((const float *)m->data)[i];
+    }
+}
+
+#endif

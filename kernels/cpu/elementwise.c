@@ -1,0 +1,56 @@
+/* elementwise.c — RMSNorm, RoPE, SwiGLU and the embedding gather on the CPU. */
+#include <math.h>
+#include <string.h>
+
+#include "cpu_impl.h"
+
+void roe_cpu_rmsnorm(roe_backend *be, const float *x, int n, const struct roe_mat *w, float eps,
+                     float *y) {
+    const int dim = w->cols;
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * dim;
+        float *yr = y + (size_t)r * dim;
+        double ss = 0.0; /* double: the mean of squares is the one long reduction here */
+        for (int i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
+        const float inv = 1.0f / sqrtf((float)(ss / dim) + eps);
+        for (int i = 0; i < dim; i++) yr[i] = roe_mat_get(w, (size_t)i) * (xr[i] * inv);
+    }
+}
+
+/* HF rotate_half: dimension j pairs with j + d/2; inv_freq_j = theta^(-2j/d), computed in
+ * fp32 as transformers does. */
+void roe_cpu_rope(roe_backend *be, float *x, int n, int n_heads, int head_dim, const int *pos,
+                  float theta) {
+    const int half = head_dim / 2;
+    for (int r = 0; r < n; r++) {
+        for (int j = 0; j < half; j++) {
+            const float inv_freq = 1.0f / powf(theta, (float)(2 * j) / (float)head_dim);
+            const float ang = (float)pos[r] * inv_freq;
+            const float c = cosf(ang), s = sinf(ang);
+            for (int h = 0; h < n_heads; h++) {
+                float *v = x + ((size_t)r * n_heads + h) * head_dim;
+                const float a = v[j], b = v[j + half];
+                v[j] = a * c - b * s;
+                v[j + half] = b * c + a * s;
+            }
+        }
+    }
+}
+
+void roe_cpu_swiglu(roe_backend *be, const float *gate, const float *up, size_t count, float *out) {
+    for (size_t i = 0; i < count; i++) {
+        const float g = gate[i];
+        out[i] = (g / (1.0f + expf(-g))) * up[i];
+    }
+}
+
+void roe_cpu_embed(roe_backend *be, const struct roe_mat *table, const int32_t *ids, int n,
+                   float *out) {
+    struct roe_cpu *cpu = roe_cpu_of(be);
+    const int cols = table->cols;
+    const size_t es = roe_dtype_size(table->dtype);
+    for (int r = 0; r < n; r++) {
+        const char *src = (const char *)table->data + (size_t)ids[r] * cols * es;
+        cpu->widen(src, table->dtype, cols, out + (size_t)r * cols);
+    }
+}

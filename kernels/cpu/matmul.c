@@ -1,0 +1,207 @@
+/*
+ * matmul.c — y = x W^T with W in bf16/f16/f32, fp32 math, three ISA paths.
+ *
+ * Why this shape: batch-1 decode is a stream over the weights, so the kernel walks W
+ * once, four rows at a time: the rows are widened to fp32 into a per-thread scratch
+ * (exact), then dotted with every x row. Each output element is one fixed chain of
+ * fp32 FMAs over 16- (AVX-512) or 8-lane (AVX2/portable) chunks followed by a fixed
+ * horizontal reduction, so its value depends only on its own x row and W row: the
+ * result is batch-invariant and independent of the thread count (threads split the
+ * rows of W, never the reduction).
+ */
+#include <immintrin.h>
+#include <omp.h>
+#include <string.h>
+
+#include "cpu_impl.h"
+
+float roe_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
+    if (exp == 0) {
+        if (man == 0) u = sign;
+        else { /* subnormal: normalise */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) { man <<= 1; exp--; }
+            u = sign | (exp << 23) | ((man & 0x3ff) << 13);
+        }
+    } else if (exp == 31) u = sign | 0x7f800000u | (man << 13);
+    else u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    union { uint32_t u; float f; } v = {u};
+    return v.f;
+}
+
+/* ---- portable ---- */
+
+static void widen_portable(const void *src, roe_dtype dtype, int cols, float *dst) {
+    const uint16_t *s = src;
+    if (dtype == ROE_DTYPE_BF16) for (int i = 0; i < cols; i++) dst[i] = roe_bf16_to_f32(s[i]);
+    else if (dtype == ROE_DTYPE_F16) for (int i = 0; i < cols; i++) dst[i] = roe_f16_to_f32(s[i]);
+    else memcpy(dst, src, (size_t)cols * sizeof(float));
+}
+
+static void dot4_portable(const float *x, const float *const w[4], int cols, float out[4]) {
+    for (int k = 0; k < 4; k++) {
+        float acc[8] = {0};
+        const float *wk = w[k];
+        int i = 0;
+        for (; i + 8 <= cols; i += 8)
+            for (int j = 0; j < 8; j++) acc[j] += x[i + j] * wk[i + j];
+        for (int j = 0; i + j < cols; j++) acc[j] += x[i + j] * wk[i + j];
+        out[k] = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    }
+}
+
+/* ---- AVX2 + FMA + F16C ---- */
+
+__attribute__((target("avx2,fma,f16c"))) static void widen_avx2(const void *src, roe_dtype dtype,
+                                                                int cols, float *dst) {
+    const uint16_t *s = src;
+    int i = 0;
+    if (dtype == ROE_DTYPE_BF16) {
+        for (; i + 8 <= cols; i += 8) {
+            __m128i h = _mm_loadu_si128((const __m128i *)(s + i));
+            __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+            _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(w));
+        }
+        for (; i < cols; i++) dst[i] = roe_bf16_to_f32(s[i]);
+    } else if (dtype == ROE_DTYPE_F16) {
+        for (; i + 8 <= cols; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+        for (; i < cols; i++) dst[i] = roe_f16_to_f32(s[i]);
+    } else memcpy(dst, src, (size_t)cols * sizeof(float));
+}
+
+__attribute__((target("avx2,fma"))) static inline float hsum_avx2(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    __m128 s = _mm_add_ps(lo, hi);
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) static void dot4_avx2(const float *x, const float *const w[4],
+                                                          int cols, float out[4]) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 8 <= cols; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[0] + i), a0);
+        a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[1] + i), a1);
+        a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[2] + i), a2);
+        a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[3] + i), a3);
+    }
+    if (i < cols) {
+        int r = cols - i;
+        __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(r), idx);
+        __m256 xv = _mm256_maskload_ps(x + i, m);
+        a0 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w[0] + i, m), a0);
+        a1 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w[1] + i, m), a1);
+        a2 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w[2] + i, m), a2);
+        a3 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w[3] + i, m), a3);
+    }
+    out[0] = hsum_avx2(a0);
+    out[1] = hsum_avx2(a1);
+    out[2] = hsum_avx2(a2);
+    out[3] = hsum_avx2(a3);
+}
+
+/* ---- AVX-512 ---- */
+
+__attribute__((target("avx512f,avx512bw"))) static void widen_avx512(const void *src,
+                                                                     roe_dtype dtype, int cols,
+                                                                     float *dst) {
+    const uint16_t *s = src;
+    int i = 0;
+    if (dtype == ROE_DTYPE_BF16) {
+        for (; i + 16 <= cols; i += 16) {
+            __m256i h = _mm256_loadu_si256((const __m256i *)(s + i));
+            __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
+            _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(w));
+        }
+        for (; i < cols; i++) dst[i] = roe_bf16_to_f32(s[i]);
+    } else if (dtype == ROE_DTYPE_F16) {
+        for (; i + 16 <= cols; i += 16)
+            _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i))));
+        for (; i < cols; i++) dst[i] = roe_f16_to_f32(s[i]);
+    } else memcpy(dst, src, (size_t)cols * sizeof(float));
+}
+
+__attribute__((target("avx512f"))) static void dot4_avx512(const float *x, const float *const w[4],
+                                                           int cols, float out[4]) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 16 <= cols; i += 16) {
+        __m512 xv = _mm512_loadu_ps(x + i);
+        a0 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w[0] + i), a0);
+        a1 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w[1] + i), a1);
+        a2 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w[2] + i), a2);
+        a3 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w[3] + i), a3);
+    }
+    if (i < cols) {
+        __mmask16 m = (__mmask16)((1u << (cols - i)) - 1);
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+        a0 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w[0] + i), a0);
+        a1 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w[1] + i), a1);
+        a2 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w[2] + i), a2);
+        a3 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w[3] + i), a3);
+    }
+    out[0] = _mm512_reduce_add_ps(a0);
+    out[1] = _mm512_reduce_add_ps(a1);
+    out[2] = _mm512_reduce_add_ps(a2);
+    out[3] = _mm512_reduce_add_ps(a3);
+}
+
+const char *roe_cpu_isa_name(roe_cpu_isa isa) {
+    switch (isa) {
+    case ROE_CPU_ISA_AVX512: return "avx512";
+    case ROE_CPU_ISA_AVX2: return "avx2";
+    case ROE_CPU_ISA_PORTABLE: return "portable";
+    default: return "auto";
+    }
+}
+
+roe_cpu_isa roe_cpu_select_isa(roe_cpu_isa want, roe_cpu_widen_fn *widen, roe_cpu_dot4_fn *dot4) {
+    __builtin_cpu_init();
+    int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
+    if (want == ROE_CPU_ISA_AUTO) want = has512 ? ROE_CPU_ISA_AVX512 : has2 ? ROE_CPU_ISA_AVX2 : ROE_CPU_ISA_PORTABLE;
+    if (want == ROE_CPU_ISA_AVX512 && !has512) want = has2 ? ROE_CPU_ISA_AVX2 : ROE_CPU_ISA_PORTABLE;
+    if (want == ROE_CPU_ISA_AVX2 && !has2) want = ROE_CPU_ISA_PORTABLE;
+    switch (want) {
+    case ROE_CPU_ISA_AVX512: *widen = widen_avx512; *dot4 = dot4_avx512; break;
+    case ROE_CPU_ISA_AVX2: *widen = widen_avx2; *dot4 = dot4_avx2; break;
+    default: *widen = widen_portable; *dot4 = dot4_portable; want = ROE_CPU_ISA_PORTABLE; break;
+    }
+    return want;
+}
+
+void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y) {
+    struct roe_cpu *cpu = roe_cpu_of(be);
+    const int rows = w->rows, cols = w->cols, n_blocks = (rows + 3) / 4;
+    const size_t es = roe_dtype_size(w->dtype);
+    const int wide = w->dtype == ROE_DTYPE_F32;
+#pragma omp parallel for schedule(static) num_threads(cpu->n_threads) if (n_blocks > 1)
+    for (int b = 0; b < n_blocks; b++) {
+        float *scratch = cpu->wscratch + (size_t)omp_get_thread_num() * 4 * (size_t)cpu->max_cols;
+        const float *wr[4];
+        int r0 = b * 4, nr = rows - r0 < 4 ? rows - r0 : 4;
+        for (int k = 0; k < 4; k++) {
+            /* a short last block repeats its last row; the extra outputs are discarded */
+            int r = r0 + (k < nr ? k : nr - 1);
+            const char *src = (const char *)w->data + (size_t)r * (size_t)cols * es;
+            if (wide) wr[k] = (const float *)src;
+            else if (k < nr) {
+                cpu->widen(src, w->dtype, cols, scratch + (size_t)k * cols);
+                wr[k] = scratch + (size_t)k * cols;
+            } else wr[k] = wr[nr - 1];
+        }
+        for (int i = 0; i < n; i++) {
+            float out[4];
+            cpu->dot4(x + (size_t)i * cols, wr, cols, out);
+            float *yi = y + (size_t)i * rows + r0;
+            for (int k = 0; k < nr; k++) yi[k] = out[k];
+        }
+    }
+}

@@ -1,0 +1,182 @@
+/*
+ * cmd_bench.c — `roe bench`: prefill and decode throughput on random prompts, with the
+ * bytes each decode step must read (dense weights the step touches + every distinct
+ * expert chosen by any row + the KV history), so that bench/ scripts can compare the
+ * achieved read rate with the machine's memory bandwidth (PERFORMANCE-GOALS.md).
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "args.h"
+#include "commands.h"
+#include "runtime/alloc.h"
+#include "runtime/env.h"
+#include "runtime/philox.h"
+#include "session.h"
+
+static const char *SYNOPSIS =
+    "[--model DIR] [--batch B] [--prompt-len P] [--gen-len G] [--threads N] [--no-warm] [--json]";
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Touches every page of every tensor so the timed steps read from memory, not disk. */
+static double warm_pages(const roe_store *st) {
+    volatile unsigned char sink = 0;
+    double bytes = 0;
+    for (size_t i = 0; i < roe_store_count(st); i++) {
+        const struct roe_tensor *t = roe_store_at(st, i);
+        const unsigned char *p = t->data;
+        for (size_t o = 0; o < t->nbytes; o += 4096) sink ^= p[o];
+        bytes += (double)t->nbytes;
+    }
+    (void)sink;
+    return bytes;
+}
+
+static int32_t argmax(const float *z, int n) {
+    int32_t b = 0;
+    for (int i = 1; i < n; i++)
+        if (z[i] > z[b]) b = i;
+    return b;
+}
+
+int roe_cmd_bench(int argc, char **argv) {
+    const char *cmd = "bench";
+    const char *model_dir = NULL;
+    int batch = 1, prompt_len = 16, gen_len = 16, threads = 0, json = 0, no_warm = 0;
+    const struct roe_arg_spec specs[] = {
+        {"--model", ROE_ARG_STRING, &model_dir, "model directory (default: the bundled model)", 0, 0},
+        {"--batch", ROE_ARG_INT, &batch, "concurrent sequences (1)", 1, 4096},
+        {"--prompt-len", ROE_ARG_INT, &prompt_len, "prompt tokens per sequence (16)", 1, 1 << 20},
+        {"--gen-len", ROE_ARG_INT, &gen_len, "decode steps (16)", 1, 1 << 20},
+        {"--threads", ROE_ARG_INT, &threads, "CPU threads (0 = all cores)", 0, 1024},
+        {"--no-warm", ROE_ARG_FLAG, &no_warm, "do not pre-read the weights", 0, 0},
+        {"--json", ROE_ARG_FLAG, &json, "print JSON", 0, 0},
+    };
+    int rc = roe_args_parse(cmd, SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
+    if (rc) return rc == 1 ? 0 : rc;
+    struct roe_session s;
+    if (roe_session_open_model(&s, cmd, model_dir)) {
+        roe_session_close(&s);
+        return 1;
+    }
+    const struct roe_model *m = s.model;
+    const struct roe_model_config *c = &m->cfg;
+    if (prompt_len + gen_len + 1 > c->max_position) {
+        fprintf(stderr, "roe bench: --prompt-len %d + --gen-len %d exceeds the model's context of %d\n",
+                prompt_len, gen_len, c->max_position);
+        roe_session_close(&s);
+        return 2;
+    }
+    struct roe_engine_opts eo = roe_engine_opts_default();
+    eo.max_seqs = batch;
+    eo.max_ctx = prompt_len + gen_len + 1;
+    eo.max_rows = batch > 128 ? batch : 128;
+    eo.n_threads = threads;
+    eo.isa = roe_env_cpu_isa();
+    if (roe_session_open_engine(&s, cmd, eo)) {
+        roe_session_close(&s);
+        return 1;
+    }
+    double warmed = no_warm ? 0.0 : warm_pages(m->store);
+    const int V = c->vocab_size, R = eo.max_rows;
+    struct roe_row *rows = roe_calloc((size_t)R, sizeof *rows);
+    float *logits = roe_malloc_aligned((size_t)R * V * sizeof(float));
+    int32_t *last = roe_calloc((size_t)batch, sizeof *last);
+    double *step_s = roe_calloc((size_t)gen_len, sizeof *step_s);
+    double *step_bytes = roe_calloc((size_t)gen_len, sizeof *step_bytes);
+    int *step_experts = roe_calloc((size_t)gen_len, sizeof *step_experts);
+    int ret = 1;
+    if (!rows || !logits || !last || !step_s || !step_bytes || !step_experts) {
+        fprintf(stderr, "roe bench: out of memory\n");
+        goto done;
+    }
+    /* prefill: random prompts (Philox, fixed key), packed R rows per step */
+    double t0 = now_s();
+    long n_prefill = 0;
+    int seq = 0, pos = 0;
+    while (seq < batch) {
+        int n = 0;
+        while (n < R && seq < batch) {
+            struct roe_philox_out r = roe_philox4x32((uint32_t)pos, (uint32_t)seq, 0, 0, 0xBE7C, 0);
+            rows[n++] = (struct roe_row){.seq = seq, .pos = pos, .token = (int32_t)(r.v[0] % (uint32_t)V),
+                                         .want_logits = pos == prompt_len - 1};
+            if (++pos == prompt_len) { pos = 0; seq++; }
+        }
+        roe_status st = roe_engine_step(s.engine, rows, n, logits);
+        if (st != ROE_OK) { roe_report(cmd, st); goto done; }
+        for (int j = 0, k = 0; j < n; j++)
+            if (rows[j].want_logits) last[rows[j].seq] = argmax(logits + (size_t)k++ * V, V);
+        n_prefill += n;
+    }
+    double prefill_s = now_s() - t0;
+    /* decode: one row per sequence per step */
+    const size_t emb_row = (size_t)c->hidden * roe_dtype_size(m->embed.dtype);
+    const double dense_read = (double)m->dense_bytes - (c->tie_word_embeddings ? 0.0 : (double)roe_mat_bytes(&m->embed)) + (double)emb_row;
+    const double kv_row = 2.0 * sizeof(float) * c->n_layers * (double)c->n_kv_heads * c->head_dim;
+    for (int g = 0; g < gen_len; g++) {
+        const int p = prompt_len + g;
+        for (int b = 0; b < batch; b++)
+            rows[b] = (struct roe_row){.seq = b, .pos = p, .token = last[b], .want_logits = 1};
+        double ts = now_s();
+        roe_status st = roe_engine_step(s.engine, rows, batch, logits);
+        step_s[g] = now_s() - ts;
+        if (st != ROE_OK) { roe_report(cmd, st); goto done; }
+        for (int b = 0; b < batch; b++) last[b] = argmax(logits + (size_t)b * V, V);
+        step_experts[g] = roe_engine_last_stats(s.engine).distinct_experts;
+        step_bytes[g] = dense_read + (double)step_experts[g] * m->expert_bytes + kv_row * p * batch;
+    }
+    double total = 0, bytes = 0, experts = 0;
+    for (int g = 0; g < gen_len; g++) { total += step_s[g]; bytes += step_bytes[g]; experts += step_experts[g]; }
+    double med[1];
+    qsort(step_s, (size_t)gen_len, sizeof *step_s, cmp_double);
+    med[0] = step_s[gen_len / 2];
+    const double mean_step = total / gen_len, mean_bytes = bytes / gen_len;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "model", s.model_dir);
+    cJSON_AddStringToObject(root, "backend", roe_engine_backend_name(s.engine));
+    cJSON_AddNumberToObject(root, "batch", batch);
+    cJSON_AddNumberToObject(root, "prompt_len", prompt_len);
+    cJSON_AddNumberToObject(root, "gen_len", gen_len);
+    cJSON_AddNumberToObject(root, "warmed_bytes", warmed);
+    cJSON_AddNumberToObject(root, "prefill_tokens_per_s", n_prefill / prefill_s);
+    cJSON_AddNumberToObject(root, "decode_step_mean_s", mean_step);
+    cJSON_AddNumberToObject(root, "decode_step_median_s", med[0]);
+    cJSON_AddNumberToObject(root, "decode_tokens_per_s", batch / mean_step);
+    cJSON_AddNumberToObject(root, "bytes_per_step", mean_bytes);
+    cJSON_AddNumberToObject(root, "distinct_experts_per_step", experts / gen_len);
+    cJSON_AddNumberToObject(root, "achieved_read_gbs", mean_bytes / mean_step / 1e9);
+    if (json) {
+        char *out = cJSON_Print(root);
+        if (out) printf("%s\n", out);
+        free(out);
+    } else
+        printf("decode: batch %d, %.3f ms/step (median %.3f), %.2f tokens/s, %.1f MB read/step "
+               "(%.1f distinct experts), %.2f GB/s achieved; prefill %.1f tokens/s [%s]\n",
+               batch, mean_step * 1e3, med[0] * 1e3, batch / mean_step, mean_bytes / 1e6,
+               experts / gen_len, mean_bytes / mean_step / 1e9, n_prefill / prefill_s,
+               roe_engine_backend_name(s.engine));
+    cJSON_Delete(root);
+    ret = 0;
+done:
+    roe_free(rows);
+    roe_free_aligned(logits);
+    roe_free(last);
+    roe_free(step_s);
+    roe_free(step_bytes);
+    roe_free(step_experts);
+    roe_session_close(&s);
+    return ret;
+}

@@ -1,0 +1,75 @@
+/* alloc.c — counting, fault-injectable allocator; see alloc.h. */
+#include "alloc.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static atomic_uint_fast64_t roe__n_alloc;
+static atomic_uint_fast64_t roe__fail_countdown; /* 0: off; 1: next allocation fails */
+static atomic_int roe__fail_sticky;
+static atomic_uint_fast64_t roe__n_failed;
+
+/* Returns 1 if this allocation must fail (injected). */
+static int roe__inject(void) {
+    uint_fast64_t c = atomic_load(&roe__fail_countdown);
+    if (c == 0) return 0;
+    if (c == 1) {
+        if (!atomic_load(&roe__fail_sticky)) atomic_store(&roe__fail_countdown, 0);
+        atomic_fetch_add(&roe__n_failed, 1);
+        return 1;
+    }
+    atomic_fetch_sub(&roe__fail_countdown, 1);
+    return 0;
+}
+
+static void *roe__counted(void *p) {
+    if (p) atomic_fetch_add(&roe__n_alloc, 1);
+    return p;
+}
+
+void *roe_malloc(size_t n) {
+    if (roe__inject()) return NULL;
+    return roe__counted(malloc(n ? n : 1));
+}
+
+void *roe_calloc(size_t count, size_t size) {
+    if (roe__inject()) return NULL;
+    return roe__counted(calloc(count ? count : 1, size ? size : 1));
+}
+
+void *roe_realloc(void *p, size_t n) {
+    if (roe__inject()) return NULL;
+    return roe__counted(realloc(p, n ? n : 1));
+}
+
+void roe_free(void *p) { free(p); }
+
+char *roe_strndup(const char *s, size_t n) {
+    char *d = roe_malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *roe_strdup(const char *s) { return roe_strndup(s, strlen(s)); }
+
+void *roe_malloc_aligned(size_t n) {
+    if (roe__inject()) return NULL;
+    void *p = NULL;
+    size_t rounded = (n + 63) & ~(size_t)63;
+    if (rounded < n || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) return NULL;
+    return roe__counted(p);
+}
+
+void roe_free_aligned(void *p) { free(p); }
+
+uint64_t roe_alloc_count(void) { return atomic_load(&roe__n_alloc); }
+
+void roe_alloc_fail_after(uint64_t n, int sticky) {
+    atomic_store(&roe__fail_sticky, sticky);
+    atomic_store(&roe__fail_countdown, n);
+}
+
+uint64_t roe_alloc_failures(void) { return atomic_load(&roe__n_failed); }

@@ -1,0 +1,52 @@
+/*
+ * alloc.h — the runtime's allocator: every heap allocation of library code goes
+ * through roe_malloc / roe_calloc / roe_realloc / roe_free.
+ *
+ * Two reasons, both from SQLite's playbook:
+ *  - counting: tests assert that a decode step allocates nothing (roe_alloc_count()
+ *    before and after);
+ *  - fault injection: roe_alloc_fail_after(n) makes the n-th next allocation (and all
+ *    after it, if `sticky`) return NULL, so every error path can be exercised.
+ * The counters are process-wide atomics: they are test instrumentation, not state.
+ * roe_malloc returns NULL on failure; callers turn that into ROE_ERR_NOMEM with a
+ * message naming what they were allocating.
+ */
+#ifndef ROE_ALLOC_H
+#define ROE_ALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *roe_malloc(size_t n);
+void *roe_calloc(size_t count, size_t size);
+void *roe_realloc(void *p, size_t n);
+void roe_free(void *p);
+char *roe_strdup(const char *s);
+char *roe_strndup(const char *s, size_t n);
+
+/* Cache-line (64 B) aligned allocation for kernel buffers; free with roe_free_aligned. */
+void *roe_malloc_aligned(size_t n);
+void roe_free_aligned(void *p);
+
+/* Number of successful allocations since process start (all roe_* allocators). */
+uint64_t roe_alloc_count(void);
+
+/* Fault injection: the n-th allocation from now fails (n >= 1); with sticky != 0 all
+ * later ones fail too. n == 0 disables injection. Returns nothing; see
+ * roe_alloc_failures() for how many were injected. */
+void roe_alloc_fail_after(uint64_t n, int sticky);
+uint64_t roe_alloc_failures(void);
+
+/* Overflow-checked size arithmetic: returns 0 and leaves *out untouched on overflow. */
+static inline int roe_size_mul(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+static inline int roe_size_add(size_t a, size_t b, size_t *out) {
+    if (b > SIZE_MAX - a) return 0;
+    *out = a + b;
+    return 1;
+}
+
+#endif

@@ -1,0 +1,347 @@
+/*
+ * engine.c — the forward pass of one step over a batch of rows (see engine.h).
+ *
+ * Per layer (MODELS.md, "Common structure"):
+ *   x = RMSNorm_in(h); q,k,v = x Wq, x Wk, x Wv; q/k norm (family); clip (OLMoE);
+ *   RoPE; clean rows append k,v; attention; h += o Wo
+ *   x = RMSNorm_post(h); h += MoE(x) or MLP(x)
+ * then the final norm and the LM head for the rows that want logits.
+ *
+ * MoE: router logits -> the family's gate -> (row, slot) pairs counting-sorted by
+ * expert; each expert runs its SwiGLU FFN on the gathered rows; the outputs land in a
+ * per-(row, slot) buffer and are summed per row in slot order, so a row's result never
+ * depends on which other rows were in the batch.
+ */
+#include "engine.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "router.h"
+
+struct roe_engine {
+    const struct roe_model *model;
+    struct roe_engine_opts opts;
+    roe_backend *be;
+    struct roe_kv_cache kv;
+    struct roe_step_stats stats;
+    /* activations, allocated once for max_rows rows */
+    float *h;        /* [max_rows, hidden] residual stream */
+    float *x;        /* [max_rows, hidden] normed input of a sublayer */
+    float *q;        /* [max_rows, n_heads*head_dim] */
+    float *k;        /* [max_rows, n_kv_heads*head_dim] */
+    float *v;        /* [max_rows, n_kv_heads*head_dim] */
+    float *att;      /* [max_rows, n_heads*head_dim] attention output */
+    float *tmp;      /* [max_rows, hidden] a sublayer's output */
+    float *rlogits;  /* [max_rows, n_experts] router logits */
+    float *probs;    /* [n_experts] */
+    int32_t *sel;    /* [max_rows, top_k] chosen experts */
+    float *gw;       /* [max_rows, top_k] gate weights */
+    int *e_count;    /* [n_experts + 1] rows per expert, then offsets */
+    int *pairs;      /* [max_rows * top_k] (row * top_k + slot), grouped by expert */
+    float *ein;      /* [max_rows, hidden] rows gathered for one expert */
+    float *egate;    /* [max_rows, max_inter] */
+    float *eup;      /* [max_rows, max_inter] */
+    float *eout;     /* [max_rows * top_k, hidden] expert output per (row, slot) */
+    float *lrows;    /* [max_rows, hidden] normed rows that want logits */
+    int *pos;        /* [max_rows] */
+    int *hbegin;     /* [max_rows] */
+    int *hend;       /* [max_rows] */
+    int32_t *tokens; /* [max_rows] */
+    const float **khist; /* [max_rows] */
+    const float **vhist; /* [max_rows] */
+    uint8_t *touched;    /* [n_experts] */
+};
+
+struct roe_engine_opts roe_engine_opts_default(void) {
+    struct roe_engine_opts o = {.max_seqs = 1, .max_ctx = 2048, .max_rows = 64, .n_threads = 0,
+                                .isa = ROE_CPU_ISA_AUTO};
+    return o;
+}
+
+static int imax(int a, int b) { return a > b ? a : b; }
+
+void roe_engine_free(roe_engine *e) {
+    if (!e) return;
+    roe_backend_free(e->be);
+    roe_kv_cache_free(&e->kv);
+    void *bufs[] = {e->h, e->x, e->q, e->k, e->v, e->att, e->tmp, e->rlogits, e->probs, e->gw,
+                    e->ein, e->egate, e->eup, e->eout, e->lrows};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) roe_free_aligned(bufs[i]);
+    roe_free(e->sel);
+    roe_free(e->e_count);
+    roe_free(e->pairs);
+    roe_free(e->pos);
+    roe_free(e->hbegin);
+    roe_free(e->hend);
+    roe_free(e->tokens);
+    roe_free(e->khist);
+    roe_free(e->vhist);
+    roe_free(e->touched);
+    roe_free(e);
+}
+
+static float *falloc(size_t n, int *ok) {
+    float *p = roe_malloc_aligned((n ? n : 1) * sizeof(float));
+    if (!p) *ok = 0;
+    return p;
+}
+
+roe_status roe_engine_create(const struct roe_model *model, const struct roe_engine_opts *opts,
+                             roe_engine **out) {
+    *out = NULL;
+    const struct roe_model_config *c = &model->cfg;
+    if (opts->max_seqs <= 0 || opts->max_rows <= 0 || opts->max_ctx <= 0)
+        return roe_fail(ROE_ERR_INVALID_ARG, "engine: max_seqs %d, max_rows %d, max_ctx %d must be > 0",
+                        opts->max_seqs, opts->max_rows, opts->max_ctx);
+    if (opts->max_ctx > c->max_position)
+        return roe_fail(ROE_ERR_INVALID_ARG,
+                        "engine: context of %d positions exceeds the model's max_position_embeddings %d",
+                        opts->max_ctx, c->max_position);
+    roe_engine *e = roe_calloc(1, sizeof *e);
+    if (!e) return roe_fail(ROE_ERR_NOMEM, "engine: out of memory");
+    e->model = model;
+    e->opts = *opts;
+    roe_status st;
+    const size_t R = (size_t)opts->max_rows, H = (size_t)c->hidden;
+    const size_t qd = (size_t)c->n_heads * c->head_dim, kd = (size_t)c->n_kv_heads * c->head_dim;
+    const size_t E = (size_t)(c->n_experts > 0 ? c->n_experts : 1), K = (size_t)(c->top_k > 0 ? c->top_k : 1);
+    const size_t inter = (size_t)imax(c->moe_intermediate, c->dense_intermediate);
+    struct roe_backend_opts bo = {
+        .n_threads = opts->n_threads,
+        .max_cols = imax(imax(c->hidden, (int)qd), (int)inter),
+        .max_ctx = opts->max_ctx,
+        .isa = opts->isa,
+    };
+    ROE_CHECK(roe_backend_cpu_create(&bo, &e->be));
+    ROE_CHECK(roe_kv_cache_init(&e->kv, opts->max_seqs, c->n_layers, opts->max_ctx, (int)kd));
+    int ok = 1;
+    e->h = falloc(R * H, &ok);
+    e->x = falloc(R * H, &ok);
+    e->q = falloc(R * qd, &ok);
+    e->k = falloc(R * kd, &ok);
+    e->v = falloc(R * kd, &ok);
+    e->att = falloc(R * qd, &ok);
+    e->tmp = falloc(R * H, &ok);
+    e->rlogits = falloc(R * E, &ok);
+    e->probs = falloc(E, &ok);
+    e->gw = falloc(R * K, &ok);
+    e->ein = falloc(R * H, &ok);
+    e->egate = falloc(R * inter, &ok);
+    e->eup = falloc(R * inter, &ok);
+    e->eout = falloc(R * K * H, &ok);
+    e->lrows = falloc(R * H, &ok);
+    e->sel = roe_calloc(R * K, sizeof *e->sel);
+    e->e_count = roe_calloc(E + 1, sizeof *e->e_count);
+    e->pairs = roe_calloc(R * K, sizeof *e->pairs);
+    e->pos = roe_calloc(R, sizeof *e->pos);
+    e->hbegin = roe_calloc(R, sizeof *e->hbegin);
+    e->hend = roe_calloc(R, sizeof *e->hend);
+    e->tokens = roe_calloc(R, sizeof *e->tokens);
+    e->khist = roe_calloc(R, sizeof *e->khist);
+    e->vhist = roe_calloc(R, sizeof *e->vhist);
+    e->touched = roe_calloc(E, 1);
+    if (!ok || !e->sel || !e->e_count || !e->pairs || !e->pos || !e->hbegin || !e->hend ||
+        !e->tokens || !e->khist || !e->vhist || !e->touched) {
+        st = roe_fail(ROE_ERR_NOMEM, "engine: out of memory for %d-row buffers", opts->max_rows);
+        goto fail;
+    }
+    *out = e;
+    return ROE_OK;
+fail:
+    roe_engine_free(e);
+    return st;
+}
+
+void roe_engine_reset_seq(roe_engine *e, int seq) {
+    if (seq >= 0 && seq < e->opts.max_seqs) e->kv.len[seq] = 0;
+}
+int roe_engine_seq_len(const roe_engine *e, int seq) { return e->kv.len[seq]; }
+const struct roe_model *roe_engine_model(const roe_engine *e) { return e->model; }
+const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e) { return &e->opts; }
+const char *roe_engine_backend_name(const roe_engine *e) { return e->be->name; }
+size_t roe_engine_kv_bytes(const roe_engine *e) { return roe_kv_cache_bytes(&e->kv); }
+struct roe_step_stats roe_engine_last_stats(const roe_engine *e) { return e->stats; }
+
+/* Checks the rows against the cache contract of engine.h before anything is written. */
+static roe_status validate_rows(roe_engine *e, const struct roe_row *rows, int n) {
+    const struct roe_model_config *c = &e->model->cfg;
+    if (n < 0 || n > e->opts.max_rows)
+        return roe_fail(ROE_ERR_INVALID_ARG, "step of %d rows: the engine holds at most %d", n,
+                        e->opts.max_rows);
+    /* next clean position per sequence as this step extends it: reuse hend as scratch */
+    for (int i = 0; i < n; i++) {
+        const struct roe_row *r = &rows[i];
+        if (r->seq < 0 || r->seq >= e->opts.max_seqs)
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: sequence slot %d is outside [0, %d)", i,
+                            r->seq, e->opts.max_seqs);
+        if (r->token < 0 || r->token >= c->vocab_size)
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: token id %d is outside the vocabulary [0, %d)",
+                            i, r->token, c->vocab_size);
+        if (r->pos < 0 || r->pos >= e->opts.max_ctx)
+            return roe_fail(ROE_ERR_INVALID_ARG,
+                            "row %d: position %d is outside the context of %d positions", i, r->pos,
+                            e->opts.max_ctx);
+        if (r->sample < 0)
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: negative sample index %d", i, r->sample);
+    }
+    for (int i = 0; i < n; i++) {
+        int len = e->kv.len[rows[i].seq];
+        for (int j = 0; j < i; j++) /* clean rows of the same sequence earlier in this step */
+            if (rows[j].seq == rows[i].seq && rows[j].sample == 0) len++;
+        if (rows[i].sample == 0 && rows[i].pos != len)
+            return roe_fail(ROE_ERR_INVALID_ARG,
+                            "row %d: clean row of sequence %d at position %d, but its cache holds %d",
+                            i, rows[i].seq, rows[i].pos, len);
+        if (rows[i].sample > 0 && rows[i].pos > len)
+            return roe_fail(ROE_ERR_INVALID_ARG,
+                            "row %d: sample row of sequence %d at position %d needs a history of %d",
+                            i, rows[i].seq, rows[i].pos, rows[i].pos);
+    }
+    return ROE_OK;
+}
+
+static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows, int n) {
+    const struct roe_model_config *c = &e->model->cfg;
+    const struct roe_layer_weights *L = &e->model->layers[layer];
+    roe_backend *be = e->be;
+    const int H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads;
+    const int qd = nh * hd, kd = nkv * hd;
+
+    be->ops->rmsnorm(be, e->h, n, &L->attn_norm, c->rms_eps, e->x);
+    be->ops->matmul(be, e->x, n, &L->wq, e->q);
+    be->ops->matmul(be, e->x, n, &L->wk, e->k);
+    be->ops->matmul(be, e->x, n, &L->wv, e->v);
+    if (c->qk_norm == ROE_QK_NORM_FULL) {
+        be->ops->rmsnorm(be, e->q, n, &L->q_norm, c->rms_eps, e->q);
+        be->ops->rmsnorm(be, e->k, n, &L->k_norm, c->rms_eps, e->k);
+    } else if (c->qk_norm == ROE_QK_NORM_PER_HEAD) {
+        be->ops->rmsnorm(be, e->q, n * nh, &L->q_norm, c->rms_eps, e->q);
+        be->ops->rmsnorm(be, e->k, n * nkv, &L->k_norm, c->rms_eps, e->k);
+    }
+    if (c->clip_qkv > 0.0f) { /* OLMoE clamps after the q/k norm */
+        const float lim = c->clip_qkv;
+        float *bufs[3] = {e->q, e->k, e->v};
+        size_t lens[3] = {(size_t)n * qd, (size_t)n * kd, (size_t)n * kd};
+        for (int b = 0; b < 3; b++)
+            for (size_t i = 0; i < lens[b]; i++)
+                bufs[b][i] = fminf(fmaxf(bufs[b][i], -lim), lim);
+    }
+    be->ops->rope(be, e->q, n, nh, hd, e->pos, c->rope_theta);
+    be->ops->rope(be, e->k, n, nkv, hd, e->pos, c->rope_theta);
+
+    for (int i = 0; i < n; i++) {
+        const struct roe_row *r = &rows[i];
+        if (r->sample == 0) {
+            memcpy(roe_kv_k(&e->kv, r->seq, layer) + (size_t)r->pos * kd, e->k + (size_t)i * kd,
+                   (size_t)kd * sizeof(float));
+            memcpy(roe_kv_v(&e->kv, r->seq, layer) + (size_t)r->pos * kd, e->v + (size_t)i * kd,
+                   (size_t)kd * sizeof(float));
+        }
+        e->khist[i] = roe_kv_k(&e->kv, r->seq, layer);
+        e->vhist[i] = roe_kv_v(&e->kv, r->seq, layer);
+        e->hend[i] = r->pos;
+        e->hbegin[i] = c->sliding_window > 0 && r->pos - c->sliding_window + 1 > 0
+                           ? r->pos - c->sliding_window + 1 : 0;
+    }
+    struct roe_attn_args a = {
+        .n_rows = n, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
+        .scale = 1.0f / sqrtf((float)hd),
+        .q = e->q, .k_self = e->k, .v_self = e->v, .k_hist = e->khist, .v_hist = e->vhist,
+        .hist_begin = e->hbegin, .hist_end = e->hend, .out = e->att,
+    };
+    be->ops->attention(be, &a);
+    be->ops->matmul(be, e->att, n, &L->wo, e->tmp);
+    for (size_t i = 0; i < (size_t)n * H; i++) e->h[i] += e->tmp[i];
+}
+
+/* SwiGLU FFN of m gathered rows: out[m, hidden] = down(silu(gate x) * up x). */
+static void ffn(roe_engine *e, const struct roe_expert_weights *w, const float *in, int m, float *out) {
+    roe_backend *be = e->be;
+    const int I = w->gate.rows;
+    be->ops->matmul(be, in, m, &w->gate, e->egate);
+    be->ops->matmul(be, in, m, &w->up, e->eup);
+    be->ops->swiglu(be, e->egate, e->eup, (size_t)m * I, e->egate);
+    be->ops->matmul(be, e->egate, m, &w->down, out);
+}
+
+static void moe_layer(roe_engine *e, int layer, int n) {
+    const struct roe_model_config *c = &e->model->cfg;
+    const struct roe_layer_weights *L = &e->model->layers[layer];
+    roe_backend *be = e->be;
+    const int H = c->hidden, E = c->n_experts, K = c->top_k;
+
+    be->ops->matmul(be, e->x, n, &L->router, e->rlogits);
+    for (int i = 0; i < n; i++)
+        roe_route_row(c, e->rlogits + (size_t)i * E, e->probs, e->sel + (size_t)i * K,
+                      e->gw + (size_t)i * K);
+
+    /* counting sort of the (row, slot) pairs by expert */
+    memset(e->e_count, 0, (size_t)(E + 1) * sizeof *e->e_count);
+    for (int p = 0; p < n * K; p++) e->e_count[e->sel[p] + 1]++;
+    for (int x = 0; x < E; x++) e->e_count[x + 1] += e->e_count[x];
+    for (int p = 0; p < n * K; p++) e->pairs[e->e_count[e->sel[p]]++] = p;
+    /* e_count[x] is now the end of expert x's group; its start is e_count[x-1] (0 for x=0) */
+    for (int x = 0; x < E; x++) {
+        const int begin = x ? e->e_count[x - 1] : 0, m = e->e_count[x] - begin;
+        if (m == 0) continue;
+        e->stats.distinct_experts++;
+        for (int j = 0; j < m; j++)
+            memcpy(e->ein + (size_t)j * H, e->x + (size_t)(e->pairs[begin + j] / K) * H,
+                   (size_t)H * sizeof(float));
+        ffn(e, &L->experts[x], e->ein, m, e->tmp);
+        for (int j = 0; j < m; j++)
+            memcpy(e->eout + (size_t)e->pairs[begin + j] * H, e->tmp + (size_t)j * H,
+                   (size_t)H * sizeof(float));
+    }
+    /* weighted sum per row in fixed slot order */
+    for (int i = 0; i < n; i++) {
+        float *hr = e->h + (size_t)i * H;
+        float *acc = e->tmp + (size_t)i * H;
+        for (int d = 0; d < H; d++) acc[d] = 0.0f;
+        for (int s = 0; s < K; s++) {
+            const float w = e->gw[(size_t)i * K + s];
+            const float *y = e->eout + ((size_t)i * K + s) * H;
+            for (int d = 0; d < H; d++) acc[d] += y[d] * w;
+        }
+        for (int d = 0; d < H; d++) hr[d] += acc[d];
+    }
+}
+
+roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, float *logits) {
+    ROE_TRY(validate_rows(e, rows, n));
+    const struct roe_model *m = e->model;
+    const struct roe_model_config *c = &m->cfg;
+    roe_backend *be = e->be;
+    const int H = c->hidden;
+    e->stats.rows = n;
+    e->stats.distinct_experts = 0;
+    if (n == 0) return ROE_OK;
+    for (int i = 0; i < n; i++) {
+        e->pos[i] = rows[i].pos;
+        e->tokens[i] = rows[i].token;
+    }
+    be->ops->embed(be, &m->embed, e->tokens, n, e->h);
+    for (int l = 0; l < c->n_layers; l++) {
+        attention_layer(e, l, rows, n);
+        be->ops->rmsnorm(be, e->h, n, &m->layers[l].ffn_norm, c->rms_eps, e->x);
+        if (c->layer_is_moe[l]) moe_layer(e, l, n);
+        else {
+            ffn(e, &m->layers[l].dense, e->x, n, e->tmp);
+            for (size_t i = 0; i < (size_t)n * H; i++) e->h[i] += e->tmp[i];
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (rows[i].sample == 0) e->kv.len[rows[i].seq]++;
+
+    int nl = 0;
+    for (int i = 0; i < n; i++)
+        if (rows[i].want_logits)
+            memcpy(e->lrows + (size_t)nl++ * H, e->h + (size_t)i * H, (size_t)H * sizeof(float));
+    if (nl > 0) {
+        be->ops->rmsnorm(be, e->lrows, nl, &m->final_norm, c->rms_eps, e->lrows);
+        be->ops->matmul(be, e->lrows, nl, &m->lm_head, logits);
+    }
+    return ROE_OK;
+}

@@ -1,0 +1,69 @@
+/*
+ * engine.h — the step engine: one forward pass over a batch of rows.
+ *
+ * A row is one (sequence, position, sample) triple (DESIGN.md "One step, as data").
+ * Sample 0 is the clean path: it appends its K/V to the sequence's cache slot. Every
+ * row attends to its sequence's clean history [0, pos) plus its own current K/V.
+ * Within one step, clean rows of a sequence must extend its cache contiguously
+ * (positions len, len+1, ... in order); any row at position p needs the clean history
+ * [0, p) to exist by the time it runs (earlier steps, or clean rows of this step).
+ *
+ * The engine owns every buffer it needs, sized at creation for max_rows rows, so a step
+ * allocates nothing and cannot fail except on invalid rows.
+ */
+#ifndef ROE_ENGINE_H
+#define ROE_ENGINE_H
+
+#include <stdint.h>
+
+#include "kernels/backend.h"
+#include "kv_cache.h"
+#include "model.h"
+#include "status.h"
+
+struct roe_row {
+    int seq;          /* KV-cache slot of the row's sequence, in [0, max_seqs) */
+    int pos;          /* position of this token in its sequence */
+    int32_t token;    /* input token id */
+    int sample;       /* 0: clean (appends K/V); > 0: a RoE sample (reads only) */
+    int want_logits;  /* compute this row's logits */
+};
+
+struct roe_engine_opts {
+    int max_seqs;     /* KV-cache slots */
+    int max_ctx;      /* positions per slot (<= the model's max_position) */
+    int max_rows;     /* rows per step */
+    int n_threads;    /* 0: all cores */
+    roe_cpu_isa isa;  /* CPU kernel path (AUTO) */
+};
+
+struct roe_engine_opts roe_engine_opts_default(void);
+
+typedef struct roe_engine roe_engine;
+
+/* The engine borrows the model (which must outlive it). */
+roe_status roe_engine_create(const struct roe_model *model, const struct roe_engine_opts *opts,
+                             roe_engine **out);
+void roe_engine_free(roe_engine *e);
+
+/* Runs n <= max_rows rows. logits receives [number of rows with want_logits, vocab] in
+ * row order (may be NULL if none wants logits). */
+roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, float *logits);
+
+/* Forgets a sequence slot's history (its cache length becomes 0). */
+void roe_engine_reset_seq(roe_engine *e, int seq);
+int roe_engine_seq_len(const roe_engine *e, int seq);
+
+const struct roe_model *roe_engine_model(const roe_engine *e);
+const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e);
+const char *roe_engine_backend_name(const roe_engine *e);
+size_t roe_engine_kv_bytes(const roe_engine *e);
+
+/* Per-step statistics of the last step (for benchmarks and --json). */
+struct roe_step_stats {
+    int rows;
+    int distinct_experts; /* (layer, expert) pairs touched, summed over MoE layers */
+};
+struct roe_step_stats roe_engine_last_stats(const roe_engine *e);
+
+#endif

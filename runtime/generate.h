@@ -1,0 +1,58 @@
+/*
+ * generate.h — runs a set of requests to completion on one engine: prefill of each
+ * prompt (chunks of several sequences share a step) then batched decode, one row per
+ * live sequence per step, until each request has its tokens or meets its end.
+ *
+ * All buffers are allocated by roe_generator_create for the given limits; a generation
+ * step allocates nothing (a test checks this with the counting allocator).
+ */
+#ifndef ROE_GENERATE_H
+#define ROE_GENERATE_H
+
+#include <stdint.h>
+
+#include "engine.h"
+#include "sampler.h"
+#include "status.h"
+
+struct roe_request {
+    const int32_t *prompt;  /* [n_prompt], borrowed */
+    int n_prompt;
+    int max_tokens;
+    int stop_at_eos;        /* stop after the model's eos token */
+    struct roe_sampling sampling;
+};
+
+typedef enum roe_finish {
+    ROE_FINISH_LENGTH = 0,  /* max_tokens reached, or the context is full */
+    ROE_FINISH_EOS,
+} roe_finish;
+
+struct roe_result {
+    int32_t *tokens;        /* [capacity max_tokens], owned by the generator */
+    int n_tokens;
+    roe_finish finish;
+    float *logits;          /* [max_tokens, vocab] scores each token was picked from, if kept */
+};
+
+struct roe_gen_timing {
+    double prefill_s;       /* until every request had its first token */
+    double decode_s;        /* the rest */
+    long prefill_tokens;
+    long decode_tokens;     /* tokens produced by decode steps (excludes each first token) */
+    long steps;
+};
+
+typedef struct roe_generator roe_generator;
+
+/* keep_logits: store the scores of every generated position in results[i].logits. */
+roe_status roe_generator_create(roe_engine *engine, int max_requests, int max_tokens,
+                                int keep_logits, roe_generator **out);
+void roe_generator_free(roe_generator *g);
+
+/* Validates every request (non-empty prompt, ids in the vocabulary, prompt fits the
+ * context), then runs them all. results[i] stays valid until the next run or free. */
+roe_status roe_generator_run(roe_generator *g, const struct roe_request *reqs, int n,
+                             struct roe_result **results, struct roe_gen_timing *timing);
+
+#endif

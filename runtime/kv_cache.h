@@ -1,0 +1,37 @@
+/*
+ * kv_cache.h — the clean KV cache: one K and one V vector per (sequence slot, layer,
+ * position), fp32, whatever the RoE K is (ROE.md: only sample 0 appends).
+ *
+ * Layout: k[slot][layer][pos][n_kv_heads*head_dim], v the same; allocated once for
+ * max_seqs slots of max_ctx positions. Bytes = 2 * 4 * max_seqs * n_layers * max_ctx * kv_dim.
+ */
+#ifndef ROE_KV_CACHE_H
+#define ROE_KV_CACHE_H
+
+#include <stddef.h>
+
+#include "status.h"
+
+struct roe_kv_cache {
+    int max_seqs;
+    int n_layers;
+    int max_ctx;
+    int kv_dim;
+    float *k;  /* [max_seqs, n_layers, max_ctx, kv_dim] */
+    float *v;  /* same */
+    int *len;  /* [max_seqs] positions written (the clean history length) */
+};
+
+roe_status roe_kv_cache_init(struct roe_kv_cache *c, int max_seqs, int n_layers, int max_ctx,
+                             int kv_dim);
+void roe_kv_cache_free(struct roe_kv_cache *c);
+size_t roe_kv_cache_bytes(const struct roe_kv_cache *c);
+
+static inline float *roe_kv_k(const struct roe_kv_cache *c, int seq, int layer) {
+    return c->k + (((size_t)seq * c->n_layers + layer) * c->max_ctx) * c->kv_dim;
+}
+static inline float *roe_kv_v(const struct roe_kv_cache *c, int seq, int layer) {
+    return c->v + (((size_t)seq * c->n_layers + layer) * c->max_ctx) * c->kv_dim;
+}
+
+#endif

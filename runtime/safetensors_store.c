@@ -1,0 +1,319 @@
+/*
+ * safetensors_store.c — the tensor store of a model directory: a single model.safetensors,
+ * or model.safetensors.index.json + the shards its weight_map names; see safetensors.h.
+ *
+ * A sharded directory is accepted only if the index and the shards agree exactly: every
+ * weight_map file is a plain name in the directory (no '/', no '..') and opens as a valid
+ * safetensors file (safetensors.c), every listed tensor is in the shard the index names,
+ * no tensor is in two shards, and no shard holds a tensor the index omits. Files in the
+ * directory that the index does not name are ignored.
+ *
+ * Lookup is a bsearch over all tensors sorted by name; roe_store_at iterates in a stable
+ * order: shard by shard (sorted by file name), each in data-offset order.
+ */
+#include "safetensors.h"
+
+#include <assert.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "alloc.h"
+#include "fileio.h"
+
+enum {
+    ROE_ST_MAX_INDEX = 100000000, /* bytes of model.safetensors.index.json */
+    ROE_ST_NAME_MAX = 200,        /* characters of a file-supplied name quoted in a message */
+};
+#define ROE_ST_INDEX_NAME  "model.safetensors.index.json"
+#define ROE_ST_SINGLE_NAME "model.safetensors"
+
+/* From safetensors.c: parses exactly text[0..len) as one JSON value (messages name `path`
+ * and `what`), and names a value's JSON type. */
+roe_status roe__st_json_parse(const char *path, const char *what, const char *text, size_t len,
+                              cJSON **out);
+const char *roe__st_json_type(const cJSON *j);
+
+struct roe_store {
+    char *dir;
+    roe_st_file **files; /* [n_files] owned; sharded: sorted by file name */
+    size_t n_files;
+    const struct roe_tensor **order;   /* [n]: file by file, each in data-offset order */
+    const struct roe_tensor **by_name; /* [n], sorted by name */
+    size_t n;
+};
+
+static const char *st__errstr(int err, char *buf, size_t n) {
+    if (strerror_r(err, buf, n) != 0) snprintf(buf, n, "errno %d", err);
+    return buf;
+}
+
+static int st__cmp_by_name(const void *a, const void *b) {
+    const struct roe_tensor *x = *(const struct roe_tensor *const *)a;
+    const struct roe_tensor *y = *(const struct roe_tensor *const *)b;
+    return strcmp(x->name, y->name);
+}
+
+static int st__cmp_key_name(const void *key, const void *elem) {
+    return strcmp((const char *)key, (*(const struct roe_tensor *const *)elem)->name);
+}
+
+static char *st__join(const char *dir, const char *name) {
+    size_t dl = strlen(dir), nl = strlen(name);
+    int slash = dl > 0 && dir[dl - 1] == '/';
+    char *p = roe_malloc(dl + nl + 2);
+    if (p) snprintf(p, dl + nl + 2, "%s%s%s", dir, slash ? "" : "/", name);
+    return p;
+}
+
+/* One weight_map entry: tensor name -> shard file name (both owned by the cJSON tree). */
+struct st__entry {
+    const char *name;
+    const char *file;
+};
+
+static int st__cmp_entry(const void *a, const void *b) {
+    return strcmp(((const struct st__entry *)a)->name, ((const struct st__entry *)b)->name);
+}
+
+static int st__cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A shard must be a file directly in the model directory. */
+static int st__plain_name(const char *s) {
+    return s[0] != '\0' && !strchr(s, '/') && !strstr(s, "..") && strcmp(s, ".") != 0;
+}
+
+/* Builds order/by_name over all files and rejects a tensor present in two files. */
+static roe_status st__store_tables(roe_store *s, const char *where) {
+    size_t total = 0;
+    for (size_t i = 0; i < s->n_files; i++)
+        total += roe_st_count(s->files[i]);
+    s->order = roe_calloc(total, sizeof *s->order);
+    s->by_name = roe_calloc(total, sizeof *s->by_name);
+    if (!s->order || !s->by_name)
+        return roe_fail(ROE_ERR_NOMEM, "%s: out of memory for %zu tensors", where, total);
+    for (size_t i = 0; i < s->n_files; i++)
+        for (size_t j = 0; j < roe_st_count(s->files[i]); j++)
+            s->order[s->n++] = roe_st_at(s->files[i], j);
+    memcpy(s->by_name, s->order, total * sizeof *s->order);
+    qsort(s->by_name, total, sizeof *s->by_name, st__cmp_by_name);
+    for (size_t i = 1; i < total; i++) {
+        const struct roe_tensor *a = s->by_name[i - 1], *b = s->by_name[i];
+        if (strcmp(a->file, b->file) > 0) { /* qsort is not stable: name the files in order */
+            const struct roe_tensor *t = a;
+            a = b;
+            b = t;
+        }
+        if (strcmp(a->name, b->name) == 0)
+            return roe_fail(ROE_ERR_FORMAT, "%s: tensor '%.*s' is in both '%s' and '%s'", where,
+                            ROE_ST_NAME_MAX, a->name, a->file, b->file);
+    }
+    return ROE_OK;
+}
+
+static roe_status st__store_sharded(roe_store *s, const char *idx) {
+    const int nm = ROE_ST_NAME_MAX;
+    roe_status st = ROE_OK;
+    char *text = NULL;
+    size_t len = 0, m = 0, nf = 0;
+    cJSON *root = NULL;
+    struct st__entry *ents = NULL;
+    const char **names = NULL;
+    ROE_CHECK(roe_file_read_all(idx, ROE_ST_MAX_INDEX, &text, &len));
+    ROE_CHECK(roe__st_json_parse(idx, "index", text, len, &root));
+    if (!cJSON_IsObject(root)) {
+        st = roe_fail(ROE_ERR_FORMAT,
+                      "%s: index is a JSON %s, expected an object with \"weight_map\"", idx,
+                      roe__st_json_type(root));
+        goto fail;
+    }
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!wm) {
+        st = roe_fail(ROE_ERR_FORMAT,
+                      "%s: index has no \"weight_map\" object (tensor name -> shard file name)",
+                      idx);
+        goto fail;
+    }
+    if (!cJSON_IsObject(wm)) {
+        st = roe_fail(ROE_ERR_FORMAT, "%s: \"weight_map\" is a JSON %s, expected an object", idx,
+                      roe__st_json_type(wm));
+        goto fail;
+    }
+    m = (size_t)cJSON_GetArraySize(wm);
+    ents = roe_calloc(m, sizeof *ents);
+    names = roe_calloc(m, sizeof *names);
+    if (!ents || !names) {
+        st = roe_fail(ROE_ERR_NOMEM, "%s: out of memory for %zu weight_map entries", idx, m);
+        goto fail;
+    }
+    size_t k = 0;
+    for (const cJSON *e = wm->child; e; e = e->next, k++) {
+        if (!cJSON_IsString(e)) {
+            st = roe_fail(ROE_ERR_FORMAT,
+                          "%s: weight_map['%.*s'] is a JSON %s, expected a file name", idx, nm,
+                          e->string, roe__st_json_type(e));
+            goto fail;
+        }
+        if (!st__plain_name(e->valuestring)) {
+            st = roe_fail(ROE_ERR_FORMAT,
+                          "%s: weight_map['%.*s'] = '%.*s' is not a plain file name in the model "
+                          "directory (no '/', no '..')",
+                          idx, nm, e->string, nm, e->valuestring);
+            goto fail;
+        }
+        ents[k] = (struct st__entry){e->string, e->valuestring};
+        names[k] = e->valuestring;
+    }
+    qsort(ents, m, sizeof *ents, st__cmp_entry);
+    for (size_t i = 1; i < m; i++) {
+        if (strcmp(ents[i - 1].name, ents[i].name) == 0) {
+            st = roe_fail(ROE_ERR_FORMAT, "%s: weight_map lists tensor '%.*s' twice", idx, nm,
+                          ents[i].name);
+            goto fail;
+        }
+    }
+    /* distinct shard names, sorted: the store's file order */
+    qsort(names, m, sizeof *names, st__cmp_str);
+    for (size_t i = 0; i < m; i++)
+        if (nf == 0 || strcmp(names[nf - 1], names[i]) != 0) names[nf++] = names[i];
+    s->files = roe_calloc(nf, sizeof *s->files);
+    if (!s->files) {
+        st = roe_fail(ROE_ERR_NOMEM, "%s: out of memory for %zu shards", idx, nf);
+        goto fail;
+    }
+    s->n_files = nf;
+    for (size_t i = 0; i < nf; i++) {
+        char *p = st__join(s->dir, names[i]);
+        st = p ? roe_st_open(p, &s->files[i])
+               : roe_fail(ROE_ERR_NOMEM, "out of memory joining '%s'", names[i]);
+        roe_free(p);
+        if (st != ROE_OK) {
+            roe_fail_context(st, "%s: shard '%.*s' named in weight_map", idx, nm, names[i]);
+            goto fail;
+        }
+    }
+    ROE_CHECK(st__store_tables(s, idx));
+    /* every listed tensor is in the shard the index names ... */
+    for (size_t i = 0; i < m; i++) {
+        const struct roe_tensor *t = roe_store_find(s, ents[i].name);
+        const char **fi = bsearch(&ents[i].file, names, nf, sizeof *names, st__cmp_str);
+        assert(fi); /* names holds every entry's file */
+        if (!t) {
+            st = roe_fail(ROE_ERR_FORMAT,
+                          "%s: weight_map puts tensor '%.*s' in '%s', but no shard contains it",
+                          idx, nm, ents[i].name, ents[i].file);
+            goto fail;
+        }
+        if (roe_st_find(s->files[fi - names], ents[i].name) != t) {
+            st = roe_fail(ROE_ERR_FORMAT,
+                          "%s: weight_map puts tensor '%.*s' in '%s', but it is in '%s'", idx, nm,
+                          ents[i].name, ents[i].file, t->file);
+            goto fail;
+        }
+    }
+    /* ... and, names being unique on both sides, any surplus is a tensor the index omits */
+    if (s->n > m) {
+        for (size_t i = 0; i < s->n; i++) {
+            struct st__entry key = {s->order[i]->name, NULL};
+            if (bsearch(&key, ents, m, sizeof *ents, st__cmp_entry)) continue;
+            st = roe_fail(ROE_ERR_FORMAT,
+                          "%s: tensor '%.*s' in '%s' is not listed in weight_map (%zu tensors in "
+                          "the shards, %zu listed)",
+                          idx, nm, s->order[i]->name, s->order[i]->file, s->n, m);
+            goto fail;
+        }
+    }
+fail:
+    roe_free(names);
+    roe_free(ents);
+    cJSON_Delete(root);
+    roe_free(text);
+    return st;
+}
+
+roe_status roe_store_open(const char *dir, roe_store **out) {
+    roe_status st = ROE_OK;
+    roe_store *s = NULL;
+    char *idx = NULL, *single = NULL;
+    char err[128];
+    struct stat sb;
+    if (!out) return roe_fail(ROE_ERR_INVALID_ARG, "roe_store_open: out is NULL");
+    *out = NULL;
+    if (!dir) return roe_fail(ROE_ERR_INVALID_ARG, "roe_store_open: dir is NULL");
+    if (stat(dir, &sb) != 0) {
+        int e = errno;
+        if (e == ENOENT || e == ENOTDIR)
+            return roe_fail(ROE_ERR_IO, "model directory '%s' does not exist", dir);
+        return roe_fail(ROE_ERR_IO, "cannot access model directory '%s': %s", dir,
+                        st__errstr(e, err, sizeof err));
+    }
+    if (!S_ISDIR(sb.st_mode))
+        return roe_fail(ROE_ERR_IO, "model directory '%s' is not a directory", dir);
+
+    s = roe_calloc(1, sizeof *s);
+    if (!s || !(s->dir = roe_strdup(dir)) || !(idx = st__join(dir, ROE_ST_INDEX_NAME)) ||
+        !(single = st__join(dir, ROE_ST_SINGLE_NAME))) {
+        st = roe_fail(ROE_ERR_NOMEM, "model directory '%s': out of memory", dir);
+        goto fail;
+    }
+    if (stat(idx, &sb) == 0) {
+        ROE_CHECK(st__store_sharded(s, idx));
+    } else if (stat(single, &sb) == 0) {
+        s->files = roe_calloc(1, sizeof *s->files);
+        if (!s->files) {
+            st = roe_fail(ROE_ERR_NOMEM, "model directory '%s': out of memory", dir);
+            goto fail;
+        }
+        s->n_files = 1;
+        ROE_CHECK(roe_st_open(single, &s->files[0]));
+        ROE_CHECK(st__store_tables(s, single));
+    } else {
+        st = roe_fail(ROE_ERR_IO, "model directory '%s' has neither %s nor %s", dir,
+                      ROE_ST_INDEX_NAME, ROE_ST_SINGLE_NAME);
+        goto fail;
+    }
+    roe_free(idx);
+    roe_free(single);
+    *out = s;
+    return ROE_OK;
+fail:
+    roe_free(idx);
+    roe_free(single);
+    roe_store_close(s);
+    return st;
+}
+
+void roe_store_close(roe_store *s) {
+    if (!s) return;
+    for (size_t i = 0; i < s->n_files; i++)
+        roe_st_close(s->files[i]);
+    roe_free(s->files);
+    roe_free(s->order);
+    roe_free(s->by_name);
+    roe_free(s->dir);
+    roe_free(s);
+}
+
+const struct roe_tensor *roe_store_find(const roe_store *s, const char *name) {
+    if (!s || !name || s->n == 0) return NULL;
+    const struct roe_tensor **p =
+        bsearch(name, s->by_name, s->n, sizeof *s->by_name, st__cmp_key_name);
+    return p ? *p : NULL;
+}
+
+size_t roe_store_count(const roe_store *s) {
+    return s ? s->n : 0;
+}
+
+const struct roe_tensor *roe_store_at(const roe_store *s, size_t i) {
+    return s && i < s->n ? s->order[i] : NULL;
+}
+
+size_t roe_store_n_files(const roe_store *s) {
+    return s ? s->n_files : 0;
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Bad input gives a clear message and a non-zero exit, never a crash or a hang.
+. "$(dirname "$0")/lib.bash"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+M=tests/fixtures/olmoe/model
+
+expect_fail "unknown command" "unknown command 'frobnicate'" "$ROE" frobnicate
+expect_fail "no command" "usage" "$ROE"
+expect_fail "unknown flag" "unknown option '--bogus'" "$ROE" generate --model $M --prompt-ids 1 --bogus
+expect_fail "flag without value" "needs a value" "$ROE" generate --model $M --prompt-ids
+expect_fail "bad integer" "expected an integer" "$ROE" generate --model $M --prompt-ids 1 --max-tokens ten
+expect_fail "out of range" "must be in" "$ROE" generate --model $M --prompt-ids 1 --top-p 1.5
+expect_fail "no prompt" "no prompt" "$ROE" generate --model $M
+expect_fail "empty prompt ids" "prompt 0 is empty" "$ROE" generate --model $M --prompt-ids ""
+expect_fail "malformed prompt ids" "expected comma-separated token ids" "$ROE" generate --model $M --prompt-ids 1,x,3
+expect_fail "token id outside vocab" "outside the vocabulary" "$ROE" generate --model $M --prompt-ids 1,99999
+expect_fail "text prompt without tokenizer" "has no tokenizer.json" "$ROE" generate --model $M --prompt hello
+expect_fail "missing model dir" "does not exist" "$ROE" generate --model "$tmp/nope" --prompt-ids 1
+expect_fail "inspect missing model dir" "does not exist" "$ROE" inspect --model "$tmp/nope"
+mkdir "$tmp/empty"
+expect_fail "model dir without files" "config.json" "$ROE" inspect --model "$tmp/empty"
+# a prompt longer than the context (max_position_embeddings of the fixture)
+maxpos=$(grep -o '"max_position_embeddings": [0-9]*' $M/config.json | grep -o '[0-9]*$')
+long=$(seq 1 $((maxpos + 5)) | sed 's/.*/7/' | paste -sd, -)
+expect_fail "prompt longer than context" "context" "$ROE" generate --model $M --prompt-ids "$long"
+# unknown model_type
+mkdir "$tmp/gpt2" && cp $M/* "$tmp/gpt2/" && sed -i 's/"model_type": "olmoe"/"model_type": "gpt2"/' "$tmp/gpt2/config.json"
+expect_fail "unknown model_type" "model_type 'gpt2' is not supported" "$ROE" inspect --model "$tmp/gpt2"
+# config.json that is not JSON
+mkdir "$tmp/badcfg" && cp $M/* "$tmp/badcfg/" && echo '{"model_type": ' > "$tmp/badcfg/config.json"
+expect_fail "config not JSON" "not a JSON object" "$ROE" inspect --model "$tmp/badcfg"
+# a config that disagrees with the tensors (hidden size)
+mkdir "$tmp/shape" && cp $M/* "$tmp/shape/" && sed -i 's/"hidden_size": [0-9]*/"hidden_size": 96/' "$tmp/shape/config.json"
+expect_fail "tensor shape vs config" "expected" "$ROE" inspect --model "$tmp/shape"
+# a truncated safetensors file
+mkdir "$tmp/trunc" && cp $M/* "$tmp/trunc/" && truncate -s 5000 "$tmp/trunc/model.safetensors"
+expect_fail "truncated safetensors" "model.safetensors" "$ROE" generate --model "$tmp/trunc" --prompt-ids 1
+# a corrupt header length
+mkdir "$tmp/hdr" && cp $M/* "$tmp/hdr/" && printf '\xff\xff\xff\xff\xff\xff\xff\x7f' | dd of="$tmp/hdr/model.safetensors" conv=notrunc 2>/dev/null
+expect_fail "corrupt header length" "model.safetensors" "$ROE" inspect --model "$tmp/hdr"
+# a missing tensor (rename it in the header: same length, so the file stays well-formed)
+mkdir "$tmp/miss" && cp $M/* "$tmp/miss/" && sed -i 's/model.norm.weight/model.norm.weighx/' "$tmp/miss/model.safetensors"
+expect_fail "missing tensor" "missing tensor 'model.norm.weight'" "$ROE" inspect --model "$tmp/miss"
+finish

@@ -1,0 +1,207 @@
+/*
+ * test_engine.c — engine, generator, config, router and sampler units:
+ *  - a decode step and a whole generation allocate nothing (counting allocator);
+ *  - the engine rejects rows that break the cache contract, with messages;
+ *  - config.json validation (one case per rule);
+ *  - top-k order and ties; the sampler's greedy/top-k/top-p/seed behaviour.
+ */
+#include "harness.h"
+#include "runtime/alloc.h"
+#include "runtime/config.h"
+#include "runtime/engine.h"
+#include "runtime/generate.h"
+#include "runtime/router.h"
+#include "runtime/sampler.h"
+
+static const char *FIXTURE = "tests/fixtures/qwen3_moe/model";
+
+TEST(decode_allocates_nothing) {
+    struct roe_model *m = NULL;
+    ASSERT_OK(roe_model_load(FIXTURE, &m));
+    struct roe_engine_opts o = roe_engine_opts_default();
+    o.max_seqs = 3;
+    o.max_ctx = 128;
+    o.max_rows = 16;
+    roe_engine *e = NULL;
+    ASSERT_OK(roe_engine_create(m, &o, &e));
+    roe_generator *g = NULL;
+    ASSERT_OK(roe_generator_create(e, 3, 64, 1, &g));
+    int32_t p0[] = {1, 2, 3, 4, 5}, p1[] = {9, 8, 7}, p2[] = {42};
+    struct roe_request reqs[3] = {
+        {.prompt = p0, .n_prompt = 5, .max_tokens = 64, .sampling = roe_sampling_default()},
+        {.prompt = p1, .n_prompt = 3, .max_tokens = 40, .sampling = roe_sampling_default()},
+        {.prompt = p2, .n_prompt = 1, .max_tokens = 64,
+         .sampling = {.temperature = 0.8f, .top_k = 50, .top_p = 0.9f, .seed = 7}},
+    };
+    struct roe_result *res;
+    struct roe_gen_timing tm;
+    ASSERT_OK(roe_generator_run(g, reqs, 3, &res, &tm)); /* warm-up run */
+    uint64_t before = roe_alloc_count();
+    ASSERT_OK(roe_generator_run(g, reqs, 3, &res, &tm));
+    uint64_t after = roe_alloc_count();
+    ASSERT_EQ_INT(after - before, 0);
+    ASSERT_EQ_INT(res[0].n_tokens, 64);
+    ASSERT_TRUE(tm.decode_tokens > 100);
+    /* and a bare decode step */
+    struct roe_row row = {.seq = 0, .pos = roe_engine_seq_len(e, 0), .token = 3, .want_logits = 1};
+    before = roe_alloc_count();
+    ASSERT_OK(roe_engine_step(e, &row, 1, res[0].logits));
+    ASSERT_EQ_INT(roe_alloc_count() - before, 0);
+    roe_generator_free(g);
+    roe_engine_free(e);
+    roe_model_free(m);
+}
+
+TEST(engine_rejects_bad_rows) {
+    struct roe_model *m = NULL;
+    ASSERT_OK(roe_model_load(FIXTURE, &m));
+    struct roe_engine_opts o = roe_engine_opts_default();
+    o.max_seqs = 2;
+    o.max_ctx = 16;
+    o.max_rows = 4;
+    roe_engine *e = NULL;
+    ASSERT_OK(roe_engine_create(m, &o, &e));
+    float logits[4 * 512];
+    struct roe_row r = {.seq = 0, .pos = 0, .token = 1, .want_logits = 1};
+    struct roe_row bad = r;
+    bad.seq = 2;
+    ASSERT_FAILS_WITH(roe_engine_step(e, &bad, 1, logits), ROE_ERR_INVALID_ARG, "sequence slot 2");
+    bad = r;
+    bad.token = 512;
+    ASSERT_FAILS_WITH(roe_engine_step(e, &bad, 1, logits), ROE_ERR_INVALID_ARG, "outside the vocabulary");
+    bad = r;
+    bad.pos = 3;
+    ASSERT_FAILS_WITH(roe_engine_step(e, &bad, 1, logits), ROE_ERR_INVALID_ARG, "its cache holds 0");
+    bad = r;
+    bad.pos = 16;
+    ASSERT_FAILS_WITH(roe_engine_step(e, &bad, 1, logits), ROE_ERR_INVALID_ARG, "outside the context");
+    bad = r;
+    bad.sample = 1;
+    bad.pos = 1;
+    ASSERT_FAILS_WITH(roe_engine_step(e, &bad, 1, logits), ROE_ERR_INVALID_ARG, "needs a history");
+    struct roe_row five[5] = {r, r, r, r, r};
+    ASSERT_FAILS_WITH(roe_engine_step(e, five, 5, logits), ROE_ERR_INVALID_ARG, "at most 4");
+    ASSERT_OK(roe_engine_step(e, &r, 1, logits));
+    ASSERT_EQ_INT(roe_engine_seq_len(e, 0), 1);
+    /* a context larger than the model's is refused at creation */
+    o.max_ctx = m->cfg.max_position + 1;
+    roe_engine *e2 = NULL;
+    ASSERT_FAILS_WITH(roe_engine_create(m, &o, &e2), ROE_ERR_INVALID_ARG, "max_position_embeddings");
+    roe_engine_free(e);
+    roe_model_free(m);
+}
+
+static const char *BASE =
+    "{\"model_type\": \"olmoe\", \"vocab_size\": 100, \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+    " \"num_attention_heads\": 4, \"num_experts\": 8, \"num_experts_per_tok\": 2,"
+    " \"intermediate_size\": 32%s}";
+
+static roe_status parse_with(const char *extra, struct roe_model_config *c) {
+    char buf[2048];
+    snprintf(buf, sizeof buf, BASE, extra);
+    return roe_config_parse(buf, "config.json", c);
+}
+
+TEST(config_validation) {
+    struct roe_model_config c;
+    ASSERT_OK(parse_with("", &c));
+    ASSERT_EQ_INT(c.head_dim, 16);
+    ASSERT_EQ_INT(c.n_kv_heads, 4);
+    ASSERT_EQ_INT(c.qk_norm, ROE_QK_NORM_FULL);
+    ASSERT_NEAR(c.rope_theta, 10000.0, 0);
+    ASSERT_OK(parse_with(", \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000}", &c));
+    ASSERT_NEAR(c.rope_theta, 500000.0, 0);
+    ASSERT_FAILS_WITH(parse_with(", \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4}", &c),
+                      ROE_ERR_UNSUPPORTED, "rope_type 'yarn'");
+    ASSERT_FAILS_WITH(parse_with(", \"num_key_value_heads\": 3", &c), ROE_ERR_FORMAT, "not a multiple");
+    ASSERT_FAILS_WITH(roe_config_parse("{\"model_type\": \"olmoe\", \"vocab_size\": 100, \"hidden_size\": 64,"
+                                       " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_experts\": 8,"
+                                       " \"num_experts_per_tok\": 9, \"intermediate_size\": 32}", "k.json", &c),
+                      ROE_ERR_FORMAT, "'num_experts_per_tok' = 9 is out of range [1, 8]");
+    ASSERT_FAILS_WITH(parse_with(", \"hidden_act\": \"gelu\"", &c), ROE_ERR_UNSUPPORTED, "gelu");
+    ASSERT_FAILS_WITH(parse_with(", \"attention_bias\": true", &c), ROE_ERR_UNSUPPORTED, "attention_bias");
+    ASSERT_FAILS_WITH(parse_with(", \"max_position_embeddings\": -1", &c), ROE_ERR_FORMAT, "max_position_embeddings");
+    ASSERT_FAILS_WITH(parse_with(", \"rms_norm_eps\": \"small\"", &c), ROE_ERR_FORMAT, "rms_norm_eps");
+    ASSERT_FAILS_WITH(parse_with(", \"eos_token_id\": 100", &c), ROE_ERR_FORMAT, "eos_token_id");
+    ASSERT_FAILS_WITH(roe_config_parse("{\"model_type\": \"llama\"}", "x.json", &c), ROE_ERR_UNSUPPORTED,
+                      "model_type 'llama' is not supported");
+    ASSERT_FAILS_WITH(roe_config_parse("[1]", "x.json", &c), ROE_ERR_FORMAT, "not a JSON object");
+    ASSERT_FAILS_WITH(roe_config_parse("{\"model_type\": \"mixtral\", \"vocab_size\": 10}", "x.json", &c),
+                      ROE_ERR_FORMAT, "missing required field 'hidden_size'");
+    /* qwen3: sparse step and mlp_only_layers */
+    ASSERT_OK(roe_config_parse(
+        "{\"model_type\": \"qwen3_moe\", \"vocab_size\": 10, \"hidden_size\": 8, \"num_hidden_layers\": 4,"
+        " \"num_attention_heads\": 2, \"num_local_experts\": 4, \"num_experts_per_tok\": 2,"
+        " \"moe_intermediate_size\": 4, \"intermediate_size\": 16, \"decoder_sparse_step\": 2,"
+        " \"mlp_only_layers\": [3], \"head_dim\": 6}", "q.json", &c));
+    ASSERT_EQ_INT(c.layer_is_moe[0], 0);
+    ASSERT_EQ_INT(c.layer_is_moe[1], 1);
+    ASSERT_EQ_INT(c.layer_is_moe[2], 0);
+    ASSERT_EQ_INT(c.layer_is_moe[3], 0);
+    ASSERT_EQ_INT(c.head_dim, 6);
+    ASSERT_EQ_INT(c.n_experts, 4);
+}
+
+TEST(topk_order_and_ties) {
+    float x[] = {0.1f, 0.5f, 0.5f, 0.9f, -1.0f, 0.5f};
+    int32_t idx[3];
+    roe_topk(x, 6, 3, idx);
+    ASSERT_EQ_INT(idx[0], 3);
+    ASSERT_EQ_INT(idx[1], 1); /* ties: lower index first */
+    ASSERT_EQ_INT(idx[2], 2);
+    struct roe_model_config c = {.n_experts = 4, .top_k = 2, .norm_topk_prob = 1};
+    float logits[] = {0.0f, 2.0f, 1.0f, -1.0f}, probs[4], w[2];
+    roe_route_row(&c, logits, probs, idx, w);
+    ASSERT_EQ_INT(idx[0], 1);
+    ASSERT_EQ_INT(idx[1], 2);
+    ASSERT_NEAR(w[0] + w[1], 1.0, 1e-6);
+    ASSERT_NEAR(w[0] / w[1], exp(1.0), 1e-5);
+    c.norm_topk_prob = 0; /* OLMoE: softmax over all E, weights sum to < 1 */
+    roe_route_row(&c, logits, probs, idx, w);
+    double z = 1 + exp(2) + exp(1) + exp(-1);
+    ASSERT_NEAR(w[0], exp(2) / z, 1e-6);
+    ASSERT_NEAR(w[1], exp(1) / z, 1e-6);
+}
+
+TEST(sampler) {
+    roe_sampler *s = NULL;
+    ASSERT_OK(roe_sampler_create(5, &s));
+    float z[5] = {1.0f, 3.0f, 2.0f, -1.0f, 0.0f};
+    struct roe_sampling g = roe_sampling_default();
+    ASSERT_EQ_INT(roe_sampler_pick(s, &g, z, 0), 1);
+    /* top-k 1 is greedy whatever the temperature and seed */
+    struct roe_sampling k1 = {.temperature = 5.0f, .top_k = 1, .top_p = 1.0f, .seed = 3};
+    for (int p = 0; p < 50; p++) ASSERT_EQ_INT(roe_sampler_pick(s, &k1, z, p), 1);
+    /* top-p keeps the smallest head with mass >= p: with p tiny only the argmax */
+    struct roe_sampling tp = {.temperature = 1.0f, .top_k = 0, .top_p = 1e-4f, .seed = 9};
+    for (int p = 0; p < 50; p++) ASSERT_EQ_INT(roe_sampler_pick(s, &tp, z, p), 1);
+    /* sampling follows softmax(z/T): empirical frequencies over positions */
+    struct roe_sampling t1 = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .seed = 1};
+    int counts[5] = {0};
+    const int N = 20000;
+    for (int p = 0; p < N; p++) counts[roe_sampler_pick(s, &t1, z, p)]++;
+    double zs = 0;
+    for (int i = 0; i < 5; i++) zs += exp(z[i]);
+    for (int i = 0; i < 5; i++) ASSERT_NEAR(counts[i] / (double)N, exp(z[i]) / zs, 0.015);
+    /* same seed and position, same token; the draw depends on the seed */
+    struct roe_sampling t2 = t1;
+    t2.seed = 2;
+    int same = 0;
+    for (int p = 0; p < 200; p++) {
+        ASSERT_EQ_INT(roe_sampler_pick(s, &t1, z, p), roe_sampler_pick(s, &t1, z, p));
+        same += roe_sampler_pick(s, &t1, z, p) == roe_sampler_pick(s, &t2, z, p);
+    }
+    ASSERT_TRUE(same < 180);
+    struct roe_sampling badp = {.temperature = 1.0f, .top_p = 0.0f};
+    ASSERT_FAILS_WITH(roe_sampling_validate(&badp), ROE_ERR_INVALID_ARG, "top-p");
+    roe_sampler_free(s);
+}
+
+int main(void) {
+    RUN(decode_allocates_nothing);
+    RUN(engine_rejects_bad_rows);
+    RUN(config_validation);
+    RUN(topk_order_and_ties);
+    RUN(sampler);
+    return test_summary();
+}
