@@ -45,13 +45,24 @@ struct roe_engine {
     float *eup;      /* [max_rows, max_inter] */
     float *eout;     /* [max_rows * top_k, hidden] expert output per (row, slot) */
     float *lrows;    /* [max_rows, hidden] normed rows that want logits */
+    float *dlogits;  /* [max_rows, vocab] logits of the distinct slots, before spreading to rows */
     int *pos;        /* [max_rows] */
     int *hbegin;     /* [max_rows] */
     int *hend;       /* [max_rows] */
     int32_t *tokens; /* [max_rows] */
     const float **khist; /* [max_rows] */
     const float **vhist; /* [max_rows] */
-    uint8_t *touched;    /* [n_experts] */
+    /* active slots: the rows actually computed (RoE samples alias their clean row until
+     * they fork); every per-row buffer above is indexed by slot */
+    int n_act;
+    int *slot_row;       /* [max_rows] the row a slot computes */
+    int *row_slot;       /* [max_rows] the slot whose state a row currently shares */
+    int *fork_parent;    /* [max_rows] slot a slot forked from in this layer, or -1 */
+    int *src_pair;       /* [max_rows * top_k] pair whose expert output this pair reuses */
+    int *slot_lrow;      /* [max_rows] index of a slot's row in lrows, or -1 */
+    int32_t *fsel;       /* [top_k] a candidate fork's routing */
+    float *fgw;          /* [top_k] */
+    float *rscratch;     /* [2 * n_experts] noisy routing scratch */
 };
 
 struct roe_engine_opts roe_engine_opts_default(void) {
@@ -67,7 +78,7 @@ void roe_engine_free(roe_engine *e) {
     roe_backend_free(e->be);
     roe_kv_cache_free(&e->kv);
     void *bufs[] = {e->h, e->x, e->q, e->k, e->v, e->att, e->tmp, e->rlogits, e->probs, e->gw,
-                    e->ein, e->egate, e->eup, e->eout, e->lrows};
+                    e->ein, e->egate, e->eup, e->eout, e->lrows, e->fgw, e->rscratch, e->dlogits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) roe_free_aligned(bufs[i]);
     roe_free(e->sel);
     roe_free(e->e_count);
@@ -78,7 +89,12 @@ void roe_engine_free(roe_engine *e) {
     roe_free(e->tokens);
     roe_free(e->khist);
     roe_free(e->vhist);
-    roe_free(e->touched);
+    roe_free(e->slot_row);
+    roe_free(e->row_slot);
+    roe_free(e->fork_parent);
+    roe_free(e->src_pair);
+    roe_free(e->slot_lrow);
+    roe_free(e->fsel);
     roe_free(e);
 }
 
@@ -132,6 +148,7 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
     e->eup = falloc(R * inter, &ok);
     e->eout = falloc(R * K * H, &ok);
     e->lrows = falloc(R * H, &ok);
+    e->dlogits = falloc(R * (size_t)c->vocab_size, &ok);
     e->sel = roe_calloc(R * K, sizeof *e->sel);
     e->e_count = roe_calloc(E + 1, sizeof *e->e_count);
     e->pairs = roe_calloc(R * K, sizeof *e->pairs);
@@ -141,9 +158,17 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
     e->tokens = roe_calloc(R, sizeof *e->tokens);
     e->khist = roe_calloc(R, sizeof *e->khist);
     e->vhist = roe_calloc(R, sizeof *e->vhist);
-    e->touched = roe_calloc(E, 1);
+    e->slot_row = roe_calloc(R, sizeof *e->slot_row);
+    e->row_slot = roe_calloc(R, sizeof *e->row_slot);
+    e->fork_parent = roe_calloc(R, sizeof *e->fork_parent);
+    e->src_pair = roe_calloc(R * K, sizeof *e->src_pair);
+    e->slot_lrow = roe_calloc(R, sizeof *e->slot_lrow);
+    e->fsel = roe_calloc(K, sizeof *e->fsel);
+    e->fgw = falloc(K, &ok);
+    e->rscratch = falloc(2 * E, &ok);
     if (!ok || !e->sel || !e->e_count || !e->pairs || !e->pos || !e->hbegin || !e->hend ||
-        !e->tokens || !e->khist || !e->vhist || !e->touched) {
+        !e->tokens || !e->khist || !e->vhist || !e->slot_row || !e->row_slot || !e->fork_parent ||
+        !e->src_pair || !e->slot_lrow || !e->fsel) {
         st = roe_fail(ROE_ERR_NOMEM, "engine: out of memory for %d-row buffers", opts->max_rows);
         goto fail;
     }
@@ -202,10 +227,12 @@ static roe_status validate_rows(roe_engine *e, const struct roe_row *rows, int n
     return ROE_OK;
 }
 
-static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows, int n) {
+/* Attention sublayer over the active slots. */
+static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows) {
     const struct roe_model_config *c = &e->model->cfg;
     const struct roe_layer_weights *L = &e->model->layers[layer];
     roe_backend *be = e->be;
+    const int n = e->n_act;
     const int H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads;
     const int qd = nh * hd, kd = nkv * hd;
 
@@ -231,18 +258,18 @@ static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows
     be->ops->rope(be, e->q, n, nh, hd, e->pos, c->rope_theta);
     be->ops->rope(be, e->k, n, nkv, hd, e->pos, c->rope_theta);
 
-    for (int i = 0; i < n; i++) {
-        const struct roe_row *r = &rows[i];
-        if (r->sample == 0) {
-            memcpy(roe_kv_k(&e->kv, r->seq, layer) + (size_t)r->pos * kd, e->k + (size_t)i * kd,
+    for (int j = 0; j < n; j++) {
+        const struct roe_row *r = &rows[e->slot_row[j]];
+        if (r->sample == 0) { /* the clean cache: only sample 0 appends */
+            memcpy(roe_kv_k(&e->kv, r->seq, layer) + (size_t)r->pos * kd, e->k + (size_t)j * kd,
                    (size_t)kd * sizeof(float));
-            memcpy(roe_kv_v(&e->kv, r->seq, layer) + (size_t)r->pos * kd, e->v + (size_t)i * kd,
+            memcpy(roe_kv_v(&e->kv, r->seq, layer) + (size_t)r->pos * kd, e->v + (size_t)j * kd,
                    (size_t)kd * sizeof(float));
         }
-        e->khist[i] = roe_kv_k(&e->kv, r->seq, layer);
-        e->vhist[i] = roe_kv_v(&e->kv, r->seq, layer);
-        e->hend[i] = r->pos;
-        e->hbegin[i] = c->sliding_window > 0 && r->pos - c->sliding_window + 1 > 0
+        e->khist[j] = roe_kv_k(&e->kv, r->seq, layer);
+        e->vhist[j] = roe_kv_v(&e->kv, r->seq, layer);
+        e->hend[j] = r->pos;
+        e->hbegin[j] = c->sliding_window > 0 && r->pos - c->sliding_window + 1 > 0
                            ? r->pos - c->sliding_window + 1 : 0;
     }
     struct roe_attn_args a = {
@@ -266,23 +293,58 @@ static void ffn(roe_engine *e, const struct roe_expert_weights *w, const float *
     be->ops->matmul(be, e->egate, m, &w->down, out);
 }
 
-static void moe_layer(roe_engine *e, int layer, int n) {
+/* The routing of a row at a layer: the clean gate, or Gumbel-Top-K for a noisy sample. */
+static void route(roe_engine *e, int layer, const struct roe_row *r, const float *logits,
+                  int32_t *idx, float *w) {
+    const struct roe_model_config *c = &e->model->cfg;
+    const float tau = r->roster && r->sample > 0 ? r->roster->tau[layer] : 0.0f;
+    if (tau > 0.0f) {
+        struct roe_noise_key key = {.seed = r->seed, .pos = r->pos, .sample = r->sample, .layer = layer};
+        roe_route_row_noisy(c, logits, tau, r->roster->gate, key, e->rscratch, idx, w);
+    } else
+        roe_route_row(c, logits, e->probs, idx, w);
+}
+
+/* Makes slot j' for row i, a copy of slot `parent` (its residual, normed input and router
+ * logits), with its own routing. */
+static void fork_slot(roe_engine *e, int i, int parent, const struct roe_row *r, const int32_t *sel,
+                      const float *gw) {
+    const struct roe_model_config *c = &e->model->cfg;
+    const int H = c->hidden, E = c->n_experts, K = c->top_k, j = e->n_act++;
+    memcpy(e->h + (size_t)j * H, e->h + (size_t)parent * H, (size_t)H * sizeof(float));
+    memcpy(e->x + (size_t)j * H, e->x + (size_t)parent * H, (size_t)H * sizeof(float));
+    memcpy(e->rlogits + (size_t)j * E, e->rlogits + (size_t)parent * E, (size_t)E * sizeof(float));
+    memcpy(e->sel + (size_t)j * K, sel, (size_t)K * sizeof *sel);
+    memcpy(e->gw + (size_t)j * K, gw, (size_t)K * sizeof *gw);
+    e->slot_row[j] = i;
+    e->row_slot[i] = j;
+    e->fork_parent[j] = parent;
+    e->pos[j] = r->pos;
+}
+
+/* Runs the experts for every (slot, slot-in-top-k) pair: eout[pair] = FFN_expert(x[slot]).
+ * A pair of a slot that forked in this layer reuses its parent's output for a shared expert
+ * (same input, same expert: the same numbers). */
+static void run_experts(roe_engine *e, int layer) {
     const struct roe_model_config *c = &e->model->cfg;
     const struct roe_layer_weights *L = &e->model->layers[layer];
-    roe_backend *be = e->be;
-    const int H = c->hidden, E = c->n_experts, K = c->top_k;
+    const int n = e->n_act, H = c->hidden, E = c->n_experts, K = c->top_k;
 
-    be->ops->matmul(be, e->x, n, &L->router, e->rlogits);
-    for (int i = 0; i < n; i++)
-        roe_route_row(c, e->rlogits + (size_t)i * E, e->probs, e->sel + (size_t)i * K,
-                      e->gw + (size_t)i * K);
-
-    /* counting sort of the (row, slot) pairs by expert */
+    for (int p = 0; p < n * K; p++) {
+        e->src_pair[p] = p;
+        const int par = e->fork_parent[p / K];
+        if (par < 0) continue;
+        for (int s = 0; s < K; s++)
+            if (e->sel[(size_t)par * K + s] == e->sel[p]) e->src_pair[p] = par * K + s;
+    }
+    /* counting sort of the computed pairs by expert */
     memset(e->e_count, 0, (size_t)(E + 1) * sizeof *e->e_count);
-    for (int p = 0; p < n * K; p++) e->e_count[e->sel[p] + 1]++;
+    for (int p = 0; p < n * K; p++)
+        if (e->src_pair[p] == p) e->e_count[e->sel[p] + 1]++;
     for (int x = 0; x < E; x++) e->e_count[x + 1] += e->e_count[x];
-    for (int p = 0; p < n * K; p++) e->pairs[e->e_count[e->sel[p]]++] = p;
-    /* e_count[x] is now the end of expert x's group; its start is e_count[x-1] (0 for x=0) */
+    for (int p = 0; p < n * K; p++)
+        if (e->src_pair[p] == p) e->pairs[e->e_count[e->sel[p]]++] = p;
+    /* e_count[x] is now the end of expert x's group; its start is e_count[x-1] (0 for x = 0) */
     for (int x = 0; x < E; x++) {
         const int begin = x ? e->e_count[x - 1] : 0, m = e->e_count[x] - begin;
         if (m == 0) continue;
@@ -295,18 +357,72 @@ static void moe_layer(roe_engine *e, int layer, int n) {
             memcpy(e->eout + (size_t)e->pairs[begin + j] * H, e->tmp + (size_t)j * H,
                    (size_t)H * sizeof(float));
     }
-    /* weighted sum per row in fixed slot order */
-    for (int i = 0; i < n; i++) {
-        float *hr = e->h + (size_t)i * H;
-        float *acc = e->tmp + (size_t)i * H;
+    for (int p = 0; p < n * K; p++)
+        if (e->src_pair[p] != p)
+            memcpy(e->eout + (size_t)p * H, e->eout + (size_t)e->src_pair[p] * H, (size_t)H * sizeof(float));
+}
+
+static void moe_layer(roe_engine *e, int layer, const struct roe_row *rows, int n_rows) {
+    const struct roe_model_config *c = &e->model->cfg;
+    const struct roe_layer_weights *L = &e->model->layers[layer];
+    roe_backend *be = e->be;
+    const int H = c->hidden, E = c->n_experts, K = c->top_k;
+
+    be->ops->matmul(be, e->x, e->n_act, &L->router, e->rlogits);
+    for (int j = 0; j < e->n_act; j++) {
+        route(e, layer, &rows[e->slot_row[j]], e->rlogits + (size_t)j * E, e->sel + (size_t)j * K,
+              e->gw + (size_t)j * K);
+        e->fork_parent[j] = -1;
+    }
+    /* RoE samples still sharing their clean row's state fork where their routing differs */
+    for (int i = 0; i < n_rows; i++) {
+        const int j = e->row_slot[i];
+        const struct roe_row *r = &rows[i];
+        if (e->slot_row[j] == i || !r->roster || r->roster->tau[layer] <= 0.0f) continue;
+        route(e, layer, r, e->rlogits + (size_t)j * E, e->fsel, e->fgw);
+        if (memcmp(e->fsel, e->sel + (size_t)j * K, (size_t)K * sizeof *e->fsel) != 0 ||
+            memcmp(e->fgw, e->gw + (size_t)j * K, (size_t)K * sizeof *e->fgw) != 0)
+            fork_slot(e, i, j, r, e->fsel, e->fgw);
+    }
+    run_experts(e, layer);
+    /* weighted sum per slot in fixed slot order (experts ascending) */
+    for (int j = 0; j < e->n_act; j++) {
+        float *hr = e->h + (size_t)j * H;
+        float *acc = e->tmp + (size_t)j * H;
         for (int d = 0; d < H; d++) acc[d] = 0.0f;
         for (int s = 0; s < K; s++) {
-            const float w = e->gw[(size_t)i * K + s];
-            const float *y = e->eout + ((size_t)i * K + s) * H;
+            const float w = e->gw[(size_t)j * K + s];
+            const float *y = e->eout + ((size_t)j * K + s) * H;
             for (int d = 0; d < H; d++) acc[d] += y[d] * w;
         }
         for (int d = 0; d < H; d++) hr[d] += acc[d];
     }
+}
+
+/* Assigns rows to slots: clean and independent rows get their own; a RoE sample whose
+ * clean row (same sequence and position, sample 0) is in the step starts as its alias. */
+static void assign_slots(roe_engine *e, const struct roe_row *rows, int n) {
+    e->n_act = 0;
+    for (int i = 0; i < n; i++) e->row_slot[i] = -1;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < n; i++) {
+            const struct roe_row *r = &rows[i];
+            if (r->sample > 0 && !e->opts.no_dedup) {
+                int parent = -1;
+                for (int j = 0; j < n && parent < 0; j++)
+                    if (rows[j].sample == 0 && rows[j].seq == r->seq && rows[j].pos == r->pos) parent = j;
+                if (parent >= 0) {
+                    if (pass == 1) e->row_slot[i] = e->row_slot[parent];
+                    continue;
+                }
+            }
+            if (pass == 1) continue;
+            const int j = e->n_act++;
+            e->slot_row[j] = i;
+            e->row_slot[i] = j;
+            e->pos[j] = r->pos;
+            e->tokens[j] = r->token;
+        }
 }
 
 roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, float *logits) {
@@ -314,34 +430,46 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
     const struct roe_model *m = e->model;
     const struct roe_model_config *c = &m->cfg;
     roe_backend *be = e->be;
-    const int H = c->hidden;
+    const int H = c->hidden, V = c->vocab_size;
     e->stats.rows = n;
     e->stats.distinct_experts = 0;
+    e->stats.rows_computed = 0;
+    e->stats.rows_naive = (long)n * c->n_layers;
     if (n == 0) return ROE_OK;
-    for (int i = 0; i < n; i++) {
-        e->pos[i] = rows[i].pos;
-        e->tokens[i] = rows[i].token;
-    }
-    be->ops->embed(be, &m->embed, e->tokens, n, e->h);
+    assign_slots(e, rows, n);
+    be->ops->embed(be, &m->embed, e->tokens, e->n_act, e->h);
     for (int l = 0; l < c->n_layers; l++) {
-        attention_layer(e, l, rows, n);
-        be->ops->rmsnorm(be, e->h, n, &m->layers[l].ffn_norm, c->rms_eps, e->x);
-        if (c->layer_is_moe[l]) moe_layer(e, l, n);
+        attention_layer(e, l, rows);
+        be->ops->rmsnorm(be, e->h, e->n_act, &m->layers[l].ffn_norm, c->rms_eps, e->x);
+        if (c->layer_is_moe[l]) moe_layer(e, l, rows, n);
         else {
-            ffn(e, &m->layers[l].dense, e->x, n, e->tmp);
-            for (size_t i = 0; i < (size_t)n * H; i++) e->h[i] += e->tmp[i];
+            ffn(e, &m->layers[l].dense, e->x, e->n_act, e->tmp);
+            for (size_t i = 0; i < (size_t)e->n_act * H; i++) e->h[i] += e->tmp[i];
         }
+        e->stats.rows_computed += e->n_act;
     }
     for (int i = 0; i < n; i++)
         if (rows[i].sample == 0) e->kv.len[rows[i].seq]++;
 
+    /* LM head once per distinct slot that a row wanting logits maps to */
     int nl = 0;
-    for (int i = 0; i < n; i++)
-        if (rows[i].want_logits)
-            memcpy(e->lrows + (size_t)nl++ * H, e->h + (size_t)i * H, (size_t)H * sizeof(float));
-    if (nl > 0) {
-        be->ops->rmsnorm(be, e->lrows, nl, &m->final_norm, c->rms_eps, e->lrows);
-        be->ops->matmul(be, e->lrows, nl, &m->lm_head, logits);
+    for (int j = 0; j < e->n_act; j++) e->slot_lrow[j] = -1;
+    for (int i = 0; i < n; i++) {
+        const int j = e->row_slot[i];
+        if (!rows[i].want_logits || e->slot_lrow[j] >= 0) continue;
+        e->slot_lrow[j] = nl;
+        memcpy(e->lrows + (size_t)nl++ * H, e->h + (size_t)j * H, (size_t)H * sizeof(float));
     }
+    if (nl == 0) return ROE_OK;
+    be->ops->rmsnorm(be, e->lrows, nl, &m->final_norm, c->rms_eps, e->lrows);
+    if (nl == e->n_act && nl == n) { /* every row distinct and wanting logits: write in place */
+        be->ops->matmul(be, e->lrows, nl, &m->lm_head, logits);
+        return ROE_OK;
+    }
+    be->ops->matmul(be, e->lrows, nl, &m->lm_head, e->dlogits);
+    for (int i = 0, o = 0; i < n; i++)
+        if (rows[i].want_logits)
+            memcpy(logits + (size_t)o++ * V, e->dlogits + (size_t)e->slot_lrow[e->row_slot[i]] * V,
+                   (size_t)V * sizeof(float));
     return ROE_OK;
 }

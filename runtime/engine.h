@@ -8,6 +8,13 @@
  * (positions len, len+1, ... in order); any row at position p needs the clean history
  * [0, p) to exist by the time it runs (earlier steps, or clean rows of this step).
  *
+ * RoE samples (sample > 0) of a token share the clean row's computation until the first
+ * layer where their routing differs (ROE.md "What we add" 2): a sample row with its
+ * clean row in the same step starts as an alias of it and forks, copying the clean
+ * row's state, at the MoE layer where its noisy routing first picks other experts or
+ * weights; at that layer the (row, expert) pairs it shares with the clean row are
+ * computed once. This is exact: results are bit-identical with dedup off.
+ *
  * The engine owns every buffer it needs, sized at creation for max_rows rows, so a step
  * allocates nothing and cannot fail except on invalid rows.
  */
@@ -19,6 +26,7 @@
 #include "kernels/backend.h"
 #include "kv_cache.h"
 #include "model.h"
+#include "roster.h"
 #include "status.h"
 
 struct roe_row {
@@ -27,6 +35,8 @@ struct roe_row {
     int32_t token;    /* input token id */
     int sample;       /* 0: clean (appends K/V); > 0: a RoE sample (reads only) */
     int want_logits;  /* compute this row's logits */
+    uint64_t seed;    /* request seed: keys the Gumbel noise of RoE samples */
+    const struct roe_roster *roster; /* the request's RoE settings; NULL: plain routing */
 };
 
 struct roe_engine_opts {
@@ -35,6 +45,7 @@ struct roe_engine_opts {
     int max_rows;     /* rows per step */
     int n_threads;    /* 0: all cores */
     roe_cpu_isa isa;  /* CPU kernel path (AUTO) */
+    int no_dedup;     /* compute every RoE sample row from the start (for tests) */
 };
 
 struct roe_engine_opts roe_engine_opts_default(void);
@@ -63,6 +74,8 @@ size_t roe_engine_kv_bytes(const roe_engine *e);
 struct roe_step_stats {
     int rows;
     int distinct_experts; /* (layer, expert) pairs touched, summed over MoE layers */
+    long rows_computed;   /* row-layers computed (after dedup) */
+    long rows_naive;      /* row-layers a roster without dedup computes: rows * layers */
 };
 struct roe_step_stats roe_engine_last_stats(const roe_engine *e);
 

@@ -1,10 +1,24 @@
-/* generate.c — the batch generation loop; see generate.h. */
+/* generate.c — the batch generation loop with RoE groups; see generate.h. */
 #include "generate.h"
 
 #include <string.h>
 #include <time.h>
 
+#include "aggregate.h"
 #include "alloc.h"
+
+typedef enum group_kind {
+    GROUP_FULL = 0,     /* clean row + K-1 samples: aggregate and emit */
+    GROUP_CLEAN_ONLY,   /* adaptive phase A: the clean row decides whether samples follow */
+    GROUP_SAMPLES,      /* adaptive phase B: the K-1 samples of a position already cleaned */
+} group_kind;
+
+struct group {
+    int req;
+    int first;          /* index of its first logits row in the step's output */
+    int n;              /* rows */
+    group_kind kind;
+};
 
 struct roe_generator {
     roe_engine *engine;
@@ -17,9 +31,14 @@ struct roe_generator {
     int32_t *tokens;             /* [max_requests, max_tokens] */
     float *kept;                 /* [max_requests, max_tokens, vocab] if keep_logits */
     struct roe_row *rows;        /* [max_rows] */
-    int *row_req;                /* [max_rows] request of each row wanting logits, -1 otherwise */
+    struct group *groups;        /* [max_rows] */
     float *logits;               /* [max_rows, vocab] */
-    int *fed;                    /* [max_requests] prompt tokens already fed */
+    float *clean;                /* [max_requests, vocab] adaptive: a clean row awaiting samples */
+    float *z;                    /* [vocab] aggregated scores */
+    float *scratch;              /* [vocab] */
+    const float **lp;            /* [ROE_MAX_SAMPLES] the logits rows of one group */
+    int *fed;                    /* [max_requests] prompt tokens fed */
+    uint8_t *pending;            /* [max_requests] adaptive: samples owed for the last position */
     uint8_t *done;               /* [max_requests] */
 };
 
@@ -36,9 +55,14 @@ void roe_generator_free(roe_generator *g) {
     roe_free(g->tokens);
     roe_free_aligned(g->kept);
     roe_free(g->rows);
-    roe_free(g->row_req);
+    roe_free(g->groups);
     roe_free_aligned(g->logits);
+    roe_free_aligned(g->clean);
+    roe_free_aligned(g->z);
+    roe_free_aligned(g->scratch);
+    roe_free(g->lp);
     roe_free(g->fed);
+    roe_free(g->pending);
     roe_free(g->done);
     roe_free(g);
 }
@@ -62,16 +86,22 @@ roe_status roe_generator_create(roe_engine *engine, int max_requests, int max_to
     g->vocab = roe_engine_model(engine)->cfg.vocab_size;
     ROE_CHECK(roe_sampler_create(g->vocab, &g->sampler));
     const size_t R = (size_t)eo->max_rows, V = (size_t)g->vocab, T = (size_t)(max_tokens ? max_tokens : 1);
-    g->results = roe_calloc((size_t)max_requests, sizeof *g->results);
-    g->tokens = roe_calloc((size_t)max_requests * T, sizeof *g->tokens);
+    const size_t NR = (size_t)max_requests;
+    g->results = roe_calloc(NR, sizeof *g->results);
+    g->tokens = roe_calloc(NR * T, sizeof *g->tokens);
     g->rows = roe_calloc(R, sizeof *g->rows);
-    g->row_req = roe_calloc(R, sizeof *g->row_req);
+    g->groups = roe_calloc(R, sizeof *g->groups);
     g->logits = roe_malloc_aligned(R * V * sizeof(float));
-    g->fed = roe_calloc((size_t)max_requests, sizeof *g->fed);
-    g->done = roe_calloc((size_t)max_requests, 1);
-    if (keep_logits) g->kept = roe_malloc_aligned((size_t)max_requests * T * V * sizeof(float));
-    if (!g->results || !g->tokens || !g->rows || !g->row_req || !g->logits || !g->fed || !g->done ||
-        (keep_logits && !g->kept)) {
+    g->clean = roe_malloc_aligned(NR * V * sizeof(float));
+    g->z = roe_malloc_aligned(V * sizeof(float));
+    g->scratch = roe_malloc_aligned(V * sizeof(float));
+    g->lp = roe_calloc(ROE_MAX_SAMPLES, sizeof *g->lp);
+    g->fed = roe_calloc(NR, sizeof *g->fed);
+    g->pending = roe_calloc(NR, 1);
+    g->done = roe_calloc(NR, 1);
+    if (keep_logits) g->kept = roe_malloc_aligned(NR * T * V * sizeof(float));
+    if (!g->results || !g->tokens || !g->rows || !g->groups || !g->logits || !g->clean || !g->z ||
+        !g->scratch || !g->lp || !g->fed || !g->pending || !g->done || (keep_logits && !g->kept)) {
         st = roe_fail(ROE_ERR_NOMEM, "generator: out of memory for %d requests x %d tokens",
                       max_requests, max_tokens);
         goto fail;
@@ -87,9 +117,14 @@ fail:
     return st;
 }
 
+static int roster_k(const struct roe_request *r) { return r->roster ? r->roster->k : 1; }
+static int is_adaptive(const struct roe_request *r) {
+    return r->roster && r->roster->k > 1 && r->roster->adaptive_entropy > 0.0f;
+}
+
 static roe_status validate(const roe_generator *g, const struct roe_request *reqs, int n) {
     const struct roe_model_config *c = &roe_engine_model(g->engine)->cfg;
-    const int ctx = roe_engine_get_opts(g->engine)->max_ctx;
+    const struct roe_engine_opts *eo = roe_engine_get_opts(g->engine);
     if (n <= 0 || n > g->max_requests)
         return roe_fail(ROE_ERR_INVALID_ARG, "%d requests: the generator takes 1 to %d", n,
                         g->max_requests);
@@ -97,11 +132,11 @@ static roe_status validate(const roe_generator *g, const struct roe_request *req
         const struct roe_request *r = &reqs[i];
         if (r->n_prompt <= 0)
             return roe_fail(ROE_ERR_INVALID_ARG, "request %d: the prompt is empty", i);
-        if (r->n_prompt >= ctx)
+        if (r->n_prompt >= eo->max_ctx)
             return roe_fail(ROE_ERR_INVALID_ARG,
                             "request %d: the prompt has %d tokens, but the context holds %d "
                             "(max_position_embeddings %d) and one is needed to generate",
-                            i, r->n_prompt, ctx, c->max_position);
+                            i, r->n_prompt, eo->max_ctx, c->max_position);
         if (r->max_tokens < 0 || r->max_tokens > g->max_tokens)
             return roe_fail(ROE_ERR_INVALID_ARG, "request %d: max_tokens %d is outside [0, %d]", i,
                             r->max_tokens, g->max_tokens);
@@ -111,11 +146,18 @@ static roe_status validate(const roe_generator *g, const struct roe_request *req
                                 "request %d: prompt token %d is id %d, outside the vocabulary [0, %d)",
                                 i, j, r->prompt[j], c->vocab_size);
         ROE_TRY(roe_sampling_validate(&r->sampling));
+        if (r->roster) {
+            ROE_TRY(roe_roster_validate(r->roster, c));
+            if (r->roster->k > eo->max_rows)
+                return roe_fail(ROE_ERR_INVALID_ARG,
+                                "request %d: RoE K = %d needs %d rows per step, the engine has %d", i,
+                                r->roster->k, r->roster->k, eo->max_rows);
+        }
     }
     return ROE_OK;
 }
 
-/* Appends a token picked from `z` to request i; marks it done at its end. */
+/* Appends a token picked from the scores z to request i; marks it done at its end. */
 static void emit(roe_generator *g, const struct roe_request *r, int i, const float *z, int ctx) {
     struct roe_result *res = &g->results[i];
     const int pos = r->n_prompt + res->n_tokens;
@@ -133,56 +175,95 @@ static void emit(roe_generator *g, const struct roe_request *r, int i, const flo
     }
 }
 
+/* Adds the rows of request i's next token group (position p, input token t) to the step. */
+static void add_group(roe_generator *g, const struct roe_request *r, int i, int p, int32_t t,
+                      group_kind kind, int *nr, int *ng, int *nl) {
+    const int k = roster_k(r);
+    const int s0 = kind == GROUP_SAMPLES ? 1 : 0, s1 = kind == GROUP_CLEAN_ONLY ? 1 : k;
+    g->groups[*ng] = (struct group){.req = i, .first = *nl, .n = s1 - s0, .kind = kind};
+    (*ng)++;
+    for (int s = s0; s < s1; s++) {
+        g->rows[(*nr)++] = (struct roe_row){.seq = i, .pos = p, .token = t, .sample = s, .want_logits = 1,
+                                            .seed = r->sampling.seed, .roster = r->roster};
+        (*nl)++;
+    }
+}
+
 roe_status roe_generator_run(roe_generator *g, const struct roe_request *reqs, int n,
                              struct roe_result **results, struct roe_gen_timing *timing) {
     ROE_TRY(validate(g, reqs, n));
     const int R = roe_engine_get_opts(g->engine)->max_rows;
     const int ctx = roe_engine_get_opts(g->engine)->max_ctx;
+    const int n_layers = roe_engine_model(g->engine)->cfg.n_layers;
+    const int V = g->vocab;
     memset(timing, 0, sizeof *timing);
     for (int i = 0; i < n; i++) {
         roe_engine_reset_seq(g->engine, i);
         g->results[i].n_tokens = 0;
         g->results[i].finish = ROE_FINISH_LENGTH;
         g->fed[i] = 0;
+        g->pending[i] = 0;
         g->done[i] = reqs[i].max_tokens == 0;
     }
     double t0 = now_s(), t_first = -1.0;
     for (;;) {
-        /* fill a step: prompt chunks first-come, then one decode row per live sequence */
-        int nr = 0, live = 0;
-        for (int i = 0; i < n && nr < R; i++) {
+        /* fill a step: prompt chunks, then one token group per live sequence, first-come */
+        int nr = 0, ng = 0, nl = 0, live = 0;
+        for (int i = 0; i < n; i++) {
             if (g->done[i]) continue;
             live++;
             const struct roe_request *r = &reqs[i];
-            if (g->fed[i] < r->n_prompt) {
-                while (g->fed[i] < r->n_prompt && nr < R) {
-                    const int p = g->fed[i]++;
-                    const int last = p == r->n_prompt - 1;
-                    g->rows[nr] = (struct roe_row){.seq = i, .pos = p, .token = r->prompt[p],
-                                                   .sample = 0, .want_logits = last};
-                    g->row_req[nr++] = last ? i : -1;
-                }
-            } else {
-                const struct roe_result *res = &g->results[i];
-                const int p = r->n_prompt + res->n_tokens - 1;
-                g->rows[nr] = (struct roe_row){.seq = i, .pos = p, .token = res->tokens[res->n_tokens - 1],
-                                               .sample = 0, .want_logits = 1};
-                g->row_req[nr++] = i;
+            const struct roe_result *res = &g->results[i];
+            while (g->fed[i] < r->n_prompt - 1 && nr < R) { /* prompt positions before the last */
+                const int p = g->fed[i]++;
+                g->rows[nr++] = (struct roe_row){.seq = i, .pos = p, .token = r->prompt[p]};
+                timing->prefill_tokens++;
+                timing->rows_naive += n_layers;
             }
+            if (g->fed[i] < r->n_prompt - 1) continue;
+            const int k = roster_k(r);
+            group_kind kind = g->pending[i] ? GROUP_SAMPLES : is_adaptive(r) ? GROUP_CLEAN_ONLY : GROUP_FULL;
+            const int need = kind == GROUP_SAMPLES ? k - 1 : kind == GROUP_CLEAN_ONLY ? 1 : k;
+            if (nr + need > R) continue; /* the group waits for the next step, whole */
+            int p;
+            int32_t t;
+            if (g->fed[i] == r->n_prompt - 1 && !g->pending[i]) {
+                p = r->n_prompt - 1;
+                t = r->prompt[p];
+                g->fed[i]++;
+                timing->prefill_tokens++;
+            } else {
+                p = r->n_prompt + res->n_tokens - 1 + (g->pending[i] ? 1 : 0);
+                t = p < r->n_prompt ? r->prompt[p] : res->tokens[p - r->n_prompt];
+            }
+            if (kind != GROUP_SAMPLES) timing->rows_naive += (long)k * n_layers;
+            add_group(g, r, i, p, t, kind, &nr, &ng, &nl);
         }
         if (live == 0) break;
         ROE_TRY(roe_engine_step(g->engine, g->rows, nr, g->logits));
+        const struct roe_step_stats ss = roe_engine_last_stats(g->engine);
         timing->steps++;
-        int nl = 0;
-        for (int j = 0; j < nr; j++) {
-            if (!g->rows[j].want_logits) {
-                timing->prefill_tokens++;
+        timing->rows_computed += ss.rows_computed;
+        for (int gi = 0; gi < ng; gi++) {
+            const struct group *gr = &g->groups[gi];
+            const int i = gr->req;
+            const struct roe_request *r = &reqs[i];
+            const float *first = g->logits + (size_t)gr->first * V;
+            timing->samples += gr->n;
+            if (gr->kind == GROUP_CLEAN_ONLY &&
+                roe_entropy(first, V) > (double)r->roster->adaptive_entropy) {
+                memcpy(g->clean + (size_t)i * V, first, (size_t)V * sizeof(float));
+                g->pending[i] = 1; /* the samples run next step; the token waits for them */
                 continue;
             }
-            const int i = g->row_req[j];
-            if (g->results[i].n_tokens == 0) timing->prefill_tokens++;
-            else timing->decode_tokens++;
-            emit(g, &reqs[i], i, g->logits + (size_t)nl++ * g->vocab, ctx);
+            int k = 0;
+            if (gr->kind == GROUP_SAMPLES) g->lp[k++] = g->clean + (size_t)i * V;
+            for (int s = 0; s < gr->n; s++) g->lp[k++] = first + (size_t)s * V;
+            roe_aggregate(g->lp, k, V, g->z, g->scratch);
+            g->pending[i] = 0;
+            if (g->results[i].n_tokens > 0) timing->decode_tokens++;
+            timing->tokens++;
+            emit(g, r, i, g->z, ctx);
         }
         if (t_first < 0.0) {
             int started = 1;

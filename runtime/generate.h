@@ -3,6 +3,11 @@
  * prompt (chunks of several sequences share a step) then batched decode, one row per
  * live sequence per step, until each request has its tokens or meets its end.
  *
+ * RoE: each generated token is predicted by a group of K rows (the clean row and K-1
+ * samples) run in one step and aggregated (aggregate.h); prompt positions before the last
+ * run the clean row only. With adaptive K the clean row runs first, and the K-1 samples
+ * follow in the next step only where its next-token entropy exceeds the threshold.
+ *
  * All buffers are allocated by roe_generator_create for the given limits; a generation
  * step allocates nothing (a test checks this with the counting allocator).
  */
@@ -20,7 +25,8 @@ struct roe_request {
     int n_prompt;
     int max_tokens;
     int stop_at_eos;        /* stop after the model's eos token */
-    struct roe_sampling sampling;
+    struct roe_sampling sampling; /* its seed also keys the RoE noise */
+    const struct roe_roster *roster; /* RoE settings, borrowed; NULL: the plain model */
 };
 
 typedef enum roe_finish {
@@ -41,6 +47,10 @@ struct roe_gen_timing {
     long prefill_tokens;
     long decode_tokens;     /* tokens produced by decode steps (excludes each first token) */
     long steps;
+    long samples;           /* RoE sample rows run for generated tokens (clean rows included) */
+    long tokens;            /* tokens generated */
+    long rows_computed;     /* row-layers the engine computed (after dedup) */
+    long rows_naive;        /* row-layers a roster computing every sample fully would run */
 };
 
 typedef struct roe_generator roe_generator;

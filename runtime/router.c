@@ -1,4 +1,4 @@
-/* router.c — the family gate functions; see router.h. */
+/* router.c — the family gate functions, clean and noisy; see router.h. */
 #include "router.h"
 
 #include <math.h>
@@ -16,7 +16,7 @@ void roe_softmax(const float *x, int n, float *out) {
 }
 
 void roe_topk(const float *x, int n, int k, int32_t *idx) {
-    /* insertion into a sorted list of k: k is small (<= 8 or so) and n is E */
+    /* insertion into a sorted list of k: k is small and n is E */
     int m = 0;
     for (int i = 0; i < n; i++) {
         if (m == k && !(x[i] > x[idx[k - 1]])) continue;
@@ -29,16 +29,45 @@ void roe_topk(const float *x, int n, int k, int32_t *idx) {
     }
 }
 
+/* Orders the k chosen experts by index (weights follow), then renormalises if the model does. */
+static void finish(const struct roe_model_config *cfg, int32_t *idx, float *weight) {
+    const int k = cfg->top_k;
+    for (int i = 1; i < k; i++) {
+        int32_t e = idx[i];
+        float w = weight[i];
+        int j = i;
+        while (j > 0 && idx[j - 1] > e) {
+            idx[j] = idx[j - 1];
+            weight[j] = weight[j - 1];
+            j--;
+        }
+        idx[j] = e;
+        weight[j] = w;
+    }
+    if (cfg->norm_topk_prob) {
+        float sum = 0.0f;
+        for (int j = 0; j < k; j++) sum += weight[j];
+        for (int j = 0; j < k; j++) weight[j] /= sum;
+    }
+}
+
 void roe_route_row(const struct roe_model_config *cfg, const float *logits, float *probs,
                    int32_t *idx, float *weight) {
     const int E = cfg->n_experts, k = cfg->top_k;
     roe_softmax(logits, E, probs);
     roe_topk(probs, E, k, idx);
-    float sum = 0.0f;
-    for (int j = 0; j < k; j++) {
-        weight[j] = probs[idx[j]];
-        sum += weight[j];
-    }
-    if (cfg->norm_topk_prob)
-        for (int j = 0; j < k; j++) weight[j] /= sum;
+    for (int j = 0; j < k; j++) weight[j] = probs[idx[j]];
+    finish(cfg, idx, weight);
+}
+
+void roe_route_row_noisy(const struct roe_model_config *cfg, const float *logits, float tau,
+                         roe_gate_mode gate, struct roe_noise_key key, float *scratch,
+                         int32_t *idx, float *weight) {
+    const int E = cfg->n_experts, k = cfg->top_k;
+    float *noisy = scratch, *probs = scratch + E;
+    for (int e = 0; e < E; e++) noisy[e] = logits[e] + tau * roe_gumbel(key, e);
+    roe_topk(noisy, E, k, idx);
+    roe_softmax(gate == ROE_GATE_NOISY ? noisy : logits, E, probs);
+    for (int j = 0; j < k; j++) weight[j] = probs[idx[j]];
+    finish(cfg, idx, weight);
 }

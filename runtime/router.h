@@ -1,20 +1,48 @@
 /*
- * router.h — each family's gate function: router logits -> k experts and their weights.
+ * router.h — each family's gate function: router logits -> k experts and their weights,
+ * clean or with RoE's Gumbel noise.
  *
  * OLMoE / Mixtral / Qwen3-MoE: p = softmax(logits) over all E experts (fp32), the k
- * largest p are chosen (ties: lower expert index first), and their weights are p,
- * renormalised to sum to 1 iff the model renormalises (MODELS.md).
+ * largest are chosen, and their weights are p, renormalised to sum to 1 iff the model
+ * renormalises (MODELS.md). The chosen experts are returned in ascending expert order
+ * (the order transformers sums them in), so two routings that chose the same experts
+ * with the same weights are identical arrays.
  */
 #ifndef ROE_ROUTER_H
 #define ROE_ROUTER_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "config.h"
+#include "philox.h"
+#include "roster.h"
 
-/* Routes one row. probs is scratch [n_experts]. idx/weight receive k entries in rank order. */
+/* Routes one row cleanly. probs is scratch [n_experts]. idx/weight receive k entries. */
 void roe_route_row(const struct roe_model_config *cfg, const float *logits, float *probs,
                    int32_t *idx, float *weight);
+
+/* Where the noise of one routing decision comes from. */
+struct roe_noise_key {
+    uint64_t seed;
+    int pos;
+    int sample;
+    int layer;
+};
+
+/* Routes one row with Gumbel noise at temperature tau (> 0): experts = TopK(R + tau*G, k);
+ * weights by `gate`. scratch is [2 * n_experts]. */
+void roe_route_row_noisy(const struct roe_model_config *cfg, const float *logits, float tau,
+                         roe_gate_mode gate, struct roe_noise_key key, float *scratch,
+                         int32_t *idx, float *weight);
+
+/* The Gumbel(0,1) variate of (key, expert): -log(-log(U)), U in (0,1) from Philox4x32-10
+ * with counter (pos, sample, layer, expert) and key (seed lo, seed hi). Same bits on CUDA. */
+static inline ROE_HD float roe_gumbel(struct roe_noise_key k, int expert) {
+    struct roe_philox_out r = roe_philox4x32((uint32_t)k.pos, (uint32_t)k.sample, (uint32_t)k.layer,
+                                             (uint32_t)expert, (uint32_t)k.seed, (uint32_t)(k.seed >> 32));
+    return -logf(-logf(roe_u32_to_unit(r.v[0])));
+}
 
 /* softmax over n values (fp32, max-subtracted) */
 void roe_softmax(const float *x, int n, float *out);

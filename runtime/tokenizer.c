@@ -72,7 +72,8 @@ roe_status roe_tokenizer_load(const char *tokenizer_json_path, roe_tokenizer **o
         goto fail;
     }
     roe__bytemap_init(t->byte_to_cp, t->cp_to_byte);
-    for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
+    for (int b = 0; b < 256; b++)
+        t->byte_id[b] = -1;
     t->unk_id = -1;
     t->pcre_gctx = pcre2_general_context_create(roe__pcre2_malloc, roe__pcre2_free, NULL);
     if (!t->pcre_gctx) {
@@ -90,7 +91,8 @@ fail:
 
 void roe_tokenizer_free(roe_tokenizer *t) {
     if (!t) return;
-    for (int i = 0; i < t->n_steps; i++) pcre2_code_free(t->steps[i].re);
+    for (int i = 0; i < t->n_steps; i++)
+        pcre2_code_free(t->steps[i].re);
     for (int32_t i = 0; i < t->n_added; i++) {
         roe_free(t->added[i].content);
         roe_free(t->added[i].match);
@@ -209,8 +211,8 @@ static roe_status roe__gap_raw(struct roe__enc *e, const char *s, size_t n) {
     return roe__split_added(e, &e->t->trie_norm, ns, nn, roe__gap_normalized);
 }
 
-roe_status roe_tokenizer_encode(const roe_tokenizer *t, const char *text, size_t len,
-                                int32_t **ids, size_t *n_ids) {
+roe_status roe_tokenizer_encode(const roe_tokenizer *t, const char *text, size_t len, int32_t **ids,
+                                size_t *n_ids) {
     if (!t || !ids || !n_ids || (!text && len))
         return roe_fail(ROE_ERR_INVALID_ARG, "roe_tokenizer_encode: NULL argument");
     *ids = NULL;
@@ -271,7 +273,8 @@ roe_status roe_tokenizer_decode(const roe_tokenizer *t, const int32_t *ids, size
         if (!tok)
             return roe_fail(ROE_ERR_INVALID_ARG,
                             "roe_tokenizer_decode: ids[%zu] = %d is not a token id (vocabulary "
-                            "size %d)", i, (int)ids[i], (int)t->n_tokens);
+                            "size %d)",
+                            i, (int)ids[i], (int)t->n_tokens);
         if ((flags & ROE_DECODE_SKIP_SPECIAL) && tok->special) continue;
         if (!roe_size_add(total, tok->n_bytes, &total))
             return roe_fail(ROE_ERR_INVALID_ARG, "roe_tokenizer_decode: output too long");
@@ -297,14 +300,18 @@ roe_status roe_tokenizer_token_bytes(const roe_tokenizer *t, int32_t id, const c
         return roe_fail(ROE_ERR_INVALID_ARG, "roe_tokenizer_token_bytes: NULL argument");
     const struct roe__token *tok = roe__token_get(t, id);
     if (!tok)
-        return roe_fail(ROE_ERR_INVALID_ARG, "roe_tokenizer_token_bytes: %d is not a token id "
-                                             "(vocabulary size %d)", (int)id, (int)t->n_tokens);
+        return roe_fail(ROE_ERR_INVALID_ARG,
+                        "roe_tokenizer_token_bytes: %d is not a token id "
+                        "(vocabulary size %d)",
+                        (int)id, (int)t->n_tokens);
     *bytes = tok->bytes;
     *len = tok->n_bytes;
     return ROE_OK;
 }
 
-int32_t roe_tokenizer_vocab_size(const roe_tokenizer *t) { return t ? t->n_tokens : 0; }
+int32_t roe_tokenizer_vocab_size(const roe_tokenizer *t) {
+    return t ? t->n_tokens : 0;
+}
 
 int32_t roe_tokenizer_find(const roe_tokenizer *t, const char *token) {
     if (!t || !token) return -1;

@@ -39,7 +39,8 @@ static roe_status roe__table_cap(size_t max_count, size_t slot_size, const char 
                                  size_t *cap) {
     size_t c = 16, bytes;
     while (c < 2 * max_count) {
-        if (c > SIZE_MAX / 4) return roe_fail(ROE_ERR_NOMEM, "tokenizer: %s: too many entries", what);
+        if (c > SIZE_MAX / 4)
+            return roe_fail(ROE_ERR_NOMEM, "tokenizer: %s: too many entries", what);
         c *= 2;
     }
     if (!roe_size_mul(c, slot_size, &bytes))
@@ -96,7 +97,8 @@ roe_status roe__u64map_init(roe__u64map *m, size_t max_count, const char *what) 
     ROE_TRY(roe__table_cap(max_count, sizeof *m->slots, what, &m->cap));
     m->slots = roe_malloc(m->cap * sizeof *m->slots);
     if (!m->slots) return roe_fail(ROE_ERR_NOMEM, "tokenizer: allocating the %s table", what);
-    for (size_t i = 0; i < m->cap; i++) m->slots[i].key = UINT64_MAX;
+    for (size_t i = 0; i < m->cap; i++)
+        m->slots[i].key = UINT64_MAX;
     m->max_count = max_count;
     return ROE_OK;
 }
@@ -146,7 +148,8 @@ roe_status roe__ids_push(struct roe__ids *ids, int32_t id) {
     if (ids->n == ids->cap) {
         size_t cap = ids->cap ? 2 * ids->cap : 256;
         int32_t *v = roe_realloc(ids->v, cap * sizeof *v);
-        if (!v) return roe_fail(ROE_ERR_NOMEM, "tokenizer: encode: growing the id list to %zu", cap);
+        if (!v)
+            return roe_fail(ROE_ERR_NOMEM, "tokenizer: encode: growing the id list to %zu", cap);
         ids->v = v;
         ids->cap = cap;
     }
@@ -165,11 +168,13 @@ void roe__bpe_scratch_free(struct roe__bpe_scratch *s) {
 static roe_status roe__bpe_reserve(struct roe__bpe_scratch *s, size_t n) {
     if (n <= s->cap) return ROE_OK;
     size_t cap = s->cap ? s->cap : 64;
-    while (cap < n) cap *= 2;
+    while (cap < n)
+        cap *= 2;
     /* A word of n symbols makes at most n-1 merges, each queuing at most 2 pairs. */
     size_t heap_cap = 3 * cap;
     if (cap > INT32_MAX / 4)
-        return roe_fail(ROE_ERR_INVALID_ARG, "tokenizer: encode: a pre-token of %zu bytes is too long", n);
+        return roe_fail(ROE_ERR_INVALID_ARG,
+                        "tokenizer: encode: a pre-token of %zu bytes is too long", n);
     int32_t *id = roe_realloc(s->id, cap * sizeof *id);
     if (id) s->id = id;
     int32_t *prev = roe_realloc(s->prev, cap * sizeof *prev);
@@ -244,7 +249,8 @@ static size_t roe__initial_symbols(const roe_tokenizer *t, const uint8_t *w, siz
         }
         if (t->byte_fallback && t->fallback_n[w[i]]) {
             /* Hugging Face appends these without flushing a pending [UNK] first. */
-            for (int j = 0; j < t->fallback_n[w[i]]; j++) sym[k++] = t->fallback[w[i]][j];
+            for (int j = 0; j < t->fallback_n[w[i]]; j++)
+                sym[k++] = t->fallback[w[i]][j];
             continue;
         }
         if (t->unk_id >= 0) {
@@ -263,8 +269,9 @@ roe_status roe__bpe_word(const roe_tokenizer *t, struct roe__bpe_scratch *s, con
         int32_t id = roe__strmap_get(&t->vocab_bytes, w, n);
         if (id >= 0) return roe__ids_push(out, id);
     }
-    size_t cap_needed;
-    if (!roe_size_mul(n, 2, &cap_needed)) cap_needed = SIZE_MAX; /* byte fallback: 2 per byte */
+    /* One symbol per byte, or up to two "<0xXX>" per byte with byte_fallback. */
+    size_t cap_needed = n;
+    if (t->byte_fallback && !roe_size_mul(n, 2, &cap_needed)) cap_needed = SIZE_MAX;
     ROE_TRY(roe__bpe_reserve(s, cap_needed));
 
     size_t n_sym = roe__initial_symbols(t, (const uint8_t *)w, n, s->id);
@@ -275,7 +282,8 @@ roe_status roe__bpe_word(const roe_tokenizer *t, struct roe__bpe_scratch *s, con
 
     /* Queue every adjacent pair, then merge the lowest (rank, pos) until none is left. */
     size_t hn = 0;
-    for (size_t i = 0; i + 1 < n_sym; i++) roe__queue_pair(t, s, &hn, (int32_t)i);
+    for (size_t i = 0; i + 1 < n_sym; i++)
+        roe__queue_pair(t, s, &hn, (int32_t)i);
     while (hn > 0) {
         struct roe__merge_item top = roe__heap_pop(s->heap, &hn);
         int32_t pos = top.pos, nx = s->next[pos];
@@ -291,6 +299,7 @@ roe_status roe__bpe_word(const roe_tokenizer *t, struct roe__bpe_scratch *s, con
         roe__queue_pair(t, s, &hn, pos);
     }
 
-    for (int32_t i = n_sym ? 0 : -1; i >= 0; i = s->next[i]) ROE_TRY(roe__ids_push(out, s->id[i]));
+    for (int32_t i = n_sym ? 0 : -1; i >= 0; i = s->next[i])
+        ROE_TRY(roe__ids_push(out, s->id[i]));
     return ROE_OK;
 }

@@ -100,10 +100,10 @@ struct roe__added {
 /* Leftmost-longest matcher over the added tokens of one kind (raw or normalized): a byte
  * trie, like the Aho-Corasick automaton Hugging Face builds with MatchKind::LeftmostLongest. */
 typedef struct roe__trie {
-    roe__u64map edges;   /* (node << 8 | byte) -> child node */
-    int32_t *terminal;   /* [n_nodes] index into t->added of the token ending here, or -1 */
-    int32_t n_nodes;     /* node 0 is the root */
-    uint8_t first[32];   /* bitmap of the first bytes of the patterns */
+    roe__u64map edges; /* (node << 8 | byte) -> child node */
+    int32_t *terminal; /* [n_nodes] index into t->added of the token ending here, or -1 */
+    int32_t n_nodes;   /* node 0 is the root */
+    uint8_t first[32]; /* bitmap of the first bytes of the patterns */
     int n_patterns;
 } roe__trie;
 
@@ -118,10 +118,10 @@ enum roe__split_behavior {
 enum roe__step_kind { ROE__STEP_SPLIT, ROE__STEP_BYTELEVEL };
 
 struct roe__pretok_step {
-    int kind;          /* enum roe__step_kind */
-    pcre2_code *re;    /* Split pattern, or the GPT-2 pattern for ByteLevel with use_regex;
-                          NULL for ByteLevel without regex */
-    int behavior;      /* enum roe__split_behavior (ByteLevel: Isolated) */
+    int kind;       /* enum roe__step_kind */
+    pcre2_code *re; /* Split pattern, or the GPT-2 pattern for ByteLevel with use_regex;
+                       NULL for ByteLevel without regex */
+    int behavior;   /* enum roe__split_behavior (ByteLevel: Isolated) */
     int invert;
     int add_prefix_space; /* ByteLevel only */
 };
@@ -139,9 +139,9 @@ struct roe_tokenizer {
     int32_t fallback[256][2]; /* byte_fallback: ids of "<0xXX>" for the UTF-8 of the mapped
                                  char of each byte; fallback_n 0 if not all present */
     uint8_t fallback_n[256];
-    roe__u64map merges;       /* (left << 32 | right) -> (rank, merged id) */
-    roe__strmap vocab_bytes;  /* decoded bytes -> id; built only for ignore_merges */
-    int32_t unk_id;           /* -1: none */
+    roe__u64map merges;      /* (left << 32 | right) -> (rank, merged id) */
+    roe__strmap vocab_bytes; /* decoded bytes -> id; built only for ignore_merges */
+    int32_t unk_id;          /* -1: none */
     int fuse_unk, byte_fallback, ignore_merges;
 
     /* added tokens */
@@ -245,7 +245,6 @@ void roe__bpe_scratch_free(struct roe__bpe_scratch *s);
 
 /* ---- loading (tokenizer_load.c) ----------------------------------------------------------- */
 
-roe_status roe__tokenizer_parse(roe_tokenizer *t, const char *path, const char *json,
-                                size_t len);
+roe_status roe__tokenizer_parse(roe_tokenizer *t, const char *path, const char *json, size_t len);
 
 #endif

@@ -79,10 +79,11 @@ static roe_status roe__load_normalizer(roe_tokenizer *t, const char *path, const
     }
     int opts = roe__norm_options(type);
     if (opts < 0)
-        return roe_fail(ROE_ERR_UNSUPPORTED,
-                        "%s: %s.type: \"%s\" is unsupported (supported: null, NFC, NFD, NFKC, NFKD, "
-                        "Sequence of those)",
-                        path, where, type);
+        return roe_fail(
+            ROE_ERR_UNSUPPORTED,
+            "%s: %s.type: \"%s\" is unsupported (supported: null, NFC, NFD, NFKC, NFKD, "
+            "Sequence of those)",
+            path, where, type);
     if (t->n_norms == ROE__TOK_MAX_NORMS)
         return roe_fail(ROE_ERR_UNSUPPORTED, "%s: %s: more than %d normalizers", path, where,
                         ROE__TOK_MAX_NORMS);
@@ -92,8 +93,8 @@ static roe_status roe__load_normalizer(roe_tokenizer *t, const char *path, const
 
 static roe_status roe__load_split(roe_tokenizer *t, const char *path, const cJSON *o,
                                   const char *where, struct roe__pretok_step *st) {
-    static const char *behaviors[] = {"Removed", "Isolated", "MergedWithPrevious",
-                                      "MergedWithNext", "Contiguous"};
+    static const char *behaviors[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                                      "Contiguous"};
     char field[96];
     st->kind = ROE__STEP_SPLIT;
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "behavior");
@@ -110,8 +111,9 @@ static roe_status roe__load_split(roe_tokenizer *t, const char *path, const cJSO
     const cJSON *re = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
     const cJSON *lit = cJSON_GetObjectItemCaseSensitive(pat, "String");
     if (!cJSON_IsObject(pat) || (!cJSON_IsString(re) && !cJSON_IsString(lit)))
-        return roe_fail(ROE_ERR_FORMAT, "%s: %s.pattern: expected {\"Regex\": ...} or {\"String\": ...}",
-                        path, where);
+        return roe_fail(ROE_ERR_FORMAT,
+                        "%s: %s.pattern: expected {\"Regex\": ...} or {\"String\": ...}", path,
+                        where);
     const cJSON *p = cJSON_IsString(re) ? re : lit;
     snprintf(field, sizeof field, "%s.pattern.%s", where, p == re ? "Regex" : "String");
     ROE_TRY(roe__json_utf8(p->valuestring, path, field));
@@ -133,8 +135,10 @@ static roe_status roe__load_bytelevel(roe_tokenizer *t, const char *path, const 
 
 static roe_status roe__load_pretokenizer(roe_tokenizer *t, const char *path, const cJSON *p) {
     if (!p || cJSON_IsNull(p))
-        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: pre_tokenizer: null is unsupported (a byte-level "
-                                             "BPE needs ByteLevel)", path);
+        return roe_fail(ROE_ERR_UNSUPPORTED,
+                        "%s: pre_tokenizer: null is unsupported (a byte-level "
+                        "BPE needs ByteLevel)",
+                        path);
     const char *type;
     ROE_TRY(roe__json_type(p, path, "pre_tokenizer", &type));
     const cJSON *items = NULL;
@@ -142,23 +146,29 @@ static roe_status roe__load_pretokenizer(roe_tokenizer *t, const char *path, con
     if (!single) {
         items = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
         if (!cJSON_IsArray(items))
-            return roe_fail(ROE_ERR_FORMAT, "%s: pre_tokenizer.pretokenizers: expected an array", path);
+            return roe_fail(ROE_ERR_FORMAT, "%s: pre_tokenizer.pretokenizers: expected an array",
+                            path);
     }
     int n = single ? 1 : cJSON_GetArraySize(items);
     for (int i = 0; i < n; i++) {
         const cJSON *o = single ? p : cJSON_GetArrayItem(items, i);
         char where[64];
-        if (single) snprintf(where, sizeof where, "pre_tokenizer");
-        else snprintf(where, sizeof where, "pre_tokenizer.pretokenizers[%d]", i);
+        if (single)
+            snprintf(where, sizeof where, "pre_tokenizer");
+        else
+            snprintf(where, sizeof where, "pre_tokenizer.pretokenizers[%d]", i);
         ROE_TRY(roe__json_type(o, path, where, &type));
         if (t->n_steps == ROE__TOK_MAX_STEPS)
             return roe_fail(ROE_ERR_UNSUPPORTED, "%s: %s: more than %d pre-tokenizers", path, where,
                             ROE__TOK_MAX_STEPS);
         if (t->n_steps > 0 && t->steps[t->n_steps - 1].kind == ROE__STEP_BYTELEVEL)
-            return roe_fail(ROE_ERR_UNSUPPORTED, "%s: %s: nothing may follow ByteLevel", path, where);
+            return roe_fail(ROE_ERR_UNSUPPORTED, "%s: %s: nothing may follow ByteLevel", path,
+                            where);
         struct roe__pretok_step *st = &t->steps[t->n_steps++];
-        if (strcmp(type, "Split") == 0) ROE_TRY(roe__load_split(t, path, o, where, st));
-        else if (strcmp(type, "ByteLevel") == 0) ROE_TRY(roe__load_bytelevel(t, path, o, where, st));
+        if (strcmp(type, "Split") == 0)
+            ROE_TRY(roe__load_split(t, path, o, where, st));
+        else if (strcmp(type, "ByteLevel") == 0)
+            ROE_TRY(roe__load_bytelevel(t, path, o, where, st));
         else
             return roe_fail(ROE_ERR_UNSUPPORTED,
                             "%s: %s.type: \"%s\" is unsupported (supported: ByteLevel, Split, "
@@ -172,8 +182,8 @@ static roe_status roe__load_pretokenizer(roe_tokenizer *t, const char *path, con
 
 static roe_status roe__load_decoder(const char *path, const cJSON *d) {
     if (!d || cJSON_IsNull(d))
-        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: decoder: null is unsupported (expected ByteLevel)",
-                        path);
+        return roe_fail(ROE_ERR_UNSUPPORTED,
+                        "%s: decoder: null is unsupported (expected ByteLevel)", path);
     const char *type;
     ROE_TRY(roe__json_type(d, path, "decoder", &type));
     if (strcmp(type, "ByteLevel") == 0) return ROE_OK;
@@ -188,13 +198,15 @@ static roe_status roe__load_decoder(const char *path, const cJSON *d) {
             snprintf(where, sizeof where, "decoder.decoders[%d]", i++);
             ROE_TRY(roe__json_type(item, path, where, &type));
             if (strcmp(type, "ByteLevel") != 0)
-                return roe_fail(ROE_ERR_UNSUPPORTED, "%s: %s.type: \"%s\" is unsupported "
-                                                     "(expected ByteLevel)", path, where, type);
+                return roe_fail(ROE_ERR_UNSUPPORTED,
+                                "%s: %s.type: \"%s\" is unsupported "
+                                "(expected ByteLevel)",
+                                path, where, type);
         }
         if (i == 1) return ROE_OK;
     }
-    return roe_fail(ROE_ERR_UNSUPPORTED, "%s: decoder.type: \"%s\" is unsupported (expected ByteLevel)",
-                    path, type);
+    return roe_fail(ROE_ERR_UNSUPPORTED,
+                    "%s: decoder.type: \"%s\" is unsupported (expected ByteLevel)", path, type);
 }
 
 /* ---- model --------------------------------------------------------------------------------- */
@@ -208,22 +220,25 @@ static roe_status roe__load_bpe_options(roe_tokenizer *t, const char *path, cons
         return roe_fail(ROE_ERR_UNSUPPORTED, "%s: model.type: \"%s\" is unsupported (only BPE)",
                         path, type->valuestring);
     if (!type && !cJSON_GetObjectItemCaseSensitive(m, "merges"))
-        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: model.type: missing, and no model.merges: not BPE",
-                        path);
+        return roe_fail(ROE_ERR_UNSUPPORTED,
+                        "%s: model.type: missing, and no model.merges: not BPE", path);
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(m, "dropout");
     if (dropout && !cJSON_IsNull(dropout)) {
         if (!cJSON_IsNumber(dropout))
             return roe_fail(ROE_ERR_FORMAT, "%s: model.dropout: expected a number or null", path);
         if (dropout->valuedouble != 0.0)
-            return roe_fail(ROE_ERR_UNSUPPORTED, "%s: model.dropout: %g is unsupported (BPE dropout "
-                                                 "is random; only null or 0)", path, dropout->valuedouble);
+            return roe_fail(ROE_ERR_UNSUPPORTED,
+                            "%s: model.dropout: %g is unsupported (BPE dropout "
+                            "is random; only null or 0)",
+                            path, dropout->valuedouble);
     }
     static const char *affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     for (int k = 0; k < 2; k++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, affixes[k]);
         if (!v || cJSON_IsNull(v)) continue;
         if (!cJSON_IsString(v))
-            return roe_fail(ROE_ERR_FORMAT, "%s: model.%s: expected a string or null", path, affixes[k]);
+            return roe_fail(ROE_ERR_FORMAT, "%s: model.%s: expected a string or null", path,
+                            affixes[k]);
         if (v->valuestring[0])
             return roe_fail(ROE_ERR_UNSUPPORTED, "%s: model.%s: \"%s\" is unsupported (only null)",
                             path, affixes[k], v->valuestring);
@@ -258,7 +273,8 @@ static roe_status roe__load_vocab(roe_tokenizer *t, const char *path, const cJSO
         n++;
     }
     t->arena = roe_malloc(bytes);
-    if (!t->arena) return roe_fail(ROE_ERR_NOMEM, "%s: model.vocab: %zu bytes of strings", path, bytes);
+    if (!t->arena)
+        return roe_fail(ROE_ERR_NOMEM, "%s: model.vocab: %zu bytes of strings", path, bytes);
     t->arena_len = bytes;
     ROE_TRY(roe__strmap_init(&t->by_text, n + (size_t)n_added, "vocabulary"));
     if (t->ignore_merges) ROE_TRY(roe__strmap_init(&t->vocab_bytes, n, "vocabulary bytes"));
@@ -266,7 +282,8 @@ static roe_status roe__load_vocab(roe_tokenizer *t, const char *path, const cJSO
      * added tokens by the caller. */
     t->n_tokens = *max_id + 1;
     t->tokens = roe_calloc((size_t)t->n_tokens, sizeof *t->tokens);
-    if (!t->tokens) return roe_fail(ROE_ERR_NOMEM, "%s: model.vocab: table of %d ids", path, t->n_tokens);
+    if (!t->tokens)
+        return roe_fail(ROE_ERR_NOMEM, "%s: model.vocab: table of %d ids", path, t->n_tokens);
 
     cJSON_ArrayForEach(e, vocab) {
         int32_t id = (int32_t)e->valuedouble;
@@ -276,11 +293,14 @@ static roe_status roe__load_vocab(roe_tokenizer *t, const char *path, const cJSO
         t->arena_used += len + 1;
         int32_t old;
         if (!roe__strmap_put(&t->by_text, text, len, id, &old))
-            return roe_fail(ROE_ERR_FORMAT, "%s: model.vocab: token \"%s\" appears twice", path, text);
+            return roe_fail(ROE_ERR_FORMAT, "%s: model.vocab: token \"%s\" appears twice", path,
+                            text);
         struct roe__token *tok = &t->tokens[id];
         if (tok->kind != ROE__TOK_HOLE)
-            return roe_fail(ROE_ERR_FORMAT, "%s: model.vocab[\"%s\"]: id %d is already taken by "
-                                            "another token", path, text, id);
+            return roe_fail(ROE_ERR_FORMAT,
+                            "%s: model.vocab[\"%s\"]: id %d is already taken by "
+                            "another token",
+                            path, text, id);
         /* Decoded bytes: ByteLevel maps each char back to its byte; a token with a char
          * outside the map decodes to its own UTF-8 (as Hugging Face's decoder does) and can
          * never come out of BPE. */
@@ -337,8 +357,10 @@ static roe_status roe__load_merges(roe_tokenizer *t, const char *path, const cJS
             b = cJSON_GetArrayItem(e, 1)->valuestring, nb = strlen(b);
         }
         if (!a) {
-            st = roe_fail(ROE_ERR_FORMAT, "%s: model.merges[%d]: expected \"a b\" (one space) or "
-                                          "[\"a\", \"b\"]", path, rank);
+            st = roe_fail(ROE_ERR_FORMAT,
+                          "%s: model.merges[%d]: expected \"a b\" (one space) or "
+                          "[\"a\", \"b\"]",
+                          path, rank);
             goto fail;
         }
         int32_t ia = roe__strmap_get(&t->by_text, a, na), ib = roe__strmap_get(&t->by_text, b, nb);
@@ -348,9 +370,14 @@ static roe_status roe__load_merges(roe_tokenizer *t, const char *path, const cJS
         cat.p[na + nb] = '\0';
         int32_t iab = roe__strmap_get(&t->by_text, cat.p, na + nb);
         if (ia < 0 || ib < 0 || iab < 0) {
-            st = roe_fail(ROE_ERR_FORMAT, "%s: model.merges[%d]: token \"%.*s\" is not in model.vocab",
-                          path, rank, ia < 0 ? (int)na : ib < 0 ? (int)nb : (int)(na + nb),
-                          ia < 0 ? a : ib < 0 ? b : cat.p);
+            st = roe_fail(ROE_ERR_FORMAT,
+                          "%s: model.merges[%d]: token \"%.*s\" is not in model.vocab", path, rank,
+                          ia < 0   ? (int)na
+                          : ib < 0 ? (int)nb
+                                   : (int)(na + nb),
+                          ia < 0   ? a
+                          : ib < 0 ? b
+                                   : cat.p);
             goto fail;
         }
         /* A repeated pair keeps its last rank, as Hugging Face's HashMap collect does. */
@@ -367,7 +394,8 @@ fail:
 static roe_status roe__load_added(roe_tokenizer *t, const char *path, const cJSON *list,
                                   int32_t n_vocab_entries) {
     if (!list || cJSON_IsNull(list)) return ROE_OK;
-    if (!cJSON_IsArray(list)) return roe_fail(ROE_ERR_FORMAT, "%s: added_tokens: expected an array", path);
+    if (!cJSON_IsArray(list))
+        return roe_fail(ROE_ERR_FORMAT, "%s: added_tokens: expected an array", path);
     int n = cJSON_GetArraySize(list);
     t->added = roe_calloc((size_t)n, sizeof *t->added);
     if (!t->added) return roe_fail(ROE_ERR_NOMEM, "%s: added_tokens: %d entries", path, n);
@@ -413,17 +441,21 @@ static roe_status roe__load_added(roe_tokenizer *t, const char *path, const cJSO
          * It equals the file's "id" in any file Hugging Face wrote. */
         int32_t id = roe__strmap_get(&t->by_text, c, len);
         if (id < 0) {
-            if (max_added < 0) id = n_vocab_entries;
-            else id = (max_added >= n_vocab_entries || n_vocab_entries == 0) ? max_added + 1
-                                                                             : n_vocab_entries;
+            if (max_added < 0)
+                id = n_vocab_entries;
+            else
+                id = (max_added >= n_vocab_entries || n_vocab_entries == 0) ? max_added + 1
+                                                                            : n_vocab_entries;
         }
         if (id > ROE__TOK_MAX_ID) {
             st = roe_fail(ROE_ERR_FORMAT, "%s: %s: id %d is too large", path, where, id);
             goto fail;
         }
         if (id != (int32_t)jid->valuedouble)
-            ROE_LOG_WARN("tokenizer", "%s: %s: \"%s\" has id %d in the file but %d by Hugging Face's "
-                         "rule; using %d", path, where, c, (int)jid->valuedouble, id, id);
+            ROE_LOG_WARN("tokenizer",
+                         "%s: %s: \"%s\" has id %d in the file but %d by Hugging Face's "
+                         "rule; using %d",
+                         path, where, c, (int)jid->valuedouble, id, id);
         if (id > max_added) max_added = id;
         a->content = roe_strndup(c, len);
         a->n_content = len;
@@ -522,11 +554,12 @@ roe_status roe__tokenizer_parse(roe_tokenizer *t, const char *path, const char *
         st = roe_fail(ROE_ERR_FORMAT, "%s: model: expected an object", path);
         goto fail;
     }
+    ROE_CHECK(roe__load_bpe_options(t, path, model));
     ROE_CHECK(roe__load_normalizer(t, path, cJSON_GetObjectItemCaseSensitive(root, "normalizer"),
                                    "normalizer", 0));
-    ROE_CHECK(roe__load_pretokenizer(t, path, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer")));
+    ROE_CHECK(
+        roe__load_pretokenizer(t, path, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer")));
     ROE_CHECK(roe__load_decoder(path, cJSON_GetObjectItemCaseSensitive(root, "decoder")));
-    ROE_CHECK(roe__load_bpe_options(t, path, model));
 
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     int n_added = cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0;
@@ -544,8 +577,10 @@ roe_status roe__tokenizer_parse(roe_tokenizer *t, const char *path, const char *
         }
         t->unk_id = roe__strmap_get(&t->by_text, unk->valuestring, strlen(unk->valuestring));
         if (t->unk_id < 0)
-            ROE_LOG_WARN("tokenizer", "%s: model.unk_token \"%s\" is not in model.vocab; unknown "
-                         "bytes will be dropped", path, unk->valuestring);
+            ROE_LOG_WARN("tokenizer",
+                         "%s: model.unk_token \"%s\" is not in model.vocab; unknown "
+                         "bytes will be dropped",
+                         path, unk->valuestring);
     }
     if (t->byte_fallback) roe__init_fallback(t);
 

@@ -78,7 +78,8 @@ size_t roe__utf8_decode(const char *s, size_t n, size_t i, uint32_t *cp) {
 }
 
 size_t roe__utf8_prev(const char *s, size_t i) {
-    do i--;
+    do
+        i--;
     while (i > 0 && ((uint8_t)s[i] & 0xC0) == 0x80);
     return i;
 }
@@ -114,14 +115,16 @@ void roe__bytemap_init(uint16_t byte_to_cp[256], int16_t cp_to_byte[324]) {
         int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
         byte_to_cp[b] = (uint16_t)(printable ? b : 256 + n++);
     }
-    for (int c = 0; c < 324; c++) cp_to_byte[c] = -1;
-    for (int b = 0; b < 256; b++) cp_to_byte[byte_to_cp[b]] = (int16_t)b;
+    for (int c = 0; c < 324; c++)
+        cp_to_byte[c] = -1;
+    for (int b = 0; b < 256; b++)
+        cp_to_byte[byte_to_cp[b]] = (int16_t)b;
 }
 
 int roe__is_whitespace(uint32_t cp) {
-    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 ||
-           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-           cp == 0x202F || cp == 0x205F || cp == 0x3000;
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+           cp == 0x205F || cp == 0x3000;
 }
 
 int roe__is_word(uint32_t cp) {
@@ -137,8 +140,10 @@ int roe__is_word(uint32_t cp) {
     case UTF8PROC_CATEGORY_ME:
     case UTF8PROC_CATEGORY_ND:
     case UTF8PROC_CATEGORY_NL:
-    case UTF8PROC_CATEGORY_PC: return 1;
-    default: return 0;
+    case UTF8PROC_CATEGORY_PC:
+        return 1;
+    default:
+        return 0;
     }
 }
 
@@ -171,7 +176,8 @@ roe_status roe__normalize(const roe_tokenizer *t, const char *s, size_t n, struc
     *out = s;
     *n_out = n;
     size_t i = 0;
-    while (i < n && (uint8_t)s[i] < 0x80) i++;
+    while (i < n && (uint8_t)s[i] < 0x80)
+        i++;
     if (t->n_norms == 0 || i == n) return ROE_OK; /* every normal form leaves ASCII alone */
 
     const char *cur = s;
@@ -179,7 +185,8 @@ roe_status roe__normalize(const roe_tokenizer *t, const char *s, size_t n, struc
     for (int k = 0; k < t->n_norms; k++) {
         utf8proc_option_t opts = (utf8proc_option_t)t->norms[k];
         if (cur_n > (size_t)PTRDIFF_MAX / 8)
-            return roe_fail(ROE_ERR_INVALID_ARG, "tokenizer: encode: text of %zu bytes is too long", n);
+            return roe_fail(ROE_ERR_INVALID_ARG, "tokenizer: encode: text of %zu bytes is too long",
+                            n);
         /* Same steps as utf8proc_map, into our own buffer: decompose to UTF-32 (size query,
          * then fill), then reencode in place (which composes if asked). */
         utf8proc_ssize_t need = utf8proc_decompose((const utf8proc_uint8_t *)cur,
@@ -242,7 +249,8 @@ static char *roe__regex_rewrite(const char *p, size_t len, size_t *out_len) {
             } else if (d == 'Q') { /* \Q...\E: literal text, copied as is */
                 o[w++] = c;
                 o[w++] = d;
-                while (i < len && !(p[i] == '\\' && i + 1 < len && p[i + 1] == 'E')) o[w++] = p[i++];
+                while (i < len && !(p[i] == '\\' && i + 1 < len && p[i + 1] == 'E'))
+                    o[w++] = p[i++];
             } else {
                 o[w++] = c;
                 o[w++] = d;
@@ -257,7 +265,8 @@ static char *roe__regex_rewrite(const char *p, size_t len, size_t *out_len) {
             continue;
         }
         if (in_class && c == '[' && i + 1 < len && p[i + 1] == ':') { /* [:alpha:] */
-            while (i < len && !(p[i] == ']' && p[i - 1] == ':')) o[w++] = p[i++];
+            while (i < len && !(p[i] == ']' && p[i - 1] == ':'))
+                o[w++] = p[i++];
             if (i < len) o[w++] = p[i++];
             continue;
         }
@@ -294,9 +303,10 @@ roe_status roe__regex_compile(const roe_tokenizer *t, const char *path, const ch
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
-        return roe_fail(err == PCRE2_ERROR_NOMEMORY ? ROE_ERR_NOMEM : ROE_ERR_UNSUPPORTED,
-                        "%s: %s: cannot compile the regex \"%s\": %s", path, field, pattern,
-                        (const char *)msg);
+        return roe_fail(
+            err == PCRE2_ERROR_HEAP_FAILED || err == PCRE2_ERROR_NOMEMORY ? ROE_ERR_NOMEM
+                                                                          : ROE_ERR_UNSUPPORTED,
+            "%s: %s: cannot compile the regex \"%s\": %s", path, field, pattern, (const char *)msg);
     }
     /* JIT is an optimisation: on failure pcre2_match interprets. */
     (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
@@ -332,9 +342,10 @@ static roe_status roe__find_matches(const pcre2_code *re, pcre2_match_data *md, 
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            return roe_fail(rc == PCRE2_ERROR_NOMEMORY ? ROE_ERR_NOMEM : ROE_ERR_INTERNAL,
-                            "tokenizer: encode: pre-tokenizer regex failed on a piece of %zu bytes: %s",
-                            n, (const char *)msg);
+            return roe_fail(
+                rc == PCRE2_ERROR_NOMEMORY ? ROE_ERR_NOMEM : ROE_ERR_INTERNAL,
+                "tokenizer: encode: pre-tokenizer regex failed on a piece of %zu bytes: %s", n,
+                (const char *)msg);
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t ms = ov[0], me = ov[1];
@@ -365,12 +376,15 @@ roe_status roe__regex_split(const struct roe__pretok_step *step, pcre2_match_dat
     struct roe__span *v = out->v;
     size_t len = out->n, w = 0;
     if (step->invert)
-        for (size_t i = 0; i < len; i++) v[i].is_match = !v[i].is_match;
+        for (size_t i = 0; i < len; i++)
+            v[i].is_match = !v[i].is_match;
 
     /* SplitDelimiterBehavior, as normalizer.rs applies it (folds over the match list). */
     int prev_match = 0;
     switch (step->behavior) {
-    case ROE__SPLIT_ISOLATED: w = len; break;
+    case ROE__SPLIT_ISOLATED:
+        w = len;
+        break;
     case ROE__SPLIT_REMOVED:
         for (size_t i = 0; i < len; i++)
             if (!v[i].is_match) v[w++] = v[i];
@@ -378,8 +392,10 @@ roe_status roe__regex_split(const struct roe__pretok_step *step, pcre2_match_dat
     case ROE__SPLIT_MERGED_WITH_PREVIOUS:
         for (size_t i = 0; i < len; i++) {
             struct roe__span r = v[i];
-            if (r.is_match && !prev_match && w > 0) v[w - 1].end = r.end;
-            else v[w++] = r;
+            if (r.is_match && !prev_match && w > 0)
+                v[w - 1].end = r.end;
+            else
+                v[w++] = r;
             prev_match = r.is_match;
         }
         break;
@@ -387,8 +403,10 @@ roe_status roe__regex_split(const struct roe__pretok_step *step, pcre2_match_dat
         size_t top = len; /* fold from the right into v[top..len) */
         for (size_t i = len; i-- > 0;) {
             struct roe__span r = v[i];
-            if (r.is_match && !prev_match && top < len) v[top].start = r.start;
-            else v[--top] = r;
+            if (r.is_match && !prev_match && top < len)
+                v[top].start = r.start;
+            else
+                v[--top] = r;
             prev_match = r.is_match;
         }
         memmove(v, v + top, (len - top) * sizeof *v);
@@ -398,8 +416,10 @@ roe_status roe__regex_split(const struct roe__pretok_step *step, pcre2_match_dat
     case ROE__SPLIT_CONTIGUOUS:
         for (size_t i = 0; i < len; i++) {
             struct roe__span r = v[i];
-            if (r.is_match == prev_match && w > 0) v[w - 1].end = r.end;
-            else v[w++] = r;
+            if (r.is_match == prev_match && w > 0)
+                v[w - 1].end = r.end;
+            else
+                v[w++] = r;
             prev_match = r.is_match;
         }
         break;
@@ -422,9 +442,11 @@ roe_status roe__trie_build(roe__trie *trie, const roe_tokenizer *t, int normaliz
     if (total > INT32_MAX)
         return roe_fail(ROE_ERR_UNSUPPORTED, "tokenizer: added tokens too long (%zu bytes)", total);
     trie->terminal = roe_malloc(total * sizeof *trie->terminal);
-    if (!trie->terminal) return roe_fail(ROE_ERR_NOMEM, "tokenizer: added-token trie of %zu nodes", total);
+    if (!trie->terminal)
+        return roe_fail(ROE_ERR_NOMEM, "tokenizer: added-token trie of %zu nodes", total);
     ROE_TRY(roe__u64map_init(&trie->edges, total, "added-token trie"));
-    for (size_t i = 0; i < total; i++) trie->terminal[i] = -1;
+    for (size_t i = 0; i < total; i++)
+        trie->terminal[i] = -1;
     trie->n_nodes = 1;
     /* Hugging Face lists special tokens before the others; the first pattern wins a tie. */
     for (int pass = 0; pass < 2; pass++) {

@@ -1,0 +1,44 @@
+/* aggregate.c — mean of per-sample softmax; see aggregate.h. */
+#include "aggregate.h"
+
+#include <math.h>
+#include <string.h>
+
+void roe_aggregate(const float *const *logits, int k, int vocab, float *z, float *scratch) {
+    if (k == 1) {
+        memcpy(z, logits[0], (size_t)vocab * sizeof(float));
+        return;
+    }
+    for (int v = 0; v < vocab; v++) scratch[v] = 0.0f;
+    for (int s = 0; s < k; s++) {
+        const float *l = logits[s];
+        float mx = -INFINITY;
+        for (int v = 0; v < vocab; v++) mx = l[v] > mx ? l[v] : mx;
+        double sum = 0.0;
+        for (int v = 0; v < vocab; v++) sum += expf(l[v] - mx);
+        const float inv = (float)(1.0 / sum);
+        for (int v = 0; v < vocab; v++) scratch[v] += expf(l[v] - mx) * inv;
+    }
+    const float invk = 1.0f / (float)k;
+    for (int v = 0; v < vocab; v++) z[v] = logf(scratch[v] * invk);
+}
+
+double roe_log_prob(const float *z, int vocab, int token) {
+    double mx = -INFINITY;
+    for (int v = 0; v < vocab; v++) mx = z[v] > mx ? z[v] : mx;
+    double sum = 0.0;
+    for (int v = 0; v < vocab; v++) sum += exp((double)z[v] - mx);
+    return (double)z[token] - mx - log(sum);
+}
+
+double roe_entropy(const float *z, int vocab) {
+    double mx = -INFINITY;
+    for (int v = 0; v < vocab; v++) mx = z[v] > mx ? z[v] : mx;
+    double sum = 0.0, acc = 0.0;
+    for (int v = 0; v < vocab; v++) {
+        const double ev = exp((double)z[v] - mx);
+        sum += ev;
+        acc += ev * ((double)z[v] - mx);
+    }
+    return log(sum) - acc / sum;
+}
