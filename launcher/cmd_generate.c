@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "roe_flags.h"
 #include "commands.h"
 #include "runtime/alloc.h"
 #include "runtime/env.h"
@@ -17,7 +18,9 @@
 
 static const char *SYNOPSIS =
     "[--model DIR] (--prompt TEXT | --prompt-ids IDS)... [--max-tokens N] [--temperature T]\n"
-    "       [--top-k K] [--top-p P] [--seed S] [--ignore-eos] [--json] [--threads N]";
+    "       [--top-k K] [--top-p P] [--seed S] [--ignore-eos] [--json] [--threads N]\n"
+    "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate clean|noisy]\n"
+    "       [--roe-adaptive H]";
 
 /* "1,2, 3" or "1 2 3" -> ids (roe_malloc'd). */
 static int parse_ids(const char *s, int32_t **out, int *n) {
@@ -68,7 +71,9 @@ int roe_cmd_generate(int argc, char **argv) {
     struct roe_arg_list prompts = {0}, prompt_ids = {0};
     int max_tokens = 64, json = 0, threads = 0, ignore_eos = 0, batch_rows = 128;
     struct roe_sampling sampling = roe_sampling_default();
-    const struct roe_arg_spec specs[] = {
+    struct roe_flags rf;
+    roe_flags_init(&rf);
+    struct roe_arg_spec specs[13 + ROE_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--prompt", ROE_ARG_LIST, &prompts, "prompt text (repeatable: one sequence each)", 0, 0},
         {"--prompt-ids", ROE_ARG_LIST, &prompt_ids, "prompt as token ids, '1,2,3' (repeatable)", 0, 0},
@@ -83,6 +88,7 @@ int roe_cmd_generate(int argc, char **argv) {
         {"--batch-rows", ROE_ARG_INT, &batch_rows, "rows per engine step (128)", 1, 1 << 16},
         {"--logits-out", ROE_ARG_STRING, &logits_out, "write the scores of each generated token (f32)", 0, 0},
     };
+    roe_flags_specs(&rf, specs + 13);
     const int n_specs = (int)(sizeof specs / sizeof specs[0]);
     int rc = roe_args_parse(cmd, SYNOPSIS, specs, n_specs, argc, argv, 2);
     if (rc) return rc == 1 ? 0 : rc;
@@ -102,6 +108,12 @@ int roe_cmd_generate(int argc, char **argv) {
         goto done_nosession;
     }
     if (roe_session_open_model(&s, cmd, model_dir)) goto done;
+    struct roe_roster roster;
+    rc = roe_flags_roster(&rf, cmd, &s.model->cfg, &roster);
+    if (rc) {
+        ret = rc;
+        goto done;
+    }
 
     /* prompts in command-line order */
     int ip = 0, ii = 0, max_prompt = 0;
@@ -144,7 +156,8 @@ int roe_cmd_generate(int argc, char **argv) {
         }
         owned[r] = ids;
         reqs[r] = (struct roe_request){.prompt = ids, .n_prompt = n, .max_tokens = max_tokens,
-                                       .stop_at_eos = !ignore_eos, .sampling = sampling};
+                                       .stop_at_eos = !ignore_eos, .sampling = sampling,
+                                       .roster = &roster};
         if (n > max_prompt) max_prompt = n;
     }
     const int max_pos = s.model->cfg.max_position;
@@ -159,7 +172,7 @@ int roe_cmd_generate(int argc, char **argv) {
     struct roe_engine_opts eo = roe_engine_opts_default();
     eo.max_seqs = n_req;
     eo.max_ctx = max_prompt + max_tokens + 1;
-    eo.max_rows = batch_rows;
+    eo.max_rows = batch_rows > roster.k ? batch_rows : roster.k;
     eo.n_threads = threads;
     eo.isa = roe_env_cpu_isa();
     if (roe_session_open_engine(&s, cmd, eo)) goto done;
@@ -206,6 +219,15 @@ int roe_cmd_generate(int argc, char **argv) {
             cJSON_AddStringToObject(o, "finish_reason", res[r].finish == ROE_FINISH_EOS ? "stop" : "length");
             cJSON_AddItemToArray(arr, o);
         }
+        cJSON *ro = cJSON_AddObjectToObject(root, "roe");
+        cJSON_AddNumberToObject(ro, "k", roster.k);
+        cJSON_AddStringToObject(ro, "gate", roe_gate_mode_name(roster.gate));
+        cJSON_AddNumberToObject(ro, "adaptive_entropy", roster.adaptive_entropy);
+        cJSON *tau = cJSON_AddArrayToObject(ro, "tau");
+        for (int l = 0; l < s.model->cfg.n_layers; l++) cJSON_AddItemToArray(tau, cJSON_CreateNumber(roster.tau[l]));
+        cJSON_AddNumberToObject(ro, "samples_per_token", tm.tokens ? (double)tm.samples / tm.tokens : 0.0);
+        cJSON_AddNumberToObject(ro, "rows_computed", (double)tm.rows_computed);
+        cJSON_AddNumberToObject(ro, "rows_naive", (double)tm.rows_naive);
         cJSON *t = cJSON_AddObjectToObject(root, "timings");
         cJSON_AddNumberToObject(t, "prefill_s", tm.prefill_s);
         cJSON_AddNumberToObject(t, "decode_s", tm.decode_s);

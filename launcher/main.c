@@ -14,6 +14,8 @@ static void usage(void) {
             "usage: roe <command> [options]   (roe <command> --help for its options)\n\n"
             "commands:\n"
             "  generate   generate text from prompts\n"
+            "  eval       perplexity, exact match or multiple-choice accuracy on a JSONL set\n"
+            "  tune       search per-layer RoE temperatures on a validation set\n"
             "  inspect    show a model's config, sizes and placement\n"
             "  bench      measure prefill and decode throughput\n",
             ROE_VERSION);
@@ -29,6 +31,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "generate") == 0) return roe_cmd_generate(argc, argv);
     if (strcmp(cmd, "inspect") == 0) return roe_cmd_inspect(argc, argv);
     if (strcmp(cmd, "bench") == 0) return roe_cmd_bench(argc, argv);
+    if (strcmp(cmd, "eval") == 0) return roe_cmd_eval(argc, argv);
+    if (strcmp(cmd, "tune") == 0) return roe_cmd_tune(argc, argv);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage();
         return 0;

@@ -7,7 +7,8 @@
 #ifndef ROE_AGGREGATE_H
 #define ROE_AGGREGATE_H
 
-/* z[vocab] = log(mean_s softmax(logits[s])) for K > 1, or a copy of logits[0] for K = 1.
+/* z[vocab] = log(mean_s softmax(logits[s])), or a copy of logits[0] when K = 1 or all K rows
+ * are bitwise identical (the same distribution, exactly the plain model's scores).
  * scratch is [vocab]. Sample order is fixed (s = 0..K-1), so the result is deterministic. */
 void roe_aggregate(const float *const *logits, int k, int vocab, float *z, float *scratch);
 

@@ -29,7 +29,10 @@ void roe_cpu_attention(roe_backend *be, const struct roe_attn_args *a) {
     const int hd = a->head_dim, nh = a->n_heads, group = a->n_heads / a->n_kv_heads;
     const int qd = nh * hd, kd = a->n_kv_heads * hd;
     const int pairs = a->n_rows * nh;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu->n_threads) if (pairs > 1)
+    size_t work = 0; /* multiply-adds, to decide whether a team pays off */
+    for (int r = 0; r < a->n_rows; r++) work += (size_t)(a->hist_end[r] - a->hist_begin[r] + 1) * nh * hd;
+    const int par = pairs > 1 && work >= ((size_t)1 << 16);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu->n_threads) if (par)
     for (int p = 0; p < pairs; p++) {
         const int r = p / nh, h = p % nh, kvh = h / group;
         const int begin = a->hist_begin[r], end = a->hist_end[r], len = end - begin;

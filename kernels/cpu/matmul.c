@@ -182,7 +182,10 @@ void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat
     const int rows = w->rows, cols = w->cols, n_blocks = (rows + 3) / 4;
     const size_t es = roe_dtype_size(w->dtype);
     const int wide = w->dtype == ROE_DTYPE_F32;
-#pragma omp parallel for schedule(static) num_threads(cpu->n_threads) if (n_blocks > 1)
+    /* below ~256K multiply-adds a fork/join costs more than it saves (and on a loaded
+     * machine a spinning team can stall); results do not depend on the thread count */
+    const int par = n_blocks > 1 && (size_t)n * (size_t)rows * (size_t)cols >= ((size_t)1 << 18);
+#pragma omp parallel for schedule(static) num_threads(cpu->n_threads) if (par)
     for (int b = 0; b < n_blocks; b++) {
         float *scratch = cpu->wscratch + (size_t)omp_get_thread_num() * 4 * (size_t)cpu->max_cols;
         const float *wr[4];
