@@ -2,8 +2,10 @@
  * matmul.c — y = x W^T with W in bf16/f16/f32, fp32 math, three ISA paths.
  *
  * Why this shape: batch-1 decode is a stream over the weights, so the kernel walks W
- * once, four rows at a time: the rows are widened to fp32 into a per-thread scratch
- * (exact), then dotted with every x row. Each output element is one fixed chain of
+ * once, four rows at a time. For 1-2 x rows the rows are widened inside the dot product
+ * (one uninterrupted load stream: 0.37 -> 0.72 of one core's read bandwidth on the
+ * OLMoE-1B-7B shape); for more rows they are widened once into a per-thread scratch
+ * (exact) and dotted with every x row. Each output element is one fixed chain of
  * fp32 FMAs over 16- (AVX-512) or 8-lane (AVX2/portable) chunks followed by a fixed
  * horizontal reduction, so its value depends only on its own x row and W row: the
  * result is batch-invariant and independent of the thread count (threads split the
@@ -152,6 +154,86 @@ __attribute__((target("avx512f"))) static void dot4_avx512(const float *x, const
     out[3] = _mm512_reduce_add_ps(a3);
 }
 
+/* Fused widen + dot for 1-2 rows (decode): loads, converts and multiplies in one stream, so
+ * the memory pipeline never idles behind a compute phase. The FMA sequence per output is
+ * the one dot4_avx512 performs on widened rows, hence bit-identical results. */
+__attribute__((target("avx512f,avx512bw"))) static inline __m512 load16_avx512(const uint16_t *p, roe_dtype t) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    if (t == ROE_DTYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static inline __m512 load16_mask_avx512(const uint16_t *p,
+                                                                                     roe_dtype t, __mmask16 m) {
+    __m256i h = _mm256_maskz_loadu_epi16(m, p);
+    if (t == ROE_DTYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void dot4_half_avx512(
+    const float *x, const uint16_t *const w[4], roe_dtype t, int cols, float out[4]) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 16 <= cols; i += 16) {
+        __m512 xv = _mm512_loadu_ps(x + i);
+        a0 = _mm512_fmadd_ps(xv, load16_avx512(w[0] + i, t), a0);
+        a1 = _mm512_fmadd_ps(xv, load16_avx512(w[1] + i, t), a1);
+        a2 = _mm512_fmadd_ps(xv, load16_avx512(w[2] + i, t), a2);
+        a3 = _mm512_fmadd_ps(xv, load16_avx512(w[3] + i, t), a3);
+    }
+    if (i < cols) {
+        __mmask16 m = (__mmask16)((1u << (cols - i)) - 1);
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+        a0 = _mm512_fmadd_ps(xv, load16_mask_avx512(w[0] + i, t, m), a0);
+        a1 = _mm512_fmadd_ps(xv, load16_mask_avx512(w[1] + i, t, m), a1);
+        a2 = _mm512_fmadd_ps(xv, load16_mask_avx512(w[2] + i, t, m), a2);
+        a3 = _mm512_fmadd_ps(xv, load16_mask_avx512(w[3] + i, t, m), a3);
+    }
+    out[0] = _mm512_reduce_add_ps(a0);
+    out[1] = _mm512_reduce_add_ps(a1);
+    out[2] = _mm512_reduce_add_ps(a2);
+    out[3] = _mm512_reduce_add_ps(a3);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static inline __m256 load8_avx2(const uint16_t *p, roe_dtype t) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (t == ROE_DTYPE_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* The AVX2 twin of dot4_half_avx512: the FMA sequence of dot4_avx2 on widened rows. The
+ * tail (< 8 columns) is widened through a small buffer, as widen_avx2 does it. */
+__attribute__((target("avx2,fma,f16c"))) static void dot4_half_avx2(
+    const float *x, const uint16_t *const w[4], roe_dtype t, int cols, float out[4]) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 8 <= cols; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(xv, load8_avx2(w[0] + i, t), a0);
+        a1 = _mm256_fmadd_ps(xv, load8_avx2(w[1] + i, t), a1);
+        a2 = _mm256_fmadd_ps(xv, load8_avx2(w[2] + i, t), a2);
+        a3 = _mm256_fmadd_ps(xv, load8_avx2(w[3] + i, t), a3);
+    }
+    if (i < cols) {
+        const int r = cols - i;
+        float tail[4][8] = {{0}};
+        for (int k = 0; k < 4; k++)
+            for (int j = 0; j < r; j++)
+                tail[k][j] = t == ROE_DTYPE_F16 ? roe_f16_to_f32(w[k][i + j]) : roe_bf16_to_f32(w[k][i + j]);
+        __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(r), idx);
+        __m256 xv = _mm256_maskload_ps(x + i, m);
+        a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(tail[0]), a0);
+        a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(tail[1]), a1);
+        a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(tail[2]), a2);
+        a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(tail[3]), a3);
+    }
+    out[0] = hsum_avx2(a0);
+    out[1] = hsum_avx2(a1);
+    out[2] = hsum_avx2(a2);
+    out[3] = hsum_avx2(a3);
+}
+
 const char *roe_cpu_isa_name(roe_cpu_isa isa) {
     switch (isa) {
     case ROE_CPU_ISA_AVX512: return "avx512";
@@ -185,8 +267,23 @@ void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat
     /* below ~256K multiply-adds a fork/join costs more than it saves (and on a loaded
      * machine a spinning team can stall); results do not depend on the thread count */
     const int par = n_blocks > 1 && (size_t)n * (size_t)rows * (size_t)cols >= ((size_t)1 << 18);
+    const int fused = n <= 2 && !wide && (cpu->isa == ROE_CPU_ISA_AVX512 || cpu->isa == ROE_CPU_ISA_AVX2);
 #pragma omp parallel for schedule(static) num_threads(cpu->n_threads) if (par)
     for (int b = 0; b < n_blocks; b++) {
+        if (fused) {
+            const uint16_t *wh[4];
+            int r0 = b * 4, nr = rows - r0 < 4 ? rows - r0 : 4;
+            for (int k = 0; k < 4; k++)
+                wh[k] = (const uint16_t *)w->data + (size_t)(r0 + (k < nr ? k : nr - 1)) * (size_t)cols;
+            for (int i = 0; i < n; i++) {
+                float out[4];
+                if (cpu->isa == ROE_CPU_ISA_AVX512) dot4_half_avx512(x + (size_t)i * cols, wh, w->dtype, cols, out);
+                else dot4_half_avx2(x + (size_t)i * cols, wh, w->dtype, cols, out);
+                float *yi = y + (size_t)i * rows + r0;
+                for (int k = 0; k < nr; k++) yi[k] = out[k];
+            }
+            continue;
+        }
         float *scratch = cpu->wscratch + (size_t)omp_get_thread_num() * 4 * (size_t)cpu->max_cols;
         const float *wr[4];
         int r0 = b * 4, nr = rows - r0 < 4 ? rows - r0 : 4;
