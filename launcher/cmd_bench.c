@@ -11,6 +11,8 @@
 #include <time.h>
 
 #include "args.h"
+#include "roe_flags.h"
+#include "runtime/aggregate.h"
 #include "commands.h"
 #include "runtime/alloc.h"
 #include "runtime/env.h"
@@ -18,7 +20,8 @@
 #include "session.h"
 
 static const char *SYNOPSIS =
-    "[--model DIR] [--batch B] [--prompt-len P] [--gen-len G] [--threads N] [--no-warm] [--json]";
+    "[--model DIR] [--batch B] [--prompt-len P] [--gen-len G] [--threads N] [--no-warm] [--json]\n"
+    "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate G]";
 
 static double now_s(void) {
     struct timespec ts;
@@ -56,7 +59,9 @@ int roe_cmd_bench(int argc, char **argv) {
     const char *cmd = "bench";
     const char *model_dir = NULL;
     int batch = 1, prompt_len = 16, gen_len = 16, threads = 0, json = 0, no_warm = 0;
-    const struct roe_arg_spec specs[] = {
+    struct roe_flags rf;
+    roe_flags_init(&rf);
+    struct roe_arg_spec specs[7 + ROE_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--batch", ROE_ARG_INT, &batch, "concurrent sequences (1)", 1, 4096},
         {"--prompt-len", ROE_ARG_INT, &prompt_len, "prompt tokens per sequence (16)", 1, 1 << 20},
@@ -65,6 +70,7 @@ int roe_cmd_bench(int argc, char **argv) {
         {"--no-warm", ROE_ARG_FLAG, &no_warm, "do not pre-read the weights", 0, 0},
         {"--json", ROE_ARG_FLAG, &json, "print JSON", 0, 0},
     };
+    roe_flags_specs(&rf, specs + 7);
     int rc = roe_args_parse(cmd, SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
     if (rc) return rc == 1 ? 0 : rc;
     struct roe_session s;
@@ -74,6 +80,13 @@ int roe_cmd_bench(int argc, char **argv) {
     }
     const struct roe_model *m = s.model;
     const struct roe_model_config *c = &m->cfg;
+    struct roe_roster roster;
+    rc = roe_flags_roster(&rf, cmd, c, &roster);
+    if (rc) {
+        roe_session_close(&s);
+        return rc;
+    }
+    const int K = roster.k;
     if (prompt_len + gen_len + 1 > c->max_position) {
         fprintf(stderr, "roe bench: --prompt-len %d + --gen-len %d exceeds the model's context of %d\n",
                 prompt_len, gen_len, c->max_position);
@@ -83,7 +96,7 @@ int roe_cmd_bench(int argc, char **argv) {
     struct roe_engine_opts eo = roe_engine_opts_default();
     eo.max_seqs = batch;
     eo.max_ctx = prompt_len + gen_len + 1;
-    eo.max_rows = batch > 128 ? batch : 128;
+    eo.max_rows = batch * K > 128 ? batch * K : 128;
     eo.n_threads = threads;
     eo.isa = roe_env_cpu_isa();
     if (roe_session_open_engine(&s, cmd, eo)) {
@@ -96,10 +109,13 @@ int roe_cmd_bench(int argc, char **argv) {
     float *logits = roe_malloc_aligned((size_t)R * V * sizeof(float));
     int32_t *last = roe_calloc((size_t)batch, sizeof *last);
     double *step_s = roe_calloc((size_t)gen_len, sizeof *step_s);
+    float *z = roe_malloc((size_t)V * sizeof *z), *agg = roe_malloc((size_t)V * sizeof *agg);
+    const float **lp = roe_calloc((size_t)K, sizeof *lp);
+    long rows_computed = 0, rows_naive = 0;
     double *step_bytes = roe_calloc((size_t)gen_len, sizeof *step_bytes);
     int *step_experts = roe_calloc((size_t)gen_len, sizeof *step_experts);
     int ret = 1;
-    if (!rows || !logits || !last || !step_s || !step_bytes || !step_experts) {
+    if (!rows || !logits || !last || !step_s || !step_bytes || !step_experts || !z || !agg || !lp) {
         fprintf(stderr, "roe bench: out of memory\n");
         goto done;
     }
@@ -122,20 +138,30 @@ int roe_cmd_bench(int argc, char **argv) {
         n_prefill += n;
     }
     double prefill_s = now_s() - t0;
-    /* decode: one row per sequence per step */
+    /* decode: one group of K rows (clean + K-1 RoE samples) per sequence per step, then the
+     * aggregation and a greedy pick, all timed */
     const size_t emb_row = (size_t)c->hidden * roe_dtype_size(m->embed.dtype);
     const double dense_read = (double)m->dense_bytes - (c->tie_word_embeddings ? 0.0 : (double)roe_mat_bytes(&m->embed)) + (double)emb_row;
     const double kv_row = 2.0 * sizeof(float) * c->n_layers * (double)c->n_kv_heads * c->head_dim;
     for (int g = 0; g < gen_len; g++) {
         const int p = prompt_len + g;
         for (int b = 0; b < batch; b++)
-            rows[b] = (struct roe_row){.seq = b, .pos = p, .token = last[b], .want_logits = 1};
+            for (int k = 0; k < K; k++)
+                rows[b * K + k] = (struct roe_row){.seq = b, .pos = p, .token = last[b], .sample = k,
+                                                   .want_logits = 1, .seed = (uint64_t)b, .roster = &roster};
         double ts = now_s();
-        roe_status st = roe_engine_step(s.engine, rows, batch, logits);
-        step_s[g] = now_s() - ts;
+        roe_status st = roe_engine_step(s.engine, rows, batch * K, logits);
         if (st != ROE_OK) { roe_report(cmd, st); goto done; }
-        for (int b = 0; b < batch; b++) last[b] = argmax(logits + (size_t)b * V, V);
-        step_experts[g] = roe_engine_last_stats(s.engine).distinct_experts;
+        for (int b = 0; b < batch; b++) {
+            for (int k = 0; k < K; k++) lp[k] = logits + (size_t)(b * K + k) * V;
+            roe_aggregate(lp, K, V, z, agg);
+            last[b] = argmax(z, V);
+        }
+        step_s[g] = now_s() - ts;
+        const struct roe_step_stats ss = roe_engine_last_stats(s.engine);
+        rows_computed += ss.rows_computed;
+        rows_naive += ss.rows_naive;
+        step_experts[g] = ss.distinct_experts;
         step_bytes[g] = dense_read + (double)step_experts[g] * m->expert_bytes + kv_row * p * batch;
     }
     double total = 0, bytes = 0, experts = 0;
@@ -148,6 +174,9 @@ int roe_cmd_bench(int argc, char **argv) {
     cJSON_AddStringToObject(root, "model", s.model_dir);
     cJSON_AddStringToObject(root, "backend", roe_engine_backend_name(s.engine));
     cJSON_AddNumberToObject(root, "batch", batch);
+    cJSON_AddNumberToObject(root, "roe_k", K);
+    cJSON_AddNumberToObject(root, "rows_computed_per_step", (double)rows_computed / gen_len);
+    cJSON_AddNumberToObject(root, "rows_naive_per_step", (double)rows_naive / gen_len);
     cJSON_AddNumberToObject(root, "prompt_len", prompt_len);
     cJSON_AddNumberToObject(root, "gen_len", gen_len);
     cJSON_AddNumberToObject(root, "warmed_bytes", warmed);
@@ -163,9 +192,9 @@ int roe_cmd_bench(int argc, char **argv) {
         if (out) printf("%s\n", out);
         free(out);
     } else
-        printf("decode: batch %d, %.3f ms/step (median %.3f), %.2f tokens/s, %.1f MB read/step "
+        printf("decode: batch %d, K %d, %.3f ms/step (median %.3f), %.2f tokens/s, %.1f MB read/step "
                "(%.1f distinct experts), %.2f GB/s achieved; prefill %.1f tokens/s [%s]\n",
-               batch, mean_step * 1e3, med[0] * 1e3, batch / mean_step, mean_bytes / 1e6,
+               batch, K, mean_step * 1e3, med[0] * 1e3, batch / mean_step, mean_bytes / 1e6,
                experts / gen_len, mean_bytes / mean_step / 1e9, n_prefill / prefill_s,
                roe_engine_backend_name(s.engine));
     cJSON_Delete(root);
@@ -177,6 +206,9 @@ done:
     roe_free(step_s);
     roe_free(step_bytes);
     roe_free(step_experts);
+    roe_free(z);
+    roe_free(agg);
+    roe_free(lp);
     roe_session_close(&s);
     return ret;
 }
