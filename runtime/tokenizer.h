@@ -3,10 +3,12 @@
  *
  * Supported: model.type "BPE" with the GPT-2 byte-to-unicode map (ByteLevel
  * pre-tokenizer/decoder), merges as "a b" strings or ["a","b"] pairs, ranked by list
- * order; pre-tokenizers ByteLevel (use_regex: GPT-2 pattern) and Sequence[Split(Regex),
- * ByteLevel] (the regex is taken from the file, e.g. Qwen's), run through PCRE2 with
- * Unicode properties; normalizer null or NFC; added tokens (special or not) matched
- * before splitting. Anything else is rejected with a message naming the field.
+ * order, ignore_merges, unk_token/fuse_unk/byte_fallback; pre-tokenizers ByteLevel
+ * (use_regex: GPT-2 pattern) and Sequence[Split(Regex or String, any behaviour), ByteLevel]
+ * (the regex is taken from the file, e.g. Qwen's), run through PCRE2 with Unicode
+ * properties; normalizers null, NFC, NFD, NFKC, NFKD (utf8proc) or a Sequence of them;
+ * added tokens (special or not, lstrip/rstrip/single_word/normalized) matched before
+ * splitting. Anything else is rejected with a message naming the field.
  *
  * Contract: decode(encode(s)) == s for any valid UTF-8 s (without post-processing).
  * encode applies no post-processor (no BOS/EOS): it matches HF
