@@ -8,13 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "args.h"
 #include "roe_flags.h"
 #include "runtime/aggregate.h"
 #include "commands.h"
 #include "runtime/alloc.h"
+#include "runtime/clock.h"
 #include "runtime/env.h"
 #include "runtime/philox.h"
 #include "session.h"
@@ -22,12 +22,6 @@
 static const char *SYNOPSIS =
     "[--model DIR] [--batch B] [--prompt-len P] [--gen-len G] [--threads N] [--no-warm] [--json]\n"
     "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate G]";
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -120,7 +114,7 @@ int roe_cmd_bench(int argc, char **argv) {
         goto done;
     }
     /* prefill: random prompts (Philox, fixed key), packed R rows per step */
-    double t0 = now_s();
+    double t0 = roe_now_s();
     long n_prefill = 0;
     int seq = 0, pos = 0;
     while (seq < batch) {
@@ -137,7 +131,7 @@ int roe_cmd_bench(int argc, char **argv) {
             if (rows[j].want_logits) last[rows[j].seq] = argmax(logits + (size_t)k++ * V, V);
         n_prefill += n;
     }
-    double prefill_s = now_s() - t0;
+    double prefill_s = roe_now_s() - t0;
     /* decode: one group of K rows (clean + K-1 RoE samples) per sequence per step, then the
      * aggregation and a greedy pick, all timed */
     const size_t emb_row = (size_t)c->hidden * roe_dtype_size(m->embed.dtype);
@@ -149,7 +143,7 @@ int roe_cmd_bench(int argc, char **argv) {
             for (int k = 0; k < K; k++)
                 rows[b * K + k] = (struct roe_row){.seq = b, .pos = p, .token = last[b], .sample = k,
                                                    .want_logits = 1, .seed = (uint64_t)b, .roster = &roster};
-        double ts = now_s();
+        double ts = roe_now_s();
         roe_status st = roe_engine_step(s.engine, rows, batch * K, logits);
         if (st != ROE_OK) { roe_report(cmd, st); goto done; }
         for (int b = 0; b < batch; b++) {
@@ -157,7 +151,7 @@ int roe_cmd_bench(int argc, char **argv) {
             roe_aggregate(lp, K, V, z, agg);
             last[b] = argmax(z, V);
         }
-        step_s[g] = now_s() - ts;
+        step_s[g] = roe_now_s() - ts;
         const struct roe_step_stats ss = roe_engine_last_stats(s.engine);
         rows_computed += ss.rows_computed;
         rows_naive += ss.rows_naive;

@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "aggregate.h"
 #include "alloc.h"
+#include "clock.h"
 #include "fileio.h"
 #include "generate.h"
 #include "philox.h"
@@ -246,19 +246,13 @@ roe_status roe_eval_detect(const char *path, roe_task *task) {
     return st;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void progress(const struct roe_eval_opts *o, const char *what, int i, int n, double t0) {
     if (!o->progress) return;
     char bar[31];
     int fill = n ? (int)(30.0 * i / n) : 30;
     for (int b = 0; b < 30; b++) bar[b] = b < fill ? '#' : '.';
     bar[30] = '\0';
-    fprintf(stderr, "\r%-6s [%s] %d/%d  %.0f s", what, bar, i, n, now_s() - t0);
+    fprintf(stderr, "\r%-6s [%s] %d/%d  %.0f s", what, bar, i, n, roe_now_s() - t0);
     if (i == n) fputc('\n', stderr);
     fflush(stderr);
 }
@@ -307,7 +301,7 @@ static roe_status task_text(roe_engine *e, const roe_tokenizer *tok, int32_t sep
     double *boot = roe_calloc(2000, sizeof *boot);
     roe_status st = ROE_OK;
     const int ctx = roe_engine_get_opts(e)->max_ctx;
-    double t0 = now_s(), total = 0, tokens = 0;
+    double t0 = roe_now_s(), total = 0, tokens = 0;
     if (!nll || !ntok || !boot) st = roe_fail(ROE_ERR_NOMEM, "eval: out of memory");
     for (int i = 0; i < j->n && st == ROE_OK; i++) {
         const char *text = str_field(j->items[i], "text");
@@ -362,7 +356,7 @@ static roe_status task_choice(roe_engine *e, const roe_tokenizer *tok, int32_t s
     ROE_TRY(roe_scorer_create(e, &sc));
     roe_status st = ROE_OK;
     long hits = 0, hits_norm = 0;
-    double t0 = now_s();
+    double t0 = roe_now_s();
     for (int i = 0; i < j->n && st == ROE_OK; i++) {
         const cJSON *it = j->items[i];
         const char *ctx = str_field(it, "context");
@@ -440,7 +434,7 @@ static roe_status task_arith(roe_engine *e, const roe_tokenizer *tok, int32_t se
     int32_t *ids[16] = {0};
     roe_status st = ROE_OK;
     long hits = 0;
-    double t0 = now_s();
+    double t0 = roe_now_s();
     for (int i0 = 0; i0 < j->n && st == ROE_OK; i0 += B) {
         const int nb = j->n - i0 < B ? j->n - i0 : B;
         for (int b = 0; b < nb && st == ROE_OK; b++) {
@@ -487,7 +481,7 @@ roe_status roe_eval_run(roe_engine *engine, const roe_tokenizer *tok, const char
     struct jsonl j;
     ROE_TRY(jsonl_read(path, opts->limit, &j));
     const int32_t sep = roe_tokenizer_find(tok, "<|endoftext|>");
-    const double t0 = now_s();
+    const double t0 = roe_now_s();
     roe_status st;
     switch (task) {
     case ROE_TASK_TEXT: st = task_text(engine, tok, sep, &j, opts, out); break;
@@ -495,7 +489,7 @@ roe_status roe_eval_run(roe_engine *engine, const roe_tokenizer *tok, const char
     default: st = task_choice(engine, tok, sep, &j, opts, out); break;
     }
     out->items = j.n;
-    out->seconds = now_s() - t0;
+    out->seconds = roe_now_s() - t0;
     out->samples_per_position = out->stats.positions ? (double)out->stats.samples / out->stats.positions : 0;
     jsonl_free(&j);
     if (st != ROE_OK) roe_fail_context(st, "%s", path);

@@ -37,6 +37,7 @@
  * loads, but a misaligned `const uint16_t *` dereference is UB and UBSan reports it).
  */
 #include "safetensors.h"
+#include "safetensors_impl.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -253,13 +254,13 @@ roe_status roe__st_json_parse(const char *path, const char *what, const char *te
                     len, near);
 }
 
-static int st__cmp_by_name(const void *a, const void *b) {
+int roe__st_cmp_by_name(const void *a, const void *b) {
     const struct roe_tensor *x = *(const struct roe_tensor *const *)a;
     const struct roe_tensor *y = *(const struct roe_tensor *const *)b;
     return strcmp(x->name, y->name);
 }
 
-static int st__cmp_key_name(const void *key, const void *elem) {
+int roe__st_cmp_key_name(const void *key, const void *elem) {
     return strcmp((const char *)key, (*(const struct roe_tensor *const *)elem)->name);
 }
 
@@ -495,7 +496,7 @@ static roe_status st__check_layout(roe_st_file *f) {
     qsort(f->tensors, f->n, sizeof *f->tensors, st__cmp_by_offset);
     for (size_t i = 0; i < f->n; i++)
         f->by_name[i] = &f->tensors[i];
-    qsort(f->by_name, f->n, sizeof *f->by_name, st__cmp_by_name);
+    qsort(f->by_name, f->n, sizeof *f->by_name, roe__st_cmp_by_name);
     for (size_t i = 1; i < f->n; i++) {
         if (strcmp(f->by_name[i - 1]->name, f->by_name[i]->name) == 0)
             return roe_fail(ROE_ERR_FORMAT, "%s: tensor '%.*s' appears twice in the header", path,
@@ -619,6 +620,6 @@ const struct roe_tensor *roe_st_at(const roe_st_file *f, size_t i) {
 const struct roe_tensor *roe_st_find(const roe_st_file *f, const char *name) {
     if (!f || !name || f->n == 0) return NULL;
     const struct roe_tensor **p =
-        bsearch(name, f->by_name, f->n, sizeof *f->by_name, st__cmp_key_name);
+        bsearch(name, f->by_name, f->n, sizeof *f->by_name, roe__st_cmp_key_name);
     return p ? *p : NULL;
 }

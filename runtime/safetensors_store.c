@@ -12,6 +12,7 @@
  * order: shard by shard (sorted by file name), each in data-offset order.
  */
 #include "safetensors.h"
+#include "safetensors_impl.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>
@@ -31,11 +32,6 @@ enum {
 #define ROE_ST_INDEX_NAME  "model.safetensors.index.json"
 #define ROE_ST_SINGLE_NAME "model.safetensors"
 
-/* From safetensors.c: parses exactly text[0..len) as one JSON value (messages name `path`
- * and `what`), and names a value's JSON type. */
-roe_status roe__st_json_parse(const char *path, const char *what, const char *text, size_t len,
-                              cJSON **out);
-const char *roe__st_json_type(const cJSON *j);
 
 struct roe_store {
     char *dir;
@@ -49,16 +45,6 @@ struct roe_store {
 static const char *st__errstr(int err, char *buf, size_t n) {
     if (strerror_r(err, buf, n) != 0) snprintf(buf, n, "errno %d", err);
     return buf;
-}
-
-static int st__cmp_by_name(const void *a, const void *b) {
-    const struct roe_tensor *x = *(const struct roe_tensor *const *)a;
-    const struct roe_tensor *y = *(const struct roe_tensor *const *)b;
-    return strcmp(x->name, y->name);
-}
-
-static int st__cmp_key_name(const void *key, const void *elem) {
-    return strcmp((const char *)key, (*(const struct roe_tensor *const *)elem)->name);
 }
 
 static char *st__join(const char *dir, const char *name) {
@@ -101,7 +87,7 @@ static roe_status st__store_tables(roe_store *s, const char *where) {
         for (size_t j = 0; j < roe_st_count(s->files[i]); j++)
             s->order[s->n++] = roe_st_at(s->files[i], j);
     memcpy(s->by_name, s->order, total * sizeof *s->order);
-    qsort(s->by_name, total, sizeof *s->by_name, st__cmp_by_name);
+    qsort(s->by_name, total, sizeof *s->by_name, roe__st_cmp_by_name);
     for (size_t i = 1; i < total; i++) {
         const struct roe_tensor *a = s->by_name[i - 1], *b = s->by_name[i];
         if (strcmp(a->file, b->file) > 0) { /* qsort is not stable: name the files in order */
@@ -302,7 +288,7 @@ void roe_store_close(roe_store *s) {
 const struct roe_tensor *roe_store_find(const roe_store *s, const char *name) {
     if (!s || !name || s->n == 0) return NULL;
     const struct roe_tensor **p =
-        bsearch(name, s->by_name, s->n, sizeof *s->by_name, st__cmp_key_name);
+        bsearch(name, s->by_name, s->n, sizeof *s->by_name, roe__st_cmp_key_name);
     return p ? *p : NULL;
 }
 
