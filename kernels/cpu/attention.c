@@ -24,41 +24,47 @@ static inline float dot_f32(const float *a, const float *b, int n) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-void roe_cpu_attention(roe_backend *be, const struct roe_attn_args *a) {
-    struct roe_cpu *cpu = roe_cpu_of(be);
+/* One (row, head) pair of the attention; `s` is this thread's [max_ctx] score scratch. */
+static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     const int hd = a->head_dim, nh = a->n_heads, group = a->n_heads / a->n_kv_heads;
     const int qd = nh * hd, kd = a->n_kv_heads * hd;
-    const int pairs = a->n_rows * nh;
-    size_t work = 0; /* multiply-adds, to decide whether a team pays off */
-    for (int r = 0; r < a->n_rows; r++) work += (size_t)(a->hist_end[r] - a->hist_begin[r] + 1) * nh * hd;
-    const int par = pairs > 1 && work >= ((size_t)1 << 16);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu->n_threads) if (par)
-    for (int p = 0; p < pairs; p++) {
-        const int r = p / nh, h = p % nh, kvh = h / group;
-        const int begin = a->hist_begin[r], end = a->hist_end[r], len = end - begin;
-        float *s = cpu->ascratch + (size_t)omp_get_thread_num() * (size_t)cpu->max_ctx;
-        const float *q = a->q + (size_t)r * qd + (size_t)h * hd;
-        const float *kh = a->k_hist[r], *vh = a->v_hist[r];
-        float mx = -INFINITY;
-        for (int j = 0; j < len; j++) {
-            s[j] = dot_f32(q, kh + (size_t)(begin + j) * kd + (size_t)kvh * hd, hd) * a->scale;
-            if (s[j] > mx) mx = s[j];
-        }
-        s[len] = dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
-        if (s[len] > mx) mx = s[len];
-        float sum = 0.0f;
-        for (int j = 0; j <= len; j++) {
-            s[j] = expf(s[j] - mx);
-            sum += s[j];
-        }
-        const float inv = 1.0f / sum;
-        float *o = a->out + (size_t)r * qd + (size_t)h * hd;
-        for (int d = 0; d < hd; d++) o[d] = 0.0f;
-        for (int j = 0; j <= len; j++) {
-            const float *v = j < len ? vh + (size_t)(begin + j) * kd + (size_t)kvh * hd
-                                     : a->v_self + (size_t)r * kd + (size_t)kvh * hd;
-            const float pj = s[j] * inv;
-            for (int d = 0; d < hd; d++) o[d] += pj * v[d];
-        }
+    const int r = p / nh, h = p % nh, kvh = h / group;
+    const int begin = a->hist_begin[r], end = a->hist_end[r], len = end - begin;
+    const float *q = a->q + (size_t)r * qd + (size_t)h * hd;
+    const float *kh = a->k_hist[r], *vh = a->v_hist[r];
+    float mx = -INFINITY;
+    for (int j = 0; j < len; j++) {
+        s[j] = dot_f32(q, kh + (size_t)(begin + j) * kd + (size_t)kvh * hd, hd) * a->scale;
+        if (s[j] > mx) mx = s[j];
     }
+    s[len] = dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
+    if (s[len] > mx) mx = s[len];
+    float sum = 0.0f;
+    for (int j = 0; j <= len; j++) {
+        s[j] = expf(s[j] - mx);
+        sum += s[j];
+    }
+    const float inv = 1.0f / sum;
+    float *o = a->out + (size_t)r * qd + (size_t)h * hd;
+    for (int d = 0; d < hd; d++) o[d] = 0.0f;
+    for (int j = 0; j <= len; j++) {
+        const float *v = j < len ? vh + (size_t)(begin + j) * kd + (size_t)kvh * hd
+                                 : a->v_self + (size_t)r * kd + (size_t)kvh * hd;
+        const float pj = s[j] * inv;
+        for (int d = 0; d < hd; d++) o[d] += pj * v[d];
+    }
+}
+
+void roe_cpu_attention(roe_backend *be, const struct roe_attn_args *a) {
+    struct roe_cpu *cpu = roe_cpu_of(be);
+    const int pairs = a->n_rows * a->n_heads;
+    size_t work = 0; /* multiply-adds, to decide whether a team pays off */
+    for (int r = 0; r < a->n_rows; r++)
+        work += (size_t)(a->hist_end[r] - a->hist_begin[r] + 1) * a->n_heads * a->head_dim;
+    if (pairs > 1 && work >= ((size_t)1 << 16)) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu->n_threads)
+        for (int p = 0; p < pairs; p++)
+            attend_pair(a, p, cpu->ascratch + (size_t)omp_get_thread_num() * (size_t)cpu->max_ctx);
+    } else
+        for (int p = 0; p < pairs; p++) attend_pair(a, p, cpu->ascratch);
 }

@@ -259,49 +259,57 @@ roe_cpu_isa roe_cpu_select_isa(roe_cpu_isa want, roe_cpu_widen_fn *widen, roe_cp
     return want;
 }
 
-void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y) {
-    struct roe_cpu *cpu = roe_cpu_of(be);
-    const int rows = w->rows, cols = w->cols, n_blocks = (rows + 3) / 4;
-    const size_t es = roe_dtype_size(w->dtype);
-    const int wide = w->dtype == ROE_DTYPE_F32;
-    /* below ~256K multiply-adds a fork/join costs more than it saves (and on a loaded
-     * machine a spinning team can stall); results do not depend on the thread count */
-    const int par = n_blocks > 1 && (size_t)n * (size_t)rows * (size_t)cols >= ((size_t)1 << 18);
-    const int fused = n <= 2 && !wide && (cpu->isa == ROE_CPU_ISA_AVX512 || cpu->isa == ROE_CPU_ISA_AVX2);
-#pragma omp parallel for schedule(static) num_threads(cpu->n_threads) if (par)
-    for (int b = 0; b < n_blocks; b++) {
-        if (fused) {
-            const uint16_t *wh[4];
-            int r0 = b * 4, nr = rows - r0 < 4 ? rows - r0 : 4;
-            for (int k = 0; k < 4; k++)
-                wh[k] = (const uint16_t *)w->data + (size_t)(r0 + (k < nr ? k : nr - 1)) * (size_t)cols;
-            for (int i = 0; i < n; i++) {
-                float out[4];
-                if (cpu->isa == ROE_CPU_ISA_AVX512) dot4_half_avx512(x + (size_t)i * cols, wh, w->dtype, cols, out);
-                else dot4_half_avx2(x + (size_t)i * cols, wh, w->dtype, cols, out);
-                float *yi = y + (size_t)i * rows + r0;
-                for (int k = 0; k < nr; k++) yi[k] = out[k];
-            }
-            continue;
-        }
-        float *scratch = cpu->wscratch + (size_t)omp_get_thread_num() * 4 * (size_t)cpu->max_cols;
-        const float *wr[4];
-        int r0 = b * 4, nr = rows - r0 < 4 ? rows - r0 : 4;
-        for (int k = 0; k < 4; k++) {
-            /* a short last block repeats its last row; the extra outputs are discarded */
-            int r = r0 + (k < nr ? k : nr - 1);
-            const char *src = (const char *)w->data + (size_t)r * (size_t)cols * es;
-            if (wide) wr[k] = (const float *)src;
-            else if (k < nr) {
-                cpu->widen(src, w->dtype, cols, scratch + (size_t)k * cols);
-                wr[k] = scratch + (size_t)k * cols;
-            } else wr[k] = wr[nr - 1];
-        }
+/* Rows [4b, 4b+4) of y = x W^T for all n x rows; `scratch` is this thread's [4, max_cols]. */
+static void matmul_block(const struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w,
+                         float *y, int b, int fused, float *scratch) {
+    const int rows = w->rows, cols = w->cols, r0 = b * 4, nr = rows - r0 < 4 ? rows - r0 : 4;
+    if (fused) {
+        const uint16_t *wh[4];
+        for (int k = 0; k < 4; k++)
+            wh[k] = (const uint16_t *)w->data + (size_t)(r0 + (k < nr ? k : nr - 1)) * (size_t)cols;
         for (int i = 0; i < n; i++) {
             float out[4];
-            cpu->dot4(x + (size_t)i * cols, wr, cols, out);
+            if (cpu->isa == ROE_CPU_ISA_AVX512) dot4_half_avx512(x + (size_t)i * cols, wh, w->dtype, cols, out);
+            else dot4_half_avx2(x + (size_t)i * cols, wh, w->dtype, cols, out);
             float *yi = y + (size_t)i * rows + r0;
             for (int k = 0; k < nr; k++) yi[k] = out[k];
         }
+        return;
     }
+    const size_t es = roe_dtype_size(w->dtype);
+    const float *wr[4];
+    for (int k = 0; k < 4; k++) {
+        /* a short last block repeats its last row; the extra outputs are discarded */
+        int r = r0 + (k < nr ? k : nr - 1);
+        const char *src = (const char *)w->data + (size_t)r * (size_t)cols * es;
+        if (w->dtype == ROE_DTYPE_F32) wr[k] = (const float *)src;
+        else if (k < nr) {
+            cpu->widen(src, w->dtype, cols, scratch + (size_t)k * cols);
+            wr[k] = scratch + (size_t)k * cols;
+        } else wr[k] = wr[nr - 1];
+    }
+    for (int i = 0; i < n; i++) {
+        float out[4];
+        cpu->dot4(x + (size_t)i * cols, wr, cols, out);
+        float *yi = y + (size_t)i * rows + r0;
+        for (int k = 0; k < nr; k++) yi[k] = out[k];
+    }
+}
+
+void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y) {
+    struct roe_cpu *cpu = roe_cpu_of(be);
+    const int n_blocks = (w->rows + 3) / 4;
+    const int fused = n <= 2 && w->dtype != ROE_DTYPE_F32 &&
+                      (cpu->isa == ROE_CPU_ISA_AVX512 || cpu->isa == ROE_CPU_ISA_AVX2);
+    /* Below ~256K multiply-adds a fork/join costs more than it saves (and on a loaded
+     * machine a spinning team can stall). The serial case is a plain loop, not an OpenMP
+     * region with if(0): libgomp allocates a team for each of those. Results do not depend
+     * on the thread count. */
+    if (n_blocks > 1 && (size_t)n * (size_t)w->rows * (size_t)w->cols >= ((size_t)1 << 18)) {
+#pragma omp parallel for schedule(static) num_threads(cpu->n_threads)
+        for (int b = 0; b < n_blocks; b++)
+            matmul_block(cpu, x, n, w, y, b, fused,
+                         cpu->wscratch + (size_t)omp_get_thread_num() * 4 * (size_t)cpu->max_cols);
+    } else
+        for (int b = 0; b < n_blocks; b++) matmul_block(cpu, x, n, w, y, b, fused, cpu->wscratch);
 }
