@@ -7,15 +7,19 @@
  *   x = RMSNorm_post(h); h += MoE(x) or MLP(x)
  * then the final norm and the LM head for the rows that want logits.
  *
- * MoE: router logits -> the family's gate -> (row, slot) pairs counting-sorted by
- * expert; each expert runs its SwiGLU FFN on the gathered rows; the outputs land in a
- * per-(row, slot) buffer and are summed per row in slot order, so a row's result never
- * depends on which other rows were in the batch.
+ * MoE: router logits -> the family's gate -> (row, slot) pairs handed to the expert
+ * exchange (comm/dispatch.h), which groups them by expert on the experts' owners (this
+ * rank alone in a world of one); each expert runs its SwiGLU FFN on the gathered rows; the
+ * outputs land in a per-(row, slot) buffer and are summed per row in slot order, so a
+ * row's result never depends on which other rows were in the batch, or on which rank
+ * computed them.
  */
 #include "engine.h"
 
 #include <math.h>
 #include <string.h>
+
+#include <stdio.h>
 
 #include "alloc.h"
 #include "router.h"
@@ -26,6 +30,13 @@ struct roe_engine {
     roe_backend *be;
     struct roe_kv_cache kv;
     struct roe_step_stats stats;
+    roe_comm *comm;                   /* borrowed, or owned_comm */
+    roe_comm *owned_comm;             /* a self communicator when none was given */
+    const struct roe_placement *pl;   /* borrowed, or owned_pl */
+    struct roe_placement *owned_pl;   /* every expert on rank 0 when none was given */
+    roe_ep *ep;                       /* the expert exchange */
+    uint8_t *active;                  /* [max_rows * top_k] pairs computed here (not reused) */
+    int driven;                       /* inside a step the cluster drives (cluster.h) */
     /* activations, allocated once for max_rows rows */
     float *h;        /* [max_rows, hidden] residual stream */
     float *x;        /* [max_rows, hidden] normed input of a sublayer */
@@ -77,6 +88,10 @@ void roe_engine_free(roe_engine *e) {
     if (!e) return;
     roe_backend_free(e->be);
     roe_kv_cache_free(&e->kv);
+    roe_ep_free(e->ep);
+    roe_placement_free(e->owned_pl);
+    roe_comm_free(e->owned_comm);
+    roe_free(e->active);
     void *bufs[] = {e->h, e->x, e->q, e->k, e->v, e->att, e->tmp, e->rlogits, e->probs, e->gw,
                     e->ein, e->egate, e->eup, e->eout, e->lrows, e->fgw, e->rscratch, e->dlogits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) roe_free_aligned(bufs[i]);
@@ -131,6 +146,49 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
         .isa = opts->isa,
     };
     ROE_CHECK(roe_backend_cpu_create(&bo, &e->be));
+    e->comm = opts->comm;
+    if (!e->comm) {
+        ROE_CHECK(roe_comm_self_create(NULL, &e->owned_comm));
+        e->comm = e->owned_comm;
+    }
+    e->pl = opts->placement;
+    if (c->n_experts > 0 && !e->pl) {
+        if (roe_comm_size(e->comm) != 1) {
+            st = roe_fail(ROE_ERR_INVALID_ARG, "engine: %d ranks but no expert placement",
+                          roe_comm_size(e->comm));
+            goto fail;
+        }
+        ROE_CHECK(roe_placement_contiguous(c, 1, &e->owned_pl));
+        e->pl = e->owned_pl;
+    }
+    if (e->pl && (e->pl->n_ranks != roe_comm_size(e->comm) || e->pl->n_layers != c->n_layers ||
+                  e->pl->n_experts != c->n_experts)) {
+        st = roe_fail(ROE_ERR_INVALID_ARG,
+                      "engine: placement for %d ranks, %d layers, %d experts; the job has %d ranks and "
+                      "the model %d layers, %d experts",
+                      e->pl->n_ranks, e->pl->n_layers, e->pl->n_experts, roe_comm_size(e->comm),
+                      c->n_layers, c->n_experts);
+        goto fail;
+    }
+    if (e->pl) /* every expert this rank owns must be in the model */
+        for (int l = 0; l < c->n_layers; l++)
+            for (int x = 0; c->layer_is_moe[l] && x < c->n_experts; x++)
+                if (roe_placement_owner(e->pl, l, x) == roe_comm_rank(e->comm) &&
+                    !model->layers[l].experts[x].gate.data) {
+                    st = roe_fail(ROE_ERR_INVALID_ARG,
+                                  "engine: rank %d owns expert %d of layer %d, but the model does not hold it",
+                                  roe_comm_rank(e->comm), x, l);
+                    goto fail;
+                }
+    if (c->n_experts > 0) {
+        struct roe_ep_opts eo = {
+            .hidden = c->hidden, .top_k = c->top_k, .n_experts = c->n_experts,
+            .max_slots = opts->max_rows, .max_recv_rows = opts->max_rows,
+            .max_recv_pairs = opts->max_rows * c->top_k, .wire = opts->wire,
+            .overlap = !opts->no_overlap,
+        };
+        ROE_CHECK(roe_ep_create(e->comm, &eo, &e->ep));
+    }
     ROE_CHECK(roe_kv_cache_init(&e->kv, opts->max_seqs, c->n_layers, opts->max_ctx, (int)kd));
     int ok = 1;
     e->h = falloc(R * H, &ok);
@@ -163,12 +221,13 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
     e->fork_parent = roe_calloc(R, sizeof *e->fork_parent);
     e->src_pair = roe_calloc(R * K, sizeof *e->src_pair);
     e->slot_lrow = roe_calloc(R, sizeof *e->slot_lrow);
+    e->active = roe_calloc(R * K, 1);
     e->fsel = roe_calloc(K, sizeof *e->fsel);
     e->fgw = falloc(K, &ok);
     e->rscratch = falloc(2 * E, &ok);
     if (!ok || !e->sel || !e->e_count || !e->pairs || !e->pos || !e->hbegin || !e->hend ||
         !e->tokens || !e->khist || !e->vhist || !e->slot_row || !e->row_slot || !e->fork_parent ||
-        !e->src_pair || !e->slot_lrow || !e->fsel) {
+        !e->src_pair || !e->slot_lrow || !e->fsel || !e->active) {
         st = roe_fail(ROE_ERR_NOMEM, "engine: out of memory for %d-row buffers", opts->max_rows);
         goto fail;
     }
@@ -188,6 +247,8 @@ const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e) { return 
 const char *roe_engine_backend_name(const roe_engine *e) { return e->be->name; }
 size_t roe_engine_kv_bytes(const roe_engine *e) { return roe_kv_cache_bytes(&e->kv); }
 struct roe_step_stats roe_engine_last_stats(const roe_engine *e) { return e->stats; }
+roe_comm *roe_engine_comm(const roe_engine *e) { return e->comm; }
+void roe__engine_set_driven(roe_engine *e, int on) { e->driven = on; }
 
 /* Checks the rows against the cache contract of engine.h before anything is written. */
 static roe_status validate_rows(roe_engine *e, const struct roe_row *rows, int n) {
@@ -322,53 +383,63 @@ static void fork_slot(roe_engine *e, int i, int parent, const struct roe_row *r,
     e->pos[j] = r->pos;
 }
 
-/* Runs the experts for every (slot, slot-in-top-k) pair: eout[pair] = FFN_expert(x[slot]).
- * A pair of a slot that forked in this layer reuses its parent's output for a shared expert
- * (same input, same expert: the same numbers). */
-static void run_experts(roe_engine *e, int layer) {
+/* Runs one expert task of the exchange: gathers its input rows, the SwiGLU FFN, scatters
+ * the outputs. */
+static void run_task(roe_engine *e, const struct roe_layer_weights *L, const struct roe_ep_task *t) {
+    const int H = e->model->cfg.hidden, m = t->n;
+    const float *const *in = roe_ep_in(e->ep);
+    float *const *out = roe_ep_out(e->ep);
+    for (int j = 0; j < m; j++)
+        memcpy(e->ein + (size_t)j * H, in[t->first + j], (size_t)H * sizeof(float));
+    ffn(e, &L->experts[t->expert], e->ein, m, e->tmp);
+    for (int j = 0; j < m; j++)
+        memcpy(out[t->first + j], e->tmp + (size_t)j * H, (size_t)H * sizeof(float));
+    e->stats.distinct_experts++;
+}
+
+/* Runs the experts for every (slot, slot-in-top-k) pair: eout[pair] = FFN_expert(x[slot]),
+ * on whichever rank owns the expert. A pair of a slot that forked in this layer reuses its
+ * parent's output for a shared expert (same input, same expert: the same numbers). */
+static roe_status run_experts(roe_engine *e, int layer) {
     const struct roe_model_config *c = &e->model->cfg;
     const struct roe_layer_weights *L = &e->model->layers[layer];
-    const int n = e->n_act, H = c->hidden, E = c->n_experts, K = c->top_k;
+    const int n = e->n_act, H = c->hidden, K = c->top_k;
 
     for (int p = 0; p < n * K; p++) {
         e->src_pair[p] = p;
         const int par = e->fork_parent[p / K];
-        if (par < 0) continue;
-        for (int s = 0; s < K; s++)
-            if (e->sel[(size_t)par * K + s] == e->sel[p]) e->src_pair[p] = par * K + s;
+        if (par >= 0)
+            for (int s = 0; s < K; s++)
+                if (e->sel[(size_t)par * K + s] == e->sel[p]) e->src_pair[p] = par * K + s;
+        e->active[p] = e->src_pair[p] == p;
     }
-    /* counting sort of the computed pairs by expert */
-    memset(e->e_count, 0, (size_t)(E + 1) * sizeof *e->e_count);
-    for (int p = 0; p < n * K; p++)
-        if (e->src_pair[p] == p) e->e_count[e->sel[p] + 1]++;
-    for (int x = 0; x < E; x++) e->e_count[x + 1] += e->e_count[x];
-    for (int p = 0; p < n * K; p++)
-        if (e->src_pair[p] == p) e->pairs[e->e_count[e->sel[p]]++] = p;
-    /* e_count[x] is now the end of expert x's group; its start is e_count[x-1] (0 for x = 0) */
-    for (int x = 0; x < E; x++) {
-        const int begin = x ? e->e_count[x - 1] : 0, m = e->e_count[x] - begin;
-        if (m == 0) continue;
-        e->stats.distinct_experts++;
-        for (int j = 0; j < m; j++)
-            memcpy(e->ein + (size_t)j * H, e->x + (size_t)(e->pairs[begin + j] / K) * H,
-                   (size_t)H * sizeof(float));
-        ffn(e, &L->experts[x], e->ein, m, e->tmp);
-        for (int j = 0; j < m; j++)
-            memcpy(e->eout + (size_t)e->pairs[begin + j] * H, e->tmp + (size_t)j * H,
-                   (size_t)H * sizeof(float));
+    char what[32];
+    snprintf(what, sizeof what, "layer %d", layer);
+    ROE_TRY(roe_ep_begin(e->ep, &e->pl->maps[layer], e->x, n, e->sel, e->active, e->eout, what));
+    /* experts fed only by this rank's rows run while the other ranks' rows travel */
+    const struct roe_ep_task *t;
+    const int n_now = roe_ep_tasks_now(e->ep, &t);
+    for (int i = 0; i < n_now; i++) {
+        run_task(e, L, &t[i]);
+        ROE_TRY(roe_ep_progress(e->ep));
     }
+    ROE_TRY(roe_ep_wait(e->ep));
+    const int n_rest = roe_ep_tasks_rest(e->ep, &t);
+    for (int i = 0; i < n_rest; i++) run_task(e, L, &t[i]);
+    ROE_TRY(roe_ep_combine(e->ep));
     for (int p = 0; p < n * K; p++)
         if (e->src_pair[p] != p)
             memcpy(e->eout + (size_t)p * H, e->eout + (size_t)e->src_pair[p] * H, (size_t)H * sizeof(float));
+    return ROE_OK;
 }
 
-static void moe_layer(roe_engine *e, int layer, const struct roe_row *rows, int n_rows) {
+static roe_status moe_layer(roe_engine *e, int layer, const struct roe_row *rows, int n_rows) {
     const struct roe_model_config *c = &e->model->cfg;
     const struct roe_layer_weights *L = &e->model->layers[layer];
     roe_backend *be = e->be;
     const int H = c->hidden, E = c->n_experts, K = c->top_k;
 
-    be->ops->matmul(be, e->x, e->n_act, &L->router, e->rlogits);
+    if (e->n_act) be->ops->matmul(be, e->x, e->n_act, &L->router, e->rlogits);
     for (int j = 0; j < e->n_act; j++) {
         route(e, layer, &rows[e->slot_row[j]], e->rlogits + (size_t)j * E, e->sel + (size_t)j * K,
               e->gw + (size_t)j * K);
@@ -384,7 +455,7 @@ static void moe_layer(roe_engine *e, int layer, const struct roe_row *rows, int 
             memcmp(e->fgw, e->gw + (size_t)j * K, (size_t)K * sizeof *e->fgw) != 0)
             fork_slot(e, i, j, r, e->fsel, e->fgw);
     }
-    run_experts(e, layer);
+    ROE_TRY(run_experts(e, layer));
     /* weighted sum per slot in fixed slot order (experts ascending) */
     for (int j = 0; j < e->n_act; j++) {
         float *hr = e->h + (size_t)j * H;
@@ -397,6 +468,7 @@ static void moe_layer(roe_engine *e, int layer, const struct roe_row *rows, int 
         }
         for (int d = 0; d < H; d++) hr[d] += acc[d];
     }
+    return ROE_OK;
 }
 
 /* Assigns rows to slots: clean and independent rows get their own; a RoE sample whose
@@ -426,6 +498,11 @@ static void assign_slots(roe_engine *e, const struct roe_row *rows, int n) {
 }
 
 roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, float *logits) {
+    if (roe_comm_size(e->comm) > 1 && !e->driven)
+        return roe_fail(ROE_ERR_UNSUPPORTED,
+                        "engine step on rank %d of %d outside a cluster step: with several ranks every step "
+                        "must go through runtime/cluster.h (this command does not run under mpirun yet)",
+                        roe_comm_rank(e->comm), roe_comm_size(e->comm));
     ROE_TRY(validate_rows(e, rows, n));
     const struct roe_model *m = e->model;
     const struct roe_model_config *c = &m->cfg;
@@ -435,14 +512,17 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
     e->stats.distinct_experts = 0;
     e->stats.rows_computed = 0;
     e->stats.rows_naive = (long)n * c->n_layers;
-    if (n == 0) return ROE_OK;
+    /* alone, an empty step is nothing; with other ranks it still serves their MoE rows */
+    if (n == 0 && roe_comm_size(e->comm) == 1) return ROE_OK;
     assign_slots(e, rows, n);
-    be->ops->embed(be, &m->embed, e->tokens, e->n_act, e->h);
+    if (e->n_act) be->ops->embed(be, &m->embed, e->tokens, e->n_act, e->h);
     for (int l = 0; l < c->n_layers; l++) {
-        attention_layer(e, l, rows);
-        be->ops->rmsnorm(be, e->h, e->n_act, &m->layers[l].ffn_norm, c->rms_eps, e->x);
-        if (c->layer_is_moe[l]) moe_layer(e, l, rows, n);
-        else {
+        if (e->n_act) {
+            attention_layer(e, l, rows);
+            be->ops->rmsnorm(be, e->h, e->n_act, &m->layers[l].ffn_norm, c->rms_eps, e->x);
+        }
+        if (c->layer_is_moe[l]) ROE_TRY(moe_layer(e, l, rows, n));
+        else if (e->n_act) {
             ffn(e, &m->layers[l].dense, e->x, e->n_act, e->tmp);
             for (size_t i = 0; i < (size_t)e->n_act * H; i++) e->h[i] += e->tmp[i];
         }

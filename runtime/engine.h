@@ -15,17 +15,30 @@
  * weights; at that layer the (row, expert) pairs it shares with the clean row are
  * computed once. This is exact: results are bit-identical with dedup off.
  *
+ * Expert parallelism (DESIGN.md "Process model"): with a communicator of N ranks and a
+ * placement, each rank's engine runs the rows of the sequences it is home to (attention,
+ * routing, the weighted sum) and the experts it owns, for the rows of every rank: each
+ * MoE layer dispatches rows to the experts' owners and combines their outputs back
+ * (comm/dispatch.h). Every rank must call roe_engine_step for every step, even with no
+ * rows, because every rank takes part in every MoE layer's exchange; and the rows of one
+ * step over all ranks together must not exceed max_rows (the receive buffers' bound).
+ * Results are bit-identical to one process: the kernels are batch-invariant, and a row's
+ * experts are summed on its home rank in its own slot order.
+ *
  * The engine owns every buffer it needs, sized at creation for max_rows rows, so a step
- * allocates nothing and cannot fail except on invalid rows.
+ * allocates nothing and cannot fail except on invalid rows or a failing peer.
  */
 #ifndef ROE_ENGINE_H
 #define ROE_ENGINE_H
 
 #include <stdint.h>
 
+#include "comm/comm.h"
+#include "comm/dispatch.h"
 #include "kernels/backend.h"
 #include "kv_cache.h"
 #include "model.h"
+#include "placement.h"
 #include "roster.h"
 #include "status.h"
 
@@ -46,13 +59,18 @@ struct roe_engine_opts {
     int n_threads;    /* 0: all cores */
     roe_cpu_isa isa;  /* CPU kernel path (AUTO) */
     int no_dedup;     /* compute every RoE sample row from the start (for tests) */
+    roe_comm *comm;   /* borrowed; NULL: a world of one process */
+    const struct roe_placement *placement; /* borrowed; NULL: every expert here (one rank) */
+    roe_ep_wire wire; /* dtype of rows on the wire (F32: bit-exact) */
+    int no_overlap;   /* do not compute local-only experts while rows are in flight */
 };
 
 struct roe_engine_opts roe_engine_opts_default(void);
 
 typedef struct roe_engine roe_engine;
 
-/* The engine borrows the model (which must outlive it). */
+/* The engine borrows the model, the communicator and the placement (which must outlive
+ * it). With a placement, the model need hold only this rank's experts. */
 roe_status roe_engine_create(const struct roe_model *model, const struct roe_engine_opts *opts,
                              roe_engine **out);
 void roe_engine_free(roe_engine *e);
@@ -73,10 +91,17 @@ size_t roe_engine_kv_bytes(const roe_engine *e);
 /* Per-step statistics of the last step (for benchmarks and --json). */
 struct roe_step_stats {
     int rows;
-    int distinct_experts; /* (layer, expert) pairs touched, summed over MoE layers */
+    int distinct_experts; /* (layer, expert) pairs this rank ran, summed over MoE layers */
     long rows_computed;   /* row-layers computed (after dedup) */
     long rows_naive;      /* row-layers a roster without dedup computes: rows * layers */
 };
 struct roe_step_stats roe_engine_last_stats(const roe_engine *e);
+
+/* This rank's communicator (a private self one when none was given). */
+roe_comm *roe_engine_comm(const roe_engine *e);
+
+/* For runtime/cluster.c only: marks the steps it drives. With more than one rank an engine
+ * refuses other steps, since a rank stepping alone would wait for peers that are not. */
+void roe__engine_set_driven(roe_engine *e, int on);
 
 #endif

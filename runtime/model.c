@@ -179,6 +179,51 @@ static void account_bytes(struct roe_model *m) {
                               roe_mat_bytes(&L->experts[0].up) + roe_mat_bytes(&L->experts[0].down);
     }
     m->dense_bytes = dense;
+    m->held_experts = (long)roe_config_n_moe_layers(c) * c->n_experts;
+    m->held_bytes = dense + (size_t)m->held_experts * m->expert_bytes;
+}
+
+void roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl, int rank) {
+    const struct roe_model_config *c = &m->cfg;
+    m->held_experts = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (!c->layer_is_moe[l] || !m->layers[l].experts) continue;
+        for (int e = 0; e < c->n_experts; e++) {
+            struct roe_expert_weights *x = &m->layers[l].experts[e];
+            if (roe_placement_owner(pl, l, e) == rank) {
+                if (x->gate.data) m->held_experts++;
+            } else
+                memset(x, 0, sizeof *x);
+        }
+    }
+    m->held_bytes = m->dense_bytes + (size_t)m->held_experts * m->expert_bytes;
+}
+
+static double touch(const struct roe_mat *w) {
+    if (!w->data) return 0.0;
+    volatile unsigned char sink = 0;
+    const unsigned char *p = w->data;
+    const size_t n = roe_mat_bytes(w);
+    for (size_t o = 0; o < n; o += 4096) sink ^= p[o];
+    if (n) sink ^= p[n - 1];
+    (void)sink;
+    return (double)n;
+}
+
+double roe_model_warm(const struct roe_model *m) {
+    const struct roe_model_config *c = &m->cfg;
+    double bytes = touch(&m->embed) + touch(&m->final_norm);
+    if (m->lm_head.data != m->embed.data) bytes += touch(&m->lm_head);
+    for (int i = 0; i < c->n_layers; i++) {
+        const struct roe_layer_weights *L = &m->layers[i];
+        const struct roe_mat *mats[] = {&L->attn_norm, &L->ffn_norm, &L->wq, &L->wk, &L->wv, &L->wo,
+                                        &L->q_norm, &L->k_norm, &L->router, &L->dense.gate,
+                                        &L->dense.up, &L->dense.down};
+        for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++) bytes += touch(mats[k]);
+        for (int e = 0; L->experts && e < c->n_experts; e++)
+            bytes += touch(&L->experts[e].gate) + touch(&L->experts[e].up) + touch(&L->experts[e].down);
+    }
+    return bytes;
 }
 
 roe_status roe_model_load(const char *dir, struct roe_model **out) {

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "kernels/backend.h" /* struct roe_mat */
+#include "placement.h"
 #include "safetensors.h"
 #include "status.h"
 
@@ -48,12 +49,25 @@ struct roe_model {
     struct roe_layer_weights *layers; /* [n_layers], owned */
     size_t dense_bytes;        /* bytes of every non-expert weight */
     size_t expert_bytes;       /* bytes of one expert (gate + up + down) of a MoE layer */
+    size_t held_bytes;         /* weights this process reads: dense + the experts it holds */
+    long held_experts;         /* (MoE layer, expert) pairs it holds */
 };
 
 /* Loads dir/config.json and the safetensors, binds and checks every tensor the forward
  * needs (presence, dtype in {F32,F16,BF16}, shape against the config). */
 roe_status roe_model_load(const char *dir, struct roe_model **out);
 void roe_model_free(struct roe_model *m);
+
+/* Keeps only the experts `rank` owns under the placement: the others' views are cleared
+ * (data == NULL), so nothing ever reads them. The safetensors files stay mapped whole, but
+ * a mapping is lazy: pages never touched are never read from disk nor resident, so the
+ * rank's memory holds the dense weights and its own experts only (roe_model_warm touches
+ * exactly those). Updates held_bytes / held_experts. */
+void roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl, int rank);
+
+/* Reads every page of the weights this process holds (so timed steps read memory, not the
+ * disk); returns the bytes touched. */
+double roe_model_warm(const struct roe_model *m);
 
 /* Bytes of a matrix's data. */
 size_t roe_mat_bytes(const struct roe_mat *m);

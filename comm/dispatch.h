@@ -1,0 +1,97 @@
+/*
+ * dispatch.h — expert-parallel dispatch and combine for one MoE layer (DESIGN.md "One
+ * step, as data"): rows go to the ranks owning their chosen experts and their expert
+ * outputs come back. Model-agnostic: it moves fp32 rows and hands out work lists; the
+ * caller (the engine) runs the expert FFNs.
+ *
+ * One layer, in order:
+ *   roe_ep_begin     layout (layout.h) -> count exchange (all-to-all of small int
+ *                    vectors: rows, then pairs per local expert) -> pack rows -> start the
+ *                    all-to-all-v of rows (nonblocking)
+ *   tasks "now"      local experts whose every pair comes from this rank: computable while
+ *                    the rows travel (overlap; the caller calls roe_ep_progress between
+ *                    experts so that MPI moves data meanwhile)
+ *   roe_ep_wait      the rows have arrived
+ *   tasks "rest"     the other local experts, each over its rows from every rank at once
+ *                    (one pass over the expert's weights)
+ *   roe_ep_combine   all-to-all-v of the outputs back to the rows' home ranks; afterwards
+ *                    out[pair] holds FFN_expert(x[slot]) for every active pair
+ * Every rank must run every layer's sequence, even with zero slots.
+ *
+ * Wire format, for each (source, destination) with pairs, 64-byte aligned segments:
+ *   rows:    int32 pair_row[pairs] | pad to 64 B | rows x hidden (f32 or bf16)
+ *   outputs: pairs x hidden (f32 or bf16), in the destination's pair order (layout.h)
+ * With the bf16 wire every expert input and output is rounded to bf16, local ones too, so
+ * results do not depend on the placement; they differ from the f32 wire (the default,
+ * which is bit-exact: the same numbers as one process).
+ *
+ * A task is one local expert (global id) and a range of entries; entry i reads its input
+ * row at in[i] and writes its output row at out[i] (fp32, hidden floats each). Pointers
+ * stay valid until the next roe_ep_begin.
+ *
+ * Buffers are allocated by roe_ep_create for the given bounds; a layer allocates nothing.
+ * Counts received from peers are checked against the bounds (a peer cannot overflow us).
+ */
+#ifndef ROE_DISPATCH_H
+#define ROE_DISPATCH_H
+
+#include <stdint.h>
+
+#include "comm.h"
+#include "layout.h"
+
+typedef enum roe_ep_wire {
+    ROE_EP_WIRE_F32 = 0,
+    ROE_EP_WIRE_BF16,
+} roe_ep_wire;
+
+struct roe_ep_opts {
+    int hidden;
+    int top_k;
+    int n_experts;
+    int max_slots;      /* slots this rank dispatches per layer */
+    int max_recv_rows;  /* rows it may receive per layer from all other ranks together */
+    int max_recv_pairs; /* pairs it may receive per layer from all other ranks together */
+    roe_ep_wire wire;
+    int overlap;        /* 1: hand out "now" tasks before the rows arrive */
+};
+
+struct roe_ep_task {
+    int expert; /* global expert id */
+    int first;  /* entries [first, first + n) of roe_ep_in / roe_ep_out */
+    int n;
+};
+
+/* Bytes moved by the last layer (this rank's view), for benchmarks. */
+struct roe_ep_stats {
+    double count_bytes;    /* count exchange, sent */
+    double dispatch_bytes; /* rows + pair indices sent to other ranks */
+    double combine_bytes;  /* outputs sent back to other ranks */
+    int remote_pairs;      /* pairs this rank computed for other ranks */
+    int sent_pairs;        /* pairs this rank sent to other ranks */
+};
+
+typedef struct roe_ep roe_ep;
+
+const char *roe_ep_wire_name(roe_ep_wire w);
+
+/* The communicator is borrowed and must outlive the exchange. */
+roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *opts, roe_ep **out);
+void roe_ep_free(roe_ep *ep);
+
+/* x[n_slots, hidden] the slots' inputs; sel[n_slots * top_k] their experts; active NULL or
+ * [n_slots * top_k]; out[n_slots * top_k, hidden] receives each active pair's output. x and
+ * out must stay valid until roe_ep_combine returns. `what` names the layer in messages. */
+roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const float *x, int n_slots,
+                        const int32_t *sel, const uint8_t *active, float *out, const char *what);
+int roe_ep_tasks_now(const roe_ep *ep, const struct roe_ep_task **tasks);
+roe_status roe_ep_progress(roe_ep *ep);
+roe_status roe_ep_wait(roe_ep *ep);
+int roe_ep_tasks_rest(const roe_ep *ep, const struct roe_ep_task **tasks);
+const float *const *roe_ep_in(const roe_ep *ep);
+float *const *roe_ep_out(const roe_ep *ep);
+roe_status roe_ep_combine(roe_ep *ep);
+
+struct roe_ep_stats roe_ep_last_stats(const roe_ep *ep);
+
+#endif
