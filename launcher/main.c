@@ -1,12 +1,20 @@
 /*
  * main.c — the roe executable: dispatches to a subcommand (DESIGN.md "Command line").
+ *
+ * Under mpirun (or ROE_COMM=mpi) it first joins the MPI world: rank 0 runs the subcommand
+ * as the coordinator, every other rank serves it (runtime/worker.h) until rank 0 is done.
+ * Without mpirun it is a world of one and the subcommand runs as is.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "comm/comm.h"
 #include "commands.h"
 #include "runtime/env.h"
 #include "runtime/log.h"
+#include "runtime/worker.h"
+#include "session.h"
 
 static void usage(void) {
     fprintf(stderr,
@@ -21,8 +29,7 @@ static void usage(void) {
             ROE_VERSION);
 }
 
-int main(int argc, char **argv) {
-    roe_log_set_level(roe_env_log_level());
+static int run_command(int argc, char **argv) {
     if (argc < 2) {
         usage();
         return 2;
@@ -44,4 +51,47 @@ int main(int argc, char **argv) {
     fprintf(stderr, "roe: unknown command '%s'\n\n", cmd);
     usage();
     return 2;
+}
+
+/* The world: MPI when started by mpirun (or ROE_COMM=mpi), else one process. */
+static int open_world(int *argc, char ***argv, roe_comm **out) {
+    const int kind = roe_env_comm();
+    struct roe_comm_opts o = roe_comm_opts_default();
+    o.timeout_s = roe_env_comm_timeout_s();
+    if (kind < 0) {
+        fprintf(stderr, "roe: ROE_COMM='%s' is not auto, self or mpi\n", getenv("ROE_COMM"));
+        return 2;
+    }
+    if (!(o.timeout_s > 0)) {
+        fprintf(stderr, "roe: ROE_COMM_TIMEOUT_S='%s' is not a positive number of seconds\n",
+                getenv("ROE_COMM_TIMEOUT_S"));
+        return 2;
+    }
+    const int mpi = kind == ROE_ENV_COMM_MPI || (kind == ROE_ENV_COMM_AUTO && roe_env_launched_by_mpirun());
+    roe_status st = mpi ? roe_comm_mpi_create(argc, argv, &o, out) : roe_comm_self_create(&o, out);
+    if (st != ROE_OK) {
+        fprintf(stderr, "roe: %s\n", roe_error_message());
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    roe_log_set_level(roe_env_log_level());
+    roe_comm *world = NULL;
+    int rc = open_world(&argc, &argv, &world);
+    if (rc) return rc;
+    roe_log_set_rank(roe_comm_rank(world));
+    roe_session_set_world(world);
+    if (roe_comm_rank(world) > 0) {
+        roe_status st = roe_worker_run(world);
+        if (st != ROE_OK) { /* the others cannot go on without this rank */
+            ROE_LOG_ERROR("worker", "%s", roe_error_message());
+            roe_comm_abort(world, 1);
+        }
+    } else
+        rc = roe_session_world_finish(run_command(argc, argv));
+    roe_session_set_world(NULL);
+    roe_comm_free(world);
+    return rc;
 }

@@ -5,8 +5,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <limits.h>
+
+#include "runtime/alloc.h"
 #include "runtime/env.h"
 #include "runtime/fileio.h"
+
+static roe_comm *roe__world; /* see session.h: process-wide, like MPI_COMM_WORLD */
+
+void roe_session_set_world(roe_comm *c) { roe__world = c; }
+roe_comm *roe_session_world(void) { return roe__world; }
+int roe_session_world_size(void) { return roe__world ? roe_comm_size(roe__world) : 1; }
+
+int roe_session_world_finish(int rc) {
+    roe_comm *c = roe__world;
+    if (!c || roe_comm_size(c) == 1) return rc;
+    if (roe_comm_failed(c)) {
+        fprintf(stderr, "roe: rank 0: communication between ranks failed (see above): ending every rank\n");
+        roe_comm_abort(c, rc ? rc : 1);
+    }
+    roe_status st = roe_workers_exit(c, rc);
+    if (st != ROE_OK) {
+        fprintf(stderr, "roe: %s\n", roe_error_message());
+        roe_comm_abort(c, 1);
+    }
+    return rc;
+}
 
 const char *roe_default_model_dir(void) {
     const char *env = roe_env_model_dir();
@@ -23,6 +47,14 @@ int roe_session_open_model(struct roe_session *s, const char *cmd, const char *m
     s->model_dir = model_dir ? model_dir : roe_default_model_dir();
     roe_status st = roe_model_load(s->model_dir, &s->model);
     if (st != ROE_OK) return roe_report(cmd, st);
+    const int N = roe_session_world_size();
+    const char *pfile = roe_env_placement();
+    if (s->model->cfg.n_experts > 0 && (N > 1 || pfile)) {
+        st = pfile ? roe_placement_load(pfile, &s->model->cfg, N, &s->placement)
+                   : roe_placement_contiguous(&s->model->cfg, N, &s->placement);
+        if (st != ROE_OK) return roe_report(cmd, st);
+        roe_model_keep_experts(s->model, s->placement, 0);
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", s->model_dir);
     if (roe_is_file(path)) {
@@ -34,13 +66,37 @@ int roe_session_open_model(struct roe_session *s, const char *cmd, const char *m
 
 int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_engine_opts opts) {
     if (opts.max_ctx > s->model->cfg.max_position) opts.max_ctx = s->model->cfg.max_position;
+    const char *wire = roe_env_ep_wire();
+    if (wire && strcmp(wire, "f32") != 0 && strcmp(wire, "bf16") != 0) {
+        fprintf(stderr, "roe %s: ROE_EP_WIRE='%s' is not f32 or bf16\n", cmd, wire);
+        return 1;
+    }
+    opts.comm = roe__world;
+    opts.placement = s->placement;
+    opts.wire = wire && strcmp(wire, "bf16") == 0 ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32;
+    opts.no_overlap = !roe_env_ep_overlap();
     roe_status st = roe_engine_create(s->model, &opts, &s->engine);
     if (st != ROE_OK) return roe_report(cmd, st);
+    const int N = roe_session_world_size();
+    s->ranks = roe_calloc((size_t)N, sizeof *s->ranks);
+    if (!s->ranks) return roe_report(cmd, roe_fail(ROE_ERR_NOMEM, "out of memory"));
+    s->ranks[0].resident_bytes = s->model->held_bytes;
+    snprintf(s->ranks[0].backend, sizeof s->ranks[0].backend, "%s", roe_engine_backend_name(s->engine));
+    if (N > 1) {
+        /* every rank opens the same directory: give them an absolute path */
+        char abs[PATH_MAX];
+        const char *dir = realpath(s->model_dir, abs) ? abs : s->model_dir;
+        st = roe_workers_open(roe__world, dir, &opts, roe_engine_backend_name(s->engine), s->placement,
+                              s->warm_workers, s->ranks);
+        if (st != ROE_OK) return roe_report(cmd, st);
+    }
     return 0;
 }
 
 void roe_session_close(struct roe_session *s) {
     roe_engine_free(s->engine);
+    roe_placement_free(s->placement);
+    roe_free(s->ranks);
     roe_tokenizer_free(s->tok);
     roe_model_free(s->model);
     memset(s, 0, sizeof *s);

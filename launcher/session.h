@@ -2,20 +2,41 @@
  * session.h — what every subcommand opens: the model directory (default: the bundled
  * model), its tokenizer when present, and an engine sized for the job. Turns library
  * statuses into one clear line on stderr.
+ *
+ * Under mpirun (a world of N > 1 ranks) the subcommand runs on rank 0 only; the session
+ * places the experts (ROE_PLACEMENT or contiguous blocks), keeps rank 0's experts, and
+ * when it opens the engine, opens the same model and engine on every other rank
+ * (runtime/worker.h). The world communicator is process-wide, as MPI_COMM_WORLD is: main()
+ * creates it and hands it over with roe_session_set_world.
  */
 #ifndef ROE_SESSION_H
 #define ROE_SESSION_H
 
+#include "comm/comm.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
+#include "runtime/placement.h"
 #include "runtime/tokenizer.h"
+#include "runtime/worker.h"
 
 struct roe_session {
     const char *model_dir;
     struct roe_model *model;
     roe_tokenizer *tok;     /* NULL if the model directory has no tokenizer.json */
     roe_engine *engine;
+    struct roe_placement *placement; /* owned; NULL in a world of one without ROE_PLACEMENT */
+    int warm_workers;       /* set before opening the engine: other ranks read their weights */
+    struct roe_rank_info *ranks; /* owned, [world size] once the engine is open (rank 0: here) */
 };
+
+/* The world communicator (borrowed; main owns it). NULL before main sets it: one process. */
+void roe_session_set_world(roe_comm *c);
+roe_comm *roe_session_world(void);
+int roe_session_world_size(void);
+
+/* main(), after rank 0's command returned rc: ends the other ranks (or the whole job, when
+ * communication failed). Returns the exit code. */
+int roe_session_world_finish(int rc);
 
 /* The bundled model's directory: $ROE_MODEL if set, else the build's default. */
 const char *roe_default_model_dir(void);

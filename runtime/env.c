@@ -26,3 +26,48 @@ roe_log_level roe_env_log_level(void) {
     if (strcmp(v, "debug") == 0) return ROE_LOG_DEBUG;
     return ROE_LOG_WARN;
 }
+
+int roe_env_comm(void) {
+    const char *v = getenv("ROE_COMM");
+    if (!v || !*v || strcmp(v, "auto") == 0) return ROE_ENV_COMM_AUTO;
+    if (strcmp(v, "self") == 0) return ROE_ENV_COMM_SELF;
+    if (strcmp(v, "mpi") == 0) return ROE_ENV_COMM_MPI;
+    return -1;
+}
+
+int roe_env_launched_by_mpirun(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") != NULL || getenv("PMIX_RANK") != NULL ||
+           getenv("PMI_RANK") != NULL;
+}
+
+int roe_env_local_rank(void) {
+    const char *v = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    return v ? atoi(v) : 0;
+}
+
+double roe_env_comm_timeout_s(void) {
+    const char *v = getenv("ROE_COMM_TIMEOUT_S");
+    if (!v || !*v) return 60.0;
+    char *end = NULL;
+    double t = strtod(v, &end);
+    return end && !*end && t > 0 && t < 1e7 ? t : -1.0;
+}
+
+static const char *nonempty(const char *name) {
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+const char *roe_env_placement(void) { return nonempty("ROE_PLACEMENT"); }
+const char *roe_env_home_policy(void) { return nonempty("ROE_HOME_POLICY"); }
+const char *roe_env_ep_wire(void) { return nonempty("ROE_EP_WIRE"); }
+
+int roe_env_ep_overlap(void) {
+    const char *v = getenv("ROE_EP_OVERLAP");
+    return !(v && strcmp(v, "0") == 0);
+}
+
+int roe_env_test_control_version(void) {
+    const char *v = getenv("ROE_TEST_CONTROL_VERSION");
+    return v ? atoi(v) : 0;
+}

@@ -6,6 +6,8 @@
 
 #include "aggregate.h"
 #include "alloc.h"
+#include "cluster.h"
+#include "env.h"
 
 typedef enum group_kind {
     GROUP_FULL = 0,     /* clean row + K-1 samples: aggregate and emit */
@@ -22,6 +24,7 @@ struct group {
 
 struct roe_generator {
     roe_engine *engine;
+    roe_cluster *cl;             /* the steps across ranks (one rank: a pass-through) */
     roe_sampler *sampler;
     int max_requests;
     int max_tokens;
@@ -32,11 +35,10 @@ struct roe_generator {
     float *kept;                 /* [max_requests, max_tokens, vocab] if keep_logits */
     struct roe_row *rows;        /* [max_rows] */
     struct group *groups;        /* [max_rows] */
-    float *logits;               /* [max_rows, vocab] */
-    float *clean;                /* [max_requests, vocab] adaptive: a clean row awaiting samples */
-    float *z;                    /* [vocab] aggregated scores */
-    float *scratch;              /* [vocab] */
-    const float **lp;            /* [ROE_MAX_SAMPLES] the logits rows of one group */
+    struct roe_group *cgroups;   /* [max_rows] the same groups, as the cluster reduces them */
+    float *z;                    /* [max_rows, vocab] each group's aggregated scores */
+    int *home;                   /* [max_requests] home rank of each request */
+    double *cost;                /* [max_requests] its expected work, for ROE_HOME_POLICY */
     int *fed;                    /* [max_requests] prompt tokens fed */
     uint8_t *pending;            /* [max_requests] adaptive: samples owed for the last position */
     uint8_t *done;               /* [max_requests] */
@@ -51,16 +53,16 @@ static double now_s(void) {
 void roe_generator_free(roe_generator *g) {
     if (!g) return;
     roe_sampler_free(g->sampler);
+    roe_cluster_free(g->cl);
     roe_free(g->results);
     roe_free(g->tokens);
     roe_free_aligned(g->kept);
     roe_free(g->rows);
     roe_free(g->groups);
-    roe_free_aligned(g->logits);
-    roe_free_aligned(g->clean);
+    roe_free(g->cgroups);
     roe_free_aligned(g->z);
-    roe_free_aligned(g->scratch);
-    roe_free(g->lp);
+    roe_free(g->home);
+    roe_free(g->cost);
     roe_free(g->fed);
     roe_free(g->pending);
     roe_free(g->done);
@@ -85,23 +87,23 @@ roe_status roe_generator_create(roe_engine *engine, int max_requests, int max_to
     g->keep_logits = keep_logits;
     g->vocab = roe_engine_model(engine)->cfg.vocab_size;
     ROE_CHECK(roe_sampler_create(g->vocab, &g->sampler));
+    ROE_CHECK(roe_cluster_create(engine, &g->cl));
     const size_t R = (size_t)eo->max_rows, V = (size_t)g->vocab, T = (size_t)(max_tokens ? max_tokens : 1);
     const size_t NR = (size_t)max_requests;
     g->results = roe_calloc(NR, sizeof *g->results);
     g->tokens = roe_calloc(NR * T, sizeof *g->tokens);
     g->rows = roe_calloc(R, sizeof *g->rows);
     g->groups = roe_calloc(R, sizeof *g->groups);
-    g->logits = roe_malloc_aligned(R * V * sizeof(float));
-    g->clean = roe_malloc_aligned(NR * V * sizeof(float));
-    g->z = roe_malloc_aligned(V * sizeof(float));
-    g->scratch = roe_malloc_aligned(V * sizeof(float));
-    g->lp = roe_calloc(ROE_MAX_SAMPLES, sizeof *g->lp);
+    g->cgroups = roe_calloc(R, sizeof *g->cgroups);
+    g->z = roe_malloc_aligned(R * V * sizeof(float));
+    g->home = roe_calloc(NR, sizeof *g->home);
+    g->cost = roe_calloc(NR, sizeof *g->cost);
     g->fed = roe_calloc(NR, sizeof *g->fed);
     g->pending = roe_calloc(NR, 1);
     g->done = roe_calloc(NR, 1);
     if (keep_logits) g->kept = roe_malloc_aligned(NR * T * V * sizeof(float));
-    if (!g->results || !g->tokens || !g->rows || !g->groups || !g->logits || !g->clean || !g->z ||
-        !g->scratch || !g->lp || !g->fed || !g->pending || !g->done || (keep_logits && !g->kept)) {
+    if (!g->results || !g->tokens || !g->rows || !g->groups || !g->cgroups || !g->z || !g->home ||
+        !g->cost || !g->fed || !g->pending || !g->done || (keep_logits && !g->kept)) {
         st = roe_fail(ROE_ERR_NOMEM, "generator: out of memory for %d requests x %d tokens",
                       max_requests, max_tokens);
         goto fail;
@@ -181,6 +183,12 @@ static void add_group(roe_generator *g, const struct roe_request *r, int i, int 
     const int k = roster_k(r);
     const int s0 = kind == GROUP_SAMPLES ? 1 : 0, s1 = kind == GROUP_CLEAN_ONLY ? 1 : k;
     g->groups[*ng] = (struct group){.req = i, .first = *nl, .n = s1 - s0, .kind = kind};
+    /* FULL: the K rows' mean; CLEAN_ONLY: the clean row, kept on the home rank in case its
+     * samples follow; SAMPLES: the kept clean row with the K-1 samples */
+    g->cgroups[*ng] = (struct roe_group){
+        .first = *nr, .n = s1 - s0,
+        .mode = ROE_GROUP_MEAN | (kind == GROUP_CLEAN_ONLY ? ROE_GROUP_STORE_CLEAN : 0) |
+                (kind == GROUP_SAMPLES ? ROE_GROUP_WITH_CLEAN : 0)};
     (*ng)++;
     for (int s = s0; s < s1; s++) {
         g->rows[(*nr)++] = (struct roe_row){.seq = i, .pos = p, .token = t, .sample = s, .want_logits = 1,
@@ -192,13 +200,17 @@ static void add_group(roe_generator *g, const struct roe_request *r, int i, int 
 roe_status roe_generator_run(roe_generator *g, const struct roe_request *reqs, int n,
                              struct roe_result **results, struct roe_gen_timing *timing) {
     ROE_TRY(validate(g, reqs, n));
+    roe_home_policy policy;
+    ROE_TRY(roe_home_policy_parse(roe_env_home_policy(), &policy));
     const int R = roe_engine_get_opts(g->engine)->max_rows;
     const int ctx = roe_engine_get_opts(g->engine)->max_ctx;
     const int n_layers = roe_engine_model(g->engine)->cfg.n_layers;
     const int V = g->vocab;
     memset(timing, 0, sizeof *timing);
+    for (int i = 0; i < n; i++) g->cost[i] = (double)(reqs[i].n_prompt + reqs[i].max_tokens) * roster_k(&reqs[i]);
+    roe_cluster_plan_homes(g->cl, policy, g->cost, n, g->home);
     for (int i = 0; i < n; i++) {
-        roe_engine_reset_seq(g->engine, i);
+        ROE_TRY(roe_cluster_reset_seq(g->cl, i, g->home[i]));
         g->results[i].n_tokens = 0;
         g->results[i].finish = ROE_FINISH_LENGTH;
         g->fed[i] = 0;
@@ -240,30 +252,24 @@ roe_status roe_generator_run(roe_generator *g, const struct roe_request *reqs, i
             add_group(g, r, i, p, t, kind, &nr, &ng, &nl);
         }
         if (live == 0) break;
-        ROE_TRY(roe_engine_step(g->engine, g->rows, nr, g->logits));
-        const struct roe_step_stats ss = roe_engine_last_stats(g->engine);
+        struct roe_step_stats ss;
+        ROE_TRY(roe_cluster_step(g->cl, g->rows, nr, g->cgroups, ng, g->z, &ss));
         timing->steps++;
         timing->rows_computed += ss.rows_computed;
         for (int gi = 0; gi < ng; gi++) {
             const struct group *gr = &g->groups[gi];
             const int i = gr->req;
             const struct roe_request *r = &reqs[i];
-            const float *first = g->logits + (size_t)gr->first * V;
+            const float *z = g->z + (size_t)gi * V; /* every group's output is one vocab row */
             timing->samples += gr->n;
-            if (gr->kind == GROUP_CLEAN_ONLY &&
-                roe_entropy(first, V) > (double)r->roster->adaptive_entropy) {
-                memcpy(g->clean + (size_t)i * V, first, (size_t)V * sizeof(float));
+            if (gr->kind == GROUP_CLEAN_ONLY && roe_entropy(z, V) > (double)r->roster->adaptive_entropy) {
                 g->pending[i] = 1; /* the samples run next step; the token waits for them */
                 continue;
             }
-            int k = 0;
-            if (gr->kind == GROUP_SAMPLES) g->lp[k++] = g->clean + (size_t)i * V;
-            for (int s = 0; s < gr->n; s++) g->lp[k++] = first + (size_t)s * V;
-            roe_aggregate(g->lp, k, V, g->z, g->scratch);
             g->pending[i] = 0;
             if (g->results[i].n_tokens > 0) timing->decode_tokens++;
             timing->tokens++;
-            emit(g, r, i, g->z, ctx);
+            emit(g, r, i, z, ctx);
         }
         if (t_first < 0.0) {
             int started = 1;

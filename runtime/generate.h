@@ -8,6 +8,12 @@
  * run the clean row only. With adaptive K the clean row runs first, and the K-1 samples
  * follow in the next step only where its next-token entropy exceeds the threshold.
  *
+ * Several ranks (runtime/cluster.h): the generator runs on the coordinator (rank 0), which
+ * owns the requests and the sampling; each request gets a home rank (ROE_HOME_POLICY:
+ * round-robin or least-loaded by prompt + tokens x K) that holds its KV cache, runs its
+ * rows and aggregates its RoE groups; only the aggregated scores come back. Tokens and
+ * scores are the same bits as in one process.
+ *
  * All buffers are allocated by roe_generator_create for the given limits; a generation
  * step allocates nothing (a test checks this with the counting allocator).
  */

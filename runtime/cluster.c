@@ -1,0 +1,530 @@
+/*
+ * cluster.c — engine steps across ranks; see cluster.h.
+ *
+ * Per-sequence state (max_seqs slots), kept identically on every rank from the plans:
+ *   home[seq]            its home rank (-1 until first used)
+ *   seed / roster[seq]   bound from its RoE sample rows (sample 0 never reads them)
+ *   clean[seq]           [vocab] its kept clean logits (home rank only)
+ * and on the coordinator only: len[seq] (its clean history on the home rank, to validate
+ * plans before they are sent) and dirty[seq] (its binding must go out with the next plan).
+ *
+ * Message capacities (fixed at creation from the engine's limits, R = max_rows, S =
+ * max_seqs, L = layers, V = vocab): a plan is at most 512 + 64 R + S (4 L + 96) bytes;
+ * a reply at most 4 R V + 4096 (its outputs are at most one vocab row per row); the
+ * coordinator's gather of all replies at most 4 R V + 4096 N, since the rows of a step,
+ * summed over ranks, are at most R.
+ */
+#include "cluster.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "aggregate.h"
+#include "alloc.h"
+#include "control.h"
+
+enum { BIND_DIRTY = 1, BIND_RESET = 2 };
+
+struct roe_cluster {
+    roe_engine *e;
+    roe_comm *comm;
+    int me, N, V, L, R, S, max_ctx;
+    uint64_t step;
+    /* per sequence slot */
+    int *home;
+    int *len;
+    int *next;             /* validation scratch: clean positions as the step extends them */
+    uint64_t *stamp;       /* step in which seq's sample rows were last bound */
+    uint8_t *dirty;
+    uint8_t *bound;
+    uint8_t *has_roster;
+    uint64_t *seed;
+    struct roe_roster *roster;
+    float *clean;          /* [S, V] */
+    /* the local part of a step */
+    struct roe_row *grows; /* [R] the plan's rows (other ranks) */
+    struct roe_group *wgroups; /* [R] the plan's groups (other ranks) */
+    struct roe_row *lrows; /* [R] this rank's rows */
+    int *lidx;             /* [R] global row -> its logits row here, or -1 */
+    float *logits;         /* [R, V] */
+    float *rout;           /* [R, V] other ranks: their group outputs, in plan order */
+    const float **lp;      /* [ROE_MAX_SAMPLES + 1] */
+    float *scratch;        /* [V] */
+    size_t *goff;          /* [R + 1] output offset of each group */
+    double *load;          /* [N] */
+    /* the plan and reply messages */
+    uint32_t *p_seq, *p_pos, *p_sample, *p_flags, *p_gfirst, *p_gn, *p_gmode;
+    int32_t *p_token;
+    Roe__SeqBind *binds;   /* [S] */
+    Roe__SeqBind **bindp;  /* [S] */
+    Roe__Roster *rmsg;     /* [S] */
+    float *rtau;           /* [S, L] */
+    struct roe_msgbuf msg;
+    struct roe_arena arena;
+    size_t *lens, *offs;   /* [N] */
+};
+
+int roe_cluster_size(const roe_cluster *cl) { return cl->N; }
+
+size_t roe_group_out_floats(const struct roe_group *g, int vocab) {
+    return (g->mode & ROE_GROUP_MEAN) ? (size_t)vocab : (size_t)g->n * vocab;
+}
+
+roe_status roe_home_policy_parse(const char *s, roe_home_policy *out) {
+    if (!s || strcmp(s, "round-robin") == 0) *out = ROE_HOME_ROUND_ROBIN;
+    else if (strcmp(s, "least-loaded") == 0) *out = ROE_HOME_LEAST_LOADED;
+    else
+        return roe_fail(ROE_ERR_INVALID_ARG, "home policy '%s' is not round-robin or least-loaded (ROE_HOME_POLICY)", s);
+    return ROE_OK;
+}
+
+void roe_cluster_free(roe_cluster *cl) {
+    if (!cl) return;
+    void *p[] = {cl->home, cl->len, cl->next, cl->stamp, cl->dirty, cl->bound, cl->has_roster, cl->seed,
+                 cl->roster, cl->grows, cl->wgroups, cl->lrows, cl->lidx, cl->lp, cl->goff, cl->load,
+                 cl->p_seq, cl->p_pos, cl->p_sample, cl->p_flags, cl->p_gfirst, cl->p_gn, cl->p_gmode,
+                 cl->p_token, cl->binds, cl->bindp, cl->rmsg, cl->rtau, cl->lens, cl->offs};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) roe_free(p[i]);
+    roe_free_aligned(cl->clean);
+    roe_free_aligned(cl->logits);
+    roe_free_aligned(cl->rout);
+    roe_free_aligned(cl->scratch);
+    roe_msgbuf_free(&cl->msg);
+    roe_arena_free(&cl->arena);
+    roe_free(cl);
+}
+
+roe_status roe_cluster_create(roe_engine *e, roe_cluster **out) {
+    *out = NULL;
+    const struct roe_engine_opts *o = roe_engine_get_opts(e);
+    const struct roe_model_config *c = &roe_engine_model(e)->cfg;
+    roe_cluster *cl = roe_calloc(1, sizeof *cl);
+    if (!cl) return roe_fail(ROE_ERR_NOMEM, "cluster: out of memory");
+    cl->e = e;
+    cl->comm = roe_engine_comm(e);
+    cl->me = roe_comm_rank(cl->comm);
+    cl->N = roe_comm_size(cl->comm);
+    cl->V = c->vocab_size;
+    cl->L = c->n_layers;
+    cl->R = o->max_rows;
+    cl->S = o->max_seqs;
+    cl->max_ctx = o->max_ctx;
+    const size_t R = (size_t)cl->R, S = (size_t)cl->S, V = (size_t)cl->V, L = (size_t)cl->L, N = (size_t)cl->N;
+    cl->home = roe_malloc(S * sizeof *cl->home);
+    cl->len = roe_calloc(S, sizeof *cl->len);
+    cl->next = roe_malloc(S * sizeof *cl->next);
+    cl->stamp = roe_calloc(S, sizeof *cl->stamp);
+    cl->dirty = roe_calloc(S, 1);
+    cl->bound = roe_calloc(S, 1);
+    cl->has_roster = roe_calloc(S, 1);
+    cl->seed = roe_calloc(S, sizeof *cl->seed);
+    cl->roster = roe_calloc(S, sizeof *cl->roster);
+    cl->clean = roe_malloc_aligned(S * V * sizeof(float));
+    cl->grows = roe_calloc(R, sizeof *cl->grows);
+    cl->wgroups = roe_calloc(R, sizeof *cl->wgroups);
+    cl->lrows = roe_calloc(R, sizeof *cl->lrows);
+    cl->lidx = roe_malloc(R * sizeof *cl->lidx);
+    cl->logits = roe_malloc_aligned(R * V * sizeof(float));
+    cl->lp = roe_calloc(ROE_MAX_SAMPLES + 1, sizeof *cl->lp);
+    cl->scratch = roe_malloc_aligned(V * sizeof(float));
+    cl->goff = roe_malloc((R + 1) * sizeof *cl->goff);
+    cl->load = roe_malloc(N * sizeof *cl->load);
+    int ok = cl->home && cl->len && cl->next && cl->stamp && cl->dirty && cl->bound && cl->has_roster &&
+             cl->seed && cl->roster && cl->clean && cl->grows && cl->wgroups && cl->lrows && cl->lidx &&
+             cl->logits && cl->lp && cl->scratch && cl->goff && cl->load;
+    roe_status st = ROE_OK;
+    if (ok && cl->N > 1) {
+        uint32_t **u[] = {&cl->p_seq, &cl->p_pos, &cl->p_sample, &cl->p_flags, &cl->p_gfirst, &cl->p_gn, &cl->p_gmode};
+        for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) ok = ok && (*u[i] = roe_malloc(R * sizeof(uint32_t)));
+        cl->p_token = roe_malloc(R * sizeof *cl->p_token);
+        cl->binds = roe_calloc(S, sizeof *cl->binds);
+        cl->bindp = roe_calloc(S, sizeof *cl->bindp);
+        cl->rmsg = roe_calloc(S, sizeof *cl->rmsg);
+        cl->rtau = roe_calloc(S * L, sizeof *cl->rtau);
+        cl->lens = roe_calloc(N, sizeof *cl->lens);
+        cl->offs = roe_calloc(N, sizeof *cl->offs);
+        if (cl->me != 0) cl->rout = roe_malloc_aligned(R * V * sizeof(float));
+        ok = ok && cl->p_token && cl->binds && cl->bindp && cl->rmsg && cl->rtau && cl->lens && cl->offs &&
+             (cl->me == 0 || cl->rout);
+        const size_t plan_cap = 512 + 64 * R + S * (4 * L + 96), reply_cap = 4 * R * V + 4096;
+        if (ok) {
+            if (cl->me == 0) {
+                const size_t collect = 4 * R * V + 4096 * N;
+                st = roe_msgbuf_reserve(&cl->msg, plan_cap > collect ? plan_cap : collect);
+                if (st == ROE_OK) st = roe_arena_init(&cl->arena, reply_cap + 65536);
+            } else {
+                st = roe_msgbuf_reserve(&cl->msg, plan_cap > reply_cap ? plan_cap : reply_cap);
+                if (st == ROE_OK) st = roe_arena_init(&cl->arena, 8 * plan_cap + 65536);
+            }
+        }
+    }
+    if (!ok && st == ROE_OK)
+        st = roe_fail(ROE_ERR_NOMEM, "cluster: out of memory for %d rows, %d sequences, vocabulary %d", cl->R,
+                      cl->S, cl->V);
+    if (st != ROE_OK) {
+        roe_cluster_free(cl);
+        return st;
+    }
+    for (int s = 0; s < cl->S; s++) cl->home[s] = -1;
+    *out = cl;
+    return ROE_OK;
+}
+
+void roe_cluster_plan_homes(const roe_cluster *cl, roe_home_policy policy, const double *cost,
+                            int n, int *home) {
+    const int N = cl->N;
+    for (int i = 0; i < n; i++) home[i] = policy == ROE_HOME_ROUND_ROBIN ? i % N : -1;
+    if (policy == ROE_HOME_ROUND_ROBIN) return;
+    for (int r = 0; r < N; r++) cl->load[r] = 0.0;
+    for (int done = 0; done < n; done++) { /* the costliest unplaced sequence to the least-loaded rank */
+        int pick = -1;
+        for (int i = 0; i < n; i++)
+            if (home[i] < 0 && (pick < 0 || cost[i] > cost[pick])) pick = i;
+        int best = 0;
+        for (int r = 1; r < N; r++)
+            if (cl->load[r] < cl->load[best]) best = r;
+        home[pick] = best;
+        cl->load[best] += cost[pick];
+    }
+}
+
+roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home) {
+    if (seq < 0 || seq >= cl->S)
+        return roe_fail(ROE_ERR_INVALID_ARG, "cluster: sequence slot %d is outside [0, %d)", seq, cl->S);
+    if (home < 0 || home >= cl->N)
+        return roe_fail(ROE_ERR_INVALID_ARG, "cluster: home rank %d is outside [0, %d)", home, cl->N);
+    cl->home[seq] = home;
+    cl->len[seq] = 0;
+    cl->bound[seq] = 0;
+    cl->dirty[seq] = BIND_DIRTY | BIND_RESET;
+    if (home == cl->me) roe_engine_reset_seq(cl->e, seq);
+    return ROE_OK;
+}
+
+static int roster_equal(const struct roe_roster *a, const struct roe_roster *b, int L) {
+    return a->k == b->k && a->gate == b->gate && a->keep_clean == b->keep_clean &&
+           a->adaptive_entropy == b->adaptive_entropy && memcmp(a->tau, b->tau, (size_t)L * sizeof(float)) == 0;
+}
+
+/* The engine's cache contract (engine.h) over every rank's rows, checked before the plan
+ * leaves rank 0, plus the groups' shape. */
+static roe_status validate(roe_cluster *cl, const struct roe_row *rows, int n, const struct roe_group *g, int ng) {
+    if (n < 0 || n > cl->R)
+        return roe_fail(ROE_ERR_INVALID_ARG, "step of %d rows: the engine holds at most %d", n, cl->R);
+    if (ng < 0 || ng > n)
+        return roe_fail(ROE_ERR_INVALID_ARG, "step of %d rows cannot have %d groups", n, ng);
+    for (int i = 0; i < n; i++) {
+        const struct roe_row *r = &rows[i];
+        if (r->seq < 0 || r->seq >= cl->S)
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: sequence slot %d is outside [0, %d)", i, r->seq, cl->S);
+        if (r->token < 0 || r->token >= cl->V)
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: token id %d is outside the vocabulary [0, %d)", i,
+                            r->token, cl->V);
+        if (r->pos < 0 || r->pos >= cl->max_ctx)
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: position %d is outside the context of %d positions",
+                            i, r->pos, cl->max_ctx);
+        if (r->sample < 0) return roe_fail(ROE_ERR_INVALID_ARG, "row %d: negative sample index %d", i, r->sample);
+        cl->next[r->seq] = cl->len[r->seq];
+        cl->lidx[i] = -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const struct roe_row *r = &rows[i];
+        if (r->sample == 0 && r->pos != cl->next[r->seq])
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: clean row of sequence %d at position %d, but its cache holds %d",
+                            i, r->seq, r->pos, cl->next[r->seq]);
+        if (r->sample > 0 && r->pos > cl->next[r->seq])
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: sample row of sequence %d at position %d needs a history of %d",
+                            i, r->seq, r->pos, r->pos);
+        if (r->sample == 0) cl->next[r->seq]++;
+    }
+    for (int k = 0; k < ng; k++) {
+        const int m = g[k].mode;
+        if (g[k].first < 0 || g[k].n <= 0 || g[k].first > n - g[k].n)
+            return roe_fail(ROE_ERR_INVALID_ARG, "group %d: rows [%d, %d) outside the step's %d rows", k, g[k].first,
+                            g[k].first + g[k].n, n);
+        if ((m & ~7) || (!(m & ROE_GROUP_MEAN) && (m & ~ROE_GROUP_MEAN)) ||
+            (m & ROE_GROUP_MEAN && g[k].n + 1 > ROE_MAX_SAMPLES + 1))
+            return roe_fail(ROE_ERR_INVALID_ARG, "group %d: mode %d with %d rows is not a valid group", k, m, g[k].n);
+        for (int i = g[k].first; i < g[k].first + g[k].n; i++) {
+            if (rows[i].seq != rows[g[k].first].seq || !rows[i].want_logits || cl->lidx[i] != -1)
+                return roe_fail(ROE_ERR_INVALID_ARG,
+                                "group %d: row %d is of another sequence, wants no logits, or is in another group",
+                                k, i);
+            cl->lidx[i] = -2;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (rows[i].want_logits && cl->lidx[i] != -2)
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d wants logits but is in no group", i);
+    return ROE_OK;
+}
+
+/* Output of one group from this rank's logits. */
+static void reduce_group(roe_cluster *cl, const struct roe_row *rows, const struct roe_group *g, float *dest) {
+    const size_t V = (size_t)cl->V;
+    const int seq = rows[g->first].seq;
+    const float *first = cl->logits + (size_t)cl->lidx[g->first] * V;
+    if (!(g->mode & ROE_GROUP_MEAN)) {
+        for (int j = 0; j < g->n; j++)
+            memcpy(dest + (size_t)j * V, cl->logits + (size_t)cl->lidx[g->first + j] * V, V * sizeof(float));
+    } else {
+        int k = 0;
+        if (g->mode & ROE_GROUP_WITH_CLEAN) cl->lp[k++] = cl->clean + (size_t)seq * V;
+        for (int j = 0; j < g->n; j++) cl->lp[k++] = cl->logits + (size_t)cl->lidx[g->first + j] * V;
+        roe_aggregate(cl->lp, k, cl->V, dest, cl->scratch);
+    }
+    if (g->mode & ROE_GROUP_STORE_CLEAN) memcpy(cl->clean + (size_t)seq * V, first, V * sizeof(float));
+}
+
+/* This rank's share of a step: its home rows through the engine, then its groups. Group
+ * outputs go to out + goff[g] (coordinator) or one after another into rout (others);
+ * *n_out receives the floats written. */
+static roe_status run_local(roe_cluster *cl, const struct roe_row *rows, int n, const struct roe_group *g,
+                            int ng, float *out, size_t *n_out, struct roe_step_stats *ss) {
+    int nl = 0, li = 0;
+    for (int i = 0; i < n; i++) {
+        cl->lidx[i] = -1;
+        if (cl->N > 1 && cl->home[rows[i].seq] != cl->me) continue;
+        cl->lrows[nl++] = rows[i];
+        if (rows[i].want_logits) cl->lidx[i] = li++;
+    }
+    roe__engine_set_driven(cl->e, 1);
+    roe_status st = roe_engine_step(cl->e, cl->lrows, nl, cl->logits);
+    roe__engine_set_driven(cl->e, 0);
+    if (st != ROE_OK) return st;
+    *ss = roe_engine_last_stats(cl->e);
+    size_t w = 0;
+    for (int k = 0; k < ng; k++) {
+        if (cl->N > 1 && cl->home[rows[g[k].first].seq] != cl->me) continue;
+        float *dest = cl->me == 0 ? out + cl->goff[k] : cl->rout + w;
+        reduce_group(cl, rows, &g[k], dest);
+        w += roe_group_out_floats(&g[k], cl->V);
+    }
+    *n_out = w;
+    return ROE_OK;
+}
+
+/* Coordinator: the bindings, rows and groups of a step as a StepPlan, broadcast. */
+static roe_status send_plan(roe_cluster *cl, const struct roe_row *rows, int n, const struct roe_group *g, int ng) {
+    Roe__StepPlan plan = ROE__STEP_PLAN__INIT;
+    Roe__Control ctl = ROE__CONTROL__INIT;
+    size_t nb = 0;
+    for (int s = 0; s < cl->S; s++) {
+        if (!cl->dirty[s]) continue;
+        Roe__SeqBind *b = &cl->binds[nb];
+        roe__seq_bind__init(b);
+        b->seq = (uint32_t)s;
+        b->home = (uint32_t)cl->home[s];
+        b->seed = cl->seed[s];
+        b->reset = (cl->dirty[s] & BIND_RESET) != 0;
+        if (cl->bound[s] && cl->has_roster[s]) {
+            Roe__Roster *r = &cl->rmsg[nb];
+            const struct roe_roster *src = &cl->roster[s];
+            roe__roster__init(r);
+            r->k = (uint32_t)src->k;
+            r->gate = (uint32_t)src->gate;
+            r->adaptive_entropy = src->adaptive_entropy;
+            r->keep_clean = (uint32_t)src->keep_clean;
+            r->n_tau = (size_t)cl->L;
+            r->tau = cl->rtau + nb * (size_t)cl->L;
+            memcpy(r->tau, src->tau, (size_t)cl->L * sizeof(float));
+            b->roster = r;
+        }
+        cl->bindp[nb++] = b;
+        cl->dirty[s] = 0;
+    }
+    for (int i = 0; i < n; i++) {
+        cl->p_seq[i] = (uint32_t)rows[i].seq;
+        cl->p_pos[i] = (uint32_t)rows[i].pos;
+        cl->p_token[i] = rows[i].token;
+        cl->p_sample[i] = (uint32_t)rows[i].sample;
+        cl->p_flags[i] = rows[i].want_logits ? 1u : 0u;
+    }
+    for (int k = 0; k < ng; k++) {
+        cl->p_gfirst[k] = (uint32_t)g[k].first;
+        cl->p_gn[k] = (uint32_t)g[k].n;
+        cl->p_gmode[k] = (uint32_t)g[k].mode;
+    }
+    plan.step = cl->step;
+    plan.n_bind = nb;
+    plan.bind = cl->bindp;
+    plan.n_row_seq = plan.n_row_pos = plan.n_row_token = plan.n_row_sample = plan.n_row_flags = (size_t)n;
+    plan.row_seq = cl->p_seq;
+    plan.row_pos = cl->p_pos;
+    plan.row_token = cl->p_token;
+    plan.row_sample = cl->p_sample;
+    plan.row_flags = cl->p_flags;
+    plan.n_group_first = plan.n_group_n = plan.n_group_mode = (size_t)ng;
+    plan.group_first = cl->p_gfirst;
+    plan.group_n = cl->p_gn;
+    plan.group_mode = cl->p_gmode;
+    ctl.body_case = ROE__CONTROL__BODY_STEP;
+    ctl.step = &plan;
+    return roe_control_send(cl->comm, &ctl, &cl->msg);
+}
+
+/* Coordinator: every other rank's group outputs into out, in plan order. */
+static roe_status collect(roe_cluster *cl, const struct roe_row *rows, const struct roe_group *g, int ng,
+                          float *out, struct roe_step_stats *ss) {
+    ROE_TRY(roe_reply_collect(cl->comm, &cl->msg, cl->lens, cl->offs, "step reply"));
+    for (int r = 1; r < cl->N; r++) {
+        Roe__Reply *rep = NULL;
+        ROE_TRY(roe_reply_unpack(cl->msg.p + cl->offs[r], cl->lens[r], r, &cl->arena, &rep));
+        if (rep->step != cl->step)
+            return roe_fail(ROE_ERR_FORMAT, "rank 0: rank %d answered step %llu, expected %llu", r,
+                            (unsigned long long)rep->step, (unsigned long long)cl->step);
+        size_t pos = 0;
+        for (int k = 0; k < ng; k++) {
+            if (cl->home[rows[g[k].first].seq] != r) continue;
+            const size_t sz = roe_group_out_floats(&g[k], cl->V);
+            if (pos + sz > rep->n_out) break;
+            memcpy(out + cl->goff[k], rep->out + pos, sz * sizeof(float));
+            pos += sz;
+        }
+        if (pos != rep->n_out)
+            return roe_fail(ROE_ERR_FORMAT, "rank 0: rank %d sent %zu output floats for step %llu, expected %zu", r,
+                            rep->n_out, (unsigned long long)cl->step, pos);
+        ss->distinct_experts += (int)rep->distinct_experts;
+        ss->rows_computed += (long)rep->rows_computed;
+    }
+    return ROE_OK;
+}
+
+roe_status roe_cluster_step(roe_cluster *cl, const struct roe_row *rows, int n,
+                            const struct roe_group *groups, int ng, float *out,
+                            struct roe_step_stats *stats) {
+    if (cl->me != 0)
+        return roe_fail(ROE_ERR_INVALID_ARG, "cluster: rank %d cannot drive a step (only rank 0)", cl->me);
+    ROE_TRY(validate(cl, rows, n, groups, ng));
+    cl->goff[0] = 0;
+    for (int k = 0; k < ng; k++) cl->goff[k + 1] = cl->goff[k] + roe_group_out_floats(&groups[k], cl->V);
+    cl->step++;
+    if (cl->N > 1) {
+        /* homes and bindings; rows of one sequence's samples must agree on seed and roster */
+        for (int i = 0; i < n; i++) {
+            const struct roe_row *r = &rows[i];
+            const int s = r->seq;
+            if (cl->home[s] < 0) {
+                cl->home[s] = s % cl->N;
+                cl->dirty[s] |= BIND_DIRTY;
+            }
+            if (r->sample == 0) continue;
+            const int same = cl->bound[s] && cl->seed[s] == r->seed && cl->has_roster[s] == (r->roster != NULL) &&
+                             (!r->roster || roster_equal(&cl->roster[s], r->roster, cl->L));
+            if (same) continue;
+            if (cl->stamp[s] == cl->step)
+                return roe_fail(ROE_ERR_INVALID_ARG,
+                                "row %d: RoE rows of sequence %d in one step carry different seeds or rosters", i, s);
+            cl->bound[s] = 1;
+            cl->seed[s] = r->seed;
+            cl->has_roster[s] = r->roster != NULL;
+            if (r->roster) cl->roster[s] = *r->roster;
+            cl->dirty[s] |= BIND_DIRTY;
+            cl->stamp[s] = cl->step;
+        }
+        ROE_TRY(send_plan(cl, rows, n, groups, ng));
+    }
+    struct roe_step_stats ss;
+    size_t n_out = 0;
+    roe_status st = run_local(cl, rows, n, groups, ng, out, &n_out, &ss);
+    if (st == ROE_OK && cl->N > 1) st = collect(cl, rows, groups, ng, out, &ss);
+    if (st != ROE_OK) {
+        /* the plan is out: a failure here leaves the ranks out of step, so the job must end */
+        if (cl->N > 1) roe_comm_set_failed(cl->comm);
+        return st;
+    }
+    for (int i = 0; i < n; i++)
+        if (rows[i].sample == 0) cl->len[rows[i].seq]++;
+    ss.rows = n;
+    ss.rows_naive = (long)n * cl->L;
+    if (stats) *stats = ss;
+    return ROE_OK;
+}
+
+/* ---- the other ranks ---- */
+
+static roe_status apply_binds(roe_cluster *cl, const Roe__StepPlan *p) {
+    for (size_t b = 0; b < p->n_bind; b++) {
+        const Roe__SeqBind *x = p->bind[b];
+        if (x->seq >= (uint32_t)cl->S || x->home >= (uint32_t)cl->N)
+            return roe_fail(ROE_ERR_FORMAT, "rank %d: plan binds sequence %u to rank %u (limits %d, %d)", cl->me,
+                            x->seq, x->home, cl->S, cl->N);
+        const int s = (int)x->seq;
+        cl->home[s] = (int)x->home;
+        cl->seed[s] = x->seed;
+        cl->has_roster[s] = x->roster != NULL;
+        if (x->roster) {
+            const Roe__Roster *r = x->roster;
+            if (r->n_tau != (size_t)cl->L || r->k < 1 || r->k > ROE_MAX_SAMPLES || r->gate > ROE_GATE_NOISY)
+                return roe_fail(ROE_ERR_FORMAT, "rank %d: plan's roster of sequence %d: k %u, %zu taus for %d layers",
+                                cl->me, s, r->k, r->n_tau, cl->L);
+            struct roe_roster *d = &cl->roster[s];
+            roe_roster_plain(d);
+            d->k = (int)r->k;
+            d->gate = (roe_gate_mode)r->gate;
+            d->adaptive_entropy = r->adaptive_entropy;
+            d->keep_clean = (int)r->keep_clean;
+            memcpy(d->tau, r->tau, (size_t)cl->L * sizeof(float));
+        }
+        if (x->reset && cl->home[s] == cl->me) roe_engine_reset_seq(cl->e, s);
+    }
+    return ROE_OK;
+}
+
+static roe_status read_plan(roe_cluster *cl, const Roe__StepPlan *p, int *n_out, int *ng_out) {
+    const size_t n = p->n_row_seq, ng = p->n_group_first;
+    if (n > (size_t)cl->R || p->n_row_pos != n || p->n_row_token != n || p->n_row_sample != n ||
+        p->n_row_flags != n || ng > n || p->n_group_n != ng || p->n_group_mode != ng)
+        return roe_fail(ROE_ERR_FORMAT, "rank %d: malformed plan of step %llu (%zu rows, %zu groups, limit %d rows)",
+                        cl->me, (unsigned long long)p->step, n, ng, cl->R);
+    for (size_t i = 0; i < n; i++) {
+        const int s = (int)p->row_seq[i];
+        if (p->row_seq[i] >= (uint32_t)cl->S || cl->home[s] < 0)
+            return roe_fail(ROE_ERR_FORMAT, "rank %d: plan row %zu names sequence %u, unbound or outside [0, %d)",
+                            cl->me, i, p->row_seq[i], cl->S);
+        const int sample = (int)p->row_sample[i];
+        cl->grows[i] = (struct roe_row){
+            .seq = s, .pos = (int)p->row_pos[i], .token = p->row_token[i], .sample = sample,
+            .want_logits = (int)(p->row_flags[i] & 1u),
+            .seed = sample > 0 ? cl->seed[s] : 0,
+            .roster = sample > 0 && cl->has_roster[s] ? &cl->roster[s] : NULL,
+        };
+    }
+    for (size_t k = 0; k < ng; k++) {
+        const struct roe_group g = {(int)p->group_first[k], (int)p->group_n[k], (int)p->group_mode[k]};
+        if (g.first < 0 || g.n <= 0 || (size_t)g.first + (size_t)g.n > n || (g.mode & ~7))
+            return roe_fail(ROE_ERR_FORMAT, "rank %d: plan group %zu is malformed", cl->me, k);
+        for (int i = g.first; i < g.first + g.n; i++)
+            if (!cl->grows[i].want_logits || cl->grows[i].seq != cl->grows[g.first].seq)
+                return roe_fail(ROE_ERR_FORMAT, "rank %d: plan group %zu mixes sequences or rows without logits",
+                                cl->me, k);
+        cl->wgroups[k] = g;
+    }
+    *n_out = (int)n;
+    *ng_out = (int)ng;
+    return ROE_OK;
+}
+
+roe_status roe_cluster_serve(roe_cluster *cl, const Roe__StepPlan *plan) {
+    int n = 0, ng = 0;
+    struct roe_step_stats ss = {0};
+    size_t n_out = 0;
+    cl->step = plan->step;
+    roe_status st = apply_binds(cl, plan);
+    if (st == ROE_OK) st = read_plan(cl, plan, &n, &ng);
+    if (st == ROE_OK) st = run_local(cl, cl->grows, n, cl->wgroups, ng, NULL, &n_out, &ss);
+    Roe__Reply rep = ROE__REPLY__INIT;
+    rep.step = plan->step;
+    rep.status = (int32_t)st;
+    rep.error = st == ROE_OK ? (char *)"" : (char *)roe_error_message();
+    rep.out = cl->rout;
+    rep.n_out = st == ROE_OK ? n_out : 0;
+    rep.distinct_experts = (uint64_t)ss.distinct_experts;
+    rep.rows_computed = (uint64_t)ss.rows_computed;
+    char keep[1024];
+    snprintf(keep, sizeof keep, "%s", rep.error); /* reply_send may overwrite the message */
+    rep.error = keep;
+    roe_status sst = roe_reply_send(cl->comm, &rep, &cl->msg, "step reply");
+    return st != ROE_OK ? st : sst;
+}

@@ -1,0 +1,88 @@
+/*
+ * cluster.h — engine steps across ranks (DESIGN.md "One step, as data").
+ *
+ * Data-parallel attention, expert-parallel MoE: every sequence slot has a home rank that
+ * holds its KV cache and runs all of its rows (its RoE samples too). One step:
+ *   coordinator (rank 0)  validates the rows of every rank against the cache contract
+ *                         (engine.h), then broadcasts them as a StepPlan (control.h),
+ *                         with the bindings (home, seed, roster) of sequences that changed
+ *   every rank            runs its home rows through its engine (every rank steps, even
+ *                         with no rows: each takes part in every MoE layer's exchange)
+ *                         and reduces its groups (below)
+ *   coordinator           gathers each rank's group outputs (Reply) in plan order
+ * With one rank the plan never leaves the process: a step is the engine step plus the
+ * group reductions, allocation-free.
+ *
+ * A group is a run of rows of one sequence whose logits leave the home rank together:
+ *   ROE_GROUP_LOGITS       each row's logits (n x vocab floats)
+ *   ROE_GROUP_MEAN         RoE aggregation of the rows (roe_aggregate, vocab floats)
+ *   | ROE_GROUP_STORE_CLEAN  keep the first row's logits on the home rank as the sequence's
+ *                          clean logits (adaptive K: the samples may follow next step)
+ *   | ROE_GROUP_WITH_CLEAN   aggregate the kept clean logits with the rows (clean first)
+ * Only rows inside a group may want logits. Outputs are concatenated in group order.
+ *
+ * Results are the same bits whatever the rank count (engine.h): aggregation runs on the
+ * home rank with the same function and order as in one process.
+ */
+#ifndef ROE_CLUSTER_H
+#define ROE_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "comm/control.pb-c.h"
+#include "engine.h"
+#include "status.h"
+
+enum {
+    ROE_GROUP_LOGITS = 0,
+    ROE_GROUP_MEAN = 1,
+    ROE_GROUP_STORE_CLEAN = 2,
+    ROE_GROUP_WITH_CLEAN = 4,
+};
+
+struct roe_group {
+    int first; /* rows [first, first + n) of the step */
+    int n;
+    int mode;  /* ROE_GROUP_LOGITS or ROE_GROUP_MEAN, | flags */
+};
+
+typedef enum roe_home_policy {
+    ROE_HOME_ROUND_ROBIN = 0, /* sequence i on rank i mod N */
+    ROE_HOME_LEAST_LOADED,    /* each sequence, by decreasing cost, on the rank with least work */
+} roe_home_policy;
+
+typedef struct roe_cluster roe_cluster;
+
+/* Buffers for the engine's limits (max_rows, max_seqs, the vocabulary). The engine (and its
+ * communicator) are borrowed. */
+roe_status roe_cluster_create(roe_engine *e, roe_cluster **out);
+void roe_cluster_free(roe_cluster *cl);
+
+int roe_cluster_size(const roe_cluster *cl);
+size_t roe_group_out_floats(const struct roe_group *g, int vocab);
+
+/* Parses ROE_HOME_POLICY's value ("round-robin", "least-loaded"; NULL: round-robin). */
+roe_status roe_home_policy_parse(const char *s, roe_home_policy *out);
+
+/* Homes for n sequences with the given costs (any unit; e.g. tokens x K): home[i]. */
+void roe_cluster_plan_homes(const roe_cluster *cl, roe_home_policy policy, const double *cost,
+                            int n, int *home);
+
+/* ---- coordinator (rank 0) ---- */
+
+/* Makes `seq` a new, empty sequence homed on `home` (its cache empties there). */
+roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home);
+
+/* One step over every rank. out receives the groups' outputs (sum of
+ * roe_group_out_floats); stats (may be NULL) sums every rank's engine statistics. */
+roe_status roe_cluster_step(roe_cluster *cl, const struct roe_row *rows, int n,
+                            const struct roe_group *groups, int ng, float *out,
+                            struct roe_step_stats *stats);
+
+/* ---- the other ranks ---- */
+
+/* Runs the step a plan describes and replies to the coordinator. */
+roe_status roe_cluster_serve(roe_cluster *cl, const Roe__StepPlan *plan);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * worker.h — the life of the ranks other than 0, and the coordinator's calls that drive it.
+ *
+ * Under mpirun every rank but 0 runs roe_worker_run instead of a subcommand: it waits for
+ * the coordinator's Control messages (control.h) and serves them:
+ *   SessionOpen  load the model (the dense weights and this rank's experts only), create an
+ *                engine and a cluster with the coordinator's limits, kernel path and
+ *                placement; reply with the bytes it holds, or why it could not
+ *   StepPlan     run this rank's share of the step and reply (cluster.h)
+ *   Exit         return
+ * Rank 0 runs the subcommand; its session opens the workers (roe_workers_open) when it
+ * creates its engine, and main() ends them (roe_workers_exit) when the command returns.
+ * Every wait is bounded by the communicator's timeout, so a coordinator that died or hung
+ * ends the workers too.
+ */
+#ifndef ROE_WORKER_H
+#define ROE_WORKER_H
+
+#include <stdint.h>
+
+#include "comm/comm.h"
+#include "engine.h"
+#include "placement.h"
+#include "status.h"
+
+/* What each rank reported when its session opened. */
+struct roe_rank_info {
+    uint64_t resident_bytes; /* dense weights + its experts */
+    char backend[32];
+};
+
+/* Coordinator: opens `model_dir` (an absolute path every rank can read) with the engine
+ * limits of `o` and the kernel path named `backend` on every other rank; `warm` reads their
+ * weights into memory. info[r] receives rank r's report (info may be NULL). A rank that
+ * fails makes this fail with its message ("rank 2: ..."). */
+roe_status roe_workers_open(roe_comm *c, const char *model_dir, const struct roe_engine_opts *o,
+                            const char *backend, const struct roe_placement *pl, int warm,
+                            struct roe_rank_info *info);
+
+/* Coordinator: tells every other rank to exit. */
+roe_status roe_workers_exit(roe_comm *c, int code);
+
+/* Other ranks: serves the coordinator until it says Exit (ROE_OK) or something fails (the
+ * status; the caller reports it and ends the job). */
+roe_status roe_worker_run(roe_comm *c);
+
+#endif
