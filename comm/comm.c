@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "runtime/alloc.h"
+
 struct roe_comm_opts roe_comm_opts_default(void) {
     struct roe_comm_opts o = {.timeout_s = 60.0};
     return o;
@@ -112,17 +114,39 @@ roe_status roe_comm_barrier(roe_comm *c, const char *what) {
 
 roe_status roe_comm_xfer_create(roe_comm *c, roe_comm_xfer **out) {
     *out = NULL;
-    return c->ops->xfer_create(c, out);
+    ROE_TRY(c->ops->xfer_create(c, out));
+    (*out)->sp = roe_malloc((size_t)c->size * sizeof *(*out)->sp);
+    (*out)->rp = roe_malloc((size_t)c->size * sizeof *(*out)->rp);
+    if (!(*out)->sp || !(*out)->rp) {
+        roe_comm_xfer_free(*out);
+        *out = NULL;
+        return roe_fail(ROE_ERR_NOMEM, "rank %d: out of memory for a transfer", c->rank);
+    }
+    return ROE_OK;
 }
 
 void roe_comm_xfer_free(roe_comm_xfer *x) {
-    if (x) x->comm->ops->xfer_free(x);
+    if (!x) return;
+    roe_free(x->sp);
+    roe_free(x->rp);
+    x->comm->ops->xfer_free(x);
+}
+
+roe_status roe_comm_exchange_start(roe_comm_xfer *x, const void *const *send, const size_t *scounts,
+                                   void *const *recv, const size_t *rcounts, roe_comm_dtype t,
+                                   const char *what) {
+    return mark(x->comm, x->comm->ops->exchange_start(x, send, scounts, recv, rcounts, t, what));
 }
 
 roe_status roe_comm_alltoallv_start(roe_comm_xfer *x, const void *send, const size_t *scounts,
                                     const size_t *sdispls, void *recv, const size_t *rcounts,
                                     const size_t *rdispls, roe_comm_dtype t, const char *what) {
-    return mark(x->comm, x->comm->ops->alltoallv_start(x, send, scounts, sdispls, recv, rcounts, rdispls, t, what));
+    const size_t es = roe_comm_dtype_size(t);
+    for (int p = 0; p < x->comm->size; p++) {
+        x->sp[p] = (const char *)send + sdispls[p] * es;
+        x->rp[p] = (char *)recv + rdispls[p] * es;
+    }
+    return roe_comm_exchange_start(x, x->sp, scounts, x->rp, rcounts, t, what);
 }
 
 roe_status roe_comm_xfer_test(roe_comm_xfer *x, int *done) { return mark(x->comm, x->comm->ops->xfer_test(x, done)); }

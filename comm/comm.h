@@ -44,7 +44,8 @@ typedef enum roe_comm_op {
 } roe_comm_op;
 
 struct roe_comm_opts {
-    double timeout_s; /* bound on every wait for a peer; > 0 */
+    double timeout_s;    /* bound on every wait for a peer; > 0 */
+    int yield_when_idle; /* ranks share cores: give the core up while waiting */
 };
 
 struct roe_comm_opts roe_comm_opts_default(void); /* timeout 60 s */
@@ -103,6 +104,11 @@ void roe_comm_xfer_free(roe_comm_xfer *x);
 roe_status roe_comm_alltoallv_start(roe_comm_xfer *x, const void *send, const size_t *scounts,
                                     const size_t *sdispls, void *recv, const size_t *rcounts,
                                     const size_t *rdispls, roe_comm_dtype t, const char *what);
+/* The same with one buffer per peer: send[p] (scounts[p] elements) goes to rank p, arriving
+ * from rank p at recv[p] (rcounts[p] elements). Pointers of zero-count peers are not read. */
+roe_status roe_comm_exchange_start(roe_comm_xfer *x, const void *const *send, const size_t *scounts,
+                                   void *const *recv, const size_t *rcounts, roe_comm_dtype t,
+                                   const char *what);
 /* Drives progress; *done = 1 once complete (then the xfer is free for the next start). */
 roe_status roe_comm_xfer_test(roe_comm_xfer *x, int *done);
 /* Bounded wait for completion. */

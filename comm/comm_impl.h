@@ -25,9 +25,10 @@ struct roe_comm_ops {
     roe_status (*barrier)(roe_comm *c, const char *what);
     roe_status (*xfer_create)(roe_comm *c, roe_comm_xfer **out);
     void (*xfer_free)(roe_comm_xfer *x);
-    roe_status (*alltoallv_start)(roe_comm_xfer *x, const void *send, const size_t *scounts,
-                                  const size_t *sdispls, void *recv, const size_t *rcounts,
-                                  const size_t *rdispls, roe_comm_dtype t, const char *what);
+    /* one buffer per peer; comm.c turns alltoallv's displacements into pointers */
+    roe_status (*exchange_start)(roe_comm_xfer *x, const void *const *send, const size_t *scounts,
+                                 void *const *recv, const size_t *rcounts, roe_comm_dtype t,
+                                 const char *what);
     roe_status (*xfer_test)(roe_comm_xfer *x, int *done);
     roe_status (*xfer_wait)(roe_comm_xfer *x);
     void (*abort)(roe_comm *c, int code) __attribute__((noreturn));
@@ -46,6 +47,8 @@ struct roe_comm {
 /* Every xfer starts with this header so comm.c can reach its communicator. */
 struct roe_comm_xfer {
     roe_comm *comm;
+    const void **sp; /* [size] alltoallv's send pointers (comm.c allocates them) */
+    void **rp;       /* [size] */
 };
 
 /* Combines src into dst element-wise (dst = op(dst, src)); used by the transports. */

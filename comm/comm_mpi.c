@@ -14,9 +14,11 @@
  * operation. A wait past the timeout returns ROE_ERR_TIMEOUT naming the peers whose
  * messages are still outstanding.
  *
- * Waiting: spin for the first 100 us (a peer is usually about to answer), then
- * sched_yield between polls (so that ranks oversubscribing cores let the working rank
- * run), then sleep 20 us between polls after 5 ms without progress.
+ * Waiting: a rank with a core of its own spins (a peer is usually about to answer, and a
+ * large message moves only while both sides poll), and after 100 ms without a completed
+ * message sleeps 50 us between polls (an idle rank does not burn its core). Ranks that
+ * share cores (struct roe_comm_opts.yield_when_idle) spin 100 us, then sched_yield
+ * between polls so that the working rank runs, then sleep 20 us after 5 ms.
  *
  * SIGTERM: when one rank dies, mpirun terminates the others with SIGTERM. The handler
  * (async-signal-safe: write(2) of preformatted pieces) reports what this rank was waiting
@@ -57,6 +59,7 @@ struct mpi_impl {
     int *peer;              /* [2 * size] */
     int *idx;               /* [2 * size] */
     MPI_Status *stats;      /* [2 * size] */
+    int yield;              /* ranks share cores: yield while waiting */
     void *red;              /* allreduce scratch */
     size_t red_bytes;
     struct mpi_wait_state ws;
@@ -194,6 +197,16 @@ static void pending_peers(const MPI_Request *reqs, const int *peer, int n, char 
     }
 }
 
+/* Gives up on requests still outstanding after a failure: receives are cancelled, sends
+ * left to finish on their own, so that MPI holds nothing of ours afterwards. */
+static void abandon(MPI_Request *reqs, int n) {
+    for (int i = 0; i < n; i++) {
+        if (reqs[i] == MPI_REQUEST_NULL) continue;
+        MPI_Cancel(&reqs[i]);
+        MPI_Request_free(&reqs[i]);
+    }
+}
+
 /* Polls reqs[n] (completed ones become MPI_REQUEST_NULL) until all complete, the deadline
  * passes, or one fails. */
 static roe_status wait_reqs(roe_comm *c, MPI_Request *reqs, const int *peer, int *idx,
@@ -234,14 +247,22 @@ static roe_status wait_reqs(roe_comm *c, MPI_Request *reqs, const int *peer, int
                           c->rank, op, what, c->timeout_s, who);
             break;
         }
-        if (t - last_progress < 100e-6) continue;
-        if (t - last_progress < 5e-3) sched_yield();
+        const double idle = t - last_progress;
+        if (!m->yield) {
+            if (idle < 100e-3) continue;
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        } else if (idle < 100e-6)
+            continue;
+        else if (idle < 5e-3)
+            sched_yield();
         else {
             struct timespec ts = {0, 20000};
             nanosleep(&ts, NULL);
         }
     }
     m->ws.active = 0;
+    if (st != ROE_OK) abandon(reqs, n);
     return st;
 }
 
@@ -365,9 +386,9 @@ static roe_status mpi_xfer_create(roe_comm *c, roe_comm_xfer **out) {
     return ROE_OK;
 }
 
-static roe_status mpi_alltoallv_start(roe_comm_xfer *base, const void *send, const size_t *scounts,
-                                      const size_t *sdispls, void *recv, const size_t *rcounts,
-                                      const size_t *rdispls, roe_comm_dtype t, const char *what) {
+static roe_status mpi_exchange_start(roe_comm_xfer *base, const void *const *send, const size_t *scounts,
+                                     void *const *recv, const size_t *rcounts, roe_comm_dtype t,
+                                     const char *what) {
     struct mpi_xfer *x = (struct mpi_xfer *)base;
     roe_comm *c = base->comm;
     struct mpi_impl *m = c->impl;
@@ -392,19 +413,16 @@ static roe_status mpi_alltoallv_start(roe_comm_xfer *base, const void *send, con
         const int src = (me - p + N) % N;
         if (!rcounts[src]) continue;
         x->peer[x->n] = src;
-        rc = MPI_Irecv((char *)recv + rdispls[src] * es, (int)rcounts[src], mpi_type(t), src, TAG_A2A,
-                       m->comm, &x->reqs[x->n++]);
+        rc = MPI_Irecv(recv[src], (int)rcounts[src], mpi_type(t), src, TAG_A2A, m->comm, &x->reqs[x->n++]);
     }
     for (int p = 1; p < N && rc == MPI_SUCCESS; p++) {
         const int dst = (me + p) % N;
         if (!scounts[dst]) continue;
         x->peer[x->n] = dst;
-        rc = MPI_Isend((const char *)send + sdispls[dst] * es, (int)scounts[dst], mpi_type(t), dst,
-                       TAG_A2A, m->comm, &x->reqs[x->n++]);
+        rc = MPI_Isend(send[dst], (int)scounts[dst], mpi_type(t), dst, TAG_A2A, m->comm, &x->reqs[x->n++]);
     }
     if (rc != MPI_SUCCESS) return mpi_error(c, rc, "alltoallv", what, x->peer[x->n - 1]);
-    if (scounts[me])
-        memmove((char *)recv + rdispls[me] * es, (const char *)send + sdispls[me] * es, scounts[me] * es);
+    if (scounts[me]) memmove(recv[me], send[me], scounts[me] * es);
     x->pending = x->n > 0;
     return ROE_OK;
 }
@@ -475,7 +493,7 @@ static const struct roe_comm_ops roe_comm_mpi_ops = {
     .barrier = mpi_barrier,
     .xfer_create = mpi_xfer_create,
     .xfer_free = mpi_xfer_free,
-    .alltoallv_start = mpi_alltoallv_start,
+    .exchange_start = mpi_exchange_start,
     .xfer_test = mpi_xfer_test,
     .xfer_wait = mpi_xfer_wait,
     .abort = mpi_abort,
@@ -503,6 +521,7 @@ roe_status roe_comm_mpi_create(int *argc, char ***argv, const struct roe_comm_op
     c->impl = m;
     c->timeout_s = timeout;
     m->comm = MPI_COMM_NULL;
+    m->yield = opts ? opts->yield_when_idle : 0;
     int inited = 0, rc;
     MPI_Initialized(&inited);
     if (!inited) {

@@ -41,14 +41,13 @@ static roe_status self_xfer_create(roe_comm *c, roe_comm_xfer **out) {
 
 static void self_xfer_free(roe_comm_xfer *x) { roe_free(x); }
 
-static roe_status self_alltoallv_start(roe_comm_xfer *x, const void *send, const size_t *scounts,
-                                       const size_t *sdispls, void *recv, const size_t *rcounts,
-                                       const size_t *rdispls, roe_comm_dtype t, const char *what) {
+static roe_status self_exchange_start(roe_comm_xfer *x, const void *const *send, const size_t *scounts,
+                                      void *const *recv, const size_t *rcounts, roe_comm_dtype t,
+                                      const char *what) {
     if (scounts[0] != rcounts[0])
         return roe_fail(ROE_ERR_INVALID_ARG, "rank 0: alltoallv '%s': sends %zu elements to itself but expects %zu",
                         what, scounts[0], rcounts[0]);
-    const size_t es = roe_comm_dtype_size(t);
-    if (scounts[0]) memmove((char *)recv + rdispls[0] * es, (const char *)send + sdispls[0] * es, scounts[0] * es);
+    if (scounts[0]) memmove(recv[0], send[0], scounts[0] * roe_comm_dtype_size(t));
     return ROE_OK;
 }
 
@@ -71,7 +70,7 @@ static const struct roe_comm_ops roe_comm_self_ops = {
     .barrier = self_barrier,
     .xfer_create = self_xfer_create,
     .xfer_free = self_xfer_free,
-    .alltoallv_start = self_alltoallv_start,
+    .exchange_start = self_exchange_start,
     .xfer_test = self_xfer_test,
     .xfer_wait = self_xfer_wait,
     .abort = self_abort,

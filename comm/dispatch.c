@@ -1,22 +1,29 @@
 /*
  * dispatch.c — expert-parallel dispatch / combine; see dispatch.h.
  *
+ * Copies are what make an exchange slower than the wire: MPI's shared-memory transport
+ * already copies every byte once. So rows leave straight from the caller's x when a
+ * destination needs (nearly) a contiguous run of slots, and outputs are read where they
+ * arrive (roe_ep_pair_out) instead of being scattered into `out`.
+ *
  * Buffers (sizes fixed at creation; N ranks, R = max_slots, K = top_k, H = hidden,
  * RR / RP = max_recv_rows / max_recv_pairs, w = wire bytes per element):
- *   csend [N + E] int32       count message to each destination d at d + base[d]:
- *                             rows, then pairs per d's local expert
+ *   csend [N + E] int32       count message to destination d at d + base[d]: rows (or run
+ *                             length), then pairs per local expert of d
  *   crecv [N (1 + E)] int32   the same from each source s at s (1 + X), X = my experts
- *   sbuf                      rows to other ranks: <= R K 4 + R min(K, N) H w + 128 N bytes
- *   rbuf                      rows from other ranks: <= RP 4 + RR H w + 128 N bytes
- *   ret   [RP, H] f32         outputs computed here for other ranks, by source then index
- *   retr  [R K, H] w          outputs of this rank's pairs computed elsewhere
+ *   msend [R K] int32         row index of each pair, by destination (layout order)
+ *   mrecv [RP] int32          the same from every source, by source
+ *   sbuf  [R min(K,N) H] w    rows packed for destinations that need scattered slots
+ *   rbuf  [RR H] w + 64 N     rows from every source, 64-byte aligned segments
+ *   ret   [RP H] f32          outputs computed here for other ranks, by source
+ *   retr  [R K H] w           this rank's outputs computed elsewhere, by destination
  *   in/out [R K + RP]         one entry per (expert, row) computed here
- *   bf16 wire only: xs [R, H] f32 (local inputs rounded), rrows [RR, H] f32 (received
- *   rows widened), ret16 [RP, H] bf16 (outputs narrowed for the wire)
+ *   pout  [R K]               where each of this rank's pairs' outputs are
+ *   bf16 wire only: xs [R H] f32 (local inputs rounded), rrows [RR H] f32 (received rows
+ *   widened), ret16 [RP H] bf16
  */
 #include "dispatch.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,7 +36,8 @@ struct roe_ep {
     struct roe_ep_opts o;
     int N, me;
     size_t ws; /* wire bytes per element */
-    roe_comm_xfer *xfer;
+    roe_comm_xfer *xa; /* counts, then pair indices */
+    roe_comm_xfer *xb; /* rows, then outputs */
     /* layout */
     struct roe_layout_send ls;
     int *ls_scratch;  /* [2N] */
@@ -37,25 +45,31 @@ struct roe_ep {
     int *task_off;    /* [E + 1] */
     int *task_src;    /* [R K + RP] */
     int *task_idx;    /* [R K + RP] */
-    int *src_pairs;   /* [N] */
-    int *src_rows;    /* [N] */
-    int *ret_off;     /* [N] where each source's outputs start in ret (pairs) */
+    int *src_pairs;   /* [N] pairs each source sends here */
+    int *src_rows;    /* [N] rows each source sends here */
+    int *send_rows;   /* [N] rows this rank sends to each destination (run length or packed) */
+    int *run_lo;      /* [N] first slot of the run sent to d, or -1: packed */
+    int *ret_off;     /* [N] where each source's pairs start in mrecv / ret */
     int *rrow_off;    /* [N] where each source's rows start in rrows (bf16 wire) */
     int *mine_off;    /* [N] where each destination's outputs start in retr (pairs) */
     int *l2g;         /* [E] local expert -> global id */
-    /* count exchange */
-    int32_t *csend, *crecv;
-    size_t *c_sc, *c_sd, *c_rc, *c_rd; /* [N] each */
-    /* rows and outputs */
+    /* messages */
+    int32_t *csend, *crecv, *msend, *mrecv;
     unsigned char *sbuf, *rbuf, *retr;
-    size_t sbuf_cap, rbuf_cap;
-    size_t *p_sc, *p_sd, *p_rc, *p_rd; /* [N] bytes */
-    size_t *r_sc, *r_sd, *r_rc, *r_rd; /* [N] bytes */
     float *ret;
     uint16_t *ret16;
     float *xs, *rrows;
+    size_t rbuf_cap;
+    size_t *cnt_s, *cnt_r;          /* [N] element counts of the current exchange */
+    const void **ptr_s;             /* [N] */
+    void **ptr_r;                   /* [N] */
+    size_t *m_sc, *m_rc, *p_sc, *p_rc; /* [N] indices / rows of the dispatch in flight */
+    const void **m_sp, **p_sp;      /* [N] */
+    void **m_rp, **p_rp;            /* [N] */
+    size_t *bytes_d, *bytes_c;      /* [N] bytes sent per peer by the last layer */
     const float **in;
     float **out;
+    const float **pout;
     struct roe_ep_task *now, *rest; /* [E] each */
     int n_now, n_rest, n_entries;
     /* the layer in flight */
@@ -71,12 +85,6 @@ struct roe_ep {
 const char *roe_ep_wire_name(roe_ep_wire w) { return w == ROE_EP_WIRE_BF16 ? "bf16" : "f32"; }
 
 static size_t align_up(size_t n) { return (n + EP_ALIGN - 1) & ~(size_t)(EP_ALIGN - 1); }
-
-/* bytes of one rows segment: pair indices, padding, rows; a multiple of EP_ALIGN */
-static size_t rows_seg(const roe_ep *ep, int pairs, int rows) {
-    if (!pairs) return 0;
-    return align_up((size_t)pairs * 4) + align_up((size_t)rows * ep->o.hidden * ep->ws);
-}
 
 static inline uint16_t to_bf16(float f) {
     uint32_t u;
@@ -103,14 +111,16 @@ static void widen(const uint16_t *src, float *dst, size_t n) {
 
 void roe_ep_free(roe_ep *ep) {
     if (!ep) return;
-    roe_comm_xfer_free(ep->xfer);
-    void *ints[] = {ep->ls.rows, ep->ls.pairs, ep->ls.row_off, ep->ls.pair_off, ep->ls.row_slot,
-                    ep->ls.pair_id, ep->ls.pair_row, ep->ls.counts, ep->ls_scratch, ep->from,
-                    ep->task_off, ep->task_src, ep->task_idx, ep->src_pairs, ep->src_rows,
-                    ep->ret_off, ep->rrow_off, ep->mine_off, ep->l2g, ep->csend, ep->crecv,
-                    ep->c_sc, ep->c_sd, ep->c_rc, ep->c_rd, ep->p_sc, ep->p_sd, ep->p_rc, ep->p_rd,
-                    ep->r_sc, ep->r_sd, ep->r_rc, ep->r_rd, ep->in, ep->out, ep->now, ep->rest};
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) roe_free(ints[i]);
+    roe_comm_xfer_free(ep->xa);
+    roe_comm_xfer_free(ep->xb);
+    void *small[] = {ep->ls.rows, ep->ls.pairs, ep->ls.row_off, ep->ls.pair_off, ep->ls.row_slot,
+                     ep->ls.pair_id, ep->ls.pair_row, ep->ls.counts, ep->ls_scratch, ep->from,
+                     ep->task_off, ep->task_src, ep->task_idx, ep->src_pairs, ep->src_rows,
+                     ep->send_rows, ep->run_lo, ep->ret_off, ep->rrow_off, ep->mine_off, ep->l2g,
+                     ep->csend, ep->crecv, ep->msend, ep->mrecv, ep->cnt_s, ep->cnt_r, ep->ptr_s,
+                     ep->ptr_r, ep->m_sc, ep->m_rc, ep->p_sc, ep->p_rc, ep->m_sp, ep->p_sp, ep->m_rp,
+                     ep->p_rp, ep->bytes_d, ep->bytes_c, ep->in, ep->out, ep->pout, ep->now, ep->rest};
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) roe_free(small[i]);
     void *big[] = {ep->sbuf, ep->rbuf, ep->retr, ep->ret, ep->ret16, ep->xs, ep->rrows};
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) roe_free_aligned(big[i]);
     roe_free(ep);
@@ -145,49 +155,51 @@ roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **o
     const size_t N = (size_t)ep->N, E = (size_t)o->n_experts, K = (size_t)o->top_k, H = (size_t)o->hidden;
     const size_t R = (size_t)o->max_slots, RR = (size_t)o->max_recv_rows, RP = (size_t)o->max_recv_pairs;
     const size_t KN = K < N ? K : N, entries = R * K + RP + 1;
-    roe_status st = roe_comm_xfer_create(comm, &ep->xfer);
+    roe_status st = roe_comm_xfer_create(comm, &ep->xa);
+    if (st == ROE_OK) st = roe_comm_xfer_create(comm, &ep->xb);
     if (st != ROE_OK) {
         roe_ep_free(ep);
         return st;
     }
-    ep->ls.rows = roe_malloc(N * sizeof(int));
-    ep->ls.pairs = roe_malloc(N * sizeof(int));
-    ep->ls.row_off = roe_malloc((N + 1) * sizeof(int));
-    ep->ls.pair_off = roe_malloc((N + 1) * sizeof(int));
-    ep->ls.row_slot = roe_malloc((R * KN + 1) * sizeof(int));
-    ep->ls.pair_id = roe_malloc((R * K + 1) * sizeof(int));
-    ep->ls.pair_row = roe_malloc((R * K + 1) * sizeof(int));
-    ep->ls.counts = roe_malloc(E * sizeof(int));
-    ep->ls_scratch = roe_malloc(2 * N * sizeof(int));
-    ep->from = roe_malloc(N * E * sizeof(int));
-    ep->task_off = roe_malloc((E + 1) * sizeof(int));
-    ep->task_src = roe_malloc(entries * sizeof(int));
-    ep->task_idx = roe_malloc(entries * sizeof(int));
-    ep->src_pairs = roe_malloc(N * sizeof(int));
-    ep->src_rows = roe_malloc(N * sizeof(int));
-    ep->ret_off = roe_malloc(N * sizeof(int));
-    ep->rrow_off = roe_malloc(N * sizeof(int));
-    ep->mine_off = roe_malloc(N * sizeof(int));
-    ep->l2g = roe_malloc(E * sizeof(int));
-    ep->csend = roe_malloc((N + E) * sizeof(int32_t));
-    ep->crecv = roe_malloc(N * (1 + E) * sizeof(int32_t));
-    size_t **sz[] = {&ep->c_sc, &ep->c_sd, &ep->c_rc, &ep->c_rd, &ep->p_sc, &ep->p_sd,
-                     &ep->p_rc, &ep->p_rd, &ep->r_sc, &ep->r_sd, &ep->r_rc, &ep->r_rd};
-    for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) *sz[i] = roe_calloc(N, sizeof(size_t));
-    ep->in = roe_malloc(entries * sizeof *ep->in);
-    ep->out = roe_malloc(entries * sizeof *ep->out);
-    ep->now = roe_malloc(E * sizeof *ep->now);
-    ep->rest = roe_malloc(E * sizeof *ep->rest);
-    int ok = ep->ls.rows && ep->ls.pairs && ep->ls.row_off && ep->ls.pair_off && ep->ls.row_slot &&
-             ep->ls.pair_id && ep->ls.pair_row && ep->ls.counts && ep->ls_scratch && ep->from &&
-             ep->task_off && ep->task_src && ep->task_idx && ep->src_pairs && ep->src_rows &&
-             ep->ret_off && ep->rrow_off && ep->mine_off && ep->l2g && ep->csend && ep->crecv &&
-             ep->in && ep->out && ep->now && ep->rest;
-    for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) ok = ok && *sz[i];
-    if (ep->N > 1) { /* one rank moves nothing: no wire buffers */
-        ep->sbuf_cap = R * K * 4 + R * KN * H * ep->ws + 2 * EP_ALIGN * N;
-        ep->rbuf_cap = RP * 4 + RR * H * ep->ws + 2 * EP_ALIGN * N;
-        ep->sbuf = big_alloc(ep->sbuf_cap, 1, 1, &ok);
+    int ok = 1;
+#define A(field, n) ok = ok && ((field) = roe_malloc((n) * sizeof *(field)))
+    A(ep->ls.rows, N);
+    A(ep->ls.pairs, N);
+    A(ep->ls.row_off, N + 1);
+    A(ep->ls.pair_off, N + 1);
+    A(ep->ls.row_slot, R * KN + 1);
+    A(ep->ls.pair_id, R * K + 1);
+    A(ep->ls.pair_row, R * K + 1);
+    A(ep->ls.counts, E);
+    A(ep->ls_scratch, 2 * N);
+    A(ep->from, N * E);
+    A(ep->task_off, E + 1);
+    A(ep->task_src, entries);
+    A(ep->task_idx, entries);
+    int **perN[] = {&ep->src_pairs, &ep->src_rows, &ep->send_rows, &ep->run_lo, &ep->ret_off, &ep->rrow_off, &ep->mine_off};
+    for (size_t i = 0; i < sizeof perN / sizeof perN[0]; i++) A(*perN[i], N);
+    A(ep->l2g, E);
+    A(ep->csend, N + E);
+    A(ep->crecv, N * (1 + E));
+    A(ep->msend, R * K + 1);
+    A(ep->mrecv, RP + 1);
+    size_t **sz[] = {&ep->cnt_s, &ep->cnt_r, &ep->m_sc, &ep->m_rc, &ep->p_sc, &ep->p_rc, &ep->bytes_d, &ep->bytes_c};
+    for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) A(*sz[i], N);
+    A(ep->ptr_s, N);
+    A(ep->ptr_r, N);
+    A(ep->m_sp, N);
+    A(ep->p_sp, N);
+    A(ep->m_rp, N);
+    A(ep->p_rp, N);
+    A(ep->in, entries);
+    A(ep->out, entries);
+    A(ep->pout, R * K + 1);
+    A(ep->now, E);
+    A(ep->rest, E);
+#undef A
+    if (ok && ep->N > 1) { /* one rank moves nothing: no wire buffers */
+        ep->rbuf_cap = RR * H * ep->ws + EP_ALIGN * N;
+        ep->sbuf = big_alloc(R * KN, H, ep->ws, &ok);
         ep->rbuf = big_alloc(ep->rbuf_cap, 1, 1, &ok);
         ep->retr = big_alloc(R * K, H, ep->ws, &ok);
         ep->ret = big_alloc(RP, H, sizeof(float), &ok);
@@ -196,7 +208,7 @@ roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **o
             ep->rrows = big_alloc(RR, H, sizeof(float), &ok);
         }
     }
-    if (o->wire == ROE_EP_WIRE_BF16) ep->xs = big_alloc(R, H, sizeof(float), &ok);
+    if (ok && o->wire == ROE_EP_WIRE_BF16) ep->xs = big_alloc(R, H, sizeof(float), &ok);
     if (!ok) {
         roe_ep_free(ep);
         return roe_fail(ROE_ERR_NOMEM,
@@ -208,16 +220,15 @@ roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **o
     return ROE_OK;
 }
 
-/* Checks the counts a source announced against our bounds: they come from the network. */
-static roe_status check_counts(roe_ep *ep, int s, int rows, int pairs, const int *per_expert, int X) {
+/* Checks the counts a source announced: they come from the network. */
+static roe_status check_counts(roe_ep *ep, int s, int rows, int pairs, const int32_t *per_expert, int X) {
     for (int x = 0; x < X; x++)
         if (per_expert[x] < 0 || per_expert[x] > rows)
-            return roe_fail(ROE_ERR_COMM,
-                            "rank %d: %s: rank %d announced %d pairs of %d rows for local expert %d",
+            return roe_fail(ROE_ERR_COMM, "rank %d: %s: rank %d announced %d pairs of %d rows for local expert %d",
                             ep->me, ep->what[0], s, per_expert[x], rows, x);
-    if (rows < 0 || (rows == 0) != (pairs == 0) || rows > pairs || (long)pairs > (long)rows * ep->o.top_k)
-        return roe_fail(ROE_ERR_COMM, "rank %d: %s: rank %d announced %d rows with %d pairs (top-%d)",
-                        ep->me, ep->what[0], s, rows, pairs, ep->o.top_k);
+    if (rows < 0 || (rows == 0) != (pairs == 0) || (long)pairs > (long)rows * ep->o.top_k)
+        return roe_fail(ROE_ERR_COMM, "rank %d: %s: rank %d announced %d rows with %d pairs (top-%d)", ep->me,
+                        ep->what[0], s, rows, pairs, ep->o.top_k);
     return ROE_OK;
 }
 
@@ -225,16 +236,15 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
                         const int32_t *sel, const uint8_t *active, float *out, const char *what) {
     const int N = ep->N, me = ep->me, K = ep->o.top_k, H = ep->o.hidden;
     if (ep->phase != 0)
-        return roe_fail(ROE_ERR_INTERNAL, "rank %d: dispatch of %s begun while %s is in flight", me, what,
-                        ep->what[1]);
+        return roe_fail(ROE_ERR_INTERNAL, "rank %d: dispatch of %s begun while %s is in flight", me, what, ep->what[1]);
     if (map->n_ranks != N || map->n_experts != ep->o.n_experts)
         return roe_fail(ROE_ERR_INVALID_ARG,
                         "rank %d: %s: placement for %d ranks and %d experts, but the world has %d ranks "
                         "and the exchange %d experts",
                         me, what, map->n_ranks, map->n_experts, N, ep->o.n_experts);
     if (n_slots < 0 || n_slots > ep->o.max_slots)
-        return roe_fail(ROE_ERR_INVALID_ARG, "rank %d: %s: %d slots, the exchange holds %d", me, what,
-                        n_slots, ep->o.max_slots);
+        return roe_fail(ROE_ERR_INVALID_ARG, "rank %d: %s: %d slots, the exchange holds %d", me, what, n_slots,
+                        ep->o.max_slots);
     snprintf(ep->what[0], sizeof ep->what[0], "moe counts, %s", what);
     snprintf(ep->what[1], sizeof ep->what[1], "moe dispatch, %s", what);
     snprintf(ep->what[2], sizeof ep->what[2], "moe combine, %s", what);
@@ -244,21 +254,34 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
     ep->n_slots = n_slots;
     memset(&ep->stats, 0, sizeof ep->stats);
 
-    /* layout and count exchange */
+    /* layout; then, per destination, a run of slots sent as is, or the rows packed */
     roe_layout_plan_send(map, n_slots, K, sel, active, &ep->ls, ep->ls_scratch);
+    for (int d = 0; d < N; d++) {
+        const int nr = ep->ls.rows[d];
+        ep->run_lo[d] = -1;
+        ep->send_rows[d] = nr;
+        if (d == me || nr == 0 || ep->ws != 4) continue;
+        const int lo = ep->ls.row_slot[ep->ls.row_off[d]], hi = ep->ls.row_slot[ep->ls.row_off[d] + nr - 1];
+        if (4L * (hi - lo + 1) <= 5L * nr) { /* at most a quarter more rows than needed */
+            ep->run_lo[d] = lo;
+            ep->send_rows[d] = hi - lo + 1;
+        }
+    }
+    /* count exchange */
     const int X = map->n_local[me];
     for (int d = 0; d < N; d++) {
         const int off = d + map->base[d];
-        ep->csend[off] = ep->ls.rows[d];
+        ep->csend[off] = ep->send_rows[d];
         memcpy(ep->csend + off + 1, ep->ls.counts + map->base[d], (size_t)map->n_local[d] * sizeof(int32_t));
-        ep->c_sc[d] = 1 + (size_t)map->n_local[d];
-        ep->c_sd[d] = (size_t)off;
-        ep->c_rc[d] = 1 + (size_t)X;
-        ep->c_rd[d] = (size_t)d * (1 + (size_t)X);
-        if (d != me) ep->stats.count_bytes += 4.0 * (double)ep->c_sc[d];
+        ep->cnt_s[d] = 1 + (size_t)map->n_local[d];
+        ep->cnt_r[d] = 1 + (size_t)X;
+        ep->ptr_s[d] = ep->csend + off;
+        ep->ptr_r[d] = ep->crecv + (size_t)d * (1 + X);
+        if (d != me) ep->stats.count_bytes += 4.0 * (double)ep->cnt_s[d];
     }
-    ROE_TRY(roe_comm_alltoallv(ep->comm, ep->csend, ep->c_sc, ep->c_sd, ep->crecv, ep->c_rc, ep->c_rd,
-                               ROE_COMM_I32, ep->what[0]));
+    ROE_TRY(roe_comm_exchange_start(ep->xa, (const void *const *)ep->ptr_s, ep->cnt_s, ep->ptr_r, ep->cnt_r,
+                                    ROE_COMM_I32, ep->what[0]));
+    ROE_TRY(roe_comm_xfer_wait(ep->xa));
     long recv_rows = 0, recv_pairs = 0;
     for (int s = 0; s < N; s++) {
         const int32_t *m = ep->crecv + (size_t)s * (1 + X);
@@ -276,55 +299,66 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
     }
     if (recv_rows > ep->o.max_recv_rows || recv_pairs > ep->o.max_recv_pairs)
         return roe_fail(ROE_ERR_COMM,
-                        "rank %d: %s: other ranks send %ld rows / %ld pairs, more than the %d / %d this "
-                        "rank was sized for",
+                        "rank %d: %s: other ranks send %ld rows / %ld pairs, more than the %d / %d this rank "
+                        "was sized for",
                         me, ep->what[0], recv_rows, recv_pairs, ep->o.max_recv_rows, ep->o.max_recv_pairs);
-    ep->n_entries = roe_layout_plan_recv(map, me, ep->from, ep->task_off, ep->task_src, ep->task_idx,
-                                         ep->src_pairs);
+    ep->n_entries = roe_layout_plan_recv(map, me, ep->from, ep->task_off, ep->task_src, ep->task_idx, ep->src_pairs);
     for (int e = 0; e < map->n_experts; e++)
         if (map->owner[e] == me) ep->l2g[map->local[e]] = e;
 
-    /* pack and start the rows' all-to-all-v */
+    /* start the pair indices and the rows, together */
     if (N > 1) {
         size_t so = 0, ro = 0;
         int rp = 0, rr = 0, mp = 0;
         for (int d = 0; d < N; d++) {
-            ep->p_sc[d] = ep->p_sd[d] = ep->p_rc[d] = ep->p_rd[d] = 0;
+            ep->m_sc[d] = ep->m_rc[d] = ep->p_sc[d] = ep->p_rc[d] = 0;
+            ep->bytes_d[d] = ep->bytes_c[d] = 0;
             ep->mine_off[d] = mp;
             ep->ret_off[d] = rp;
             ep->rrow_off[d] = rr;
             if (d == me) continue;
-            const int np = ep->ls.pairs[d], nr = ep->ls.rows[d];
+            const int np = ep->ls.pairs[d], nr = ep->ls.rows[d], lo = ep->run_lo[d];
             if (np) {
-                unsigned char *seg = ep->sbuf + so;
-                memcpy(seg, ep->ls.pair_row + ep->ls.pair_off[d], (size_t)np * sizeof(int32_t));
-                unsigned char *rows = seg + align_up((size_t)np * 4);
-                for (int i = 0; i < nr; i++) {
-                    const float *src = x + (size_t)ep->ls.row_slot[ep->ls.row_off[d] + i] * H;
-                    if (ep->ws == 4) memcpy(rows + (size_t)i * H * 4, src, (size_t)H * 4);
-                    else narrow(src, (uint16_t *)(rows + (size_t)i * H * 2), (size_t)H);
+                int32_t *idx = ep->msend + ep->ls.pair_off[d];
+                for (int i = 0; i < np; i++) {
+                    const int r = ep->ls.pair_row[ep->ls.pair_off[d] + i];
+                    idx[i] = lo >= 0 ? ep->ls.row_slot[ep->ls.row_off[d] + r] - lo : r;
                 }
-                ep->p_sd[d] = so;
-                ep->p_sc[d] = rows_seg(ep, np, nr);
-                so += ep->p_sc[d];
+                ep->m_sp[d] = idx;
+                ep->m_sc[d] = (size_t)np;
+                if (lo >= 0) ep->p_sp[d] = x + (size_t)lo * H;
+                else {
+                    unsigned char *rows = ep->sbuf + so;
+                    for (int i = 0; i < nr; i++) {
+                        const float *src = x + (size_t)ep->ls.row_slot[ep->ls.row_off[d] + i] * H;
+                        if (ep->ws == 4) memcpy(rows + (size_t)i * H * 4, src, (size_t)H * 4);
+                        else narrow(src, (uint16_t *)(rows + (size_t)i * H * 2), (size_t)H);
+                    }
+                    ep->p_sp[d] = rows;
+                    so += (size_t)nr * H * ep->ws;
+                }
+                ep->p_sc[d] = (size_t)ep->send_rows[d] * H * ep->ws;
+                ep->bytes_d[d] = 4 * ep->m_sc[d] + ep->p_sc[d];
+                ep->stats.dispatch_bytes += (double)ep->bytes_d[d];
                 mp += np;
             }
             if (ep->src_pairs[d]) {
-                ep->p_rd[d] = ro;
-                ep->p_rc[d] = rows_seg(ep, ep->src_pairs[d], ep->src_rows[d]);
-                ro += ep->p_rc[d];
+                ep->m_rp[d] = ep->mrecv + rp;
+                ep->m_rc[d] = (size_t)ep->src_pairs[d];
+                ep->p_rp[d] = ep->rbuf + ro;
+                ep->p_rc[d] = (size_t)ep->src_rows[d] * H * ep->ws;
+                ro += align_up(ep->p_rc[d]);
                 rp += ep->src_pairs[d];
                 rr += ep->src_rows[d];
             }
-            ep->stats.dispatch_bytes += (double)ep->p_sc[d];
         }
         ep->stats.sent_pairs = mp;
         ep->stats.remote_pairs = rp;
-        if (so > ep->sbuf_cap || ro > ep->rbuf_cap) /* the bounds above make this impossible */
-            return roe_fail(ROE_ERR_INTERNAL, "rank %d: %s: %zu / %zu bytes exceed the buffers (%zu / %zu)",
-                            me, ep->what[1], so, ro, ep->sbuf_cap, ep->rbuf_cap);
-        ROE_TRY(roe_comm_alltoallv_start(ep->xfer, ep->sbuf, ep->p_sc, ep->p_sd, ep->rbuf, ep->p_rc,
-                                         ep->p_rd, ROE_COMM_BYTE, ep->what[1]));
+        if (ro > ep->rbuf_cap) /* the bounds checked above make this impossible */
+            return roe_fail(ROE_ERR_INTERNAL, "rank %d: %s: %zu bytes exceed the receive buffer of %zu", me,
+                            ep->what[1], ro, ep->rbuf_cap);
+        ROE_TRY(roe_comm_exchange_start(ep->xa, ep->m_sp, ep->m_sc, ep->m_rp, ep->m_rc, ROE_COMM_I32, ep->what[1]));
+        ROE_TRY(roe_comm_exchange_start(ep->xb, ep->p_sp, ep->p_sc, ep->p_rp, ep->p_rc, ROE_COMM_BYTE, ep->what[1]));
     }
     ep->phase = 1;
 
@@ -368,11 +402,22 @@ int roe_ep_tasks_rest(const roe_ep *ep, const struct roe_ep_task **tasks) {
 
 const float *const *roe_ep_in(const roe_ep *ep) { return ep->in; }
 float *const *roe_ep_out(const roe_ep *ep) { return ep->out; }
+const float *const *roe_ep_pair_out(const roe_ep *ep) { return ep->pout; }
 struct roe_ep_stats roe_ep_last_stats(const roe_ep *ep) { return ep->stats; }
+
+void roe_ep_last_bytes(const roe_ep *ep, size_t *dispatch, size_t *combine) {
+    for (int r = 0; r < ep->N; r++) {
+        dispatch[r] = ep->N > 1 ? ep->bytes_d[r] : 0;
+        combine[r] = ep->N > 1 ? ep->bytes_c[r] : 0;
+    }
+}
 
 roe_status roe_ep_progress(roe_ep *ep) {
     int done = 1;
-    if (ep->N > 1 && ep->phase == 1) return roe_comm_xfer_test(ep->xfer, &done);
+    if (ep->N > 1 && ep->phase == 1) {
+        ROE_TRY(roe_comm_xfer_test(ep->xa, &done));
+        ROE_TRY(roe_comm_xfer_test(ep->xb, &done));
+    }
     return ROE_OK;
 }
 
@@ -380,32 +425,28 @@ roe_status roe_ep_wait(roe_ep *ep) {
     const int N = ep->N, me = ep->me, H = ep->o.hidden;
     if (ep->phase != 1)
         return roe_fail(ROE_ERR_INTERNAL, "rank %d: dispatch wait without a dispatch in flight", me);
-    if (N > 1) ROE_TRY(roe_comm_xfer_wait(ep->xfer));
+    if (N > 1) {
+        ROE_TRY(roe_comm_xfer_wait(ep->xa));
+        ROE_TRY(roe_comm_xfer_wait(ep->xb));
+    }
     ep->phase = 2;
     if (N == 1) return ROE_OK;
     /* received rows: widen (bf16 wire) and point the remote entries at them */
-    for (int s = 0; s < N; s++) {
-        if (s == me || !ep->src_pairs[s]) continue;
-        const unsigned char *seg = ep->rbuf + ep->p_rd[s];
-        const unsigned char *rows = seg + align_up((size_t)ep->src_pairs[s] * 4);
-        if (ep->ws == 2)
-            widen((const uint16_t *)rows, ep->rrows + (size_t)ep->rrow_off[s] * H, (size_t)ep->src_rows[s] * H);
-    }
+    if (ep->ws == 2)
+        for (int s = 0; s < N; s++)
+            if (s != me && ep->src_pairs[s])
+                widen(ep->p_rp[s], ep->rrows + (size_t)ep->rrow_off[s] * H, (size_t)ep->src_rows[s] * H);
     for (int t = 0; t < ep->n_rest; t++) {
         const struct roe_ep_task *tk = &ep->rest[t];
         for (int i = tk->first; i < tk->first + tk->n; i++) {
             const int s = ep->task_src[i];
             if (s == me) continue;
-            const unsigned char *seg = ep->rbuf + ep->p_rd[s];
-            int32_t row;
-            memcpy(&row, seg + (size_t)ep->task_idx[i] * 4, 4);
+            const int32_t row = ep->mrecv[ep->ret_off[s] + ep->task_idx[i]];
             if (row < 0 || row >= ep->src_rows[s])
-                return roe_fail(ROE_ERR_COMM, "rank %d: %s: rank %d sent pair %d for row %d of its %d rows",
-                                me, ep->what[1], s, ep->task_idx[i], row, ep->src_rows[s]);
-            if (ep->ws == 4)
-                ep->in[i] = (const float *)(seg + align_up((size_t)ep->src_pairs[s] * 4)) + (size_t)row * H;
-            else
-                ep->in[i] = ep->rrows + ((size_t)ep->rrow_off[s] + (size_t)row) * H;
+                return roe_fail(ROE_ERR_COMM, "rank %d: %s: rank %d sent pair %d for row %d of its %d rows", me,
+                                ep->what[1], s, ep->task_idx[i], row, ep->src_rows[s]);
+            if (ep->ws == 4) ep->in[i] = (const float *)ep->p_rp[s] + (size_t)row * H;
+            else ep->in[i] = ep->rrows + ((size_t)ep->rrow_off[s] + (size_t)row) * H;
             ep->out[i] = ep->ret + ((size_t)ep->ret_off[s] + (size_t)ep->task_idx[i]) * H;
         }
     }
@@ -413,41 +454,47 @@ roe_status roe_ep_wait(roe_ep *ep) {
 }
 
 roe_status roe_ep_combine(roe_ep *ep) {
-    const int N = ep->N, me = ep->me, K = ep->o.top_k, H = ep->o.hidden;
+    const int N = ep->N, me = ep->me, H = ep->o.hidden;
     if (ep->phase != 2)
         return roe_fail(ROE_ERR_INTERNAL, "rank %d: combine before the rows of %s arrived", me, ep->what[1]);
     ep->phase = 0;
-    if (ep->ws == 2) /* this rank's own outputs take the same rounding as travelling ones */
-        for (int i = 0; i < ep->ls.pairs[me]; i++) {
-            float *o = ep->outp + (size_t)ep->ls.pair_id[ep->ls.pair_off[me] + i] * H;
+    const int self_first = ep->ls.pair_off[me];
+    for (int i = 0; i < ep->ls.pairs[me]; i++) { /* this rank's own outputs stay where they are */
+        const int p = ep->ls.pair_id[self_first + i];
+        float *o = ep->outp + (size_t)p * H;
+        if (ep->ws == 2) /* ... rounded like travelling ones */
             for (int d = 0; d < H; d++) o[d] = from_bf16(to_bf16(o[d]));
-        }
-    if (N == 1) return ROE_OK;
-    for (int r = 0; r < N; r++) {
-        const int back = r == me ? 0 : ep->src_pairs[r], mine = r == me ? 0 : ep->ls.pairs[r];
-        ep->r_sc[r] = (size_t)back * H * ep->ws;
-        ep->r_sd[r] = (size_t)ep->ret_off[r] * H * ep->ws;
-        ep->r_rc[r] = (size_t)mine * H * ep->ws;
-        ep->r_rd[r] = (size_t)ep->mine_off[r] * H * ep->ws;
-        ep->stats.combine_bytes += (double)ep->r_sc[r];
+        ep->pout[p] = o;
     }
+    if (N == 1) return ROE_OK;
     const void *send = ep->ret;
     if (ep->ws == 2) {
         narrow(ep->ret, ep->ret16, (size_t)ep->stats.remote_pairs * H);
         send = ep->ret16;
     }
-    ROE_TRY(roe_comm_alltoallv(ep->comm, send, ep->r_sc, ep->r_sd, ep->retr, ep->r_rc, ep->r_rd,
-                               ROE_COMM_BYTE, ep->what[2]));
+    for (int r = 0; r < N; r++) {
+        const int back = r == me ? 0 : ep->src_pairs[r], mine = r == me ? 0 : ep->ls.pairs[r];
+        ep->cnt_s[r] = (size_t)back * H * ep->ws;
+        ep->ptr_s[r] = (const unsigned char *)send + (size_t)ep->ret_off[r] * H * ep->ws;
+        ep->cnt_r[r] = (size_t)mine * H * ep->ws;
+        ep->ptr_r[r] = ep->retr + (size_t)ep->mine_off[r] * H * ep->ws;
+        ep->bytes_c[r] = ep->cnt_s[r];
+        ep->stats.combine_bytes += (double)ep->cnt_s[r];
+    }
+    ROE_TRY(roe_comm_exchange_start(ep->xb, (const void *const *)ep->ptr_s, ep->cnt_s, ep->ptr_r, ep->cnt_r,
+                                    ROE_COMM_BYTE, ep->what[2]));
+    ROE_TRY(roe_comm_xfer_wait(ep->xb));
     for (int d = 0; d < N; d++) {
         if (d == me) continue;
         for (int i = 0; i < ep->ls.pairs[d]; i++) {
             const int p = ep->ls.pair_id[ep->ls.pair_off[d] + i];
-            float *o = ep->outp + (size_t)p * H;
             const size_t at = ((size_t)ep->mine_off[d] + (size_t)i) * H;
-            if (ep->ws == 4) memcpy(o, (const float *)ep->retr + at, (size_t)H * sizeof(float));
-            else widen((const uint16_t *)ep->retr + at, o, (size_t)H);
+            if (ep->ws == 4) ep->pout[p] = (const float *)ep->retr + at;
+            else {
+                widen((const uint16_t *)ep->retr + at, ep->outp + (size_t)p * H, (size_t)H);
+                ep->pout[p] = ep->outp + (size_t)p * H;
+            }
         }
     }
-    (void)K;
     return ROE_OK;
 }

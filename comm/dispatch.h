@@ -15,12 +15,18 @@
  *   tasks "rest"     the other local experts, each over its rows from every rank at once
  *                    (one pass over the expert's weights)
  *   roe_ep_combine   all-to-all-v of the outputs back to the rows' home ranks; afterwards
- *                    out[pair] holds FFN_expert(x[slot]) for every active pair
+ *                    roe_ep_pair_out(ep)[pair] points at FFN_expert(x[slot]) for every
+ *                    active pair (in `out`, or where it arrived: no copy)
  * Every rank must run every layer's sequence, even with zero slots.
  *
- * Wire format, for each (source, destination) with pairs, 64-byte aligned segments:
- *   rows:    int32 pair_row[pairs] | pad to 64 B | rows x hidden (f32 or bf16)
+ * Wire format, for each (source, destination) with pairs, two messages sent together:
+ *   indices: int32 row[pairs], the row of each pair, in the destination's pair order
+ *   rows:    rows x hidden (f32 or bf16). Either the distinct rows the destination needs,
+ *            packed; or, when they are nearly all of a contiguous run of slots (f32 wire,
+ *            at most 1/4 extra), that run sent straight from x: no packing copy
  *   outputs: pairs x hidden (f32 or bf16), in the destination's pair order (layout.h)
+ * The count exchange tells each destination the rows (or run length) and pairs per local
+ * expert it will receive.
  * With the bf16 wire every expert input and output is rounded to bf16, local ones too, so
  * results do not depend on the placement; they differ from the f32 wire (the default,
  * which is bit-exact: the same numbers as one process).
@@ -91,7 +97,11 @@ int roe_ep_tasks_rest(const roe_ep *ep, const struct roe_ep_task **tasks);
 const float *const *roe_ep_in(const roe_ep *ep);
 float *const *roe_ep_out(const roe_ep *ep);
 roe_status roe_ep_combine(roe_ep *ep);
+/* After roe_ep_combine: [n_slots * top_k] the output row of each active pair. */
+const float *const *roe_ep_pair_out(const roe_ep *ep);
 
 struct roe_ep_stats roe_ep_last_stats(const roe_ep *ep);
+/* Bytes the last layer sent to each rank ([size] each): rows + indices, outputs. */
+void roe_ep_last_bytes(const roe_ep *ep, size_t *dispatch, size_t *combine);
 
 #endif

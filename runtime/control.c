@@ -94,15 +94,20 @@ roe_status roe_control_recv(roe_comm *c, struct roe_msgbuf *buf, struct roe_aren
                         me, (long long)len);
     ROE_TRY(roe_msgbuf_reserve(buf, (size_t)len));
     ROE_TRY(roe_comm_bcast(c, buf->p, (size_t)len, ROE_COMM_BYTE, 0, "control message"));
+    return roe_control_decode(buf->p, (size_t)len, me, a, out);
+}
+
+roe_status roe_control_decode(const uint8_t *p, size_t len, int me, struct roe_arena *a, Roe__Control **out) {
+    *out = NULL;
     /* decoded sizes: packed varints widen to 4 or 8 bytes, plus message headers */
-    ROE_TRY(roe_arena_reserve(a, 8 * (size_t)len + 65536));
+    ROE_TRY(roe_arena_reserve(a, 8 * len + 65536));
     roe_arena_reset(a);
-    Roe__Control *m = roe__control__unpack(&a->pa, (size_t)len, buf->p);
+    Roe__Control *m = roe__control__unpack(&a->pa, len, p);
     if (!m)
         return roe_fail(ROE_ERR_FORMAT,
-                        "rank %d: cannot decode the coordinator's %lld-byte control message (a different "
+                        "rank %d: cannot decode the coordinator's %zu-byte control message (a different "
                         "roe build on rank 0? this rank runs roe %s, control version %u)",
-                        me, (long long)len, ROE_VERSION, roe_control_version());
+                        me, len, ROE_VERSION, roe_control_version());
     if (m->version != roe_control_version())
         return roe_fail(ROE_ERR_UNSUPPORTED,
                         "rank %d: the coordinator (roe %s) speaks control version %u, this rank (roe %s) "

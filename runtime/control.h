@@ -62,6 +62,10 @@ roe_status roe_control_send(roe_comm *c, Roe__Control *msg, struct roe_msgbuf *b
 roe_status roe_control_recv(roe_comm *c, struct roe_msgbuf *buf, struct roe_arena *a,
                             Roe__Control **out);
 
+/* Decodes a Control message (into the arena) and checks its version; `me` names this rank
+ * in messages. */
+roe_status roe_control_decode(const uint8_t *p, size_t len, int me, struct roe_arena *a, Roe__Control **out);
+
 /* Every rank but 0: sends its reply to the gather (version filled in). */
 roe_status roe_reply_send(roe_comm *c, Roe__Reply *msg, struct roe_msgbuf *buf, const char *what);
 

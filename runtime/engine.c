@@ -397,13 +397,15 @@ static void run_task(roe_engine *e, const struct roe_layer_weights *L, const str
     e->stats.distinct_experts++;
 }
 
-/* Runs the experts for every (slot, slot-in-top-k) pair: eout[pair] = FFN_expert(x[slot]),
- * on whichever rank owns the expert. A pair of a slot that forked in this layer reuses its
- * parent's output for a shared expert (same input, same expert: the same numbers). */
+/* Runs the experts for every (slot, slot-in-top-k) pair: FFN_expert(x[slot]) on whichever
+ * rank owns the expert; afterwards roe_ep_pair_out(e->ep)[src_pair[p]] is pair p's output
+ * (in eout, or in the exchange's receive buffer). A pair of a slot that forked in this
+ * layer reuses its parent's output for a shared expert (same input, same expert: the same
+ * numbers). */
 static roe_status run_experts(roe_engine *e, int layer) {
     const struct roe_model_config *c = &e->model->cfg;
     const struct roe_layer_weights *L = &e->model->layers[layer];
-    const int n = e->n_act, H = c->hidden, K = c->top_k;
+    const int n = e->n_act, K = c->top_k;
 
     for (int p = 0; p < n * K; p++) {
         e->src_pair[p] = p;
@@ -426,11 +428,7 @@ static roe_status run_experts(roe_engine *e, int layer) {
     ROE_TRY(roe_ep_wait(e->ep));
     const int n_rest = roe_ep_tasks_rest(e->ep, &t);
     for (int i = 0; i < n_rest; i++) run_task(e, L, &t[i]);
-    ROE_TRY(roe_ep_combine(e->ep));
-    for (int p = 0; p < n * K; p++)
-        if (e->src_pair[p] != p)
-            memcpy(e->eout + (size_t)p * H, e->eout + (size_t)e->src_pair[p] * H, (size_t)H * sizeof(float));
-    return ROE_OK;
+    return roe_ep_combine(e->ep);
 }
 
 static roe_status moe_layer(roe_engine *e, int layer, const struct roe_row *rows, int n_rows) {
@@ -457,13 +455,14 @@ static roe_status moe_layer(roe_engine *e, int layer, const struct roe_row *rows
     }
     ROE_TRY(run_experts(e, layer));
     /* weighted sum per slot in fixed slot order (experts ascending) */
+    const float *const *yp = roe_ep_pair_out(e->ep);
     for (int j = 0; j < e->n_act; j++) {
         float *hr = e->h + (size_t)j * H;
         float *acc = e->tmp + (size_t)j * H;
         for (int d = 0; d < H; d++) acc[d] = 0.0f;
         for (int s = 0; s < K; s++) {
             const float w = e->gw[(size_t)j * K + s];
-            const float *y = e->eout + ((size_t)j * K + s) * H;
+            const float *y = yp[e->src_pair[(size_t)j * K + s]];
             for (int d = 0; d < H; d++) acc[d] += y[d] * w;
         }
         for (int d = 0; d < H; d++) hr[d] += acc[d];

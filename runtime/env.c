@@ -45,6 +45,11 @@ int roe_env_local_rank(void) {
     return v ? atoi(v) : 0;
 }
 
+int roe_env_local_size(void) {
+    const char *v = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    return v && atoi(v) > 0 ? atoi(v) : 1;
+}
+
 double roe_env_comm_timeout_s(void) {
     const char *v = getenv("ROE_COMM_TIMEOUT_S");
     if (!v || !*v) return 60.0;

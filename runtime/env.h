@@ -14,7 +14,8 @@
  *   ROE_EP_OVERLAP         0 turns off computing local experts while rows are in flight
  *   ROE_TEST_CONTROL_VERSION  tests only: pretend to speak another control-plane version
  * Read from Open MPI's launcher: OMPI_COMM_WORLD_SIZE / PMIX_RANK (started by mpirun?),
- * OMPI_COMM_WORLD_LOCAL_RANK (the rank's index on its node: its GPU).
+ * OMPI_COMM_WORLD_LOCAL_RANK (the rank's index on its node: its GPU),
+ * OMPI_COMM_WORLD_LOCAL_SIZE (ranks on this node: more than cores means they share).
  */
 #ifndef ROE_ENV_H
 #define ROE_ENV_H
@@ -36,6 +37,7 @@ typedef enum roe_env_comm_kind {
 int roe_env_comm(void);
 int roe_env_launched_by_mpirun(void);    /* 1 if Open MPI / PMIx started this process */
 int roe_env_local_rank(void);            /* OMPI_COMM_WORLD_LOCAL_RANK, 0 if unset */
+int roe_env_local_size(void);            /* OMPI_COMM_WORLD_LOCAL_SIZE, 1 if unset */
 double roe_env_comm_timeout_s(void);     /* 60 if unset; <= 0 if malformed */
 const char *roe_env_placement(void);     /* NULL if unset */
 const char *roe_env_home_policy(void);   /* NULL if unset */
