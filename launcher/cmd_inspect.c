@@ -5,19 +5,74 @@
 
 #include "args.h"
 #include "commands.h"
+#include "runtime/env.h"
 #include "session.h"
 
-static const char *SYNOPSIS = "[--model DIR] [--json]";
+static const char *SYNOPSIS = "[--model DIR] [--ranks N] [--json]";
+
+/* Per-rank expert lists and resident bytes under a placement for n_ranks. */
+static void placement_json(cJSON *root, const struct roe_model *m, const struct roe_placement *pl) {
+    const struct roe_model_config *c = &m->cfg;
+    const int uniform = roe_placement_uniform(pl, c);
+    int first_moe = 0;
+    while (first_moe < c->n_layers && !c->layer_is_moe[first_moe]) first_moe++;
+    cJSON_AddStringToObject(root, "placement", pl->source);
+    cJSON *ranks = cJSON_AddArrayToObject(root, "ranks");
+    char span[4096];
+    for (int r = 0; r < pl->n_ranks; r++) {
+        cJSON *o = cJSON_CreateObject();
+        const long held = roe_placement_count(pl, r);
+        cJSON_AddNumberToObject(o, "rank", r);
+        if (uniform) {
+            roe_placement_describe(pl, first_moe, r, span, sizeof span);
+            cJSON_AddStringToObject(o, "experts", span);
+        } else {
+            cJSON *per = cJSON_AddObjectToObject(o, "experts");
+            for (int l = 0; l < c->n_layers; l++) {
+                if (!c->layer_is_moe[l]) continue;
+                char key[16];
+                snprintf(key, sizeof key, "%d", l);
+                roe_placement_describe(pl, l, r, span, sizeof span);
+                cJSON_AddStringToObject(per, key, span);
+            }
+        }
+        cJSON_AddNumberToObject(o, "layer_experts_held", (double)held);
+        cJSON_AddNumberToObject(o, "resident_bytes", (double)m->dense_bytes + (double)held * m->expert_bytes);
+        cJSON_AddItemToArray(ranks, o);
+    }
+}
+
+static void placement_text(const struct roe_model *m, const struct roe_placement *pl) {
+    const struct roe_model_config *c = &m->cfg;
+    const int uniform = roe_placement_uniform(pl, c);
+    char span[4096];
+    printf("placement    %s, %d rank(s)%s\n", pl->source, pl->n_ranks, uniform ? "" : ", per layer");
+    for (int r = 0; r < pl->n_ranks; r++) {
+        const long held = roe_placement_count(pl, r);
+        const double bytes = (double)m->dense_bytes + (double)held * m->expert_bytes;
+        for (int l = 0; l < c->n_layers; l++) {
+            if (!c->layer_is_moe[l]) continue;
+            roe_placement_describe(pl, l, r, span, sizeof span);
+            if (uniform) {
+                printf("rank %-7d experts %s, resident %.1f MB\n", r, span, bytes / 1e6);
+                break;
+            }
+            printf("rank %-7d layer %d: experts %s\n", r, l, span);
+        }
+        if (!uniform) printf("rank %-7d resident %.1f MB\n", r, bytes / 1e6);
+    }
+}
 
 int roe_cmd_inspect(int argc, char **argv) {
     const char *cmd = "inspect";
     const char *model_dir = NULL;
-    int json = 0;
+    int json = 0, n_ranks = 0;
     const struct roe_arg_spec specs[] = {
         {"--model", ROE_ARG_STRING, &model_dir, "model directory (default: the bundled model)", 0, 0},
+        {"--ranks", ROE_ARG_INT, &n_ranks, "show the placement for N ranks (default: this job's)", 1, 1 << 16},
         {"--json", ROE_ARG_FLAG, &json, "print JSON", 0, 0},
     };
-    int rc = roe_args_parse(cmd, SYNOPSIS, specs, 2, argc, argv, 2);
+    int rc = roe_args_parse(cmd, SYNOPSIS, specs, 3, argc, argv, 2);
     if (rc) return rc == 1 ? 0 : rc;
     struct roe_session s;
     if (roe_session_open_model(&s, cmd, model_dir)) {
@@ -59,15 +114,21 @@ int roe_cmd_inspect(int argc, char **argv) {
     cJSON_AddNumberToObject(root, "expert_bytes_total", expert_total);
     cJSON_AddNumberToObject(root, "active_bytes_per_token", active);
     cJSON_AddBoolToObject(root, "has_tokenizer", s.tok != NULL);
-    /* placement: one process owns every expert until the expert-parallel transport lands */
-    cJSON *ranks = cJSON_AddArrayToObject(root, "ranks");
-    cJSON *r0 = cJSON_CreateObject();
-    cJSON_AddNumberToObject(r0, "rank", 0);
-    char span[64];
-    snprintf(span, sizeof span, "0-%d", c->n_experts - 1);
-    cJSON_AddStringToObject(r0, "experts", span);
-    cJSON_AddNumberToObject(r0, "resident_bytes", (double)m->dense_bytes + expert_total);
-    cJSON_AddItemToArray(ranks, r0);
+    /* placement: this job's (the session's), or the one N ranks would get */
+    struct roe_placement *own = NULL;
+    const struct roe_placement *pl = s.placement;
+    if (c->n_experts > 0 && (!pl || (n_ranks && n_ranks != pl->n_ranks))) {
+        const int N = n_ranks ? n_ranks : roe_session_world_size();
+        const char *pfile = roe_env_placement();
+        roe_status st = pfile ? roe_placement_load(pfile, c, N, &own) : roe_placement_contiguous(c, N, &own);
+        if (st != ROE_OK) {
+            cJSON_Delete(root);
+            roe_session_close(&s);
+            return roe_report(cmd, st);
+        }
+        pl = own;
+    }
+    if (pl) placement_json(root, m, pl);
     if (json) {
         char *out = cJSON_Print(root);
         if (out) printf("%s\n", out);
@@ -85,9 +146,9 @@ int roe_cmd_inspect(int argc, char **argv) {
         printf("bytes        dense %.1f MB, experts %.1f MB, read per token %.1f MB\n",
                m->dense_bytes / 1e6, expert_total / 1e6, active / 1e6);
         printf("tokenizer    %s\n", s.tok ? "tokenizer.json" : "(none)");
-        printf("rank 0       experts 0-%d, resident %.1f MB\n", c->n_experts - 1,
-               (m->dense_bytes + expert_total) / 1e6);
+        if (pl) placement_text(m, pl);
     }
+    roe_placement_free(own);
     cJSON_Delete(root);
     roe_session_close(&s);
     return 0;

@@ -49,7 +49,7 @@ int roe_session_open_model(struct roe_session *s, const char *cmd, const char *m
     if (st != ROE_OK) return roe_report(cmd, st);
     const int N = roe_session_world_size();
     const char *pfile = roe_env_placement();
-    if (s->model->cfg.n_experts > 0 && (N > 1 || pfile)) {
+    if (s->model->cfg.n_experts > 0 && N > 1) { /* one process holds every expert */
         st = pfile ? roe_placement_load(pfile, &s->model->cfg, N, &s->placement)
                    : roe_placement_contiguous(&s->model->cfg, N, &s->placement);
         if (st != ROE_OK) return roe_report(cmd, st);
