@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# `mpirun -np N roe generate` gives the same tokens and bit-identical logits (--logits-out)
+# as one process, for N = 1..4, on every transformers fixture and the bundled model, with
+# RoE K = 4 (fixed and adaptive K, both gate modes) and K = 1, several concurrent sequences,
+# ranks that are home to no sequence (3 sequences on 4 ranks, 1 on 3), both home policies,
+# a per-layer placement file, and the bf16 wire (not f32-exact, but the same on any N).
+. "$(dirname "$0")/../e2e/lib.bash"
+. "$(dirname "$0")/lib.bash"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+models=(tests/fixtures/olmoe/model tests/fixtures/mixtral/model tests/fixtures/qwen3_moe/model)
+if [ -f models/olmoe-tiny/model.safetensors ] || [ -f models/olmoe-tiny/model.safetensors.index.json ]; then
+    models+=(models/olmoe-tiny)
+else
+    echo "note: models/olmoe-tiny has no weights yet (tools/train_bundled.py): the bundled model is not checked"
+fi
+prompts=(--prompt-ids 1,2,3,4,5,6 --prompt-ids 9,8,7 --prompt-ids 42)
+configs=("--roe-k 1" "--roe-k 4 --roe-tau 0.5 --roe-keep-clean 0" "--roe-k 4 --roe-tau 0.8 --roe-keep-clean 0 --roe-adaptive 1.0 --roe-gate noisy")
+
+# same NAME REF_OUT REF_LOGITS OUT LOGITS: tokens and logits bit-identical
+same() {
+    if [ ! -s "$3" ]; then fail "$1: no reference logits"; return; fi
+    if diff -q "$2" "$4" >/dev/null && cmp -s "$3" "$5"; then pass "$1"; else
+        fail "$1: tokens or logits differ ($(diff "$2" "$4" | head -3 | tr '\n' ' ') $(cmp "$3" "$5" 2>&1 | head -1))"; fi
+}
+
+for m in "${models[@]}"; do
+    name=$(basename "$(dirname "$m")")/$(basename "$m")
+    ci=0
+    for cfg in "${configs[@]}"; do
+        ref=$tmp/ref$ci
+        # shellcheck disable=SC2086
+        if ! run_n 0 "$ref.txt" "$ref.f32" generate --model "$m" "${prompts[@]}" --max-tokens 12 --ignore-eos --seed 7 $cfg; then
+            fail "$name [$cfg]: one process failed: $(tail -2 "$ref.txt.err")"; continue; fi
+        for n in 1 2 3 4; do
+            # shellcheck disable=SC2086
+            run_n "$n" "$tmp/o.txt" "$tmp/o.f32" generate --model "$m" "${prompts[@]}" --max-tokens 12 --ignore-eos --seed 7 $cfg ||
+                { fail "$name [$cfg] N=$n: exit $?: $(tail -3 "$tmp/o.txt.err")"; continue; }
+            same "$name [$cfg] N=$n" "$ref.txt" "$ref.f32" "$tmp/o.txt" "$tmp/o.f32"
+        done
+        ci=$((ci + 1))
+    done
+    # RoE really changes the scores (so the comparisons above cover the RoE path)
+    if cmp -s "$tmp/ref0.f32" "$tmp/ref1.f32"; then fail "$name: RoE K=4 logits equal the plain model's"; fi
+    # one sequence on three ranks: ranks 1 and 2 are home to nothing
+    run_n 0 "$tmp/r.txt" "$tmp/r.f32" generate --model "$m" --prompt-ids 3,1,4,1,5 --max-tokens 10 --ignore-eos --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0
+    run_n 3 "$tmp/o.txt" "$tmp/o.f32" generate --model "$m" --prompt-ids 3,1,4,1,5 --max-tokens 10 --ignore-eos --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0 ||
+        fail "$name one sequence N=3: $(tail -2 "$tmp/o.txt.err")"
+    same "$name: one sequence on 3 ranks" "$tmp/r.txt" "$tmp/r.f32" "$tmp/o.txt" "$tmp/o.f32"
+done
+
+m=tests/fixtures/qwen3_moe/model
+run_n 0 "$tmp/r.txt" "$tmp/r.f32" generate --model $m "${prompts[@]}" --prompt-ids 5,5,5,5,5,5,5,5,5 --max-tokens 12 --ignore-eos --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0
+# least-loaded homes
+ROE_HOME_POLICY=least-loaded run_n 3 "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${prompts[@]}" --prompt-ids 5,5,5,5,5,5,5,5,5 \
+    --max-tokens 12 --ignore-eos --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0 || fail "least-loaded: $(tail -2 "$tmp/o.txt.err")"
+same "qwen3_moe: least-loaded homes, N=3" "$tmp/r.txt" "$tmp/r.f32" "$tmp/o.txt" "$tmp/o.f32"
+# a placement file: interleaved experts, another map in layer 2 (layer 1 is dense)
+echo '{"ranks": 2, "experts": [[0, 2, 4, 6], [1, 3, 5, 7]], "layers": {"2": [[0, 1, 2, 3, 4, 5, 6], [7]]}}' >"$tmp/p.json"
+ROE_PLACEMENT=$tmp/p.json run_n 2 "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${prompts[@]}" --prompt-ids 5,5,5,5,5,5,5,5,5 \
+    --max-tokens 12 --ignore-eos --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0 || fail "placement file: $(tail -2 "$tmp/o.txt.err")"
+same "qwen3_moe: placement file, N=2" "$tmp/r.txt" "$tmp/r.f32" "$tmp/o.txt" "$tmp/o.f32"
+# no overlap of experts with the transfer: same numbers
+ROE_EP_OVERLAP=0 run_n 2 "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${prompts[@]}" --prompt-ids 5,5,5,5,5,5,5,5,5 \
+    --max-tokens 12 --ignore-eos --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0 || fail "no overlap: $(tail -2 "$tmp/o.txt.err")"
+same "qwen3_moe: ROE_EP_OVERLAP=0, N=2" "$tmp/r.txt" "$tmp/r.f32" "$tmp/o.txt" "$tmp/o.f32"
+# bf16 on the wire: every expert input and output rounded, on any number of ranks alike
+ROE_EP_WIRE=bf16 run_n 0 "$tmp/b.txt" "$tmp/b.f32" generate --model $m "${prompts[@]}" --max-tokens 12 --ignore-eos --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0
+for n in 2 3; do
+    ROE_EP_WIRE=bf16 run_n $n "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${prompts[@]}" --max-tokens 12 --ignore-eos \
+        --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0 || fail "bf16 wire N=$n: $(tail -2 "$tmp/o.txt.err")"
+    same "qwen3_moe: bf16 wire, N=$n vs one process" "$tmp/b.txt" "$tmp/b.f32" "$tmp/o.txt" "$tmp/o.f32"
+done
+# --json works under mpirun and is printed once
+out=$(timeout 60 "${MPIRUN[@]}" -np 2 "$ROE" generate --model $m --prompt-ids 1,2 --max-tokens 3 --json 2>/dev/null)
+if [ "$(echo "$out" | grep -c '"decode_tokens_per_s"')" = 1 ]; then pass "--json under mpirun, printed by rank 0 only"; else
+    fail "--json under mpirun: $out"; fi
+finish

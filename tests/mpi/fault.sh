@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# A rank that dies or stops answering ends the job within the bound, never a hang:
+#  - SIGKILL of rank 1 mid-generation: every other rank exits non-zero within the bound
+#    (mpirun tears the job down), and the output names the rank and the operation the
+#    survivors were waiting in;
+#  - SIGSTOP of rank 1 (alive, silent): the others time out after ROE_COMM_TIMEOUT_S with
+#    "<operation> timed out after 5 s waiting for rank(s) 1", and the job exits non-zero;
+#  - SIGSTOP of the coordinator: the workers time out waiting for rank 0.
+. "$(dirname "$0")/../e2e/lib.bash"
+. "$(dirname "$0")/lib.bash"
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]+"${pids[@]}"}"; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+bound=5
+# a long generation: the olmoe fixture with a longer context (RoPE takes any position)
+mkdir "$tmp/m"
+for f in tests/fixtures/olmoe/model/*; do ln -s "$PWD/$f" "$tmp/m/"; done
+rm "$tmp/m/config.json"
+sed 's/"max_position_embeddings": [0-9]*/"max_position_embeddings": 16384/' tests/fixtures/olmoe/model/config.json >"$tmp/m/config.json"
+
+# fault NAME SIGNAL VICTIM_RANK: starts 3 ranks, signals the victim after 1.5 s; sets
+# $elapsed (seconds from the signal to mpirun's exit), $rc and $err
+fault() {
+    local sig=$2 victim=$3
+    # the job must end by itself: `timeout` only stops a hang, far past the bound
+    ROE_COMM_TIMEOUT_S=$bound timeout -s KILL $((bound * 6)) "${MPIRUN[@]}" -x ROE_COMM_TIMEOUT_S -np 3 "$ROE" \
+        generate --model "$tmp/m" --prompt-ids 1,2,3 --prompt-ids 4,5 --prompt-ids 6 --max-tokens 5000 \
+        --ignore-eos >/dev/null 2>"$tmp/err" &
+    local tp=$! mp="" vp=""
+    sleep 1.5
+    mp=$(pgrep -P $tp | head -1)
+    for p in $(pgrep -P "${mp:-0}"); do
+        pids+=("$p")
+        [ "$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep '^OMPI_COMM_WORLD_RANK=' | cut -d= -f2)" = "$victim" ] && vp=$p
+    done
+    if [ -z "$vp" ]; then
+        kill -9 $tp "$mp" 2>/dev/null
+        wait $tp
+        rc=-1
+        err="rank $victim not found among mpirun's children (did the job finish early?)"
+        return
+    fi
+    local t0 t1
+    t0=$(date +%s.%N)
+    kill -"$sig" "$vp"
+    wait $tp
+    rc=$?
+    t1=$(date +%s.%N)
+    elapsed=$(echo "$t1 - $t0" | bc)
+    err=$(cat "$tmp/err")
+    [ $rc = 137 ] && [ "$sig" != KILL ] && err="$err [timeout killed the hung job]"
+    # every rank is gone
+    for p in "${pids[@]}"; do [ -e "/proc/$p" ] && [ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" != Z ] && err="$err [rank process $p left behind]"; done
+    pids=()
+}
+
+within() { [ "$(echo "$1 <= $2" | bc)" = 1 ]; }
+
+fault kill KILL 1
+if [ "$rc" != 0 ] && within "$elapsed" $((bound + 5)); then pass "SIGKILL rank 1: job exits $rc after ${elapsed}s"; else
+    fail "SIGKILL rank 1: exit $rc after ${elapsed}s (bound ${bound}s): $err"; fi
+case "$err" in *"rank 1"*) pass "SIGKILL: the output names rank 1" ;; *) fail "SIGKILL: rank 1 not named: $err" ;; esac
+if echo "$err" | grep -Eq "roe\[[02]\] error .*(waiting in|timed out).*'[^']+'.*rank\(s\)"; then
+    pass "SIGKILL: a survivor names the operation: $(echo "$err" | grep -Em1 "roe\[[02]\] error")"
+else fail "SIGKILL: no survivor named the operation it waited in: $err"; fi
+
+fault stop STOP 1
+if [ "$rc" != 0 ] && within "$elapsed" $((bound + 5)); then pass "SIGSTOP rank 1: job exits $rc after ${elapsed}s"; else
+    fail "SIGSTOP rank 1: exit $rc after ${elapsed}s (bound ${bound}s): $err"; fi
+if echo "$err" | grep -Eq "'moe [a-z]+, layer [0-9]+' timed out after $bound s waiting for rank\(s\) [0-9, ]*1"; then
+    pass "SIGSTOP: $(echo "$err" | grep -Em1 "timed out after")"
+else fail "SIGSTOP: no timeout naming rank 1 and a MoE exchange: $err"; fi
+
+fault stop0 STOP 0
+if [ "$rc" != 0 ] && within "$elapsed" $((bound + 5)); then pass "SIGSTOP rank 0: job exits $rc after ${elapsed}s"; else
+    fail "SIGSTOP rank 0: exit $rc after ${elapsed}s: $err"; fi
+if echo "$err" | grep -Eq "timed out after $bound s waiting for rank\(s\) [0-9, ]*0"; then
+    pass "SIGSTOP rank 0: $(echo "$err" | grep -Em1 "timed out after")"
+else fail "SIGSTOP rank 0: no timeout naming rank 0: $err"; fi
+finish

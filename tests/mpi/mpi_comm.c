@@ -1,0 +1,228 @@
+/*
+ * mpi_comm.c — the MPI transport and the expert exchange across real ranks (run under
+ * mpirun with 2 to 4 ranks; tests/CMakeLists.txt registers it):
+ *  - every collective against values each rank can predict, gatherv and all-to-all-v with
+ *    random counts (zeros included), the per-peer-buffer exchange;
+ *  - deterministic reductions (rank order);
+ *  - the expert exchange on random routings (ranks with no rows, RoE-style masks, random
+ *    placements, overlap on and off, the bf16 wire), many layers back to back: every
+ *    pair's output is its expert applied to its row, computed on the expert's owner;
+ *  - a bounded wait: rank 0 answers late, the others time out naming rank 0 and the
+ *    operation (last, since it leaves the communicator failed).
+ * Exit code: 0 if every check passed on this rank.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "comm/comm.h"
+#include "comm/dispatch.h"
+#include "harness.h"
+#include "runtime/philox.h"
+
+static roe_comm *C;
+static int ME, N;
+
+static uint32_t rnd(uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+    return roe_philox4x32(a, b, c, d, 0x5EED, 1).v[0];
+}
+
+TEST(collectives) {
+    int64_t v[4] = {ME, 10 * ME, -ME, 7};
+    for (int root = 0; root < N; root++) {
+        int64_t b[4] = {0};
+        if (ME == root) memcpy(b, v, sizeof b);
+        ASSERT_OK(roe_comm_bcast(C, b, 4, ROE_COMM_I64, root, "test bcast"));
+        ASSERT_EQ_INT(b[1], 10 * root);
+    }
+    int64_t all[4 * 8];
+    ASSERT_OK(roe_comm_gather(C, v, 4, all, ROE_COMM_I64, N - 1, "test gather"));
+    if (ME == N - 1)
+        for (int r = 0; r < N; r++) ASSERT_EQ_INT(all[r * 4 + 1], 10 * r);
+    /* gatherv: rank r sends r elements (rank 0 none) */
+    float send[8], recv[64];
+    size_t counts[8], displs[8], off = 0;
+    for (int i = 0; i < ME; i++) send[i] = (float)(100 * ME + i);
+    for (int r = 0; r < N; r++) {
+        counts[r] = (size_t)r;
+        displs[r] = off;
+        off += (size_t)r;
+    }
+    ASSERT_OK(roe_comm_gatherv(C, send, (size_t)ME, recv, counts, displs, ROE_COMM_F32, 0, "test gatherv"));
+    if (ME == 0)
+        for (int r = 0; r < N; r++)
+            for (int i = 0; i < r; i++) ASSERT_TRUE(recv[displs[r] + i] == (float)(100 * r + i));
+    /* allreduce: the same bits on every rank, combined in rank order */
+    double x[2] = {0.1 * (ME + 1), ME == 1 ? 1e16 : 1.0}, y[2];
+    ASSERT_OK(roe_comm_allreduce(C, x, y, 2, ROE_COMM_F64, ROE_COMM_SUM, "test allreduce"));
+    double want0 = 0, want1 = 0;
+    for (int r = 0; r < N; r++) {
+        want0 += 0.1 * (r + 1);
+        want1 += r == 1 ? 1e16 : 1.0;
+    }
+    ASSERT_TRUE(y[0] == want0 && y[1] == want1);
+    int32_t mx = ME * 3, got;
+    ASSERT_OK(roe_comm_allreduce(C, &mx, &got, 1, ROE_COMM_I32, ROE_COMM_MAX, "test max"));
+    ASSERT_EQ_INT(got, 3 * (N - 1));
+    ASSERT_OK(roe_comm_barrier(C, "test barrier"));
+}
+
+TEST(alltoallv_random) {
+    enum { MAXC = 300 };
+    size_t sc[8], sd[8], rc[8], rd[8];
+    int32_t *s = malloc(8 * MAXC * sizeof *s), *r = malloc(8 * MAXC * sizeof *r);
+    roe_comm_xfer *x = NULL;
+    ASSERT_OK(roe_comm_xfer_create(C, &x));
+    for (uint32_t it = 0; it < 50; it++) {
+        size_t so = 0, ro = 0;
+        for (int p = 0; p < N; p++) {
+            sc[p] = rnd(it, (uint32_t)ME, (uint32_t)p, 0) % 4 == 0 ? 0 : rnd(it, (uint32_t)ME, (uint32_t)p, 1) % MAXC;
+            rc[p] = rnd(it, (uint32_t)p, (uint32_t)ME, 0) % 4 == 0 ? 0 : rnd(it, (uint32_t)p, (uint32_t)ME, 1) % MAXC;
+            sd[p] = so;
+            rd[p] = ro;
+            for (size_t i = 0; i < sc[p]; i++) s[so + i] = (int32_t)(it * 1000000 + (uint32_t)ME * 10000 + (uint32_t)p * 1000 + i);
+            so += sc[p];
+            ro += rc[p];
+        }
+        if (it % 2) ASSERT_OK(roe_comm_alltoallv(C, s, sc, sd, r, rc, rd, ROE_COMM_I32, "test alltoallv"));
+        else {
+            ASSERT_OK(roe_comm_alltoallv_start(x, s, sc, sd, r, rc, rd, ROE_COMM_I32, "test alltoallv"));
+            int done = 0;
+            ASSERT_OK(roe_comm_xfer_test(x, &done));
+            ASSERT_OK(roe_comm_xfer_wait(x));
+        }
+        for (int p = 0; p < N; p++)
+            for (size_t i = 0; i < rc[p]; i++)
+                ASSERT_EQ_INT(r[rd[p] + i], (int32_t)(it * 1000000 + (uint32_t)p * 10000 + (uint32_t)ME * 1000 + i));
+    }
+    roe_comm_xfer_free(x);
+    free(s);
+    free(r);
+}
+
+/* One routing per (layer, rank): slots, experts, mask; placement per layer. */
+static void route(uint32_t layer, int rank, int E, int K, int *n_slots, int32_t *sel, uint8_t *active, int max_slots) {
+    int n = (int)(rnd(layer, (uint32_t)rank, 99, 0) % (uint32_t)(max_slots + 1));
+    if (rnd(layer, (uint32_t)rank, 98, 0) % 5 == 0) n = 0; /* a rank with no rows */
+    *n_slots = n;
+    for (int j = 0; j < n; j++)
+        for (int k = 0; k < K; k++) {
+            int e;
+            for (uint32_t t = 0;; t++) {
+                e = (int)(rnd(layer, (uint32_t)rank, (uint32_t)(j * K + k), t + 7) % (uint32_t)E);
+                int dup = 0;
+                for (int q = 0; q < k; q++) dup |= sel[j * K + q] == e;
+                if (!dup) break;
+            }
+            sel[j * K + k] = e;
+            active[j * K + k] = rnd(layer, (uint32_t)rank, (uint32_t)(j * K + k), 3) % 5 != 0;
+        }
+}
+
+static float bf16r(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void exchange(roe_ep_wire wire, int overlap) {
+    enum { H = 36, K = 3, E = 10, S = 24 };
+    int owner[E], local[E], n_local[8], base[9];
+    roe_ep *ep = NULL;
+    struct roe_ep_opts o = {.hidden = H, .top_k = K, .n_experts = E, .max_slots = S,
+                            .max_recv_rows = S * N, .max_recv_pairs = S * N * K, .wire = wire, .overlap = overlap};
+    ASSERT_OK(roe_ep_create(C, &o, &ep));
+    float *x = malloc(S * H * sizeof(float)), *out = malloc(S * K * H * sizeof(float));
+    int32_t sel[S * K];
+    uint8_t active[S * K];
+    for (uint32_t layer = 0; layer < 40; layer++) {
+        const int kind = (int)(layer % 3); /* contiguous, random, all on the last rank */
+        for (int e = 0; e < E; e++)
+            owner[e] = kind == 0 ? e * N / E : kind == 1 ? (int)(rnd(layer, 5, (uint32_t)e, 5) % (uint32_t)N) : N - 1;
+        struct roe_layout_map map;
+        ASSERT_OK(roe_layout_map_build(N, E, owner, local, n_local, base, &map));
+        int n = 0;
+        route(layer, ME, E, K, &n, sel, active, S);
+        for (int i = 0; i < n * H; i++) x[i] = (float)(rnd(layer, (uint32_t)ME, (uint32_t)i, 11) % 2000) * 0.001f - 1.0f;
+        ASSERT_OK(roe_ep_begin(ep, &map, x, n, sel, layer % 2 ? active : NULL, out, "test layer"));
+        const struct roe_ep_task *t;
+        const float *const *in = roe_ep_in(ep);
+        float *const *o2 = roe_ep_out(ep);
+        for (int phase = 0; phase < 2; phase++) {
+            if (phase) ASSERT_OK(roe_ep_wait(ep));
+            const int nt = phase ? roe_ep_tasks_rest(ep, &t) : roe_ep_tasks_now(ep, &t);
+            for (int i = 0; i < nt; i++) {
+                if (owner[t[i].expert] != ME) {
+                    TEST__FAIL("rank %d computed expert %d owned by %d", ME, t[i].expert, owner[t[i].expert]);
+                    return;
+                }
+                for (int j = t[i].first; j < t[i].first + t[i].n; j++)
+                    for (int d = 0; d < H; d++) o2[j][d] = (float)(t[i].expert + 1) * in[j][d] + (float)ME;
+                if (!phase) ASSERT_OK(roe_ep_progress(ep));
+            }
+        }
+        ASSERT_OK(roe_ep_combine(ep));
+        const float *const *po = roe_ep_pair_out(ep);
+        for (int p = 0; p < n * K; p++) {
+            if (layer % 2 && !active[p]) continue;
+            const int e = sel[p];
+            for (int d = 0; d < H; d++) {
+                float v = x[(p / K) * H + d];
+                float want = wire == ROE_EP_WIRE_BF16 ? bf16r((float)(e + 1) * bf16r(v) + (float)owner[e])
+                                                      : (float)(e + 1) * v + (float)owner[e];
+                if (po[p][d] != want) {
+                    TEST__FAIL("rank %d layer %u pair %d (expert %d) element %d: %g, want %g", ME, layer, p, e, d,
+                               po[p][d], want);
+                    return;
+                }
+            }
+        }
+    }
+    free(x);
+    free(out);
+    roe_ep_free(ep);
+}
+
+TEST(exchange_f32_overlap) { exchange(ROE_EP_WIRE_F32, 1); }
+TEST(exchange_f32_no_overlap) { exchange(ROE_EP_WIRE_F32, 0); }
+TEST(exchange_bf16) { exchange(ROE_EP_WIRE_BF16, 1); }
+
+TEST(bounded_wait) {
+    int64_t v = 5;
+    if (ME == 0) {
+        sleep(3); /* longer than the others' 1 s bound */
+        ASSERT_OK(roe_comm_bcast(C, &v, 1, ROE_COMM_I64, 0, "late bcast"));
+        return;
+    }
+    ASSERT_FAILS_WITH(roe_comm_bcast(C, &v, 1, ROE_COMM_I64, 0, "late bcast"), ROE_ERR_TIMEOUT,
+                      "bcast 'late bcast' timed out after 1 s waiting for rank(s) 0");
+    ASSERT_TRUE(roe_comm_failed(C));
+}
+
+int main(int argc, char **argv) {
+    struct roe_comm_opts o = roe_comm_opts_default();
+    o.timeout_s = 1.0;
+    if (roe_comm_mpi_create(&argc, &argv, &o, &C) != ROE_OK) {
+        fprintf(stderr, "mpi_comm: %s\n", roe_error_message());
+        return 1;
+    }
+    ME = roe_comm_rank(C);
+    N = roe_comm_size(C);
+    if (N > 8) {
+        fprintf(stderr, "mpi_comm: at most 8 ranks\n");
+        return 1;
+    }
+    RUN(collectives);
+    RUN(alltoallv_random);
+    RUN(exchange_f32_overlap);
+    RUN(exchange_f32_no_overlap);
+    RUN(exchange_bf16);
+    if (N > 1) RUN(bounded_wait);
+    int rc = test_summary();
+    roe_comm_free(C);
+    return rc;
+}
