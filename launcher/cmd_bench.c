@@ -3,6 +3,11 @@
  * bytes each decode step must read (dense weights the step touches + every distinct
  * expert chosen by any row + the KV history), so that bench/ scripts can compare the
  * achieved read rate with the machine's memory bandwidth (PERFORMANCE-GOALS.md).
+ *
+ * Steps go through the cluster (runtime/cluster.h), so under mpirun the sequences are
+ * spread over their home ranks (round-robin) and the experts over their owners; the RoE
+ * groups are aggregated on the home ranks. Dense weights are read once per rank that has
+ * rows, which the bytes-per-step figure counts.
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -11,7 +16,7 @@
 
 #include "args.h"
 #include "roe_flags.h"
-#include "runtime/aggregate.h"
+#include "runtime/cluster.h"
 #include "commands.h"
 #include "runtime/alloc.h"
 #include "runtime/clock.h"
@@ -26,20 +31,6 @@ static const char *SYNOPSIS =
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
-}
-
-/* Touches every page of every tensor so the timed steps read from memory, not disk. */
-static double warm_pages(const roe_store *st) {
-    volatile unsigned char sink = 0;
-    double bytes = 0;
-    for (size_t i = 0; i < roe_store_count(st); i++) {
-        const struct roe_tensor *t = roe_store_at(st, i);
-        const unsigned char *p = t->data;
-        for (size_t o = 0; o < t->nbytes; o += 4096) sink ^= p[o];
-        bytes += (double)t->nbytes;
-    }
-    (void)sink;
-    return bytes;
 }
 
 static int32_t argmax(const float *z, int n) {
@@ -93,24 +84,32 @@ int roe_cmd_bench(int argc, char **argv) {
     eo.max_rows = batch * K > 128 ? batch * K : 128;
     eo.n_threads = threads;
     eo.isa = roe_env_cpu_isa();
+    s.warm_workers = !no_warm;
     if (roe_session_open_engine(&s, cmd, eo)) {
         roe_session_close(&s);
         return 1;
     }
-    double warmed = no_warm ? 0.0 : warm_pages(m->store);
-    const int V = c->vocab_size, R = eo.max_rows;
+    /* the weights this rank holds (the other ranks warmed theirs when they opened) */
+    double warmed = no_warm ? 0.0 : roe_model_warm(m);
+    const int V = c->vocab_size, R = eo.max_rows, N = roe_session_world_size();
+    roe_cluster *cl = NULL;
+    struct roe_group *groups = roe_calloc((size_t)R, sizeof *groups);
     struct roe_row *rows = roe_calloc((size_t)R, sizeof *rows);
     float *logits = roe_malloc_aligned((size_t)R * V * sizeof(float));
     int32_t *last = roe_calloc((size_t)batch, sizeof *last);
     double *step_s = roe_calloc((size_t)gen_len, sizeof *step_s);
-    float *z = roe_malloc((size_t)V * sizeof *z), *agg = roe_malloc((size_t)V * sizeof *agg);
-    const float **lp = roe_calloc((size_t)K, sizeof *lp);
     long rows_computed = 0, rows_naive = 0;
     double *step_bytes = roe_calloc((size_t)gen_len, sizeof *step_bytes);
     int *step_experts = roe_calloc((size_t)gen_len, sizeof *step_experts);
     int ret = 1;
-    if (!rows || !logits || !last || !step_s || !step_bytes || !step_experts || !z || !agg || !lp) {
+    if (!rows || !logits || !last || !step_s || !step_bytes || !step_experts || !groups) {
         fprintf(stderr, "roe bench: out of memory\n");
+        goto done;
+    }
+    roe_status cst = roe_cluster_create(s.engine, &cl);
+    for (int b = 0; b < batch && cst == ROE_OK; b++) cst = roe_cluster_reset_seq(cl, b, b % N);
+    if (cst != ROE_OK) {
+        roe_report(cmd, cst);
         goto done;
     }
     /* prefill: random prompts (Philox, fixed key), packed R rows per step */
@@ -125,10 +124,12 @@ int roe_cmd_bench(int argc, char **argv) {
                                          .want_logits = pos == prompt_len - 1};
             if (++pos == prompt_len) { pos = 0; seq++; }
         }
-        roe_status st = roe_engine_step(s.engine, rows, n, logits);
+        int ng = 0;
+        for (int j = 0; j < n; j++)
+            if (rows[j].want_logits) groups[ng++] = (struct roe_group){.first = j, .n = 1, .mode = ROE_GROUP_LOGITS};
+        roe_status st = roe_cluster_step(cl, rows, n, groups, ng, logits, NULL);
         if (st != ROE_OK) { roe_report(cmd, st); goto done; }
-        for (int j = 0, k = 0; j < n; j++)
-            if (rows[j].want_logits) last[rows[j].seq] = argmax(logits + (size_t)k++ * V, V);
+        for (int k = 0; k < ng; k++) last[rows[groups[k].first].seq] = argmax(logits + (size_t)k * V, V);
         n_prefill += n;
     }
     double prefill_s = roe_now_s() - t0;
@@ -137,26 +138,25 @@ int roe_cmd_bench(int argc, char **argv) {
     const size_t emb_row = (size_t)c->hidden * roe_dtype_size(m->embed.dtype);
     const double dense_read = (double)m->dense_bytes - (c->tie_word_embeddings ? 0.0 : (double)roe_mat_bytes(&m->embed)) + (double)emb_row;
     const double kv_row = 2.0 * sizeof(float) * c->n_layers * (double)c->n_kv_heads * c->head_dim;
+    const int ranks_with_rows = batch < N ? batch : N; /* each reads the dense weights */
     for (int g = 0; g < gen_len; g++) {
         const int p = prompt_len + g;
         for (int b = 0; b < batch; b++)
             for (int k = 0; k < K; k++)
                 rows[b * K + k] = (struct roe_row){.seq = b, .pos = p, .token = last[b], .sample = k,
                                                    .want_logits = 1, .seed = (uint64_t)b, .roster = &roster};
+        for (int b = 0; b < batch; b++) /* each sequence's K rows, aggregated on its home rank */
+            groups[b] = (struct roe_group){.first = b * K, .n = K, .mode = ROE_GROUP_MEAN};
+        struct roe_step_stats ss;
         double ts = roe_now_s();
-        roe_status st = roe_engine_step(s.engine, rows, batch * K, logits);
+        roe_status st = roe_cluster_step(cl, rows, batch * K, groups, batch, logits, &ss);
         if (st != ROE_OK) { roe_report(cmd, st); goto done; }
-        for (int b = 0; b < batch; b++) {
-            for (int k = 0; k < K; k++) lp[k] = logits + (size_t)(b * K + k) * V;
-            roe_aggregate(lp, K, V, z, agg);
-            last[b] = argmax(z, V);
-        }
+        for (int b = 0; b < batch; b++) last[b] = argmax(logits + (size_t)b * V, V);
         step_s[g] = roe_now_s() - ts;
-        const struct roe_step_stats ss = roe_engine_last_stats(s.engine);
         rows_computed += ss.rows_computed;
         rows_naive += ss.rows_naive;
         step_experts[g] = ss.distinct_experts;
-        step_bytes[g] = dense_read + (double)step_experts[g] * m->expert_bytes + kv_row * p * batch;
+        step_bytes[g] = dense_read * ranks_with_rows + (double)step_experts[g] * m->expert_bytes + kv_row * p * batch;
     }
     double total = 0, bytes = 0, experts = 0;
     for (int g = 0; g < gen_len; g++) { total += step_s[g]; bytes += step_bytes[g]; experts += step_experts[g]; }
@@ -168,6 +168,9 @@ int roe_cmd_bench(int argc, char **argv) {
     cJSON_AddStringToObject(root, "model", s.model_dir);
     cJSON_AddStringToObject(root, "backend", roe_engine_backend_name(s.engine));
     cJSON_AddNumberToObject(root, "batch", batch);
+    cJSON_AddNumberToObject(root, "ranks", N);
+    cJSON *rk = cJSON_AddArrayToObject(root, "rank_resident_bytes");
+    for (int r = 0; r < N; r++) cJSON_AddItemToArray(rk, cJSON_CreateNumber((double)s.ranks[r].resident_bytes));
     cJSON_AddNumberToObject(root, "roe_k", K);
     cJSON_AddNumberToObject(root, "rows_computed_per_step", (double)rows_computed / gen_len);
     cJSON_AddNumberToObject(root, "rows_naive_per_step", (double)rows_naive / gen_len);
@@ -186,23 +189,22 @@ int roe_cmd_bench(int argc, char **argv) {
         if (out) printf("%s\n", out);
         free(out);
     } else
-        printf("decode: batch %d, K %d, %.3f ms/step (median %.3f), %.2f tokens/s, %.1f MB read/step "
+        printf("decode: %d rank(s), batch %d, K %d, %.3f ms/step (median %.3f), %.2f tokens/s, %.1f MB read/step "
                "(%.1f distinct experts), %.2f GB/s achieved; prefill %.1f tokens/s [%s]\n",
-               batch, K, mean_step * 1e3, med[0] * 1e3, batch / mean_step, mean_bytes / 1e6,
+               N, batch, K, mean_step * 1e3, med[0] * 1e3, batch / mean_step, mean_bytes / 1e6,
                experts / gen_len, mean_bytes / mean_step / 1e9, n_prefill / prefill_s,
                roe_engine_backend_name(s.engine));
     cJSON_Delete(root);
     ret = 0;
 done:
+    roe_cluster_free(cl);
+    roe_free(groups);
     roe_free(rows);
     roe_free_aligned(logits);
     roe_free(last);
     roe_free(step_s);
     roe_free(step_bytes);
     roe_free(step_experts);
-    roe_free(z);
-    roe_free(agg);
-    roe_free(lp);
     roe_session_close(&s);
     return ret;
 }

@@ -1,0 +1,308 @@
+/*
+ * ep_dispatch.c — dispatch + combine of expert parallelism (comm/dispatch.h) against a raw
+ * MPI_Alltoallv of the same bytes, measured in the same run (PERFORMANCE-GOALS.md).
+ *
+ *   mpirun -np N build/ep_dispatch [--hidden 2048] [--top-k 8] [--experts 64]
+ *                                  [--max-rows 4096] [--wire f32|bf16] [--compute US]
+ *
+ * For rows = 1, 2, 4, ... max-rows per rank, every rank routes its rows to top-k of the
+ * experts uniformly at random (distinct per row; Philox, fixed seed), the experts placed in
+ * contiguous blocks. One iteration is a whole layer's exchange: count exchange, rows out,
+ * outputs back; the "experts" copy their input to their output (checked once per size), so
+ * what is timed is the communication and its packing, not expert math. The raw baseline
+ * is two MPI_Alltoallv calls (rows out, outputs back) moving exactly the per-peer bytes the
+ * exchange moved, from ready-packed buffers.
+ *
+ * --compute US adds a synthetic expert costing US microseconds per local expert task
+ * (a spin), and measures the layer with overlap on and off: what overlapping the transfer
+ * with the experts fed by local rows buys.
+ *
+ * Prints one line per size and, with --json, one JSON object per size. Times are the
+ * median over iterations of the slowest rank.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef ROE_HAVE_MPI
+#include <mpi.h>
+
+#include "comm/comm.h"
+#include "comm/dispatch.h"
+#include "comm/layout.h"
+#include "runtime/clock.h"
+#include "runtime/env.h"
+#include "runtime/philox.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+static void spin(double us) {
+    const double t = roe_now_s() + us * 1e-6;
+    while (roe_now_s() < t) {
+    }
+}
+
+struct cfg {
+    int hidden, top_k, experts, max_rows, json;
+    roe_ep_wire wire;
+    double compute_us;
+};
+
+/* One layer's exchange; returns (dispatch, combine) seconds. */
+static roe_status layer(roe_ep *ep, const struct roe_layout_map *map, const float *x, int rows,
+                        const int32_t *sel, float *out, const struct cfg *c, double *t_disp, double *t_comb) {
+    const int H = c->hidden;
+    const double t0 = roe_now_s();
+    roe_status st = roe_ep_begin(ep, map, x, rows, sel, NULL, out, "bench");
+    if (st != ROE_OK) return st;
+    double busy = 0;
+    const struct roe_ep_task *t;
+    const float *const *in = roe_ep_in(ep);
+    float *const *o = roe_ep_out(ep);
+    int nt = roe_ep_tasks_now(ep, &t);
+    for (int i = 0; i < nt; i++) {
+        const double a = roe_now_s();
+        for (int j = t[i].first; j < t[i].first + t[i].n; j++) memcpy(o[j], in[j], (size_t)H * sizeof(float));
+        if (c->compute_us > 0) spin(c->compute_us);
+        busy += roe_now_s() - a;
+        if ((st = roe_ep_progress(ep)) != ROE_OK) return st;
+    }
+    if ((st = roe_ep_wait(ep)) != ROE_OK) return st;
+    nt = roe_ep_tasks_rest(ep, &t);
+    for (int i = 0; i < nt; i++) {
+        const double a = roe_now_s();
+        for (int j = t[i].first; j < t[i].first + t[i].n; j++) memcpy(o[j], in[j], (size_t)H * sizeof(float));
+        if (c->compute_us > 0) spin(c->compute_us);
+        busy += roe_now_s() - a;
+    }
+    const double t1 = roe_now_s();
+    if ((st = roe_ep_combine(ep)) != ROE_OK) return st;
+    const double t2 = roe_now_s();
+    /* with --compute the experts are part of the layer; without, only the exchange counts */
+    *t_disp = c->compute_us > 0 ? t1 - t0 : t1 - t0 - busy;
+    *t_comb = t2 - t1;
+    return ROE_OK;
+}
+
+static int run(const struct cfg *c, roe_comm *comm) {
+    const int N = roe_comm_size(comm), me = roe_comm_rank(comm);
+    const int H = c->hidden, K = c->top_k, E = c->experts, R = c->max_rows;
+    int *owner = malloc((size_t)E * sizeof *owner), *local = malloc((size_t)E * sizeof *local);
+    int *n_local = malloc((size_t)N * sizeof *n_local), *base = malloc((size_t)(N + 1) * sizeof *base);
+    for (int e = 0; e < E; e++) owner[e] = (int)((long)e * N / E);
+    struct roe_layout_map map;
+    if (roe_layout_map_build(N, E, owner, local, n_local, base, &map) != ROE_OK) return 1;
+    float *x = malloc((size_t)R * H * sizeof(float));
+    float *out = malloc((size_t)R * K * H * sizeof(float));
+    int32_t *sel = malloc((size_t)R * K * sizeof *sel);
+    for (size_t i = 0; i < (size_t)R * H; i++) {
+        struct roe_philox_out r = roe_philox4x32((uint32_t)i, (uint32_t)me, 1, 2, 0xD15, 0);
+        x[i] = roe_u32_to_unit(r.v[0]) - 0.5f;
+    }
+    /* layout arrays to size the raw baseline */
+    struct roe_layout_send ls = {
+        malloc((size_t)N * sizeof(int)), malloc((size_t)N * sizeof(int)), malloc((size_t)(N + 1) * sizeof(int)),
+        malloc((size_t)(N + 1) * sizeof(int)), malloc((size_t)R * K * sizeof(int)), malloc((size_t)R * K * sizeof(int)),
+        malloc((size_t)R * K * sizeof(int)), malloc((size_t)E * sizeof(int))};
+    int *scratch = malloc(2 * (size_t)N * sizeof(int));
+    int *sc_d = malloc((size_t)N * sizeof(int)), *sd_d = malloc((size_t)N * sizeof(int));
+    int *rc_d = malloc((size_t)N * sizeof(int)), *rd_d = malloc((size_t)N * sizeof(int));
+    int *sc_c = malloc((size_t)N * sizeof(int)), *sd_c = malloc((size_t)N * sizeof(int));
+    int *rc_c = malloc((size_t)N * sizeof(int)), *rd_c = malloc((size_t)N * sizeof(int));
+    int *mine = malloc(2 * (size_t)N * sizeof(int)), *theirs = malloc(2 * (size_t)N * sizeof(int));
+    size_t *bd = malloc((size_t)N * sizeof *bd), *bc = malloc((size_t)N * sizeof *bc);
+    if (me == 0 && !c->json)
+        printf("# ranks %d, hidden %d, top-%d of %d experts, wire %s%s\n"
+               "# rows/rank  exchange_us  raw_us  ratio(raw/ours)  MB/rank  ours_GB/s  raw_GB/s%s\n",
+               N, H, K, E, roe_ep_wire_name(c->wire), c->compute_us > 0 ? ", synthetic experts" : "",
+               c->compute_us > 0 ? "  no_overlap_us  overlap_gain" : "");
+    for (int rows = 1; rows <= R; rows *= 2) {
+        for (int j = 0; j < rows; j++)
+            for (int k = 0; k < K; k++) {
+                int e;
+                for (int tries = 0;; tries++) {
+                    struct roe_philox_out r = roe_philox4x32((uint32_t)j, (uint32_t)k, (uint32_t)tries,
+                                                             (uint32_t)rows, 0xE9 + (uint32_t)me, 7);
+                    e = (int)(r.v[0] % (uint32_t)E);
+                    int dup = 0;
+                    for (int q = 0; q < k; q++) dup |= sel[j * K + q] == e;
+                    if (!dup) break;
+                }
+                sel[j * K + k] = e;
+            }
+        roe_layout_plan_send(&map, rows, K, sel, NULL, &ls, scratch);
+        for (int d = 0; d < N; d++) {
+            mine[2 * d] = ls.rows[d];
+            mine[2 * d + 1] = ls.pairs[d];
+        }
+        MPI_Alltoall(mine, 2, MPI_INT, theirs, 2, MPI_INT, MPI_COMM_WORLD);
+        long recv_rows = 0, recv_pairs = 0; /* bounds: a run of slots may add rows */
+        for (int p = 0; p < N; p++)
+            if (p != me) {
+                recv_rows += theirs[2 * p] ? rows : 0;
+                recv_pairs += theirs[2 * p + 1];
+            }
+        char *rbuf_s = NULL, *rbuf_r = NULL;
+        struct roe_ep_opts eo = {.hidden = H, .top_k = K, .n_experts = E, .max_slots = rows,
+                                 .max_recv_rows = (int)recv_rows, .max_recv_pairs = (int)recv_pairs,
+                                 .wire = c->wire, .overlap = 1};
+        roe_ep *ep = NULL, *ep_no = NULL;
+        if (roe_ep_create(comm, &eo, &ep) != ROE_OK) goto fail;
+        eo.overlap = 0;
+        if (c->compute_us > 0 && roe_ep_create(comm, &eo, &ep_no) != ROE_OK) goto fail;
+        const double budget = 0.6; /* seconds of timed iterations per size */
+        int iters = 0;
+        enum { MAXIT = 200 };
+        double td[MAXIT], tc[MAXIT], traw[MAXIT], tno[MAXIT], scratch_t;
+        /* warm-up and check: every pair's output is its row */
+        double a, b;
+        if (layer(ep, &map, x, rows, sel, out, c, &a, &b) != ROE_OK) goto fail;
+        const float *const *po = roe_ep_pair_out(ep);
+        for (int p = 0; p < rows * K && c->wire == ROE_EP_WIRE_F32; p++) /* bf16 rounds: f32 only */
+            for (int d = 0; d < H; d += 97) {
+                const float want = x[(size_t)(p / K) * H + d];
+                if (po[p][d] != want) {
+                    fprintf(stderr, "ep_dispatch: rank %d rows %d: pair %d element %d is %g, want %g\n", me, rows,
+                            p, d, po[p][d], want);
+                    goto fail;
+                }
+            }
+        /* the raw baseline moves exactly the bytes this exchange sent to each peer */
+        roe_ep_last_bytes(ep, bd, bc);
+        for (int p = 0; p < N; p++) {
+            mine[2 * p] = (int)bd[p];
+            mine[2 * p + 1] = (int)bc[p];
+        }
+        MPI_Alltoall(mine, 2, MPI_INT, theirs, 2, MPI_INT, MPI_COMM_WORLD);
+        size_t sd = 0, rd = 0, sc = 0, rcb = 0;
+        for (int p = 0; p < N; p++) {
+            sc_d[p] = mine[2 * p];
+            rc_d[p] = theirs[2 * p];
+            sc_c[p] = mine[2 * p + 1];
+            rc_c[p] = theirs[2 * p + 1];
+        }
+        for (int p = 0; p < N; p++) {
+            sd_d[p] = (int)sd;
+            rd_d[p] = (int)rd;
+            sd += (size_t)sc_d[p];
+            rd += (size_t)rc_d[p];
+        }
+        for (int p = 0; p < N; p++) {
+            sd_c[p] = (int)(sd + sc);
+            rd_c[p] = (int)(rd + rcb);
+            sc += (size_t)sc_c[p];
+            rcb += (size_t)rc_c[p];
+        }
+        rbuf_s = malloc(sd + sc + 64);
+        rbuf_r = malloc(rd + rcb + 64);
+        memset(rbuf_s, 1, sd + sc + 64);
+        const double t_start = roe_now_s();
+        for (;;) {
+            MPI_Barrier(MPI_COMM_WORLD);
+            if (layer(ep, &map, x, rows, sel, out, c, &td[iters], &tc[iters]) != ROE_OK) goto fail;
+            MPI_Barrier(MPI_COMM_WORLD);
+            double t0 = roe_now_s();
+            MPI_Alltoallv(rbuf_s, sc_d, sd_d, MPI_BYTE, rbuf_r, rc_d, rd_d, MPI_BYTE, MPI_COMM_WORLD);
+            MPI_Alltoallv(rbuf_s, sc_c, sd_c, MPI_BYTE, rbuf_r, rc_c, rd_c, MPI_BYTE, MPI_COMM_WORLD);
+            traw[iters] = roe_now_s() - t0;
+            if (ep_no) {
+                MPI_Barrier(MPI_COMM_WORLD);
+                double x1, x2;
+                if (layer(ep_no, &map, x, rows, sel, out, c, &x1, &x2) != ROE_OK) goto fail;
+                tno[iters] = x1 + x2;
+            }
+            iters++;
+            int stop = iters >= MAXIT || (iters >= 5 && roe_now_s() - t_start > budget);
+            MPI_Bcast(&stop, 1, MPI_INT, 0, MPI_COMM_WORLD); /* every rank runs the same count */
+            if (stop) break;
+        }
+        if (getenv("EPD_DEBUG") && me == 0) for (int i = 0; i < iters && i < 8; i++) fprintf(stderr, "rows %d it %d disp %.0f comb %.0f raw %.0f\n", rows, i, td[i]*1e6, tc[i]*1e6, traw[i]*1e6);
+        for (int i = 0; i < iters; i++) td[i] += tc[i];
+        double ours = median(td, iters), raw = median(traw, iters), no = ep_no ? median(tno, iters) : 0;
+        double v[3] = {ours, raw, no}, vmax[3];
+        MPI_Reduce(v, vmax, 3, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+        const struct roe_ep_stats es = roe_ep_last_stats(ep);
+        double bytes = es.count_bytes + es.dispatch_bytes + es.combine_bytes, bmax;
+        MPI_Reduce(&bytes, &bmax, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+        (void)scratch_t;
+        if (me == 0) {
+            const double mb = bmax / 1e6;
+            if (c->json)
+                printf("{\"ranks\": %d, \"rows_per_rank\": %d, \"hidden\": %d, \"top_k\": %d, \"experts\": %d, "
+                       "\"wire\": \"%s\", \"exchange_us\": %.2f, \"raw_alltoallv_us\": %.2f, \"ratio_raw_over_ours\": %.3f, "
+                       "\"mb_sent_per_rank\": %.3f, \"ours_gbs\": %.3f, \"raw_gbs\": %.3f, \"iters\": %d%s",
+                       N, rows, H, K, E, roe_ep_wire_name(c->wire), vmax[0] * 1e6, vmax[1] * 1e6, vmax[1] / vmax[0], mb,
+                       bmax / vmax[0] / 1e9, bmax / vmax[1] / 1e9, iters, c->compute_us > 0 ? "" : "}\n");
+            else
+                printf("%10d  %11.1f  %6.1f  %15.3f  %7.3f  %9.3f  %8.3f", rows, vmax[0] * 1e6, vmax[1] * 1e6,
+                       vmax[1] / vmax[0], mb, bmax / vmax[0] / 1e9, bmax / vmax[1] / 1e9);
+            if (c->compute_us > 0) {
+                if (c->json)
+                    printf(", \"compute_us_per_task\": %.1f, \"no_overlap_us\": %.2f, \"overlap_gain\": %.3f}\n",
+                           c->compute_us, vmax[2] * 1e6, vmax[2] / vmax[0]);
+                else
+                    printf("  %13.1f  %12.3f", vmax[2] * 1e6, vmax[2] / vmax[0]);
+            }
+            if (!c->json) printf("\n");
+            fflush(stdout);
+        }
+        roe_ep_free(ep);
+        roe_ep_free(ep_no);
+        free(rbuf_s);
+        free(rbuf_r);
+        continue;
+    fail:
+        fprintf(stderr, "ep_dispatch: rank %d: %s\n", me, roe_error_message());
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    struct cfg c = {.hidden = 2048, .top_k = 8, .experts = 64, .max_rows = 4096, .wire = ROE_EP_WIRE_F32};
+    roe_comm *comm = NULL;
+    struct roe_comm_opts o = roe_comm_opts_default();
+    o.yield_when_idle = roe_env_local_size() > (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (roe_comm_mpi_create(&argc, &argv, &o, &comm) != ROE_OK) {
+        fprintf(stderr, "ep_dispatch: %s\n", roe_error_message());
+        return 1;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
+        if (!strcmp(a, "--hidden")) c.hidden = atoi(v), i++;
+        else if (!strcmp(a, "--top-k")) c.top_k = atoi(v), i++;
+        else if (!strcmp(a, "--experts")) c.experts = atoi(v), i++;
+        else if (!strcmp(a, "--max-rows")) c.max_rows = atoi(v), i++;
+        else if (!strcmp(a, "--compute")) c.compute_us = atof(v), i++;
+        else if (!strcmp(a, "--wire")) c.wire = !strcmp(v, "bf16") ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32, i++;
+        else if (!strcmp(a, "--json")) c.json = 1;
+        else {
+            fprintf(stderr, "ep_dispatch: unknown option '%s' (see the comment at the top of bench/ep_dispatch.c)\n", a);
+            roe_comm_abort(comm, 2);
+        }
+    }
+    if (c.hidden <= 0 || c.top_k <= 0 || c.experts < c.top_k || c.max_rows <= 0) {
+        fprintf(stderr, "ep_dispatch: bad sizes\n");
+        roe_comm_abort(comm, 2);
+    }
+    int rc = run(&c, comm);
+    if (rc) roe_comm_abort(comm, rc);
+    roe_comm_free(comm);
+    return 0;
+}
+
+#else
+int main(void) {
+    fprintf(stderr, "ep_dispatch: this build has no MPI (-DROE_WITH_MPI=OFF)\n");
+    return 0;
+}
+#endif
