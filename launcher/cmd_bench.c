@@ -84,13 +84,12 @@ int roe_cmd_bench(int argc, char **argv) {
     eo.max_rows = batch * K > 128 ? batch * K : 128;
     eo.n_threads = threads;
     eo.isa = roe_env_cpu_isa();
-    s.warm_workers = !no_warm;
+    s.warm = !no_warm; /* every rank reads the weights it holds */
     if (roe_session_open_engine(&s, cmd, eo)) {
         roe_session_close(&s);
         return 1;
     }
-    /* the weights this rank holds (the other ranks warmed theirs when they opened) */
-    double warmed = no_warm ? 0.0 : roe_model_warm(m);
+    const double warmed = s.warmed_bytes;
     const int V = c->vocab_size, R = eo.max_rows, N = roe_session_world_size();
     roe_cluster *cl = NULL;
     struct roe_group *groups = roe_calloc((size_t)R, sizeof *groups);

@@ -86,8 +86,12 @@ int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_e
         /* every rank opens the same directory: give them an absolute path */
         char abs[PATH_MAX];
         const char *dir = realpath(s->model_dir, abs) ? abs : s->model_dir;
-        st = roe_workers_open(roe__world, dir, &opts, roe_engine_backend_name(s->engine), s->placement,
-                              s->warm_workers, s->ranks);
+        st = roe_workers_open(roe__world, dir, &opts, roe_engine_backend_name(s->engine), s->placement, s->warm);
+        if (st != ROE_OK) return roe_report(cmd, st);
+    }
+    if (s->warm) s->warmed_bytes = roe_model_warm(s->model); /* while the others warm theirs */
+    if (N > 1) {
+        st = roe_workers_opened(roe__world, s->ranks);
         if (st != ROE_OK) return roe_report(cmd, st);
     }
     return 0;

@@ -25,7 +25,8 @@ struct roe_session {
     roe_tokenizer *tok;     /* NULL if the model directory has no tokenizer.json */
     roe_engine *engine;
     struct roe_placement *placement; /* owned; NULL in a world of one without ROE_PLACEMENT */
-    int warm_workers;       /* set before opening the engine: other ranks read their weights */
+    int warm;               /* set before opening the engine: every rank reads its weights */
+    double warmed_bytes;    /* what this rank read */
     struct roe_rank_info *ranks; /* owned, [world size] once the engine is open (rank 0: here) */
 };
 

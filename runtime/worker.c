@@ -18,19 +18,11 @@ static roe_cpu_isa isa_of_backend(const char *name) {
 }
 
 roe_status roe_workers_open(roe_comm *c, const char *model_dir, const struct roe_engine_opts *o,
-                            const char *backend, const struct roe_placement *pl, int warm,
-                            struct roe_rank_info *info) {
-    const int N = roe_comm_size(c);
+                            const char *backend, const struct roe_placement *pl, int warm) {
     const size_t LE = (size_t)pl->n_layers * pl->n_experts;
     int32_t *owner = roe_malloc((LE ? LE : 1) * sizeof *owner);
-    size_t *lens = roe_calloc((size_t)N, sizeof *lens), *offs = roe_calloc((size_t)N, sizeof *offs);
     struct roe_msgbuf buf = {0};
-    struct roe_arena arena = {0};
-    roe_status st = ROE_OK;
-    if (!owner || !lens || !offs) {
-        st = roe_fail(ROE_ERR_NOMEM, "opening the other ranks: out of memory");
-        goto out;
-    }
+    if (!owner) return roe_fail(ROE_ERR_NOMEM, "opening the other ranks: out of memory");
     for (size_t i = 0; i < LE; i++) owner[i] = pl->owner[i];
     Roe__SessionOpen so = ROE__SESSION_OPEN__INIT;
     so.model_dir = (char *)model_dir;
@@ -51,9 +43,24 @@ roe_status roe_workers_open(roe_comm *c, const char *model_dir, const struct roe
     Roe__Control ctl = ROE__CONTROL__INIT;
     ctl.body_case = ROE__CONTROL__BODY_OPEN;
     ctl.open = &so;
-    st = roe_control_send(c, &ctl, &buf);
-    if (st == ROE_OK) st = roe_reply_collect(c, &buf, lens, offs, "session open reply");
-    /* every reply is read, so that the first failing rank is the one reported */
+    roe_status st = roe_control_send(c, &ctl, &buf);
+    roe_free(owner);
+    roe_msgbuf_free(&buf);
+    return st;
+}
+
+roe_status roe_workers_opened(roe_comm *c, struct roe_rank_info *info) {
+    const int N = roe_comm_size(c);
+    size_t *lens = roe_calloc((size_t)N, sizeof *lens), *offs = roe_calloc((size_t)N, sizeof *offs);
+    struct roe_msgbuf buf = {0};
+    struct roe_arena arena = {0};
+    roe_status st = ROE_OK;
+    if (!lens || !offs) {
+        st = roe_fail(ROE_ERR_NOMEM, "opening the other ranks: out of memory");
+        goto out;
+    }
+    st = roe_reply_collect(c, &buf, lens, offs, "session open reply");
+    /* in rank order, so that the lowest failing rank is the one reported */
     for (int r = 1; r < N && st == ROE_OK; r++) {
         Roe__Reply *rep = NULL;
         st = roe_reply_unpack(buf.p + offs[r], lens[r], r, &arena, &rep);
@@ -63,7 +70,6 @@ roe_status roe_workers_open(roe_comm *c, const char *model_dir, const struct roe
         }
     }
 out:
-    roe_free(owner);
     roe_free(lens);
     roe_free(offs);
     roe_msgbuf_free(&buf);

@@ -29,13 +29,15 @@ struct roe_rank_info {
     char backend[32];
 };
 
-/* Coordinator: opens `model_dir` (an absolute path every rank can read) with the engine
- * limits of `o` and the kernel path named `backend` on every other rank; `warm` reads their
- * weights into memory. info[r] receives rank r's report (info may be NULL). A rank that
- * fails makes this fail with its message ("rank 2: ..."). */
+/* Coordinator: asks every other rank to open `model_dir` (an absolute path every rank can
+ * read) with the engine limits of `o` and the kernel path named `backend`; `warm` makes them
+ * read their weights into memory. Then roe_workers_opened collects their answers: info[r]
+ * receives rank r's report (info may be NULL); a rank that failed makes it fail with its
+ * message ("rank 2: ..."). Between the two the coordinator may do its own work (its warm-up)
+ * while the others open. */
 roe_status roe_workers_open(roe_comm *c, const char *model_dir, const struct roe_engine_opts *o,
-                            const char *backend, const struct roe_placement *pl, int warm,
-                            struct roe_rank_info *info);
+                            const char *backend, const struct roe_placement *pl, int warm);
+roe_status roe_workers_opened(roe_comm *c, struct roe_rank_info *info);
 
 /* Coordinator: tells every other rank to exit. */
 roe_status roe_workers_exit(roe_comm *c, int code);
