@@ -170,6 +170,9 @@ int roe_cmd_bench(int argc, char **argv) {
     cJSON_AddNumberToObject(root, "ranks", N);
     cJSON *rk = cJSON_AddArrayToObject(root, "rank_resident_bytes");
     for (int r = 0; r < N; r++) cJSON_AddItemToArray(rk, cJSON_CreateNumber((double)s.ranks[r].resident_bytes));
+    /* measured: checkpoint pages each rank touched, after warming (before the timed steps) */
+    cJSON *rm = cJSON_AddArrayToObject(root, "rank_mapped_resident_bytes");
+    for (int r = 0; r < N; r++) cJSON_AddItemToArray(rm, cJSON_CreateNumber((double)s.ranks[r].mapped_resident));
     cJSON_AddNumberToObject(root, "roe_k", K);
     cJSON_AddNumberToObject(root, "rows_computed_per_step", (double)rows_computed / gen_len);
     cJSON_AddNumberToObject(root, "rows_naive_per_step", (double)rows_naive / gen_len);

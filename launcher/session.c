@@ -90,6 +90,7 @@ int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_e
         if (st != ROE_OK) return roe_report(cmd, st);
     }
     if (s->warm) s->warmed_bytes = roe_model_warm(s->model); /* while the others warm theirs */
+    s->ranks[0].mapped_resident = roe_mapped_resident_bytes();
     if (N > 1) {
         st = roe_workers_opened(roe__world, s->ranks);
         if (st != ROE_OK) return roe_report(cmd, st);

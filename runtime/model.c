@@ -199,6 +199,17 @@ void roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl,
     m->held_bytes = m->dense_bytes + (size_t)m->held_experts * m->expert_bytes;
 }
 
+size_t roe_mapped_resident_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    size_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "RssFile: %zu kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024;
+}
+
 static double touch(const struct roe_mat *w) {
     if (!w->data) return 0.0;
     volatile unsigned char sink = 0;

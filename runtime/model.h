@@ -69,6 +69,10 @@ void roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl,
  * disk); returns the bytes touched. */
 double roe_model_warm(const struct roe_model *m);
 
+/* Bytes of mapped files resident in this process (RssFile of /proc/self/status: the
+ * checkpoint pages it has touched); 0 where the system does not say. */
+size_t roe_mapped_resident_bytes(void);
+
 /* Bytes of a matrix's data. */
 size_t roe_mat_bytes(const struct roe_mat *m);
 

@@ -66,6 +66,7 @@ roe_status roe_workers_opened(roe_comm *c, struct roe_rank_info *info) {
         st = roe_reply_unpack(buf.p + offs[r], lens[r], r, &arena, &rep);
         if (st == ROE_OK && info) {
             info[r].resident_bytes = rep->resident_bytes;
+            info[r].mapped_resident = rep->mapped_resident_bytes;
             snprintf(info[r].backend, sizeof info[r].backend, "%s", rep->backend);
         }
     }
@@ -144,6 +145,7 @@ static roe_status session_open(struct session *s, roe_comm *c, const Roe__Sessio
     ROE_TRY(roe_cluster_create(s->engine, &s->cl));
     if (o->warm) roe_model_warm(s->model);
     rep->resident_bytes = s->model->held_bytes;
+    rep->mapped_resident_bytes = roe_mapped_resident_bytes();
     rep->backend = (char *)got;
     ROE_LOG_INFO("worker", "rank %d: %s, %ld expert(s) held, %.1f MB resident, %s", me, o->model_dir,
                  s->model->held_experts, s->model->held_bytes / 1e6, got);

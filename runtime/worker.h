@@ -26,6 +26,7 @@
 /* What each rank reported when its session opened. */
 struct roe_rank_info {
     uint64_t resident_bytes; /* dense weights + its experts */
+    uint64_t mapped_resident; /* checkpoint pages it touched (measured; after warming) */
     char backend[32];
 };
 
