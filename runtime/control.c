@@ -153,7 +153,8 @@ roe_status roe_reply_collect(roe_comm *c, struct roe_msgbuf *buf, size_t *lens, 
 roe_status roe_reply_unpack(const uint8_t *p, size_t len, int rank, struct roe_arena *a,
                             Roe__Reply **out) {
     *out = NULL;
-    ROE_TRY(roe_arena_reserve(a, 2 * len + 65536));
+    /* decoded: the floats take what they took packed; the rest is small */
+    ROE_TRY(roe_arena_reserve(a, len + 65536));
     roe_arena_reset(a);
     Roe__Reply *m = roe__reply__unpack(&a->pa, len, p);
     if (!m)

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Expert-parallel benchmarks for docs/PERFORMANCE.md ("Expert parallelism"), all in one run:
+#   1. dispatch + combine (bench/ep_dispatch.c) for 1..4096 rows per rank, hidden 2048,
+#      top-8 of 64 experts, at 2 and 4 ranks, against raw MPI_Alltoallv of the same bytes;
+#   2. the same at 2 ranks with synthetic experts, overlap on versus off;
+#   3. decode tokens/s of the OLMoE-1B-7B-shaped random model at 1 and 2 ranks (batch 1 and
+#      2, overlap on and off), next to this machine's memory read bandwidth.
+#
+#   bench/expert_parallel.sh [BUILD_DIR] [MODEL_DIR] [OUT_DIR]
+#   defaults: build, .data/olmoe-1b7b-random (tools/make_random_checkpoint.py --out it), bench/out
+#
+# Runs nothing else heavy meanwhile: the machine's cores are the measurement.
+set -euo pipefail
+build=${1:-build}
+model=${2:-.data/olmoe-1b7b-random}
+out=${3:-bench/out}
+mkdir -p "$out"
+mpi=(mpirun --allow-run-as-root --oversubscribe)
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+log=$out/expert_parallel-$stamp.jsonl
+echo "# $(date -u) $(uname -n) $(nproc) cpus; $(lscpu | grep 'Model name' | sed 's/ \+/ /g')" | tee "$log"
+
+echo "== membw" >&2
+echo "{\"bench\": \"membw\", \"result\": $("$build/bench/membw" --json --mb 2048 --passes 5)}" | tee -a "$log"
+
+for n in 2 4; do
+    echo "== ep_dispatch, $n ranks" >&2
+    "${mpi[@]}" -np "$n" -x OMP_NUM_THREADS=1 "$build/bench/ep_dispatch" --json |
+        sed 's/^/{"bench": "ep_dispatch", "result": /; s/$/}/' | tee -a "$log"
+done
+echo "== ep_dispatch, 2 ranks, synthetic experts of 200 us, overlap on vs off" >&2
+"${mpi[@]}" -np 2 -x OMP_NUM_THREADS=1 "$build/bench/ep_dispatch" --json --max-rows 64 --compute 200 |
+    sed 's/^/{"bench": "ep_dispatch_overlap", "result": /; s/$/}/' | tee -a "$log"
+
+if [ -d "$model" ]; then
+    gen=32
+    for cfg in "1 1 1" "2 1 1" "2 1 0" "1 2 1" "2 2 1" "2 2 0"; do
+        read -r ranks batch overlap <<<"$cfg"
+        echo "== decode: $ranks rank(s), batch $batch, overlap $overlap" >&2
+        if [ "$ranks" = 1 ]; then
+            res=$(OMP_NUM_THREADS=$(nproc) "$build/roe" bench --model "$model" --batch "$batch" --gen-len $gen --json)
+        else
+            res=$(ROE_EP_OVERLAP=$overlap "${mpi[@]}" -np "$ranks" -x OMP_NUM_THREADS=1 -x ROE_EP_OVERLAP \
+                "$build/roe" bench --model "$model" --batch "$batch" --gen-len $gen --json)
+        fi
+        echo "{\"bench\": \"decode\", \"ranks\": $ranks, \"batch\": $batch, \"overlap\": $overlap, \"result\": $(echo "$res" | tr -d '\n\t')}" | tee -a "$log"
+    done
+else
+    echo "no model at $model: decode skipped (.venv/bin/python tools/make_random_checkpoint.py --out $model)" >&2
+fi
+echo "results: $log" >&2
