@@ -50,6 +50,9 @@ int roe_comm_rank(const roe_comm *c) { return c->rank; }
 int roe_comm_size(const roe_comm *c) { return c->size; }
 const char *roe_comm_transport(const roe_comm *c) { return c->ops->name; }
 double roe_comm_timeout(const roe_comm *c) { return c->timeout_s; }
+void roe_comm_set_timeout(roe_comm *c, double timeout_s) {
+    if (timeout_s > 0) c->timeout_s = timeout_s;
+}
 
 int roe_comm_failed(const roe_comm *c) { return c->failed; }
 void roe_comm_set_failed(roe_comm *c) { c->failed = 1; }

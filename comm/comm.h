@@ -69,6 +69,8 @@ int roe_comm_rank(const roe_comm *c);
 int roe_comm_size(const roe_comm *c);
 const char *roe_comm_transport(const roe_comm *c); /* "self", "mpi" */
 double roe_comm_timeout(const roe_comm *c);
+/* Changes the bound on waits from now on (> 0). */
+void roe_comm_set_timeout(roe_comm *c, double timeout_s);
 
 /* buf[count] from root to every rank. */
 roe_status roe_comm_bcast(roe_comm *c, void *buf, size_t count, roe_comm_dtype t, int root,
