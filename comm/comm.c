@@ -120,7 +120,8 @@ roe_status roe_comm_xfer_create(roe_comm *c, roe_comm_xfer **out) {
     ROE_TRY(c->ops->xfer_create(c, out));
     (*out)->sp = roe_malloc((size_t)c->size * sizeof *(*out)->sp);
     (*out)->rp = roe_malloc((size_t)c->size * sizeof *(*out)->rp);
-    if (!(*out)->sp || !(*out)->rp) {
+    (*out)->got = roe_calloc((size_t)c->size, sizeof *(*out)->got);
+    if (!(*out)->sp || !(*out)->rp || !(*out)->got) {
         roe_comm_xfer_free(*out);
         *out = NULL;
         return roe_fail(ROE_ERR_NOMEM, "rank %d: out of memory for a transfer", c->rank);
@@ -132,6 +133,7 @@ void roe_comm_xfer_free(roe_comm_xfer *x) {
     if (!x) return;
     roe_free(x->sp);
     roe_free(x->rp);
+    roe_free(x->got);
     x->comm->ops->xfer_free(x);
 }
 
@@ -154,6 +156,8 @@ roe_status roe_comm_alltoallv_start(roe_comm_xfer *x, const void *send, const si
 
 roe_status roe_comm_xfer_test(roe_comm_xfer *x, int *done) { return mark(x->comm, x->comm->ops->xfer_test(x, done)); }
 
+const size_t *roe_comm_xfer_received(const roe_comm_xfer *x) { return x->got; }
+
 roe_status roe_comm_xfer_wait(roe_comm_xfer *x) { return mark(x->comm, x->comm->ops->xfer_wait(x)); }
 
 roe_status roe_comm_alltoallv(roe_comm *c, const void *send, const size_t *scounts,
@@ -161,8 +165,8 @@ roe_status roe_comm_alltoallv(roe_comm *c, const void *send, const size_t *scoun
                               const size_t *rdispls, roe_comm_dtype t, const char *what) {
     roe_comm_xfer *x = NULL;
     if (c->size == 1) { /* no xfer object needed: one copy */
-        if (scounts[0] != rcounts[0])
-            return roe_fail(ROE_ERR_INVALID_ARG, "rank 0: alltoallv '%s': sends %zu elements to itself but expects %zu",
+        if (scounts[0] > rcounts[0])
+            return roe_fail(ROE_ERR_INVALID_ARG, "rank 0: alltoallv '%s': sends %zu elements to itself but accepts %zu",
                             what, scounts[0], rcounts[0]);
         const size_t es = roe_comm_dtype_size(t);
         if (scounts[0]) memmove((char *)recv + rdispls[0] * es, (const char *)send + sdispls[0] * es, scounts[0] * es);

@@ -93,7 +93,9 @@ roe_status roe_comm_allreduce(roe_comm *c, const void *in, void *out, size_t cou
 roe_status roe_comm_barrier(roe_comm *c, const char *what);
 
 /* All-to-all with variable counts: send + sdispls[p] (scounts[p] elements) goes to rank p,
- * arriving from rank p at recv + rdispls[p] (rcounts[p] elements). Arrays are [size]. */
+ * arriving from rank p at recv + rdispls[p]. rcounts[p] is the most accepted from p (a
+ * peer sending more is an error; less is fine: roe_comm_xfer_received says how many came).
+ * A zero rcounts[p] posts no receive from p, and p must send nothing. Arrays are [size]. */
 roe_status roe_comm_alltoallv(roe_comm *c, const void *send, const size_t *scounts,
                               const size_t *sdispls, void *recv, const size_t *rcounts,
                               const size_t *rdispls, roe_comm_dtype t, const char *what);
@@ -107,7 +109,8 @@ roe_status roe_comm_alltoallv_start(roe_comm_xfer *x, const void *send, const si
                                     const size_t *sdispls, void *recv, const size_t *rcounts,
                                     const size_t *rdispls, roe_comm_dtype t, const char *what);
 /* The same with one buffer per peer: send[p] (scounts[p] elements) goes to rank p, arriving
- * from rank p at recv[p] (rcounts[p] elements). Pointers of zero-count peers are not read. */
+ * from rank p at recv[p] (at most rcounts[p] elements). Pointers of zero-count peers are not
+ * read. Zero counts on one side make a send-only or receive-only exchange. */
 roe_status roe_comm_exchange_start(roe_comm_xfer *x, const void *const *send, const size_t *scounts,
                                    void *const *recv, const size_t *rcounts, roe_comm_dtype t,
                                    const char *what);
@@ -115,6 +118,8 @@ roe_status roe_comm_exchange_start(roe_comm_xfer *x, const void *const *send, co
 roe_status roe_comm_xfer_test(roe_comm_xfer *x, int *done);
 /* Bounded wait for completion. */
 roe_status roe_comm_xfer_wait(roe_comm_xfer *x);
+/* After completion: [size] elements that arrived from each peer. */
+const size_t *roe_comm_xfer_received(const roe_comm_xfer *x);
 
 /* A communicator whose operation failed (a peer died, timed out, or the ranks fell out of
  * step) is unusable: the job must end with roe_comm_abort. Every failing call marks it;

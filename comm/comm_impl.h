@@ -49,6 +49,7 @@ struct roe_comm_xfer {
     roe_comm *comm;
     const void **sp; /* [size] alltoallv's send pointers (comm.c allocates them) */
     void **rp;       /* [size] */
+    size_t *got;     /* [size] elements received from each peer (the transport fills it) */
 };
 
 /* Combines src into dst element-wise (dst = op(dst, src)); used by the transports. */

@@ -72,6 +72,8 @@ struct mpi_xfer {
     int *idx;
     MPI_Status *stats;
     int n;
+    int n_recv;      /* the first n_recv requests are receives */
+    MPI_Datatype dt;
     int pending;
     const char *what;
 };
@@ -209,8 +211,20 @@ static void abandon(MPI_Request *reqs, int n) {
 
 /* Polls reqs[n] (completed ones become MPI_REQUEST_NULL) until all complete, the deadline
  * passes, or one fails. */
+/* Records how much each completed receive (reqs[0..n_recv)) brought, in got[peer]. */
+static void note_received(const int *idx, MPI_Status *stats, int outcount, int n_recv, const int *peer,
+                          MPI_Datatype dt, size_t *got) {
+    for (int k = 0; got && k < outcount; k++) {
+        if (idx[k] >= n_recv) continue;
+        int cnt = 0;
+        MPI_Get_count(&stats[k], dt, &cnt);
+        got[peer[idx[k]]] = cnt > 0 ? (size_t)cnt : 0;
+    }
+}
+
 static roe_status wait_reqs(roe_comm *c, MPI_Request *reqs, const int *peer, int *idx,
-                            MPI_Status *stats, int n, const char *op, const char *what) {
+                            MPI_Status *stats, int n, const char *op, const char *what, int n_recv,
+                            MPI_Datatype dt, size_t *got) {
     struct mpi_impl *m = c->impl;
     const double t0 = now_s(), deadline = t0 + c->timeout_s;
     double last_progress = t0;
@@ -232,6 +246,7 @@ static roe_status wait_reqs(roe_comm *c, MPI_Request *reqs, const int *peer, int
             break;
         }
         if (outcount == MPI_UNDEFINED) break; /* every request is done */
+        note_received(idx, stats, outcount, n_recv, peer, dt, got);
         const double t = now_s();
         if (outcount > 0) {
             last_progress = t;
@@ -284,7 +299,7 @@ static roe_status mpi_bcast(roe_comm *c, void *buf, size_t count, roe_comm_dtype
         rc = MPI_Irecv(buf, (int)count, mpi_type(t), root, TAG_BCAST, m->comm, &m->reqs[n++]);
     }
     if (rc != MPI_SUCCESS) return mpi_error(c, rc, "bcast", what, m->peer[n - 1]);
-    return wait_reqs(c, m->reqs, m->peer, m->idx, m->stats, n, "bcast", what);
+    return wait_reqs(c, m->reqs, m->peer, m->idx, m->stats, n, "bcast", what, 0, MPI_BYTE, NULL);
 }
 
 static roe_status mpi_gatherv(roe_comm *c, const void *send, size_t count, void *recv,
@@ -311,7 +326,7 @@ static roe_status mpi_gatherv(roe_comm *c, const void *send, size_t count, void 
         rc = MPI_Isend(send, (int)count, mpi_type(t), root, TAG_GATHER, m->comm, &m->reqs[n++]);
     }
     if (rc != MPI_SUCCESS) return mpi_error(c, rc, "gather", what, m->peer[n - 1]);
-    return wait_reqs(c, m->reqs, m->peer, m->idx, m->stats, n, "gather", what);
+    return wait_reqs(c, m->reqs, m->peer, m->idx, m->stats, n, "gather", what, 0, MPI_BYTE, NULL);
 }
 
 static roe_status mpi_allreduce(roe_comm *c, const void *in, void *out, size_t count,
@@ -352,7 +367,7 @@ static roe_status mpi_barrier(roe_comm *c, const char *what) {
         rc = MPI_Isend(&b, 0, MPI_BYTE, 0, TAG_GATHER, m->comm, &m->reqs[n++]);
     }
     if (rc != MPI_SUCCESS) return mpi_error(c, rc, "barrier", what, m->peer[n - 1]);
-    ROE_TRY(wait_reqs(c, m->reqs, m->peer, m->idx, m->stats, n, "barrier", what));
+    ROE_TRY(wait_reqs(c, m->reqs, m->peer, m->idx, m->stats, n, "barrier", what, 0, MPI_BYTE, NULL));
     return mpi_bcast(c, &b, 1, ROE_COMM_BYTE, 0, what);
 }
 
@@ -399,8 +414,10 @@ static roe_status mpi_exchange_start(roe_comm_xfer *base, const void *const *sen
                         what, x->what);
     x->what = what;
     x->n = 0;
-    if (scounts[me] != rcounts[me])
-        return roe_fail(ROE_ERR_INVALID_ARG, "rank %d: alltoallv '%s': sends %zu elements to itself but expects %zu",
+    x->dt = mpi_type(t);
+    for (int p = 0; p < N; p++) base->got[p] = 0;
+    if (scounts[me] > rcounts[me])
+        return roe_fail(ROE_ERR_INVALID_ARG, "rank %d: alltoallv '%s': sends %zu elements to itself but accepts %zu",
                         me, what, scounts[me], rcounts[me]);
     for (int p = 0; p < N; p++) {
         ROE_TRY(count_ok(c, scounts[p], "alltoallv", what));
@@ -415,6 +432,7 @@ static roe_status mpi_exchange_start(roe_comm_xfer *base, const void *const *sen
         x->peer[x->n] = src;
         rc = MPI_Irecv(recv[src], (int)rcounts[src], mpi_type(t), src, TAG_A2A, m->comm, &x->reqs[x->n++]);
     }
+    x->n_recv = x->n;
     for (int p = 1; p < N && rc == MPI_SUCCESS; p++) {
         const int dst = (me + p) % N;
         if (!scounts[dst]) continue;
@@ -423,6 +441,7 @@ static roe_status mpi_exchange_start(roe_comm_xfer *base, const void *const *sen
     }
     if (rc != MPI_SUCCESS) return mpi_error(c, rc, "alltoallv", what, x->peer[x->n - 1]);
     if (scounts[me]) memmove(recv[me], send[me], scounts[me] * es);
+    base->got[me] = scounts[me];
     x->pending = x->n > 0;
     return ROE_OK;
 }
@@ -447,6 +466,7 @@ static roe_status mpi_xfer_test(roe_comm_xfer *base, int *done) {
         return mpi_error(c, code, "alltoallv", x->what, bad >= 0 ? x->peer[bad] : -1);
     }
     if (outcount == MPI_UNDEFINED) x->pending = 0;
+    else note_received(x->idx, x->stats, outcount, x->n_recv, x->peer, x->dt, base->got);
     *done = !x->pending;
     return ROE_OK;
 }
@@ -455,7 +475,8 @@ static roe_status mpi_xfer_wait(roe_comm_xfer *base) {
     struct mpi_xfer *x = (struct mpi_xfer *)base;
     if (!x->pending) return ROE_OK;
     x->pending = 0;
-    return wait_reqs(base->comm, x->reqs, x->peer, x->idx, x->stats, x->n, "alltoallv", x->what);
+    return wait_reqs(base->comm, x->reqs, x->peer, x->idx, x->stats, x->n, "alltoallv", x->what, x->n_recv, x->dt,
+                     base->got);
 }
 
 static _Noreturn void mpi_abort(roe_comm *c, int code) {

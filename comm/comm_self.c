@@ -44,10 +44,11 @@ static void self_xfer_free(roe_comm_xfer *x) { roe_free(x); }
 static roe_status self_exchange_start(roe_comm_xfer *x, const void *const *send, const size_t *scounts,
                                       void *const *recv, const size_t *rcounts, roe_comm_dtype t,
                                       const char *what) {
-    if (scounts[0] != rcounts[0])
-        return roe_fail(ROE_ERR_INVALID_ARG, "rank 0: alltoallv '%s': sends %zu elements to itself but expects %zu",
+    if (scounts[0] > rcounts[0])
+        return roe_fail(ROE_ERR_INVALID_ARG, "rank 0: alltoallv '%s': sends %zu elements to itself but accepts %zu",
                         what, scounts[0], rcounts[0]);
     if (scounts[0]) memmove(recv[0], send[0], scounts[0] * roe_comm_dtype_size(t));
+    x->got[0] = scounts[0];
     return ROE_OK;
 }
 

@@ -6,13 +6,16 @@
  * destination needs (nearly) a contiguous run of slots, and outputs are read where they
  * arrive (roe_ep_pair_out) instead of being scattered into `out`.
  *
+ * Latency: the counts and the pair indices travel in one header message per peer, received
+ * into a buffer large enough for any header (MPI reports the size that came), and the rows
+ * leave at the same time as the headers; a receiver posts its row receives once the headers
+ * have said how many rows come. Dispatch is thus one round trip, combine another.
+ *
  * Buffers (sizes fixed at creation; N ranks, R = max_slots, K = top_k, H = hidden,
- * RR / RP = max_recv_rows / max_recv_pairs, w = wire bytes per element):
- *   csend [N + E] int32       count message to destination d at d + base[d]: rows (or run
- *                             length), then pairs per local expert of d
- *   crecv [N (1 + E)] int32   the same from each source s at s (1 + X), X = my experts
- *   msend [R K] int32         row index of each pair, by destination (layout order)
- *   mrecv [RP] int32          the same from every source, by source
+ * RR / RP = max_recv_rows / max_recv_pairs, w = wire bytes per element, X = my experts):
+ *   hsend [N + E + R K] int32 header to each destination d: rows (or run length), pairs per
+ *                             local expert of d, then each pair's row index (none to itself)
+ *   hrecv [N, HC] int32       the header from each source, HC = 1 + E + max(RP, R K)
  *   sbuf  [R min(K,N) H] w    rows packed for destinations that need scattered slots
  *   rbuf  [RR H] w + 64 N     rows from every source, 64-byte aligned segments
  *   ret   [RP H] f32          outputs computed here for other ranks, by source
@@ -36,8 +39,9 @@ struct roe_ep {
     struct roe_ep_opts o;
     int N, me;
     size_t ws; /* wire bytes per element */
-    roe_comm_xfer *xa; /* counts, then pair indices */
-    roe_comm_xfer *xb; /* rows, then outputs */
+    roe_comm_xfer *xa; /* headers */
+    roe_comm_xfer *xb; /* rows out, then outputs */
+    roe_comm_xfer *xc; /* rows in */
     /* layout */
     struct roe_layout_send ls;
     int *ls_scratch;  /* [2N] */
@@ -49,23 +53,29 @@ struct roe_ep {
     int *src_rows;    /* [N] rows each source sends here */
     int *send_rows;   /* [N] rows this rank sends to each destination (run length or packed) */
     int *run_lo;      /* [N] first slot of the run sent to d, or -1: packed */
-    int *ret_off;     /* [N] where each source's pairs start in mrecv / ret */
+    int *ret_off;     /* [N] where each source's pairs start in ret */
     int *rrow_off;    /* [N] where each source's rows start in rrows (bf16 wire) */
     int *mine_off;    /* [N] where each destination's outputs start in retr (pairs) */
     int *l2g;         /* [E] local expert -> global id */
     /* messages */
-    int32_t *csend, *crecv, *msend, *mrecv;
+    int32_t *hsend, *hrecv;
+    size_t hcap;                    /* ints of one received header */
+    size_t *h_sc, *h_rc;            /* [N] */
+    const void **h_sp;              /* [N] */
+    void **h_rp;                    /* [N] */
+    void **nulls;                   /* [N] for one-sided exchanges */
+    size_t *zeros;                  /* [N] */
     unsigned char *sbuf, *rbuf, *retr;
     float *ret;
     uint16_t *ret16;
     float *xs, *rrows;
     size_t rbuf_cap;
-    size_t *cnt_s, *cnt_r;          /* [N] element counts of the current exchange */
+    size_t *cnt_s, *cnt_r;          /* [N] element counts of the combine */
     const void **ptr_s;             /* [N] */
     void **ptr_r;                   /* [N] */
-    size_t *m_sc, *m_rc, *p_sc, *p_rc; /* [N] indices / rows of the dispatch in flight */
-    const void **m_sp, **p_sp;      /* [N] */
-    void **m_rp, **p_rp;            /* [N] */
+    size_t *p_sc, *p_rc;            /* [N] bytes of the rows in flight */
+    const void **p_sp;              /* [N] */
+    void **p_rp;                    /* [N] */
     size_t *bytes_d, *bytes_c;      /* [N] bytes sent per peer by the last layer */
     const float **in;
     float **out;
@@ -113,13 +123,14 @@ void roe_ep_free(roe_ep *ep) {
     if (!ep) return;
     roe_comm_xfer_free(ep->xa);
     roe_comm_xfer_free(ep->xb);
+    roe_comm_xfer_free(ep->xc);
     void *small[] = {ep->ls.rows, ep->ls.pairs, ep->ls.row_off, ep->ls.pair_off, ep->ls.row_slot,
                      ep->ls.pair_id, ep->ls.pair_row, ep->ls.counts, ep->ls_scratch, ep->from,
                      ep->task_off, ep->task_src, ep->task_idx, ep->src_pairs, ep->src_rows,
                      ep->send_rows, ep->run_lo, ep->ret_off, ep->rrow_off, ep->mine_off, ep->l2g,
-                     ep->csend, ep->crecv, ep->msend, ep->mrecv, ep->cnt_s, ep->cnt_r, ep->ptr_s,
-                     ep->ptr_r, ep->m_sc, ep->m_rc, ep->p_sc, ep->p_rc, ep->m_sp, ep->p_sp, ep->m_rp,
-                     ep->p_rp, ep->bytes_d, ep->bytes_c, ep->in, ep->out, ep->pout, ep->now, ep->rest};
+                     ep->hsend, ep->hrecv, ep->h_sc, ep->h_rc, ep->h_sp, ep->h_rp, ep->nulls, ep->zeros,
+                     ep->cnt_s, ep->cnt_r, ep->ptr_s, ep->ptr_r, ep->p_sc, ep->p_rc, ep->p_sp, ep->p_rp,
+                     ep->bytes_d, ep->bytes_c, ep->in, ep->out, ep->pout, ep->now, ep->rest};
     for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) roe_free(small[i]);
     void *big[] = {ep->sbuf, ep->rbuf, ep->retr, ep->ret, ep->ret16, ep->xs, ep->rrows};
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) roe_free_aligned(big[i]);
@@ -157,6 +168,7 @@ roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **o
     const size_t KN = K < N ? K : N, entries = R * K + RP + 1;
     roe_status st = roe_comm_xfer_create(comm, &ep->xa);
     if (st == ROE_OK) st = roe_comm_xfer_create(comm, &ep->xb);
+    if (st == ROE_OK) st = roe_comm_xfer_create(comm, &ep->xc);
     if (st != ROE_OK) {
         roe_ep_free(ep);
         return st;
@@ -179,18 +191,18 @@ roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **o
     int **perN[] = {&ep->src_pairs, &ep->src_rows, &ep->send_rows, &ep->run_lo, &ep->ret_off, &ep->rrow_off, &ep->mine_off};
     for (size_t i = 0; i < sizeof perN / sizeof perN[0]; i++) A(*perN[i], N);
     A(ep->l2g, E);
-    A(ep->csend, N + E);
-    A(ep->crecv, N * (1 + E));
-    A(ep->msend, R * K + 1);
-    A(ep->mrecv, RP + 1);
-    size_t **sz[] = {&ep->cnt_s, &ep->cnt_r, &ep->m_sc, &ep->m_rc, &ep->p_sc, &ep->p_rc, &ep->bytes_d, &ep->bytes_c};
+    ep->hcap = 1 + E + (RP > R * K ? RP : R * K);
+    A(ep->hsend, N + E + R * K);
+    A(ep->hrecv, N * ep->hcap);
+    size_t **sz[] = {&ep->h_sc, &ep->h_rc, &ep->cnt_s, &ep->cnt_r, &ep->p_sc, &ep->p_rc, &ep->bytes_d, &ep->bytes_c};
     for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) A(*sz[i], N);
+    A(ep->h_sp, N);
+    A(ep->h_rp, N);
     A(ep->ptr_s, N);
     A(ep->ptr_r, N);
-    A(ep->m_sp, N);
     A(ep->p_sp, N);
-    A(ep->m_rp, N);
     A(ep->p_rp, N);
+    ok = ok && (ep->nulls = roe_calloc(N, sizeof *ep->nulls)) && (ep->zeros = roe_calloc(N, sizeof *ep->zeros));
     A(ep->in, entries);
     A(ep->out, entries);
     A(ep->pout, R * K + 1);
@@ -245,7 +257,7 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
     if (n_slots < 0 || n_slots > ep->o.max_slots)
         return roe_fail(ROE_ERR_INVALID_ARG, "rank %d: %s: %d slots, the exchange holds %d", me, what, n_slots,
                         ep->o.max_slots);
-    snprintf(ep->what[0], sizeof ep->what[0], "moe counts, %s", what);
+    snprintf(ep->what[0], sizeof ep->what[0], "moe header, %s", what);
     snprintf(ep->what[1], sizeof ep->what[1], "moe dispatch, %s", what);
     snprintf(ep->what[2], sizeof ep->what[2], "moe combine, %s", what);
     ep->map = map;
@@ -267,30 +279,75 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
             ep->send_rows[d] = hi - lo + 1;
         }
     }
-    /* count exchange */
+    /* headers out: rows (or the run's length), pairs per local expert, the pairs' rows */
     const int X = map->n_local[me];
+    size_t ho = 0;
     for (int d = 0; d < N; d++) {
-        const int off = d + map->base[d];
-        ep->csend[off] = ep->send_rows[d];
-        memcpy(ep->csend + off + 1, ep->ls.counts + map->base[d], (size_t)map->n_local[d] * sizeof(int32_t));
-        ep->cnt_s[d] = 1 + (size_t)map->n_local[d];
-        ep->cnt_r[d] = 1 + (size_t)X;
-        ep->ptr_s[d] = ep->csend + off;
-        ep->ptr_r[d] = ep->crecv + (size_t)d * (1 + X);
-        if (d != me) ep->stats.count_bytes += 4.0 * (double)ep->cnt_s[d];
+        int32_t *h = ep->hsend + ho;
+        const int np = d == me ? 0 : ep->ls.pairs[d], lo = ep->run_lo[d];
+        h[0] = ep->send_rows[d];
+        memcpy(h + 1, ep->ls.counts + map->base[d], (size_t)map->n_local[d] * sizeof(int32_t));
+        int32_t *idx = h + 1 + map->n_local[d];
+        for (int i = 0; i < np; i++) {
+            const int r = ep->ls.pair_row[ep->ls.pair_off[d] + i];
+            idx[i] = lo >= 0 ? ep->ls.row_slot[ep->ls.row_off[d] + r] - lo : r;
+        }
+        ep->h_sp[d] = h;
+        ep->h_sc[d] = 1 + (size_t)map->n_local[d] + (size_t)np;
+        ep->h_rp[d] = ep->hrecv + (size_t)d * ep->hcap;
+        ep->h_rc[d] = ep->hcap;
+        ho += ep->h_sc[d];
+        ep->bytes_d[d] = ep->bytes_c[d] = 0;
+        if (d != me) {
+            ep->stats.count_bytes += 4.0 * (1 + map->n_local[d]);
+            ep->stats.dispatch_bytes += 4.0 * np;
+            ep->bytes_d[d] = 4 * ep->h_sc[d];
+        }
     }
-    ROE_TRY(roe_comm_exchange_start(ep->xa, (const void *const *)ep->ptr_s, ep->cnt_s, ep->ptr_r, ep->cnt_r,
-                                    ROE_COMM_I32, ep->what[0]));
+    ROE_TRY(roe_comm_exchange_start(ep->xa, ep->h_sp, ep->h_sc, ep->h_rp, ep->h_rc, ROE_COMM_I32, ep->what[0]));
+    /* rows out, at the same time: they need nothing from the other ranks */
+    if (N > 1) {
+        size_t so = 0;
+        int mp = 0;
+        for (int d = 0; d < N; d++) {
+            ep->p_sc[d] = 0;
+            ep->mine_off[d] = mp;
+            const int np = ep->ls.pairs[d], nr = ep->ls.rows[d], lo = ep->run_lo[d];
+            if (d == me || !np) continue;
+            if (lo >= 0) ep->p_sp[d] = x + (size_t)lo * H;
+            else {
+                unsigned char *rows = ep->sbuf + so;
+                for (int i = 0; i < nr; i++) {
+                    const float *src = x + (size_t)ep->ls.row_slot[ep->ls.row_off[d] + i] * H;
+                    if (ep->ws == 4) memcpy(rows + (size_t)i * H * 4, src, (size_t)H * 4);
+                    else narrow(src, (uint16_t *)(rows + (size_t)i * H * 2), (size_t)H);
+                }
+                ep->p_sp[d] = rows;
+                so += (size_t)nr * H * ep->ws;
+            }
+            ep->p_sc[d] = (size_t)ep->send_rows[d] * H * ep->ws;
+            ep->bytes_d[d] += ep->p_sc[d];
+            ep->stats.dispatch_bytes += (double)ep->p_sc[d];
+            mp += np;
+        }
+        ep->stats.sent_pairs = mp;
+        ROE_TRY(roe_comm_exchange_start(ep->xb, ep->p_sp, ep->p_sc, ep->nulls, ep->zeros, ROE_COMM_BYTE, ep->what[1]));
+    }
+    /* headers in */
     ROE_TRY(roe_comm_xfer_wait(ep->xa));
+    const size_t *got = roe_comm_xfer_received(ep->xa);
     long recv_rows = 0, recv_pairs = 0;
     for (int s = 0; s < N; s++) {
-        const int32_t *m = ep->crecv + (size_t)s * (1 + X);
+        const int32_t *m = ep->hrecv + (size_t)s * ep->hcap;
         int pairs = 0;
         for (int xi = 0; xi < X; xi++) {
             ep->from[s * X + xi] = m[1 + xi];
             pairs += m[1 + xi] > 0 ? m[1 + xi] : 0;
         }
         if (s != me) {
+            if (got[s] < 1 + (size_t)X || (size_t)pairs != got[s] - 1 - (size_t)X)
+                return roe_fail(ROE_ERR_COMM, "rank %d: %s: rank %d sent a header of %zu ints, expected 1 + %d + its pairs",
+                                me, ep->what[0], s, got[s], X);
             ROE_TRY(check_counts(ep, s, m[0], pairs, m + 1, X));
             recv_rows += m[0];
             recv_pairs += pairs;
@@ -306,59 +363,27 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
     for (int e = 0; e < map->n_experts; e++)
         if (map->owner[e] == me) ep->l2g[map->local[e]] = e;
 
-    /* start the pair indices and the rows, together */
+    /* rows in, now that their sizes are known */
     if (N > 1) {
-        size_t so = 0, ro = 0;
-        int rp = 0, rr = 0, mp = 0;
-        for (int d = 0; d < N; d++) {
-            ep->m_sc[d] = ep->m_rc[d] = ep->p_sc[d] = ep->p_rc[d] = 0;
-            ep->bytes_d[d] = ep->bytes_c[d] = 0;
-            ep->mine_off[d] = mp;
-            ep->ret_off[d] = rp;
-            ep->rrow_off[d] = rr;
-            if (d == me) continue;
-            const int np = ep->ls.pairs[d], nr = ep->ls.rows[d], lo = ep->run_lo[d];
-            if (np) {
-                int32_t *idx = ep->msend + ep->ls.pair_off[d];
-                for (int i = 0; i < np; i++) {
-                    const int r = ep->ls.pair_row[ep->ls.pair_off[d] + i];
-                    idx[i] = lo >= 0 ? ep->ls.row_slot[ep->ls.row_off[d] + r] - lo : r;
-                }
-                ep->m_sp[d] = idx;
-                ep->m_sc[d] = (size_t)np;
-                if (lo >= 0) ep->p_sp[d] = x + (size_t)lo * H;
-                else {
-                    unsigned char *rows = ep->sbuf + so;
-                    for (int i = 0; i < nr; i++) {
-                        const float *src = x + (size_t)ep->ls.row_slot[ep->ls.row_off[d] + i] * H;
-                        if (ep->ws == 4) memcpy(rows + (size_t)i * H * 4, src, (size_t)H * 4);
-                        else narrow(src, (uint16_t *)(rows + (size_t)i * H * 2), (size_t)H);
-                    }
-                    ep->p_sp[d] = rows;
-                    so += (size_t)nr * H * ep->ws;
-                }
-                ep->p_sc[d] = (size_t)ep->send_rows[d] * H * ep->ws;
-                ep->bytes_d[d] = 4 * ep->m_sc[d] + ep->p_sc[d];
-                ep->stats.dispatch_bytes += (double)ep->bytes_d[d];
-                mp += np;
-            }
-            if (ep->src_pairs[d]) {
-                ep->m_rp[d] = ep->mrecv + rp;
-                ep->m_rc[d] = (size_t)ep->src_pairs[d];
-                ep->p_rp[d] = ep->rbuf + ro;
-                ep->p_rc[d] = (size_t)ep->src_rows[d] * H * ep->ws;
-                ro += align_up(ep->p_rc[d]);
-                rp += ep->src_pairs[d];
-                rr += ep->src_rows[d];
-            }
+        size_t ro = 0;
+        int rp = 0, rr = 0;
+        for (int s = 0; s < N; s++) {
+            ep->p_rc[s] = 0;
+            ep->ret_off[s] = rp;
+            ep->rrow_off[s] = rr;
+            if (s == me || !ep->src_pairs[s]) continue;
+            ep->p_rp[s] = ep->rbuf + ro;
+            ep->p_rc[s] = (size_t)ep->src_rows[s] * H * ep->ws;
+            ro += align_up(ep->p_rc[s]);
+            rp += ep->src_pairs[s];
+            rr += ep->src_rows[s];
         }
-        ep->stats.sent_pairs = mp;
         ep->stats.remote_pairs = rp;
         if (ro > ep->rbuf_cap) /* the bounds checked above make this impossible */
             return roe_fail(ROE_ERR_INTERNAL, "rank %d: %s: %zu bytes exceed the receive buffer of %zu", me,
                             ep->what[1], ro, ep->rbuf_cap);
-        ROE_TRY(roe_comm_exchange_start(ep->xa, ep->m_sp, ep->m_sc, ep->m_rp, ep->m_rc, ROE_COMM_I32, ep->what[1]));
-        ROE_TRY(roe_comm_exchange_start(ep->xb, ep->p_sp, ep->p_sc, ep->p_rp, ep->p_rc, ROE_COMM_BYTE, ep->what[1]));
+        ROE_TRY(roe_comm_exchange_start(ep->xc, (const void *const *)ep->nulls, ep->zeros, ep->p_rp, ep->p_rc,
+                                        ROE_COMM_BYTE, ep->what[1]));
     }
     ep->phase = 1;
 
@@ -415,8 +440,8 @@ void roe_ep_last_bytes(const roe_ep *ep, size_t *dispatch, size_t *combine) {
 roe_status roe_ep_progress(roe_ep *ep) {
     int done = 1;
     if (ep->N > 1 && ep->phase == 1) {
-        ROE_TRY(roe_comm_xfer_test(ep->xa, &done));
         ROE_TRY(roe_comm_xfer_test(ep->xb, &done));
+        ROE_TRY(roe_comm_xfer_test(ep->xc, &done));
     }
     return ROE_OK;
 }
@@ -426,7 +451,7 @@ roe_status roe_ep_wait(roe_ep *ep) {
     if (ep->phase != 1)
         return roe_fail(ROE_ERR_INTERNAL, "rank %d: dispatch wait without a dispatch in flight", me);
     if (N > 1) {
-        ROE_TRY(roe_comm_xfer_wait(ep->xa));
+        ROE_TRY(roe_comm_xfer_wait(ep->xc));
         ROE_TRY(roe_comm_xfer_wait(ep->xb));
     }
     ep->phase = 2;
@@ -441,7 +466,7 @@ roe_status roe_ep_wait(roe_ep *ep) {
         for (int i = tk->first; i < tk->first + tk->n; i++) {
             const int s = ep->task_src[i];
             if (s == me) continue;
-            const int32_t row = ep->mrecv[ep->ret_off[s] + ep->task_idx[i]];
+            const int32_t row = ep->hrecv[(size_t)s * ep->hcap + 1 + (size_t)ep->map->n_local[me] + (size_t)ep->task_idx[i]];
             if (row < 0 || row >= ep->src_rows[s])
                 return roe_fail(ROE_ERR_COMM, "rank %d: %s: rank %d sent pair %d for row %d of its %d rows", me,
                                 ep->what[1], s, ep->task_idx[i], row, ep->src_rows[s]);

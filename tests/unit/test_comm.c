@@ -40,9 +40,11 @@ TEST(self_transport) {
     ASSERT_OK(roe_comm_alltoallv(c, a, sc, sd, r, rc, rd, ROE_COMM_I32, "t"));
     ASSERT_EQ_INT(r[0], 2);
     ASSERT_EQ_INT(r[1], 3);
-    rc[0] = 1;
+    rc[0] = 1; /* receive counts are capacities: less is fine, more is an error */
     ASSERT_FAILS_WITH(roe_comm_alltoallv(c, a, sc, sd, r, rc, rd, ROE_COMM_I32, "mismatch"), ROE_ERR_INVALID_ARG,
-                      "expects 1");
+                      "sends 2 elements to itself but accepts 1");
+    rc[0] = 5;
+    ASSERT_OK(roe_comm_alltoallv(c, a, sc, sd, r, rc, rd, ROE_COMM_I32, "capacity"));
     ASSERT_FAILS_WITH(roe_comm_bcast(c, a, 3, ROE_COMM_I32, 1, "bad root"), ROE_ERR_INVALID_ARG, "root 1");
     roe_comm_xfer *xf = NULL;
     ASSERT_OK(roe_comm_xfer_create(c, &xf));
