@@ -13,9 +13,11 @@
  * is two MPI_Alltoallv calls (rows out, outputs back) moving exactly the per-peer bytes the
  * exchange moved, from ready-packed buffers.
  *
- * --compute US adds a synthetic expert costing US microseconds per local expert task
- * (a spin), and measures the layer with overlap on and off: what overlapping the transfer
- * with the experts fed by local rows buys.
+ * --compute US adds a synthetic expert costing US microseconds per expert task (a spin), and
+ * measures the whole layer with overlap on and off: what computing the experts fed only by
+ * local rows while the other rows travel buys. --skew US makes rank 0 reach the layer US
+ * microseconds late (as when its attention has more rows): the others can use the wait.
+ * In these modes the time columns are the layer's (experts included), not the exchange's.
  *
  * Prints one line per size and, with --json, one JSON object per size. Times are the
  * median over iterations of the slowest rank.
@@ -51,10 +53,12 @@ static void spin(double us) {
     }
 }
 
+static roe_comm *roe__bench_comm;
+
 struct cfg {
     int hidden, top_k, experts, max_rows, json;
     roe_ep_wire wire;
-    double compute_us;
+    double compute_us, skew_us;
 };
 
 /* One layer's exchange; returns (dispatch, combine) seconds. */
@@ -62,6 +66,7 @@ static roe_status layer(roe_ep *ep, const struct roe_layout_map *map, const floa
                         const int32_t *sel, float *out, const struct cfg *c, double *t_disp, double *t_comb) {
     const int H = c->hidden;
     const double t0 = roe_now_s();
+    if (c->skew_us > 0 && roe_comm_rank(roe__bench_comm) == 0) spin(c->skew_us);
     roe_status st = roe_ep_begin(ep, map, x, rows, sel, NULL, out, "bench");
     if (st != ROE_OK) return st;
     double busy = 0;
@@ -88,7 +93,7 @@ static roe_status layer(roe_ep *ep, const struct roe_layout_map *map, const floa
     if ((st = roe_ep_combine(ep)) != ROE_OK) return st;
     const double t2 = roe_now_s();
     /* with --compute the experts are part of the layer; without, only the exchange counts */
-    *t_disp = c->compute_us > 0 ? t1 - t0 : t1 - t0 - busy;
+    *t_disp = c->compute_us > 0 || c->skew_us > 0 ? t1 - t0 : t1 - t0 - busy;
     *t_comb = t2 - t1;
     return ROE_OK;
 }
@@ -120,11 +125,17 @@ static int run(const struct cfg *c, roe_comm *comm) {
     int *rc_c = malloc((size_t)N * sizeof(int)), *rd_c = malloc((size_t)N * sizeof(int));
     int *mine = malloc(2 * (size_t)N * sizeof(int)), *theirs = malloc(2 * (size_t)N * sizeof(int));
     size_t *bd = malloc((size_t)N * sizeof *bd), *bc = malloc((size_t)N * sizeof *bc);
-    if (me == 0 && !c->json)
-        printf("# ranks %d, hidden %d, top-%d of %d experts, wire %s%s\n"
-               "# rows/rank  exchange_us  raw_us  ratio(raw/ours)  MB/rank  ours_GB/s  raw_GB/s%s\n",
-               N, H, K, E, roe_ep_wire_name(c->wire), c->compute_us > 0 ? ", synthetic experts" : "",
-               c->compute_us > 0 ? "  no_overlap_us  overlap_gain" : "");
+    const int layer_mode = c->compute_us > 0 || c->skew_us > 0;
+    if (me == 0 && !c->json) {
+        if (layer_mode)
+            printf("# ranks %d, hidden %d, top-%d of %d experts, wire %s, experts of %.0f us, rank 0 late by %.0f us\n"
+                   "# rows/rank  layer_us(overlap)  layer_us(no overlap)  gain\n",
+                   N, H, K, E, roe_ep_wire_name(c->wire), c->compute_us, c->skew_us);
+        else
+            printf("# ranks %d, hidden %d, top-%d of %d experts, wire %s\n"
+                   "# rows/rank  exchange_us  raw_us  ratio(raw/ours)  MB/rank  ours_GB/s  raw_GB/s\n",
+                   N, H, K, E, roe_ep_wire_name(c->wire));
+    }
     for (int rows = 1; rows <= R; rows *= 2) {
         for (int j = 0; j < rows; j++)
             for (int k = 0; k < K; k++) {
@@ -158,7 +169,7 @@ static int run(const struct cfg *c, roe_comm *comm) {
         roe_ep *ep = NULL, *ep_no = NULL;
         if (roe_ep_create(comm, &eo, &ep) != ROE_OK) goto fail;
         eo.overlap = 0;
-        if (c->compute_us > 0 && roe_ep_create(comm, &eo, &ep_no) != ROE_OK) goto fail;
+        if ((c->compute_us > 0 || c->skew_us > 0) && roe_ep_create(comm, &eo, &ep_no) != ROE_OK) goto fail;
         const double budget = 0.6; /* seconds of timed iterations per size */
         int iters = 0;
         enum { MAXIT = 200 };
@@ -236,23 +247,22 @@ static int run(const struct cfg *c, roe_comm *comm) {
         (void)scratch_t;
         if (me == 0) {
             const double mb = bmax / 1e6;
-            if (c->json)
+            if (layer_mode && c->json)
+                printf("{\"ranks\": %d, \"rows_per_rank\": %d, \"hidden\": %d, \"top_k\": %d, \"experts\": %d, "
+                       "\"compute_us_per_task\": %.1f, \"skew_us\": %.1f, \"layer_us_overlap\": %.2f, "
+                       "\"layer_us_no_overlap\": %.2f, \"overlap_gain\": %.3f, \"iters\": %d}\n",
+                       N, rows, H, K, E, c->compute_us, c->skew_us, vmax[0] * 1e6, vmax[2] * 1e6, vmax[2] / vmax[0], iters);
+            else if (layer_mode)
+                printf("%10d  %17.1f  %20.1f  %5.3f\n", rows, vmax[0] * 1e6, vmax[2] * 1e6, vmax[2] / vmax[0]);
+            else if (c->json)
                 printf("{\"ranks\": %d, \"rows_per_rank\": %d, \"hidden\": %d, \"top_k\": %d, \"experts\": %d, "
                        "\"wire\": \"%s\", \"exchange_us\": %.2f, \"raw_alltoallv_us\": %.2f, \"ratio_raw_over_ours\": %.3f, "
-                       "\"mb_sent_per_rank\": %.3f, \"ours_gbs\": %.3f, \"raw_gbs\": %.3f, \"iters\": %d%s",
+                       "\"mb_sent_per_rank\": %.3f, \"ours_gbs\": %.3f, \"raw_gbs\": %.3f, \"iters\": %d}\n",
                        N, rows, H, K, E, roe_ep_wire_name(c->wire), vmax[0] * 1e6, vmax[1] * 1e6, vmax[1] / vmax[0], mb,
-                       bmax / vmax[0] / 1e9, bmax / vmax[1] / 1e9, iters, c->compute_us > 0 ? "" : "}\n");
+                       bmax / vmax[0] / 1e9, bmax / vmax[1] / 1e9, iters);
             else
-                printf("%10d  %11.1f  %6.1f  %15.3f  %7.3f  %9.3f  %8.3f", rows, vmax[0] * 1e6, vmax[1] * 1e6,
+                printf("%10d  %11.1f  %6.1f  %15.3f  %7.3f  %9.3f  %8.3f\n", rows, vmax[0] * 1e6, vmax[1] * 1e6,
                        vmax[1] / vmax[0], mb, bmax / vmax[0] / 1e9, bmax / vmax[1] / 1e9);
-            if (c->compute_us > 0) {
-                if (c->json)
-                    printf(", \"compute_us_per_task\": %.1f, \"no_overlap_us\": %.2f, \"overlap_gain\": %.3f}\n",
-                           c->compute_us, vmax[2] * 1e6, vmax[2] / vmax[0]);
-                else
-                    printf("  %13.1f  %12.3f", vmax[2] * 1e6, vmax[2] / vmax[0]);
-            }
-            if (!c->json) printf("\n");
             fflush(stdout);
         }
         roe_ep_free(ep);
@@ -283,6 +293,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--experts")) c.experts = atoi(v), i++;
         else if (!strcmp(a, "--max-rows")) c.max_rows = atoi(v), i++;
         else if (!strcmp(a, "--compute")) c.compute_us = atof(v), i++;
+        else if (!strcmp(a, "--skew")) c.skew_us = atof(v), i++;
         else if (!strcmp(a, "--wire")) c.wire = !strcmp(v, "bf16") ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32, i++;
         else if (!strcmp(a, "--json")) c.json = 1;
         else {
@@ -294,6 +305,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ep_dispatch: bad sizes\n");
         roe_comm_abort(comm, 2);
     }
+    roe__bench_comm = comm;
     int rc = run(&c, comm);
     if (rc) roe_comm_abort(comm, rc);
     roe_comm_free(comm);

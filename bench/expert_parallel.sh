@@ -2,9 +2,11 @@
 # Expert-parallel benchmarks for docs/PERFORMANCE.md ("Expert parallelism"), all in one run:
 #   1. dispatch + combine (bench/ep_dispatch.c) for 1..4096 rows per rank, hidden 2048,
 #      top-8 of 64 experts, at 2 and 4 ranks, against raw MPI_Alltoallv of the same bytes;
-#   2. the same at 2 ranks with synthetic experts, overlap on versus off;
-#   3. decode tokens/s of the OLMoE-1B-7B-shaped random model at 1 and 2 ranks (batch 1 and
-#      2, overlap on and off), next to this machine's memory read bandwidth.
+#   2. a layer at 2 ranks with synthetic experts, rank 0 arriving late (its attention had
+#      more rows), overlap on versus off;
+#   3. decode tokens/s of the OLMoE-1B-7B-shaped random model at 1 and 2 ranks (batch 1, 2
+#      and 3 -- 3 puts two sequences on rank 0 --, overlap on and off), next to this
+#      machine's memory read bandwidth.
 #
 #   bench/expert_parallel.sh [BUILD_DIR] [MODEL_DIR] [OUT_DIR]
 #   defaults: build, .data/olmoe-1b7b-random (tools/make_random_checkpoint.py --out it), bench/out
@@ -28,13 +30,13 @@ for n in 2 4; do
     "${mpi[@]}" -np "$n" -x OMP_NUM_THREADS=1 "$build/bench/ep_dispatch" --json |
         sed 's/^/{"bench": "ep_dispatch", "result": /; s/$/}/' | tee -a "$log"
 done
-echo "== ep_dispatch, 2 ranks, synthetic experts of 200 us, overlap on vs off" >&2
-"${mpi[@]}" -np 2 -x OMP_NUM_THREADS=1 "$build/bench/ep_dispatch" --json --max-rows 64 --compute 200 |
+echo "== ep_dispatch, 2 ranks, experts of 100 us, rank 0 late by 1 ms, overlap on vs off" >&2
+"${mpi[@]}" -np 2 -x OMP_NUM_THREADS=1 "$build/bench/ep_dispatch" --json --max-rows 16 --compute 100 --skew 1000 |
     sed 's/^/{"bench": "ep_dispatch_overlap", "result": /; s/$/}/' | tee -a "$log"
 
 if [ -d "$model" ]; then
     gen=32
-    for cfg in "1 1 1" "2 1 1" "2 1 0" "1 2 1" "2 2 1" "2 2 0"; do
+    for cfg in "1 1 1" "2 1 1" "2 1 0" "1 2 1" "2 2 1" "2 2 0" "1 3 1" "2 3 1" "2 3 0"; do
         read -r ranks batch overlap <<<"$cfg"
         echo "== decode: $ranks rank(s), batch $batch, overlap $overlap" >&2
         if [ "$ranks" = 1 ]; then
