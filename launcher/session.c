@@ -71,6 +71,8 @@ int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_e
         fprintf(stderr, "roe %s: ROE_EP_WIRE='%s' is not f32 or bf16\n", cmd, wire);
         return 1;
     }
+    struct roe_engine_opts shared = opts; /* for the other ranks: the thread count as the user gave it */
+    if (opts.n_threads == 0) opts.n_threads = roe_env_default_threads();
     opts.comm = roe__world;
     opts.placement = s->placement;
     opts.wire = wire && strcmp(wire, "bf16") == 0 ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32;
@@ -86,7 +88,9 @@ int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_e
         /* every rank opens the same directory: give them an absolute path */
         char abs[PATH_MAX];
         const char *dir = realpath(s->model_dir, abs) ? abs : s->model_dir;
-        st = roe_workers_open(roe__world, dir, &opts, roe_engine_backend_name(s->engine), s->placement, s->warm);
+        shared.wire = opts.wire;
+        shared.no_overlap = opts.no_overlap;
+        st = roe_workers_open(roe__world, dir, &shared, roe_engine_backend_name(s->engine), s->placement, s->warm);
         if (st != ROE_OK) return roe_report(cmd, st);
     }
     if (s->warm) s->warmed_bytes = roe_model_warm(s->model); /* while the others warm theirs */

@@ -2,7 +2,9 @@
  * cluster.h — engine steps across ranks (DESIGN.md "One step, as data").
  *
  * Data-parallel attention, expert-parallel MoE: every sequence slot has a home rank that
- * holds its KV cache and runs all of its rows (its RoE samples too). One step:
+ * holds its KV cache and runs all of its rows (its RoE samples too). (Every rank's engine
+ * allocates the cache of every slot, but only the home rank writes a slot's part, and the
+ * untouched pages of a large allocation take no memory.) One step:
  *   coordinator (rank 0)  validates the rows of every rank against the cache contract
  *                         (engine.h), then broadcasts them as a StepPlan (control.h),
  *                         with the bindings (home, seed, roster) of sequences that changed

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *roe_env_model_dir(void) {
     const char *v = getenv("ROE_MODEL");
@@ -43,6 +44,14 @@ int roe_env_launched_by_mpirun(void) {
 int roe_env_local_rank(void) {
     const char *v = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
     return v ? atoi(v) : 0;
+}
+
+int roe_env_default_threads(void) {
+    const char *omp = getenv("OMP_NUM_THREADS");
+    const int local = roe_env_local_size();
+    if ((omp && *omp) || local <= 1) return 0;
+    const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > local ? (int)(cpus / local) : 1;
 }
 
 int roe_env_local_size(void) {

@@ -38,6 +38,10 @@ int roe_env_comm(void);
 int roe_env_launched_by_mpirun(void);    /* 1 if Open MPI / PMIx started this process */
 int roe_env_local_rank(void);            /* OMPI_COMM_WORLD_LOCAL_RANK, 0 if unset */
 int roe_env_local_size(void);            /* OMPI_COMM_WORLD_LOCAL_SIZE, 1 if unset */
+/* Threads per rank when neither a flag nor OMP_NUM_THREADS says: with several ranks on this
+ * node, the online CPUs divided among them (at least 1), so ranks do not oversubscribe the
+ * cores; 0 (OpenMP's default) otherwise. */
+int roe_env_default_threads(void);
 double roe_env_comm_timeout_s(void);     /* 60 if unset; <= 0 if malformed */
 const char *roe_env_placement(void);     /* NULL if unset */
 const char *roe_env_home_policy(void);   /* NULL if unset */

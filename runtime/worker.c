@@ -7,6 +7,7 @@
 #include "alloc.h"
 #include "cluster.h"
 #include "control.h"
+#include "env.h"
 #include "log.h"
 #include "model.h"
 
@@ -128,7 +129,7 @@ static roe_status session_open(struct session *s, roe_comm *c, const Roe__Sessio
     eo.max_seqs = (int)o->max_seqs;
     eo.max_ctx = (int)o->max_ctx;
     eo.max_rows = (int)o->max_rows;
-    eo.n_threads = o->n_threads;
+    eo.n_threads = o->n_threads > 0 ? o->n_threads : roe_env_default_threads();
     eo.isa = o->isa <= ROE_CPU_ISA_AVX512 ? (roe_cpu_isa)o->isa : ROE_CPU_ISA_AUTO;
     eo.no_dedup = o->no_dedup;
     eo.comm = c;
