@@ -171,22 +171,25 @@ roe_status roe_cluster_create(roe_engine *e, roe_cluster **out) {
     return ROE_OK;
 }
 
-void roe_cluster_plan_homes(const roe_cluster *cl, roe_home_policy policy, const double *cost,
-                            int n, int *home) {
-    const int N = cl->N;
+void roe_plan_homes(roe_home_policy policy, int N, const double *cost, int n, int *home, double *load) {
     for (int i = 0; i < n; i++) home[i] = policy == ROE_HOME_ROUND_ROBIN ? i % N : -1;
     if (policy == ROE_HOME_ROUND_ROBIN) return;
-    for (int r = 0; r < N; r++) cl->load[r] = 0.0;
+    for (int r = 0; r < N; r++) load[r] = 0.0;
     for (int done = 0; done < n; done++) { /* the costliest unplaced sequence to the least-loaded rank */
         int pick = -1;
         for (int i = 0; i < n; i++)
             if (home[i] < 0 && (pick < 0 || cost[i] > cost[pick])) pick = i;
         int best = 0;
         for (int r = 1; r < N; r++)
-            if (cl->load[r] < cl->load[best]) best = r;
+            if (load[r] < load[best]) best = r;
         home[pick] = best;
-        cl->load[best] += cost[pick];
+        load[best] += cost[pick];
     }
+}
+
+void roe_cluster_plan_homes(const roe_cluster *cl, roe_home_policy policy, const double *cost,
+                            int n, int *home) {
+    roe_plan_homes(policy, cl->N, cost, n, home, cl->load);
 }
 
 roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home) {

@@ -307,6 +307,22 @@ TEST(cluster_validates_plans) {
     ASSERT_TRUE(memcmp(direct, out, (size_t)V * sizeof(float)) == 0);
     roe_home_policy hp;
     ASSERT_OK(roe_home_policy_parse("least-loaded", &hp));
+    /* least-loaded: costs 10, 1, 7, 3, 3 on 3 ranks -> 10 | 7 | 3 + 3 + 1 */
+    const double cost[5] = {10, 1, 7, 3, 3};
+    int home[5];
+    double load[3];
+    roe_plan_homes(hp, 3, cost, 5, home, load);
+    ASSERT_EQ_INT(home[0], 0);
+    ASSERT_EQ_INT(home[2], 1);
+    ASSERT_EQ_INT(home[3], 2);
+    ASSERT_EQ_INT(home[4], 2);
+    ASSERT_EQ_INT(home[1], 2);
+    roe_plan_homes(ROE_HOME_ROUND_ROBIN, 4, cost, 5, home, load); /* rank 3 home to 1, rank 0 to 2 */
+    ASSERT_EQ_INT(home[4], 0);
+    ASSERT_EQ_INT(home[3], 3);
+    roe_plan_homes(hp, 8, cost, 5, home, load); /* more ranks than sequences: one each */
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < i; j++) ASSERT_TRUE(home[i] != home[j]);
     ASSERT_FAILS_WITH(roe_home_policy_parse("random", &hp), ROE_ERR_INVALID_ARG, "round-robin or least-loaded");
     free(direct);
     free(out);
