@@ -281,7 +281,7 @@ int main(int argc, char **argv) {
     struct cfg c = {.hidden = 2048, .top_k = 8, .experts = 64, .max_rows = 4096, .wire = ROE_EP_WIRE_F32};
     roe_comm *comm = NULL;
     struct roe_comm_opts o = roe_comm_opts_default();
-    o.yield_when_idle = roe_env_local_size() > (int)sysconf(_SC_NPROCESSORS_ONLN);
+    o.yield_when_idle = roe_env_cores_shared();
     if (roe_comm_mpi_create(&argc, &argv, &o, &comm) != ROE_OK) {
         fprintf(stderr, "ep_dispatch: %s\n", roe_error_message());
         return 1;

@@ -36,16 +36,19 @@ echo "== ep_dispatch, 2 ranks, experts of 100 us, rank 0 late by 1 ms, overlap o
 
 if [ -d "$model" ]; then
     gen=32
-    for cfg in "1 1 1" "2 1 1" "2 1 0" "1 2 1" "2 2 1" "2 2 0" "1 3 1" "2 3 1" "2 3 0"; do
-        read -r ranks batch overlap <<<"$cfg"
-        echo "== decode: $ranks rank(s), batch $batch, overlap $overlap" >&2
+    # ranks, batch, overlap, threads per rank (2 ranks x 2 threads: a rank's cores are not
+    # idle while the other rank computes, at the price of sharing them)
+    for cfg in "1 1 1 2" "2 1 1 1" "2 1 0 1" "2 1 1 2" "1 2 1 2" "2 2 1 1" "2 2 0 1" "1 3 1 2" "2 3 1 1" "2 3 0 1"; do
+        read -r ranks batch overlap threads <<<"$cfg"
+        echo "== decode: $ranks rank(s) x $threads thread(s), batch $batch, overlap $overlap" >&2
         if [ "$ranks" = 1 ]; then
-            res=$(OMP_NUM_THREADS=$(nproc) "$build/roe" bench --model "$model" --batch "$batch" --gen-len $gen --json)
+            res=$(OMP_NUM_THREADS=$threads "$build/roe" bench --model "$model" --batch "$batch" --gen-len $gen --json)
         else
-            res=$(ROE_EP_OVERLAP=$overlap "${mpi[@]}" -np "$ranks" -x OMP_NUM_THREADS=1 -x ROE_EP_OVERLAP \
-                "$build/roe" bench --model "$model" --batch "$batch" --gen-len $gen --json)
+            res=$(ROE_EP_OVERLAP=$overlap OMP_NUM_THREADS=$threads OMP_WAIT_POLICY=passive "${mpi[@]}" -np "$ranks" \
+                -x OMP_NUM_THREADS -x OMP_WAIT_POLICY -x ROE_EP_OVERLAP "$build/roe" bench --model "$model" \
+                --batch "$batch" --gen-len $gen --json)
         fi
-        echo "{\"bench\": \"decode\", \"ranks\": $ranks, \"batch\": $batch, \"overlap\": $overlap, \"result\": $(echo "$res" | tr -d '\n\t')}" | tee -a "$log"
+        echo "{\"bench\": \"decode\", \"ranks\": $ranks, \"threads_per_rank\": $threads, \"batch\": $batch, \"overlap\": $overlap, \"result\": $(echo "$res" | tr -d '\n\t')}" | tee -a "$log"
     done
 else
     echo "no model at $model: decode skipped (.venv/bin/python tools/make_random_checkpoint.py --out $model)" >&2

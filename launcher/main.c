@@ -59,7 +59,7 @@ static int open_world(int *argc, char ***argv, roe_comm **out) {
     const int kind = roe_env_comm();
     struct roe_comm_opts o = roe_comm_opts_default();
     o.timeout_s = roe_env_comm_timeout_s();
-    o.yield_when_idle = roe_env_local_size() > (int)sysconf(_SC_NPROCESSORS_ONLN);
+    o.yield_when_idle = roe_env_cores_shared();
     if (kind < 0) {
         fprintf(stderr, "roe: ROE_COMM='%s' is not auto, self or mpi\n", getenv("ROE_COMM"));
         return 2;

@@ -54,6 +54,12 @@ int roe_env_default_threads(void) {
     return cpus > local ? (int)(cpus / local) : 1;
 }
 
+int roe_env_cores_shared(void) {
+    const char *omp = getenv("OMP_NUM_THREADS");
+    const int threads = omp && atoi(omp) > 0 ? atoi(omp) : 1; /* unset: roe_env_default_threads */
+    return (long)roe_env_local_size() * threads > sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 int roe_env_local_size(void) {
     const char *v = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
     return v && atoi(v) > 0 ? atoi(v) : 1;

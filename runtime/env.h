@@ -42,6 +42,9 @@ int roe_env_local_size(void);            /* OMPI_COMM_WORLD_LOCAL_SIZE, 1 if uns
  * node, the online CPUs divided among them (at least 1), so ranks do not oversubscribe the
  * cores; 0 (OpenMP's default) otherwise. */
 int roe_env_default_threads(void);
+/* 1 if this node's ranks and their threads want more cores than it has online (then
+ * waiting ranks give their core up). */
+int roe_env_cores_shared(void);
 double roe_env_comm_timeout_s(void);     /* 60 if unset; <= 0 if malformed */
 const char *roe_env_placement(void);     /* NULL if unset */
 const char *roe_env_home_policy(void);   /* NULL if unset */
