@@ -10,6 +10,7 @@
 #
 #   tools/quality_study.sh [STAGE...]      (default: all stages)
 #   env: ROE=build/roe MODEL=models/olmoe-tiny BIG=.data/olmoe-tiny-1.5x TRIALS=16 TUNE_LIMIT=80
+#        LIMIT=0 OUT=docs/quality/results PROFILES=configs  (a dry run: LIMIT=5 TRIALS=2 OUT=/tmp/q PROFILES=/tmp/q)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROE=${ROE:-build/roe}
@@ -17,18 +18,20 @@ MODEL=${MODEL:-models/olmoe-tiny}
 BIG=${BIG:-.data/olmoe-tiny-1.5x}
 TRIALS=${TRIALS:-16}
 TUNE_LIMIT=${TUNE_LIMIT:-80}
-OUT=docs/quality/results
+OUT=${OUT:-docs/quality/results}
+LIMIT=${LIMIT:-0}        # items per test set (0: all); a dry run uses a few
 mkdir -p "$OUT"
 EV=$MODEL/eval
 stages=${*:-tune ksweep tau gate adapt big}
 
-profile() { echo "configs/roe-olmoe-tiny-$1.json"; }
+PROFILES=${PROFILES:-configs}
+profile() { echo "$PROFILES/roe-olmoe-tiny-$1.json"; }
 run_eval() { # name data [flags...]
     local name=$1 data=$2
     shift 2
     if [ -s "$OUT/$name.json" ] && [ -z "${FORCE:-}" ]; then echo "have $name"; return; fi
     echo "eval $name"
-    "$ROE" eval --model "${EVAL_MODEL:-$MODEL}" --data "$data" --json "$@" > "$OUT/$name.json.tmp"
+    "$ROE" eval --model "${EVAL_MODEL:-$MODEL}" --data "$data" --limit "$LIMIT" --json "$@" > "$OUT/$name.json.tmp"
     mv "$OUT/$name.json.tmp" "$OUT/$name.json"
 }
 
