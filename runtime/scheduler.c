@@ -1,0 +1,697 @@
+/*
+ * scheduler.c — continuous batching over one engine (and its ranks); see scheduler.h.
+ *
+ * Locks: s->mu guards the waiting queue, the stop flags and the statistics; r->mu guards a
+ * request's outputs (tokens, end, times). The order is s->mu before r->mu; nothing takes
+ * s->mu while holding an r->mu. The running set, the slots and every step buffer belong to
+ * the scheduler thread alone.
+ *
+ * A request's life: submit (queued, refs 2: the caller's and the scheduler's) -> admitted
+ * (a slot, its blocks, a home rank) -> prompt chunks -> token groups -> ended (finished,
+ * cancelled or failed: its waiters are woken, the scheduler drops its reference) -> the
+ * caller releases it -> freed.
+ */
+#include "scheduler.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "aggregate.h"
+#include "alloc.h"
+#include "clock.h"
+#include "cluster.h"
+#include "env.h"
+#include "log.h"
+
+typedef enum group_kind {
+    GROUP_FULL = 0,   /* clean row + K-1 samples: aggregate and emit */
+    GROUP_CLEAN_ONLY, /* adaptive phase A: the clean row decides whether samples follow */
+    GROUP_SAMPLES,    /* adaptive phase B: the K-1 samples of the position just cleaned */
+} group_kind;
+
+struct roe_sreq {
+    roe_sched *s;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_int refs;
+    atomic_int cancelled;
+    /* immutable after submit */
+    int32_t *prompt; /* [n_prompt] */
+    int n_prompt;
+    int max_tokens;
+    int stop_at_eos;
+    int32_t stop_ids[ROE_SCHED_MAX_STOP];
+    int n_stop;
+    struct roe_sampling sampling;
+    struct roe_roster roster; /* rows point here */
+    int has_roster;
+    int k;
+    int adaptive;
+    int blocks; /* KV blocks reserved while admitted */
+    double t_arrival;
+    /* the scheduler thread only */
+    struct roe_sreq *next; /* waiting queue link (under s->mu) */
+    int slot;
+    int home;
+    double cost;  /* (prompt + max_tokens) x K, for least-loaded homes */
+    int fed;      /* prompt tokens fed */
+    int pending;  /* adaptive: the samples of the last cleaned position are owed */
+    int32_t last; /* last token emitted */
+    /* under mu */
+    int32_t *tokens; /* [max_tokens] */
+    int n_tokens;
+    roe_sreq_end end;
+    roe_finish finish;
+    char error[512];
+    double t_first, t_last, t_end;
+};
+
+struct group {
+    roe_sreq *r;
+    int n;
+    group_kind kind;
+};
+
+struct roe_sched {
+    roe_engine *e;
+    roe_cluster *cl;
+    roe_sampler *sampler;
+    struct roe_sched_opts o;
+    int S, R, ctx, V, L, N, eos;
+    roe_home_policy policy;
+    /* the scheduler thread only */
+    roe_sreq **order;   /* [S] running requests, in admission order */
+    uint8_t *slot_used; /* [S] */
+    int n_running;
+    double *load; /* [N] work in flight per rank */
+    int rr;
+    struct roe_row *rows;      /* [R] */
+    struct group *groups;      /* [R] */
+    struct roe_group *cgroups; /* [R] */
+    float *z;                  /* [R, V] each group's aggregated scores */
+    double last_step;
+    /* under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    roe_sreq *qhead, *qtail;
+    int n_waiting;
+    int stopping, aborting;
+    int blocks_used;
+    struct roe_sched_stats st;
+};
+
+/* Bucket bounds (seconds): vLLM's, with finer steps below 10 ms for small models on CPUs. */
+static const double TTFT_LE[] = {0.001, 0.0025, 0.005, 0.01, 0.02,  0.04, 0.06, 0.08,
+                                 0.1,   0.25,   0.5,   0.75, 1.0,   2.5,  5.0,  7.5,
+                                 10.0,  20.0,   40.0,  80.0, 160.0, 640.0};
+static const double ITL_LE[] = {0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075,
+                                0.1,   0.15,   0.2,   0.3,    0.4,  0.5,   0.75, 1.0,
+                                2.5,   5.0,    7.5,   10.0,   20.0, 40.0,  80.0};
+static const double E2E_LE[] = {0.01, 0.025, 0.05,  0.1,   0.25,  0.5,   1.0,
+                                2.5,  5.0,   10.0,  15.0,  20.0,  30.0,  40.0,
+                                50.0, 60.0,  120.0, 240.0, 480.0, 960.0, 1920.0};
+#define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+struct roe_sched_opts roe_sched_opts_default(void) {
+    return (struct roe_sched_opts){
+        .max_queue = 256, .block_size = 16, .kv_blocks = 0, .heartbeat_s = 0.0};
+}
+
+/* ---- requests ---- */
+
+static void sreq_free(roe_sreq *r) {
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    roe_free(r->prompt);
+    roe_free(r->tokens);
+    roe_free(r);
+}
+
+void roe_sreq_release(roe_sreq *r) {
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1) sreq_free(r);
+}
+
+int roe_sreq_wait(roe_sreq *r, int have, double timeout_s, struct roe_sreq_view *v) {
+    pthread_mutex_lock(&r->mu);
+    if (r->n_tokens <= have && r->end == ROE_SREQ_RUNNING && timeout_s > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        const double t = (double)ts.tv_sec + 1e-9 * ts.tv_nsec + timeout_s;
+        ts.tv_sec = (time_t)t;
+        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+        while (r->n_tokens <= have && r->end == ROE_SREQ_RUNNING)
+            if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) != 0) break;
+    }
+    const int news = r->n_tokens > have || r->end != ROE_SREQ_RUNNING;
+    *v = (struct roe_sreq_view){.n_tokens = r->n_tokens,
+                                .tokens = r->tokens,
+                                .end = r->end,
+                                .finish = r->finish,
+                                .error = r->error,
+                                .t_arrival = r->t_arrival,
+                                .t_first = r->t_first,
+                                .t_end = r->t_end,
+                                .prompt_tokens = r->n_prompt};
+    pthread_mutex_unlock(&r->mu);
+    return news;
+}
+
+void roe_sreq_cancel(roe_sreq *r) {
+    if (atomic_exchange(&r->cancelled, 1)) return;
+    roe_sched *s = r->s;
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_broadcast(&s->cv); /* an idle scheduler drops it from the queue now */
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Ends r (scheduler thread; s->mu may be held): wakes its waiters, records the statistics
+ * and drops the scheduler's reference. */
+static void sreq_end(roe_sched *s, roe_sreq *r, roe_sreq_end end, const char *error, int locked) {
+    const double now = roe_now_s();
+    pthread_mutex_lock(&r->mu);
+    r->end = end;
+    r->t_end = now;
+    if (error) snprintf(r->error, sizeof r->error, "%s", error);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (!locked) pthread_mutex_lock(&s->mu);
+    if (end == ROE_SREQ_FINISHED) {
+        s->st.requests_finished++;
+        if (r->finish == ROE_FINISH_EOS)
+            s->st.finished_stop++;
+        else
+            s->st.finished_length++;
+        roe_histogram_observe(&s->st.e2e, now - r->t_arrival);
+    } else if (end == ROE_SREQ_CANCELLED)
+        s->st.requests_cancelled++;
+    else
+        s->st.requests_failed++;
+    if (!locked) pthread_mutex_unlock(&s->mu);
+    roe_sreq_release(r);
+}
+
+/* ---- creation ---- */
+
+void roe_sched_free(roe_sched *s) {
+    if (!s) return;
+    /* requests still queued or running (roe_sched_run never ran, or failed) end as failed */
+    for (roe_sreq *r = s->qhead, *nx; r; r = nx) {
+        nx = r->next;
+        sreq_end(s, r, ROE_SREQ_FAILED, "the scheduler was freed before the request ran", 1);
+    }
+    for (int i = 0; i < s->n_running; i++)
+        sreq_end(s, s->order[i], ROE_SREQ_FAILED,
+                 "the scheduler was freed before the request ended", 1);
+    roe_cluster_free(s->cl);
+    roe_sampler_free(s->sampler);
+    roe_free(s->order);
+    roe_free(s->slot_used);
+    roe_free(s->load);
+    roe_free(s->rows);
+    roe_free(s->groups);
+    roe_free(s->cgroups);
+    roe_free_aligned(s->z);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    roe_free(s);
+}
+
+roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opts,
+                            roe_sched **out) {
+    *out = NULL;
+    const struct roe_engine_opts *eo = roe_engine_get_opts(engine);
+    const struct roe_model_config *c = &roe_engine_model(engine)->cfg;
+    if (opts->max_queue < 0 || opts->block_size < 1 || opts->kv_blocks < 0 ||
+        !(opts->heartbeat_s >= 0.0))
+        return roe_fail(ROE_ERR_INVALID_ARG,
+                        "scheduler: max_queue %d, block_size %d, kv_blocks %d, heartbeat %g s: "
+                        "need >= 0, >= 1, "
+                        ">= 0, >= 0",
+                        opts->max_queue, opts->block_size, opts->kv_blocks, opts->heartbeat_s);
+    roe_home_policy policy;
+    ROE_TRY(roe_home_policy_parse(roe_env_home_policy(), &policy));
+    roe_sched *s = roe_calloc(1, sizeof *s);
+    if (!s) return roe_fail(ROE_ERR_NOMEM, "scheduler: out of memory");
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    roe_status st;
+    s->e = engine;
+    s->o = *opts;
+    s->S = eo->max_seqs;
+    s->R = eo->max_rows;
+    s->ctx = eo->max_ctx;
+    s->V = c->vocab_size;
+    s->L = c->n_layers;
+    s->eos = c->eos_token_id;
+    s->policy = policy;
+    const int per_slot = (s->ctx + opts->block_size - 1) / opts->block_size;
+    if (s->o.kv_blocks == 0) s->o.kv_blocks = s->S * per_slot;
+    if (s->o.heartbeat_s == 0.0) s->o.heartbeat_s = roe_comm_timeout(roe_engine_comm(engine)) / 4.0;
+    ROE_CHECK(roe_sampler_create(s->V, &s->sampler));
+    ROE_CHECK(roe_cluster_create(engine, &s->cl));
+    s->N = roe_cluster_size(s->cl);
+    const size_t R = (size_t)s->R;
+    s->order = roe_calloc((size_t)s->S, sizeof *s->order);
+    s->slot_used = roe_calloc((size_t)s->S, 1);
+    s->load = roe_calloc((size_t)s->N, sizeof *s->load);
+    s->rows = roe_calloc(R, sizeof *s->rows);
+    s->groups = roe_calloc(R, sizeof *s->groups);
+    s->cgroups = roe_calloc(R, sizeof *s->cgroups);
+    s->z = roe_malloc_aligned(R * (size_t)s->V * sizeof(float));
+    if (!s->order || !s->slot_used || !s->load || !s->rows || !s->groups || !s->cgroups || !s->z) {
+        st = roe_fail(ROE_ERR_NOMEM, "scheduler: out of memory for %d rows x vocabulary %d", s->R,
+                      s->V);
+        goto fail;
+    }
+    s->st.max_seqs = s->S;
+    s->st.max_queue = s->o.max_queue;
+    s->st.kv_blocks_total = s->o.kv_blocks;
+    s->st.block_size = s->o.block_size;
+    roe_histogram_init(&s->st.ttft, TTFT_LE, N_OF(TTFT_LE));
+    roe_histogram_init(&s->st.itl, ITL_LE, N_OF(ITL_LE));
+    roe_histogram_init(&s->st.e2e, E2E_LE, N_OF(E2E_LE));
+    roe_histogram_init(&s->st.queue_time, E2E_LE, N_OF(E2E_LE));
+    s->last_step = roe_now_s();
+    *out = s;
+    return ROE_OK;
+fail:
+    roe_sched_free(s);
+    return st;
+}
+
+/* ---- submit ---- */
+
+static roe_status check_params(const roe_sched *s, const struct roe_sreq_params *p) {
+    const struct roe_model_config *c = &roe_engine_model(s->e)->cfg;
+    if (p->n_prompt <= 0) return roe_fail(ROE_ERR_INVALID_ARG, "the prompt is empty");
+    if (p->max_tokens < 1)
+        return roe_fail(ROE_ERR_INVALID_ARG, "max_tokens %d must be at least 1", p->max_tokens);
+    if (p->n_prompt >= s->ctx || p->max_tokens > s->ctx - p->n_prompt)
+        return roe_fail(
+            ROE_ERR_INVALID_ARG,
+            "this model's context holds %d tokens, but %d were requested (%d in the prompt, "
+            "max_tokens %d): shorten the prompt or lower max_tokens",
+            s->ctx, p->n_prompt + p->max_tokens, p->n_prompt, p->max_tokens);
+    for (int j = 0; j < p->n_prompt; j++)
+        if (p->prompt[j] < 0 || p->prompt[j] >= c->vocab_size)
+            return roe_fail(ROE_ERR_INVALID_ARG,
+                            "prompt token %d is id %d, outside the vocabulary [0, %d)", j,
+                            p->prompt[j], c->vocab_size);
+    if (p->n_stop < 0 || p->n_stop > ROE_SCHED_MAX_STOP)
+        return roe_fail(ROE_ERR_INVALID_ARG, "%d stop tokens: at most %d", p->n_stop,
+                        ROE_SCHED_MAX_STOP);
+    ROE_TRY(roe_sampling_validate(&p->sampling));
+    if (p->roster) {
+        ROE_TRY(roe_roster_validate(p->roster, c));
+        if (p->roster->k > s->R)
+            return roe_fail(ROE_ERR_INVALID_ARG,
+                            "RoE K = %d needs %d rows per step, the server runs %d", p->roster->k,
+                            p->roster->k, s->R);
+    }
+    const long need = ((long)p->n_prompt + p->max_tokens + s->o.block_size - 1) / s->o.block_size;
+    if (need > s->o.kv_blocks)
+        return roe_fail(
+            ROE_ERR_INVALID_ARG,
+            "%d prompt tokens + max_tokens %d need %ld KV blocks of %d positions, but the cache "
+            "has %d in all",
+            p->n_prompt, p->max_tokens, need, s->o.block_size, s->o.kv_blocks);
+    return ROE_OK;
+}
+
+roe_status roe_sched_submit(roe_sched *s, const struct roe_sreq_params *p, roe_sreq **out,
+                            roe_sched_refusal *why) {
+    *out = NULL;
+    *why = ROE_SCHED_BAD_REQUEST;
+    roe_status st = check_params(s, p);
+    if (st != ROE_OK) {
+        pthread_mutex_lock(&s->mu);
+        s->st.requests_refused++;
+        pthread_mutex_unlock(&s->mu);
+        return st;
+    }
+    roe_sreq *r = roe_calloc(1, sizeof *r);
+    if (r) {
+        r->prompt = roe_malloc((size_t)p->n_prompt * sizeof *r->prompt);
+        r->tokens = roe_malloc((size_t)p->max_tokens * sizeof *r->tokens);
+    }
+    if (!r || !r->prompt || !r->tokens) {
+        if (r) {
+            roe_free(r->prompt);
+            roe_free(r->tokens);
+            roe_free(r);
+        }
+        return roe_fail(ROE_ERR_NOMEM, "out of memory for a request of %d + %d tokens", p->n_prompt,
+                        p->max_tokens);
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    atomic_init(&r->refs, 2);
+    atomic_init(&r->cancelled, 0);
+    r->s = s;
+    memcpy(r->prompt, p->prompt, (size_t)p->n_prompt * sizeof *r->prompt);
+    r->n_prompt = p->n_prompt;
+    r->max_tokens = p->max_tokens;
+    r->stop_at_eos = p->stop_at_eos;
+    r->n_stop = p->n_stop;
+    memcpy(r->stop_ids, p->stop_ids, sizeof r->stop_ids);
+    r->sampling = p->sampling;
+    r->has_roster = p->roster != NULL;
+    if (p->roster) r->roster = *p->roster;
+    r->k = p->roster ? p->roster->k : 1;
+    r->adaptive = p->roster && p->roster->k > 1 && p->roster->adaptive_entropy > 0.0f;
+    r->blocks = (p->n_prompt + p->max_tokens + s->o.block_size - 1) / s->o.block_size;
+    r->cost = (double)(p->n_prompt + p->max_tokens) * r->k;
+    r->slot = -1;
+    r->t_arrival = roe_now_s();
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping || s->n_waiting >= s->o.max_queue) {
+        const int stopping = s->stopping;
+        s->st.requests_refused++;
+        pthread_mutex_unlock(&s->mu);
+        sreq_free(r);
+        *why = stopping ? ROE_SCHED_STOPPING : ROE_SCHED_QUEUE_FULL;
+        return stopping ? roe_fail(ROE_ERR_UNSUPPORTED, "the server is shutting down")
+                        : roe_fail(ROE_ERR_UNSUPPORTED,
+                                   "the server is at capacity: %d requests running and %d waiting, "
+                                   "the queue's "
+                                   "limit: retry later",
+                                   s->st.running, s->n_waiting);
+    }
+    if (s->qtail)
+        s->qtail->next = r;
+    else
+        s->qhead = r;
+    s->qtail = r;
+    s->n_waiting++;
+    s->st.waiting = s->n_waiting;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    *why = ROE_SCHED_ACCEPTED;
+    *out = r;
+    return ROE_OK;
+}
+
+void roe_sched_stop(roe_sched *s, int abort) {
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    if (abort) s->aborting = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void roe_sched_get_stats(roe_sched *s, struct roe_sched_stats *out) {
+    pthread_mutex_lock(&s->mu);
+    *out = s->st;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- the scheduler thread ---- */
+
+/* Drops cancelled requests from the queue; with `all`, every queued request (stopping). */
+static void sweep_queue(roe_sched *s, int all) {
+    roe_sreq **pp = &s->qhead, *prev = NULL;
+    while (*pp) {
+        roe_sreq *r = *pp;
+        const int cancelled = atomic_load(&r->cancelled);
+        if (!cancelled && !all) {
+            prev = r;
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        if (s->qtail == r) s->qtail = prev;
+        s->n_waiting--;
+        sreq_end(s, r, cancelled ? ROE_SREQ_CANCELLED : ROE_SREQ_FAILED,
+                 cancelled ? NULL : "the server is shutting down: the request was not started", 1);
+    }
+    s->st.waiting = s->n_waiting;
+}
+
+static int pick_home(roe_sched *s, const roe_sreq *r) {
+    if (s->N == 1) return 0;
+    if (s->policy == ROE_HOME_ROUND_ROBIN) return s->rr++ % s->N;
+    int best = 0;
+    for (int k = 1; k < s->N; k++)
+        if (s->load[k] < s->load[best]) best = k;
+    (void)r;
+    return best;
+}
+
+/* Admits queued requests, first come first served, while a slot and their blocks are free
+ * (s->mu held). */
+static roe_status admit(roe_sched *s) {
+    while (s->qhead && s->n_running < s->S && s->blocks_used + s->qhead->blocks <= s->o.kv_blocks) {
+        roe_sreq *r = s->qhead;
+        int slot = 0;
+        while (s->slot_used[slot])
+            slot++;
+        const int home = pick_home(s, r);
+        ROE_TRY(roe_cluster_reset_seq(s->cl, slot, home));
+        s->qhead = r->next;
+        if (!s->qhead) s->qtail = NULL;
+        r->next = NULL;
+        s->n_waiting--;
+        s->slot_used[slot] = 1;
+        r->slot = slot;
+        r->home = home;
+        s->load[home] += r->cost;
+        s->blocks_used += r->blocks;
+        s->order[s->n_running++] = r;
+        roe_histogram_observe(&s->st.queue_time, roe_now_s() - r->t_arrival);
+    }
+    s->st.waiting = s->n_waiting;
+    s->st.running = s->n_running;
+    s->st.kv_blocks_used = s->blocks_used;
+    return ROE_OK;
+}
+
+/* Takes the running request at order[i] out of the batch and ends it. */
+static void retire(roe_sched *s, int i, roe_sreq_end end, const char *error) {
+    roe_sreq *r = s->order[i];
+    memmove(s->order + i, s->order + i + 1, (size_t)(s->n_running - i - 1) * sizeof *s->order);
+    s->n_running--;
+    s->slot_used[r->slot] = 0;
+    s->load[r->home] -= r->cost;
+    pthread_mutex_lock(&s->mu);
+    s->blocks_used -= r->blocks;
+    s->st.running = s->n_running;
+    s->st.kv_blocks_used = s->blocks_used;
+    sreq_end(s, r, end, error, 1);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void fail_running(roe_sched *s, const char *why) {
+    while (s->n_running > 0)
+        retire(s, s->n_running - 1, ROE_SREQ_FAILED, why);
+}
+
+/* Appends the token picked from z to r; 1 if r has ended. */
+static int emit(roe_sched *s, roe_sreq *r, const float *z) {
+    const int pos = r->n_prompt + r->n_tokens;
+    const int32_t t = roe_sampler_pick(s->sampler, &r->sampling, z, pos);
+    const double now = roe_now_s();
+    int end = 0;
+    roe_finish fin = ROE_FINISH_LENGTH;
+    if (r->stop_at_eos && s->eos >= 0 && t == s->eos) end = 1, fin = ROE_FINISH_EOS;
+    for (int j = 0; j < r->n_stop && !end; j++)
+        if (t == r->stop_ids[j]) end = 1, fin = ROE_FINISH_EOS;
+    if (!end && (r->n_tokens + 1 >= r->max_tokens || pos + 1 >= s->ctx)) end = 1;
+    pthread_mutex_lock(&r->mu);
+    const double prev = r->n_tokens ? r->t_last : -1.0;
+    r->tokens[r->n_tokens++] = t;
+    if (r->n_tokens == 1) r->t_first = now;
+    r->t_last = now;
+    r->finish = fin;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    r->last = t;
+    pthread_mutex_lock(&s->mu);
+    s->st.generation_tokens++;
+    if (prev < 0.0)
+        roe_histogram_observe(&s->st.ttft, now - r->t_arrival);
+    else
+        roe_histogram_observe(&s->st.itl, now - prev);
+    pthread_mutex_unlock(&s->mu);
+    return end;
+}
+
+/* Adds r's next token group (position p, input token t) to the step. */
+static void add_group(roe_sched *s, roe_sreq *r, int p, int32_t t, group_kind kind, int *nr,
+                      int *ng) {
+    const int s0 = kind == GROUP_SAMPLES ? 1 : 0, s1 = kind == GROUP_CLEAN_ONLY ? 1 : r->k;
+    s->groups[*ng] = (struct group){.r = r, .n = s1 - s0, .kind = kind};
+    /* FULL: the K rows' mean; CLEAN_ONLY: the clean row, kept on the home rank in case its
+     * samples follow; SAMPLES: the kept clean row with the K-1 samples */
+    s->cgroups[*ng] = (struct roe_group){
+        .first = *nr,
+        .n = s1 - s0,
+        .mode = ROE_GROUP_MEAN | (kind == GROUP_CLEAN_ONLY ? ROE_GROUP_STORE_CLEAN : 0) |
+                (kind == GROUP_SAMPLES ? ROE_GROUP_WITH_CLEAN : 0)};
+    (*ng)++;
+    for (int smp = s0; smp < s1; smp++)
+        s->rows[(*nr)++] = (struct roe_row){.seq = r->slot,
+                                            .pos = p,
+                                            .token = t,
+                                            .sample = smp,
+                                            .want_logits = 1,
+                                            .seed = r->sampling.seed,
+                                            .roster = r->has_roster ? &r->roster : NULL};
+}
+
+/* r's next group, if r has its whole prompt but the last position in the cache and the group
+ * fits in the step. */
+static void try_group(roe_sched *s, roe_sreq *r, int *nr, int *ng, long *prompt_tokens,
+                      long *naive) {
+    if (r->fed < r->n_prompt - 1) return;
+    const group_kind kind = r->pending    ? GROUP_SAMPLES
+                            : r->adaptive ? GROUP_CLEAN_ONLY
+                                          : GROUP_FULL;
+    const int need = kind == GROUP_SAMPLES ? r->k - 1 : kind == GROUP_CLEAN_ONLY ? 1 : r->k;
+    if (*nr + need > s->R) return; /* the group waits for the next step, whole */
+    /* the group predicts token n_tokens from the input at position n_prompt + n_tokens - 1:
+     * the last prompt token first, then each token emitted; adaptive samples (phase B) run at
+     * the position their clean row ran at in the step before */
+    const int p = r->n_prompt + r->n_tokens - 1;
+    const int32_t t = r->n_tokens == 0 ? r->prompt[r->n_prompt - 1] : r->last;
+    if (r->fed == r->n_prompt - 1) {
+        r->fed++;
+        (*prompt_tokens)++;
+    }
+    if (kind != GROUP_SAMPLES) *naive += (long)r->k * s->L;
+    add_group(s, r, p, t, kind, nr, ng);
+}
+
+/* One step over the running requests; 0 rows if every one is waiting for nothing. */
+static roe_status step(roe_sched *s) {
+    int nr = 0, ng = 0;
+    long prompt_tokens = 0, naive = 0;
+    /* decoding sequences first: their next token waits for nobody's prompt */
+    for (int i = 0; i < s->n_running; i++)
+        if (s->order[i]->fed == s->order[i]->n_prompt)
+            try_group(s, s->order[i], &nr, &ng, &prompt_tokens, &naive);
+    /* then prompt chunks, first come first served; a prompt's last position comes with its group */
+    for (int i = 0; i < s->n_running && nr < s->R; i++) {
+        roe_sreq *r = s->order[i];
+        if (r->fed == r->n_prompt) continue;
+        while (r->fed < r->n_prompt - 1 && nr < s->R) {
+            const int p = r->fed++;
+            s->rows[nr++] = (struct roe_row){.seq = r->slot, .pos = p, .token = r->prompt[p]};
+            prompt_tokens++;
+            naive += s->L;
+        }
+        try_group(s, r, &nr, &ng, &prompt_tokens, &naive);
+    }
+    if (nr == 0) return ROE_OK;
+    struct roe_step_stats ss;
+    const double t0 = roe_now_s();
+    ROE_TRY(roe_cluster_step(s->cl, s->rows, nr, s->cgroups, ng, s->z, &ss));
+    s->last_step = roe_now_s();
+    long samples = 0;
+    for (int gi = 0; gi < ng; gi++) {
+        const struct group *g = &s->groups[gi];
+        roe_sreq *r = g->r;
+        const float *z = s->z + (size_t)gi * s->V; /* every group's output is one vocab row */
+        samples += g->n;
+        if (g->kind == GROUP_CLEAN_ONLY &&
+            roe_entropy(z, s->V) > (double)r->roster.adaptive_entropy) {
+            r->pending = 1; /* the samples run next step; the token waits for them */
+            continue;
+        }
+        r->pending = 0;
+        if (emit(s, r, z)) {
+            int i = 0;
+            while (s->order[i] != r)
+                i++;
+            retire(s, i, ROE_SREQ_FINISHED, NULL);
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    s->st.steps++;
+    s->st.busy_s += s->last_step - t0;
+    s->st.prompt_tokens += (uint64_t)prompt_tokens;
+    s->st.roe_samples += (uint64_t)samples;
+    s->st.rows_computed += (uint64_t)ss.rows_computed;
+    s->st.rows_naive += (uint64_t)naive;
+    pthread_mutex_unlock(&s->mu);
+    return ROE_OK;
+}
+
+/* Waits (s->mu held) until there is work, a stop, or (several ranks) a heartbeat is due.
+ * Returns 1 when a heartbeat is due. */
+static int wait_for_work(roe_sched *s) {
+    while (!s->qhead && !s->stopping && s->n_running == 0) {
+        const double due = s->last_step + s->o.heartbeat_s, now = roe_now_s();
+        if (s->N > 1 && now >= due) return 1;
+        /* several ranks: until the heartbeat; one: a long nap (woken by submit, cancel, stop) */
+        const double wait = s->N > 1 ? due - now : 1.0;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        const double t = (double)ts.tv_sec + 1e-9 * ts.tv_nsec + wait;
+        ts.tv_sec = (time_t)t;
+        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        sweep_queue(s, 0);
+    }
+    return 0;
+}
+
+/* A failure that leaves the engine unusable: nothing more can run, so every request ends
+ * (with the reason) and later submits are refused. */
+static roe_status fatal(roe_sched *s, roe_status st) {
+    char why[512];
+    snprintf(why, sizeof why, "the engine failed and the server must stop: %s",
+             roe_error_message());
+    fail_running(s, why);
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    for (roe_sreq *r = s->qhead, *nx; r; r = nx) {
+        nx = r->next;
+        sreq_end(s, r, ROE_SREQ_FAILED, why, 1);
+    }
+    s->qhead = s->qtail = NULL;
+    s->n_waiting = 0;
+    s->st.waiting = 0;
+    pthread_mutex_unlock(&s->mu);
+    return roe_fail(st, "%s", why);
+}
+
+roe_status roe_sched_run(roe_sched *s) {
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        sweep_queue(s, s->stopping);
+        const int heartbeat = wait_for_work(s);
+        sweep_queue(s, s->stopping);
+        const int aborting = s->aborting;
+        roe_status st = ROE_OK;
+        if (!s->stopping) st = admit(s);
+        const int idle = s->n_running == 0;
+        pthread_mutex_unlock(&s->mu);
+        if (st != ROE_OK) return fatal(s, st);
+        if (aborting) fail_running(s, "the server stopped before the request ended");
+        if (idle && s->stopping) return ROE_OK;
+        for (int i = s->n_running - 1; i >= 0; i--)
+            if (atomic_load(&s->order[i]->cancelled)) retire(s, i, ROE_SREQ_CANCELLED, NULL);
+        if (heartbeat) {
+            st = roe_cluster_step(s->cl, NULL, 0, NULL, 0, s->z, NULL);
+            if (st != ROE_OK) return fatal(s, st);
+            s->last_step = roe_now_s();
+            pthread_mutex_lock(&s->mu);
+            s->st.heartbeats++;
+            pthread_mutex_unlock(&s->mu);
+            continue;
+        }
+        st = step(s);
+        if (st != ROE_OK) {
+            char why[512];
+            snprintf(why, sizeof why, "the engine failed: %s", roe_error_message());
+            ROE_LOG_ERROR("sched", "%s", why);
+            if (s->N > 1 || roe_comm_failed(roe_engine_comm(s->e)))
+                return fatal(s, st); /* ranks out of step */
+            fail_running(s, why);
+        }
+    }
+}

@@ -1,0 +1,357 @@
+/*
+ * test_scheduler.c — continuous batching (runtime/scheduler.h) on the OLMoE fixture:
+ *  - requests submitted together, more than the slots, with prompts longer than a step, give
+ *    each exactly the tokens the batch generator gives it alone (greedy, RoE K=4, sampling);
+ *  - adaptive K with a threshold below every entropy gives the tokens of full K (the samples
+ *    run at the position of their clean row), and with a huge one the plain model's;
+ *  - admission by KV blocks: never more blocks reserved than the pool, every request served;
+ *  - refusals: a full queue, a request that can never fit, K above the step;
+ *  - a cancelled request (running or waiting) frees its slot and blocks at once;
+ *  - stop: waiting requests fail, running ones finish; abort fails them.
+ */
+#include <pthread.h>
+#include <time.h>
+
+#include "harness.h"
+#include "runtime/alloc.h"
+#include "runtime/engine.h"
+#include "runtime/generate.h"
+#include "runtime/roster.h"
+#include "runtime/scheduler.h"
+
+static const char *MODEL = "tests/fixtures/olmoe/model";
+
+struct rig {
+    struct roe_model *m;
+    roe_engine *e;
+    roe_sched *s;
+    pthread_t thread;
+    int running;
+    roe_status result;
+};
+
+static void *run_thread(void *arg) {
+    struct rig *r = arg;
+    r->result = roe_sched_run(r->s);
+    return NULL;
+}
+
+static int rig_open(struct rig *r, int slots, int rows, const struct roe_sched_opts *so,
+                    int start) {
+    memset(r, 0, sizeof *r);
+    if (roe_model_load(MODEL, &r->m) != ROE_OK) return -1;
+    struct roe_engine_opts o = roe_engine_opts_default();
+    o.max_seqs = slots;
+    o.max_ctx = 96;
+    o.max_rows = rows;
+    o.n_threads = 1;
+    if (roe_engine_create(r->m, &o, &r->e) != ROE_OK) return -1;
+    struct roe_sched_opts d = roe_sched_opts_default();
+    if (roe_sched_create(r->e, so ? so : &d, &r->s) != ROE_OK) return -1;
+    if (start) {
+        if (pthread_create(&r->thread, NULL, run_thread, r) != 0) return -1;
+        r->running = 1;
+    }
+    return 0;
+}
+
+static roe_status rig_close(struct rig *r) {
+    if (r->running) {
+        roe_sched_stop(r->s, 0);
+        pthread_join(r->thread, NULL);
+    }
+    roe_sched_free(r->s);
+    roe_engine_free(r->e);
+    roe_model_free(r->m);
+    return r->running ? r->result : ROE_OK;
+}
+
+/* The tokens of q alone, from the batch generator on an engine of its own. */
+static int alone(const struct roe_model *m, const struct roe_request *q, int32_t *out) {
+    struct roe_engine_opts o = roe_engine_opts_default();
+    o.max_seqs = 1;
+    o.max_ctx = 96;
+    o.max_rows = 64;
+    o.n_threads = 1;
+    roe_engine *e = NULL;
+    roe_generator *g = NULL;
+    struct roe_result *res;
+    struct roe_gen_timing t;
+    int n = -1;
+    if (roe_engine_create(m, &o, &e) == ROE_OK &&
+        roe_generator_create(e, 1, q->max_tokens, 0, &g) == ROE_OK &&
+        roe_generator_run(g, q, 1, &res, &t) == ROE_OK) {
+        n = res[0].n_tokens;
+        memcpy(out, res[0].tokens, (size_t)n * sizeof *out);
+    }
+    roe_generator_free(g);
+    roe_engine_free(e);
+    return n;
+}
+
+static struct roe_sreq_params params_of(const struct roe_request *q) {
+    return (struct roe_sreq_params){.prompt = q->prompt,
+                                    .n_prompt = q->n_prompt,
+                                    .max_tokens = q->max_tokens,
+                                    .stop_at_eos = q->stop_at_eos,
+                                    .sampling = q->sampling,
+                                    .roster = q->roster};
+}
+
+/* Waits for r's end (bounded: 60 s). */
+static void wait_end(roe_sreq *r, struct roe_sreq_view *v) {
+    for (int i = 0; i < 600; i++) {
+        roe_sreq_wait(r, 1 << 30, 0.1, v);
+        if (v->end != ROE_SREQ_RUNNING) return;
+    }
+}
+
+static int32_t prompt_buf[8][64];
+
+static struct roe_request make_req(int i, int n, int max_tokens, const struct roe_roster *ro,
+                                   float temp) {
+    for (int j = 0; j < n; j++)
+        prompt_buf[i][j] = (int32_t)((i * 31 + j * 7 + 3) % 250 + 1);
+    struct roe_request q = {.prompt = prompt_buf[i],
+                            .n_prompt = n,
+                            .max_tokens = max_tokens,
+                            .stop_at_eos = 0,
+                            .sampling = roe_sampling_default(),
+                            .roster = ro};
+    q.sampling.temperature = temp;
+    q.sampling.seed = (uint64_t)i + 5;
+    return q;
+}
+
+TEST(concurrent_equals_alone) {
+    struct rig r;
+    ASSERT_TRUE(rig_open(&r, 4, 16, NULL, 1) == 0);
+    struct roe_roster k4, plain;
+    roe_roster_plain(&plain);
+    ASSERT_OK(roe_roster_uniform(&k4, &r.m->cfg, 4, 0.7f, 0, ROE_GATE_CLEAN));
+    struct roe_request q[8];
+    roe_sreq *h[8];
+    for (int i = 0; i < 8; i++) /* prompts up to 40 tokens: several steps of 16 rows each */
+        q[i] = make_req(i, 3 + i * 5, 10 + i, i % 3 == 1 ? &k4 : &plain, i % 3 == 2 ? 0.9f : 0.0f);
+    for (int i = 0; i < 8; i++) {
+        roe_sched_refusal why;
+        struct roe_sreq_params p = params_of(&q[i]);
+        ASSERT_OK(roe_sched_submit(r.s, &p, &h[i], &why));
+    }
+    for (int i = 0; i < 8; i++) {
+        struct roe_sreq_view v;
+        wait_end(h[i], &v);
+        ASSERT_EQ_INT(v.end, ROE_SREQ_FINISHED);
+        int32_t want[64];
+        const int n = alone(r.m, &q[i], want);
+        ASSERT_EQ_INT(v.n_tokens, n);
+        for (int j = 0; j < n; j++)
+            if (v.tokens[j] != want[j])
+                TEST__FAIL("request %d token %d: %d, alone %d", i, j, v.tokens[j], want[j]);
+        ASSERT_TRUE(v.t_first >= v.t_arrival && v.t_end >= v.t_first);
+        roe_sreq_release(h[i]);
+    }
+    struct roe_sched_stats st;
+    roe_sched_get_stats(r.s, &st);
+    ASSERT_EQ_INT(st.requests_finished, 8);
+    ASSERT_EQ_INT(st.kv_blocks_used, 0);
+    ASSERT_EQ_INT(st.running, 0);
+    long tokens = 0, samples = 0, prompt = 0;
+    for (int i = 0; i < 8; i++) {
+        tokens += q[i].max_tokens;
+        samples += (long)q[i].max_tokens * (q[i].roster->k);
+        prompt += q[i].n_prompt;
+    }
+    ASSERT_EQ_INT(st.generation_tokens, tokens);
+    ASSERT_EQ_INT(st.roe_samples, samples);
+    ASSERT_EQ_INT(st.prompt_tokens, prompt);
+    ASSERT_EQ_INT(st.ttft.total, 8);
+    ASSERT_EQ_INT(st.itl.total, tokens - 8);
+    ASSERT_TRUE(st.steps < (uint64_t)tokens); /* batched */
+    ASSERT_OK(rig_close(&r));
+}
+
+TEST(adaptive_k_at_the_clean_position) {
+    struct rig r;
+    ASSERT_TRUE(rig_open(&r, 2, 16, NULL, 1) == 0);
+    struct roe_roster full, low, high;
+    ASSERT_OK(roe_roster_uniform(&full, &r.m->cfg, 4, 0.8f, 0, ROE_GATE_NOISY));
+    low = full;
+    low.adaptive_entropy = 1e-6f; /* every position's entropy is above: samples always follow */
+    high = full;
+    high.adaptive_entropy = 1e5f; /* never: the clean row alone, the plain model */
+    struct roe_roster plain;
+    roe_roster_plain(&plain);
+    const struct roe_roster *ro[3] = {&low, &high, NULL};
+    const struct roe_roster *ref[3] = {&full, &plain, NULL};
+    for (int c = 0; c < 2; c++) {
+        struct roe_request q = make_req(c, 9, 16, ro[c], 0.0f),
+                           qr = make_req(c, 9, 16, ref[c], 0.0f);
+        roe_sreq *h;
+        roe_sched_refusal why;
+        struct roe_sreq_params p = params_of(&q);
+        ASSERT_OK(roe_sched_submit(r.s, &p, &h, &why));
+        struct roe_sreq_view v;
+        wait_end(h, &v);
+        int32_t want[64];
+        const int n = alone(r.m, &qr, want);
+        ASSERT_EQ_INT(v.n_tokens, n);
+        for (int j = 0; j < n; j++)
+            if (v.tokens[j] != want[j])
+                TEST__FAIL("adaptive case %d token %d: %d, want %d", c, j, v.tokens[j], want[j]);
+        roe_sreq_release(h);
+    }
+    struct roe_sched_stats st;
+    roe_sched_get_stats(r.s, &st);
+    ASSERT_EQ_INT(st.roe_samples, 16 * 4 + 16 * 1); /* low: 1 + 3 per token; high: the clean row */
+    ASSERT_OK(rig_close(&r));
+}
+
+TEST(admission_by_blocks) {
+    struct roe_sched_opts so = roe_sched_opts_default();
+    so.block_size = 8;
+    so.kv_blocks = 7; /* each request below needs 3 blocks: two at a time */
+    struct rig r;
+    ASSERT_TRUE(rig_open(&r, 4, 16, &so, 1) == 0);
+    struct roe_request q[6];
+    roe_sreq *h[6];
+    for (int i = 0; i < 6; i++) {
+        q[i] = make_req(i, 6, 14, NULL, 0.0f); /* 20 positions: 3 blocks of 8 */
+        roe_sched_refusal why;
+        struct roe_sreq_params p = params_of(&q[i]);
+        ASSERT_OK(roe_sched_submit(r.s, &p, &h[i], &why));
+    }
+    int max_running = 0, max_blocks = 0;
+    for (int i = 0; i < 6; i++) {
+        struct roe_sreq_view v;
+        for (int k = 0; k < 6000; k++) {
+            struct roe_sched_stats st;
+            roe_sched_get_stats(r.s, &st);
+            if (st.running > max_running) max_running = st.running;
+            if (st.kv_blocks_used > max_blocks) max_blocks = st.kv_blocks_used;
+            roe_sreq_wait(h[i], 1 << 30, 0.001, &v);
+            if (v.end != ROE_SREQ_RUNNING) break;
+        }
+        ASSERT_EQ_INT(v.end, ROE_SREQ_FINISHED);
+        int32_t want[64];
+        ASSERT_EQ_INT(alone(r.m, &q[i], want), v.n_tokens);
+        ASSERT_TRUE(memcmp(want, v.tokens, (size_t)v.n_tokens * sizeof *want) == 0);
+        roe_sreq_release(h[i]);
+    }
+    ASSERT_TRUE(max_running <= 2);
+    ASSERT_TRUE(max_blocks <= 6);
+    ASSERT_OK(rig_close(&r));
+}
+
+TEST(refusals) {
+    struct roe_sched_opts so = roe_sched_opts_default();
+    so.max_queue = 1;
+    so.block_size = 16;
+    so.kv_blocks = 4;
+    struct rig r;
+    ASSERT_TRUE(rig_open(&r, 2, 8, &so, 0) == 0); /* not running: requests stay queued */
+    struct roe_request q = make_req(0, 5, 10, NULL, 0.0f);
+    struct roe_sreq_params p = params_of(&q);
+    roe_sreq *a = NULL, *b = NULL;
+    roe_sched_refusal why;
+    ASSERT_OK(roe_sched_submit(r.s, &p, &a, &why));
+    ASSERT_EQ_INT(why, ROE_SCHED_ACCEPTED);
+    ASSERT_TRUE(roe_sched_submit(r.s, &p, &b, &why) != ROE_OK && !b);
+    ASSERT_EQ_INT(why, ROE_SCHED_QUEUE_FULL);
+    p.max_tokens = 80; /* 85 positions: 6 blocks of 16, the pool has 4 */
+    ASSERT_TRUE(roe_sched_submit(r.s, &p, &b, &why) != ROE_OK);
+    ASSERT_EQ_INT(why, ROE_SCHED_BAD_REQUEST);
+    ASSERT_TRUE(strstr(roe_error_message(), "KV blocks") != NULL);
+    p.max_tokens = 95; /* beyond the context of 96 */
+    ASSERT_TRUE(roe_sched_submit(r.s, &p, &b, &why) != ROE_OK);
+    ASSERT_TRUE(strstr(roe_error_message(), "context holds 96") != NULL);
+    struct roe_roster big;
+    ASSERT_OK(roe_roster_uniform(&big, &r.m->cfg, 9, 0.5f, 0, ROE_GATE_CLEAN));
+    p.max_tokens = 5;
+    p.roster = &big; /* 9 rows, the step holds 8 */
+    ASSERT_TRUE(roe_sched_submit(r.s, &p, &b, &why) != ROE_OK);
+    ASSERT_EQ_INT(why, ROE_SCHED_BAD_REQUEST);
+    roe_sched_stop(r.s, 0);
+    p.roster = NULL;
+    ASSERT_TRUE(roe_sched_submit(r.s, &p, &b, &why) != ROE_OK);
+    ASSERT_EQ_INT(why, ROE_SCHED_STOPPING);
+    ASSERT_OK(roe_sched_run(r.s)); /* stopping: the queued one fails, nothing runs */
+    struct roe_sreq_view v;
+    roe_sreq_wait(a, 0, 0.0, &v);
+    ASSERT_EQ_INT(v.end, ROE_SREQ_FAILED);
+    ASSERT_TRUE(strstr(v.error, "shutting down") != NULL);
+    roe_sreq_release(a);
+    ASSERT_OK(rig_close(&r));
+}
+
+TEST(cancel_frees_the_slot) {
+    struct rig r;
+    ASSERT_TRUE(rig_open(&r, 1, 16, NULL, 1) == 0);
+    struct roe_request qa = make_req(0, 4, 80, NULL, 0.0f), qb = make_req(1, 4, 6, NULL, 0.0f),
+                       qc = make_req(2, 4, 6, NULL, 0.0f);
+    struct roe_sreq_params pa = params_of(&qa), pb = params_of(&qb), pc = params_of(&qc);
+    roe_sreq *a, *b, *c;
+    roe_sched_refusal why;
+    ASSERT_OK(roe_sched_submit(r.s, &pa, &a, &why));
+    struct roe_sreq_view v;
+    for (int i = 0; i < 600 && roe_sreq_wait(a, 0, 0.1, &v) == 0;)
+        i++; /* a runs */
+    ASSERT_OK(roe_sched_submit(r.s, &pb, &b, &why));
+    ASSERT_OK(roe_sched_submit(r.s, &pc, &c, &why));
+    roe_sreq_cancel(c); /* waiting: leaves the queue */
+    roe_sreq_cancel(a); /* running: leaves the batch, b gets the slot */
+    wait_end(a, &v);
+    ASSERT_EQ_INT(v.end, ROE_SREQ_CANCELLED);
+    ASSERT_TRUE(v.n_tokens < 80);
+    wait_end(c, &v);
+    ASSERT_EQ_INT(v.end, ROE_SREQ_CANCELLED);
+    ASSERT_EQ_INT(v.n_tokens, 0);
+    wait_end(b, &v);
+    ASSERT_EQ_INT(v.end, ROE_SREQ_FINISHED);
+    ASSERT_EQ_INT(v.n_tokens, 6);
+    roe_sreq_release(a);
+    roe_sreq_release(b);
+    roe_sreq_release(c);
+    struct roe_sched_stats st;
+    roe_sched_get_stats(r.s, &st);
+    ASSERT_EQ_INT(st.requests_cancelled, 2);
+    ASSERT_EQ_INT(st.kv_blocks_used, 0);
+    ASSERT_EQ_INT(st.waiting, 0);
+    ASSERT_OK(rig_close(&r));
+}
+
+TEST(stop_finishes_running_and_abort_fails_them) {
+    for (int abort = 0; abort < 2; abort++) {
+        struct rig r;
+        ASSERT_TRUE(rig_open(&r, 1, 16, NULL, 1) == 0);
+        struct roe_request qa = make_req(0, 4, 60, NULL, 0.0f), qb = make_req(1, 4, 6, NULL, 0.0f);
+        struct roe_sreq_params pa = params_of(&qa), pb = params_of(&qb);
+        roe_sreq *a, *b;
+        roe_sched_refusal why;
+        ASSERT_OK(roe_sched_submit(r.s, &pa, &a, &why));
+        struct roe_sreq_view v;
+        for (int i = 0; i < 600 && roe_sreq_wait(a, 0, 0.1, &v) == 0;)
+            i++;
+        ASSERT_OK(roe_sched_submit(r.s, &pb, &b, &why));
+        roe_sched_stop(r.s, abort);
+        wait_end(a, &v);
+        ASSERT_EQ_INT(v.end, abort ? ROE_SREQ_FAILED : ROE_SREQ_FINISHED);
+        if (!abort) ASSERT_EQ_INT(v.n_tokens, 60);
+        wait_end(b, &v);
+        ASSERT_EQ_INT(v.end, ROE_SREQ_FAILED);
+        ASSERT_TRUE(strstr(v.error, "shutting down") != NULL);
+        roe_sreq_release(a);
+        roe_sreq_release(b);
+        ASSERT_OK(rig_close(&r));
+    }
+}
+
+int main(void) {
+    RUN(concurrent_equals_alone);
+    RUN(adaptive_k_at_the_clean_position);
+    RUN(admission_by_blocks);
+    RUN(refusals);
+    RUN(cancel_frees_the_slot);
+    RUN(stop_finishes_running_and_abort_fails_them);
+    return test_summary();
+}
