@@ -26,7 +26,8 @@ static void usage(void) {
             "  eval       perplexity, exact match or multiple-choice accuracy on a JSONL set\n"
             "  tune       search per-layer RoE temperatures on a validation set\n"
             "  inspect    show a model's config, sizes and placement\n"
-            "  bench      measure prefill and decode throughput\n",
+            "  bench      measure prefill and decode throughput\n"
+            "  serve      an OpenAI-compatible HTTP server with continuous batching\n",
             ROE_VERSION);
 }
 
@@ -41,6 +42,7 @@ static int run_command(int argc, char **argv) {
     if (strcmp(cmd, "bench") == 0) return roe_cmd_bench(argc, argv);
     if (strcmp(cmd, "eval") == 0) return roe_cmd_eval(argc, argv);
     if (strcmp(cmd, "tune") == 0) return roe_cmd_tune(argc, argv);
+    if (strcmp(cmd, "serve") == 0) return roe_cmd_serve(argc, argv);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage();
         return 0;

@@ -1,0 +1,628 @@
+/*
+ * http.c — libmicrohttpd glue: routing, limits, waiting for a request's tokens, streaming;
+ * see server.h.
+ *
+ * Per connection, libmicrohttpd keeps our `struct conn` (its socket context): whether it was
+ * accepted over the limit. Per request, `struct hreq` (its request context) accumulates the
+ * body. A streamed response owns a `struct stream` (freed with the response): the scheduler
+ * request, the bytes of tokens not yet turned into text (an incomplete UTF-8 character), and
+ * the SSE bytes not yet written.
+ */
+#define _GNU_SOURCE /* POLLRDHUP: the client shut its end */
+#include "server.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "metrics.h"
+#include "runtime/alloc.h"
+#include "runtime/clock.h"
+#include "runtime/log.h"
+#include "utf8.h"
+
+enum { EXTRA_CONNECTIONS = 16 };   /* accepted over the limit only to be answered 429 */
+enum { DROP_FACTOR = 16 };         /* an oversized chunked body is read up to this x the limit */
+static const double POLL_S = 0.05; /* how often a waiting connection checks its client */
+
+struct roe_server {
+    struct MHD_Daemon *d;
+    const struct roe_api_config *api;
+    roe_sched *sched;
+    struct roe_server_opts o;
+    int port;
+    atomic_int connections;
+    atomic_int generating; /* generation requests not yet answered in full */
+    atomic_int draining;
+    atomic_ullong next_id;
+    uint64_t id_salt;
+    pthread_mutex_t mu; /* guards http */
+    struct roe_http_stats http;
+};
+
+struct conn {
+    int over_limit;
+};
+
+typedef enum route {
+    ROUTE_NONE = 0,
+    ROUTE_COMPLETIONS,
+    ROUTE_CHAT,
+    ROUTE_MODELS,
+    ROUTE_HEALTH,
+    ROUTE_METRICS,
+} route;
+
+struct hreq {
+    route route;
+    struct roe_strbuf body;
+    int too_big;
+    int generating; /* counted in roe_server.generating */
+    size_t dropped; /* bytes of an oversized body read and dropped */
+};
+
+struct stream {
+    roe_server *srv;
+    int fd;
+    roe_sreq *r;
+    struct roe_api_request req;
+    char id[48];
+    long created;
+    int sent;               /* tokens turned into chunks */
+    struct roe_strbuf raw;  /* token bytes not yet sanitized (an incomplete character) */
+    struct roe_strbuf text; /* scratch: the text of one chunk */
+    struct roe_strbuf out;  /* SSE bytes not yet handed to libmicrohttpd */
+    size_t off;
+    int first; /* the first chunk is still to come */
+    int done;  /* [DONE] is in out */
+};
+
+struct roe_server_opts roe_server_opts_default(void) {
+    return (struct roe_server_opts){.host = "127.0.0.1",
+                                    .port = 8000,
+                                    .max_connections = 64,
+                                    .max_body_bytes = 1u << 20,
+                                    .max_header_bytes = 64u << 10,
+                                    .timeout_s = 60};
+}
+
+int roe_server_port(const roe_server *s) {
+    return s->port;
+}
+void roe_server_draining(roe_server *s) {
+    atomic_store(&s->draining, 1);
+}
+
+/* ---- responses ---- */
+
+static void count_response(roe_server *s, int code) {
+    pthread_mutex_lock(&s->mu);
+    s->http.responses[roe_http_code_index(code)]++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Queues body (malloc'd; taken over, NULL: out of memory) with the given status. */
+static enum MHD_Result respond(roe_server *s, struct MHD_Connection *c, int code, char *body,
+                               const char *type, int close) {
+    if (!body) {
+        static const char oom[] =
+            "{\"error\": {\"message\": \"out of memory\", \"type\": \"server_error\", "
+            "\"param\": null, \"code\": null}}";
+        code = 500;
+        body = strdup(oom);
+        if (!body) return MHD_NO;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (close) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (code == 405) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, POST");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)code, resp);
+    MHD_destroy_response(resp);
+    count_response(s, code);
+    return ret;
+}
+
+static enum MHD_Result respond_error(roe_server *s, struct MHD_Connection *c,
+                                     const struct roe_api_error *e, int close) {
+    return respond(s, c, e->http, roe_api_error_json(e), "application/json", close);
+}
+
+static enum MHD_Result fail(roe_server *s, struct MHD_Connection *c, int code, const char *param,
+                            int close, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static enum MHD_Result fail(roe_server *s, struct MHD_Connection *c, int code, const char *param,
+                            int close, const char *fmt, ...) {
+    struct roe_api_error e;
+    char msg[sizeof e.message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    roe_api_fail(&e, code, param, "%s", msg);
+    if (code == 503) e.code = atomic_load(&s->draining) ? "shutting_down" : "server_overloaded";
+    if (code == 429) e.code = "too_many_connections";
+    return respond_error(s, c, &e, close);
+}
+
+/* ---- the client's socket ---- */
+
+static int conn_fd(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+/* 1 if the client closed its end (or the socket failed). A client that sent more bytes (a
+ * pipelined request) is still there. */
+static int client_gone(int fd) {
+    if (fd < 0) return 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0) return 0;
+    if (p.revents & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)) return 1;
+    if (p.revents & POLLIN) {
+        char b;
+        const ssize_t k = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    }
+    return 0;
+}
+
+/* ---- generation ---- */
+
+static void new_id(roe_server *s, const struct roe_api_request *req, char *id, size_t n) {
+    const unsigned long long k = atomic_fetch_add(&s->next_id, 1);
+    snprintf(id, n, "%s-%08llx%08llx", req->kind == ROE_API_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)(s->id_salt & 0xffffffffu), k);
+}
+
+/* The bytes of tokens [from, to), special tokens left out (the text the client sees). */
+static void token_bytes(const roe_server *s, const int32_t *t, int from, int to,
+                        struct roe_strbuf *out) {
+    const roe_tokenizer *tok = s->api->tok;
+    for (int i = from; i < to; i++) {
+        if (!tok) {
+            roe_strbuf_printf(out, "%s%d", i ? " " : "", t[i]); /* no tokenizer: the ids */
+            continue;
+        }
+        const char *b;
+        size_t n;
+        if (roe_tokenizer_is_special(tok, t[i]) ||
+            roe_tokenizer_token_bytes(tok, t[i], &b, &n) != ROE_OK)
+            continue;
+        roe_strbuf_append(out, b, n);
+    }
+}
+
+/* A failed request's error: 503 when the server stopped before it ran, else 500. */
+static void failed_error(roe_server *s, const struct roe_sreq_view *v, struct roe_api_error *e) {
+    const int stopping = atomic_load(&s->draining) || strstr(v->error, "shutting down") != NULL;
+    roe_api_fail(e, stopping ? 503 : 500, NULL, "%s",
+                 v->error[0] ? v->error : "the request failed");
+    if (stopping) e->code = "shutting_down";
+}
+
+/* Waits for a non-streamed request's end, watching the client. 0: ended; -1: the client left
+ * (the request is cancelled). */
+static int wait_end(roe_sreq *r, int fd, struct roe_sreq_view *v) {
+    int have = 0;
+    for (;;) {
+        roe_sreq_wait(r, have, POLL_S, v);
+        if (v->end != ROE_SREQ_RUNNING) return 0;
+        have = v->n_tokens;
+        if (client_gone(fd)) {
+            roe_sreq_cancel(r);
+            return -1;
+        }
+    }
+}
+
+static enum MHD_Result complete(roe_server *s, struct MHD_Connection *c,
+                                struct roe_api_request *req, roe_sreq *r) {
+    struct roe_sreq_view v;
+    if (wait_end(r, conn_fd(c), &v) < 0) {
+        roe_sreq_release(r);
+        return MHD_NO; /* nobody to answer: close the connection */
+    }
+    enum MHD_Result ret;
+    if (v.end == ROE_SREQ_FINISHED) {
+        struct roe_strbuf raw = {0}, text = {0};
+        token_bytes(s, v.tokens, 0, v.n_tokens, &raw);
+        roe_utf8_sanitize(raw.p ? raw.p : "", raw.len, 1, &text);
+        char id[48];
+        new_id(s, req, id, sizeof id);
+        char *body = raw.oom || text.oom ? NULL
+                                         : roe_api_response_json(s->api, req, id, (long)time(NULL),
+                                                                 text.p ? text.p : "", v.tokens,
+                                                                 v.n_tokens, v.finish);
+        roe_strbuf_free(&raw);
+        roe_strbuf_free(&text);
+        ret = respond(s, c, 200, body, "application/json", 0);
+    } else {
+        struct roe_api_error e;
+        if (v.end == ROE_SREQ_CANCELLED)
+            roe_api_fail(&e, 500, NULL, "the request was cancelled");
+        else
+            failed_error(s, &v, &e);
+        ret = respond_error(s, c, &e, 0);
+    }
+    roe_sreq_release(r);
+    return ret;
+}
+
+/* Turns what the request has produced since the last call into SSE events in st->out.
+ * Returns 0, or -1 if the stream must end without [DONE] (the request was cancelled). */
+static int produce(struct stream *st, const struct roe_sreq_view *v) {
+    roe_server *s = st->srv;
+    const int chat = st->req.kind == ROE_API_CHAT, final = v->end != ROE_SREQ_RUNNING;
+    const int role = st->first && chat; /* chat opens with the assistant's role, before any token */
+    if (v->n_tokens > st->sent || role || (final && st->raw.len)) {
+        const int from = st->sent;
+        token_bytes(s, v->tokens, from, v->n_tokens, &st->raw);
+        st->text.len = 0;
+        const size_t used =
+            roe_utf8_sanitize(st->raw.p ? st->raw.p : "", st->raw.len, final, &st->text);
+        roe_strbuf_consume(&st->raw, used);
+        st->sent = v->n_tokens;
+        /* a chunk when there is text (a token may end inside a character: its bytes wait) */
+        if (st->text.len > 0 || role || (from < v->n_tokens && st->req.return_token_ids)) {
+            roe_api_stream_chunk(&st->out, s->api, &st->req, st->id, st->created,
+                                 st->text.len ? st->text.p : "", st->first, NULL, v->tokens + from,
+                                 v->n_tokens - from);
+            st->first = 0;
+        }
+    }
+    if (!final) return 0;
+    if (v->end == ROE_SREQ_CANCELLED) return -1;
+    if (v->end == ROE_SREQ_FINISHED) {
+        roe_api_stream_chunk(&st->out, s->api, &st->req, st->id, st->created, chat ? NULL : "", 0,
+                             roe_api_finish_name(v->finish), NULL, 0);
+        if (st->req.include_usage)
+            roe_api_stream_usage(&st->out, s->api, &st->req, st->id, st->created, v->n_tokens);
+    } else {
+        struct roe_api_error e;
+        failed_error(s, v, &e);
+        roe_api_stream_error(&st->out, &e);
+    }
+    roe_strbuf_puts(&st->out, "data: [DONE]\n\n");
+    st->done = 1;
+    return 0;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    struct stream *st = cls;
+    (void)pos;
+    while (st->off == st->out.len) {
+        st->off = 0;
+        st->out.len = 0;
+        if (st->done) return MHD_CONTENT_READER_END_OF_STREAM;
+        const int role = st->first && st->req.kind == ROE_API_CHAT;
+        struct roe_sreq_view v;
+        if (roe_sreq_wait(st->r, st->sent, role ? 0.0 : POLL_S, &v) || role) {
+            if (produce(st, &v) < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+            if (st->out.oom || st->raw.oom || st->text.oom) {
+                roe_sreq_cancel(st->r);
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            }
+        } else if (client_gone(st->fd)) {
+            roe_sreq_cancel(st->r);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+    }
+    size_t n = st->out.len - st->off;
+    if (n > max) n = max;
+    memcpy(buf, st->out.p + st->off, n);
+    st->off += n;
+    return (ssize_t)n;
+}
+
+/* When libmicrohttpd drops the response: at its end, or when the client went away. */
+static void stream_free(void *cls) {
+    struct stream *st = cls;
+    roe_sreq_cancel(st->r); /* a no-op for a request that has ended */
+    roe_sreq_release(st->r);
+    roe_api_request_free(&st->req);
+    roe_strbuf_free(&st->raw);
+    roe_strbuf_free(&st->text);
+    roe_strbuf_free(&st->out);
+    roe_free(st);
+}
+
+static enum MHD_Result start_stream(roe_server *s, struct MHD_Connection *c,
+                                    struct roe_api_request *req, roe_sreq *r) {
+    struct stream *st = roe_calloc(1, sizeof *st);
+    if (!st) {
+        roe_sreq_cancel(r);
+        roe_sreq_release(r);
+        roe_api_request_free(req);
+        return fail(s, c, 500, NULL, 0, "out of memory for a stream");
+    }
+    st->srv = s;
+    st->fd = conn_fd(c);
+    st->r = r;
+    st->req = *req; /* takes the prompt over */
+    memset(req, 0, sizeof *req);
+    st->created = (long)time(NULL);
+    st->first = 1;
+    new_id(s, &st->req, st->id, sizeof st->id);
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 << 10, stream_read, st, stream_free);
+    if (!resp) {
+        stream_free(st);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    count_response(s, 200);
+    return ret;
+}
+
+static enum MHD_Result generate(roe_server *s, struct MHD_Connection *c, struct hreq *h) {
+    struct roe_api_request req;
+    struct roe_api_error e;
+    if (roe_api_parse(s->api, h->route == ROUTE_CHAT ? ROE_API_CHAT : ROE_API_COMPLETIONS,
+                      h->body.p ? h->body.p : "", h->body.len, &req, &e) != 0)
+        return respond_error(s, c, &e, 0);
+    roe_sreq *r = NULL;
+    roe_sched_refusal why;
+    roe_status st = roe_sched_submit(s->sched, &req.params, &r, &why);
+    if (st != ROE_OK) {
+        const int code = why == ROE_SCHED_BAD_REQUEST ? (st == ROE_ERR_NOMEM ? 500 : 400) : 503;
+        enum MHD_Result ret = fail(s, c, code, why == ROE_SCHED_BAD_REQUEST ? "prompt" : NULL, 0,
+                                   "%s", roe_error_message());
+        roe_api_request_free(&req);
+        return ret;
+    }
+    if (req.stream) return start_stream(s, c, &req, r);
+    enum MHD_Result ret = complete(s, c, &req, r);
+    roe_api_request_free(&req);
+    return ret;
+}
+
+/* ---- the other endpoints ---- */
+
+static enum MHD_Result models(roe_server *s, struct MHD_Connection *c) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "object", "list");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", s->api->model_name);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)time(NULL));
+    cJSON_AddStringToObject(m, "owned_by", "roe");
+    cJSON_AddNumberToObject(m, "max_model_len", s->api->max_ctx);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "data"), m);
+    char *body = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return respond(s, c, 200, body, "application/json", 0);
+}
+
+static enum MHD_Result metrics(roe_server *s, struct MHD_Connection *c) {
+    struct roe_sched_stats st;
+    roe_sched_get_stats(s->sched, &st);
+    struct roe_http_stats h;
+    pthread_mutex_lock(&s->mu);
+    h = s->http;
+    pthread_mutex_unlock(&s->mu);
+    h.connections = atomic_load(&s->connections);
+    struct roe_strbuf out = {0};
+    roe_metrics_render(&out, s->api->model_name, &st, &h);
+    char *body = NULL;
+    if (!out.oom && out.p) body = strdup(out.p);
+    roe_strbuf_free(&out);
+    return respond(s, c, 200, body, "text/plain; version=0.0.4; charset=utf-8", 0);
+}
+
+/* ---- libmicrohttpd callbacks ---- */
+
+static route route_of(const char *url) {
+    if (strcmp(url, "/v1/completions") == 0) return ROUTE_COMPLETIONS;
+    if (strcmp(url, "/v1/chat/completions") == 0) return ROUTE_CHAT;
+    if (strcmp(url, "/v1/models") == 0) return ROUTE_MODELS;
+    if (strcmp(url, "/health") == 0) return ROUTE_HEALTH;
+    if (strcmp(url, "/metrics") == 0) return ROUTE_METRICS;
+    return ROUTE_NONE;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **req_cls) {
+    roe_server *s = cls;
+    (void)version;
+    struct hreq *h = *req_cls;
+    if (!h) { /* the headers are in: decide what can be decided before the body */
+        h = roe_calloc(1, sizeof *h);
+        if (!h) return MHD_NO;
+        *req_cls = h;
+        h->route = route_of(url);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        const struct conn *cn = ci ? ci->socket_context : NULL;
+        if (cn && cn->over_limit)
+            return fail(s, c, 429, NULL, 1,
+                        "too many connections: the server serves %d at a time; retry later",
+                        s->o.max_connections);
+        const int post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
+        if (h->route == ROUTE_NONE)
+            return fail(s, c, 404, NULL, !post && !get ? 1 : 0, "no such endpoint: %s %.200s",
+                        method, url);
+        const int want_post = h->route == ROUTE_COMPLETIONS || h->route == ROUTE_CHAT;
+        if ((want_post && !post) || (!want_post && !get))
+            return fail(s, c, 405, NULL, 1, "%s takes %s, not %s", url, want_post ? "POST" : "GET",
+                        method);
+        if (want_post) {
+            h->generating = 1;
+            atomic_fetch_add(&s->generating, 1);
+            const char *cl =
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            if (cl) {
+                char *end;
+                errno = 0;
+                const unsigned long long n = strtoull(cl, &end, 10);
+                if (errno || *end || n > s->o.max_body_bytes)
+                    return fail(s, c, 413, NULL, 1,
+                                "the request body (%s bytes) exceeds the limit of %zu bytes", cl,
+                                s->o.max_body_bytes);
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) { /* a piece of the body */
+        if (!h->too_big && h->body.len + *upload_size > s->o.max_body_bytes) {
+            h->too_big = 1;
+            roe_strbuf_free(&h->body);
+        }
+        /* a chunked body over the limit is read and dropped, so that the client, still sending,
+         * gets to read the 413 (clients give up on a connection closed under their upload); a
+         * bounded amount only, then the connection is closed */
+        if (h->too_big)
+            h->dropped += *upload_size;
+        else
+            roe_strbuf_append(&h->body, upload, *upload_size);
+        *upload_size = 0;
+        return h->dropped > DROP_FACTOR * s->o.max_body_bytes ? MHD_NO : MHD_YES;
+    }
+    if (h->too_big)
+        return fail(s, c, 413, NULL, 1, "the request body exceeds the limit of %zu bytes",
+                    s->o.max_body_bytes);
+    switch (h->route) {
+    case ROUTE_MODELS:
+        return models(s, c);
+    case ROUTE_METRICS:
+        return metrics(s, c);
+    case ROUTE_HEALTH:
+        if (atomic_load(&s->draining))
+            return fail(s, c, 503, NULL, 0, "the server is shutting down");
+        return respond(s, c, 200, strdup("{\"status\": \"ok\"}"), "application/json", 0);
+    default:
+        if (h->body.oom) return fail(s, c, 500, NULL, 1, "out of memory for the request body");
+        return generate(s, c, h);
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode why) {
+    roe_server *s = cls;
+    (void)c;
+    (void)why;
+    struct hreq *h = *req_cls;
+    if (!h) return;
+    if (h->generating) atomic_fetch_sub(&s->generating, 1);
+    roe_strbuf_free(&h->body);
+    roe_free(h);
+    *req_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_cls,
+                          enum MHD_ConnectionNotificationCode what) {
+    roe_server *s = cls;
+    (void)c;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        const int n = atomic_fetch_add(&s->connections, 1) + 1;
+        struct conn *cn = roe_calloc(1, sizeof *cn);
+        if (cn) cn->over_limit = n > s->o.max_connections;
+        *socket_cls = cn;
+    } else {
+        atomic_fetch_sub(&s->connections, 1);
+        roe_free(*socket_cls);
+        *socket_cls = NULL;
+    }
+}
+
+static void on_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    const size_t n = strlen(msg);
+    if (n && msg[n - 1] == '\n') msg[n - 1] = '\0';
+    ROE_LOG_WARN("http", "%s", msg);
+}
+
+roe_status roe_server_start(const struct roe_server_opts *o, const struct roe_api_config *api,
+                            roe_sched *sched, roe_server **out) {
+    *out = NULL;
+    if (o->port < 0 || o->port > 65535 || o->max_connections < 1 || o->max_body_bytes < 1 ||
+        o->timeout_s < 1 || o->max_header_bytes < 4096)
+        return roe_fail(
+            ROE_ERR_INVALID_ARG,
+            "server: port %d, max connections %d, body limit %zu, header limit %zu, timeout %d s: "
+            "need a "
+            "port in [0, 65535], at least 1 connection, 1 byte of body, 4096 bytes of headers, 1 s",
+            o->port, o->max_connections, o->max_body_bytes, o->max_header_bytes, o->timeout_s);
+    char service[16];
+    snprintf(service, sizeof service, "%d", o->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    const int gai = getaddrinfo(o->host, service, &hints, &ai);
+    if (gai != 0 || !ai)
+        return roe_fail(ROE_ERR_INVALID_ARG, "server: cannot resolve host '%s': %s", o->host,
+                        gai_strerror(gai));
+    roe_server *s = roe_calloc(1, sizeof *s);
+    if (!s) {
+        freeaddrinfo(ai);
+        return roe_fail(ROE_ERR_NOMEM, "server: out of memory");
+    }
+    s->api = api;
+    s->sched = sched;
+    s->o = *o;
+    s->id_salt = (uint64_t)(roe_now_s() * 1e6);
+    pthread_mutex_init(&s->mu, NULL);
+    unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    s->d = MHD_start_daemon(
+        flags, (uint16_t)o->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_log,
+        s, /* first, so that every message goes there */
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(o->max_connections + EXTRA_CONNECTIONS), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)o->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->max_header_bytes,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        s, MHD_OPTION_END);
+    const int err = errno;
+    freeaddrinfo(ai);
+    if (!s->d) {
+        pthread_mutex_destroy(&s->mu);
+        roe_free(s);
+        return roe_fail(ROE_ERR_IO, "server: cannot listen on %s port %d: %s", o->host, o->port,
+                        err ? strerror(err) : "libmicrohttpd could not start");
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : o->port;
+    *out = s;
+    return ROE_OK;
+}
+
+void roe_server_stop(roe_server *s, double drain_s) {
+    if (!s) return;
+    atomic_store(&s->draining, 1);
+    /* no new connections; the responses under way (their requests have ended) finish sending */
+    const MHD_socket listen_fd = MHD_quiesce_daemon(s->d);
+    const double until = roe_now_s() + drain_s;
+    while (atomic_load(&s->generating) > 0 && roe_now_s() < until) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&s->generating) > 0)
+        ROE_LOG_WARN("http", "closing %d response(s) still being sent after %.0f s",
+                     atomic_load(&s->generating), drain_s);
+    MHD_stop_daemon(s->d);
+    if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
+    pthread_mutex_destroy(&s->mu);
+    roe_free(s);
+}

@@ -1,0 +1,114 @@
+/* metrics.c — Prometheus text format; see metrics.h. */
+#include "metrics.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const int CODES[ROE_HTTP_CODES - 1] = {200, 400, 404, 405, 413, 429,
+                                              431, 500, 503, 408, 415};
+
+int roe_http_code_index(int code) {
+    for (int i = 0; i < ROE_HTTP_CODES - 1; i++)
+        if (CODES[i] == code) return i;
+    return ROE_HTTP_CODES - 1;
+}
+
+int roe_http_code_at(int index) {
+    return index < ROE_HTTP_CODES - 1 ? CODES[index] : 0;
+}
+
+struct ctx {
+    struct roe_strbuf *out;
+    char label[320]; /* model_name="..." escaped */
+};
+
+static void family(struct ctx *c, const char *name, const char *type, const char *help) {
+    roe_strbuf_printf(c->out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void value(struct ctx *c, const char *name, const char *extra, double v) {
+    roe_strbuf_printf(c->out, "%s{%s%s%s} %.17g\n", name, c->label, extra ? "," : "",
+                      extra ? extra : "", v);
+}
+
+static void one(struct ctx *c, const char *name, const char *type, const char *help, double v) {
+    family(c, name, type, help);
+    value(c, name, NULL, v);
+}
+
+static void histogram(struct ctx *c, const char *name, const char *help,
+                      const struct roe_histogram *h) {
+    family(c, name, "histogram", help);
+    uint64_t cum = 0;
+    for (int i = 0; i < h->n; i++) {
+        cum += h->count[i];
+        roe_strbuf_printf(c->out, "%s_bucket{%s,le=\"%g\"} %llu\n", name, c->label, h->le[i],
+                          (unsigned long long)cum);
+    }
+    roe_strbuf_printf(c->out, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, c->label,
+                      (unsigned long long)h->total);
+    roe_strbuf_printf(c->out, "%s_sum{%s} %.17g\n", name, c->label, h->sum);
+    roe_strbuf_printf(c->out, "%s_count{%s} %llu\n", name, c->label, (unsigned long long)h->total);
+}
+
+void roe_metrics_render(struct roe_strbuf *out, const char *model_name,
+                        const struct roe_sched_stats *s, const struct roe_http_stats *h) {
+    struct ctx c = {.out = out};
+    size_t w = (size_t)snprintf(c.label, sizeof c.label, "model_name=\"");
+    for (const char *p = model_name; *p && w < sizeof c.label - 4; p++) {
+        if (*p == '"' || *p == '\\') c.label[w++] = '\\';
+        c.label[w++] = *p == '\n' ? ' ' : *p;
+    }
+    c.label[w++] = '"';
+    c.label[w] = '\0';
+    one(&c, "roe_requests_running", "gauge", "Requests in the running batch.", s->running);
+    one(&c, "roe_requests_waiting", "gauge", "Requests waiting for admission.", s->waiting);
+    one(&c, "roe_requests_max_running", "gauge", "Sequence slots of the engine.", s->max_seqs);
+    one(&c, "roe_requests_max_waiting", "gauge", "Queue length beyond which requests get 503.",
+        s->max_queue);
+    family(&c, "roe_requests_total", "counter", "Requests by outcome.");
+    value(&c, "roe_requests_total", "outcome=\"finished_stop\"", (double)s->finished_stop);
+    value(&c, "roe_requests_total", "outcome=\"finished_length\"", (double)s->finished_length);
+    value(&c, "roe_requests_total", "outcome=\"cancelled\"", (double)s->requests_cancelled);
+    value(&c, "roe_requests_total", "outcome=\"failed\"", (double)s->requests_failed);
+    value(&c, "roe_requests_total", "outcome=\"refused\"", (double)s->requests_refused);
+    one(&c, "roe_prompt_tokens_total", "counter", "Prompt tokens run through the engine.",
+        (double)s->prompt_tokens);
+    one(&c, "roe_generation_tokens_total", "counter", "Tokens generated.",
+        (double)s->generation_tokens);
+    histogram(&c, "roe_time_to_first_token_seconds", "Time from arrival to the first token.",
+              &s->ttft);
+    histogram(&c, "roe_inter_token_latency_seconds", "Time between successive tokens of a request.",
+              &s->itl);
+    histogram(&c, "roe_e2e_request_latency_seconds",
+              "Time from arrival to the end of finished requests.", &s->e2e);
+    histogram(&c, "roe_request_queue_time_seconds", "Time from arrival to admission.",
+              &s->queue_time);
+    one(&c, "roe_kv_cache_usage_ratio", "gauge",
+        "KV-cache blocks reserved by admitted requests, as a fraction.",
+        s->kv_blocks_total ? (double)s->kv_blocks_used / s->kv_blocks_total : 0.0);
+    family(&c, "roe_kv_cache_blocks", "gauge",
+           "KV-cache blocks (of roe_kv_cache_block_size positions).");
+    value(&c, "roe_kv_cache_blocks", "state=\"used\"", s->kv_blocks_used);
+    value(&c, "roe_kv_cache_blocks", "state=\"total\"", s->kv_blocks_total);
+    one(&c, "roe_kv_cache_block_size", "gauge", "Positions per KV-cache block.", s->block_size);
+    one(&c, "roe_roe_samples_total", "counter",
+        "RoE sample rows run for generated tokens (the clean row included): K per token.",
+        (double)s->roe_samples);
+    family(&c, "roe_engine_rows_total", "counter",
+           "Row-layers computed, and those a roster without shared clean rows would compute.");
+    value(&c, "roe_engine_rows_total", "kind=\"computed\"", (double)s->rows_computed);
+    value(&c, "roe_engine_rows_total", "kind=\"naive\"", (double)s->rows_naive);
+    one(&c, "roe_steps_total", "counter", "Engine steps run.", (double)s->steps);
+    one(&c, "roe_engine_busy_seconds_total", "counter", "Time spent in engine steps.", s->busy_s);
+    one(&c, "roe_http_connections", "gauge", "Open HTTP connections.", h->connections);
+    family(&c, "roe_http_responses_total", "counter", "HTTP responses by status code.");
+    for (int i = 0; i < ROE_HTTP_CODES; i++) {
+        char code[32];
+        if (roe_http_code_at(i))
+            snprintf(code, sizeof code, "code=\"%d\"", roe_http_code_at(i));
+        else
+            snprintf(code, sizeof code, "code=\"other\"");
+        value(&c, "roe_http_responses_total", code, (double)h->responses[i]);
+    }
+}

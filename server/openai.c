@@ -1,0 +1,519 @@
+/* openai.c — OpenAI-compatible request parsing and response bodies; see openai.h. */
+#include "openai.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/alloc.h"
+
+int roe_api_fail(struct roe_api_error *e, int http, const char *param, const char *fmt, ...) {
+    e->http = http;
+    e->type = http >= 500   ? "server_error"
+              : http == 429 ? "rate_limit_error"
+                            : "invalid_request_error";
+    e->code = NULL;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const char *roe_api_finish_name(roe_finish f) {
+    return f == ROE_FINISH_EOS ? "stop" : "length";
+}
+
+static const char *type_name(const cJSON *v) {
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    return "null";
+}
+
+/* A field, or NULL when absent or null (OpenAI clients send null for "not given"). */
+static const cJSON *field(const cJSON *o, const char *name) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+/* 1: *out set; 0: absent; -1: wrong type or range (err filled). */
+static int get_int(const cJSON *o, const char *name, double lo, double hi, long long *out,
+                   struct roe_api_error *e) {
+    const cJSON *v = field(o, name);
+    if (!v) return 0;
+    if (!cJSON_IsNumber(v))
+        return roe_api_fail(e, 400, name, "'%s' must be an integer, not %s", name, type_name(v));
+    const double x = v->valuedouble;
+    if (!isfinite(x) || x != floor(x))
+        return roe_api_fail(e, 400, name, "'%s' must be an integer, not %g", name, x);
+    if (x < lo || x > hi)
+        return roe_api_fail(e, 400, name, "'%s' = %.0f is outside [%.0f, %.0f]", name, x, lo, hi);
+    *out = (long long)x;
+    return 1;
+}
+
+static int get_num(const cJSON *o, const char *name, double lo, double hi, double *out,
+                   struct roe_api_error *e) {
+    const cJSON *v = field(o, name);
+    if (!v) return 0;
+    if (!cJSON_IsNumber(v))
+        return roe_api_fail(e, 400, name, "'%s' must be a number, not %s", name, type_name(v));
+    const double x = v->valuedouble;
+    if (!(x >= lo && x <= hi))
+        return roe_api_fail(e, 400, name, "'%s' = %g is outside [%g, %g]", name, x, lo, hi);
+    *out = x;
+    return 1;
+}
+
+static int get_bool(const cJSON *o, const char *name, int *out, struct roe_api_error *e) {
+    const cJSON *v = field(o, name);
+    if (!v) return 0;
+    if (!cJSON_IsBool(v))
+        return roe_api_fail(e, 400, name, "'%s' must be true or false, not %s", name, type_name(v));
+    *out = cJSON_IsTrue(v);
+    return 1;
+}
+
+static int get_str(const cJSON *o, const char *name, const char **out, struct roe_api_error *e) {
+    const cJSON *v = field(o, name);
+    if (!v) return 0;
+    if (!cJSON_IsString(v))
+        return roe_api_fail(e, 400, name, "'%s' must be a string, not %s", name, type_name(v));
+    *out = v->valuestring;
+    return 1;
+}
+
+/* Fields roe does not implement: refused by name rather than silently ignored. */
+static int check_unsupported(const cJSON *o, roe_api_kind kind, struct roe_api_error *e) {
+    long long n = 1;
+    if (get_int(o, "n", 1, 1e6, &n, e) < 0) return -1;
+    if (n != 1)
+        return roe_api_fail(e, 400, "n", "'n' = %lld: only one choice per request is supported", n);
+    if (get_int(o, "best_of", 1, 1e6, &n, e) < 0) return -1;
+    if (n != 1)
+        return roe_api_fail(e, 400, "best_of", "'best_of' = %lld is not supported (only 1)", n);
+    int b = 0;
+    if (kind == ROE_API_COMPLETIONS && get_bool(o, "echo", &b, e) < 0) return -1;
+    if (b) return roe_api_fail(e, 400, "echo", "'echo' is not supported");
+    const cJSON *lp = field(o, "logprobs");
+    if (lp && !(cJSON_IsFalse(lp) || (cJSON_IsNumber(lp) && lp->valuedouble == 0)))
+        return roe_api_fail(e, 400, "logprobs", "'logprobs' is not supported");
+    if (field(o, "top_logprobs"))
+        return roe_api_fail(e, 400, "top_logprobs", "'top_logprobs' is not supported");
+    const cJSON *stop = field(o, "stop");
+    if (stop && !(cJSON_IsArray(stop) && cJSON_GetArraySize(stop) == 0))
+        return roe_api_fail(
+            e, 400, "stop",
+            "'stop' sequences are not supported (generation ends at eos or max_tokens)");
+    if (field(o, "suffix")) return roe_api_fail(e, 400, "suffix", "'suffix' is not supported");
+    const cJSON *lb = field(o, "logit_bias");
+    if (lb && !(cJSON_IsObject(lb) && !lb->child))
+        return roe_api_fail(e, 400, "logit_bias", "'logit_bias' is not supported");
+    static const char *const penalties[] = {"presence_penalty", "frequency_penalty",
+                                            "repetition_penalty"};
+    for (size_t i = 0; i < sizeof penalties / sizeof penalties[0]; i++) {
+        double x = 0;
+        if (get_num(o, penalties[i], -1e9, 1e9, &x, e) < 0) return -1;
+        if (x != 0.0 && !(i == 2 && x == 1.0))
+            return roe_api_fail(e, 400, penalties[i],
+                                "'%s' = %g is not supported (only the neutral value)", penalties[i],
+                                x);
+    }
+    return 0;
+}
+
+/* The prompt of a completion request: a string, token ids, or an array of one string. */
+static int parse_prompt(const struct roe_api_config *c, const cJSON *o, struct roe_api_request *out,
+                        struct roe_api_error *e) {
+    const cJSON *p = field(o, "prompt");
+    if (!p) return roe_api_fail(e, 400, "prompt", "'prompt' is required");
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(p->child)) p = p->child;
+    if (cJSON_IsString(p)) {
+        if (!c->tok)
+            return roe_api_fail(
+                e, 400, "prompt",
+                "this model has no tokenizer.json: give 'prompt' as an array of token ids");
+        size_t n = 0;
+        roe_status st =
+            roe_tokenizer_encode(c->tok, p->valuestring, strlen(p->valuestring), &out->prompt, &n);
+        if (st == ROE_ERR_NOMEM)
+            return roe_api_fail(e, 500, "prompt", "out of memory tokenizing the prompt");
+        if (st != ROE_OK)
+            return roe_api_fail(e, 400, "prompt", "'prompt' cannot be tokenized: %s",
+                                roe_error_message());
+        if (n == 0) return roe_api_fail(e, 400, "prompt", "'prompt' is empty");
+        if (n > (size_t)1 << 30) return roe_api_fail(e, 400, "prompt", "'prompt' is too long");
+        out->params.n_prompt = (int)n;
+        return 0;
+    }
+    if (!cJSON_IsArray(p))
+        return roe_api_fail(e, 400, "prompt",
+                            "'prompt' must be a string or an array of token ids, not %s",
+                            type_name(p));
+    const int n = cJSON_GetArraySize(p);
+    if (n == 0) return roe_api_fail(e, 400, "prompt", "'prompt' is empty");
+    if (cJSON_IsString(p->child) || cJSON_IsArray(p->child))
+        return roe_api_fail(e, 400, "prompt",
+                            "batched prompts are not supported: send one request per prompt");
+    out->prompt = roe_malloc((size_t)n * sizeof *out->prompt);
+    if (!out->prompt)
+        return roe_api_fail(e, 500, "prompt", "out of memory for %d prompt tokens", n);
+    const cJSON *it;
+    int i = 0;
+    cJSON_ArrayForEach(it, p) {
+        if (!cJSON_IsNumber(it))
+            return roe_api_fail(e, 400, "prompt", "'prompt'[%d] must be a token id, not %s", i,
+                                type_name(it));
+        const double x = it->valuedouble;
+        if (x != floor(x) || x < 0 || x >= c->cfg->vocab_size)
+            return roe_api_fail(e, 400, "prompt", "'prompt'[%d] = %g is not a token id in [0, %d)",
+                                i, x, c->cfg->vocab_size);
+        out->prompt[i++] = (int32_t)x;
+    }
+    out->params.n_prompt = n;
+    return 0;
+}
+
+static int parse_messages(const struct roe_api_config *c, const cJSON *o,
+                          struct roe_api_request *out, struct roe_api_error *e) {
+    const cJSON *m = field(o, "messages");
+    if (!m) return roe_api_fail(e, 400, "messages", "'messages' is required");
+    if (!c->tok)
+        return roe_api_fail(
+            e, 400, "messages",
+            "this model has no tokenizer.json: chat is unavailable, use /v1/completions");
+    struct roe_strbuf text = {0};
+    roe_status st = roe_chat_render(c->chat, m, &text);
+    if (st != ROE_OK) {
+        roe_strbuf_free(&text);
+        return roe_api_fail(e, st == ROE_ERR_NOMEM ? 500 : 400, "messages", "%s",
+                            roe_error_message());
+    }
+    size_t n = 0;
+    st = roe_tokenizer_encode(c->tok, text.p, text.len, &out->prompt, &n);
+    roe_strbuf_free(&text);
+    if (st != ROE_OK)
+        return roe_api_fail(e, st == ROE_ERR_NOMEM ? 500 : 400, "messages",
+                            "'messages' cannot be tokenized: %s", roe_error_message());
+    if (n > (size_t)1 << 30) return roe_api_fail(e, 400, "messages", "'messages' are too long");
+    out->params.n_prompt = (int)n;
+    for (int i = 0; i < c->chat->n_stop; i++)
+        out->params.stop_ids[out->params.n_stop++] = c->chat->stop_ids[i];
+    return 0;
+}
+
+static const struct roe_api_profile *find_profile(const struct roe_api_config *c,
+                                                  const char *name) {
+    for (int i = 0; i < c->n_profiles; i++) {
+        const char *p = c->profiles[i].name;
+        const size_t n = strlen(p);
+        if (strcmp(p, name) == 0 || (strncmp(p, name, n) == 0 && strcmp(name + n, ".json") == 0))
+            return &c->profiles[i];
+    }
+    return NULL;
+}
+
+/* The request's roster: the server's default, a named profile, or a uniform tau, then the
+ * single fields on top. */
+static int parse_roe(const struct roe_api_config *c, const cJSON *o, struct roe_api_request *out,
+                     struct roe_api_error *e) {
+    struct roe_roster *r = &out->roster;
+    *r = *c->default_roster;
+    const char *profile = NULL, *gate = NULL;
+    long long k = 0, keep = 1;
+    double tau = 0, adaptive = 0;
+    int has_profile, has_tau, has_k, has_keep, has_gate, has_adaptive;
+    if ((has_profile = get_str(o, "roe_profile", &profile, e)) < 0) return -1;
+    if ((has_k = get_int(o, "roe_k", 1, ROE_MAX_SAMPLES, &k, e)) < 0) return -1;
+    if ((has_tau = get_num(o, "roe_tau", 0, 10, &tau, e)) < 0) return -1;
+    if ((has_keep = get_int(o, "roe_keep_clean", 0, ROE_MAX_LAYERS, &keep, e)) < 0) return -1;
+    if ((has_gate = get_str(o, "roe_gate", &gate, e)) < 0) return -1;
+    if ((has_adaptive = get_num(o, "roe_adaptive", 0, 1e6, &adaptive, e)) < 0) return -1;
+    roe_gate_mode g = r->gate;
+    if (has_gate) {
+        if (strcmp(gate, "clean") == 0)
+            g = ROE_GATE_CLEAN;
+        else if (strcmp(gate, "noisy") == 0)
+            g = ROE_GATE_NOISY;
+        else
+            return roe_api_fail(e, 400, "roe_gate",
+                                "'roe_gate' must be \"clean\" or \"noisy\", not \"%.40s\"", gate);
+    }
+    if (has_profile && has_tau)
+        return roe_api_fail(e, 400, "roe_tau", "give either 'roe_tau' or 'roe_profile', not both");
+    if (has_profile) {
+        const struct roe_api_profile *p = find_profile(c, profile);
+        if (!p) {
+            char names[512] = "";
+            size_t w = 0;
+            for (int i = 0; i < c->n_profiles && w < sizeof names - 1; i++)
+                w += (size_t)snprintf(names + w, sizeof names - w, "%s%s", i ? ", " : "",
+                                      c->profiles[i].name);
+            return roe_api_fail(
+                e, 400, "roe_profile",
+                "'roe_profile' \"%.100s\" is not one this server loaded (%s)", profile,
+                c->n_profiles ? names : "none: start it with --roe-profile-dir DIR");
+        }
+        *r = p->roster;
+    }
+    if (!has_gate) g = r->gate; /* the profile's, or the server's */
+    if (has_tau) {
+        roe_status st =
+            roe_roster_uniform(r, c->cfg, has_k ? (int)k : r->k, (float)tau, (int)keep, g);
+        if (st != ROE_OK) return roe_api_fail(e, 400, "roe_tau", "%s", roe_error_message());
+    } else if (has_keep)
+        return roe_api_fail(e, 400, "roe_keep_clean",
+                            "'roe_keep_clean' applies to 'roe_tau': give both");
+    if (has_k) {
+        r->k = (int)k;
+        if (k > 1 && !roe_roster_is_noisy(r, c->cfg->n_layers))
+            return roe_api_fail(
+                e, 400, "roe_k",
+                "'roe_k' = %lld needs 'roe_tau' or 'roe_profile': the server's default RoE "
+                "settings "
+                "have tau 0 everywhere, where K samples are the plain model K times",
+                k);
+    }
+    r->gate = g;
+    if (has_adaptive) r->adaptive_entropy = (float)adaptive;
+    if (roe_roster_validate(r, c->cfg) != ROE_OK)
+        return roe_api_fail(e, 400, "roe_k", "RoE settings: %s", roe_error_message());
+    out->params.roster = r;
+    return 0;
+}
+
+int roe_api_parse(const struct roe_api_config *c, roe_api_kind kind, const char *body, size_t len,
+                  struct roe_api_request *out, struct roe_api_error *e) {
+    memset(out, 0, sizeof *out);
+    out->kind = kind;
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    int rc = -1;
+    if (!o) {
+        const size_t at = end && end >= body ? (size_t)(end - body) : 0;
+        roe_api_fail(e, 400, NULL, "the request body is not valid JSON (at byte %zu of %zu)", at,
+                     len);
+        goto done;
+    }
+    if (!cJSON_IsObject(o)) {
+        roe_api_fail(e, 400, NULL, "the request body must be a JSON object, not %s", type_name(o));
+        goto done;
+    }
+    const char *model = NULL;
+    if (get_str(o, "model", &model, e) < 0) goto done;
+    if (!model) {
+        roe_api_fail(e, 400, "model", "'model' is required (this server serves \"%s\")",
+                     c->model_name);
+        goto done;
+    }
+    if (strcmp(model, c->model_name) != 0) {
+        roe_api_fail(e, 404, "model",
+                     "the model \"%.200s\" does not exist: this server serves \"%s\"", model,
+                     c->model_name);
+        e->code = "model_not_found";
+        goto done;
+    }
+    if (check_unsupported(o, kind, e) < 0) goto done;
+    struct roe_sreq_params *p = &out->params;
+    if ((kind == ROE_API_CHAT ? parse_messages(c, o, out, e) : parse_prompt(c, o, out, e)) < 0)
+        goto done;
+    p->prompt = out->prompt;
+    /* sampling */
+    p->sampling = c->default_sampling;
+    double x;
+    long long v;
+    int got;
+    if ((got = get_num(o, "temperature", 0, 2, &x, e)) < 0) goto done;
+    if (got) p->sampling.temperature = (float)x;
+    if ((got = get_num(o, "top_p", 0, 1, &x, e)) < 0) goto done;
+    if (got && x == 0) {
+        roe_api_fail(e, 400, "top_p", "'top_p' must be in (0, 1]");
+        goto done;
+    }
+    if (got) p->sampling.top_p = (float)x;
+    if ((got = get_int(o, "top_k", -1, 1 << 30, &v, e)) < 0) goto done;
+    if (got) p->sampling.top_k = v < 0 ? 0 : (int)v;
+    if ((got = get_int(o, "seed", 0, 9007199254740991.0, &v, e)) < 0) goto done;
+    if (got) p->sampling.seed = (uint64_t)v;
+    /* length */
+    const int room = c->max_ctx - p->n_prompt;
+    long long mt = -1;
+    if ((got = get_int(o, "max_tokens", 1, 1 << 30, &mt, e)) < 0) goto done;
+    if (!got && kind == ROE_API_CHAT &&
+        (got = get_int(o, "max_completion_tokens", 1, 1 << 30, &mt, e)) < 0)
+        goto done;
+    if (p->n_prompt >= c->max_ctx || (got && mt > room)) {
+        roe_api_fail(e, 400, kind == ROE_API_CHAT ? "messages" : "prompt",
+                     "this model's maximum context length is %d tokens, but %lld were requested "
+                     "(%d in the %s, "
+                     "%lld to generate): shorten the %s or lower max_tokens",
+                     c->max_ctx, (long long)p->n_prompt + (got ? mt : 1), p->n_prompt,
+                     kind == ROE_API_CHAT ? "messages" : "prompt", got ? mt : 1LL,
+                     kind == ROE_API_CHAT ? "messages" : "prompt");
+        goto done;
+    }
+    if (!got)
+        mt = kind == ROE_API_CHAT ? (room < c->default_max_tokens ? room : c->default_max_tokens)
+                                  : (room < 16 ? room : 16);
+    p->max_tokens = (int)mt;
+    int ignore_eos = 0;
+    if (get_bool(o, "ignore_eos", &ignore_eos, e) < 0) goto done;
+    p->stop_at_eos = !ignore_eos;
+    if (ignore_eos) p->n_stop = 0;
+    if (get_bool(o, "stream", &out->stream, e) < 0) goto done;
+    if (get_bool(o, "return_token_ids", &out->return_token_ids, e) < 0) goto done;
+    const cJSON *so = field(o, "stream_options");
+    if (so) {
+        if (!cJSON_IsObject(so)) {
+            roe_api_fail(e, 400, "stream_options", "'stream_options' must be an object, not %s",
+                         type_name(so));
+            goto done;
+        }
+        if (get_bool(so, "include_usage", &out->include_usage, e) < 0) goto done;
+    }
+    if (parse_roe(c, o, out, e) < 0) goto done;
+    rc = 0;
+done:
+    cJSON_Delete(o);
+    if (rc != 0) roe_api_request_free(out);
+    return rc;
+}
+
+void roe_api_request_free(struct roe_api_request *r) {
+    roe_free(r->prompt);
+    r->prompt = NULL;
+    r->params.prompt = NULL;
+}
+
+char *roe_api_error_json(const struct roe_api_error *e) {
+    cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(err, "message", e->message);
+    cJSON_AddStringToObject(err, "type", e->type ? e->type : "invalid_request_error");
+    if (e->param[0])
+        cJSON_AddStringToObject(err, "param", e->param);
+    else
+        cJSON_AddNullToObject(err, "param");
+    if (e->code)
+        cJSON_AddStringToObject(err, "code", e->code);
+    else
+        cJSON_AddNullToObject(err, "code");
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+static cJSON *ids_json(const int32_t *ids, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+    return a;
+}
+
+static cJSON *head(const struct roe_api_config *c, const char *id, long created,
+                   const char *object) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "id", id);
+    cJSON_AddStringToObject(root, "object", object);
+    cJSON_AddNumberToObject(root, "created", (double)created);
+    cJSON_AddStringToObject(root, "model", c->model_name);
+    return root;
+}
+
+static void add_usage(cJSON *root, const struct roe_api_request *r, int completion_tokens) {
+    cJSON *u = cJSON_AddObjectToObject(root, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", r->params.n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", completion_tokens);
+    cJSON_AddNumberToObject(u, "total_tokens", r->params.n_prompt + completion_tokens);
+}
+
+char *roe_api_response_json(const struct roe_api_config *c, const struct roe_api_request *r,
+                            const char *id, long created, const char *text, const int32_t *tokens,
+                            int n_tokens, roe_finish finish) {
+    const int chat = r->kind == ROE_API_CHAT;
+    cJSON *root = head(c, id, created, chat ? "chat.completion" : "text_completion");
+    cJSON *choice = cJSON_CreateObject();
+    cJSON_AddNumberToObject(choice, "index", 0);
+    if (chat) {
+        cJSON *m = cJSON_AddObjectToObject(choice, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddStringToObject(m, "content", text);
+    } else
+        cJSON_AddStringToObject(choice, "text", text);
+    cJSON_AddNullToObject(choice, "logprobs");
+    cJSON_AddStringToObject(choice, "finish_reason", roe_api_finish_name(finish));
+    if (r->return_token_ids) cJSON_AddItemToObject(choice, "token_ids", ids_json(tokens, n_tokens));
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), choice);
+    if (r->return_token_ids)
+        cJSON_AddItemToObject(root, "prompt_token_ids", ids_json(r->prompt, r->params.n_prompt));
+    add_usage(root, r, n_tokens);
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+static void put_event(struct roe_strbuf *out, cJSON *root) {
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!s) {
+        out->oom = 1;
+        return;
+    }
+    roe_strbuf_puts(out, "data: ");
+    roe_strbuf_puts(out, s);
+    roe_strbuf_puts(out, "\n\n");
+    free(s);
+}
+
+void roe_api_stream_chunk(struct roe_strbuf *out, const struct roe_api_config *c,
+                          const struct roe_api_request *r, const char *id, long created,
+                          const char *text, int role, const char *finish, const int32_t *tokens,
+                          int n_tokens) {
+    const int chat = r->kind == ROE_API_CHAT;
+    cJSON *root = head(c, id, created, chat ? "chat.completion.chunk" : "text_completion");
+    cJSON *choice = cJSON_CreateObject();
+    cJSON_AddNumberToObject(choice, "index", 0);
+    if (chat) {
+        cJSON *d = cJSON_AddObjectToObject(choice, "delta");
+        if (role) cJSON_AddStringToObject(d, "role", "assistant");
+        if (text) cJSON_AddStringToObject(d, "content", text);
+    } else
+        cJSON_AddStringToObject(choice, "text", text ? text : "");
+    cJSON_AddNullToObject(choice, "logprobs");
+    if (finish)
+        cJSON_AddStringToObject(choice, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(choice, "finish_reason");
+    if (r->return_token_ids) cJSON_AddItemToObject(choice, "token_ids", ids_json(tokens, n_tokens));
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), choice);
+    if (r->return_token_ids && role)
+        cJSON_AddItemToObject(root, "prompt_token_ids", ids_json(r->prompt, r->params.n_prompt));
+    put_event(out, root);
+}
+
+void roe_api_stream_usage(struct roe_strbuf *out, const struct roe_api_config *c,
+                          const struct roe_api_request *r, const char *id, long created,
+                          int completion_tokens) {
+    cJSON *root =
+        head(c, id, created, r->kind == ROE_API_CHAT ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddArrayToObject(root, "choices");
+    add_usage(root, r, completion_tokens);
+    put_event(out, root);
+}
+
+void roe_api_stream_error(struct roe_strbuf *out, const struct roe_api_error *e) {
+    char *s = roe_api_error_json(e);
+    if (!s) {
+        out->oom = 1;
+        return;
+    }
+    roe_strbuf_puts(out, "data: ");
+    roe_strbuf_puts(out, s);
+    roe_strbuf_puts(out, "\n\n");
+    free(s);
+}

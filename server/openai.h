@@ -1,0 +1,113 @@
+/*
+ * openai.h — the OpenAI-compatible protocol: request bodies in, response bodies and
+ * server-sent-event chunks out. Pure functions of their inputs (no HTTP, no threads), so the
+ * tests can feed them any bytes.
+ *
+ * Requests (POST /v1/completions, /v1/chat/completions), fields checked for type and range:
+ *   model (required, the served name), prompt (string, or an array of token ids, or an array
+ *   holding one string) | messages (chat.h), max_tokens / max_completion_tokens (default 16
+ *   for completions; for chat, what the context leaves, at most the server's default),
+ *   temperature [0, 2], top_p (0, 1], top_k (-1 or 0: off), seed (>= 0), stream,
+ *   stream_options.include_usage, n = 1, ignore_eos, return_token_ids (the prompt's and the
+ *   completion's token ids in the response, as vLLM), and the RoE fields
+ *     roe_k (>= 1), roe_tau (>= 0, every MoE layer but the first and last roe_keep_clean),
+ *     roe_keep_clean, roe_profile (a profile the server loaded), roe_gate ("clean"|"noisy"),
+ *     roe_adaptive (entropy threshold, nats)
+ *   which start from the server's default RoE settings. Fields roe does not implement
+ *   (n > 1, best_of > 1, echo, logprobs, suffix, stop, penalties, logit_bias) are refused
+ *   with a 400 naming them rather than ignored; unknown fields are ignored.
+ * Errors: an HTTP status and an OpenAI-style body
+ *   {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}.
+ */
+#ifndef ROE_SERVER_OPENAI_H
+#define ROE_SERVER_OPENAI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat.h"
+#include "runtime/config.h"
+#include "runtime/generate.h"
+#include "runtime/roster.h"
+#include "runtime/sampler.h"
+#include "runtime/scheduler.h"
+#include "runtime/tokenizer.h"
+#include "strbuf.h"
+
+struct roe_api_profile {
+    char name[128]; /* the file name without .json */
+    struct roe_roster roster;
+};
+
+/* What the server serves; everything borrowed, read-only while serving. */
+struct roe_api_config {
+    const char *model_name;
+    const struct roe_model_config *cfg;
+    const roe_tokenizer *tok; /* NULL: prompts must be token ids, no chat */
+    const struct roe_chat_template *chat;
+    const struct roe_roster *default_roster;
+    const struct roe_api_profile *profiles;
+    int n_profiles;
+    struct roe_sampling default_sampling;
+    int max_ctx;            /* the engine's context, in positions */
+    int default_max_tokens; /* chat without max_tokens: at most this many */
+};
+
+typedef enum roe_api_kind {
+    ROE_API_COMPLETIONS = 0,
+    ROE_API_CHAT,
+} roe_api_kind;
+
+struct roe_api_request {
+    roe_api_kind kind;
+    int stream;
+    int include_usage;
+    int return_token_ids;
+    struct roe_sreq_params params; /* prompt points into `prompt`, roster into `roster` */
+    int32_t *prompt;               /* roe_malloc'd */
+    struct roe_roster roster;
+};
+
+struct roe_api_error {
+    int http;         /* 400, 404, 413, 429, 500, 503 ... */
+    const char *type; /* "invalid_request_error", ... (static) */
+    const char *code; /* NULL or a static code ("model_not_found") */
+    char param[64];   /* the offending field, "" if none */
+    char message[768];
+};
+
+/* Fills an error (a printf-style message). Returns -1 for `return roe_api_fail(...)`. */
+int roe_api_fail(struct roe_api_error *e, int http, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Parses and checks a request body. 0: *out is filled (free with roe_api_request_free);
+ * -1: *err says why. */
+int roe_api_parse(const struct roe_api_config *c, roe_api_kind kind, const char *body, size_t len,
+                  struct roe_api_request *out, struct roe_api_error *err);
+void roe_api_request_free(struct roe_api_request *r);
+
+/* {"error": {...}} as a malloc'd string (NULL when out of memory). */
+char *roe_api_error_json(const struct roe_api_error *e);
+
+/* The whole (non-streamed) response, malloc'd. text is the valid UTF-8 of the tokens. */
+char *roe_api_response_json(const struct roe_api_config *c, const struct roe_api_request *r,
+                            const char *id, long created, const char *text, const int32_t *tokens,
+                            int n_tokens, roe_finish finish);
+
+/* Appends one SSE event "data: {...}\n\n" to out: a chunk with `text` (chat: the delta's
+ * content; with role: the first chunk, announcing the assistant) and finish (NULL while
+ * streaming; "stop" or "length" on the last), token ids when return_token_ids. */
+void roe_api_stream_chunk(struct roe_strbuf *out, const struct roe_api_config *c,
+                          const struct roe_api_request *r, const char *id, long created,
+                          const char *text, int role, const char *finish, const int32_t *tokens,
+                          int n_tokens);
+/* The usage chunk (choices empty) of stream_options.include_usage. */
+void roe_api_stream_usage(struct roe_strbuf *out, const struct roe_api_config *c,
+                          const struct roe_api_request *r, const char *id, long created,
+                          int completion_tokens);
+/* An error in the stream (after the headers went out), as vLLM sends it. */
+void roe_api_stream_error(struct roe_strbuf *out, const struct roe_api_error *e);
+
+const char *roe_api_finish_name(roe_finish f);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * server.h — the HTTP front end of `roe serve` (libmicrohttpd), on the coordinator.
+ *
+ * Endpoints: POST /v1/completions, POST /v1/chat/completions (openai.h; "stream": true answers
+ * with server-sent events ending in "data: [DONE]"), GET /v1/models, GET /health (503 while
+ * shutting down), GET /metrics (metrics.h).
+ *
+ * Threads: libmicrohttpd's listening thread and one thread per connection (bounded). A
+ * connection thread parses the request, submits it to the scheduler (scheduler.h) and waits
+ * for its tokens on the request's own condition variable — the scheduler thread never waits
+ * for a client: it appends tokens to the request's buffer and moves on. A streamed response
+ * is written by libmicrohttpd's content-reader callback on the connection's thread as tokens
+ * arrive. While waiting, a connection thread checks every 50 ms whether its client hung up;
+ * if so it cancels the request, which frees its slot at the next step boundary.
+ *
+ * Limits (every one bounded, each refusal an OpenAI-style error body):
+ *   max_connections    open connections served; up to 16 more are accepted only to be answered
+ *                      429 and closed; beyond that the listening socket refuses them
+ *   max_body_bytes     larger request bodies get 413 (known from Content-Length, before
+ *                      reading them, or while reading a chunked body)
+ *   max_header_bytes   the request line and headers (libmicrohttpd answers 431 beyond)
+ *   timeout_s          a connection idle this long (no bytes from a slow client) is closed
+ *   the scheduler's queue (max_queue): 503 when full
+ */
+#ifndef ROE_SERVER_SERVER_H
+#define ROE_SERVER_SERVER_H
+
+#include <stddef.h>
+
+#include "openai.h"
+#include "runtime/scheduler.h"
+#include "runtime/status.h"
+
+struct roe_server_opts {
+    const char *host; /* address to bind ("127.0.0.1", "0.0.0.0", "::") */
+    int port;         /* 0: any free port (see roe_server_port) */
+    int max_connections;
+    size_t max_body_bytes;
+    size_t max_header_bytes;
+    int timeout_s;
+};
+
+struct roe_server_opts roe_server_opts_default(void);
+
+typedef struct roe_server roe_server;
+
+/* Starts listening. api and sched are borrowed and must outlive the server. */
+roe_status roe_server_start(const struct roe_server_opts *o, const struct roe_api_config *api,
+                            roe_sched *sched, roe_server **out);
+int roe_server_port(const roe_server *s);
+/* Marks the server as shutting down: /health answers 503 (requests are refused by the
+ * scheduler once it stops). */
+void roe_server_draining(roe_server *s);
+/* Stops listening, lets the responses under way finish sending (at most drain_s seconds:
+ * a client that stopped reading cannot hold the exit), closes every connection and frees the
+ * server. Every request must have ended: stop the scheduler first. */
+void roe_server_stop(roe_server *s, double drain_s);
+
+#endif
