@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# `roe serve` under bad requests and pressure: every bad request gets the right 4xx with an
+# OpenAI-style error body while a long request runs on, unharmed; a full queue answers 503 and
+# loses nothing; connections over the limit get 429; a client that disconnects mid-stream, or
+# while its request waits, frees its slot; SIGTERM lets the running request finish and /health
+# turns 503 meanwhile.
+. "$(dirname "$0")/lib.bash"
+. "$(dirname "$0")/serve_lib.bash"
+M=models/olmoe-tiny
+[ -f $M/model.safetensors ] || { echo "skipped: $M has no weights (tools/train_bundled.py)"; exit 77; }
+NAME=olmoe-tiny
+
+# ---- bad requests, next to a long one that must come out intact ----
+start_server -- --model $M --max-seqs 4 --max-model-len 256 --max-body-bytes 65536
+long='{"model": "'$NAME'", "prompt": "Once upon a time", "max_tokens": 200, "ignore_eos": true, "return_token_ids": true}'
+curl -s --max-time $((120 * SLOW)) -d "$long" "$URL/v1/completions" >"$TMP/long.json" &
+long_pid=$!
+C=/v1/completions
+expect_status "malformed JSON" 400 "not valid JSON" $C '{"model": "'$NAME'", "prompt": "a",'
+expect_status "body not an object" 400 "must be a JSON object" $C '["a"]'
+expect_status "empty body" 400 "not valid JSON" $C ''
+expect_status "missing model" 400 "'model' is required" $C '{"prompt": "a"}'
+expect_status "missing prompt" 400 "'prompt' is required" $C '{"model": "'$NAME'"}'
+expect_status "missing messages" 400 "'messages' is required" /v1/chat/completions '{"model": "'$NAME'"}'
+expect_status "unknown model" 404 "does not exist" $C '{"model": "gpt-4", "prompt": "a"}'
+expect_status "model of the wrong type" 400 "'model' must be a string" $C '{"model": 7, "prompt": "a"}'
+expect_status "max_tokens a string" 400 "'max_tokens' must be an integer" $C '{"model": "'$NAME'", "prompt": "a", "max_tokens": "5"}'
+expect_status "max_tokens fractional" 400 "must be an integer" $C '{"model": "'$NAME'", "prompt": "a", "max_tokens": 2.5}'
+expect_status "max_tokens zero" 400 "outside" $C '{"model": "'$NAME'", "prompt": "a", "max_tokens": 0}'
+expect_status "temperature a string" 400 "'temperature' must be a number" $C '{"model": "'$NAME'", "prompt": "a", "temperature": "hot"}'
+expect_status "temperature out of range" 400 "outside" $C '{"model": "'$NAME'", "prompt": "a", "temperature": 9}'
+expect_status "stream not a boolean" 400 "'stream' must be true or false" $C '{"model": "'$NAME'", "prompt": "a", "stream": "yes"}'
+expect_status "prompt of the wrong type" 400 "'prompt' must be a string or an array" $C '{"model": "'$NAME'", "prompt": {"a": 1}}'
+expect_status "token id outside the vocabulary" 400 "is not a token id" $C '{"model": "'$NAME'", "prompt": [1, 99999]}'
+expect_status "empty prompt" 400 "empty" $C '{"model": "'$NAME'", "prompt": ""}'
+expect_status "batched prompts" 400 "one request per prompt" $C '{"model": "'$NAME'", "prompt": ["a", "b"]}'
+long_prompt="[$(seq -s, 1 300)]"
+expect_status "prompt too long" 400 "maximum context length is 256" $C '{"model": "'$NAME'", "prompt": '"$long_prompt"'}'
+expect_status "prompt + max_tokens too long" 400 "maximum context length" $C '{"model": "'$NAME'", "prompt": "a", "max_tokens": 256}'
+expect_status "n > 1" 400 "'n'" $C '{"model": "'$NAME'", "prompt": "a", "n": 2}'
+expect_status "stop sequences" 400 "'stop'" $C '{"model": "'$NAME'", "prompt": "a", "stop": ["\n"]}'
+expect_status "roe_k without tau" 400 "needs 'roe_tau'" $C '{"model": "'$NAME'", "prompt": "a", "roe_k": 4}'
+expect_status "roe_k of the wrong type" 400 "'roe_k' must be an integer" $C '{"model": "'$NAME'", "prompt": "a", "roe_k": "4"}'
+expect_status "roe_tau out of range" 400 "'roe_tau'" $C '{"model": "'$NAME'", "prompt": "a", "roe_k": 2, "roe_tau": 50}'
+expect_status "roe_gate unknown" 400 "'roe_gate'" $C '{"model": "'$NAME'", "prompt": "a", "roe_gate": "loud"}'
+expect_status "roe_profile unknown" 400 "'roe_profile'" $C '{"model": "'$NAME'", "prompt": "a", "roe_profile": "nope"}'
+expect_status "roe_k over the step" 400 "rows per step" $C '{"model": "'$NAME'", "prompt": "a", "roe_k": 200, "roe_tau": 0.5}'
+expect_status "chat: messages not an array" 400 "'messages' must be a non-empty array" /v1/chat/completions '{"model": "'$NAME'", "messages": "hi"}'
+expect_status "chat: unknown role" 400 "role 'wizard'" /v1/chat/completions '{"model": "'$NAME'", "messages": [{"role": "wizard", "content": "x"}]}'
+expect_status "chat: content of the wrong type" 400 "content" /v1/chat/completions '{"model": "'$NAME'", "messages": [{"role": "user", "content": 5}]}'
+expect_status "unknown endpoint" 404 "no such endpoint" /v1/embeddings '{}'
+code=$(curl -s -o "$TMP/resp" -w '%{http_code}' -X PUT "$URL/v1/completions")
+[ "$code" = 405 ] && jq -e .error "$TMP/resp" >/dev/null && pass "wrong method: 405" || fail "PUT /v1/completions: $code"
+head -c 100000 /dev/zero | tr '\0' a >"$TMP/big"
+code=$(curl -s -o "$TMP/resp" -w '%{http_code}' --data-binary @"$TMP/big" "$URL$C")
+[ "$code" = 413 ] && jq -e .error "$TMP/resp" >/dev/null && pass "oversize body: 413" || fail "oversize body: $code"
+code=$(curl -s -o "$TMP/resp" -w '%{http_code}' -H 'Transfer-Encoding: chunked' --data-binary @"$TMP/big" "$URL$C")
+[ "$code" = 413 ] && jq -e .error "$TMP/resp" >/dev/null && pass "oversize chunked body: 413" || fail "oversize chunked body: $code"
+# invalid UTF-8 in the prompt
+printf '{"model": "%s", "prompt": "a\xff\xfeb"}' $NAME >"$TMP/bad_utf8"
+code=$(curl -s -o "$TMP/resp" -w '%{http_code}' --data-binary @"$TMP/bad_utf8" "$URL$C")
+[ "$code" = 400 ] && pass "invalid UTF-8 prompt: 400 ($(jq -r .error.message "$TMP/resp"))" || fail "invalid UTF-8: $code $(cat "$TMP/resp")"
+# the long request was not disturbed: same tokens as alone
+wait $long_pid
+post $C "$long" >"$TMP/long_alone.json"
+if [ "$(jq -c .choices[0].token_ids "$TMP/long.json")" = "$(jq -c .choices[0].token_ids "$TMP/long_alone.json")" ] &&
+   [ "$(jq '.choices[0].token_ids | length' "$TMP/long.json")" = 200 ]; then
+    pass "a long request running through all of that: 200 tokens, the same as alone"
+else fail "long request beside bad ones: $(head -c 200 "$TMP/long.json")"; fi
+refused=$(metric roe_requests_total 'outcome="refused"'); failed=$(metric roe_requests_total 'outcome="failed"')
+[ "$failed" = 0 ] && pass "no request failed (refused at parse or admission: ${refused:-0})" || fail "$failed requests failed"
+
+# ---- a client that disconnects mid-stream frees its slot ----
+stream_body='{"model": "'$NAME'", "prompt": "Once", "max_tokens": 240, "ignore_eos": true, "stream": true}'
+fin0=$(metric roe_requests_total 'outcome="finished_length"')
+curl -sN --max-time $((120 * SLOW)) -d "$stream_body" "$URL$C" >"$TMP/s1" &
+cpid=$!
+for i in $(seq 1 $((100 * SLOW))); do [ "$(grep -c '^data: ' "$TMP/s1")" -ge 3 ] && break; sleep 0.05; done
+kill $cpid 2>/dev/null; wait $cpid 2>/dev/null
+if wait_metric roe_requests_running "" 0 10 && [ "$(metric roe_requests_total 'outcome="cancelled"')" = 1 ] &&
+   [ "$(metric roe_requests_total 'outcome="finished_length"')" = "$fin0" ]; then
+    pass "disconnect mid-stream: cancelled after $(grep -c '^data: ' "$TMP/s1") chunks, slot and KV blocks freed ($(metric roe_kv_cache_usage_ratio))"
+else fail "disconnect mid-stream: running $(metric roe_requests_running), cancelled $(metric roe_requests_total 'outcome="cancelled"')"; fi
+[ "$(metric roe_kv_cache_blocks 'state="used"')" = 0 ] && pass "no KV blocks held after the disconnect" || fail "KV blocks held: $(metric roe_kv_cache_blocks 'state="used"')"
+out=$(post $C '{"model": "'$NAME'", "prompt": "Hello", "max_tokens": 4}')
+[ "$(echo "$out" | jq '.usage.completion_tokens')" = 4 ] && pass "the server serves on after the disconnect" || fail "after disconnect: $out"
+stop_server 0
+
+# ---- one slot, a queue of one: the third request gets 503; nothing is lost ----
+start_server -- --model $M --max-seqs 1 --max-queue 1 --max-model-len 512
+slow='{"model": "'$NAME'", "prompt": "Once", "max_tokens": 400, "ignore_eos": true, "stream": true}'
+curl -sN --max-time $((120 * SLOW)) -d "$slow" "$URL$C" >"$TMP/a" &
+apid=$!
+for i in $(seq 1 $((100 * SLOW))); do [ "$(grep -c '^data: ' "$TMP/a")" -ge 2 ] && break; sleep 0.05; done
+curl -s --max-time $((120 * SLOW)) -d '{"model": "'$NAME'", "prompt": "Hi", "max_tokens": 5}' "$URL$C" >"$TMP/b" &
+bpid=$!
+wait_metric roe_requests_waiting "" 1 10 || fail "the second request is not waiting: $(metric roe_requests_waiting)"
+expect_status "queue full" 503 "at capacity" $C '{"model": "'$NAME'", "prompt": "Hey", "max_tokens": 5}'
+# the waiting one gives up: its place in the queue is freed, not kept
+kill $bpid 2>/dev/null; wait $bpid 2>/dev/null
+wait_metric roe_requests_waiting "" 0 10 && [ "$(metric roe_requests_total 'outcome="cancelled"')" = 1 ] &&
+    pass "a client that leaves while its request waits: cancelled, out of the queue" ||
+    fail "cancel while waiting: cancelled $(metric roe_requests_total 'outcome="cancelled"'), waiting $(metric roe_requests_waiting)"
+curl -s --max-time $((120 * SLOW)) -d '{"model": "'$NAME'", "prompt": "Yo", "max_tokens": 5}' "$URL$C" >"$TMP/d" &
+dpid=$!
+wait_metric roe_requests_waiting "" 1 10 || fail "the next request is not waiting"
+kill $apid 2>/dev/null; wait $apid 2>/dev/null  # the running one leaves: the waiting one runs
+wait $dpid
+[ "$(jq '.usage.completion_tokens' "$TMP/d")" = 5 ] && [ "$(metric roe_requests_total 'outcome="cancelled"')" = 2 ] &&
+    pass "the running client leaves: its slot goes to the waiting request, which completes" ||
+    fail "after the running client left: $(cat "$TMP/d"), cancelled $(metric roe_requests_total 'outcome="cancelled"')"
+stop_server 0
+
+# ---- too many connections: 429; then SIGTERM: running requests finish, /health turns 503 ----
+start_server -- --model $M --max-connections 2
+slow='{"model": "'$NAME'", "prompt": "Once", "max_tokens": 1000, "ignore_eos": true, "stream": true}'
+curl -sN --max-time $((120 * SLOW)) -d "$slow" "$URL$C" >"$TMP/a" &
+apid=$!
+curl -sN --max-time $((120 * SLOW)) -d "$slow" "$URL$C" >"$TMP/b" &
+bpid=$!
+for i in $(seq 1 $((100 * SLOW))); do
+    [ "$(grep -c '^data: ' "$TMP/a")" -ge 2 ] && [ "$(grep -c '^data: ' "$TMP/b")" -ge 2 ] && break; sleep 0.05; done
+expect_status "too many connections" 429 "too many connections" $C '{"model": "'$NAME'", "prompt": "Hi", "max_tokens": 5}'
+kill $bpid 2>/dev/null; wait $bpid 2>/dev/null
+# A and this query: 2 connections
+wait_metric roe_http_connections "" 2 10 || fail "connections after one left: $(metric roe_http_connections)"
+kill -TERM $SERVER_PID
+code=$(curl -s -o "$TMP/resp" -w '%{http_code}' --max-time 10 "$URL/health")
+[ "$code" = 503 ] && pass "/health is 503 while shutting down" || fail "/health while shutting down: $code"
+wait $apid
+fin=$(sed -n 's/^data: //p' "$TMP/a" | grep -v DONE | tail -1 | jq -r '.choices[0].finish_reason')
+[ "$(grep '^data: ' "$TMP/a" | tail -1)" = "data: [DONE]" ] && [ "$fin" = length ] &&
+    pass "SIGTERM: the running stream finished ($(stream_text "$TMP/a" | wc -c) bytes, finish $fin)" ||
+    fail "SIGTERM: the stream ended as: $(tail -c 300 "$TMP/a")"
+stop_server 0
+grep -q "signal 15" "$TMP/server.log" && pass "the server logged the signal" || fail "no signal line: $(tail -3 "$TMP/server.log")"
+finish
