@@ -100,6 +100,9 @@ void roe_metrics_render(struct roe_strbuf *out, const char *model_name,
     value(&c, "roe_engine_rows_total", "kind=\"computed\"", (double)s->rows_computed);
     value(&c, "roe_engine_rows_total", "kind=\"naive\"", (double)s->rows_naive);
     one(&c, "roe_steps_total", "counter", "Engine steps run.", (double)s->steps);
+    one(&c, "roe_heartbeats_total", "counter",
+        "Empty steps sent to the other ranks while idle (several ranks only).",
+        (double)s->heartbeats);
     one(&c, "roe_engine_busy_seconds_total", "counter", "Time spent in engine steps.", s->busy_s);
     one(&c, "roe_http_connections", "gauge", "Open HTTP connections.", h->connections);
     family(&c, "roe_http_responses_total", "counter", "HTTP responses by status code.");

@@ -9,8 +9,8 @@
  *   roe_request_queue_time_seconds (histograms), roe_kv_cache_usage_ratio,
  *   roe_kv_cache_blocks{state}, roe_roe_samples_total (RoE sample rows run for generated
  *   tokens, clean rows included), roe_engine_rows_total{kind} (row-layers computed, and what a
- *   roster without dedup would compute), roe_steps_total, roe_engine_busy_seconds_total,
- *   roe_http_connections, roe_http_responses_total{code}.
+ *   roster without dedup would compute), roe_steps_total, roe_heartbeats_total,
+ * roe_engine_busy_seconds_total, roe_http_connections, roe_http_responses_total{code}.
  */
 #ifndef ROE_SERVER_METRICS_H
 #define ROE_SERVER_METRICS_H
