@@ -10,7 +10,7 @@
 M=models/olmoe-tiny
 [ -f $M/model.safetensors ] || { echo "skipped: $M has no weights (tools/train_bundled.py)"; exit 77; }
 NAME=olmoe-tiny
-start_server -- --model $M --max-seqs 16 --max-model-len 256
+start_server -- --model $M --max-seqs 16 --max-model-len 256 --roe-profile-dir configs
 
 body() { # body PROMPT_JSON MAX_TOKENS [EXTRA_JSON]: a completion request
     jq -nc --argjson p "$1" --argjson n "$2" --argjson x "${3:-{\}}" \
@@ -28,6 +28,14 @@ for roe in "" "--roe-k 4 --roe-tau 0.5"; do
     if [ -n "$want" ] && [ "$got" = "$want" ]; then pass "completion = roe generate ${roe:-(plain)}: $got"; else
         fail "completion ${roe:-(plain)}: got $got, roe generate gives $want"; fi
 done
+
+# a RoE profile by name, as `roe generate --roe-profile FILE`
+want=$(timeout $((120 * SLOW)) "$ROE" generate --model $M --prompt "$prompt" --max-tokens 12 --ignore-eos --json \
+       --roe-profile configs/roe-example-uniform.json | jq -c '.results[0].tokens')
+got=$(post /v1/completions "$(body "$(jq -n --arg p "$prompt" '$p')" 12 '{"roe_profile": "roe-example-uniform"}')" |
+      jq -c '.choices[0].token_ids')
+[ -n "$want" ] && [ "$got" = "$want" ] && pass "roe_profile by name = roe generate --roe-profile" ||
+    fail "roe_profile: got $got, roe generate gives $want"
 
 # ---- 16 concurrent requests = each alone ----
 reqs=()

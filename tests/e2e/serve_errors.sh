@@ -10,6 +10,11 @@ M=models/olmoe-tiny
 [ -f $M/model.safetensors ] || { echo "skipped: $M has no weights (tools/train_bundled.py)"; exit 77; }
 NAME=olmoe-tiny
 
+# ---- a server that cannot start says why ----
+expect_fail "bad host" "cannot resolve host" "$ROE" serve --model $M --host no.such.host.invalid --port 0
+expect_fail "context beyond the model's" "exceeds the model's context" "$ROE" serve --model $M --max-model-len 99999
+expect_fail "unknown flag" "unknown option" "$ROE" serve --model $M --frobnicate
+
 # ---- bad requests, next to a long one that must come out intact ----
 start_server -- --model $M --max-seqs 4 --max-model-len 256 --max-body-bytes 65536
 long='{"model": "'$NAME'", "prompt": "Once upon a time", "max_tokens": 200, "ignore_eos": true, "return_token_ids": true}'
@@ -84,6 +89,7 @@ else fail "disconnect mid-stream: running $(metric roe_requests_running), cancel
 [ "$(metric roe_kv_cache_blocks 'state="used"')" = 0 ] && pass "no KV blocks held after the disconnect" || fail "KV blocks held: $(metric roe_kv_cache_blocks 'state="used"')"
 out=$(post $C '{"model": "'$NAME'", "prompt": "Hello", "max_tokens": 4}')
 [ "$(echo "$out" | jq '.usage.completion_tokens')" = 4 ] && pass "the server serves on after the disconnect" || fail "after disconnect: $out"
+expect_fail "port in use" "Address already in use" "$ROE" serve --model $M --port "${URL##*:}"
 stop_server 0
 
 # ---- one slot, a queue of one: the third request gets 503; nothing is lost ----
