@@ -665,14 +665,14 @@ roe_status roe_sched_run(roe_sched *s) {
         sweep_queue(s, s->stopping);
         const int heartbeat = wait_for_work(s);
         sweep_queue(s, s->stopping);
-        const int aborting = s->aborting;
+        const int aborting = s->aborting, stopping = s->stopping;
         roe_status st = ROE_OK;
-        if (!s->stopping) st = admit(s);
+        if (!stopping) st = admit(s);
         const int idle = s->n_running == 0;
         pthread_mutex_unlock(&s->mu);
         if (st != ROE_OK) return fatal(s, st);
         if (aborting) fail_running(s, "the server stopped before the request ended");
-        if (idle && s->stopping) return ROE_OK;
+        if ((idle || aborting) && stopping) return ROE_OK;
         for (int i = s->n_running - 1; i >= 0; i--)
             if (atomic_load(&s->order[i]->cancelled)) retire(s, i, ROE_SREQ_CANCELLED, NULL);
         if (heartbeat) {

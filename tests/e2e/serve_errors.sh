@@ -76,7 +76,8 @@ refused=$(metric roe_requests_total 'outcome="refused"'); failed=$(metric roe_re
 [ "$failed" = 0 ] && pass "no request failed (refused at parse or admission: ${refused:-0})" || fail "$failed requests failed"
 
 # ---- a client that disconnects mid-stream frees its slot ----
-stream_body='{"model": "'$NAME'", "prompt": "Once", "max_tokens": 240, "ignore_eos": true, "stream": true}'
+# RoE K=16 makes each token 16 rows: the request runs for seconds, long after the checks below
+stream_body='{"model": "'$NAME'", "prompt": "Once", "max_tokens": 240, "ignore_eos": true, "stream": true, "roe_k": 16, "roe_tau": 0.5}'
 fin0=$(metric roe_requests_total 'outcome="finished_length"')
 curl -sN --max-time $((120 * SLOW)) -d "$stream_body" "$URL$C" >"$TMP/s1" &
 cpid=$!
@@ -93,8 +94,8 @@ expect_fail "port in use" "Address already in use" "$ROE" serve --model $M --por
 stop_server 0
 
 # ---- one slot, a queue of one: the third request gets 503; nothing is lost ----
-start_server -- --model $M --max-seqs 1 --max-queue 1 --max-model-len 512
-slow='{"model": "'$NAME'", "prompt": "Once", "max_tokens": 400, "ignore_eos": true, "stream": true}'
+start_server -- --model $M --max-seqs 1 --max-queue 1
+slow='{"model": "'$NAME'", "prompt": "Once", "max_tokens": 1000, "ignore_eos": true, "stream": true, "roe_k": 16, "roe_tau": 0.5}'
 curl -sN --max-time $((120 * SLOW)) -d "$slow" "$URL$C" >"$TMP/a" &
 apid=$!
 for i in $(seq 1 $((100 * SLOW))); do [ "$(grep -c '^data: ' "$TMP/a")" -ge 2 ] && break; sleep 0.05; done
@@ -119,7 +120,7 @@ stop_server 0
 
 # ---- too many connections: 429; then SIGTERM: running requests finish, /health turns 503 ----
 start_server -- --model $M --max-connections 2
-slow='{"model": "'$NAME'", "prompt": "Once", "max_tokens": 1000, "ignore_eos": true, "stream": true}'
+slow='{"model": "'$NAME'", "prompt": "Once", "max_tokens": 600, "ignore_eos": true, "stream": true, "roe_k": 4, "roe_tau": 0.5}'
 curl -sN --max-time $((120 * SLOW)) -d "$slow" "$URL$C" >"$TMP/a" &
 apid=$!
 curl -sN --max-time $((120 * SLOW)) -d "$slow" "$URL$C" >"$TMP/b" &

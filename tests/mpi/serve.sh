@@ -66,7 +66,7 @@ cmp -s "$TMP/whole.txt" "$TMP/stream.txt" && [ "$(grep '^data: ' "$TMP/sse" | ta
     pass "2 ranks: the stream concatenates to the whole text" || fail "2 ranks stream: '$(cat "$TMP/stream.txt")' vs '$(cat "$TMP/whole.txt")'"
 
 # a disconnect mid-stream
-curl -sN --max-time 120 -d '{"model": "'$NAME'", "prompt": "Once", "max_tokens": 240, "ignore_eos": true, "stream": true}' \
+curl -sN --max-time 120 -d '{"model": "'$NAME'", "prompt": "Once", "max_tokens": 240, "ignore_eos": true, "stream": true, "roe_k": 16, "roe_tau": 0.5}' \
     "$URL/v1/completions" >"$TMP/s1" &
 cpid=$!
 for i in $(seq 1 200); do [ "$(grep -c '^data: ' "$TMP/s1")" -ge 3 ] && break; sleep 0.05; done

@@ -36,13 +36,13 @@ static void *run_thread(void *arg) {
     return NULL;
 }
 
-static int rig_open(struct rig *r, int slots, int rows, const struct roe_sched_opts *so,
-                    int start) {
+static int rig_open_ctx(struct rig *r, int slots, int rows, int ctx,
+                        const struct roe_sched_opts *so, int start) {
     memset(r, 0, sizeof *r);
     if (roe_model_load(MODEL, &r->m) != ROE_OK) return -1;
     struct roe_engine_opts o = roe_engine_opts_default();
     o.max_seqs = slots;
-    o.max_ctx = 96;
+    o.max_ctx = ctx;
     o.max_rows = rows;
     o.n_threads = 1;
     if (roe_engine_create(r->m, &o, &r->e) != ROE_OK) return -1;
@@ -53,6 +53,11 @@ static int rig_open(struct rig *r, int slots, int rows, const struct roe_sched_o
         r->running = 1;
     }
     return 0;
+}
+
+static int rig_open(struct rig *r, int slots, int rows, const struct roe_sched_opts *so,
+                    int start) {
+    return rig_open_ctx(r, slots, rows, 96, so, start);
 }
 
 static roe_status rig_close(struct rig *r) {
@@ -286,8 +291,8 @@ TEST(refusals) {
 
 TEST(cancel_frees_the_slot) {
     struct rig r;
-    ASSERT_TRUE(rig_open(&r, 1, 16, NULL, 1) == 0);
-    struct roe_request qa = make_req(0, 4, 80, NULL, 0.0f), qb = make_req(1, 4, 6, NULL, 0.0f),
+    ASSERT_TRUE(rig_open_ctx(&r, 1, 16, 256, NULL, 1) == 0); /* a: 240 steps, still running */
+    struct roe_request qa = make_req(0, 4, 240, NULL, 0.0f), qb = make_req(1, 4, 6, NULL, 0.0f),
                        qc = make_req(2, 4, 6, NULL, 0.0f);
     struct roe_sreq_params pa = params_of(&qa), pb = params_of(&qb), pc = params_of(&qc);
     roe_sreq *a, *b, *c;
@@ -302,7 +307,7 @@ TEST(cancel_frees_the_slot) {
     roe_sreq_cancel(a); /* running: leaves the batch, b gets the slot */
     wait_end(a, &v);
     ASSERT_EQ_INT(v.end, ROE_SREQ_CANCELLED);
-    ASSERT_TRUE(v.n_tokens < 80);
+    ASSERT_TRUE(v.n_tokens < 240);
     wait_end(c, &v);
     ASSERT_EQ_INT(v.end, ROE_SREQ_CANCELLED);
     ASSERT_EQ_INT(v.n_tokens, 0);
@@ -323,8 +328,9 @@ TEST(cancel_frees_the_slot) {
 TEST(stop_finishes_running_and_abort_fails_them) {
     for (int abort = 0; abort < 2; abort++) {
         struct rig r;
-        ASSERT_TRUE(rig_open(&r, 1, 16, NULL, 1) == 0);
-        struct roe_request qa = make_req(0, 4, 60, NULL, 0.0f), qb = make_req(1, 4, 6, NULL, 0.0f);
+        /* a long request (250 steps), so that it is still running when the stop comes */
+        ASSERT_TRUE(rig_open_ctx(&r, 1, 16, 256, NULL, 1) == 0);
+        struct roe_request qa = make_req(0, 4, 250, NULL, 0.0f), qb = make_req(1, 4, 6, NULL, 0.0f);
         struct roe_sreq_params pa = params_of(&qa), pb = params_of(&qb);
         roe_sreq *a, *b;
         roe_sched_refusal why;
@@ -336,7 +342,7 @@ TEST(stop_finishes_running_and_abort_fails_them) {
         roe_sched_stop(r.s, abort);
         wait_end(a, &v);
         ASSERT_EQ_INT(v.end, abort ? ROE_SREQ_FAILED : ROE_SREQ_FINISHED);
-        if (!abort) ASSERT_EQ_INT(v.n_tokens, 60);
+        if (!abort) ASSERT_EQ_INT(v.n_tokens, 250);
         wait_end(b, &v);
         ASSERT_EQ_INT(v.end, ROE_SREQ_FAILED);
         ASSERT_TRUE(strstr(v.error, "shutting down") != NULL);
