@@ -46,6 +46,7 @@ struct roe_server {
     atomic_int draining;
     atomic_ullong next_id;
     uint64_t id_salt;
+    time_t started;
     pthread_mutex_t mu; /* guards http */
     struct roe_http_stats http;
 };
@@ -383,8 +384,12 @@ static enum MHD_Result generate(roe_server *s, struct MHD_Connection *c, struct 
     roe_status st = roe_sched_submit(s->sched, &req.params, &r, &why);
     if (st != ROE_OK) {
         const int code = why == ROE_SCHED_BAD_REQUEST ? (st == ROE_ERR_NOMEM ? 500 : 400) : 503;
-        enum MHD_Result ret = fail(s, c, code, why == ROE_SCHED_BAD_REQUEST ? "prompt" : NULL, 0,
-                                   "%s", roe_error_message());
+        const char *msg = roe_error_message();
+        const char *param = why != ROE_SCHED_BAD_REQUEST ? NULL
+                            : strstr(msg, "RoE")         ? "roe_k"
+                            : strstr(msg, "max_tokens")  ? "max_tokens"
+                                                         : "prompt";
+        enum MHD_Result ret = fail(s, c, code, param, 0, "%s", msg);
         roe_api_request_free(&req);
         return ret;
     }
@@ -402,7 +407,7 @@ static enum MHD_Result models(roe_server *s, struct MHD_Connection *c) {
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "id", s->api->model_name);
     cJSON_AddStringToObject(m, "object", "model");
-    cJSON_AddNumberToObject(m, "created", (double)time(NULL));
+    cJSON_AddNumberToObject(m, "created", (double)s->started);
     cJSON_AddStringToObject(m, "owned_by", "roe");
     cJSON_AddNumberToObject(m, "max_model_len", s->api->max_ctx);
     cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "data"), m);
@@ -582,6 +587,7 @@ roe_status roe_server_start(const struct roe_server_opts *o, const struct roe_ap
     s->sched = sched;
     s->o = *o;
     s->id_salt = (uint64_t)(roe_now_s() * 1e6);
+    s->started = time(NULL);
     pthread_mutex_init(&s->mu, NULL);
     unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG;
