@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Serving benchmark: `roe serve` on one process under bench/serve_load (vllm-bench-serve style)
 # at concurrency 1, 4 and 16, RoE K=1 and K=4, random token prompts; prints a markdown table
-# (docs/PERFORMANCE.md "Serving") and keeps every run's JSON in bench/out/serve/.
+# (docs/PERFORMANCE.md "Serving") and keeps every run's JSON in bench/out/serve/. The peer
+# in the same run: `roe bench`'s median decode step at the same batch, K and lengths (the
+# engine alone, no HTTP, no scheduling); median TPOT / step is what serving adds per token.
 #
 #   bench/serve_bench.sh [MODEL_DIR] [BUILD_DIR] [PROMPTS_PER_CLIENT] [INPUT_LEN] [OUTPUT_LEN] [TAU] [THREADS]
 #
@@ -17,8 +19,8 @@ tau=${6:-0.5}
 threads=${7:-0}
 out=bench/out/serve
 mkdir -p "$out"
-printf '| K | concurrency | requests | req/s | output tok/s | TTFT mean / median / p99 (ms) | TPOT mean / median / p99 (ms) | ITL mean / median / p99 (ms) | failed |\n'
-printf '|---|---|---|---|---|---|---|---|---|\n'
+printf '| K | concurrency | requests | req/s | output tok/s | TTFT mean / median / p99 (ms) | TPOT mean / median / p99 (ms) | ITL mean / median / p99 (ms) | failed | engine decode step (ms) | median TPOT / step |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
 for k in 1 4; do
     for c in 1 4 16; do
         n=$((per * c)); [ $n -lt 16 ] && n=16
@@ -33,12 +35,18 @@ for k in 1 4; do
             --json "$out/k$k-c$c.json" >"$out/k$k-c$c.txt" 2>&1 || true
         kill -TERM $pid; wait $pid || true
         rm -f "$out/port"
+        # the peer measured in the same run: the engine's own decode step at this batch (roe bench)
+        "$build/roe" bench --model "$model" --batch "$c" --prompt-len "$in_len" --gen-len "$out_len" \
+            --threads "$threads" --json "${roe[@]}" >"$out/bench-k$k-c$c.json" 2>/dev/null || true
+        step=$(grep -o '"decode_step_median_s":[^,}]*' "$out/bench-k$k-c$c.json" | sed 's/.*:[[:space:]]*//')
         j="$out/k$k-c$c.json"
         g() { grep -o "\"$1\": [^,}]*" "$j" | sed 's/.*: //'; }
-        printf '| %d | %d | %d | %.2f | %.1f | %.1f / %.1f / %.1f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %d |\n' \
+        printf '| %d | %d | %d | %.2f | %.1f | %.1f / %.1f / %.1f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %d | %.2f | %.2f |\n' \
             "$k" "$c" "$(g completed)" "$(g request_throughput)" "$(g output_throughput)" \
             "$(g mean_ttft_ms)" "$(g median_ttft_ms)" "$(g p99_ttft_ms)" \
             "$(g mean_tpot_ms)" "$(g median_tpot_ms)" "$(g p99_tpot_ms)" \
-            "$(g mean_itl_ms)" "$(g median_itl_ms)" "$(g p99_itl_ms)" "$(g failed)"
+            "$(g mean_itl_ms)" "$(g median_itl_ms)" "$(g p99_itl_ms)" "$(g failed)" \
+            "$(awk -v s="${step:-0}" 'BEGIN { print s * 1e3 }')" \
+            "$(awk -v t="$(g median_tpot_ms)" -v s="${step:-0}" 'BEGIN { print (s > 0 ? t / (s * 1e3) : 0) }')"
     done
 done
