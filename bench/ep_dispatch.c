@@ -3,13 +3,16 @@
  * MPI_Alltoallv of the same bytes, measured in the same run (PERFORMANCE-GOALS.md).
  *
  *   mpirun -np N build/ep_dispatch [--hidden 2048] [--top-k 8] [--experts 64]
- *                                  [--max-rows 4096] [--wire f32|bf16] [--compute US]
+ *                                  [--max-rows 4096] [--wire f32|bf16] [--compute US] [--skew US]
+ *                                  [--budget S (seconds of iterations per size, 0.6)] [--json]
  *
  * For rows = 1, 2, 4, ... max-rows per rank, every rank routes its rows to top-k of the
  * experts uniformly at random (distinct per row; Philox, fixed seed), the experts placed in
- * contiguous blocks. One iteration is a whole layer's exchange: count exchange, rows out,
- * outputs back; the "experts" copy their input to their output (checked once per size), so
- * what is timed is the communication and its packing, not expert math. The raw baseline
+ * contiguous blocks. One iteration is a whole layer's exchange: headers (counts, pair
+ * indices) and rows out, outputs back; the "experts" copy their input to their output
+ * (checked once per size) and are not timed, and the ranks line up (untimed) before the
+ * combine, so that what is timed is the communication and its bookkeeping, not expert
+ * work or its imbalance. The raw baseline
  * is two MPI_Alltoallv calls (rows out, outputs back) moving exactly the per-peer bytes the
  * exchange moved, from ready-packed buffers.
  *
@@ -58,7 +61,7 @@ static roe_comm *roe__bench_comm;
 struct cfg {
     int hidden, top_k, experts, max_rows, json;
     roe_ep_wire wire;
-    double compute_us, skew_us;
+    double compute_us, skew_us, budget_s;
 };
 
 /* One layer's exchange; returns (dispatch, combine) seconds. */
@@ -82,18 +85,21 @@ static roe_status layer(roe_ep *ep, const struct roe_layout_map *map, const floa
         if ((st = roe_ep_progress(ep)) != ROE_OK) return st;
     }
     if ((st = roe_ep_wait(ep)) != ROE_OK) return st;
+    const double tw = roe_now_s();
     nt = roe_ep_tasks_rest(ep, &t);
     for (int i = 0; i < nt; i++) {
-        const double a = roe_now_s();
         for (int j = t[i].first; j < t[i].first + t[i].n; j++) memcpy(o[j], in[j], (size_t)H * sizeof(float));
         if (c->compute_us > 0) spin(c->compute_us);
-        busy += roe_now_s() - a;
     }
+    const int layer_mode = c->compute_us > 0 || c->skew_us > 0;
+    /* timing the exchange alone: the ranks' uneven expert work must not show up as waiting
+     * in the combine, so they line up first (untimed) */
+    if (!layer_mode) MPI_Barrier(MPI_COMM_WORLD);
     const double t1 = roe_now_s();
     if ((st = roe_ep_combine(ep)) != ROE_OK) return st;
     const double t2 = roe_now_s();
-    /* with --compute the experts are part of the layer; without, only the exchange counts */
-    *t_disp = c->compute_us > 0 || c->skew_us > 0 ? t1 - t0 : t1 - t0 - busy;
+    /* with --compute / --skew the experts are part of the layer; without, only the exchange */
+    *t_disp = layer_mode ? t1 - t0 : tw - t0 - busy;
     *t_comb = t2 - t1;
     return ROE_OK;
 }
@@ -170,7 +176,7 @@ static int run(const struct cfg *c, roe_comm *comm) {
         if (roe_ep_create(comm, &eo, &ep) != ROE_OK) goto fail;
         eo.overlap = 0;
         if ((c->compute_us > 0 || c->skew_us > 0) && roe_ep_create(comm, &eo, &ep_no) != ROE_OK) goto fail;
-        const double budget = 0.6; /* seconds of timed iterations per size */
+        const double budget = c->budget_s; /* seconds of timed iterations per size */
         int iters = 0;
         enum { MAXIT = 200 };
         double td[MAXIT], tc[MAXIT], traw[MAXIT], tno[MAXIT], scratch_t;
@@ -278,7 +284,8 @@ static int run(const struct cfg *c, roe_comm *comm) {
 }
 
 int main(int argc, char **argv) {
-    struct cfg c = {.hidden = 2048, .top_k = 8, .experts = 64, .max_rows = 4096, .wire = ROE_EP_WIRE_F32};
+    struct cfg c = {.hidden = 2048, .top_k = 8, .experts = 64, .max_rows = 4096, .wire = ROE_EP_WIRE_F32,
+                    .budget_s = 0.6};
     roe_comm *comm = NULL;
     struct roe_comm_opts o = roe_comm_opts_default();
     o.yield_when_idle = roe_env_cores_shared();
@@ -294,6 +301,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--max-rows")) c.max_rows = atoi(v), i++;
         else if (!strcmp(a, "--compute")) c.compute_us = atof(v), i++;
         else if (!strcmp(a, "--skew")) c.skew_us = atof(v), i++;
+        else if (!strcmp(a, "--budget")) c.budget_s = atof(v), i++;
         else if (!strcmp(a, "--wire")) c.wire = !strcmp(v, "bf16") ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32, i++;
         else if (!strcmp(a, "--json")) c.json = 1;
         else {

@@ -88,7 +88,7 @@ if wait_metric roe_requests_running "" 0 10 && [ "$(metric roe_requests_total 'o
     pass "disconnect mid-stream: cancelled after $(grep -c '^data: ' "$TMP/s1") chunks, slot and KV blocks freed ($(metric roe_kv_cache_usage_ratio))"
 else fail "disconnect mid-stream: running $(metric roe_requests_running), cancelled $(metric roe_requests_total 'outcome="cancelled"')"; fi
 [ "$(metric roe_kv_cache_blocks 'state="used"')" = 0 ] && pass "no KV blocks held after the disconnect" || fail "KV blocks held: $(metric roe_kv_cache_blocks 'state="used"')"
-out=$(post $C '{"model": "'$NAME'", "prompt": "Hello", "max_tokens": 4}')
+out=$(post $C '{"model": "'$NAME'", "prompt": "Hello", "max_tokens": 4, "ignore_eos": true}')
 [ "$(echo "$out" | jq '.usage.completion_tokens')" = 4 ] && pass "the server serves on after the disconnect" || fail "after disconnect: $out"
 expect_fail "port in use" "Address already in use" "$ROE" serve --model $M --port "${URL##*:}"
 stop_server 0
@@ -108,7 +108,7 @@ kill $bpid 2>/dev/null; wait $bpid 2>/dev/null
 wait_metric roe_requests_waiting "" 0 10 && [ "$(metric roe_requests_total 'outcome="cancelled"')" = 1 ] &&
     pass "a client that leaves while its request waits: cancelled, out of the queue" ||
     fail "cancel while waiting: cancelled $(metric roe_requests_total 'outcome="cancelled"'), waiting $(metric roe_requests_waiting)"
-curl -s --max-time $((120 * SLOW)) -d '{"model": "'$NAME'", "prompt": "Yo", "max_tokens": 5}' "$URL$C" >"$TMP/d" &
+curl -s --max-time $((120 * SLOW)) -d '{"model": "'$NAME'", "prompt": "Yo", "max_tokens": 5, "ignore_eos": true}' "$URL$C" >"$TMP/d" &
 dpid=$!
 wait_metric roe_requests_waiting "" 1 10 || fail "the next request is not waiting"
 kill $apid 2>/dev/null; wait $apid 2>/dev/null  # the running one leaves: the waiting one runs

@@ -76,7 +76,7 @@ wait_metric roe_requests_running "" 0 10 && [ "$(metric roe_requests_total 'outc
 
 # idle longer than the ranks' wait bound: heartbeats keep them in step
 sleep 6
-out=$(post /v1/completions '{"model": "'$NAME'", "prompt": "Hello", "max_tokens": 4}')
+out=$(post /v1/completions '{"model": "'$NAME'", "prompt": "Hello", "max_tokens": 4, "ignore_eos": true}')
 hb=$(metric roe_heartbeats_total)
 [ "$(echo "$out" | jq '.usage.completion_tokens')" = 4 ] && [ "${hb:-0}" -ge 2 ] &&
     pass "2 ranks: serving after 6 s idle (ROE_COMM_TIMEOUT_S=4), $hb heartbeats" || fail "after idle: $out (heartbeats $hb)"
