@@ -139,6 +139,6 @@ fin=$(sed -n 's/^data: //p' "$TMP/a" | grep -v DONE | tail -1 | jq -r '.choices[
 [ "$(grep '^data: ' "$TMP/a" | tail -1)" = "data: [DONE]" ] && [ "$fin" = length ] &&
     pass "SIGTERM: the running stream finished ($(stream_text "$TMP/a" | wc -c) bytes, finish $fin)" ||
     fail "SIGTERM: the stream ended as: $(tail -c 300 "$TMP/a")"
-stop_server 0
+stop_server 0 signalled
 grep -q "signal 15" "$TMP/server.log" && pass "the server logged the signal" || fail "no signal line: $(tail -3 "$TMP/server.log")"
 finish
