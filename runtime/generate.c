@@ -245,7 +245,10 @@ roe_status roe_generator_run(roe_generator *g, const struct roe_request *reqs, i
                 g->fed[i]++;
                 timing->prefill_tokens++;
             } else {
-                p = r->n_prompt + res->n_tokens - 1 + (g->pending[i] ? 1 : 0);
+                /* the group predicts token n_tokens from position n_prompt + n_tokens - 1;
+                 * adaptive samples (pending) run at the position their clean row ran at in
+                 * the step before, since the token they decide has not been emitted yet */
+                p = r->n_prompt + res->n_tokens - 1;
                 t = p < r->n_prompt ? r->prompt[p] : res->tokens[p - r->n_prompt];
             }
             if (kind != GROUP_SAMPLES) timing->rows_naive += (long)k * n_layers;

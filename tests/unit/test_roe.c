@@ -86,6 +86,38 @@ TEST(plain_is_reproduced_by_k1_and_tau0) {
     }
 }
 
+/* Adaptive K: a threshold below every entropy runs the K-1 samples at every position (a step
+ * after their clean row) and must give exactly what full K gives, tokens and aggregated
+ * logits; a threshold above every entropy is the plain model. */
+TEST(adaptive_k_matches_full_k_and_plain) {
+    for (int f = 0; f < 3; f++) {
+        struct rig r;
+        ASSERT_TRUE(rig_open(&r, MODELS[f], 1) == 0);
+        const int V = r.m->cfg.vocab_size;
+        struct roe_roster full, low, high, plain;
+        ASSERT_OK(roe_roster_uniform(&full, &r.m->cfg, 4, 0.8f, 0, ROE_GATE_CLEAN));
+        low = high = full;
+        low.adaptive_entropy = 1e-6f;
+        high.adaptive_entropy = 1e5f;
+        roe_roster_plain(&plain);
+        const struct roe_roster *ro[2] = {&low, &high}, *ref[2] = {&full, &plain};
+        for (int c = 0; c < 2; c++) {
+            int32_t ta[24], tb[24];
+            float *za = malloc(24 * V * 4), *zb = malloc(24 * V * 4);
+            struct roe_request qa = req(PROMPT_A, 8, ro[c], 3), qb = req(PROMPT_A, 8, ref[c], 3);
+            const int na = run(&r, &qa, 1, ta, za, NULL), nb = run(&r, &qb, 1, tb, zb, NULL);
+            ASSERT_EQ_INT(na, 24);
+            ASSERT_EQ_INT(nb, 24);
+            for (int j = 0; j < na; j++)
+                if (ta[j] != tb[j]) TEST__FAIL("%s, adaptive case %d, token %d: %d, want %d", MODELS[f], c, j, ta[j], tb[j]);
+            ASSERT_TRUE(memcmp(za, zb, (size_t)na * V * 4) == 0);
+            free(za);
+            free(zb);
+        }
+        rig_close(&r);
+    }
+}
+
 TEST(sample0_equals_plain_row) {
     struct rig r;
     ASSERT_TRUE(rig_open(&r, MODELS[0], 1) == 0);
@@ -300,6 +332,7 @@ TEST(tpe_finds_a_minimum) {
 
 int main(void) {
     RUN(plain_is_reproduced_by_k1_and_tau0);
+    RUN(adaptive_k_matches_full_k_and_plain);
     RUN(sample0_equals_plain_row);
     RUN(same_seed_same_output_whatever_the_batch);
     RUN(kv_cache_independent_of_k);
