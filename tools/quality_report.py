@@ -93,8 +93,23 @@ def main():
         f.write("".join(md))
 
     # plots
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, t in zip(axes, ["text", "choice"]):
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    # the middle panel: the perplexity change against tau = 0 on the same passages (the
+    # intervals of the left panel are over passages, far wider than any paired difference)
+    base = metric(load("tau0-text"))
+    if base:
+        xs, ys = [], []
+        for tau in taus:
+            m = metric(load("tau%s-text" % tau))
+            if m:
+                xs.append(float(tau)), ys.append(100.0 * (m[0] / base[0] - 1.0))
+        axes[1].plot(xs, ys, marker="o")
+        axes[1].axhline(0.0, color="grey", lw=0.8)
+        axes[1].set_xlabel("tau (all middle MoE layers), K=8")
+        axes[1].set_ylabel("perplexity change vs tau = 0 (%)")
+        axes[1].set_title("text test split, same passages")
+        axes[1].grid(alpha=0.3)
+    for ax, t in zip([axes[0], axes[2]], ["text", "choice"]):
         xs, ys, lo, hi = [], [], [], []
         for tau in taus:
             m = metric(load("tau%s-%s" % (tau, t)))
