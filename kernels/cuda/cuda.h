@@ -22,7 +22,7 @@ extern "C" {
 /* What roe_cuda_route needs of the model config (runtime/router.h). */
 struct roe_cuda_route_args {
     int n_rows;
-    int n_experts;       /* <= 1024 */
+    int n_experts;       /* <= 256 */
     int top_k;           /* <= 32 */
     int norm_topk_prob;
     int noisy_gate;      /* 1: weights from softmax(logits + tau*G) (roster gate "noisy") */

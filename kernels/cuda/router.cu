@@ -4,7 +4,7 @@
  * experts returned in ascending order. A line-by-line mirror of runtime/router.c (the
  * same comparisons, the same tie rule: lower index first), with the Gumbel values from
  * runtime/gumbel.h, the one source both compile. One thread per row: E and k are small
- * (<= 1024, <= 32) and rows are at most a few hundred per layer; the work is tiny next to
+ * (<= 256, <= 32) and rows are at most a few hundred per layer; the work is tiny next to
  * the router matmul.
  *
  * Bit-for-bit: the choices equal router.c's for the same logits unless device expf (2 ulp)
@@ -21,7 +21,8 @@ extern "C" {
 #include "runtime/gumbel.h"
 }
 
-enum { ROE_ROUTE_MAX_E = 1024, ROE_ROUTE_MAX_K = 32 };
+/* per-thread arrays: the device reserves local memory for every resident thread, so keep them small */
+enum { ROE_ROUTE_MAX_E = 256, ROE_ROUTE_MAX_K = 32 };
 
 __device__ static void d_softmax(const float *x, int n, float *out) {
     float mx = -INFINITY;
