@@ -7,12 +7,17 @@
 #include "runtime/clock.h"
 
 const char *roe_backend_kind_name(roe_backend_kind kind) {
-    return kind == ROE_BACKEND_CUDA ? "cuda" : "cpu";
+    switch (kind) {
+    case ROE_BACKEND_CUDA: return "cuda";
+    case ROE_BACKEND_CPU_STAGED: return "cpu-staged";
+    default: return "cpu";
+    }
 }
 
 roe_status roe_backend_create(roe_backend_kind kind, const struct roe_backend_opts *opts,
                               roe_backend **out) {
     if (kind == ROE_BACKEND_CUDA) return roe_backend_cuda_create(opts, out);
+    if (kind == ROE_BACKEND_CPU_STAGED) return roe_backend_cpu_staged_create(opts, out);
     return roe_backend_cpu_create(opts, out);
 }
 

@@ -84,6 +84,11 @@ struct roe_backend_opts {
 typedef enum roe_backend_kind {
     ROE_BACKEND_CPU = 0,
     ROE_BACKEND_CUDA,
+    /* Tests: the CPU kernels behind the device-memory contract (host_memory = 0, weights
+     * copied by mat_upload, every upload/download/copy a real copy), so the engine's device
+     * path (staging, index lists, gather/combine) runs, and must give the CPU's results bit
+     * for bit, on a machine without a GPU. */
+    ROE_BACKEND_CPU_STAGED,
 } roe_backend_kind;
 
 typedef struct roe_backend roe_backend;
@@ -149,6 +154,7 @@ struct roe_backend {
 };
 
 roe_status roe_backend_cpu_create(const struct roe_backend_opts *opts, roe_backend **out);
+roe_status roe_backend_cpu_staged_create(const struct roe_backend_opts *opts, roe_backend **out);
 /* The CUDA backend (kernels/cuda/). In a build without CUDA, or on a machine without a
  * device, ROE_ERR_UNSUPPORTED with a message saying which ("no CUDA device:
  * cudaGetDeviceCount returned ..."). */

@@ -97,6 +97,10 @@ int roe_session_backend(const char *cmd, const char *name, roe_backend_kind *out
         *out = ROE_BACKEND_CUDA;
         return 0;
     }
+    if (strcmp(name, "cpu-staged") == 0) { /* tests: the device path on CPU kernels */
+        *out = ROE_BACKEND_CPU_STAGED;
+        return 0;
+    }
     fprintf(stderr, "roe %s: --backend '%s' is not cpu or cuda\n", cmd, name);
     return 2;
 }

@@ -137,7 +137,8 @@ static roe_status session_open(struct session *s, roe_comm *c, const Roe__Sessio
     eo.placement = s->pl;
     eo.wire = o->wire == ROE_EP_WIRE_BF16 ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32;
     eo.no_overlap = o->no_overlap;
-    eo.backend = o->backend == ROE_BACKEND_CUDA ? ROE_BACKEND_CUDA : ROE_BACKEND_CPU;
+    eo.backend = o->backend == ROE_BACKEND_CUDA || o->backend == ROE_BACKEND_CPU_STAGED ? (roe_backend_kind)o->backend
+                                                                                       : ROE_BACKEND_CPU;
     eo.device = roe_env_local_rank(); /* the backend takes it modulo the node's devices */
     ROE_TRY(roe_engine_create(s->model, &eo, &s->engine));
     const char *got = roe_engine_backend_name(s->engine);

@@ -38,6 +38,22 @@ static roe_status cpu_mat_random(roe_backend *be, int rows, int cols, float scal
 }
 static void cpu_mat_free(roe_backend *be, struct roe_mat *dev) { memset(dev, 0, sizeof *dev); }
 
+/* The staged variant's weights: a private copy in the file's dtype (so the kernels read the
+ * same values as from the mapping), freed by mat_free. */
+static roe_status staged_mat_upload(roe_backend *be, const struct roe_mat *host, struct roe_mat *dev) {
+    const size_t bytes = (size_t)host->rows * host->cols * roe_dtype_size(host->dtype);
+    void *p = roe_malloc_aligned(bytes ? bytes : 1);
+    if (!p) return roe_fail(ROE_ERR_NOMEM, "cpu-staged: out of memory for %zu bytes of weights", bytes);
+    if (bytes) memcpy(p, host->data, bytes);
+    *dev = *host;
+    dev->data = p;
+    return ROE_OK;
+}
+static void staged_mat_free(roe_backend *be, struct roe_mat *dev) {
+    roe_free_aligned((void *)dev->data);
+    memset(dev, 0, sizeof *dev);
+}
+
 static const struct roe_backend_ops roe_cpu_ops = {
     .matmul = roe_cpu_matmul,
     .rmsnorm = roe_cpu_rmsnorm,
@@ -59,6 +75,30 @@ static const struct roe_backend_ops roe_cpu_ops = {
     .mat_upload = cpu_mat_upload,
     .mat_random = cpu_mat_random,
     .mat_free = cpu_mat_free,
+    .destroy = cpu_destroy,
+};
+
+static const struct roe_backend_ops roe_cpu_staged_ops = {
+    .matmul = roe_cpu_matmul,
+    .rmsnorm = roe_cpu_rmsnorm,
+    .rope = roe_cpu_rope,
+    .attention = roe_cpu_attention,
+    .swiglu = roe_cpu_swiglu,
+    .embed = roe_cpu_embed,
+    .matmul_f32 = roe_cpu_matmul,
+    .add = roe_cpu_add,
+    .clamp = roe_cpu_clamp,
+    .copy_rows = roe_cpu_copy_rows,
+    .moe_combine = roe_cpu_moe_combine,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_download,
+    .copy = cpu_copy,
+    .sync = cpu_sync,
+    .mat_upload = staged_mat_upload,
+    .mat_random = cpu_mat_random,
+    .mat_free = staged_mat_free,
     .destroy = cpu_destroy,
 };
 
@@ -101,4 +141,10 @@ roe_status roe_backend_cpu_create(const struct roe_backend_opts *opts, roe_backe
     return ROE_OK;
 }
 
-
+roe_status roe_backend_cpu_staged_create(const struct roe_backend_opts *opts, roe_backend **out) {
+    ROE_TRY(roe_backend_cpu_create(opts, out));
+    (*out)->ops = &roe_cpu_staged_ops;
+    (*out)->host_memory = 0;
+    (*out)->name = "cpu-staged";
+    return ROE_OK;
+}
