@@ -1,5 +1,7 @@
 /* cuda_backend.cu — the CUDA backend's vtable, memory, staging and device choice. */
 #include <assert.h>
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -8,6 +10,51 @@
 
 extern "C" {
 #include "runtime/alloc.h"
+}
+
+/* cuBLAS, loaded once per process (never unloaded: handles may outlive a backend's peers). */
+static pthread_once_t cublas_once = PTHREAD_ONCE_INIT;
+static struct roe_cublas_api cublas_fns;
+static char cublas_error[512];
+
+#define ROE_STR_(x) #x
+#define ROE_STR(x) ROE_STR_(x)
+
+static void load_cublas(void) {
+    /* the soname of the toolkit we compiled against, then its directory (no rpath for dlopen) */
+    const char *names[] = {"libcublas.so." ROE_STR(CUBLAS_VER_MAJOR),
+#ifdef ROE_CUDA_LIB_DIR
+                           ROE_CUDA_LIB_DIR "/libcublas.so." ROE_STR(CUBLAS_VER_MAJOR),
+#endif
+                           "libcublas.so"};
+    void *lib = NULL;
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !lib; i++) lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(cublas_error, sizeof cublas_error, "cannot load cuBLAS (%s): %s", names[0], dlerror());
+        return;
+    }
+    struct roe_cublas_api f;
+    f.create = (decltype(f.create))dlsym(lib, "cublasCreate_v2");
+    f.destroy = (decltype(f.destroy))dlsym(lib, "cublasDestroy_v2");
+    f.set_stream = (decltype(f.set_stream))dlsym(lib, "cublasSetStream_v2");
+    f.set_math_mode = (decltype(f.set_math_mode))dlsym(lib, "cublasSetMathMode");
+    f.gemm_ex = (decltype(f.gemm_ex))dlsym(lib, "cublasGemmEx");
+    f.status_string = (decltype(f.status_string))dlsym(lib, "cublasGetStatusString");
+    if (!f.create || !f.destroy || !f.set_stream || !f.set_math_mode || !f.gemm_ex || !f.status_string) {
+        snprintf(cublas_error, sizeof cublas_error, "%s lacks a function roe needs (cublasGemmEx, ...)", names[0]);
+        return;
+    }
+    cublas_fns = f;
+}
+
+/* The loaded API, or NULL with the reason recorded. */
+static const struct roe_cublas_api *roe_cuda_load_cublas(void) {
+    pthread_once(&cublas_once, load_cublas);
+    if (!cublas_fns.gemm_ex) {
+        roe_fail(ROE_ERR_UNSUPPORTED, "cuda backend: %s", cublas_error);
+        return NULL;
+    }
+    return &cublas_fns;
 }
 
 void roe_cuda_note(struct roe_cuda *cu, cudaError_t e, const char *where) {
@@ -36,7 +83,7 @@ void roe_cuda_stage(struct roe_cuda *cu, int n, const void *const *ptrs, const s
 static roe_status cuda_status(struct roe_cuda *cu, const char *what) {
     if (cu->blas_err != CUBLAS_STATUS_SUCCESS)
         return roe_fail(ROE_ERR_INTERNAL, "%s: %s: cuBLAS: %s (%d)", cu->name, cu->err_where,
-                        cublasGetStatusString(cu->blas_err), (int)cu->blas_err);
+                        cu->blas_api.status_string(cu->blas_err), (int)cu->blas_err);
     if (cu->err != cudaSuccess)
         return roe_fail(ROE_ERR_INTERNAL, "%s: %s: %s (%s)", cu->name, cu->err_where,
                         cudaGetErrorString(cu->err), cudaGetErrorName(cu->err));
@@ -88,7 +135,7 @@ static void cuda_destroy(roe_backend *be) {
     struct roe_cuda *cu = roe_cuda_of(be);
     if (cu) {
         if (cu->stream) (void)cudaStreamSynchronize(cu->stream);
-        if (cu->blas) cublasDestroy(cu->blas);
+        if (cu->blas) cu->blas_api.destroy(cu->blas);
         if (cu->xb) cudaFree(cu->xb);
         if (cu->dstage) cudaFree(cu->dstage);
         if (cu->hstage) roe_free(cu->hstage);
@@ -151,6 +198,8 @@ extern "C" roe_status roe_backend_cuda_create(const struct roe_backend_opts *opt
                         opts->max_cols, opts->max_rows, opts->max_ctx, opts->device);
     const int n_dev = roe_backend_cuda_device_count();
     if (n_dev <= 0) return ROE_ERR_UNSUPPORTED; /* the message says why */
+    const struct roe_cublas_api *blas = roe_cuda_load_cublas();
+    if (!blas) return ROE_ERR_UNSUPPORTED;
     roe_backend *be = (roe_backend *)roe_calloc(1, sizeof *be);
     struct roe_cuda *cu = (struct roe_cuda *)roe_calloc(1, sizeof *cu);
     cudaError_t e;
@@ -164,6 +213,7 @@ extern "C" roe_status roe_backend_cuda_create(const struct roe_backend_opts *opt
     be->ops = &roe_cuda_ops;
     be->impl = cu;
     be->host_memory = 0;
+    cu->blas_api = *blas;
     cu->device = opts->device % n_dev;
     cu->max_rows = opts->max_rows;
     cu->max_cols = opts->max_cols;
@@ -179,14 +229,14 @@ extern "C" roe_status roe_backend_cuda_create(const struct roe_backend_opts *opt
     be->name = cu->name;
     e = cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking);
     FAIL_IF(e != cudaSuccess, ROE_ERR_INTERNAL, "cudaStreamCreate: %s", cudaGetErrorString(e));
-    bs = cublasCreate(&cu->blas);
-    FAIL_IF(bs != CUBLAS_STATUS_SUCCESS, ROE_ERR_INTERNAL, "cublasCreate: %s", cublasGetStatusString(bs));
-    bs = cublasSetStream(cu->blas, cu->stream);
-    FAIL_IF(bs != CUBLAS_STATUS_SUCCESS, ROE_ERR_INTERNAL, "cublasSetStream: %s", cublasGetStatusString(bs));
+    bs = cu->blas_api.create(&cu->blas);
+    FAIL_IF(bs != CUBLAS_STATUS_SUCCESS, ROE_ERR_INTERNAL, "cublasCreate: %s", cu->blas_api.status_string(bs));
+    bs = cu->blas_api.set_stream(cu->blas, cu->stream);
+    FAIL_IF(bs != CUBLAS_STATUS_SUCCESS, ROE_ERR_INTERNAL, "cublasSetStream: %s", cu->blas_api.status_string(bs));
     /* fp32 accumulation, never reduced-precision reductions (cuBLAS default keeps them off
      * for COMPUTE_32F; said explicitly) */
-    bs = cublasSetMathMode(cu->blas, CUBLAS_DEFAULT_MATH);
-    FAIL_IF(bs != CUBLAS_STATUS_SUCCESS, ROE_ERR_INTERNAL, "cublasSetMathMode: %s", cublasGetStatusString(bs));
+    bs = cu->blas_api.set_math_mode(cu->blas, CUBLAS_DEFAULT_MATH);
+    FAIL_IF(bs != CUBLAS_STATUS_SUCCESS, ROE_ERR_INTERNAL, "cublasSetMathMode: %s", cu->blas_api.status_string(bs));
     e = cudaMalloc(&cu->xb, (size_t)opts->max_rows * opts->max_cols * sizeof(__nv_bfloat16));
     FAIL_IF(e != cudaSuccess, ROE_ERR_NOMEM, "cuda backend: no device memory for a [%d, %d] bf16 scratch",
             opts->max_rows, opts->max_cols);

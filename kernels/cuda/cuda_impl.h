@@ -10,6 +10,11 @@
  * its arrays right after the call; the device staging area is reused by the next op,
  * which the stream orders after this op's kernels.
  *
+ * cuBLAS is loaded with dlopen when the first CUDA backend is created, not linked: linking it
+ * (libcublas + libcublasLt, ~370k relocations) cost every roe process, CPU runs included,
+ * seconds of start-up and 200 MB of memory on a loaded machine. The CUDA runtime is linked
+ * statically (cheap at start-up; nothing runs until the first CUDA call).
+ *
  * Errors: a failing launch or cuBLAS call is recorded (the first one wins) and reported,
  * as a status, by the next sync or download: compute ops have no status to return.
  *
@@ -27,8 +32,23 @@ extern "C" {
 #include "kernels/backend.h"
 }
 
+/* The cuBLAS entry points roe uses, from dlopen (cuda_backend.cu). */
+struct roe_cublas_api {
+    decltype(&cublasCreate_v2) create;
+    decltype(&cublasDestroy_v2) destroy;
+    decltype(&cublasSetStream_v2) set_stream;
+    decltype(&cublasSetMathMode) set_math_mode;
+    /* the C entry point (C++ sees an overload taking cudaDataType as the compute type) */
+    cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                              const void *, const void *, cudaDataType, int, const void *, cudaDataType,
+                              int, const void *, void *, cudaDataType, int, cublasComputeType_t,
+                              cublasGemmAlgo_t);
+    decltype(&cublasGetStatusString) status_string;
+};
+
 struct roe_cuda {
     int device;
+    struct roe_cublas_api blas_api; /* loaded functions (the library stays loaded: see roe_cuda_load_cublas) */
     cudaStream_t stream;
     cublasHandle_t blas;
     int max_rows;          /* rows an op may see (staging sizes) */

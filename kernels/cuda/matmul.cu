@@ -39,7 +39,7 @@ void roe_cuda_matmul(roe_backend *be, const float *x, int n, const struct roe_ma
     roe_k_f32_to_bf16<<<blocks, 256, 0, cu->stream>>>(x, cu->xb, count);
     ROE_CUDA_LAUNCHED(cu, "matmul: rounding x to bf16");
     const float alpha = 1.0f, beta = 0.0f;
-    cublasStatus_t s = cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, w->rows, n, w->cols, &alpha,
+    cublasStatus_t s = cu->blas_api.gemm_ex(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, w->rows, n, w->cols, &alpha,
                                     w->data, CUDA_R_16BF, w->cols, cu->xb, CUDA_R_16BF, w->cols,
                                     &beta, y, CUDA_R_32F, w->rows, CUBLAS_COMPUTE_32F,
                                     CUBLAS_GEMM_DEFAULT);

@@ -35,8 +35,11 @@ roe_status roe_cuda_mat_upload(roe_backend *be, const struct roe_mat *host, stru
         return roe_fail(ROE_ERR_NOMEM, "%s: no device memory for %zu bytes of weights", cu->name,
                         n * sizeof(uint16_t));
     }
+    /* on the backend's stream: it is non-blocking, so a copy on the legacy default stream
+     * would not be ordered before the kernels that read the weights. From pageable memory the
+     * call returns once the bytes are staged, so tmp can be refilled at once. */
     if (host->dtype == ROE_DTYPE_BF16) {
-        e = cudaMemcpy(d, host->data, n * sizeof(uint16_t), cudaMemcpyHostToDevice);
+        e = cudaMemcpyAsync(d, host->data, n * sizeof(uint16_t), cudaMemcpyHostToDevice, cu->stream);
     } else {
         const size_t chunk = (size_t)1 << 22;
         uint16_t *tmp = (uint16_t *)roe_malloc((n < chunk ? (n ? n : 1) : chunk) * sizeof(uint16_t));
@@ -50,10 +53,11 @@ roe_status roe_cuda_mat_upload(roe_backend *be, const struct roe_mat *host, stru
                 tmp[i] = f32_to_bf16_rne(host->dtype == ROE_DTYPE_F32
                                              ? ((const float *)host->data)[o + i]
                                              : roe_f16_to_f32(((const uint16_t *)host->data)[o + i]));
-            e = cudaMemcpy((uint16_t *)d + o, tmp, m * sizeof(uint16_t), cudaMemcpyHostToDevice);
+            e = cudaMemcpyAsync((uint16_t *)d + o, tmp, m * sizeof(uint16_t), cudaMemcpyHostToDevice, cu->stream);
         }
         roe_free(tmp);
     }
+    if (e == cudaSuccess) e = cudaStreamSynchronize(cu->stream);
     if (e != cudaSuccess) {
         cudaFree(d);
         return roe_fail(ROE_ERR_INTERNAL, "%s: uploading %zu bytes of weights: %s", cu->name,
