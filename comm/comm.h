@@ -67,7 +67,9 @@ int roe_comm_have_mpi(void);
 /* NCCL on `device` (the caller has chosen it: local rank % devices), over the same ranks as
  * `boot` (borrowed; it must outlive the result): rank 0's ncclUniqueId is broadcast over
  * boot, then every rank joins (bounded by boot's timeout). Every buffer given to the result
- * is device memory. Its alltoallv needs exact receive counts (see comm_nccl.c); allreduce
+ * is device memory, complete when handed over (the transport works on its own stream: the
+ * caller synchronises whatever produced the data), and each call returns once its transfer is
+ * done (alltoallv: at xfer_wait). Its alltoallv needs exact receive counts (see comm_nccl.c); allreduce
  * is not provided. Without ROE_HAVE_NCCL: ROE_ERR_UNSUPPORTED. */
 roe_status roe_comm_nccl_create(roe_comm *boot, int device, roe_comm **out);
 int roe_comm_have_nccl(void);

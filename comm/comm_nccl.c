@@ -245,7 +245,10 @@ static void nccl_destroy(roe_comm *c) {
     struct nccl_impl *n = impl_of(c);
     if (n) {
         if (n->nc) {
-            if (!c->failed && ncclCommFinalize(n->nc) == ncclSuccess) (void)wait_done(c, "finalize", "destroy");
+            if (!c->failed) { /* non-blocking mode: finalize may still be in progress; wait (bounded) */
+                const ncclResult_t r = ncclCommFinalize(n->nc);
+                if (r == ncclSuccess || r == ncclInProgress) (void)wait_done(c, "finalize", "destroy");
+            }
             if (n->nc) ncclCommDestroy(n->nc);
         }
         if (n->dcounts) cudaFree(n->dcounts);
@@ -296,7 +299,7 @@ roe_status roe_comm_nccl_create(roe_comm *boot, int device, roe_comm **out) {
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking);
     if (e == cudaSuccess) e = cudaMalloc((void **)&n->dcounts, 2 * (size_t)c->size * sizeof(int64_t));
     if (e == cudaSuccess) e = cudaMalloc((void **)&n->dflag, sizeof(int));
-    if (e == cudaSuccess) e = cudaMemset(n->dflag, 0, sizeof(int));
+    if (e == cudaSuccess) e = cudaMemsetAsync(n->dflag, 0, sizeof(int), n->stream);
     n->hcounts = roe_calloc(2 * (size_t)c->size, sizeof *n->hcounts);
     if (e != cudaSuccess || !n->hcounts) {
         st = roe_fail(ROE_ERR_COMM, "rank %d: nccl: setting up device %d: %s", c->rank, device,
