@@ -19,13 +19,16 @@ GEN=${GEN:-32}
 PROMPT=${PROMPT:-128}
 COPY=${COPY:-2e9}
 
-field() { grep "\"$2\"" "$1" | head -1 | sed -e 's/.*: *//' -e 's/,$//'; }
+field() { grep "\"$2\"" "$1" | head -1 | sed -e 's/^[^:]*:[[:space:]]*//' -e 's/,$//'; }
+# what to benchmark: the GPU with random OLMoE-1B-7B weights; BENCH_ARGS="--backend cpu --model
+# models/olmoe-tiny" dry-runs this script on a CPU machine
+read -r -a what <<<"${BENCH_ARGS:---backend cuda --random-model olmoe-1b7b}"
 
 run() { # NAME ARGS...
     local name=$1
     shift
     echo "== roe bench $* (-> $out/$name.json)" >&2
-    "$roe" bench --backend cuda --random-model olmoe-1b7b --prompt-len "$PROMPT" --gen-len "$GEN" \
+    "$roe" bench "${what[@]}" --prompt-len "$PROMPT" --gen-len "$GEN" \
         --copy-bytes "$COPY" --json "$@" >"$out/$name.json"
 }
 
@@ -45,7 +48,7 @@ run b1_k8 --batch 1 --roe-k 8 --roe-tau 0.5
     echo "  \"roe_k8_over_k1_batch1\": $(awk -v a="$k8" -v b="$k1" 'BEGIN { printf "%.3f", a / b }'),"
     echo "  \"roe_k8_rows_computed_per_step\": $(field "$out/b1_k8.json" rows_computed_per_step),"
     echo "  \"nccl_1rank\": ["
-    sed -e 's/^/    /' -e '$!s/$/,/' "$out/nccl.jsonl" 2>/dev/null || true
+    { grep '^{' "$out/nccl.jsonl" 2>/dev/null || true; } | sed -e 's/^/    /' -e '$!s/$/,/'
     echo "  ],"
     echo "  \"backend\": $(field "$out/b1.json" backend)"
     echo "}"

@@ -81,15 +81,24 @@ if [ -z "$nccl_inc" ] && command -v python3 >/dev/null; then
         export LD_LIBRARY_PATH=$nd/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     fi
 fi
+# cuBLAS is dlopen'ed (kernels/cuda/cuda_impl.h): the toolkit's directory is compiled in; the
+# nvidia-cublas wheel's goes on the library path in case the toolkit lacks it
+if command -v python3 >/dev/null; then
+    cb=$(python3 -c 'import nvidia.cublas, os; print(list(nvidia.cublas.__path__)[0])' 2>/dev/null || true)
+    [ -n "$cb" ] && [ -d "$cb/lib" ] && export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$cb/lib
+fi
 [ -n "$nccl_inc" ] && cmake_extra+=("-DROE_NCCL_INCLUDE=$nccl_inc")
 [ -n "$nccl_lib" ] && cmake_extra+=("-DROE_NCCL_LIBRARY=$nccl_lib")
 echo "nccl: include '${nccl_inc:-none}' library '${nccl_lib:-system}'"
 
 step "configure + build ($BUILD, sm_$ARCH, -j$JOBS)"
 full=0
-if timeout 120 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DROE_WITH_MPI=OFF -DROE_WITH_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DCMAKE_CUDA_COMPILER="$NVCC" "${cmake_extra[@]}" >"$DETAILS/configure.txt" 2>&1 &&
-    timeout 240 cmake --build "$BUILD" -j "$JOBS" >"$DETAILS/build.txt" 2>&1; then
+# ROE_GPU_CHECK_CMAKE_ARGS: more cmake arguments (a dry run on a CPU machine: -DROE_WITH_CUDA=OFF)
+read -r -a user_cmake <<<"${ROE_GPU_CHECK_CMAKE_ARGS:-}"
+if [ "${ROE_GPU_CHECK_OPS_ONLY:-0}" != 1 ] && timeout "${CONFIGURE_TIMEOUT:-120}" cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DROE_WITH_MPI=OFF -DROE_WITH_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DCMAKE_CUDA_COMPILER="$NVCC" "${cmake_extra[@]}" "${user_cmake[@]}" \
+    >"$DETAILS/configure.txt" 2>&1 &&
+    timeout "${BUILD_TIMEOUT:-240}" cmake --build "$BUILD" -j "$JOBS" >"$DETAILS/build.txt" 2>&1; then
     full=1
     grep -i "roe:" "$DETAILS/configure.txt"
     echo "full build: ok ($(grep -ci warning "$DETAILS/build.txt") warning lines)"
@@ -129,14 +138,15 @@ else
     ok=1
     for f in kernels/cuda/*.cu; do
         echo "$f"
-    done | xargs -P "$JOBS" -I{} sh -c "\"$NVCC\" -O3 -std=c++17 -arch=sm_$ARCH -lineinfo -I. -c {} -o $O/\$(basename {} .cu).cu.o" \
+    done | xargs -P "$JOBS" -I{} sh -c "\"$NVCC\" -O3 -std=c++17 -arch=sm_$ARCH -lineinfo -I. -DROE_CUDA_LIB_DIR=\\\"$CUDA_HOME/lib64\\\" -c {} -o $O/\$(basename {} .cu).cu.o" \
         >"$DETAILS/ops_build.txt" 2>&1 || ok=0
     for f in tests/cuda/test_cuda_ops.c tests/cuda/ops_only_shim.c kernels/backend.c kernels/cpu/*.c \
         runtime/alloc.c runtime/status.c runtime/router.c runtime/aggregate.c; do
         gcc -O2 -std=gnu11 -fopenmp -DROE_HAVE_CUDA=1 -I. -Itests -I"$CUDA_HOME/include" -c "$f" \
             -o "$O/$(echo "$f" | tr / _).o" >>"$DETAILS/ops_build.txt" 2>&1 || ok=0
     done
-    g++ -o "$O/test_cuda_ops" "$O"/*.o -L"$CUDA_HOME/lib64" -lcublas -lcudart -fopenmp -lm >>"$DETAILS/ops_build.txt" 2>&1 || ok=0
+    g++ -o "$O/test_cuda_ops" "$O"/*.o -L"$CUDA_HOME/lib64" -lcudart_static -ldl -lrt -lpthread -fopenmp -lm \
+        >>"$DETAILS/ops_build.txt" 2>&1 || ok=0
     if [ $ok = 1 ]; then
         timeout 120 "$O/test_cuda_ops"
         echo "test_cuda_ops exit $?"
