@@ -73,7 +73,7 @@ static roe_status check_root(const roe_comm *c, int root, const char *op, const 
 roe_status roe_comm_bcast(roe_comm *c, void *buf, size_t count, roe_comm_dtype t, int root,
                           const char *what) {
     ROE_TRY(check_root(c, root, "bcast", what));
-    if (c->size == 1 || count == 0) return ROE_OK;
+    if ((c->size == 1 && !c->device_buffers) || count == 0) return ROE_OK;
     return mark(c, c->ops->bcast(c, buf, count, t, root, what));
 }
 
@@ -84,7 +84,7 @@ roe_status roe_comm_gatherv(roe_comm *c, const void *send, size_t count, void *r
     if (c->rank == root && counts[root] != count)
         return roe_fail(ROE_ERR_INVALID_ARG, "rank %d: gatherv '%s': root sends %zu elements but expects %zu from itself",
                         c->rank, what, count, counts[root]);
-    if (c->size == 1) {
+    if (c->size == 1 && !c->device_buffers) {
         if (count) memmove((char *)recv + displs[0] * roe_comm_dtype_size(t), send, count * roe_comm_dtype_size(t));
         return ROE_OK;
     }
@@ -94,7 +94,7 @@ roe_status roe_comm_gatherv(roe_comm *c, const void *send, size_t count, void *r
 roe_status roe_comm_gather(roe_comm *c, const void *send, size_t count, void *recv,
                            roe_comm_dtype t, int root, const char *what) {
     ROE_TRY(check_root(c, root, "gather", what));
-    if (c->size == 1) {
+    if (c->size == 1 && !c->device_buffers) {
         if (count) memmove(recv, send, count * roe_comm_dtype_size(t));
         return ROE_OK;
     }
@@ -103,7 +103,7 @@ roe_status roe_comm_gather(roe_comm *c, const void *send, size_t count, void *re
 
 roe_status roe_comm_allreduce(roe_comm *c, const void *in, void *out, size_t count,
                               roe_comm_dtype t, roe_comm_op op, const char *what) {
-    if (c->size == 1) {
+    if (c->size == 1 && !c->device_buffers) {
         if (count && in != out) memmove(out, in, count * roe_comm_dtype_size(t));
         return ROE_OK;
     }
@@ -111,7 +111,7 @@ roe_status roe_comm_allreduce(roe_comm *c, const void *in, void *out, size_t cou
 }
 
 roe_status roe_comm_barrier(roe_comm *c, const char *what) {
-    if (c->size == 1) return ROE_OK;
+    if (c->size == 1 && !c->device_buffers) return ROE_OK;
     return mark(c, c->ops->barrier(c, what));
 }
 
@@ -164,7 +164,7 @@ roe_status roe_comm_alltoallv(roe_comm *c, const void *send, const size_t *scoun
                               const size_t *sdispls, void *recv, const size_t *rcounts,
                               const size_t *rdispls, roe_comm_dtype t, const char *what) {
     roe_comm_xfer *x = NULL;
-    if (c->size == 1) { /* no xfer object needed: one copy */
+    if (c->size == 1 && !c->device_buffers) { /* no xfer object needed: one copy */
         if (scounts[0] > rcounts[0])
             return roe_fail(ROE_ERR_INVALID_ARG, "rank 0: alltoallv '%s': sends %zu elements to itself but accepts %zu",
                             what, scounts[0], rcounts[0]);

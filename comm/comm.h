@@ -4,6 +4,8 @@
  * A roe_comm is an opaque handle over one transport, chosen at creation:
  *   self  one process, a world of size 1 (no MPI; every collective is a copy)
  *   mpi   Open MPI (comm/comm_mpi.c, built when ROE_HAVE_MPI is defined)
+ *   nccl  NCCL over DEVICE buffers (comm/comm_nccl.c, built when ROE_HAVE_NCCL is defined),
+ *         bootstrapped from one of the above; see roe_comm_nccl_create
  * The vtable (struct roe_comm_ops) lives in comm_impl.h; this header alone is the API.
  *
  * Contracts every transport keeps:
@@ -62,6 +64,22 @@ roe_status roe_comm_mpi_create(int *argc, char ***argv, const struct roe_comm_op
 
 /* 1 if this build has the MPI transport. */
 int roe_comm_have_mpi(void);
+/* NCCL on `device` (the caller has chosen it: local rank % devices), over the same ranks as
+ * `boot` (borrowed; it must outlive the result): rank 0's ncclUniqueId is broadcast over
+ * boot, then every rank joins (bounded by boot's timeout). Every buffer given to the result
+ * is device memory, complete when handed over (the transport works on its own stream: the
+ * caller synchronises whatever produced the data), and each call returns once its transfer is
+ * done (alltoallv: at xfer_wait). Its alltoallv needs exact receive counts (see comm_nccl.c); allreduce
+ * is not provided. Without ROE_HAVE_NCCL: ROE_ERR_UNSUPPORTED. */
+roe_status roe_comm_nccl_create(roe_comm *boot, int device, roe_comm **out);
+int roe_comm_have_nccl(void);
+/* nccl only: all-to-all-v of device buffers where only the senders know the counts: the
+ * counts go first (device to device, one int64 per peer), then the data, received packed
+ * in rank order into recv (at most recv_cap elements); rcounts/rdispls ([size], host)
+ * receive the layout. Blocks until done (bounded). */
+roe_status roe_comm_alltoallv_device(roe_comm *c, const void *send, const size_t *scounts,
+                                     const size_t *sdispls, void *recv, size_t recv_cap,
+                                     size_t *rcounts, size_t *rdispls, roe_comm_dtype t, const char *what);
 
 void roe_comm_free(roe_comm *c);
 

@@ -41,6 +41,7 @@ struct roe_comm {
     int size;
     double timeout_s;
     int failed; /* see roe_comm_failed */
+    int device_buffers; /* buffers are device memory (nccl): no host shortcuts in comm.c */
     void *impl; /* owned by the transport */
 };
 

@@ -11,9 +11,22 @@
  * batch-invariant: row r's result depends only on row r's inputs, never on n or on
  * which other rows share the call, nor on the number of threads.
  *
- * Buffers: for the CPU backend every float pointer is host memory. All ops are
- * synchronous and cannot fail (their inputs were validated at load time); they
- * allocate nothing.
+ * Buffers. Activations, the KV cache and weights live in *backend memory*: allocated with
+ * ops->alloc, filled with ops->upload / ops->mat_upload, read back with ops->download. For
+ * the CPU backend that is host memory (alloc = an aligned malloc, upload/download =
+ * memcpy, mat_upload = the host view itself: be->host_memory is 1), so the engine skips
+ * the copies and the CPU path is what it was. For the CUDA backend it is device memory
+ * and ops are queued on the backend's stream, in order: the host learns about a failure
+ * (a sticky CUDA error) at the next ops->sync or ops->download, which return a status.
+ *
+ * Pointers to activations, caches and weights (struct roe_mat::data of a matrix given to
+ * an op) are backend memory. Small index lists — ids, positions, row indices, history
+ * pointers, gate weights, and the arrays inside struct roe_attn_args other than q, k_self,
+ * v_self and out — are HOST arrays that the op reads (and uploads) before it returns, so
+ * the caller may reuse them right after the call.
+ *
+ * Compute ops cannot fail (their inputs were validated at load time); they allocate
+ * nothing.
  */
 #ifndef ROE_BACKEND_H
 #define ROE_BACKEND_H
@@ -44,10 +57,10 @@ struct roe_attn_args {
     const float *q;             /* [n_rows, n_heads*head_dim] */
     const float *k_self;        /* [n_rows, n_kv_heads*head_dim] the row's own current key */
     const float *v_self;        /* [n_rows, n_kv_heads*head_dim] */
-    const float *const *k_hist; /* [n_rows] -> [positions, n_kv_heads*head_dim] cached keys */
-    const float *const *v_hist; /* [n_rows] -> same layout, values */
-    const int *hist_begin;      /* [n_rows] first history position attended */
-    const int *hist_end;        /* [n_rows] one past the last (= the row's own position) */
+    const float *const *k_hist; /* host [n_rows] -> backend [positions, n_kv_heads*head_dim] cached keys */
+    const float *const *v_hist; /* host [n_rows] -> same layout, values */
+    const int *hist_begin;      /* host [n_rows] first history position attended */
+    const int *hist_end;        /* host [n_rows] one past the last (= the row's own position) */
     float *out;                 /* [n_rows, n_heads*head_dim] */
 };
 
@@ -63,7 +76,20 @@ struct roe_backend_opts {
     int max_cols;      /* the widest input dimension any matmul will see */
     int max_ctx;       /* the longest attention span (history + 1) */
     roe_cpu_isa isa;   /* CPU only: force a kernel path (tests compare them) */
+    int device;        /* CUDA only: the device ordinal (the launcher picks local rank % devices) */
+    int max_rows;      /* CUDA only: the most rows any op will see (sizes the staging buffers) */
 };
+
+/* Which backend an engine runs on. */
+typedef enum roe_backend_kind {
+    ROE_BACKEND_CPU = 0,
+    ROE_BACKEND_CUDA,
+    /* Tests: the CPU kernels behind the device-memory contract (host_memory = 0, weights
+     * copied by mat_upload, every upload/download/copy a real copy), so the engine's device
+     * path (staging, index lists, gather/combine) runs, and must give the CPU's results bit
+     * for bit, on a machine without a GPU. */
+    ROE_BACKEND_CPU_STAGED,
+} roe_backend_kind;
 
 typedef struct roe_backend roe_backend;
 
@@ -79,19 +105,69 @@ struct roe_backend_ops {
     void (*attention)(roe_backend *be, const struct roe_attn_args *a);
     /* out[i] = silu(gate[i]) * up[i], i < count; out may alias gate */
     void (*swiglu)(roe_backend *be, const float *gate, const float *up, size_t count, float *out);
-    /* out[n, table.cols] = table[ids[i]] widened to fp32 */
+    /* out[n, table.cols] = table[ids[i]] widened to fp32; ids is a host array */
     void (*embed)(roe_backend *be, const struct roe_mat *table, const int32_t *ids, int n,
                   float *out);
+    /* Like matmul, but the activations are never rounded below fp32 (CUDA: its own kernel
+     * instead of cuBLAS on bf16 inputs). For small matrices whose outputs take discrete
+     * decisions: the router. On the CPU it is matmul. */
+    void (*matmul_f32)(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y);
+    /* y[i] += x[i], i < count */
+    void (*add)(roe_backend *be, float *y, const float *x, size_t count);
+    /* x[i] = min(max(x[i], -lim), lim) */
+    void (*clamp)(roe_backend *be, float *x, size_t count, float lim);
+    /* dst row (dst_idx ? dst_idx[i] : i) = src row (src_idx ? src_idx[i] : i) for i < n,
+     * rows of `width` floats; the index arrays are host arrays; rows must not overlap. */
+    void (*copy_rows)(roe_backend *be, float *dst, const int64_t *dst_idx, const float *src,
+                      const int64_t *src_idx, int n, int width);
+    /* The MoE weighted sum: for each row j < n, acc = sum over s < top_k, in that order, of
+     * y[y_row[j*top_k+s]] * w[j*top_k+s] (acc starting at 0), then h[j] += acc. y_row and w
+     * are host arrays [n * top_k]. */
+    void (*moe_combine)(roe_backend *be, float *h, int n, int width, int top_k, const float *y,
+                        const int *y_row, const float *w);
+
+    /* Memory (see "Buffers" above). alloc returns NULL when out of memory. */
+    void *(*alloc)(roe_backend *be, size_t bytes);
+    void (*free)(roe_backend *be, void *p);
+    void (*upload)(roe_backend *be, void *dst, const void *src, size_t bytes);
+    /* waits for the queued work, then copies; a failure of that work is the status */
+    roe_status (*download)(roe_backend *be, void *dst, const void *src, size_t bytes);
+    void (*copy)(roe_backend *be, void *dst, const void *src, size_t bytes);
+    roe_status (*sync)(roe_backend *be);
+    /* A backend-resident copy of a host matrix (*dev), freed with mat_free. CPU: *dev =
+     * *host (no copy, nothing to free). CUDA: a bf16 copy (F32/F16 rounded to nearest even). */
+    roe_status (*mat_upload)(roe_backend *be, const struct roe_mat *host, struct roe_mat *dev);
+    /* A backend-resident [rows, cols] bf16 matrix of random values, uniform in
+     * [-scale, scale] from (seed, element index): for benchmarks of models whose weights are
+     * not on disk. CPU: ROE_ERR_UNSUPPORTED. */
+    roe_status (*mat_random)(roe_backend *be, int rows, int cols, float scale, uint64_t seed,
+                             struct roe_mat *dev);
+    void (*mat_free)(roe_backend *be, struct roe_mat *dev);
     void (*destroy)(roe_backend *be);
 };
 
 struct roe_backend {
     const struct roe_backend_ops *ops;
     const char *name; /* "cpu-avx512", "cuda", ... */
+    int host_memory;  /* 1: backend memory is host memory (the CPU backend) */
     void *impl;       /* owned by the backend */
 };
 
 roe_status roe_backend_cpu_create(const struct roe_backend_opts *opts, roe_backend **out);
+roe_status roe_backend_cpu_staged_create(const struct roe_backend_opts *opts, roe_backend **out);
+/* The CUDA backend (kernels/cuda/). In a build without CUDA, or on a machine without a
+ * device, ROE_ERR_UNSUPPORTED with a message saying which ("no CUDA device:
+ * cudaGetDeviceCount returned ..."). */
+roe_status roe_backend_cuda_create(const struct roe_backend_opts *opts, roe_backend **out);
+/* Devices visible to this process: >= 0, or -1 with a message when the CUDA runtime
+ * fails (or this build has no CUDA: then the message says so). */
+int roe_backend_cuda_device_count(void);
+roe_status roe_backend_create(roe_backend_kind kind, const struct roe_backend_opts *opts,
+                              roe_backend **out);
+const char *roe_backend_kind_name(roe_backend_kind kind);
+/* Memory bandwidth of a backend: a copy of `bytes` within backend memory, once to warm up,
+ * then `reps` times: (read + written bytes) / second / 1e9. <= 0 on failure (message set). */
+double roe_backend_copy_gbs(roe_backend *be, size_t bytes, int reps);
 void roe_backend_free(roe_backend *be);
 
 #endif

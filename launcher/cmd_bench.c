@@ -25,7 +25,8 @@
 #include "session.h"
 
 static const char *SYNOPSIS =
-    "[--model DIR] [--batch B] [--prompt-len P] [--gen-len G] [--threads N] [--no-warm] [--json]\n"
+    "[--model DIR | --random-model olmoe-1b7b|DIR] [--batch B] [--prompt-len P] [--gen-len G] [--threads N]\n"
+    "       [--no-warm] [--json] [--backend cpu|cuda] [--copy-bytes N]\n"
     "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate G]";
 
 static int cmp_double(const void *a, const void *b) {
@@ -42,11 +43,12 @@ static int32_t argmax(const float *z, int n) {
 
 int roe_cmd_bench(int argc, char **argv) {
     const char *cmd = "bench";
-    const char *model_dir = NULL;
+    const char *model_dir = NULL, *backend = NULL, *random_model = NULL;
     int batch = 1, prompt_len = 16, gen_len = 16, threads = 0, json = 0, no_warm = 0;
+    float copy_bytes = 0;
     struct roe_flags rf;
     roe_flags_init(&rf);
-    struct roe_arg_spec specs[7 + ROE_FLAGS_N_SPECS] = {
+    struct roe_arg_spec specs[10 + ROE_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--batch", ROE_ARG_INT, &batch, "concurrent sequences (1)", 1, 4096},
         {"--prompt-len", ROE_ARG_INT, &prompt_len, "prompt tokens per sequence (16)", 1, 1 << 20},
@@ -54,12 +56,24 @@ int roe_cmd_bench(int argc, char **argv) {
         {"--threads", ROE_ARG_INT, &threads, "CPU threads (0 = all cores)", 0, 1024},
         {"--no-warm", ROE_ARG_FLAG, &no_warm, "do not pre-read the weights", 0, 0},
         {"--json", ROE_ARG_FLAG, &json, "print JSON", 0, 0},
+        {"--backend", ROE_ARG_STRING, &backend, "cpu (default) or cuda", 0, 0},
+        {"--random-model", ROE_ARG_STRING, &random_model,
+         "random bf16 weights generated on the device for these shapes (olmoe-1b7b, or a model "
+         "directory's config.json); --backend cuda", 0, 0},
+        {"--copy-bytes", ROE_ARG_FLOAT, &copy_bytes,
+         "also time a backend copy of this many bytes (memory bandwidth, same run; 0 = off)", 0, 64e9},
     };
-    roe_flags_specs(&rf, specs + 7);
+    roe_flags_specs(&rf, specs + 10);
     int rc = roe_args_parse(cmd, SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
     if (rc) return rc == 1 ? 0 : rc;
+    roe_backend_kind kind;
+    if ((rc = roe_session_backend(cmd, backend, &kind))) return rc;
+    if (random_model && model_dir) {
+        fprintf(stderr, "roe bench: --model and --random-model exclude each other\n");
+        return 2;
+    }
     struct roe_session s;
-    if (roe_session_open_model(&s, cmd, model_dir)) {
+    if (random_model ? roe_session_open_random(&s, cmd, random_model) : roe_session_open_model(&s, cmd, model_dir)) {
         roe_session_close(&s);
         return 1;
     }
@@ -84,7 +98,9 @@ int roe_cmd_bench(int argc, char **argv) {
     eo.max_rows = batch * K > 128 ? batch * K : 128;
     eo.n_threads = threads;
     eo.isa = roe_env_cpu_isa();
-    s.warm = !no_warm; /* every rank reads the weights it holds */
+    eo.backend = kind;
+    eo.random_seed = 0x0E1B7Bu;
+    s.warm = !no_warm && !random_model; /* every rank reads the weights it holds */
     if (roe_session_open_engine(&s, cmd, eo)) {
         roe_session_close(&s);
         return 1;
@@ -159,6 +175,11 @@ int roe_cmd_bench(int argc, char **argv) {
     }
     double total = 0, bytes = 0, experts = 0;
     for (int g = 0; g < gen_len; g++) { total += step_s[g]; bytes += step_bytes[g]; experts += step_experts[g]; }
+    double copy_gbs = 0.0;
+    if (copy_bytes > 0) { /* the memory bandwidth, measured in the same run (read + written bytes / s) */
+        copy_gbs = roe_backend_copy_gbs(roe_engine_backend(s.engine), (size_t)copy_bytes, 20);
+        if (copy_gbs <= 0.0) { roe_report(cmd, ROE_ERR_INTERNAL); goto done; }
+    }
     double med[1];
     qsort(step_s, (size_t)gen_len, sizeof *step_s, cmp_double);
     med[0] = step_s[gen_len / 2];
@@ -186,6 +207,12 @@ int roe_cmd_bench(int argc, char **argv) {
     cJSON_AddNumberToObject(root, "bytes_per_step", mean_bytes);
     cJSON_AddNumberToObject(root, "distinct_experts_per_step", experts / gen_len);
     cJSON_AddNumberToObject(root, "achieved_read_gbs", mean_bytes / mean_step / 1e9);
+    if (copy_bytes > 0) {
+        cJSON_AddNumberToObject(root, "copy_bytes", (double)(size_t)copy_bytes);
+        cJSON_AddNumberToObject(root, "copy_gbs", copy_gbs);
+        /* the step's required reads per second over the copy's (read + written) bytes per second */
+        cJSON_AddNumberToObject(root, "bandwidth_ratio", mean_bytes / mean_step / 1e9 / copy_gbs);
+    }
     if (json) {
         char *out = cJSON_Print(root);
         if (out) printf("%s\n", out);

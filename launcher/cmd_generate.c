@@ -18,7 +18,7 @@
 
 static const char *SYNOPSIS =
     "[--model DIR] (--prompt TEXT | --prompt-ids IDS)... [--max-tokens N] [--temperature T]\n"
-    "       [--top-k K] [--top-p P] [--seed S] [--ignore-eos] [--json] [--threads N]\n"
+    "       [--top-k K] [--top-p P] [--seed S] [--ignore-eos] [--json] [--threads N] [--backend cpu|cuda]\n"
     "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate clean|noisy]\n"
     "       [--roe-adaptive H]";
 
@@ -67,13 +67,13 @@ static char *decode_text(roe_tokenizer *tok, const int32_t *ids, int n) {
 
 int roe_cmd_generate(int argc, char **argv) {
     const char *cmd = "generate";
-    const char *model_dir = NULL, *logits_out = NULL;
+    const char *model_dir = NULL, *logits_out = NULL, *backend = NULL;
     struct roe_arg_list prompts = {0}, prompt_ids = {0};
     int max_tokens = 64, json = 0, threads = 0, ignore_eos = 0, batch_rows = 128;
     struct roe_sampling sampling = roe_sampling_default();
     struct roe_flags rf;
     roe_flags_init(&rf);
-    struct roe_arg_spec specs[13 + ROE_FLAGS_N_SPECS] = {
+    struct roe_arg_spec specs[14 + ROE_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--prompt", ROE_ARG_LIST, &prompts, "prompt text (repeatable: one sequence each)", 0, 0},
         {"--prompt-ids", ROE_ARG_LIST, &prompt_ids, "prompt as token ids, '1,2,3' (repeatable)", 0, 0},
@@ -87,12 +87,15 @@ int roe_cmd_generate(int argc, char **argv) {
         {"--threads", ROE_ARG_INT, &threads, "CPU threads (0 = all cores)", 0, 1024},
         {"--batch-rows", ROE_ARG_INT, &batch_rows, "rows per engine step (128)", 1, 1 << 16},
         {"--logits-out", ROE_ARG_STRING, &logits_out, "write the scores of each generated token (f32)", 0, 0},
+        {"--backend", ROE_ARG_STRING, &backend, "cpu (default) or cuda (device: local rank % devices)", 0, 0},
     };
-    roe_flags_specs(&rf, specs + 13);
+    roe_flags_specs(&rf, specs + 14);
     const int n_specs = (int)(sizeof specs / sizeof specs[0]);
     int rc = roe_args_parse(cmd, SYNOPSIS, specs, n_specs, argc, argv, 2);
     if (rc) return rc == 1 ? 0 : rc;
     const int n_req = prompts.n + prompt_ids.n;
+    roe_backend_kind kind;
+    if ((rc = roe_session_backend(cmd, backend, &kind))) return rc;
     if (n_req == 0) {
         fprintf(stderr, "roe generate: no prompt: give --prompt TEXT or --prompt-ids IDS\n");
         return 2;
@@ -175,6 +178,7 @@ int roe_cmd_generate(int argc, char **argv) {
     eo.max_rows = batch_rows > roster.k ? batch_rows : roster.k;
     eo.n_threads = threads;
     eo.isa = roe_env_cpu_isa();
+    eo.backend = kind;
     if (roe_session_open_engine(&s, cmd, eo)) goto done;
     roe_status st = roe_generator_create(s.engine, n_req, max_tokens, logits_out != NULL, &gen);
     if (st != ROE_OK) {

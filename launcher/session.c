@@ -64,6 +64,47 @@ int roe_session_open_model(struct roe_session *s, const char *cmd, const char *m
     return 0;
 }
 
+/* allenai/OLMoE-1B-7B-0924's config.json (the fields roe reads): 6.9B parameters, 1.3B active */
+static const char *OLMOE_1B7B_CONFIG =
+    "{\"model_type\": \"olmoe\", \"vocab_size\": 50304, \"hidden_size\": 2048, \"intermediate_size\": 1024,"
+    " \"num_hidden_layers\": 16, \"num_attention_heads\": 16, \"num_key_value_heads\": 16,"
+    " \"max_position_embeddings\": 4096, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0,"
+    " \"clip_qkv\": null, \"num_experts\": 64, \"num_experts_per_tok\": 8, \"norm_topk_prob\": false,"
+    " \"tie_word_embeddings\": false, \"bos_token_id\": null, \"eos_token_id\": 50279, \"pad_token_id\": 1}";
+
+int roe_session_open_random(struct roe_session *s, const char *cmd, const char *name) {
+    memset(s, 0, sizeof *s);
+    struct roe_model_config cfg;
+    roe_status st = strcmp(name, "olmoe-1b7b") == 0
+                        ? roe_config_parse(OLMOE_1B7B_CONFIG, "built-in olmoe-1b7b", &cfg)
+                        : roe_config_load(name, &cfg);
+    if (st != ROE_OK) return roe_report(cmd, st);
+    if (roe_session_world_size() > 1) {
+        fprintf(stderr, "roe %s: --random-model runs in one process (the other ranks would need the same "
+                        "random weights: not implemented)\n", cmd);
+        return 1;
+    }
+    st = roe_model_shapes(&cfg, &s->model);
+    if (st != ROE_OK) return roe_report(cmd, st);
+    s->model_dir = strcmp(name, "olmoe-1b7b") == 0 ? "random:olmoe-1b7b" : name;
+    return 0;
+}
+
+int roe_session_backend(const char *cmd, const char *name, roe_backend_kind *out) {
+    *out = ROE_BACKEND_CPU;
+    if (!name || strcmp(name, "cpu") == 0) return 0;
+    if (strcmp(name, "cuda") == 0) {
+        *out = ROE_BACKEND_CUDA;
+        return 0;
+    }
+    if (strcmp(name, "cpu-staged") == 0) { /* tests: the device path on CPU kernels */
+        *out = ROE_BACKEND_CPU_STAGED;
+        return 0;
+    }
+    fprintf(stderr, "roe %s: --backend '%s' is not cpu or cuda\n", cmd, name);
+    return 2;
+}
+
 int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_engine_opts opts) {
     if (opts.max_ctx > s->model->cfg.max_position) opts.max_ctx = s->model->cfg.max_position;
     const char *wire = roe_env_ep_wire();
@@ -77,6 +118,7 @@ int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_e
     opts.placement = s->placement;
     opts.wire = wire && strcmp(wire, "bf16") == 0 ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32;
     opts.no_overlap = !roe_env_ep_overlap();
+    if (opts.backend == ROE_BACKEND_CUDA) opts.device = roe_env_local_rank(); /* modulo the devices */
     roe_status st = roe_engine_create(s->model, &opts, &s->engine);
     if (st != ROE_OK) return roe_report(cmd, st);
     const int N = roe_session_world_size();
@@ -90,6 +132,7 @@ int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_e
         const char *dir = realpath(s->model_dir, abs) ? abs : s->model_dir;
         shared.wire = opts.wire;
         shared.no_overlap = opts.no_overlap;
+        shared.backend = opts.backend;
         st = roe_workers_open(roe__world, dir, &shared, roe_engine_backend_name(s->engine), s->placement, s->warm);
         if (st != ROE_OK) return roe_report(cmd, st);
     }

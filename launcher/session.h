@@ -44,6 +44,12 @@ const char *roe_default_model_dir(void);
 
 /* Loads model (+ tokenizer). Returns 0, or prints "roe CMD: ..." and returns 1. */
 int roe_session_open_model(struct roe_session *s, const char *cmd, const char *model_dir);
+/* A model of the given shapes with no checkpoint, whose engine generates random weights on
+ * the device (benchmarks): name "olmoe-1b7b" (built-in config) or a directory whose
+ * config.json alone is read. One process only. No tokenizer. Returns 0, or prints and 1. */
+int roe_session_open_random(struct roe_session *s, const char *cmd, const char *name);
+/* --backend NAME (NULL: cpu) -> *out; 0, or prints "roe CMD: ..." and returns 2. */
+int roe_session_backend(const char *cmd, const char *name, roe_backend_kind *out);
 /* Creates the engine; opts.max_ctx is clamped to the model's max_position. */
 int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_engine_opts opts);
 void roe_session_close(struct roe_session *s);

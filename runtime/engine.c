@@ -13,6 +13,19 @@
  * outputs land in a per-(row, slot) buffer and are summed per row in slot order, so a
  * row's result never depends on which other rows were in the batch, or on which rank
  * computed them.
+ *
+ * Where the data lives (kernels/backend.h "Buffers"): activations, the KV cache and the
+ * weights are backend memory. With the CPU backend that is host memory and nothing is
+ * copied (be->host_memory). With a device backend (CUDA) the host plans and the device
+ * computes: per MoE layer the host downloads the router logits ([rows, n_experts] fp32)
+ * and routes them with runtime/router.c — the very code the CPU path runs, so the expert
+ * choices (clean and Gumbel) are a function of the logits alone, identical on both
+ * backends for identical logits — and RoE dedup/forks stay host logic; it uploads only
+ * index lists (tokens, positions, pair rows, gate weights). In a world of one the experts
+ * run on the device without leaving it (gather by pair, one FFN per expert over its
+ * contiguous rows, weighted sum); with several ranks the rows go through the host and the
+ * exchange of comm/dispatch.h (MPI), a correct but slow path (no NCCL in the engine yet:
+ * docs/GPU.md). The last step's logits come back to the host.
  */
 #include "engine.h"
 
@@ -23,11 +36,15 @@
 
 #include "alloc.h"
 #include "router.h"
+#include "weights.h"
 
 struct roe_engine {
     const struct roe_model *model;
+    const struct roe_model *w;        /* the weights the kernels read: model, or owned_w */
+    struct roe_model *owned_w;        /* device-resident weights (runtime/weights.h) */
     struct roe_engine_opts opts;
     roe_backend *be;
+    int host_mem;                     /* be->host_memory: no staging copies */
     struct roe_kv_cache kv;
     struct roe_step_stats stats;
     roe_comm *comm;                   /* borrowed, or owned_comm */
@@ -37,7 +54,7 @@ struct roe_engine {
     roe_ep *ep;                       /* the expert exchange */
     uint8_t *active;                  /* [max_rows * top_k] pairs computed here (not reused) */
     int driven;                       /* inside a step the cluster drives (cluster.h) */
-    /* activations, allocated once for max_rows rows */
+    /* activations, backend memory, allocated once for max_rows rows */
     float *h;        /* [max_rows, hidden] residual stream */
     float *x;        /* [max_rows, hidden] normed input of a sublayer */
     float *q;        /* [max_rows, n_heads*head_dim] */
@@ -46,22 +63,38 @@ struct roe_engine {
     float *att;      /* [max_rows, n_heads*head_dim] attention output */
     float *tmp;      /* [max_rows, hidden] a sublayer's output */
     float *rlogits;  /* [max_rows, n_experts] router logits */
+    float *ein;      /* [max_rows, hidden] rows gathered for one expert (device, one rank:
+                        [max_rows * top_k, hidden], every pair's row grouped by expert) */
+    float *egate;    /* [max_rows, max_inter] */
+    float *eup;      /* [max_rows, max_inter] */
+    float *eout;     /* [max_rows * top_k, hidden] expert output per (row, slot) (device, one
+                        rank: per gathered pair) */
+    float *lrows;    /* [max_rows, hidden] normed rows that want logits */
+    float *dlogits;  /* [max_rows, vocab] logits of the distinct slots, before spreading to rows */
+    /* host memory */
+    float *rlog;     /* [max_rows, n_experts] router logits the host routes (= rlogits on the CPU) */
     float *probs;    /* [n_experts] */
     int32_t *sel;    /* [max_rows, top_k] chosen experts */
     float *gw;       /* [max_rows, top_k] gate weights */
     int *e_count;    /* [n_experts + 1] rows per expert, then offsets */
+    int *e_cur;      /* [n_experts] fill cursor per expert */
     int *pairs;      /* [max_rows * top_k] (row * top_k + slot), grouped by expert */
-    float *ein;      /* [max_rows, hidden] rows gathered for one expert */
-    float *egate;    /* [max_rows, max_inter] */
-    float *eup;      /* [max_rows, max_inter] */
-    float *eout;     /* [max_rows * top_k, hidden] expert output per (row, slot) */
-    float *lrows;    /* [max_rows, hidden] normed rows that want logits */
-    float *dlogits;  /* [max_rows, vocab] logits of the distinct slots, before spreading to rows */
+    int64_t *g_src;  /* [max_rows * top_k] slot of each gathered pair row (device, one rank) */
+    int *p_row;      /* [max_rows * top_k] gathered row of each active pair */
+    int *y_row;      /* [max_rows * top_k] the output row each pair sums */
+    int64_t *kv_dst; /* [max_rows] cache rows the clean rows append to */
+    int64_t *kv_src; /* [max_rows] their slots */
+    int64_t *l_src;  /* [max_rows] slot of each row of lrows */
+    float *st_x;     /* device, several ranks: [max_rows, hidden] x on the host */
+    float *st_in;    /* [max_rows, hidden] one task's input rows on the host */
+    float *st_out;   /* [max_rows * top_k, hidden] pair outputs on the host */
+    float *st_y;     /* [max_rows * top_k, hidden] pair outputs in pair order */
+    float *hlogits;  /* device: [max_rows, vocab] logits downloaded */
     int *pos;        /* [max_rows] */
     int *hbegin;     /* [max_rows] */
     int *hend;       /* [max_rows] */
     int32_t *tokens; /* [max_rows] */
-    const float **khist; /* [max_rows] */
+    const float **khist; /* [max_rows] (pointers into backend memory) */
     const float **vhist; /* [max_rows] */
     /* active slots: the rows actually computed (RoE samples alias their clean row until
      * they fork); every per-row buffer above is indexed by slot */
@@ -78,7 +111,7 @@ struct roe_engine {
 
 struct roe_engine_opts roe_engine_opts_default(void) {
     struct roe_engine_opts o = {.max_seqs = 1, .max_ctx = 2048, .max_rows = 64, .n_threads = 0,
-                                .isa = ROE_CPU_ISA_AUTO};
+                                .isa = ROE_CPU_ISA_AUTO, .backend = ROE_BACKEND_CPU, .device = 0};
     return o;
 }
 
@@ -86,35 +119,41 @@ static int imax(int a, int b) { return a > b ? a : b; }
 
 void roe_engine_free(roe_engine *e) {
     if (!e) return;
-    roe_backend_free(e->be);
+    roe_backend *be = e->be;
     roe_kv_cache_free(&e->kv);
+    if (be) {
+        float *dev[] = {e->h, e->x, e->q, e->k, e->v, e->att, e->tmp, e->rlogits, e->ein,
+                        e->egate, e->eup, e->eout, e->lrows, e->dlogits};
+        for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+            if (dev[i]) be->ops->free(be, dev[i]);
+        roe_weights_free(be, e->owned_w);
+    }
+    roe_backend_free(be);
     roe_ep_free(e->ep);
     roe_placement_free(e->owned_pl);
     roe_comm_free(e->owned_comm);
     roe_free(e->active);
-    void *bufs[] = {e->h, e->x, e->q, e->k, e->v, e->att, e->tmp, e->rlogits, e->probs, e->gw,
-                    e->ein, e->egate, e->eup, e->eout, e->lrows, e->fgw, e->rscratch, e->dlogits};
+    if (!e->host_mem) roe_free_aligned(e->rlog);
+    void *bufs[] = {e->probs, e->gw, e->fgw, e->rscratch, e->st_x, e->st_in, e->st_out, e->st_y,
+                    e->hlogits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) roe_free_aligned(bufs[i]);
-    roe_free(e->sel);
-    roe_free(e->e_count);
-    roe_free(e->pairs);
-    roe_free(e->pos);
-    roe_free(e->hbegin);
-    roe_free(e->hend);
-    roe_free(e->tokens);
-    roe_free(e->khist);
-    roe_free(e->vhist);
-    roe_free(e->slot_row);
-    roe_free(e->row_slot);
-    roe_free(e->fork_parent);
-    roe_free(e->src_pair);
-    roe_free(e->slot_lrow);
-    roe_free(e->fsel);
+    void *hb[] = {e->sel, e->e_count, e->e_cur, e->pairs, e->g_src, e->p_row, e->y_row,
+                  e->kv_dst, e->kv_src, e->l_src, e->pos, e->hbegin, e->hend, e->tokens,
+                  (void *)e->khist, (void *)e->vhist, e->slot_row, e->row_slot, e->fork_parent,
+                  e->src_pair, e->slot_lrow, e->fsel};
+    for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) roe_free(hb[i]);
     roe_free(e);
 }
 
 static float *falloc(size_t n, int *ok) {
     float *p = roe_malloc_aligned((n ? n : 1) * sizeof(float));
+    if (!p) *ok = 0;
+    return p;
+}
+
+/* Backend memory for n floats. */
+static float *balloc(roe_backend *be, size_t n, int *ok) {
+    float *p = be->ops->alloc(be, (n ? n : 1) * sizeof(float));
     if (!p) *ok = 0;
     return p;
 }
@@ -133,6 +172,7 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
     roe_engine *e = roe_calloc(1, sizeof *e);
     if (!e) return roe_fail(ROE_ERR_NOMEM, "engine: out of memory");
     e->model = model;
+    e->w = model;
     e->opts = *opts;
     roe_status st;
     const size_t R = (size_t)opts->max_rows, H = (size_t)c->hidden;
@@ -144,8 +184,17 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
         .max_cols = imax(imax(c->hidden, (int)qd), (int)inter),
         .max_ctx = opts->max_ctx,
         .isa = opts->isa,
+        .device = opts->device,
+        .max_rows = (int)(R * K),
     };
-    ROE_CHECK(roe_backend_cpu_create(&bo, &e->be));
+    ROE_CHECK(roe_backend_create(opts->backend, &bo, &e->be));
+    roe_backend *be = e->be;
+    e->host_mem = be->host_memory;
+    if (model->shapes_only && e->host_mem) {
+        st = roe_fail(ROE_ERR_UNSUPPORTED, "engine: a model without weights (random weights) runs on "
+                      "a device backend only (--backend cuda)");
+        goto fail;
+    }
     e->comm = opts->comm;
     if (!e->comm) {
         ROE_CHECK(roe_comm_self_create(NULL, &e->owned_comm));
@@ -170,7 +219,7 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
                       c->n_layers, c->n_experts);
         goto fail;
     }
-    if (e->pl) /* every expert this rank owns must be in the model */
+    if (e->pl && !model->shapes_only) /* every expert this rank owns must be in the model */
         for (int l = 0; l < c->n_layers; l++)
             for (int x = 0; c->layer_is_moe[l] && x < c->n_experts; x++)
                 if (roe_placement_owner(e->pl, l, x) == roe_comm_rank(e->comm) &&
@@ -180,6 +229,11 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
                                   roe_comm_rank(e->comm), x, l);
                     goto fail;
                 }
+    if (!e->host_mem) { /* the weights, resident on the device */
+        ROE_CHECK(roe_weights_create(be, model, e->pl, roe_comm_rank(e->comm), opts->random_seed,
+                                     &e->owned_w));
+        e->w = e->owned_w;
+    }
     if (c->n_experts > 0) {
         struct roe_ep_opts eo = {
             .hidden = c->hidden, .top_k = c->top_k, .n_experts = c->n_experts,
@@ -189,27 +243,47 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
         };
         ROE_CHECK(roe_ep_create(e->comm, &eo, &e->ep));
     }
-    ROE_CHECK(roe_kv_cache_init(&e->kv, opts->max_seqs, c->n_layers, opts->max_ctx, (int)kd));
+    ROE_CHECK(roe_kv_cache_init(&e->kv, be, opts->max_seqs, c->n_layers, opts->max_ctx, (int)kd));
     int ok = 1;
-    e->h = falloc(R * H, &ok);
-    e->x = falloc(R * H, &ok);
-    e->q = falloc(R * qd, &ok);
-    e->k = falloc(R * kd, &ok);
-    e->v = falloc(R * kd, &ok);
-    e->att = falloc(R * qd, &ok);
-    e->tmp = falloc(R * H, &ok);
-    e->rlogits = falloc(R * E, &ok);
+    e->h = balloc(be, R * H, &ok);
+    e->x = balloc(be, R * H, &ok);
+    e->q = balloc(be, R * qd, &ok);
+    e->k = balloc(be, R * kd, &ok);
+    e->v = balloc(be, R * kd, &ok);
+    e->att = balloc(be, R * qd, &ok);
+    e->tmp = balloc(be, R * H, &ok);
+    e->rlogits = balloc(be, R * E, &ok);
+    e->ein = balloc(be, (e->host_mem ? R : R * K) * H, &ok);
+    e->egate = balloc(be, R * inter, &ok);
+    e->eup = balloc(be, R * inter, &ok);
+    e->eout = balloc(be, R * K * H, &ok);
+    e->lrows = balloc(be, R * H, &ok);
+    e->dlogits = balloc(be, R * (size_t)c->vocab_size, &ok);
+    if (!ok) {
+        st = roe_fail(ROE_ERR_NOMEM, "engine: out of %s memory for %d-row buffers", be->name,
+                      opts->max_rows);
+        goto fail;
+    }
+    e->rlog = e->host_mem ? e->rlogits : falloc(R * E, &ok);
+    if (!e->host_mem) {
+        e->st_x = falloc(R * H, &ok);
+        e->st_in = falloc(R * H, &ok);
+        e->st_out = falloc(R * K * H, &ok);
+        e->st_y = falloc(R * K * H, &ok);
+        e->hlogits = falloc(R * (size_t)c->vocab_size, &ok);
+    }
     e->probs = falloc(E, &ok);
     e->gw = falloc(R * K, &ok);
-    e->ein = falloc(R * H, &ok);
-    e->egate = falloc(R * inter, &ok);
-    e->eup = falloc(R * inter, &ok);
-    e->eout = falloc(R * K * H, &ok);
-    e->lrows = falloc(R * H, &ok);
-    e->dlogits = falloc(R * (size_t)c->vocab_size, &ok);
     e->sel = roe_calloc(R * K, sizeof *e->sel);
     e->e_count = roe_calloc(E + 1, sizeof *e->e_count);
+    e->e_cur = roe_calloc(E, sizeof *e->e_cur);
     e->pairs = roe_calloc(R * K, sizeof *e->pairs);
+    e->g_src = roe_calloc(R * K, sizeof *e->g_src);
+    e->p_row = roe_calloc(R * K, sizeof *e->p_row);
+    e->y_row = roe_calloc(R * K, sizeof *e->y_row);
+    e->kv_dst = roe_calloc(R, sizeof *e->kv_dst);
+    e->kv_src = roe_calloc(R, sizeof *e->kv_src);
+    e->l_src = roe_calloc(R, sizeof *e->l_src);
     e->pos = roe_calloc(R, sizeof *e->pos);
     e->hbegin = roe_calloc(R, sizeof *e->hbegin);
     e->hend = roe_calloc(R, sizeof *e->hend);
@@ -225,7 +299,8 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
     e->fsel = roe_calloc(K, sizeof *e->fsel);
     e->fgw = falloc(K, &ok);
     e->rscratch = falloc(2 * E, &ok);
-    if (!ok || !e->sel || !e->e_count || !e->pairs || !e->pos || !e->hbegin || !e->hend ||
+    if (!ok || !e->sel || !e->e_count || !e->e_cur || !e->pairs || !e->g_src || !e->p_row ||
+        !e->y_row || !e->kv_dst || !e->kv_src || !e->l_src || !e->pos || !e->hbegin || !e->hend ||
         !e->tokens || !e->khist || !e->vhist || !e->slot_row || !e->row_slot || !e->fork_parent ||
         !e->src_pair || !e->slot_lrow || !e->fsel || !e->active) {
         st = roe_fail(ROE_ERR_NOMEM, "engine: out of memory for %d-row buffers", opts->max_rows);
@@ -248,6 +323,7 @@ const char *roe_engine_backend_name(const roe_engine *e) { return e->be->name; }
 size_t roe_engine_kv_bytes(const roe_engine *e) { return roe_kv_cache_bytes(&e->kv); }
 struct roe_step_stats roe_engine_last_stats(const roe_engine *e) { return e->stats; }
 roe_comm *roe_engine_comm(const roe_engine *e) { return e->comm; }
+roe_backend *roe_engine_backend(const roe_engine *e) { return e->be; }
 void roe__engine_set_driven(roe_engine *e, int on) { e->driven = on; }
 
 /* Checks the rows against the cache contract of engine.h before anything is written. */
@@ -291,7 +367,7 @@ static roe_status validate_rows(roe_engine *e, const struct roe_row *rows, int n
 /* Attention sublayer over the active slots. */
 static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows) {
     const struct roe_model_config *c = &e->model->cfg;
-    const struct roe_layer_weights *L = &e->model->layers[layer];
+    const struct roe_layer_weights *L = &e->w->layers[layer];
     roe_backend *be = e->be;
     const int n = e->n_act;
     const int H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads;
@@ -309,29 +385,29 @@ static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows
         be->ops->rmsnorm(be, e->k, n * nkv, &L->k_norm, c->rms_eps, e->k);
     }
     if (c->clip_qkv > 0.0f) { /* OLMoE clamps after the q/k norm */
-        const float lim = c->clip_qkv;
-        float *bufs[3] = {e->q, e->k, e->v};
-        size_t lens[3] = {(size_t)n * qd, (size_t)n * kd, (size_t)n * kd};
-        for (int b = 0; b < 3; b++)
-            for (size_t i = 0; i < lens[b]; i++)
-                bufs[b][i] = fminf(fmaxf(bufs[b][i], -lim), lim);
+        be->ops->clamp(be, e->q, (size_t)n * qd, c->clip_qkv);
+        be->ops->clamp(be, e->k, (size_t)n * kd, c->clip_qkv);
+        be->ops->clamp(be, e->v, (size_t)n * kd, c->clip_qkv);
     }
     be->ops->rope(be, e->q, n, nh, hd, e->pos, c->rope_theta);
     be->ops->rope(be, e->k, n, nkv, hd, e->pos, c->rope_theta);
 
+    int n_clean = 0;
     for (int j = 0; j < n; j++) {
         const struct roe_row *r = &rows[e->slot_row[j]];
         if (r->sample == 0) { /* the clean cache: only sample 0 appends */
-            memcpy(roe_kv_k(&e->kv, r->seq, layer) + (size_t)r->pos * kd, e->k + (size_t)j * kd,
-                   (size_t)kd * sizeof(float));
-            memcpy(roe_kv_v(&e->kv, r->seq, layer) + (size_t)r->pos * kd, e->v + (size_t)j * kd,
-                   (size_t)kd * sizeof(float));
+            e->kv_dst[n_clean] = roe_kv_row(&e->kv, r->seq, layer, r->pos);
+            e->kv_src[n_clean++] = j;
         }
         e->khist[j] = roe_kv_k(&e->kv, r->seq, layer);
         e->vhist[j] = roe_kv_v(&e->kv, r->seq, layer);
         e->hend[j] = r->pos;
         e->hbegin[j] = c->sliding_window > 0 && r->pos - c->sliding_window + 1 > 0
                            ? r->pos - c->sliding_window + 1 : 0;
+    }
+    if (n_clean) {
+        be->ops->copy_rows(be, e->kv.k, e->kv_dst, e->k, e->kv_src, n_clean, kd);
+        be->ops->copy_rows(be, e->kv.v, e->kv_dst, e->v, e->kv_src, n_clean, kd);
     }
     struct roe_attn_args a = {
         .n_rows = n, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
@@ -341,7 +417,7 @@ static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows
     };
     be->ops->attention(be, &a);
     be->ops->matmul(be, e->att, n, &L->wo, e->tmp);
-    for (size_t i = 0; i < (size_t)n * H; i++) e->h[i] += e->tmp[i];
+    be->ops->add(be, e->h, e->tmp, (size_t)n * H);
 }
 
 /* SwiGLU FFN of m gathered rows: out[m, hidden] = down(silu(gate x) * up x). */
@@ -371,10 +447,11 @@ static void route(roe_engine *e, int layer, const struct roe_row *r, const float
 static void fork_slot(roe_engine *e, int i, int parent, const struct roe_row *r, const int32_t *sel,
                       const float *gw) {
     const struct roe_model_config *c = &e->model->cfg;
+    roe_backend *be = e->be;
     const int H = c->hidden, E = c->n_experts, K = c->top_k, j = e->n_act++;
-    memcpy(e->h + (size_t)j * H, e->h + (size_t)parent * H, (size_t)H * sizeof(float));
-    memcpy(e->x + (size_t)j * H, e->x + (size_t)parent * H, (size_t)H * sizeof(float));
-    memcpy(e->rlogits + (size_t)j * E, e->rlogits + (size_t)parent * E, (size_t)E * sizeof(float));
+    be->ops->copy(be, e->h + (size_t)j * H, e->h + (size_t)parent * H, (size_t)H * sizeof(float));
+    be->ops->copy(be, e->x + (size_t)j * H, e->x + (size_t)parent * H, (size_t)H * sizeof(float));
+    memcpy(e->rlog + (size_t)j * E, e->rlog + (size_t)parent * E, (size_t)E * sizeof(float));
     memcpy(e->sel + (size_t)j * K, sel, (size_t)K * sizeof *sel);
     memcpy(e->gw + (size_t)j * K, gw, (size_t)K * sizeof *gw);
     e->slot_row[j] = i;
@@ -384,29 +461,29 @@ static void fork_slot(roe_engine *e, int i, int parent, const struct roe_row *r,
 }
 
 /* Runs one expert task of the exchange: gathers its input rows, the SwiGLU FFN, scatters
- * the outputs. */
-static void run_task(roe_engine *e, const struct roe_layer_weights *L, const struct roe_ep_task *t) {
+ * the outputs. The rows are host memory (the exchange's buffers); on a device backend they
+ * go up and come back (the several-ranks device path: slow, correct). */
+static roe_status run_task(roe_engine *e, const struct roe_layer_weights *L, const struct roe_ep_task *t) {
     const int H = e->model->cfg.hidden, m = t->n;
     const float *const *in = roe_ep_in(e->ep);
     float *const *out = roe_ep_out(e->ep);
+    roe_backend *be = e->be;
+    float *hin = e->host_mem ? e->ein : e->st_in, *hout = e->host_mem ? e->tmp : e->st_in;
     for (int j = 0; j < m; j++)
-        memcpy(e->ein + (size_t)j * H, in[t->first + j], (size_t)H * sizeof(float));
+        memcpy(hin + (size_t)j * H, in[t->first + j], (size_t)H * sizeof(float));
+    if (!e->host_mem) be->ops->upload(be, e->ein, hin, (size_t)m * H * sizeof(float));
     ffn(e, &L->experts[t->expert], e->ein, m, e->tmp);
+    if (!e->host_mem) ROE_TRY(be->ops->download(be, hout, e->tmp, (size_t)m * H * sizeof(float)));
     for (int j = 0; j < m; j++)
-        memcpy(out[t->first + j], e->tmp + (size_t)j * H, (size_t)H * sizeof(float));
+        memcpy(out[t->first + j], hout + (size_t)j * H, (size_t)H * sizeof(float));
     e->stats.distinct_experts++;
+    return ROE_OK;
 }
 
-/* Runs the experts for every (slot, slot-in-top-k) pair: FFN_expert(x[slot]) on whichever
- * rank owns the expert; afterwards roe_ep_pair_out(e->ep)[src_pair[p]] is pair p's output
- * (in eout, or in the exchange's receive buffer). A pair of a slot that forked in this
- * layer reuses its parent's output for a shared expert (same input, same expert: the same
- * numbers). */
-static roe_status run_experts(roe_engine *e, int layer) {
-    const struct roe_model_config *c = &e->model->cfg;
-    const struct roe_layer_weights *L = &e->model->layers[layer];
-    const int n = e->n_act, K = c->top_k;
-
+/* Which pairs run: a pair of a slot that forked in this layer reuses its parent's output
+ * for a shared expert (same input, same expert: the same numbers). */
+static void mark_pairs(roe_engine *e) {
+    const int n = e->n_act, K = e->model->cfg.top_k;
     for (int p = 0; p < n * K; p++) {
         e->src_pair[p] = p;
         const int par = e->fork_parent[p / K];
@@ -415,31 +492,84 @@ static roe_status run_experts(roe_engine *e, int layer) {
                 if (e->sel[(size_t)par * K + s] == e->sel[p]) e->src_pair[p] = par * K + s;
         e->active[p] = e->src_pair[p] == p;
     }
+}
+
+/* Runs the experts for every (slot, slot-in-top-k) pair: FFN_expert(x[slot]) on whichever
+ * rank owns the expert; afterwards roe_ep_pair_out(e->ep)[src_pair[p]] is pair p's output
+ * (in eout, or in the exchange's receive buffer). */
+static roe_status run_experts(roe_engine *e, int layer) {
+    const struct roe_layer_weights *L = &e->w->layers[layer];
+    const int n = e->n_act, H = e->model->cfg.hidden;
+    mark_pairs(e);
     char what[32];
     snprintf(what, sizeof what, "layer %d", layer);
-    ROE_TRY(roe_ep_begin(e->ep, &e->pl->maps[layer], e->x, n, e->sel, e->active, e->eout, what));
+    const float *x = e->x;
+    float *out = e->eout;
+    if (!e->host_mem) { /* the exchange moves host rows */
+        ROE_TRY(e->be->ops->download(e->be, e->st_x, e->x, (size_t)n * H * sizeof(float)));
+        x = e->st_x;
+        out = e->st_out;
+    }
+    ROE_TRY(roe_ep_begin(e->ep, &e->pl->maps[layer], x, n, e->sel, e->active, out, what));
     /* experts fed only by this rank's rows run while the other ranks' rows travel */
     const struct roe_ep_task *t;
     const int n_now = roe_ep_tasks_now(e->ep, &t);
     for (int i = 0; i < n_now; i++) {
-        run_task(e, L, &t[i]);
+        ROE_TRY(run_task(e, L, &t[i]));
         ROE_TRY(roe_ep_progress(e->ep));
     }
     ROE_TRY(roe_ep_wait(e->ep));
     const int n_rest = roe_ep_tasks_rest(e->ep, &t);
-    for (int i = 0; i < n_rest; i++) run_task(e, L, &t[i]);
+    for (int i = 0; i < n_rest; i++) ROE_TRY(run_task(e, L, &t[i]));
     return roe_ep_combine(e->ep);
+}
+
+/* The experts of a world of one on a device backend, without leaving the device: the
+ * active pairs' rows gathered grouped by expert (ascending; pairs in order within an
+ * expert), one FFN per expert over its contiguous rows, then the weighted sum per slot in
+ * slot order from the gathered outputs. */
+static void run_experts_device(roe_engine *e, int layer) {
+    const struct roe_model_config *c = &e->model->cfg;
+    const struct roe_layer_weights *L = &e->w->layers[layer];
+    roe_backend *be = e->be;
+    const int n = e->n_act, K = c->top_k, E = c->n_experts, H = c->hidden;
+    mark_pairs(e);
+    memset(e->e_count, 0, (size_t)(E + 1) * sizeof *e->e_count);
+    for (int p = 0; p < n * K; p++)
+        if (e->active[p]) e->e_count[e->sel[p] + 1]++;
+    for (int x = 0; x < E; x++) e->e_count[x + 1] += e->e_count[x]; /* offsets */
+    memcpy(e->e_cur, e->e_count, (size_t)E * sizeof *e->e_cur);
+    for (int p = 0; p < n * K; p++)
+        if (e->active[p]) {
+            const int g = e->e_cur[e->sel[p]]++;
+            e->g_src[g] = p / K;
+            e->p_row[p] = g;
+        }
+    const int n_pairs = e->e_count[E];
+    if (n_pairs) be->ops->copy_rows(be, e->ein, NULL, e->x, e->g_src, n_pairs, H);
+    for (int x = 0; x < E; x++) {
+        const int first = e->e_count[x], m = e->e_count[x + 1] - first;
+        if (!m) continue;
+        ffn(e, &L->experts[x], e->ein + (size_t)first * H, m, e->eout + (size_t)first * H);
+        e->stats.distinct_experts++;
+    }
+    for (int p = 0; p < n * K; p++) e->y_row[p] = e->p_row[e->src_pair[p]];
+    if (n) be->ops->moe_combine(be, e->h, n, H, K, e->eout, e->y_row, e->gw);
 }
 
 static roe_status moe_layer(roe_engine *e, int layer, const struct roe_row *rows, int n_rows) {
     const struct roe_model_config *c = &e->model->cfg;
-    const struct roe_layer_weights *L = &e->model->layers[layer];
+    const struct roe_layer_weights *L = &e->w->layers[layer];
     roe_backend *be = e->be;
     const int H = c->hidden, E = c->n_experts, K = c->top_k;
 
-    if (e->n_act) be->ops->matmul(be, e->x, e->n_act, &L->router, e->rlogits);
+    if (e->n_act) {
+        be->ops->matmul_f32(be, e->x, e->n_act, &L->router, e->rlogits);
+        if (!e->host_mem) /* routing is host logic: the same code, the same choices as the CPU */
+            ROE_TRY(be->ops->download(be, e->rlog, e->rlogits, (size_t)e->n_act * E * sizeof(float)));
+    }
     for (int j = 0; j < e->n_act; j++) {
-        route(e, layer, &rows[e->slot_row[j]], e->rlogits + (size_t)j * E, e->sel + (size_t)j * K,
+        route(e, layer, &rows[e->slot_row[j]], e->rlog + (size_t)j * E, e->sel + (size_t)j * K,
               e->gw + (size_t)j * K);
         e->fork_parent[j] = -1;
     }
@@ -448,14 +578,29 @@ static roe_status moe_layer(roe_engine *e, int layer, const struct roe_row *rows
         const int j = e->row_slot[i];
         const struct roe_row *r = &rows[i];
         if (e->slot_row[j] == i || !r->roster || r->roster->tau[layer] <= 0.0f) continue;
-        route(e, layer, r, e->rlogits + (size_t)j * E, e->fsel, e->fgw);
+        route(e, layer, r, e->rlog + (size_t)j * E, e->fsel, e->fgw);
         if (memcmp(e->fsel, e->sel + (size_t)j * K, (size_t)K * sizeof *e->fsel) != 0 ||
             memcmp(e->fgw, e->gw + (size_t)j * K, (size_t)K * sizeof *e->fgw) != 0)
             fork_slot(e, i, j, r, e->fsel, e->fgw);
     }
+    if (!e->host_mem && roe_comm_size(e->comm) == 1) {
+        run_experts_device(e, layer);
+        return ROE_OK;
+    }
     ROE_TRY(run_experts(e, layer));
-    /* weighted sum per slot in fixed slot order (experts ascending) */
     const float *const *yp = roe_ep_pair_out(e->ep);
+    if (!e->host_mem) { /* pair outputs in pair order, up to the device, summed there */
+        for (int p = 0; p < e->n_act * K; p++) {
+            memcpy(e->st_y + (size_t)p * H, yp[e->src_pair[p]], (size_t)H * sizeof(float));
+            e->y_row[p] = p;
+        }
+        if (e->n_act) {
+            be->ops->upload(be, e->eout, e->st_y, (size_t)e->n_act * K * H * sizeof(float));
+            be->ops->moe_combine(be, e->h, e->n_act, H, K, e->eout, e->y_row, e->gw);
+        }
+        return ROE_OK;
+    }
+    /* weighted sum per slot in fixed slot order (experts ascending) */
     for (int j = 0; j < e->n_act; j++) {
         float *hr = e->h + (size_t)j * H;
         float *acc = e->tmp + (size_t)j * H;
@@ -503,8 +648,8 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
                         "must go through runtime/cluster.h (this command does not run under mpirun yet)",
                         roe_comm_rank(e->comm), roe_comm_size(e->comm));
     ROE_TRY(validate_rows(e, rows, n));
-    const struct roe_model *m = e->model;
-    const struct roe_model_config *c = &m->cfg;
+    const struct roe_model *m = e->w;
+    const struct roe_model_config *c = &e->model->cfg;
     roe_backend *be = e->be;
     const int H = c->hidden, V = c->vocab_size;
     e->stats.rows = n;
@@ -523,7 +668,7 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
         if (c->layer_is_moe[l]) ROE_TRY(moe_layer(e, l, rows, n));
         else if (e->n_act) {
             ffn(e, &m->layers[l].dense, e->x, e->n_act, e->tmp);
-            for (size_t i = 0; i < (size_t)e->n_act * H; i++) e->h[i] += e->tmp[i];
+            be->ops->add(be, e->h, e->tmp, (size_t)e->n_act * H);
         }
         e->stats.rows_computed += e->n_act;
     }
@@ -537,18 +682,24 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
         const int j = e->row_slot[i];
         if (!rows[i].want_logits || e->slot_lrow[j] >= 0) continue;
         e->slot_lrow[j] = nl;
-        memcpy(e->lrows + (size_t)nl++ * H, e->h + (size_t)j * H, (size_t)H * sizeof(float));
+        e->l_src[nl++] = j;
     }
-    if (nl == 0) return ROE_OK;
+    if (nl == 0) return be->ops->sync(be); /* a device reports its failures here */
+    be->ops->copy_rows(be, e->lrows, NULL, e->h, e->l_src, nl, H);
     be->ops->rmsnorm(be, e->lrows, nl, &m->final_norm, c->rms_eps, e->lrows);
-    if (nl == e->n_act && nl == n) { /* every row distinct and wanting logits: write in place */
+    if (e->host_mem && nl == e->n_act && nl == n) { /* every row distinct and wanting logits: write in place */
         be->ops->matmul(be, e->lrows, nl, &m->lm_head, logits);
         return ROE_OK;
     }
     be->ops->matmul(be, e->lrows, nl, &m->lm_head, e->dlogits);
+    const float *dl = e->dlogits;
+    if (!e->host_mem) {
+        ROE_TRY(be->ops->download(be, e->hlogits, e->dlogits, (size_t)nl * V * sizeof(float)));
+        dl = e->hlogits;
+    }
     for (int i = 0, o = 0; i < n; i++)
         if (rows[i].want_logits)
-            memcpy(logits + (size_t)o++ * V, e->dlogits + (size_t)e->slot_lrow[e->row_slot[i]] * V,
+            memcpy(logits + (size_t)o++ * V, dl + (size_t)e->slot_lrow[e->row_slot[i]] * V,
                    (size_t)V * sizeof(float));
     return ROE_OK;
 }

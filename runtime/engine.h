@@ -63,6 +63,9 @@ struct roe_engine_opts {
     const struct roe_placement *placement; /* borrowed; NULL: every expert here (one rank) */
     roe_ep_wire wire; /* dtype of rows on the wire (F32: bit-exact) */
     int no_overlap;   /* do not compute local-only experts while rows are in flight */
+    roe_backend_kind backend; /* CPU (default) or CUDA */
+    int device;       /* CUDA device ordinal */
+    uint64_t random_seed; /* a shapes-only model (roe_model_shapes): seed of its random weights */
 };
 
 struct roe_engine_opts roe_engine_opts_default(void);
@@ -86,6 +89,8 @@ int roe_engine_seq_len(const roe_engine *e, int seq);
 const struct roe_model *roe_engine_model(const roe_engine *e);
 const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e);
 const char *roe_engine_backend_name(const roe_engine *e);
+/* The engine's backend (borrowed): for benchmarks that time device work. */
+roe_backend *roe_engine_backend(const roe_engine *e);
 size_t roe_engine_kv_bytes(const roe_engine *e);
 
 /* Per-step statistics of the last step (for benchmarks and --json). */

@@ -9,8 +9,8 @@ size_t roe_kv_cache_bytes(const struct roe_kv_cache *c) {
     return 2 * sizeof(float) * (size_t)c->max_seqs * c->n_layers * c->max_ctx * c->kv_dim;
 }
 
-roe_status roe_kv_cache_init(struct roe_kv_cache *c, int max_seqs, int n_layers, int max_ctx,
-                             int kv_dim) {
+roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, int max_seqs, int n_layers,
+                             int max_ctx, int kv_dim) {
     memset(c, 0, sizeof *c);
     size_t elems = 1;
     if (max_seqs <= 0 || max_ctx <= 0 || !roe_size_mul(elems, (size_t)max_seqs, &elems) ||
@@ -24,8 +24,9 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, int max_seqs, int n_layers,
     c->n_layers = n_layers;
     c->max_ctx = max_ctx;
     c->kv_dim = kv_dim;
-    c->k = roe_malloc_aligned(elems * sizeof(float));
-    c->v = roe_malloc_aligned(elems * sizeof(float));
+    c->be = be;
+    c->k = be->ops->alloc(be, elems * sizeof(float));
+    c->v = be->ops->alloc(be, elems * sizeof(float));
     c->len = roe_calloc((size_t)max_seqs, sizeof(int));
     if (!c->k || !c->v || !c->len) {
         roe_kv_cache_free(c);
@@ -36,8 +37,10 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, int max_seqs, int n_layers,
 }
 
 void roe_kv_cache_free(struct roe_kv_cache *c) {
-    roe_free_aligned(c->k);
-    roe_free_aligned(c->v);
+    if (c->be) {
+        if (c->k) c->be->ops->free(c->be, c->k);
+        if (c->v) c->be->ops->free(c->be, c->v);
+    }
     roe_free(c->len);
     memset(c, 0, sizeof *c);
 }

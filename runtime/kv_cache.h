@@ -4,12 +4,15 @@
  *
  * Layout: k[slot][layer][pos][n_kv_heads*head_dim], v the same; allocated once for
  * max_seqs slots of max_ctx positions. Bytes = 2 * 4 * max_seqs * n_layers * max_ctx * kv_dim.
+ * k and v are backend memory (kernels/backend.h "Buffers": device memory on a GPU); the
+ * lengths are host memory, since host-side logic plans the steps.
  */
 #ifndef ROE_KV_CACHE_H
 #define ROE_KV_CACHE_H
 
 #include <stddef.h>
 
+#include "kernels/backend.h"
 #include "status.h"
 
 struct roe_kv_cache {
@@ -17,16 +20,22 @@ struct roe_kv_cache {
     int n_layers;
     int max_ctx;
     int kv_dim;
-    float *k;  /* [max_seqs, n_layers, max_ctx, kv_dim] */
+    roe_backend *be; /* borrowed: where k and v live */
+    float *k;  /* [max_seqs, n_layers, max_ctx, kv_dim] backend memory */
     float *v;  /* same */
-    int *len;  /* [max_seqs] positions written (the clean history length) */
+    int *len;  /* [max_seqs] positions written (the clean history length), host */
 };
 
-roe_status roe_kv_cache_init(struct roe_kv_cache *c, int max_seqs, int n_layers, int max_ctx,
-                             int kv_dim);
+/* k and v are allocated with be->ops->alloc (be must outlive the cache). */
+roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, int max_seqs, int n_layers,
+                             int max_ctx, int kv_dim);
 void roe_kv_cache_free(struct roe_kv_cache *c);
 size_t roe_kv_cache_bytes(const struct roe_kv_cache *c);
 
+/* Row index of (seq, layer, pos) in k (or v) seen as [rows, kv_dim]. */
+static inline int64_t roe_kv_row(const struct roe_kv_cache *c, int seq, int layer, int pos) {
+    return ((int64_t)seq * c->n_layers + layer) * c->max_ctx + pos;
+}
 static inline float *roe_kv_k(const struct roe_kv_cache *c, int seq, int layer) {
     return c->k + (((size_t)seq * c->n_layers + layer) * c->max_ctx) * c->kv_dim;
 }

@@ -173,7 +173,7 @@ static void account_bytes(struct roe_model *m) {
                                         &L->wo, &L->q_norm, &L->k_norm, &L->router, &L->dense.gate,
                                         &L->dense.up, &L->dense.down};
         for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++)
-            if (mats[k]->data) dense += roe_mat_bytes(mats[k]);
+            if (mats[k]->data || m->shapes_only) dense += roe_mat_bytes(mats[k]);
         if (L->experts && !m->expert_bytes)
             m->expert_bytes = roe_mat_bytes(&L->experts[0].gate) +
                               roe_mat_bytes(&L->experts[0].up) + roe_mat_bytes(&L->experts[0].down);
@@ -191,7 +191,7 @@ void roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl,
         for (int e = 0; e < c->n_experts; e++) {
             struct roe_expert_weights *x = &m->layers[l].experts[e];
             if (roe_placement_owner(pl, l, e) == rank) {
-                if (x->gate.data) m->held_experts++;
+                if (x->gate.data || m->shapes_only) m->held_experts++;
             } else
                 memset(x, 0, sizeof *x);
         }
@@ -262,6 +262,70 @@ roe_status roe_model_load(const char *dir, struct roe_model **out) {
         goto fail;
     }
     for (int i = 0; i < c->n_layers; i++) ROE_CHECK(bind_layer(m, i));
+    account_bytes(m);
+    *out = m;
+    return ROE_OK;
+fail:
+    roe_model_free(m);
+    return st;
+}
+
+static struct roe_mat shape(int rows, int cols) {
+    struct roe_mat v = {.dtype = ROE_DTYPE_BF16, .data = NULL, .rows = rows, .cols = cols};
+    return v;
+}
+
+roe_status roe_model_shapes(const struct roe_model_config *cfg, struct roe_model **out) {
+    *out = NULL;
+    roe_status st;
+    struct roe_model *m = roe_calloc(1, sizeof *m);
+    if (!m) return roe_fail(ROE_ERR_NOMEM, "out of memory for a model of %s shapes", cfg->model_type);
+    m->cfg = *cfg;
+    m->shapes_only = 1;
+    m->dir = roe_strdup("(random weights)");
+    const struct roe_model_config *c = &m->cfg;
+    const int H = c->hidden, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
+    m->layers = roe_calloc((size_t)c->n_layers, sizeof *m->layers);
+    if (!m->dir || !m->layers) {
+        st = roe_fail(ROE_ERR_NOMEM, "out of memory for %d layers", c->n_layers);
+        goto fail;
+    }
+    m->embed = shape(c->vocab_size, H);
+    m->final_norm = shape(1, H);
+    m->lm_head = shape(c->vocab_size, H);
+    for (int i = 0; i < c->n_layers; i++) {
+        struct roe_layer_weights *L = &m->layers[i];
+        L->attn_norm = shape(1, H);
+        L->ffn_norm = shape(1, H);
+        L->wq = shape(qd, H);
+        L->wk = shape(kd, H);
+        L->wv = shape(kd, H);
+        L->wo = shape(H, qd);
+        if (c->qk_norm == ROE_QK_NORM_FULL) {
+            L->q_norm = shape(1, qd);
+            L->k_norm = shape(1, kd);
+        } else if (c->qk_norm == ROE_QK_NORM_PER_HEAD) {
+            L->q_norm = shape(1, c->head_dim);
+            L->k_norm = shape(1, c->head_dim);
+        }
+        if (c->layer_is_moe[i]) {
+            L->router = shape(c->n_experts, H);
+            L->experts = roe_calloc((size_t)c->n_experts, sizeof *L->experts);
+            if (!L->experts) {
+                st = roe_fail(ROE_ERR_NOMEM, "layer %d: out of memory for %d experts", i, c->n_experts);
+                goto fail;
+            }
+            for (int e = 0; e < c->n_experts; e++) {
+                L->experts[e].gate = shape(c->moe_intermediate, H);
+                L->experts[e].up = shape(c->moe_intermediate, H);
+                L->experts[e].down = shape(H, c->moe_intermediate);
+            }
+        } else {
+            L->dense.gate = shape(c->dense_intermediate, H);
+            L->dense.up = shape(c->dense_intermediate, H);
+            L->dense.down = shape(H, c->dense_intermediate);
+        }
+    }
     account_bytes(m);
     *out = m;
     return ROE_OK;

@@ -51,12 +51,18 @@ struct roe_model {
     size_t expert_bytes;       /* bytes of one expert (gate + up + down) of a MoE layer */
     size_t held_bytes;         /* weights this process reads: dense + the experts it holds */
     long held_experts;         /* (MoE layer, expert) pairs it holds */
+    int shapes_only;           /* roe_model_shapes: shapes and dtypes, no data (store NULL) */
 };
 
 /* Loads dir/config.json and the safetensors, binds and checks every tensor the forward
  * needs (presence, dtype in {F32,F16,BF16}, shape against the config). */
 roe_status roe_model_load(const char *dir, struct roe_model **out);
 void roe_model_free(struct roe_model *m);
+
+/* A model of this config with no checkpoint: every view has its shape and dtype BF16 but
+ * data NULL (shapes_only = 1). Engines on a device backend fill it with random weights
+ * (runtime/weights.h); the CPU backend refuses it. For benchmarks. */
+roe_status roe_model_shapes(const struct roe_model_config *cfg, struct roe_model **out);
 
 /* Keeps only the experts `rank` owns under the placement: the others' views are cleared
  * (data == NULL), so nothing ever reads them. The safetensors files stay mapped whole, but

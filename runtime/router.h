@@ -15,20 +15,13 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "philox.h"
+#include "gumbel.h"
 #include "roster.h"
 
 /* Routes one row cleanly. probs is scratch [n_experts]. idx/weight receive k entries. */
 void roe_route_row(const struct roe_model_config *cfg, const float *logits, float *probs,
                    int32_t *idx, float *weight);
 
-/* Where the noise of one routing decision comes from. */
-struct roe_noise_key {
-    uint64_t seed;
-    int pos;
-    int sample;
-    int layer;
-};
 
 /* Routes one row with Gumbel noise at temperature tau (> 0): experts = TopK(R + tau*G, k);
  * weights by `gate`. scratch is [2 * n_experts]. */
@@ -36,13 +29,7 @@ void roe_route_row_noisy(const struct roe_model_config *cfg, const float *logits
                          roe_gate_mode gate, struct roe_noise_key key, float *scratch,
                          int32_t *idx, float *weight);
 
-/* The Gumbel(0,1) variate of (key, expert): -log(-log(U)), U in (0,1) from Philox4x32-10
- * with counter (pos, sample, layer, expert) and key (seed lo, seed hi). Same bits on CUDA. */
-static inline ROE_HD float roe_gumbel(struct roe_noise_key k, int expert) {
-    struct roe_philox_out r = roe_philox4x32((uint32_t)k.pos, (uint32_t)k.sample, (uint32_t)k.layer,
-                                             (uint32_t)expert, (uint32_t)k.seed, (uint32_t)(k.seed >> 32));
-    return -logf(-logf(roe_u32_to_unit(r.v[0])));
-}
+/* The Gumbel(0,1) variate of (key, expert): runtime/gumbel.h (one source with CUDA). */
 
 /* softmax over n values (fp32, max-subtracted) */
 void roe_softmax(const float *x, int n, float *out);

@@ -41,6 +41,7 @@ roe_status roe_workers_open(roe_comm *c, const char *model_dir, const struct roe
     so.wire = (uint32_t)o->wire;
     so.no_overlap = o->no_overlap != 0;
     so.warm = warm != 0;
+    so.backend = (uint32_t)o->backend;
     Roe__Control ctl = ROE__CONTROL__INIT;
     ctl.body_case = ROE__CONTROL__BODY_OPEN;
     ctl.open = &so;
@@ -136,6 +137,9 @@ static roe_status session_open(struct session *s, roe_comm *c, const Roe__Sessio
     eo.placement = s->pl;
     eo.wire = o->wire == ROE_EP_WIRE_BF16 ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32;
     eo.no_overlap = o->no_overlap;
+    eo.backend = o->backend == ROE_BACKEND_CUDA || o->backend == ROE_BACKEND_CPU_STAGED ? (roe_backend_kind)o->backend
+                                                                                       : ROE_BACKEND_CPU;
+    eo.device = roe_env_local_rank(); /* the backend takes it modulo the node's devices */
     ROE_TRY(roe_engine_create(s->model, &eo, &s->engine));
     const char *got = roe_engine_backend_name(s->engine);
     if (eo.isa != ROE_CPU_ISA_AUTO && isa_of_backend(got) != eo.isa)

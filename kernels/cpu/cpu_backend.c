@@ -1,5 +1,6 @@
 /* cpu_backend.c — the CPU backend's vtable, scratch buffers and ISA choice. */
 #include <omp.h>
+#include <string.h>
 
 #include "cpu_impl.h"
 #include "runtime/alloc.h"
@@ -14,6 +15,45 @@ static void cpu_destroy(roe_backend *be) {
     roe_free(be);
 }
 
+/* Backend memory is host memory: the engine never calls upload/download/copy on this
+ * backend's buffers in its hot path (be->host_memory), but the ops exist for tests and
+ * for code written against the interface. */
+static void *cpu_alloc(roe_backend *be, size_t bytes) { return roe_malloc_aligned(bytes ? bytes : 1); }
+static void cpu_free(roe_backend *be, void *p) { roe_free_aligned(p); }
+static void cpu_copy(roe_backend *be, void *dst, const void *src, size_t bytes) {
+    if (bytes) memmove(dst, src, bytes);
+}
+static roe_status cpu_download(roe_backend *be, void *dst, const void *src, size_t bytes) {
+    cpu_copy(be, dst, src, bytes);
+    return ROE_OK;
+}
+static roe_status cpu_sync(roe_backend *be) { return ROE_OK; }
+static roe_status cpu_mat_upload(roe_backend *be, const struct roe_mat *host, struct roe_mat *dev) {
+    *dev = *host;
+    return ROE_OK;
+}
+static roe_status cpu_mat_random(roe_backend *be, int rows, int cols, float scale, uint64_t seed,
+                                 struct roe_mat *dev) {
+    return roe_fail(ROE_ERR_UNSUPPORTED, "random weights are generated on a CUDA device only (--backend cuda)");
+}
+static void cpu_mat_free(roe_backend *be, struct roe_mat *dev) { memset(dev, 0, sizeof *dev); }
+
+/* The staged variant's weights: a private copy in the file's dtype (so the kernels read the
+ * same values as from the mapping), freed by mat_free. */
+static roe_status staged_mat_upload(roe_backend *be, const struct roe_mat *host, struct roe_mat *dev) {
+    const size_t bytes = (size_t)host->rows * host->cols * roe_dtype_size(host->dtype);
+    void *p = roe_malloc_aligned(bytes ? bytes : 1);
+    if (!p) return roe_fail(ROE_ERR_NOMEM, "cpu-staged: out of memory for %zu bytes of weights", bytes);
+    if (bytes) memcpy(p, host->data, bytes);
+    *dev = *host;
+    dev->data = p;
+    return ROE_OK;
+}
+static void staged_mat_free(roe_backend *be, struct roe_mat *dev) {
+    roe_free_aligned((void *)dev->data);
+    memset(dev, 0, sizeof *dev);
+}
+
 static const struct roe_backend_ops roe_cpu_ops = {
     .matmul = roe_cpu_matmul,
     .rmsnorm = roe_cpu_rmsnorm,
@@ -21,6 +61,44 @@ static const struct roe_backend_ops roe_cpu_ops = {
     .attention = roe_cpu_attention,
     .swiglu = roe_cpu_swiglu,
     .embed = roe_cpu_embed,
+    .matmul_f32 = roe_cpu_matmul,
+    .add = roe_cpu_add,
+    .clamp = roe_cpu_clamp,
+    .copy_rows = roe_cpu_copy_rows,
+    .moe_combine = roe_cpu_moe_combine,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_download,
+    .copy = cpu_copy,
+    .sync = cpu_sync,
+    .mat_upload = cpu_mat_upload,
+    .mat_random = cpu_mat_random,
+    .mat_free = cpu_mat_free,
+    .destroy = cpu_destroy,
+};
+
+static const struct roe_backend_ops roe_cpu_staged_ops = {
+    .matmul = roe_cpu_matmul,
+    .rmsnorm = roe_cpu_rmsnorm,
+    .rope = roe_cpu_rope,
+    .attention = roe_cpu_attention,
+    .swiglu = roe_cpu_swiglu,
+    .embed = roe_cpu_embed,
+    .matmul_f32 = roe_cpu_matmul,
+    .add = roe_cpu_add,
+    .clamp = roe_cpu_clamp,
+    .copy_rows = roe_cpu_copy_rows,
+    .moe_combine = roe_cpu_moe_combine,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_download,
+    .copy = cpu_copy,
+    .sync = cpu_sync,
+    .mat_upload = staged_mat_upload,
+    .mat_random = cpu_mat_random,
+    .mat_free = staged_mat_free,
     .destroy = cpu_destroy,
 };
 
@@ -45,6 +123,7 @@ roe_status roe_backend_cpu_create(const struct roe_backend_opts *opts, roe_backe
         return roe_fail(ROE_ERR_NOMEM, "cpu backend: out of memory");
     }
     be->ops = &roe_cpu_ops;
+    be->host_memory = 1;
     be->impl = cpu;
     cpu->n_threads = opts->n_threads > 0 ? opts->n_threads : omp_get_max_threads();
     cpu->max_cols = opts->max_cols;
@@ -62,6 +141,10 @@ roe_status roe_backend_cpu_create(const struct roe_backend_opts *opts, roe_backe
     return ROE_OK;
 }
 
-void roe_backend_free(roe_backend *be) {
-    if (be) be->ops->destroy(be);
+roe_status roe_backend_cpu_staged_create(const struct roe_backend_opts *opts, roe_backend **out) {
+    ROE_TRY(roe_backend_cpu_create(opts, out));
+    (*out)->ops = &roe_cpu_staged_ops;
+    (*out)->host_memory = 0;
+    (*out)->name = "cpu-staged";
+    return ROE_OK;
 }

@@ -38,6 +38,12 @@ void roe_cpu_rope(roe_backend *be, float *x, int n, int n_heads, int head_dim, c
 void roe_cpu_swiglu(roe_backend *be, const float *gate, const float *up, size_t count, float *out);
 void roe_cpu_embed(roe_backend *be, const struct roe_mat *table, const int32_t *ids, int n,
                    float *out);
+void roe_cpu_add(roe_backend *be, float *y, const float *x, size_t count);
+void roe_cpu_clamp(roe_backend *be, float *x, size_t count, float lim);
+void roe_cpu_copy_rows(roe_backend *be, float *dst, const int64_t *dst_idx, const float *src,
+                       const int64_t *src_idx, int n, int width);
+void roe_cpu_moe_combine(roe_backend *be, float *h, int n, int width, int top_k, const float *y,
+                         const int *y_row, const float *w);
 
 /* Scalar widening of one element (used by the portable paths and by small vectors). */
 static inline float roe_bf16_to_f32(uint16_t h) {

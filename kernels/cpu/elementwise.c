@@ -54,3 +54,32 @@ void roe_cpu_embed(roe_backend *be, const struct roe_mat *table, const int32_t *
         cpu->widen(src, table->dtype, cols, out + (size_t)r * cols);
     }
 }
+
+void roe_cpu_add(roe_backend *be, float *y, const float *x, size_t count) {
+    for (size_t i = 0; i < count; i++) y[i] += x[i];
+}
+
+void roe_cpu_clamp(roe_backend *be, float *x, size_t count, float lim) {
+    for (size_t i = 0; i < count; i++) x[i] = fminf(fmaxf(x[i], -lim), lim);
+}
+
+void roe_cpu_copy_rows(roe_backend *be, float *dst, const int64_t *dst_idx, const float *src,
+                       const int64_t *src_idx, int n, int width) {
+    for (int i = 0; i < n; i++)
+        memcpy(dst + (size_t)(dst_idx ? dst_idx[i] : i) * width,
+               src + (size_t)(src_idx ? src_idx[i] : i) * width, (size_t)width * sizeof(float));
+}
+
+/* The same arithmetic, in the same order, as the engine's weighted sum over pair pointers. */
+void roe_cpu_moe_combine(roe_backend *be, float *h, int n, int width, int top_k, const float *y,
+                         const int *y_row, const float *w) {
+    for (int j = 0; j < n; j++) {
+        float *hr = h + (size_t)j * width;
+        for (int d = 0; d < width; d++) {
+            float acc = 0.0f;
+            for (int s = 0; s < top_k; s++)
+                acc += y[(size_t)y_row[(size_t)j * top_k + s] * width + d] * w[(size_t)j * top_k + s];
+            hr[d] += acc;
+        }
+    }
+}

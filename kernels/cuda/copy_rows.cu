@@ -1,0 +1,27 @@
+/*
+ * copy_rows.cu — row gather/scatter with host index lists: the MoE permute (pair rows
+ * grouped by expert), the KV-cache append (clean rows to their cache rows), the rows that
+ * want logits. dst row (dst_idx ? dst_idx[i] : i) = src row (src_idx ? src_idx[i] : i).
+ * Exact copies.
+ */
+#include "cuda_impl.h"
+
+__global__ void roe_k_copy_rows(float *__restrict__ dst, const int64_t *__restrict__ di,
+                                const float *__restrict__ src, const int64_t *__restrict__ si, int width) {
+    const int i = blockIdx.x;
+    const int64_t d = di ? di[i] : i, s = si ? si[i] : i;
+    for (int c = threadIdx.x; c < width; c += blockDim.x) dst[d * width + c] = src[s * width + c];
+}
+
+void roe_cuda_copy_rows(roe_backend *be, float *dst, const int64_t *dst_idx, const float *src,
+                        const int64_t *src_idx, int n, int width) {
+    struct roe_cuda *cu = roe_cuda_of(be);
+    if (n <= 0) return;
+    const void *hs[2] = {dst_idx ? (const void *)dst_idx : (const void *)"", src_idx ? (const void *)src_idx : (const void *)""};
+    size_t bytes[2] = {dst_idx ? (size_t)n * sizeof(int64_t) : 0, src_idx ? (size_t)n * sizeof(int64_t) : 0};
+    void *dev[2];
+    roe_cuda_stage(cu, 2, hs, bytes, dev);
+    roe_k_copy_rows<<<(unsigned)n, 256, 0, cu->stream>>>(dst, dst_idx ? (const int64_t *)dev[0] : NULL, src,
+                                                         src_idx ? (const int64_t *)dev[1] : NULL, width);
+    ROE_CUDA_LAUNCHED(cu, "copy_rows");
+}

@@ -1,0 +1,114 @@
+/*
+ * router.cu — the family gate on the device: softmax over the experts, top-k, weights
+ * (renormalised if the model does), clean or with RoE's Gumbel noise at temperature tau;
+ * experts returned in ascending order. A line-by-line mirror of runtime/router.c (the
+ * same comparisons, the same tie rule: lower index first), with the Gumbel values from
+ * runtime/gumbel.h, the one source both compile. One thread per row: E and k are small
+ * (<= 256, <= 32) and rows are at most a few hundred per layer; the work is tiny next to
+ * the router matmul.
+ *
+ * Bit-for-bit: the choices equal router.c's for the same logits unless device expf (2 ulp)
+ * and glibc's expf round a near-tie differently; tests/cuda/test_cuda_ops.c compares the
+ * choices on random logits and the weights within 1e-6. The engine still routes on the host
+ * (runtime/engine.c says why).
+ */
+#include <assert.h>
+
+#include "cuda.h"
+#include "cuda_impl.h"
+
+extern "C" {
+#include "runtime/gumbel.h"
+}
+
+/* per-thread arrays: the device reserves local memory for every resident thread, so keep them small */
+enum { ROE_ROUTE_MAX_E = 256, ROE_ROUTE_MAX_K = 32 };
+
+__device__ static void d_softmax(const float *x, int n, float *out) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        out[i] = expf(x[i] - mx);
+        sum += out[i];
+    }
+    const float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) out[i] *= inv;
+}
+
+__device__ static void d_topk(const float *x, int n, int k, int32_t *idx) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m == k && !(x[i] > x[idx[k - 1]])) continue;
+        int j = m < k ? m++ : k - 1;
+        while (j > 0 && x[i] > x[idx[j - 1]]) {
+            idx[j] = idx[j - 1];
+            j--;
+        }
+        idx[j] = i;
+    }
+}
+
+__global__ void roe_k_route(const float *__restrict__ logits, int n_rows, int E, int k, int norm, int noisy_gate,
+                            const float *__restrict__ tau, const uint64_t *__restrict__ seed,
+                            const int *__restrict__ pos, const int *__restrict__ sample, int layer,
+                            int32_t *__restrict__ out_idx, float *__restrict__ out_w) {
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= n_rows) return;
+    float noisy[ROE_ROUTE_MAX_E], probs[ROE_ROUTE_MAX_E];
+    int32_t idx[ROE_ROUTE_MAX_K];
+    float w[ROE_ROUTE_MAX_K];
+    const float *l = logits + (size_t)r * E;
+    const float t = tau[r];
+    if (t > 0.0f) {
+        struct roe_noise_key key;
+        key.seed = seed[r];
+        key.pos = pos[r];
+        key.sample = sample[r];
+        key.layer = layer;
+        for (int e = 0; e < E; e++) noisy[e] = l[e] + t * roe_gumbel(key, e);
+        d_topk(noisy, E, k, idx);
+        d_softmax(noisy_gate ? noisy : l, E, probs);
+    } else {
+        d_softmax(l, E, probs);
+        d_topk(probs, E, k, idx);
+    }
+    for (int j = 0; j < k; j++) w[j] = probs[idx[j]];
+    for (int i = 1; i < k; i++) { /* ascending expert order, weights follow */
+        int32_t e = idx[i];
+        float wi = w[i];
+        int j = i;
+        while (j > 0 && idx[j - 1] > e) {
+            idx[j] = idx[j - 1];
+            w[j] = w[j - 1];
+            j--;
+        }
+        idx[j] = e;
+        w[j] = wi;
+    }
+    if (norm) {
+        float sum = 0.0f;
+        for (int j = 0; j < k; j++) sum += w[j];
+        for (int j = 0; j < k; j++) w[j] /= sum;
+    }
+    for (int j = 0; j < k; j++) {
+        out_idx[(size_t)r * k + j] = idx[j];
+        out_w[(size_t)r * k + j] = w[j];
+    }
+}
+
+extern "C" void roe_cuda_route(roe_backend *be, const struct roe_cuda_route_args *a) {
+    struct roe_cuda *cu = roe_cuda_of(be);
+    const int n = a->n_rows;
+    if (n <= 0) return;
+    assert(a->n_experts <= ROE_ROUTE_MAX_E && a->top_k <= ROE_ROUTE_MAX_K && a->top_k <= a->n_experts);
+    const void *src[4] = {a->tau, a->seed, a->pos, a->sample};
+    size_t bytes[4] = {(size_t)n * sizeof(float), (size_t)n * sizeof(uint64_t), (size_t)n * sizeof(int),
+                       (size_t)n * sizeof(int)};
+    void *dev[4];
+    roe_cuda_stage(cu, 4, src, bytes, dev);
+    roe_k_route<<<roe_cuda_blocks((size_t)n, 64), 64, 0, cu->stream>>>(
+        a->logits, n, a->n_experts, a->top_k, a->norm_topk_prob, a->noisy_gate, (const float *)dev[0],
+        (const uint64_t *)dev[1], (const int *)dev[2], (const int *)dev[3], a->layer, a->idx, a->weight);
+    ROE_CUDA_LAUNCHED(cu, "route");
+}

@@ -1,0 +1,42 @@
+/*
+ * gumbel.h — the Gumbel(0,1) noise of RoE routing, one source for the CPU and CUDA
+ * (included by runtime/router.h and kernels/cuda/router.cu).
+ *
+ * G(key, expert) = -log(-log(U)), U in (0,1) from Philox4x32-10 with counter (pos,
+ * sample, layer, expert) and key (seed lo, seed hi). The Philox bits are identical on
+ * both; the logarithms are glibc's logf on the host and, on the device, the double
+ * log rounded to float — the correctly rounded value, which glibc's logf (< 0.52 ulp)
+ * returns for all but a vanishing fraction of inputs. CUDA's own logf (1 ulp) would differ
+ * far more often.
+ */
+#ifndef ROE_GUMBEL_H
+#define ROE_GUMBEL_H
+
+#include <math.h>
+#include <stdint.h>
+
+#include "philox.h"
+
+/* Where the noise of one routing decision comes from. */
+struct roe_noise_key {
+    uint64_t seed;
+    int pos;
+    int sample;
+    int layer;
+};
+
+static inline ROE_HD float roe_gumbel_log(float x) {
+#ifdef __CUDA_ARCH__
+    return (float)log((double)x);
+#else
+    return logf(x);
+#endif
+}
+
+static inline ROE_HD float roe_gumbel(struct roe_noise_key k, int expert) {
+    struct roe_philox_out r = roe_philox4x32((uint32_t)k.pos, (uint32_t)k.sample, (uint32_t)k.layer,
+                                             (uint32_t)expert, (uint32_t)k.seed, (uint32_t)(k.seed >> 32));
+    return -roe_gumbel_log(-roe_gumbel_log(roe_u32_to_unit(r.v[0])));
+}
+
+#endif
