@@ -14,7 +14,7 @@ targets=()
 for src in tests/fuzz/fuzz_*.c; do targets+=("$(basename "$src" .c)"); done
 cmake --build build-fuzz -j "$jobs" --target "${targets[@]}"
 if [ $# -eq 0 ]; then
-    exec ctest --test-dir build-fuzz --output-on-failure -L fuzz
+    exec ctest --test-dir build-fuzz --output-on-failure -j "$jobs" -L fuzz
 fi
 secs=$1
 shift

@@ -28,8 +28,8 @@ if [ -d "$regress" ] && [ -n "$(ls -A "$regress")" ]; then
         { tail -40 "$work/$name/replay.log"; echo "fuzz $name: a regression input fails again"; exit 1; }
 fi
 echo "fuzz $name: ${secs}s from $(find "$corpus" -type f | wc -l) seed(s)"
-# -timeout: an input taking over 10 s is a hang; -rss_limit_mb: one over 2 GiB a bug
-"$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+# -timeout: an input taking over 30 s is a hang (generous: a loaded CI machine stalls); -rss_limit_mb: one over 2 GiB a bug
+"$bin" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
     -artifact_prefix="$work/$name/crashes/" "$@" "$work/$name/corpus" "$corpus" \
     >"$work/$name/fuzz.log" 2>&1 || {
     tail -60 "$work/$name/fuzz.log"
