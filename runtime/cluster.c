@@ -469,6 +469,10 @@ static roe_status apply_binds(roe_cluster *cl, const Roe__StepPlan *p) {
             d->adaptive_entropy = r->adaptive_entropy;
             d->keep_clean = (int)r->keep_clean;
             memcpy(d->tau, r->tau, (size_t)cl->L * sizeof(float));
+            /* the coordinator validated it; a corrupt plan must not reach the router (a NaN tau) */
+            if (roe_roster_validate(d, &roe_engine_model(cl->e)->cfg) != ROE_OK)
+                return roe_fail_context(ROE_ERR_FORMAT, "rank %d: the plan from rank 0 gives sequence %d a bad roster",
+                                        cl->me, s);
         }
         if (x->reset && cl->home[s] == cl->me) roe_engine_reset_seq(cl->e, s);
     }
