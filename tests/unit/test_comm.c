@@ -395,7 +395,7 @@ TEST(cluster_validates_plans) {
     /* least-loaded: costs 10, 1, 7, 3, 3 on 3 ranks -> 10 | 7 | 3 + 3 + 1 */
     const double cost[5] = {10, 1, 7, 3, 3};
     int home[5];
-    double load[3];
+    double load[8]; /* [ranks]: the largest call below has 8 */
     roe_plan_homes(hp, 3, cost, 5, home, load);
     ASSERT_EQ_INT(home[0], 0);
     ASSERT_EQ_INT(home[2], 1);
