@@ -174,7 +174,7 @@ roe_status roe_worker_run(roe_comm *c) {
             st = roe_reply_send(c, &rep, &buf, "session open reply");
         } else if (m->body_case == ROE__CONTROL__BODY_STEP) {
             if (!s.cl) {
-                st = roe_fail(ROE_ERR_FORMAT, "rank %d: a step arrived before any session was opened",
+                st = roe_fail(ROE_ERR_FORMAT, "rank %d: a step arrived from rank 0 before any session was opened",
                               roe_comm_rank(c));
                 break;
             }
