@@ -17,6 +17,11 @@ WRAP=$(dirname "$ROE")/roe-mpirun
 [ -x "$WRAP" ] || { echo "skipped: no roe-mpirun next to $ROE"; exit 77; }
 bound=10
 export ROE_COMM_TIMEOUT_S=$bound
+# the ranks' steps are CPU time: on a machine loaded beyond its cores (load average L on N
+# cores) a step, and with it every answer, takes up to ceil(L / N) times longer
+LOADF=$(awk -v n="$(nproc)" '{f = int($1 / n + 0.999); print (f < 1 ? 1 : f)}' /proc/loadavg)
+[ "$LOADF" -gt 1 ] && echo "note: load average $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores: time bounds x $LOADF"
+SLOW=$((SLOW * LOADF))
 
 # the wrapper gives mpirun the time the coordinator needs (odls_base_sigkill_timeout)
 "$WRAP" --dry-run -n 2 -- serve | grep -q "odls_base_sigkill_timeout $((bound + 5))" &&
