@@ -451,7 +451,7 @@ static roe_status apply_binds(roe_cluster *cl, const Roe__StepPlan *p) {
     for (size_t b = 0; b < p->n_bind; b++) {
         const Roe__SeqBind *x = p->bind[b];
         if (x->seq >= (uint32_t)cl->S || x->home >= (uint32_t)cl->N)
-            return roe_fail(ROE_ERR_FORMAT, "rank %d: plan binds sequence %u to rank %u (limits %d, %d)", cl->me,
+            return roe_fail(ROE_ERR_FORMAT, "rank %d: the plan from rank 0 binds sequence %u to rank %u (limits %d, %d)", cl->me,
                             x->seq, x->home, cl->S, cl->N);
         const int s = (int)x->seq;
         cl->home[s] = (int)x->home;
@@ -460,7 +460,7 @@ static roe_status apply_binds(roe_cluster *cl, const Roe__StepPlan *p) {
         if (x->roster) {
             const Roe__Roster *r = x->roster;
             if (r->n_tau != (size_t)cl->L || r->k < 1 || r->k > ROE_MAX_SAMPLES || r->gate > ROE_GATE_NOISY)
-                return roe_fail(ROE_ERR_FORMAT, "rank %d: plan's roster of sequence %d: k %u, %zu taus for %d layers",
+                return roe_fail(ROE_ERR_FORMAT, "rank %d: the plan from rank 0 gives sequence %d a roster of k %u, %zu taus for %d layers",
                                 cl->me, s, r->k, r->n_tau, cl->L);
             struct roe_roster *d = &cl->roster[s];
             roe_roster_plain(d);
@@ -469,6 +469,10 @@ static roe_status apply_binds(roe_cluster *cl, const Roe__StepPlan *p) {
             d->adaptive_entropy = r->adaptive_entropy;
             d->keep_clean = (int)r->keep_clean;
             memcpy(d->tau, r->tau, (size_t)cl->L * sizeof(float));
+            /* the coordinator validated it; a corrupt plan must not reach the router (a NaN tau) */
+            if (roe_roster_validate(d, &roe_engine_model(cl->e)->cfg) != ROE_OK)
+                return roe_fail_context(ROE_ERR_FORMAT, "rank %d: the plan from rank 0 gives sequence %d a bad roster",
+                                        cl->me, s);
         }
         if (x->reset && cl->home[s] == cl->me) roe_engine_reset_seq(cl->e, s);
     }
@@ -479,12 +483,12 @@ static roe_status read_plan(roe_cluster *cl, const Roe__StepPlan *p, int *n_out,
     const size_t n = p->n_row_seq, ng = p->n_group_first;
     if (n > (size_t)cl->R || p->n_row_pos != n || p->n_row_token != n || p->n_row_sample != n ||
         p->n_row_flags != n || ng > n || p->n_group_n != ng || p->n_group_mode != ng)
-        return roe_fail(ROE_ERR_FORMAT, "rank %d: malformed plan of step %llu (%zu rows, %zu groups, limit %d rows)",
+        return roe_fail(ROE_ERR_FORMAT, "rank %d: malformed plan of step %llu from rank 0 (%zu rows, %zu groups, limit %d rows)",
                         cl->me, (unsigned long long)p->step, n, ng, cl->R);
     for (size_t i = 0; i < n; i++) {
         const int s = (int)p->row_seq[i];
         if (p->row_seq[i] >= (uint32_t)cl->S || cl->home[s] < 0)
-            return roe_fail(ROE_ERR_FORMAT, "rank %d: plan row %zu names sequence %u, unbound or outside [0, %d)",
+            return roe_fail(ROE_ERR_FORMAT, "rank %d: the plan from rank 0: row %zu names sequence %u, unbound or outside [0, %d)",
                             cl->me, i, p->row_seq[i], cl->S);
         const int sample = (int)p->row_sample[i];
         cl->grows[i] = (struct roe_row){
@@ -497,10 +501,10 @@ static roe_status read_plan(roe_cluster *cl, const Roe__StepPlan *p, int *n_out,
     for (size_t k = 0; k < ng; k++) {
         const struct roe_group g = {(int)p->group_first[k], (int)p->group_n[k], (int)p->group_mode[k]};
         if (g.first < 0 || g.n <= 0 || (size_t)g.first + (size_t)g.n > n || (g.mode & ~7))
-            return roe_fail(ROE_ERR_FORMAT, "rank %d: plan group %zu is malformed", cl->me, k);
+            return roe_fail(ROE_ERR_FORMAT, "rank %d: the plan from rank 0: group %zu is malformed", cl->me, k);
         for (int i = g.first; i < g.first + g.n; i++)
             if (!cl->grows[i].want_logits || cl->grows[i].seq != cl->grows[g.first].seq)
-                return roe_fail(ROE_ERR_FORMAT, "rank %d: plan group %zu mixes sequences or rows without logits",
+                return roe_fail(ROE_ERR_FORMAT, "rank %d: the plan from rank 0: group %zu mixes sequences or rows without logits",
                                 cl->me, k);
         cl->wgroups[k] = g;
     }

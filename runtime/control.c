@@ -105,12 +105,18 @@ roe_status roe_control_decode(const uint8_t *p, size_t len, int me, struct roe_a
     Roe__Control *m = roe__control__unpack(&a->pa, len, p);
     if (!m)
         return roe_fail(ROE_ERR_FORMAT,
-                        "rank %d: cannot decode the coordinator's %zu-byte control message (a different "
-                        "roe build on rank 0? this rank runs roe %s, control version %u)",
+                        "rank %d: cannot decode the %zu-byte control message from rank 0, the coordinator "
+                        "(truncated, corrupt, or a different roe build on rank 0? this rank runs roe %s, "
+                        "control version %u)",
                         me, len, ROE_VERSION, roe_control_version());
+    if (m->version == 0) /* every sender sets it: the message lost its first field */
+        return roe_fail(ROE_ERR_FORMAT,
+                        "rank %d: the %zu-byte control message from rank 0, the coordinator, carries no "
+                        "version (truncated or corrupt)",
+                        me, len);
     if (m->version != roe_control_version())
         return roe_fail(ROE_ERR_UNSUPPORTED,
-                        "rank %d: the coordinator (roe %s) speaks control version %u, this rank (roe %s) "
+                        "rank %d: rank 0, the coordinator (roe %s), speaks control version %u, this rank (roe %s) "
                         "speaks version %u: run the same roe build on every rank",
                         me, m->roe_version, m->version, ROE_VERSION, roe_control_version());
     *out = m;
@@ -158,8 +164,13 @@ roe_status roe_reply_unpack(const uint8_t *p, size_t len, int rank, struct roe_a
     roe_arena_reset(a);
     Roe__Reply *m = roe__reply__unpack(&a->pa, len, p);
     if (!m)
-        return roe_fail(ROE_ERR_FORMAT, "rank 0: cannot decode rank %d's %zu-byte reply (a different roe build?)",
-                        rank, len);
+        return roe_fail(ROE_ERR_FORMAT,
+                        "rank 0: cannot decode the %zu-byte reply from rank %d (truncated, corrupt, or a "
+                        "different roe build?)",
+                        len, rank);
+    if (m->version == 0)
+        return roe_fail(ROE_ERR_FORMAT, "rank 0: the %zu-byte reply from rank %d carries no version (truncated or corrupt)",
+                        len, rank);
     if (m->version != roe_control_version())
         return roe_fail(ROE_ERR_UNSUPPORTED,
                         "rank 0 (roe %s) speaks control version %u, rank %d (roe %s) speaks version %u: run "

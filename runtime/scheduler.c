@@ -65,6 +65,7 @@ struct roe_sreq {
     roe_sreq_end end;
     roe_finish finish;
     char error[512];
+    int unavailable; /* FAILED because the server cannot go on (fatal) */
     double t_first, t_last, t_end;
 };
 
@@ -81,6 +82,7 @@ struct roe_sched {
     struct roe_sched_opts o;
     int S, R, ctx, V, L, N, eos;
     roe_home_policy policy;
+    atomic_int dead; /* a fatal failure: every request still here fails as unavailable */
     /* the scheduler thread only */
     roe_sreq **order;   /* [S] running requests, in admission order */
     uint8_t *slot_used; /* [S] */
@@ -151,6 +153,7 @@ int roe_sreq_wait(roe_sreq *r, int have, double timeout_s, struct roe_sreq_view 
                                 .end = r->end,
                                 .finish = r->finish,
                                 .error = r->error,
+                                .unavailable = r->unavailable,
                                 .t_arrival = r->t_arrival,
                                 .t_first = r->t_first,
                                 .t_end = r->t_end,
@@ -175,6 +178,7 @@ static void sreq_end(roe_sched *s, roe_sreq *r, roe_sreq_end end, const char *er
     r->end = end;
     r->t_end = now;
     if (error) snprintf(r->error, sizeof r->error, "%s", error);
+    r->unavailable = end == ROE_SREQ_FAILED && atomic_load(&s->dead);
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     if (!locked) pthread_mutex_lock(&s->mu);
@@ -373,7 +377,10 @@ roe_status roe_sched_submit(roe_sched *s, const struct roe_sreq_params *p, roe_s
         pthread_mutex_unlock(&s->mu);
         sreq_free(r);
         *why = stopping ? ROE_SCHED_STOPPING : ROE_SCHED_QUEUE_FULL;
-        return stopping ? roe_fail(ROE_ERR_UNSUPPORTED, "the server is shutting down")
+        return stopping ? roe_fail(ROE_ERR_UNSUPPORTED, "%s",
+                                   atomic_load(&s->dead) ? "the server is shutting down: the engine failed (see the "
+                                                           "server's log)"
+                                                         : "the server is shutting down")
                         : roe_fail(ROE_ERR_UNSUPPORTED,
                                    "the server is at capacity: %d requests running and %d waiting, "
                                    "the queue's "
@@ -645,6 +652,7 @@ static roe_status fatal(roe_sched *s, roe_status st) {
     char why[512];
     snprintf(why, sizeof why, "the engine failed and the server must stop: %s",
              roe_error_message());
+    atomic_store(&s->dead, 1);
     fail_running(s, why);
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;

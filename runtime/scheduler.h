@@ -93,6 +93,8 @@ struct roe_sreq_view {
     roe_sreq_end end;
     roe_finish finish;                /* when FINISHED: LENGTH or EOS (eos or a stop token) */
     const char *error;                /* when FAILED: why (owned by the request) */
+    int unavailable;                  /* when FAILED: the server cannot go on (a rank or the
+                                         engine failed): the request never can run here (503) */
     double t_arrival, t_first, t_end; /* roe_now_s() clock; 0 until they happen */
     int prompt_tokens;
 };

@@ -178,14 +178,14 @@ roe_status roe_worker_run(roe_comm *c) {
             st = roe_reply_send(c, &rep, &buf, "session open reply");
         } else if (m->body_case == ROE__CONTROL__BODY_STEP) {
             if (!s.cl) {
-                st = roe_fail(ROE_ERR_FORMAT, "rank %d: a step arrived before any session was opened",
+                st = roe_fail(ROE_ERR_FORMAT, "rank %d: a step arrived from rank 0 before any session was opened",
                               roe_comm_rank(c));
                 break;
             }
             st = roe_cluster_serve(s.cl, m->step);
         } else
-            st = roe_fail(ROE_ERR_FORMAT, "rank %d: control message with no known body (%d)", roe_comm_rank(c),
-                          (int)m->body_case);
+            st = roe_fail(ROE_ERR_FORMAT, "rank %d: the control message from rank 0 (the coordinator) has no known body (%d)",
+                          roe_comm_rank(c), (int)m->body_case);
     }
     session_close(&s);
     roe_msgbuf_free(&buf);

@@ -208,12 +208,16 @@ static void token_bytes(const roe_server *s, const int32_t *t, int from, int to,
     }
 }
 
-/* A failed request's error: 503 when the server stopped before it ran, else 500. */
+/* A failed request's error: 503 when the server stopped before it ran, or cannot go on (a
+ * rank or the engine failed: the scheduler stops), else 500. */
 static void failed_error(roe_server *s, const struct roe_sreq_view *v, struct roe_api_error *e) {
     const int stopping = atomic_load(&s->draining) || strstr(v->error, "shutting down") != NULL;
-    roe_api_fail(e, stopping ? 503 : 500, NULL, "%s",
+    roe_api_fail(e, stopping || v->unavailable ? 503 : 500, NULL, "%s",
                  v->error[0] ? v->error : "the request failed");
-    if (stopping) e->code = "shutting_down";
+    if (v->unavailable)
+        e->code = "engine_failed";
+    else if (stopping)
+        e->code = "shutting_down";
 }
 
 /* Waits for a non-streamed request's end, watching the client. 0: ended; -1: the client left

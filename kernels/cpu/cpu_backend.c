@@ -133,9 +133,10 @@ roe_status roe_backend_cpu_create(const struct roe_backend_opts *opts, roe_backe
     cpu->wscratch = roe_malloc_aligned((size_t)cpu->n_threads * 4 * (size_t)cpu->max_cols * sizeof(float));
     cpu->ascratch = roe_malloc_aligned((size_t)cpu->n_threads * (size_t)cpu->max_ctx * sizeof(float));
     if (!cpu->wscratch || !cpu->ascratch) {
-        cpu_destroy(be);
-        return roe_fail(ROE_ERR_NOMEM, "cpu backend: out of memory for scratch (%d threads)",
-                        cpu->n_threads);
+        roe_status st = roe_fail(ROE_ERR_NOMEM, "cpu backend: out of memory for scratch (%d threads)",
+                                 cpu->n_threads);
+        cpu_destroy(be); /* after the message, which reads cpu */
+        return st;
     }
     *out = be;
     return ROE_OK;

@@ -30,9 +30,14 @@ fault() {
     ROE_COMM_TIMEOUT_S=$bound timeout -s KILL $((bound * 6)) "${MPIRUN[@]}" -x ROE_COMM_TIMEOUT_S -np 3 "$ROE" \
         generate --model "$tmp/m" --prompt-ids 1,2,3 --prompt-ids 4,5 --prompt-ids 6 --max-tokens 5000 \
         --ignore-eos >/dev/null 2>"$tmp/err" &
-    local tp=$! mp="" vp=""
+    local tp=$! mp="" vp="" i
+    # the ranks start (slowly on a loaded machine), then generate for a while before the signal
+    for i in $(seq 1 600); do
+        mp=$(pgrep -P $tp | head -1)
+        [ "$(pgrep -P "${mp:-0}" | wc -l)" -ge 3 ] && break
+        sleep 0.1
+    done
     sleep 1.5
-    mp=$(pgrep -P $tp | head -1)
     for p in $(pgrep -P "${mp:-0}"); do
         pids+=("$p")
         [ "$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep '^OMPI_COMM_WORLD_RANK=' | cut -d= -f2)" = "$victim" ] && vp=$p
@@ -41,6 +46,7 @@ fault() {
         kill -9 $tp "$mp" 2>/dev/null
         wait $tp
         rc=-1
+        elapsed=999 # fails the bound check
         err="rank $victim not found among mpirun's children (did the job finish early?)"
         return
     fi

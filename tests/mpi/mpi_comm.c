@@ -7,6 +7,8 @@
  *  - the expert exchange on random routings (ranks with no rows, RoE-style masks, random
  *    placements, overlap on and off, the bf16 wire), many layers back to back: every
  *    pair's output is its expert applied to its row, computed on the expert's owner;
+ *  - malformed control messages from rank 0 (truncated, garbage, a step before any session, no
+ *    body): every worker stops with a message naming itself and rank 0, the sender;
  *  - a bounded wait: rank 0 answers 3 s late, the others (bound 1 s) time out naming rank 0
  *    and the operation (last, since it leaves the communicator failed).
  * Exit code: 0 if every check passed on this rank.
@@ -20,7 +22,9 @@
 #include "comm/comm.h"
 #include "comm/dispatch.h"
 #include "harness.h"
+#include "runtime/control.h"
 #include "runtime/philox.h"
+#include "runtime/worker.h"
 
 static roe_comm *C;
 static int ME, N;
@@ -196,6 +200,46 @@ TEST(exchange_f32_overlap) { exchange(ROE_EP_WIRE_F32, 1); }
 TEST(exchange_f32_no_overlap) { exchange(ROE_EP_WIRE_F32, 0); }
 TEST(exchange_bf16) { exchange(ROE_EP_WIRE_BF16, 1); }
 
+/* Rank 0 broadcasts raw bytes as a control message (the framing of roe_control_send); the
+ * workers run their loop, which must stop at it with a message naming the sender. */
+static void bad_control(const uint8_t *bytes, size_t n, const char *want) {
+    if (ME == 0) {
+        int64_t len = (int64_t)n;
+        uint8_t copy[256];
+        memcpy(copy, bytes, n);
+        ASSERT_OK(roe_comm_bcast(C, &len, 1, ROE_COMM_I64, 0, "control length"));
+        ASSERT_OK(roe_comm_bcast(C, copy, n, ROE_COMM_BYTE, 0, "control message"));
+        return;
+    }
+    roe_status st = roe_worker_run(C);
+    char me[32];
+    snprintf(me, sizeof me, "rank %d:", ME);
+    if (st == ROE_OK || !strstr(roe_error_message(), me) || !strstr(roe_error_message(), want) ||
+        !strstr(roe_error_message(), "rank 0"))
+        TEST__FAIL("worker: %s: %s (want '%s', naming rank 0)", roe_status_name(st), roe_error_message(), want);
+}
+
+TEST(workers_refuse_malformed_control) {
+    Roe__Control m = ROE__CONTROL__INIT;
+    Roe__StepPlan plan = ROE__STEP_PLAN__INIT;
+    uint8_t buf[256];
+    m.version = roe_control_version();
+    m.roe_version = (char *)ROE_VERSION;
+    m.body_case = ROE__CONTROL__BODY_STEP;
+    m.step = &plan;
+    plan.step = 3;
+    size_t n = protobuf_c_message_get_packed_size(&m.base);
+    protobuf_c_message_pack(&m.base, buf);
+    bad_control(buf, n - 1, "cannot decode"); /* truncated inside the step */
+    bad_control(buf, n, "a step arrived from rank 0 before any session was opened");
+    m.body_case = ROE__CONTROL__BODY__NOT_SET;
+    n = protobuf_c_message_get_packed_size(&m.base);
+    protobuf_c_message_pack(&m.base, buf);
+    bad_control(buf, n, "has no known body");
+    memset(buf, 0xA5, 40);
+    bad_control(buf, 40, "control message from rank 0");
+}
+
 TEST(bounded_wait) {
     int64_t v = 5;
     roe_comm_set_timeout(C, 1.0);
@@ -227,6 +271,7 @@ int main(int argc, char **argv) {
     RUN(exchange_f32_overlap);
     RUN(exchange_f32_no_overlap);
     RUN(exchange_bf16);
+    if (N > 1) RUN(workers_refuse_malformed_control);
     if (N > 1) RUN(bounded_wait);
     int rc = test_summary();
     roe_comm_free(C);

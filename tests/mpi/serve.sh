@@ -44,7 +44,7 @@ done
 for i in $(seq 0 15); do post /v1/completions "${reqs[$i]}" >"$TMP/alone$i.json"; done
 pids=()
 for i in $(seq 0 15); do
-    curl -s --max-time 120 -d "${reqs[$i]}" "$URL/v1/completions" >"$TMP/conc$i.json" &
+    curl -s --max-time $((120 * SLOW)) -d "${reqs[$i]}" "$URL/v1/completions" >"$TMP/conc$i.json" &
     pids+=($!)
 done
 wait "${pids[@]}"
@@ -60,7 +60,7 @@ done
 # streaming
 b=$(body '"Once upon a time"' 20)
 post /v1/completions "$b" | jq -j '.choices[0].text' >"$TMP/whole.txt"
-curl -sN --max-time 120 -d "$(echo "$b" | jq -c '. + {stream: true}')" "$URL/v1/completions" >"$TMP/sse"
+curl -sN --max-time $((120 * SLOW)) -d "$(echo "$b" | jq -c '. + {stream: true}')" "$URL/v1/completions" >"$TMP/sse"
 stream_text "$TMP/sse" >"$TMP/stream.txt"
 cmp -s "$TMP/whole.txt" "$TMP/stream.txt" && [ "$(grep '^data: ' "$TMP/sse" | tail -1)" = "data: [DONE]" ] &&
     pass "2 ranks: the stream concatenates to the whole text" || fail "2 ranks stream: '$(cat "$TMP/stream.txt")' vs '$(cat "$TMP/whole.txt")'"

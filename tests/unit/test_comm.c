@@ -3,7 +3,8 @@
  *  - the self transport's collectives and transfers;
  *  - placement: contiguous blocks (uneven), files (every rule), the owner table;
  *  - control-plane messages: a StepPlan survives encoding, a foreign version is refused
- *    with both versions named, garbage is refused;
+ *    with both versions named, garbage is refused; every truncation and single-byte
+ *    corruption of a plan or reply is refused naming the sender (or lacks the body);
  *  - the expert exchange on one rank: every active pair's output is its expert applied to
  *    its row, masked pairs are left out, bf16 rounding applies to local rows too;
  *  - the cluster's plan validation (the coordinator's check before a plan leaves rank 0).
@@ -204,6 +205,90 @@ TEST(control_messages) {
     roe_arena_free(&a);
 }
 
+/* Truncated and corrupted control messages (as a rank would receive them from a broken
+ * peer): every prefix of a step plan and of a reply, and every single-byte corruption of the
+ * plan, is either refused with a message naming the sender, or (a prefix ending between two
+ * fields) decodes to a message that lacks the body. Nothing decodes as the whole step. */
+TEST(control_truncated) {
+    uint32_t seq[2] = {0, 0}, pos[2] = {3, 3}, sample[2] = {0, 1}, flags[2] = {1, 1};
+    int32_t tok[2] = {11, 11};
+    uint32_t gf[1] = {0}, gn[1] = {2}, gm[1] = {ROE_GROUP_MEAN};
+    Roe__StepPlan plan = ROE__STEP_PLAN__INIT;
+    plan.step = 9;
+    plan.n_row_seq = plan.n_row_pos = plan.n_row_token = plan.n_row_sample = plan.n_row_flags = 2;
+    plan.row_seq = seq;
+    plan.row_pos = pos;
+    plan.row_token = tok;
+    plan.row_sample = sample;
+    plan.row_flags = flags;
+    plan.n_group_first = plan.n_group_n = plan.n_group_mode = 1;
+    plan.group_first = gf;
+    plan.group_n = gn;
+    plan.group_mode = gm;
+    Roe__Control ctl = ROE__CONTROL__INIT;
+    ctl.version = roe_control_version();
+    ctl.roe_version = (char *)ROE_VERSION;
+    ctl.body_case = ROE__CONTROL__BODY_STEP;
+    ctl.step = &plan;
+    uint8_t buf[512], cut[512];
+    const size_t n = protobuf_c_message_get_packed_size(&ctl.base);
+    ASSERT_TRUE(n < sizeof buf);
+    protobuf_c_message_pack(&ctl.base, buf);
+    struct roe_arena a;
+    ASSERT_OK(roe_arena_init(&a, 1 << 16));
+    int refused = 0;
+    for (size_t k = 0; k < n; k++) {
+        memcpy(cut, buf, k); /* a copy of exactly k bytes: ASan sees any read past the cut */
+        Roe__Control *m = NULL;
+        roe_error_clear();
+        roe_status st = roe_control_decode(cut, k, 1, &a, &m);
+        if (st == ROE_OK) {
+            if (m->body_case == ROE__CONTROL__BODY_STEP)
+                TEST__FAIL("a %zu-byte prefix of a %zu-byte plan decodes as a step", k, n);
+            continue;
+        }
+        refused++;
+        if (!strstr(roe_error_message(), "rank 1:") || !strstr(roe_error_message(), "rank 0"))
+            TEST__FAIL("prefix %zu: the message names neither the receiver nor the sender: %s", k,
+                       roe_error_message());
+    }
+    ASSERT_TRUE(refused > (int)n / 2);
+    /* the reply of rank 2, cut short */
+    float outv[3] = {1, 2, 3};
+    Roe__Reply rep = ROE__REPLY__INIT;
+    rep.version = roe_control_version();
+    rep.roe_version = (char *)ROE_VERSION;
+    rep.rank = 2;
+    rep.step = 9;
+    rep.n_out = 3;
+    rep.out = outv;
+    const size_t rn = protobuf_c_message_get_packed_size(&rep.base);
+    protobuf_c_message_pack(&rep.base, buf);
+    for (size_t k = 0; k < rn; k++) {
+        memcpy(cut, buf, k);
+        Roe__Reply *got = NULL;
+        roe_error_clear();
+        roe_status st = roe_reply_unpack(cut, k, 2, &a, &got);
+        if (st == ROE_OK) {
+            if (got->n_out == 3) TEST__FAIL("a %zu-byte prefix of a %zu-byte reply decodes whole", k, rn);
+            continue;
+        }
+        if (!strstr(roe_error_message(), "rank 2"))
+            TEST__FAIL("reply prefix %zu: the message does not name rank 2: %s", k, roe_error_message());
+    }
+    /* one corrupted byte at every offset, every bit: never a crash, a refusal names rank 0 */
+    for (size_t k = 0; k < n; k++)
+        for (int bit = 0; bit < 8; bit++) {
+            memcpy(cut, buf, n);
+            cut[k] ^= (uint8_t)(1u << bit);
+            Roe__Control *m = NULL;
+            roe_error_clear();
+            if (roe_control_decode(cut, n, 1, &a, &m) != ROE_OK && !strstr(roe_error_message(), "rank 0"))
+                TEST__FAIL("corrupt byte %zu: the message does not name rank 0: %s", k, roe_error_message());
+        }
+    roe_arena_free(&a);
+}
+
 /* The exchange on one rank: outputs of "expert e" = (e + 1) * row. */
 static void run_exchange(roe_ep_wire wire, int overlap, const uint8_t *active) {
     enum { H = 40, K = 3, E = 8, S = 5 };
@@ -310,7 +395,7 @@ TEST(cluster_validates_plans) {
     /* least-loaded: costs 10, 1, 7, 3, 3 on 3 ranks -> 10 | 7 | 3 + 3 + 1 */
     const double cost[5] = {10, 1, 7, 3, 3};
     int home[5];
-    double load[8]; /* one per rank, for the largest N below */
+    double load[8]; /* [ranks]: the largest call below has 8 */
     roe_plan_homes(hp, 3, cost, 5, home, load);
     ASSERT_EQ_INT(home[0], 0);
     ASSERT_EQ_INT(home[2], 1);
@@ -335,6 +420,7 @@ int main(void) {
     RUN(self_transport);
     RUN(placement);
     RUN(control_messages);
+    RUN(control_truncated);
     RUN(exchange_one_rank);
     RUN(cluster_validates_plans);
     return test_summary();
