@@ -27,14 +27,16 @@ sed 's/"max_position_embeddings": [0-9]*/"max_position_embeddings": 16384/' test
 fault() {
     local sig=$2 victim=$3
     # the job must end by itself: `timeout` only stops a hang, far past the bound
-    ROE_COMM_TIMEOUT_S=$bound timeout -s KILL $((bound * 6)) "${MPIRUN[@]}" -x ROE_COMM_TIMEOUT_S -np 3 "$ROE" \
+    # ROE_LOG=info: each worker says when it is ready ("worker: rank N"); the signal waits for
+    # both, so that it lands in the generation's bounded waits, not in MPI's own start-up
+    ROE_LOG=info ROE_COMM_TIMEOUT_S=$bound timeout -s KILL $((bound * 6)) "${MPIRUN[@]}" -x ROE_COMM_TIMEOUT_S -x ROE_LOG -np 3 "$ROE" \
         generate --model "$tmp/m" --prompt-ids 1,2,3 --prompt-ids 4,5 --prompt-ids 6 --max-tokens 5000 \
         --ignore-eos >/dev/null 2>"$tmp/err" &
     local tp=$! mp="" vp="" i
     # the ranks start (slowly on a loaded machine), then generate for a while before the signal
     for i in $(seq 1 600); do
         mp=$(pgrep -P $tp | head -1)
-        [ "$(pgrep -P "${mp:-0}" | wc -l)" -ge 3 ] && break
+        [ "$(pgrep -P "${mp:-0}" | wc -l)" -ge 3 ] && [ "$(grep -c 'info worker: rank' "$tmp/err")" -ge 2 ] && break
         sleep 0.1
     done
     sleep 1.5
@@ -57,7 +59,7 @@ fault() {
     rc=$?
     t1=$(date +%s.%N)
     elapsed=$(echo "$t1 - $t0" | bc)
-    err=$(cat "$tmp/err")
+    err=$(grep -v '^roe\[[0-9]*\] info ' "$tmp/err")
     [ $rc = 137 ] && [ "$sig" != KILL ] && err="$err [timeout killed the hung job]"
     # every rank is gone
     for p in "${pids[@]}"; do [ -e "/proc/$p" ] && [ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" != Z ] && err="$err [rank process $p left behind]"; done
