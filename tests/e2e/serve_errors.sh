@@ -132,7 +132,12 @@ kill $bpid 2>/dev/null; wait $bpid 2>/dev/null
 # A and this query: 2 connections
 wait_metric roe_http_connections "" 2 10 || fail "connections after one left: $(metric roe_http_connections)"
 kill -TERM $SERVER_PID
-code=$(curl -s -o "$TMP/resp" -w '%{http_code}' --max-time 10 "$URL/health")
+# the signal is handled asynchronously: /health turns 503 once the server has seen it
+for i in $(seq 1 $((50 * SLOW))); do
+    code=$(curl -s -o "$TMP/resp" -w '%{http_code}' --max-time 10 "$URL/health")
+    [ "$code" = 503 ] && break
+    sleep 0.1
+done
 [ "$code" = 503 ] && pass "/health is 503 while shutting down" || fail "/health while shutting down: $code"
 wait $apid
 fin=$(sed -n 's/^data: //p' "$TMP/a" | grep -v DONE | tail -1 | jq -r '.choices[0].finish_reason')
