@@ -596,12 +596,22 @@ static roe_status step(roe_sched *s) {
     const double t0 = roe_now_s();
     ROE_TRY(roe_cluster_step(s->cl, s->rows, nr, s->cgroups, ng, s->z, &ss));
     s->last_step = roe_now_s();
+    /* the step's statistics first: a client that sees its request end (emit, retire) may read
+     * them at once, and they must include the step that ended it */
     long samples = 0;
+    for (int gi = 0; gi < ng; gi++) samples += s->groups[gi].n;
+    pthread_mutex_lock(&s->mu);
+    s->st.steps++;
+    s->st.busy_s += s->last_step - t0;
+    s->st.prompt_tokens += (uint64_t)prompt_tokens;
+    s->st.roe_samples += (uint64_t)samples;
+    s->st.rows_computed += (uint64_t)ss.rows_computed;
+    s->st.rows_naive += (uint64_t)naive;
+    pthread_mutex_unlock(&s->mu);
     for (int gi = 0; gi < ng; gi++) {
         const struct group *g = &s->groups[gi];
         roe_sreq *r = g->r;
         const float *z = s->z + (size_t)gi * s->V; /* every group's output is one vocab row */
-        samples += g->n;
         if (g->kind == GROUP_CLEAN_ONLY &&
             roe_entropy(z, s->V) > (double)r->roster.adaptive_entropy) {
             r->pending = 1; /* the samples run next step; the token waits for them */
@@ -615,14 +625,6 @@ static roe_status step(roe_sched *s) {
             retire(s, i, ROE_SREQ_FINISHED, NULL);
         }
     }
-    pthread_mutex_lock(&s->mu);
-    s->st.steps++;
-    s->st.busy_s += s->last_step - t0;
-    s->st.prompt_tokens += (uint64_t)prompt_tokens;
-    s->st.roe_samples += (uint64_t)samples;
-    s->st.rows_computed += (uint64_t)ss.rows_computed;
-    s->st.rows_naive += (uint64_t)naive;
-    pthread_mutex_unlock(&s->mu);
     return ROE_OK;
 }
 
