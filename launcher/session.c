@@ -80,8 +80,8 @@ int roe_session_open_random(struct roe_session *s, const char *cmd, const char *
                         : roe_config_load(name, &cfg);
     if (st != ROE_OK) return roe_report(cmd, st);
     if (roe_session_world_size() > 1) {
-        fprintf(stderr, "roe %s: --random-model runs in one process (the other ranks would need the same "
-                        "random weights: not implemented)\n", cmd);
+        fprintf(stderr, "roe %s: --random-model runs in one process only: under mpirun each rank "
+                        "would draw other random weights\n", cmd);
         return 1;
     }
     st = roe_model_shapes(&cfg, &s->model);

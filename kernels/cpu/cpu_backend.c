@@ -54,52 +54,26 @@ static void staged_mat_free(roe_backend *be, struct roe_mat *dev) {
     memset(dev, 0, sizeof *dev);
 }
 
+/* The ops both CPU tables share: the kernels and host memory; they differ in how weights
+ * become "backend resident" (the mmapped view itself, or a copy for cpu-staged). */
+#define ROE_CPU_SHARED_OPS                                                                         \
+    .matmul = roe_cpu_matmul, .rmsnorm = roe_cpu_rmsnorm, .rope = roe_cpu_rope,                    \
+    .attention = roe_cpu_attention, .swiglu = roe_cpu_swiglu, .embed = roe_cpu_embed,              \
+    .matmul_f32 = roe_cpu_matmul, .add = roe_cpu_add, .clamp = roe_cpu_clamp,                      \
+    .copy_rows = roe_cpu_copy_rows, .moe_combine = roe_cpu_moe_combine, .alloc = cpu_alloc,        \
+    .free = cpu_free, .upload = cpu_copy, .download = cpu_download, .copy = cpu_copy,              \
+    .sync = cpu_sync, .mat_random = cpu_mat_random, .destroy = cpu_destroy
+
 static const struct roe_backend_ops roe_cpu_ops = {
-    .matmul = roe_cpu_matmul,
-    .rmsnorm = roe_cpu_rmsnorm,
-    .rope = roe_cpu_rope,
-    .attention = roe_cpu_attention,
-    .swiglu = roe_cpu_swiglu,
-    .embed = roe_cpu_embed,
-    .matmul_f32 = roe_cpu_matmul,
-    .add = roe_cpu_add,
-    .clamp = roe_cpu_clamp,
-    .copy_rows = roe_cpu_copy_rows,
-    .moe_combine = roe_cpu_moe_combine,
-    .alloc = cpu_alloc,
-    .free = cpu_free,
-    .upload = cpu_copy,
-    .download = cpu_download,
-    .copy = cpu_copy,
-    .sync = cpu_sync,
+    ROE_CPU_SHARED_OPS,
     .mat_upload = cpu_mat_upload,
-    .mat_random = cpu_mat_random,
     .mat_free = cpu_mat_free,
-    .destroy = cpu_destroy,
 };
 
 static const struct roe_backend_ops roe_cpu_staged_ops = {
-    .matmul = roe_cpu_matmul,
-    .rmsnorm = roe_cpu_rmsnorm,
-    .rope = roe_cpu_rope,
-    .attention = roe_cpu_attention,
-    .swiglu = roe_cpu_swiglu,
-    .embed = roe_cpu_embed,
-    .matmul_f32 = roe_cpu_matmul,
-    .add = roe_cpu_add,
-    .clamp = roe_cpu_clamp,
-    .copy_rows = roe_cpu_copy_rows,
-    .moe_combine = roe_cpu_moe_combine,
-    .alloc = cpu_alloc,
-    .free = cpu_free,
-    .upload = cpu_copy,
-    .download = cpu_download,
-    .copy = cpu_copy,
-    .sync = cpu_sync,
+    ROE_CPU_SHARED_OPS,
     .mat_upload = staged_mat_upload,
-    .mat_random = cpu_mat_random,
     .mat_free = staged_mat_free,
-    .destroy = cpu_destroy,
 };
 
 static const char *backend_name(roe_cpu_isa isa) {
