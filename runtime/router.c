@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "route_order.h"
+
 void roe_softmax(const float *x, int n, float *out) {
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
@@ -31,24 +33,7 @@ void roe_topk(const float *x, int n, int k, int32_t *idx) {
 
 /* Orders the k chosen experts by index (weights follow), then renormalises if the model does. */
 static void finish(const struct roe_model_config *cfg, int32_t *idx, float *weight) {
-    const int k = cfg->top_k;
-    for (int i = 1; i < k; i++) {
-        int32_t e = idx[i];
-        float w = weight[i];
-        int j = i;
-        while (j > 0 && idx[j - 1] > e) {
-            idx[j] = idx[j - 1];
-            weight[j] = weight[j - 1];
-            j--;
-        }
-        idx[j] = e;
-        weight[j] = w;
-    }
-    if (cfg->norm_topk_prob) {
-        float sum = 0.0f;
-        for (int j = 0; j < k; j++) sum += weight[j];
-        for (int j = 0; j < k; j++) weight[j] /= sum;
-    }
+    roe_route_order(idx, weight, cfg->top_k, cfg->norm_topk_prob);
 }
 
 void roe_route_row(const struct roe_model_config *cfg, const float *logits, float *probs,

@@ -19,6 +19,7 @@
 
 extern "C" {
 #include "runtime/gumbel.h"
+#include "runtime/route_order.h"
 }
 
 /* per-thread arrays: the device reserves local memory for every resident thread, so keep them small */
@@ -74,23 +75,7 @@ __global__ void roe_k_route(const float *__restrict__ logits, int n_rows, int E,
         d_topk(probs, E, k, idx);
     }
     for (int j = 0; j < k; j++) w[j] = probs[idx[j]];
-    for (int i = 1; i < k; i++) { /* ascending expert order, weights follow */
-        int32_t e = idx[i];
-        float wi = w[i];
-        int j = i;
-        while (j > 0 && idx[j - 1] > e) {
-            idx[j] = idx[j - 1];
-            w[j] = w[j - 1];
-            j--;
-        }
-        idx[j] = e;
-        w[j] = wi;
-    }
-    if (norm) {
-        float sum = 0.0f;
-        for (int j = 0; j < k; j++) sum += w[j];
-        for (int j = 0; j < k; j++) w[j] /= sum;
-    }
+    roe_route_order(idx, w, k, norm); /* the CPU's own ordering: runtime/route_order.h */
     for (int j = 0; j < k; j++) {
         out_idx[(size_t)r * k + j] = idx[j];
         out_w[(size_t)r * k + j] = w[j];
