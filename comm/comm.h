@@ -57,7 +57,9 @@ size_t roe_comm_dtype_size(roe_comm_dtype t);
 /* A world of one process. */
 roe_status roe_comm_self_create(const struct roe_comm_opts *opts, roe_comm **out);
 
-/* MPI_COMM_WORLD (initialises MPI; roe_comm_free finalises it). Without ROE_HAVE_MPI:
+/* MPI_COMM_WORLD (initialises MPI; roe_comm_free finalises it). MPI_Init and MPI_Finalize
+ * wait for every rank and have no timeout of their own: both are bounded by opts->timeout_s
+ * too (an alarm; on expiry the rank says why on stderr and exits 1). Without ROE_HAVE_MPI:
  * ROE_ERR_UNSUPPORTED. Only one MPI communicator may exist per process. */
 roe_status roe_comm_mpi_create(int *argc, char ***argv, const struct roe_comm_opts *opts,
                                roe_comm **out);

@@ -36,6 +36,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -489,6 +490,44 @@ static _Noreturn void mpi_abort(roe_comm *c, int code) {
     _exit(code); /* MPI_Abort does not return; this satisfies _Noreturn */
 }
 
+/* ---- bounded start-up and shutdown ----
+ * MPI_Init and MPI_Finalize wait for every rank (Open MPI's PMIx fence) and take no timeout:
+ * a rank that dies or stops while the job starts would hang the others there forever. An
+ * alarm bounds them by the communicator's timeout: on expiry the rank writes why (from a
+ * message formatted beforehand: the handler may only write(2)) and exits 1, and mpirun ends
+ * the job. */
+static char watch_msg[320];
+static size_t watch_len;
+
+static void on_watch_alarm(int sig) {
+    (void)sig;
+    ssize_t w = write(STDERR_FILENO, watch_msg, watch_len);
+    (void)w;
+    _exit(1);
+}
+
+static void watch_start(double timeout_s, const char *call) {
+    const char *r = getenv("OMPI_COMM_WORLD_RANK");
+    if (!r) r = getenv("PMIX_RANK");
+    r = r ? r : "?";
+    const int n = snprintf(watch_msg, sizeof watch_msg,
+                           "roe[%s] error rank %s: %s did not finish within %.0f s: another rank died or stopped "
+                           "while the job %s (ROE_COMM_TIMEOUT_S sets the bound)\n",
+                           r, r, call, timeout_s, strcmp(call, "MPI_Finalize") ? "started" : "ended");
+    watch_len = n < 0 ? 0 : (size_t)n < sizeof watch_msg ? (size_t)n : sizeof watch_msg - 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_watch_alarm;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(timeout_s >= 1 ? (unsigned)(timeout_s + 0.999) : 1u);
+}
+
+static void watch_stop(void) {
+    alarm(0);
+    signal(SIGALRM, SIG_DFL);
+}
+
 static void mpi_destroy(roe_comm *c) {
     struct mpi_impl *m = c->impl;
     if (m) {
@@ -497,7 +536,11 @@ static void mpi_destroy(roe_comm *c) {
             roe__mpi_world = NULL;
         }
         if (m->comm != MPI_COMM_NULL) MPI_Comm_free(&m->comm);
-        if (m->finalize) MPI_Finalize();
+        if (m->finalize) {
+            watch_start(c->timeout_s, "MPI_Finalize");
+            MPI_Finalize();
+            watch_stop();
+        }
         roe_free(m->reqs);
         roe_free(m->peer);
         roe_free(m->idx);
@@ -550,7 +593,9 @@ roe_status roe_comm_mpi_create(int *argc, char ***argv, const struct roe_comm_op
     MPI_Initialized(&inited);
     if (!inited) {
         int provided = 0;
+        watch_start(timeout, "MPI_Init");
         rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+        watch_stop();
         if (rc != MPI_SUCCESS) {
             roe_free(m);
             roe_free(c);

@@ -5,7 +5,9 @@
 #    survivors were waiting in;
 #  - SIGSTOP of rank 1 (alive, silent): the others time out after ROE_COMM_TIMEOUT_S with
 #    "<operation> timed out after 5 s waiting for rank(s) 1", and the job exits non-zero;
-#  - SIGSTOP of the coordinator: the workers time out waiting for rank 0.
+#  - SIGSTOP of the coordinator: the workers time out waiting for rank 0;
+#  - the coordinator stopped before MPI_Init: the other rank's MPI_Init (which waits for
+#    every rank and has no timeout of its own) is bounded by roe's start-up alarm.
 . "$(dirname "$0")/../e2e/lib.bash"
 . "$(dirname "$0")/lib.bash"
 tmp=$(mktemp -d)
@@ -89,4 +91,24 @@ if [ "$rc" != 0 ] && within "$elapsed" $((bound + 5)); then pass "SIGSTOP rank 0
 if echo "$err" | grep -Eq "timed out after $bound s waiting for rank\(s\) [0-9, ]*0"; then
     pass "SIGSTOP rank 0: $(echo "$err" | grep -Em1 "timed out after")"
 else fail "SIGSTOP rank 0: no timeout naming rank 0: $err"; fi
+
+# rank 0 stops itself before exec'ing roe: rank 1 waits in MPI_Init for it
+printf '#!/usr/bin/env bash\n[ "$OMPI_COMM_WORLD_RANK" = 0 ] && kill -STOP $$\nexec "$@"\n' >"$tmp/stop0"
+chmod +x "$tmp/stop0"
+t0=$(date +%s.%N)
+ROE_COMM_TIMEOUT_S=$bound timeout -s KILL $((bound * 6)) "${MPIRUN[@]}" -x ROE_COMM_TIMEOUT_S -np 2 "$tmp/stop0" "$ROE" \
+    generate --model "$tmp/m" --prompt-ids 1,2,3 --max-tokens 5 >/dev/null 2>"$tmp/err"
+rc=$?
+elapsed=$(echo "$(date +%s.%N) - $t0" | bc)
+err=$(cat "$tmp/err")
+if [ "$rc" != 0 ] && [ "$rc" != 137 ] && within "$elapsed" $((bound + 10)); then
+    pass "rank 0 stopped before MPI_Init: job exits $rc after ${elapsed}s"
+else fail "rank 0 stopped before MPI_Init: exit $rc after ${elapsed}s (137: killed by timeout, a hang): $err"; fi
+if echo "$err" | grep -q "rank 1: MPI_Init did not finish within $bound s"; then
+    pass "start-up: $(echo "$err" | grep -m1 "MPI_Init did not finish")"
+else fail "start-up: no message naming MPI_Init: $err"; fi
+if pgrep -f "$tmp/stop0" >/dev/null; then
+    fail "a rank of the stopped job is left behind"
+    pkill -9 -f "$tmp/stop0"
+fi
 finish
