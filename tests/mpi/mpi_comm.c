@@ -13,6 +13,7 @@
  *    and the operation (last, since it leaves the communicator failed).
  * Exit code: 0 if every check passed on this rank.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,10 @@
 #include "comm/dispatch.h"
 #include "harness.h"
 #include "runtime/control.h"
+#include "runtime/engine.h"
+#include "runtime/model.h"
 #include "runtime/philox.h"
+#include "runtime/placement.h"
 #include "runtime/worker.h"
 
 static roe_comm *C;
@@ -240,6 +244,85 @@ TEST(workers_refuse_malformed_control) {
     bad_control(buf, 40, "control message from rank 0");
 }
 
+/* A well-formed step plan whose binding carries a corrupt RoE roster (what a bit flip or a
+ * mismatched coordinator could send): the coordinator never sends one (it validates rosters),
+ * so rank 0 builds it by hand after opening a real session on the bundled model. Each worker
+ * must refuse it before any row runs, naming itself, rank 0 and the sequence, stop, and tell
+ * the coordinator in its step reply. */
+enum { BAD_TAU_NAN, BAD_TAU_RANGE, BAD_K, BAD_TAU_COUNT };
+
+static void bad_roster(int how, const char *want) {
+    if (ME != 0) {
+        roe_status st = roe_worker_run(C);
+        char me[32];
+        snprintf(me, sizeof me, "rank %d:", ME);
+        if (st == ROE_OK || !strstr(roe_error_message(), me) || !strstr(roe_error_message(), "rank 0 gives sequence 1") ||
+            !strstr(roe_error_message(), want))
+            TEST__FAIL("worker: %s: %s (want '%s')", roe_status_name(st), roe_error_message(), want);
+        return;
+    }
+    const char *dir = "models/olmoe-tiny";
+    struct roe_model *model = NULL;
+    struct roe_placement *pl = NULL;
+    struct roe_msgbuf buf = {0};
+    ASSERT_OK(roe_model_load(dir, &model));
+    ASSERT_OK(roe_placement_contiguous(&model->cfg, N, &pl));
+    struct roe_engine_opts eo = roe_engine_opts_default();
+    eo.max_seqs = 2;
+    eo.max_ctx = 16;
+    eo.max_rows = 8;
+    eo.n_threads = 1;
+    ASSERT_OK(roe_workers_open(C, dir, &eo, "cpu", pl, 0));
+    ASSERT_OK(roe_workers_opened(C, NULL));
+    const int L = model->cfg.n_layers;
+    float tau[64];
+    ASSERT_TRUE(L <= 64);
+    for (int l = 0; l < L; l++) tau[l] = model->cfg.layer_is_moe[l] ? 0.3f : 0.0f;
+    Roe__Roster ro = ROE__ROSTER__INIT;
+    ro.k = how == BAD_K ? 0 : 4;
+    ro.n_tau = (size_t)(how == BAD_TAU_COUNT ? L - 1 : L);
+    ro.tau = tau;
+    if (how == BAD_TAU_NAN) tau[L - 1] = NAN;
+    if (how == BAD_TAU_RANGE) tau[L - 1] = 50.0f;
+    Roe__SeqBind bind = ROE__SEQ_BIND__INIT, *binds[1] = {&bind};
+    bind.seq = 1;
+    bind.home = (uint32_t)(N - 1);
+    bind.seed = 7;
+    bind.roster = &ro;
+    Roe__StepPlan plan = ROE__STEP_PLAN__INIT;
+    plan.step = 1;
+    plan.n_bind = 1;
+    plan.bind = binds;
+    Roe__Control m = ROE__CONTROL__INIT;
+    m.body_case = ROE__CONTROL__BODY_STEP;
+    m.step = &plan;
+    ASSERT_OK(roe_control_send(C, &m, &buf)); /* no rows: the workers stop at the binding */
+    /* ... and say so in their step replies, as the coordinator collects them */
+    size_t lens[8], offs[8];
+    struct roe_arena arena = {0};
+    ASSERT_OK(roe_arena_init(&arena, 1 << 16));
+    ASSERT_OK(roe_reply_collect(C, &buf, lens, offs, "step reply"));
+    for (int r = 1; r < N; r++) {
+        Roe__Reply *rep = NULL;
+        char who[32];
+        snprintf(who, sizeof who, "rank %d:", r);
+        roe_status st = roe_reply_unpack(buf.p + offs[r], lens[r], r, &arena, &rep);
+        if (st == ROE_OK || !strstr(roe_error_message(), who) || !strstr(roe_error_message(), want))
+            TEST__FAIL("rank %d's reply: %s: %s (want '%s')", r, roe_status_name(st), roe_error_message(), want);
+    }
+    roe_arena_free(&arena);
+    roe_msgbuf_free(&buf);
+    roe_placement_free(pl);
+    roe_model_free(model);
+}
+
+TEST(workers_refuse_corrupt_roster) {
+    bad_roster(BAD_TAU_NAN, "outside [0, 10]");
+    bad_roster(BAD_TAU_RANGE, "= 50 is outside [0, 10]");
+    bad_roster(BAD_K, "a roster of k 0");
+    bad_roster(BAD_TAU_COUNT, "taus for");
+}
+
 TEST(bounded_wait) {
     int64_t v = 5;
     roe_comm_set_timeout(C, 1.0);
@@ -274,6 +357,7 @@ int main(int argc, char **argv) {
     RUN(exchange_f32_no_overlap);
     RUN(exchange_bf16);
     if (N > 1) RUN(workers_refuse_malformed_control);
+    if (N > 1) RUN(workers_refuse_corrupt_roster);
     if (N > 1) RUN(bounded_wait);
     int rc = test_summary();
     roe_comm_free(C);
