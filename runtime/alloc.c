@@ -1,6 +1,7 @@
 /* alloc.c — counting, fault-injectable allocator; see alloc.h. */
 #include "alloc.h"
 
+#include <cjson/cJSON.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@ static atomic_uint_fast64_t roe__n_alloc;
 static atomic_uint_fast64_t roe__fail_countdown; /* 0: off; 1: next allocation fails */
 static atomic_int roe__fail_sticky;
 static atomic_uint_fast64_t roe__n_failed;
+static atomic_uint_fast64_t roe__n_null; /* allocations not satisfied, injected or real */
 
 /* Returns 1 if this allocation must fail (injected). */
 static int roe__inject(void) {
@@ -24,22 +26,27 @@ static int roe__inject(void) {
 }
 
 static void *roe__counted(void *p) {
-    if (p) atomic_fetch_add(&roe__n_alloc, 1);
+    atomic_fetch_add(p ? &roe__n_alloc : &roe__n_null, 1);
     return p;
 }
 
+static void *roe__refused(void) {
+    atomic_fetch_add(&roe__n_null, 1);
+    return NULL;
+}
+
 void *roe_malloc(size_t n) {
-    if (roe__inject()) return NULL;
+    if (roe__inject()) return roe__refused();
     return roe__counted(malloc(n ? n : 1));
 }
 
 void *roe_calloc(size_t count, size_t size) {
-    if (roe__inject()) return NULL;
+    if (roe__inject()) return roe__refused();
     return roe__counted(calloc(count ? count : 1, size ? size : 1));
 }
 
 void *roe_realloc(void *p, size_t n) {
-    if (roe__inject()) return NULL;
+    if (roe__inject()) return roe__refused();
     return roe__counted(realloc(p, n ? n : 1));
 }
 
@@ -56,14 +63,23 @@ char *roe_strndup(const char *s, size_t n) {
 char *roe_strdup(const char *s) { return roe_strndup(s, strlen(s)); }
 
 void *roe_malloc_aligned(size_t n) {
-    if (roe__inject()) return NULL;
+    if (roe__inject()) return roe__refused();
     void *p = NULL;
     size_t rounded = (n + 63) & ~(size_t)63;
-    if (rounded < n || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) return NULL;
+    if (rounded < n || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) return roe__refused();
     return roe__counted(p);
 }
 
 void roe_free_aligned(void *p) { free(p); }
+
+/* cJSON (config.json, tokenizer.json, rosters, placements, HTTP bodies) allocates through
+ * roe_malloc too, from before main(): its allocations are counted and are injection points
+ * like the runtime's own. roe_free is free(), so memory cJSON hands out may still be released
+ * with free() (libmicrohttpd does, for response bodies). */
+__attribute__((constructor)) static void roe__route_cjson(void) {
+    cJSON_Hooks h = {.malloc_fn = roe_malloc, .free_fn = roe_free};
+    cJSON_InitHooks(&h);
+}
 
 uint64_t roe_alloc_count(void) { return atomic_load(&roe__n_alloc); }
 
@@ -73,3 +89,5 @@ void roe_alloc_fail_after(uint64_t n, int sticky) {
 }
 
 uint64_t roe_alloc_failures(void) { return atomic_load(&roe__n_failed); }
+
+uint64_t roe_alloc_null_count(void) { return atomic_load(&roe__n_null); }

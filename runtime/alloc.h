@@ -8,6 +8,7 @@
  *  - fault injection: roe_alloc_fail_after(n) makes the n-th next allocation (and all
  *    after it, if `sticky`) return NULL, so every error path can be exercised.
  * The counters are process-wide atomics: they are test instrumentation, not state.
+ * cJSON's allocations go through these functions too (its hooks are set before main()).
  * roe_malloc returns NULL on failure; callers turn that into ROE_ERR_NOMEM with a
  * message naming what they were allocating.
  */
@@ -36,6 +37,11 @@ uint64_t roe_alloc_count(void);
  * roe_alloc_failures() for how many were injected. */
 void roe_alloc_fail_after(uint64_t n, int sticky);
 uint64_t roe_alloc_failures(void);
+
+/* Number of allocations that returned NULL (injected or real) since process start: a
+ * library that reports failure without saying why (cJSON) ran out of memory if this moved
+ * during the call (runtime/json.h). */
+uint64_t roe_alloc_null_count(void);
 
 /* Overflow-checked size arithmetic: returns 0 and leaves *out untouched on overflow. */
 static inline int roe_size_mul(size_t a, size_t b, size_t *out) {

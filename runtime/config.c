@@ -1,13 +1,13 @@
 /* config.c — config.json -> struct roe_model_config, validated in one place. */
 #include "config.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "fileio.h"
+#include "json.h"
 
 const char *roe_family_name(roe_family f) {
     switch (f) {
@@ -177,10 +177,12 @@ static roe_status parse_token_id(const cJSON *root, const char *origin, const ch
 
 roe_status roe_config_parse(const char *json, const char *origin, struct roe_model_config *c) {
     memset(c, 0, sizeof *c);
-    cJSON *root = cJSON_Parse(json);
+    int oom = 0;
+    cJSON *root = roe_json_parse(json, strlen(json), NULL, &oom);
     roe_status st = ROE_OK;
     if (!root || !cJSON_IsObject(root)) {
-        st = roe_fail(ROE_ERR_FORMAT, "%s: not a JSON object", origin);
+        st = oom ? roe_fail(ROE_ERR_NOMEM, "%s: out of memory parsing it", origin)
+                 : roe_fail(ROE_ERR_FORMAT, "%s: not a JSON object", origin);
         goto fail;
     }
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");

@@ -1,7 +1,6 @@
 /* eval.c — clean-cache RoE scoring and the evaluation tasks; see eval.h. */
 #include "eval.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include "clock.h"
 #include "fileio.h"
 #include "generate.h"
+#include "json.h"
 #include "philox.h"
 
 struct roe_scorer {
@@ -209,10 +209,12 @@ static roe_status jsonl_read(const char *path, int limit, struct jsonl *out) {
         const char *q = line;
         while (*q == ' ' || *q == '\t' || *q == '\r') q++;
         if (*q) {
-            cJSON *o = cJSON_Parse(line);
+            int oom = 0;
+            cJSON *o = roe_json_parse(line, strlen(line), NULL, &oom);
             if (!cJSON_IsObject(o)) {
                 cJSON_Delete(o);
-                st = roe_fail(ROE_ERR_FORMAT, "%s:%d: not a JSON object", path, lineno);
+                st = oom ? roe_fail(ROE_ERR_NOMEM, "%s:%d: out of memory parsing the line", path, lineno)
+                         : roe_fail(ROE_ERR_FORMAT, "%s:%d: not a JSON object", path, lineno);
                 break;
             }
             out->items[out->n++] = o;

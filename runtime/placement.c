@@ -1,13 +1,13 @@
 /* placement.c — expert placement: contiguous default, files, validation; see placement.h. */
 #include "placement.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "fileio.h"
+#include "json.h"
 
 void roe_placement_free(struct roe_placement *p) {
     if (!p) return;
@@ -116,9 +116,11 @@ roe_status roe_placement_parse(const char *json, const char *origin, const struc
     *out = NULL;
     roe_status st = ROE_OK;
     struct roe_placement *p = NULL;
-    cJSON *root = cJSON_Parse(json);
+    int oom = 0;
+    cJSON *root = roe_json_parse(json, strlen(json), NULL, &oom);
     if (!cJSON_IsObject(root)) {
-        st = roe_fail(ROE_ERR_FORMAT, "%s: placement is not a JSON object", origin);
+        st = oom ? roe_fail(ROE_ERR_NOMEM, "%s: out of memory parsing the placement", origin)
+                 : roe_fail(ROE_ERR_FORMAT, "%s: placement is not a JSON object", origin);
         goto fail;
     }
     const cJSON *ranks = cJSON_GetObjectItemCaseSensitive(root, "ranks");

@@ -1,13 +1,13 @@
 /* roster.c — RoE profiles: defaults, validation, JSON in and out; see roster.h. */
 #include "roster.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "fileio.h"
+#include "json.h"
 
 const char *roe_gate_mode_name(roe_gate_mode g) { return g == ROE_GATE_NOISY ? "noisy" : "clean"; }
 
@@ -62,9 +62,11 @@ roe_status roe_roster_parse(const char *json, const char *origin, const struct r
                             struct roe_roster *r) {
     roe_roster_plain(r);
     roe_status st = ROE_OK;
-    cJSON *root = cJSON_Parse(json);
+    int oom = 0;
+    cJSON *root = roe_json_parse(json, strlen(json), NULL, &oom);
     if (!cJSON_IsObject(root)) {
-        st = roe_fail(ROE_ERR_FORMAT, "%s: not a JSON object", origin);
+        st = oom ? roe_fail(ROE_ERR_NOMEM, "%s: out of memory parsing it", origin)
+                 : roe_fail(ROE_ERR_FORMAT, "%s: not a JSON object", origin);
         goto out;
     }
     const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "k");

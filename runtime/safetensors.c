@@ -39,7 +39,6 @@
 #include "safetensors.h"
 #include "safetensors_impl.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -51,6 +50,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "json.h"
 #include "log.h"
 
 enum {
@@ -226,7 +226,9 @@ roe_status roe__st_json_parse(const char *path, const char *what, const char *te
     *out = NULL;
     if (len == 0)
         return roe_fail(ROE_ERR_FORMAT, "%s: %s is empty, expected a JSON object", path, what);
-    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    int oom = 0;
+    cJSON *j = roe_json_parse(text, len, &end, &oom);
+    if (oom) return roe_fail(ROE_ERR_NOMEM, "%s: out of memory parsing its %s (%zu bytes of JSON)", path, what, len);
     size_t at = end ? (size_t)(end - text) : 0;
     if (!j && at >= st__json_cut(text, len))
         return roe_fail(ROE_ERR_FORMAT,

@@ -11,9 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "alloc.h"
+#include "json.h"
 #include "log.h"
 #include "tokenizer_impl.h"
 
@@ -526,7 +525,9 @@ static void roe__init_fallback(roe_tokenizer *t) {
 
 roe_status roe__tokenizer_parse(roe_tokenizer *t, const char *path, const char *json, size_t len) {
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    int oom = 0;
+    cJSON *root = roe_json_parse(json, len, &end, &oom);
+    if (!root && oom) return roe_fail(ROE_ERR_NOMEM, "%s: out of memory parsing its %zu bytes of JSON", path, len);
     if (!root) {
         size_t at = end && end >= json && end <= json + len ? (size_t)(end - json) : 0;
         return roe_fail(ROE_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", path, at);

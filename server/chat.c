@@ -6,6 +6,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/fileio.h"
+#include "runtime/json.h"
 
 void roe_chat_template_from_text(const char *jinja, const roe_tokenizer *tok,
                                  struct roe_chat_template *t) {
@@ -36,11 +37,13 @@ roe_status roe_chat_template_load(const char *model_dir, const roe_tokenizer *to
     char *text = NULL;
     size_t len = 0;
     ROE_TRY(roe_file_read_all(path, 64u << 20, &text, &len));
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    int oom = 0;
+    cJSON *root = roe_json_parse(text, len, NULL, &oom);
     roe_free(text);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return roe_fail(ROE_ERR_FORMAT, "%s is not a JSON object", path);
+        return oom ? roe_fail(ROE_ERR_NOMEM, "%s: out of memory parsing it", path)
+                   : roe_fail(ROE_ERR_FORMAT, "%s is not a JSON object", path);
     }
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
     const char *jinja = NULL;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "runtime/alloc.h"
+#include "runtime/json.h"
 
 int roe_api_fail(struct roe_api_error *e, int http, const char *param, const char *fmt, ...) {
     e->http = http;
@@ -293,8 +294,13 @@ int roe_api_parse(const struct roe_api_config *c, roe_api_kind kind, const char 
     memset(out, 0, sizeof *out);
     out->kind = kind;
     const char *end = NULL;
-    cJSON *o = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    int oom = 0;
+    cJSON *o = roe_json_parse(body, len, &end, &oom);
     int rc = -1;
+    if (!o && oom) {
+        roe_api_fail(e, 500, NULL, "out of memory parsing the request body (%zu bytes)", len);
+        goto done;
+    }
     if (!o) {
         const size_t at = end && end >= body ? (size_t)(end - body) : 0;
         roe_api_fail(e, 400, NULL, "the request body is not valid JSON (at byte %zu of %zu)", at,

@@ -1,0 +1,13 @@
+/* json.c — see json.h. */
+#include "json.h"
+
+#include "alloc.h"
+
+cJSON *roe_json_parse(const char *text, size_t len, const char **end, int *oom) {
+    const uint64_t failed = roe_alloc_null_count();
+    const char *stop = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &stop, 0);
+    if (end) *end = stop;
+    if (oom) *oom = !j && roe_alloc_null_count() != failed;
+    return j;
+}
