@@ -244,6 +244,20 @@ static roe_status check_counts(roe_ep *ep, int s, int rows, int pairs, const int
     return ROE_OK;
 }
 
+/* "moe header, layer 3" etc.: copied, not printed (snprintf x 3 was a tenth of a small
+ * exchange's bookkeeping); the strings name the operations in errors and in the SIGTERM
+ * report, so they must be in place before anything is sent. */
+static void name_ops(roe_ep *ep, const char *what) {
+    static const char *const prefix[3] = {"moe header, ", "moe dispatch, ", "moe combine, "};
+    const size_t wl = strlen(what);
+    for (int i = 0; i < 3; i++) {
+        const size_t pl = strlen(prefix[i]), cap = sizeof ep->what[i] - 1 - pl, n = wl < cap ? wl : cap;
+        memcpy(ep->what[i], prefix[i], pl);
+        memcpy(ep->what[i] + pl, what, n);
+        ep->what[i][pl + n] = '\0';
+    }
+}
+
 roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const float *x, int n_slots,
                         const int32_t *sel, const uint8_t *active, float *out, const char *what) {
     const int N = ep->N, me = ep->me, K = ep->o.top_k, H = ep->o.hidden;
@@ -257,9 +271,7 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
     if (n_slots < 0 || n_slots > ep->o.max_slots)
         return roe_fail(ROE_ERR_INVALID_ARG, "rank %d: %s: %d slots, the exchange holds %d", me, what, n_slots,
                         ep->o.max_slots);
-    snprintf(ep->what[0], sizeof ep->what[0], "moe header, %s", what);
-    snprintf(ep->what[1], sizeof ep->what[1], "moe dispatch, %s", what);
-    snprintf(ep->what[2], sizeof ep->what[2], "moe combine, %s", what);
+    name_ops(ep, what);
     ep->map = map;
     ep->x = x;
     ep->outp = out;

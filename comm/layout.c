@@ -88,21 +88,21 @@ void roe_layout_plan_send(const struct roe_layout_map *m, int n_slots, int top_k
 int roe_layout_plan_recv(const struct roe_layout_map *m, int me, const int *from, int *task_off,
                          int *task_src, int *task_idx, int *src_pairs) {
     const int N = m->n_ranks, X = m->n_local[me];
-    for (int s = 0; s < N; s++) {
-        src_pairs[s] = 0;
-        for (int x = 0; x < X; x++) src_pairs[s] += from[s * X + x];
-    }
+    /* src_pairs[s] runs as the count of s's pairs for the experts before x, which is where
+     * expert x's pairs begin in s's list (sorted by local expert); after the last expert it
+     * is s's total */
+    for (int s = 0; s < N; s++) src_pairs[s] = 0;
     int n = 0;
     for (int x = 0; x < X; x++) {
         task_off[x] = n;
         for (int s = 0; s < N; s++) {
-            int start = 0; /* where expert x's pairs begin in s's list (sorted by local expert) */
-            for (int y = 0; y < x; y++) start += from[s * X + y];
-            for (int j = 0; j < from[s * X + x]; j++) {
+            const int start = src_pairs[s], c = from[s * X + x];
+            for (int j = 0; j < c; j++) {
                 task_src[n] = s;
                 task_idx[n] = start + j;
                 n++;
             }
+            src_pairs[s] = start + c;
         }
     }
     task_off[X] = n;
