@@ -4,6 +4,7 @@
  *
  *   mpirun -np N build/ep_dispatch [--hidden 2048] [--top-k 8] [--experts 64]
  *                                  [--max-rows 4096] [--wire f32|bf16] [--compute US] [--skew US]
+ *                                  [--hot P]
  *                                  [--budget S (seconds of iterations per size, 0.6)] [--json]
  *
  * For rows = 1, 2, 4, ... max-rows per rank, every rank routes its rows to top-k of the
@@ -26,6 +27,10 @@
  * local rows while the other rows travel buys. --skew US makes rank 0 reach the layer US
  * microseconds late (as when its attention has more rows): the others can use the wait.
  * In these modes the time columns are the layer's (experts included), not the exchange's.
+ * --hot P sends each pick to an expert of the last rank with probability P (else uniformly
+ * to any): its experts are the hot ones, so it has the most expert work, and, at few rows,
+ * many of its experts are chosen by its own rows only (local-only tasks, which overlap can run
+ * before the other ranks' rows arrive).
  *
  * Prints one line per size and, with --json, one JSON object per size. Times are the
  * median over iterations of the slowest rank.
@@ -66,7 +71,7 @@ static roe_comm *roe__bench_comm;
 struct cfg {
     int hidden, top_k, experts, max_rows, json;
     roe_ep_wire wire;
-    double compute_us, skew_us, budget_s;
+    double compute_us, skew_us, budget_s, hot;
 };
 
 /* One layer's exchange; returns (dispatch, combine) seconds. */
@@ -81,17 +86,17 @@ static roe_status layer(roe_ep *ep, const struct roe_layout_map *map, const floa
     const struct roe_ep_task *t;
     const float *const *in = roe_ep_in(ep);
     float *const *o = roe_ep_out(ep);
-    int nt = roe_ep_tasks_now(ep, &t);
-    for (int i = 0; i < nt; i++) {
+    for (;;) {
+        if ((st = roe_ep_next_now(ep, &t)) != ROE_OK) return st;
+        if (!t) break;
         const double a = roe_now_s();
-        for (int j = t[i].first; j < t[i].first + t[i].n; j++) memcpy(o[j], in[j], (size_t)H * sizeof(float));
+        for (int j = t->first; j < t->first + t->n; j++) memcpy(o[j], in[j], (size_t)H * sizeof(float));
         if (c->compute_us > 0) spin(c->compute_us);
         busy += roe_now_s() - a;
-        if ((st = roe_ep_progress(ep)) != ROE_OK) return st;
     }
     if ((st = roe_ep_wait(ep)) != ROE_OK) return st;
     const double tw = roe_now_s();
-    nt = roe_ep_tasks_rest(ep, &t);
+    const int nt = roe_ep_tasks_rest(ep, &t);
     for (int i = 0; i < nt; i++) {
         for (int j = t[i].first; j < t[i].first + t[i].n; j++) memcpy(o[j], in[j], (size_t)H * sizeof(float));
         if (c->compute_us > 0) spin(c->compute_us);
@@ -139,9 +144,10 @@ static int run(const struct cfg *c, roe_comm *comm) {
     const int layer_mode = c->compute_us > 0 || c->skew_us > 0;
     if (me == 0 && !c->json) {
         if (layer_mode)
-            printf("# ranks %d, hidden %d, top-%d of %d experts, wire %s, experts of %.0f us, rank 0 late by %.0f us\n"
+            printf("# ranks %d, hidden %d, top-%d of %d experts, wire %s, experts of %.0f us, rank 0 late by %.0f us, "
+                   "picks to rank %d's experts with p %.2f\n"
                    "# rows/rank  layer_us(overlap)  layer_us(no overlap)  gain\n",
-                   N, H, K, E, roe_ep_wire_name(c->wire), c->compute_us, c->skew_us);
+                   N, H, K, E, roe_ep_wire_name(c->wire), c->compute_us, c->skew_us, N - 1, c->hot);
         else
             printf("# ranks %d, hidden %d, top-%d of %d experts, wire %s\n"
                    "# rows/rank  exchange_us  raw_us  ratio(raw/ours)  MB/rank  ours_GB/s  raw_GB/s  raw_clean_us  ratio(clean)\n",
@@ -155,6 +161,10 @@ static int run(const struct cfg *c, roe_comm *comm) {
                     struct roe_philox_out r = roe_philox4x32((uint32_t)j, (uint32_t)k, (uint32_t)tries,
                                                              (uint32_t)rows, 0xE9 + (uint32_t)me, 7);
                     e = (int)(r.v[0] % (uint32_t)E);
+                    if (roe_u32_to_unit(r.v[1]) < c->hot) { /* one of the last rank's experts */
+                        const int lo = map.base[N - 1], n_hot = map.n_local[N - 1];
+                        e = lo + (int)(r.v[2] % (uint32_t)n_hot);
+                    }
                     int dup = 0;
                     for (int q = 0; q < k; q++) dup |= sel[j * K + q] == e;
                     if (!dup) break;
@@ -266,9 +276,10 @@ static int run(const struct cfg *c, roe_comm *comm) {
             const double mb = bmax / 1e6;
             if (layer_mode && c->json)
                 printf("{\"ranks\": %d, \"rows_per_rank\": %d, \"hidden\": %d, \"top_k\": %d, \"experts\": %d, "
-                       "\"compute_us_per_task\": %.1f, \"skew_us\": %.1f, \"layer_us_overlap\": %.2f, "
+                       "\"compute_us_per_task\": %.1f, \"skew_us\": %.1f, \"hot\": %.2f, \"layer_us_overlap\": %.2f, "
                        "\"layer_us_no_overlap\": %.2f, \"overlap_gain\": %.3f, \"iters\": %d}\n",
-                       N, rows, H, K, E, c->compute_us, c->skew_us, vmax[0] * 1e6, vmax[2] * 1e6, vmax[2] / vmax[0], iters);
+                       N, rows, H, K, E, c->compute_us, c->skew_us, c->hot, vmax[0] * 1e6, vmax[2] * 1e6, vmax[2] / vmax[0],
+                       iters);
             else if (layer_mode)
                 printf("%10d  %17.1f  %20.1f  %5.3f\n", rows, vmax[0] * 1e6, vmax[2] * 1e6, vmax[2] / vmax[0]);
             else if (c->json)
@@ -314,6 +325,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--max-rows")) c.max_rows = atoi(v), i++;
         else if (!strcmp(a, "--compute")) c.compute_us = atof(v), i++;
         else if (!strcmp(a, "--skew")) c.skew_us = atof(v), i++;
+        else if (!strcmp(a, "--hot")) c.hot = atof(v), i++;
         else if (!strcmp(a, "--budget")) c.budget_s = atof(v), i++;
         else if (!strcmp(a, "--wire")) c.wire = !strcmp(v, "bf16") ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32, i++;
         else if (!strcmp(a, "--json")) c.json = 1;
@@ -322,7 +334,7 @@ int main(int argc, char **argv) {
             roe_comm_abort(comm, 2);
         }
     }
-    if (c.hidden <= 0 || c.top_k <= 0 || c.experts < c.top_k || c.max_rows <= 0) {
+    if (c.hidden <= 0 || c.top_k <= 0 || c.experts < c.top_k || c.max_rows <= 0 || !(c.hot >= 0 && c.hot < 1)) {
         fprintf(stderr, "ep_dispatch: bad sizes\n");
         roe_comm_abort(comm, 2);
     }

@@ -2,8 +2,9 @@
 # Expert-parallel benchmarks for docs/PERFORMANCE.md ("Expert parallelism"), all in one run:
 #   1. dispatch + combine (bench/ep_dispatch.c) for 1..4096 rows per rank, hidden 2048,
 #      top-8 of 64 experts, at 2 and 4 ranks, against raw MPI_Alltoallv of the same bytes;
-#   2. a layer at 2 ranks with synthetic experts, rank 0 arriving late (its attention had
-#      more rows), overlap on versus off;
+#   2. a layer at 2 ranks with synthetic experts of 100 us, overlap on versus off: ranks in
+#      step, rank 0 arriving 1 ms late (its attention had more rows), and late with rank 1's
+#      experts hot;
 #   3. decode tokens/s of the OLMoE-1B-7B-shaped random model at 1 and 2 ranks (batch 1, 2
 #      and 3 -- 3 puts two sequences on rank 0 --, overlap on and off), next to this
 #      machine's memory read bandwidth.
@@ -30,9 +31,14 @@ for n in 2 4; do
     "${mpi[@]}" -np "$n" -x OMP_NUM_THREADS=1 "$build/bench/ep_dispatch" --json --budget 1.5 |
         sed 's/^/{"bench": "ep_dispatch", "result": /; s/$/}/' | tee -a "$log"
 done
-echo "== ep_dispatch, 2 ranks, experts of 100 us, rank 0 late by 1 ms, overlap on vs off" >&2
-"${mpi[@]}" -np 2 -x OMP_NUM_THREADS=1 "$build/bench/ep_dispatch" --json --max-rows 16 --compute 100 --skew 1000 |
-    sed 's/^/{"bench": "ep_dispatch_overlap", "result": /; s/$/}/' | tee -a "$log"
+# overlap on vs off, experts of 100 us: ranks in step; rank 0 late by 1 ms (the others run
+# their own rows early); late by 1 ms with rank 1's experts hot (3/4 of the picks)
+for mode in "" "--skew 1000" "--skew 1000 --hot 0.75"; do
+    echo "== ep_dispatch, 2 ranks, experts of 100 us ${mode:-in step}, overlap on vs off" >&2
+    # shellcheck disable=SC2086
+    "${mpi[@]}" -np 2 -x OMP_NUM_THREADS=1 "$build/bench/ep_dispatch" --json --max-rows 16 --compute 100 $mode |
+        sed 's/^/{"bench": "ep_dispatch_overlap", "result": /; s/$/}/' | tee -a "$log"
+done
 
 if [ -d "$model" ]; then
     gen=32

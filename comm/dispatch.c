@@ -31,8 +31,15 @@
 #include <string.h>
 
 #include "runtime/alloc.h"
+#include "runtime/clock.h"
 
 enum { EP_ALIGN = 64 };
+
+/* How long a rank whose headers went out waits for the others' before it starts computing
+ * its own rows on its experts (dispatch.h, "early"): long against a header's latency
+ * (~1-3 us on one node, tens over TCP), short against an expert's work (~1 ms on a CPU), so
+ * that ranks arriving together never split an expert into two passes over its weights. */
+#define EP_EARLY_S 100e-6
 
 struct roe_ep {
     roe_comm *comm;
@@ -87,7 +94,16 @@ struct roe_ep {
     const float *x;
     float *outp;
     int n_slots;
+    const int32_t *sel;
+    const float *xin; /* this rank's inputs as its experts see them (x, or bf16-rounded xs) */
     int phase; /* 0 idle, 1 rows in flight, 2 rows arrived */
+    int stage; /* phase 1: 0 headers pending (early tasks), 1 headers in */
+    /* early tasks: local experts on this rank's own pairs, entries from early_base on */
+    struct roe_ep_task *early;      /* [E] */
+    uint8_t *early_done;            /* [E] by local expert */
+    int n_early, next_early, next_now, early_base;
+    double early_s;                 /* the wait before early tasks */
+    int *rot_src, *rot_idx;         /* [R K + RP + 1] own_first scratch */
     char what[3][128];
     struct roe_ep_stats stats;
 };
@@ -130,7 +146,8 @@ void roe_ep_free(roe_ep *ep) {
                      ep->send_rows, ep->run_lo, ep->ret_off, ep->rrow_off, ep->mine_off, ep->l2g,
                      ep->hsend, ep->hrecv, ep->h_sc, ep->h_rc, ep->h_sp, ep->h_rp, ep->nulls, ep->zeros,
                      ep->cnt_s, ep->cnt_r, ep->ptr_s, ep->ptr_r, ep->p_sc, ep->p_rc, ep->p_sp, ep->p_rp,
-                     ep->bytes_d, ep->bytes_c, ep->in, ep->out, ep->pout, ep->now, ep->rest};
+                     ep->bytes_d, ep->bytes_c, ep->in, ep->out, ep->pout, ep->now, ep->rest,
+                     ep->early, ep->early_done, ep->rot_src, ep->rot_idx};
     for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) roe_free(small[i]);
     void *big[] = {ep->sbuf, ep->rbuf, ep->retr, ep->ret, ep->ret16, ep->xs, ep->rrows};
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) roe_free_aligned(big[i]);
@@ -165,7 +182,7 @@ roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **o
     ep->ws = o->wire == ROE_EP_WIRE_BF16 ? 2 : 4;
     const size_t N = (size_t)ep->N, E = (size_t)o->n_experts, K = (size_t)o->top_k, H = (size_t)o->hidden;
     const size_t R = (size_t)o->max_slots, RR = (size_t)o->max_recv_rows, RP = (size_t)o->max_recv_pairs;
-    const size_t KN = K < N ? K : N, entries = R * K + RP + 1;
+    const size_t KN = K < N ? K : N, entries = R * K + RP + 1 + R * K; /* the plan's, early ones */
     roe_status st = roe_comm_xfer_create(comm, &ep->xa);
     if (st == ROE_OK) st = roe_comm_xfer_create(comm, &ep->xb);
     if (st == ROE_OK) st = roe_comm_xfer_create(comm, &ep->xc);
@@ -192,6 +209,8 @@ roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **o
     for (size_t i = 0; i < sizeof perN / sizeof perN[0]; i++) A(*perN[i], N);
     A(ep->l2g, E);
     ep->hcap = 1 + E + (RP > R * K ? RP : R * K);
+    ep->early_base = (int)(R * K + RP + 1);
+    ep->early_s = o->early_us == 0 ? EP_EARLY_S : o->early_us < 0 ? 0.0 : o->early_us * 1e-6;
     A(ep->hsend, N + E + R * K);
     A(ep->hrecv, N * ep->hcap);
     size_t **sz[] = {&ep->h_sc, &ep->h_rc, &ep->cnt_s, &ep->cnt_r, &ep->p_sc, &ep->p_rc, &ep->bytes_d, &ep->bytes_c};
@@ -208,6 +227,10 @@ roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **o
     A(ep->pout, R * K + 1);
     A(ep->now, E);
     A(ep->rest, E);
+    A(ep->early, E);
+    A(ep->early_done, E);
+    A(ep->rot_src, R * K + RP + 1);
+    A(ep->rot_idx, R * K + RP + 1);
 #undef A
     if (ok && ep->N > 1) { /* one rank moves nothing: no wire buffers */
         ep->rbuf_cap = RR * H * ep->ws + EP_ALIGN * N;
@@ -244,6 +267,153 @@ static roe_status check_counts(roe_ep *ep, int s, int rows, int pairs, const int
     return ROE_OK;
 }
 
+/* Within each local expert's entries (by source rank, then index), moves this rank's own
+ * entries to the front; the order of rows inside an expert's batch does not change any
+ * row's result (the kernels are batch-invariant), only where its remote part starts. */
+static void own_first(roe_ep *ep, int X) {
+    for (int x = 0; x < X; x++) {
+        const int b = ep->task_off[x], e = ep->task_off[x + 1];
+        int own_at = -1, own_n = 0;
+        for (int i = b; i < e; i++)
+            if (ep->task_src[i] == ep->me) {
+                if (own_at < 0) own_at = i;
+                own_n++;
+            }
+        if (own_at <= b) continue; /* none, or already first */
+        /* rotate [b, own_at + own_n) right by own_n */
+        for (int i = 0; i < own_n; i++) {
+            ep->rot_src[i] = ep->task_src[own_at + i];
+            ep->rot_idx[i] = ep->task_idx[own_at + i];
+        }
+        memmove(ep->task_src + b + own_n, ep->task_src + b, (size_t)(own_at - b) * sizeof(int));
+        memmove(ep->task_idx + b + own_n, ep->task_idx + b, (size_t)(own_at - b) * sizeof(int));
+        memcpy(ep->task_src + b, ep->rot_src, (size_t)own_n * sizeof(int));
+        memcpy(ep->task_idx + b, ep->rot_idx, (size_t)own_n * sizeof(int));
+    }
+}
+
+/* Tasks for before the headers arrive: each local expert on this rank's own pairs (known
+ * from the layout alone: they are grouped by local expert), entries after the plan's. */
+static void early_tasks(roe_ep *ep) {
+    const int me = ep->me, K = ep->o.top_k, H = ep->o.hidden;
+    const int first = ep->ls.pair_off[me], n = ep->ls.pairs[me];
+    int at = ep->early_base;
+    for (int i = 0; i < n;) {
+        struct roe_ep_task *t = &ep->early[ep->n_early++];
+        *t = (struct roe_ep_task){.expert = ep->sel[ep->ls.pair_id[first + i]], .first = at};
+        for (; i < n && ep->sel[ep->ls.pair_id[first + i]] == t->expert; i++, at++, t->n++) {
+            const int p = ep->ls.pair_id[first + i];
+            ep->in[at] = ep->xin + (size_t)(p / K) * H;
+            ep->out[at] = ep->outp + (size_t)p * H;
+        }
+    }
+}
+
+/* The local experts as tasks, once the headers are in: one whose every pair is this rank's
+ * runs "now" (while the rows travel); the others after the rows arrived, each over all its
+ * rows at once (one pass over its weights) - or, if it already ran early on this rank's
+ * rows, over the others only. */
+static void sort_tasks(roe_ep *ep) {
+    const int N = ep->N, me = ep->me, K = ep->o.top_k, H = ep->o.hidden, X = ep->map->n_local[me];
+    const int self_first = ep->ls.pair_off[me];
+    for (int xi = 0; xi < X; xi++) {
+        const int b = ep->task_off[xi], e = ep->task_off[xi + 1];
+        if (b == e) continue;
+        int remote = 0;
+        for (int i = b; i < e; i++) {
+            if (ep->task_src[i] != me) {
+                remote = 1;
+                continue;
+            }
+            const int p = ep->ls.pair_id[self_first + ep->task_idx[i]];
+            ep->in[i] = ep->xin + (size_t)(p / K) * H;
+            ep->out[i] = ep->outp + (size_t)p * H;
+        }
+        const int own = ep->from[me * X + xi];
+        if (ep->early_done[xi]) { /* its own rows ran early: the others' only */
+            if (e - b > own)
+                ep->rest[ep->n_rest++] =
+                    (struct roe_ep_task){.expert = ep->l2g[xi], .first = b + own, .n = e - b - own, .part = 1};
+            continue;
+        }
+        const struct roe_ep_task t = {.expert = ep->l2g[xi], .first = b, .n = e - b};
+        if (!remote && (ep->o.overlap || N == 1)) ep->now[ep->n_now++] = t;
+        else ep->rest[ep->n_rest++] = t;
+    }
+}
+
+/* The headers have arrived: checks them, plans the receive side (own rows first within each
+ * expert, so that an expert computed early on them has its other rows in one run), posts
+ * the rows' receives, and sorts the local experts into tasks. */
+static roe_status headers_take(roe_ep *ep) {
+    const int N = ep->N, me = ep->me, H = ep->o.hidden;
+    const struct roe_layout_map *map = ep->map;
+    const int X = map->n_local[me];
+    const size_t *got = roe_comm_xfer_received(ep->xa);
+    long recv_rows = 0, recv_pairs = 0;
+    for (int s = 0; s < N; s++) {
+        const int32_t *m = ep->hrecv + (size_t)s * ep->hcap;
+        int pairs = 0;
+        for (int xi = 0; xi < X; xi++) {
+            ep->from[s * X + xi] = m[1 + xi];
+            pairs += m[1 + xi] > 0 ? m[1 + xi] : 0;
+        }
+        if (s != me) {
+            if (got[s] < 1 + (size_t)X || (size_t)pairs != got[s] - 1 - (size_t)X)
+                return roe_fail(ROE_ERR_COMM, "rank %d: %s: rank %d sent a header of %zu ints, expected 1 + %d + its pairs",
+                                me, ep->what[0], s, got[s], X);
+            ROE_TRY(check_counts(ep, s, m[0], pairs, m + 1, X));
+            recv_rows += m[0];
+            recv_pairs += pairs;
+        }
+        ep->src_rows[s] = m[0];
+    }
+    if (recv_rows > ep->o.max_recv_rows || recv_pairs > ep->o.max_recv_pairs)
+        return roe_fail(ROE_ERR_COMM,
+                        "rank %d: %s: other ranks send %ld rows / %ld pairs, more than the %d / %d this rank "
+                        "was sized for",
+                        me, ep->what[0], recv_rows, recv_pairs, ep->o.max_recv_rows, ep->o.max_recv_pairs);
+    ep->n_entries = roe_layout_plan_recv(map, me, ep->from, ep->task_off, ep->task_src, ep->task_idx, ep->src_pairs);
+    own_first(ep, X);
+    for (int e = 0; e < map->n_experts; e++)
+        if (map->owner[e] == me) ep->l2g[map->local[e]] = e;
+
+    /* rows in, now that their sizes are known */
+    if (N > 1) {
+        size_t ro = 0;
+        int rp = 0, rr = 0;
+        for (int s = 0; s < N; s++) {
+            ep->p_rc[s] = 0;
+            ep->ret_off[s] = rp;
+            ep->rrow_off[s] = rr;
+            if (s == me || !ep->src_pairs[s]) continue;
+            ep->p_rp[s] = ep->rbuf + ro;
+            ep->p_rc[s] = (size_t)ep->src_rows[s] * H * ep->ws;
+            ro += align_up(ep->p_rc[s]);
+            rp += ep->src_pairs[s];
+            rr += ep->src_rows[s];
+        }
+        ep->stats.remote_pairs = rp;
+        if (ro > ep->rbuf_cap) /* the bounds checked above make this impossible */
+            return roe_fail(ROE_ERR_INTERNAL, "rank %d: %s: %zu bytes exceed the receive buffer of %zu", me,
+                            ep->what[1], ro, ep->rbuf_cap);
+        ROE_TRY(roe_comm_exchange_start(ep->xc, (const void *const *)ep->nulls, ep->zeros, ep->p_rp, ep->p_rc,
+                                        ROE_COMM_BYTE, ep->what[1]));
+    }
+    ep->stage = 1;
+    sort_tasks(ep);
+    return ROE_OK;
+}
+
+/* Waits for the headers and takes them; a layer that fails here is over (the communicator
+ * is marked failed, the job ends), so the exchange goes back to idle. */
+static roe_status headers_in(roe_ep *ep) {
+    roe_status st = roe_comm_xfer_wait(ep->xa);
+    if (st == ROE_OK) st = headers_take(ep);
+    if (st != ROE_OK) ep->phase = 0;
+    return st;
+}
+
 /* "moe header, layer 3" etc.: copied, not printed (snprintf x 3 was a tenth of a small
  * exchange's bookkeeping); the strings name the operations in errors and in the SIGTERM
  * report, so they must be in place before anything is sent. */
@@ -273,6 +443,8 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
                         ep->o.max_slots);
     name_ops(ep, what);
     ep->map = map;
+    ep->sel = sel;
+    ep->stage = 0;
     ep->x = x;
     ep->outp = out;
     ep->n_slots = n_slots;
@@ -292,7 +464,6 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
         }
     }
     /* headers out: rows (or the run's length), pairs per local expert, the pairs' rows */
-    const int X = map->n_local[me];
     size_t ho = 0;
     for (int d = 0; d < N; d++) {
         int32_t *h = ep->hsend + ho;
@@ -345,91 +516,52 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
         ep->stats.sent_pairs = mp;
         ROE_TRY(roe_comm_exchange_start(ep->xb, ep->p_sp, ep->p_sc, ep->nulls, ep->zeros, ROE_COMM_BYTE, ep->what[1]));
     }
-    /* headers in */
-    ROE_TRY(roe_comm_xfer_wait(ep->xa));
-    const size_t *got = roe_comm_xfer_received(ep->xa);
-    long recv_rows = 0, recv_pairs = 0;
-    for (int s = 0; s < N; s++) {
-        const int32_t *m = ep->hrecv + (size_t)s * ep->hcap;
-        int pairs = 0;
-        for (int xi = 0; xi < X; xi++) {
-            ep->from[s * X + xi] = m[1 + xi];
-            pairs += m[1 + xi] > 0 ? m[1 + xi] : 0;
-        }
-        if (s != me) {
-            if (got[s] < 1 + (size_t)X || (size_t)pairs != got[s] - 1 - (size_t)X)
-                return roe_fail(ROE_ERR_COMM, "rank %d: %s: rank %d sent a header of %zu ints, expected 1 + %d + its pairs",
-                                me, ep->what[0], s, got[s], X);
-            ROE_TRY(check_counts(ep, s, m[0], pairs, m + 1, X));
-            recv_rows += m[0];
-            recv_pairs += pairs;
-        }
-        ep->src_rows[s] = m[0];
-    }
-    if (recv_rows > ep->o.max_recv_rows || recv_pairs > ep->o.max_recv_pairs)
-        return roe_fail(ROE_ERR_COMM,
-                        "rank %d: %s: other ranks send %ld rows / %ld pairs, more than the %d / %d this rank "
-                        "was sized for",
-                        me, ep->what[0], recv_rows, recv_pairs, ep->o.max_recv_rows, ep->o.max_recv_pairs);
-    ep->n_entries = roe_layout_plan_recv(map, me, ep->from, ep->task_off, ep->task_src, ep->task_idx, ep->src_pairs);
-    for (int e = 0; e < map->n_experts; e++)
-        if (map->owner[e] == me) ep->l2g[map->local[e]] = e;
-
-    /* rows in, now that their sizes are known */
-    if (N > 1) {
-        size_t ro = 0;
-        int rp = 0, rr = 0;
-        for (int s = 0; s < N; s++) {
-            ep->p_rc[s] = 0;
-            ep->ret_off[s] = rp;
-            ep->rrow_off[s] = rr;
-            if (s == me || !ep->src_pairs[s]) continue;
-            ep->p_rp[s] = ep->rbuf + ro;
-            ep->p_rc[s] = (size_t)ep->src_rows[s] * H * ep->ws;
-            ro += align_up(ep->p_rc[s]);
-            rp += ep->src_pairs[s];
-            rr += ep->src_rows[s];
-        }
-        ep->stats.remote_pairs = rp;
-        if (ro > ep->rbuf_cap) /* the bounds checked above make this impossible */
-            return roe_fail(ROE_ERR_INTERNAL, "rank %d: %s: %zu bytes exceed the receive buffer of %zu", me,
-                            ep->what[1], ro, ep->rbuf_cap);
-        ROE_TRY(roe_comm_exchange_start(ep->xc, (const void *const *)ep->nulls, ep->zeros, ep->p_rp, ep->p_rc,
-                                        ROE_COMM_BYTE, ep->what[1]));
-    }
-    ep->phase = 1;
-
-    /* this rank's own pairs: inputs are its slots (rounded to bf16 on that wire) */
-    const float *xin = x;
+    /* this rank's own inputs (rounded to bf16 on that wire, as travelling ones are) */
+    ep->xin = x;
     if (ep->o.wire == ROE_EP_WIRE_BF16) {
         for (size_t i = 0; i < (size_t)n_slots * H; i++) ep->xs[i] = from_bf16(to_bf16(x[i]));
-        xin = ep->xs;
+        ep->xin = ep->xs;
     }
-    const int self_first = ep->ls.pair_off[me];
-    ep->n_now = ep->n_rest = 0;
-    for (int xi = 0; xi < X; xi++) {
-        const int b = ep->task_off[xi], e = ep->task_off[xi + 1];
-        if (b == e) continue;
-        int remote = 0;
-        for (int i = b; i < e; i++) {
-            if (ep->task_src[i] != me) {
-                remote = 1;
-                continue;
-            }
-            const int p = ep->ls.pair_id[self_first + ep->task_idx[i]];
-            ep->in[i] = xin + (size_t)(p / K) * H;
-            ep->out[i] = out + (size_t)p * H;
+    ep->phase = 1;
+    ep->n_now = ep->n_rest = ep->n_early = ep->next_early = ep->next_now = 0;
+    memset(ep->early_done, 0, (size_t)map->n_local[me]);
+    /* headers in; a rank that waits for them longer than EP_EARLY_S (another rank is late:
+     * its attention had more rows) computes its own rows on its experts meanwhile */
+    if (N > 1 && ep->o.overlap) {
+        const double t_end = roe_now_s() + ep->early_s;
+        int done = 0;
+        do ROE_TRY(roe_comm_xfer_test(ep->xa, &done));
+        while (!done && roe_now_s() < t_end);
+        if (!done) {
+            early_tasks(ep);
+            return ROE_OK;
         }
-        const struct roe_ep_task t = {.expert = ep->l2g[xi], .first = b, .n = e - b};
-        if (!remote && (ep->o.overlap || N == 1)) ep->now[ep->n_now++] = t;
-        else ep->rest[ep->n_rest++] = t;
     }
-    return ROE_OK;
+    return headers_in(ep);
 }
 
-int roe_ep_tasks_now(const roe_ep *ep, const struct roe_ep_task **tasks) {
-    *tasks = ep->now;
-    return ep->n_now;
+roe_status roe_ep_next_now(roe_ep *ep, const struct roe_ep_task **task) {
+    *task = NULL;
+    if (ep->phase != 1) return ROE_OK;
+    if (ep->stage == 0) { /* headers pending: this rank's own rows, expert by expert */
+        int done = 0;
+        ROE_TRY(roe_comm_xfer_test(ep->xa, &done));
+        if (!done && ep->next_early < ep->n_early) {
+            const struct roe_ep_task *t = &ep->early[ep->next_early++];
+            ep->early_done[ep->map->local[t->expert]] = 1;
+            ep->stats.early_tasks++;
+            *task = t;
+            return ROE_OK;
+        }
+        ROE_TRY(headers_in(ep));
+    }
+    if (ep->N > 1) { /* MPI moves data only while someone calls it */
+        int done = 1;
+        ROE_TRY(roe_comm_xfer_test(ep->xb, &done));
+        ROE_TRY(roe_comm_xfer_test(ep->xc, &done));
+    }
+    if (ep->next_now < ep->n_now) *task = &ep->now[ep->next_now++];
+    return ROE_OK;
 }
 
 int roe_ep_tasks_rest(const roe_ep *ep, const struct roe_ep_task **tasks) {
@@ -449,19 +581,20 @@ void roe_ep_last_bytes(const roe_ep *ep, size_t *dispatch, size_t *combine) {
     }
 }
 
-roe_status roe_ep_progress(roe_ep *ep) {
-    int done = 1;
-    if (ep->N > 1 && ep->phase == 1) {
-        ROE_TRY(roe_comm_xfer_test(ep->xb, &done));
-        ROE_TRY(roe_comm_xfer_test(ep->xc, &done));
-    }
-    return ROE_OK;
-}
-
 roe_status roe_ep_wait(roe_ep *ep) {
     const int N = ep->N, me = ep->me, H = ep->o.hidden;
     if (ep->phase != 1)
         return roe_fail(ROE_ERR_INTERNAL, "rank %d: dispatch wait without a dispatch in flight", me);
+    if (ep->stage == 0) { /* the caller took no early task: headers first */
+        ROE_TRY(headers_in(ep));
+    }
+    if (ep->next_now < ep->n_now) { /* the caller did not take them before waiting: they run after */
+        const int left = ep->n_now - ep->next_now;
+        memmove(ep->rest + left, ep->rest, (size_t)ep->n_rest * sizeof *ep->rest);
+        memcpy(ep->rest, ep->now + ep->next_now, (size_t)left * sizeof *ep->rest);
+        ep->n_rest += left;
+        ep->next_now = ep->n_now;
+    }
     if (N > 1) {
         ROE_TRY(roe_comm_xfer_wait(ep->xc));
         ROE_TRY(roe_comm_xfer_wait(ep->xb));

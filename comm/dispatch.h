@@ -5,15 +5,20 @@
  * caller (the engine) runs the expert FFNs.
  *
  * One layer, in order:
- *   roe_ep_begin     layout (layout.h) -> count exchange (all-to-all of small int
- *                    vectors: rows, then pairs per local expert) -> pack rows -> start the
- *                    all-to-all-v of rows (nonblocking)
- *   tasks "now"      local experts whose every pair comes from this rank: computable while
- *                    the rows travel (overlap; the caller calls roe_ep_progress between
- *                    experts so that MPI moves data meanwhile)
+ *   roe_ep_begin     layout (layout.h) -> headers (rows, pairs per local expert, pair
+ *                    indices) and rows sent together (nonblocking) -> the headers in
+ *   roe_ep_next_now  with overlap on, the tasks computable before the rows arrive, one at a
+ *                    time (each call also moves the transfers along):
+ *                     - early: while another rank is late (no header from it EP_EARLY_S
+ *                       after this rank's were sent: its attention had more rows), each
+ *                       local expert on this rank's own pairs, until the headers come;
+ *                     - now: local experts whose every pair comes from this rank, computed
+ *                       while the other rows travel
  *   roe_ep_wait      the rows have arrived
  *   tasks "rest"     the other local experts, each over its rows from every rank at once
- *                    (one pass over the expert's weights)
+ *                    (one pass over the expert's weights), or, for one that ran early, over
+ *                    the other ranks' rows (task.part = 1: a second pass over its weights,
+ *                    which is why early tasks start only once a wait has begun)
  *   roe_ep_combine   all-to-all-v of the outputs back to the rows' home ranks; afterwards
  *                    roe_ep_pair_out(ep)[pair] points at FFN_expert(x[slot]) for every
  *                    active pair (in `out`, or where it arrived: no copy)
@@ -59,13 +64,16 @@ struct roe_ep_opts {
     int max_recv_rows;  /* rows it may receive per layer from all other ranks together */
     int max_recv_pairs; /* pairs it may receive per layer from all other ranks together */
     roe_ep_wire wire;
-    int overlap;        /* 1: hand out "now" tasks before the rows arrive */
+    int overlap;        /* 1: hand out "now" (and early) tasks before the rows arrive */
+    int early_us;       /* wait for a late rank's headers before early tasks (us): 0 the
+                           default (EP_EARLY_S, dispatch.c), < 0 none */
 };
 
 struct roe_ep_task {
     int expert; /* global expert id */
     int first;  /* entries [first, first + n) of roe_ep_in / roe_ep_out */
     int n;
+    int part;   /* 1: the expert already ran on other pairs of this layer (an early task) */
 };
 
 /* Bytes moved by the last layer (this rank's view), for benchmarks. */
@@ -75,6 +83,7 @@ struct roe_ep_stats {
     double combine_bytes;  /* outputs sent back to other ranks */
     int remote_pairs;      /* pairs this rank computed for other ranks */
     int sent_pairs;        /* pairs this rank sent to other ranks */
+    int early_tasks;       /* experts run on own rows before the headers came (another rank late) */
 };
 
 typedef struct roe_ep roe_ep;
@@ -90,8 +99,9 @@ void roe_ep_free(roe_ep *ep);
  * out must stay valid until roe_ep_combine returns. `what` names the layer in messages. */
 roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const float *x, int n_slots,
                         const int32_t *sel, const uint8_t *active, float *out, const char *what);
-int roe_ep_tasks_now(const roe_ep *ep, const struct roe_ep_task **tasks);
-roe_status roe_ep_progress(roe_ep *ep);
+/* The next task to run before roe_ep_wait, or *task = NULL when there is none left; moves
+ * the transfers along each time. */
+roe_status roe_ep_next_now(roe_ep *ep, const struct roe_ep_task **task);
 roe_status roe_ep_wait(roe_ep *ep);
 int roe_ep_tasks_rest(const roe_ep *ep, const struct roe_ep_task **tasks);
 const float *const *roe_ep_in(const roe_ep *ep);

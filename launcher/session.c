@@ -118,6 +118,7 @@ int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_e
     opts.placement = s->placement;
     opts.wire = wire && strcmp(wire, "bf16") == 0 ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32;
     opts.no_overlap = !roe_env_ep_overlap();
+    opts.ep_early_us = roe_env_ep_early_us();
     if (opts.backend == ROE_BACKEND_CUDA) opts.device = roe_env_local_rank(); /* modulo the devices */
     roe_status st = roe_engine_create(s->model, &opts, &s->engine);
     if (st != ROE_OK) return roe_report(cmd, st);

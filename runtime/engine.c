@@ -239,7 +239,7 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
             .hidden = c->hidden, .top_k = c->top_k, .n_experts = c->n_experts,
             .max_slots = opts->max_rows, .max_recv_rows = opts->max_rows,
             .max_recv_pairs = opts->max_rows * c->top_k, .wire = opts->wire,
-            .overlap = !opts->no_overlap,
+            .overlap = !opts->no_overlap, .early_us = opts->ep_early_us,
         };
         ROE_CHECK(roe_ep_create(e->comm, &eo, &e->ep));
     }
@@ -476,7 +476,7 @@ static roe_status run_task(roe_engine *e, const struct roe_layer_weights *L, con
     if (!e->host_mem) ROE_TRY(be->ops->download(be, hout, e->tmp, (size_t)m * H * sizeof(float)));
     for (int j = 0; j < m; j++)
         memcpy(out[t->first + j], hout + (size_t)j * H, (size_t)H * sizeof(float));
-    e->stats.distinct_experts++;
+    if (!t->part) e->stats.distinct_experts++; /* an expert split in two passes counts once */
     return ROE_OK;
 }
 
@@ -511,12 +511,13 @@ static roe_status run_experts(roe_engine *e, int layer) {
         out = e->st_out;
     }
     ROE_TRY(roe_ep_begin(e->ep, &e->pl->maps[layer], x, n, e->sel, e->active, out, what));
-    /* experts fed only by this rank's rows run while the other ranks' rows travel */
+    /* what can run before the other ranks' rows are here: this rank's own rows while a late
+     * rank's headers are awaited, experts fed only by this rank's rows while the rows travel */
     const struct roe_ep_task *t;
-    const int n_now = roe_ep_tasks_now(e->ep, &t);
-    for (int i = 0; i < n_now; i++) {
-        ROE_TRY(run_task(e, L, &t[i]));
-        ROE_TRY(roe_ep_progress(e->ep));
+    for (;;) {
+        ROE_TRY(roe_ep_next_now(e->ep, &t));
+        if (!t) break;
+        ROE_TRY(run_task(e, L, t));
     }
     ROE_TRY(roe_ep_wait(e->ep));
     const int n_rest = roe_ep_tasks_rest(e->ep, &t);

@@ -87,6 +87,15 @@ int roe_env_ep_overlap(void) {
     return !(v && strcmp(v, "0") == 0);
 }
 
+int roe_env_ep_early_us(void) {
+    const char *v = getenv("ROE_EP_EARLY_US");
+    if (!v || !*v) return 0;
+    char *end = NULL;
+    const long us = strtol(v, &end, 10);
+    if (*end || us < 0 || us > 10000000) return 0; /* malformed: the default */
+    return us == 0 ? -1 : (int)us;
+}
+
 int roe_env_test_control_version(void) {
     const char *v = getenv("ROE_TEST_CONTROL_VERSION");
     return v ? atoi(v) : 0;

@@ -12,6 +12,8 @@
  *   ROE_HOME_POLICY        home rank of each sequence: round-robin (default), least-loaded
  *   ROE_EP_WIRE            dtype of dispatched rows: f32 (default, bit-exact) or bf16
  *   ROE_EP_OVERLAP         0 turns off computing local experts while rows are in flight
+ *   ROE_EP_EARLY_US        how long a rank waits for a late rank's headers before it runs its
+ *                          own rows on its experts (comm/dispatch.h "early"; default 100, 0 at once)
  *   ROE_TEST_CONTROL_VERSION  tests only: pretend to speak another control-plane version
  * Read from Open MPI's launcher: OMPI_COMM_WORLD_SIZE / PMIX_RANK (started by mpirun?),
  * OMPI_COMM_WORLD_LOCAL_RANK (the rank's index on its node: its GPU),
@@ -50,6 +52,9 @@ const char *roe_env_placement(void);     /* NULL if unset */
 const char *roe_env_home_policy(void);   /* NULL if unset */
 const char *roe_env_ep_wire(void);       /* NULL if unset */
 int roe_env_ep_overlap(void);            /* 1 unless ROE_EP_OVERLAP=0 */
+/* ROE_EP_EARLY_US as struct roe_engine_opts.ep_early_us: unset 0 (the default wait), "0" -1
+ * (at once), N > 0 itself */
+int roe_env_ep_early_us(void);
 int roe_env_test_control_version(void);  /* 0 if unset */
 
 #endif

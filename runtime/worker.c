@@ -137,6 +137,7 @@ static roe_status session_open(struct session *s, roe_comm *c, const Roe__Sessio
     eo.placement = s->pl;
     eo.wire = o->wire == ROE_EP_WIRE_BF16 ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32;
     eo.no_overlap = o->no_overlap;
+    eo.ep_early_us = roe_env_ep_early_us(); /* scheduling only, results do not depend on it */
     eo.backend = o->backend == ROE_BACKEND_CUDA || o->backend == ROE_BACKEND_CPU_STAGED ? (roe_backend_kind)o->backend
                                                                                        : ROE_BACKEND_CPU;
     eo.device = roe_env_local_rank(); /* the backend takes it modulo the node's devices */

@@ -65,6 +65,11 @@ same "qwen3_moe: placement file, N=2" "$tmp/r.txt" "$tmp/r.f32" "$tmp/o.txt" "$t
 ROE_EP_OVERLAP=0 run_n 2 "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${prompts[@]}" --prompt-ids 5,5,5,5,5,5,5,5,5 \
     --max-tokens 12 --ignore-eos --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0 || fail "no overlap: $(tail -2 "$tmp/o.txt.err")"
 same "qwen3_moe: ROE_EP_OVERLAP=0, N=2" "$tmp/r.txt" "$tmp/r.f32" "$tmp/o.txt" "$tmp/o.f32"
+# early tasks at once (a rank missing another's headers runs its own rows on its experts,
+# and the others' rows later, in a second pass): same numbers
+ROE_EP_EARLY_US=0 run_n 3 "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${prompts[@]}" --prompt-ids 5,5,5,5,5,5,5,5,5 \
+    --max-tokens 12 --ignore-eos --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0 || fail "early tasks: $(tail -2 "$tmp/o.txt.err")"
+same "qwen3_moe: ROE_EP_EARLY_US=0, N=3" "$tmp/r.txt" "$tmp/r.f32" "$tmp/o.txt" "$tmp/o.f32"
 # bf16 on the wire: every expert input and output rounded, on any number of ranks alike
 ROE_EP_WIRE=bf16 run_n 0 "$tmp/b.txt" "$tmp/b.f32" generate --model $m "${prompts[@]}" --max-tokens 12 --ignore-eos --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0
 for n in 2 3; do
