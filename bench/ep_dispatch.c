@@ -4,7 +4,7 @@
  *
  *   mpirun -np N build/ep_dispatch [--hidden 2048] [--top-k 8] [--experts 64]
  *                                  [--max-rows 4096] [--wire f32|bf16] [--compute US] [--skew US]
- *                                  [--hot P]
+ *                                  [--hot P] [--early-us US]
  *                                  [--budget S (seconds of iterations per size, 0.6)] [--json]
  *
  * For rows = 1, 2, 4, ... max-rows per rank, every rank routes its rows to top-k of the
@@ -30,7 +30,8 @@
  * --hot P sends each pick to an expert of the last rank with probability P (else uniformly
  * to any): its experts are the hot ones, so it has the most expert work, and, at few rows,
  * many of its experts are chosen by its own rows only (local-only tasks, which overlap can run
- * before the other ranks' rows arrive).
+ * before the other ranks' rows arrive). --early-us sets how long a rank waits for a late
+ * rank's headers before running its own rows early (comm/dispatch.h; default 100).
  *
  * Prints one line per size and, with --json, one JSON object per size. Times are the
  * median over iterations of the slowest rank.
@@ -72,6 +73,7 @@ struct cfg {
     int hidden, top_k, experts, max_rows, json;
     roe_ep_wire wire;
     double compute_us, skew_us, budget_s, hot;
+    int early_us;
 };
 
 /* One layer's exchange; returns (dispatch, combine) seconds. */
@@ -186,7 +188,7 @@ static int run(const struct cfg *c, roe_comm *comm) {
         char *rbuf_s = NULL, *rbuf_r = NULL;
         struct roe_ep_opts eo = {.hidden = H, .top_k = K, .n_experts = E, .max_slots = rows,
                                  .max_recv_rows = (int)recv_rows, .max_recv_pairs = (int)recv_pairs,
-                                 .wire = c->wire, .overlap = 1};
+                                 .wire = c->wire, .overlap = 1, .early_us = c->early_us};
         roe_ep *ep = NULL, *ep_no = NULL;
         if (roe_ep_create(comm, &eo, &ep) != ROE_OK) goto fail;
         eo.overlap = 0;
@@ -326,6 +328,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--compute")) c.compute_us = atof(v), i++;
         else if (!strcmp(a, "--skew")) c.skew_us = atof(v), i++;
         else if (!strcmp(a, "--hot")) c.hot = atof(v), i++;
+        else if (!strcmp(a, "--early-us")) c.early_us = atoi(v), i++;
         else if (!strcmp(a, "--budget")) c.budget_s = atof(v), i++;
         else if (!strcmp(a, "--wire")) c.wire = !strcmp(v, "bf16") ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32, i++;
         else if (!strcmp(a, "--json")) c.json = 1;

@@ -27,6 +27,7 @@
  */
 #include "dispatch.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -528,10 +529,16 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
     /* headers in; a rank that waits for them longer than EP_EARLY_S (another rank is late:
      * its attention had more rows) computes its own rows on its experts meanwhile */
     if (N > 1 && ep->o.overlap) {
-        const double t_end = roe_now_s() + ep->early_s;
+        const double t0 = roe_now_s();
         int done = 0;
-        do ROE_TRY(roe_comm_xfer_test(ep->xa, &done));
-        while (!done && roe_now_s() < t_end);
+        for (;;) {
+            ROE_TRY(roe_comm_xfer_test(ep->xa, &done));
+            const double t = roe_now_s() - t0;
+            if (done || t >= ep->early_s) break;
+            /* headers on time come within microseconds: spin for those; past that, a rank
+             * sharing this core (oversubscribed) may be the late one: give it the core */
+            if (t > 20e-6) sched_yield();
+        }
         if (!done) {
             early_tasks(ep);
             return ROE_OK;
