@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "runtime/alloc.h"
 #include "runtime/clock.h"
+#include "runtime/json.h"
 #include "runtime/log.h"
 #include "utf8.h"
 
@@ -406,17 +407,16 @@ static enum MHD_Result generate(roe_server *s, struct MHD_Connection *c, struct 
 /* ---- the other endpoints ---- */
 
 static enum MHD_Result models(roe_server *s, struct MHD_Connection *c) {
+    int ok = 1;
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "object", "list");
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "id", s->api->model_name);
-    cJSON_AddStringToObject(m, "object", "model");
-    cJSON_AddNumberToObject(m, "created", (double)s->started);
-    cJSON_AddStringToObject(m, "owned_by", "roe");
-    cJSON_AddNumberToObject(m, "max_model_len", s->api->max_ctx);
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "data"), m);
-    char *body = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
+    roe_json_put(&ok, root, "object", cJSON_CreateString("list"));
+    cJSON *m = roe_json_put(&ok, roe_json_put(&ok, root, "data", cJSON_CreateArray()), NULL, cJSON_CreateObject());
+    roe_json_put(&ok, m, "id", cJSON_CreateString(s->api->model_name));
+    roe_json_put(&ok, m, "object", cJSON_CreateString("model"));
+    roe_json_put(&ok, m, "created", cJSON_CreateNumber((double)s->started));
+    roe_json_put(&ok, m, "owned_by", cJSON_CreateString("roe"));
+    roe_json_put(&ok, m, "max_model_len", cJSON_CreateNumber(s->api->max_ctx));
+    char *body = roe_json_render(ok, root); /* NULL: respond() answers 500 */
     return respond(s, c, 200, body, "application/json", 0);
 }
 

@@ -397,75 +397,76 @@ void roe_api_request_free(struct roe_api_request *r) {
     r->params.prompt = NULL;
 }
 
+/* Every renderer below builds with roe_json_put (runtime/json.h): out of memory, a response
+ * is NULL (the caller answers 500 or drops the stream), never a leak or a partial object. */
+#define PUT(parent, key, item) roe_json_put(&ok, (parent), (key), (item))
+
 char *roe_api_error_json(const struct roe_api_error *e) {
-    cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
-    cJSON_AddStringToObject(err, "message", e->message);
-    cJSON_AddStringToObject(err, "type", e->type ? e->type : "invalid_request_error");
-    if (e->param[0])
-        cJSON_AddStringToObject(err, "param", e->param);
-    else
-        cJSON_AddNullToObject(err, "param");
-    if (e->code)
-        cJSON_AddStringToObject(err, "code", e->code);
-    else
-        cJSON_AddNullToObject(err, "code");
-    char *s = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    return s;
+    int ok = 1;
+    cJSON *root = cJSON_CreateObject(), *err = PUT(root, "error", cJSON_CreateObject());
+    PUT(err, "message", cJSON_CreateString(e->message));
+    PUT(err, "type", cJSON_CreateString(e->type ? e->type : "invalid_request_error"));
+    PUT(err, "param", e->param[0] ? cJSON_CreateString(e->param) : cJSON_CreateNull());
+    PUT(err, "code", e->code ? cJSON_CreateString(e->code) : cJSON_CreateNull());
+    return roe_json_render(ok, root);
 }
 
-static cJSON *ids_json(const int32_t *ids, int n) {
+static cJSON *ids_json(int *okp, const int32_t *ids, int n) {
+    int ok = 1;
     cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+    for (int i = 0; i < n && ok; i++) PUT(a, NULL, cJSON_CreateNumber(ids[i]));
+    if (!ok) {
+        cJSON_Delete(a);
+        a = NULL;
+    }
+    *okp &= ok;
     return a;
 }
 
-static cJSON *head(const struct roe_api_config *c, const char *id, long created,
-                   const char *object) {
+static cJSON *head(int *okp, const struct roe_api_config *c, const char *id, long created, const char *object) {
+    int ok = 1;
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "id", id);
-    cJSON_AddStringToObject(root, "object", object);
-    cJSON_AddNumberToObject(root, "created", (double)created);
-    cJSON_AddStringToObject(root, "model", c->model_name);
+    PUT(root, "id", cJSON_CreateString(id));
+    PUT(root, "object", cJSON_CreateString(object));
+    PUT(root, "created", cJSON_CreateNumber((double)created));
+    PUT(root, "model", cJSON_CreateString(c->model_name));
+    *okp &= ok && root;
     return root;
 }
 
-static void add_usage(cJSON *root, const struct roe_api_request *r, int completion_tokens) {
-    cJSON *u = cJSON_AddObjectToObject(root, "usage");
-    cJSON_AddNumberToObject(u, "prompt_tokens", r->params.n_prompt);
-    cJSON_AddNumberToObject(u, "completion_tokens", completion_tokens);
-    cJSON_AddNumberToObject(u, "total_tokens", r->params.n_prompt + completion_tokens);
+static void add_usage(int *okp, cJSON *root, const struct roe_api_request *r, int completion_tokens) {
+    int ok = 1;
+    cJSON *u = PUT(root, "usage", cJSON_CreateObject());
+    PUT(u, "prompt_tokens", cJSON_CreateNumber(r->params.n_prompt));
+    PUT(u, "completion_tokens", cJSON_CreateNumber(completion_tokens));
+    PUT(u, "total_tokens", cJSON_CreateNumber(r->params.n_prompt + completion_tokens));
+    *okp &= ok;
 }
 
 char *roe_api_response_json(const struct roe_api_config *c, const struct roe_api_request *r,
                             const char *id, long created, const char *text, const int32_t *tokens,
                             int n_tokens, roe_finish finish) {
     const int chat = r->kind == ROE_API_CHAT;
-    cJSON *root = head(c, id, created, chat ? "chat.completion" : "text_completion");
-    cJSON *choice = cJSON_CreateObject();
-    cJSON_AddNumberToObject(choice, "index", 0);
+    int ok = 1;
+    cJSON *root = head(&ok, c, id, created, chat ? "chat.completion" : "text_completion");
+    cJSON *choice = PUT(PUT(root, "choices", cJSON_CreateArray()), NULL, cJSON_CreateObject());
+    PUT(choice, "index", cJSON_CreateNumber(0));
     if (chat) {
-        cJSON *m = cJSON_AddObjectToObject(choice, "message");
-        cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddStringToObject(m, "content", text);
+        cJSON *m = PUT(choice, "message", cJSON_CreateObject());
+        PUT(m, "role", cJSON_CreateString("assistant"));
+        PUT(m, "content", cJSON_CreateString(text));
     } else
-        cJSON_AddStringToObject(choice, "text", text);
-    cJSON_AddNullToObject(choice, "logprobs");
-    cJSON_AddStringToObject(choice, "finish_reason", roe_api_finish_name(finish));
-    if (r->return_token_ids) cJSON_AddItemToObject(choice, "token_ids", ids_json(tokens, n_tokens));
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), choice);
-    if (r->return_token_ids)
-        cJSON_AddItemToObject(root, "prompt_token_ids", ids_json(r->prompt, r->params.n_prompt));
-    add_usage(root, r, n_tokens);
-    char *s = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    return s;
+        PUT(choice, "text", cJSON_CreateString(text));
+    PUT(choice, "logprobs", cJSON_CreateNull());
+    PUT(choice, "finish_reason", cJSON_CreateString(roe_api_finish_name(finish)));
+    if (r->return_token_ids) PUT(choice, "token_ids", ids_json(&ok, tokens, n_tokens));
+    if (r->return_token_ids) PUT(root, "prompt_token_ids", ids_json(&ok, r->prompt, r->params.n_prompt));
+    add_usage(&ok, root, r, n_tokens);
+    return roe_json_render(ok, root);
 }
 
-static void put_event(struct roe_strbuf *out, cJSON *root) {
-    char *s = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
+static void put_event(struct roe_strbuf *out, int ok, cJSON *root) {
+    char *s = roe_json_render(ok, root);
     if (!s) {
         out->oom = 1;
         return;
@@ -481,36 +482,34 @@ void roe_api_stream_chunk(struct roe_strbuf *out, const struct roe_api_config *c
                           const char *text, int role, const char *finish, const int32_t *tokens,
                           int n_tokens) {
     const int chat = r->kind == ROE_API_CHAT;
-    cJSON *root = head(c, id, created, chat ? "chat.completion.chunk" : "text_completion");
-    cJSON *choice = cJSON_CreateObject();
-    cJSON_AddNumberToObject(choice, "index", 0);
+    int ok = 1;
+    cJSON *root = head(&ok, c, id, created, chat ? "chat.completion.chunk" : "text_completion");
+    cJSON *choice = PUT(PUT(root, "choices", cJSON_CreateArray()), NULL, cJSON_CreateObject());
+    PUT(choice, "index", cJSON_CreateNumber(0));
     if (chat) {
-        cJSON *d = cJSON_AddObjectToObject(choice, "delta");
-        if (role) cJSON_AddStringToObject(d, "role", "assistant");
-        if (text) cJSON_AddStringToObject(d, "content", text);
+        cJSON *d = PUT(choice, "delta", cJSON_CreateObject());
+        if (role) PUT(d, "role", cJSON_CreateString("assistant"));
+        if (text) PUT(d, "content", cJSON_CreateString(text));
     } else
-        cJSON_AddStringToObject(choice, "text", text ? text : "");
-    cJSON_AddNullToObject(choice, "logprobs");
-    if (finish)
-        cJSON_AddStringToObject(choice, "finish_reason", finish);
-    else
-        cJSON_AddNullToObject(choice, "finish_reason");
-    if (r->return_token_ids) cJSON_AddItemToObject(choice, "token_ids", ids_json(tokens, n_tokens));
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), choice);
-    if (r->return_token_ids && role)
-        cJSON_AddItemToObject(root, "prompt_token_ids", ids_json(r->prompt, r->params.n_prompt));
-    put_event(out, root);
+        PUT(choice, "text", cJSON_CreateString(text ? text : ""));
+    PUT(choice, "logprobs", cJSON_CreateNull());
+    PUT(choice, "finish_reason", finish ? cJSON_CreateString(finish) : cJSON_CreateNull());
+    if (r->return_token_ids) PUT(choice, "token_ids", ids_json(&ok, tokens, n_tokens));
+    if (r->return_token_ids && role) PUT(root, "prompt_token_ids", ids_json(&ok, r->prompt, r->params.n_prompt));
+    put_event(out, ok, root);
 }
 
 void roe_api_stream_usage(struct roe_strbuf *out, const struct roe_api_config *c,
                           const struct roe_api_request *r, const char *id, long created,
                           int completion_tokens) {
-    cJSON *root =
-        head(c, id, created, r->kind == ROE_API_CHAT ? "chat.completion.chunk" : "text_completion");
-    cJSON_AddArrayToObject(root, "choices");
-    add_usage(root, r, completion_tokens);
-    put_event(out, root);
+    int ok = 1;
+    cJSON *root = head(&ok, c, id, created, r->kind == ROE_API_CHAT ? "chat.completion.chunk" : "text_completion");
+    PUT(root, "choices", cJSON_CreateArray());
+    add_usage(&ok, root, r, completion_tokens);
+    put_event(out, ok, root);
 }
+
+#undef PUT
 
 void roe_api_stream_error(struct roe_strbuf *out, const struct roe_api_error *e) {
     char *s = roe_api_error_json(e);
