@@ -1,16 +1,46 @@
 /*
- * route_order.h — the last step of routing a row, one source for the CPU (runtime/router.c)
- * and CUDA (kernels/cuda/router.cu), so both hand the expert exchange the same (expert,
- * weight) pairs in the same order: the k chosen experts sorted by index (their weights
- * following), then renormalised to sum 1 where the model renormalises (Mixtral; Qwen3 with
- * norm_topk_prob). The slot order fixes the order of the weighted sum, hence bit-exactness.
+ * route_order.h — the arithmetic of routing a row, one source for the CPU (runtime/router.c)
+ * and CUDA (kernels/cuda/router.cu), so both choose the same experts with the same weights
+ * in the same order: the softmax and the top-k selection, then the k chosen experts sorted by
+ * index (their weights following) and renormalised to sum 1 where the model renormalises
+ * (Mixtral; Qwen3 with norm_topk_prob). The slot order fixes the order of the weighted sum,
+ * hence bit-exactness.
  */
 #ifndef ROE_ROUTE_ORDER_H
 #define ROE_ROUTE_ORDER_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "philox.h" /* ROE_HD */
+
+/* out = softmax(x[0..n)), max-subtracted, in fp32. */
+static inline ROE_HD void roe_route_softmax(const float *x, int n, float *out) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        out[i] = expf(x[i] - mx);
+        sum += out[i];
+    }
+    const float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) out[i] *= inv;
+}
+
+/* idx[0..k) = the indices of the k largest x, largest first, ties to the lower index:
+ * insertion into a sorted list of k (k is small, n is E). */
+static inline ROE_HD void roe_route_topk(const float *x, int n, int k, int32_t *idx) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m == k && !(x[i] > x[idx[k - 1]])) continue;
+        int j = m < k ? m++ : k - 1;
+        while (j > 0 && x[i] > x[idx[j - 1]]) {
+            idx[j] = idx[j - 1];
+            j--;
+        }
+        idx[j] = i;
+    }
+}
 
 static inline ROE_HD void roe_route_order(int32_t *idx, float *w, int k, int renormalise) {
     for (int i = 1; i < k; i++) { /* insertion sort: k is small */

@@ -1,35 +1,11 @@
 /* router.c — the family gate functions, clean and noisy; see router.h. */
 #include "router.h"
 
-#include <math.h>
-
 #include "route_order.h"
 
-void roe_softmax(const float *x, int n, float *out) {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    float sum = 0.0f;
-    for (int i = 0; i < n; i++) {
-        out[i] = expf(x[i] - mx);
-        sum += out[i];
-    }
-    const float inv = 1.0f / sum;
-    for (int i = 0; i < n; i++) out[i] *= inv;
-}
+void roe_softmax(const float *x, int n, float *out) { roe_route_softmax(x, n, out); }
 
-void roe_topk(const float *x, int n, int k, int32_t *idx) {
-    /* insertion into a sorted list of k: k is small and n is E */
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        if (m == k && !(x[i] > x[idx[k - 1]])) continue;
-        int j = m < k ? m++ : k - 1;
-        while (j > 0 && x[i] > x[idx[j - 1]]) {
-            idx[j] = idx[j - 1];
-            j--;
-        }
-        idx[j] = i;
-    }
-}
+void roe_topk(const float *x, int n, int k, int32_t *idx) { roe_route_topk(x, n, k, idx); }
 
 /* Orders the k chosen experts by index (weights follow), then renormalises if the model does. */
 static void finish(const struct roe_model_config *cfg, int32_t *idx, float *weight) {

@@ -25,31 +25,6 @@ extern "C" {
 /* per-thread arrays: the device reserves local memory for every resident thread, so keep them small */
 enum { ROE_ROUTE_MAX_E = 256, ROE_ROUTE_MAX_K = 32 };
 
-__device__ static void d_softmax(const float *x, int n, float *out) {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    float sum = 0.0f;
-    for (int i = 0; i < n; i++) {
-        out[i] = expf(x[i] - mx);
-        sum += out[i];
-    }
-    const float inv = 1.0f / sum;
-    for (int i = 0; i < n; i++) out[i] *= inv;
-}
-
-__device__ static void d_topk(const float *x, int n, int k, int32_t *idx) {
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        if (m == k && !(x[i] > x[idx[k - 1]])) continue;
-        int j = m < k ? m++ : k - 1;
-        while (j > 0 && x[i] > x[idx[j - 1]]) {
-            idx[j] = idx[j - 1];
-            j--;
-        }
-        idx[j] = i;
-    }
-}
-
 __global__ void roe_k_route(const float *__restrict__ logits, int n_rows, int E, int k, int norm, int noisy_gate,
                             const float *__restrict__ tau, const uint64_t *__restrict__ seed,
                             const int *__restrict__ pos, const int *__restrict__ sample, int layer,
@@ -68,11 +43,11 @@ __global__ void roe_k_route(const float *__restrict__ logits, int n_rows, int E,
         key.sample = sample[r];
         key.layer = layer;
         for (int e = 0; e < E; e++) noisy[e] = l[e] + t * roe_gumbel(key, e);
-        d_topk(noisy, E, k, idx);
-        d_softmax(noisy_gate ? noisy : l, E, probs);
-    } else {
-        d_softmax(l, E, probs);
-        d_topk(probs, E, k, idx);
+        roe_route_topk(noisy, E, k, idx);
+        roe_route_softmax(noisy_gate ? noisy : l, E, probs);
+    } else { /* the CPU's own arithmetic (runtime/route_order.h): the same choices and weights */
+        roe_route_softmax(l, E, probs);
+        roe_route_topk(probs, E, k, idx);
     }
     for (int j = 0; j < k; j++) w[j] = probs[idx[j]];
     roe_route_order(idx, w, k, norm); /* the CPU's own ordering: runtime/route_order.h */
