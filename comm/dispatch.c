@@ -7,15 +7,19 @@
  * arrive (roe_ep_pair_out) instead of being scattered into `out`.
  *
  * Latency: the counts and the pair indices travel in one header message per peer, received
- * into a buffer large enough for any header (MPI reports the size that came), and the rows
- * leave at the same time as the headers; a receiver posts its row receives once the headers
- * have said how many rows come. Dispatch is thus one round trip, combine another.
+ * into a buffer large enough for any header (MPI reports the size that came), small rows
+ * inside it (EP_INLINE_BYTES), larger ones leaving at the same time in a message of their own
+ * whose receive is posted once the header has said how many rows come. Dispatch is thus one
+ * round trip, combine another.
  *
  * Buffers (sizes fixed at creation; N ranks, R = max_slots, K = top_k, H = hidden,
  * RR / RP = max_recv_rows / max_recv_pairs, w = wire bytes per element, X = my experts):
- *   hsend [N + E + R K] int32 header to each destination d: rows (or run length), pairs per
- *                             local expert of d, then each pair's row index (none to itself)
- *   hrecv [N, HC] int32       the header from each source, HC = 1 + E + max(RP, R K)
+ *   hsend [N + E + R K + N (32 + IB/4)] int32  header to each destination d: rows (or run
+ *                             length), pairs per local expert of d, then each pair's row index
+ *                             (none to itself), then rows of at most IB = inline bytes; 64-byte
+ *                             aligned, headers and their rows
+ *   hrecv [N, HC] int32       the header from each source, HC = 1 + E + max(RP, R K) + IB/4
+ *                             (rounded up to 64 bytes)
  *   sbuf  [R min(K,N) H] w    rows packed for destinations that need scattered slots
  *   rbuf  [RR H] w + 64 N     rows from every source, 64-byte aligned segments
  *   ret   [RP H] f32          outputs computed here for other ranks, by source
@@ -34,7 +38,12 @@
 #include "runtime/alloc.h"
 #include "runtime/clock.h"
 
-enum { EP_ALIGN = 64 };
+enum { EP_ALIGN = 64, EP_ALIGN_I32 = EP_ALIGN / 4 };
+
+/* Rows of at most this many bytes for one destination travel inside its header message
+ * (after the header, 64-byte aligned) instead of in a message of their own: at decode sizes
+ * the exchange then sends what a raw all-to-all-v would, one message per peer each way. */
+#define EP_INLINE_BYTES 16384
 
 /* How long a rank whose headers went out waits for the others' before it starts computing
  * its own rows on its experts (dispatch.h, "early"): long against a header's latency
@@ -67,7 +76,9 @@ struct roe_ep {
     int *l2g;         /* [E] local expert -> global id */
     /* messages */
     int32_t *hsend, *hrecv;
-    size_t hcap;                    /* ints of one received header */
+    size_t hcap;                    /* ints of one received header (inline rows included) */
+    size_t inline_max;              /* opts.inline_bytes: rows for one rank up to this go inline */
+    uint8_t *inl;                   /* [N] rows to / from that rank travel in the header */
     size_t *h_sc, *h_rc;            /* [N] */
     const void **h_sp;              /* [N] */
     void **h_rp;                    /* [N] */
@@ -112,6 +123,13 @@ struct roe_ep {
 const char *roe_ep_wire_name(roe_ep_wire w) { return w == ROE_EP_WIRE_BF16 ? "bf16" : "f32"; }
 
 static size_t align_up(size_t n) { return (n + EP_ALIGN - 1) & ~(size_t)(EP_ALIGN - 1); }
+static size_t align_i32(size_t n) { return (n + EP_ALIGN_I32 - 1) & ~(size_t)(EP_ALIGN_I32 - 1); }
+
+/* Whether `rows` rows travel inside the header: the sender decides from the rows it sends,
+ * the receiver from the count the header announces; both apply this one rule. */
+static int rows_inline(const roe_ep *ep, long rows) {
+    return rows > 0 && (size_t)rows * (size_t)ep->o.hidden * ep->ws <= ep->inline_max;
+}
 
 static inline uint16_t to_bf16(float f) {
     uint32_t u;
@@ -136,6 +154,16 @@ static void widen(const uint16_t *src, float *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = from_bf16(src[i]);
 }
 
+/* Packs slots rows[0..n) of x (f32) as wire rows at dst. */
+static void pack_rows(const roe_ep *ep, const float *x, const int *slots, int n, unsigned char *dst) {
+    const size_t H = (size_t)ep->o.hidden;
+    for (int i = 0; i < n; i++) {
+        const float *src = x + (size_t)slots[i] * H;
+        if (ep->ws == 4) memcpy(dst + (size_t)i * H * 4, src, H * 4);
+        else narrow(src, (uint16_t *)(dst + (size_t)i * H * 2), H);
+    }
+}
+
 void roe_ep_free(roe_ep *ep) {
     if (!ep) return;
     roe_comm_xfer_free(ep->xa);
@@ -145,12 +173,12 @@ void roe_ep_free(roe_ep *ep) {
                      ep->ls.pair_id, ep->ls.pair_row, ep->ls.counts, ep->ls_scratch, ep->from,
                      ep->task_off, ep->task_src, ep->task_idx, ep->src_pairs, ep->src_rows,
                      ep->send_rows, ep->run_lo, ep->ret_off, ep->rrow_off, ep->mine_off, ep->l2g,
-                     ep->hsend, ep->hrecv, ep->h_sc, ep->h_rc, ep->h_sp, ep->h_rp, ep->nulls, ep->zeros,
+                     ep->inl, ep->h_sc, ep->h_rc, ep->h_sp, ep->h_rp, ep->nulls, ep->zeros,
                      ep->cnt_s, ep->cnt_r, ep->ptr_s, ep->ptr_r, ep->p_sc, ep->p_rc, ep->p_sp, ep->p_rp,
                      ep->bytes_d, ep->bytes_c, ep->in, ep->out, ep->pout, ep->now, ep->rest,
                      ep->early, ep->early_done, ep->rot_src, ep->rot_idx};
     for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) roe_free(small[i]);
-    void *big[] = {ep->sbuf, ep->rbuf, ep->retr, ep->ret, ep->ret16, ep->xs, ep->rrows};
+    void *big[] = {ep->hsend, ep->hrecv, ep->sbuf, ep->rbuf, ep->retr, ep->ret, ep->ret16, ep->xs, ep->rrows};
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) roe_free_aligned(big[i]);
     roe_free(ep);
 }
@@ -209,11 +237,15 @@ roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **o
     int **perN[] = {&ep->src_pairs, &ep->src_rows, &ep->send_rows, &ep->run_lo, &ep->ret_off, &ep->rrow_off, &ep->mine_off};
     for (size_t i = 0; i < sizeof perN / sizeof perN[0]; i++) A(*perN[i], N);
     A(ep->l2g, E);
-    ep->hcap = 1 + E + (RP > R * K ? RP : R * K);
+    ep->inline_max = o->inline_bytes == 0 ? EP_INLINE_BYTES : o->inline_bytes < 0 ? 0 : (size_t)o->inline_bytes;
+    const size_t inl_i32 = (ep->inline_max + 3) / 4; /* inline rows, in ints */
+    ep->hcap = align_i32(align_i32(1 + E + (RP > R * K ? RP : R * K)) + inl_i32);
     ep->early_base = (int)(R * K + RP + 1);
     ep->early_s = o->early_us == 0 ? EP_EARLY_S : o->early_us < 0 ? 0.0 : o->early_us * 1e-6;
-    A(ep->hsend, N + E + R * K);
-    A(ep->hrecv, N * ep->hcap);
+    A(ep->inl, N);
+    /* all headers, each padded to 64 bytes before and after its inline rows */
+    ep->hsend = big_alloc(align_i32(N + E + R * K) + N * ((size_t)EP_ALIGN_I32 * 2 + inl_i32), sizeof(int32_t), 1, &ok);
+    ep->hrecv = big_alloc(N, ep->hcap, sizeof(int32_t), &ok);
     size_t **sz[] = {&ep->h_sc, &ep->h_rc, &ep->cnt_s, &ep->cnt_r, &ep->p_sc, &ep->p_rc, &ep->bytes_d, &ep->bytes_c};
     for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) A(*sz[i], N);
     A(ep->h_sp, N);
@@ -360,10 +392,18 @@ static roe_status headers_take(roe_ep *ep) {
             pairs += m[1 + xi] > 0 ? m[1 + xi] : 0;
         }
         if (s != me) {
-            if (got[s] < 1 + (size_t)X || (size_t)pairs != got[s] - 1 - (size_t)X)
-                return roe_fail(ROE_ERR_COMM, "rank %d: %s: rank %d sent a header of %zu ints, expected 1 + %d + its pairs",
-                                me, ep->what[0], s, got[s], X);
+            if (got[s] < 1 + (size_t)X)
+                return roe_fail(ROE_ERR_COMM, "rank %d: %s: rank %d sent a header of %zu ints, less than 1 + %d", me,
+                                ep->what[0], s, got[s], X);
             ROE_TRY(check_counts(ep, s, m[0], pairs, m + 1, X));
+            /* the size that came must be the one the counts imply */
+            ep->inl[s] = rows_inline(ep, m[0]);
+            size_t want = 1 + (size_t)X + (size_t)pairs;
+            if (ep->inl[s]) want = align_i32(want) + ((size_t)m[0] * H * ep->ws + 3) / 4;
+            if (got[s] != want)
+                return roe_fail(ROE_ERR_COMM,
+                                "rank %d: %s: rank %d sent a header of %zu ints, expected %zu (1 + %d + its %d pairs%s)",
+                                me, ep->what[0], s, got[s], want, X, pairs, ep->inl[s] ? " + its rows" : "");
             recv_rows += m[0];
             recv_pairs += pairs;
         }
@@ -388,11 +428,15 @@ static roe_status headers_take(roe_ep *ep) {
             ep->ret_off[s] = rp;
             ep->rrow_off[s] = rr;
             if (s == me || !ep->src_pairs[s]) continue;
+            rp += ep->src_pairs[s];
+            rr += ep->src_rows[s];
+            if (ep->inl[s]) { /* they came with the header */
+                ep->p_rp[s] = ep->hrecv + (size_t)s * ep->hcap + align_i32(1 + (size_t)X + (size_t)ep->src_pairs[s]);
+                continue;
+            }
             ep->p_rp[s] = ep->rbuf + ro;
             ep->p_rc[s] = (size_t)ep->src_rows[s] * H * ep->ws;
             ro += align_up(ep->p_rc[s]);
-            rp += ep->src_pairs[s];
-            rr += ep->src_rows[s];
         }
         ep->stats.remote_pairs = rp;
         if (ro > ep->rbuf_cap) /* the bounds checked above make this impossible */
@@ -457,14 +501,16 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
         const int nr = ep->ls.rows[d];
         ep->run_lo[d] = -1;
         ep->send_rows[d] = nr;
-        if (d == me || nr == 0 || ep->ws != 4) continue;
+        ep->inl[d] = d != me && rows_inline(ep, nr);
+        if (d == me || nr == 0 || ep->ws != 4 || ep->inl[d]) continue;
         const int lo = ep->ls.row_slot[ep->ls.row_off[d]], hi = ep->ls.row_slot[ep->ls.row_off[d] + nr - 1];
         if (4L * (hi - lo + 1) <= 5L * nr) { /* at most a quarter more rows than needed */
             ep->run_lo[d] = lo;
             ep->send_rows[d] = hi - lo + 1;
         }
     }
-    /* headers out: rows (or the run's length), pairs per local expert, the pairs' rows */
+    /* headers out: rows (or the run's length), pairs per local expert, the pairs' rows, and
+     * small rows themselves (each header 64-byte aligned, and its inline rows) */
     size_t ho = 0;
     for (int d = 0; d < N; d++) {
         int32_t *h = ep->hsend + ho;
@@ -478,13 +524,21 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
         }
         ep->h_sp[d] = h;
         ep->h_sc[d] = 1 + (size_t)map->n_local[d] + (size_t)np;
+        size_t rows_bytes = 0;
+        if (ep->inl[d]) {
+            const size_t at = align_i32(ep->h_sc[d]);
+            rows_bytes = (size_t)ep->ls.rows[d] * H * ep->ws;
+            memset(h + ep->h_sc[d], 0, (at - ep->h_sc[d]) * sizeof *h);
+            pack_rows(ep, x, ep->ls.row_slot + ep->ls.row_off[d], ep->ls.rows[d], (unsigned char *)(h + at));
+            ep->h_sc[d] = at + (rows_bytes + 3) / 4;
+        }
         ep->h_rp[d] = ep->hrecv + (size_t)d * ep->hcap;
         ep->h_rc[d] = ep->hcap;
-        ho += ep->h_sc[d];
+        ho += align_i32(ep->h_sc[d]);
         ep->bytes_d[d] = ep->bytes_c[d] = 0;
         if (d != me) {
             ep->stats.count_bytes += 4.0 * (1 + map->n_local[d]);
-            ep->stats.dispatch_bytes += 4.0 * np;
+            ep->stats.dispatch_bytes += 4.0 * np + (double)rows_bytes;
             ep->bytes_d[d] = 4 * ep->h_sc[d];
         }
     }
@@ -498,21 +552,20 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
             ep->mine_off[d] = mp;
             const int np = ep->ls.pairs[d], nr = ep->ls.rows[d], lo = ep->run_lo[d];
             if (d == me || !np) continue;
+            mp += np;
+            ep->stats.row_sends++;
+            ep->stats.inline_sends += ep->inl[d];
+            if (ep->inl[d]) continue; /* they went with the header */
             if (lo >= 0) ep->p_sp[d] = x + (size_t)lo * H;
             else {
                 unsigned char *rows = ep->sbuf + so;
-                for (int i = 0; i < nr; i++) {
-                    const float *src = x + (size_t)ep->ls.row_slot[ep->ls.row_off[d] + i] * H;
-                    if (ep->ws == 4) memcpy(rows + (size_t)i * H * 4, src, (size_t)H * 4);
-                    else narrow(src, (uint16_t *)(rows + (size_t)i * H * 2), (size_t)H);
-                }
+                pack_rows(ep, x, ep->ls.row_slot + ep->ls.row_off[d], nr, rows);
                 ep->p_sp[d] = rows;
                 so += (size_t)nr * H * ep->ws;
             }
             ep->p_sc[d] = (size_t)ep->send_rows[d] * H * ep->ws;
             ep->bytes_d[d] += ep->p_sc[d];
             ep->stats.dispatch_bytes += (double)ep->p_sc[d];
-            mp += np;
         }
         ep->stats.sent_pairs = mp;
         ROE_TRY(roe_comm_exchange_start(ep->xb, ep->p_sp, ep->p_sc, ep->nulls, ep->zeros, ROE_COMM_BYTE, ep->what[1]));

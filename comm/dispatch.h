@@ -24,14 +24,19 @@
  *                    active pair (in `out`, or where it arrived: no copy)
  * Every rank must run every layer's sequence, even with zero slots.
  *
- * Wire format, for each (source, destination) with pairs, two messages sent together:
- *   indices: int32 row[pairs], the row of each pair, in the destination's pair order
- *   rows:    rows x hidden (f32 or bf16). Either the distinct rows the destination needs,
- *            packed; or, when they are nearly all of a contiguous run of slots (f32 wire,
- *            at most 1/4 extra), that run sent straight from x: no packing copy
+ * Wire format, for each (source, destination):
+ *   header:  int32 rows (or the run's length), pairs per local expert of the destination,
+ *            then the row of each pair, in the destination's pair order; sent to every
+ *            other rank, every layer. Rows of at most opts.inline_bytes (16 KB by default:
+ *            the decode regime) follow in the same message, 64-byte aligned
+ *   rows:    otherwise a message of its own, sent with the header: rows x hidden (f32 or
+ *            bf16). Either the distinct rows the destination needs, packed; or, when they are
+ *            nearly all of a contiguous run of slots (f32 wire, at most 1/4 extra), that run
+ *            sent straight from x: no packing copy
  *   outputs: pairs x hidden (f32 or bf16), in the destination's pair order (layout.h)
- * The count exchange tells each destination the rows (or run length) and pairs per local
- * expert it will receive.
+ * At decode sizes a layer thus sends one message per peer each way, as a raw all-to-all-v of
+ * the same bytes would; larger rows take a second message, whose receive is posted once the
+ * header has said its size.
  * With the bf16 wire every expert input and output is rounded to bf16, local ones too, so
  * results do not depend on the placement; they differ from the f32 wire (the default,
  * which is bit-exact: the same numbers as one process).
@@ -67,6 +72,9 @@ struct roe_ep_opts {
     int overlap;        /* 1: hand out "now" (and early) tasks before the rows arrive */
     int early_us;       /* wait for a late rank's headers before early tasks (us): 0 the
                            default (EP_EARLY_S, dispatch.c), < 0 none */
+    int inline_bytes;   /* rows for one rank of at most this many bytes travel inside the
+                           header message: 0 the default (EP_INLINE_BYTES, dispatch.c), < 0
+                           never (every rows message on its own) */
 };
 
 struct roe_ep_task {
@@ -84,6 +92,8 @@ struct roe_ep_stats {
     int remote_pairs;      /* pairs this rank computed for other ranks */
     int sent_pairs;        /* pairs this rank sent to other ranks */
     int early_tasks;       /* experts run on own rows before the headers came (another rank late) */
+    int row_sends;         /* ranks this rank sent rows to */
+    int inline_sends;      /* ... of which inside the header message */
 };
 
 typedef struct roe_ep roe_ep;

@@ -157,13 +157,16 @@ static int fake_expert(roe_ep *ep, const struct roe_ep_task *t, const int *owner
     return 1;
 }
 
-static void exchange(roe_ep_wire wire, int overlap) {
+/* inline_bytes: 0 the default (at this width every rank's rows ride in its header), -1 never,
+ * 300: some ranks' rows inline and others' on their own in the same layer */
+static void exchange(roe_ep_wire wire, int overlap, int inline_bytes) {
     enum { H = XH, K = 3, E = 10, S = 24 };
-    int64_t early = 0;
+    int64_t early = 0, row_sends = 0, inline_sends = 0;
     int owner[E], local[E], n_local[8], base[9];
     roe_ep *ep = NULL;
     struct roe_ep_opts o = {.hidden = H, .top_k = K, .n_experts = E, .max_slots = S,
-                            .max_recv_rows = S * N, .max_recv_pairs = S * N * K, .wire = wire, .overlap = overlap};
+                            .max_recv_rows = S * N, .max_recv_pairs = S * N * K, .wire = wire, .overlap = overlap,
+                            .inline_bytes = inline_bytes};
     ASSERT_OK(roe_ep_create(C, &o, &ep));
     float *x = malloc(S * H * sizeof(float)), *out = malloc(S * K * H * sizeof(float));
     int32_t sel[S * K];
@@ -190,7 +193,10 @@ static void exchange(roe_ep_wire wire, int overlap) {
         const int nt = roe_ep_tasks_rest(ep, &t);
         for (int i = 0; i < nt; i++)
             if (!fake_expert(ep, &t[i], owner)) return;
-        early += roe_ep_last_stats(ep).early_tasks;
+        const struct roe_ep_stats es = roe_ep_last_stats(ep);
+        early += es.early_tasks;
+        row_sends += es.row_sends;
+        inline_sends += es.inline_sends;
         ASSERT_OK(roe_ep_combine(ep));
         const float *const *po = roe_ep_pair_out(ep);
         for (int p = 0; p < n * K; p++) {
@@ -214,14 +220,26 @@ static void exchange(roe_ep_wire wire, int overlap) {
         ASSERT_OK(roe_comm_allreduce(C, &all, &all, 1, ROE_COMM_I64, ROE_COMM_SUM, "early tasks"));
         ASSERT_TRUE(all > 0);
     }
+    /* the rows went the way inline_bytes says: all inside the headers, none, or some of each */
+    if (N > 1) {
+        int64_t all[2] = {row_sends, inline_sends};
+        ASSERT_OK(roe_comm_allreduce(C, all, all, 2, ROE_COMM_I64, ROE_COMM_SUM, "row sends"));
+        ASSERT_TRUE(all[0] > 0);
+        if (inline_bytes == 0) ASSERT_TRUE(all[1] == all[0]);
+        else if (inline_bytes < 0) ASSERT_TRUE(all[1] == 0);
+        else ASSERT_TRUE(all[1] > 0 && all[1] < all[0]);
+    }
     free(x);
     free(out);
     roe_ep_free(ep);
 }
 
-TEST(exchange_f32_overlap) { exchange(ROE_EP_WIRE_F32, 1); }
-TEST(exchange_f32_no_overlap) { exchange(ROE_EP_WIRE_F32, 0); }
-TEST(exchange_bf16) { exchange(ROE_EP_WIRE_BF16, 1); }
+TEST(exchange_f32_overlap) { exchange(ROE_EP_WIRE_F32, 1, 0); }
+TEST(exchange_f32_no_overlap) { exchange(ROE_EP_WIRE_F32, 0, 0); }
+TEST(exchange_bf16) { exchange(ROE_EP_WIRE_BF16, 1, 0); }
+TEST(exchange_f32_rows_apart) { exchange(ROE_EP_WIRE_F32, 1, -1); }
+TEST(exchange_f32_rows_mixed) { exchange(ROE_EP_WIRE_F32, 1, 300); }
+TEST(exchange_bf16_rows_mixed) { exchange(ROE_EP_WIRE_BF16, 0, 300); }
 
 /* Rank 0 broadcasts raw bytes as a control message (the framing of roe_control_send); the
  * workers run their loop, which must stop at it with a message naming the sender. */
@@ -375,6 +393,9 @@ int main(int argc, char **argv) {
     RUN(exchange_f32_overlap);
     RUN(exchange_f32_no_overlap);
     RUN(exchange_bf16);
+    RUN(exchange_f32_rows_apart);
+    RUN(exchange_f32_rows_mixed);
+    RUN(exchange_bf16_rows_mixed);
     if (N > 1) RUN(workers_refuse_malformed_control);
     if (N > 1) RUN(workers_refuse_corrupt_roster);
     if (N > 1) RUN(bounded_wait);
