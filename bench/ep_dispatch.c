@@ -4,7 +4,7 @@
  *
  *   mpirun -np N build/ep_dispatch [--hidden 2048] [--top-k 8] [--experts 64]
  *                                  [--max-rows 4096] [--wire f32|bf16] [--compute US] [--skew US]
- *                                  [--hot P] [--early-us US]
+ *                                  [--hot P] [--early-us US] [--inline-bytes B] [--cold]
  *                                  [--budget S (seconds of iterations per size, 0.6)] [--json]
  *
  * For rows = 1, 2, 4, ... max-rows per rank, every rank routes its rows to top-k of the
@@ -32,6 +32,8 @@
  * many of its experts are chosen by its own rows only (local-only tasks, which overlap can run
  * before the other ranks' rows arrive). --early-us sets how long a rank waits for a late
  * rank's headers before running its own rows early (comm/dispatch.h; default 100).
+ * --inline-bytes sets up to how many bytes of rows for one rank ride in its header message
+ * (comm/dispatch.h; -1 never).
  *
  * Prints one line per size and, with --json, one JSON object per size. Times are the
  * median over iterations of the slowest rank.
@@ -69,11 +71,42 @@ static void spin(double us) {
 
 static roe_comm *roe__bench_comm;
 
+/* Cache state before every timed exchange, ours and raw alike. Warm (the default): as the
+ * previous iteration left it, every side's buffers touched once per iteration, so none is
+ * favoured (a buffer touched more recently is: two 2 MB exchanges between 2 ranks through the
+ * same Isend/Irecv code took 460 us into buffers touched one measurement earlier, 350 us into
+ * buffers touched just before). --cold: evicted before each measurement (a buffer of 1.5x
+ * the last-level cache read through), as in a real layer, where the experts' weights stream
+ * through the caches between one exchange and the next: then the transfer's and MPI's own
+ * memory come from DRAM, and bookkeeping costs by the cache lines it touches. */
+static const unsigned char *evict_buf;
+static size_t evict_n;
+static volatile unsigned evict_sink;
+
+static void evict(void) {
+    unsigned acc = 0;
+    for (size_t i = 0; i < evict_n; i += 64) acc += evict_buf[i];
+    evict_sink += acc;
+}
+
+static void evict_init(int cold) {
+    if (!cold) return;
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    evict_n = (size_t)(l3 > 0 ? l3 : 32L << 20) * 3 / 2;
+    unsigned char *b = malloc(evict_n);
+    if (!b) {
+        evict_n = 0;
+        return;
+    }
+    memset(b, 1, evict_n);
+    evict_buf = b;
+}
+
 struct cfg {
-    int hidden, top_k, experts, max_rows, json;
+    int hidden, top_k, experts, max_rows, json, cold;
     roe_ep_wire wire;
     double compute_us, skew_us, budget_s, hot;
-    int early_us;
+    int early_us, inline_bytes;
 };
 
 /* One layer's exchange; returns (dispatch, combine) seconds. */
@@ -98,14 +131,17 @@ static roe_status layer(roe_ep *ep, const struct roe_layout_map *map, const floa
     }
     if ((st = roe_ep_wait(ep)) != ROE_OK) return st;
     const double tw = roe_now_s();
+    const int layer_mode = c->compute_us > 0 || c->skew_us > 0;
+    /* timing the exchange alone: no rank may copy expert outputs while another is still in
+     * its timed dispatch (the copy would take its memory bandwidth, or, oversubscribed, its
+     * core), so the ranks line up first (untimed); the raw baseline has nothing in between */
+    if (!layer_mode) MPI_Barrier(MPI_COMM_WORLD);
     const int nt = roe_ep_tasks_rest(ep, &t);
     for (int i = 0; i < nt; i++) {
         for (int j = t[i].first; j < t[i].first + t[i].n; j++) memcpy(o[j], in[j], (size_t)H * sizeof(float));
         if (c->compute_us > 0) spin(c->compute_us);
     }
-    const int layer_mode = c->compute_us > 0 || c->skew_us > 0;
-    /* timing the exchange alone: the ranks' uneven expert work must not show up as waiting
-     * in the combine, so they line up first (untimed) */
+    /* the same before the combine: the ranks' uneven expert work must not show up as waiting */
     if (!layer_mode) MPI_Barrier(MPI_COMM_WORLD);
     const double t1 = roe_now_s();
     if ((st = roe_ep_combine(ep)) != ROE_OK) return st;
@@ -151,9 +187,9 @@ static int run(const struct cfg *c, roe_comm *comm) {
                    "# rows/rank  layer_us(overlap)  layer_us(no overlap)  gain\n",
                    N, H, K, E, roe_ep_wire_name(c->wire), c->compute_us, c->skew_us, N - 1, c->hot);
         else
-            printf("# ranks %d, hidden %d, top-%d of %d experts, wire %s\n"
+            printf("# ranks %d, hidden %d, top-%d of %d experts, wire %s, caches %s\n"
                    "# rows/rank  exchange_us  raw_us  ratio(raw/ours)  MB/rank  ours_GB/s  raw_GB/s  raw_clean_us  ratio(clean)\n",
-                   N, H, K, E, roe_ep_wire_name(c->wire));
+                   N, H, K, E, roe_ep_wire_name(c->wire), c->cold ? "cold" : "warm");
     }
     for (int rows = 1; rows <= R; rows *= 2) {
         for (int j = 0; j < rows; j++)
@@ -185,10 +221,13 @@ static int run(const struct cfg *c, roe_comm *comm) {
                 recv_rows += theirs[2 * p] ? rows : 0;
                 recv_pairs += theirs[2 * p + 1];
             }
-        char *rbuf_s = NULL, *rbuf_r = NULL;
+        /* raw: [0] just written, [1] clean (written once); each side touches its own buffers
+         * once per iteration, as ours does */
+        char *rbuf_s[2] = {NULL, NULL}, *rbuf_r[2] = {NULL, NULL};
         struct roe_ep_opts eo = {.hidden = H, .top_k = K, .n_experts = E, .max_slots = rows,
                                  .max_recv_rows = (int)recv_rows, .max_recv_pairs = (int)recv_pairs,
-                                 .wire = c->wire, .overlap = 1, .early_us = c->early_us};
+                                 .wire = c->wire, .overlap = layer_mode, .early_us = c->early_us,
+                                 .inline_bytes = c->inline_bytes};
         roe_ep *ep = NULL, *ep_no = NULL;
         if (roe_ep_create(comm, &eo, &ep) != ROE_OK) goto fail;
         eo.overlap = 0;
@@ -196,7 +235,7 @@ static int run(const struct cfg *c, roe_comm *comm) {
         const double budget = c->budget_s; /* seconds of timed iterations per size */
         int iters = 0;
         enum { MAXIT = 200 };
-        double td[MAXIT], tc[MAXIT], traw[MAXIT], tclean[MAXIT], tno[MAXIT];
+        double td[MAXIT], tc[MAXIT], traw[MAXIT], traw1[MAXIT], tclean[MAXIT], tno[MAXIT];
         /* warm-up and check: every pair's output is its row */
         double a, b;
         if (layer(ep, &map, x, rows, sel, out, c, &a, &b) != ROE_OK) goto fail;
@@ -236,41 +275,64 @@ static int run(const struct cfg *c, roe_comm *comm) {
             sc += (size_t)sc_c[p];
             rcb += (size_t)rc_c[p];
         }
-        rbuf_s = malloc(sd + sc + 64);
-        rbuf_r = malloc(rd + rcb + 64);
-        memset(rbuf_s, 1, sd + sc + 64);
+        for (int k = 0; k < 2; k++) {
+            rbuf_s[k] = malloc(sd + sc + 64);
+            rbuf_r[k] = malloc(rd + rcb + 64);
+            if (!rbuf_s[k] || !rbuf_r[k]) {
+                roe_fail(ROE_ERR_NOMEM, "raw buffers of %zu + %zu bytes", sd + sc, rd + rcb);
+                goto fail;
+            }
+            memset(rbuf_s[k], 1, sd + sc + 64);
+            memset(rbuf_r[k], 0, rd + rcb + 64);
+        }
         const double t_start = roe_now_s();
         for (;;) {
+            evict();
             memcpy(x, x0, (size_t)rows * H * sizeof(float)); /* the rows, just written */
             MPI_Barrier(MPI_COMM_WORLD);
             if (layer(ep, &map, x, rows, sel, out, c, &td[iters], &tc[iters]) != ROE_OK) goto fail;
             for (int fresh = 1; fresh >= 0; fresh--) {
-                if (fresh) memset(rbuf_s, 1 + iters % 2, sd + sc);
+                evict();
+                char *bs = rbuf_s[1 - fresh], *br = rbuf_r[1 - fresh];
+                if (fresh) memset(bs, 1 + iters % 2, sd + sc);
                 MPI_Barrier(MPI_COMM_WORLD);
                 double t0 = roe_now_s();
-                MPI_Alltoallv(rbuf_s, sc_d, sd_d, MPI_BYTE, rbuf_r, rc_d, rd_d, MPI_BYTE, MPI_COMM_WORLD);
-                MPI_Alltoallv(rbuf_s, sc_c, sd_c, MPI_BYTE, rbuf_r, rc_c, rd_c, MPI_BYTE, MPI_COMM_WORLD);
+                MPI_Alltoallv(bs, sc_d, sd_d, MPI_BYTE, br, rc_d, rd_d, MPI_BYTE, MPI_COMM_WORLD);
+                if (fresh) traw1[iters] = roe_now_s() - t0;
+                MPI_Alltoallv(bs, sc_c, sd_c, MPI_BYTE, br, rc_c, rd_c, MPI_BYTE, MPI_COMM_WORLD);
                 (fresh ? traw : tclean)[iters] = roe_now_s() - t0;
             }
             if (ep_no) {
+                evict();
                 MPI_Barrier(MPI_COMM_WORLD);
                 double x1, x2;
                 if (layer(ep_no, &map, x, rows, sel, out, c, &x1, &x2) != ROE_OK) goto fail;
                 tno[iters] = x1 + x2;
             }
             iters++;
-            int stop = iters >= MAXIT || (iters >= 5 && roe_now_s() - t_start > budget);
+            int stop = iters >= MAXIT || (iters >= 15 && roe_now_s() - t_start > budget);
             MPI_Bcast(&stop, 1, MPI_INT, 0, MPI_COMM_WORLD); /* every rank runs the same count */
             if (stop) break;
         }
         if (getenv("EPD_DEBUG") && me == 0) /* where the time goes, iteration by iteration */
             for (int i = 0; i < iters && i < 8; i++)
-                fprintf(stderr, "rows %d it %d: dispatch %.1f us, combine %.1f us, raw %.1f us (clean %.1f)\n", rows, i,
-                        td[i] * 1e6, tc[i] * 1e6, traw[i] * 1e6, tclean[i] * 1e6);
+                fprintf(stderr, "rows %d it %d: dispatch %.1f us, combine %.1f us, raw %.1f us (out %.1f), clean %.1f us\n",
+                        rows, i, td[i] * 1e6, tc[i] * 1e6, traw[i] * 1e6, traw1[i] * 1e6, tclean[i] * 1e6);
+        /* an iteration lasts as long as its slowest rank; the ratio is paired, iteration by
+         * iteration (ours and raw ran back to back), so that the VM's slow spells cancel */
         for (int i = 0; i < iters; i++) td[i] += tc[i];
-        double v[4] = {median(td, iters), median(traw, iters), ep_no ? median(tno, iters) : 0, median(tclean, iters)};
-        double vmax[4];
-        MPI_Reduce(v, vmax, 4, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, td, iters, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, traw, iters, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, tclean, iters, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        if (ep_no) MPI_Allreduce(MPI_IN_PLACE, tno, iters, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        double ratio[MAXIT], ratio_clean[MAXIT];
+        for (int i = 0; i < iters; i++) {
+            ratio[i] = ep_no ? tno[i] / td[i] : traw[i] / td[i];
+            ratio_clean[i] = tclean[i] / td[i];
+        }
+        const double r_med = median(ratio, iters), rc_med = median(ratio_clean, iters);
+        const double vmax[4] = {median(td, iters), median(traw, iters), ep_no ? median(tno, iters) : 0,
+                                median(tclean, iters)};
         const struct roe_ep_stats es = roe_ep_last_stats(ep);
         double bytes = es.count_bytes + es.dispatch_bytes + es.combine_bytes, bmax;
         MPI_Reduce(&bytes, &bmax, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
@@ -280,27 +342,28 @@ static int run(const struct cfg *c, roe_comm *comm) {
                 printf("{\"ranks\": %d, \"rows_per_rank\": %d, \"hidden\": %d, \"top_k\": %d, \"experts\": %d, "
                        "\"compute_us_per_task\": %.1f, \"skew_us\": %.1f, \"hot\": %.2f, \"layer_us_overlap\": %.2f, "
                        "\"layer_us_no_overlap\": %.2f, \"overlap_gain\": %.3f, \"iters\": %d}\n",
-                       N, rows, H, K, E, c->compute_us, c->skew_us, c->hot, vmax[0] * 1e6, vmax[2] * 1e6, vmax[2] / vmax[0],
-                       iters);
+                       N, rows, H, K, E, c->compute_us, c->skew_us, c->hot, vmax[0] * 1e6, vmax[2] * 1e6, r_med, iters);
             else if (layer_mode)
-                printf("%10d  %17.1f  %20.1f  %5.3f\n", rows, vmax[0] * 1e6, vmax[2] * 1e6, vmax[2] / vmax[0]);
+                printf("%10d  %17.1f  %20.1f  %5.3f\n", rows, vmax[0] * 1e6, vmax[2] * 1e6, r_med);
             else if (c->json)
                 printf("{\"ranks\": %d, \"rows_per_rank\": %d, \"hidden\": %d, \"top_k\": %d, \"experts\": %d, "
-                       "\"wire\": \"%s\", \"exchange_us\": %.2f, \"raw_alltoallv_us\": %.2f, \"ratio_raw_over_ours\": %.3f, "
+                       "\"wire\": \"%s\", \"caches\": \"%s\", \"exchange_us\": %.2f, \"raw_alltoallv_us\": %.2f, \"ratio_raw_over_ours\": %.3f, "
                        "\"mb_sent_per_rank\": %.3f, \"ours_gbs\": %.3f, \"raw_gbs\": %.3f, \"raw_clean_us\": %.2f, "
                        "\"ratio_raw_clean_over_ours\": %.3f, \"iters\": %d}\n",
-                       N, rows, H, K, E, roe_ep_wire_name(c->wire), vmax[0] * 1e6, vmax[1] * 1e6, vmax[1] / vmax[0], mb,
-                       bmax / vmax[0] / 1e9, bmax / vmax[1] / 1e9, vmax[3] * 1e6, vmax[3] / vmax[0], iters);
+                       N, rows, H, K, E, roe_ep_wire_name(c->wire), c->cold ? "cold" : "warm", vmax[0] * 1e6,
+                       vmax[1] * 1e6, r_med, mb,
+                       bmax / vmax[0] / 1e9, bmax / vmax[1] / 1e9, vmax[3] * 1e6, rc_med, iters);
             else
                 printf("%10d  %11.1f  %6.1f  %15.3f  %7.3f  %9.3f  %8.3f  %12.1f  %12.3f\n", rows, vmax[0] * 1e6,
-                       vmax[1] * 1e6, vmax[1] / vmax[0], mb, bmax / vmax[0] / 1e9, bmax / vmax[1] / 1e9, vmax[3] * 1e6,
-                       vmax[3] / vmax[0]);
+                       vmax[1] * 1e6, r_med, mb, bmax / vmax[0] / 1e9, bmax / vmax[1] / 1e9, vmax[3] * 1e6, rc_med);
             fflush(stdout);
         }
         roe_ep_free(ep);
         roe_ep_free(ep_no);
-        free(rbuf_s);
-        free(rbuf_r);
+        for (int k = 0; k < 2; k++) {
+            free(rbuf_s[k]);
+            free(rbuf_r[k]);
+        }
         continue;
     fail:
         fprintf(stderr, "ep_dispatch: rank %d: %s\n", me, roe_error_message());
@@ -329,9 +392,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--skew")) c.skew_us = atof(v), i++;
         else if (!strcmp(a, "--hot")) c.hot = atof(v), i++;
         else if (!strcmp(a, "--early-us")) c.early_us = atoi(v), i++;
+        else if (!strcmp(a, "--inline-bytes")) c.inline_bytes = atoi(v), i++;
         else if (!strcmp(a, "--budget")) c.budget_s = atof(v), i++;
         else if (!strcmp(a, "--wire")) c.wire = !strcmp(v, "bf16") ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32, i++;
         else if (!strcmp(a, "--json")) c.json = 1;
+        else if (!strcmp(a, "--cold")) c.cold = 1;
         else {
             fprintf(stderr, "ep_dispatch: unknown option '%s' (see the comment at the top of bench/ep_dispatch.c)\n", a);
             roe_comm_abort(comm, 2);
@@ -342,6 +407,7 @@ int main(int argc, char **argv) {
         roe_comm_abort(comm, 2);
     }
     roe__bench_comm = comm;
+    evict_init(c.cold);
     int rc = run(&c, comm);
     if (rc) roe_comm_abort(comm, rc);
     roe_comm_free(comm);
