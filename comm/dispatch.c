@@ -529,6 +529,7 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
             const size_t at = align_i32(ep->h_sc[d]);
             rows_bytes = (size_t)ep->ls.rows[d] * H * ep->ws;
             memset(h + ep->h_sc[d], 0, (at - ep->h_sc[d]) * sizeof *h);
+            if (rows_bytes % 4) h[at + rows_bytes / 4] = 0; /* an odd count of bf16 values: the tail is sent */
             pack_rows(ep, x, ep->ls.row_slot + ep->ls.row_off[d], ep->ls.rows[d], (unsigned char *)(h + at));
             ep->h_sc[d] = at + (rows_bytes + 3) / 4;
         }
