@@ -78,7 +78,6 @@ struct roe_ep {
     int32_t *hsend, *hrecv;
     size_t hcap;                    /* ints of one received header (inline rows included) */
     size_t inline_max;              /* opts.inline_bytes: rows for one rank up to this go inline */
-    uint8_t *inl;                   /* [N] rows to / from that rank travel in the header */
     size_t *h_sc, *h_rc;            /* [N] */
     const void **h_sp;              /* [N] */
     void **h_rp;                    /* [N] */
@@ -125,11 +124,15 @@ const char *roe_ep_wire_name(roe_ep_wire w) { return w == ROE_EP_WIRE_BF16 ? "bf
 static size_t align_up(size_t n) { return (n + EP_ALIGN - 1) & ~(size_t)(EP_ALIGN - 1); }
 static size_t align_i32(size_t n) { return (n + EP_ALIGN_I32 - 1) & ~(size_t)(EP_ALIGN_I32 - 1); }
 
-/* Whether `rows` rows travel inside the header: the sender decides from the rows it sends,
- * the receiver from the count the header announces; both apply this one rule. */
+/* Whether `rows` rows travel inside the header: the sender decides from the rows it sends
+ * (ls.rows), the receiver from the count the header announces (src_rows); both apply this
+ * one rule. */
 static int rows_inline(const roe_ep *ep, long rows) {
     return rows > 0 && (size_t)rows * (size_t)ep->o.hidden * ep->ws <= ep->inline_max;
 }
+
+/* The rows this rank sends to d ride in d's header (never to itself). */
+static int send_inline(const roe_ep *ep, int d) { return d != ep->me && rows_inline(ep, ep->ls.rows[d]); }
 
 static inline uint16_t to_bf16(float f) {
     uint32_t u;
@@ -173,7 +176,7 @@ void roe_ep_free(roe_ep *ep) {
                      ep->ls.pair_id, ep->ls.pair_row, ep->ls.counts, ep->ls_scratch, ep->from,
                      ep->task_off, ep->task_src, ep->task_idx, ep->src_pairs, ep->src_rows,
                      ep->send_rows, ep->run_lo, ep->ret_off, ep->rrow_off, ep->mine_off, ep->l2g,
-                     ep->inl, ep->h_sc, ep->h_rc, ep->h_sp, ep->h_rp, ep->nulls, ep->zeros,
+                     ep->h_sc, ep->h_rc, ep->h_sp, ep->h_rp, ep->nulls, ep->zeros,
                      ep->cnt_s, ep->cnt_r, ep->ptr_s, ep->ptr_r, ep->p_sc, ep->p_rc, ep->p_sp, ep->p_rp,
                      ep->bytes_d, ep->bytes_c, ep->in, ep->out, ep->pout, ep->now, ep->rest,
                      ep->early, ep->early_done, ep->rot_src, ep->rot_idx};
@@ -242,7 +245,6 @@ roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **o
     ep->hcap = align_i32(align_i32(1 + E + (RP > R * K ? RP : R * K)) + inl_i32);
     ep->early_base = (int)(R * K + RP + 1);
     ep->early_s = o->early_us == 0 ? EP_EARLY_S : o->early_us < 0 ? 0.0 : o->early_us * 1e-6;
-    A(ep->inl, N);
     /* all headers, each padded to 64 bytes before and after its inline rows */
     ep->hsend = big_alloc(align_i32(N + E + R * K) + N * ((size_t)EP_ALIGN_I32 * 2 + inl_i32), sizeof(int32_t), 1, &ok);
     ep->hrecv = big_alloc(N, ep->hcap, sizeof(int32_t), &ok);
@@ -397,13 +399,13 @@ static roe_status headers_take(roe_ep *ep) {
                                 ep->what[0], s, got[s], X);
             ROE_TRY(check_counts(ep, s, m[0], pairs, m + 1, X));
             /* the size that came must be the one the counts imply */
-            ep->inl[s] = rows_inline(ep, m[0]);
+            const int inl = rows_inline(ep, m[0]);
             size_t want = 1 + (size_t)X + (size_t)pairs;
-            if (ep->inl[s]) want = align_i32(want) + ((size_t)m[0] * H * ep->ws + 3) / 4;
+            if (inl) want = align_i32(want) + ((size_t)m[0] * H * ep->ws + 3) / 4;
             if (got[s] != want)
                 return roe_fail(ROE_ERR_COMM,
                                 "rank %d: %s: rank %d sent a header of %zu ints, expected %zu (1 + %d + its %d pairs%s)",
-                                me, ep->what[0], s, got[s], want, X, pairs, ep->inl[s] ? " + its rows" : "");
+                                me, ep->what[0], s, got[s], want, X, pairs, inl ? " + its rows" : "");
             recv_rows += m[0];
             recv_pairs += pairs;
         }
@@ -430,7 +432,7 @@ static roe_status headers_take(roe_ep *ep) {
             if (s == me || !ep->src_pairs[s]) continue;
             rp += ep->src_pairs[s];
             rr += ep->src_rows[s];
-            if (ep->inl[s]) { /* they came with the header */
+            if (rows_inline(ep, ep->src_rows[s])) { /* they came with the header */
                 ep->p_rp[s] = ep->hrecv + (size_t)s * ep->hcap + align_i32(1 + (size_t)X + (size_t)ep->src_pairs[s]);
                 continue;
             }
@@ -501,8 +503,7 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
         const int nr = ep->ls.rows[d];
         ep->run_lo[d] = -1;
         ep->send_rows[d] = nr;
-        ep->inl[d] = d != me && rows_inline(ep, nr);
-        if (d == me || nr == 0 || ep->ws != 4 || ep->inl[d]) continue;
+        if (d == me || nr == 0 || ep->ws != 4 || send_inline(ep, d)) continue;
         const int lo = ep->ls.row_slot[ep->ls.row_off[d]], hi = ep->ls.row_slot[ep->ls.row_off[d] + nr - 1];
         if (4L * (hi - lo + 1) <= 5L * nr) { /* at most a quarter more rows than needed */
             ep->run_lo[d] = lo;
@@ -525,7 +526,7 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
         ep->h_sp[d] = h;
         ep->h_sc[d] = 1 + (size_t)map->n_local[d] + (size_t)np;
         size_t rows_bytes = 0;
-        if (ep->inl[d]) {
+        if (send_inline(ep, d)) {
             const size_t at = align_i32(ep->h_sc[d]);
             rows_bytes = (size_t)ep->ls.rows[d] * H * ep->ws;
             memset(h + ep->h_sc[d], 0, (at - ep->h_sc[d]) * sizeof *h);
@@ -555,8 +556,10 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
             if (d == me || !np) continue;
             mp += np;
             ep->stats.row_sends++;
-            ep->stats.inline_sends += ep->inl[d];
-            if (ep->inl[d]) continue; /* they went with the header */
+            if (send_inline(ep, d)) { /* they went with the header */
+                ep->stats.inline_sends++;
+                continue;
+            }
             if (lo >= 0) ep->p_sp[d] = x + (size_t)lo * H;
             else {
                 unsigned char *rows = ep->sbuf + so;

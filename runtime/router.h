@@ -31,10 +31,7 @@ void roe_route_row_noisy(const struct roe_model_config *cfg, const float *logits
 
 /* The Gumbel(0,1) variate of (key, expert): runtime/gumbel.h (one source with CUDA). */
 
-/* softmax over n values (fp32, max-subtracted) */
-void roe_softmax(const float *x, int n, float *out);
-
-/* indices of the k largest values of x[n], in decreasing order (ties: lower index first) */
-void roe_topk(const float *x, int n, int k, int32_t *idx);
+/* The softmax and top-k themselves: roe_route_softmax, roe_route_topk (runtime/route_order.h,
+ * one source with CUDA). */
 
 #endif

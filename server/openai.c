@@ -459,8 +459,10 @@ char *roe_api_response_json(const struct roe_api_config *c, const struct roe_api
         PUT(choice, "text", cJSON_CreateString(text));
     PUT(choice, "logprobs", cJSON_CreateNull());
     PUT(choice, "finish_reason", cJSON_CreateString(roe_api_finish_name(finish)));
-    if (r->return_token_ids) PUT(choice, "token_ids", ids_json(&ok, tokens, n_tokens));
-    if (r->return_token_ids) PUT(root, "prompt_token_ids", ids_json(&ok, r->prompt, r->params.n_prompt));
+    if (r->return_token_ids) {
+        PUT(choice, "token_ids", ids_json(&ok, tokens, n_tokens));
+        PUT(root, "prompt_token_ids", ids_json(&ok, r->prompt, r->params.n_prompt));
+    }
     add_usage(&ok, root, r, n_tokens);
     return roe_json_render(ok, root);
 }

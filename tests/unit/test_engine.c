@@ -10,6 +10,7 @@
 #include "runtime/config.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
+#include "runtime/route_order.h"
 #include "runtime/router.h"
 #include "runtime/sampler.h"
 
@@ -145,7 +146,7 @@ TEST(config_validation) {
 TEST(topk_order_and_ties) {
     float x[] = {0.1f, 0.5f, 0.5f, 0.9f, -1.0f, 0.5f};
     int32_t idx[3];
-    roe_topk(x, 6, 3, idx);
+    roe_route_topk(x, 6, 3, idx);
     ASSERT_EQ_INT(idx[0], 3);
     ASSERT_EQ_INT(idx[1], 1); /* ties: lower index first */
     ASSERT_EQ_INT(idx[2], 2);
