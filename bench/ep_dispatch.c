@@ -49,9 +49,9 @@
 #include "comm/comm.h"
 #include "comm/dispatch.h"
 #include "comm/layout.h"
-#include "runtime/clock.h"
+#include "base/clock.h"
 #include "runtime/env.h"
-#include "runtime/philox.h"
+#include "base/philox.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

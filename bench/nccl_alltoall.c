@@ -18,8 +18,8 @@
 
 #include "comm/comm.h"
 #include "kernels/backend.h"
-#include "runtime/alloc.h"
-#include "runtime/clock.h"
+#include "base/alloc.h"
+#include "base/clock.h"
 #include "runtime/env.h"
 
 static int fail(const char *what) {

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 
 struct roe_comm_opts roe_comm_opts_default(void) {
     struct roe_comm_opts o = {.timeout_s = 60.0};

@@ -26,7 +26,7 @@
 
 #include <stddef.h>
 
-#include "runtime/status.h"
+#include "base/status.h"
 
 typedef struct roe_comm roe_comm;
 typedef struct roe_comm_xfer roe_comm_xfer; /* one in-flight all-to-all-v */

@@ -41,7 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 
 enum { TAG_BCAST = 11, TAG_GATHER = 12, TAG_A2A = 13, TAG_REDUCE = 14 };
 

@@ -33,8 +33,8 @@
 #include <string.h>
 
 #include "comm_impl.h"
-#include "runtime/alloc.h"
-#include "runtime/clock.h"
+#include "base/alloc.h"
+#include "base/clock.h"
 
 struct nccl_impl {
     ncclComm_t nc;

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "comm_impl.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 
 static roe_status self_unreachable(const char *op) {
     return roe_fail(ROE_ERR_INTERNAL, "self transport: %s reached the transport with one rank", op);

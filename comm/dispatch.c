@@ -35,8 +35,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "runtime/alloc.h"
-#include "runtime/clock.h"
+#include "base/alloc.h"
+#include "base/dtype.h"
+#include "base/clock.h"
 
 enum { EP_ALIGN = 64, EP_ALIGN_I32 = EP_ALIGN / 4 };
 
@@ -134,27 +135,12 @@ static int rows_inline(const roe_ep *ep, long rows) {
 /* The rows this rank sends to d ride in d's header (never to itself). */
 static int send_inline(const roe_ep *ep, int d) { return d != ep->me && rows_inline(ep, ep->ls.rows[d]); }
 
-static inline uint16_t to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
-    return (uint16_t)(u >> 16);
-}
-
-static inline float from_bf16(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 static void narrow(const float *src, uint16_t *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = to_bf16(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = roe_f32_to_bf16(src[i]);
 }
 
 static void widen(const uint16_t *src, float *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = from_bf16(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = roe_bf16_to_f32(src[i]);
 }
 
 /* Packs slots rows[0..n) of x (f32) as wire rows at dst. */
@@ -577,7 +563,7 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
     /* this rank's own inputs (rounded to bf16 on that wire, as travelling ones are) */
     ep->xin = x;
     if (ep->o.wire == ROE_EP_WIRE_BF16) {
-        for (size_t i = 0; i < (size_t)n_slots * H; i++) ep->xs[i] = from_bf16(to_bf16(x[i]));
+        for (size_t i = 0; i < (size_t)n_slots * H; i++) ep->xs[i] = roe_bf16_to_f32(roe_f32_to_bf16(x[i]));
         ep->xin = ep->xs;
     }
     ep->phase = 1;
@@ -697,7 +683,7 @@ roe_status roe_ep_combine(roe_ep *ep) {
         const int p = ep->ls.pair_id[self_first + i];
         float *o = ep->outp + (size_t)p * H;
         if (ep->ws == 2) /* ... rounded like travelling ones */
-            for (int d = 0; d < H; d++) o[d] = from_bf16(to_bf16(o[d]));
+            for (int d = 0; d < H; d++) o[d] = roe_bf16_to_f32(roe_f32_to_bf16(o[d]));
         ep->pout[p] = o;
     }
     if (N == 1) return ROE_OK;

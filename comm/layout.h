@@ -28,7 +28,7 @@
 
 #include <stdint.h>
 
-#include "runtime/status.h"
+#include "base/status.h"
 
 /* Where one MoE layer's experts live. Arrays are borrowed. */
 struct roe_layout_map {

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "runtime/clock.h"
+#include "base/clock.h"
 
 const char *roe_backend_kind_name(roe_backend_kind kind) {
     switch (kind) {

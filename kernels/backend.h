@@ -34,8 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime/safetensors.h" /* roe_dtype */
-#include "runtime/status.h"
+#include "base/dtype.h"
+#include "base/status.h"
 
 /* A weight matrix [rows, cols], row-major: rows = output features, cols = input features
  * (Hugging Face Linear layout, y = x W^T). A vector is rows = 1. */

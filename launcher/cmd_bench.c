@@ -18,10 +18,10 @@
 #include "roe_flags.h"
 #include "runtime/cluster.h"
 #include "commands.h"
-#include "runtime/alloc.h"
-#include "runtime/clock.h"
+#include "base/alloc.h"
+#include "base/clock.h"
 #include "runtime/env.h"
-#include "runtime/philox.h"
+#include "base/philox.h"
 #include "session.h"
 
 static const char *SYNOPSIS =

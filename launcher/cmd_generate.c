@@ -11,7 +11,7 @@
 #include "args.h"
 #include "roe_flags.h"
 #include "commands.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/env.h"
 #include "runtime/generate.h"
 #include "session.h"

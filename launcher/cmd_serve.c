@@ -25,7 +25,7 @@
 #include "args.h"
 #include "commands.h"
 #include "roe_flags.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/env.h"
 #include "runtime/scheduler.h"
 #include "server/chat.h"

@@ -13,7 +13,7 @@
 #include "args.h"
 #include "commands.h"
 #include "roe_flags.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/env.h"
 #include "runtime/eval.h"
 #include "runtime/tune.h"

@@ -13,7 +13,7 @@
 #include "comm/comm.h"
 #include "commands.h"
 #include "runtime/env.h"
-#include "runtime/log.h"
+#include "base/log.h"
 #include "runtime/worker.h"
 #include "session.h"
 

@@ -7,9 +7,9 @@
 
 #include <limits.h>
 
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/env.h"
-#include "runtime/fileio.h"
+#include "base/fileio.h"
 
 static roe_comm *roe__world; /* see session.h: process-wide, like MPI_COMM_WORLD */
 

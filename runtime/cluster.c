@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "aggregate.h"
-#include "alloc.h"
+#include "base/alloc.h"
 #include "control.h"
 
 enum { BIND_DIRTY = 1, BIND_RESET = 2 };

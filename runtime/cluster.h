@@ -34,7 +34,7 @@
 
 #include "comm/control.pb-c.h"
 #include "engine.h"
-#include "status.h"
+#include "base/status.h"
 
 enum {
     ROE_GROUP_LOGITS = 0,

@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "fileio.h"
-#include "json.h"
+#include "base/alloc.h"
+#include "base/fileio.h"
+#include "base/json.h"
 
 const char *roe_family_name(roe_family f) {
     switch (f) {

@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "status.h"
+#include "base/status.h"
 
 enum { ROE_MAX_LAYERS = 512 };
 

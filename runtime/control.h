@@ -23,7 +23,7 @@
 
 #include "comm/comm.h"
 #include "comm/control.pb-c.h"
-#include "status.h"
+#include "base/status.h"
 
 enum { ROE_CONTROL_VERSION = 1 };
 

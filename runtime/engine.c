@@ -34,7 +34,7 @@
 
 #include <stdio.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "router.h"
 #include "weights.h"
 

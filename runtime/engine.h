@@ -40,7 +40,7 @@
 #include "model.h"
 #include "placement.h"
 #include "roster.h"
-#include "status.h"
+#include "base/status.h"
 
 struct roe_row {
     int seq;          /* KV-cache slot of the row's sequence, in [0, max_seqs) */

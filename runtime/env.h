@@ -23,7 +23,7 @@
 #define ROE_ENV_H
 
 #include "kernels/backend.h"
-#include "log.h"
+#include "base/log.h"
 
 const char *roe_env_model_dir(void);     /* NULL if unset */
 roe_cpu_isa roe_env_cpu_isa(void);       /* AUTO if unset or unknown */

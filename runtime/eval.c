@@ -7,12 +7,12 @@
 #include <string.h>
 
 #include "aggregate.h"
-#include "alloc.h"
-#include "clock.h"
-#include "fileio.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/fileio.h"
 #include "generate.h"
-#include "json.h"
-#include "philox.h"
+#include "base/json.h"
+#include "base/philox.h"
 
 struct roe_scorer {
     roe_engine *e;

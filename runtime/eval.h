@@ -19,7 +19,7 @@
 
 #include "engine.h"
 #include "roster.h"
-#include "status.h"
+#include "base/status.h"
 #include "tokenizer.h"
 
 typedef struct roe_scorer roe_scorer;

@@ -5,7 +5,7 @@
 #include <time.h>
 
 #include "aggregate.h"
-#include "alloc.h"
+#include "base/alloc.h"
 #include "cluster.h"
 #include "env.h"
 

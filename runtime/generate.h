@@ -24,7 +24,7 @@
 
 #include "engine.h"
 #include "sampler.h"
-#include "status.h"
+#include "base/status.h"
 
 struct roe_request {
     const int32_t *prompt;  /* [n_prompt], borrowed */

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 
 size_t roe_kv_cache_bytes(const struct roe_kv_cache *c) {
     return 2 * sizeof(float) * (size_t)c->max_seqs * c->n_layers * c->max_ctx * c->kv_dim;

@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 #include "kernels/backend.h"
-#include "status.h"
+#include "base/status.h"
 
 struct roe_kv_cache {
     int max_seqs;

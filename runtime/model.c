@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "fileio.h"
-#include "log.h"
+#include "base/alloc.h"
+#include "base/fileio.h"
+#include "base/log.h"
 
 size_t roe_mat_bytes(const struct roe_mat *m) {
     return (size_t)m->rows * (size_t)m->cols * roe_dtype_size(m->dtype);

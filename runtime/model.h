@@ -15,7 +15,7 @@
 #include "kernels/backend.h" /* struct roe_mat */
 #include "placement.h"
 #include "safetensors.h"
-#include "status.h"
+#include "base/status.h"
 
 struct roe_expert_weights {
     struct roe_mat gate;  /* [inter, hidden] */

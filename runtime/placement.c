@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "fileio.h"
-#include "json.h"
+#include "base/alloc.h"
+#include "base/fileio.h"
+#include "base/json.h"
 
 void roe_placement_free(struct roe_placement *p) {
     if (!p) return;

@@ -22,7 +22,7 @@
 
 #include "comm/layout.h"
 #include "config.h"
-#include "status.h"
+#include "base/status.h"
 
 struct roe_placement {
     int n_ranks;

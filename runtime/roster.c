@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "fileio.h"
-#include "json.h"
+#include "base/alloc.h"
+#include "base/fileio.h"
+#include "base/json.h"
 
 const char *roe_gate_mode_name(roe_gate_mode g) { return g == ROE_GATE_NOISY ? "noisy" : "clean"; }
 

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "status.h"
+#include "base/status.h"
 
 typedef enum roe_gate_mode {
     ROE_GATE_CLEAN = 0, /* the model's gate function on the clean logits R at the chosen experts */

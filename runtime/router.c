@@ -1,7 +1,7 @@
 /* router.c — the family gate functions, clean and noisy; see router.h. */
 #include "router.h"
 
-#include "route_order.h"
+#include "kernels/route_order.h"
 
 /* Orders the k chosen experts by index (weights follow), then renormalises if the model does. */
 static void finish(const struct roe_model_config *cfg, int32_t *idx, float *weight) {

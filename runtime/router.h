@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "gumbel.h"
+#include "kernels/gumbel.h"
 #include "roster.h"
 
 /* Routes one row cleanly. probs is scratch [n_experts]. idx/weight receive k entries. */
@@ -29,9 +29,9 @@ void roe_route_row_noisy(const struct roe_model_config *cfg, const float *logits
                          roe_gate_mode gate, struct roe_noise_key key, float *scratch,
                          int32_t *idx, float *weight);
 
-/* The Gumbel(0,1) variate of (key, expert): runtime/gumbel.h (one source with CUDA). */
+/* The Gumbel(0,1) variate of (key, expert): kernels/gumbel.h (one source with CUDA). */
 
-/* The softmax and top-k themselves: roe_route_softmax, roe_route_topk (runtime/route_order.h,
+/* The softmax and top-k themselves: roe_route_softmax, roe_route_topk (kernels/route_order.h,
  * one source with CUDA). */
 
 #endif

@@ -49,9 +49,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "json.h"
-#include "log.h"
+#include "base/alloc.h"
+#include "base/json.h"
+#include "base/log.h"
 
 enum {
     ROE_ST_MAX_HEADER = 100000000, /* bytes; the reference reader's MAX_HEADER_SIZE */
@@ -71,38 +71,6 @@ struct roe_st_file {
     size_t n;
     size_t n_misaligned; /* tensors whose data is not aligned to their element size */
 };
-
-/* ---- dtypes ---- */
-
-static const struct {
-    const char *name;
-    size_t size;
-} roe__dtypes[ROE_DTYPE_COUNT] = {
-    [ROE_DTYPE_F32] = {"F32", 4},         [ROE_DTYPE_F16] = {"F16", 2},
-    [ROE_DTYPE_BF16] = {"BF16", 2},       [ROE_DTYPE_F64] = {"F64", 8},
-    [ROE_DTYPE_I64] = {"I64", 8},         [ROE_DTYPE_I32] = {"I32", 4},
-    [ROE_DTYPE_I16] = {"I16", 2},         [ROE_DTYPE_I8] = {"I8", 1},
-    [ROE_DTYPE_U8] = {"U8", 1},           [ROE_DTYPE_BOOL] = {"BOOL", 1},
-    [ROE_DTYPE_F8_E4M3] = {"F8_E4M3", 1}, [ROE_DTYPE_F8_E5M2] = {"F8_E5M2", 1},
-};
-
-const char *roe_dtype_name(roe_dtype t) {
-    return (unsigned)t < ROE_DTYPE_COUNT ? roe__dtypes[t].name : "?";
-}
-
-size_t roe_dtype_size(roe_dtype t) {
-    return (unsigned)t < ROE_DTYPE_COUNT ? roe__dtypes[t].size : 0;
-}
-
-static int st__dtype_parse(const char *s, roe_dtype *out) {
-    for (int i = 0; i < ROE_DTYPE_COUNT; i++) {
-        if (strcmp(s, roe__dtypes[i].name) == 0) {
-            *out = (roe_dtype)i;
-            return 1;
-        }
-    }
-    return 0;
-}
 
 /* ---- small helpers ---- */
 
@@ -328,7 +296,7 @@ static roe_status st__read_entry(const roe_st_file *f, const cJSON *e, struct ro
         return roe_fail(ROE_ERR_FORMAT,
                         "%s: tensor '%.*s': \"dtype\" is a JSON %s, expected a string", path, nm,
                         name, roe__st_json_type(jd));
-    if (!st__dtype_parse(jd->valuestring, &t->dtype))
+    if (!roe_dtype_parse(jd->valuestring, &t->dtype))
         return roe_fail(ROE_ERR_UNSUPPORTED,
                         "%s: tensor '%.*s': unknown dtype '%.32s' (supported: F64 F32 F16 BF16 I64 "
                         "I32 I16 I8 U8 BOOL F8_E4M3 F8_E5M2)",

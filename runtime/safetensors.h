@@ -17,23 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "status.h"
-
-typedef enum roe_dtype {
-    ROE_DTYPE_F32 = 0,
-    ROE_DTYPE_F16,
-    ROE_DTYPE_BF16,
-    ROE_DTYPE_F64,
-    ROE_DTYPE_I64,
-    ROE_DTYPE_I32,
-    ROE_DTYPE_I16,
-    ROE_DTYPE_I8,
-    ROE_DTYPE_U8,
-    ROE_DTYPE_BOOL,
-    ROE_DTYPE_F8_E4M3,
-    ROE_DTYPE_F8_E5M2,
-    ROE_DTYPE_COUNT
-} roe_dtype;
+#include "base/dtype.h"
+#include "base/status.h"
 
 enum { ROE_TENSOR_MAX_DIMS = 8 };
 
@@ -47,9 +32,6 @@ struct roe_tensor {
     const void *data;  /* into the read-only mapping; nbytes long */
     size_t nbytes;
 };
-
-const char *roe_dtype_name(roe_dtype t);   /* "BF16" */
-size_t roe_dtype_size(roe_dtype t);        /* bytes per element */
 
 /* ---- one file ---- */
 typedef struct roe_st_file roe_st_file;

@@ -22,8 +22,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "alloc.h"
-#include "fileio.h"
+#include "base/alloc.h"
+#include "base/fileio.h"
 
 enum {
     ROE_ST_MAX_INDEX = 100000000, /* bytes of model.safetensors.index.json */

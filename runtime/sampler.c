@@ -4,8 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "alloc.h"
-#include "philox.h"
+#include "base/alloc.h"
+#include "base/philox.h"
 
 struct roe_sampler {
     int vocab;

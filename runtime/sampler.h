@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "status.h"
+#include "base/status.h"
 
 struct roe_sampling {
     float temperature;  /* 0: greedy */

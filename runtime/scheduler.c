@@ -19,11 +19,11 @@
 #include <string.h>
 
 #include "aggregate.h"
-#include "alloc.h"
-#include "clock.h"
+#include "base/alloc.h"
+#include "base/clock.h"
 #include "cluster.h"
 #include "env.h"
-#include "log.h"
+#include "base/log.h"
 
 typedef enum group_kind {
     GROUP_FULL = 0,   /* clean row + K-1 samples: aggregate and emit */

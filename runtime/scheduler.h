@@ -46,7 +46,7 @@
 #include "histogram.h"
 #include "roster.h"
 #include "sampler.h"
-#include "status.h"
+#include "base/status.h"
 
 struct roe_sched_opts {
     int max_queue;      /* waiting requests at most (>= 0) */

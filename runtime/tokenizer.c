@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "tokenizer_impl.h"
 
 /* ---- load / free --------------------------------------------------------------------------- */

@@ -9,7 +9,7 @@
 #include <assert.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "tokenizer_impl.h"
 
 /* ---- hash tables --------------------------------------------------------------------------- */

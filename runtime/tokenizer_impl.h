@@ -27,7 +27,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "status.h"
+#include "base/status.h"
 #include "tokenizer.h"
 
 enum {

@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "json.h"
-#include "log.h"
+#include "base/alloc.h"
+#include "base/json.h"
+#include "base/log.h"
 #include "tokenizer_impl.h"
 
 /* Hugging Face's GPT-2 pattern, used by ByteLevel with use_regex. */

@@ -12,7 +12,7 @@
 
 #include <utf8proc.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "tokenizer_impl.h"
 
 /* ---- UTF-8 --------------------------------------------------------------------------------- */

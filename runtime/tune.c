@@ -4,8 +4,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "philox.h"
+#include "base/alloc.h"
+#include "base/philox.h"
 
 enum { TPE_CANDIDATES = 48 };
 

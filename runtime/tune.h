@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-#include "status.h"
+#include "base/status.h"
 
 typedef struct roe_tpe roe_tpe;
 

@@ -4,7 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 
 /* One matrix: uploaded, or random for a shapes-only model. `salt` makes each matrix's
  * random values distinct. An empty view (rows 0: no q/k norm) stays empty. */

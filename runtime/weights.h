@@ -17,7 +17,7 @@
 #include "kernels/backend.h"
 #include "model.h"
 #include "placement.h"
-#include "status.h"
+#include "base/status.h"
 
 /* *out: a model struct (cfg copied; store, dir NULL) whose matrices are backend memory.
  * pl NULL: every expert. Free with roe_weights_free on the same backend. */

@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "cluster.h"
 #include "control.h"
 #include "env.h"
-#include "log.h"
+#include "base/log.h"
 #include "model.h"
 
 static roe_cpu_isa isa_of_backend(const char *name) {

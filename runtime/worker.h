@@ -21,7 +21,7 @@
 #include "comm/comm.h"
 #include "engine.h"
 #include "placement.h"
-#include "status.h"
+#include "base/status.h"
 
 /* What each rank reported when its session opened. */
 struct roe_rank_info {

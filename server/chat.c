@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "runtime/alloc.h"
-#include "runtime/fileio.h"
-#include "runtime/json.h"
+#include "base/alloc.h"
+#include "base/fileio.h"
+#include "base/json.h"
 
 void roe_chat_template_from_text(const char *jinja, const roe_tokenizer *tok,
                                  struct roe_chat_template *t) {

@@ -25,7 +25,7 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
-#include "runtime/status.h"
+#include "base/status.h"
 #include "runtime/tokenizer.h"
 #include "strbuf.h"
 

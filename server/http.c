@@ -26,10 +26,10 @@
 #include <unistd.h>
 
 #include "metrics.h"
-#include "runtime/alloc.h"
-#include "runtime/clock.h"
-#include "runtime/json.h"
-#include "runtime/log.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/json.h"
+#include "base/log.h"
 #include "utf8.h"
 
 enum { EXTRA_CONNECTIONS = 16 };   /* accepted over the limit only to be answered 429 */

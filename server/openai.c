@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/alloc.h"
-#include "runtime/json.h"
+#include "base/alloc.h"
+#include "base/json.h"
 
 int roe_api_fail(struct roe_api_error *e, int http, const char *param, const char *fmt, ...) {
     e->http = http;

@@ -29,7 +29,7 @@
 
 #include "openai.h"
 #include "runtime/scheduler.h"
-#include "runtime/status.h"
+#include "base/status.h"
 
 struct roe_server_opts {
     const char *host; /* address to bind ("127.0.0.1", "0.0.0.0", "::") */

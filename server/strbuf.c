@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 
 static int grow(struct roe_strbuf *b, size_t extra) {
     if (b->oom) return 0;

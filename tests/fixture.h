@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/alloc.h"
-#include "runtime/fileio.h"
+#include "base/alloc.h"
+#include "base/fileio.h"
 
 enum { FIX_MAX_CASES = 8, FIX_MAX_IDS = 256 };
 

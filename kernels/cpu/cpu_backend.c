@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cpu_impl.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 
 static void cpu_destroy(roe_backend *be) {
     struct roe_cpu *cpu = roe_cpu_of(be);

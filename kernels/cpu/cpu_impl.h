@@ -46,11 +46,6 @@ void roe_cpu_moe_combine(roe_backend *be, float *h, int n, int width, int top_k,
                          const int *y_row, const float *w);
 
 /* Scalar widening of one element (used by the portable paths and by small vectors). */
-static inline float roe_bf16_to_f32(uint16_t h) {
-    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
-    return v.f;
-}
-float roe_f16_to_f32(uint16_t h);
 static inline float roe_mat_get(const struct roe_mat *m, size_t i) {
     switch (m->dtype) {
     case ROE_DTYPE_BF16: return roe_bf16_to_f32(((const uint16_t *)m->data)[i]);

@@ -9,7 +9,7 @@
 #include "cuda_impl.h"
 
 extern "C" {
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 }
 
 /* cuBLAS, loaded once per process (never unloaded: handles may outlive a backend's peers). */

@@ -3,7 +3,7 @@
  * (renormalised if the model does), clean or with RoE's Gumbel noise at temperature tau;
  * experts returned in ascending order. A line-by-line mirror of runtime/router.c (the
  * same comparisons, the same tie rule: lower index first), with the Gumbel values from
- * runtime/gumbel.h, the one source both compile. One thread per row: E and k are small
+ * kernels/gumbel.h, the one source both compile. One thread per row: E and k are small
  * (<= 256, <= 32) and rows are at most a few hundred per layer; the work is tiny next to
  * the router matmul.
  *
@@ -18,8 +18,8 @@
 #include "cuda_impl.h"
 
 extern "C" {
-#include "runtime/gumbel.h"
-#include "runtime/route_order.h"
+#include "kernels/gumbel.h"
+#include "kernels/route_order.h"
 }
 
 /* per-thread arrays: the device reserves local memory for every resident thread, so keep them small */
@@ -45,12 +45,12 @@ __global__ void roe_k_route(const float *__restrict__ logits, int n_rows, int E,
         for (int e = 0; e < E; e++) noisy[e] = l[e] + t * roe_gumbel(key, e);
         roe_route_topk(noisy, E, k, idx);
         roe_route_softmax(noisy_gate ? noisy : l, E, probs);
-    } else { /* the CPU's own arithmetic (runtime/route_order.h): the same choices and weights */
+    } else { /* the CPU's own arithmetic (kernels/route_order.h): the same choices and weights */
         roe_route_softmax(l, E, probs);
         roe_route_topk(probs, E, k, idx);
     }
     for (int j = 0; j < k; j++) w[j] = probs[idx[j]];
-    roe_route_order(idx, w, k, norm); /* the CPU's own ordering: runtime/route_order.h */
+    roe_route_order(idx, w, k, norm); /* the CPU's own ordering: kernels/route_order.h */
     for (int j = 0; j < k; j++) {
         out_idx[(size_t)r * k + j] = idx[j];
         out_w[(size_t)r * k + j] = w[j];

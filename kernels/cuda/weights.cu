@@ -9,17 +9,8 @@
 #include "cuda_impl.h"
 
 extern "C" {
-#include "runtime/alloc.h"
-#include "runtime/philox.h"
-float roe_f16_to_f32(uint16_t h); /* kernels/cpu */
-}
-
-static uint16_t f32_to_bf16_rne(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu)) return (uint16_t)((u >> 16) | 0x0040u); /* NaN stays NaN */
-    u += 0x7FFFu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
+#include "base/alloc.h"
+#include "base/philox.h"
 }
 
 roe_status roe_cuda_mat_upload(roe_backend *be, const struct roe_mat *host, struct roe_mat *dev) {
@@ -50,7 +41,7 @@ roe_status roe_cuda_mat_upload(roe_backend *be, const struct roe_mat *host, stru
         for (size_t o = 0; o < n && e == cudaSuccess; o += chunk) {
             const size_t m = n - o < chunk ? n - o : chunk;
             for (size_t i = 0; i < m; i++)
-                tmp[i] = f32_to_bf16_rne(host->dtype == ROE_DTYPE_F32
+                tmp[i] = roe_f32_to_bf16(host->dtype == ROE_DTYPE_F32
                                              ? ((const float *)host->data)[o + i]
                                              : roe_f16_to_f32(((const uint16_t *)host->data)[o + i]));
             e = cudaMemcpyAsync((uint16_t *)d + o, tmp, m * sizeof(uint16_t), cudaMemcpyHostToDevice, cu->stream);

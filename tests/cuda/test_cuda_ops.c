@@ -26,8 +26,8 @@
 #include "harness.h"
 #include "kernels/backend.h"
 #include "runtime/aggregate.h"
-#include "runtime/alloc.h"
-#include "runtime/philox.h"
+#include "base/alloc.h"
+#include "base/philox.h"
 #include "runtime/router.h"
 #ifdef ROE_HAVE_CUDA
 #include "kernels/cuda/cuda.h"
@@ -45,13 +45,6 @@ static void fill(float *x, size_t n, float lo, float hi) {
     rng_ctr++;
 }
 
-static uint16_t to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    u += 0x7FFFu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 /* A host bf16 matrix (owned data) and its device copy. */
 struct tmat {
     struct roe_mat h, d;
@@ -62,7 +55,7 @@ static struct tmat tmat_make(int rows, int cols, float scale) {
     float *f = malloc(n * sizeof *f);
     uint16_t *b = malloc(n * sizeof *b);
     fill(f, n, -scale, scale);
-    for (size_t i = 0; i < n; i++) b[i] = to_bf16(f[i]);
+    for (size_t i = 0; i < n; i++) b[i] = roe_f32_to_bf16(f[i]);
     free(f);
     m.h = (struct roe_mat){.dtype = ROE_DTYPE_BF16, .data = b, .rows = rows, .cols = cols};
     if (gpu->ops->mat_upload(gpu, &m.h, &m.d) != ROE_OK) {

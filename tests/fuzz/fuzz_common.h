@@ -20,8 +20,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "runtime/log.h"
-#include "runtime/status.h"
+#include "base/log.h"
+#include "base/status.h"
 
 /* The memfd's path (/proc/self/fd/N), created once per process. */
 __attribute__((unused)) static const char *fuzz_memfd_path(int *fd_out) {

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

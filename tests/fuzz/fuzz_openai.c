@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/config.h"
 #include "runtime/roster.h"
 #include "server/openai.h"

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/tokenizer.h"
 
 static const char sample[] = "Hello, world! caf\xC3\xA9  <|endoftext|> 12345 \xE4\xBD\xA0\xE5\xA5\xBD\n\tx";

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/tokenizer.h"
 
 static roe_tokenizer *toks[2];

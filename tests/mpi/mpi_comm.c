@@ -26,7 +26,7 @@
 #include "runtime/control.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
-#include "runtime/philox.h"
+#include "base/philox.h"
 #include "runtime/placement.h"
 #include "runtime/worker.h"
 

@@ -1,11 +1,11 @@
 /*
- * test_alloc_faults.c — allocation-failure injection, the SQLite way (runtime/alloc.h): for
+ * test_alloc_faults.c — allocation-failure injection, the SQLite way (base/alloc.h): for
  * n = 1, 2, ... the n-th roe_* allocation of an operation fails, until the operation runs
  * through without meeting an injected failure. At every failure point the operation must
  * end cleanly: a status other than OK with a message (or, where the failed allocation was
  * optional, a correct result), no handle left behind, nothing leaked (this test also runs in
  * the ASan build, where LeakSanitizer checks every path at exit), no crash. cJSON allocates
- * through roe_malloc (runtime/alloc.c), so its allocations are failure points too.
+ * through roe_malloc (base/alloc.c), so its allocations are failure points too.
  *
  * Operations (labels unit and faults):
  *  - model load: the bundled model and the Qwen3 fixture (dense and MoE layers);
@@ -19,7 +19,7 @@
 #include <pthread.h>
 
 #include "harness.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
 #include "runtime/model.h"

@@ -15,7 +15,7 @@
 #include "comm/comm.h"
 #include "comm/dispatch.h"
 #include "harness.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/cluster.h"
 #include "runtime/control.h"
 #include "runtime/engine.h"

@@ -6,11 +6,11 @@
  *  - top-k order and ties; the sampler's greedy/top-k/top-p/seed behaviour.
  */
 #include "harness.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/config.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
-#include "runtime/route_order.h"
+#include "kernels/route_order.h"
 #include "runtime/router.h"
 #include "runtime/sampler.h"
 

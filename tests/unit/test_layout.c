@@ -9,7 +9,7 @@
 
 #include "comm/layout.h"
 #include "harness.h"
-#include "runtime/philox.h"
+#include "base/philox.h"
 
 enum { MAXN = 6, MAXE = 64, MAXS = 48, MAXK = 8 };
 

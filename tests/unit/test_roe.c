@@ -11,7 +11,7 @@
  */
 #include "harness.h"
 #include "runtime/aggregate.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
 #include "runtime/roster.h"

@@ -17,9 +17,9 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/safetensors.h"
-#include "runtime/status.h"
+#include "base/status.h"
 
 enum { MAX_DIRS = 256, PATH_LEN = 256 };
 static char g_dirs[MAX_DIRS][64];

@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "harness.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
 #include "runtime/roster.h"

@@ -9,7 +9,7 @@
  *  - /metrics: Prometheus text with cumulative histogram buckets.
  */
 #include "harness.h"
-#include "runtime/alloc.h"
+#include "base/alloc.h"
 #include "runtime/model.h"
 #include "runtime/roster.h"
 #include "server/chat.h"

@@ -19,8 +19,8 @@
 #include <utf8proc.h>
 
 #include "harness.h"
-#include "runtime/alloc.h"
-#include "runtime/status.h"
+#include "base/alloc.h"
+#include "base/status.h"
 #include "runtime/tokenizer.h"
 
 #define DATA_DIR          "tests/data/tokenizer"

@@ -12,7 +12,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "philox.h" /* ROE_HD */
+#include "base/philox.h" /* ROE_HD */
 
 /* out = softmax(x[0..n)), max-subtracted, in fp32. */
 static inline ROE_HD void roe_route_softmax(const float *x, int n, float *out) {

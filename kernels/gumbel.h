@@ -15,7 +15,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "philox.h"
+#include "base/philox.h"
 
 /* Where the noise of one routing decision comes from. */
 struct roe_noise_key {
