@@ -4,10 +4,11 @@
  * expert chosen by any row + the KV history), so that bench/ scripts can compare the
  * achieved read rate with the machine's memory bandwidth (PERFORMANCE-GOALS.md).
  *
- * Steps go through the cluster (runtime/cluster.h), so under mpirun the sequences are
- * spread over their home ranks (round-robin) and the experts over their owners; the RoE
- * groups are aggregated on the home ranks. Dense weights are read once per rank that has
- * rows, which the bytes-per-step figure counts.
+ * The sequences run through the batching core (runtime/batch.h) like any generation, with
+ * prefill first (no decode step until every prompt is in: steps are all prefill or all
+ * decode) and greedy sampling; under mpirun sequence b is homed on rank b mod N and the
+ * experts live on their owners. Dense weights are read once per rank that has rows, which
+ * the bytes-per-step figure counts.
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -15,13 +16,13 @@
 #include <string.h>
 
 #include "args.h"
-#include "roe_flags.h"
-#include "runtime/cluster.h"
-#include "commands.h"
 #include "base/alloc.h"
 #include "base/clock.h"
-#include "runtime/env.h"
 #include "base/philox.h"
+#include "commands.h"
+#include "roe_flags.h"
+#include "runtime/batch.h"
+#include "runtime/env.h"
 #include "session.h"
 
 static const char *SYNOPSIS =
@@ -29,211 +30,236 @@ static const char *SYNOPSIS =
     "       [--no-warm] [--json] [--backend cpu|cuda] [--copy-bytes N]\n"
     "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate G]";
 
+struct bench_opts {
+    const char *model_dir, *backend, *random_model;
+    int batch, prompt_len, gen_len, threads, json, no_warm;
+    float copy_bytes;
+    struct roe_flags rf;
+};
+
+/* What the run measured. */
+struct bench_result {
+    double prefill_s;
+    long n_prefill;       /* prompt tokens */
+    int steps;            /* decode steps timed (gen_len) */
+    double *step_s;       /* [gen_len] */
+    double *step_bytes;   /* [gen_len] */
+    int *step_experts;    /* [gen_len] */
+    long rows_computed, rows_naive;
+    double copy_gbs;
+};
+
+static int parse_opts(int argc, char **argv, struct bench_opts *o) {
+    *o = (struct bench_opts){.batch = 1, .prompt_len = 16, .gen_len = 16};
+    roe_flags_init(&o->rf);
+    struct roe_arg_spec specs[10 + ROE_FLAGS_N_SPECS] = {
+        {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)", 0, 0},
+        {"--batch", ROE_ARG_INT, &o->batch, "concurrent sequences (1)", 1, 4096},
+        {"--prompt-len", ROE_ARG_INT, &o->prompt_len, "prompt tokens per sequence (16)", 1, 1 << 20},
+        {"--gen-len", ROE_ARG_INT, &o->gen_len, "decode steps (16)", 1, 1 << 20},
+        {"--threads", ROE_ARG_INT, &o->threads, "CPU threads (0 = all cores)", 0, 1024},
+        {"--no-warm", ROE_ARG_FLAG, &o->no_warm, "do not pre-read the weights", 0, 0},
+        {"--json", ROE_ARG_FLAG, &o->json, "print JSON", 0, 0},
+        {"--backend", ROE_ARG_STRING, &o->backend, "cpu (default) or cuda", 0, 0},
+        {"--random-model", ROE_ARG_STRING, &o->random_model,
+         "random bf16 weights generated on the device for these shapes (olmoe-1b7b, or a model "
+         "directory's config.json); --backend cuda", 0, 0},
+        {"--copy-bytes", ROE_ARG_FLOAT, &o->copy_bytes,
+         "also time a backend copy of this many bytes (memory bandwidth, same run; 0 = off)", 0, 64e9},
+    };
+    roe_flags_specs(&o->rf, specs + 10);
+    const int rc = roe_args_parse("bench", SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
+    if (rc) return rc == 1 ? -1 : rc; /* -1: --help was printed */
+    if (o->random_model && o->model_dir) {
+        fprintf(stderr, "roe bench: --model and --random-model exclude each other\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* The model and an engine sized for the run; 0, or the exit code. */
+static int open_bench(const struct bench_opts *o, struct roe_session *s, struct roe_roster *roster) {
+    const char *cmd = "bench";
+    roe_backend_kind kind;
+    int rc = roe_session_backend(cmd, o->backend, &kind);
+    if (rc) return rc;
+    if (o->random_model ? roe_session_open_random(s, cmd, o->random_model) : roe_session_open_model(s, cmd, o->model_dir))
+        return 1;
+    const struct roe_model_config *c = &s->model->cfg;
+    if ((rc = roe_flags_roster(&o->rf, cmd, c, roster))) return rc;
+    if (o->prompt_len + o->gen_len + 1 > c->max_position) {
+        fprintf(stderr, "roe bench: --prompt-len %d + --gen-len %d exceeds the model's context of %d\n",
+                o->prompt_len, o->gen_len, c->max_position);
+        return 2;
+    }
+    struct roe_engine_opts eo = roe_engine_opts_default();
+    eo.max_seqs = o->batch;
+    eo.max_ctx = o->prompt_len + o->gen_len + 1;
+    eo.max_rows = o->batch * roster->k > 128 ? o->batch * roster->k : 128;
+    eo.n_threads = o->threads;
+    eo.isa = roe_env_cpu_isa();
+    eo.backend = kind;
+    eo.random_seed = 0x0E1B7Bu;
+    s->warm = !o->no_warm && !o->random_model; /* every rank reads the weights it holds */
+    return roe_session_open_engine(s, cmd, eo) ? 1 : 0;
+}
+
+/* Bytes a decode step must read (see the top of the file). */
+static double step_bytes(const struct roe_session *s, int batch, const struct roe_batch_step_info *info) {
+    const struct roe_model *m = s->model;
+    const struct roe_model_config *c = &m->cfg;
+    const double emb_row = (double)c->hidden * roe_dtype_size(m->embed.dtype);
+    const double dense = (double)m->dense_bytes - (c->tie_word_embeddings ? 0.0 : (double)roe_mat_bytes(&m->embed)) + emb_row;
+    const double kv_row = 2.0 * sizeof(float) * c->n_layers * (double)c->n_kv_heads * c->head_dim;
+    const int N = roe_session_world_size(), ranks_with_rows = batch < N ? batch : N;
+    return dense * ranks_with_rows + (double)info->stats.distinct_experts * m->expert_bytes + kv_row * info->positions;
+}
+
+/* Random prompts (Philox, fixed key) admitted as greedy sequences, sequence b on rank b mod N. */
+static roe_status admit_all(roe_batch *b, const struct bench_opts *o, const struct roe_roster *roster,
+                            int vocab, int32_t *prompts, struct roe_batch_seq *seqs) {
+    const int N = roe_batch_ranks(b);
+    for (int q = 0; q < o->batch; q++) {
+        int32_t *p = prompts + (size_t)q * o->prompt_len;
+        for (int pos = 0; pos < o->prompt_len; pos++)
+            p[pos] = (int32_t)(roe_philox4x32((uint32_t)pos, (uint32_t)q, 0, 0, 0xBE7C, 0).v[0] % (uint32_t)vocab);
+        struct roe_sampling greedy = roe_sampling_default();
+        greedy.temperature = 0.0f;
+        greedy.seed = (uint64_t)q;
+        seqs[q] = (struct roe_batch_seq){.prompt = p, .n_prompt = o->prompt_len, .max_tokens = o->gen_len + 1,
+                                         .sampling = greedy, .roster = roster};
+        ROE_TRY(roe_batch_admit(b, &seqs[q], q % N));
+    }
+    return ROE_OK;
+}
+
+/* Steps until every sequence has its gen_len + 1 tokens, timing each: prefill steps (with
+ * prompt tokens) together, decode steps one by one. */
+static roe_status run_steps(roe_batch *b, const struct roe_session *s, const struct bench_opts *o,
+                            struct bench_result *r) {
+    struct roe_batch_step_info info;
+    while (roe_batch_count(b) > 0) {
+        const double t0 = roe_now_s();
+        ROE_TRY(roe_batch_step(b, &info));
+        const double dt = roe_now_s() - t0;
+        if (info.prompt_tokens > 0) {
+            r->prefill_s += dt;
+            r->n_prefill += info.prompt_tokens;
+        } else if (r->steps < o->gen_len) {
+            r->step_s[r->steps] = dt;
+            r->step_experts[r->steps] = info.stats.distinct_experts;
+            r->step_bytes[r->steps++] = step_bytes(s, o->batch, &info);
+            r->rows_computed += info.stats.rows_computed;
+            r->rows_naive += info.stats.rows_naive;
+        }
+    }
+    return ROE_OK;
+}
+
+static roe_status run_bench(const struct roe_session *s, const struct bench_opts *o,
+                            const struct roe_roster *roster, struct bench_result *r) {
+    roe_batch *b = NULL;
+    const struct roe_batch_opts bo = {.prefill_first = 1};
+    int32_t *prompts = roe_malloc((size_t)o->batch * o->prompt_len * sizeof *prompts);
+    struct roe_batch_seq *seqs = roe_calloc((size_t)o->batch, sizeof *seqs);
+    roe_status st = prompts && seqs ? roe_batch_create(s->engine, &bo, &b)
+                                    : roe_fail(ROE_ERR_NOMEM, "bench: out of memory for %d prompts", o->batch);
+    if (st == ROE_OK) st = admit_all(b, o, roster, s->model->cfg.vocab_size, prompts, seqs);
+    if (st == ROE_OK) st = run_steps(b, s, o, r);
+    roe_batch_free(b);
+    roe_free(prompts);
+    roe_free(seqs);
+    if (st == ROE_OK && o->copy_bytes > 0) { /* memory bandwidth, same run: (read + written) bytes / s */
+        r->copy_gbs = roe_backend_copy_gbs(roe_engine_backend(s->engine), (size_t)o->copy_bytes, 20);
+        if (r->copy_gbs <= 0.0) st = ROE_ERR_INTERNAL;
+    }
+    return st;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-static int32_t argmax(const float *z, int n) {
-    int32_t b = 0;
-    for (int i = 1; i < n; i++)
-        if (z[i] > z[b]) b = i;
-    return b;
+static void add_array(cJSON *root, const char *name, const struct roe_session *s, int mapped) {
+    cJSON *a = cJSON_AddArrayToObject(root, name);
+    for (int q = 0; q < roe_session_world_size(); q++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber((double)(mapped ? s->ranks[q].mapped_resident
+                                                                   : s->ranks[q].resident_bytes)));
 }
 
-int roe_cmd_bench(int argc, char **argv) {
-    const char *cmd = "bench";
-    const char *model_dir = NULL, *backend = NULL, *random_model = NULL;
-    int batch = 1, prompt_len = 16, gen_len = 16, threads = 0, json = 0, no_warm = 0;
-    float copy_bytes = 0;
-    struct roe_flags rf;
-    roe_flags_init(&rf);
-    struct roe_arg_spec specs[10 + ROE_FLAGS_N_SPECS] = {
-        {"--model", ROE_ARG_STRING, &model_dir, "model directory (default: the bundled model)", 0, 0},
-        {"--batch", ROE_ARG_INT, &batch, "concurrent sequences (1)", 1, 4096},
-        {"--prompt-len", ROE_ARG_INT, &prompt_len, "prompt tokens per sequence (16)", 1, 1 << 20},
-        {"--gen-len", ROE_ARG_INT, &gen_len, "decode steps (16)", 1, 1 << 20},
-        {"--threads", ROE_ARG_INT, &threads, "CPU threads (0 = all cores)", 0, 1024},
-        {"--no-warm", ROE_ARG_FLAG, &no_warm, "do not pre-read the weights", 0, 0},
-        {"--json", ROE_ARG_FLAG, &json, "print JSON", 0, 0},
-        {"--backend", ROE_ARG_STRING, &backend, "cpu (default) or cuda", 0, 0},
-        {"--random-model", ROE_ARG_STRING, &random_model,
-         "random bf16 weights generated on the device for these shapes (olmoe-1b7b, or a model "
-         "directory's config.json); --backend cuda", 0, 0},
-        {"--copy-bytes", ROE_ARG_FLOAT, &copy_bytes,
-         "also time a backend copy of this many bytes (memory bandwidth, same run; 0 = off)", 0, 64e9},
-    };
-    roe_flags_specs(&rf, specs + 10);
-    int rc = roe_args_parse(cmd, SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
-    if (rc) return rc == 1 ? 0 : rc;
-    roe_backend_kind kind;
-    if ((rc = roe_session_backend(cmd, backend, &kind))) return rc;
-    if (random_model && model_dir) {
-        fprintf(stderr, "roe bench: --model and --random-model exclude each other\n");
-        return 2;
-    }
-    struct roe_session s;
-    if (random_model ? roe_session_open_random(&s, cmd, random_model) : roe_session_open_model(&s, cmd, model_dir)) {
-        roe_session_close(&s);
-        return 1;
-    }
-    const struct roe_model *m = s.model;
-    const struct roe_model_config *c = &m->cfg;
-    struct roe_roster roster;
-    rc = roe_flags_roster(&rf, cmd, c, &roster);
-    if (rc) {
-        roe_session_close(&s);
-        return rc;
-    }
-    const int K = roster.k;
-    if (prompt_len + gen_len + 1 > c->max_position) {
-        fprintf(stderr, "roe bench: --prompt-len %d + --gen-len %d exceeds the model's context of %d\n",
-                prompt_len, gen_len, c->max_position);
-        roe_session_close(&s);
-        return 2;
-    }
-    struct roe_engine_opts eo = roe_engine_opts_default();
-    eo.max_seqs = batch;
-    eo.max_ctx = prompt_len + gen_len + 1;
-    eo.max_rows = batch * K > 128 ? batch * K : 128;
-    eo.n_threads = threads;
-    eo.isa = roe_env_cpu_isa();
-    eo.backend = kind;
-    eo.random_seed = 0x0E1B7Bu;
-    s.warm = !no_warm && !random_model; /* every rank reads the weights it holds */
-    if (roe_session_open_engine(&s, cmd, eo)) {
-        roe_session_close(&s);
-        return 1;
-    }
-    const double warmed = s.warmed_bytes;
-    const int V = c->vocab_size, R = eo.max_rows, N = roe_session_world_size();
-    roe_cluster *cl = NULL;
-    struct roe_group *groups = roe_calloc((size_t)R, sizeof *groups);
-    struct roe_row *rows = roe_calloc((size_t)R, sizeof *rows);
-    float *logits = roe_malloc_aligned((size_t)R * V * sizeof(float));
-    int32_t *last = roe_calloc((size_t)batch, sizeof *last);
-    double *step_s = roe_calloc((size_t)gen_len, sizeof *step_s);
-    long rows_computed = 0, rows_naive = 0;
-    double *step_bytes = roe_calloc((size_t)gen_len, sizeof *step_bytes);
-    int *step_experts = roe_calloc((size_t)gen_len, sizeof *step_experts);
-    int ret = 1;
-    if (!rows || !logits || !last || !step_s || !step_bytes || !step_experts || !groups) {
-        fprintf(stderr, "roe bench: out of memory\n");
-        goto done;
-    }
-    roe_status cst = roe_cluster_create(s.engine, &cl);
-    for (int b = 0; b < batch && cst == ROE_OK; b++) cst = roe_cluster_reset_seq(cl, b, b % N);
-    if (cst != ROE_OK) {
-        roe_report(cmd, cst);
-        goto done;
-    }
-    /* prefill: random prompts (Philox, fixed key), packed R rows per step */
-    double t0 = roe_now_s();
-    long n_prefill = 0;
-    int seq = 0, pos = 0;
-    while (seq < batch) {
-        int n = 0;
-        while (n < R && seq < batch) {
-            struct roe_philox_out r = roe_philox4x32((uint32_t)pos, (uint32_t)seq, 0, 0, 0xBE7C, 0);
-            rows[n++] = (struct roe_row){.seq = seq, .pos = pos, .token = (int32_t)(r.v[0] % (uint32_t)V),
-                                         .want_logits = pos == prompt_len - 1};
-            if (++pos == prompt_len) { pos = 0; seq++; }
-        }
-        int ng = 0;
-        for (int j = 0; j < n; j++)
-            if (rows[j].want_logits) groups[ng++] = (struct roe_group){.first = j, .n = 1, .mode = ROE_GROUP_LOGITS};
-        roe_status st = roe_cluster_step(cl, rows, n, groups, ng, logits, NULL);
-        if (st != ROE_OK) { roe_report(cmd, st); goto done; }
-        for (int k = 0; k < ng; k++) last[rows[groups[k].first].seq] = argmax(logits + (size_t)k * V, V);
-        n_prefill += n;
-    }
-    double prefill_s = roe_now_s() - t0;
-    /* decode: one group of K rows (clean + K-1 RoE samples) per sequence per step, then the
-     * aggregation and a greedy pick, all timed */
-    const size_t emb_row = (size_t)c->hidden * roe_dtype_size(m->embed.dtype);
-    const double dense_read = (double)m->dense_bytes - (c->tie_word_embeddings ? 0.0 : (double)roe_mat_bytes(&m->embed)) + (double)emb_row;
-    const double kv_row = 2.0 * sizeof(float) * c->n_layers * (double)c->n_kv_heads * c->head_dim;
-    const int ranks_with_rows = batch < N ? batch : N; /* each reads the dense weights */
-    for (int g = 0; g < gen_len; g++) {
-        const int p = prompt_len + g;
-        for (int b = 0; b < batch; b++)
-            for (int k = 0; k < K; k++)
-                rows[b * K + k] = (struct roe_row){.seq = b, .pos = p, .token = last[b], .sample = k,
-                                                   .want_logits = 1, .seed = (uint64_t)b, .roster = &roster};
-        for (int b = 0; b < batch; b++) /* each sequence's K rows, aggregated on its home rank */
-            groups[b] = (struct roe_group){.first = b * K, .n = K, .mode = ROE_GROUP_MEAN};
-        struct roe_step_stats ss;
-        double ts = roe_now_s();
-        roe_status st = roe_cluster_step(cl, rows, batch * K, groups, batch, logits, &ss);
-        if (st != ROE_OK) { roe_report(cmd, st); goto done; }
-        for (int b = 0; b < batch; b++) last[b] = argmax(logits + (size_t)b * V, V);
-        step_s[g] = roe_now_s() - ts;
-        rows_computed += ss.rows_computed;
-        rows_naive += ss.rows_naive;
-        step_experts[g] = ss.distinct_experts;
-        step_bytes[g] = dense_read * ranks_with_rows + (double)step_experts[g] * m->expert_bytes + kv_row * p * batch;
-    }
+static void report(const struct roe_session *s, const struct bench_opts *o, int K, struct bench_result *r) {
+    const int n = r->steps > 0 ? r->steps : 1, N = roe_session_world_size();
     double total = 0, bytes = 0, experts = 0;
-    for (int g = 0; g < gen_len; g++) { total += step_s[g]; bytes += step_bytes[g]; experts += step_experts[g]; }
-    double copy_gbs = 0.0;
-    if (copy_bytes > 0) { /* the memory bandwidth, measured in the same run (read + written bytes / s) */
-        copy_gbs = roe_backend_copy_gbs(roe_engine_backend(s.engine), (size_t)copy_bytes, 20);
-        if (copy_gbs <= 0.0) { roe_report(cmd, ROE_ERR_INTERNAL); goto done; }
+    for (int g = 0; g < r->steps; g++) {
+        total += r->step_s[g];
+        bytes += r->step_bytes[g];
+        experts += r->step_experts[g];
     }
-    double med[1];
-    qsort(step_s, (size_t)gen_len, sizeof *step_s, cmp_double);
-    med[0] = step_s[gen_len / 2];
-    const double mean_step = total / gen_len, mean_bytes = bytes / gen_len;
+    qsort(r->step_s, (size_t)r->steps, sizeof *r->step_s, cmp_double);
+    const double med = r->step_s[r->steps / 2], mean_step = total / n, mean_bytes = bytes / n;
+    const char *backend = roe_engine_backend_name(s->engine);
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "model", s.model_dir);
-    cJSON_AddStringToObject(root, "backend", roe_engine_backend_name(s.engine));
-    cJSON_AddNumberToObject(root, "batch", batch);
+    cJSON_AddStringToObject(root, "model", s->model_dir);
+    cJSON_AddStringToObject(root, "backend", backend);
+    cJSON_AddNumberToObject(root, "batch", o->batch);
     cJSON_AddNumberToObject(root, "ranks", N);
-    cJSON *rk = cJSON_AddArrayToObject(root, "rank_resident_bytes");
-    for (int r = 0; r < N; r++) cJSON_AddItemToArray(rk, cJSON_CreateNumber((double)s.ranks[r].resident_bytes));
+    add_array(root, "rank_resident_bytes", s, 0);
     /* measured: checkpoint pages each rank touched, after warming (before the timed steps) */
-    cJSON *rm = cJSON_AddArrayToObject(root, "rank_mapped_resident_bytes");
-    for (int r = 0; r < N; r++) cJSON_AddItemToArray(rm, cJSON_CreateNumber((double)s.ranks[r].mapped_resident));
+    add_array(root, "rank_mapped_resident_bytes", s, 1);
     cJSON_AddNumberToObject(root, "roe_k", K);
-    cJSON_AddNumberToObject(root, "rows_computed_per_step", (double)rows_computed / gen_len);
-    cJSON_AddNumberToObject(root, "rows_naive_per_step", (double)rows_naive / gen_len);
-    cJSON_AddNumberToObject(root, "prompt_len", prompt_len);
-    cJSON_AddNumberToObject(root, "gen_len", gen_len);
-    cJSON_AddNumberToObject(root, "warmed_bytes", warmed);
-    cJSON_AddNumberToObject(root, "prefill_tokens_per_s", n_prefill / prefill_s);
+    cJSON_AddNumberToObject(root, "rows_computed_per_step", (double)r->rows_computed / n);
+    cJSON_AddNumberToObject(root, "rows_naive_per_step", (double)r->rows_naive / n);
+    cJSON_AddNumberToObject(root, "prompt_len", o->prompt_len);
+    cJSON_AddNumberToObject(root, "gen_len", o->gen_len);
+    cJSON_AddNumberToObject(root, "warmed_bytes", s->warmed_bytes);
+    cJSON_AddNumberToObject(root, "prefill_tokens_per_s", r->n_prefill / r->prefill_s);
     cJSON_AddNumberToObject(root, "decode_step_mean_s", mean_step);
-    cJSON_AddNumberToObject(root, "decode_step_median_s", med[0]);
-    cJSON_AddNumberToObject(root, "decode_tokens_per_s", batch / mean_step);
+    cJSON_AddNumberToObject(root, "decode_step_median_s", med);
+    cJSON_AddNumberToObject(root, "decode_tokens_per_s", o->batch / mean_step);
     cJSON_AddNumberToObject(root, "bytes_per_step", mean_bytes);
-    cJSON_AddNumberToObject(root, "distinct_experts_per_step", experts / gen_len);
+    cJSON_AddNumberToObject(root, "distinct_experts_per_step", experts / n);
     cJSON_AddNumberToObject(root, "achieved_read_gbs", mean_bytes / mean_step / 1e9);
-    if (copy_bytes > 0) {
-        cJSON_AddNumberToObject(root, "copy_bytes", (double)(size_t)copy_bytes);
-        cJSON_AddNumberToObject(root, "copy_gbs", copy_gbs);
+    if (o->copy_bytes > 0) {
+        cJSON_AddNumberToObject(root, "copy_bytes", (double)(size_t)o->copy_bytes);
+        cJSON_AddNumberToObject(root, "copy_gbs", r->copy_gbs);
         /* the step's required reads per second over the copy's (read + written) bytes per second */
-        cJSON_AddNumberToObject(root, "bandwidth_ratio", mean_bytes / mean_step / 1e9 / copy_gbs);
+        cJSON_AddNumberToObject(root, "bandwidth_ratio", mean_bytes / mean_step / 1e9 / r->copy_gbs);
     }
-    if (json) {
+    if (o->json) {
         char *out = cJSON_Print(root);
         if (out) printf("%s\n", out);
         free(out);
     } else
         printf("decode: %d rank(s), batch %d, K %d, %.3f ms/step (median %.3f), %.2f tokens/s, %.1f MB read/step "
                "(%.1f distinct experts), %.2f GB/s achieved; prefill %.1f tokens/s [%s]\n",
-               N, batch, K, mean_step * 1e3, med[0] * 1e3, batch / mean_step, mean_bytes / 1e6,
-               experts / gen_len, mean_bytes / mean_step / 1e9, n_prefill / prefill_s,
-               roe_engine_backend_name(s.engine));
+               N, o->batch, K, mean_step * 1e3, med * 1e3, o->batch / mean_step, mean_bytes / 1e6, experts / n,
+               mean_bytes / mean_step / 1e9, r->n_prefill / r->prefill_s, backend);
     cJSON_Delete(root);
-    ret = 0;
-done:
-    roe_cluster_free(cl);
-    roe_free(groups);
-    roe_free(rows);
-    roe_free_aligned(logits);
-    roe_free(last);
-    roe_free(step_s);
-    roe_free(step_bytes);
-    roe_free(step_experts);
+}
+
+int roe_cmd_bench(int argc, char **argv) {
+    struct bench_opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    struct roe_session s;
+    struct roe_roster roster;
+    memset(&s, 0, sizeof s);
+    if ((rc = open_bench(&o, &s, &roster))) {
+        roe_session_close(&s);
+        return rc;
+    }
+    struct bench_result r = {.step_s = roe_calloc((size_t)o.gen_len, sizeof(double)),
+                             .step_bytes = roe_calloc((size_t)o.gen_len, sizeof(double)),
+                             .step_experts = roe_calloc((size_t)o.gen_len, sizeof(int))};
+    roe_status st = r.step_s && r.step_bytes && r.step_experts
+                        ? run_bench(&s, &o, &roster, &r)
+                        : roe_fail(ROE_ERR_NOMEM, "bench: out of memory for %d steps", o.gen_len);
+    if (st == ROE_OK) report(&s, &o, roster.k, &r);
+    else roe_report("bench", st);
+    roe_free(r.step_s);
+    roe_free(r.step_bytes);
+    roe_free(r.step_experts);
     roe_session_close(&s);
-    return ret;
+    return st == ROE_OK ? 0 : 1;
 }

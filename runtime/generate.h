@@ -1,18 +1,13 @@
 /*
- * generate.h — runs a set of requests to completion on one engine: prefill of each
- * prompt (chunks of several sequences share a step) then batched decode, one row per
- * live sequence per step, until each request has its tokens or meets its end.
- *
- * RoE: each generated token is predicted by a group of K rows (the clean row and K-1
- * samples) run in one step and aggregated (aggregate.h); prompt positions before the last
- * run the clean row only. With adaptive K the clean row runs first, and the K-1 samples
- * follow in the next step only where its next-token entropy exceeds the threshold.
+ * generate.h — runs a set of requests to completion on one engine, all admitted at once into
+ * the batching core (batch.h: prompt chunks, RoE token groups, adaptive K, sampling), until
+ * each request has its tokens or meets its end.
  *
  * Several ranks (runtime/cluster.h): the generator runs on the coordinator (rank 0), which
  * owns the requests and the sampling; each request gets a home rank (ROE_HOME_POLICY:
- * round-robin or least-loaded by prompt + tokens x K) that holds its KV cache, runs its
- * rows and aggregates its RoE groups; only the aggregated scores come back. Tokens and
- * scores are the same bits as in one process.
+ * round-robin, or least-loaded planned over the whole set by prompt + tokens x K) that holds
+ * its KV cache, runs its rows and aggregates its RoE groups; only the aggregated scores come
+ * back. Tokens and scores are the same bits as in one process.
  *
  * All buffers are allocated by roe_generator_create for the given limits; a generation
  * step allocates nothing (a test checks this with the counting allocator).
@@ -22,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "batch.h"
 #include "engine.h"
 #include "sampler.h"
 #include "base/status.h"
@@ -34,11 +30,6 @@ struct roe_request {
     struct roe_sampling sampling; /* its seed also keys the RoE noise */
     const struct roe_roster *roster; /* RoE settings, borrowed; NULL: the plain model */
 };
-
-typedef enum roe_finish {
-    ROE_FINISH_LENGTH = 0,  /* max_tokens reached, or the context is full */
-    ROE_FINISH_EOS,
-} roe_finish;
 
 struct roe_result {
     int32_t *tokens;        /* [capacity max_tokens], owned by the generator */

@@ -3,8 +3,8 @@
  *
  * Locks: s->mu guards the waiting queue, the stop flags and the statistics; r->mu guards a
  * request's outputs (tokens, end, times). The order is s->mu before r->mu; nothing takes
- * s->mu while holding an r->mu. The running set, the slots and every step buffer belong to
- * the scheduler thread alone.
+ * s->mu while holding an r->mu. The batch (batch.h: the running set, the slots, every step
+ * buffer) belongs to the scheduler thread alone.
  *
  * A request's life: submit (queued, refs 2: the caller's and the scheduler's) -> admitted
  * (a slot, its blocks, a home rank) -> prompt chunks -> token groups -> ended (finished,
@@ -18,18 +18,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "aggregate.h"
 #include "base/alloc.h"
 #include "base/clock.h"
-#include "cluster.h"
+#include "batch.h"
 #include "env.h"
 #include "base/log.h"
-
-typedef enum group_kind {
-    GROUP_FULL = 0,   /* clean row + K-1 samples: aggregate and emit */
-    GROUP_CLEAN_ONLY, /* adaptive phase A: the clean row decides whether samples follow */
-    GROUP_SAMPLES,    /* adaptive phase B: the K-1 samples of the position just cleaned */
-} group_kind;
 
 struct roe_sreq {
     roe_sched *s;
@@ -44,21 +37,12 @@ struct roe_sreq {
     int stop_at_eos;
     int32_t stop_ids[ROE_SCHED_MAX_STOP];
     int n_stop;
-    struct roe_sampling sampling;
-    struct roe_roster roster; /* rows point here */
-    int has_roster;
-    int k;
-    int adaptive;
+    struct roe_roster roster; /* seq.roster points here */
     int blocks; /* KV blocks reserved while admitted */
     double t_arrival;
     /* the scheduler thread only */
-    struct roe_sreq *next; /* waiting queue link (under s->mu) */
-    int slot;
-    int home;
-    double cost;  /* (prompt + max_tokens) x K, for least-loaded homes */
-    int fed;      /* prompt tokens fed */
-    int pending;  /* adaptive: the samples of the last cleaned position are owed */
-    int32_t last; /* last token emitted */
+    struct roe_sreq *next;  /* waiting queue link (under s->mu) */
+    struct roe_batch_seq seq; /* what the batch runs (prompt, sampling, stops point here) */
     /* under mu */
     int32_t *tokens; /* [max_tokens] */
     int n_tokens;
@@ -69,30 +53,13 @@ struct roe_sreq {
     double t_first, t_last, t_end;
 };
 
-struct group {
-    roe_sreq *r;
-    int n;
-    group_kind kind;
-};
-
 struct roe_sched {
     roe_engine *e;
-    roe_cluster *cl;
-    roe_sampler *sampler;
     struct roe_sched_opts o;
-    int S, R, ctx, V, L, N, eos;
-    roe_home_policy policy;
+    int S, R, ctx, N;
     atomic_int dead; /* a fatal failure: every request still here fails as unavailable */
     /* the scheduler thread only */
-    roe_sreq **order;   /* [S] running requests, in admission order */
-    uint8_t *slot_used; /* [S] */
-    int n_running;
-    double *load; /* [N] work in flight per rank */
-    int rr;
-    struct roe_row *rows;      /* [R] */
-    struct group *groups;      /* [R] */
-    struct roe_group *cgroups; /* [R] */
-    float *z;                  /* [R, V] each group's aggregated scores */
+    roe_batch *batch; /* the running requests (their seq), in admission order */
     double last_step;
     /* under mu */
     pthread_mutex_t mu;
@@ -115,6 +82,11 @@ static const double E2E_LE[] = {0.01, 0.025, 0.05,  0.1,   0.25,  0.5,   1.0,
                                 2.5,  5.0,   10.0,  15.0,  20.0,  30.0,  40.0,
                                 50.0, 60.0,  120.0, 240.0, 480.0, 960.0, 1920.0};
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* The batch's hooks (the scheduler thread's side, below). */
+static void on_step(void *ctx, const struct roe_batch_step_info *info);
+static void on_token(void *ctx, struct roe_batch_seq *seq, int32_t token, const float *z, int ended,
+                     roe_finish finish);
 
 struct roe_sched_opts roe_sched_opts_default(void) {
     return (struct roe_sched_opts){
@@ -206,18 +178,10 @@ void roe_sched_free(roe_sched *s) {
         nx = r->next;
         sreq_end(s, r, ROE_SREQ_FAILED, "the scheduler was freed before the request ran", 1);
     }
-    for (int i = 0; i < s->n_running; i++)
-        sreq_end(s, s->order[i], ROE_SREQ_FAILED,
+    for (int i = 0; s->batch && i < roe_batch_count(s->batch); i++)
+        sreq_end(s, roe_batch_at(s->batch, i)->user, ROE_SREQ_FAILED,
                  "the scheduler was freed before the request ended", 1);
-    roe_cluster_free(s->cl);
-    roe_sampler_free(s->sampler);
-    roe_free(s->order);
-    roe_free(s->slot_used);
-    roe_free(s->load);
-    roe_free(s->rows);
-    roe_free(s->groups);
-    roe_free(s->cgroups);
-    roe_free_aligned(s->z);
+    roe_batch_free(s->batch);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     roe_free(s);
@@ -227,7 +191,6 @@ roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opt
                             roe_sched **out) {
     *out = NULL;
     const struct roe_engine_opts *eo = roe_engine_get_opts(engine);
-    const struct roe_model_config *c = &roe_engine_model(engine)->cfg;
     if (opts->max_queue < 0 || opts->block_size < 1 || opts->kv_blocks < 0 ||
         !(opts->heartbeat_s >= 0.0))
         return roe_fail(ROE_ERR_INVALID_ARG,
@@ -235,8 +198,8 @@ roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opt
                         "need >= 0, >= 1, "
                         ">= 0, >= 0",
                         opts->max_queue, opts->block_size, opts->kv_blocks, opts->heartbeat_s);
-    roe_home_policy policy;
-    ROE_TRY(roe_home_policy_parse(roe_env_home_policy(), &policy));
+    struct roe_batch_opts bo = roe_batch_opts_default();
+    ROE_TRY(roe_home_policy_parse(roe_env_home_policy(), &bo.policy));
     roe_sched *s = roe_calloc(1, sizeof *s);
     if (!s) return roe_fail(ROE_ERR_NOMEM, "scheduler: out of memory");
     pthread_mutex_init(&s->mu, NULL);
@@ -247,29 +210,12 @@ roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opt
     s->S = eo->max_seqs;
     s->R = eo->max_rows;
     s->ctx = eo->max_ctx;
-    s->V = c->vocab_size;
-    s->L = c->n_layers;
-    s->eos = c->eos_token_id;
-    s->policy = policy;
     const int per_slot = (s->ctx + opts->block_size - 1) / opts->block_size;
     if (s->o.kv_blocks == 0) s->o.kv_blocks = s->S * per_slot;
     if (s->o.heartbeat_s == 0.0) s->o.heartbeat_s = roe_comm_timeout(roe_engine_comm(engine)) / 4.0;
-    ROE_CHECK(roe_sampler_create(s->V, &s->sampler));
-    ROE_CHECK(roe_cluster_create(engine, &s->cl));
-    s->N = roe_cluster_size(s->cl);
-    const size_t R = (size_t)s->R;
-    s->order = roe_calloc((size_t)s->S, sizeof *s->order);
-    s->slot_used = roe_calloc((size_t)s->S, 1);
-    s->load = roe_calloc((size_t)s->N, sizeof *s->load);
-    s->rows = roe_calloc(R, sizeof *s->rows);
-    s->groups = roe_calloc(R, sizeof *s->groups);
-    s->cgroups = roe_calloc(R, sizeof *s->cgroups);
-    s->z = roe_malloc_aligned(R * (size_t)s->V * sizeof(float));
-    if (!s->order || !s->slot_used || !s->load || !s->rows || !s->groups || !s->cgroups || !s->z) {
-        st = roe_fail(ROE_ERR_NOMEM, "scheduler: out of memory for %d rows x vocabulary %d", s->R,
-                      s->V);
-        goto fail;
-    }
+    bo.hooks = (struct roe_batch_hooks){.ctx = s, .on_step = on_step, .on_token = on_token};
+    ROE_CHECK(roe_batch_create(engine, &bo, &s->batch));
+    s->N = roe_batch_ranks(s->batch);
     s->st.max_seqs = s->S;
     s->st.max_queue = s->o.max_queue;
     s->st.kv_blocks_total = s->o.kv_blocks;
@@ -361,14 +307,13 @@ roe_status roe_sched_submit(roe_sched *s, const struct roe_sreq_params *p, roe_s
     r->stop_at_eos = p->stop_at_eos;
     r->n_stop = p->n_stop;
     memcpy(r->stop_ids, p->stop_ids, sizeof r->stop_ids);
-    r->sampling = p->sampling;
-    r->has_roster = p->roster != NULL;
     if (p->roster) r->roster = *p->roster;
-    r->k = p->roster ? p->roster->k : 1;
-    r->adaptive = p->roster && p->roster->k > 1 && p->roster->adaptive_entropy > 0.0f;
+    r->seq = (struct roe_batch_seq){.prompt = r->prompt, .n_prompt = r->n_prompt,
+                                    .max_tokens = r->max_tokens, .stop_at_eos = r->stop_at_eos,
+                                    .stop_ids = r->stop_ids, .n_stop = r->n_stop,
+                                    .sampling = p->sampling, .roster = p->roster ? &r->roster : NULL,
+                                    .user = r, .slot = -1};
     r->blocks = (p->n_prompt + p->max_tokens + s->o.block_size - 1) / s->o.block_size;
-    r->cost = (double)(p->n_prompt + p->max_tokens) * r->k;
-    r->slot = -1;
     r->t_arrival = roe_now_s();
     pthread_mutex_lock(&s->mu);
     if (s->stopping || s->n_waiting >= s->o.max_queue) {
@@ -437,84 +382,78 @@ static void sweep_queue(roe_sched *s, int all) {
     s->st.waiting = s->n_waiting;
 }
 
-static int pick_home(roe_sched *s, const roe_sreq *r) {
-    if (s->N == 1) return 0;
-    if (s->policy == ROE_HOME_ROUND_ROBIN) return s->rr++ % s->N;
-    int best = 0;
-    for (int k = 1; k < s->N; k++)
-        if (s->load[k] < s->load[best]) best = k;
-    (void)r;
-    return best;
-}
-
 /* Admits queued requests, first come first served, while a slot and their blocks are free
  * (s->mu held). */
 static roe_status admit(roe_sched *s) {
-    while (s->qhead && s->n_running < s->S && s->blocks_used + s->qhead->blocks <= s->o.kv_blocks) {
+    while (s->qhead && roe_batch_free_slots(s->batch) > 0 &&
+           s->blocks_used + s->qhead->blocks <= s->o.kv_blocks) {
         roe_sreq *r = s->qhead;
-        int slot = 0;
-        while (s->slot_used[slot])
-            slot++;
-        const int home = pick_home(s, r);
-        ROE_TRY(roe_cluster_reset_seq(s->cl, slot, home));
+        ROE_TRY(roe_batch_admit(s->batch, &r->seq, -1));
         s->qhead = r->next;
         if (!s->qhead) s->qtail = NULL;
         r->next = NULL;
         s->n_waiting--;
-        s->slot_used[slot] = 1;
-        r->slot = slot;
-        r->home = home;
-        s->load[home] += r->cost;
         s->blocks_used += r->blocks;
-        s->order[s->n_running++] = r;
         roe_histogram_observe(&s->st.queue_time, roe_now_s() - r->t_arrival);
     }
     s->st.waiting = s->n_waiting;
-    s->st.running = s->n_running;
+    s->st.running = roe_batch_count(s->batch);
     s->st.kv_blocks_used = s->blocks_used;
     return ROE_OK;
 }
 
-/* Takes the running request at order[i] out of the batch and ends it. */
-static void retire(roe_sched *s, int i, roe_sreq_end end, const char *error) {
-    roe_sreq *r = s->order[i];
-    memmove(s->order + i, s->order + i + 1, (size_t)(s->n_running - i - 1) * sizeof *s->order);
-    s->n_running--;
-    s->slot_used[r->slot] = 0;
-    s->load[r->home] -= r->cost;
+/* Ends r, which has left the batch: its blocks come back. */
+static void retire(roe_sched *s, roe_sreq *r, roe_sreq_end end, const char *error) {
     pthread_mutex_lock(&s->mu);
     s->blocks_used -= r->blocks;
-    s->st.running = s->n_running;
+    s->st.running = roe_batch_count(s->batch);
     s->st.kv_blocks_used = s->blocks_used;
     sreq_end(s, r, end, error, 1);
     pthread_mutex_unlock(&s->mu);
 }
 
-static void fail_running(roe_sched *s, const char *why) {
-    while (s->n_running > 0)
-        retire(s, s->n_running - 1, ROE_SREQ_FAILED, why);
+/* Takes the running request r out of the batch and ends it. */
+static void drop(roe_sched *s, roe_sreq *r, roe_sreq_end end, const char *error) {
+    roe_batch_remove(s->batch, &r->seq);
+    retire(s, r, end, error);
 }
 
-/* Appends the token picked from z to r; 1 if r has ended. */
-static int emit(roe_sched *s, roe_sreq *r, const float *z) {
-    const int pos = r->n_prompt + r->n_tokens;
-    const int32_t t = roe_sampler_pick(s->sampler, &r->sampling, z, pos);
+static void fail_running(roe_sched *s, const char *why) {
+    while (roe_batch_count(s->batch) > 0)
+        drop(s, roe_batch_at(s->batch, roe_batch_count(s->batch) - 1)->user, ROE_SREQ_FAILED, why);
+}
+
+/* The batch's figures of a step, before any of its tokens is handed out: a client that sees
+ * its request end may read the statistics at once, and they must include that step. */
+static void on_step(void *ctx, const struct roe_batch_step_info *info) {
+    roe_sched *s = ctx;
+    s->last_step = roe_now_s();
+    pthread_mutex_lock(&s->mu);
+    s->st.steps++;
+    s->st.busy_s += info->seconds;
+    s->st.prompt_tokens += (uint64_t)info->prompt_tokens;
+    s->st.roe_samples += (uint64_t)info->samples;
+    s->st.rows_computed += (uint64_t)info->stats.rows_computed;
+    s->st.rows_naive += (uint64_t)info->rows_naive;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* A token for a running request: appended under its lock for its waiters; at its end the
+ * request (out of the batch already) is retired. */
+static void on_token(void *ctx, struct roe_batch_seq *seq, int32_t token, const float *z, int ended,
+                     roe_finish finish) {
+    roe_sched *s = ctx;
+    roe_sreq *r = seq->user;
     const double now = roe_now_s();
-    int end = 0;
-    roe_finish fin = ROE_FINISH_LENGTH;
-    if (r->stop_at_eos && s->eos >= 0 && t == s->eos) end = 1, fin = ROE_FINISH_EOS;
-    for (int j = 0; j < r->n_stop && !end; j++)
-        if (t == r->stop_ids[j]) end = 1, fin = ROE_FINISH_EOS;
-    if (!end && (r->n_tokens + 1 >= r->max_tokens || pos + 1 >= s->ctx)) end = 1;
+    (void)z;
     pthread_mutex_lock(&r->mu);
     const double prev = r->n_tokens ? r->t_last : -1.0;
-    r->tokens[r->n_tokens++] = t;
+    r->tokens[r->n_tokens++] = token;
     if (r->n_tokens == 1) r->t_first = now;
     r->t_last = now;
-    r->finish = fin;
+    r->finish = ended ? finish : ROE_FINISH_LENGTH;
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
-    r->last = t;
     pthread_mutex_lock(&s->mu);
     s->st.generation_tokens++;
     if (prev < 0.0)
@@ -522,116 +461,13 @@ static int emit(roe_sched *s, roe_sreq *r, const float *z) {
     else
         roe_histogram_observe(&s->st.itl, now - prev);
     pthread_mutex_unlock(&s->mu);
-    return end;
-}
-
-/* Adds r's next token group (position p, input token t) to the step. */
-static void add_group(roe_sched *s, roe_sreq *r, int p, int32_t t, group_kind kind, int *nr,
-                      int *ng) {
-    const int s0 = kind == GROUP_SAMPLES ? 1 : 0, s1 = kind == GROUP_CLEAN_ONLY ? 1 : r->k;
-    s->groups[*ng] = (struct group){.r = r, .n = s1 - s0, .kind = kind};
-    /* FULL: the K rows' mean; CLEAN_ONLY: the clean row, kept on the home rank in case its
-     * samples follow; SAMPLES: the kept clean row with the K-1 samples */
-    s->cgroups[*ng] = (struct roe_group){
-        .first = *nr,
-        .n = s1 - s0,
-        .mode = ROE_GROUP_MEAN | (kind == GROUP_CLEAN_ONLY ? ROE_GROUP_STORE_CLEAN : 0) |
-                (kind == GROUP_SAMPLES ? ROE_GROUP_WITH_CLEAN : 0)};
-    (*ng)++;
-    for (int smp = s0; smp < s1; smp++)
-        s->rows[(*nr)++] = (struct roe_row){.seq = r->slot,
-                                            .pos = p,
-                                            .token = t,
-                                            .sample = smp,
-                                            .want_logits = 1,
-                                            .seed = r->sampling.seed,
-                                            .roster = r->has_roster ? &r->roster : NULL};
-}
-
-/* r's next group, if r has its whole prompt but the last position in the cache and the group
- * fits in the step. */
-static void try_group(roe_sched *s, roe_sreq *r, int *nr, int *ng, long *prompt_tokens,
-                      long *naive) {
-    if (r->fed < r->n_prompt - 1) return;
-    const group_kind kind = r->pending    ? GROUP_SAMPLES
-                            : r->adaptive ? GROUP_CLEAN_ONLY
-                                          : GROUP_FULL;
-    const int need = kind == GROUP_SAMPLES ? r->k - 1 : kind == GROUP_CLEAN_ONLY ? 1 : r->k;
-    if (*nr + need > s->R) return; /* the group waits for the next step, whole */
-    /* the group predicts token n_tokens from the input at position n_prompt + n_tokens - 1:
-     * the last prompt token first, then each token emitted; adaptive samples (phase B) run at
-     * the position their clean row ran at in the step before */
-    const int p = r->n_prompt + r->n_tokens - 1;
-    const int32_t t = r->n_tokens == 0 ? r->prompt[r->n_prompt - 1] : r->last;
-    if (r->fed == r->n_prompt - 1) {
-        r->fed++;
-        (*prompt_tokens)++;
-    }
-    if (kind != GROUP_SAMPLES) *naive += (long)r->k * s->L;
-    add_group(s, r, p, t, kind, nr, ng);
-}
-
-/* One step over the running requests; 0 rows if every one is waiting for nothing. */
-static roe_status step(roe_sched *s) {
-    int nr = 0, ng = 0;
-    long prompt_tokens = 0, naive = 0;
-    /* decoding sequences first: their next token waits for nobody's prompt */
-    for (int i = 0; i < s->n_running; i++)
-        if (s->order[i]->fed == s->order[i]->n_prompt)
-            try_group(s, s->order[i], &nr, &ng, &prompt_tokens, &naive);
-    /* then prompt chunks, first come first served; a prompt's last position comes with its group */
-    for (int i = 0; i < s->n_running && nr < s->R; i++) {
-        roe_sreq *r = s->order[i];
-        if (r->fed == r->n_prompt) continue;
-        while (r->fed < r->n_prompt - 1 && nr < s->R) {
-            const int p = r->fed++;
-            s->rows[nr++] = (struct roe_row){.seq = r->slot, .pos = p, .token = r->prompt[p]};
-            prompt_tokens++;
-            naive += s->L;
-        }
-        try_group(s, r, &nr, &ng, &prompt_tokens, &naive);
-    }
-    if (nr == 0) return ROE_OK;
-    struct roe_step_stats ss;
-    const double t0 = roe_now_s();
-    ROE_TRY(roe_cluster_step(s->cl, s->rows, nr, s->cgroups, ng, s->z, &ss));
-    s->last_step = roe_now_s();
-    /* the step's statistics first: a client that sees its request end (emit, retire) may read
-     * them at once, and they must include the step that ended it */
-    long samples = 0;
-    for (int gi = 0; gi < ng; gi++) samples += s->groups[gi].n;
-    pthread_mutex_lock(&s->mu);
-    s->st.steps++;
-    s->st.busy_s += s->last_step - t0;
-    s->st.prompt_tokens += (uint64_t)prompt_tokens;
-    s->st.roe_samples += (uint64_t)samples;
-    s->st.rows_computed += (uint64_t)ss.rows_computed;
-    s->st.rows_naive += (uint64_t)naive;
-    pthread_mutex_unlock(&s->mu);
-    for (int gi = 0; gi < ng; gi++) {
-        const struct group *g = &s->groups[gi];
-        roe_sreq *r = g->r;
-        const float *z = s->z + (size_t)gi * s->V; /* every group's output is one vocab row */
-        if (g->kind == GROUP_CLEAN_ONLY &&
-            roe_entropy(z, s->V) > (double)r->roster.adaptive_entropy) {
-            r->pending = 1; /* the samples run next step; the token waits for them */
-            continue;
-        }
-        r->pending = 0;
-        if (emit(s, r, z)) {
-            int i = 0;
-            while (s->order[i] != r)
-                i++;
-            retire(s, i, ROE_SREQ_FINISHED, NULL);
-        }
-    }
-    return ROE_OK;
+    if (ended) retire(s, r, ROE_SREQ_FINISHED, NULL);
 }
 
 /* Waits (s->mu held) until there is work, a stop, or (several ranks) a heartbeat is due.
  * Returns 1 when a heartbeat is due. */
 static int wait_for_work(roe_sched *s) {
-    while (!s->qhead && !s->stopping && s->n_running == 0) {
+    while (!s->qhead && !s->stopping && roe_batch_count(s->batch) == 0) {
         const double due = s->last_step + s->o.heartbeat_s, now = roe_now_s();
         if (s->N > 1 && now >= due) return 1;
         /* several ranks: until the heartbeat; one: a long nap (woken by submit, cancel, stop) */
@@ -678,15 +514,17 @@ roe_status roe_sched_run(roe_sched *s) {
         const int aborting = s->aborting, stopping = s->stopping;
         roe_status st = ROE_OK;
         if (!stopping) st = admit(s);
-        const int idle = s->n_running == 0;
+        const int idle = roe_batch_count(s->batch) == 0;
         pthread_mutex_unlock(&s->mu);
         if (st != ROE_OK) return fatal(s, st);
         if (aborting) fail_running(s, "the server stopped before the request ended");
         if ((idle || aborting) && stopping) return ROE_OK;
-        for (int i = s->n_running - 1; i >= 0; i--)
-            if (atomic_load(&s->order[i]->cancelled)) retire(s, i, ROE_SREQ_CANCELLED, NULL);
+        for (int i = roe_batch_count(s->batch) - 1; i >= 0; i--) {
+            roe_sreq *r = roe_batch_at(s->batch, i)->user;
+            if (atomic_load(&r->cancelled)) drop(s, r, ROE_SREQ_CANCELLED, NULL);
+        }
         if (heartbeat) {
-            st = roe_cluster_step(s->cl, NULL, 0, NULL, 0, s->z, NULL);
+            st = roe_batch_heartbeat(s->batch);
             if (st != ROE_OK) return fatal(s, st);
             s->last_step = roe_now_s();
             pthread_mutex_lock(&s->mu);
@@ -694,7 +532,7 @@ roe_status roe_sched_run(roe_sched *s) {
             pthread_mutex_unlock(&s->mu);
             continue;
         }
-        st = step(s);
+        st = roe_batch_step(s->batch, NULL);
         if (st != ROE_OK) {
             char why[512];
             snprintf(why, sizeof why, "the engine failed: %s", roe_error_message());

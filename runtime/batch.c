@@ -1,0 +1,260 @@
+/* batch.c — the batching core: admission, step composition, sampling, retirement; see batch.h. */
+#include "batch.h"
+
+#include <string.h>
+
+#include "aggregate.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+
+typedef enum group_kind {
+    GROUP_FULL = 0,   /* clean row + K-1 samples: aggregate and emit */
+    GROUP_CLEAN_ONLY, /* adaptive phase A: the clean row decides whether samples follow */
+    GROUP_SAMPLES,    /* adaptive phase B: the K-1 samples of the position just cleaned */
+} group_kind;
+
+struct group {
+    struct roe_batch_seq *s;
+    int n;
+    group_kind kind;
+};
+
+struct roe_batch {
+    roe_engine *e;
+    roe_cluster *cl;
+    roe_sampler *sampler;
+    struct roe_batch_opts o;
+    int S, R, ctx, V, L, N, eos;
+    int rr;                     /* round-robin cursor */
+    struct roe_batch_seq **seqs; /* [S] in admission order */
+    int n_seqs;
+    uint8_t *slot_used;         /* [S] */
+    double *load;               /* [N] work in flight per rank */
+    struct roe_row *rows;       /* [R] the step's rows */
+    struct group *groups;       /* [R] its token groups */
+    struct roe_group *cgroups;  /* [R] the same, as the cluster reduces them */
+    float *z;                   /* [R, V] each group's aggregated scores */
+};
+
+struct roe_batch_opts roe_batch_opts_default(void) {
+    return (struct roe_batch_opts){.policy = ROE_HOME_ROUND_ROBIN};
+}
+
+void roe_batch_free(roe_batch *b) {
+    if (!b) return;
+    roe_sampler_free(b->sampler);
+    roe_cluster_free(b->cl);
+    roe_free(b->seqs);
+    roe_free(b->slot_used);
+    roe_free(b->load);
+    roe_free(b->rows);
+    roe_free(b->groups);
+    roe_free(b->cgroups);
+    roe_free_aligned(b->z);
+    roe_free(b);
+}
+
+roe_status roe_batch_create(roe_engine *engine, const struct roe_batch_opts *opts, roe_batch **out) {
+    *out = NULL;
+    const struct roe_engine_opts *eo = roe_engine_get_opts(engine);
+    const struct roe_model_config *c = &roe_engine_model(engine)->cfg;
+    roe_batch *b = roe_calloc(1, sizeof *b);
+    if (!b) return roe_fail(ROE_ERR_NOMEM, "batch: out of memory");
+    roe_status st;
+    b->e = engine;
+    b->o = *opts;
+    b->S = eo->max_seqs;
+    b->R = eo->max_rows;
+    b->ctx = eo->max_ctx;
+    b->V = c->vocab_size;
+    b->L = c->n_layers;
+    b->eos = c->eos_token_id;
+    ROE_CHECK(roe_sampler_create(b->V, &b->sampler));
+    ROE_CHECK(roe_cluster_create(engine, &b->cl));
+    b->N = roe_cluster_size(b->cl);
+    const size_t R = (size_t)b->R;
+    b->seqs = roe_calloc((size_t)b->S, sizeof *b->seqs);
+    b->slot_used = roe_calloc((size_t)b->S, 1);
+    b->load = roe_calloc((size_t)b->N, sizeof *b->load);
+    b->rows = roe_calloc(R, sizeof *b->rows);
+    b->groups = roe_calloc(R, sizeof *b->groups);
+    b->cgroups = roe_calloc(R, sizeof *b->cgroups);
+    b->z = roe_malloc_aligned(R * (size_t)b->V * sizeof(float));
+    if (!b->seqs || !b->slot_used || !b->load || !b->rows || !b->groups || !b->cgroups || !b->z) {
+        st = roe_fail(ROE_ERR_NOMEM, "batch: out of memory for %d rows x vocabulary %d", b->R, b->V);
+        goto fail;
+    }
+    *out = b;
+    return ROE_OK;
+fail:
+    roe_batch_free(b);
+    return st;
+}
+
+int roe_batch_count(const roe_batch *b) { return b->n_seqs; }
+struct roe_batch_seq *roe_batch_at(const roe_batch *b, int i) { return b->seqs[i]; }
+int roe_batch_ranks(const roe_batch *b) { return b->N; }
+int roe_batch_free_slots(const roe_batch *b) { return b->S - b->n_seqs; }
+
+static int roster_k(const struct roe_batch_seq *s) { return s->roster ? s->roster->k : 1; }
+static int is_adaptive(const struct roe_batch_seq *s) {
+    return s->roster && s->roster->k > 1 && s->roster->adaptive_entropy > 0.0f;
+}
+
+static int pick_home(roe_batch *b) {
+    if (b->N == 1) return 0;
+    if (b->o.policy == ROE_HOME_ROUND_ROBIN) return b->rr++ % b->N;
+    int best = 0;
+    for (int k = 1; k < b->N; k++)
+        if (b->load[k] < b->load[best]) best = k;
+    return best;
+}
+
+roe_status roe_batch_admit(roe_batch *b, struct roe_batch_seq *s, int home) {
+    if (b->n_seqs == b->S)
+        return roe_fail(ROE_ERR_INVALID_ARG, "batch: all %d sequence slots are taken", b->S);
+    if (home >= b->N)
+        return roe_fail(ROE_ERR_INVALID_ARG, "batch: home rank %d is outside [0, %d)", home, b->N);
+    int slot = 0;
+    while (b->slot_used[slot])
+        slot++;
+    if (home < 0) home = pick_home(b);
+    ROE_TRY(roe_cluster_reset_seq(b->cl, slot, home));
+    b->slot_used[slot] = 1;
+    s->slot = slot;
+    s->home = home;
+    s->fed = s->n_tokens = s->pending = 0;
+    s->last = -1;
+    s->cost = (double)(s->n_prompt + s->max_tokens) * roster_k(s);
+    b->load[home] += s->cost;
+    b->seqs[b->n_seqs++] = s;
+    return ROE_OK;
+}
+
+void roe_batch_remove(roe_batch *b, struct roe_batch_seq *s) {
+    int i = 0;
+    while (i < b->n_seqs && b->seqs[i] != s)
+        i++;
+    if (i == b->n_seqs) return;
+    memmove(b->seqs + i, b->seqs + i + 1, (size_t)(b->n_seqs - i - 1) * sizeof *b->seqs);
+    b->n_seqs--;
+    b->slot_used[s->slot] = 0;
+    b->load[s->home] -= s->cost;
+}
+
+/* ---- composing a step ---- */
+
+struct compose {
+    int nr, ng;
+    struct roe_batch_step_info *info;
+};
+
+/* Adds s's next token group (position p, input token t) to the step. */
+static void add_group(roe_batch *b, struct roe_batch_seq *s, int p, int32_t t, group_kind kind,
+                      struct compose *cp) {
+    const int s0 = kind == GROUP_SAMPLES ? 1 : 0, s1 = kind == GROUP_CLEAN_ONLY ? 1 : roster_k(s);
+    b->groups[cp->ng] = (struct group){.s = s, .n = s1 - s0, .kind = kind};
+    /* FULL: the K rows' mean; CLEAN_ONLY: the clean row, kept on the home rank in case its
+     * samples follow; SAMPLES: the kept clean row with the K-1 samples */
+    b->cgroups[cp->ng++] = (struct roe_group){
+        .first = cp->nr, .n = s1 - s0,
+        .mode = ROE_GROUP_MEAN | (kind == GROUP_CLEAN_ONLY ? ROE_GROUP_STORE_CLEAN : 0) |
+                (kind == GROUP_SAMPLES ? ROE_GROUP_WITH_CLEAN : 0)};
+    for (int smp = s0; smp < s1; smp++)
+        b->rows[cp->nr++] = (struct roe_row){.seq = s->slot, .pos = p, .token = t, .sample = smp,
+                                             .want_logits = 1, .seed = s->sampling.seed,
+                                             .roster = s->roster};
+    cp->info->positions += p;
+}
+
+/* s's next token group, if s has its whole prompt but the last position in the cache and the
+ * group fits in the step. */
+static void try_group(roe_batch *b, struct roe_batch_seq *s, struct compose *cp) {
+    if (s->fed < s->n_prompt - 1) return;
+    const int k = roster_k(s);
+    const group_kind kind = s->pending ? GROUP_SAMPLES : is_adaptive(s) ? GROUP_CLEAN_ONLY : GROUP_FULL;
+    const int need = kind == GROUP_SAMPLES ? k - 1 : kind == GROUP_CLEAN_ONLY ? 1 : k;
+    if (cp->nr + need > b->R) return; /* the group waits for the next step, whole */
+    /* the group predicts token n_tokens from the input at position n_prompt + n_tokens - 1:
+     * the last prompt token first, then each token emitted; adaptive samples (phase B) run at
+     * the position their clean row ran at in the step before */
+    const int p = s->n_prompt + s->n_tokens - 1;
+    const int32_t t = s->n_tokens == 0 ? s->prompt[s->n_prompt - 1] : s->last;
+    if (s->fed == s->n_prompt - 1) {
+        s->fed++;
+        cp->info->prompt_tokens++;
+    }
+    if (kind != GROUP_SAMPLES) cp->info->rows_naive += (long)k * b->L;
+    add_group(b, s, p, t, kind, cp);
+}
+
+/* Token groups of the decoding sequences, then prompt chunks first come first served. */
+static void compose(roe_batch *b, struct compose *cp) {
+    int prefilling = 0;
+    for (int i = 0; i < b->n_seqs; i++) prefilling |= b->seqs[i]->fed < b->seqs[i]->n_prompt;
+    if (!(b->o.prefill_first && prefilling))
+        for (int i = 0; i < b->n_seqs; i++)
+            if (b->seqs[i]->fed == b->seqs[i]->n_prompt) try_group(b, b->seqs[i], cp);
+    for (int i = 0; i < b->n_seqs && cp->nr < b->R; i++) {
+        struct roe_batch_seq *s = b->seqs[i];
+        if (s->fed == s->n_prompt) continue;
+        while (s->fed < s->n_prompt - 1 && cp->nr < b->R) {
+            const int p = s->fed++;
+            b->rows[cp->nr++] = (struct roe_row){.seq = s->slot, .pos = p, .token = s->prompt[p]};
+            cp->info->prompt_tokens++;
+            cp->info->rows_naive += b->L;
+        }
+        try_group(b, s, cp);
+    }
+}
+
+/* ---- after the step ---- */
+
+/* Picks s's next token from z, works out whether s ended, and hands it to the user. */
+static void emit(roe_batch *b, struct roe_batch_seq *s, const float *z) {
+    const int pos = s->n_prompt + s->n_tokens;
+    const int32_t t = roe_sampler_pick(b->sampler, &s->sampling, z, pos);
+    int end = 0;
+    roe_finish fin = ROE_FINISH_LENGTH;
+    if (s->stop_at_eos && b->eos >= 0 && t == b->eos) end = 1, fin = ROE_FINISH_EOS;
+    for (int j = 0; j < s->n_stop && !end; j++)
+        if (t == s->stop_ids[j]) end = 1, fin = ROE_FINISH_EOS;
+    s->n_tokens++;
+    s->last = t;
+    if (!end && (s->n_tokens >= s->max_tokens || pos + 1 >= b->ctx)) end = 1;
+    if (end) roe_batch_remove(b, s);
+    if (b->o.hooks.on_token) b->o.hooks.on_token(b->o.hooks.ctx, s, t, z, end, fin);
+}
+
+roe_status roe_batch_step(roe_batch *b, struct roe_batch_step_info *info) {
+    struct roe_batch_step_info local;
+    if (!info) info = &local;
+    memset(info, 0, sizeof *info);
+    struct compose cp = {.info = info};
+    compose(b, &cp);
+    info->rows = cp.nr;
+    info->groups = cp.ng;
+    if (cp.nr == 0) return ROE_OK;
+    const double t0 = roe_now_s();
+    ROE_TRY(roe_cluster_step(b->cl, b->rows, cp.nr, b->cgroups, cp.ng, b->z, &info->stats));
+    info->seconds = roe_now_s() - t0;
+    for (int gi = 0; gi < cp.ng; gi++) info->samples += b->groups[gi].n;
+    /* the step's figures first: a user that sees a sequence end may read them at once */
+    if (b->o.hooks.on_step) b->o.hooks.on_step(b->o.hooks.ctx, info);
+    for (int gi = 0; gi < cp.ng; gi++) {
+        const struct group *g = &b->groups[gi];
+        struct roe_batch_seq *s = g->s;
+        const float *z = b->z + (size_t)gi * b->V; /* every group's output is one vocab row */
+        if (g->kind == GROUP_CLEAN_ONLY && roe_entropy(z, b->V) > (double)s->roster->adaptive_entropy) {
+            s->pending = 1; /* the samples run next step; the token waits for them */
+            continue;
+        }
+        s->pending = 0;
+        emit(b, s, z);
+    }
+    return ROE_OK;
+}
+
+roe_status roe_batch_heartbeat(roe_batch *b) {
+    return roe_cluster_step(b->cl, NULL, 0, NULL, 0, b->z, NULL);
+}

@@ -1,0 +1,121 @@
+/*
+ * batch.h — the batching core: the one loop that turns sequences into engine steps and steps
+ * into tokens. `roe generate` (generate.h), the server's continuous batching (scheduler.h)
+ * and `roe bench` are thin users of it: they decide which sequences come in and when, and
+ * what happens to the tokens.
+ *
+ * A sequence is admitted into a free cache slot with a home rank (cluster.h: the rank that
+ * holds its KV cache and runs its rows), and leaves the batch when it ends (its end token, a
+ * stop token, max_tokens, or a full context) or when its user removes it (a cancelled
+ * request). Each roe_batch_step:
+ *   compose   one RoE token group of K rows (the clean row and K-1 samples) for every
+ *             sequence that has its prompt in the cache, so that a long prompt delays nobody's
+ *             next token; then prompt chunks of the sequences still in prefill, first come
+ *             first served, up to max_rows rows; a prompt's last position comes with its
+ *             sequence's first token group, and a group never splits across steps. Adaptive K
+ *             (roster.adaptive_entropy): the clean row runs alone first, and the K-1 samples
+ *             follow in the next step only where its next-token entropy exceeds the threshold.
+ *   run       one cluster step over every rank; each group is aggregated on its home rank
+ *   sample    a token per finished group (sampler.h), handed to the user's on_token hook;
+ *             a sequence that ends leaves the batch before its hook is called.
+ * The engine is batch-invariant and the sampler and the RoE noise are keyed on (seed,
+ * position), so a sequence's tokens are the same bits whatever shares its steps, on any number
+ * of ranks.
+ *
+ * Threads: one thread (the one that drives the engine) calls everything here.
+ * Memory: every buffer is allocated by roe_batch_create for the engine's limits; a step
+ * allocates nothing.
+ */
+#ifndef ROE_BATCH_H
+#define ROE_BATCH_H
+
+#include <stdint.h>
+
+#include "base/status.h"
+#include "cluster.h"
+#include "engine.h"
+#include "roster.h"
+#include "sampler.h"
+
+typedef enum roe_finish {
+    ROE_FINISH_LENGTH = 0, /* max_tokens reached, or the context is full */
+    ROE_FINISH_EOS,        /* the model's end token, or one of the stop tokens */
+} roe_finish;
+
+/* One sequence. The user fills the request part, owns the struct and everything it points
+ * to, and keeps them alive while the sequence is in the batch. */
+struct roe_batch_seq {
+    const int32_t *prompt;           /* [n_prompt] token ids, n_prompt >= 1 */
+    int n_prompt;
+    int max_tokens;                  /* >= 1 */
+    int stop_at_eos;                 /* end after the model's end token */
+    const int32_t *stop_ids;         /* [n_stop] more tokens that end it */
+    int n_stop;
+    struct roe_sampling sampling;    /* its seed also keys the RoE noise */
+    const struct roe_roster *roster; /* NULL: the plain model */
+    void *user;                      /* for the hooks */
+    /* the core's, read-only for the user: valid from admission until the sequence leaves */
+    int slot;                        /* its KV-cache slot */
+    int home;                        /* its home rank */
+    int fed;                         /* prompt tokens in the cache or in this step */
+    int n_tokens;                    /* tokens emitted */
+    int32_t last;                    /* the last token emitted */
+    int pending;                     /* adaptive K: the samples of the last position are owed */
+    double cost;                     /* (prompt + max_tokens) x K: least-loaded homes */
+};
+
+/* What one step did. */
+struct roe_batch_step_info {
+    int rows;              /* rows run (0: nothing to run) */
+    int groups;            /* token groups */
+    long prompt_tokens;    /* prompt positions fed */
+    long samples;          /* RoE rows run for generated tokens (clean rows included) */
+    long positions;        /* sum over token groups of their position (KV history read) */
+    long rows_naive;       /* row-layers a roster computing every sample fully would run */
+    struct roe_step_stats stats; /* every rank's engine statistics, summed */
+    double seconds;        /* the cluster step, wall clock */
+};
+
+struct roe_batch_hooks {
+    void *ctx;
+    /* After the step ran, before any token of it is handed out (NULL: none). */
+    void (*on_step)(void *ctx, const struct roe_batch_step_info *info);
+    /* A token for s (s->n_tokens counts it), picked from the scores z[vocab]. `ended`: s has
+     * left the batch (its slot is free; the core no longer touches s), with `finish`. */
+    void (*on_token)(void *ctx, struct roe_batch_seq *s, int32_t token, const float *z, int ended,
+                     roe_finish finish);
+};
+
+struct roe_batch_opts {
+    roe_home_policy policy;     /* homes of sequences admitted without one (round-robin) */
+    int prefill_first;          /* no token group of a decoding sequence while another is in
+                                   prefill (benchmarks: steps are all prefill or all decode) */
+    struct roe_batch_hooks hooks;
+};
+
+struct roe_batch_opts roe_batch_opts_default(void);
+
+typedef struct roe_batch roe_batch;
+
+/* The engine (and its communicator) must outlive the batch. */
+roe_status roe_batch_create(roe_engine *engine, const struct roe_batch_opts *opts, roe_batch **out);
+void roe_batch_free(roe_batch *b);
+
+/* Admits s into a free slot, homed on `home` (-1: by the policy); its cache slot empties.
+ * ROE_ERR_INVALID_ARG if no slot is free or the home is not a rank. */
+roe_status roe_batch_admit(roe_batch *b, struct roe_batch_seq *s, int home);
+/* Takes s out of the batch (its slot and load freed); nothing if it is not in it. */
+void roe_batch_remove(roe_batch *b, struct roe_batch_seq *s);
+
+/* One step; info (may be NULL) receives what it did. On failure the sequences stay in the
+ * batch: the caller decides (cluster.h: with several ranks the job must end). */
+roe_status roe_batch_step(roe_batch *b, struct roe_batch_step_info *info);
+/* Several ranks: an empty step, so that the others' bounded waits do not expire. */
+roe_status roe_batch_heartbeat(roe_batch *b);
+
+int roe_batch_count(const roe_batch *b);                      /* sequences in the batch */
+struct roe_batch_seq *roe_batch_at(const roe_batch *b, int i); /* in admission order */
+int roe_batch_ranks(const roe_batch *b);
+int roe_batch_free_slots(const roe_batch *b);
+
+#endif

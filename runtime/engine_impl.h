@@ -1,0 +1,105 @@
+/*
+ * engine_impl.h — the engine's private state, shared by its two files: engine.c (the forward
+ * pass: slots, attention, dense FFN, LM head) and moe.c (the MoE sublayer: routing, RoE forks,
+ * experts). Nothing outside those two includes this header.
+ *
+ * Rows and slots. A step's rows (engine.h) are computed in *slots*: every clean or independent
+ * row has one; a RoE sample row with its clean row in the step shares the clean row's slot
+ * until the MoE layer where its routing first differs, and then forks into a slot of its own
+ * (a copy of the parent's state). Every per-row activation buffer below is indexed by slot;
+ * n_act slots are live. A *pair* is (slot, s), s < top_k: the slot's s-th chosen expert, at
+ * index slot * top_k + s of the pair arrays.
+ *
+ * Buffers. Every buffer is a field below, allocated once by roe_engine_create from one
+ * table (engine.c, ENGINE_BUFS) that gives each one's memory (backend, host, or host staging
+ * that only a device backend needs) and its size formula in the dimensions R = max_rows,
+ * K = top_k, H = hidden, QD = heads x head_dim, KD = kv heads x head_dim, E = experts,
+ * I = the widest FFN, V = vocabulary. The shape comments here repeat the table.
+ */
+#ifndef ROE_ENGINE_IMPL_H
+#define ROE_ENGINE_IMPL_H
+
+#include "engine.h"
+
+struct roe_engine {
+    const struct roe_model *model;
+    const struct roe_model *w;        /* the weights the kernels read: model, or owned_w */
+    struct roe_model *owned_w;        /* device-resident weights (runtime/weights.h) */
+    struct roe_engine_opts opts;
+    roe_backend *be;
+    int host_mem;                     /* be->host_memory: no staging copies */
+    struct roe_kv_cache kv;
+    struct roe_step_stats stats;
+    roe_comm *comm;                   /* borrowed, or owned_comm */
+    roe_comm *owned_comm;             /* a self communicator when none was given */
+    const struct roe_placement *pl;   /* borrowed, or owned_pl */
+    struct roe_placement *owned_pl;   /* every expert on rank 0 when none was given */
+    roe_ep *ep;                       /* the expert exchange; NULL in a world of one */
+    int driven;                       /* inside a step the cluster drives (cluster.h) */
+    int n_act;                        /* live slots of the step */
+
+    /* backend memory */
+    float *h;        /* [R, H] residual stream */
+    float *x;        /* [R, H] normed input of a sublayer */
+    float *q;        /* [R, QD] */
+    float *k;        /* [R, KD] */
+    float *v;        /* [R, KD] */
+    float *att;      /* [R, QD] attention output */
+    float *tmp;      /* [R, H] a sublayer's output */
+    float *rlogits;  /* [R, E] router logits */
+    float *ein;      /* [R K, H] expert input rows: the active pairs' grouped by expert (local
+                        path), or one task's (exchange) */
+    float *egate;    /* [R, I] gate projection of one FFN's rows (at most R rows) */
+    float *eup;      /* [R, I] up projection */
+    float *eout;     /* [R K, H] expert outputs: per gathered pair (local path), per pair
+                        (exchange: what this rank's experts computed for its own pairs) */
+    float *lrows;    /* [R, H] normed rows that want logits */
+    float *dlogits;  /* [R, V] logits of the distinct slots, before spreading to rows */
+
+    /* host staging: a device backend only (on the CPU, rlog is rlogits and the rest unused) */
+    float *rlog;     /* [R, E] router logits the host routes */
+    float *st_x;     /* [R, H] x for the exchange */
+    float *st_in;    /* [R, H] one task's rows */
+    float *st_out;   /* [R K, H] pair outputs the exchange writes */
+    float *st_y;     /* [R K, H] pair outputs in pair order, for the device's weighted sum */
+    float *hlogits;  /* [R, V] logits downloaded */
+
+    /* host memory */
+    float *probs;    /* [E] clean routing scratch */
+    float *rscratch; /* [2 E] noisy routing scratch */
+    int32_t *sel;    /* [R K] each pair's expert (a slot's ascending) */
+    float *gw;       /* [R K] each pair's gate weight */
+    int32_t *fsel;   /* [K] a candidate fork's routing */
+    float *fgw;      /* [K] */
+    int *fork_parent;/* [R] the slot a slot forked from in this layer, or -1 */
+    int *src_pair;   /* [R K] the pair whose expert output a pair reuses (itself, or its
+                        parent's pair of the same expert) */
+    uint8_t *active; /* [R K] pairs computed (src_pair[p] == p) */
+    int *e_count;    /* [E + 1] local path: pairs per expert, then offsets */
+    int *e_cur;      /* [E] fill cursor per expert */
+    int64_t *g_src;  /* [R K] the slot of each gathered pair row */
+    int *p_row;      /* [R K] the gathered row of each active pair */
+    int *y_row;      /* [R K] the output row each pair sums */
+    int64_t *kv_dst; /* [R] cache rows the clean slots append to */
+    int64_t *kv_src; /* [R] their slots */
+    int64_t *l_src;  /* [R] the slot of each row of lrows */
+    int *pos;        /* [R] each slot's position */
+    int *hbegin;     /* [R] first history position each slot attends */
+    int *hend;       /* [R] one past its last */
+    int32_t *tokens; /* [R] each slot's input token */
+    const float **khist; /* [R] -> backend memory: each slot's cached keys */
+    const float **vhist; /* [R] values */
+    int *slot_row;   /* [R] the row a slot computes */
+    int *row_slot;   /* [R] the slot whose state a row currently shares */
+    int *slot_lrow;  /* [R] a slot's row in lrows, or -1 */
+};
+
+/* engine.c: the SwiGLU FFN of m rows, out[m, H] = down(silu(gate in) * up in). */
+void roe__engine_ffn(roe_engine *e, const struct roe_expert_weights *w, const float *in, int m,
+                     float *out);
+
+/* moe.c: the MoE sublayer at `layer` over the live slots: h += MoE(x), forking RoE samples
+ * where their routing departs from their clean row. Fails only on a failing peer or device. */
+roe_status roe__moe_layer(roe_engine *e, int layer, const struct roe_row *rows, int n_rows);
+
+#endif
