@@ -55,6 +55,11 @@ static inline uint16_t roe_f32_to_bf16(float f) {
 
 float roe_f16_to_f32(uint16_t h);
 
+/* x[i] = x[i] rounded to bf16 and widened back, i < n: what a bf16 round trip does. */
+static inline void roe_bf16_round(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = roe_bf16_to_f32(roe_f32_to_bf16(x[i]));
+}
+
 #ifdef __cplusplus
 }
 #endif
