@@ -20,7 +20,7 @@
 #include "commands.h"
 #include "base/alloc.h"
 #include "base/clock.h"
-#include "runtime/env.h"
+#include "base/env.h"
 #include "base/philox.h"
 #include "session.h"
 

@@ -7,7 +7,7 @@
 #include "aggregate.h"
 #include "base/alloc.h"
 #include "cluster.h"
-#include "env.h"
+#include "base/env.h"
 
 typedef enum group_kind {
     GROUP_FULL = 0,     /* clean row + K-1 samples: aggregate and emit */

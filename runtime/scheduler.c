@@ -22,7 +22,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "cluster.h"
-#include "env.h"
+#include "base/env.h"
 #include "base/log.h"
 
 typedef enum group_kind {
