@@ -2,7 +2,8 @@
  * main.c — the roe executable: dispatches to a subcommand (DESIGN.md "Command line").
  *
  * Before anything else it checks the environment against base/env.c's table: a bad ROE_* value
- * stops every command (exit status 2) before it reads anything.
+ * stops every command (exit status 2) before it reads anything; `roe env` runs anyway (it
+ * shows them).
  *
  * Under mpirun (or ROE_COMM=mpi) it first joins the MPI world: rank 0 runs the subcommand
  * as the coordinator, every other rank serves it (runtime/worker.h) until rank 0 is done.
@@ -30,7 +31,8 @@ static void usage(void) {
             "  tune       search per-layer RoE temperatures on a validation set\n"
             "  inspect    show a model's config, sizes and placement\n"
             "  bench      measure prefill and decode throughput\n"
-            "  serve      an OpenAI-compatible HTTP server with continuous batching\n",
+            "  serve      an OpenAI-compatible HTTP server with continuous batching\n"
+            "  env        the ROE_* environment variables: accepted values, defaults, settings\n",
             ROE_VERSION);
 }
 
@@ -75,6 +77,7 @@ static int open_world(int *argc, char ***argv, roe_comm **out) {
 }
 
 int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "env") == 0) return roe_cmd_env(argc, argv);
     if (roe_env_check() != ROE_OK) {
         fprintf(stderr, "roe: %s\n", roe_error_message());
         return 2;
