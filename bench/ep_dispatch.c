@@ -50,7 +50,7 @@
 #include "comm/dispatch.h"
 #include "comm/layout.h"
 #include "base/clock.h"
-#include "runtime/env.h"
+#include "base/env.h"
 #include "base/philox.h"
 
 static int cmp_double(const void *a, const void *b) {

@@ -20,7 +20,7 @@
 #include "kernels/backend.h"
 #include "base/alloc.h"
 #include "base/clock.h"
-#include "runtime/env.h"
+#include "base/env.h"
 
 static int fail(const char *what) {
     fprintf(stderr, "nccl_alltoall: %s: %s\n", what, roe_error_message());

@@ -5,12 +5,22 @@
 #include <stddef.h>
 
 #include "base/clock.h"
+#include "base/env.h"
 
 const char *roe_backend_kind_name(roe_backend_kind kind) {
     switch (kind) {
     case ROE_BACKEND_CUDA: return "cuda";
     case ROE_BACKEND_CPU_STAGED: return "cpu-staged";
     default: return "cpu";
+    }
+}
+
+roe_cpu_isa roe_env_cpu_isa(void) {
+    switch ((roe_env_isa)roe_env_get("ROE_CPU_ISA").i) {
+    case ROE_ENV_ISA_AVX512: return ROE_CPU_ISA_AVX512;
+    case ROE_ENV_ISA_AVX2: return ROE_CPU_ISA_AVX2;
+    case ROE_ENV_ISA_PORTABLE: return ROE_CPU_ISA_PORTABLE;
+    default: return ROE_CPU_ISA_AUTO; /* unset: the best the CPU supports */
     }
 }
 

@@ -71,6 +71,9 @@ typedef enum roe_cpu_isa {
     ROE_CPU_ISA_AVX512,
 } roe_cpu_isa;
 
+/* $ROE_CPU_ISA (base/env.h) as a roe_cpu_isa: AUTO when unset. */
+roe_cpu_isa roe_env_cpu_isa(void);
+
 struct roe_backend_opts {
     int n_threads;     /* 0: OpenMP default */
     int max_cols;      /* the widest input dimension any matmul will see */

@@ -18,11 +18,11 @@
 #include "args.h"
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/env.h"
 #include "base/philox.h"
 #include "commands.h"
 #include "roe_flags.h"
 #include "runtime/batch.h"
-#include "runtime/env.h"
 #include "session.h"
 
 static const char *SYNOPSIS =

@@ -12,7 +12,7 @@
 #include "args.h"
 #include "commands.h"
 #include "roe_flags.h"
-#include "runtime/env.h"
+#include "base/env.h"
 #include "runtime/eval.h"
 #include "session.h"
 

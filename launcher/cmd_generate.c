@@ -12,7 +12,7 @@
 #include "roe_flags.h"
 #include "commands.h"
 #include "base/alloc.h"
-#include "runtime/env.h"
+#include "base/env.h"
 #include "runtime/generate.h"
 #include "session.h"
 

@@ -5,7 +5,7 @@
 
 #include "args.h"
 #include "commands.h"
-#include "runtime/env.h"
+#include "base/env.h"
 #include "session.h"
 
 static const char *SYNOPSIS = "[--model DIR] [--ranks N] [--json]";

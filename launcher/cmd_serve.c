@@ -26,7 +26,7 @@
 #include "commands.h"
 #include "roe_flags.h"
 #include "base/alloc.h"
-#include "runtime/env.h"
+#include "base/env.h"
 #include "runtime/scheduler.h"
 #include "server/chat.h"
 #include "server/openai.h"

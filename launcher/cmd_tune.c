@@ -14,7 +14,7 @@
 #include "commands.h"
 #include "roe_flags.h"
 #include "base/alloc.h"
-#include "runtime/env.h"
+#include "base/env.h"
 #include "runtime/eval.h"
 #include "runtime/tune.h"
 #include "session.h"

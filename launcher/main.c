@@ -1,6 +1,10 @@
 /*
  * main.c — the roe executable: dispatches to a subcommand (DESIGN.md "Command line").
  *
+ * Before anything else it checks the environment against base/env.c's table: a bad ROE_* value
+ * stops every command (exit status 2) before it reads anything; `roe env` runs anyway (it
+ * shows them).
+ *
  * Under mpirun (or ROE_COMM=mpi) it first joins the MPI world: rank 0 runs the subcommand
  * as the coordinator, every other rank serves it (runtime/worker.h) until rank 0 is done.
  * Without mpirun it is a world of one and the subcommand runs as is.
@@ -12,7 +16,7 @@
 
 #include "comm/comm.h"
 #include "commands.h"
-#include "runtime/env.h"
+#include "base/env.h"
 #include "base/log.h"
 #include "runtime/worker.h"
 #include "session.h"
@@ -27,7 +31,8 @@ static void usage(void) {
             "  tune       search per-layer RoE temperatures on a validation set\n"
             "  inspect    show a model's config, sizes and placement\n"
             "  bench      measure prefill and decode throughput\n"
-            "  serve      an OpenAI-compatible HTTP server with continuous batching\n",
+            "  serve      an OpenAI-compatible HTTP server with continuous batching\n"
+            "  env        the ROE_* environment variables: accepted values, defaults, settings\n",
             ROE_VERSION);
 }
 
@@ -58,19 +63,10 @@ static int run_command(int argc, char **argv) {
 
 /* The world: MPI when started by mpirun (or ROE_COMM=mpi), else one process. */
 static int open_world(int *argc, char ***argv, roe_comm **out) {
-    const int kind = roe_env_comm();
+    const roe_env_comm_kind kind = roe_env_comm();
     struct roe_comm_opts o = roe_comm_opts_default();
     o.timeout_s = roe_env_comm_timeout_s();
     o.yield_when_idle = roe_env_cores_shared();
-    if (kind < 0) {
-        fprintf(stderr, "roe: ROE_COMM='%s' is not auto, self or mpi\n", getenv("ROE_COMM"));
-        return 2;
-    }
-    if (!(o.timeout_s > 0)) {
-        fprintf(stderr, "roe: ROE_COMM_TIMEOUT_S='%s' is not a positive number of seconds\n",
-                getenv("ROE_COMM_TIMEOUT_S"));
-        return 2;
-    }
     const int mpi = kind == ROE_ENV_COMM_MPI || (kind == ROE_ENV_COMM_AUTO && roe_env_launched_by_mpirun());
     roe_status st = mpi ? roe_comm_mpi_create(argc, argv, &o, out) : roe_comm_self_create(&o, out);
     if (st != ROE_OK) {
@@ -81,6 +77,11 @@ static int open_world(int *argc, char ***argv, roe_comm **out) {
 }
 
 int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "env") == 0) return roe_cmd_env(argc, argv);
+    if (roe_env_check() != ROE_OK) {
+        fprintf(stderr, "roe: %s\n", roe_error_message());
+        return 2;
+    }
     roe_log_set_level(roe_env_log_level());
     roe_comm *world = NULL;
     int rc = open_world(&argc, &argv, &world);

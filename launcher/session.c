@@ -8,7 +8,7 @@
 #include <limits.h>
 
 #include "base/alloc.h"
-#include "runtime/env.h"
+#include "base/env.h"
 #include "base/fileio.h"
 
 static roe_comm *roe__world; /* see session.h: process-wide, like MPI_COMM_WORLD */
@@ -108,10 +108,6 @@ int roe_session_backend(const char *cmd, const char *name, roe_backend_kind *out
 int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_engine_opts opts) {
     if (opts.max_ctx > s->model->cfg.max_position) opts.max_ctx = s->model->cfg.max_position;
     const char *wire = roe_env_ep_wire();
-    if (wire && strcmp(wire, "f32") != 0 && strcmp(wire, "bf16") != 0) {
-        fprintf(stderr, "roe %s: ROE_EP_WIRE='%s' is not f32 or bf16\n", cmd, wire);
-        return 1;
-    }
     struct roe_engine_opts shared = opts; /* for the other ranks: the thread count as the user gave it */
     if (opts.n_threads == 0) opts.n_threads = roe_env_default_threads();
     opts.comm = roe__world;

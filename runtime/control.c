@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
-#include "env.h"
+#include "base/env.h"
 
 enum {
     ROE_MSG_MAX = 1 << 30, /* no control message or reply may exceed 1 GiB */

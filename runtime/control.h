@@ -28,7 +28,7 @@
 enum { ROE_CONTROL_VERSION = 1 };
 
 /* The version this process speaks: ROE_CONTROL_VERSION, unless a test overrides it
- * ($ROE_TEST_CONTROL_VERSION, runtime/env.h). */
+ * ($ROE_TEST_CONTROL_VERSION, base/env.h). */
 uint32_t roe_control_version(void);
 
 /* A bump allocator for decoded messages; reset before each decode. */

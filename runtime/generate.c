@@ -5,7 +5,7 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
-#include "env.h"
+#include "base/env.h"
 
 struct roe_generator {
     roe_engine *engine;

@@ -20,8 +20,8 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/env.h"
 #include "batch.h"
-#include "env.h"
 #include "base/log.h"
 
 struct roe_sreq {

@@ -7,7 +7,7 @@
 #include "base/alloc.h"
 #include "cluster.h"
 #include "control.h"
-#include "env.h"
+#include "base/env.h"
 #include "base/log.h"
 #include "model.h"
 

@@ -42,4 +42,33 @@ expect_fail "corrupt header length" "model.safetensors" "$ROE" inspect --model "
 # a missing tensor (rename it in the header: same length, so the file stays well-formed)
 mkdir "$tmp/miss" && cp $M/* "$tmp/miss/" && sed -i 's/model.norm.weight/model.norm.weighx/' "$tmp/miss/model.safetensors"
 expect_fail "missing tensor" "missing tensor 'model.norm.weight'" "$ROE" inspect --model "$tmp/miss"
+# a bad environment knob (base/env.c's table) stops every command before it reads anything:
+# exit status exactly 2, as a bad flag, and one line naming the variable, value and what is accepted
+bad_env() { # bad_env VAR=VALUE MESSAGE
+    local err rc
+    err=$(env "$1" timeout 60 "$ROE" generate --model $M --prompt-ids 1 2>&1 >/dev/null)
+    rc=$?
+    if [ $rc -ne 2 ]; then fail "bad $1: exit $rc, expected 2: $err"; return; fi
+    case "$err" in
+        "roe: $2") pass "bad $1 (exit 2: $err)" ;;
+        *) fail "bad $1: message is not 'roe: $2': $err" ;;
+    esac
+}
+bad_env ROE_CPU_ISA=bogus "ROE_CPU_ISA='bogus' is not one of: avx512, avx2, portable"
+bad_env ROE_LOG=bogus "ROE_LOG='bogus' is not one of: error, warn, info, debug"
+bad_env ROE_COMM=carrier-pigeon "ROE_COMM='carrier-pigeon' is not one of: auto, self, mpi"
+bad_env ROE_COMM_TIMEOUT_S=-1 "ROE_COMM_TIMEOUT_S='-1' is not a number in [0.001, 10000000]"
+bad_env ROE_COMM_TIMEOUT_S=60s "ROE_COMM_TIMEOUT_S='60s' is not a number in [0.001, 10000000]"
+bad_env ROE_HOME_POLICY=random "ROE_HOME_POLICY='random' is not one of: round-robin, least-loaded"
+bad_env ROE_EP_WIRE=f64 "ROE_EP_WIRE='f64' is not one of: f32, bf16"
+bad_env ROE_EP_OVERLAP=maybe "ROE_EP_OVERLAP='maybe' is not 0 or 1"
+bad_env ROE_EP_EARLY_US=abc "ROE_EP_EARLY_US='abc' is not an integer in [0, 10000000]"
+bad_env ROE_EP_EARLY_US=12abc "ROE_EP_EARLY_US='12abc' is not an integer in [0, 10000000]"
+bad_env ROE_EP_EARLY_US=10000001 "ROE_EP_EARLY_US='10000001' is not an integer in [0, 10000000]"
+bad_env ROE_TEST_CONTROL_VERSION=-1 "ROE_TEST_CONTROL_VERSION='-1' is not an integer in [0, 2147483647]"
+# empty is unset; the launcher's variables are read, not checked: a non-number is no crash
+if out=$(env ROE_LOG= ROE_CPU_ISA= ROE_EP_EARLY_US= OMPI_COMM_WORLD_LOCAL_RANK=x OMPI_COMM_WORLD_LOCAL_SIZE=y \
+        timeout 60 "$ROE" generate --model $M --prompt-ids 1 --max-tokens 1 2>&1); then
+    pass "empty ROE_* = unset, non-numeric OMPI_COMM_WORLD_LOCAL_*: runs"
+else fail "empty ROE_* / non-numeric OMPI_COMM_WORLD_LOCAL_*: $out"; fi
 finish

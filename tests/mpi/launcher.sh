@@ -60,10 +60,10 @@ expect_fail "placement for another rank count" "placement is for 2 ranks, but th
 expect_fail "mismatched builds (control version)" "speaks control version" \
     "${MPIRUN[@]}" -np 1 "$ROE" generate --model $M --prompt-ids 1 --max-tokens 2 : \
     -np 1 env ROE_TEST_CONTROL_VERSION=99 "$ROE" generate --model $M --prompt-ids 1 --max-tokens 2
-expect_fail "bad ROE_COMM" "ROE_COMM='carrier-pigeon' is not auto, self or mpi" env ROE_COMM=carrier-pigeon "$ROE" inspect --model $M
-expect_fail "bad ROE_COMM_TIMEOUT_S" "is not a positive number of seconds" env ROE_COMM_TIMEOUT_S=-3 "$ROE" inspect --model $M
-expect_fail "bad ROE_EP_WIRE" "ROE_EP_WIRE='fp8' is not f32 or bf16" env ROE_EP_WIRE=fp8 "$ROE" generate --model $M --prompt-ids 1
-expect_fail "bad ROE_HOME_POLICY" "home policy 'random'" env ROE_HOME_POLICY=random "$ROE" generate --model $M --prompt-ids 1
+expect_fail "bad ROE_COMM" "ROE_COMM='carrier-pigeon' is not one of: auto, self, mpi" env ROE_COMM=carrier-pigeon "$ROE" inspect --model $M
+expect_fail "bad ROE_COMM_TIMEOUT_S" "ROE_COMM_TIMEOUT_S='-3' is not a number in" env ROE_COMM_TIMEOUT_S=-3 "$ROE" inspect --model $M
+expect_fail "bad ROE_EP_WIRE" "ROE_EP_WIRE='fp8' is not one of: f32, bf16" env ROE_EP_WIRE=fp8 "$ROE" generate --model $M --prompt-ids 1
+expect_fail "bad ROE_HOME_POLICY" "ROE_HOME_POLICY='random' is not one of" env ROE_HOME_POLICY=random "$ROE" generate --model $M --prompt-ids 1
 # bad input on rank 0 ends the workers too, with rank 0's message and exit code
 expect_fail "bad flag under mpirun" "unknown option '--bogus'" "${MPIRUN[@]}" -np 2 "$ROE" generate --model $M --prompt-ids 1 --bogus
 finish
