@@ -11,17 +11,20 @@
 
 #include "args.h"
 #include "commands.h"
+#include "engine_opts.h"
+#include "json_out.h"
 #include "roe_flags.h"
 #include "base/env.h"
 #include "runtime/eval.h"
 #include "session.h"
 
+static const char *CMD = "eval";
 static const char *SYNOPSIS =
     "[--model DIR] --data FILE [--task text|arith|choice] [--limit N] [--seed S] [--json]\n"
     "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate G]\n"
     "       [--roe-adaptive H]";
 
-cJSON *roe_eval_result_json(const struct roe_eval_result *r) {
+static cJSON *result_json(const struct roe_eval_result *r) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "task", roe_task_name(r->task));
     cJSON_AddNumberToObject(o, "items", r->items);
@@ -55,95 +58,110 @@ cJSON *roe_eval_result_json(const struct roe_eval_result *r) {
     return o;
 }
 
-int roe_cmd_eval(int argc, char **argv) {
-    const char *cmd = "eval";
-    const char *model_dir = NULL, *data = NULL, *task_name = NULL;
-    int limit = 0, json = 0, threads = 0, batch_rows = 256;
-    uint64_t seed = 0;
+struct eval_opts {
+    const char *model_dir, *data, *task_name;
+    int limit, json, threads, batch_rows;
+    uint64_t seed;
     struct roe_flags rf;
-    roe_flags_init(&rf);
+};
+
+/* 0: evaluate; 1: --help was printed (exit 0); 2: bad command line, said on stderr. */
+static int parse_options(int argc, char **argv, struct eval_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->batch_rows = 256;
+    roe_flags_init(&o->rf);
     struct roe_arg_spec specs[8 + ROE_FLAGS_N_SPECS] = {
-        {"--model", ROE_ARG_STRING, &model_dir, "model directory (default: the bundled model)", 0, 0},
-        {"--data", ROE_ARG_STRING, &data, "JSONL evaluation set", 0, 0},
-        {"--task", ROE_ARG_STRING, &task_name, "text|arith|choice (default: from the first line)", 0, 0},
-        {"--limit", ROE_ARG_INT, &limit, "evaluate the first N items (0 = all)", 0, 1 << 30},
-        {"--seed", ROE_ARG_U64, &seed, "RoE noise seed (0)", 0, 0},
-        {"--json", ROE_ARG_FLAG, &json, "print JSON (default: one summary line)", 0, 0},
-        {"--threads", ROE_ARG_INT, &threads, "CPU threads (0 = all cores)", 0, 1024},
-        {"--batch-rows", ROE_ARG_INT, &batch_rows, "rows per engine step (256)", 1, 1 << 16},
+        {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)", 0, 0},
+        {"--data", ROE_ARG_STRING, &o->data, "JSONL evaluation set", 0, 0},
+        {"--task", ROE_ARG_STRING, &o->task_name, "text|arith|choice (default: from the first line)", 0, 0},
+        {"--limit", ROE_ARG_INT, &o->limit, "evaluate the first N items (0 = all)", 0, 1 << 30},
+        {"--seed", ROE_ARG_U64, &o->seed, "RoE noise seed (0)", 0, 0},
+        {"--json", ROE_ARG_FLAG, &o->json, "print JSON (default: one summary line)", 0, 0},
+        {"--threads", ROE_ARG_INT, &o->threads, "CPU threads (0 = all cores)", 0, 1024},
+        {"--batch-rows", ROE_ARG_INT, &o->batch_rows, "rows per engine step (256)", 1, 1 << 16},
     };
-    roe_flags_specs(&rf, specs + 8);
-    int rc = roe_args_parse(cmd, SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
-    if (rc) return rc == 1 ? 0 : rc;
-    if (!data) {
+    roe_flags_specs(&o->rf, specs + 8);
+    int rc = roe_args_parse(CMD, SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
+    if (rc) return rc;
+    if (!o->data) {
         fprintf(stderr, "roe eval: --data FILE is required (see 'roe eval --help')\n");
         return 2;
     }
-    roe_task task;
-    if (task_name) {
-        if (strcmp(task_name, "text") == 0) task = ROE_TASK_TEXT;
-        else if (strcmp(task_name, "arith") == 0) task = ROE_TASK_ARITH;
-        else if (strcmp(task_name, "choice") == 0) task = ROE_TASK_CHOICE;
-        else {
-            fprintf(stderr, "roe eval: --task '%s': expected text, arith or choice\n", task_name);
-            return 2;
-        }
-    } else {
-        roe_status st = roe_eval_detect(data, &task);
-        if (st != ROE_OK) return roe_report(cmd, st);
+    return 0;
+}
+
+/* --task, or the kind of the set's first line. Returns 0, or prints and returns 1 or 2. */
+static int resolve_task(const struct eval_opts *o, roe_task *task) {
+    const char *name = o->task_name;
+    if (!name) {
+        roe_status st = roe_eval_detect(o->data, task);
+        return st != ROE_OK ? roe_report(CMD, st) : 0;
     }
-    struct roe_session s;
-    int ret = 1;
-    if (roe_session_open_model(&s, cmd, model_dir)) goto done;
-    if (!s.tok) {
-        fprintf(stderr, "roe eval: model '%s' has no tokenizer.json\n", s.model_dir);
-        goto done;
+    if (strcmp(name, "text") == 0) *task = ROE_TASK_TEXT;
+    else if (strcmp(name, "arith") == 0) *task = ROE_TASK_ARITH;
+    else if (strcmp(name, "choice") == 0) *task = ROE_TASK_CHOICE;
+    else {
+        fprintf(stderr, "roe eval: --task '%s': expected text, arith or choice\n", name);
+        return 2;
     }
-    struct roe_roster roster;
-    rc = roe_flags_roster(&rf, cmd, &s.model->cfg, &roster);
-    if (rc) {
-        ret = rc;
-        goto done;
-    }
-    struct roe_engine_opts eo = roe_engine_opts_default();
-    eo.max_seqs = 16;
-    eo.max_ctx = s.model->cfg.max_position < 2048 ? s.model->cfg.max_position : 2048;
-    eo.max_rows = batch_rows > roster.k ? batch_rows : roster.k;
-    eo.n_threads = threads;
-    eo.isa = roe_env_cpu_isa();
-    if (roe_session_open_engine(&s, cmd, eo)) goto done;
-    struct roe_eval_opts o = {.roster = &roster, .seed = seed, .limit = limit, .arith_max_new = 12,
-                              .progress = isatty(2)};
-    struct roe_eval_result r;
-    roe_status st = roe_eval_run(s.engine, s.tok, data, task, &o, &r);
-    if (st != ROE_OK) {
-        roe_report(cmd, st);
-        goto done;
-    }
-    cJSON *root = roe_eval_result_json(&r);
-    cJSON_AddStringToObject(root, "data", data);
-    cJSON_AddStringToObject(root, "model", s.model_dir);
-    cJSON *ro = cJSON_AddObjectToObject(root, "roe");
-    cJSON_AddNumberToObject(ro, "k", roster.k);
-    cJSON_AddStringToObject(ro, "gate", roe_gate_mode_name(roster.gate));
-    cJSON_AddNumberToObject(ro, "adaptive_entropy", roster.adaptive_entropy);
-    cJSON_AddNumberToObject(ro, "seed", (double)seed);
-    cJSON *tau = cJSON_AddArrayToObject(ro, "tau");
-    for (int l = 0; l < s.model->cfg.n_layers; l++) cJSON_AddItemToArray(tau, cJSON_CreateNumber(roster.tau[l]));
-    if (json) {
-        char *out = cJSON_Print(root);
-        if (out) printf("%s\n", out);
-        free(out);
+    return 0;
+}
+
+/* --json: the result, the set, the model and the roster; else one summary line. */
+static void print_result(const struct eval_opts *o, const struct roe_session *s,
+                         const struct roe_roster *roster, roe_task task,
+                         const struct roe_eval_result *r) {
+    if (o->json) {
+        cJSON *root = result_json(r);
+        cJSON_AddStringToObject(root, "data", o->data);
+        cJSON_AddStringToObject(root, "model", s->model_dir);
+        cJSON *ro = roe_json_add_roster(root, roster);
+        cJSON_AddNumberToObject(ro, "seed", (double)o->seed);
+        roe_json_add_tau(ro, roster, s->model->cfg.n_layers);
+        roe_json_print(root);
+        cJSON_Delete(root);
     } else if (task == ROE_TASK_TEXT)
         printf("%s: perplexity %.4f [%.4f, %.4f], nll/token %.5f, %ld tokens, %d passages, K=%d, %.1f s\n",
-               data, r.perplexity, r.ppl_ci[0], r.ppl_ci[1], r.nll_per_token, r.tokens, r.items, roster.k, r.seconds);
+               o->data, r->perplexity, r->ppl_ci[0], r->ppl_ci[1], r->nll_per_token, r->tokens, r->items,
+               roster->k, r->seconds);
     else
-        printf("%s: %s %.4f [%.4f, %.4f]%s, %d items, K=%d, %.1f s\n", data,
-               task == ROE_TASK_ARITH ? "exact match" : "accuracy", r.accuracy, r.acc_ci[0], r.acc_ci[1],
-               task == ROE_TASK_CHOICE ? "" : "", r.items, roster.k, r.seconds);
-    cJSON_Delete(root);
-    ret = 0;
-done:
+        printf("%s: %s %.4f [%.4f, %.4f]%s, %d items, K=%d, %.1f s\n", o->data,
+               task == ROE_TASK_ARITH ? "exact match" : "accuracy", r->accuracy, r->acc_ci[0], r->acc_ci[1],
+               task == ROE_TASK_CHOICE ? "" : "", r->items, roster->k, r->seconds);
+}
+
+static int evaluate(const struct eval_opts *o, roe_task task) {
+    struct roe_session s;
+    struct roe_roster roster;
+    int rc = roe_session_open_model(&s, CMD, o->model_dir);
+    if (!rc && !s.tok) {
+        fprintf(stderr, "roe eval: model '%s' has no tokenizer.json\n", s.model_dir);
+        rc = 1;
+    }
+    if (!rc) rc = roe_flags_roster(&o->rf, CMD, &s.model->cfg, &roster);
+    if (!rc) {
+        const int max_pos = s.model->cfg.max_position;
+        const struct roe_engine_opts eo = roe_launcher_engine_opts(
+            16, max_pos < 2048 ? max_pos : 2048, o->batch_rows, roster.k, o->threads);
+        if (roe_session_open_engine(&s, CMD, eo)) rc = 1;
+    }
+    if (!rc) {
+        struct roe_eval_opts eo = {.roster = &roster, .seed = o->seed, .limit = o->limit,
+                                   .arith_max_new = 12, .progress = isatty(2)};
+        struct roe_eval_result r;
+        roe_status st = roe_eval_run(s.engine, s.tok, o->data, task, &eo, &r);
+        if (st != ROE_OK) rc = roe_report(CMD, st);
+        else print_result(o, &s, &roster, task, &r);
+    }
     roe_session_close(&s);
-    return ret;
+    return rc;
+}
+
+int roe_cmd_eval(int argc, char **argv) {
+    struct eval_opts o;
+    roe_task task;
+    int rc = parse_options(argc, argv, &o);
+    if (rc) return rc == 1 ? 0 : rc;
+    if ((rc = resolve_task(&o, &task))) return rc;
+    return evaluate(&o, task);
 }

@@ -6,8 +6,10 @@
 #include "args.h"
 #include "commands.h"
 #include "base/env.h"
+#include "json_out.h"
 #include "session.h"
 
+static const char *CMD = "inspect";
 static const char *SYNOPSIS = "[--model DIR] [--ranks N] [--json]";
 
 /* Per-rank expert lists and resident bytes under a placement for n_ranks. */
@@ -63,41 +65,39 @@ static void placement_text(const struct roe_model *m, const struct roe_placement
     }
 }
 
-int roe_cmd_inspect(int argc, char **argv) {
-    const char *cmd = "inspect";
-    const char *model_dir = NULL;
-    int json = 0, n_ranks = 0;
-    const struct roe_arg_spec specs[] = {
-        {"--model", ROE_ARG_STRING, &model_dir, "model directory (default: the bundled model)", 0, 0},
-        {"--ranks", ROE_ARG_INT, &n_ranks, "show the placement for N ranks (default: this job's)", 1, 1 << 16},
-        {"--json", ROE_ARG_FLAG, &json, "print JSON", 0, 0},
-    };
-    int rc = roe_args_parse(cmd, SYNOPSIS, specs, 3, argc, argv, 2);
-    if (rc) return rc == 1 ? 0 : rc;
-    struct roe_session s;
-    if (roe_session_open_model(&s, cmd, model_dir)) {
-        roe_session_close(&s);
-        return 1;
-    }
-    const struct roe_model_config *c = &s.model->cfg;
-    const struct roe_model *m = s.model;
-    const int n_moe = roe_config_n_moe_layers(c);
-    const double expert_total = (double)m->expert_bytes * c->n_experts * n_moe;
-    const double active = (double)m->dense_bytes + (double)m->expert_bytes * c->top_k * n_moe;
-    size_t n_params = 0;
+/* What inspect derives from the model beyond its config. */
+struct model_sizes {
+    int n_moe;           /* MoE layers */
+    size_t n_params;     /* elements of every tensor */
+    double expert_total; /* bytes of every expert of every MoE layer */
+    double active;       /* bytes one token reads: dense + top_k experts per MoE layer */
+};
+
+static struct model_sizes model_sizes(const struct roe_model *m) {
+    const struct roe_model_config *c = &m->cfg;
+    struct model_sizes z = {.n_moe = roe_config_n_moe_layers(c)};
+    z.expert_total = (double)m->expert_bytes * c->n_experts * z.n_moe;
+    z.active = (double)m->dense_bytes + (double)m->expert_bytes * c->top_k * z.n_moe;
     for (size_t i = 0; i < roe_store_count(m->store); i++) {
         const struct roe_tensor *t = roe_store_at(m->store, i);
         size_t e = 1;
         for (int d = 0; d < t->ndim; d++) e *= (size_t)t->shape[d];
-        n_params += e;
+        z.n_params += e;
     }
+    return z;
+}
+
+static void print_json(const struct roe_session *s, const struct model_sizes *z,
+                       const struct roe_placement *pl) {
+    const struct roe_model *m = s->model;
+    const struct roe_model_config *c = &m->cfg;
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "model", s.model_dir);
+    cJSON_AddStringToObject(root, "model", s->model_dir);
     cJSON_AddStringToObject(root, "model_type", c->model_type);
     cJSON_AddNumberToObject(root, "vocab_size", c->vocab_size);
     cJSON_AddNumberToObject(root, "hidden_size", c->hidden);
     cJSON_AddNumberToObject(root, "layers", c->n_layers);
-    cJSON_AddNumberToObject(root, "moe_layers", n_moe);
+    cJSON_AddNumberToObject(root, "moe_layers", z->n_moe);
     cJSON_AddNumberToObject(root, "heads", c->n_heads);
     cJSON_AddNumberToObject(root, "kv_heads", c->n_kv_heads);
     cJSON_AddNumberToObject(root, "head_dim", c->head_dim);
@@ -109,47 +109,74 @@ int roe_cmd_inspect(int argc, char **argv) {
     cJSON_AddNumberToObject(root, "rope_theta", c->rope_theta);
     cJSON_AddNumberToObject(root, "tensors", (double)roe_store_count(m->store));
     cJSON_AddNumberToObject(root, "files", (double)roe_store_n_files(m->store));
-    cJSON_AddNumberToObject(root, "parameters", (double)n_params);
+    cJSON_AddNumberToObject(root, "parameters", (double)z->n_params);
     cJSON_AddNumberToObject(root, "dense_bytes", (double)m->dense_bytes);
-    cJSON_AddNumberToObject(root, "expert_bytes_total", expert_total);
-    cJSON_AddNumberToObject(root, "active_bytes_per_token", active);
-    cJSON_AddBoolToObject(root, "has_tokenizer", s.tok != NULL);
-    /* placement: this job's (the session's), or the one N ranks would get */
-    struct roe_placement *own = NULL;
-    const struct roe_placement *pl = s.placement;
-    if (c->n_experts > 0 && (!pl || (n_ranks && n_ranks != pl->n_ranks))) {
+    cJSON_AddNumberToObject(root, "expert_bytes_total", z->expert_total);
+    cJSON_AddNumberToObject(root, "active_bytes_per_token", z->active);
+    cJSON_AddBoolToObject(root, "has_tokenizer", s->tok != NULL);
+    if (pl) placement_json(root, m, pl);
+    roe_json_print(root);
+    cJSON_Delete(root);
+}
+
+static void print_text(const struct roe_session *s, const struct model_sizes *z,
+                       const struct roe_placement *pl) {
+    const struct roe_model *m = s->model;
+    const struct roe_model_config *c = &m->cfg;
+    printf("model        %s\n", s->model_dir);
+    printf("type         %s\n", c->model_type);
+    printf("layers       %d (%d MoE), hidden %d, heads %d (kv %d), head_dim %d\n", c->n_layers,
+           z->n_moe, c->hidden, c->n_heads, c->n_kv_heads, c->head_dim);
+    printf("experts      %d of width %d, top-%d, %s\n", c->n_experts, c->moe_intermediate,
+           c->top_k, c->norm_topk_prob ? "renormalised" : "not renormalised");
+    printf("vocab        %d, context %d, rope theta %g\n", c->vocab_size, c->max_position, c->rope_theta);
+    printf("parameters   %.2f M in %zu tensors, %zu file(s)\n", z->n_params / 1e6,
+           roe_store_count(m->store), roe_store_n_files(m->store));
+    printf("bytes        dense %.1f MB, experts %.1f MB, read per token %.1f MB\n",
+           m->dense_bytes / 1e6, z->expert_total / 1e6, z->active / 1e6);
+    printf("tokenizer    %s\n", s->tok ? "tokenizer.json" : "(none)");
+    if (pl) placement_text(m, pl);
+}
+
+/* The placement to show: this job's (the session's), or the one n_ranks ranks would get
+ * (*own, to free). NULL for a dense model in one process. */
+static roe_status placement_for(const struct roe_session *s, int n_ranks,
+                                const struct roe_placement **pl, struct roe_placement **own) {
+    const struct roe_model_config *c = &s->model->cfg;
+    *own = NULL;
+    *pl = s->placement;
+    if (c->n_experts > 0 && (!*pl || (n_ranks && n_ranks != (*pl)->n_ranks))) {
         const int N = n_ranks ? n_ranks : roe_session_world_size();
         const char *pfile = roe_env_placement();
-        roe_status st = pfile ? roe_placement_load(pfile, c, N, &own) : roe_placement_contiguous(c, N, &own);
-        if (st != ROE_OK) {
-            cJSON_Delete(root);
-            roe_session_close(&s);
-            return roe_report(cmd, st);
-        }
-        pl = own;
+        roe_status st = pfile ? roe_placement_load(pfile, c, N, own) : roe_placement_contiguous(c, N, own);
+        if (st != ROE_OK) return st;
+        *pl = *own;
     }
-    if (pl) placement_json(root, m, pl);
-    if (json) {
-        char *out = cJSON_Print(root);
-        if (out) printf("%s\n", out);
-        free(out);
-    } else {
-        printf("model        %s\n", s.model_dir);
-        printf("type         %s\n", c->model_type);
-        printf("layers       %d (%d MoE), hidden %d, heads %d (kv %d), head_dim %d\n", c->n_layers,
-               n_moe, c->hidden, c->n_heads, c->n_kv_heads, c->head_dim);
-        printf("experts      %d of width %d, top-%d, %s\n", c->n_experts, c->moe_intermediate,
-               c->top_k, c->norm_topk_prob ? "renormalised" : "not renormalised");
-        printf("vocab        %d, context %d, rope theta %g\n", c->vocab_size, c->max_position, c->rope_theta);
-        printf("parameters   %.2f M in %zu tensors, %zu file(s)\n", n_params / 1e6,
-               roe_store_count(m->store), roe_store_n_files(m->store));
-        printf("bytes        dense %.1f MB, experts %.1f MB, read per token %.1f MB\n",
-               m->dense_bytes / 1e6, expert_total / 1e6, active / 1e6);
-        printf("tokenizer    %s\n", s.tok ? "tokenizer.json" : "(none)");
-        if (pl) placement_text(m, pl);
+    return ROE_OK;
+}
+
+int roe_cmd_inspect(int argc, char **argv) {
+    const char *model_dir = NULL;
+    int json = 0, n_ranks = 0;
+    const struct roe_arg_spec specs[] = {
+        {"--model", ROE_ARG_STRING, &model_dir, "model directory (default: the bundled model)", 0, 0},
+        {"--ranks", ROE_ARG_INT, &n_ranks, "show the placement for N ranks (default: this job's)", 1, 1 << 16},
+        {"--json", ROE_ARG_FLAG, &json, "print JSON", 0, 0},
+    };
+    int rc = roe_args_parse(CMD, SYNOPSIS, specs, 3, argc, argv, 2);
+    if (rc) return rc == 1 ? 0 : rc;
+    struct roe_session s;
+    const struct roe_placement *pl = NULL;
+    struct roe_placement *own = NULL;
+    roe_status st = ROE_OK;
+    rc = roe_session_open_model(&s, CMD, model_dir);
+    if (!rc) st = placement_for(&s, n_ranks, &pl, &own);
+    if (!rc && st == ROE_OK) {
+        const struct model_sizes z = model_sizes(s.model);
+        if (json) print_json(&s, &z, pl);
+        else print_text(&s, &z, pl);
     }
     roe_placement_free(own);
-    cJSON_Delete(root);
     roe_session_close(&s);
-    return 0;
+    return st != ROE_OK ? roe_report(CMD, st) : rc;
 }

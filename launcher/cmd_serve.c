@@ -27,12 +27,14 @@
 #include "roe_flags.h"
 #include "base/alloc.h"
 #include "base/env.h"
+#include "engine_opts.h"
 #include "runtime/scheduler.h"
 #include "server/chat.h"
 #include "server/openai.h"
 #include "server/server.h"
 #include "session.h"
 
+static const char *CMD = "serve";
 static const char *SYNOPSIS =
     "[--model DIR] [--host ADDR] [--port P] [--port-file FILE] [--served-model-name NAME]\n"
     "       [--max-seqs N] [--max-model-len N] [--batch-rows N] [--max-queue N] [--kv-block-size "
@@ -131,179 +133,212 @@ static const char *base_name(const char *dir, char *buf, size_t n) {
     return slash ? slash + 1 : buf;
 }
 
-int roe_cmd_serve(int argc, char **argv) {
-    const char *cmd = "serve";
-    const char *model_dir = NULL, *host = "127.0.0.1", *served = NULL, *port_file = NULL,
-               *profile_dir = NULL;
-    int port = 8000, max_seqs = 16, max_model_len = 0, batch_rows = 128, threads = 0,
-        default_max_tokens = 256;
-    struct roe_sched_opts so = roe_sched_opts_default();
-    struct roe_server_opts ho = roe_server_opts_default();
-    int max_body = (int)ho.max_body_bytes;
-    struct roe_sampling sampling = roe_sampling_default();
+struct serve_opts {
+    const char *model_dir, *served, *port_file, *profile_dir;
+    int max_seqs, max_model_len, batch_rows, threads, default_max_tokens, max_body;
+    struct roe_sched_opts so;
+    struct roe_server_opts ho; /* host and port as the flags give them; max_body is copied in */
+    struct roe_sampling sampling;
     struct roe_flags rf;
-    roe_flags_init(&rf);
+};
+
+/* 0: serve; 1: --help was printed (exit 0); 2: bad command line, said on stderr. */
+static int parse_options(int argc, char **argv, struct serve_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->max_seqs = 16;
+    o->batch_rows = 128;
+    o->default_max_tokens = 256;
+    o->so = roe_sched_opts_default();
+    o->ho = roe_server_opts_default();
+    o->ho.host = "127.0.0.1";
+    o->ho.port = 8000;
+    o->max_body = (int)o->ho.max_body_bytes;
+    o->sampling = roe_sampling_default();
+    roe_flags_init(&o->rf);
     enum { N_OWN = 21 };
     struct roe_arg_spec specs[N_OWN + ROE_FLAGS_N_SPECS] = {
-        {"--model", ROE_ARG_STRING, &model_dir, "model directory (default: the bundled model)", 0,
-         0},
-        {"--host", ROE_ARG_STRING, &host,
+        {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)",
+         0, 0},
+        {"--host", ROE_ARG_STRING, &o->ho.host,
          "address to listen on (127.0.0.1; 0.0.0.0 or :: for every interface)", 0, 0},
-        {"--port", ROE_ARG_INT, &port, "TCP port (8000; 0: any free port, see --port-file)", 0,
-         65535},
-        {"--port-file", ROE_ARG_STRING, &port_file, "write the port to FILE once listening", 0, 0},
-        {"--served-model-name", ROE_ARG_STRING, &served,
+        {"--port", ROE_ARG_INT, &o->ho.port, "TCP port (8000; 0: any free port, see --port-file)",
+         0, 65535},
+        {"--port-file", ROE_ARG_STRING, &o->port_file, "write the port to FILE once listening", 0,
+         0},
+        {"--served-model-name", ROE_ARG_STRING, &o->served,
          "the model id clients send (default: the directory's name)", 0, 0},
-        {"--max-seqs", ROE_ARG_INT, &max_seqs, "requests running at once: KV-cache slots (16)", 1,
-         4096},
-        {"--max-model-len", ROE_ARG_INT, &max_model_len,
+        {"--max-seqs", ROE_ARG_INT, &o->max_seqs, "requests running at once: KV-cache slots (16)",
+         1, 4096},
+        {"--max-model-len", ROE_ARG_INT, &o->max_model_len,
          "context per request, prompt + tokens (model's maximum)", 0, 1 << 24},
-        {"--batch-rows", ROE_ARG_INT, &batch_rows, "rows per engine step (128)", 1, 1 << 16},
-        {"--max-queue", ROE_ARG_INT, &so.max_queue, "requests waiting at most; beyond: 503 (256)",
-         0, 1 << 20},
-        {"--kv-block-size", ROE_ARG_INT, &so.block_size, "positions per KV-cache block (16)", 1,
+        {"--batch-rows", ROE_ARG_INT, &o->batch_rows, "rows per engine step (128)", 1, 1 << 16},
+        {"--max-queue", ROE_ARG_INT, &o->so.max_queue,
+         "requests waiting at most; beyond: 503 (256)", 0, 1 << 20},
+        {"--kv-block-size", ROE_ARG_INT, &o->so.block_size, "positions per KV-cache block (16)", 1,
          1 << 16},
-        {"--kv-blocks", ROE_ARG_INT, &so.kv_blocks,
+        {"--kv-blocks", ROE_ARG_INT, &o->so.kv_blocks,
          "KV-cache blocks to admit against (0: slots x context)", 0, 1 << 30},
-        {"--max-connections", ROE_ARG_INT, &ho.max_connections,
+        {"--max-connections", ROE_ARG_INT, &o->ho.max_connections,
          "open connections served; beyond: 429 (64)", 1, 1 << 16},
-        {"--max-body-bytes", ROE_ARG_INT, &max_body, "largest request body; beyond: 413 (1 MiB)", 1,
-         1 << 30},
-        {"--timeout", ROE_ARG_INT, &ho.timeout_s,
+        {"--max-body-bytes", ROE_ARG_INT, &o->max_body,
+         "largest request body; beyond: 413 (1 MiB)", 1, 1 << 30},
+        {"--timeout", ROE_ARG_INT, &o->ho.timeout_s,
          "seconds before an idle connection is closed (60)", 1, 86400},
-        {"--default-max-tokens", ROE_ARG_INT, &default_max_tokens,
+        {"--default-max-tokens", ROE_ARG_INT, &o->default_max_tokens,
          "chat requests without max_tokens: at most (256)", 1, 1 << 24},
-        {"--temperature", ROE_ARG_FLOAT, &sampling.temperature, "default temperature (0: greedy)",
-         0, 2},
-        {"--top-k", ROE_ARG_INT, &sampling.top_k, "default top-k (0: off)", 0, 1 << 24},
-        {"--top-p", ROE_ARG_FLOAT, &sampling.top_p, "default top-p (1: off)", 1e-6, 1},
-        {"--seed", ROE_ARG_U64, &sampling.seed, "default seed (0)", 0, 0},
-        {"--threads", ROE_ARG_INT, &threads, "CPU threads for the engine (0: all cores)", 0, 1024},
-        {"--roe-profile-dir", ROE_ARG_STRING, &profile_dir,
+        {"--temperature", ROE_ARG_FLOAT, &o->sampling.temperature,
+         "default temperature (0: greedy)", 0, 2},
+        {"--top-k", ROE_ARG_INT, &o->sampling.top_k, "default top-k (0: off)", 0, 1 << 24},
+        {"--top-p", ROE_ARG_FLOAT, &o->sampling.top_p, "default top-p (1: off)", 1e-6, 1},
+        {"--seed", ROE_ARG_U64, &o->sampling.seed, "default seed (0)", 0, 0},
+        {"--threads", ROE_ARG_INT, &o->threads, "CPU threads for the engine (0: all cores)", 0,
+         1024},
+        {"--roe-profile-dir", ROE_ARG_STRING, &o->profile_dir,
          "RoE profiles clients may name in roe_profile", 0, 0},
     };
-    roe_flags_specs(&rf, specs + N_OWN);
-    int rc = roe_args_parse(cmd, SYNOPSIS, specs, N_OWN + ROE_FLAGS_N_SPECS, argc, argv, 2);
-    if (rc) return rc == 1 ? 0 : rc;
-    ho.host = host;
-    ho.port = port;
-    ho.max_body_bytes = (size_t)max_body;
+    roe_flags_specs(&o->rf, specs + N_OWN);
+    int rc = roe_args_parse(CMD, SYNOPSIS, specs, N_OWN + ROE_FLAGS_N_SPECS, argc, argv, 2);
+    o->ho.max_body_bytes = (size_t)o->max_body;
+    return rc;
+}
 
+/* Everything a running server holds; serving_close frees what was opened. The watcher, the
+ * API config and the names it points to live here because the threads use them until then. */
+struct serving {
     struct roe_session s;
-    roe_sched *sched = NULL;
-    roe_server *srv = NULL;
-    struct roe_api_profile *profiles = NULL;
-    int n_profiles = 0, ret = 1, watching = 0;
+    struct roe_roster roster;
+    struct roe_api_profile *profiles;
+    int n_profiles;
+    struct roe_chat_template chat;
+    struct roe_engine_opts eo;
+    roe_sched *sched;
+    roe_server *srv;
+    char namebuf[4096];
+    struct roe_api_config api;
+    struct watcher w;
+    int watching; /* the watcher thread runs and the handlers are installed */
     pthread_t watcher_thread;
     struct sigaction old_int, old_term;
-    if (roe_session_open_model(&s, cmd, model_dir)) goto done;
-    struct roe_roster roster;
-    rc = roe_flags_roster(&rf, cmd, &s.model->cfg, &roster);
-    if (rc) {
-        ret = rc;
-        goto done;
-    }
-    if (profile_dir && (rc = load_profiles(profile_dir, &s.model->cfg, &profiles, &n_profiles))) {
-        ret = rc;
-        goto done;
-    }
-    struct roe_chat_template chat;
-    roe_status st = roe_chat_template_load(s.model_dir, s.tok, &chat);
-    if (st != ROE_OK) {
-        roe_report(cmd, st);
-        goto done;
-    }
-    const int max_pos = s.model->cfg.max_position;
-    if (max_model_len > max_pos) {
+};
+
+/* The model and what the API needs of it: default roster, RoE profiles, chat template. */
+static int open_model(const struct serve_opts *o, struct serving *v) {
+    if (roe_session_open_model(&v->s, CMD, o->model_dir)) return 1;
+    const struct roe_model_config *cfg = &v->s.model->cfg;
+    int rc = roe_flags_roster(&o->rf, CMD, cfg, &v->roster);
+    if (rc) return rc;
+    if (o->profile_dir && (rc = load_profiles(o->profile_dir, cfg, &v->profiles, &v->n_profiles)))
+        return rc;
+    roe_status st = roe_chat_template_load(v->s.model_dir, v->s.tok, &v->chat);
+    if (st != ROE_OK) return roe_report(CMD, st);
+    if (o->max_model_len > cfg->max_position) {
         fprintf(stderr,
                 "roe serve: --max-model-len %d exceeds the model's context of %d positions "
                 "(max_position_embeddings)\n",
-                max_model_len, max_pos);
-        ret = 2;
-        goto done;
+                o->max_model_len, cfg->max_position);
+        return 2;
     }
-    struct roe_engine_opts eo = roe_engine_opts_default();
-    eo.max_seqs = max_seqs;
-    eo.max_ctx = max_model_len ? max_model_len : max_pos;
-    eo.max_rows = batch_rows > roster.k ? batch_rows : roster.k;
-    eo.n_threads = threads;
-    eo.isa = roe_env_cpu_isa();
-    s.warm = 1;
-    if (roe_session_open_engine(&s, cmd, eo)) goto done;
-    st = roe_sched_create(s.engine, &so, &sched);
-    if (st != ROE_OK) {
-        roe_report(cmd, st);
-        goto done;
-    }
-    char namebuf[4096];
-    const struct roe_api_config api = {
-        .model_name = served ? served : base_name(s.model_dir, namebuf, sizeof namebuf),
-        .cfg = &s.model->cfg,
-        .tok = s.tok,
-        .chat = &chat,
-        .default_roster = &roster,
-        .profiles = profiles,
-        .n_profiles = n_profiles,
-        .default_sampling = sampling,
-        .max_ctx = roe_engine_get_opts(s.engine)->max_ctx,
-        .default_max_tokens = default_max_tokens,
+    return 0;
+}
+
+/* The engine (warm: every rank reads its weights first), the scheduler, the HTTP server. */
+static int start_server(const struct serve_opts *o, struct serving *v) {
+    const int max_ctx = o->max_model_len ? o->max_model_len : v->s.model->cfg.max_position;
+    v->eo = roe_launcher_engine_opts(o->max_seqs, max_ctx, o->batch_rows, v->roster.k, o->threads);
+    v->s.warm = 1;
+    if (roe_session_open_engine(&v->s, CMD, v->eo)) return 1;
+    roe_status st = roe_sched_create(v->s.engine, &o->so, &v->sched);
+    if (st != ROE_OK) return roe_report(CMD, st);
+    v->api = (struct roe_api_config){
+        .model_name = o->served ? o->served : base_name(v->s.model_dir, v->namebuf, sizeof v->namebuf),
+        .cfg = &v->s.model->cfg,
+        .tok = v->s.tok,
+        .chat = &v->chat,
+        .default_roster = &v->roster,
+        .profiles = v->profiles,
+        .n_profiles = v->n_profiles,
+        .default_sampling = o->sampling,
+        .max_ctx = roe_engine_get_opts(v->s.engine)->max_ctx,
+        .default_max_tokens = o->default_max_tokens,
     };
-    st = roe_server_start(&ho, &api, sched, &srv);
-    if (st != ROE_OK) {
-        roe_report(cmd, st);
-        goto done;
-    }
+    st = roe_server_start(&o->ho, &v->api, v->sched, &v->srv);
+    if (st != ROE_OK) return roe_report(CMD, st);
+    return 0;
+}
+
+/* SIGINT and SIGTERM to the watcher thread (see the top); SIGPIPE ignored. */
+static int watch_signals_start(struct serving *v) {
     if (pipe(sig_pipe) != 0) {
         fprintf(stderr, "roe serve: cannot create the signal pipe: %s\n", strerror(errno));
-        goto done;
+        return 1;
     }
     fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
-    struct watcher w = {.sched = sched, .srv = srv};
-    if (pthread_create(&watcher_thread, NULL, watch_signals, &w) != 0) {
+    v->w = (struct watcher){.sched = v->sched, .srv = v->srv};
+    if (pthread_create(&v->watcher_thread, NULL, watch_signals, &v->w) != 0) {
         fprintf(stderr, "roe serve: cannot start the signal watcher thread\n");
-        goto done;
+        return 1;
     }
-    watching = 1;
+    v->watching = 1;
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &v->old_int);
+    sigaction(SIGTERM, &sa, &v->old_term);
     signal(SIGPIPE, SIG_IGN);
-    if (port_file) {
-        FILE *f = fopen(port_file, "w");
-        if (!f || fprintf(f, "%d\n", roe_server_port(srv)) < 0 || fclose(f) != 0) {
-            fprintf(stderr, "roe serve: cannot write --port-file '%s': %s\n", port_file,
-                    strerror(errno));
-            roe_sched_stop(sched, 1);
-        }
+    return 0;
+}
+
+/* A port file that cannot be written stops the server: whoever waits for it would wait on. */
+static void write_port_file(const char *path, const struct serving *v) {
+    FILE *f = fopen(path, "w");
+    if (!f || fprintf(f, "%d\n", roe_server_port(v->srv)) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "roe serve: cannot write --port-file '%s': %s\n", path, strerror(errno));
+        roe_sched_stop(v->sched, 1);
     }
+}
+
+static void announce(const struct serve_opts *o, const struct serving *v) {
     fprintf(stderr,
             "roe serve: model '%s' as \"%s\" on http://%s:%d (pid %d, %d rank%s, %s): %d sequences "
             "of %d positions, "
             "%d rows per step, RoE K=%d by default; chat template: %s\n",
-            s.model_dir, api.model_name, host, roe_server_port(srv), (int)getpid(),
+            v->s.model_dir, v->api.model_name, o->ho.host, roe_server_port(v->srv), (int)getpid(),
             roe_session_world_size(), roe_session_world_size() > 1 ? "s" : "",
-            roe_engine_backend_name(s.engine), eo.max_seqs, api.max_ctx, eo.max_rows, roster.k,
-            chat.source);
-    st = roe_sched_run(sched);
-    if (st != ROE_OK)
-        roe_report(cmd, st);
-    else
-        ret = 0;
-done:
-    roe_server_stop(srv, ho.timeout_s); /* every request has ended: their responses finish */
-    if (watching) {
-        sigaction(SIGINT, &old_int, NULL);
-        sigaction(SIGTERM, &old_term, NULL);
+            roe_engine_backend_name(v->s.engine), v->eo.max_seqs, v->api.max_ctx, v->eo.max_rows,
+            v->roster.k, v->chat.source);
+}
+
+static void serving_close(struct serving *v, int drain_s) {
+    roe_server_stop(v->srv, drain_s); /* every request has ended: their responses finish */
+    if (v->watching) {
+        sigaction(SIGINT, &v->old_int, NULL);
+        sigaction(SIGTERM, &v->old_term, NULL);
         const char stop = 0;
-        if (write(sig_pipe[1], &stop, 1) != 1) pthread_cancel(watcher_thread);
-        pthread_join(watcher_thread, NULL);
+        if (write(sig_pipe[1], &stop, 1) != 1) pthread_cancel(v->watcher_thread);
+        pthread_join(v->watcher_thread, NULL);
     }
     for (int i = 0; i < 2; i++)
         if (sig_pipe[i] >= 0) close(sig_pipe[i]), sig_pipe[i] = -1;
-    roe_sched_free(sched);
-    roe_free(profiles);
-    if (s.model) roe_session_close(&s);
-    if (ret == 0) fprintf(stderr, "roe serve: stopped\n");
-    return ret;
+    roe_sched_free(v->sched);
+    roe_free(v->profiles);
+    if (v->s.model) roe_session_close(&v->s);
+}
+
+int roe_cmd_serve(int argc, char **argv) {
+    struct serve_opts o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc) return rc == 1 ? 0 : rc;
+    struct serving v;
+    memset(&v, 0, sizeof v);
+    rc = open_model(&o, &v);
+    if (!rc) rc = start_server(&o, &v);
+    if (!rc) rc = watch_signals_start(&v);
+    if (!rc) {
+        if (o.port_file) write_port_file(o.port_file, &v);
+        announce(&o, &v);
+        roe_status st = roe_sched_run(v.sched);
+        if (st != ROE_OK) rc = roe_report(CMD, st);
+    }
+    serving_close(&v, o.ho.timeout_s);
+    if (rc == 0) fprintf(stderr, "roe serve: stopped\n");
+    return rc;
 }

@@ -21,17 +21,21 @@ void roe_flags_specs(struct roe_flags *f, struct roe_arg_spec *s) {
     s[5] = (struct roe_arg_spec){"--roe-adaptive", ROE_ARG_FLOAT, &f->adaptive, "extra samples only above this clean entropy (nats)", 0, 1e6};
 }
 
+int roe_flags_gate(const char *name, const char *cmd, roe_gate_mode *out) {
+    *out = ROE_GATE_CLEAN;
+    if (!name || strcmp(name, "clean") == 0) return 0;
+    if (strcmp(name, "noisy") == 0) {
+        *out = ROE_GATE_NOISY;
+        return 0;
+    }
+    fprintf(stderr, "roe %s: --roe-gate '%s': expected clean or noisy\n", cmd, name);
+    return 2;
+}
+
 int roe_flags_roster(const struct roe_flags *f, const char *cmd, const struct roe_model_config *cfg,
                      struct roe_roster *out) {
-    roe_gate_mode gate = ROE_GATE_CLEAN;
-    if (f->gate) {
-        if (strcmp(f->gate, "clean") == 0) gate = ROE_GATE_CLEAN;
-        else if (strcmp(f->gate, "noisy") == 0) gate = ROE_GATE_NOISY;
-        else {
-            fprintf(stderr, "roe %s: --roe-gate '%s': expected clean or noisy\n", cmd, f->gate);
-            return 2;
-        }
-    }
+    roe_gate_mode gate;
+    if (roe_flags_gate(f->gate, cmd, &gate)) return 2;
     if (f->profile && f->tau >= 0.0f) {
         fprintf(stderr, "roe %s: give either --roe-tau or --roe-profile, not both\n", cmd);
         return 2;

@@ -25,6 +25,8 @@ enum { ROE_FLAGS_N_SPECS = 6 };
 void roe_flags_init(struct roe_flags *f);
 /* Writes the 6 flag specs into specs[0..5]. */
 void roe_flags_specs(struct roe_flags *f, struct roe_arg_spec *specs);
+/* --roe-gate NAME (NULL: clean) -> *out; 0, or prints "roe CMD: ..." and returns 2. */
+int roe_flags_gate(const char *name, const char *cmd, roe_gate_mode *out);
 /* Builds the roster (profile file first, then --roe-k / --roe-gate / --roe-adaptive given
  * explicitly override it). Returns 0, or prints "roe CMD: ..." and returns 1 or 2. */
 int roe_flags_roster(const struct roe_flags *f, const char *cmd, const struct roe_model_config *cfg,
