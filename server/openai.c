@@ -359,101 +359,125 @@ static int parse_roe(const struct roe_api_config *c, const cJSON *o, struct roe_
     return 0;
 }
 
-int roe_api_parse(const struct roe_api_config *c, roe_api_kind kind, const char *body, size_t len,
-                  struct roe_api_request *out, struct roe_api_error *e) {
-    memset(out, 0, sizeof *out);
-    out->kind = kind;
+/* The body as a JSON object (NULL: *e says why). */
+static cJSON *parse_object(const char *body, size_t len, struct roe_api_error *e) {
     const char *end = NULL;
     int oom = 0;
     cJSON *o = roe_json_parse(body, len, &end, &oom);
-    int rc = -1;
     if (!o && oom) {
-        roe_api_fail(e, ROE_ERR_NOMEM, NULL, "out of memory parsing the request body (%zu bytes)", len);
-        goto done;
+        roe_api_fail(e, ROE_ERR_NOMEM, NULL, "out of memory parsing the request body (%zu bytes)",
+                     len);
+        return NULL;
     }
     if (!o) {
         const size_t at = end && end >= body ? (size_t)(end - body) : 0;
-        roe_api_fail(e, ROE_ERR_INVALID_ARG, NULL, "the request body is not valid JSON (at byte %zu of %zu)", at,
-                     len);
-        goto done;
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, NULL,
+                     "the request body is not valid JSON (at byte %zu of %zu)", at, len);
+        return NULL;
     }
     if (!cJSON_IsObject(o)) {
-        roe_api_fail(e, ROE_ERR_INVALID_ARG, NULL, "the request body must be a JSON object, not %s", type_name(o));
-        goto done;
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, NULL, "the request body must be a JSON object, not %s",
+                     type_name(o));
+        cJSON_Delete(o);
+        return NULL;
     }
+    return o;
+}
+
+/* 'model' must name the model this server serves: another name is not found (404). */
+static int check_model(const struct roe_api_config *c, const cJSON *o, struct roe_api_error *e) {
     const char *model = NULL;
-    if (get_str(o, "model", &model, e) < 0) goto done;
-    if (!model) {
-        roe_api_fail(e, ROE_ERR_INVALID_ARG, "model", "'model' is required (this server serves \"%s\")",
-                     c->model_name);
-        goto done;
-    }
+    if (get_str(o, "model", &model, e) < 0) return -1;
+    if (!model)
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "model",
+                            "'model' is required (this server serves \"%s\")", c->model_name);
     if (strcmp(model, c->model_name) != 0) {
         roe_api_fail(e, ROE_ERR_NOT_FOUND, "model",
                      "the model \"%.200s\" does not exist: this server serves \"%s\"", model,
                      c->model_name);
         e->code = "model_not_found";
-        goto done;
+        return -1;
     }
-    if (check_unsupported(o, kind, e) < 0) goto done;
-    struct roe_sreq_params *p = &out->params;
-    if ((kind == ROE_API_CHAT ? parse_messages(c, o, out, e) : parse_prompt(c, o, out, e)) < 0)
-        goto done;
-    p->prompt = out->prompt;
-    /* sampling */
-    p->sampling = c->default_sampling;
+    return 0;
+}
+
+/* temperature, top_p, top_k and seed over the server's defaults. */
+static int parse_sampling(const struct roe_api_config *c, const cJSON *o, struct roe_sampling *s,
+                          struct roe_api_error *e) {
+    *s = c->default_sampling;
     double x;
     long long v;
     int got;
-    if ((got = get_num(o, "temperature", 0, 2, &x, e)) < 0) goto done;
-    if (got) p->sampling.temperature = (float)x;
-    if ((got = get_num(o, "top_p", 0, 1, &x, e)) < 0) goto done;
-    if (got && x == 0) {
-        roe_api_fail(e, ROE_ERR_INVALID_ARG, "top_p", "'top_p' must be in (0, 1]");
-        goto done;
-    }
-    if (got) p->sampling.top_p = (float)x;
-    if ((got = get_int(o, "top_k", -1, 1 << 30, &v, e)) < 0) goto done;
-    if (got) p->sampling.top_k = v < 0 ? 0 : (int)v;
-    if ((got = get_int(o, "seed", 0, 9007199254740991.0, &v, e)) < 0) goto done;
-    if (got) p->sampling.seed = (uint64_t)v;
-    /* length */
-    const int room = c->max_ctx - p->n_prompt;
+    if ((got = get_num(o, "temperature", 0, 2, &x, e)) < 0) return -1;
+    if (got) s->temperature = (float)x;
+    if ((got = get_num(o, "top_p", 0, 1, &x, e)) < 0) return -1;
+    if (got && x == 0)
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "top_p", "'top_p' must be in (0, 1]");
+    if (got) s->top_p = (float)x;
+    if ((got = get_int(o, "top_k", -1, 1 << 30, &v, e)) < 0) return -1;
+    if (got) s->top_k = v < 0 ? 0 : (int)v;
+    if ((got = get_int(o, "seed", 0, 9007199254740991.0, &v, e)) < 0) return -1;
+    if (got) s->seed = (uint64_t)v;
+    return 0;
+}
+
+/* max_tokens (chat: or max_completion_tokens), within what the context leaves after the
+ * prompt; absent: 16 for completions, for chat what the context leaves up to the server's
+ * default. */
+static int parse_length(const struct roe_api_config *c, const cJSON *o, roe_api_kind kind,
+                        struct roe_sreq_params *p, struct roe_api_error *e) {
+    const int chat = kind == ROE_API_CHAT, room = c->max_ctx - p->n_prompt;
+    const char *what = chat ? "messages" : "prompt";
     long long mt = -1;
-    if ((got = get_int(o, "max_tokens", 1, 1 << 30, &mt, e)) < 0) goto done;
-    if (!got && kind == ROE_API_CHAT &&
-        (got = get_int(o, "max_completion_tokens", 1, 1 << 30, &mt, e)) < 0)
-        goto done;
-    if (p->n_prompt >= c->max_ctx || (got && mt > room)) {
-        roe_api_fail(e, ROE_ERR_INVALID_ARG, kind == ROE_API_CHAT ? "messages" : "prompt",
-                     "this model's maximum context length is %d tokens, but %lld were requested "
-                     "(%d in the %s, "
-                     "%lld to generate): shorten the %s or lower max_tokens",
-                     c->max_ctx, (long long)p->n_prompt + (got ? mt : 1), p->n_prompt,
-                     kind == ROE_API_CHAT ? "messages" : "prompt", got ? mt : 1LL,
-                     kind == ROE_API_CHAT ? "messages" : "prompt");
-        goto done;
-    }
+    int got;
+    if ((got = get_int(o, "max_tokens", 1, 1 << 30, &mt, e)) < 0) return -1;
+    if (!got && chat && (got = get_int(o, "max_completion_tokens", 1, 1 << 30, &mt, e)) < 0)
+        return -1;
+    if (p->n_prompt >= c->max_ctx || (got && mt > room))
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, what,
+                            "this model's maximum context length is %d tokens, but %lld were "
+                            "requested (%d in the %s, %lld to generate): shorten the %s or lower "
+                            "max_tokens",
+                            c->max_ctx, (long long)p->n_prompt + (got ? mt : 1), p->n_prompt, what,
+                            got ? mt : 1LL, what);
     if (!got)
-        mt = kind == ROE_API_CHAT ? (room < c->default_max_tokens ? room : c->default_max_tokens)
-                                  : (room < 16 ? room : 16);
+        mt = chat ? (room < c->default_max_tokens ? room : c->default_max_tokens)
+                  : (room < 16 ? room : 16);
     p->max_tokens = (int)mt;
+    return 0;
+}
+
+/* ignore_eos, stream, return_token_ids, stream_options.include_usage. */
+static int parse_options(const cJSON *o, struct roe_api_request *out, struct roe_api_error *e) {
     int ignore_eos = 0;
-    if (get_bool(o, "ignore_eos", &ignore_eos, e) < 0) goto done;
-    p->stop_at_eos = !ignore_eos;
-    if (ignore_eos) p->n_stop = 0;
-    if (get_bool(o, "stream", &out->stream, e) < 0) goto done;
-    if (get_bool(o, "return_token_ids", &out->return_token_ids, e) < 0) goto done;
+    if (get_bool(o, "ignore_eos", &ignore_eos, e) < 0) return -1;
+    out->params.stop_at_eos = !ignore_eos;
+    if (ignore_eos) out->params.n_stop = 0; /* the chat template's end tokens too */
+    if (get_bool(o, "stream", &out->stream, e) < 0) return -1;
+    if (get_bool(o, "return_token_ids", &out->return_token_ids, e) < 0) return -1;
     const cJSON *so = field(o, "stream_options");
-    if (so) {
-        if (!cJSON_IsObject(so)) {
-            roe_api_fail(e, ROE_ERR_INVALID_ARG, "stream_options", "'stream_options' must be an object, not %s",
-                         type_name(so));
-            goto done;
-        }
-        if (get_bool(so, "include_usage", &out->include_usage, e) < 0) goto done;
-    }
-    if (parse_roe(c, o, out, e) < 0) goto done;
+    if (!so) return 0;
+    if (!cJSON_IsObject(so))
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "stream_options",
+                            "'stream_options' must be an object, not %s", type_name(so));
+    return get_bool(so, "include_usage", &out->include_usage, e) < 0 ? -1 : 0;
+}
+
+int roe_api_parse(const struct roe_api_config *c, roe_api_kind kind, const char *body, size_t len,
+                  struct roe_api_request *out, struct roe_api_error *e) {
+    memset(out, 0, sizeof *out);
+    out->kind = kind;
+    cJSON *o = parse_object(body, len, e);
+    if (!o) return -1;
+    struct roe_sreq_params *p = &out->params;
+    int rc = -1;
+    if (check_model(c, o, e) < 0 || check_unsupported(o, kind, e) < 0) goto done;
+    if ((kind == ROE_API_CHAT ? parse_messages(c, o, out, e) : parse_prompt(c, o, out, e)) < 0)
+        goto done;
+    p->prompt = out->prompt;
+    if (parse_sampling(c, o, &p->sampling, e) < 0 || parse_length(c, o, kind, p, e) < 0 ||
+        parse_options(o, out, e) < 0 || parse_roe(c, o, out, e) < 0)
+        goto done;
     rc = 0;
 done:
     cJSON_Delete(o);
