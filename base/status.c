@@ -44,6 +44,29 @@ const char *roe_status_name(roe_status s) {
     case ROE_ERR_COMM: return "communication error";
     case ROE_ERR_TIMEOUT: return "timeout";
     case ROE_ERR_INTERNAL: return "internal error";
+    case ROE_ERR_NOT_FOUND: return "not found";
+    case ROE_ERR_OVERLOADED: return "overloaded";
+    case ROE_ERR_STOPPING: return "stopping";
+    case ROE_ERR_UNAVAILABLE: return "unavailable";
     }
     return "unknown status";
+}
+
+roe_error_kind roe_status_kind(roe_status s) {
+    switch (s) {
+    case ROE_OK: return ROE_KIND_OK;
+    case ROE_ERR_INVALID_ARG:
+    case ROE_ERR_FORMAT:
+    case ROE_ERR_UNSUPPORTED: return ROE_KIND_BAD_REQUEST;
+    case ROE_ERR_NOT_FOUND: return ROE_KIND_NOT_FOUND;
+    case ROE_ERR_OVERLOADED: return ROE_KIND_OVERLOADED;
+    case ROE_ERR_STOPPING:
+    case ROE_ERR_UNAVAILABLE: return ROE_KIND_UNAVAILABLE;
+    case ROE_ERR_NOMEM:
+    case ROE_ERR_IO:
+    case ROE_ERR_COMM:
+    case ROE_ERR_TIMEOUT:
+    case ROE_ERR_INTERNAL: return ROE_KIND_INTERNAL;
+    }
+    return ROE_KIND_INTERNAL; /* not a status: never the caller's fault */
 }

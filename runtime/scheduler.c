@@ -49,7 +49,7 @@ struct roe_sreq {
     roe_sreq_end end;
     roe_finish finish;
     char error[512];
-    int unavailable; /* FAILED because the server cannot go on (fatal) */
+    roe_status code; /* FAILED: why, as a status (scheduler.h) */
     double t_first, t_last, t_end;
 };
 
@@ -57,7 +57,7 @@ struct roe_sched {
     roe_engine *e;
     struct roe_sched_opts o;
     int S, R, ctx, N;
-    atomic_int dead; /* a fatal failure: every request still here fails as unavailable */
+    atomic_int dead; /* a fatal failure: every request still here fails ROE_ERR_UNAVAILABLE */
     /* the scheduler thread only */
     roe_batch *batch; /* the running requests (their seq), in admission order */
     double last_step;
@@ -125,7 +125,7 @@ int roe_sreq_wait(roe_sreq *r, int have, double timeout_s, struct roe_sreq_view 
                                 .end = r->end,
                                 .finish = r->finish,
                                 .error = r->error,
-                                .unavailable = r->unavailable,
+                                .code = r->code,
                                 .t_arrival = r->t_arrival,
                                 .t_first = r->t_first,
                                 .t_end = r->t_end,
@@ -142,15 +142,24 @@ void roe_sreq_cancel(roe_sreq *r) {
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Why a request failed: the status a front end answers by, and the words for people. */
+struct failure {
+    roe_status code;
+    const char *why;
+};
+
 /* Ends r (scheduler thread; s->mu may be held): wakes its waiters, records the statistics
- * and drops the scheduler's reference. */
-static void sreq_end(roe_sched *s, roe_sreq *r, roe_sreq_end end, const char *error, int locked) {
+ * and drops the scheduler's reference. `f`: when FAILED, why; else NULL. */
+static void sreq_end(roe_sched *s, roe_sreq *r, roe_sreq_end end, const struct failure *f,
+                     int locked) {
     const double now = roe_now_s();
     pthread_mutex_lock(&r->mu);
     r->end = end;
     r->t_end = now;
-    if (error) snprintf(r->error, sizeof r->error, "%s", error);
-    r->unavailable = end == ROE_SREQ_FAILED && atomic_load(&s->dead);
+    if (f) {
+        snprintf(r->error, sizeof r->error, "%s", f->why);
+        r->code = f->code;
+    }
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     if (!locked) pthread_mutex_lock(&s->mu);
@@ -174,13 +183,16 @@ static void sreq_end(roe_sched *s, roe_sreq *r, roe_sreq_end end, const char *er
 void roe_sched_free(roe_sched *s) {
     if (!s) return;
     /* requests still queued or running (roe_sched_run never ran, or failed) end as failed */
+    const struct failure queued = {ROE_ERR_STOPPING,
+                                   "the scheduler was freed before the request ran"},
+                         running = {ROE_ERR_STOPPING,
+                                    "the scheduler was freed before the request ended"};
     for (roe_sreq *r = s->qhead, *nx; r; r = nx) {
         nx = r->next;
-        sreq_end(s, r, ROE_SREQ_FAILED, "the scheduler was freed before the request ran", 1);
+        sreq_end(s, r, ROE_SREQ_FAILED, &queued, 1);
     }
     for (int i = 0; s->batch && i < roe_batch_count(s->batch); i++)
-        sreq_end(s, roe_batch_at(s->batch, i)->user, ROE_SREQ_FAILED,
-                 "the scheduler was freed before the request ended", 1);
+        sreq_end(s, roe_batch_at(s->batch, i)->user, ROE_SREQ_FAILED, &running, 1);
     roe_batch_free(s->batch);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -234,9 +246,13 @@ fail:
 
 /* ---- submit ---- */
 
-static roe_status check_params(const roe_sched *s, const struct roe_sreq_params *p) {
+/* ROE_OK, or ROE_ERR_INVALID_ARG with *bad set to the field under check when it failed. */
+static roe_status check_params(const roe_sched *s, const struct roe_sreq_params *p,
+                               roe_sreq_field *bad) {
     const struct roe_model_config *c = &roe_engine_model(s->e)->cfg;
+    *bad = ROE_SREQ_FIELD_PROMPT;
     if (p->n_prompt <= 0) return roe_fail(ROE_ERR_INVALID_ARG, "the prompt is empty");
+    *bad = ROE_SREQ_FIELD_MAX_TOKENS;
     if (p->max_tokens < 1)
         return roe_fail(ROE_ERR_INVALID_ARG, "max_tokens %d must be at least 1", p->max_tokens);
     if (p->n_prompt >= s->ctx || p->max_tokens > s->ctx - p->n_prompt)
@@ -245,15 +261,19 @@ static roe_status check_params(const roe_sched *s, const struct roe_sreq_params 
             "this model's context holds %d tokens, but %d were requested (%d in the prompt, "
             "max_tokens %d): shorten the prompt or lower max_tokens",
             s->ctx, p->n_prompt + p->max_tokens, p->n_prompt, p->max_tokens);
+    *bad = ROE_SREQ_FIELD_PROMPT;
     for (int j = 0; j < p->n_prompt; j++)
         if (p->prompt[j] < 0 || p->prompt[j] >= c->vocab_size)
             return roe_fail(ROE_ERR_INVALID_ARG,
                             "prompt token %d is id %d, outside the vocabulary [0, %d)", j,
                             p->prompt[j], c->vocab_size);
+    *bad = ROE_SREQ_FIELD_STOP;
     if (p->n_stop < 0 || p->n_stop > ROE_SCHED_MAX_STOP)
         return roe_fail(ROE_ERR_INVALID_ARG, "%d stop tokens: at most %d", p->n_stop,
                         ROE_SCHED_MAX_STOP);
+    *bad = ROE_SREQ_FIELD_SAMPLING;
     ROE_TRY(roe_sampling_validate(&p->sampling));
+    *bad = ROE_SREQ_FIELD_ROSTER;
     if (p->roster) {
         ROE_TRY(roe_roster_validate(p->roster, c));
         if (p->roster->k > s->R)
@@ -261,6 +281,7 @@ static roe_status check_params(const roe_sched *s, const struct roe_sreq_params 
                             "RoE K = %d needs %d rows per step, the server runs %d", p->roster->k,
                             p->roster->k, s->R);
     }
+    *bad = ROE_SREQ_FIELD_MAX_TOKENS;
     const long need = ((long)p->n_prompt + p->max_tokens + s->o.block_size - 1) / s->o.block_size;
     if (need > s->o.kv_blocks)
         return roe_fail(
@@ -268,14 +289,16 @@ static roe_status check_params(const roe_sched *s, const struct roe_sreq_params 
             "%d prompt tokens + max_tokens %d need %ld KV blocks of %d positions, but the cache "
             "has %d in all",
             p->n_prompt, p->max_tokens, need, s->o.block_size, s->o.kv_blocks);
+    *bad = ROE_SREQ_FIELD_NONE;
     return ROE_OK;
 }
 
 roe_status roe_sched_submit(roe_sched *s, const struct roe_sreq_params *p, roe_sreq **out,
-                            roe_sched_refusal *why) {
+                            roe_sreq_field *bad) {
+    roe_sreq_field field;
+    if (!bad) bad = &field;
     *out = NULL;
-    *why = ROE_SCHED_BAD_REQUEST;
-    roe_status st = check_params(s, p);
+    roe_status st = check_params(s, p, bad);
     if (st != ROE_OK) {
         pthread_mutex_lock(&s->mu);
         s->st.requests_refused++;
@@ -321,16 +344,15 @@ roe_status roe_sched_submit(roe_sched *s, const struct roe_sreq_params *p, roe_s
         s->st.requests_refused++;
         pthread_mutex_unlock(&s->mu);
         sreq_free(r);
-        *why = stopping ? ROE_SCHED_STOPPING : ROE_SCHED_QUEUE_FULL;
-        return stopping ? roe_fail(ROE_ERR_UNSUPPORTED, "%s",
-                                   atomic_load(&s->dead) ? "the server is shutting down: the engine failed (see the "
-                                                           "server's log)"
-                                                         : "the server is shutting down")
-                        : roe_fail(ROE_ERR_UNSUPPORTED,
-                                   "the server is at capacity: %d requests running and %d waiting, "
-                                   "the queue's "
-                                   "limit: retry later",
-                                   s->st.running, s->n_waiting);
+        if (!stopping)
+            return roe_fail(ROE_ERR_OVERLOADED,
+                            "the server is at capacity: %d requests running and %d waiting, the "
+                            "queue's limit: retry later",
+                            s->st.running, s->n_waiting);
+        if (atomic_load(&s->dead))
+            return roe_fail(ROE_ERR_UNAVAILABLE, "the server is shutting down: the engine failed "
+                                                 "(see the server's log)");
+        return roe_fail(ROE_ERR_STOPPING, "the server is shutting down");
     }
     if (s->qtail)
         s->qtail->next = r;
@@ -341,7 +363,6 @@ roe_status roe_sched_submit(roe_sched *s, const struct roe_sreq_params *p, roe_s
     s->st.waiting = s->n_waiting;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    *why = ROE_SCHED_ACCEPTED;
     *out = r;
     return ROE_OK;
 }
@@ -376,8 +397,10 @@ static void sweep_queue(roe_sched *s, int all) {
         *pp = r->next;
         if (s->qtail == r) s->qtail = prev;
         s->n_waiting--;
+        static const struct failure stopped = {
+            ROE_ERR_STOPPING, "the server is shutting down: the request was not started"};
         sreq_end(s, r, cancelled ? ROE_SREQ_CANCELLED : ROE_SREQ_FAILED,
-                 cancelled ? NULL : "the server is shutting down: the request was not started", 1);
+                 cancelled ? NULL : &stopped, 1);
     }
     s->st.waiting = s->n_waiting;
 }
@@ -402,25 +425,26 @@ static roe_status admit(roe_sched *s) {
     return ROE_OK;
 }
 
-/* Ends r, which has left the batch: its blocks come back. */
-static void retire(roe_sched *s, roe_sreq *r, roe_sreq_end end, const char *error) {
+/* Ends r, which has left the batch: its blocks come back (f: as sreq_end). */
+static void retire(roe_sched *s, roe_sreq *r, roe_sreq_end end, const struct failure *f) {
     pthread_mutex_lock(&s->mu);
     s->blocks_used -= r->blocks;
     s->st.running = roe_batch_count(s->batch);
     s->st.kv_blocks_used = s->blocks_used;
-    sreq_end(s, r, end, error, 1);
+    sreq_end(s, r, end, f, 1);
     pthread_mutex_unlock(&s->mu);
 }
 
 /* Takes the running request r out of the batch and ends it. */
-static void drop(roe_sched *s, roe_sreq *r, roe_sreq_end end, const char *error) {
+static void drop(roe_sched *s, roe_sreq *r, roe_sreq_end end, const struct failure *f) {
     roe_batch_remove(s->batch, &r->seq);
-    retire(s, r, end, error);
+    retire(s, r, end, f);
 }
 
-static void fail_running(roe_sched *s, const char *why) {
+static void fail_running(roe_sched *s, roe_status code, const char *why) {
+    const struct failure f = {code, why};
     while (roe_batch_count(s->batch) > 0)
-        drop(s, roe_batch_at(s->batch, roe_batch_count(s->batch) - 1)->user, ROE_SREQ_FAILED, why);
+        drop(s, roe_batch_at(s->batch, roe_batch_count(s->batch) - 1)->user, ROE_SREQ_FAILED, &f);
 }
 
 /* The batch's figures of a step, before any of its tokens is handed out: a client that sees
@@ -491,12 +515,13 @@ static roe_status fatal(roe_sched *s, roe_status st) {
     snprintf(why, sizeof why, "the engine failed and the server must stop: %s",
              roe_error_message());
     atomic_store(&s->dead, 1);
-    fail_running(s, why);
+    fail_running(s, ROE_ERR_UNAVAILABLE, why);
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
+    const struct failure f = {ROE_ERR_UNAVAILABLE, why};
     for (roe_sreq *r = s->qhead, *nx; r; r = nx) {
         nx = r->next;
-        sreq_end(s, r, ROE_SREQ_FAILED, why, 1);
+        sreq_end(s, r, ROE_SREQ_FAILED, &f, 1);
     }
     s->qhead = s->qtail = NULL;
     s->n_waiting = 0;
@@ -517,7 +542,8 @@ roe_status roe_sched_run(roe_sched *s) {
         const int idle = roe_batch_count(s->batch) == 0;
         pthread_mutex_unlock(&s->mu);
         if (st != ROE_OK) return fatal(s, st);
-        if (aborting) fail_running(s, "the server stopped before the request ended");
+        if (aborting)
+            fail_running(s, ROE_ERR_STOPPING, "the server stopped before the request ended");
         if ((idle || aborting) && stopping) return ROE_OK;
         for (int i = roe_batch_count(s->batch) - 1; i >= 0; i--) {
             roe_sreq *r = roe_batch_at(s->batch, i)->user;
@@ -539,7 +565,8 @@ roe_status roe_sched_run(roe_sched *s) {
             ROE_LOG_ERROR("sched", "%s", why);
             if (s->N > 1 || roe_comm_failed(roe_engine_comm(s->e)))
                 return fatal(s, st); /* ranks out of step */
-            fail_running(s, why);
+            /* the engine failed, not the requests: they fail, the server goes on */
+            fail_running(s, ROE_ERR_INTERNAL, why);
         }
     }
 }

@@ -15,9 +15,16 @@
  * admitted and returns them when it ends, so an admitted request always runs to its end: none
  * is ever preempted or evicted. Admission is first-come first-served: the head of the queue
  * is admitted as soon as a slot and its blocks are free, and no later request overtakes it.
- * The queue is bounded (max_queue): beyond it, submit refuses with ROE_SCHED_QUEUE_FULL, so
+ * The queue is bounded (max_queue): beyond it, submit refuses with ROE_ERR_OVERLOADED, so
  * every request is either refused at once, or ends (finished, cancelled, or failed with a
- * message) — none is dropped silently.
+ * status and a message) — none is dropped silently.
+ *
+ * Errors carry a status whose kind (base/status.h) tells a front end what to answer: a
+ * refusal is ROE_ERR_INVALID_ARG naming the field at fault (roe_sreq_field), ROE_ERR_NOMEM,
+ * ROE_ERR_OVERLOADED (the queue is full) or ROE_ERR_STOPPING / ROE_ERR_UNAVAILABLE (stopping;
+ * after a fatal failure); a failed request carries ROE_ERR_STOPPING (the server stopped first),
+ * ROE_ERR_UNAVAILABLE (a rank or the engine failed and the server cannot go on), or
+ * ROE_ERR_INTERNAL (a step failed; the server goes on).
  *
  * One step (as runtime/generate.c builds them, with decoding sequences first so that a long
  * prompt delays nobody's next token): one RoE token group of K rows for every sequence that
@@ -72,12 +79,16 @@ struct roe_sreq_params {
     const struct roe_roster *roster; /* NULL: the plain model */
 };
 
-typedef enum roe_sched_refusal {
-    ROE_SCHED_ACCEPTED = 0,
-    ROE_SCHED_BAD_REQUEST, /* the request can never run here (the status's message says why) */
-    ROE_SCHED_QUEUE_FULL,  /* max_queue requests are already waiting */
-    ROE_SCHED_STOPPING,    /* the scheduler is shutting down */
-} roe_sched_refusal;
+/* The field of roe_sreq_params a refused request is wrong in, so that a front end can name its
+ * own parameter without reading the message. */
+typedef enum roe_sreq_field {
+    ROE_SREQ_FIELD_NONE = 0,   /* not the request's fault (queue full, stopping, out of memory) */
+    ROE_SREQ_FIELD_PROMPT,     /* empty, or a token outside the vocabulary */
+    ROE_SREQ_FIELD_MAX_TOKENS, /* below 1, or with the prompt beyond the context or the KV pool */
+    ROE_SREQ_FIELD_STOP,       /* more stop tokens than ROE_SCHED_MAX_STOP */
+    ROE_SREQ_FIELD_SAMPLING,   /* roe_sampling_validate refused it */
+    ROE_SREQ_FIELD_ROSTER,     /* roe_roster_validate refused it, or K exceeds a step's rows */
+} roe_sreq_field;
 
 typedef enum roe_sreq_end {
     ROE_SREQ_RUNNING = 0, /* not ended yet (waiting or running) */
@@ -93,8 +104,7 @@ struct roe_sreq_view {
     roe_sreq_end end;
     roe_finish finish;                /* when FINISHED: LENGTH or EOS (eos or a stop token) */
     const char *error;                /* when FAILED: why (owned by the request) */
-    int unavailable;                  /* when FAILED: the server cannot go on (a rank or the
-                                         engine failed): the request never can run here (503) */
+    roe_status code;                  /* when FAILED: why, as a status (see the top); else OK */
     double t_arrival, t_first, t_end; /* roe_now_s() clock; 0 until they happen */
     int prompt_tokens;
 };
@@ -107,10 +117,11 @@ roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opt
 /* After roe_sched_run returned. Requests still held by callers stay valid until released. */
 void roe_sched_free(roe_sched *s);
 
-/* Any thread. On ROE_SCHED_ACCEPTED, *out is a new request with one reference for the
- * caller (roe_sreq_release). Otherwise *out is NULL and the status's message says why. */
+/* Any thread. On ROE_OK, *out is a new request with one reference for the caller
+ * (roe_sreq_release). Otherwise *out is NULL, the status says why (see the top) and *bad
+ * (unless NULL) names the field at fault: ROE_SREQ_FIELD_NONE unless ROE_ERR_INVALID_ARG. */
 roe_status roe_sched_submit(roe_sched *s, const struct roe_sreq_params *p, roe_sreq **out,
-                            roe_sched_refusal *why);
+                            roe_sreq_field *bad);
 
 /* Any thread: waits until the request has more than `have` tokens or has ended, at most
  * timeout_s seconds; fills *v. Returns 1 if there is news (more tokens or the end), 0 on
@@ -127,7 +138,7 @@ void roe_sreq_release(roe_sreq *r);
 roe_status roe_sched_run(roe_sched *s);
 
 /* Any thread (a signal-handling thread): stops taking requests; waiting ones fail with
- * "shutting down"; running ones finish (abort = 0) or fail at the next step (abort = 1). */
+ * ROE_ERR_STOPPING; running ones finish (abort = 0) or fail so at the next step (abort = 1). */
 void roe_sched_stop(roe_sched *s, int abort);
 
 /* Counters for /metrics, as one snapshot. */

@@ -7,6 +7,11 @@
  * body. A streamed response owns a `struct stream` (freed with the response): the scheduler
  * request, the bytes of tokens not yet turned into text (an incomplete UTF-8 character), and
  * the SSE bytes not yet written.
+ *
+ * Errors: every answer that has a status behind it (a parse error, a scheduler refusal, a
+ * failed request, an unknown endpoint) takes its HTTP status and code from that status alone
+ * (openai.h: roe_api_fail), never from the message's words; only HTTP's own refusals (405,
+ * 413, 429) are answered by number.
  */
 #define _GNU_SOURCE /* POLLRDHUP: the client shut its end */
 #include "server.h"
@@ -144,20 +149,36 @@ static enum MHD_Result respond_error(roe_server *s, struct MHD_Connection *c,
     return respond(s, c, e->http, roe_api_error_json(e), "application/json", close);
 }
 
-static enum MHD_Result fail(roe_server *s, struct MHD_Connection *c, int code, const char *param,
-                            int close, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static enum MHD_Result fail(roe_server *s, struct MHD_Connection *c, int code, const char *param,
-                            int close, const char *fmt, ...) {
+/* Answers an error of status st: its HTTP status and code by the status alone (openai.h). */
+static enum MHD_Result fail(roe_server *s, struct MHD_Connection *c, roe_status st,
+                            const char *param, int close, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static enum MHD_Result fail(roe_server *s, struct MHD_Connection *c, roe_status st,
+                            const char *param, int close, const char *fmt, ...) {
     struct roe_api_error e;
     char msg[sizeof e.message];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    roe_api_fail(&e, code, param, "%s", msg);
-    if (code == 503) e.code = atomic_load(&s->draining) ? "shutting_down" : "server_overloaded";
-    if (code == 429) e.code = "too_many_connections";
+    roe_api_fail(&e, st, param, "%s", msg);
     return respond_error(s, c, &e, close);
+}
+
+/* Answers an error of HTTP itself (405, 413, 429), closing the connection. */
+static enum MHD_Result reject(roe_server *s, struct MHD_Connection *c, int http, const char *fmt,
+                              ...) __attribute__((format(printf, 4, 5)));
+static enum MHD_Result reject(roe_server *s, struct MHD_Connection *c, int http, const char *fmt,
+                              ...) {
+    struct roe_api_error e;
+    char msg[sizeof e.message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    roe_api_fail_http(&e, http, "%s", msg);
+    if (http == 429) e.code = "too_many_connections";
+    return respond_error(s, c, &e, 1);
 }
 
 /* ---- the client's socket ---- */
@@ -209,16 +230,11 @@ static void token_bytes(const roe_server *s, const int32_t *t, int from, int to,
     }
 }
 
-/* A failed request's error: 503 when the server stopped before it ran, or cannot go on (a
- * rank or the engine failed: the scheduler stops), else 500. */
-static void failed_error(roe_server *s, const struct roe_sreq_view *v, struct roe_api_error *e) {
-    const int stopping = atomic_load(&s->draining) || strstr(v->error, "shutting down") != NULL;
-    roe_api_fail(e, stopping || v->unavailable ? 503 : 500, NULL, "%s",
+/* A failed request's error, by its status (scheduler.h): 503 when the server stopped before it
+ * ended or cannot go on (a rank or the engine failed), 500 when a step failed. */
+static void failed_error(const struct roe_sreq_view *v, struct roe_api_error *e) {
+    roe_api_fail(e, v->code != ROE_OK ? v->code : ROE_ERR_INTERNAL, NULL, "%s",
                  v->error[0] ? v->error : "the request failed");
-    if (v->unavailable)
-        e->code = "engine_failed";
-    else if (stopping)
-        e->code = "shutting_down";
 }
 
 /* Waits for a non-streamed request's end, watching the client. 0: ended; -1: the client left
@@ -260,9 +276,9 @@ static enum MHD_Result complete(roe_server *s, struct MHD_Connection *c,
     } else {
         struct roe_api_error e;
         if (v.end == ROE_SREQ_CANCELLED)
-            roe_api_fail(&e, 500, NULL, "the request was cancelled");
+            roe_api_fail(&e, ROE_ERR_INTERNAL, NULL, "the request was cancelled");
         else
-            failed_error(s, &v, &e);
+            failed_error(&v, &e);
         ret = respond_error(s, c, &e, 0);
     }
     roe_sreq_release(r);
@@ -300,7 +316,7 @@ static int produce(struct stream *st, const struct roe_sreq_view *v) {
             roe_api_stream_usage(&st->out, s->api, &st->req, st->id, st->created, v->n_tokens);
     } else {
         struct roe_api_error e;
-        failed_error(s, v, &e);
+        failed_error(v, &e);
         roe_api_stream_error(&st->out, &e);
     }
     roe_strbuf_puts(&st->out, "data: [DONE]\n\n");
@@ -354,7 +370,7 @@ static enum MHD_Result start_stream(roe_server *s, struct MHD_Connection *c,
         roe_sreq_cancel(r);
         roe_sreq_release(r);
         roe_api_request_free(req);
-        return fail(s, c, 500, NULL, 0, "out of memory for a stream");
+        return fail(s, c, ROE_ERR_NOMEM, NULL, 0, "out of memory for a stream");
     }
     st->srv = s;
     st->fd = conn_fd(c);
@@ -385,18 +401,12 @@ static enum MHD_Result generate(roe_server *s, struct MHD_Connection *c, struct 
                       h->body.p ? h->body.p : "", h->body.len, &req, &e) != 0)
         return respond_error(s, c, &e, 0);
     roe_sreq *r = NULL;
-    roe_sched_refusal why;
-    roe_status st = roe_sched_submit(s->sched, &req.params, &r, &why);
+    roe_sreq_field bad;
+    roe_status st = roe_sched_submit(s->sched, &req.params, &r, &bad);
     if (st != ROE_OK) {
-        const int code = why == ROE_SCHED_BAD_REQUEST ? (st == ROE_ERR_NOMEM ? 500 : 400) : 503;
-        const char *msg = roe_error_message();
-        const char *param = why != ROE_SCHED_BAD_REQUEST ? NULL
-                            : strstr(msg, "RoE")         ? "roe_k"
-                            : strstr(msg, "max_tokens")  ? "max_tokens"
-                                                         : "prompt";
-        enum MHD_Result ret = fail(s, c, code, param, 0, "%s", msg);
+        roe_api_refused(&e, st, bad);
         roe_api_request_free(&req);
-        return ret;
+        return respond_error(s, c, &e, 0);
     }
     if (req.stream) return start_stream(s, c, &req, r);
     enum MHD_Result ret = complete(s, c, &req, r);
@@ -462,17 +472,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         const struct conn *cn = ci ? ci->socket_context : NULL;
         if (cn && cn->over_limit)
-            return fail(s, c, 429, NULL, 1,
-                        "too many connections: the server serves %d at a time; retry later",
-                        s->o.max_connections);
+            return reject(s, c, 429,
+                          "too many connections: the server serves %d at a time; retry later",
+                          s->o.max_connections);
         const int post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
         if (h->route == ROUTE_NONE)
-            return fail(s, c, 404, NULL, !post && !get ? 1 : 0, "no such endpoint: %s %.200s",
-                        method, url);
+            return fail(s, c, ROE_ERR_NOT_FOUND, NULL, !post && !get ? 1 : 0,
+                        "no such endpoint: %s %.200s", method, url);
         const int want_post = h->route == ROUTE_COMPLETIONS || h->route == ROUTE_CHAT;
         if ((want_post && !post) || (!want_post && !get))
-            return fail(s, c, 405, NULL, 1, "%s takes %s, not %s", url, want_post ? "POST" : "GET",
-                        method);
+            return reject(s, c, 405, "%s takes %s, not %s", url, want_post ? "POST" : "GET",
+                          method);
         if (want_post) {
             h->generating = 1;
             atomic_fetch_add(&s->generating, 1);
@@ -483,9 +493,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 errno = 0;
                 const unsigned long long n = strtoull(cl, &end, 10);
                 if (errno || *end || n > s->o.max_body_bytes)
-                    return fail(s, c, 413, NULL, 1,
-                                "the request body (%s bytes) exceeds the limit of %zu bytes", cl,
-                                s->o.max_body_bytes);
+                    return reject(s, c, 413,
+                                  "the request body (%s bytes) exceeds the limit of %zu bytes", cl,
+                                  s->o.max_body_bytes);
             }
         }
         return MHD_YES;
@@ -506,8 +516,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return h->dropped > DROP_FACTOR * s->o.max_body_bytes ? MHD_NO : MHD_YES;
     }
     if (h->too_big)
-        return fail(s, c, 413, NULL, 1, "the request body exceeds the limit of %zu bytes",
-                    s->o.max_body_bytes);
+        return reject(s, c, 413, "the request body exceeds the limit of %zu bytes",
+                      s->o.max_body_bytes);
     switch (h->route) {
     case ROUTE_MODELS:
         return models(s, c);
@@ -515,10 +525,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return metrics(s, c);
     case ROUTE_HEALTH:
         if (atomic_load(&s->draining))
-            return fail(s, c, 503, NULL, 0, "the server is shutting down");
+            return fail(s, c, ROE_ERR_STOPPING, NULL, 0, "the server is shutting down");
         return respond(s, c, 200, strdup("{\"status\": \"ok\"}"), "application/json", 0);
     default:
-        if (h->body.oom) return fail(s, c, 500, NULL, 1, "out of memory for the request body");
+        if (h->body.oom)
+            return fail(s, c, ROE_ERR_NOMEM, NULL, 1, "out of memory for the request body");
         return generate(s, c, h);
     }
 }

@@ -10,18 +10,71 @@
 #include "base/alloc.h"
 #include "base/json.h"
 
-int roe_api_fail(struct roe_api_error *e, int http, const char *param, const char *fmt, ...) {
+int roe_api_http_status(roe_error_kind k) {
+    switch (k) {
+    case ROE_KIND_OK: return 200;
+    case ROE_KIND_BAD_REQUEST: return 400;
+    case ROE_KIND_NOT_FOUND: return 404;
+    case ROE_KIND_OVERLOADED: return 503; /* a full queue, as vLLM answers it (429: connections) */
+    case ROE_KIND_UNAVAILABLE: return 503;
+    case ROE_KIND_INTERNAL: return 500;
+    }
+    return 500;
+}
+
+/* The OpenAI `code` of a status a client may retry on: what to wait for, or go elsewhere for. */
+static const char *retry_code(roe_status st) {
+    switch (st) {
+    case ROE_ERR_OVERLOADED: return "server_overloaded";
+    case ROE_ERR_STOPPING: return "shutting_down";
+    case ROE_ERR_UNAVAILABLE: return "engine_failed";
+    default: return NULL;
+    }
+}
+
+static void fill(struct roe_api_error *e, int http, const char *param, const char *fmt,
+                 va_list ap) {
     e->http = http;
     e->type = http >= 500   ? "server_error"
               : http == 429 ? "rate_limit_error"
                             : "invalid_request_error";
     e->code = NULL;
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+}
+
+int roe_api_fail(struct roe_api_error *e, roe_status st, const char *param, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    fill(e, roe_api_http_status(roe_status_kind(st)), param, fmt, ap);
+    va_end(ap);
+    e->code = retry_code(st);
+    return -1;
+}
+
+int roe_api_fail_http(struct roe_api_error *e, int http, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fill(e, http, NULL, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+/* The request parameter a field of roe_sreq_params comes from. */
+static const char *param_name(roe_sreq_field f) {
+    switch (f) {
+    case ROE_SREQ_FIELD_NONE: return NULL;
+    case ROE_SREQ_FIELD_PROMPT: return "prompt";
+    case ROE_SREQ_FIELD_MAX_TOKENS: return "max_tokens";
+    case ROE_SREQ_FIELD_STOP: return "prompt"; /* the stop tokens come with the prompt's template */
+    case ROE_SREQ_FIELD_SAMPLING: return NULL; /* several fields; parse_sampling checks each */
+    case ROE_SREQ_FIELD_ROSTER: return "roe_k";
+    }
+    return NULL;
+}
+
+void roe_api_refused(struct roe_api_error *e, roe_status st, roe_sreq_field bad) {
+    roe_api_fail(e, st, param_name(bad), "%s", roe_error_message());
 }
 
 const char *roe_api_finish_name(roe_finish f) {
@@ -49,12 +102,15 @@ static int get_int(const cJSON *o, const char *name, double lo, double hi, long 
     const cJSON *v = field(o, name);
     if (!v) return 0;
     if (!cJSON_IsNumber(v))
-        return roe_api_fail(e, 400, name, "'%s' must be an integer, not %s", name, type_name(v));
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, name, "'%s' must be an integer, not %s", name,
+                            type_name(v));
     const double x = v->valuedouble;
     if (!isfinite(x) || x != floor(x))
-        return roe_api_fail(e, 400, name, "'%s' must be an integer, not %g", name, x);
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, name, "'%s' must be an integer, not %g", name,
+                            x);
     if (x < lo || x > hi)
-        return roe_api_fail(e, 400, name, "'%s' = %.0f is outside [%.0f, %.0f]", name, x, lo, hi);
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, name, "'%s' = %.0f is outside [%.0f, %.0f]",
+                            name, x, lo, hi);
     *out = (long long)x;
     return 1;
 }
@@ -64,10 +120,12 @@ static int get_num(const cJSON *o, const char *name, double lo, double hi, doubl
     const cJSON *v = field(o, name);
     if (!v) return 0;
     if (!cJSON_IsNumber(v))
-        return roe_api_fail(e, 400, name, "'%s' must be a number, not %s", name, type_name(v));
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, name, "'%s' must be a number, not %s", name,
+                            type_name(v));
     const double x = v->valuedouble;
     if (!(x >= lo && x <= hi))
-        return roe_api_fail(e, 400, name, "'%s' = %g is outside [%g, %g]", name, x, lo, hi);
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, name, "'%s' = %g is outside [%g, %g]", name, x,
+                            lo, hi);
     *out = x;
     return 1;
 }
@@ -76,7 +134,8 @@ static int get_bool(const cJSON *o, const char *name, int *out, struct roe_api_e
     const cJSON *v = field(o, name);
     if (!v) return 0;
     if (!cJSON_IsBool(v))
-        return roe_api_fail(e, 400, name, "'%s' must be true or false, not %s", name, type_name(v));
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, name, "'%s' must be true or false, not %s",
+                            name, type_name(v));
     *out = cJSON_IsTrue(v);
     return 1;
 }
@@ -85,7 +144,8 @@ static int get_str(const cJSON *o, const char *name, const char **out, struct ro
     const cJSON *v = field(o, name);
     if (!v) return 0;
     if (!cJSON_IsString(v))
-        return roe_api_fail(e, 400, name, "'%s' must be a string, not %s", name, type_name(v));
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, name, "'%s' must be a string, not %s", name,
+                            type_name(v));
     *out = v->valuestring;
     return 1;
 }
@@ -95,34 +155,38 @@ static int check_unsupported(const cJSON *o, roe_api_kind kind, struct roe_api_e
     long long n = 1;
     if (get_int(o, "n", 1, 1e6, &n, e) < 0) return -1;
     if (n != 1)
-        return roe_api_fail(e, 400, "n", "'n' = %lld: only one choice per request is supported", n);
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "n",
+                            "'n' = %lld: only one choice per request is supported", n);
     if (get_int(o, "best_of", 1, 1e6, &n, e) < 0) return -1;
     if (n != 1)
-        return roe_api_fail(e, 400, "best_of", "'best_of' = %lld is not supported (only 1)", n);
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "best_of",
+                            "'best_of' = %lld is not supported (only 1)", n);
     int b = 0;
     if (kind == ROE_API_COMPLETIONS && get_bool(o, "echo", &b, e) < 0) return -1;
-    if (b) return roe_api_fail(e, 400, "echo", "'echo' is not supported");
+    if (b) return roe_api_fail(e, ROE_ERR_INVALID_ARG, "echo", "'echo' is not supported");
     const cJSON *lp = field(o, "logprobs");
     if (lp && !(cJSON_IsFalse(lp) || (cJSON_IsNumber(lp) && lp->valuedouble == 0)))
-        return roe_api_fail(e, 400, "logprobs", "'logprobs' is not supported");
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "logprobs", "'logprobs' is not supported");
     if (field(o, "top_logprobs"))
-        return roe_api_fail(e, 400, "top_logprobs", "'top_logprobs' is not supported");
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "top_logprobs",
+                            "'top_logprobs' is not supported");
     const cJSON *stop = field(o, "stop");
     if (stop && !(cJSON_IsArray(stop) && cJSON_GetArraySize(stop) == 0))
         return roe_api_fail(
-            e, 400, "stop",
+            e, ROE_ERR_INVALID_ARG, "stop",
             "'stop' sequences are not supported (generation ends at eos or max_tokens)");
-    if (field(o, "suffix")) return roe_api_fail(e, 400, "suffix", "'suffix' is not supported");
+    if (field(o, "suffix"))
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "suffix", "'suffix' is not supported");
     const cJSON *lb = field(o, "logit_bias");
     if (lb && !(cJSON_IsObject(lb) && !lb->child))
-        return roe_api_fail(e, 400, "logit_bias", "'logit_bias' is not supported");
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "logit_bias", "'logit_bias' is not supported");
     static const char *const penalties[] = {"presence_penalty", "frequency_penalty",
                                             "repetition_penalty"};
     for (size_t i = 0; i < sizeof penalties / sizeof penalties[0]; i++) {
         double x = 0;
         if (get_num(o, penalties[i], -1e9, 1e9, &x, e) < 0) return -1;
         if (x != 0.0 && !(i == 2 && x == 1.0))
-            return roe_api_fail(e, 400, penalties[i],
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, penalties[i],
                                 "'%s' = %g is not supported (only the neutral value)", penalties[i],
                                 x);
     }
@@ -133,48 +197,50 @@ static int check_unsupported(const cJSON *o, roe_api_kind kind, struct roe_api_e
 static int parse_prompt(const struct roe_api_config *c, const cJSON *o, struct roe_api_request *out,
                         struct roe_api_error *e) {
     const cJSON *p = field(o, "prompt");
-    if (!p) return roe_api_fail(e, 400, "prompt", "'prompt' is required");
+    if (!p) return roe_api_fail(e, ROE_ERR_INVALID_ARG, "prompt", "'prompt' is required");
     if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(p->child)) p = p->child;
     if (cJSON_IsString(p)) {
         if (!c->tok)
             return roe_api_fail(
-                e, 400, "prompt",
+                e, ROE_ERR_INVALID_ARG, "prompt",
                 "this model has no tokenizer.json: give 'prompt' as an array of token ids");
         size_t n = 0;
         roe_status st =
             roe_tokenizer_encode(c->tok, p->valuestring, strlen(p->valuestring), &out->prompt, &n);
         if (st == ROE_ERR_NOMEM)
-            return roe_api_fail(e, 500, "prompt", "out of memory tokenizing the prompt");
+            return roe_api_fail(e, ROE_ERR_NOMEM, "prompt", "out of memory tokenizing the prompt");
         if (st != ROE_OK)
-            return roe_api_fail(e, 400, "prompt", "'prompt' cannot be tokenized: %s",
-                                roe_error_message());
-        if (n == 0) return roe_api_fail(e, 400, "prompt", "'prompt' is empty");
-        if (n > (size_t)1 << 30) return roe_api_fail(e, 400, "prompt", "'prompt' is too long");
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "prompt",
+                                "'prompt' cannot be tokenized: %s", roe_error_message());
+        if (n == 0) return roe_api_fail(e, ROE_ERR_INVALID_ARG, "prompt", "'prompt' is empty");
+        if (n > (size_t)1 << 30)
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "prompt", "'prompt' is too long");
         out->params.n_prompt = (int)n;
         return 0;
     }
     if (!cJSON_IsArray(p))
-        return roe_api_fail(e, 400, "prompt",
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "prompt",
                             "'prompt' must be a string or an array of token ids, not %s",
                             type_name(p));
     const int n = cJSON_GetArraySize(p);
-    if (n == 0) return roe_api_fail(e, 400, "prompt", "'prompt' is empty");
+    if (n == 0) return roe_api_fail(e, ROE_ERR_INVALID_ARG, "prompt", "'prompt' is empty");
     if (cJSON_IsString(p->child) || cJSON_IsArray(p->child))
-        return roe_api_fail(e, 400, "prompt",
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "prompt",
                             "batched prompts are not supported: send one request per prompt");
     out->prompt = roe_malloc((size_t)n * sizeof *out->prompt);
     if (!out->prompt)
-        return roe_api_fail(e, 500, "prompt", "out of memory for %d prompt tokens", n);
+        return roe_api_fail(e, ROE_ERR_NOMEM, "prompt", "out of memory for %d prompt tokens", n);
     const cJSON *it;
     int i = 0;
     cJSON_ArrayForEach(it, p) {
         if (!cJSON_IsNumber(it))
-            return roe_api_fail(e, 400, "prompt", "'prompt'[%d] must be a token id, not %s", i,
-                                type_name(it));
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "prompt",
+                                "'prompt'[%d] must be a token id, not %s", i, type_name(it));
         const double x = it->valuedouble;
         if (x != floor(x) || x < 0 || x >= c->cfg->vocab_size)
-            return roe_api_fail(e, 400, "prompt", "'prompt'[%d] = %g is not a token id in [0, %d)",
-                                i, x, c->cfg->vocab_size);
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "prompt",
+                                "'prompt'[%d] = %g is not a token id in [0, %d)", i, x,
+                                c->cfg->vocab_size);
         out->prompt[i++] = (int32_t)x;
     }
     out->params.n_prompt = n;
@@ -184,25 +250,26 @@ static int parse_prompt(const struct roe_api_config *c, const cJSON *o, struct r
 static int parse_messages(const struct roe_api_config *c, const cJSON *o,
                           struct roe_api_request *out, struct roe_api_error *e) {
     const cJSON *m = field(o, "messages");
-    if (!m) return roe_api_fail(e, 400, "messages", "'messages' is required");
+    if (!m) return roe_api_fail(e, ROE_ERR_INVALID_ARG, "messages", "'messages' is required");
     if (!c->tok)
         return roe_api_fail(
-            e, 400, "messages",
+            e, ROE_ERR_INVALID_ARG, "messages",
             "this model has no tokenizer.json: chat is unavailable, use /v1/completions");
     struct roe_strbuf text = {0};
     roe_status st = roe_chat_render(c->chat, m, &text);
     if (st != ROE_OK) {
         roe_strbuf_free(&text);
-        return roe_api_fail(e, st == ROE_ERR_NOMEM ? 500 : 400, "messages", "%s",
-                            roe_error_message());
+        return roe_api_fail(e, st == ROE_ERR_NOMEM ? ROE_ERR_NOMEM : ROE_ERR_INVALID_ARG,
+                            "messages", "%s", roe_error_message());
     }
     size_t n = 0;
     st = roe_tokenizer_encode(c->tok, text.p, text.len, &out->prompt, &n);
     roe_strbuf_free(&text);
     if (st != ROE_OK)
-        return roe_api_fail(e, st == ROE_ERR_NOMEM ? 500 : 400, "messages",
-                            "'messages' cannot be tokenized: %s", roe_error_message());
-    if (n > (size_t)1 << 30) return roe_api_fail(e, 400, "messages", "'messages' are too long");
+        return roe_api_fail(e, st == ROE_ERR_NOMEM ? ROE_ERR_NOMEM : ROE_ERR_INVALID_ARG,
+                            "messages", "'messages' cannot be tokenized: %s", roe_error_message());
+    if (n > (size_t)1 << 30)
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "messages", "'messages' are too long");
     out->params.n_prompt = (int)n;
     for (int i = 0; i < c->chat->n_stop; i++)
         out->params.stop_ids[out->params.n_stop++] = c->chat->stop_ids[i];
@@ -243,11 +310,12 @@ static int parse_roe(const struct roe_api_config *c, const cJSON *o, struct roe_
         else if (strcmp(gate, "noisy") == 0)
             g = ROE_GATE_NOISY;
         else
-            return roe_api_fail(e, 400, "roe_gate",
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "roe_gate",
                                 "'roe_gate' must be \"clean\" or \"noisy\", not \"%.40s\"", gate);
     }
     if (has_profile && has_tau)
-        return roe_api_fail(e, 400, "roe_tau", "give either 'roe_tau' or 'roe_profile', not both");
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "roe_tau",
+                            "give either 'roe_tau' or 'roe_profile', not both");
     if (has_profile) {
         const struct roe_api_profile *p = find_profile(c, profile);
         if (!p) {
@@ -257,7 +325,7 @@ static int parse_roe(const struct roe_api_config *c, const cJSON *o, struct roe_
                 w += (size_t)snprintf(names + w, sizeof names - w, "%s%s", i ? ", " : "",
                                       c->profiles[i].name);
             return roe_api_fail(
-                e, 400, "roe_profile",
+                e, ROE_ERR_INVALID_ARG, "roe_profile",
                 "'roe_profile' \"%.100s\" is not one this server loaded (%s)", profile,
                 c->n_profiles ? names : "none: start it with --roe-profile-dir DIR");
         }
@@ -267,15 +335,16 @@ static int parse_roe(const struct roe_api_config *c, const cJSON *o, struct roe_
     if (has_tau) {
         roe_status st =
             roe_roster_uniform(r, c->cfg, has_k ? (int)k : r->k, (float)tau, (int)keep, g);
-        if (st != ROE_OK) return roe_api_fail(e, 400, "roe_tau", "%s", roe_error_message());
+        if (st != ROE_OK)
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "roe_tau", "%s", roe_error_message());
     } else if (has_keep)
-        return roe_api_fail(e, 400, "roe_keep_clean",
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "roe_keep_clean",
                             "'roe_keep_clean' applies to 'roe_tau': give both");
     if (has_k) {
         r->k = (int)k;
         if (k > 1 && !roe_roster_is_noisy(r, c->cfg->n_layers))
             return roe_api_fail(
-                e, 400, "roe_k",
+                e, ROE_ERR_INVALID_ARG, "roe_k",
                 "'roe_k' = %lld needs 'roe_tau' or 'roe_profile': the server's default RoE "
                 "settings "
                 "have tau 0 everywhere, where K samples are the plain model K times",
@@ -284,106 +353,131 @@ static int parse_roe(const struct roe_api_config *c, const cJSON *o, struct roe_
     r->gate = g;
     if (has_adaptive) r->adaptive_entropy = (float)adaptive;
     if (roe_roster_validate(r, c->cfg) != ROE_OK)
-        return roe_api_fail(e, 400, "roe_k", "RoE settings: %s", roe_error_message());
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "roe_k", "RoE settings: %s",
+                            roe_error_message());
     out->params.roster = r;
     return 0;
+}
+
+/* The body as a JSON object (NULL: *e says why). */
+static cJSON *parse_object(const char *body, size_t len, struct roe_api_error *e) {
+    const char *end = NULL;
+    int oom = 0;
+    cJSON *o = roe_json_parse(body, len, &end, &oom);
+    if (!o && oom) {
+        roe_api_fail(e, ROE_ERR_NOMEM, NULL, "out of memory parsing the request body (%zu bytes)",
+                     len);
+        return NULL;
+    }
+    if (!o) {
+        const size_t at = end && end >= body ? (size_t)(end - body) : 0;
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, NULL,
+                     "the request body is not valid JSON (at byte %zu of %zu)", at, len);
+        return NULL;
+    }
+    if (!cJSON_IsObject(o)) {
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, NULL, "the request body must be a JSON object, not %s",
+                     type_name(o));
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* 'model' must name the model this server serves: another name is not found (404). */
+static int check_model(const struct roe_api_config *c, const cJSON *o, struct roe_api_error *e) {
+    const char *model = NULL;
+    if (get_str(o, "model", &model, e) < 0) return -1;
+    if (!model)
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "model",
+                            "'model' is required (this server serves \"%s\")", c->model_name);
+    if (strcmp(model, c->model_name) != 0) {
+        roe_api_fail(e, ROE_ERR_NOT_FOUND, "model",
+                     "the model \"%.200s\" does not exist: this server serves \"%s\"", model,
+                     c->model_name);
+        e->code = "model_not_found";
+        return -1;
+    }
+    return 0;
+}
+
+/* temperature, top_p, top_k and seed over the server's defaults. */
+static int parse_sampling(const struct roe_api_config *c, const cJSON *o, struct roe_sampling *s,
+                          struct roe_api_error *e) {
+    *s = c->default_sampling;
+    double x;
+    long long v;
+    int got;
+    if ((got = get_num(o, "temperature", 0, 2, &x, e)) < 0) return -1;
+    if (got) s->temperature = (float)x;
+    if ((got = get_num(o, "top_p", 0, 1, &x, e)) < 0) return -1;
+    if (got && x == 0)
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "top_p", "'top_p' must be in (0, 1]");
+    if (got) s->top_p = (float)x;
+    if ((got = get_int(o, "top_k", -1, 1 << 30, &v, e)) < 0) return -1;
+    if (got) s->top_k = v < 0 ? 0 : (int)v;
+    if ((got = get_int(o, "seed", 0, 9007199254740991.0, &v, e)) < 0) return -1;
+    if (got) s->seed = (uint64_t)v;
+    return 0;
+}
+
+/* max_tokens (chat: or max_completion_tokens), within what the context leaves after the
+ * prompt; absent: 16 for completions, for chat what the context leaves up to the server's
+ * default. */
+static int parse_length(const struct roe_api_config *c, const cJSON *o, roe_api_kind kind,
+                        struct roe_sreq_params *p, struct roe_api_error *e) {
+    const int chat = kind == ROE_API_CHAT, room = c->max_ctx - p->n_prompt;
+    const char *what = chat ? "messages" : "prompt";
+    long long mt = -1;
+    int got;
+    if ((got = get_int(o, "max_tokens", 1, 1 << 30, &mt, e)) < 0) return -1;
+    if (!got && chat && (got = get_int(o, "max_completion_tokens", 1, 1 << 30, &mt, e)) < 0)
+        return -1;
+    if (p->n_prompt >= c->max_ctx || (got && mt > room))
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, what,
+                            "this model's maximum context length is %d tokens, but %lld were "
+                            "requested (%d in the %s, %lld to generate): shorten the %s or lower "
+                            "max_tokens",
+                            c->max_ctx, (long long)p->n_prompt + (got ? mt : 1), p->n_prompt, what,
+                            got ? mt : 1LL, what);
+    if (!got)
+        mt = chat ? (room < c->default_max_tokens ? room : c->default_max_tokens)
+                  : (room < 16 ? room : 16);
+    p->max_tokens = (int)mt;
+    return 0;
+}
+
+/* ignore_eos, stream, return_token_ids, stream_options.include_usage. */
+static int parse_options(const cJSON *o, struct roe_api_request *out, struct roe_api_error *e) {
+    int ignore_eos = 0;
+    if (get_bool(o, "ignore_eos", &ignore_eos, e) < 0) return -1;
+    out->params.stop_at_eos = !ignore_eos;
+    if (ignore_eos) out->params.n_stop = 0; /* the chat template's end tokens too */
+    if (get_bool(o, "stream", &out->stream, e) < 0) return -1;
+    if (get_bool(o, "return_token_ids", &out->return_token_ids, e) < 0) return -1;
+    const cJSON *so = field(o, "stream_options");
+    if (!so) return 0;
+    if (!cJSON_IsObject(so))
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "stream_options",
+                            "'stream_options' must be an object, not %s", type_name(so));
+    return get_bool(so, "include_usage", &out->include_usage, e) < 0 ? -1 : 0;
 }
 
 int roe_api_parse(const struct roe_api_config *c, roe_api_kind kind, const char *body, size_t len,
                   struct roe_api_request *out, struct roe_api_error *e) {
     memset(out, 0, sizeof *out);
     out->kind = kind;
-    const char *end = NULL;
-    int oom = 0;
-    cJSON *o = roe_json_parse(body, len, &end, &oom);
-    int rc = -1;
-    if (!o && oom) {
-        roe_api_fail(e, 500, NULL, "out of memory parsing the request body (%zu bytes)", len);
-        goto done;
-    }
-    if (!o) {
-        const size_t at = end && end >= body ? (size_t)(end - body) : 0;
-        roe_api_fail(e, 400, NULL, "the request body is not valid JSON (at byte %zu of %zu)", at,
-                     len);
-        goto done;
-    }
-    if (!cJSON_IsObject(o)) {
-        roe_api_fail(e, 400, NULL, "the request body must be a JSON object, not %s", type_name(o));
-        goto done;
-    }
-    const char *model = NULL;
-    if (get_str(o, "model", &model, e) < 0) goto done;
-    if (!model) {
-        roe_api_fail(e, 400, "model", "'model' is required (this server serves \"%s\")",
-                     c->model_name);
-        goto done;
-    }
-    if (strcmp(model, c->model_name) != 0) {
-        roe_api_fail(e, 404, "model",
-                     "the model \"%.200s\" does not exist: this server serves \"%s\"", model,
-                     c->model_name);
-        e->code = "model_not_found";
-        goto done;
-    }
-    if (check_unsupported(o, kind, e) < 0) goto done;
+    cJSON *o = parse_object(body, len, e);
+    if (!o) return -1;
     struct roe_sreq_params *p = &out->params;
+    int rc = -1;
+    if (check_model(c, o, e) < 0 || check_unsupported(o, kind, e) < 0) goto done;
     if ((kind == ROE_API_CHAT ? parse_messages(c, o, out, e) : parse_prompt(c, o, out, e)) < 0)
         goto done;
     p->prompt = out->prompt;
-    /* sampling */
-    p->sampling = c->default_sampling;
-    double x;
-    long long v;
-    int got;
-    if ((got = get_num(o, "temperature", 0, 2, &x, e)) < 0) goto done;
-    if (got) p->sampling.temperature = (float)x;
-    if ((got = get_num(o, "top_p", 0, 1, &x, e)) < 0) goto done;
-    if (got && x == 0) {
-        roe_api_fail(e, 400, "top_p", "'top_p' must be in (0, 1]");
+    if (parse_sampling(c, o, &p->sampling, e) < 0 || parse_length(c, o, kind, p, e) < 0 ||
+        parse_options(o, out, e) < 0 || parse_roe(c, o, out, e) < 0)
         goto done;
-    }
-    if (got) p->sampling.top_p = (float)x;
-    if ((got = get_int(o, "top_k", -1, 1 << 30, &v, e)) < 0) goto done;
-    if (got) p->sampling.top_k = v < 0 ? 0 : (int)v;
-    if ((got = get_int(o, "seed", 0, 9007199254740991.0, &v, e)) < 0) goto done;
-    if (got) p->sampling.seed = (uint64_t)v;
-    /* length */
-    const int room = c->max_ctx - p->n_prompt;
-    long long mt = -1;
-    if ((got = get_int(o, "max_tokens", 1, 1 << 30, &mt, e)) < 0) goto done;
-    if (!got && kind == ROE_API_CHAT &&
-        (got = get_int(o, "max_completion_tokens", 1, 1 << 30, &mt, e)) < 0)
-        goto done;
-    if (p->n_prompt >= c->max_ctx || (got && mt > room)) {
-        roe_api_fail(e, 400, kind == ROE_API_CHAT ? "messages" : "prompt",
-                     "this model's maximum context length is %d tokens, but %lld were requested "
-                     "(%d in the %s, "
-                     "%lld to generate): shorten the %s or lower max_tokens",
-                     c->max_ctx, (long long)p->n_prompt + (got ? mt : 1), p->n_prompt,
-                     kind == ROE_API_CHAT ? "messages" : "prompt", got ? mt : 1LL,
-                     kind == ROE_API_CHAT ? "messages" : "prompt");
-        goto done;
-    }
-    if (!got)
-        mt = kind == ROE_API_CHAT ? (room < c->default_max_tokens ? room : c->default_max_tokens)
-                                  : (room < 16 ? room : 16);
-    p->max_tokens = (int)mt;
-    int ignore_eos = 0;
-    if (get_bool(o, "ignore_eos", &ignore_eos, e) < 0) goto done;
-    p->stop_at_eos = !ignore_eos;
-    if (ignore_eos) p->n_stop = 0;
-    if (get_bool(o, "stream", &out->stream, e) < 0) goto done;
-    if (get_bool(o, "return_token_ids", &out->return_token_ids, e) < 0) goto done;
-    const cJSON *so = field(o, "stream_options");
-    if (so) {
-        if (!cJSON_IsObject(so)) {
-            roe_api_fail(e, 400, "stream_options", "'stream_options' must be an object, not %s",
-                         type_name(so));
-            goto done;
-        }
-        if (get_bool(so, "include_usage", &out->include_usage, e) < 0) goto done;
-    }
-    if (parse_roe(c, o, out, e) < 0) goto done;
     rc = 0;
 done:
     cJSON_Delete(o);

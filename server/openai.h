@@ -18,6 +18,8 @@
  *   with a 400 naming them rather than ignored; unknown fields are ignored.
  * Errors: an HTTP status and an OpenAI-style body
  *   {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}.
+ * The HTTP status comes from the error's status (base/status.h) by its kind, in one table
+ * (roe_api_http_status), and `param` from the field at fault, never from the message's words.
  */
 #ifndef ROE_SERVER_OPENAI_H
 #define ROE_SERVER_OPENAI_H
@@ -71,14 +73,31 @@ struct roe_api_request {
 struct roe_api_error {
     int http;         /* 400, 404, 413, 429, 500, 503 ... */
     const char *type; /* "invalid_request_error", ... (static) */
-    const char *code; /* NULL or a static code ("model_not_found") */
+    const char *code; /* NULL or a static code ("model_not_found", "shutting_down") */
     char param[64];   /* the offending field, "" if none */
     char message[768];
 };
 
-/* Fills an error (a printf-style message). Returns -1 for `return roe_api_fail(...)`. */
-int roe_api_fail(struct roe_api_error *e, int http, const char *param, const char *fmt, ...)
+/* The HTTP status of each kind of error (base/status.h): the server's one mapping from a
+ * status to HTTP. A full queue is 503 (retry later), as vLLM answers it. */
+int roe_api_http_status(roe_error_kind k);
+
+/* Fills an error from a status: the HTTP status of its kind, the type of that (server_error,
+ * invalid_request_error), and for a status a client may retry on, the OpenAI code saying why
+ * (ROE_ERR_OVERLOADED "server_overloaded", ROE_ERR_STOPPING "shutting_down",
+ * ROE_ERR_UNAVAILABLE "engine_failed"). A printf-style message. Returns -1 for
+ * `return roe_api_fail(...)`. */
+int roe_api_fail(struct roe_api_error *e, roe_status st, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* An error of HTTP itself, with no status behind it: 405 (the method), 413 (the body's size),
+ * 429 (too many connections; type rate_limit_error). */
+int roe_api_fail_http(struct roe_api_error *e, int http, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The error for a request roe_sched_submit refused with st (its message: roe_error_message()),
+ * naming the request parameter of the field at fault: a bad field is 400, a full queue or a
+ * stop 503, no memory 500. */
+void roe_api_refused(struct roe_api_error *e, roe_status st, roe_sreq_field bad);
 
 /* Parses and checks a request body. 0: *out is filled (free with roe_api_request_free);
  * -1: *err says why. */

@@ -21,6 +21,8 @@ long='{"model": "'$NAME'", "prompt": "Once upon a time", "max_tokens": 200, "ign
 curl -s --max-time $((120 * SLOW)) -d "$long" "$URL/v1/completions" >"$TMP/long.json" &
 long_pid=$!
 C=/v1/completions
+error_is() { # error_is NAME JQ_FILTER: the last error body ($TMP/resp) satisfies the filter
+    jq -e "$2" "$TMP/resp" >/dev/null && pass "$1: $2" || fail "$1: not $2: $(cat "$TMP/resp")"; }
 expect_status "malformed JSON" 400 "not valid JSON" $C '{"model": "'$NAME'", "prompt": "a",'
 expect_status "body not an object" 400 "must be a JSON object" $C '["a"]'
 expect_status "empty body" 400 "not valid JSON" $C ''
@@ -28,6 +30,7 @@ expect_status "missing model" 400 "'model' is required" $C '{"prompt": "a"}'
 expect_status "missing prompt" 400 "'prompt' is required" $C '{"model": "'$NAME'"}'
 expect_status "missing messages" 400 "'messages' is required" /v1/chat/completions '{"model": "'$NAME'"}'
 expect_status "unknown model" 404 "does not exist" $C '{"model": "gpt-4", "prompt": "a"}'
+error_is "unknown model" '.error.code == "model_not_found" and .error.param == "model"'
 expect_status "model of the wrong type" 400 "'model' must be a string" $C '{"model": 7, "prompt": "a"}'
 expect_status "max_tokens a string" 400 "'max_tokens' must be an integer" $C '{"model": "'$NAME'", "prompt": "a", "max_tokens": "5"}'
 expect_status "max_tokens fractional" 400 "must be an integer" $C '{"model": "'$NAME'", "prompt": "a", "max_tokens": 2.5}'
@@ -50,6 +53,7 @@ expect_status "roe_tau out of range" 400 "'roe_tau'" $C '{"model": "'$NAME'", "p
 expect_status "roe_gate unknown" 400 "'roe_gate'" $C '{"model": "'$NAME'", "prompt": "a", "roe_gate": "loud"}'
 expect_status "roe_profile unknown" 400 "'roe_profile'" $C '{"model": "'$NAME'", "prompt": "a", "roe_profile": "nope"}'
 expect_status "roe_k over the step" 400 "rows per step" $C '{"model": "'$NAME'", "prompt": "a", "roe_k": 200, "roe_tau": 0.5}'
+error_is "roe_k over the step (the scheduler's refusal)" '.error.param == "roe_k" and .error.code == null'
 expect_status "chat: messages not an array" 400 "'messages' must be a non-empty array" /v1/chat/completions '{"model": "'$NAME'", "messages": "hi"}'
 expect_status "chat: unknown role" 400 "role 'wizard'" /v1/chat/completions '{"model": "'$NAME'", "messages": [{"role": "wizard", "content": "x"}]}'
 expect_status "chat: content of the wrong type" 400 "content" /v1/chat/completions '{"model": "'$NAME'", "messages": [{"role": "user", "content": 5}]}'
@@ -103,6 +107,7 @@ curl -s --max-time $((120 * SLOW)) -d '{"model": "'$NAME'", "prompt": "Hi", "max
 bpid=$!
 wait_metric roe_requests_waiting "" 1 10 || fail "the second request is not waiting: $(metric roe_requests_waiting)"
 expect_status "queue full" 503 "at capacity" $C '{"model": "'$NAME'", "prompt": "Hey", "max_tokens": 5}'
+error_is "queue full" '.error.code == "server_overloaded" and .error.param == null and .error.type == "server_error"'
 # the waiting one gives up: its place in the queue is freed, not kept
 kill $bpid 2>/dev/null; wait $bpid 2>/dev/null
 wait_metric roe_requests_waiting "" 0 10 && [ "$(metric roe_requests_total 'outcome="cancelled"')" = 1 ] &&

@@ -196,8 +196,7 @@ static roe_status op_request(void *ctx) {
         return roe_fail(ROE_ERR_NOMEM, "parse: HTTP %d: %s", e.http, e.message); /* the server's 500 */
     }
     roe_sreq *r = NULL;
-    roe_sched_refusal why = ROE_SCHED_ACCEPTED;
-    roe_status st = roe_sched_submit(c->s, &q.params, &r, &why);
+    roe_status st = roe_sched_submit(c->s, &q.params, &r, NULL);
     if (st != ROE_OK) {
         roe_api_request_free(&q);
         return r == NULL ? st : roe_fail(ROE_ERR_INTERNAL, "a refused submit left a request");

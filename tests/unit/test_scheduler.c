@@ -5,9 +5,10 @@
  *  - adaptive K with a threshold below every entropy gives the tokens of full K (the samples
  *    run at the position of their clean row), and with a huge one the plain model's;
  *  - admission by KV blocks: never more blocks reserved than the pool, every request served;
- *  - refusals: a full queue, a request that can never fit, K above the step;
+ *  - refusals, each with its status: a full queue (overloaded), a request that can never fit
+ *    or K above the step (invalid, naming the field), a stopping scheduler;
  *  - a cancelled request (running or waiting) frees its slot and blocks at once;
- *  - stop: waiting requests fail, running ones finish; abort fails them.
+ *  - stop: waiting requests fail (ROE_ERR_STOPPING), running ones finish; abort fails them.
  */
 #include <pthread.h>
 #include <time.h>
@@ -139,9 +140,8 @@ TEST(concurrent_equals_alone) {
     for (int i = 0; i < 8; i++) /* prompts up to 40 tokens: several steps of 16 rows each */
         q[i] = make_req(i, 3 + i * 5, 10 + i, i % 3 == 1 ? &k4 : &plain, i % 3 == 2 ? 0.9f : 0.0f);
     for (int i = 0; i < 8; i++) {
-        roe_sched_refusal why;
         struct roe_sreq_params p = params_of(&q[i]);
-        ASSERT_OK(roe_sched_submit(r.s, &p, &h[i], &why));
+        ASSERT_OK(roe_sched_submit(r.s, &p, &h[i], NULL));
     }
     for (int i = 0; i < 8; i++) {
         struct roe_sreq_view v;
@@ -193,9 +193,8 @@ TEST(adaptive_k_at_the_clean_position) {
         struct roe_request q = make_req(c, 9, 16, ro[c], 0.0f),
                            qr = make_req(c, 9, 16, ref[c], 0.0f);
         roe_sreq *h;
-        roe_sched_refusal why;
         struct roe_sreq_params p = params_of(&q);
-        ASSERT_OK(roe_sched_submit(r.s, &p, &h, &why));
+        ASSERT_OK(roe_sched_submit(r.s, &p, &h, NULL));
         struct roe_sreq_view v;
         wait_end(h, &v);
         int32_t want[64];
@@ -222,9 +221,8 @@ TEST(admission_by_blocks) {
     roe_sreq *h[6];
     for (int i = 0; i < 6; i++) {
         q[i] = make_req(i, 6, 14, NULL, 0.0f); /* 20 positions: 3 blocks of 8 */
-        roe_sched_refusal why;
         struct roe_sreq_params p = params_of(&q[i]);
-        ASSERT_OK(roe_sched_submit(r.s, &p, &h[i], &why));
+        ASSERT_OK(roe_sched_submit(r.s, &p, &h[i], NULL));
     }
     int max_running = 0, max_blocks = 0;
     for (int i = 0; i < 6; i++) {
@@ -258,32 +256,44 @@ TEST(refusals) {
     struct roe_request q = make_req(0, 5, 10, NULL, 0.0f);
     struct roe_sreq_params p = params_of(&q);
     roe_sreq *a = NULL, *b = NULL;
-    roe_sched_refusal why;
-    ASSERT_OK(roe_sched_submit(r.s, &p, &a, &why));
-    ASSERT_EQ_INT(why, ROE_SCHED_ACCEPTED);
-    ASSERT_TRUE(roe_sched_submit(r.s, &p, &b, &why) != ROE_OK && !b);
-    ASSERT_EQ_INT(why, ROE_SCHED_QUEUE_FULL);
+    roe_sreq_field bad = ROE_SREQ_FIELD_PROMPT;
+    ASSERT_OK(roe_sched_submit(r.s, &p, &a, &bad));
+    ASSERT_EQ_INT(bad, ROE_SREQ_FIELD_NONE);
+    /* the queue is full: retry later, nobody's fault */
+    ASSERT_FAILS_WITH(roe_sched_submit(r.s, &p, &b, &bad), ROE_ERR_OVERLOADED, "at capacity");
+    ASSERT_TRUE(!b);
+    ASSERT_EQ_INT(roe_status_kind(ROE_ERR_OVERLOADED), ROE_KIND_OVERLOADED);
+    ASSERT_EQ_INT(bad, ROE_SREQ_FIELD_NONE);
+    /* requests that can never fit: bad requests, naming the field at fault */
     p.max_tokens = 80; /* 85 positions: 6 blocks of 16, the pool has 4 */
-    ASSERT_TRUE(roe_sched_submit(r.s, &p, &b, &why) != ROE_OK);
-    ASSERT_EQ_INT(why, ROE_SCHED_BAD_REQUEST);
-    ASSERT_TRUE(strstr(roe_error_message(), "KV blocks") != NULL);
+    ASSERT_FAILS_WITH(roe_sched_submit(r.s, &p, &b, &bad), ROE_ERR_INVALID_ARG, "KV blocks");
+    ASSERT_EQ_INT(bad, ROE_SREQ_FIELD_MAX_TOKENS);
     p.max_tokens = 95; /* beyond the context of 96 */
-    ASSERT_TRUE(roe_sched_submit(r.s, &p, &b, &why) != ROE_OK);
-    ASSERT_TRUE(strstr(roe_error_message(), "context holds 96") != NULL);
+    ASSERT_FAILS_WITH(roe_sched_submit(r.s, &p, &b, &bad), ROE_ERR_INVALID_ARG, "context holds 96");
+    ASSERT_EQ_INT(bad, ROE_SREQ_FIELD_MAX_TOKENS);
+    p.max_tokens = 5;
+    const int32_t outside[] = {1, 9999};
+    p.prompt = outside;
+    p.n_prompt = 2;
+    ASSERT_FAILS_WITH(roe_sched_submit(r.s, &p, &b, &bad), ROE_ERR_INVALID_ARG, "vocabulary");
+    ASSERT_EQ_INT(bad, ROE_SREQ_FIELD_PROMPT);
+    p = params_of(&q);
+    p.max_tokens = 5;
     struct roe_roster big;
     ASSERT_OK(roe_roster_uniform(&big, &r.m->cfg, 9, 0.5f, 0, ROE_GATE_CLEAN));
-    p.max_tokens = 5;
     p.roster = &big; /* 9 rows, the step holds 8 */
-    ASSERT_TRUE(roe_sched_submit(r.s, &p, &b, &why) != ROE_OK);
-    ASSERT_EQ_INT(why, ROE_SCHED_BAD_REQUEST);
+    ASSERT_FAILS_WITH(roe_sched_submit(r.s, &p, &b, &bad), ROE_ERR_INVALID_ARG, "rows per step");
+    ASSERT_EQ_INT(bad, ROE_SREQ_FIELD_ROSTER);
+    /* stopping: unavailable, and the queued request fails the same way */
     roe_sched_stop(r.s, 0);
     p.roster = NULL;
-    ASSERT_TRUE(roe_sched_submit(r.s, &p, &b, &why) != ROE_OK);
-    ASSERT_EQ_INT(why, ROE_SCHED_STOPPING);
+    ASSERT_FAILS_WITH(roe_sched_submit(r.s, &p, &b, NULL), ROE_ERR_STOPPING, "shutting down");
+    ASSERT_EQ_INT(roe_status_kind(ROE_ERR_STOPPING), ROE_KIND_UNAVAILABLE);
     ASSERT_OK(roe_sched_run(r.s)); /* stopping: the queued one fails, nothing runs */
     struct roe_sreq_view v;
     roe_sreq_wait(a, 0, 0.0, &v);
     ASSERT_EQ_INT(v.end, ROE_SREQ_FAILED);
+    ASSERT_EQ_INT(v.code, ROE_ERR_STOPPING);
     ASSERT_TRUE(strstr(v.error, "shutting down") != NULL);
     roe_sreq_release(a);
     ASSERT_OK(rig_close(&r));
@@ -296,13 +306,12 @@ TEST(cancel_frees_the_slot) {
                        qc = make_req(2, 4, 6, NULL, 0.0f);
     struct roe_sreq_params pa = params_of(&qa), pb = params_of(&qb), pc = params_of(&qc);
     roe_sreq *a, *b, *c;
-    roe_sched_refusal why;
-    ASSERT_OK(roe_sched_submit(r.s, &pa, &a, &why));
+    ASSERT_OK(roe_sched_submit(r.s, &pa, &a, NULL));
     struct roe_sreq_view v;
     for (int i = 0; i < 600 && roe_sreq_wait(a, 0, 0.1, &v) == 0;)
         i++; /* a runs */
-    ASSERT_OK(roe_sched_submit(r.s, &pb, &b, &why));
-    ASSERT_OK(roe_sched_submit(r.s, &pc, &c, &why));
+    ASSERT_OK(roe_sched_submit(r.s, &pb, &b, NULL));
+    ASSERT_OK(roe_sched_submit(r.s, &pc, &c, NULL));
     roe_sreq_cancel(c); /* waiting: leaves the queue */
     roe_sreq_cancel(a); /* running: leaves the batch, b gets the slot */
     wait_end(a, &v);
@@ -333,18 +342,19 @@ TEST(stop_finishes_running_and_abort_fails_them) {
         struct roe_request qa = make_req(0, 4, 250, NULL, 0.0f), qb = make_req(1, 4, 6, NULL, 0.0f);
         struct roe_sreq_params pa = params_of(&qa), pb = params_of(&qb);
         roe_sreq *a, *b;
-        roe_sched_refusal why;
-        ASSERT_OK(roe_sched_submit(r.s, &pa, &a, &why));
+        ASSERT_OK(roe_sched_submit(r.s, &pa, &a, NULL));
         struct roe_sreq_view v;
         for (int i = 0; i < 600 && roe_sreq_wait(a, 0, 0.1, &v) == 0;)
             i++;
-        ASSERT_OK(roe_sched_submit(r.s, &pb, &b, &why));
+        ASSERT_OK(roe_sched_submit(r.s, &pb, &b, NULL));
         roe_sched_stop(r.s, abort);
         wait_end(a, &v);
         ASSERT_EQ_INT(v.end, abort ? ROE_SREQ_FAILED : ROE_SREQ_FINISHED);
+        ASSERT_EQ_INT(v.code, abort ? ROE_ERR_STOPPING : ROE_OK);
         if (!abort) ASSERT_EQ_INT(v.n_tokens, 250);
         wait_end(b, &v);
         ASSERT_EQ_INT(v.end, ROE_SREQ_FAILED);
+        ASSERT_EQ_INT(v.code, ROE_ERR_STOPPING);
         ASSERT_TRUE(strstr(v.error, "shutting down") != NULL);
         roe_sreq_release(a);
         roe_sreq_release(b);

@@ -6,10 +6,13 @@
  *    messages refused with their index;
  *  - OpenAI requests: fields, defaults, RoE settings, and each kind of bad request with its
  *    status and param;
- *  - /metrics: Prometheus text with cumulative histogram buckets.
+ *  - /metrics: Prometheus text with cumulative histogram buckets;
+ *  - errors: each status's kind and each kind's HTTP status; a scheduler's refusals (full
+ *    queue, stopping, a field at fault) as the server answers them.
  */
 #include "harness.h"
 #include "base/alloc.h"
+#include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/roster.h"
 #include "server/chat.h"
@@ -348,6 +351,129 @@ TEST(metrics_text) {
     roe_strbuf_free(&out);
 }
 
+/* Each status's kind, each kind's HTTP status, and the OpenAI error a status gives: the one
+ * mapping the server answers by (it never reads the message). */
+TEST(error_kinds_to_http) {
+    struct {
+        roe_status st;
+        roe_error_kind kind;
+        int http;
+        const char *type, *code;
+    } cases[] = {
+        {ROE_ERR_INVALID_ARG, ROE_KIND_BAD_REQUEST, 400, "invalid_request_error", NULL},
+        {ROE_ERR_FORMAT, ROE_KIND_BAD_REQUEST, 400, "invalid_request_error", NULL},
+        {ROE_ERR_UNSUPPORTED, ROE_KIND_BAD_REQUEST, 400, "invalid_request_error", NULL},
+        {ROE_ERR_NOT_FOUND, ROE_KIND_NOT_FOUND, 404, "invalid_request_error", NULL},
+        {ROE_ERR_OVERLOADED, ROE_KIND_OVERLOADED, 503, "server_error", "server_overloaded"},
+        {ROE_ERR_STOPPING, ROE_KIND_UNAVAILABLE, 503, "server_error", "shutting_down"},
+        {ROE_ERR_UNAVAILABLE, ROE_KIND_UNAVAILABLE, 503, "server_error", "engine_failed"},
+        {ROE_ERR_NOMEM, ROE_KIND_INTERNAL, 500, "server_error", NULL},
+        {ROE_ERR_IO, ROE_KIND_INTERNAL, 500, "server_error", NULL},
+        {ROE_ERR_COMM, ROE_KIND_INTERNAL, 500, "server_error", NULL},
+        {ROE_ERR_TIMEOUT, ROE_KIND_INTERNAL, 500, "server_error", NULL},
+        {ROE_ERR_INTERNAL, ROE_KIND_INTERNAL, 500, "server_error", NULL},
+    };
+    const int n = (int)(sizeof cases / sizeof cases[0]);
+    ASSERT_EQ_INT(n, ROE_ERR_UNAVAILABLE); /* every error status has its row */
+    for (int i = 0; i < n; i++) {
+        struct roe_api_error e;
+        ASSERT_EQ_INT(roe_api_fail(&e, cases[i].st, "x", "%s", "why"), -1);
+        if (roe_status_kind(cases[i].st) != cases[i].kind || e.http != cases[i].http ||
+            strcmp(e.type, cases[i].type) != 0 || (e.code == NULL) != (cases[i].code == NULL) ||
+            (e.code && strcmp(e.code, cases[i].code) != 0))
+            TEST__FAIL("%s: kind %d, HTTP %d, type %s, code %s; want kind %d, %d, %s, %s",
+                       roe_status_name(cases[i].st), (int)roe_status_kind(cases[i].st), e.http,
+                       e.type, e.code ? e.code : "null", (int)cases[i].kind, cases[i].http,
+                       cases[i].type, cases[i].code ? cases[i].code : "null");
+        ASSERT_EQ_STR(e.param, "x");
+        ASSERT_EQ_STR(e.message, "why");
+    }
+    ASSERT_EQ_INT(roe_status_kind(ROE_OK), ROE_KIND_OK);
+    ASSERT_EQ_INT(roe_api_http_status(ROE_KIND_OK), 200);
+    ASSERT_EQ_INT(roe_status_kind((roe_status)1000), ROE_KIND_INTERNAL); /* not a status */
+    struct roe_api_error e;
+    roe_api_fail_http(&e, 429, "too many: %d", 3);
+    ASSERT_EQ_INT(e.http, 429);
+    ASSERT_EQ_STR(e.type, "rate_limit_error");
+    ASSERT_EQ_STR(e.message, "too many: 3");
+    roe_api_fail_http(&e, 413, "big");
+    ASSERT_EQ_STR(e.type, "invalid_request_error");
+}
+
+/* A scheduler's refusals, as the server answers them: the status and the field at fault
+ * decide the HTTP status, the code and the param. */
+TEST(scheduler_refusals_to_http) {
+    struct api_rig r;
+    ASSERT_TRUE(api_open(&r) == 0);
+    struct roe_engine_opts eo = roe_engine_opts_default();
+    eo.max_seqs = 1;
+    eo.max_ctx = 64;
+    eo.max_rows = 8;
+    eo.n_threads = 1;
+    roe_engine *eng = NULL;
+    ASSERT_OK(roe_engine_create(r.m, &eo, &eng));
+    struct roe_sched_opts so = roe_sched_opts_default();
+    so.max_queue = 1;
+    so.kv_blocks = 2; /* of 16 positions */
+    roe_sched *s = NULL;
+    ASSERT_OK(roe_sched_create(eng, &so, &s)); /* not running: a request stays queued */
+    const int32_t prompt[] = {1, 2, 3}, outside[] = {1, 999};
+    struct roe_sreq_params p = {
+        .prompt = prompt, .n_prompt = 3, .max_tokens = 4, .sampling = roe_sampling_default()};
+    struct roe_roster k9;
+    ASSERT_OK(roe_roster_uniform(&k9, &r.m->cfg, 9, 0.5f, 0, ROE_GATE_CLEAN));
+    roe_sreq *a = NULL, *b = NULL;
+    roe_sreq_field bad;
+    ASSERT_OK(roe_sched_submit(s, &p, &a, &bad));
+    struct {
+        int max_tokens;
+        const int32_t *prompt;
+        const struct roe_roster *roster;
+        int http;
+        const char *param, *code, *words;
+    } cases[] = {
+        {4, prompt, NULL, 503, "", "server_overloaded", "at capacity"}, /* a is queued */
+        {40, prompt, NULL, 400, "max_tokens", NULL, "KV blocks"},       /* 43 positions */
+        {4, outside, NULL, 400, "prompt", NULL, "outside the vocabulary"},
+        {4, prompt, &k9, 400, "roe_k", NULL, "rows per step"}, /* K = 9, steps of 8 rows */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        p.max_tokens = cases[i].max_tokens;
+        p.prompt = cases[i].prompt;
+        p.n_prompt = cases[i].prompt == prompt ? 3 : 2;
+        p.roster = cases[i].roster;
+        struct roe_api_error e;
+        const roe_status st = roe_sched_submit(s, &p, &b, &bad); /* before `bad` is read */
+        roe_api_refused(&e, st, bad);
+        ASSERT_TRUE(b == NULL);
+        if (e.http != cases[i].http || strcmp(e.param, cases[i].param) != 0 ||
+            (e.code == NULL) != (cases[i].code == NULL) || !strstr(e.message, cases[i].words))
+            TEST__FAIL("case %zu: HTTP %d param '%s' code %s (%s); want %d '%s' %s", i, e.http,
+                       e.param, e.code ? e.code : "null", e.message, cases[i].http, cases[i].param,
+                       cases[i].code ? cases[i].code : "null");
+    }
+    roe_sched_stop(s, 0);
+    p = (struct roe_sreq_params){
+        .prompt = prompt, .n_prompt = 3, .max_tokens = 4, .sampling = roe_sampling_default()};
+    struct roe_api_error e;
+    const roe_status st = roe_sched_submit(s, &p, &b, &bad);
+    roe_api_refused(&e, st, bad);
+    ASSERT_EQ_INT(e.http, 503);
+    ASSERT_EQ_STR(e.code, "shutting_down");
+    ASSERT_EQ_STR(e.param, "");
+    ASSERT_OK(roe_sched_run(s)); /* stopping: the queued request fails, as unavailable */
+    struct roe_sreq_view v;
+    roe_sreq_wait(a, 0, 0.0, &v);
+    ASSERT_EQ_INT(v.end, ROE_SREQ_FAILED);
+    roe_api_fail(&e, v.code, NULL, "%s", v.error);
+    ASSERT_EQ_INT(e.http, 503);
+    ASSERT_EQ_STR(e.code, "shutting_down");
+    roe_sreq_release(a);
+    roe_sched_free(s);
+    roe_engine_free(eng);
+    roe_model_free(r.m);
+}
+
 int main(void) {
     RUN(utf8_replacement);
     RUN(utf8_streamed_equals_whole);
@@ -355,5 +481,7 @@ int main(void) {
     RUN(openai_requests);
     RUN(openai_responses);
     RUN(metrics_text);
+    RUN(error_kinds_to_http);
+    RUN(scheduler_refusals_to_http);
     return test_summary();
 }
