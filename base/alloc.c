@@ -1,7 +1,6 @@
 /* alloc.c — counting, fault-injectable allocator; see alloc.h. */
 #include "alloc.h"
 
-#include <cjson/cJSON.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,15 +70,6 @@ void *roe_malloc_aligned(size_t n) {
 }
 
 void roe_free_aligned(void *p) { free(p); }
-
-/* cJSON (config.json, tokenizer.json, rosters, placements, HTTP bodies) allocates through
- * roe_malloc too, from before main(): its allocations are counted and are injection points
- * like the runtime's own. roe_free is free(), so memory cJSON hands out may still be released
- * with free() (libmicrohttpd does, for response bodies). */
-__attribute__((constructor)) static void roe__route_cjson(void) {
-    cJSON_Hooks h = {.malloc_fn = roe_malloc, .free_fn = roe_free};
-    cJSON_InitHooks(&h);
-}
 
 uint64_t roe_alloc_count(void) { return atomic_load(&roe__n_alloc); }
 

@@ -8,7 +8,7 @@
  *  - fault injection: roe_alloc_fail_after(n) makes the n-th next allocation (and all
  *    after it, if `sticky`) return NULL, so every error path can be exercised.
  * The counters are process-wide atomics: they are test instrumentation, not state.
- * cJSON's allocations go through these functions too (its hooks are set before main()).
+ * cJSON's allocations go through these functions too (base/json.c sets its hooks before main()).
  * roe_malloc returns NULL on failure; callers turn that into ROE_ERR_NOMEM with a
  * message naming what they were allocating.
  */
