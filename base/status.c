@@ -48,6 +48,7 @@ const char *roe_status_name(roe_status s) {
     case ROE_ERR_OVERLOADED: return "overloaded";
     case ROE_ERR_STOPPING: return "stopping";
     case ROE_ERR_UNAVAILABLE: return "unavailable";
+    case ROE_STATUS_COUNT: break;
     }
     return "unknown status";
 }
@@ -67,6 +68,7 @@ roe_error_kind roe_status_kind(roe_status s) {
     case ROE_ERR_COMM:
     case ROE_ERR_TIMEOUT:
     case ROE_ERR_INTERNAL: return ROE_KIND_INTERNAL;
+    case ROE_STATUS_COUNT: break;
     }
     return ROE_KIND_INTERNAL; /* not a status: never the caller's fault */
 }

@@ -32,6 +32,7 @@ typedef enum roe_status {
     ROE_ERR_OVERLOADED,  /* at capacity (a queue is full): the same request may succeed later */
     ROE_ERR_STOPPING,    /* shutting down: no new work, and work not yet started is dropped */
     ROE_ERR_UNAVAILABLE, /* a part the service needs failed (a rank, the engine): it cannot go on */
+    ROE_STATUS_COUNT     /* not a status: one past the last (a peer's code is checked against it) */
 } roe_status;
 
 /* What a status means to the one who asked: whether the request was at fault, and whether

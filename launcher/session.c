@@ -52,8 +52,7 @@ int roe_session_open_model(struct roe_session *s, const char *cmd, const char *m
     if (s->model->cfg.n_experts > 0 && N > 1) { /* one process holds every expert */
         st = pfile ? roe_placement_load(pfile, &s->model->cfg, N, &s->placement)
                    : roe_placement_contiguous(&s->model->cfg, N, &s->placement);
-        if (st != ROE_OK) return roe_report(cmd, st);
-        roe_model_keep_experts(s->model, s->placement, 0);
+        if (st != ROE_OK) return roe_report(cmd, st); /* the engine keeps rank 0's experts */
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", s->model_dir);
@@ -105,45 +104,41 @@ int roe_session_backend(const char *cmd, const char *name, roe_backend_kind *out
     return 2;
 }
 
+/* Rank 0's share of the session, opened as every worker opens its own (runtime/rank.h). */
+static roe_status open_rank(struct roe_session *s, struct roe_engine_opts *opts, struct roe_session_spec *spec,
+                            char abs[PATH_MAX]) {
+    if (opts->max_ctx > s->model->cfg.max_position) opts->max_ctx = s->model->cfg.max_position;
+    opts->wire = strcmp(roe_env_ep_wire(), "bf16") == 0 ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32;
+    opts->no_overlap = !roe_env_ep_overlap();
+    /* every rank opens the same directory: give them an absolute path */
+    const char *dir = realpath(s->model_dir, abs) ? abs : s->model_dir;
+    *spec = roe_session_spec_of(dir, opts, s->placement, &s->model->cfg, s->warm);
+    ROE_TRY(roe_rank_open(&s->rank, s->model, spec, roe__world, opts->random_seed));
+    s->engine = s->rank.engine;
+    /* the others run the kernel path this rank resolved (AUTO: the best this CPU has) */
+    spec->isa = roe_rank_isa_of_backend(roe_engine_backend_name(s->engine));
+    return ROE_OK;
+}
+
 int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_engine_opts opts) {
-    if (opts.max_ctx > s->model->cfg.max_position) opts.max_ctx = s->model->cfg.max_position;
-    const char *wire = roe_env_ep_wire();
-    struct roe_engine_opts shared = opts; /* for the other ranks: the thread count as the user gave it */
-    if (opts.n_threads == 0) opts.n_threads = roe_env_default_threads();
-    opts.comm = roe__world;
-    opts.placement = s->placement;
-    opts.wire = wire && strcmp(wire, "bf16") == 0 ? ROE_EP_WIRE_BF16 : ROE_EP_WIRE_F32;
-    opts.no_overlap = !roe_env_ep_overlap();
-    opts.ep_early_us = roe_env_ep_early_us();
-    if (opts.backend == ROE_BACKEND_CUDA) opts.device = roe_env_local_rank(); /* modulo the devices */
-    roe_status st = roe_engine_create(s->model, &opts, &s->engine);
+    struct roe_session_spec spec;
+    char abs[PATH_MAX];
+    roe_status st = open_rank(s, &opts, &spec, abs);
     if (st != ROE_OK) return roe_report(cmd, st);
     const int N = roe_session_world_size();
     s->ranks = roe_calloc((size_t)N, sizeof *s->ranks);
     if (!s->ranks) return roe_report(cmd, roe_fail(ROE_ERR_NOMEM, "out of memory"));
     s->ranks[0].resident_bytes = s->model->held_bytes;
     snprintf(s->ranks[0].backend, sizeof s->ranks[0].backend, "%s", roe_engine_backend_name(s->engine));
-    if (N > 1) {
-        /* every rank opens the same directory: give them an absolute path */
-        char abs[PATH_MAX];
-        const char *dir = realpath(s->model_dir, abs) ? abs : s->model_dir;
-        shared.wire = opts.wire;
-        shared.no_overlap = opts.no_overlap;
-        shared.backend = opts.backend;
-        st = roe_workers_open(roe__world, dir, &shared, roe_engine_backend_name(s->engine), s->placement, s->warm);
-        if (st != ROE_OK) return roe_report(cmd, st);
-    }
+    if (N > 1 && (st = roe_workers_open(roe__world, &spec)) != ROE_OK) return roe_report(cmd, st);
     if (s->warm) s->warmed_bytes = roe_model_warm(s->model); /* while the others warm theirs */
     s->ranks[0].mapped_resident = roe_mapped_resident_bytes();
-    if (N > 1) {
-        st = roe_workers_opened(roe__world, s->ranks);
-        if (st != ROE_OK) return roe_report(cmd, st);
-    }
+    if (N > 1 && (st = roe_workers_opened(roe__world, s->ranks)) != ROE_OK) return roe_report(cmd, st);
     return 0;
 }
 
 void roe_session_close(struct roe_session *s) {
-    roe_engine_free(s->engine);
+    roe_rank_close(&s->rank);
     roe_placement_free(s->placement);
     roe_free(s->ranks);
     roe_tokenizer_free(s->tok);

@@ -16,6 +16,7 @@
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/placement.h"
+#include "runtime/rank.h"
 #include "runtime/tokenizer.h"
 #include "runtime/worker.h"
 
@@ -23,7 +24,8 @@ struct roe_session {
     const char *model_dir;
     struct roe_model *model;
     roe_tokenizer *tok;     /* NULL if the model directory has no tokenizer.json */
-    roe_engine *engine;
+    struct roe_rank rank;   /* rank 0's share, opened as every rank opens its own */
+    roe_engine *engine;     /* = rank.engine once open */
     struct roe_placement *placement; /* owned; NULL in a world of one without ROE_PLACEMENT */
     int warm;               /* set before opening the engine: every rank reads its weights */
     double warmed_bytes;    /* what this rank read */

@@ -53,16 +53,11 @@ struct roe_cluster {
     float *scratch;        /* [V] */
     size_t *goff;          /* [R + 1] output offset of each group */
     double *load;          /* [N] */
-    /* the plan and reply messages */
-    uint32_t *p_seq, *p_pos, *p_sample, *p_flags, *p_gfirst, *p_gn, *p_gmode;
-    int32_t *p_token;
-    Roe__SeqBind *binds;   /* [S] */
-    Roe__SeqBind **bindp;  /* [S] */
-    Roe__Roster *rmsg;     /* [S] */
-    float *rtau;           /* [S, L] */
-    struct roe_msgbuf msg;
-    struct roe_arena arena;
-    size_t *lens, *offs;   /* [N] */
+    /* the plan and reply messages (several ranks) */
+    uint32_t *p_seq, *p_pos, *p_sample, *p_flags, *p_gfirst, *p_gn, *p_gmode; /* [R] */
+    int32_t *p_token;      /* [R] */
+    struct roe_plan_bind *pbind; /* [S] */
+    struct roe_control_io io;
 };
 
 int roe_cluster_size(const roe_cluster *cl) { return cl->N; }
@@ -84,15 +79,37 @@ void roe_cluster_free(roe_cluster *cl) {
     void *p[] = {cl->home, cl->len, cl->next, cl->stamp, cl->dirty, cl->bound, cl->has_roster, cl->seed,
                  cl->roster, cl->grows, cl->wgroups, cl->lrows, cl->lidx, cl->lp, cl->goff, cl->load,
                  cl->p_seq, cl->p_pos, cl->p_sample, cl->p_flags, cl->p_gfirst, cl->p_gn, cl->p_gmode,
-                 cl->p_token, cl->binds, cl->bindp, cl->rmsg, cl->rtau, cl->lens, cl->offs};
+                 cl->p_token, cl->pbind};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) roe_free(p[i]);
     roe_free_aligned(cl->clean);
     roe_free_aligned(cl->logits);
     roe_free_aligned(cl->rout);
     roe_free_aligned(cl->scratch);
-    roe_msgbuf_free(&cl->msg);
-    roe_arena_free(&cl->arena);
+    roe_control_io_free(&cl->io);
     roe_free(cl);
+}
+
+/* Several ranks: the plan's arrays and the message buffers. A plan is at most
+ * 512 + 64 R + S (4 L + 96) bytes; a reply at most 4 R V + 4096; the coordinator's gather of
+ * all replies at most 4 R V + 4096 N (the rows of a step over all ranks are at most R). */
+static roe_status open_messages(roe_cluster *cl) {
+    const size_t R = (size_t)cl->R, S = (size_t)cl->S, V = (size_t)cl->V, L = (size_t)cl->L, N = (size_t)cl->N;
+    uint32_t **u[] = {&cl->p_seq, &cl->p_pos, &cl->p_sample, &cl->p_flags, &cl->p_gfirst, &cl->p_gn, &cl->p_gmode};
+    int ok = 1;
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) ok = ok && (*u[i] = roe_malloc(R * sizeof(uint32_t)));
+    cl->p_token = roe_malloc(R * sizeof *cl->p_token);
+    cl->pbind = roe_calloc(S, sizeof *cl->pbind);
+    if (cl->me != 0) cl->rout = roe_malloc_aligned(R * V * sizeof(float));
+    if (!ok || !cl->p_token || !cl->pbind || (cl->me != 0 && !cl->rout))
+        return roe_fail(ROE_ERR_NOMEM, "cluster: out of memory for %d rows, %d sequences, vocabulary %d", cl->R,
+                        cl->S, cl->V);
+    const size_t plan_cap = 512 + 64 * R + S * (4 * L + 96), reply_cap = 4 * R * V + 4096;
+    if (cl->me == 0) {
+        const size_t collect = 4 * R * V + 4096 * N;
+        return roe_control_io_init(&cl->io, cl->N, plan_cap > collect ? plan_cap : collect, reply_cap + 65536,
+                                   cl->S, cl->L);
+    }
+    return roe_control_io_init(&cl->io, cl->N, plan_cap > reply_cap ? plan_cap : reply_cap, 65536, 0, cl->L);
 }
 
 roe_status roe_cluster_create(roe_engine *e, roe_cluster **out) {
@@ -110,7 +127,7 @@ roe_status roe_cluster_create(roe_engine *e, roe_cluster **out) {
     cl->R = o->max_rows;
     cl->S = o->max_seqs;
     cl->max_ctx = o->max_ctx;
-    const size_t R = (size_t)cl->R, S = (size_t)cl->S, V = (size_t)cl->V, L = (size_t)cl->L, N = (size_t)cl->N;
+    const size_t R = (size_t)cl->R, S = (size_t)cl->S, V = (size_t)cl->V, N = (size_t)cl->N;
     cl->home = roe_malloc(S * sizeof *cl->home);
     cl->len = roe_calloc(S, sizeof *cl->len);
     cl->next = roe_malloc(S * sizeof *cl->next);
@@ -133,32 +150,7 @@ roe_status roe_cluster_create(roe_engine *e, roe_cluster **out) {
     int ok = cl->home && cl->len && cl->next && cl->stamp && cl->dirty && cl->bound && cl->has_roster &&
              cl->seed && cl->roster && cl->clean && cl->grows && cl->wgroups && cl->lrows && cl->lidx &&
              cl->logits && cl->lp && cl->scratch && cl->goff && cl->load;
-    roe_status st = ROE_OK;
-    if (ok && cl->N > 1) {
-        uint32_t **u[] = {&cl->p_seq, &cl->p_pos, &cl->p_sample, &cl->p_flags, &cl->p_gfirst, &cl->p_gn, &cl->p_gmode};
-        for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) ok = ok && (*u[i] = roe_malloc(R * sizeof(uint32_t)));
-        cl->p_token = roe_malloc(R * sizeof *cl->p_token);
-        cl->binds = roe_calloc(S, sizeof *cl->binds);
-        cl->bindp = roe_calloc(S, sizeof *cl->bindp);
-        cl->rmsg = roe_calloc(S, sizeof *cl->rmsg);
-        cl->rtau = roe_calloc(S * L, sizeof *cl->rtau);
-        cl->lens = roe_calloc(N, sizeof *cl->lens);
-        cl->offs = roe_calloc(N, sizeof *cl->offs);
-        if (cl->me != 0) cl->rout = roe_malloc_aligned(R * V * sizeof(float));
-        ok = ok && cl->p_token && cl->binds && cl->bindp && cl->rmsg && cl->rtau && cl->lens && cl->offs &&
-             (cl->me == 0 || cl->rout);
-        const size_t plan_cap = 512 + 64 * R + S * (4 * L + 96), reply_cap = 4 * R * V + 4096;
-        if (ok) {
-            if (cl->me == 0) {
-                const size_t collect = 4 * R * V + 4096 * N;
-                st = roe_msgbuf_reserve(&cl->msg, plan_cap > collect ? plan_cap : collect);
-                if (st == ROE_OK) st = roe_arena_init(&cl->arena, reply_cap + 65536);
-            } else {
-                st = roe_msgbuf_reserve(&cl->msg, plan_cap > reply_cap ? plan_cap : reply_cap);
-                if (st == ROE_OK) st = roe_arena_init(&cl->arena, 8 * plan_cap + 65536);
-            }
-        }
-    }
+    roe_status st = ok && cl->N > 1 ? open_messages(cl) : ROE_OK;
     if (!ok && st == ROE_OK)
         st = roe_fail(ROE_ERR_NOMEM, "cluster: out of memory for %d rows, %d sequences, vocabulary %d", cl->R,
                       cl->S, cl->V);
@@ -308,33 +300,14 @@ static roe_status run_local(roe_cluster *cl, const struct roe_row *rows, int n, 
     return ROE_OK;
 }
 
-/* Coordinator: the bindings, rows and groups of a step as a StepPlan, broadcast. */
+/* Coordinator: the bindings, rows and groups of a step as a plan, broadcast. */
 static roe_status send_plan(roe_cluster *cl, const struct roe_row *rows, int n, const struct roe_group *g, int ng) {
-    Roe__StepPlan plan = ROE__STEP_PLAN__INIT;
-    Roe__Control ctl = ROE__CONTROL__INIT;
     size_t nb = 0;
     for (int s = 0; s < cl->S; s++) {
         if (!cl->dirty[s]) continue;
-        Roe__SeqBind *b = &cl->binds[nb];
-        roe__seq_bind__init(b);
-        b->seq = (uint32_t)s;
-        b->home = (uint32_t)cl->home[s];
-        b->seed = cl->seed[s];
-        b->reset = (cl->dirty[s] & BIND_RESET) != 0;
-        if (cl->bound[s] && cl->has_roster[s]) {
-            Roe__Roster *r = &cl->rmsg[nb];
-            const struct roe_roster *src = &cl->roster[s];
-            roe__roster__init(r);
-            r->k = (uint32_t)src->k;
-            r->gate = (uint32_t)src->gate;
-            r->adaptive_entropy = src->adaptive_entropy;
-            r->keep_clean = (uint32_t)src->keep_clean;
-            r->n_tau = (size_t)cl->L;
-            r->tau = cl->rtau + nb * (size_t)cl->L;
-            memcpy(r->tau, src->tau, (size_t)cl->L * sizeof(float));
-            b->roster = r;
-        }
-        cl->bindp[nb++] = b;
+        cl->pbind[nb++] = (struct roe_plan_bind){
+            .seq = s, .home = cl->home[s], .seed = cl->seed[s], .reset = (cl->dirty[s] & BIND_RESET) != 0,
+            .roster = cl->bound[s] && cl->has_roster[s] ? &cl->roster[s] : NULL};
         cl->dirty[s] = 0;
     }
     for (int i = 0; i < n; i++) {
@@ -349,31 +322,23 @@ static roe_status send_plan(roe_cluster *cl, const struct roe_row *rows, int n, 
         cl->p_gn[k] = (uint32_t)g[k].n;
         cl->p_gmode[k] = (uint32_t)g[k].mode;
     }
-    plan.step = cl->step;
-    plan.n_bind = nb;
-    plan.bind = cl->bindp;
-    plan.n_row_seq = plan.n_row_pos = plan.n_row_token = plan.n_row_sample = plan.n_row_flags = (size_t)n;
-    plan.row_seq = cl->p_seq;
-    plan.row_pos = cl->p_pos;
-    plan.row_token = cl->p_token;
-    plan.row_sample = cl->p_sample;
-    plan.row_flags = cl->p_flags;
-    plan.n_group_first = plan.n_group_n = plan.n_group_mode = (size_t)ng;
-    plan.group_first = cl->p_gfirst;
-    plan.group_n = cl->p_gn;
-    plan.group_mode = cl->p_gmode;
-    ctl.body_case = ROE__CONTROL__BODY_STEP;
-    ctl.step = &plan;
-    return roe_control_send(cl->comm, &ctl, &cl->msg);
+    const struct roe_control m = {
+        .kind = ROE_CONTROL_STEP,
+        .step = {.step = cl->step, .n_bind = nb, .bind = cl->pbind, .n_rows = (size_t)n, .row_seq = cl->p_seq,
+                 .row_pos = cl->p_pos, .row_sample = cl->p_sample, .row_flags = cl->p_flags,
+                 .row_token = cl->p_token, .n_groups = (size_t)ng, .group_first = cl->p_gfirst,
+                 .group_n = cl->p_gn, .group_mode = cl->p_gmode}};
+    return roe_control_send(cl->comm, &m, &cl->io);
 }
 
 /* Coordinator: every other rank's group outputs into out, in plan order. */
 static roe_status collect(roe_cluster *cl, const struct roe_row *rows, const struct roe_group *g, int ng,
                           float *out, struct roe_step_stats *ss) {
-    ROE_TRY(roe_reply_collect(cl->comm, &cl->msg, cl->lens, cl->offs, "step reply"));
+    ROE_TRY(roe_reply_collect(cl->comm, &cl->io, "step reply"));
     for (int r = 1; r < cl->N; r++) {
-        Roe__Reply *rep = NULL;
-        ROE_TRY(roe_reply_unpack(cl->msg.p + cl->offs[r], cl->lens[r], r, &cl->arena, &rep));
+        struct roe_reply reply;
+        const struct roe_reply *rep = &reply;
+        ROE_TRY(roe_reply_get(&cl->io, r, &reply));
         if (rep->step != cl->step)
             return roe_fail(ROE_ERR_FORMAT, "rank 0: rank %d answered step %llu, expected %llu", r,
                             (unsigned long long)rep->step, (unsigned long long)cl->step);
@@ -447,42 +412,31 @@ roe_status roe_cluster_step(roe_cluster *cl, const struct roe_row *rows, int n,
 
 /* ---- the other ranks ---- */
 
-static roe_status apply_binds(roe_cluster *cl, const Roe__StepPlan *p) {
-    for (size_t b = 0; b < p->n_bind; b++) {
-        const Roe__SeqBind *x = p->bind[b];
-        if (x->seq >= (uint32_t)cl->S || x->home >= (uint32_t)cl->N)
-            return roe_fail(ROE_ERR_FORMAT, "rank %d: the plan from rank 0 binds sequence %u to rank %u (limits %d, %d)", cl->me,
-                            x->seq, x->home, cl->S, cl->N);
-        const int s = (int)x->seq;
-        cl->home[s] = (int)x->home;
-        cl->seed[s] = x->seed;
-        cl->has_roster[s] = x->roster != NULL;
-        if (x->roster) {
-            const Roe__Roster *r = x->roster;
-            if (r->n_tau != (size_t)cl->L || r->k < 1 || r->k > ROE_MAX_SAMPLES || r->gate > ROE_GATE_NOISY)
-                return roe_fail(ROE_ERR_FORMAT, "rank %d: the plan from rank 0 gives sequence %d a roster of k %u, %zu taus for %d layers",
-                                cl->me, s, r->k, r->n_tau, cl->L);
-            struct roe_roster *d = &cl->roster[s];
-            roe_roster_plain(d);
-            d->k = (int)r->k;
-            d->gate = (roe_gate_mode)r->gate;
-            d->adaptive_entropy = r->adaptive_entropy;
-            d->keep_clean = (int)r->keep_clean;
-            memcpy(d->tau, r->tau, (size_t)cl->L * sizeof(float));
-            /* the coordinator validated it; a corrupt plan must not reach the router (a NaN tau) */
-            if (roe_roster_validate(d, &roe_engine_model(cl->e)->cfg) != ROE_OK)
-                return roe_fail_context(ROE_ERR_FORMAT, "rank %d: the plan from rank 0 gives sequence %d a bad roster",
-                                        cl->me, s);
-        }
-        if (x->reset && cl->home[s] == cl->me) roe_engine_reset_seq(cl->e, s);
+static roe_status apply_binds(roe_cluster *cl, const struct roe_step_plan *p) {
+    struct roe_roster roster;
+    for (size_t i = 0; i < p->n_bind; i++) {
+        struct roe_plan_bind x;
+        ROE_TRY(roe_step_plan_bind(p, i, cl->L, cl->me, &x, &roster));
+        if (x.seq < 0 || x.seq >= cl->S || x.home < 0 || x.home >= cl->N)
+            return roe_fail(ROE_ERR_FORMAT, "rank %d: the plan from rank 0 binds sequence %d to rank %d (limits %d, %d)",
+                            cl->me, x.seq, x.home, cl->S, cl->N);
+        const int s = x.seq;
+        /* the coordinator validated it; a corrupt plan must not reach the router (a NaN tau) */
+        if (x.roster && roe_roster_validate(x.roster, &roe_engine_model(cl->e)->cfg) != ROE_OK)
+            return roe_fail_context(ROE_ERR_FORMAT, "rank %d: the plan from rank 0 gives sequence %d a bad roster",
+                                    cl->me, s);
+        cl->home[s] = x.home;
+        cl->seed[s] = x.seed;
+        cl->has_roster[s] = x.roster != NULL;
+        if (x.roster) cl->roster[s] = *x.roster;
+        if (x.reset && cl->home[s] == cl->me) roe_engine_reset_seq(cl->e, s);
     }
     return ROE_OK;
 }
 
-static roe_status read_plan(roe_cluster *cl, const Roe__StepPlan *p, int *n_out, int *ng_out) {
-    const size_t n = p->n_row_seq, ng = p->n_group_first;
-    if (n > (size_t)cl->R || p->n_row_pos != n || p->n_row_token != n || p->n_row_sample != n ||
-        p->n_row_flags != n || ng > n || p->n_group_n != ng || p->n_group_mode != ng)
+static roe_status read_plan(roe_cluster *cl, const struct roe_step_plan *p, int *n_out, int *ng_out) {
+    const size_t n = p->n_rows, ng = p->n_groups;
+    if (n > (size_t)cl->R || ng > n)
         return roe_fail(ROE_ERR_FORMAT, "rank %d: malformed plan of step %llu from rank 0 (%zu rows, %zu groups, limit %d rows)",
                         cl->me, (unsigned long long)p->step, n, ng, cl->R);
     for (size_t i = 0; i < n; i++) {
@@ -513,7 +467,7 @@ static roe_status read_plan(roe_cluster *cl, const Roe__StepPlan *p, int *n_out,
     return ROE_OK;
 }
 
-roe_status roe_cluster_serve(roe_cluster *cl, const Roe__StepPlan *plan) {
+roe_status roe_cluster_serve(roe_cluster *cl, const struct roe_step_plan *plan) {
     int n = 0, ng = 0;
     struct roe_step_stats ss = {0};
     size_t n_out = 0;
@@ -521,17 +475,10 @@ roe_status roe_cluster_serve(roe_cluster *cl, const Roe__StepPlan *plan) {
     roe_status st = apply_binds(cl, plan);
     if (st == ROE_OK) st = read_plan(cl, plan, &n, &ng);
     if (st == ROE_OK) st = run_local(cl, cl->grows, n, cl->wgroups, ng, NULL, &n_out, &ss);
-    Roe__Reply rep = ROE__REPLY__INIT;
-    rep.step = plan->step;
-    rep.status = (int32_t)st;
-    rep.error = st == ROE_OK ? (char *)"" : (char *)roe_error_message();
-    rep.out = cl->rout;
-    rep.n_out = st == ROE_OK ? n_out : 0;
-    rep.distinct_experts = (uint64_t)ss.distinct_experts;
-    rep.rows_computed = (uint64_t)ss.rows_computed;
-    char keep[1024];
-    snprintf(keep, sizeof keep, "%s", rep.error); /* reply_send may overwrite the message */
-    rep.error = keep;
-    roe_status sst = roe_reply_send(cl->comm, &rep, &cl->msg, "step reply");
+    const struct roe_reply rep = {
+        .step = plan->step, .status = st, .error = st == ROE_OK ? "" : roe_error_message(), .out = cl->rout,
+        .n_out = st == ROE_OK ? n_out : 0, .distinct_experts = (uint64_t)ss.distinct_experts,
+        .rows_computed = (uint64_t)ss.rows_computed};
+    roe_status sst = roe_reply_send(cl->comm, &rep, &cl->io, "step reply");
     return st != ROE_OK ? st : sst;
 }

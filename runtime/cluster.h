@@ -6,7 +6,7 @@
  * allocates the cache of every slot, but only the home rank writes a slot's part, and the
  * untouched pages of a large allocation take no memory.) One step:
  *   coordinator (rank 0)  validates the rows of every rank against the cache contract
- *                         (engine.h), then broadcasts them as a StepPlan (control.h),
+ *                         (engine.h), then broadcasts them as a step plan (control.h),
  *                         with the bindings (home, seed, roster) of sequences that changed
  *   every rank            runs its home rows through its engine (every rank steps, even
  *                         with no rows: each takes part in every MoE layer's exchange)
@@ -32,7 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "comm/control.pb-c.h"
+#include "control.h"
 #include "engine.h"
 #include "base/status.h"
 
@@ -88,6 +88,6 @@ roe_status roe_cluster_step(roe_cluster *cl, const struct roe_row *rows, int n,
 /* ---- the other ranks ---- */
 
 /* Runs the step a plan describes and replies to the coordinator. */
-roe_status roe_cluster_serve(roe_cluster *cl, const Roe__StepPlan *plan);
+roe_status roe_cluster_serve(roe_cluster *cl, const struct roe_step_plan *plan);
 
 #endif

@@ -3,11 +3,12 @@
  *
  * Under mpirun every rank but 0 runs roe_worker_run instead of a subcommand: it waits for
  * the coordinator's Control messages (control.h) and serves them:
- *   SessionOpen  load the model (the dense weights and this rank's experts only), create an
- *                engine and a cluster with the coordinator's limits, kernel path and
- *                placement; reply with the bytes it holds, or why it could not
- *   StepPlan     run this rank's share of the step and reply (cluster.h)
- *   Exit         return
+ *   open         load the model and open this rank's share of the session exactly as rank 0
+ *                opened its own (rank.h: the dense weights and this rank's experts, an engine
+ *                with the coordinator's limits, kernel path and placement), then a cluster;
+ *                reply with the bytes it holds, or why it could not
+ *   step         run this rank's share of the step and reply (cluster.h)
+ *   exit         return
  * Rank 0 runs the subcommand; its session opens the workers (roe_workers_open) when it
  * creates its engine, and main() ends them (roe_workers_exit) when the command returns.
  * Every wait is bounded by the communicator's timeout, so a coordinator that died or hung
@@ -18,10 +19,9 @@
 
 #include <stdint.h>
 
-#include "comm/comm.h"
-#include "engine.h"
-#include "placement.h"
 #include "base/status.h"
+#include "comm/comm.h"
+#include "control.h"
 
 /* What each rank reported when its session opened. */
 struct roe_rank_info {
@@ -30,14 +30,12 @@ struct roe_rank_info {
     char backend[32];
 };
 
-/* Coordinator: asks every other rank to open `model_dir` (an absolute path every rank can
- * read) with the engine limits of `o` and the kernel path named `backend`; `warm` makes them
- * read their weights into memory. Then roe_workers_opened collects their answers: info[r]
- * receives rank r's report (info may be NULL); a rank that failed makes it fail with its
- * message ("rank 2: ..."). Between the two the coordinator may do its own work (its warm-up)
- * while the others open. */
-roe_status roe_workers_open(roe_comm *c, const char *model_dir, const struct roe_engine_opts *o,
-                            const char *backend, const struct roe_placement *pl, int warm);
+/* Coordinator: asks every other rank to open the session `spec` (control.h; its model_dir an
+ * absolute path every rank can read) as rank 0 opened its own (rank.h). Then
+ * roe_workers_opened collects their answers: info[r] receives rank r's report (info may be
+ * NULL); a rank that failed makes it fail with its message ("rank 2: ..."). Between the two
+ * the coordinator may do its own work (its warm-up) while the others open. */
+roe_status roe_workers_open(roe_comm *c, const struct roe_session_spec *spec);
 roe_status roe_workers_opened(roe_comm *c, struct roe_rank_info *info);
 
 /* Coordinator: tells every other rank to exit. */

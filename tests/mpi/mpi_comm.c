@@ -23,11 +23,13 @@
 #include "comm/comm.h"
 #include "comm/dispatch.h"
 #include "harness.h"
+#include "comm/control.pb-c.h"
 #include "runtime/control.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "base/philox.h"
 #include "runtime/placement.h"
+#include "runtime/rank.h"
 #include "runtime/worker.h"
 
 static roe_comm *C;
@@ -301,7 +303,6 @@ static void bad_roster(int how, const char *want) {
     const char *dir = "models/olmoe-tiny";
     struct roe_model *model = NULL;
     struct roe_placement *pl = NULL;
-    struct roe_msgbuf buf = {0};
     ASSERT_OK(roe_model_load(dir, &model));
     ASSERT_OK(roe_placement_contiguous(&model->cfg, N, &pl));
     struct roe_engine_opts eo = roe_engine_opts_default();
@@ -309,46 +310,33 @@ static void bad_roster(int how, const char *want) {
     eo.max_ctx = 16;
     eo.max_rows = 8;
     eo.n_threads = 1;
-    ASSERT_OK(roe_workers_open(C, dir, &eo, "cpu", pl, 0));
+    const struct roe_session_spec spec = roe_session_spec_of(dir, &eo, pl, &model->cfg, 0);
+    ASSERT_OK(roe_workers_open(C, &spec));
     ASSERT_OK(roe_workers_opened(C, NULL));
     const int L = model->cfg.n_layers;
-    float tau[64];
-    ASSERT_TRUE(L <= 64);
-    for (int l = 0; l < L; l++) tau[l] = model->cfg.layer_is_moe[l] ? 0.3f : 0.0f;
-    Roe__Roster ro = ROE__ROSTER__INIT;
+    struct roe_roster ro;
+    roe_roster_plain(&ro);
     ro.k = how == BAD_K ? 0 : 4;
-    ro.n_tau = (size_t)(how == BAD_TAU_COUNT ? L - 1 : L);
-    ro.tau = tau;
-    if (how == BAD_TAU_NAN) tau[L - 1] = NAN;
-    if (how == BAD_TAU_RANGE) tau[L - 1] = 50.0f;
-    Roe__SeqBind bind = ROE__SEQ_BIND__INIT, *binds[1] = {&bind};
-    bind.seq = 1;
-    bind.home = (uint32_t)(N - 1);
-    bind.seed = 7;
-    bind.roster = &ro;
-    Roe__StepPlan plan = ROE__STEP_PLAN__INIT;
-    plan.step = 1;
-    plan.n_bind = 1;
-    plan.bind = binds;
-    Roe__Control m = ROE__CONTROL__INIT;
-    m.body_case = ROE__CONTROL__BODY_STEP;
-    m.step = &plan;
-    ASSERT_OK(roe_control_send(C, &m, &buf)); /* no rows: the workers stop at the binding */
+    for (int l = 0; l < L; l++) ro.tau[l] = model->cfg.layer_is_moe[l] ? 0.3f : 0.0f;
+    if (how == BAD_TAU_NAN) ro.tau[L - 1] = NAN;
+    if (how == BAD_TAU_RANGE) ro.tau[L - 1] = 50.0f;
+    /* the plan's rosters carry as many taus as the io says layers: one too few for BAD_TAU_COUNT */
+    struct roe_control_io io;
+    ASSERT_OK(roe_control_io_init(&io, N, 4096, 1 << 16, 1, how == BAD_TAU_COUNT ? L - 1 : L));
+    const struct roe_plan_bind bind = {.seq = 1, .home = N - 1, .seed = 7, .roster = &ro};
+    const struct roe_control m = {.kind = ROE_CONTROL_STEP, .step = {.step = 1, .n_bind = 1, .bind = &bind}};
+    ASSERT_OK(roe_control_send(C, &m, &io)); /* no rows: the workers stop at the binding */
     /* ... and say so in their step replies, as the coordinator collects them */
-    size_t lens[8], offs[8];
-    struct roe_arena arena = {0};
-    ASSERT_OK(roe_arena_init(&arena, 1 << 16));
-    ASSERT_OK(roe_reply_collect(C, &buf, lens, offs, "step reply"));
+    ASSERT_OK(roe_reply_collect(C, &io, "step reply"));
     for (int r = 1; r < N; r++) {
-        Roe__Reply *rep = NULL;
+        struct roe_reply rep;
         char who[32];
         snprintf(who, sizeof who, "rank %d:", r);
-        roe_status st = roe_reply_unpack(buf.p + offs[r], lens[r], r, &arena, &rep);
+        roe_status st = roe_reply_get(&io, r, &rep);
         if (st == ROE_OK || !strstr(roe_error_message(), who) || !strstr(roe_error_message(), want))
             TEST__FAIL("rank %d's reply: %s: %s (want '%s')", r, roe_status_name(st), roe_error_message(), want);
     }
-    roe_arena_free(&arena);
-    roe_msgbuf_free(&buf);
+    roe_control_io_free(&io);
     roe_placement_free(pl);
     roe_model_free(model);
 }

@@ -17,6 +17,7 @@
 #include "harness.h"
 #include "base/alloc.h"
 #include "runtime/cluster.h"
+#include "comm/control.pb-c.h"
 #include "runtime/control.h"
 #include "runtime/engine.h"
 #include "runtime/model.h"
@@ -161,19 +162,35 @@ TEST(control_messages) {
     size_t n = protobuf_c_message_get_packed_size(&ctl.base);
     ASSERT_TRUE(n < sizeof buf);
     protobuf_c_message_pack(&ctl.base, buf);
-    struct roe_arena a;
-    ASSERT_OK(roe_arena_init(&a, 1 << 20));
-    Roe__Control *m = NULL;
+    struct roe_control_io a;
+    ASSERT_OK(roe_control_io_init(&a, 4, 1024, 1 << 20, 0, 0));
+    struct roe_control m;
     uint64_t before = roe_alloc_count();
     ASSERT_OK(roe_control_decode(buf, n, 1, &a, &m));
     ASSERT_EQ_INT(roe_alloc_count() - before, 0); /* decoding uses the arena only */
-    ASSERT_EQ_INT(m->body_case, ROE__CONTROL__BODY_STEP);
-    ASSERT_EQ_INT(m->step->step, 42);
-    ASSERT_EQ_INT(m->step->n_row_seq, 3);
-    ASSERT_EQ_INT(m->step->row_pos[1], 5);
-    ASSERT_EQ_INT(m->step->row_token[2], 9);
-    ASSERT_EQ_INT(m->step->bind[0]->seed, 0xFFFFFFFFFFULL);
-    ASSERT_NEAR(m->step->bind[0]->roster->tau[2], 0.5, 0);
+    ASSERT_EQ_INT(m.kind, ROE_CONTROL_STEP);
+    ASSERT_EQ_INT(m.step.step, 42);
+    ASSERT_EQ_INT(m.step.n_rows, 3);
+    ASSERT_EQ_INT(m.step.row_pos[1], 5);
+    ASSERT_EQ_INT(m.step.row_token[2], 9);
+    ASSERT_EQ_INT(m.step.n_bind, 1);
+    struct roe_plan_bind pb;
+    struct roe_roster pr;
+    ASSERT_OK(roe_step_plan_bind(&m.step, 0, 4, 1, &pb, &pr));
+    ASSERT_EQ_INT(pb.seed, 0xFFFFFFFFFFULL);
+    ASSERT_EQ_INT(pb.seq, 2);
+    ASSERT_EQ_INT(pb.home, 1);
+    ASSERT_EQ_INT(pb.reset, 1);
+    ASSERT_TRUE(pb.roster == &pr);
+    ASSERT_NEAR(pb.roster->tau[2], 0.5, 0);
+    /* a roster of the wrong length for the model is refused, naming both ranks */
+    ASSERT_FAILS_WITH(roe_step_plan_bind(&m.step, 0, 5, 1, &pb, &pr), ROE_ERR_FORMAT, "rank 1: the plan from rank 0");
+    /* row fields of different lengths: refused before anyone reads them */
+    plan.n_row_token = 2;
+    n = protobuf_c_message_get_packed_size(&ctl.base);
+    protobuf_c_message_pack(&ctl.base, buf);
+    ASSERT_FAILS_WITH(roe_control_decode(buf, n, 1, &a, &m), ROE_ERR_FORMAT, "rank 1: malformed plan of step 42");
+    plan.n_row_token = 3;
     /* another version: refused, naming both */
     ctl.version = roe_control_version() + 7;
     n = protobuf_c_message_get_packed_size(&ctl.base);
@@ -185,6 +202,12 @@ TEST(control_messages) {
     /* garbage */
     memset(buf, 0xff, 64);
     ASSERT_FAILS_WITH(roe_control_decode(buf, 64, 3, &a, &m), ROE_ERR_FORMAT, "rank 3: cannot decode");
+    /* no body: refused */
+    ctl.version = roe_control_version();
+    ctl.body_case = ROE__CONTROL__BODY__NOT_SET;
+    n = protobuf_c_message_get_packed_size(&ctl.base);
+    protobuf_c_message_pack(&ctl.base, buf);
+    ASSERT_FAILS_WITH(roe_control_decode(buf, n, 1, &a, &m), ROE_ERR_FORMAT, "has no known body");
     /* a reply: version, rank and status are checked */
     Roe__Reply rep = ROE__REPLY__INIT;
     rep.version = roe_control_version();
@@ -193,16 +216,16 @@ TEST(control_messages) {
     rep.error = (char *)"cannot open /x/model.safetensors";
     n = protobuf_c_message_get_packed_size(&rep.base);
     protobuf_c_message_pack(&rep.base, buf);
-    Roe__Reply *got = NULL;
-    ASSERT_FAILS_WITH(roe_reply_unpack(buf, n, 2, &a, &got), ROE_ERR_IO, "rank 2: cannot open /x/model.safetensors");
-    ASSERT_FAILS_WITH(roe_reply_unpack(buf, n, 3, &a, &got), ROE_ERR_FORMAT, "says it is rank 2");
+    struct roe_reply got;
+    ASSERT_FAILS_WITH(roe_reply_decode(buf, n, 2, &a, &got), ROE_ERR_IO, "rank 2: cannot open /x/model.safetensors");
+    ASSERT_FAILS_WITH(roe_reply_decode(buf, n, 3, &a, &got), ROE_ERR_FORMAT, "says it is rank 2");
     rep.status = 0;
     rep.version = 99;
     rep.roe_version = (char *)"9.9.9";
     n = protobuf_c_message_get_packed_size(&rep.base);
     protobuf_c_message_pack(&rep.base, buf);
-    ASSERT_FAILS_WITH(roe_reply_unpack(buf, n, 2, &a, &got), ROE_ERR_UNSUPPORTED, "rank 2 (roe 9.9.9) speaks version 99");
-    roe_arena_free(&a);
+    ASSERT_FAILS_WITH(roe_reply_decode(buf, n, 2, &a, &got), ROE_ERR_UNSUPPORTED, "rank 2 (roe 9.9.9) speaks version 99");
+    roe_control_io_free(&a);
 }
 
 /* Truncated and corrupted control messages (as a rank would receive them from a broken
@@ -234,16 +257,16 @@ TEST(control_truncated) {
     const size_t n = protobuf_c_message_get_packed_size(&ctl.base);
     ASSERT_TRUE(n < sizeof buf);
     protobuf_c_message_pack(&ctl.base, buf);
-    struct roe_arena a;
-    ASSERT_OK(roe_arena_init(&a, 1 << 16));
+    struct roe_control_io a;
+    ASSERT_OK(roe_control_io_init(&a, 4, 1024, 1 << 16, 0, 0));
     int refused = 0;
     for (size_t k = 0; k < n; k++) {
         memcpy(cut, buf, k); /* a copy of exactly k bytes: ASan sees any read past the cut */
-        Roe__Control *m = NULL;
+        struct roe_control m;
         roe_error_clear();
         roe_status st = roe_control_decode(cut, k, 1, &a, &m);
         if (st == ROE_OK) {
-            if (m->body_case == ROE__CONTROL__BODY_STEP)
+            if (m.kind == ROE_CONTROL_STEP)
                 TEST__FAIL("a %zu-byte prefix of a %zu-byte plan decodes as a step", k, n);
             continue;
         }
@@ -266,11 +289,11 @@ TEST(control_truncated) {
     protobuf_c_message_pack(&rep.base, buf);
     for (size_t k = 0; k < rn; k++) {
         memcpy(cut, buf, k);
-        Roe__Reply *got = NULL;
+        struct roe_reply got;
         roe_error_clear();
-        roe_status st = roe_reply_unpack(cut, k, 2, &a, &got);
+        roe_status st = roe_reply_decode(cut, k, 2, &a, &got);
         if (st == ROE_OK) {
-            if (got->n_out == 3) TEST__FAIL("a %zu-byte prefix of a %zu-byte reply decodes whole", k, rn);
+            if (got.n_out == 3) TEST__FAIL("a %zu-byte prefix of a %zu-byte reply decodes whole", k, rn);
             continue;
         }
         if (!strstr(roe_error_message(), "rank 2"))
@@ -281,12 +304,12 @@ TEST(control_truncated) {
         for (int bit = 0; bit < 8; bit++) {
             memcpy(cut, buf, n);
             cut[k] ^= (uint8_t)(1u << bit);
-            Roe__Control *m = NULL;
+            struct roe_control m;
             roe_error_clear();
             if (roe_control_decode(cut, n, 1, &a, &m) != ROE_OK && !strstr(roe_error_message(), "rank 0"))
                 TEST__FAIL("corrupt byte %zu: the message does not name rank 0: %s", k, roe_error_message());
         }
-    roe_arena_free(&a);
+    roe_control_io_free(&a);
 }
 
 /* The exchange on one rank: outputs of "expert e" = (e + 1) * row. */
