@@ -50,7 +50,7 @@ enum { EP_ALIGN = 64, EP_ALIGN_I32 = EP_ALIGN / 4 };
  * its own rows on its experts (dispatch.h, "early"): long against a header's latency
  * (~1-3 us on one node, tens over TCP), short against an expert's work (~1 ms on a CPU), so
  * that ranks arriving together never split an expert into two passes over its weights. */
-#define EP_EARLY_S 100e-6
+#define EP_EARLY_US 100
 
 struct roe_ep {
     struct roe_ep_opts o;
@@ -111,13 +111,18 @@ struct roe_ep {
     struct roe_ep_task *early;      /* [E] */
     uint8_t *early_done;            /* [E] by local expert */
     int n_early, next_early, next_now, early_base;
-    double early_s;                 /* the wait before early tasks */
+    double early_s;                 /* the wait before early tasks (opts.early_us >= 0) */
     int *rot_src, *rot_idx;         /* [R K + RP + 1] own_first scratch */
     char what[3][128];
     struct roe_ep_stats stats;
 };
 
 const char *roe_ep_wire_name(roe_ep_wire w) { return w == ROE_EP_WIRE_BF16 ? "bf16" : "f32"; }
+
+struct roe_ep_opts roe_ep_opts_default(void) {
+    return (struct roe_ep_opts){.wire = ROE_EP_WIRE_F32, .overlap = 1, .early_us = EP_EARLY_US,
+                                .inline_bytes = EP_INLINE_BYTES};
+}
 
 static size_t align_up(size_t n) { return (n + EP_ALIGN - 1) & ~(size_t)(EP_ALIGN - 1); }
 static size_t align_i32(size_t n) { return (n + EP_ALIGN_I32 - 1) & ~(size_t)(EP_ALIGN_I32 - 1); }
@@ -187,6 +192,9 @@ static roe_status check_opts(const struct roe_ep_opts *o) {
                         "expert dispatch: hidden %d, top_k %d, experts %d, max_slots %d, receive bounds "
                         "%d rows / %d pairs",
                         o->hidden, o->top_k, o->n_experts, o->max_slots, o->max_recv_rows, o->max_recv_pairs);
+    if (o->inline_bytes < 0)
+        return roe_fail(ROE_ERR_INVALID_ARG, "expert dispatch: inline_bytes %d (0: never inline, else the limit)",
+                        o->inline_bytes);
     return ROE_OK;
 }
 
@@ -253,8 +261,7 @@ static int alloc_messages(roe_ep *ep, int ok) {
 static void alloc_headers(roe_ep *ep, int *ok) {
     const size_t N = (size_t)ep->N, E = (size_t)ep->o.n_experts, RK = (size_t)ep->o.max_slots * (size_t)ep->o.top_k;
     const size_t RP = (size_t)ep->o.max_recv_pairs;
-    const int ib = ep->o.inline_bytes;
-    ep->inline_max = ib == 0 ? EP_INLINE_BYTES : ib < 0 ? 0 : (size_t)ib;
+    ep->inline_max = (size_t)ep->o.inline_bytes;
     const size_t inl_i32 = (ep->inline_max + 3) / 4; /* inline rows, in ints */
     ep->hcap = align_i32(align_i32(1 + E + (RP > RK ? RP : RK)) + inl_i32);
     ep->hsend = big_alloc(align_i32(N + E + RK) + N * ((size_t)EP_ALIGN_I32 * 2 + inl_i32), sizeof(int32_t), 1, ok);
@@ -289,7 +296,7 @@ roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **o
     ep->me = roe_comm_rank(comm);
     ep->ws = o->wire == ROE_EP_WIRE_BF16 ? 2 : 4;
     ep->early_base = (int)((size_t)o->max_slots * (size_t)o->top_k + (size_t)o->max_recv_pairs + 1);
-    ep->early_s = o->early_us == 0 ? EP_EARLY_S : o->early_us < 0 ? 0.0 : o->early_us * 1e-6;
+    ep->early_s = o->early_us * 1e-6;
     roe_status st = roe_comm_xfer_create(comm, &ep->xa);
     if (st == ROE_OK) st = roe_comm_xfer_create(comm, &ep->xb);
     if (st == ROE_OK) st = roe_comm_xfer_create(comm, &ep->xc);
@@ -602,7 +609,7 @@ static roe_status rows_out(roe_ep *ep, const float *x) {
     return roe_comm_exchange_start(ep->xb, ep->p_sp, ep->p_sc, ep->nulls, ep->zeros, ROE_COMM_BYTE, ep->what[1]);
 }
 
-/* Polls for the headers for up to EP_EARLY_S; *done says whether they all came. */
+/* Polls for the headers for up to opts.early_us; *done says whether they all came. */
 static roe_status headers_poll(roe_ep *ep, int *done) {
     const double t0 = roe_now_s();
     for (;;) {
@@ -638,9 +645,9 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
     ep->phase = 1;
     ep->n_now = ep->n_rest = ep->n_early = ep->next_early = ep->next_now = 0;
     memset(ep->early_done, 0, (size_t)map->n_local[ep->me]);
-    /* headers in; a rank that waits for them longer than EP_EARLY_S (another rank is late:
-     * its attention had more rows) computes its own rows on its experts meanwhile */
-    if (N > 1 && ep->o.overlap) {
+    /* headers in; a rank that waits for them longer than opts.early_us (another rank is
+     * late: its attention had more rows) computes its own rows on its experts meanwhile */
+    if (N > 1 && ep->o.overlap && ep->o.early_us >= 0) {
         int done = 0;
         ROE_TRY(headers_poll(ep, &done));
         if (!done) {

@@ -111,7 +111,8 @@ struct roe_engine {
 
 struct roe_engine_opts roe_engine_opts_default(void) {
     struct roe_engine_opts o = {.max_seqs = 1, .max_ctx = 2048, .max_rows = 64, .n_threads = 0,
-                                .isa = ROE_CPU_ISA_AUTO, .backend = ROE_BACKEND_CPU, .device = 0};
+                                .isa = ROE_CPU_ISA_AUTO, .ep_early_us = roe_ep_opts_default().early_us,
+                                .backend = ROE_BACKEND_CPU, .device = 0};
     return o;
 }
 
@@ -235,12 +236,16 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
         e->w = e->owned_w;
     }
     if (c->n_experts > 0) {
-        struct roe_ep_opts eo = {
-            .hidden = c->hidden, .top_k = c->top_k, .n_experts = c->n_experts,
-            .max_slots = opts->max_rows, .max_recv_rows = opts->max_rows,
-            .max_recv_pairs = opts->max_rows * c->top_k, .wire = opts->wire,
-            .overlap = !opts->no_overlap, .early_us = opts->ep_early_us,
-        };
+        struct roe_ep_opts eo = roe_ep_opts_default();
+        eo.hidden = c->hidden;
+        eo.top_k = c->top_k;
+        eo.n_experts = c->n_experts;
+        eo.max_slots = opts->max_rows;
+        eo.max_recv_rows = opts->max_rows;
+        eo.max_recv_pairs = opts->max_rows * c->top_k;
+        eo.wire = opts->wire;
+        eo.overlap = !opts->no_overlap;
+        eo.early_us = opts->ep_early_us;
         ROE_CHECK(roe_ep_create(e->comm, &eo, &e->ep));
     }
     ROE_CHECK(roe_kv_cache_init(&e->kv, be, opts->max_seqs, c->n_layers, opts->max_ctx, (int)kd));

@@ -297,7 +297,13 @@ static void run_exchange(roe_ep_wire wire, int overlap, const uint8_t *active) {
     int owner[E] = {0}, local[E], n_local[1], base[2];
     struct roe_layout_map map;
     roe_ep *ep = NULL;
-    struct roe_ep_opts o = {.hidden = H, .top_k = K, .n_experts = E, .max_slots = S, .wire = wire, .overlap = overlap};
+    struct roe_ep_opts o = roe_ep_opts_default();
+    o.hidden = H;
+    o.top_k = K;
+    o.n_experts = E;
+    o.max_slots = S;
+    o.wire = wire;
+    o.overlap = overlap;
     float x[S * H], out[S * K * H];
     int32_t sel[S * K] = {0, 1, 2, 3, 4, 5, 7, 6, 5, 1, 3, 7, 2, 4, 0};
     for (int i = 0; i < S * H; i++) x[i] = 0.01f * (float)i + 0.003f;
@@ -357,6 +363,26 @@ TEST(exchange_one_rank) {
     uint8_t active[15] = {1, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 1};
     run_exchange(ROE_EP_WIRE_F32, 1, active);
     run_exchange(ROE_EP_WIRE_BF16, 1, active);
+}
+
+TEST(exchange_opts) {
+    const struct roe_ep_opts d = roe_ep_opts_default();
+    ASSERT_EQ_INT(d.early_us, 100);
+    ASSERT_EQ_INT(d.inline_bytes, 16384);
+    roe_comm *c = NULL;
+    ASSERT_OK(roe_comm_self_create(NULL, &c));
+    struct roe_ep_opts o = d;
+    o.hidden = 8;
+    o.top_k = 1;
+    o.n_experts = 2;
+    o.max_slots = 1;
+    o.inline_bytes = -1; /* 0 is "never"; there is no negative limit */
+    roe_ep *ep = NULL;
+    ASSERT_FAILS_WITH(roe_ep_create(c, &o, &ep), ROE_ERR_INVALID_ARG, "inline_bytes -1");
+    o.inline_bytes = 0;
+    ASSERT_OK(roe_ep_create(c, &o, &ep));
+    roe_ep_free(ep);
+    roe_comm_free(c);
 }
 
 TEST(cluster_validates_plans) {
@@ -426,6 +452,7 @@ int main(void) {
     RUN(control_messages);
     RUN(control_truncated);
     RUN(exchange_one_rank);
+    RUN(exchange_opts);
     RUN(cluster_validates_plans);
     return test_summary();
 }
