@@ -59,6 +59,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static double median(double *v, int n) {
+    if (n <= 0) return 0.0;
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return v[n / 2];
 }
@@ -307,7 +308,9 @@ static int run(const struct cfg *c, roe_comm *comm) {
                 MPI_Alltoallv(bs, sc_d, sd_d, MPI_BYTE, br, rc_d, rd_d, MPI_BYTE, MPI_COMM_WORLD);
                 if (fresh) traw1[iters] = roe_now_s() - t0;
                 MPI_Alltoallv(bs, sc_c, sd_c, MPI_BYTE, br, rc_c, rd_c, MPI_BYTE, MPI_COMM_WORLD);
-                (fresh ? traw : tclean)[iters] = roe_now_s() - t0;
+                const double dt = roe_now_s() - t0;
+                if (fresh) traw[iters] = dt;
+                else tclean[iters] = dt;
             }
             if (ep_no) {
                 evict();

@@ -777,7 +777,7 @@ roe_status roe_ep_combine(roe_ep *ep) {
         for (int i = 0; i < ep->ls.pairs[d]; i++) {
             const int p = ep->ls.pair_id[ep->ls.pair_off[d] + i];
             const size_t at = ((size_t)ep->mine_off[d] + (size_t)i) * H;
-            if (ep->ws == 4) ep->pout[p] = (const float *)ep->retr + at;
+            if (ep->ws == 4) ep->pout[p] = (const float *)(const void *)ep->retr + at; /* f32 rows, aligned */
             else {
                 widen((const uint16_t *)ep->retr + at, ep->outp + (size_t)p * H, (size_t)H);
                 ep->pout[p] = ep->outp + (size_t)p * H;

@@ -538,7 +538,7 @@ static roe_status st__check_layout(roe_st_file *f) {
 }
 
 roe_status roe_st_open(const char *path, roe_st_file **out) {
-    roe_status st = ROE_OK;
+    roe_status st;
     roe_st_file *f = NULL;
     int fd = -1;
     char err[128];

@@ -224,7 +224,7 @@ fail:
 }
 
 roe_status roe_store_open(const char *dir, roe_store **out) {
-    roe_status st = ROE_OK;
+    roe_status st;
     roe_store *s = NULL;
     char *idx = NULL, *single = NULL;
     char err[128];

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "comm/comm.h"
@@ -192,7 +193,7 @@ static void exchange(roe_ep_wire wire, int overlap, int inline_bytes, int early_
         route(layer, ME, E, K, &n, sel, active, S);
         for (int i = 0; i < n * H; i++) x[i] = (float)(rnd(layer, (uint32_t)ME, (uint32_t)i, 11) % 2000) * 0.001f - 1.0f;
         /* every fourth layer rank 0 comes 5 ms late: the others run their own rows early */
-        if (layer % 4 == 3 && ME == 0) usleep(5000);
+        if (layer % 4 == 3 && ME == 0) nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
         ASSERT_OK(roe_ep_begin(ep, &map, x, n, sel, layer % 2 ? active : NULL, out, "test layer"));
         const struct roe_ep_task *t;
         for (;;) { /* what runs before the rows arrive */
@@ -283,13 +284,13 @@ TEST(workers_refuse_malformed_control) {
     m.body_case = ROE__CONTROL__BODY_STEP;
     m.step = &plan;
     plan.step = 3;
-    size_t n = protobuf_c_message_get_packed_size(&m.base);
-    protobuf_c_message_pack(&m.base, buf);
+    size_t n = roe__control__get_packed_size(&m);
+    roe__control__pack(&m, buf);
     bad_control(buf, n - 1, "cannot decode"); /* truncated inside the step */
     bad_control(buf, n, "a step arrived from rank 0 before any session was opened");
     m.body_case = ROE__CONTROL__BODY__NOT_SET;
-    n = protobuf_c_message_get_packed_size(&m.base);
-    protobuf_c_message_pack(&m.base, buf);
+    n = roe__control__get_packed_size(&m);
+    roe__control__pack(&m, buf);
     bad_control(buf, n, "has no known body");
     memset(buf, 0xA5, 40);
     bad_control(buf, 40, "control message from rank 0");
@@ -329,12 +330,12 @@ static void bad_roster(int how, const char *want) {
     float tau[64];
     ASSERT_TRUE(L <= 64);
     for (int l = 0; l < L; l++) tau[l] = model->cfg.layer_is_moe[l] ? 0.3f : 0.0f;
+    if (how == BAD_TAU_NAN) tau[L - 1] = NAN;
+    if (how == BAD_TAU_RANGE) tau[L - 1] = 50.0f;
     Roe__Roster ro = ROE__ROSTER__INIT;
     ro.k = how == BAD_K ? 0 : 4;
     ro.n_tau = (size_t)(how == BAD_TAU_COUNT ? L - 1 : L);
     ro.tau = tau;
-    if (how == BAD_TAU_NAN) tau[L - 1] = NAN;
-    if (how == BAD_TAU_RANGE) tau[L - 1] = 50.0f;
     Roe__SeqBind bind = ROE__SEQ_BIND__INIT, *binds[1] = {&bind};
     bind.seq = 1;
     bind.home = (uint32_t)(N - 1);
