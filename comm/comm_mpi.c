@@ -480,14 +480,14 @@ static roe_status mpi_xfer_wait(roe_comm_xfer *base) {
                      base->got);
 }
 
-static _Noreturn void mpi_abort(roe_comm *c, int code) {
+__attribute__((noreturn)) static void mpi_abort(roe_comm *c, int code) {
     fflush(stdout);
     fflush(stderr);
     /* mpirun answers MPI_Abort (or has already answered a dead rank) with SIGTERM: whatever
      * handler a command installed (roe serve drains on SIGTERM), this process must now end */
     signal(SIGTERM, SIG_DFL);
     MPI_Abort(MPI_COMM_WORLD, code);
-    _exit(code); /* MPI_Abort does not return; this satisfies _Noreturn */
+    _exit(code); /* MPI_Abort does not return; this satisfies noreturn */
 }
 
 /* ---- bounded start-up and shutdown ----
