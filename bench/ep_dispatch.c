@@ -31,9 +31,9 @@
  * to any): its experts are the hot ones, so it has the most expert work, and, at few rows,
  * many of its experts are chosen by its own rows only (local-only tasks, which overlap can run
  * before the other ranks' rows arrive). --early-us sets how long a rank waits for a late
- * rank's headers before running its own rows early (comm/dispatch.h; default 100).
- * --inline-bytes sets up to how many bytes of rows for one rank ride in its header message
- * (comm/dispatch.h; -1 never).
+ * rank's headers before running its own rows early (comm/dispatch.h; default 100, 0 at once,
+ * -1 never). --inline-bytes sets up to how many bytes of rows for one rank ride in its header
+ * message (comm/dispatch.h; default 16384, 0 never).
  *
  * Prints one line per size and, with --json, one JSON object per size. Times are the
  * median over iterations of the slowest rank.
@@ -59,6 +59,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static double median(double *v, int n) {
+    if (n <= 0) return 0.0;
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return v[n / 2];
 }
@@ -224,10 +225,17 @@ static int run(const struct cfg *c, roe_comm *comm) {
         /* raw: [0] just written, [1] clean (written once); each side touches its own buffers
          * once per iteration, as ours does */
         char *rbuf_s[2] = {NULL, NULL}, *rbuf_r[2] = {NULL, NULL};
-        struct roe_ep_opts eo = {.hidden = H, .top_k = K, .n_experts = E, .max_slots = rows,
-                                 .max_recv_rows = (int)recv_rows, .max_recv_pairs = (int)recv_pairs,
-                                 .wire = c->wire, .overlap = layer_mode, .early_us = c->early_us,
-                                 .inline_bytes = c->inline_bytes};
+        struct roe_ep_opts eo = roe_ep_opts_default();
+        eo.hidden = H;
+        eo.top_k = K;
+        eo.n_experts = E;
+        eo.max_slots = rows;
+        eo.max_recv_rows = (int)recv_rows;
+        eo.max_recv_pairs = (int)recv_pairs;
+        eo.wire = c->wire;
+        eo.overlap = layer_mode;
+        eo.early_us = c->early_us;
+        eo.inline_bytes = c->inline_bytes;
         roe_ep *ep = NULL, *ep_no = NULL;
         if (roe_ep_create(comm, &eo, &ep) != ROE_OK) goto fail;
         eo.overlap = 0;
@@ -300,7 +308,9 @@ static int run(const struct cfg *c, roe_comm *comm) {
                 MPI_Alltoallv(bs, sc_d, sd_d, MPI_BYTE, br, rc_d, rd_d, MPI_BYTE, MPI_COMM_WORLD);
                 if (fresh) traw1[iters] = roe_now_s() - t0;
                 MPI_Alltoallv(bs, sc_c, sd_c, MPI_BYTE, br, rc_c, rd_c, MPI_BYTE, MPI_COMM_WORLD);
-                (fresh ? traw : tclean)[iters] = roe_now_s() - t0;
+                const double dt = roe_now_s() - t0;
+                if (fresh) traw[iters] = dt;
+                else tclean[iters] = dt;
             }
             if (ep_no) {
                 evict();
@@ -374,7 +384,8 @@ static int run(const struct cfg *c, roe_comm *comm) {
 
 int main(int argc, char **argv) {
     struct cfg c = {.hidden = 2048, .top_k = 8, .experts = 64, .max_rows = 4096, .wire = ROE_EP_WIRE_F32,
-                    .budget_s = 0.6};
+                    .budget_s = 0.6, .early_us = roe_ep_opts_default().early_us,
+                    .inline_bytes = roe_ep_opts_default().inline_bytes};
     roe_comm *comm = NULL;
     struct roe_comm_opts o = roe_comm_opts_default();
     o.yield_when_idle = roe_env_cores_shared();

@@ -277,14 +277,19 @@ static void run_one(const struct opts *o, int i, struct result *res) {
             n = length >= 0 ? (size_t)length : (size_t)-1;
         while (n > 0 && !done) {
             if (r->off == r->len && fill(r) != 0) {
-                n = 0;
                 done = length < 0 && !chunked ? 2 : -1;
                 break;
             }
             size_t take = r->len - r->off < n ? r->len - r->off : n;
             if (ev_len + take + 1 > ev_cap) {
                 ev_cap = (ev_len + take + 1) * 2;
-                ev = realloc(ev, ev_cap);
+                char *grown = realloc(ev, ev_cap);
+                if (!grown) {
+                    snprintf(res->error, sizeof res->error, "out of memory for an event of %zu bytes", ev_cap);
+                    done = -1;
+                    break;
+                }
+                ev = grown;
             }
             memcpy(ev + ev_len, r->buf + r->off, take);
             ev_len += take;

@@ -31,7 +31,7 @@ struct roe_comm_ops {
                                  const char *what);
     roe_status (*xfer_test)(roe_comm_xfer *x, int *done);
     roe_status (*xfer_wait)(roe_comm_xfer *x);
-    void (*abort)(roe_comm *c, int code) __attribute__((noreturn));
+    __attribute__((noreturn)) void (*abort)(roe_comm *c, int code);
     void (*destroy)(roe_comm *c);
 };
 

@@ -354,14 +354,14 @@ static roe_status mpi_allreduce(roe_comm *c, const void *in, void *out, size_t c
 }
 
 static roe_status mpi_barrier(roe_comm *c, const char *what) {
-    char b = 0, all[1];
+    char b = 0; /* the empty messages' buffer, then the release's byte */
     struct mpi_impl *m = c->impl;
     /* gather of empty messages to rank 0, then its release */
     int n = 0, rc = MPI_SUCCESS;
     if (c->rank == 0) {
         for (int r = 1; r < c->size && rc == MPI_SUCCESS; r++) {
             m->peer[n] = r;
-            rc = MPI_Irecv(all, 0, MPI_BYTE, r, TAG_GATHER, m->comm, &m->reqs[n++]);
+            rc = MPI_Irecv(&b, 0, MPI_BYTE, r, TAG_GATHER, m->comm, &m->reqs[n++]);
         }
     } else {
         m->peer[n] = 0;
@@ -480,14 +480,14 @@ static roe_status mpi_xfer_wait(roe_comm_xfer *base) {
                      base->got);
 }
 
-static _Noreturn void mpi_abort(roe_comm *c, int code) {
+__attribute__((noreturn)) static void mpi_abort(roe_comm *c, int code) {
     fflush(stdout);
     fflush(stderr);
     /* mpirun answers MPI_Abort (or has already answered a dead rank) with SIGTERM: whatever
      * handler a command installed (roe serve drains on SIGTERM), this process must now end */
     signal(SIGTERM, SIG_DFL);
     MPI_Abort(MPI_COMM_WORLD, code);
-    _exit(code); /* MPI_Abort does not return; this satisfies _Noreturn */
+    _exit(code); /* MPI_Abort does not return; this satisfies noreturn */
 }
 
 /* ---- bounded start-up and shutdown ----

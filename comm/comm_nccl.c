@@ -279,7 +279,7 @@ int roe_comm_have_nccl(void) { return 1; }
 
 roe_status roe_comm_nccl_create(roe_comm *boot, int device, roe_comm **out) {
     *out = NULL;
-    roe_status st = ROE_OK;
+    roe_status st;
     roe_comm *c = roe_calloc(1, sizeof *c);
     struct nccl_impl *n = roe_calloc(1, sizeof *n);
     if (!c || !n) {

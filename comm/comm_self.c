@@ -59,7 +59,7 @@ static roe_status self_xfer_test(roe_comm_xfer *x, int *done) {
 
 static roe_status self_xfer_wait(roe_comm_xfer *x) { return ROE_OK; }
 
-static _Noreturn void self_abort(roe_comm *c, int code) { exit(code); }
+__attribute__((noreturn)) static void self_abort(roe_comm *c, int code) { exit(code); }
 
 static void self_destroy(roe_comm *c) { roe_free(c); }
 

@@ -50,10 +50,9 @@ enum { EP_ALIGN = 64, EP_ALIGN_I32 = EP_ALIGN / 4 };
  * its own rows on its experts (dispatch.h, "early"): long against a header's latency
  * (~1-3 us on one node, tens over TCP), short against an expert's work (~1 ms on a CPU), so
  * that ranks arriving together never split an expert into two passes over its weights. */
-#define EP_EARLY_S 100e-6
+#define EP_EARLY_US 100
 
 struct roe_ep {
-    roe_comm *comm;
     struct roe_ep_opts o;
     int N, me;
     size_t ws; /* wire bytes per element */
@@ -100,12 +99,10 @@ struct roe_ep {
     float **out;
     const float **pout;
     struct roe_ep_task *now, *rest; /* [E] each */
-    int n_now, n_rest, n_entries;
+    int n_now, n_rest;
     /* the layer in flight */
     const struct roe_layout_map *map;
-    const float *x;
     float *outp;
-    int n_slots;
     const int32_t *sel;
     const float *xin; /* this rank's inputs as its experts see them (x, or bf16-rounded xs) */
     int phase; /* 0 idle, 1 rows in flight, 2 rows arrived */
@@ -114,13 +111,18 @@ struct roe_ep {
     struct roe_ep_task *early;      /* [E] */
     uint8_t *early_done;            /* [E] by local expert */
     int n_early, next_early, next_now, early_base;
-    double early_s;                 /* the wait before early tasks */
+    double early_s;                 /* the wait before early tasks (opts.early_us >= 0) */
     int *rot_src, *rot_idx;         /* [R K + RP + 1] own_first scratch */
     char what[3][128];
     struct roe_ep_stats stats;
 };
 
 const char *roe_ep_wire_name(roe_ep_wire w) { return w == ROE_EP_WIRE_BF16 ? "bf16" : "f32"; }
+
+struct roe_ep_opts roe_ep_opts_default(void) {
+    return (struct roe_ep_opts){.wire = ROE_EP_WIRE_F32, .overlap = 1, .early_us = EP_EARLY_US,
+                                .inline_bytes = EP_INLINE_BYTES};
+}
 
 static size_t align_up(size_t n) { return (n + EP_ALIGN - 1) & ~(size_t)(EP_ALIGN - 1); }
 static size_t align_i32(size_t n) { return (n + EP_ALIGN_I32 - 1) & ~(size_t)(EP_ALIGN_I32 - 1); }
@@ -183,33 +185,32 @@ static void *big_alloc(size_t a, size_t b, size_t c, int *ok) {
     return p;
 }
 
-roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **out) {
-    *out = NULL;
+static roe_status check_opts(const struct roe_ep_opts *o) {
     if (o->hidden <= 0 || o->top_k <= 0 || o->n_experts <= 0 || o->top_k > o->n_experts ||
         o->max_slots < 0 || o->max_recv_rows < 0 || o->max_recv_pairs < 0)
         return roe_fail(ROE_ERR_INVALID_ARG,
                         "expert dispatch: hidden %d, top_k %d, experts %d, max_slots %d, receive bounds "
                         "%d rows / %d pairs",
                         o->hidden, o->top_k, o->n_experts, o->max_slots, o->max_recv_rows, o->max_recv_pairs);
-    roe_ep *ep = roe_calloc(1, sizeof *ep);
-    if (!ep) return roe_fail(ROE_ERR_NOMEM, "expert dispatch: out of memory");
-    ep->comm = comm;
-    ep->o = *o;
-    ep->N = roe_comm_size(comm);
-    ep->me = roe_comm_rank(comm);
-    ep->ws = o->wire == ROE_EP_WIRE_BF16 ? 2 : 4;
-    const size_t N = (size_t)ep->N, E = (size_t)o->n_experts, K = (size_t)o->top_k, H = (size_t)o->hidden;
-    const size_t R = (size_t)o->max_slots, RR = (size_t)o->max_recv_rows, RP = (size_t)o->max_recv_pairs;
-    const size_t KN = K < N ? K : N, entries = R * K + RP + 1 + R * K; /* the plan's, early ones */
-    roe_status st = roe_comm_xfer_create(comm, &ep->xa);
-    if (st == ROE_OK) st = roe_comm_xfer_create(comm, &ep->xb);
-    if (st == ROE_OK) st = roe_comm_xfer_create(comm, &ep->xc);
-    if (st != ROE_OK) {
-        roe_ep_free(ep);
-        return st;
-    }
-    int ok = 1;
+    if (o->inline_bytes < 0)
+        return roe_fail(ROE_ERR_INVALID_ARG, "expert dispatch: inline_bytes %d (0: never inline, else the limit)",
+                        o->inline_bytes);
+    return ROE_OK;
+}
+
+/* Task entries: the plan's (R K + RP + 1), then the early ones (R K). */
+static size_t n_entries(const struct roe_ep_opts *o) {
+    const size_t RK = (size_t)o->max_slots * (size_t)o->top_k;
+    return RK + (size_t)o->max_recv_pairs + 1 + RK;
+}
+
+/* Each A() allocates only while every one before it succeeded. */
 #define A(field, n) ok = ok && ((field) = roe_malloc((n) * sizeof *(field)))
+
+/* The layout and the receive plan (sizes: the block at the top of this file). */
+static int alloc_layout(roe_ep *ep, int ok) {
+    const size_t N = (size_t)ep->N, E = (size_t)ep->o.n_experts, K = (size_t)ep->o.top_k;
+    const size_t R = (size_t)ep->o.max_slots, KN = K < N ? K : N, entries = n_entries(&ep->o);
     A(ep->ls.rows, N);
     A(ep->ls.pairs, N);
     A(ep->ls.row_off, N + 1);
@@ -226,14 +227,13 @@ roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **o
     int **perN[] = {&ep->src_pairs, &ep->src_rows, &ep->send_rows, &ep->run_lo, &ep->ret_off, &ep->rrow_off, &ep->mine_off};
     for (size_t i = 0; i < sizeof perN / sizeof perN[0]; i++) A(*perN[i], N);
     A(ep->l2g, E);
-    ep->inline_max = o->inline_bytes == 0 ? EP_INLINE_BYTES : o->inline_bytes < 0 ? 0 : (size_t)o->inline_bytes;
-    const size_t inl_i32 = (ep->inline_max + 3) / 4; /* inline rows, in ints */
-    ep->hcap = align_i32(align_i32(1 + E + (RP > R * K ? RP : R * K)) + inl_i32);
-    ep->early_base = (int)(R * K + RP + 1);
-    ep->early_s = o->early_us == 0 ? EP_EARLY_S : o->early_us < 0 ? 0.0 : o->early_us * 1e-6;
-    /* all headers, each padded to 64 bytes before and after its inline rows */
-    ep->hsend = big_alloc(align_i32(N + E + R * K) + N * ((size_t)EP_ALIGN_I32 * 2 + inl_i32), sizeof(int32_t), 1, &ok);
-    ep->hrecv = big_alloc(N, ep->hcap, sizeof(int32_t), &ok);
+    return ok;
+}
+
+/* The per-peer message arguments and the tasks. */
+static int alloc_messages(roe_ep *ep, int ok) {
+    const size_t N = (size_t)ep->N, E = (size_t)ep->o.n_experts, RK = (size_t)ep->o.max_slots * (size_t)ep->o.top_k;
+    const size_t entries = n_entries(&ep->o), RP = (size_t)ep->o.max_recv_pairs;
     size_t **sz[] = {&ep->h_sc, &ep->h_rc, &ep->cnt_s, &ep->cnt_r, &ep->p_sc, &ep->p_rc, &ep->bytes_d, &ep->bytes_c};
     for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) A(*sz[i], N);
     A(ep->h_sp, N);
@@ -245,32 +245,75 @@ roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **o
     ok = ok && (ep->nulls = roe_calloc(N, sizeof *ep->nulls)) && (ep->zeros = roe_calloc(N, sizeof *ep->zeros));
     A(ep->in, entries);
     A(ep->out, entries);
-    A(ep->pout, R * K + 1);
+    A(ep->pout, RK + 1);
     A(ep->now, E);
     A(ep->rest, E);
     A(ep->early, E);
     A(ep->early_done, E);
-    A(ep->rot_src, R * K + RP + 1);
-    A(ep->rot_idx, R * K + RP + 1);
+    A(ep->rot_src, RK + RP + 1);
+    A(ep->rot_idx, RK + RP + 1);
+    return ok;
+}
 #undef A
-    if (ok && ep->N > 1) { /* one rank moves nothing: no wire buffers */
+
+/* The headers: every one this rank sends, each padded to 64 bytes before and after its
+ * inline rows, and one received per source, as large as any can be. */
+static void alloc_headers(roe_ep *ep, int *ok) {
+    const size_t N = (size_t)ep->N, E = (size_t)ep->o.n_experts, RK = (size_t)ep->o.max_slots * (size_t)ep->o.top_k;
+    const size_t RP = (size_t)ep->o.max_recv_pairs;
+    ep->inline_max = (size_t)ep->o.inline_bytes;
+    const size_t inl_i32 = (ep->inline_max + 3) / 4; /* inline rows, in ints */
+    ep->hcap = align_i32(align_i32(1 + E + (RP > RK ? RP : RK)) + inl_i32);
+    ep->hsend = big_alloc(align_i32(N + E + RK) + N * ((size_t)EP_ALIGN_I32 * 2 + inl_i32), sizeof(int32_t), 1, ok);
+    ep->hrecv = big_alloc(N, ep->hcap, sizeof(int32_t), ok);
+}
+
+/* Rows and outputs on the wire; one rank moves nothing, so has none. */
+static void alloc_wire(roe_ep *ep, int *ok) {
+    const size_t N = (size_t)ep->N, K = (size_t)ep->o.top_k, H = (size_t)ep->o.hidden, KN = K < N ? K : N;
+    const size_t R = (size_t)ep->o.max_slots, RR = (size_t)ep->o.max_recv_rows, RP = (size_t)ep->o.max_recv_pairs;
+    if (*ok && ep->N > 1) {
         ep->rbuf_cap = RR * H * ep->ws + EP_ALIGN * N;
-        ep->sbuf = big_alloc(R * KN, H, ep->ws, &ok);
-        ep->rbuf = big_alloc(ep->rbuf_cap, 1, 1, &ok);
-        ep->retr = big_alloc(R * K, H, ep->ws, &ok);
-        ep->ret = big_alloc(RP, H, sizeof(float), &ok);
-        if (o->wire == ROE_EP_WIRE_BF16) {
-            ep->ret16 = big_alloc(RP, H, sizeof(uint16_t), &ok);
-            ep->rrows = big_alloc(RR, H, sizeof(float), &ok);
+        ep->sbuf = big_alloc(R * KN, H, ep->ws, ok);
+        ep->rbuf = big_alloc(ep->rbuf_cap, 1, 1, ok);
+        ep->retr = big_alloc(R * K, H, ep->ws, ok);
+        ep->ret = big_alloc(RP, H, sizeof(float), ok);
+        if (ep->o.wire == ROE_EP_WIRE_BF16) {
+            ep->ret16 = big_alloc(RP, H, sizeof(uint16_t), ok);
+            ep->rrows = big_alloc(RR, H, sizeof(float), ok);
         }
     }
-    if (ok && o->wire == ROE_EP_WIRE_BF16) ep->xs = big_alloc(R, H, sizeof(float), &ok);
+    if (*ok && ep->o.wire == ROE_EP_WIRE_BF16) ep->xs = big_alloc(R, H, sizeof(float), ok);
+}
+
+roe_status roe_ep_create(roe_comm *comm, const struct roe_ep_opts *o, roe_ep **out) {
+    *out = NULL;
+    ROE_TRY(check_opts(o));
+    roe_ep *ep = roe_calloc(1, sizeof *ep);
+    if (!ep) return roe_fail(ROE_ERR_NOMEM, "expert dispatch: out of memory");
+    ep->o = *o;
+    ep->N = roe_comm_size(comm);
+    ep->me = roe_comm_rank(comm);
+    ep->ws = o->wire == ROE_EP_WIRE_BF16 ? 2 : 4;
+    ep->early_base = (int)((size_t)o->max_slots * (size_t)o->top_k + (size_t)o->max_recv_pairs + 1);
+    ep->early_s = o->early_us * 1e-6;
+    roe_status st = roe_comm_xfer_create(comm, &ep->xa);
+    if (st == ROE_OK) st = roe_comm_xfer_create(comm, &ep->xb);
+    if (st == ROE_OK) st = roe_comm_xfer_create(comm, &ep->xc);
+    if (st != ROE_OK) {
+        roe_ep_free(ep);
+        return st;
+    }
+    int ok = alloc_layout(ep, 1);
+    alloc_headers(ep, &ok);
+    ok = alloc_messages(ep, ok);
+    alloc_wire(ep, &ok);
     if (!ok) {
         roe_ep_free(ep);
         return roe_fail(ROE_ERR_NOMEM,
-                        "expert dispatch: out of memory for buffers of %zu slots, %zu received rows, "
-                        "%zu received pairs of %zu floats",
-                        R, RR, RP, H);
+                        "expert dispatch: out of memory for buffers of %d slots, %d received rows, "
+                        "%d received pairs of %d floats",
+                        o->max_slots, o->max_recv_rows, o->max_recv_pairs, o->hidden);
     }
     *out = ep;
     return ROE_OK;
@@ -402,7 +445,7 @@ static roe_status headers_take(roe_ep *ep) {
                         "rank %d: %s: other ranks send %ld rows / %ld pairs, more than the %d / %d this rank "
                         "was sized for",
                         me, ep->what[0], recv_rows, recv_pairs, ep->o.max_recv_rows, ep->o.max_recv_pairs);
-    ep->n_entries = roe_layout_plan_recv(map, me, ep->from, ep->task_off, ep->task_src, ep->task_idx, ep->src_pairs);
+    roe_layout_plan_recv(map, me, ep->from, ep->task_off, ep->task_src, ep->task_idx, ep->src_pairs);
     own_first(ep, X);
     for (int e = 0; e < map->n_experts; e++)
         if (map->owner[e] == me) ep->l2g[map->local[e]] = e;
@@ -461,9 +504,8 @@ static void name_ops(roe_ep *ep, const char *what) {
     }
 }
 
-roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const float *x, int n_slots,
-                        const int32_t *sel, const uint8_t *active, float *out, const char *what) {
-    const int N = ep->N, me = ep->me, K = ep->o.top_k, H = ep->o.hidden;
+static roe_status check_begin(const roe_ep *ep, const struct roe_layout_map *map, int n_slots, const char *what) {
+    const int N = ep->N, me = ep->me;
     if (ep->phase != 0)
         return roe_fail(ROE_ERR_INTERNAL, "rank %d: dispatch of %s begun while %s is in flight", me, what, ep->what[1]);
     if (map->n_ranks != N || map->n_experts != ep->o.n_experts)
@@ -474,92 +516,126 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
     if (n_slots < 0 || n_slots > ep->o.max_slots)
         return roe_fail(ROE_ERR_INVALID_ARG, "rank %d: %s: %d slots, the exchange holds %d", me, what, n_slots,
                         ep->o.max_slots);
-    name_ops(ep, what);
-    ep->map = map;
-    ep->sel = sel;
-    ep->stage = 0;
-    ep->x = x;
-    ep->outp = out;
-    ep->n_slots = n_slots;
-    memset(&ep->stats, 0, sizeof ep->stats);
+    return ROE_OK;
+}
 
-    /* layout; then, per destination, a run of slots sent as is, or the rows packed */
-    roe_layout_plan_send(map, n_slots, K, sel, active, &ep->ls, ep->ls_scratch);
-    for (int d = 0; d < N; d++) {
+/* Per destination, what its rows message holds: a run of slots sent as is from x, or the
+ * rows packed. */
+static void choose_runs(roe_ep *ep) {
+    for (int d = 0; d < ep->N; d++) {
         const int nr = ep->ls.rows[d];
         ep->run_lo[d] = -1;
         ep->send_rows[d] = nr;
-        if (d == me || nr == 0 || ep->ws != 4 || send_inline(ep, d)) continue;
+        if (d == ep->me || nr == 0 || ep->ws != 4 || send_inline(ep, d)) continue;
         const int lo = ep->ls.row_slot[ep->ls.row_off[d]], hi = ep->ls.row_slot[ep->ls.row_off[d] + nr - 1];
         if (4L * (hi - lo + 1) <= 5L * nr) { /* at most a quarter more rows than needed */
             ep->run_lo[d] = lo;
             ep->send_rows[d] = hi - lo + 1;
         }
     }
-    /* headers out: rows (or the run's length), pairs per local expert, the pairs' rows, and
-     * small rows themselves (each header 64-byte aligned, and its inline rows) */
+}
+
+/* Writes d's header at h: rows (or the run's length), pairs per local expert, the pairs'
+ * rows, and small rows themselves (64-byte aligned); returns the bytes of inline rows. */
+static size_t header_fill(roe_ep *ep, int d, const float *x, int32_t *h) {
+    const struct roe_layout_map *map = ep->map;
+    const int np = d == ep->me ? 0 : ep->ls.pairs[d], lo = ep->run_lo[d];
+    h[0] = ep->send_rows[d];
+    memcpy(h + 1, ep->ls.counts + map->base[d], (size_t)map->n_local[d] * sizeof(int32_t));
+    int32_t *idx = h + 1 + map->n_local[d];
+    for (int i = 0; i < np; i++) {
+        const int r = ep->ls.pair_row[ep->ls.pair_off[d] + i];
+        idx[i] = lo >= 0 ? ep->ls.row_slot[ep->ls.row_off[d] + r] - lo : r;
+    }
+    ep->h_sc[d] = 1 + (size_t)map->n_local[d] + (size_t)np;
+    if (!send_inline(ep, d)) return 0;
+    const size_t at = align_i32(ep->h_sc[d]), rows_bytes = (size_t)ep->ls.rows[d] * (size_t)ep->o.hidden * ep->ws;
+    memset(h + ep->h_sc[d], 0, (at - ep->h_sc[d]) * sizeof *h);
+    if (rows_bytes % 4) h[at + rows_bytes / 4] = 0; /* an odd count of bf16 values: the tail is sent */
+    pack_rows(ep, x, ep->ls.row_slot + ep->ls.row_off[d], ep->ls.rows[d], (unsigned char *)(h + at));
+    ep->h_sc[d] = at + (rows_bytes + 3) / 4;
+    return rows_bytes;
+}
+
+/* Headers out to every rank (each 64-byte aligned in hsend), their receives posted. */
+static roe_status headers_out(roe_ep *ep, const float *x) {
     size_t ho = 0;
-    for (int d = 0; d < N; d++) {
+    for (int d = 0; d < ep->N; d++) {
         int32_t *h = ep->hsend + ho;
-        const int np = d == me ? 0 : ep->ls.pairs[d], lo = ep->run_lo[d];
-        h[0] = ep->send_rows[d];
-        memcpy(h + 1, ep->ls.counts + map->base[d], (size_t)map->n_local[d] * sizeof(int32_t));
-        int32_t *idx = h + 1 + map->n_local[d];
-        for (int i = 0; i < np; i++) {
-            const int r = ep->ls.pair_row[ep->ls.pair_off[d] + i];
-            idx[i] = lo >= 0 ? ep->ls.row_slot[ep->ls.row_off[d] + r] - lo : r;
-        }
+        const size_t rows_bytes = header_fill(ep, d, x, h);
         ep->h_sp[d] = h;
-        ep->h_sc[d] = 1 + (size_t)map->n_local[d] + (size_t)np;
-        size_t rows_bytes = 0;
-        if (send_inline(ep, d)) {
-            const size_t at = align_i32(ep->h_sc[d]);
-            rows_bytes = (size_t)ep->ls.rows[d] * H * ep->ws;
-            memset(h + ep->h_sc[d], 0, (at - ep->h_sc[d]) * sizeof *h);
-            if (rows_bytes % 4) h[at + rows_bytes / 4] = 0; /* an odd count of bf16 values: the tail is sent */
-            pack_rows(ep, x, ep->ls.row_slot + ep->ls.row_off[d], ep->ls.rows[d], (unsigned char *)(h + at));
-            ep->h_sc[d] = at + (rows_bytes + 3) / 4;
-        }
         ep->h_rp[d] = ep->hrecv + (size_t)d * ep->hcap;
         ep->h_rc[d] = ep->hcap;
         ho += align_i32(ep->h_sc[d]);
         ep->bytes_d[d] = ep->bytes_c[d] = 0;
-        if (d != me) {
-            ep->stats.count_bytes += 4.0 * (1 + map->n_local[d]);
-            ep->stats.dispatch_bytes += 4.0 * np + (double)rows_bytes;
+        if (d != ep->me) {
+            ep->stats.count_bytes += 4.0 * (1 + ep->map->n_local[d]);
+            ep->stats.dispatch_bytes += 4.0 * ep->ls.pairs[d] + (double)rows_bytes;
             ep->bytes_d[d] = 4 * ep->h_sc[d];
         }
     }
-    ROE_TRY(roe_comm_exchange_start(ep->xa, ep->h_sp, ep->h_sc, ep->h_rp, ep->h_rc, ROE_COMM_I32, ep->what[0]));
-    /* rows out, at the same time: they need nothing from the other ranks */
-    if (N > 1) {
-        size_t so = 0;
-        int mp = 0;
-        for (int d = 0; d < N; d++) {
-            ep->p_sc[d] = 0;
-            ep->mine_off[d] = mp;
-            const int np = ep->ls.pairs[d], nr = ep->ls.rows[d], lo = ep->run_lo[d];
-            if (d == me || !np) continue;
-            mp += np;
-            ep->stats.row_sends++;
-            if (send_inline(ep, d)) { /* they went with the header */
-                ep->stats.inline_sends++;
-                continue;
-            }
-            if (lo >= 0) ep->p_sp[d] = x + (size_t)lo * H;
-            else {
-                unsigned char *rows = ep->sbuf + so;
-                pack_rows(ep, x, ep->ls.row_slot + ep->ls.row_off[d], nr, rows);
-                ep->p_sp[d] = rows;
-                so += (size_t)nr * H * ep->ws;
-            }
-            ep->p_sc[d] = (size_t)ep->send_rows[d] * H * ep->ws;
-            ep->bytes_d[d] += ep->p_sc[d];
-            ep->stats.dispatch_bytes += (double)ep->p_sc[d];
+    return roe_comm_exchange_start(ep->xa, ep->h_sp, ep->h_sc, ep->h_rp, ep->h_rc, ROE_COMM_I32, ep->what[0]);
+}
+
+/* Rows out, at the same time as the headers: they need nothing from the other ranks. */
+static roe_status rows_out(roe_ep *ep, const float *x) {
+    const int me = ep->me;
+    const size_t H = (size_t)ep->o.hidden;
+    size_t so = 0;
+    int mp = 0;
+    for (int d = 0; d < ep->N; d++) {
+        ep->p_sc[d] = 0;
+        ep->mine_off[d] = mp;
+        const int np = ep->ls.pairs[d], nr = ep->ls.rows[d], lo = ep->run_lo[d];
+        if (d == me || !np) continue;
+        mp += np;
+        ep->stats.row_sends++;
+        if (send_inline(ep, d)) { /* they went with the header */
+            ep->stats.inline_sends++;
+            continue;
         }
-        ep->stats.sent_pairs = mp;
-        ROE_TRY(roe_comm_exchange_start(ep->xb, ep->p_sp, ep->p_sc, ep->nulls, ep->zeros, ROE_COMM_BYTE, ep->what[1]));
+        if (lo >= 0) ep->p_sp[d] = x + (size_t)lo * H;
+        else {
+            unsigned char *rows = ep->sbuf + so;
+            pack_rows(ep, x, ep->ls.row_slot + ep->ls.row_off[d], nr, rows);
+            ep->p_sp[d] = rows;
+            so += (size_t)nr * H * ep->ws;
+        }
+        ep->p_sc[d] = (size_t)ep->send_rows[d] * H * ep->ws;
+        ep->bytes_d[d] += ep->p_sc[d];
+        ep->stats.dispatch_bytes += (double)ep->p_sc[d];
     }
+    ep->stats.sent_pairs = mp;
+    return roe_comm_exchange_start(ep->xb, ep->p_sp, ep->p_sc, ep->nulls, ep->zeros, ROE_COMM_BYTE, ep->what[1]);
+}
+
+/* Polls for the headers for up to opts.early_us; *done says whether they all came. */
+static roe_status headers_poll(roe_ep *ep, int *done) {
+    const double t0 = roe_now_s();
+    for (;;) {
+        ROE_TRY(roe_comm_xfer_test(ep->xa, done));
+        const double t = roe_now_s() - t0;
+        if (*done || t >= ep->early_s) return ROE_OK;
+        /* headers on time come within microseconds: spin for those; past that, a rank
+         * sharing this core (oversubscribed) may be the late one: give it the core */
+        if (t > 20e-6) sched_yield();
+    }
+}
+
+roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const float *x, int n_slots,
+                        const int32_t *sel, const uint8_t *active, float *out, const char *what) {
+    const int N = ep->N, H = ep->o.hidden;
+    ROE_TRY(check_begin(ep, map, n_slots, what));
+    name_ops(ep, what);
+    ep->map = map;
+    ep->sel = sel;
+    ep->stage = 0;
+    ep->outp = out;
+    memset(&ep->stats, 0, sizeof ep->stats);
+    roe_layout_plan_send(map, n_slots, ep->o.top_k, sel, active, &ep->ls, ep->ls_scratch);
+    choose_runs(ep);
+    ROE_TRY(headers_out(ep, x));
+    if (N > 1) ROE_TRY(rows_out(ep, x));
     /* this rank's own inputs (rounded to bf16 on that wire, as travelling ones are) */
     ep->xin = x;
     if (ep->o.wire == ROE_EP_WIRE_BF16) {
@@ -568,20 +644,12 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
     }
     ep->phase = 1;
     ep->n_now = ep->n_rest = ep->n_early = ep->next_early = ep->next_now = 0;
-    memset(ep->early_done, 0, (size_t)map->n_local[me]);
-    /* headers in; a rank that waits for them longer than EP_EARLY_S (another rank is late:
-     * its attention had more rows) computes its own rows on its experts meanwhile */
-    if (N > 1 && ep->o.overlap) {
-        const double t0 = roe_now_s();
+    memset(ep->early_done, 0, (size_t)map->n_local[ep->me]);
+    /* headers in; a rank that waits for them longer than opts.early_us (another rank is
+     * late: its attention had more rows) computes its own rows on its experts meanwhile */
+    if (N > 1 && ep->o.overlap && ep->o.early_us >= 0) {
         int done = 0;
-        for (;;) {
-            ROE_TRY(roe_comm_xfer_test(ep->xa, &done));
-            const double t = roe_now_s() - t0;
-            if (done || t >= ep->early_s) break;
-            /* headers on time come within microseconds: spin for those; past that, a rank
-             * sharing this core (oversubscribed) may be the late one: give it the core */
-            if (t > 20e-6) sched_yield();
-        }
+        ROE_TRY(headers_poll(ep, &done));
         if (!done) {
             early_tasks(ep);
             return ROE_OK;
@@ -709,7 +777,7 @@ roe_status roe_ep_combine(roe_ep *ep) {
         for (int i = 0; i < ep->ls.pairs[d]; i++) {
             const int p = ep->ls.pair_id[ep->ls.pair_off[d] + i];
             const size_t at = ((size_t)ep->mine_off[d] + (size_t)i) * H;
-            if (ep->ws == 4) ep->pout[p] = (const float *)ep->retr + at;
+            if (ep->ws == 4) ep->pout[p] = (const float *)(const void *)ep->retr + at; /* f32 rows, aligned */
             else {
                 widen((const uint16_t *)ep->retr + at, ep->outp + (size_t)p * H, (size_t)H);
                 ep->pout[p] = ep->outp + (size_t)p * H;

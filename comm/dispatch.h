@@ -9,7 +9,7 @@
  *                    indices) and rows sent together (nonblocking) -> the headers in
  *   roe_ep_next_now  with overlap on, the tasks computable before the rows arrive, one at a
  *                    time (each call also moves the transfers along):
- *                     - early: while another rank is late (no header from it EP_EARLY_S
+ *                     - early: while another rank is late (no header from it opts.early_us
  *                       after this rank's were sent: its attention had more rows), each
  *                       local expert on this rank's own pairs, until the headers come;
  *                     - now: local experts whose every pair comes from this rank, computed
@@ -70,12 +70,15 @@ struct roe_ep_opts {
     int max_recv_pairs; /* pairs it may receive per layer from all other ranks together */
     roe_ep_wire wire;
     int overlap;        /* 1: hand out "now" (and early) tasks before the rows arrive */
-    int early_us;       /* wait for a late rank's headers before early tasks (us): 0 the
-                           default (EP_EARLY_S, dispatch.c), < 0 none */
+    int early_us;       /* microseconds to wait for a late rank's headers before early tasks:
+                           0 at once, < 0 never (as ROE_EP_EARLY_US) */
     int inline_bytes;   /* rows for one rank of at most this many bytes travel inside the
-                           header message: 0 the default (EP_INLINE_BYTES, dispatch.c), < 0
-                           never (every rows message on its own) */
+                           header message; 0 never (every rows message on its own) */
 };
+
+/* The defaults: F32 wire, overlap on, early_us 100, inline_bytes 16384 (dispatch.c says
+ * why); the sizes (hidden ... max_recv_pairs) are 0, for the caller to set. */
+struct roe_ep_opts roe_ep_opts_default(void);
 
 struct roe_ep_task {
     int expert; /* global expert id */

@@ -175,84 +175,84 @@ static roe_status parse_token_id(const cJSON *root, const char *origin, const ch
     return ROE_OK;
 }
 
+static roe_status parse_model_type(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    if (!cJSON_IsString(mt)) return roe_fail(ROE_ERR_FORMAT, "%s: missing string field 'model_type'", origin);
+    if (strcmp(mt->valuestring, "olmoe") == 0) c->family = ROE_FAMILY_OLMOE;
+    else if (strcmp(mt->valuestring, "mixtral") == 0) c->family = ROE_FAMILY_MIXTRAL;
+    else if (strcmp(mt->valuestring, "qwen3_moe") == 0) c->family = ROE_FAMILY_QWEN3_MOE;
+    else
+        return roe_fail(ROE_ERR_UNSUPPORTED,
+                        "%s: model_type '%.64s' is not supported (supported: olmoe, mixtral, qwen3_moe)",
+                        origin, mt->valuestring);
+    snprintf(c->model_type, sizeof c->model_type, "%s", mt->valuestring);
+    return ROE_OK;
+}
+
+/* Vocabulary, widths, layers and attention heads. */
+static roe_status parse_shapes(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    ROE_TRY(get_int(root, origin, "vocab_size", 1, 1, 1 << 24, &c->vocab_size));
+    ROE_TRY(get_int(root, origin, "hidden_size", 1, 1, 1 << 18, &c->hidden));
+    ROE_TRY(get_int(root, origin, "num_hidden_layers", 1, 1, ROE_MAX_LAYERS, &c->n_layers));
+    ROE_TRY(get_int(root, origin, "num_attention_heads", 1, 1, 1 << 12, &c->n_heads));
+    c->n_kv_heads = c->n_heads;
+    ROE_TRY(get_int(root, origin, "num_key_value_heads", 0, 1, c->n_heads, &c->n_kv_heads));
+    if (c->n_heads % c->n_kv_heads != 0)
+        return roe_fail(ROE_ERR_FORMAT,
+                        "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                        origin, c->n_heads, c->n_kv_heads);
+    c->head_dim = 0;
+    ROE_TRY(get_int(root, origin, "head_dim", 0, 2, 1 << 12, &c->head_dim));
+    if (c->head_dim == 0) {
+        if (c->hidden % c->n_heads != 0)
+            return roe_fail(ROE_ERR_FORMAT,
+                            "%s: hidden_size %d is not a multiple of num_attention_heads %d and no "
+                            "head_dim is given",
+                            origin, c->hidden, c->n_heads);
+        c->head_dim = c->hidden / c->n_heads;
+    }
+    if (c->head_dim % 2 != 0)
+        return roe_fail(ROE_ERR_FORMAT, "%s: head_dim %d must be even for RoPE", origin, c->head_dim);
+    return ROE_OK;
+}
+
+/* Positions, norm, RoPE, embeddings, and the attention and activation we support. */
+static roe_status parse_layer_opts(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    c->max_position = 4096;
+    ROE_TRY(get_int(root, origin, "max_position_embeddings", 0, 1, 1 << 24, &c->max_position));
+    c->rms_eps = 1e-6f;
+    ROE_TRY(get_float(root, origin, "rms_norm_eps", 0, 0.0, 1.0, &c->rms_eps));
+    ROE_TRY(parse_rope(root, origin, c));
+    ROE_TRY(get_bool(root, origin, "tie_word_embeddings", &c->tie_word_embeddings));
+    int bias = 0;
+    ROE_TRY(get_bool(root, origin, "attention_bias", &bias));
+    if (bias) return roe_fail(ROE_ERR_UNSUPPORTED, "%s: attention_bias = true is not supported", origin);
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
+        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (only silu)", origin,
+                        cJSON_IsString(act) ? act->valuestring : "(not a string)");
+    return ROE_OK;
+}
+
+static roe_status parse_root(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    ROE_TRY(parse_model_type(root, origin, c));
+    ROE_TRY(parse_shapes(root, origin, c));
+    ROE_TRY(parse_layer_opts(root, origin, c));
+    ROE_TRY(parse_family(root, origin, c));
+    ROE_TRY(parse_token_id(root, origin, "bos_token_id", c->vocab_size, &c->bos_token_id));
+    return parse_token_id(root, origin, "eos_token_id", c->vocab_size, &c->eos_token_id);
+}
+
 roe_status roe_config_parse(const char *json, const char *origin, struct roe_model_config *c) {
     memset(c, 0, sizeof *c);
     int oom = 0;
     cJSON *root = roe_json_parse(json, strlen(json), NULL, &oom);
-    roe_status st = ROE_OK;
-    if (!root || !cJSON_IsObject(root)) {
+    roe_status st;
+    if (!root || !cJSON_IsObject(root))
         st = oom ? roe_fail(ROE_ERR_NOMEM, "%s: out of memory parsing it", origin)
                  : roe_fail(ROE_ERR_FORMAT, "%s: not a JSON object", origin);
-        goto fail;
-    }
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
-    if (!cJSON_IsString(mt)) {
-        st = roe_fail(ROE_ERR_FORMAT, "%s: missing string field 'model_type'", origin);
-        goto fail;
-    }
-    if (strcmp(mt->valuestring, "olmoe") == 0) c->family = ROE_FAMILY_OLMOE;
-    else if (strcmp(mt->valuestring, "mixtral") == 0) c->family = ROE_FAMILY_MIXTRAL;
-    else if (strcmp(mt->valuestring, "qwen3_moe") == 0) c->family = ROE_FAMILY_QWEN3_MOE;
-    else {
-        st = roe_fail(ROE_ERR_UNSUPPORTED,
-                      "%s: model_type '%.64s' is not supported (supported: olmoe, mixtral, qwen3_moe)",
-                      origin, mt->valuestring);
-        goto fail;
-    }
-    snprintf(c->model_type, sizeof c->model_type, "%s", mt->valuestring);
-
-    ROE_CHECK(get_int(root, origin, "vocab_size", 1, 1, 1 << 24, &c->vocab_size));
-    ROE_CHECK(get_int(root, origin, "hidden_size", 1, 1, 1 << 18, &c->hidden));
-    ROE_CHECK(get_int(root, origin, "num_hidden_layers", 1, 1, ROE_MAX_LAYERS, &c->n_layers));
-    ROE_CHECK(get_int(root, origin, "num_attention_heads", 1, 1, 1 << 12, &c->n_heads));
-    c->n_kv_heads = c->n_heads;
-    ROE_CHECK(get_int(root, origin, "num_key_value_heads", 0, 1, c->n_heads, &c->n_kv_heads));
-    if (c->n_heads % c->n_kv_heads != 0) {
-        st = roe_fail(ROE_ERR_FORMAT,
-                      "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
-                      origin, c->n_heads, c->n_kv_heads);
-        goto fail;
-    }
-    c->head_dim = 0;
-    ROE_CHECK(get_int(root, origin, "head_dim", 0, 2, 1 << 12, &c->head_dim));
-    if (c->head_dim == 0) {
-        if (c->hidden % c->n_heads != 0) {
-            st = roe_fail(ROE_ERR_FORMAT,
-                          "%s: hidden_size %d is not a multiple of num_attention_heads %d and no "
-                          "head_dim is given",
-                          origin, c->hidden, c->n_heads);
-            goto fail;
-        }
-        c->head_dim = c->hidden / c->n_heads;
-    }
-    if (c->head_dim % 2 != 0) {
-        st = roe_fail(ROE_ERR_FORMAT, "%s: head_dim %d must be even for RoPE", origin, c->head_dim);
-        goto fail;
-    }
-    c->max_position = 4096;
-    ROE_CHECK(get_int(root, origin, "max_position_embeddings", 0, 1, 1 << 24, &c->max_position));
-    c->rms_eps = 1e-6f;
-    ROE_CHECK(get_float(root, origin, "rms_norm_eps", 0, 0.0, 1.0, &c->rms_eps));
-    ROE_CHECK(parse_rope(root, origin, c));
-    ROE_CHECK(get_bool(root, origin, "tie_word_embeddings", &c->tie_word_embeddings));
-    int bias = 0;
-    ROE_CHECK(get_bool(root, origin, "attention_bias", &bias));
-    if (bias) {
-        st = roe_fail(ROE_ERR_UNSUPPORTED, "%s: attention_bias = true is not supported", origin);
-        goto fail;
-    }
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
-    if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0)) {
-        st = roe_fail(ROE_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (only silu)",
-                      origin, cJSON_IsString(act) ? act->valuestring : "(not a string)");
-        goto fail;
-    }
-    ROE_CHECK(parse_family(root, origin, c));
-    ROE_CHECK(parse_token_id(root, origin, "bos_token_id", c->vocab_size, &c->bos_token_id));
-    ROE_CHECK(parse_token_id(root, origin, "eos_token_id", c->vocab_size, &c->eos_token_id));
-    cJSON_Delete(root);
-    return ROE_OK;
-fail:
+    else
+        st = parse_root(root, origin, c);
     cJSON_Delete(root);
     return st;
 }

@@ -129,7 +129,8 @@ static void free_buffers(roe_engine *e) {
 
 struct roe_engine_opts roe_engine_opts_default(void) {
     struct roe_engine_opts o = {.max_seqs = 1, .max_ctx = 2048, .max_rows = 64, .n_threads = 0,
-                                .isa = ROE_CPU_ISA_AUTO, .backend = ROE_BACKEND_CPU, .device = 0};
+                                .isa = ROE_CPU_ISA_AUTO, .ep_early_us = roe_ep_opts_default().early_us,
+                                .backend = ROE_BACKEND_CPU, .device = 0};
     return o;
 }
 
@@ -211,12 +212,16 @@ static roe_status open_placement(roe_engine *e) {
 static roe_status open_exchange(roe_engine *e) {
     const struct roe_model_config *c = &e->model->cfg;
     if (c->n_experts == 0 || roe_comm_size(e->comm) == 1) return ROE_OK;
-    struct roe_ep_opts eo = {
-        .hidden = c->hidden, .top_k = c->top_k, .n_experts = c->n_experts,
-        .max_slots = e->opts.max_rows, .max_recv_rows = e->opts.max_rows,
-        .max_recv_pairs = e->opts.max_rows * c->top_k, .wire = e->opts.wire,
-        .overlap = !e->opts.no_overlap, .early_us = e->opts.ep_early_us,
-    };
+    struct roe_ep_opts eo = roe_ep_opts_default();
+    eo.hidden = c->hidden;
+    eo.top_k = c->top_k;
+    eo.n_experts = c->n_experts;
+    eo.max_slots = e->opts.max_rows;
+    eo.max_recv_rows = e->opts.max_rows;
+    eo.max_recv_pairs = e->opts.max_rows * c->top_k;
+    eo.wire = e->opts.wire;
+    eo.overlap = !e->opts.no_overlap;
+    eo.early_us = e->opts.ep_early_us;
     return roe_ep_create(e->comm, &eo, &e->ep);
 }
 

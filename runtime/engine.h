@@ -63,7 +63,8 @@ struct roe_engine_opts {
     const struct roe_placement *placement; /* borrowed; NULL: every expert here (one rank) */
     roe_ep_wire wire; /* dtype of rows on the wire (F32: bit-exact) */
     int no_overlap;   /* do not compute local-only experts while rows are in flight */
-    int ep_early_us;  /* wait for a late rank's headers before early tasks: 0 default, < 0 none */
+    int ep_early_us;  /* wait for a late rank's headers before early tasks (us): 0 at once,
+                         < 0 never */
     roe_backend_kind backend; /* CPU (default) or CUDA */
     int device;       /* CUDA device ordinal */
     uint64_t random_seed; /* a shapes-only model (roe_model_shapes): seed of its random weights */

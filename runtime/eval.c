@@ -317,7 +317,8 @@ static roe_status task_text(roe_engine *e, const roe_tokenizer *tok, int32_t sep
         if (st != ROE_OK) break;
         if (n > ctx) n = ctx; /* a passage longer than the context is scored on its first part */
         double lp = 0;
-        if (n >= 2) st = roe_score(sc, ids, n, sep >= 0 ? 1 : 1, o->roster, o->seed, &lp, &r->stats);
+        /* the first token has nothing before it to be scored on, separator or not */
+        if (n >= 2) st = roe_score(sc, ids, n, 1, o->roster, o->seed, &lp, &r->stats);
         roe_free(ids);
         nll[i] = -lp;
         ntok[i] = n - 1;

@@ -276,20 +276,9 @@ static roe_status st__entry_fields(const roe_st_file *f, const cJSON *e, const c
     return ROE_OK;
 }
 
-/* Validates one header entry against the data section and fills *t (name excepted). */
-static roe_status st__read_entry(const roe_st_file *f, const cJSON *e, struct roe_tensor *t) {
+static roe_status st__entry_dtype(const roe_st_file *f, const char *name, const cJSON *jd, struct roe_tensor *t) {
     const char *path = f->path;
     const int nm = ROE_ST_NAME_MAX;
-    const char *name = e->string;
-    char show[64], shp[ROE_TENSOR_MAX_DIMS * 24 + 4];
-    const cJSON *jd, *js, *jo;
-    if (!cJSON_IsObject(e))
-        return roe_fail(ROE_ERR_FORMAT,
-                        "%s: tensor '%.*s': entry is a JSON %s, expected an object "
-                        "{dtype, shape, data_offsets}",
-                        path, nm, name, roe__st_json_type(e));
-    ROE_TRY(st__entry_fields(f, e, &jd, &js, &jo));
-
     if (!jd)
         return roe_fail(ROE_ERR_FORMAT, "%s: tensor '%.*s': missing \"dtype\"", path, nm, name);
     if (!cJSON_IsString(jd))
@@ -301,7 +290,13 @@ static roe_status st__read_entry(const roe_st_file *f, const cJSON *e, struct ro
                         "%s: tensor '%.*s': unknown dtype '%.32s' (supported: F64 F32 F16 BF16 I64 "
                         "I32 I16 I8 U8 BOOL F8_E4M3 F8_E5M2)",
                         path, nm, name, jd->valuestring);
+    return ROE_OK;
+}
 
+static roe_status st__entry_shape(const roe_st_file *f, const char *name, const cJSON *js, struct roe_tensor *t) {
+    const char *path = f->path;
+    const int nm = ROE_ST_NAME_MAX;
+    char show[64];
     if (!js)
         return roe_fail(ROE_ERR_FORMAT, "%s: tensor '%.*s': missing \"shape\"", path, nm, name);
     if (!cJSON_IsArray(js))
@@ -325,7 +320,14 @@ static roe_status st__read_entry(const roe_st_file *f, const cJSON *e, struct ro
                             path, nm, name, d, st__json_show(x, show, sizeof show), why);
         t->shape[d] = (int64_t)v;
     }
+    return ROE_OK;
+}
 
+/* off = [begin, end) within the data section. */
+static roe_status st__entry_offsets(const roe_st_file *f, const char *name, const cJSON *jo, uint64_t off[2]) {
+    const char *path = f->path;
+    const int nm = ROE_ST_NAME_MAX;
+    char show[64];
     if (!jo)
         return roe_fail(ROE_ERR_FORMAT, "%s: tensor '%.*s': missing \"data_offsets\"", path, nm,
                         name);
@@ -338,7 +340,6 @@ static roe_status st__read_entry(const roe_st_file *f, const cJSON *e, struct ro
         return roe_fail(ROE_ERR_FORMAT,
                         "%s: tensor '%.*s': data_offsets has %d element%s, expected 2 [begin, end]",
                         path, nm, name, n_off, n_off == 1 ? "" : "s");
-    uint64_t off[2] = {0, 0};
     for (int i = 0; i < 2; i++) {
         const cJSON *x = cJSON_GetArrayItem(jo, i);
         const char *why = st__json_uint(x, &off[i]);
@@ -348,7 +349,7 @@ static roe_status st__read_entry(const roe_st_file *f, const cJSON *e, struct ro
                             "[0, 2^53)",
                             path, nm, name, i, st__json_show(x, show, sizeof show), why);
     }
-    uint64_t begin = off[0], end = off[1];
+    const uint64_t begin = off[0], end = off[1];
     if (begin > end)
         return roe_fail(ROE_ERR_FORMAT,
                         "%s: tensor '%.*s': data_offsets [%llu, %llu) have begin > end", path, nm,
@@ -359,8 +360,16 @@ static roe_status st__read_entry(const roe_st_file *f, const cJSON *e, struct ro
                         "bytes",
                         path, nm, name, (unsigned long long)begin, (unsigned long long)end,
                         f->data_size);
+    return ROE_OK;
+}
 
-    /* element count and byte size, overflow-checked; an empty shape is a scalar (1 element) */
+/* The byte size of t's shape and dtype, overflow-checked, must be end - begin; an empty
+ * shape is a scalar (1 element). */
+static roe_status st__entry_size(const roe_st_file *f, const char *name, struct roe_tensor *t, uint64_t begin,
+                                 uint64_t end) {
+    const char *path = f->path;
+    const int nm = ROE_ST_NAME_MAX, ndim = t->ndim;
+    char shp[ROE_TENSOR_MAX_DIMS * 24 + 4];
     size_t elems = 1, bytes = 0, esize = roe_dtype_size(t->dtype);
     for (int i = 0; i < ndim; i++) {
         if (!roe_size_mul(elems, (size_t)t->shape[i], &elems))
@@ -380,9 +389,27 @@ static roe_status st__read_entry(const roe_st_file *f, const cJSON *e, struct ro
                         path, nm, name, st__shape_str(t->shape, ndim, shp, sizeof shp),
                         roe_dtype_name(t->dtype), esize, bytes, (unsigned long long)begin,
                         (unsigned long long)end, (unsigned long long)(end - begin));
-    t->file = f->path;
-    t->data = f->data + begin;
     t->nbytes = bytes;
+    return ROE_OK;
+}
+
+/* Validates one header entry against the data section and fills *t (name excepted). */
+static roe_status st__read_entry(const roe_st_file *f, const cJSON *e, struct roe_tensor *t) {
+    const char *name = e->string;
+    const cJSON *jd, *js, *jo;
+    if (!cJSON_IsObject(e))
+        return roe_fail(ROE_ERR_FORMAT,
+                        "%s: tensor '%.*s': entry is a JSON %s, expected an object "
+                        "{dtype, shape, data_offsets}",
+                        f->path, (int)ROE_ST_NAME_MAX, name, roe__st_json_type(e));
+    ROE_TRY(st__entry_fields(f, e, &jd, &js, &jo));
+    ROE_TRY(st__entry_dtype(f, name, jd, t));
+    ROE_TRY(st__entry_shape(f, name, js, t));
+    uint64_t off[2] = {0, 0};
+    ROE_TRY(st__entry_offsets(f, name, jo, off));
+    ROE_TRY(st__entry_size(f, name, t, off[0], off[1]));
+    t->file = f->path;
+    t->data = f->data + off[0];
     return ROE_OK;
 }
 
@@ -511,7 +538,7 @@ static roe_status st__check_layout(roe_st_file *f) {
 }
 
 roe_status roe_st_open(const char *path, roe_st_file **out) {
-    roe_status st = ROE_OK;
+    roe_status st;
     roe_st_file *f = NULL;
     int fd = -1;
     char err[128];

@@ -102,34 +102,108 @@ static roe_status st__store_tables(roe_store *s, const char *where) {
     return ROE_OK;
 }
 
-static roe_status st__store_sharded(roe_store *s, const char *idx) {
+/* The index's "weight_map" object, or a message saying what the index is instead. */
+static roe_status st__weight_map(const char *idx, const cJSON *root, const cJSON **wm) {
+    if (!cJSON_IsObject(root))
+        return roe_fail(ROE_ERR_FORMAT, "%s: index is a JSON %s, expected an object with \"weight_map\"", idx,
+                        roe__st_json_type(root));
+    *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!*wm)
+        return roe_fail(ROE_ERR_FORMAT, "%s: index has no \"weight_map\" object (tensor name -> shard file name)",
+                        idx);
+    if (!cJSON_IsObject(*wm))
+        return roe_fail(ROE_ERR_FORMAT, "%s: \"weight_map\" is a JSON %s, expected an object", idx,
+                        roe__st_json_type(*wm));
+    return ROE_OK;
+}
+
+/* ents[m] = the weight_map entries sorted by tensor name (each named once), names[m] their
+ * shard files in entry order; every shard a plain file name. */
+static roe_status st__entries(const char *idx, const cJSON *wm, struct st__entry *ents, const char **names,
+                              size_t m) {
     const int nm = ROE_ST_NAME_MAX;
-    roe_status st = ROE_OK;
+    size_t k = 0;
+    for (const cJSON *e = wm->child; e; e = e->next, k++) {
+        if (!cJSON_IsString(e))
+            return roe_fail(ROE_ERR_FORMAT, "%s: weight_map['%.*s'] is a JSON %s, expected a file name", idx, nm,
+                            e->string, roe__st_json_type(e));
+        if (!st__plain_name(e->valuestring))
+            return roe_fail(ROE_ERR_FORMAT,
+                            "%s: weight_map['%.*s'] = '%.*s' is not a plain file name in the model "
+                            "directory (no '/', no '..')",
+                            idx, nm, e->string, nm, e->valuestring);
+        ents[k] = (struct st__entry){e->string, e->valuestring};
+        names[k] = e->valuestring;
+    }
+    qsort(ents, m, sizeof *ents, st__cmp_entry);
+    for (size_t i = 1; i < m; i++)
+        if (strcmp(ents[i - 1].name, ents[i].name) == 0)
+            return roe_fail(ROE_ERR_FORMAT, "%s: weight_map lists tensor '%.*s' twice", idx, nm, ents[i].name);
+    return ROE_OK;
+}
+
+/* Opens the distinct shards of names[m] (sorted and deduplicated in place: the store's file
+ * order, s->files[s->n_files]). */
+static roe_status st__open_shards(roe_store *s, const char *idx, const char **names, size_t m) {
+    size_t nf = 0;
+    qsort(names, m, sizeof *names, st__cmp_str);
+    for (size_t i = 0; i < m; i++)
+        if (nf == 0 || strcmp(names[nf - 1], names[i]) != 0) names[nf++] = names[i];
+    s->files = roe_calloc(nf, sizeof *s->files);
+    if (!s->files) return roe_fail(ROE_ERR_NOMEM, "%s: out of memory for %zu shards", idx, nf);
+    s->n_files = nf;
+    for (size_t i = 0; i < nf; i++) {
+        char *p = st__join(s->dir, names[i]);
+        roe_status st = p ? roe_st_open(p, &s->files[i])
+                          : roe_fail(ROE_ERR_NOMEM, "out of memory joining '%s'", names[i]);
+        roe_free(p);
+        if (st != ROE_OK)
+            return roe_fail_context(st, "%s: shard '%.*s' named in weight_map", idx, ROE_ST_NAME_MAX, names[i]);
+    }
+    return ROE_OK;
+}
+
+/* The index and the shards agree: every listed tensor is in the shard the index names
+ * (names[] = the shards, as st__open_shards left them) ... */
+static roe_status st__check_listed(const roe_store *s, const char *idx, const struct st__entry *ents, size_t m,
+                                   const char **names) {
+    const int nm = ROE_ST_NAME_MAX;
+    for (size_t i = 0; i < m; i++) {
+        const struct roe_tensor *t = roe_store_find(s, ents[i].name);
+        const char **fi = bsearch(&ents[i].file, names, s->n_files, sizeof *names, st__cmp_str);
+        assert(fi); /* names holds every entry's file */
+        if (!t)
+            return roe_fail(ROE_ERR_FORMAT, "%s: weight_map puts tensor '%.*s' in '%s', but no shard contains it",
+                            idx, nm, ents[i].name, ents[i].file);
+        if (roe_st_find(s->files[fi - names], ents[i].name) != t)
+            return roe_fail(ROE_ERR_FORMAT, "%s: weight_map puts tensor '%.*s' in '%s', but it is in '%s'", idx,
+                            nm, ents[i].name, ents[i].file, t->file);
+    }
+    /* ... and, names being unique on both sides, any surplus is a tensor the index omits */
+    if (s->n > m) {
+        for (size_t i = 0; i < s->n; i++) {
+            struct st__entry key = {s->order[i]->name, NULL};
+            if (bsearch(&key, ents, m, sizeof *ents, st__cmp_entry)) continue;
+            return roe_fail(ROE_ERR_FORMAT,
+                            "%s: tensor '%.*s' in '%s' is not listed in weight_map (%zu tensors in "
+                            "the shards, %zu listed)",
+                            idx, nm, s->order[i]->name, s->order[i]->file, s->n, m);
+        }
+    }
+    return ROE_OK;
+}
+
+static roe_status st__store_sharded(roe_store *s, const char *idx) {
+    roe_status st;
     char *text = NULL;
-    size_t len = 0, m = 0, nf = 0;
+    size_t len = 0, m = 0;
     cJSON *root = NULL;
+    const cJSON *wm = NULL;
     struct st__entry *ents = NULL;
     const char **names = NULL;
     ROE_CHECK(roe_file_read_all(idx, ROE_ST_MAX_INDEX, &text, &len));
     ROE_CHECK(roe__st_json_parse(idx, "index", text, len, &root));
-    if (!cJSON_IsObject(root)) {
-        st = roe_fail(ROE_ERR_FORMAT,
-                      "%s: index is a JSON %s, expected an object with \"weight_map\"", idx,
-                      roe__st_json_type(root));
-        goto fail;
-    }
-    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-    if (!wm) {
-        st = roe_fail(ROE_ERR_FORMAT,
-                      "%s: index has no \"weight_map\" object (tensor name -> shard file name)",
-                      idx);
-        goto fail;
-    }
-    if (!cJSON_IsObject(wm)) {
-        st = roe_fail(ROE_ERR_FORMAT, "%s: \"weight_map\" is a JSON %s, expected an object", idx,
-                      roe__st_json_type(wm));
-        goto fail;
-    }
+    ROE_CHECK(st__weight_map(idx, root, &wm));
     m = (size_t)cJSON_GetArraySize(wm);
     ents = roe_calloc(m, sizeof *ents);
     names = roe_calloc(m, sizeof *names);
@@ -137,83 +211,10 @@ static roe_status st__store_sharded(roe_store *s, const char *idx) {
         st = roe_fail(ROE_ERR_NOMEM, "%s: out of memory for %zu weight_map entries", idx, m);
         goto fail;
     }
-    size_t k = 0;
-    for (const cJSON *e = wm->child; e; e = e->next, k++) {
-        if (!cJSON_IsString(e)) {
-            st = roe_fail(ROE_ERR_FORMAT,
-                          "%s: weight_map['%.*s'] is a JSON %s, expected a file name", idx, nm,
-                          e->string, roe__st_json_type(e));
-            goto fail;
-        }
-        if (!st__plain_name(e->valuestring)) {
-            st = roe_fail(ROE_ERR_FORMAT,
-                          "%s: weight_map['%.*s'] = '%.*s' is not a plain file name in the model "
-                          "directory (no '/', no '..')",
-                          idx, nm, e->string, nm, e->valuestring);
-            goto fail;
-        }
-        ents[k] = (struct st__entry){e->string, e->valuestring};
-        names[k] = e->valuestring;
-    }
-    qsort(ents, m, sizeof *ents, st__cmp_entry);
-    for (size_t i = 1; i < m; i++) {
-        if (strcmp(ents[i - 1].name, ents[i].name) == 0) {
-            st = roe_fail(ROE_ERR_FORMAT, "%s: weight_map lists tensor '%.*s' twice", idx, nm,
-                          ents[i].name);
-            goto fail;
-        }
-    }
-    /* distinct shard names, sorted: the store's file order */
-    qsort(names, m, sizeof *names, st__cmp_str);
-    for (size_t i = 0; i < m; i++)
-        if (nf == 0 || strcmp(names[nf - 1], names[i]) != 0) names[nf++] = names[i];
-    s->files = roe_calloc(nf, sizeof *s->files);
-    if (!s->files) {
-        st = roe_fail(ROE_ERR_NOMEM, "%s: out of memory for %zu shards", idx, nf);
-        goto fail;
-    }
-    s->n_files = nf;
-    for (size_t i = 0; i < nf; i++) {
-        char *p = st__join(s->dir, names[i]);
-        st = p ? roe_st_open(p, &s->files[i])
-               : roe_fail(ROE_ERR_NOMEM, "out of memory joining '%s'", names[i]);
-        roe_free(p);
-        if (st != ROE_OK) {
-            roe_fail_context(st, "%s: shard '%.*s' named in weight_map", idx, nm, names[i]);
-            goto fail;
-        }
-    }
+    ROE_CHECK(st__entries(idx, wm, ents, names, m));
+    ROE_CHECK(st__open_shards(s, idx, names, m));
     ROE_CHECK(st__store_tables(s, idx));
-    /* every listed tensor is in the shard the index names ... */
-    for (size_t i = 0; i < m; i++) {
-        const struct roe_tensor *t = roe_store_find(s, ents[i].name);
-        const char **fi = bsearch(&ents[i].file, names, nf, sizeof *names, st__cmp_str);
-        assert(fi); /* names holds every entry's file */
-        if (!t) {
-            st = roe_fail(ROE_ERR_FORMAT,
-                          "%s: weight_map puts tensor '%.*s' in '%s', but no shard contains it",
-                          idx, nm, ents[i].name, ents[i].file);
-            goto fail;
-        }
-        if (roe_st_find(s->files[fi - names], ents[i].name) != t) {
-            st = roe_fail(ROE_ERR_FORMAT,
-                          "%s: weight_map puts tensor '%.*s' in '%s', but it is in '%s'", idx, nm,
-                          ents[i].name, ents[i].file, t->file);
-            goto fail;
-        }
-    }
-    /* ... and, names being unique on both sides, any surplus is a tensor the index omits */
-    if (s->n > m) {
-        for (size_t i = 0; i < s->n; i++) {
-            struct st__entry key = {s->order[i]->name, NULL};
-            if (bsearch(&key, ents, m, sizeof *ents, st__cmp_entry)) continue;
-            st = roe_fail(ROE_ERR_FORMAT,
-                          "%s: tensor '%.*s' in '%s' is not listed in weight_map (%zu tensors in "
-                          "the shards, %zu listed)",
-                          idx, nm, s->order[i]->name, s->order[i]->file, s->n, m);
-            goto fail;
-        }
-    }
+    ROE_CHECK(st__check_listed(s, idx, ents, m, names));
 fail:
     roe_free(names);
     roe_free(ents);
@@ -223,7 +224,7 @@ fail:
 }
 
 roe_status roe_store_open(const char *dir, roe_store **out) {
-    roe_status st = ROE_OK;
+    roe_status st;
     roe_store *s = NULL;
     char *idx = NULL, *single = NULL;
     char err[128];

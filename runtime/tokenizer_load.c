@@ -390,6 +390,84 @@ fail:
 
 /* ---- added tokens -------------------------------------------------------------------------- */
 
+/* added_tokens[i] is an object with a string content (UTF-8) and an integral id. */
+static roe_status roe__added_shape(const char *path, const char *where, const cJSON *o, const cJSON *content,
+                                   const cJSON *jid) {
+    if (!cJSON_IsObject(o) || !cJSON_IsString(content))
+        return roe_fail(ROE_ERR_FORMAT, "%s: %s.content: expected a string", path, where);
+    if (!cJSON_IsNumber(jid) || jid->valuedouble != floor(jid->valuedouble) || jid->valuedouble < 0 ||
+        jid->valuedouble > ROE__TOK_MAX_ID)
+        return roe_fail(ROE_ERR_FORMAT, "%s: %s.id: expected an id in [0, %d]", path, where, ROE__TOK_MAX_ID);
+    return roe__json_utf8(content->valuestring, path, where);
+}
+
+/* The five flags of an added token into a (normalized defaults to !special). */
+static roe_status roe__added_flags(const char *path, const char *where, const cJSON *o, struct roe__added *a) {
+    int special, lstrip, rstrip, single_word, normalized;
+    ROE_TRY(roe__json_bool(o, "special", 0, path, where, &special));
+    ROE_TRY(roe__json_bool(o, "lstrip", 0, path, where, &lstrip));
+    ROE_TRY(roe__json_bool(o, "rstrip", 0, path, where, &rstrip));
+    ROE_TRY(roe__json_bool(o, "single_word", 0, path, where, &single_word));
+    ROE_TRY(roe__json_bool(o, "normalized", !special, path, where, &normalized));
+    a->special = (uint8_t)special, a->lstrip = (uint8_t)lstrip, a->rstrip = (uint8_t)rstrip;
+    a->single_word = (uint8_t)single_word, a->normalized = (uint8_t)normalized;
+    return ROE_OK;
+}
+
+/* The id Hugging Face assigns (AddedVocabulary::add_tokens): the vocab's id if the content
+ * is in the vocab, else the next id after the vocab and earlier added tokens (max_added, -1
+ * for none). It equals the file's "id" in any file Hugging Face wrote. */
+static int32_t roe__added_id(const roe_tokenizer *t, const char *c, size_t len, int32_t n_vocab_entries,
+                             int32_t max_added) {
+    const int32_t id = roe__strmap_get(&t->by_text, c, len);
+    if (id >= 0) return id;
+    if (max_added < 0) return n_vocab_entries;
+    return (max_added >= n_vocab_entries || n_vocab_entries == 0) ? max_added + 1 : n_vocab_entries;
+}
+
+/* Copies c into a, and the form it is matched in (a normalized token is matched in the
+ * normalized text, so by its normal form); a counts in t->n_added once it holds content. */
+static roe_status roe__added_copy(roe_tokenizer *t, const char *path, const char *where, struct roe__added *a,
+                                  const char *c, size_t len, struct roe__buf ucs[2]) {
+    a->content = roe_strndup(c, len);
+    a->n_content = len;
+    t->n_added++;
+    if (!a->content) return roe_fail(ROE_ERR_NOMEM, "%s: %s: copying the content", path, where);
+    const char *m = c;
+    size_t nm = len;
+    if (a->normalized) ROE_TRY(roe__normalize(t, c, len, ucs, &m, &nm));
+    a->match = roe_strndup(m, nm);
+    a->n_match = nm;
+    if (!a->match) return roe_fail(ROE_ERR_NOMEM, "%s: %s: copying the content", path, where);
+    return ROE_OK;
+}
+
+/* added_tokens[i] into t->added (an empty one is skipped, as Hugging Face does). */
+static roe_status roe__load_added_one(roe_tokenizer *t, const char *path, const cJSON *o, int i,
+                                      int32_t n_vocab_entries, int32_t *max_added, struct roe__buf ucs[2]) {
+    char where[48];
+    snprintf(where, sizeof where, "added_tokens[%d]", i);
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(o, "content");
+    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(o, "id");
+    ROE_TRY(roe__added_shape(path, where, o, content, jid));
+    const char *c = content->valuestring;
+    const size_t len = strlen(c);
+    if (len == 0) return ROE_OK;
+    struct roe__added *a = &t->added[t->n_added];
+    ROE_TRY(roe__added_flags(path, where, o, a));
+    for (int32_t k = 0; k < t->n_added; k++)
+        if (t->added[k].n_content == len && memcmp(t->added[k].content, c, len) == 0)
+            return roe_fail(ROE_ERR_FORMAT, "%s: %s.content: \"%s\" is already an added token", path, where, c);
+    const int32_t id = roe__added_id(t, c, len, n_vocab_entries, *max_added);
+    if (id > ROE__TOK_MAX_ID) return roe_fail(ROE_ERR_FORMAT, "%s: %s: id %d is too large", path, where, id);
+    if (id != (int32_t)jid->valuedouble)
+        ROE_LOG_WARN("tokenizer", "%s: %s: \"%s\" has id %d in the file but %d by Hugging Face's rule; using %d",
+                     path, where, c, (int)jid->valuedouble, id, id);
+    if (id > *max_added) *max_added = id;
+    a->id = id;
+    return roe__added_copy(t, path, where, a, c, len, ucs);
+}
+
 static roe_status roe__load_added(roe_tokenizer *t, const char *path, const cJSON *list,
                                   int32_t n_vocab_entries) {
     if (!list || cJSON_IsNull(list)) return ROE_OK;
@@ -401,83 +479,8 @@ static roe_status roe__load_added(roe_tokenizer *t, const char *path, const cJSO
     struct roe__buf ucs[2] = {{0}, {0}};
     roe_status st = ROE_OK;
     int32_t max_added = -1;
-    for (int i = 0; i < n; i++) {
-        const cJSON *o = cJSON_GetArrayItem(list, i);
-        char where[48];
-        snprintf(where, sizeof where, "added_tokens[%d]", i);
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(o, "content");
-        const cJSON *jid = cJSON_GetObjectItemCaseSensitive(o, "id");
-        if (!cJSON_IsObject(o) || !cJSON_IsString(content)) {
-            st = roe_fail(ROE_ERR_FORMAT, "%s: %s.content: expected a string", path, where);
-            goto fail;
-        }
-        if (!cJSON_IsNumber(jid) || jid->valuedouble != floor(jid->valuedouble) ||
-            jid->valuedouble < 0 || jid->valuedouble > ROE__TOK_MAX_ID) {
-            st = roe_fail(ROE_ERR_FORMAT, "%s: %s.id: expected an id in [0, %d]", path, where,
-                          ROE__TOK_MAX_ID);
-            goto fail;
-        }
-        ROE_CHECK(roe__json_utf8(content->valuestring, path, where));
-        const char *c = content->valuestring;
-        size_t len = strlen(c);
-        if (len == 0) continue; /* Hugging Face ignores empty added tokens */
-        struct roe__added *a = &t->added[t->n_added];
-        int special, lstrip, rstrip, single_word, normalized;
-        ROE_CHECK(roe__json_bool(o, "special", 0, path, where, &special));
-        ROE_CHECK(roe__json_bool(o, "lstrip", 0, path, where, &lstrip));
-        ROE_CHECK(roe__json_bool(o, "rstrip", 0, path, where, &rstrip));
-        ROE_CHECK(roe__json_bool(o, "single_word", 0, path, where, &single_word));
-        ROE_CHECK(roe__json_bool(o, "normalized", !special, path, where, &normalized));
-        for (int32_t k = 0; k < t->n_added; k++) {
-            if (t->added[k].n_content == len && memcmp(t->added[k].content, c, len) == 0) {
-                st = roe_fail(ROE_ERR_FORMAT, "%s: %s.content: \"%s\" is already an added token",
-                              path, where, c);
-                goto fail;
-            }
-        }
-        /* The id Hugging Face assigns (AddedVocabulary::add_tokens): the vocab's id if the
-         * content is in the vocab, else the next id after the vocab and earlier added tokens.
-         * It equals the file's "id" in any file Hugging Face wrote. */
-        int32_t id = roe__strmap_get(&t->by_text, c, len);
-        if (id < 0) {
-            if (max_added < 0)
-                id = n_vocab_entries;
-            else
-                id = (max_added >= n_vocab_entries || n_vocab_entries == 0) ? max_added + 1
-                                                                            : n_vocab_entries;
-        }
-        if (id > ROE__TOK_MAX_ID) {
-            st = roe_fail(ROE_ERR_FORMAT, "%s: %s: id %d is too large", path, where, id);
-            goto fail;
-        }
-        if (id != (int32_t)jid->valuedouble)
-            ROE_LOG_WARN("tokenizer",
-                         "%s: %s: \"%s\" has id %d in the file but %d by Hugging Face's "
-                         "rule; using %d",
-                         path, where, c, (int)jid->valuedouble, id, id);
-        if (id > max_added) max_added = id;
-        a->content = roe_strndup(c, len);
-        a->n_content = len;
-        a->id = id;
-        a->special = (uint8_t)special, a->lstrip = (uint8_t)lstrip, a->rstrip = (uint8_t)rstrip;
-        a->single_word = (uint8_t)single_word, a->normalized = (uint8_t)normalized;
-        t->n_added++;
-        if (!a->content) {
-            st = roe_fail(ROE_ERR_NOMEM, "%s: %s: copying the content", path, where);
-            goto fail;
-        }
-        /* A normalized token is matched in the normalized text, so match its normal form. */
-        const char *m = c;
-        size_t nm = len;
-        if (normalized) ROE_CHECK(roe__normalize(t, c, len, ucs, &m, &nm));
-        a->match = roe_strndup(m, nm);
-        a->n_match = nm;
-        if (!a->match) {
-            st = roe_fail(ROE_ERR_NOMEM, "%s: %s: copying the content", path, where);
-            goto fail;
-        }
-    }
-fail:
+    for (int i = 0; i < n && st == ROE_OK; i++)
+        st = roe__load_added_one(t, path, cJSON_GetArrayItem(list, i), i, n_vocab_entries, &max_added, ucs);
     roe_free(ucs[0].p);
     roe_free(ucs[1].p);
     return st;

@@ -6,6 +6,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libcjson-dev libpcre2-dev libutf8proc-dev
       libopenmpi-dev openmpi-bin libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev
       curl jq iproute2 valgrind bc
+      cppcheck                          # tools/lint.sh (with protobuf-c-compiler above)
       clang libclang-rt-dev libomp-dev) # clang + its runtimes: the libFuzzer targets (tools/fuzz.sh)
 missing=()
 for p in "${pkgs[@]}"; do

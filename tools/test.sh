@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs the whole test suite:
-#   1. a release build and every ctest test (unit, golden, end-to-end, mpi, faults);
+#   1. a release build, the static checks (tools/lint.sh: cppcheck, the layers' include
+#      direction, function length), and every ctest test (unit, golden, end-to-end, mpi, faults);
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build running the tests of label
 #      sanitize (unit, end-to-end, and the 2-rank communicator, server and server-fault tests),
 #      LeakSanitizer on;
@@ -15,6 +16,7 @@ tools/install-deps.sh
 jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
+ROE_JOBS=$jobs tools/lint.sh
 ctest --test-dir build --output-on-failure -j "$jobs"
 if [ "${ROE_TEST_SKIP_ASAN:-0}" != 1 ]; then
     cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DROE_SANITIZE=ON -DROE_WITH_CUDA=OFF >/dev/null

@@ -357,7 +357,9 @@ TEST(aggregate_argmax) {
     float *lg = malloc((size_t)total * V * sizeof *lg), *z = malloc((size_t)G * V * sizeof *z);
     float *scratch = malloc((size_t)V * sizeof *scratch);
     fill(lg, (size_t)total * V, -10.0f, 10.0f);
-    memcpy(lg + (size_t)5 * V, lg + (size_t)4 * V, (size_t)V * sizeof(float)); /* group 2 rows equal */
+    float *row5 = lg + (size_t)5 * V;
+    const float *row4 = lg + (size_t)4 * V;
+    memcpy(row5, row4, (size_t)V * sizeof(float)); /* group 2 rows equal */
     for (int g = 0, r = 0; g < G; r += rows[g++]) {
         const float *ptr[8];
         for (int s = 0; s < rows[g]; s++) ptr[s] = lg + (size_t)(r + s) * V;

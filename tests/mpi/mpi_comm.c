@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "comm/comm.h"
@@ -159,16 +160,27 @@ static int fake_expert(roe_ep *ep, const struct roe_ep_task *t, const int *owner
     return 1;
 }
 
-/* inline_bytes: 0 the default (at this width every rank's rows ride in its header), -1 never,
- * 300: some ranks' rows inline and others' on their own in the same layer */
-static void exchange(roe_ep_wire wire, int overlap, int inline_bytes) {
+enum { INLINE_DEFAULT = 16384, EARLY_DEFAULT = 100 }; /* roe_ep_opts_default() (test_comm checks) */
+
+/* inline_bytes: the default (at this width every rank's rows ride in its header), 0 never,
+ * 300: some ranks' rows inline and others' on their own in the same layer; early_us: < 0
+ * never early tasks */
+static void exchange(roe_ep_wire wire, int overlap, int inline_bytes, int early_us) {
     enum { H = XH, K = 3, E = 10, S = 24 };
     int64_t early = 0, row_sends = 0, inline_sends = 0;
     int owner[E], local[E], n_local[8], base[9];
     roe_ep *ep = NULL;
-    struct roe_ep_opts o = {.hidden = H, .top_k = K, .n_experts = E, .max_slots = S,
-                            .max_recv_rows = S * N, .max_recv_pairs = S * N * K, .wire = wire, .overlap = overlap,
-                            .inline_bytes = inline_bytes};
+    struct roe_ep_opts o = roe_ep_opts_default();
+    o.hidden = H;
+    o.top_k = K;
+    o.n_experts = E;
+    o.max_slots = S;
+    o.max_recv_rows = S * N;
+    o.max_recv_pairs = S * N * K;
+    o.wire = wire;
+    o.overlap = overlap;
+    o.inline_bytes = inline_bytes;
+    o.early_us = early_us;
     ASSERT_OK(roe_ep_create(C, &o, &ep));
     float *x = malloc(S * H * sizeof(float)), *out = malloc(S * K * H * sizeof(float));
     int32_t sel[S * K];
@@ -183,7 +195,7 @@ static void exchange(roe_ep_wire wire, int overlap, int inline_bytes) {
         route(layer, ME, E, K, &n, sel, active, S);
         for (int i = 0; i < n * H; i++) x[i] = (float)(rnd(layer, (uint32_t)ME, (uint32_t)i, 11) % 2000) * 0.001f - 1.0f;
         /* every fourth layer rank 0 comes 5 ms late: the others run their own rows early */
-        if (layer % 4 == 3 && ME == 0) usleep(5000);
+        if (layer % 4 == 3 && ME == 0) nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
         ASSERT_OK(roe_ep_begin(ep, &map, x, n, sel, layer % 2 ? active : NULL, out, "test layer"));
         const struct roe_ep_task *t;
         for (;;) { /* what runs before the rows arrive */
@@ -216,19 +228,20 @@ static void exchange(roe_ep_wire wire, int overlap, int inline_bytes) {
             }
         }
     }
-    /* the early path ran somewhere (ranks 1.. wait 5 ms for rank 0 in 10 layers) */
+    /* the early path ran somewhere (ranks 1.. wait 5 ms for rank 0 in 10 layers), unless
+     * it is off */
     if (overlap && N > 1) {
         int64_t all = early;
         ASSERT_OK(roe_comm_allreduce(C, &all, &all, 1, ROE_COMM_I64, ROE_COMM_SUM, "early tasks"));
-        ASSERT_TRUE(all > 0);
+        ASSERT_TRUE(early_us < 0 ? all == 0 : all > 0);
     }
     /* the rows went the way inline_bytes says: all inside the headers, none, or some of each */
     if (N > 1) {
         int64_t all[2] = {row_sends, inline_sends};
         ASSERT_OK(roe_comm_allreduce(C, all, all, 2, ROE_COMM_I64, ROE_COMM_SUM, "row sends"));
         ASSERT_TRUE(all[0] > 0);
-        if (inline_bytes == 0) ASSERT_TRUE(all[1] == all[0]);
-        else if (inline_bytes < 0) ASSERT_TRUE(all[1] == 0);
+        if (inline_bytes == INLINE_DEFAULT) ASSERT_TRUE(all[1] == all[0]);
+        else if (inline_bytes == 0) ASSERT_TRUE(all[1] == 0);
         else ASSERT_TRUE(all[1] > 0 && all[1] < all[0]);
     }
     free(x);
@@ -236,12 +249,14 @@ static void exchange(roe_ep_wire wire, int overlap, int inline_bytes) {
     roe_ep_free(ep);
 }
 
-TEST(exchange_f32_overlap) { exchange(ROE_EP_WIRE_F32, 1, 0); }
-TEST(exchange_f32_no_overlap) { exchange(ROE_EP_WIRE_F32, 0, 0); }
-TEST(exchange_bf16) { exchange(ROE_EP_WIRE_BF16, 1, 0); }
-TEST(exchange_f32_rows_apart) { exchange(ROE_EP_WIRE_F32, 1, -1); }
-TEST(exchange_f32_rows_mixed) { exchange(ROE_EP_WIRE_F32, 1, 300); }
-TEST(exchange_bf16_rows_mixed) { exchange(ROE_EP_WIRE_BF16, 0, 300); }
+TEST(exchange_f32_overlap) { exchange(ROE_EP_WIRE_F32, 1, INLINE_DEFAULT, EARLY_DEFAULT); }
+TEST(exchange_f32_no_overlap) { exchange(ROE_EP_WIRE_F32, 0, INLINE_DEFAULT, EARLY_DEFAULT); }
+TEST(exchange_bf16) { exchange(ROE_EP_WIRE_BF16, 1, INLINE_DEFAULT, EARLY_DEFAULT); }
+TEST(exchange_f32_rows_apart) { exchange(ROE_EP_WIRE_F32, 1, 0, EARLY_DEFAULT); }
+TEST(exchange_f32_rows_mixed) { exchange(ROE_EP_WIRE_F32, 1, 300, EARLY_DEFAULT); }
+TEST(exchange_bf16_rows_mixed) { exchange(ROE_EP_WIRE_BF16, 0, 300, EARLY_DEFAULT); }
+TEST(exchange_f32_early_at_once) { exchange(ROE_EP_WIRE_F32, 1, INLINE_DEFAULT, 0); }
+TEST(exchange_f32_never_early) { exchange(ROE_EP_WIRE_F32, 1, INLINE_DEFAULT, -1); }
 
 /* Rank 0 broadcasts raw bytes as a control message (the framing of roe_control_send); the
  * workers run their loop, which must stop at it with a message naming the sender. */
@@ -271,13 +286,13 @@ TEST(workers_refuse_malformed_control) {
     m.body_case = ROE__CONTROL__BODY_STEP;
     m.step = &plan;
     plan.step = 3;
-    size_t n = protobuf_c_message_get_packed_size(&m.base);
-    protobuf_c_message_pack(&m.base, buf);
+    size_t n = roe__control__get_packed_size(&m);
+    roe__control__pack(&m, buf);
     bad_control(buf, n - 1, "cannot decode"); /* truncated inside the step */
     bad_control(buf, n, "a step arrived from rank 0 before any session was opened");
     m.body_case = ROE__CONTROL__BODY__NOT_SET;
-    n = protobuf_c_message_get_packed_size(&m.base);
-    protobuf_c_message_pack(&m.base, buf);
+    n = roe__control__get_packed_size(&m);
+    roe__control__pack(&m, buf);
     bad_control(buf, n, "has no known body");
     memset(buf, 0xA5, 40);
     bad_control(buf, 40, "control message from rank 0");
@@ -384,6 +399,8 @@ int main(int argc, char **argv) {
     RUN(exchange_f32_rows_apart);
     RUN(exchange_f32_rows_mixed);
     RUN(exchange_bf16_rows_mixed);
+    RUN(exchange_f32_early_at_once);
+    RUN(exchange_f32_never_early);
     if (N > 1) RUN(workers_refuse_malformed_control);
     if (N > 1) RUN(workers_refuse_corrupt_roster);
     if (N > 1) RUN(bounded_wait);

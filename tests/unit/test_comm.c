@@ -159,9 +159,9 @@ TEST(control_messages) {
     ctl.body_case = ROE__CONTROL__BODY_STEP;
     ctl.step = &plan;
     uint8_t buf[1024];
-    size_t n = protobuf_c_message_get_packed_size(&ctl.base);
+    size_t n = roe__control__get_packed_size(&ctl);
     ASSERT_TRUE(n < sizeof buf);
-    protobuf_c_message_pack(&ctl.base, buf);
+    roe__control__pack(&ctl, buf);
     struct roe_control_io a;
     ASSERT_OK(roe_control_io_init(&a, 4, 1024, 1 << 20, 0, 0));
     struct roe_control m;
@@ -187,14 +187,14 @@ TEST(control_messages) {
     ASSERT_FAILS_WITH(roe_step_plan_bind(&m.step, 0, 5, 1, &pb, &pr), ROE_ERR_FORMAT, "rank 1: the plan from rank 0");
     /* row fields of different lengths: refused before anyone reads them */
     plan.n_row_token = 2;
-    n = protobuf_c_message_get_packed_size(&ctl.base);
-    protobuf_c_message_pack(&ctl.base, buf);
+    n = roe__control__get_packed_size(&ctl);
+    roe__control__pack(&ctl, buf);
     ASSERT_FAILS_WITH(roe_control_decode(buf, n, 1, &a, &m), ROE_ERR_FORMAT, "rank 1: malformed plan of step 42");
     plan.n_row_token = 3;
     /* another version: refused, naming both */
     ctl.version = roe_control_version() + 7;
-    n = protobuf_c_message_get_packed_size(&ctl.base);
-    protobuf_c_message_pack(&ctl.base, buf);
+    n = roe__control__get_packed_size(&ctl);
+    roe__control__pack(&ctl, buf);
     char want[64];
     snprintf(want, sizeof want, "speaks control version %u", roe_control_version() + 7);
     ASSERT_FAILS_WITH(roe_control_decode(buf, n, 1, &a, &m), ROE_ERR_UNSUPPORTED, want);
@@ -205,8 +205,8 @@ TEST(control_messages) {
     /* no body: refused */
     ctl.version = roe_control_version();
     ctl.body_case = ROE__CONTROL__BODY__NOT_SET;
-    n = protobuf_c_message_get_packed_size(&ctl.base);
-    protobuf_c_message_pack(&ctl.base, buf);
+    n = roe__control__get_packed_size(&ctl);
+    roe__control__pack(&ctl, buf);
     ASSERT_FAILS_WITH(roe_control_decode(buf, n, 1, &a, &m), ROE_ERR_FORMAT, "has no known body");
     /* a reply: version, rank and status are checked */
     Roe__Reply rep = ROE__REPLY__INIT;
@@ -214,16 +214,16 @@ TEST(control_messages) {
     rep.rank = 2;
     rep.status = ROE_ERR_IO;
     rep.error = (char *)"cannot open /x/model.safetensors";
-    n = protobuf_c_message_get_packed_size(&rep.base);
-    protobuf_c_message_pack(&rep.base, buf);
+    n = roe__reply__get_packed_size(&rep);
+    roe__reply__pack(&rep, buf);
     struct roe_reply got;
     ASSERT_FAILS_WITH(roe_reply_decode(buf, n, 2, &a, &got), ROE_ERR_IO, "rank 2: cannot open /x/model.safetensors");
     ASSERT_FAILS_WITH(roe_reply_decode(buf, n, 3, &a, &got), ROE_ERR_FORMAT, "says it is rank 2");
     rep.status = 0;
     rep.version = 99;
     rep.roe_version = (char *)"9.9.9";
-    n = protobuf_c_message_get_packed_size(&rep.base);
-    protobuf_c_message_pack(&rep.base, buf);
+    n = roe__reply__get_packed_size(&rep);
+    roe__reply__pack(&rep, buf);
     ASSERT_FAILS_WITH(roe_reply_decode(buf, n, 2, &a, &got), ROE_ERR_UNSUPPORTED, "rank 2 (roe 9.9.9) speaks version 99");
     roe_control_io_free(&a);
 }
@@ -254,9 +254,9 @@ TEST(control_truncated) {
     ctl.body_case = ROE__CONTROL__BODY_STEP;
     ctl.step = &plan;
     uint8_t buf[512], cut[512];
-    const size_t n = protobuf_c_message_get_packed_size(&ctl.base);
+    const size_t n = roe__control__get_packed_size(&ctl);
     ASSERT_TRUE(n < sizeof buf);
-    protobuf_c_message_pack(&ctl.base, buf);
+    roe__control__pack(&ctl, buf);
     struct roe_control_io a;
     ASSERT_OK(roe_control_io_init(&a, 4, 1024, 1 << 16, 0, 0));
     int refused = 0;
@@ -285,8 +285,8 @@ TEST(control_truncated) {
     rep.step = 9;
     rep.n_out = 3;
     rep.out = outv;
-    const size_t rn = protobuf_c_message_get_packed_size(&rep.base);
-    protobuf_c_message_pack(&rep.base, buf);
+    const size_t rn = roe__reply__get_packed_size(&rep);
+    roe__reply__pack(&rep, buf);
     for (size_t k = 0; k < rn; k++) {
         memcpy(cut, buf, k);
         struct roe_reply got;
@@ -320,7 +320,13 @@ static void run_exchange(roe_ep_wire wire, int overlap, const uint8_t *active) {
     int owner[E] = {0}, local[E], n_local[1], base[2];
     struct roe_layout_map map;
     roe_ep *ep = NULL;
-    struct roe_ep_opts o = {.hidden = H, .top_k = K, .n_experts = E, .max_slots = S, .wire = wire, .overlap = overlap};
+    struct roe_ep_opts o = roe_ep_opts_default();
+    o.hidden = H;
+    o.top_k = K;
+    o.n_experts = E;
+    o.max_slots = S;
+    o.wire = wire;
+    o.overlap = overlap;
     float x[S * H], out[S * K * H];
     int32_t sel[S * K] = {0, 1, 2, 3, 4, 5, 7, 6, 5, 1, 3, 7, 2, 4, 0};
     for (int i = 0; i < S * H; i++) x[i] = 0.01f * (float)i + 0.003f;
@@ -382,6 +388,26 @@ TEST(exchange_one_rank) {
     run_exchange(ROE_EP_WIRE_BF16, 1, active);
 }
 
+TEST(exchange_opts) {
+    const struct roe_ep_opts d = roe_ep_opts_default();
+    ASSERT_EQ_INT(d.early_us, 100);
+    ASSERT_EQ_INT(d.inline_bytes, 16384);
+    roe_comm *c = NULL;
+    ASSERT_OK(roe_comm_self_create(NULL, &c));
+    struct roe_ep_opts o = d;
+    o.hidden = 8;
+    o.top_k = 1;
+    o.n_experts = 2;
+    o.max_slots = 1;
+    o.inline_bytes = -1; /* 0 is "never"; there is no negative limit */
+    roe_ep *ep = NULL;
+    ASSERT_FAILS_WITH(roe_ep_create(c, &o, &ep), ROE_ERR_INVALID_ARG, "inline_bytes -1");
+    o.inline_bytes = 0;
+    ASSERT_OK(roe_ep_create(c, &o, &ep));
+    roe_ep_free(ep);
+    roe_comm_free(c);
+}
+
 TEST(cluster_validates_plans) {
     struct roe_model *m = NULL;
     ASSERT_OK(roe_model_load("tests/fixtures/olmoe/model", &m));
@@ -406,6 +432,7 @@ TEST(cluster_validates_plans) {
     struct roe_group g2 = {.first = 0, .n = 2, .mode = ROE_GROUP_MEAN};
     struct roe_row two[2] = {r0, {.seq = 1, .pos = 0, .token = 2, .want_logits = 1}};
     ASSERT_FAILS_WITH(roe_cluster_step(cl, two, 2, &g2, 1, out, NULL), ROE_ERR_INVALID_ARG, "another sequence");
+    // cppcheck-suppress badBitmaskCheck ; LOGITS is 0, spelled out: the pair is what is refused
     struct roe_group g3 = {.first = 0, .n = 1, .mode = ROE_GROUP_LOGITS | ROE_GROUP_WITH_CLEAN};
     ASSERT_FAILS_WITH(roe_cluster_step(cl, &r0, 1, &g3, 1, out, NULL), ROE_ERR_INVALID_ARG, "not a valid group");
     /* a good step, then its logits equal the engine's own */
@@ -449,6 +476,7 @@ int main(void) {
     RUN(control_messages);
     RUN(control_truncated);
     RUN(exchange_one_rank);
+    RUN(exchange_opts);
     RUN(cluster_validates_plans);
     return test_summary();
 }

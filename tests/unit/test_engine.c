@@ -145,7 +145,7 @@ TEST(config_validation) {
 
 TEST(topk_order_and_ties) {
     float x[] = {0.1f, 0.5f, 0.5f, 0.9f, -1.0f, 0.5f};
-    int32_t idx[3];
+    int32_t idx[3] = {0};
     roe_route_topk(x, 6, 3, idx);
     ASSERT_EQ_INT(idx[0], 3);
     ASSERT_EQ_INT(idx[1], 1); /* ties: lower index first */

@@ -77,7 +77,6 @@ static void check_family(const char *dir, roe_cpu_isa isa) {
         }
         size_t nl = (size_t)k->n_prompt * V;
         float *whole = malloc(nl * sizeof(float)), *single = malloc(nl * sizeof(float));
-        float *other = malloc((size_t)k->n_prompt * V * sizeof(float));
         /* 1. the whole prompt in one step vs transformers */
         roe_engine_reset_seq(e, 0);
         st = prefill(e, 0, k->prompt, k->n_prompt, 64, whole, V);
@@ -122,7 +121,6 @@ static void check_family(const char *dir, roe_cpu_isa isa) {
         }
         free(whole);
         free(single);
-        free(other);
         if (bad == 1) {
             TEST__FAIL("%s case %d: max|dlogit| %.3g exceeds %.3g (%s)", dir, ci, diff, tol,
                        st == ROE_OK ? "" : roe_error_message());

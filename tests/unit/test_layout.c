@@ -191,7 +191,7 @@ TEST(random_routings) {
 }
 
 TEST(every_row_to_one_expert) {
-    int owner[8] = {0, 0, 1, 1, 2, 2, 3, 3};
+    const int owner[8] = {0, 0, 1, 1, 2, 2, 3, 3};
     for (int N = 1; N <= 4; N++) {
         int o[8];
         for (int e = 0; e < 8; e++) o[e] = owner[e] % N;

@@ -817,7 +817,11 @@ static int32_t *parse_ids(const char *s, size_t *n) {
     for (;;) {
         long x = strtol(s, &end, 10);
         if (end == s) break;
-        if (*n == cap) v = realloc(v, (cap *= 2) * sizeof *v);
+        if (*n == cap) {
+            int32_t *grown = realloc(v, (cap *= 2) * sizeof *v);
+            if (!grown) abort(); /* a test out of memory */
+            v = grown;
+        }
         v[(*n)++] = (int32_t)x;
         s = end;
     }
@@ -871,12 +875,13 @@ static int check_fixture(const char *name, const char *text, size_t text_len) {
 
     /* 1. The whole text.txt, token for token, and its speed. */
     snprintf(path, sizeof path, DATA_DIR "/%.200s/text.ids", name);
-    size_t ids_len, n_ref;
+    size_t ids_len;
     char *ids_txt = read_all(path, &ids_len);
     if (!ids_txt) {
         fprintf(stderr, "  %s: missing %s\n", name, path);
         failures++;
     } else {
+        size_t n_ref;
         int32_t *ref = parse_ids(ids_txt, &n_ref);
         int32_t *ours = NULL;
         size_t n_ours = 0;
