@@ -125,9 +125,9 @@ static void print_result(const struct eval_opts *o, const struct roe_session *s,
                o->data, r->perplexity, r->ppl_ci[0], r->ppl_ci[1], r->nll_per_token, r->tokens, r->items,
                roster->k, r->seconds);
     else
-        printf("%s: %s %.4f [%.4f, %.4f]%s, %d items, K=%d, %.1f s\n", o->data,
+        printf("%s: %s %.4f [%.4f, %.4f], %d items, K=%d, %.1f s\n", o->data,
                task == ROE_TASK_ARITH ? "exact match" : "accuracy", r->accuracy, r->acc_ci[0], r->acc_ci[1],
-               task == ROE_TASK_CHOICE ? "" : "", r->items, roster->k, r->seconds);
+               r->items, roster->k, r->seconds);
 }
 
 static int evaluate(const struct eval_opts *o, roe_task task) {

@@ -262,6 +262,7 @@ static int run_batch(const struct gen_opts *o, const struct roe_session *s,
 static int generate(const struct gen_opts *o, struct roe_request *reqs, int32_t **owned, int n_req) {
     struct roe_session s;
     struct roe_roster roster;
+    roe_roster_plain(&roster);
     int max_prompt = 0;
     int rc = roe_session_open_model(&s, CMD, o->model_dir);
     if (!rc) rc = roe_flags_roster(&o->rf, CMD, &s.model->cfg, &roster);

@@ -105,8 +105,8 @@ static roe_status open_messages(roe_cluster *cl) {
                         cl->S, cl->V);
     const size_t plan_cap = 512 + 64 * R + S * (4 * L + 96), reply_cap = 4 * R * V + 4096;
     if (cl->me == 0) {
-        const size_t collect = 4 * R * V + 4096 * N;
-        return roe_control_io_init(&cl->io, cl->N, plan_cap > collect ? plan_cap : collect, reply_cap + 65536,
+        const size_t gather = 4 * R * V + 4096 * N;
+        return roe_control_io_init(&cl->io, cl->N, plan_cap > gather ? plan_cap : gather, reply_cap + 65536,
                                    cl->S, cl->L);
     }
     return roe_control_io_init(&cl->io, cl->N, plan_cap > reply_cap ? plan_cap : reply_cap, 65536, 0, cl->L);

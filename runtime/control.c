@@ -207,9 +207,9 @@ roe_status roe_control_send(roe_comm *c, const struct roe_control *msg, struct r
         m.body_case = ROE__CONTROL__BODY_EXIT;
         m.exit = &ex;
     }
-    const size_t n = protobuf_c_message_get_packed_size(&m.base);
+    const size_t n = roe__control__get_packed_size(&m);
     ROE_TRY(msg_reserve(io, n));
-    protobuf_c_message_pack(&m.base, io->msg);
+    roe__control__pack(&m, io->msg);
     int64_t len = (int64_t)n;
     ROE_TRY(roe_comm_bcast(c, &len, 1, ROE_COMM_I64, 0, "control length"));
     return roe_comm_bcast(c, io->msg, n, ROE_COMM_BYTE, 0, "control message");
@@ -342,9 +342,9 @@ roe_status roe_reply_send(roe_comm *c, const struct roe_reply *r, struct roe_con
     m.resident_bytes = r->resident_bytes;
     m.mapped_resident_bytes = r->mapped_resident_bytes;
     m.backend = (char *)(r->backend ? r->backend : "");
-    const size_t n = protobuf_c_message_get_packed_size(&m.base);
+    const size_t n = roe__reply__get_packed_size(&m);
     ROE_TRY(msg_reserve(io, n));
-    protobuf_c_message_pack(&m.base, io->msg);
+    roe__reply__pack(&m, io->msg);
     int64_t len = (int64_t)n;
     ROE_TRY(roe_comm_gather(c, &len, 1, NULL, ROE_COMM_I64, 0, what));
     return roe_comm_gatherv(c, io->msg, n, NULL, NULL, NULL, ROE_COMM_BYTE, 0, what);
