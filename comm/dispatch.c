@@ -639,7 +639,8 @@ roe_status roe_ep_begin(roe_ep *ep, const struct roe_layout_map *map, const floa
     /* this rank's own inputs (rounded to bf16 on that wire, as travelling ones are) */
     ep->xin = x;
     if (ep->o.wire == ROE_EP_WIRE_BF16) {
-        for (size_t i = 0; i < (size_t)n_slots * H; i++) ep->xs[i] = roe_bf16_to_f32(roe_f32_to_bf16(x[i]));
+        memcpy(ep->xs, x, (size_t)n_slots * H * sizeof(float));
+        roe_bf16_round(ep->xs, (size_t)n_slots * H);
         ep->xin = ep->xs;
     }
     ep->phase = 1;
@@ -750,8 +751,7 @@ roe_status roe_ep_combine(roe_ep *ep) {
     for (int i = 0; i < ep->ls.pairs[me]; i++) { /* this rank's own outputs stay where they are */
         const int p = ep->ls.pair_id[self_first + i];
         float *o = ep->outp + (size_t)p * H;
-        if (ep->ws == 2) /* ... rounded like travelling ones */
-            for (int d = 0; d < H; d++) o[d] = roe_bf16_to_f32(roe_f32_to_bf16(o[d]));
+        if (ep->ws == 2) roe_bf16_round(o, (size_t)H); /* ... rounded like travelling ones */
         ep->pout[p] = o;
     }
     if (N == 1) return ROE_OK;
