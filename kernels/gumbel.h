@@ -1,10 +1,10 @@
 /*
- * gumbel.h — the Gumbel(0,1) noise of RoE routing, one source for the CPU and CUDA
- * (included by runtime/router.h and kernels/cuda/router.cu).
+ * gumbel.h — the Gumbel(0,1) noise of RoE routing (included by runtime/router.h), written
+ * to compile for the device too, so that a device router draws the same noise.
  *
  * G(key, expert) = -log(-log(U)), U in (0,1) from Philox4x32-10 with counter (pos,
  * sample, layer, expert) and key (seed lo, seed hi). The Philox bits are identical on
- * both; the logarithms are glibc's logf on the host and, on the device, the double
+ * host and device; the logarithms are glibc's logf on the host and, on the device, the double
  * log rounded to float — the correctly rounded value, which glibc's logf (< 0.52 ulp)
  * returns for all but a vanishing fraction of inputs. CUDA's own logf (1 ulp) would differ
  * far more often.

@@ -1,7 +1,7 @@
 /*
- * route_order.h — the arithmetic of routing a row, one source for the CPU (runtime/router.c)
- * and CUDA (kernels/cuda/router.cu), so both choose the same experts with the same weights
- * in the same order: the softmax and the top-k selection, then the k chosen experts sorted by
+ * route_order.h — the arithmetic of routing a row (runtime/router.c), written to compile for
+ * the device too (ROE_HD), so that a device router (docs/GPU.md "Not done") chooses the same
+ * experts with the same weights in the same order: the softmax and the top-k selection, then the k chosen experts sorted by
  * index (their weights following) and renormalised to sum 1 where the model renormalises
  * (Mixtral; Qwen3 with norm_topk_prob). The slot order fixes the order of the weighted sum,
  * hence bit-exactness.

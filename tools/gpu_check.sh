@@ -141,7 +141,7 @@ else
     done | xargs -P "$JOBS" -I{} sh -c "\"$NVCC\" -O3 -std=c++17 -arch=sm_$ARCH -lineinfo -I. -DROE_CUDA_LIB_DIR=\\\"$CUDA_HOME/lib64\\\" -c {} -o $O/\$(basename {} .cu).cu.o" \
         >"$DETAILS/ops_build.txt" 2>&1 || ok=0
     for f in tests/cuda/test_cuda_ops.c kernels/backend.c kernels/cpu/*.c \
-        base/alloc.c base/status.c base/dtype.c base/env.c runtime/router.c runtime/aggregate.c; do
+        base/alloc.c base/status.c base/dtype.c base/env.c; do
         gcc -O2 -std=gnu11 -fopenmp -DROE_HAVE_CUDA=1 -I. -Itests -I"$CUDA_HOME/include" -c "$f" \
             -o "$O/$(echo "$f" | tr / _).o" >>"$DETAILS/ops_build.txt" 2>&1 || ok=0
     done
