@@ -71,6 +71,26 @@ void *roe_malloc_aligned(size_t n) {
 
 void roe_free_aligned(void *p) { free(p); }
 
+roe_status roe_arrays_alloc(const struct roe_array *t, size_t n, const char *what) {
+    for (size_t i = 0; i < n; i++) {
+        size_t bytes;
+        if (!roe_size_mul(t[i].count ? t[i].count : 1, t[i].size, &bytes) ||
+            !(*(void **)t[i].ptr = roe_malloc_aligned(bytes))) {
+            roe_arrays_free(t, i);
+            return roe_fail(ROE_ERR_NOMEM, "%s: out of memory for %zu x %zu bytes", what, t[i].count, t[i].size);
+        }
+        memset(*(void **)t[i].ptr, 0, bytes);
+    }
+    return ROE_OK;
+}
+
+void roe_arrays_free(const struct roe_array *t, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        roe_free_aligned(*(void **)t[i].ptr);
+        *(void **)t[i].ptr = NULL;
+    }
+}
+
 uint64_t roe_alloc_count(void) { return atomic_load(&roe__n_alloc); }
 
 void roe_alloc_fail_after(uint64_t n, int sticky) {

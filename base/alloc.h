@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "status.h"
+
 void *roe_malloc(size_t n);
 void *roe_calloc(size_t count, size_t size);
 void *roe_realloc(void *p, size_t n);
@@ -28,6 +30,20 @@ char *roe_strndup(const char *s, size_t n);
 /* Cache-line (64 B) aligned allocation for kernel buffers; free with roe_free_aligned. */
 void *roe_malloc_aligned(size_t n);
 void roe_free_aligned(void *p);
+
+/* The arrays of one object, allocated and freed together from one table: each entry says
+ * where its pointer goes and how many elements of what size. ROE_ARRAY(field, count) makes
+ * an entry for a pointer field. Every array is 64-byte aligned and zeroed; on failure
+ * roe_arrays_alloc frees what it got and says ROE_ERR_NOMEM, naming `what`. */
+struct roe_array {
+    void *ptr;    /* the address of the pointer field */
+    size_t count; /* elements (0: one, so that the pointer is never NULL) */
+    size_t size;  /* bytes each */
+};
+#define ROE_ARRAY(field, n) {(void *)&(field), (size_t)(n), sizeof *(field)}
+#define ROE_N_OF(a) (sizeof(a) / sizeof((a)[0]))
+roe_status roe_arrays_alloc(const struct roe_array *t, size_t n, const char *what);
+void roe_arrays_free(const struct roe_array *t, size_t n);
 
 /* Number of successful allocations since process start (all roe_* allocators). */
 uint64_t roe_alloc_count(void);

@@ -40,17 +40,18 @@ struct roe_batch_opts roe_batch_opts_default(void) {
     return (struct roe_batch_opts){.policy = ROE_HOME_ROUND_ROBIN};
 }
 
+/* The batch's arrays (S = max_seqs, R = max_rows, V = vocabulary, N = ranks). */
+#define BATCH_ARRAYS(b)                                                                            \
+    {ROE_ARRAY((b)->seqs, (b)->S),   ROE_ARRAY((b)->slot_used, (b)->S), ROE_ARRAY((b)->load, (b)->N), \
+     ROE_ARRAY((b)->rows, (b)->R),   ROE_ARRAY((b)->groups, (b)->R),    ROE_ARRAY((b)->cgroups, (b)->R), \
+     ROE_ARRAY((b)->z, (size_t)(b)->R * (b)->V)}
+
 void roe_batch_free(roe_batch *b) {
     if (!b) return;
+    const struct roe_array arrays[] = BATCH_ARRAYS(b);
+    roe_arrays_free(arrays, ROE_N_OF(arrays));
     roe_sampler_free(b->sampler);
     roe_cluster_free(b->cl);
-    roe_free(b->seqs);
-    roe_free(b->slot_used);
-    roe_free(b->load);
-    roe_free(b->rows);
-    roe_free(b->groups);
-    roe_free(b->cgroups);
-    roe_free_aligned(b->z);
     roe_free(b);
 }
 
@@ -72,18 +73,8 @@ roe_status roe_batch_create(roe_engine *engine, const struct roe_batch_opts *opt
     ROE_CHECK(roe_sampler_create(b->V, &b->sampler));
     ROE_CHECK(roe_cluster_create(engine, &b->cl));
     b->N = roe_cluster_size(b->cl);
-    const size_t R = (size_t)b->R;
-    b->seqs = roe_calloc((size_t)b->S, sizeof *b->seqs);
-    b->slot_used = roe_calloc((size_t)b->S, 1);
-    b->load = roe_calloc((size_t)b->N, sizeof *b->load);
-    b->rows = roe_calloc(R, sizeof *b->rows);
-    b->groups = roe_calloc(R, sizeof *b->groups);
-    b->cgroups = roe_calloc(R, sizeof *b->cgroups);
-    b->z = roe_malloc_aligned(R * (size_t)b->V * sizeof(float));
-    if (!b->seqs || !b->slot_used || !b->load || !b->rows || !b->groups || !b->cgroups || !b->z) {
-        st = roe_fail(ROE_ERR_NOMEM, "batch: out of memory for %d rows x vocabulary %d", b->R, b->V);
-        goto fail;
-    }
+    const struct roe_array arrays[] = BATCH_ARRAYS(b);
+    ROE_CHECK(roe_arrays_alloc(arrays, ROE_N_OF(arrays), "batch"));
     *out = b;
     return ROE_OK;
 fail:

@@ -52,7 +52,6 @@ struct roe_cluster {
     const float **lp;      /* [ROE_MAX_SAMPLES + 1] */
     float *scratch;        /* [V] */
     size_t *goff;          /* [R + 1] output offset of each group */
-    double *load;          /* [N] */
     /* the plan and reply messages (several ranks) */
     uint32_t *p_seq, *p_pos, *p_sample, *p_flags, *p_gfirst, *p_gn, *p_gmode; /* [R] */
     int32_t *p_token;      /* [R] */
@@ -74,17 +73,26 @@ roe_status roe_home_policy_parse(const char *s, roe_home_policy *out) {
     return ROE_OK;
 }
 
+/* The cluster's arrays (S = max_seqs, R = max_rows, V = vocabulary). */
+#define CLUSTER_ARRAYS(cl, S, R, V)                                                                \
+    {ROE_ARRAY((cl)->home, S),        ROE_ARRAY((cl)->len, S),          ROE_ARRAY((cl)->next, S),        \
+     ROE_ARRAY((cl)->stamp, S),       ROE_ARRAY((cl)->dirty, S),        ROE_ARRAY((cl)->bound, S),       \
+     ROE_ARRAY((cl)->has_roster, S),  ROE_ARRAY((cl)->seed, S),         ROE_ARRAY((cl)->roster, S),      \
+     ROE_ARRAY((cl)->clean, (S) * (V)), ROE_ARRAY((cl)->grows, R),      ROE_ARRAY((cl)->wgroups, R),     \
+     ROE_ARRAY((cl)->lrows, R),       ROE_ARRAY((cl)->lidx, R),         ROE_ARRAY((cl)->logits, (R) * (V)), \
+     ROE_ARRAY((cl)->lp, ROE_MAX_SAMPLES + 1), ROE_ARRAY((cl)->scratch, V), ROE_ARRAY((cl)->goff, (R) + 1)}
+/* ... and with several ranks, the plan's (rout: other ranks only). */
+#define PLAN_ARRAYS(cl, S, R, V)                                                                   \
+    {ROE_ARRAY((cl)->p_seq, R),    ROE_ARRAY((cl)->p_pos, R),    ROE_ARRAY((cl)->p_sample, R),       \
+     ROE_ARRAY((cl)->p_flags, R),  ROE_ARRAY((cl)->p_gfirst, R), ROE_ARRAY((cl)->p_gn, R),           \
+     ROE_ARRAY((cl)->p_gmode, R),  ROE_ARRAY((cl)->p_token, R),  ROE_ARRAY((cl)->pbind, S),          \
+     ROE_ARRAY((cl)->rout, (cl)->me ? (R) * (V) : 1)}
+
 void roe_cluster_free(roe_cluster *cl) {
     if (!cl) return;
-    void *p[] = {cl->home, cl->len, cl->next, cl->stamp, cl->dirty, cl->bound, cl->has_roster, cl->seed,
-                 cl->roster, cl->grows, cl->wgroups, cl->lrows, cl->lidx, cl->lp, cl->goff, cl->load,
-                 cl->p_seq, cl->p_pos, cl->p_sample, cl->p_flags, cl->p_gfirst, cl->p_gn, cl->p_gmode,
-                 cl->p_token, cl->pbind};
-    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) roe_free(p[i]);
-    roe_free_aligned(cl->clean);
-    roe_free_aligned(cl->logits);
-    roe_free_aligned(cl->rout);
-    roe_free_aligned(cl->scratch);
+    const struct roe_array arrays[] = CLUSTER_ARRAYS(cl, 0, 0, 0), plan[] = PLAN_ARRAYS(cl, 0, 0, 0);
+    roe_arrays_free(arrays, ROE_N_OF(arrays));
+    roe_arrays_free(plan, ROE_N_OF(plan));
     roe_control_io_free(&cl->io);
     roe_free(cl);
 }
@@ -94,15 +102,8 @@ void roe_cluster_free(roe_cluster *cl) {
  * all replies at most 4 R V + 4096 N (the rows of a step over all ranks are at most R). */
 static roe_status open_messages(roe_cluster *cl) {
     const size_t R = (size_t)cl->R, S = (size_t)cl->S, V = (size_t)cl->V, L = (size_t)cl->L, N = (size_t)cl->N;
-    uint32_t **u[] = {&cl->p_seq, &cl->p_pos, &cl->p_sample, &cl->p_flags, &cl->p_gfirst, &cl->p_gn, &cl->p_gmode};
-    int ok = 1;
-    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) ok = ok && (*u[i] = roe_malloc(R * sizeof(uint32_t)));
-    cl->p_token = roe_malloc(R * sizeof *cl->p_token);
-    cl->pbind = roe_calloc(S, sizeof *cl->pbind);
-    if (cl->me != 0) cl->rout = roe_malloc_aligned(R * V * sizeof(float));
-    if (!ok || !cl->p_token || !cl->pbind || (cl->me != 0 && !cl->rout))
-        return roe_fail(ROE_ERR_NOMEM, "cluster: out of memory for %d rows, %d sequences, vocabulary %d", cl->R,
-                        cl->S, cl->V);
+    const struct roe_array plan[] = PLAN_ARRAYS(cl, S, R, V);
+    ROE_TRY(roe_arrays_alloc(plan, ROE_N_OF(plan), "cluster"));
     const size_t plan_cap = 512 + 64 * R + S * (4 * L + 96), reply_cap = 4 * R * V + 4096;
     if (cl->me == 0) {
         const size_t gather = 4 * R * V + 4096 * N;
@@ -127,33 +128,10 @@ roe_status roe_cluster_create(roe_engine *e, roe_cluster **out) {
     cl->R = o->max_rows;
     cl->S = o->max_seqs;
     cl->max_ctx = o->max_ctx;
-    const size_t R = (size_t)cl->R, S = (size_t)cl->S, V = (size_t)cl->V, N = (size_t)cl->N;
-    cl->home = roe_malloc(S * sizeof *cl->home);
-    cl->len = roe_calloc(S, sizeof *cl->len);
-    cl->next = roe_malloc(S * sizeof *cl->next);
-    cl->stamp = roe_calloc(S, sizeof *cl->stamp);
-    cl->dirty = roe_calloc(S, 1);
-    cl->bound = roe_calloc(S, 1);
-    cl->has_roster = roe_calloc(S, 1);
-    cl->seed = roe_calloc(S, sizeof *cl->seed);
-    cl->roster = roe_calloc(S, sizeof *cl->roster);
-    cl->clean = roe_malloc_aligned(S * V * sizeof(float));
-    cl->grows = roe_calloc(R, sizeof *cl->grows);
-    cl->wgroups = roe_calloc(R, sizeof *cl->wgroups);
-    cl->lrows = roe_calloc(R, sizeof *cl->lrows);
-    cl->lidx = roe_malloc(R * sizeof *cl->lidx);
-    cl->logits = roe_malloc_aligned(R * V * sizeof(float));
-    cl->lp = roe_calloc(ROE_MAX_SAMPLES + 1, sizeof *cl->lp);
-    cl->scratch = roe_malloc_aligned(V * sizeof(float));
-    cl->goff = roe_malloc((R + 1) * sizeof *cl->goff);
-    cl->load = roe_malloc(N * sizeof *cl->load);
-    int ok = cl->home && cl->len && cl->next && cl->stamp && cl->dirty && cl->bound && cl->has_roster &&
-             cl->seed && cl->roster && cl->clean && cl->grows && cl->wgroups && cl->lrows && cl->lidx &&
-             cl->logits && cl->lp && cl->scratch && cl->goff && cl->load;
-    roe_status st = ok && cl->N > 1 ? open_messages(cl) : ROE_OK;
-    if (!ok && st == ROE_OK)
-        st = roe_fail(ROE_ERR_NOMEM, "cluster: out of memory for %d rows, %d sequences, vocabulary %d", cl->R,
-                      cl->S, cl->V);
+    const size_t R = (size_t)cl->R, S = (size_t)cl->S, V = (size_t)cl->V;
+    const struct roe_array arrays[] = CLUSTER_ARRAYS(cl, S, R, V);
+    roe_status st = roe_arrays_alloc(arrays, ROE_N_OF(arrays), "cluster");
+    if (st == ROE_OK && cl->N > 1) st = open_messages(cl);
     if (st != ROE_OK) {
         roe_cluster_free(cl);
         return st;
@@ -177,11 +155,6 @@ void roe_plan_homes(roe_home_policy policy, int N, const double *cost, int n, in
         home[pick] = best;
         load[best] += cost[pick];
     }
-}
-
-void roe_cluster_plan_homes(const roe_cluster *cl, roe_home_policy policy, const double *cost,
-                            int n, int *home) {
-    roe_plan_homes(policy, cl->N, cost, n, home, cl->load);
 }
 
 roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home) {

@@ -67,10 +67,8 @@ size_t roe_group_out_floats(const struct roe_group *g, int vocab);
 /* Parses ROE_HOME_POLICY's value ("round-robin", "least-loaded"; NULL: round-robin). */
 roe_status roe_home_policy_parse(const char *s, roe_home_policy *out);
 
-/* Homes for n sequences with the given costs (any unit; e.g. tokens x K): home[i]. */
-void roe_cluster_plan_homes(const roe_cluster *cl, roe_home_policy policy, const double *cost,
-                            int n, int *home);
-/* The same, pure: n_ranks ranks, load is scratch [n_ranks]. Least-loaded places sequences by
+/* Homes for n sequences with the given costs (any unit; e.g. tokens x K): home[i], over
+ * n_ranks ranks; load is scratch [n_ranks]. Least-loaded places sequences by
  * decreasing cost (ties: lower index first), each on the least-loaded rank (ties: lower rank). */
 void roe_plan_homes(roe_home_policy policy, int n_ranks, const double *cost, int n, int *home, double *load);
 

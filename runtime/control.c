@@ -68,20 +68,16 @@ static void *arena_alloc(void *data, size_t size) {
 
 static void arena_release(void *data, void *p) {}
 
+/* The wire form of max_binds bindings with n_layers taus each. */
+#define PACK_ARRAYS(k, B, L)                                                                       \
+    {ROE_ARRAY((k)->binds, B), ROE_ARRAY((k)->bindp, B), ROE_ARRAY((k)->rmsg, B), ROE_ARRAY((k)->rtau, (B) * (L))}
+
 static roe_status pack_init(struct roe_control_io *io) {
     if (io->max_binds <= 0) return ROE_OK;
-    struct pack *k = roe_calloc(1, sizeof *k);
-    io->pack = k;
-    const size_t B = (size_t)io->max_binds;
-    if (k) {
-        k->binds = roe_calloc(B, sizeof *k->binds);
-        k->bindp = roe_calloc(B, sizeof *k->bindp);
-        k->rmsg = roe_calloc(B, sizeof *k->rmsg);
-        k->rtau = roe_calloc(B * (size_t)(io->n_layers > 0 ? io->n_layers : 1), sizeof *k->rtau);
-    }
-    if (!k || !k->binds || !k->bindp || !k->rmsg || !k->rtau)
-        return roe_fail(ROE_ERR_NOMEM, "control plane: out of memory for %d bindings", io->max_binds);
-    return ROE_OK;
+    struct pack *k = io->pack = roe_calloc(1, sizeof *k);
+    if (!k) return roe_fail(ROE_ERR_NOMEM, "control plane: out of memory");
+    const struct roe_array arrays[] = PACK_ARRAYS(k, (size_t)io->max_binds, (size_t)io->n_layers);
+    return roe_arrays_alloc(arrays, ROE_N_OF(arrays), "control plane bindings");
 }
 
 roe_status roe_control_io_init(struct roe_control_io *io, int n_ranks, size_t msg_cap, size_t arena_cap,
@@ -104,10 +100,8 @@ roe_status roe_control_io_init(struct roe_control_io *io, int n_ranks, size_t ms
 void roe_control_io_free(struct roe_control_io *io) {
     struct pack *k = io->pack;
     if (k) {
-        roe_free(k->binds);
-        roe_free(k->bindp);
-        roe_free(k->rmsg);
-        roe_free(k->rtau);
+        const struct roe_array arrays[] = PACK_ARRAYS(k, 0, 0);
+        roe_arrays_free(arrays, ROE_N_OF(arrays));
         roe_free(k);
     }
     roe_free(io->msg);

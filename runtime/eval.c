@@ -29,6 +29,13 @@ struct roe_scorer {
     const float **lp;      /* [ROE_MAX_SAMPLES] */
 };
 
+/* The scorer's arrays (R = max_rows, V = vocabulary). */
+#define SCORER_ARRAYS(s, R, V)                                                                     \
+    {ROE_ARRAY((s)->rows, R),          ROE_ARRAY((s)->gpos, R),           ROE_ARRAY((s)->gfirst, R),      \
+     ROE_ARRAY((s)->gn, R),            ROE_ARRAY((s)->gmore, R),          ROE_ARRAY((s)->logits, (R) * (V)), \
+     ROE_ARRAY((s)->clean, (R) * (V)), ROE_ARRAY((s)->z, V),              ROE_ARRAY((s)->scratch, V),     \
+     ROE_ARRAY((s)->lp, ROE_MAX_SAMPLES)}
+
 roe_status roe_scorer_create(roe_engine *engine, roe_scorer **out) {
     *out = NULL;
     roe_scorer *s = roe_calloc(1, sizeof *s);
@@ -38,20 +45,11 @@ roe_status roe_scorer_create(roe_engine *engine, roe_scorer **out) {
     s->V = roe_engine_model(engine)->cfg.vocab_size;
     s->n_layers = roe_engine_model(engine)->cfg.n_layers;
     const size_t R = (size_t)s->R, V = (size_t)s->V;
-    s->rows = roe_calloc(R, sizeof *s->rows);
-    s->gpos = roe_calloc(R, sizeof *s->gpos);
-    s->gfirst = roe_calloc(R, sizeof *s->gfirst);
-    s->gn = roe_calloc(R, sizeof *s->gn);
-    s->gmore = roe_calloc(R, 1);
-    s->logits = roe_malloc_aligned(R * V * sizeof(float));
-    s->clean = roe_malloc_aligned(R * V * sizeof(float));
-    s->z = roe_malloc_aligned(V * sizeof(float));
-    s->scratch = roe_malloc_aligned(V * sizeof(float));
-    s->lp = roe_calloc(ROE_MAX_SAMPLES, sizeof *s->lp);
-    if (!s->rows || !s->gpos || !s->gfirst || !s->gn || !s->gmore || !s->logits || !s->clean ||
-        !s->z || !s->scratch || !s->lp) {
+    const struct roe_array arrays[] = SCORER_ARRAYS(s, R, V);
+    roe_status st = roe_arrays_alloc(arrays, ROE_N_OF(arrays), "scorer");
+    if (st != ROE_OK) {
         roe_scorer_free(s);
-        return roe_fail(ROE_ERR_NOMEM, "scorer: out of memory for %d rows", s->R);
+        return st;
     }
     *out = s;
     return ROE_OK;
@@ -59,16 +57,8 @@ roe_status roe_scorer_create(roe_engine *engine, roe_scorer **out) {
 
 void roe_scorer_free(roe_scorer *s) {
     if (!s) return;
-    roe_free(s->rows);
-    roe_free(s->gpos);
-    roe_free(s->gfirst);
-    roe_free(s->gn);
-    roe_free(s->gmore);
-    roe_free_aligned(s->logits);
-    roe_free_aligned(s->clean);
-    roe_free_aligned(s->z);
-    roe_free_aligned(s->scratch);
-    roe_free(s->lp);
+    const struct roe_array arrays[] = SCORER_ARRAYS(s, 0, 0);
+    roe_arrays_free(arrays, ROE_N_OF(arrays));
     roe_free(s);
 }
 

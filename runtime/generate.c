@@ -27,16 +27,19 @@ struct roe_generator {
     double t_first;
 };
 
+/* The generator's arrays: NR = max_requests, T = max_tokens (at least 1), V = vocabulary. */
+#define GEN_ARRAYS(g, NR, T, V)                                                                    \
+    {ROE_ARRAY((g)->results, NR), ROE_ARRAY((g)->seqs, NR), ROE_ARRAY((g)->tokens, (NR) * (T)),    \
+     ROE_ARRAY((g)->home, NR),    ROE_ARRAY((g)->cost, NR), ROE_ARRAY((g)->load, roe_batch_ranks((g)->batch)), \
+     ROE_ARRAY((g)->kept, (g)->keep_logits ? (NR) * (T) * (V) : 1)}
+
 void roe_generator_free(roe_generator *g) {
     if (!g) return;
+    if (g->batch) {
+        const struct roe_array arrays[] = GEN_ARRAYS(g, 0, 0, 0);
+        roe_arrays_free(arrays, ROE_N_OF(arrays));
+    }
     roe_batch_free(g->batch);
-    roe_free(g->results);
-    roe_free(g->seqs);
-    roe_free(g->tokens);
-    roe_free_aligned(g->kept);
-    roe_free(g->home);
-    roe_free(g->cost);
-    roe_free(g->load);
     roe_free(g);
 }
 
@@ -83,18 +86,8 @@ roe_status roe_generator_create(roe_engine *engine, int max_requests, int max_to
     bo.hooks = (struct roe_batch_hooks){.ctx = g, .on_step = on_step, .on_token = on_token};
     ROE_CHECK(roe_batch_create(engine, &bo, &g->batch));
     const size_t V = (size_t)g->vocab, T = (size_t)(max_tokens ? max_tokens : 1), NR = (size_t)max_requests;
-    g->results = roe_calloc(NR, sizeof *g->results);
-    g->seqs = roe_calloc(NR, sizeof *g->seqs);
-    g->tokens = roe_calloc(NR * T, sizeof *g->tokens);
-    g->home = roe_calloc(NR, sizeof *g->home);
-    g->cost = roe_calloc(NR, sizeof *g->cost);
-    g->load = roe_calloc((size_t)roe_batch_ranks(g->batch), sizeof *g->load);
-    if (keep_logits) g->kept = roe_malloc_aligned(NR * T * V * sizeof(float));
-    if (!g->results || !g->seqs || !g->tokens || !g->home || !g->cost || !g->load || (keep_logits && !g->kept)) {
-        st = roe_fail(ROE_ERR_NOMEM, "generator: out of memory for %d requests x %d tokens",
-                      max_requests, max_tokens);
-        goto fail;
-    }
+    const struct roe_array arrays[] = GEN_ARRAYS(g, NR, T, V);
+    ROE_CHECK(roe_arrays_alloc(arrays, ROE_N_OF(arrays), "generator"));
     for (int i = 0; i < max_requests; i++) {
         g->results[i].tokens = g->tokens + (size_t)i * T;
         g->results[i].logits = keep_logits ? g->kept + (size_t)i * T * V : NULL;

@@ -30,19 +30,15 @@ struct roe_sreq {
     pthread_cond_t cv;
     atomic_int refs;
     atomic_int cancelled;
-    /* immutable after submit */
-    int32_t *prompt; /* [n_prompt] */
-    int n_prompt;
-    int max_tokens;
-    int stop_at_eos;
+    /* immutable after submit: the request, and what seq's request part points to */
+    struct roe_batch_seq seq; /* what the batch runs (its own part: the scheduler thread's) */
+    int32_t *prompt;          /* [seq.n_prompt] */
     int32_t stop_ids[ROE_SCHED_MAX_STOP];
-    int n_stop;
-    struct roe_roster roster; /* seq.roster points here */
+    struct roe_roster roster;
     int blocks; /* KV blocks reserved while admitted */
     double t_arrival;
     /* the scheduler thread only */
     struct roe_sreq *next;  /* waiting queue link (under s->mu) */
-    struct roe_batch_seq seq; /* what the batch runs (prompt, sampling, stops point here) */
     /* under mu */
     int32_t *tokens; /* [max_tokens] */
     int n_tokens;
@@ -129,7 +125,7 @@ int roe_sreq_wait(roe_sreq *r, int have, double timeout_s, struct roe_sreq_view 
                                 .t_arrival = r->t_arrival,
                                 .t_first = r->t_first,
                                 .t_end = r->t_end,
-                                .prompt_tokens = r->n_prompt};
+                                .prompt_tokens = r->seq.n_prompt};
     pthread_mutex_unlock(&r->mu);
     return news;
 }
@@ -325,15 +321,11 @@ roe_status roe_sched_submit(roe_sched *s, const struct roe_sreq_params *p, roe_s
     atomic_init(&r->cancelled, 0);
     r->s = s;
     memcpy(r->prompt, p->prompt, (size_t)p->n_prompt * sizeof *r->prompt);
-    r->n_prompt = p->n_prompt;
-    r->max_tokens = p->max_tokens;
-    r->stop_at_eos = p->stop_at_eos;
-    r->n_stop = p->n_stop;
     memcpy(r->stop_ids, p->stop_ids, sizeof r->stop_ids);
     if (p->roster) r->roster = *p->roster;
-    r->seq = (struct roe_batch_seq){.prompt = r->prompt, .n_prompt = r->n_prompt,
-                                    .max_tokens = r->max_tokens, .stop_at_eos = r->stop_at_eos,
-                                    .stop_ids = r->stop_ids, .n_stop = r->n_stop,
+    r->seq = (struct roe_batch_seq){.prompt = r->prompt, .n_prompt = p->n_prompt,
+                                    .max_tokens = p->max_tokens, .stop_at_eos = p->stop_at_eos,
+                                    .stop_ids = r->stop_ids, .n_stop = p->n_stop,
                                     .sampling = p->sampling, .roster = p->roster ? &r->roster : NULL,
                                     .user = r, .slot = -1};
     r->blocks = (p->n_prompt + p->max_tokens + s->o.block_size - 1) / s->o.block_size;

@@ -20,6 +20,10 @@ struct roe_tpe {
     double *cand;     /* [dims] */
 };
 
+/* The arrays of a search of T trials in D dimensions. */
+#define TPE_ARRAYS(t, T, D)                                                                        \
+    {ROE_ARRAY((t)->xs, (T) * (D)), ROE_ARRAY((t)->ys, T), ROE_ARRAY((t)->order, T), ROE_ARRAY((t)->cand, D)}
+
 roe_status roe_tpe_create(int dims, double lo, double hi, int max_trials, int n_init, uint64_t seed,
                           roe_tpe **out) {
     *out = NULL;
@@ -34,13 +38,11 @@ roe_status roe_tpe_create(int dims, double lo, double hi, int max_trials, int n_
     t->max_trials = max_trials;
     t->n_init = n_init;
     t->seed = seed;
-    t->xs = roe_calloc((size_t)max_trials * dims, sizeof *t->xs);
-    t->ys = roe_calloc((size_t)max_trials, sizeof *t->ys);
-    t->order = roe_calloc((size_t)max_trials, sizeof *t->order);
-    t->cand = roe_calloc((size_t)dims, sizeof *t->cand);
-    if (!t->xs || !t->ys || !t->order || !t->cand) {
+    const struct roe_array arrays[] = TPE_ARRAYS(t, (size_t)max_trials, (size_t)dims);
+    roe_status st = roe_arrays_alloc(arrays, ROE_N_OF(arrays), "tpe");
+    if (st != ROE_OK) {
         roe_tpe_free(t);
-        return roe_fail(ROE_ERR_NOMEM, "tpe: out of memory for %d trials", max_trials);
+        return st;
     }
     *out = t;
     return ROE_OK;
@@ -48,10 +50,8 @@ roe_status roe_tpe_create(int dims, double lo, double hi, int max_trials, int n_
 
 void roe_tpe_free(roe_tpe *t) {
     if (!t) return;
-    roe_free(t->xs);
-    roe_free(t->ys);
-    roe_free(t->order);
-    roe_free(t->cand);
+    const struct roe_array arrays[] = TPE_ARRAYS(t, 0, 0);
+    roe_arrays_free(arrays, ROE_N_OF(arrays));
     roe_free(t);
 }
 
