@@ -58,6 +58,7 @@ static const struct buf_spec ENGINE_BUFS[] = {
     BUF(probs, MEM_HOST, D_E, D_1),       BUF(rscratch, MEM_HOST, D_2E, D_1),
     BUF(sel, MEM_HOST, D_RK, D_1),        BUF(gw, MEM_HOST, D_RK, D_1),
     BUF(fsel, MEM_HOST, D_K, D_1),        BUF(fgw, MEM_HOST, D_K, D_1),
+    BUF(ypair, MEM_HOST, D_K, D_1),
     BUF(fork_parent, MEM_HOST, D_R, D_1), BUF(src_pair, MEM_HOST, D_RK, D_1),
     BUF(active, MEM_HOST, D_RK, D_1),     BUF(e_count, MEM_HOST, D_E1, D_1),
     BUF(e_cur, MEM_HOST, D_E, D_1),       BUF(g_src, MEM_HOST, D_RK, D_1),

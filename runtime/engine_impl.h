@@ -70,6 +70,7 @@ struct roe_engine {
     int32_t *sel;    /* [R K] each pair's expert (a slot's ascending) */
     float *gw;       /* [R K] each pair's gate weight */
     int32_t *fsel;   /* [K] a candidate fork's routing */
+    const float **ypair; /* [K] a slot's pair outputs where they landed (exchange) */
     float *fgw;      /* [K] */
     int *fork_parent;/* [R] the slot a slot forked from in this layer, or -1 */
     int *src_pair;   /* [R K] the pair whose expert output a pair reuses (itself, or its

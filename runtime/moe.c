@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "engine_impl.h"
+#include "kernels/moe_sum.h"
 #include "router.h"
 
 /* The routing of a row at a layer: the clean gate, or Gumbel-Top-K for a noisy sample. */
@@ -182,7 +183,7 @@ static roe_status exchange_experts(roe_engine *e, int layer) {
 }
 
 /* The exchange path's weighted sum, from each pair's output where it landed. Host memory: in
- * place, the arithmetic of the kernels' moe_combine. A device: gathered in pair order and
+ * place, the arithmetic of the CPU kernels' moe_combine (kernels/moe_sum.h). A device: gathered in pair order and
  * summed there by moe_combine. */
 static void combine_landed(roe_engine *e) {
     const int n = e->n_act, H = e->model->cfg.hidden, K = e->model->cfg.top_k;
@@ -199,13 +200,8 @@ static void combine_landed(roe_engine *e) {
         return;
     }
     for (int j = 0; j < n; j++) {
-        float *hr = e->h + (size_t)j * H;
-        for (int d = 0; d < H; d++) {
-            float acc = 0.0f;
-            for (int s = 0; s < K; s++)
-                acc += yp[e->src_pair[(size_t)j * K + s]][d] * e->gw[(size_t)j * K + s];
-            hr[d] += acc;
-        }
+        for (int s = 0; s < K; s++) e->ypair[s] = yp[e->src_pair[(size_t)j * K + s]];
+        roe_moe_sum_row(e->h + (size_t)j * H, H, K, e->ypair, NULL, NULL, e->gw + (size_t)j * K);
     }
 }
 

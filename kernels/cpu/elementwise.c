@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cpu_impl.h"
+#include "kernels/moe_sum.h"
 
 void roe_cpu_rmsnorm(roe_backend *be, const float *x, int n, const struct roe_mat *w, float eps,
                      float *y) {
@@ -70,16 +71,10 @@ void roe_cpu_copy_rows(roe_backend *be, float *dst, const int64_t *dst_idx, cons
                src + (size_t)(src_idx ? src_idx[i] : i) * width, (size_t)width * sizeof(float));
 }
 
-/* The same arithmetic, in the same order, as the engine's weighted sum over pair pointers. */
+/* kernels/moe_sum.h: the same arithmetic as the engine's weighted sum over pair pointers. */
 void roe_cpu_moe_combine(roe_backend *be, float *h, int n, int width, int top_k, const float *y,
                          const int *y_row, const float *w) {
-    for (int j = 0; j < n; j++) {
-        float *hr = h + (size_t)j * width;
-        for (int d = 0; d < width; d++) {
-            float acc = 0.0f;
-            for (int s = 0; s < top_k; s++)
-                acc += y[(size_t)y_row[(size_t)j * top_k + s] * width + d] * w[(size_t)j * top_k + s];
-            hr[d] += acc;
-        }
-    }
+    for (int j = 0; j < n; j++)
+        roe_moe_sum_row(h + (size_t)j * width, width, top_k, NULL, y, y_row + (size_t)j * top_k,
+                        w + (size_t)j * top_k);
 }
