@@ -12,16 +12,14 @@
 
 enum { ROE_MOE_SUM_CHUNK = 256 };
 
-/* h[width] += sum over s < top_k of y_s[width] * w[s], where y_s is y_ptr[s], or (y_ptr NULL)
- * row y_row[s] of y_base. */
-static inline void roe_moe_sum_row(float *h, int width, int top_k, const float *const *y_ptr,
-                                   const float *y_base, const int *y_row, const float *w) {
+/* h[width] += sum over s < top_k of y[s][width] * w[s]. */
+static inline void roe_moe_sum_row(float *h, int width, int top_k, const float *const *y, const float *w) {
     float acc[ROE_MOE_SUM_CHUNK];
     for (int d0 = 0; d0 < width; d0 += ROE_MOE_SUM_CHUNK) {
         const int nd = width - d0 < ROE_MOE_SUM_CHUNK ? width - d0 : ROE_MOE_SUM_CHUNK;
         for (int d = 0; d < nd; d++) acc[d] = 0.0f;
         for (int s = 0; s < top_k; s++) {
-            const float *ys = (y_ptr ? y_ptr[s] : y_base + (size_t)y_row[s] * width) + d0, ws = w[s];
+            const float *ys = y[s] + d0, ws = w[s];
             for (int d = 0; d < nd; d++) acc[d] += ys[d] * ws;
         }
         for (int d = 0; d < nd; d++) h[d0 + d] += acc[d];

@@ -201,7 +201,7 @@ static void combine_landed(roe_engine *e) {
     }
     for (int j = 0; j < n; j++) {
         for (int s = 0; s < K; s++) e->ypair[s] = yp[e->src_pair[(size_t)j * K + s]];
-        roe_moe_sum_row(e->h + (size_t)j * H, H, K, e->ypair, NULL, NULL, e->gw + (size_t)j * K);
+        roe_moe_sum_row(e->h + (size_t)j * H, H, K, e->ypair, e->gw + (size_t)j * K);
     }
 }
 

@@ -74,7 +74,9 @@ void roe_cpu_copy_rows(roe_backend *be, float *dst, const int64_t *dst_idx, cons
 /* kernels/moe_sum.h: the same arithmetic as the engine's weighted sum over pair pointers. */
 void roe_cpu_moe_combine(roe_backend *be, float *h, int n, int width, int top_k, const float *y,
                          const int *y_row, const float *w) {
-    for (int j = 0; j < n; j++)
-        roe_moe_sum_row(h + (size_t)j * width, width, top_k, NULL, y, y_row + (size_t)j * top_k,
-                        w + (size_t)j * top_k);
+    const float *yp[top_k]; /* top_k <= n_experts: a few hundred pointers at most */
+    for (int j = 0; j < n; j++) {
+        for (int s = 0; s < top_k; s++) yp[s] = y + (size_t)y_row[(size_t)j * top_k + s] * width;
+        roe_moe_sum_row(h + (size_t)j * width, width, top_k, yp, w + (size_t)j * top_k);
+    }
 }
