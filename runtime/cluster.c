@@ -29,7 +29,7 @@ enum { BIND_DIRTY = 1, BIND_RESET = 2 };
 struct roe_cluster {
     roe_engine *e;
     roe_comm *comm;
-    int me, N, V, L, R, S, max_ctx;
+    int me, N, V, L, R, S;
     uint64_t step;
     /* per sequence slot */
     int *home;
@@ -127,7 +127,6 @@ roe_status roe_cluster_create(roe_engine *e, roe_cluster **out) {
     cl->L = c->n_layers;
     cl->R = o->max_rows;
     cl->S = o->max_seqs;
-    cl->max_ctx = o->max_ctx;
     const size_t R = (size_t)cl->R, S = (size_t)cl->S, V = (size_t)cl->V;
     const struct roe_array arrays[] = CLUSTER_ARRAYS(cl, S, R, V);
     roe_status st = roe_arrays_alloc(arrays, ROE_N_OF(arrays), "cluster");
@@ -178,34 +177,10 @@ static int roster_equal(const struct roe_roster *a, const struct roe_roster *b, 
 /* The engine's cache contract (engine.h) over every rank's rows, checked before the plan
  * leaves rank 0, plus the groups' shape. */
 static roe_status validate(roe_cluster *cl, const struct roe_row *rows, int n, const struct roe_group *g, int ng) {
-    if (n < 0 || n > cl->R)
-        return roe_fail(ROE_ERR_INVALID_ARG, "step of %d rows: the engine holds at most %d", n, cl->R);
+    ROE_TRY(roe_rows_check(rows, n, roe_engine_get_opts(cl->e), cl->V, cl->len, cl->next));
     if (ng < 0 || ng > n)
         return roe_fail(ROE_ERR_INVALID_ARG, "step of %d rows cannot have %d groups", n, ng);
-    for (int i = 0; i < n; i++) {
-        const struct roe_row *r = &rows[i];
-        if (r->seq < 0 || r->seq >= cl->S)
-            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: sequence slot %d is outside [0, %d)", i, r->seq, cl->S);
-        if (r->token < 0 || r->token >= cl->V)
-            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: token id %d is outside the vocabulary [0, %d)", i,
-                            r->token, cl->V);
-        if (r->pos < 0 || r->pos >= cl->max_ctx)
-            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: position %d is outside the context of %d positions",
-                            i, r->pos, cl->max_ctx);
-        if (r->sample < 0) return roe_fail(ROE_ERR_INVALID_ARG, "row %d: negative sample index %d", i, r->sample);
-        cl->next[r->seq] = cl->len[r->seq];
-        cl->lidx[i] = -1;
-    }
-    for (int i = 0; i < n; i++) {
-        const struct roe_row *r = &rows[i];
-        if (r->sample == 0 && r->pos != cl->next[r->seq])
-            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: clean row of sequence %d at position %d, but its cache holds %d",
-                            i, r->seq, r->pos, cl->next[r->seq]);
-        if (r->sample > 0 && r->pos > cl->next[r->seq])
-            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: sample row of sequence %d at position %d needs a history of %d",
-                            i, r->seq, r->pos, r->pos);
-        if (r->sample == 0) cl->next[r->seq]++;
-    }
+    for (int i = 0; i < n; i++) cl->lidx[i] = -1;
     for (int k = 0; k < ng; k++) {
         const int m = g[k].mode;
         if (g[k].first < 0 || g[k].n <= 0 || g[k].first > n - g[k].n)

@@ -28,7 +28,7 @@
 /* ---- the buffer table ---- */
 
 /* The dimensions of the size formulas (engine_impl.h). */
-enum dim { D_1, D_R, D_RK, D_H, D_QD, D_KD, D_E, D_E1, D_2E, D_K, D_I, D_V, D_COUNT };
+enum dim { D_1, D_R, D_RK, D_S, D_H, D_QD, D_KD, D_E, D_E1, D_2E, D_K, D_I, D_V, D_COUNT };
 
 /* Where a buffer lives: backend memory, host memory, or host memory that only a backend
  * without host memory needs (staging copies; on the CPU those fields stay NULL). */
@@ -69,17 +69,19 @@ static const struct buf_spec ENGINE_BUFS[] = {
     BUF(tokens, MEM_HOST, D_R, D_1),      BUF(khist, MEM_HOST, D_R, D_1),
     BUF(vhist, MEM_HOST, D_R, D_1),       BUF(slot_row, MEM_HOST, D_R, D_1),
     BUF(row_slot, MEM_HOST, D_R, D_1),    BUF(slot_lrow, MEM_HOST, D_R, D_1),
+    BUF(seq_next, MEM_HOST, D_S, D_1),
 };
 enum { N_ENGINE_BUFS = sizeof ENGINE_BUFS / sizeof ENGINE_BUFS[0] };
 
 static int imax(int a, int b) { return a > b ? a : b; }
 
 /* The value of each dimension for this model and these limits. */
-static void buf_dims(const struct roe_model_config *c, int max_rows, size_t dim[D_COUNT]) {
+static void buf_dims(const struct roe_model_config *c, int max_rows, int max_seqs, size_t dim[D_COUNT]) {
     const size_t E = (size_t)imax(c->n_experts, 1), K = (size_t)imax(c->top_k, 1);
     dim[D_1] = 1;
     dim[D_R] = (size_t)max_rows;
     dim[D_RK] = (size_t)max_rows * K;
+    dim[D_S] = (size_t)max_seqs;
     dim[D_H] = (size_t)c->hidden;
     dim[D_QD] = (size_t)c->n_heads * c->head_dim;
     dim[D_KD] = (size_t)c->n_kv_heads * c->head_dim;
@@ -95,7 +97,7 @@ static void **buf_field(roe_engine *e, const struct buf_spec *b) { return (void 
 
 static roe_status alloc_buffers(roe_engine *e) {
     size_t dim[D_COUNT];
-    buf_dims(&e->model->cfg, e->opts.max_rows, dim);
+    buf_dims(&e->model->cfg, e->opts.max_rows, e->opts.max_seqs, dim);
     for (int i = 0; i < N_ENGINE_BUFS; i++) {
         const struct buf_spec *b = &ENGINE_BUFS[i];
         size_t bytes;
@@ -270,40 +272,33 @@ void roe__engine_set_driven(roe_engine *e, int on) { e->driven = on; }
 
 /* ---- the step ---- */
 
-/* Checks the rows against the cache contract of engine.h before anything is written. */
-static roe_status validate_rows(roe_engine *e, const struct roe_row *rows, int n) {
-    const struct roe_model_config *c = &e->model->cfg;
-    if (n < 0 || n > e->opts.max_rows)
-        return roe_fail(ROE_ERR_INVALID_ARG, "step of %d rows: the engine holds at most %d", n,
-                        e->opts.max_rows);
-    /* next clean position per sequence as this step extends it: reuse hend as scratch */
+roe_status roe_rows_check(const struct roe_row *rows, int n, const struct roe_engine_opts *o, int vocab,
+                          const int *len, int *next) {
+    if (n < 0 || n > o->max_rows)
+        return roe_fail(ROE_ERR_INVALID_ARG, "step of %d rows: the engine holds at most %d", n, o->max_rows);
     for (int i = 0; i < n; i++) {
         const struct roe_row *r = &rows[i];
-        if (r->seq < 0 || r->seq >= e->opts.max_seqs)
-            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: sequence slot %d is outside [0, %d)", i,
-                            r->seq, e->opts.max_seqs);
-        if (r->token < 0 || r->token >= c->vocab_size)
-            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: token id %d is outside the vocabulary [0, %d)",
-                            i, r->token, c->vocab_size);
-        if (r->pos < 0 || r->pos >= e->opts.max_ctx)
-            return roe_fail(ROE_ERR_INVALID_ARG,
-                            "row %d: position %d is outside the context of %d positions", i, r->pos,
-                            e->opts.max_ctx);
-        if (r->sample < 0)
-            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: negative sample index %d", i, r->sample);
+        if (r->seq < 0 || r->seq >= o->max_seqs)
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: sequence slot %d is outside [0, %d)", i, r->seq,
+                            o->max_seqs);
+        if (r->token < 0 || r->token >= vocab)
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: token id %d is outside the vocabulary [0, %d)", i,
+                            r->token, vocab);
+        if (r->pos < 0 || r->pos >= o->max_ctx)
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: position %d is outside the context of %d positions",
+                            i, r->pos, o->max_ctx);
+        if (r->sample < 0) return roe_fail(ROE_ERR_INVALID_ARG, "row %d: negative sample index %d", i, r->sample);
+        next[r->seq] = len[r->seq];
     }
-    for (int i = 0; i < n; i++) {
-        int len = e->kv.len[rows[i].seq];
-        for (int j = 0; j < i; j++) /* clean rows of the same sequence earlier in this step */
-            if (rows[j].seq == rows[i].seq && rows[j].sample == 0) len++;
-        if (rows[i].sample == 0 && rows[i].pos != len)
-            return roe_fail(ROE_ERR_INVALID_ARG,
-                            "row %d: clean row of sequence %d at position %d, but its cache holds %d",
-                            i, rows[i].seq, rows[i].pos, len);
-        if (rows[i].sample > 0 && rows[i].pos > len)
-            return roe_fail(ROE_ERR_INVALID_ARG,
-                            "row %d: sample row of sequence %d at position %d needs a history of %d",
-                            i, rows[i].seq, rows[i].pos, rows[i].pos);
+    for (int i = 0; i < n; i++) { /* next: the clean history as this step extends it */
+        const struct roe_row *r = &rows[i];
+        if (r->sample == 0 && r->pos != next[r->seq])
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: clean row of sequence %d at position %d, but its cache holds %d",
+                            i, r->seq, r->pos, next[r->seq]);
+        if (r->sample > 0 && r->pos > next[r->seq])
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: sample row of sequence %d at position %d needs a history of %d",
+                            i, r->seq, r->pos, r->pos);
+        if (r->sample == 0) next[r->seq]++;
     }
     return ROE_OK;
 }
@@ -441,7 +436,7 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
                         "engine step on rank %d of %d outside a cluster step: with several ranks every step "
                         "must go through runtime/cluster.h (this command does not run under mpirun yet)",
                         roe_comm_rank(e->comm), roe_comm_size(e->comm));
-    ROE_TRY(validate_rows(e, rows, n));
+    ROE_TRY(roe_rows_check(rows, n, &e->opts, e->model->cfg.vocab_size, e->kv.len, e->seq_next));
     const struct roe_model *m = e->w;
     const struct roe_model_config *c = &e->model->cfg;
     roe_backend *be = e->be;

@@ -84,6 +84,12 @@ void roe_engine_free(roe_engine *e);
  * row order (may be NULL if none wants logits). */
 roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, float *logits);
 
+/* Checks n rows against o's limits (max_rows, max_seqs, max_ctx), the vocabulary and the
+ * cache contract above, given each sequence's clean history length len[max_seqs]; next is
+ * scratch [max_seqs]. The engine checks its rows with it, the cluster every rank's. */
+roe_status roe_rows_check(const struct roe_row *rows, int n, const struct roe_engine_opts *o, int vocab,
+                          const int *len, int *next);
+
 /* Forgets a sequence slot's history (its cache length becomes 0). */
 void roe_engine_reset_seq(roe_engine *e, int seq);
 int roe_engine_seq_len(const roe_engine *e, int seq);

@@ -13,7 +13,7 @@
  * Buffers. Every buffer is a field below, allocated once by roe_engine_create from one
  * table (engine.c, ENGINE_BUFS) that gives each one's memory (backend, host, or host staging
  * that only a device backend needs) and its size formula in the dimensions R = max_rows,
- * K = top_k, H = hidden, QD = heads x head_dim, KD = kv heads x head_dim, E = experts,
+ * K = top_k, S = max_seqs, H = hidden, QD = heads x head_dim, KD = kv heads x head_dim, E = experts,
  * I = the widest FFN, V = vocabulary. The shape comments here repeat the table.
  */
 #ifndef ROE_ENGINE_IMPL_H
@@ -93,6 +93,7 @@ struct roe_engine {
     int *slot_row;   /* [R] the row a slot computes */
     int *row_slot;   /* [R] the slot whose state a row currently shares */
     int *slot_lrow;  /* [R] a slot's row in lrows, or -1 */
+    int *seq_next;   /* [S] checking a step: each sequence's clean history as the step extends it */
 };
 
 /* engine.c: the SwiGLU FFN of m rows, out[m, H] = down(silu(gate in) * up in). */

@@ -106,12 +106,7 @@ void roe_sreq_release(roe_sreq *r) {
 int roe_sreq_wait(roe_sreq *r, int have, double timeout_s, struct roe_sreq_view *v) {
     pthread_mutex_lock(&r->mu);
     if (r->n_tokens <= have && r->end == ROE_SREQ_RUNNING && timeout_s > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        const double t = (double)ts.tv_sec + 1e-9 * ts.tv_nsec + timeout_s;
-        ts.tv_sec = (time_t)t;
-        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-        if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+        const struct timespec ts = roe_deadline(timeout_s);
         while (r->n_tokens <= have && r->end == ROE_SREQ_RUNNING)
             if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) != 0) break;
     }
@@ -488,12 +483,7 @@ static int wait_for_work(roe_sched *s) {
         if (s->N > 1 && now >= due) return 1;
         /* several ranks: until the heartbeat; one: a long nap (woken by submit, cancel, stop) */
         const double wait = s->N > 1 ? due - now : 1.0;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        const double t = (double)ts.tv_sec + 1e-9 * ts.tv_nsec + wait;
-        ts.tv_sec = (time_t)t;
-        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-        if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+        const struct timespec ts = roe_deadline(wait);
         pthread_cond_timedwait(&s->cv, &s->mu, &ts);
         sweep_queue(s, 0);
     }

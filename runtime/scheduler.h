@@ -26,18 +26,11 @@
  * ROE_ERR_UNAVAILABLE (a rank or the engine failed and the server cannot go on), or
  * ROE_ERR_INTERNAL (a step failed; the server goes on).
  *
- * One step (as runtime/generate.c builds them, with decoding sequences first so that a long
- * prompt delays nobody's next token): one RoE token group of K rows for every sequence that
- * has its prompt in the cache (adaptive K: the clean row, then the K-1 samples where its
- * entropy is high), then prompt chunks of the sequences still in prefill, up to max_rows
- * rows; a group never splits across steps. Groups are aggregated on their home rank
- * (cluster.h) and sampled here (sampler.h). The engine is batch-invariant and the sampler
- * and the RoE noise are keyed on (seed, position), so a request's tokens are the same bits
- * whatever else shares its steps — the same as `roe generate` gives it alone.
- *
- * Several ranks: steps go through roe_cluster (every rank runs every step); each request is
- * homed on a rank by ROE_HOME_POLICY (round-robin in admission order, or the rank with the
- * least work in flight). While idle the scheduler sends an empty step every heartbeat_s, so
+ * Steps: the admitted requests run in the batching core (batch.h: decoding sequences first,
+ * then prompt chunks; RoE groups; sampling), so a request's tokens are the same bits whatever
+ * else shares its steps — the same as `roe generate` gives it alone. Several ranks: each
+ * request is homed by ROE_HOME_POLICY (round-robin in admission order, or the rank with the
+ * least work in flight); while idle the scheduler sends an empty step every heartbeat_s, so
  * the other ranks' bounded waits (ROE_COMM_TIMEOUT_S) do not expire on a quiet server.
  *
  * Memory: the scheduler's buffers are sized at creation for the engine's limits; a request
@@ -48,12 +41,9 @@
 
 #include <stdint.h>
 
-#include "engine.h"
-#include "generate.h"
-#include "histogram.h"
-#include "roster.h"
-#include "sampler.h"
 #include "base/status.h"
+#include "batch.h"
+#include "histogram.h"
 
 struct roe_sched_opts {
     int max_queue;      /* waiting requests at most (>= 0) */

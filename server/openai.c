@@ -561,8 +561,8 @@ char *roe_api_response_json(const struct roe_api_config *c, const struct roe_api
     return roe_json_render(ok, root);
 }
 
-static void put_event(struct roe_strbuf *out, int ok, cJSON *root) {
-    char *s = roe_json_render(ok, root);
+/* One server-sent event "data: s\n\n" (s NULL: out of memory, the stream says so). */
+static void put_data(struct roe_strbuf *out, char *s) {
     if (!s) {
         out->oom = 1;
         return;
@@ -592,7 +592,7 @@ void roe_api_stream_chunk(struct roe_strbuf *out, const struct roe_api_config *c
     PUT(choice, "finish_reason", finish ? cJSON_CreateString(finish) : cJSON_CreateNull());
     if (r->return_token_ids) PUT(choice, "token_ids", ids_json(&ok, tokens, n_tokens));
     if (r->return_token_ids && role) PUT(root, "prompt_token_ids", ids_json(&ok, r->prompt, r->params.n_prompt));
-    put_event(out, ok, root);
+    put_data(out, roe_json_render(ok, root));
 }
 
 void roe_api_stream_usage(struct roe_strbuf *out, const struct roe_api_config *c,
@@ -602,19 +602,11 @@ void roe_api_stream_usage(struct roe_strbuf *out, const struct roe_api_config *c
     cJSON *root = head(&ok, c, id, created, r->kind == ROE_API_CHAT ? "chat.completion.chunk" : "text_completion");
     PUT(root, "choices", cJSON_CreateArray());
     add_usage(&ok, root, r, completion_tokens);
-    put_event(out, ok, root);
+    put_data(out, roe_json_render(ok, root));
 }
 
 #undef PUT
 
 void roe_api_stream_error(struct roe_strbuf *out, const struct roe_api_error *e) {
-    char *s = roe_api_error_json(e);
-    if (!s) {
-        out->oom = 1;
-        return;
-    }
-    roe_strbuf_puts(out, "data: ");
-    roe_strbuf_puts(out, s);
-    roe_strbuf_puts(out, "\n\n");
-    free(s);
+    put_data(out, roe_api_error_json(e));
 }
