@@ -11,6 +11,7 @@ static const struct {
     [ROE_DTYPE_I16] = {"I16", 2},         [ROE_DTYPE_I8] = {"I8", 1},
     [ROE_DTYPE_U8] = {"U8", 1},           [ROE_DTYPE_BOOL] = {"BOOL", 1},
     [ROE_DTYPE_F8_E4M3] = {"F8_E4M3", 1}, [ROE_DTYPE_F8_E5M2] = {"F8_E5M2", 1},
+    [ROE_DTYPE_Q8] = {"Q8", 0},           [ROE_DTYPE_Q4] = {"Q4", 0},
 };
 
 const char *roe_dtype_name(roe_dtype t) {
@@ -22,7 +23,7 @@ size_t roe_dtype_size(roe_dtype t) {
 }
 
 int roe_dtype_parse(const char *s, roe_dtype *out) {
-    for (int i = 0; i < ROE_DTYPE_COUNT; i++) {
+    for (int i = 0; i <= ROE_DTYPE_F8_E5M2; i++) { /* the file dtypes only */
         if (strcmp(s, roe__dtypes[i].name) == 0) {
             *out = (roe_dtype)i;
             return 1;
@@ -45,4 +46,20 @@ float roe_f16_to_f32(uint16_t h) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
+}
+
+size_t roe_dtype_row_blocks(roe_dtype t, size_t cols) {
+    const size_t nb = (cols + ROE_QBLOCK - 1) / ROE_QBLOCK, mult = t == ROE_DTYPE_Q4 ? 4 : 2;
+    return roe_dtype_is_block(t) ? (nb + mult - 1) / mult * mult : 0;
+}
+
+size_t roe_dtype_row_bytes(roe_dtype t, size_t cols) {
+    if (t == ROE_DTYPE_Q8) return roe_dtype_row_blocks(t, cols) * ROE_QBLOCK;
+    if (t == ROE_DTYPE_Q4) return roe_dtype_row_blocks(t, cols) * (ROE_QBLOCK / 2);
+    return cols * roe_dtype_size(t);
+}
+
+size_t roe_dtype_row_bytes_all(roe_dtype t, size_t cols) {
+    const size_t params = t == ROE_DTYPE_Q8 ? 2 : t == ROE_DTYPE_Q4 ? 4 : 0; /* fp16 d (and m) */
+    return roe_dtype_row_bytes(t, cols) + roe_dtype_row_blocks(t, cols) * params;
 }

@@ -26,8 +26,16 @@ typedef enum roe_dtype {
     ROE_DTYPE_BOOL,
     ROE_DTYPE_F8_E4M3,
     ROE_DTYPE_F8_E5M2,
+    /* Block-quantized weights (roe's own, not safetensors dtypes): a row of `cols` values is
+     * ceil(cols / 32) blocks of 32, padded with zero blocks to a whole number of 64-byte
+     * chunks (roe_dtype_row_blocks); struct roe_mat's `scales` (and `mins`) hold the per-block
+     * parameters. docs/QUANTIZATION.md has the layouts and the arithmetic. */
+    ROE_DTYPE_Q8, /* w = d * q: q int8 in [-127, 127], d fp16 per block */
+    ROE_DTYPE_Q4, /* w = d * q + m: q 4-bit in [0, 15] (two per byte), d and m fp16 per block */
     ROE_DTYPE_COUNT
 } roe_dtype;
+
+enum { ROE_QBLOCK = 32 }; /* values per block of every block-quantized dtype */
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,6 +45,17 @@ const char *roe_dtype_name(roe_dtype t); /* "BF16"; "?" if out of range */
 size_t roe_dtype_size(roe_dtype t);      /* bytes per element; 0 if out of range */
 /* The dtype named `s` (safetensors' spelling, "BF16"): 1, or 0 if none is. */
 int roe_dtype_parse(const char *s, roe_dtype *out);
+
+/* 1 for the block-quantized dtypes (Q8, Q4). */
+static inline int roe_dtype_is_block(roe_dtype t) { return t == ROE_DTYPE_Q8 || t == ROE_DTYPE_Q4; }
+/* Blocks a row of `cols` values is stored in (padding included): ceil(cols / 32) rounded up to
+ * a multiple of 2 (Q8) or 4 (Q4), so a row is a whole number of 64-byte chunks. */
+size_t roe_dtype_row_blocks(roe_dtype t, size_t cols);
+/* Bytes of one row's values: cols x element size, or the row's blocks' data (Q8: 32 per
+ * block, Q4: 16) without their scales. */
+size_t roe_dtype_row_bytes(roe_dtype t, size_t cols);
+/* Bytes of one row with its per-block parameters (what reading the row costs). */
+size_t roe_dtype_row_bytes_all(roe_dtype t, size_t cols);
 
 static inline float roe_bf16_to_f32(uint16_t h) {
     const uint32_t u = (uint32_t)h << 16;

@@ -40,10 +40,15 @@
 /* A weight matrix [rows, cols], row-major: rows = output features, cols = input features
  * (Hugging Face Linear layout, y = x W^T). A vector is rows = 1. */
 struct roe_mat {
-    roe_dtype dtype;  /* F32, F16 or BF16 */
-    const void *data; /* rows * cols elements; not owned */
+    roe_dtype dtype;  /* F32, F16, BF16, or a block-quantized Q8 / Q4 (base/dtype.h) */
+    const void *data; /* rows * cols elements (block dtypes: rows x roe_dtype_row_bytes); not owned */
     int rows;
     int cols;
+    /* Block dtypes only (NULL otherwise), not owned: [rows, roe_dtype_row_blocks] fp16 per-block
+     * scales d, and (Q4) offsets m. A new block format (FP8 with block scales, MXFP4) puts its
+     * per-block parameters here too and adds one widen/dot kernel (kernels/cpu/matmul_q.c). */
+    const uint16_t *scales;
+    const uint16_t *mins;
 };
 
 /* Attention of n rows, each against the clean history of its own sequence plus its own

@@ -27,11 +27,11 @@
 
 static const char *SYNOPSIS =
     "[--model DIR | --random-model olmoe-1b7b|DIR] [--batch B] [--prompt-len P] [--gen-len G] [--threads N]\n"
-    "       [--no-warm] [--json] [--backend cpu|cuda] [--copy-bytes N]\n"
+    "       [--no-warm] [--json] [--backend cpu|cuda] [--weights bf16|q8|q4] [--copy-bytes N]\n"
     "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate G]";
 
 struct bench_opts {
-    const char *model_dir, *backend, *random_model;
+    const char *model_dir, *backend, *random_model, *weights;
     int batch, prompt_len, gen_len, threads, json, no_warm;
     float copy_bytes;
     struct roe_flags rf;
@@ -52,7 +52,7 @@ struct bench_result {
 static int parse_opts(int argc, char **argv, struct bench_opts *o) {
     *o = (struct bench_opts){.batch = 1, .prompt_len = 16, .gen_len = 16};
     roe_flags_init(&o->rf);
-    struct roe_arg_spec specs[10 + ROE_FLAGS_N_SPECS] = {
+    struct roe_arg_spec specs[11 + ROE_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--batch", ROE_ARG_INT, &o->batch, "concurrent sequences (1)", 1, 4096},
         {"--prompt-len", ROE_ARG_INT, &o->prompt_len, "prompt tokens per sequence (16)", 1, 1 << 20},
@@ -64,10 +64,11 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o) {
         {"--random-model", ROE_ARG_STRING, &o->random_model,
          "random bf16 weights generated on the device for these shapes (olmoe-1b7b, or a model "
          "directory's config.json); --backend cuda", 0, 0},
+        {"--weights", ROE_ARG_STRING, &o->weights, "bf16 (the checkpoint as stored) | q8 | q4: quantized at load", 0, 0},
         {"--copy-bytes", ROE_ARG_FLOAT, &o->copy_bytes,
          "also time a backend copy of this many bytes (memory bandwidth, same run; 0 = off)", 0, 64e9},
     };
-    roe_flags_specs(&o->rf, specs + 10);
+    roe_flags_specs(&o->rf, specs + 11);
     const int rc = roe_args_parse("bench", SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
     if (rc) return rc == 1 ? -1 : rc; /* -1: --help was printed */
     if (o->random_model && o->model_dir) {
@@ -85,6 +86,7 @@ static int open_bench(const struct bench_opts *o, struct roe_session *s, struct 
     if (rc) return rc;
     if (o->random_model ? roe_session_open_random(s, cmd, o->random_model) : roe_session_open_model(s, cmd, o->model_dir))
         return 1;
+    if ((rc = roe_session_weights(s, cmd, o->weights))) return rc;
     const struct roe_model_config *c = &s->model->cfg;
     if ((rc = roe_flags_roster(&o->rf, cmd, c, roster))) return rc;
     if (o->prompt_len + o->gen_len + 1 > c->max_position) {

@@ -21,6 +21,7 @@
 static const char *CMD = "eval";
 static const char *SYNOPSIS =
     "[--model DIR] --data FILE [--task text|arith|choice] [--limit N] [--seed S] [--json]\n"
+    "       [--weights bf16|q8|q4]\n"
     "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate G]\n"
     "       [--roe-adaptive H]";
 
@@ -59,7 +60,7 @@ static cJSON *result_json(const struct roe_eval_result *r) {
 }
 
 struct eval_opts {
-    const char *model_dir, *data, *task_name;
+    const char *model_dir, *data, *task_name, *weights;
     int limit, json, threads, batch_rows;
     uint64_t seed;
     struct roe_flags rf;
@@ -70,9 +71,10 @@ static int parse_options(int argc, char **argv, struct eval_opts *o) {
     memset(o, 0, sizeof *o);
     o->batch_rows = 256;
     roe_flags_init(&o->rf);
-    struct roe_arg_spec specs[8 + ROE_FLAGS_N_SPECS] = {
+    struct roe_arg_spec specs[9 + ROE_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--data", ROE_ARG_STRING, &o->data, "JSONL evaluation set", 0, 0},
+        {"--weights", ROE_ARG_STRING, &o->weights, "bf16 (the checkpoint as stored) | q8 | q4: quantized at load", 0, 0},
         {"--task", ROE_ARG_STRING, &o->task_name, "text|arith|choice (default: from the first line)", 0, 0},
         {"--limit", ROE_ARG_INT, &o->limit, "evaluate the first N items (0 = all)", 0, 1 << 30},
         {"--seed", ROE_ARG_U64, &o->seed, "RoE noise seed (0)", 0, 0},
@@ -80,7 +82,7 @@ static int parse_options(int argc, char **argv, struct eval_opts *o) {
         {"--threads", ROE_ARG_INT, &o->threads, "CPU threads (0 = all cores)", 0, 1024},
         {"--batch-rows", ROE_ARG_INT, &o->batch_rows, "rows per engine step (256)", 1, 1 << 16},
     };
-    roe_flags_specs(&o->rf, specs + 8);
+    roe_flags_specs(&o->rf, specs + 9);
     int rc = roe_args_parse(CMD, SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
     if (rc) return rc;
     if (!o->data) {
@@ -134,6 +136,7 @@ static int evaluate(const struct eval_opts *o, roe_task task) {
     struct roe_session s;
     struct roe_roster roster;
     int rc = roe_session_open_model(&s, CMD, o->model_dir);
+    if (!rc) rc = roe_session_weights(&s, CMD, o->weights);
     if (!rc && !s.tok) {
         fprintf(stderr, "roe eval: model '%s' has no tokenizer.json\n", s.model_dir);
         rc = 1;

@@ -22,6 +22,7 @@ static const char *CMD = "generate";
 static const char *SYNOPSIS =
     "[--model DIR] (--prompt TEXT | --prompt-ids IDS)... [--max-tokens N] [--temperature T]\n"
     "       [--top-k K] [--top-p P] [--seed S] [--ignore-eos] [--json] [--threads N] [--backend cpu|cuda]\n"
+    "       [--weights bf16|q8|q4]\n"
     "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate clean|noisy]\n"
     "       [--roe-adaptive H]";
 
@@ -69,7 +70,7 @@ static char *decode_text(roe_tokenizer *tok, const int32_t *ids, int n) {
 }
 
 struct gen_opts {
-    const char *model_dir, *logits_out, *backend;
+    const char *model_dir, *logits_out, *backend, *weights;
     struct roe_arg_list prompts, prompt_ids; /* interleaved by their order on the command line */
     int max_tokens, json, threads, ignore_eos, batch_rows;
     struct roe_sampling sampling;
@@ -84,7 +85,7 @@ static int parse_options(int argc, char **argv, struct gen_opts *o) {
     o->batch_rows = 128;
     o->sampling = roe_sampling_default();
     roe_flags_init(&o->rf);
-    struct roe_arg_spec specs[14 + ROE_FLAGS_N_SPECS] = {
+    struct roe_arg_spec specs[15 + ROE_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--prompt", ROE_ARG_LIST, &o->prompts, "prompt text (repeatable: one sequence each)", 0, 0},
         {"--prompt-ids", ROE_ARG_LIST, &o->prompt_ids, "prompt as token ids, '1,2,3' (repeatable)", 0, 0},
@@ -99,8 +100,9 @@ static int parse_options(int argc, char **argv, struct gen_opts *o) {
         {"--batch-rows", ROE_ARG_INT, &o->batch_rows, "rows per engine step (128)", 1, 1 << 16},
         {"--logits-out", ROE_ARG_STRING, &o->logits_out, "write the scores of each generated token (f32)", 0, 0},
         {"--backend", ROE_ARG_STRING, &o->backend, "cpu (default) or cuda (device: local rank % devices)", 0, 0},
+        {"--weights", ROE_ARG_STRING, &o->weights, "bf16 (the checkpoint as stored) | q8 | q4: quantized at load", 0, 0},
     };
-    roe_flags_specs(&o->rf, specs + 14);
+    roe_flags_specs(&o->rf, specs + 15);
     const int n_specs = (int)(sizeof specs / sizeof specs[0]);
     int rc = roe_args_parse(CMD, SYNOPSIS, specs, n_specs, argc, argv, 2);
     if (rc) return rc;
@@ -265,6 +267,7 @@ static int generate(const struct gen_opts *o, struct roe_request *reqs, int32_t 
     roe_roster_plain(&roster);
     int max_prompt = 0;
     int rc = roe_session_open_model(&s, CMD, o->model_dir);
+    if (!rc) rc = roe_session_weights(&s, CMD, o->weights);
     if (!rc) rc = roe_flags_roster(&o->rf, CMD, &s.model->cfg, &roster);
     if (!rc) rc = build_requests(o, &s, &roster, reqs, owned, &max_prompt);
     if (!rc) {

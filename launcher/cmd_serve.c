@@ -36,7 +36,7 @@
 
 static const char *CMD = "serve";
 static const char *SYNOPSIS =
-    "[--model DIR] [--host ADDR] [--port P] [--port-file FILE] [--served-model-name NAME]\n"
+    "[--model DIR] [--weights bf16|q8|q4] [--host ADDR] [--port P] [--port-file FILE] [--served-model-name NAME]\n"
     "       [--max-seqs N] [--max-model-len N] [--batch-rows N] [--max-queue N] [--kv-block-size "
     "N]\n"
     "       [--kv-blocks N] [--max-connections N] [--max-body-bytes N] [--timeout S]\n"
@@ -134,7 +134,7 @@ static const char *base_name(const char *dir, char *buf, size_t n) {
 }
 
 struct serve_opts {
-    const char *model_dir, *served, *port_file, *profile_dir;
+    const char *model_dir, *served, *port_file, *profile_dir, *weights;
     int max_seqs, max_model_len, batch_rows, threads, default_max_tokens, max_body;
     struct roe_sched_opts so;
     struct roe_server_opts ho; /* host and port as the flags give them; max_body is copied in */
@@ -155,10 +155,11 @@ static int parse_options(int argc, char **argv, struct serve_opts *o) {
     o->max_body = (int)o->ho.max_body_bytes;
     o->sampling = roe_sampling_default();
     roe_flags_init(&o->rf);
-    enum { N_OWN = 21 };
+    enum { N_OWN = 22 };
     struct roe_arg_spec specs[N_OWN + ROE_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)",
          0, 0},
+        {"--weights", ROE_ARG_STRING, &o->weights, "bf16 (the checkpoint as stored) | q8 | q4: quantized at load", 0, 0},
         {"--host", ROE_ARG_STRING, &o->ho.host,
          "address to listen on (127.0.0.1; 0.0.0.0 or :: for every interface)", 0, 0},
         {"--port", ROE_ARG_INT, &o->ho.port, "TCP port (8000; 0: any free port, see --port-file)",
@@ -225,7 +226,8 @@ struct serving {
 static int open_model(const struct serve_opts *o, struct serving *v) {
     if (roe_session_open_model(&v->s, CMD, o->model_dir)) return 1;
     const struct roe_model_config *cfg = &v->s.model->cfg;
-    int rc = roe_flags_roster(&o->rf, CMD, cfg, &v->roster);
+    int rc = roe_session_weights(&v->s, CMD, o->weights);
+    if (!rc) rc = roe_flags_roster(&o->rf, CMD, cfg, &v->roster);
     if (rc) return rc;
     if (o->profile_dir && (rc = load_profiles(o->profile_dir, cfg, &v->profiles, &v->n_profiles)))
         return rc;

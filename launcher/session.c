@@ -104,6 +104,13 @@ int roe_session_backend(const char *cmd, const char *name, roe_backend_kind *out
     return 2;
 }
 
+int roe_session_weights(struct roe_session *s, const char *cmd, const char *name) {
+    if (!name) name = "bf16";
+    if (roe_weights_parse(name, &s->weights)) return 0;
+    fprintf(stderr, "roe %s: --weights '%s' is not bf16, q8 or q4\n", cmd, name);
+    return 2;
+}
+
 /* Rank 0's share of the session, opened as every worker opens its own (runtime/rank.h). */
 static roe_status open_rank(struct roe_session *s, struct roe_engine_opts *opts, struct roe_session_spec *spec,
                             char abs[PATH_MAX]) {
@@ -113,6 +120,7 @@ static roe_status open_rank(struct roe_session *s, struct roe_engine_opts *opts,
     /* every rank opens the same directory: give them an absolute path */
     const char *dir = realpath(s->model_dir, abs) ? abs : s->model_dir;
     *spec = roe_session_spec_of(dir, opts, s->placement, &s->model->cfg, s->warm);
+    spec->weights = (int)s->weights;
     ROE_TRY(roe_rank_open(&s->rank, s->model, spec, roe__world, opts->random_seed));
     s->engine = s->rank.engine;
     /* the others run the kernel path this rank resolved (AUTO: the best this CPU has) */

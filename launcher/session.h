@@ -16,6 +16,7 @@
 #include "runtime/engine.h"
 #include "runtime/model.h"
 #include "runtime/placement.h"
+#include "runtime/quant.h"
 #include "runtime/rank.h"
 #include "runtime/tokenizer.h"
 #include "runtime/worker.h"
@@ -28,6 +29,7 @@ struct roe_session {
     roe_engine *engine;     /* = rank.engine once open */
     struct roe_placement *placement; /* owned; NULL in a world of one without ROE_PLACEMENT */
     int warm;               /* set before opening the engine: every rank reads its weights */
+    roe_weights weights;    /* set before opening the engine: every rank quantizes its share (--weights) */
     double warmed_bytes;    /* what this rank read */
     struct roe_rank_info *ranks; /* owned, [world size] once the engine is open (rank 0: here) */
 };
@@ -52,6 +54,8 @@ int roe_session_open_model(struct roe_session *s, const char *cmd, const char *m
 int roe_session_open_random(struct roe_session *s, const char *cmd, const char *name);
 /* --backend NAME (NULL: cpu) -> *out; 0, or prints "roe CMD: ..." and returns 2. */
 int roe_session_backend(const char *cmd, const char *name, roe_backend_kind *out);
+/* --weights NAME (NULL: bf16) -> s->weights; 0, or prints "roe CMD: ..." and returns 2. */
+int roe_session_weights(struct roe_session *s, const char *cmd, const char *name);
 /* Creates the engine; opts.max_ctx is clamped to the model's max_position. */
 int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_engine_opts opts);
 void roe_session_close(struct roe_session *s);

@@ -12,13 +12,20 @@
 #include "base/alloc.h"
 #include "base/fileio.h"
 #include "base/log.h"
+#include "quant.h"
 
 size_t roe_mat_bytes(const struct roe_mat *m) {
-    return (size_t)m->rows * (size_t)m->cols * roe_dtype_size(m->dtype);
+    return (size_t)m->rows * roe_dtype_row_bytes_all(m->dtype, (size_t)m->cols);
 }
 
+/* Block dtypes (a checkpoint saved by `roe quantize`: runtime/quant.h) are float matrices too. */
 static int is_float_dtype(roe_dtype t) {
-    return t == ROE_DTYPE_F32 || t == ROE_DTYPE_F16 || t == ROE_DTYPE_BF16;
+    return t == ROE_DTYPE_F32 || t == ROE_DTYPE_F16 || t == ROE_DTYPE_BF16 || roe_dtype_is_block(t);
+}
+
+/* The columns a stored tensor has for `cols` logical ones (block dtypes: whole padded blocks). */
+static int64_t stored_cols(roe_dtype t, int cols) {
+    return roe_dtype_is_block(t) ? (int64_t)roe_dtype_row_blocks(t, (size_t)cols) * ROE_QBLOCK : cols;
 }
 
 static void shape_str(const struct roe_tensor *t, char *buf, size_t n) {
@@ -34,8 +41,9 @@ static roe_status check_mat(const struct roe_tensor *t, int rows, int cols, stru
     if (!is_float_dtype(t->dtype))
         return roe_fail(ROE_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected F32, F16 or BF16)",
                         t->file, t->name, roe_dtype_name(t->dtype));
-    int ok = (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols) ||
-             (rows == 1 && t->ndim == 1 && t->shape[0] == cols);
+    const int64_t sc = stored_cols(t->dtype, cols);
+    int ok = (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == sc) ||
+             (rows == 1 && t->ndim == 1 && t->shape[0] == sc && !roe_dtype_is_block(t->dtype));
     if (!ok) {
         char got[128];
         shape_str(t, got, sizeof got);
@@ -45,10 +53,8 @@ static roe_status check_mat(const struct roe_tensor *t, int rows, int cols, stru
         return roe_fail(ROE_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected [%d, %d] by the config",
                         t->file, t->name, got, rows, cols);
     }
-    out->dtype = t->dtype;
-    out->data = t->data;
-    out->rows = rows;
-    out->cols = cols;
+    *out = (struct roe_mat){.dtype = t->dtype, .data = t->data, .rows = rows, .cols = cols,
+                            .scales = t->scales, .mins = t->mins};
     return ROE_OK;
 }
 
@@ -64,9 +70,11 @@ static roe_status bind(const struct roe_model *m, const char *name, int rows, in
 /* A slice of a 3-D fused tensor [E, rows_total, cols]: expert e, rows [r0, r0 + rows). */
 static struct roe_mat slice3(const struct roe_tensor *t, int e, int rows_total, int r0, int rows,
                              int cols) {
-    size_t es = roe_dtype_size(t->dtype);
-    size_t off = (((size_t)e * (size_t)rows_total) + (size_t)r0) * (size_t)cols * es;
-    struct roe_mat mat = {t->dtype, (const char *)t->data + off, rows, cols};
+    const size_t row0 = (size_t)e * (size_t)rows_total + (size_t)r0;
+    const size_t nb = roe_dtype_row_blocks(t->dtype, (size_t)cols); /* 0 unless a block dtype */
+    struct roe_mat mat = {.dtype = t->dtype, .data = (const char *)t->data + row0 * roe_dtype_row_bytes(t->dtype, (size_t)cols),
+                          .rows = rows, .cols = cols, .scales = t->scales ? t->scales + row0 * nb : NULL,
+                          .mins = t->mins ? t->mins + row0 * nb : NULL};
     return mat;
 }
 
@@ -74,7 +82,7 @@ static roe_status check_3d(const struct roe_tensor *t, int a, int b, int c) {
     if (!is_float_dtype(t->dtype))
         return roe_fail(ROE_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected F32, F16 or BF16)",
                         t->file, t->name, roe_dtype_name(t->dtype));
-    if (t->ndim != 3 || t->shape[0] != a || t->shape[1] != b || t->shape[2] != c) {
+    if (t->ndim != 3 || t->shape[0] != a || t->shape[1] != b || t->shape[2] != stored_cols(t->dtype, c)) {
         char got[128];
         shape_str(t, got, sizeof got);
         return roe_fail(ROE_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected [%d, %d, %d] by the config",
@@ -162,7 +170,7 @@ static roe_status bind_layer(struct roe_model *m, int i) {
     return ROE_OK;
 }
 
-static void account_bytes(struct roe_model *m) {
+void roe__model_account(struct roe_model *m) {
     const struct roe_model_config *c = &m->cfg;
     size_t dense = roe_mat_bytes(&m->embed) + roe_mat_bytes(&m->final_norm);
     if (!c->tie_word_embeddings) dense += roe_mat_bytes(&m->lm_head);
@@ -174,12 +182,13 @@ static void account_bytes(struct roe_model *m) {
                                         &L->dense.up, &L->dense.down};
         for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++)
             if (mats[k]->data || m->shapes_only) dense += roe_mat_bytes(mats[k]);
-        if (L->experts && !m->expert_bytes)
-            m->expert_bytes = roe_mat_bytes(&L->experts[0].gate) +
-                              roe_mat_bytes(&L->experts[0].up) + roe_mat_bytes(&L->experts[0].down);
+        for (int e = 0; L->experts && !m->expert_bytes && e < c->n_experts; e++) /* the first one held */
+            if (L->experts[e].gate.data || m->shapes_only)
+                    m->expert_bytes = roe_mat_bytes(&L->experts[e].gate) +
+                                  roe_mat_bytes(&L->experts[e].up) + roe_mat_bytes(&L->experts[e].down);
     }
     m->dense_bytes = dense;
-    m->held_experts = (long)roe_config_n_moe_layers(c) * c->n_experts;
+    if (m->held_experts < 0) m->held_experts = (long)roe_config_n_moe_layers(c) * c->n_experts;
     m->held_bytes = dense + (size_t)m->held_experts * m->expert_bytes;
 }
 
@@ -262,7 +271,8 @@ roe_status roe_model_load(const char *dir, struct roe_model **out) {
         goto fail;
     }
     for (int i = 0; i < c->n_layers; i++) ROE_CHECK(bind_layer(m, i));
-    account_bytes(m);
+    m->held_experts = -1;
+    roe__model_account(m);
     *out = m;
     return ROE_OK;
 fail:
@@ -326,7 +336,8 @@ roe_status roe_model_shapes(const struct roe_model_config *cfg, struct roe_model
             L->dense.down = shape(H, c->dense_intermediate);
         }
     }
-    account_bytes(m);
+    m->held_experts = -1;
+    roe__model_account(m);
     *out = m;
     return ROE_OK;
 fail:
@@ -336,6 +347,7 @@ fail:
 
 void roe_model_free(struct roe_model *m) {
     if (!m) return;
+    roe_quant_free(m->quant);
     if (m->layers)
         for (int i = 0; i < m->cfg.n_layers; i++) roe_free(m->layers[i].experts);
     roe_free(m->layers);

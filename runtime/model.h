@@ -52,6 +52,7 @@ struct roe_model {
     size_t held_bytes;         /* weights this process reads: dense + the experts it holds */
     long held_experts;         /* (MoE layer, expert) pairs it holds */
     int shapes_only;           /* roe_model_shapes: shapes and dtypes, no data (store NULL) */
+    struct roe_quant *quant;   /* owned: weights quantized at load (runtime/quant.h); NULL if none */
 };
 
 /* Loads dir/config.json and the safetensors, binds and checks every tensor the forward
@@ -79,7 +80,11 @@ double roe_model_warm(const struct roe_model *m);
  * checkpoint pages it has touched); 0 where the system does not say. */
 size_t roe_mapped_resident_bytes(void);
 
-/* Bytes of a matrix's data. */
+/* Recomputes dense_bytes, expert_bytes (of the first expert held) and held_bytes from the
+ * views (held_experts < 0: every expert). For runtime/quant.c, after it replaced views. */
+void roe__model_account(struct roe_model *m);
+
+/* Bytes of a matrix's data (block dtypes: with their scales). */
 size_t roe_mat_bytes(const struct roe_mat *m);
 
 #endif

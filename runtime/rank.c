@@ -5,6 +5,7 @@
 
 #include "base/alloc.h"
 #include "base/env.h"
+#include "quant.h"
 
 int roe_rank_isa_of_backend(const char *name) {
     if (strcmp(name, "cpu-avx512") == 0) return ROE_CPU_ISA_AVX512;
@@ -66,6 +67,12 @@ roe_status roe_rank_open(struct roe_rank *r, struct roe_model *model, const stru
     r->model = model;
     const int me = comm ? roe_comm_rank(comm) : 0, N = comm ? roe_comm_size(comm) : 1;
     ROE_TRY(place(r, spec, me, N));
+    if (spec->weights < ROE_WEIGHTS_BF16 || spec->weights > ROE_WEIGHTS_Q4)
+        return roe_fail(ROE_ERR_INVALID_ARG, "session: weights format %d is not bf16, q8 or q4", spec->weights);
+    if (spec->weights != ROE_WEIGHTS_BF16 && spec->backend != ROE_BACKEND_CPU && spec->backend != ROE_BACKEND_CPU_STAGED)
+        return roe_fail(ROE_ERR_UNSUPPORTED, "--weights %s: quantized weights run on the CPU backend only",
+                        roe_weights_name((roe_weights)spec->weights));
+    ROE_TRY(roe_model_quantize(model, (roe_weights)spec->weights)); /* this rank's share only */
     const struct roe_engine_opts eo = engine_opts(spec, comm, r->pl, random_seed);
     ROE_TRY(roe_engine_create(model, &eo, &r->engine));
     const char *got = roe_engine_backend_name(r->engine);

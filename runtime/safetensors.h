@@ -31,6 +31,10 @@ struct roe_tensor {
     int64_t shape[ROE_TENSOR_MAX_DIMS];
     const void *data;  /* into the read-only mapping; nbytes long */
     size_t nbytes;
+    /* A block-quantized tensor of a store (dtype Q8/Q4): the logical tensor that the file
+     * holds as NAME_blocks + NAME_scales (+ NAME_mins), see runtime/quant.h. shape's last
+     * dimension counts the stored (padded) columns; data is the blocks; NULL otherwise. */
+    const uint16_t *scales, *mins;
 };
 
 /* ---- one file ---- */

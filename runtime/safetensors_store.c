@@ -40,6 +40,8 @@ struct roe_store {
     const struct roe_tensor **order;   /* [n]: file by file, each in data-offset order */
     const struct roe_tensor **by_name; /* [n], sorted by name */
     size_t n;
+    struct roe_tensor *qt;             /* [n_qt] block-quantized tensors (st__quant_tensors), by name */
+    size_t n_qt;
 };
 
 static const char *st__errstr(int err, char *buf, size_t n) {
@@ -223,6 +225,79 @@ fail:
     return st;
 }
 
+static int st__cmp_tensor_name(const void *a, const void *b) {
+    return strcmp(((const struct roe_tensor *)a)->name, ((const struct roe_tensor *)b)->name);
+}
+
+static const struct roe_tensor *st__raw_find(const roe_store *s, const char *base, const char *suffix) {
+    char name[512];
+    if ((size_t)snprintf(name, sizeof name, "%s%s", base, suffix) >= sizeof name) return NULL;
+    const struct roe_tensor **p = bsearch(name, s->by_name, s->n, sizeof *s->by_name, roe__st_cmp_key_name);
+    return p ? *p : NULL;
+}
+
+/* One block-quantized tensor from its stored parts (runtime/quant.h "Files"): checks every
+ * shape and dtype, then *q is the logical tensor (name owned by the store). */
+static roe_status st__quant_one(const roe_store *s, const struct roe_tensor *b, struct roe_tensor *q) {
+    const size_t bl = strlen(b->name) - strlen("_blocks");
+    char base[512];
+    if (bl >= sizeof base) return roe_fail(ROE_ERR_FORMAT, "%s: tensor name '%.200s...' is too long", b->file, b->name);
+    memcpy(base, b->name, bl);
+    base[bl] = 0;
+    const int q8 = b->dtype == ROE_DTYPE_I8, nd = b->ndim;
+    const struct roe_tensor *sc = st__raw_find(s, base, "_scales"), *mn = st__raw_find(s, base, "_mins");
+    if (!q8 && b->dtype != ROE_DTYPE_U8)
+        return roe_fail(ROE_ERR_FORMAT, "%s: '%s' has dtype %s (block-quantized blocks are I8 for Q8, U8 for Q4)",
+                        b->file, b->name, roe_dtype_name(b->dtype));
+    if (nd < 3 || b->shape[nd - 1] != (q8 ? 32 : 16) || b->shape[nd - 2] % (q8 ? 2 : 4) != 0)
+        return roe_fail(ROE_ERR_FORMAT, "%s: '%s' must be [..., rows, blocks, %d] with blocks a multiple of %d",
+                        b->file, b->name, q8 ? 32 : 16, q8 ? 2 : 4);
+    if (!sc || (!q8 && !mn) || (q8 && mn))
+        return roe_fail(ROE_ERR_FORMAT, "%s: '%s' needs %s_scales%s and no other part", b->file, b->name, base,
+                        q8 ? "" : " and _mins");
+    const struct roe_tensor *parts[2] = {sc, mn};
+    for (int k = 0; k < 2 && parts[k]; k++) {
+        const struct roe_tensor *p = parts[k];
+        int ok = p->dtype == ROE_DTYPE_F16 && p->ndim == nd - 1 && (uintptr_t)p->data % 2 == 0;
+        for (int d = 0; ok && d < nd - 1; d++) ok = p->shape[d] == b->shape[d];
+        if (!ok)
+            return roe_fail(ROE_ERR_FORMAT, "%s: '%s' must be F16 of %s's shape less its last dimension, 2-byte aligned",
+                            p->file, p->name, b->name);
+    }
+    if (roe_store_find(s, base))
+        return roe_fail(ROE_ERR_FORMAT, "%s: both '%s' and its quantized parts are present", b->file, base);
+    *q = *b;
+    q->name = roe_strdup(base);
+    if (!q->name) return roe_fail(ROE_ERR_NOMEM, "out of memory");
+    q->dtype = q8 ? ROE_DTYPE_Q8 : ROE_DTYPE_Q4;
+    q->ndim = nd - 1;
+    q->shape[nd - 2] = b->shape[nd - 2] * 32;
+    q->scales = sc->data;
+    q->mins = mn ? mn->data : NULL;
+    return ROE_OK;
+}
+
+/* The store's block-quantized tensors: NAME_blocks + NAME_scales (+ NAME_mins) found by
+ * roe_store_find as one tensor NAME of dtype Q8 / Q4. */
+static roe_status st__quant_tensors(roe_store *s) {
+    const size_t sl = strlen("_blocks");
+    size_t n = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const size_t l = strlen(s->by_name[i]->name);
+        n += l > sl && strcmp(s->by_name[i]->name + l - sl, "_blocks") == 0;
+    }
+    if (!n) return ROE_OK;
+    s->qt = roe_calloc(n, sizeof *s->qt);
+    if (!s->qt) return roe_fail(ROE_ERR_NOMEM, "out of memory for %zu quantized tensors", n);
+    for (size_t i = 0; i < s->n; i++) {
+        const struct roe_tensor *b = s->by_name[i];
+        const size_t l = strlen(b->name);
+        if (l > sl && strcmp(b->name + l - sl, "_blocks") == 0) ROE_TRY(st__quant_one(s, b, &s->qt[s->n_qt++]));
+    }
+    qsort(s->qt, s->n_qt, sizeof *s->qt, st__cmp_tensor_name);
+    return ROE_OK;
+}
+
 roe_status roe_store_open(const char *dir, roe_store **out) {
     roe_status st;
     roe_store *s = NULL;
@@ -264,6 +339,7 @@ roe_status roe_store_open(const char *dir, roe_store **out) {
                       ROE_ST_INDEX_NAME, ROE_ST_SINGLE_NAME);
         goto fail;
     }
+    ROE_CHECK(st__quant_tensors(s));
     roe_free(idx);
     roe_free(single);
     *out = s;
@@ -282,6 +358,8 @@ void roe_store_close(roe_store *s) {
     roe_free(s->files);
     roe_free(s->order);
     roe_free(s->by_name);
+    for (size_t i = 0; i < s->n_qt; i++) roe_free((char *)s->qt[i].name);
+    roe_free(s->qt);
     roe_free(s->dir);
     roe_free(s);
 }
@@ -290,7 +368,9 @@ const struct roe_tensor *roe_store_find(const roe_store *s, const char *name) {
     if (!s || !name || s->n == 0) return NULL;
     const struct roe_tensor **p =
         bsearch(name, s->by_name, s->n, sizeof *s->by_name, roe__st_cmp_key_name);
-    return p ? *p : NULL;
+    if (p) return *p;
+    const struct roe_tensor key = {.name = name};
+    return s->n_qt ? bsearch(&key, s->qt, s->n_qt, sizeof *s->qt, st__cmp_tensor_name) : NULL;
 }
 
 size_t roe_store_count(const roe_store *s) {

@@ -10,6 +10,7 @@ static void cpu_destroy(roe_backend *be) {
     if (cpu) {
         roe_free_aligned(cpu->wscratch);
         roe_free_aligned(cpu->ascratch);
+        roe_free_aligned(cpu->qscratch);
         roe_free(cpu);
     }
     roe_free(be);
@@ -41,12 +42,18 @@ static void cpu_mat_free(roe_backend *be, struct roe_mat *dev) { memset(dev, 0, 
 /* The staged variant's weights: a private copy in the file's dtype (so the kernels read the
  * same values as from the mapping), freed by mat_free. */
 static roe_status staged_mat_upload(roe_backend *be, const struct roe_mat *host, struct roe_mat *dev) {
-    const size_t bytes = (size_t)host->rows * host->cols * roe_dtype_size(host->dtype);
-    void *p = roe_malloc_aligned(bytes ? bytes : 1);
-    if (!p) return roe_fail(ROE_ERR_NOMEM, "cpu-staged: out of memory for %zu bytes of weights", bytes);
+    const size_t bytes = (size_t)host->rows * roe_dtype_row_bytes(host->dtype, (size_t)host->cols);
+    const size_t nsc = roe_dtype_is_block(host->dtype) ? (size_t)host->rows * roe_dtype_row_blocks(host->dtype, (size_t)host->cols) : 0;
+    const size_t total = bytes + (host->scales ? nsc * 2 : 0) + (host->mins ? nsc * 2 : 0);
+    char *p = roe_malloc_aligned(total ? total : 1);
+    if (!p) return roe_fail(ROE_ERR_NOMEM, "cpu-staged: out of memory for %zu bytes of weights", total);
     if (bytes) memcpy(p, host->data, bytes);
     *dev = *host;
     dev->data = p;
+    if (host->scales) { /* a block dtype's parameters follow its data in the same allocation */
+        dev->scales = memcpy(p + bytes, host->scales, nsc * 2);
+        if (host->mins) dev->mins = memcpy(p + bytes + nsc * 2, host->mins, nsc * 2);
+    }
     return ROE_OK;
 }
 static void staged_mat_free(roe_backend *be, struct roe_mat *dev) {
@@ -103,10 +110,14 @@ roe_status roe_backend_cpu_create(const struct roe_backend_opts *opts, roe_backe
     cpu->max_cols = opts->max_cols;
     cpu->max_ctx = opts->max_ctx + 1;
     cpu->isa = roe_cpu_select_isa(opts->isa, &cpu->widen, &cpu->dot4);
+    __builtin_cpu_init();
+    cpu->vnni = cpu->isa == ROE_CPU_ISA_AVX512 && __builtin_cpu_supports("avx512vnni");
+    cpu->q_rows = opts->max_rows > 4 ? (opts->max_rows < 256 ? opts->max_rows : 256) : 64;
     be->name = backend_name(cpu->isa);
     cpu->wscratch = roe_malloc_aligned((size_t)cpu->n_threads * 4 * (size_t)cpu->max_cols * sizeof(float));
     cpu->ascratch = roe_malloc_aligned((size_t)cpu->n_threads * (size_t)cpu->max_ctx * sizeof(float));
-    if (!cpu->wscratch || !cpu->ascratch) {
+    cpu->qscratch = roe_malloc_aligned(roe_cpu_qscratch_bytes(cpu->max_cols, cpu->q_rows));
+    if (!cpu->wscratch || !cpu->ascratch || !cpu->qscratch) {
         roe_status st = roe_fail(ROE_ERR_NOMEM, "cpu backend: out of memory for scratch (%d threads)",
                                  cpu->n_threads);
         cpu_destroy(be); /* after the message, which reads cpu */

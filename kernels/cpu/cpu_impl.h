@@ -19,7 +19,10 @@ struct roe_cpu {
     roe_cpu_isa isa;
     roe_cpu_widen_fn widen;
     roe_cpu_dot4_fn dot4;
+    int vnni;         /* AVX-512 VNNI present: the block dtypes' AVX-512 path uses vpdpbusd */
+    int q_rows;       /* x rows a block-dtype matmul quantizes at once (more: W is read again) */
     float *wscratch;  /* [n_threads, 4, max_cols] widened weight rows */
+    void *qscratch;   /* [q_rows] x rows quantized for a block dtype (matmul_q.c's struct qx) */
     float *ascratch;  /* [n_threads, max_ctx] attention scores */
 };
 
@@ -28,6 +31,10 @@ static inline struct roe_cpu *roe_cpu_of(roe_backend *be) { return (struct roe_c
 /* Picks widen/dot4 for an ISA (AUTO: the best the CPU supports); returns the ISA used. */
 roe_cpu_isa roe_cpu_select_isa(roe_cpu_isa want, roe_cpu_widen_fn *widen, roe_cpu_dot4_fn *dot4);
 const char *roe_cpu_isa_name(roe_cpu_isa isa);
+
+/* y = x W^T for a block-quantized W (Q8, Q4): matmul_q.c. */
+void roe_cpu_matmul_q(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y);
+size_t roe_cpu_qscratch_bytes(int max_cols, int rows);
 
 void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y);
 void roe_cpu_attention(roe_backend *be, const struct roe_attn_args *a);

@@ -4,6 +4,7 @@
 
 #include "cpu_impl.h"
 #include "kernels/moe_sum.h"
+#include "kernels/quant.h"
 
 void roe_cpu_rmsnorm(roe_backend *be, const float *x, int n, const struct roe_mat *w, float eps,
                      float *y) {
@@ -50,6 +51,14 @@ void roe_cpu_embed(roe_backend *be, const struct roe_mat *table, const int32_t *
     struct roe_cpu *cpu = roe_cpu_of(be);
     const int cols = table->cols;
     const size_t es = roe_dtype_size(table->dtype);
+    if (roe_dtype_is_block(table->dtype)) { /* a quantized table (a tied LM head): its values */
+        const size_t rb = roe_dtype_row_bytes(table->dtype, (size_t)cols), nb = roe_dtype_row_blocks(table->dtype, (size_t)cols);
+        for (int r = 0; r < n; r++)
+            roe_dequantize_row(table->dtype, (const char *)table->data + (size_t)ids[r] * rb,
+                               table->scales + (size_t)ids[r] * nb, table->mins ? table->mins + (size_t)ids[r] * nb : NULL,
+                               cols, out + (size_t)r * cols);
+        return;
+    }
     for (int r = 0; r < n; r++) {
         const char *src = (const char *)table->data + (size_t)ids[r] * cols * es;
         cpu->widen(src, table->dtype, cols, out + (size_t)r * cols);

@@ -328,6 +328,10 @@ static void matmul_block(const struct roe_cpu *cpu, const float *x, int n, const
 
 void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y) {
     struct roe_cpu *cpu = roe_cpu_of(be);
+    if (roe_dtype_is_block(w->dtype)) {
+        roe_cpu_matmul_q(cpu, x, n, w, y);
+        return;
+    }
     const int n_blocks = (w->rows + 3) / 4;
     const int fused = n <= 2 && w->dtype != ROE_DTYPE_F32 &&
                       (cpu->isa == ROE_CPU_ISA_AVX512 || cpu->isa == ROE_CPU_ISA_AVX2);
