@@ -124,6 +124,7 @@ roe_status roe_model_quantize(struct roe_model *m, roe_weights w) {
         return roe_fail(ROE_ERR_INVALID_ARG,
                         "'%s' holds %s weights already: it runs as stored (--weights bf16); --weights %s needs the "
                         "float checkpoint", m->dir, roe_dtype_name(m->layers[0].wq.dtype), roe_weights_name(w));
+    if (c->n_layers > 0 && m->layers[0].wq.dtype == t) return ROE_OK; /* a checkpoint saved at w: as stored */
     if (!m->quant && !(m->quant = roe_calloc(1, sizeof *m->quant)))
         return roe_fail(ROE_ERR_NOMEM, "out of memory");
     const double t0 = roe_now_s();

@@ -264,7 +264,7 @@ static roe_status st__quant_one(const roe_store *s, const struct roe_tensor *b, 
             return roe_fail(ROE_ERR_FORMAT, "%s: '%s' must be F16 of %s's shape less its last dimension, 2-byte aligned",
                             p->file, p->name, b->name);
     }
-    if (roe_store_find(s, base))
+    if (st__raw_find(s, base, ""))
         return roe_fail(ROE_ERR_FORMAT, "%s: both '%s' and its quantized parts are present", b->file, base);
     *q = *b;
     q->name = roe_strdup(base);
