@@ -49,8 +49,8 @@ float roe_f16_to_f32(uint16_t h) {
 }
 
 size_t roe_dtype_row_blocks(roe_dtype t, size_t cols) {
-    const size_t nb = (cols + ROE_QBLOCK - 1) / ROE_QBLOCK, mult = t == ROE_DTYPE_Q4 ? 4 : 2;
-    return roe_dtype_is_block(t) ? (nb + mult - 1) / mult * mult : 0;
+    const size_t nb = (cols + ROE_QBLOCK - 1) / ROE_QBLOCK;
+    return roe_dtype_is_block(t) ? (nb + ROE_QGROUP - 1) / ROE_QGROUP * ROE_QGROUP : 0;
 }
 
 size_t roe_dtype_row_bytes(roe_dtype t, size_t cols) {

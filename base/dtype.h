@@ -27,15 +27,16 @@ typedef enum roe_dtype {
     ROE_DTYPE_F8_E4M3,
     ROE_DTYPE_F8_E5M2,
     /* Block-quantized weights (roe's own, not safetensors dtypes): a row of `cols` values is
-     * ceil(cols / 32) blocks of 32, padded with zero blocks to a whole number of 64-byte
-     * chunks (roe_dtype_row_blocks); struct roe_mat's `scales` (and `mins`) hold the per-block
-     * parameters. docs/QUANTIZATION.md has the layouts and the arithmetic. */
+     * ceil(cols / 32) blocks of 32, padded with zero blocks to whole groups of 16 blocks
+     * (roe_dtype_row_blocks), each group's values interleaved (kernels/quant.h); struct
+     * roe_mat's `scales` (and `mins`) hold the per-block parameters. docs/QUANTIZATION.md. */
     ROE_DTYPE_Q8, /* w = d * q: q int8 in [-127, 127], d fp16 per block */
     ROE_DTYPE_Q4, /* w = d * q + m: q 4-bit in [0, 15] (two per byte), d and m fp16 per block */
     ROE_DTYPE_COUNT
 } roe_dtype;
 
-enum { ROE_QBLOCK = 32 }; /* values per block of every block-quantized dtype */
+enum { ROE_QBLOCK = 32, /* values per block of every block-quantized dtype */
+       ROE_QGROUP = 16 }; /* blocks per group: a row is whole groups (one vector lane per block) */
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,7 +50,7 @@ int roe_dtype_parse(const char *s, roe_dtype *out);
 /* 1 for the block-quantized dtypes (Q8, Q4). */
 static inline int roe_dtype_is_block(roe_dtype t) { return t == ROE_DTYPE_Q8 || t == ROE_DTYPE_Q4; }
 /* Blocks a row of `cols` values is stored in (padding included): ceil(cols / 32) rounded up to
- * a multiple of 2 (Q8) or 4 (Q4), so a row is a whole number of 64-byte chunks. */
+ * a multiple of 16, so a row is whole groups (Q8: 512 bytes, Q4: 256). */
 size_t roe_dtype_row_blocks(roe_dtype t, size_t cols);
 /* Bytes of one row's values: cols x element size, or the row's blocks' data (Q8: 32 per
  * block, Q4: 16) without their scales. */

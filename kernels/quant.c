@@ -22,14 +22,14 @@ uint16_t roe_f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
-static void block_q8(const float *x, int8_t *q, uint16_t *d16) {
+static void block_q8(const float *x, int b, int8_t *row, uint16_t *d16) {
     float amax = 0.0f;
     for (int i = 0; i < ROE_QBLOCK; i++) amax = fmaxf(amax, fabsf(x[i]));
     *d16 = roe_f32_to_f16(amax / 127.0f);
     const float d = roe_f16_to_f32(*d16), id = d > 0.0f ? 1.0f / d : 0.0f;
     for (int i = 0; i < ROE_QBLOCK; i++) {
         const float v = nearbyintf(x[i] * id);
-        q[i] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v);
+        row[roe_q8_pos(b, i)] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v);
     }
 }
 
@@ -56,7 +56,7 @@ static void refit_q4(const float *x, const uint8_t *q, float *d, float *m) {
     *m = (float)((sx - dd * sq) / n);
 }
 
-static void block_q4(const float *x, uint8_t *packed, uint16_t *d16, uint16_t *m16) {
+static void block_q4(const float *x, int b, uint8_t *row, uint16_t *d16, uint16_t *m16) {
     float mn = x[0], mx = x[0];
     for (int i = 1; i < ROE_QBLOCK; i++) mn = fminf(mn, x[i]), mx = fmaxf(mx, x[i]);
     float d = (mx - mn) / 15.0f, m = mn;
@@ -68,26 +68,22 @@ static void block_q4(const float *x, uint8_t *packed, uint16_t *d16, uint16_t *m
     *d16 = roe_f32_to_f16(d);
     *m16 = roe_f32_to_f16(m);
     choose_q4(x, roe_f16_to_f32(*d16), roe_f16_to_f32(*m16), q);
-    for (int i = 0; i < ROE_QBLOCK / 2; i++) packed[i] = (uint8_t)(q[i] | (q[i + ROE_QBLOCK / 2] << 4));
+    for (int i = 0; i < ROE_QBLOCK / 2; i++) row[roe_q4_pos(b, i)] = (uint8_t)(q[i] | (q[i + ROE_QBLOCK / 2] << 4));
 }
 
 void roe_quantize_row(roe_dtype t, const float *src, int cols, void *blocks, uint16_t *scales,
                       uint16_t *mins) {
     const int nb = (int)roe_dtype_row_blocks(t, (size_t)cols);
-    const int bb = t == ROE_DTYPE_Q8 ? ROE_QBLOCK : ROE_QBLOCK / 2; /* data bytes per block */
+    memset(blocks, 0, roe_dtype_row_bytes(t, (size_t)cols)); /* padding blocks: 0 with d = m = 0 */
     for (int b = 0; b < nb; b++) {
         float x[ROE_QBLOCK];
         const int c0 = b * ROE_QBLOCK;
         for (int i = 0; i < ROE_QBLOCK; i++) x[i] = c0 + i < cols ? src[c0 + i] : 0.0f;
-        uint8_t *dst = (uint8_t *)blocks + (size_t)b * bb;
-        if (c0 >= cols) { /* a padding block */
-            memset(dst, 0, (size_t)bb);
-            scales[b] = 0;
-            if (mins) mins[b] = 0;
-        } else if (t == ROE_DTYPE_Q8)
-            block_q8(x, (int8_t *)dst, &scales[b]);
-        else
-            block_q4(x, dst, &scales[b], &mins[b]);
+        scales[b] = 0;
+        if (mins) mins[b] = 0;
+        if (c0 >= cols) continue;
+        if (t == ROE_DTYPE_Q8) block_q8(x, b, blocks, &scales[b]);
+        else block_q4(x, b, blocks, &scales[b], &mins[b]);
     }
 }
 
@@ -97,9 +93,9 @@ void roe_dequantize_row(roe_dtype t, const void *blocks, const uint16_t *scales,
         const int b = c / ROE_QBLOCK, i = c % ROE_QBLOCK;
         const float d = roe_f16_to_f32(scales[b]);
         if (t == ROE_DTYPE_Q8) {
-            dst[c] = d * (float)((const int8_t *)blocks)[c];
+            dst[c] = d * (float)((const int8_t *)blocks)[roe_q8_pos(b, i)];
         } else {
-            const uint8_t byte = ((const uint8_t *)blocks)[(size_t)b * 16 + (i & 15)];
+            const uint8_t byte = ((const uint8_t *)blocks)[roe_q4_pos(b, i)];
             const int q = i < 16 ? byte & 15 : byte >> 4;
             dst[c] = fmaf(d, (float)q, roe_f16_to_f32(mins[b]));
         }

@@ -8,10 +8,16 @@
  *   Q4  per block of 32: w' = d q + m, q in [0, 15]; (d, m) start from (max - min) / 15 and
  *       min, then two least-squares refits of (d, m) to the chosen q (minimum squared error
  *       for that q), each followed by re-choosing q; d and m rounded to fp16 before the final
- *       q. Storage: value i (< 16) of a block in the low nibble of byte i, value 16 + i in
- *       its high nibble.
+ *       q. Value i (< 16) of a block is the low nibble of its byte i, value 16 + i the high.
  *   Values past `cols` (the last block's padding, and the zero blocks that round a row up to
- *   whole 64-byte chunks) are 0 with d = m = 0.
+ *   whole groups) are 0 with d = m = 0.
+ *
+ * Layout: a row is groups of 16 blocks; within a group the blocks are interleaved 4 bytes at a
+ * time (roe_q8_pos, roe_q4_pos): 64-byte chunk k holds bytes 4k..4k+3 of block 0, then of block
+ * 1, ... of block 15. So one vector lane of 4 bytes belongs to one block, an int8 dot product
+ * instruction (vpdpbusd, vpmaddubsw) sums within blocks, and after the group's 8 (Q8) or 4 (Q4)
+ * chunks lane l holds block l's whole integer sum: one convert, one scale, one FMA per 16
+ * blocks. Scales are plain [rows, blocks] (lane l of a group takes scale l).
  *
  * Activations (every matmul on a block dtype, kernels/cpu/matmul_q.c): each x row is
  * quantized per block of 32 as llama.cpp's Q8 activations are: dx = max|x| / 127 (fp32),
@@ -26,6 +32,16 @@
 #include <stdint.h>
 
 #include "base/dtype.h"
+
+/* Where element i (< 32) of block b of a row lies: its byte (Q8), or the byte whose low (i < 16)
+ * or high nibble it is (Q4). */
+static inline size_t roe_q8_pos(int b, int i) {
+    return (size_t)(b / 16) * 512 + (size_t)(i / 4) * 64 + (size_t)(b % 16) * 4 + (size_t)(i % 4);
+}
+static inline size_t roe_q4_pos(int b, int i) {
+    const int p = i % 16;
+    return (size_t)(b / 16) * 256 + (size_t)(p / 4) * 64 + (size_t)(b % 16) * 4 + (size_t)(p % 4);
+}
 
 /* fp32 -> fp16, round to nearest even (overflow to infinity, NaN stays NaN). */
 uint16_t roe_f32_to_f16(float f);

@@ -1,0 +1,83 @@
+/*
+ * matmul.c — the CPU backend's matmul alone, per weight format: a decode-like sweep over many
+ * matrices (more bytes than the caches hold, as a decode step's experts are), reporting the
+ * weights' read rate (GB/s, to compare with bench/membw) and the arithmetic rate (GFLOP/s, for
+ * batched rows). For kernel work; docs/PERFORMANCE.md has the model-level figures.
+ *
+ *   build/bench/matmul [--dtype bf16|q8|q4] [--rows 1024] [--cols 2048] [--mats 96] [--n 1]
+ *                      [--threads T] [--reps 10] [--json]      (ROE_CPU_ISA picks the path)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "kernels/backend.h"
+#include "kernels/quant.h"
+
+int main(int argc, char **argv) {
+    const char *dtype = "bf16";
+    int rows = 1024, cols = 2048, mats = 96, n = 1, threads = 0, reps = 10, json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dtype = argv[++i];
+        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cols") && i + 1 < argc) cols = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--mats") && i + 1 < argc) mats = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--n") && i + 1 < argc) n = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--json")) json = 1;
+        else {
+            fprintf(stderr, "usage: matmul [--dtype bf16|q8|q4] [--rows R] [--cols C] [--mats M] [--n N] [--threads T] "
+                            "[--reps K] [--json]\n");
+            return 2;
+        }
+    }
+    const roe_dtype t = !strcmp(dtype, "q8") ? ROE_DTYPE_Q8 : !strcmp(dtype, "q4") ? ROE_DTYPE_Q4 : ROE_DTYPE_BF16;
+    if (rows <= 0 || cols <= 0 || mats <= 0 || n <= 0 || reps <= 0) return 2;
+    struct roe_backend_opts bo = {.n_threads = threads, .max_cols = cols, .max_ctx = 16, .isa = roe_env_cpu_isa(), .max_rows = n};
+    roe_backend *be = NULL;
+    if (roe_backend_cpu_create(&bo, &be) != ROE_OK) return 1;
+    struct roe_mat *w = calloc((size_t)mats, sizeof *w);
+    float *row = malloc((size_t)cols * sizeof(float)), *x = malloc((size_t)n * cols * sizeof(float));
+    float *y = malloc((size_t)n * rows * sizeof(float));
+    uint64_t s = 88172645463325252ull;
+    for (int i = 0; i < n * cols; i++) s ^= s << 13, s ^= s >> 7, s ^= s << 17, x[i] = (float)(s >> 40) / 16777216.0f - 0.5f;
+    const size_t rb = roe_dtype_row_bytes(t, (size_t)cols), nb = roe_dtype_row_blocks(t, (size_t)cols);
+    double bytes = 0;
+    for (int m = 0; m < mats; m++) {
+        char *d = roe_malloc_aligned((size_t)rows * rb + (size_t)rows * nb * 4 + 64);
+        w[m] = (struct roe_mat){.dtype = t, .data = d, .rows = rows, .cols = cols};
+        if (roe_dtype_is_block(t)) {
+            w[m].scales = (const uint16_t *)(void *)(d + (size_t)rows * rb);
+            w[m].mins = t == ROE_DTYPE_Q4 ? w[m].scales + (size_t)rows * nb : NULL;
+        }
+        for (int r = 0; r < rows; r++) {
+            for (int c = 0; c < cols; c++) s ^= s << 13, s ^= s >> 7, s ^= s << 17, row[c] = (float)(s >> 40) / 16777216.0f - 0.5f;
+            if (roe_dtype_is_block(t))
+                roe_quantize_row(t, row, cols, d + (size_t)r * rb, (uint16_t *)w[m].scales + (size_t)r * nb,
+                                 w[m].mins ? (uint16_t *)w[m].mins + (size_t)r * nb : NULL);
+            else
+                for (int c = 0; c < cols; c++) ((uint16_t *)(void *)d)[(size_t)r * cols + c] = roe_f32_to_bf16(row[c]);
+        }
+        bytes += (double)rows * roe_dtype_row_bytes_all(t, (size_t)cols);
+    }
+    for (int m = 0; m < mats; m++) be->ops->matmul(be, x, n, &w[m], y); /* warm up */
+    double best = 1e30;
+    for (int k = 0; k < reps; k++) {
+        const double t0 = roe_now_s();
+        for (int m = 0; m < mats; m++) be->ops->matmul(be, x, n, &w[m], y);
+        const double dt = roe_now_s() - t0;
+        if (dt < best) best = dt;
+    }
+    const double gbs = bytes / best / 1e9, gflops = 2.0 * n * rows * (double)cols * mats / best / 1e9;
+    if (json)
+        printf("{\"dtype\": \"%s\", \"backend\": \"%s\", \"n\": %d, \"rows\": %d, \"cols\": %d, \"mats\": %d, "
+               "\"weight_mb\": %.1f, \"best_s\": %.6f, \"weights_gbs\": %.2f, \"gflops\": %.1f}\n",
+               dtype, be->name, n, rows, cols, mats, bytes / 1e6, best, gbs, gflops);
+    else
+        printf("%s %s n=%d: %.1f MB of weights in %.2f ms: %.2f GB/s, %.1f GFLOP/s\n", dtype, be->name, n, bytes / 1e6,
+               best * 1e3, gbs, gflops);
+    return 0;
+}
