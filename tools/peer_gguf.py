@@ -2,6 +2,7 @@
 """Convert a Hugging Face checkpoint to GGUF with llama.cpp's own converter, for bench/peer_llamacpp.sh.
 
     .venv/bin/python tools/peer_gguf.py --llama-src LLAMA_SRC --model DIR --out FILE.gguf [--outtype bf16]
+    .venv/bin/python tools/peer_gguf.py --llama-src LLAMA_SRC --step-bytes FILE.gguf [--top-k 8 --experts 64]
 
 LLAMA_SRC is a llama.cpp source tree (e.g. the vendor/llama.cpp of the llama-cpp-python sdist): its
 convert_hf_to_gguf.py and gguf-py are used from there, nothing is installed.
@@ -61,10 +62,28 @@ def write_tokenizer(model_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llama-src", required=True)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--model", help="checkpoint directory to convert")
+    ap.add_argument("--out", help="GGUF file to write")
     ap.add_argument("--outtype", default="bf16")
+    ap.add_argument("--step-bytes", metavar="GGUF",
+                    help="instead: print the bytes a batch-1 decode step reads from this GGUF (every tensor but "
+                         "the token embedding, the expert tensors (*_exps) times top-k / experts)")
+    ap.add_argument("--top-k", type=int, default=8)
+    ap.add_argument("--experts", type=int, default=64)
     a = ap.parse_args()
+    if a.step_bytes:
+        sys.path.insert(0, os.path.join(a.llama_src, "gguf-py"))
+        from gguf import GGUFReader
+
+        total = 0.0
+        for t in GGUFReader(a.step_bytes).tensors:
+            if t.name.startswith("token_embd"):
+                continue
+            total += int(t.n_bytes) * (a.top_k / a.experts if "_exps" in t.name else 1.0)
+        print(int(total))
+        return
+    if not a.model or not a.out:
+        ap.error("--model and --out are needed to convert")
     if not os.path.exists(os.path.join(a.model, "tokenizer.json")):
         write_tokenizer(a.model)
     sys.path.insert(0, os.path.join(a.llama_src, "gguf-py"))

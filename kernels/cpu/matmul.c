@@ -160,6 +160,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void dot4_half_avx51
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int i = 0;
     for (; i + 16 <= cols; i += 16) {
+        if ((i & 31) == 0) /* the next block of rows, one 64-byte line per row: see matmul_q.c */
+            for (int k = 0; k < 4; k++) _mm_prefetch((const char *)(w[k] + i + 4 * (size_t)cols), _MM_HINT_T0);
         __m512 xv = _mm512_loadu_ps(x + i);
         a0 = _mm512_fmadd_ps(xv, load16_avx512(w[0] + i, t), a0);
         a1 = _mm512_fmadd_ps(xv, load16_avx512(w[1] + i, t), a1);
@@ -193,6 +195,8 @@ __attribute__((target("avx2,fma,f16c"))) static void dot4_half_avx2(
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int i = 0;
     for (; i + 8 <= cols; i += 8) {
+        if ((i & 31) == 0)
+            for (int k = 0; k < 4; k++) _mm_prefetch((const char *)(w[k] + i + 4 * (size_t)cols), _MM_HINT_T0);
         __m256 xv = _mm256_loadu_ps(x + i);
         a0 = _mm256_fmadd_ps(xv, load8_avx2(w[0] + i, t), a0);
         a1 = _mm256_fmadd_ps(xv, load8_avx2(w[1] + i, t), a1);
@@ -249,6 +253,38 @@ __attribute__((target("avx512f"))) static void dot4x2_avx512(const float *x0, co
     out0[1] = _mm512_reduce_add_ps(a1), out1[1] = _mm512_reduce_add_ps(b1);
     out0[2] = _mm512_reduce_add_ps(a2), out1[2] = _mm512_reduce_add_ps(b2);
     out0[3] = _mm512_reduce_add_ps(a3), out1[3] = _mm512_reduce_add_ps(b3);
+}
+
+/* Four x rows against four widened weight rows: sixteen FMA chains sharing each load (the batched
+ * case: prefill, RoE's K rows). Each output's chain is exactly dot4's. */
+__attribute__((target("avx512f"))) static void dot4x4_avx512(const float *const x[4], const float *const w[4], int cols,
+                                                             float out[4][4]) {
+    __m512 a[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 4; k++) a[i][k] = _mm512_setzero_ps();
+    int c = 0;
+    for (; c + 16 <= cols; c += 16) {
+        const __m512 w0 = _mm512_loadu_ps(w[0] + c), w1 = _mm512_loadu_ps(w[1] + c);
+        const __m512 w2 = _mm512_loadu_ps(w[2] + c), w3 = _mm512_loadu_ps(w[3] + c);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const __m512 u = _mm512_loadu_ps(x[i] + c);
+            a[i][0] = _mm512_fmadd_ps(u, w0, a[i][0]), a[i][1] = _mm512_fmadd_ps(u, w1, a[i][1]);
+            a[i][2] = _mm512_fmadd_ps(u, w2, a[i][2]), a[i][3] = _mm512_fmadd_ps(u, w3, a[i][3]);
+        }
+    }
+    if (c < cols) {
+        const __mmask16 m = (__mmask16)((1u << (cols - c)) - 1);
+        const __m512 w0 = _mm512_maskz_loadu_ps(m, w[0] + c), w1 = _mm512_maskz_loadu_ps(m, w[1] + c);
+        const __m512 w2 = _mm512_maskz_loadu_ps(m, w[2] + c), w3 = _mm512_maskz_loadu_ps(m, w[3] + c);
+        for (int i = 0; i < 4; i++) {
+            const __m512 u = _mm512_maskz_loadu_ps(m, x[i] + c);
+            a[i][0] = _mm512_fmadd_ps(u, w0, a[i][0]), a[i][1] = _mm512_fmadd_ps(u, w1, a[i][1]);
+            a[i][2] = _mm512_fmadd_ps(u, w2, a[i][2]), a[i][3] = _mm512_fmadd_ps(u, w3, a[i][3]);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 4; k++) out[i][k] = _mm512_reduce_add_ps(a[i][k]);
 }
 
 const char *roe_cpu_isa_name(roe_cpu_isa isa) {
@@ -311,6 +347,15 @@ static void matmul_block(const struct roe_cpu *cpu, const float *x, int n, const
         } else wr[k] = wr[nr - 1];
     }
     int i = 0;
+    if (cpu->isa == ROE_CPU_ISA_AVX512)
+        for (; i + 4 <= n; i += 4) {
+            float o[4][4];
+            const float *xs[4] = {x + (size_t)i * cols, x + (size_t)(i + 1) * cols, x + (size_t)(i + 2) * cols,
+                                  x + (size_t)(i + 3) * cols};
+            dot4x4_avx512(xs, wr, cols, o);
+            for (int j = 0; j < 4; j++)
+                for (int k = 0; k < nr; k++) y[(size_t)(i + j) * rows + r0 + k] = o[j][k];
+        }
     if (cpu->isa == ROE_CPU_ISA_AVX512)
         for (; i + 2 <= n; i += 2) {
             float o0[4], o1[4];
