@@ -56,17 +56,34 @@ static void refit_q4(const float *x, const uint8_t *q, float *d, float *m) {
     *m = (float)((sx - dd * sq) / n);
 }
 
+/* Squared error of the block with (d, m) as stored (fp16) and the q they choose. */
+static double sse_q4(const float *x, uint16_t d16, uint16_t m16, uint8_t *q) {
+    const float d = roe_f16_to_f32(d16), m = roe_f16_to_f32(m16);
+    choose_q4(x, d, m, q);
+    double e = 0;
+    for (int i = 0; i < ROE_QBLOCK; i++) {
+        const double r = (double)x[i] - fmaf(d, (float)q[i], m);
+        e += r * r;
+    }
+    return e;
+}
+
+/* Candidates: (max - min) / 15 and min, then up to two least-squares refits of (d, m) to the q
+ * the previous pair chose; the one of least squared error (as stored in fp16) wins. */
 static void block_q4(const float *x, int b, uint8_t *row, uint16_t *d16, uint16_t *m16) {
     float mn = x[0], mx = x[0];
     for (int i = 1; i < ROE_QBLOCK; i++) mn = fminf(mn, x[i]), mx = fmaxf(mx, x[i]);
     float d = (mx - mn) / 15.0f, m = mn;
     uint8_t q[ROE_QBLOCK];
+    *d16 = roe_f32_to_f16(d), *m16 = roe_f32_to_f16(m);
+    double best = sse_q4(x, *d16, *m16, q);
     for (int it = 0; it < 2 && d > 0.0f; it++) {
         choose_q4(x, d, m, q);
         refit_q4(x, q, &d, &m);
+        const uint16_t dc = roe_f32_to_f16(d), mc = roe_f32_to_f16(m);
+        const double e = sse_q4(x, dc, mc, q);
+        if (e < best) best = e, *d16 = dc, *m16 = mc;
     }
-    *d16 = roe_f32_to_f16(d);
-    *m16 = roe_f32_to_f16(m);
     choose_q4(x, roe_f16_to_f32(*d16), roe_f16_to_f32(*m16), q);
     for (int i = 0; i < ROE_QBLOCK / 2; i++) row[roe_q4_pos(b, i)] = (uint8_t)(q[i] | (q[i + ROE_QBLOCK / 2] << 4));
 }
