@@ -69,9 +69,13 @@ roe_status roe_rank_open(struct roe_rank *r, struct roe_model *model, const stru
     ROE_TRY(place(r, spec, me, N));
     if (spec->weights < ROE_WEIGHTS_BF16 || spec->weights > ROE_WEIGHTS_Q4)
         return roe_fail(ROE_ERR_INVALID_ARG, "session: weights format %d is not bf16, q8 or q4", spec->weights);
-    if (spec->weights != ROE_WEIGHTS_BF16 && spec->backend != ROE_BACKEND_CPU && spec->backend != ROE_BACKEND_CPU_STAGED)
+    const int on_cpu = spec->backend == ROE_BACKEND_CPU || spec->backend == ROE_BACKEND_CPU_STAGED;
+    if (spec->weights != ROE_WEIGHTS_BF16 && !on_cpu)
         return roe_fail(ROE_ERR_UNSUPPORTED, "--weights %s: quantized weights run on the CPU backend only",
                         roe_weights_name((roe_weights)spec->weights));
+    if (!on_cpu && model->cfg.n_layers > 0 && roe_dtype_is_block(model->layers[0].wq.dtype))
+        return roe_fail(ROE_ERR_UNSUPPORTED, "'%s' holds %s weights: quantized weights run on the CPU backend only",
+                        spec->model_dir, roe_dtype_name(model->layers[0].wq.dtype));
     ROE_TRY(roe_model_quantize(model, (roe_weights)spec->weights)); /* this rank's share only */
     const struct roe_engine_opts eo = engine_opts(spec, comm, r->pl, random_seed);
     ROE_TRY(roe_engine_create(model, &eo, &r->engine));

@@ -29,6 +29,7 @@ expect_fail "quantize to bf16" "needs --weights q8|q4" "$ROE" quantize --model $
 expect_fail "quantize over a model" "exists" "$ROE" quantize --model $M --weights q8 --out "$tmp/q8"
 expect_fail "requantize a q8 checkpoint" "needs the float checkpoint" "$ROE" generate --model "$tmp/q8" --weights q4 --prompt-ids 1
 expect_fail "quantized on cuda" "CPU backend only" "$ROE" generate --model $M --weights q8 --backend cuda --prompt-ids 1
+expect_fail "quantized checkpoint on cuda" "CPU backend only" "$ROE" generate --model "$tmp/q8" --backend cuda --prompt-ids 1
 # a checkpoint whose blocks lost their scales (the tensor renamed in the header, same length)
 mkdir "$tmp/noscale" && cp "$tmp/q8"/* "$tmp/noscale/"
 perl -0777 -pi -e 's/layers\.0\.self_attn\.q_proj\.weight_scales/layers.0.self_attn.q_proj.weight_scalez/' "$tmp/noscale/model.safetensors"
