@@ -22,13 +22,24 @@ uint16_t roe_f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
+/* nearbyintf for |v| < 2^22 in the default rounding mode (to nearest, ties to even), without a
+ * libm call: adding and removing 1.5 * 2^23 leaves v rounded to an integer (IEEE arithmetic, which
+ * the compiler keeps as written without -ffast-math). */
+static inline float round_even(float v) {
+    const float big = 12582912.0f;
+    return (v + big) - big;
+}
+
 static void block_q8(const float *x, int b, int8_t *row, uint16_t *d16) {
     float amax = 0.0f;
-    for (int i = 0; i < ROE_QBLOCK; i++) amax = fmaxf(amax, fabsf(x[i]));
+    for (int i = 0; i < ROE_QBLOCK; i++) {
+        const float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
     *d16 = roe_f32_to_f16(amax / 127.0f);
     const float d = roe_f16_to_f32(*d16), id = d > 0.0f ? 1.0f / d : 0.0f;
     for (int i = 0; i < ROE_QBLOCK; i++) {
-        const float v = nearbyintf(x[i] * id);
+        const float v = round_even(x[i] * id);
         row[roe_q8_pos(b, i)] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v);
     }
 }
@@ -36,7 +47,7 @@ static void block_q8(const float *x, int b, int8_t *row, uint16_t *d16) {
 static void choose_q4(const float *x, float d, float m, uint8_t *q) {
     const float id = d > 0.0f ? 1.0f / d : 0.0f;
     for (int i = 0; i < ROE_QBLOCK; i++) {
-        const float v = nearbyintf((x[i] - m) * id);
+        const float v = round_even((x[i] - m) * id);
         q[i] = (uint8_t)(v < 0.0f ? 0 : v > 15.0f ? 15 : v);
     }
 }
@@ -72,7 +83,7 @@ static double sse_q4(const float *x, uint16_t d16, uint16_t m16, uint8_t *q) {
  * the previous pair chose; the one of least squared error (as stored in fp16) wins. */
 static void block_q4(const float *x, int b, uint8_t *row, uint16_t *d16, uint16_t *m16) {
     float mn = x[0], mx = x[0];
-    for (int i = 1; i < ROE_QBLOCK; i++) mn = fminf(mn, x[i]), mx = fmaxf(mx, x[i]);
+    for (int i = 1; i < ROE_QBLOCK; i++) mn = x[i] < mn ? x[i] : mn, mx = x[i] > mx ? x[i] : mx;
     float d = (mx - mn) / 15.0f, m = mn;
     uint8_t q[ROE_QBLOCK];
     *d16 = roe_f32_to_f16(d), *m16 = roe_f32_to_f16(m);
