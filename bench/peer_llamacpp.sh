@@ -14,10 +14,10 @@
 #   tools/peer_gguf.py, then Q8_0 and Q4_K_M by llama-quantize), roe's q8/q4 checkpoints
 #   (roe quantize), raw results (results.jsonl), made once and reused.
 #
-# Then, R times (env R, default 4), in this order within a rep: memory bandwidth (bench/membw),
-# and for each format (bf16 / Q8_0 / Q4_K_M against roe bf16 / q8 / q4) and thread count:
-# decode at batch 1 (GEN tokens after a 16-token prompt), prefill of PROMPT tokens, and at 2
-# threads batched decode of 4 and 16 sequences; llama.cpp and roe alternate test by test. Prints
+# Then for each format (bf16 / Q8_0 / Q4_K_M against roe bf16 / q8 / q4), R times (env R, default
+# 4): memory bandwidth (bench/membw), and for each thread count decode at batch 1 (GEN tokens after
+# a 16-token prompt), prefill of PROMPT tokens, and at the last thread count batched decode of 4
+# and 16 sequences; llama.cpp and roe alternate test by test. Prints
 # medians, the paired ratio roe / llama.cpp (median over reps), and each decode's share of the
 # memory bandwidth measured in the same rep (bytes a step reads / step time / membw). Finally
 # the greedy tokens of both at bf16 from the same 32 prompt ids (GREEDY tokens).
@@ -64,17 +64,23 @@ greedy_bin="$out/llama_greedy"
 # ---- one measurement = one JSON line in results.jsonl ----
 res="$out/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 num() { grep -o "\"$1\":[[:space:]]*[-0-9.e+]*" | head -1 | sed 's/.*:[[:space:]]*//'; }
-emit() { echo "{\"rep\": $rep, \"engine\": \"$1\", \"format\": \"$2\", \"test\": \"$3\", \"threads\": $4, \"tok_s\": $5, \"bytes\": ${6:-0}, \"membw\": $membw}" >>"$res"; }
-llama_tg() { "$llama/bin/llama-bench" -m "$(gguf $1)" -t "$2" -p 0 -n "$GEN" -r 1 -o jsonl 2>/dev/null | num avg_ts; }
-llama_pp() { "$llama/bin/llama-bench" -m "$(gguf $1)" -t "$2" -p "$PROMPT" -n 0 -r 1 -o jsonl 2>/dev/null | num avg_ts; }
+emit() { echo "{\"rep\": $rep, \"engine\": \"$1\", \"format\": \"$2\", \"test\": \"$3\", \"threads\": $4, \"tok_s\": ${5:-0}, \"bytes\": ${6:-0}, \"membw\": $membw}" >>"$res"; }
+# llama-bench maps the file afresh in every process: its first repetition pays the page faults of
+# every page it touches (roe bench touches them all before timing). So 3 repetitions, the first dropped.
+later() { "$PY" -c "import json,statistics,sys; r=json.loads(sys.stdin.readline()); print(statistics.median(r['samples_ts'][1:]))"; }
+llama_tg() { "$llama/bin/llama-bench" -m "$(gguf $1)" -t "$2" -p 0 -n "$GEN" -r 3 -o jsonl 2>/dev/null | later; }
+llama_pp() { "$llama/bin/llama-bench" -m "$(gguf $1)" -t "$2" -p "$PROMPT" -n 0 -r 3 -o jsonl 2>/dev/null | later; }
+# batched: a first configuration of one sequence takes the page faults; the B-sequence one is timed
 llama_bb() { "$llama/bin/llama-batched-bench" -m "$(gguf $1)" -t "$2" -tb "$2" -c $(($3 * (16 + GEN) + 64)) -b 2048 -ub 512 \
-                 -npp 16 -ntg "$GEN" -npl "$3" --output-format jsonl 2>/dev/null | num speed_tg; }
+                 -npp 16 -ntg "$GEN" -npl "1,$3" --output-format jsonl 2>/dev/null | grep "\"pl\": *$3[,}]" | num speed_tg; }
 roe_run() { "$ROE" bench --model "$(roedir $1)" --threads "$2" --batch "$3" --prompt-len "$4" --gen-len "$5" --json 2>/dev/null; }
-for rep in $(seq "$R"); do
-    membw_all=$("$MEMBW" --json --mb 2048 --passes 3)
-    for t in $THREADS; do
-        if [ "$t" = 1 ]; then membw=$(echo "$membw_all" | num read_gbs_1_thread); else membw=$(echo "$membw_all" | num read_gbs_all_threads); fi
-        for f in $FORMATS; do
+# Formats outer, reps inner: one format's two files (roe's and llama.cpp's) stay in the page cache
+# together (the three formats of both at once need about 27 GB for the OLMoE shape at 8 layers).
+for f in $FORMATS; do
+    for rep in $(seq "$R"); do
+        membw_all=$("$MEMBW" --json --mb 2048 --passes 3)
+        for t in $THREADS; do
+            if [ "$t" = 1 ]; then membw=$(echo "$membw_all" | num read_gbs_1_thread); else membw=$(echo "$membw_all" | num read_gbs_all_threads); fi
             emit llama "$f" decode "$t" "$(llama_tg $f $t)" "${llama_bytes[$f]}"
             o=$(roe_run $f $t 1 16 "$GEN"); emit roe "$f" decode "$t" "$(echo "$o" | num decode_tokens_per_s)" "$(echo "$o" | num bytes_per_step)"
             emit llama "$f" prefill "$t" "$(llama_pp $f $t)"
@@ -85,8 +91,8 @@ for rep in $(seq "$R"); do
                 o=$(roe_run $f $t "$b" 16 "$GEN"); emit roe "$f" "batch$b" "$t" "$(echo "$o" | num decode_tokens_per_s)"
             done
         done
+        echo "peer_llamacpp: $f rep $rep of $R done ($res)" >&2
     done
-    echo "peer_llamacpp: rep $rep of $R done ($res)" >&2
 done
 
 # ---- the table: medians, paired ratios, bandwidth shares ----

@@ -347,7 +347,7 @@ static void matmul_block(const struct roe_cpu *cpu, const float *x, int n, const
         } else wr[k] = wr[nr - 1];
     }
     int i = 0;
-    if (cpu->isa == ROE_CPU_ISA_AVX512)
+    if (cpu->isa == ROE_CPU_ISA_AVX512) {
         for (; i + 4 <= n; i += 4) {
             float o[4][4];
             const float *xs[4] = {x + (size_t)i * cols, x + (size_t)(i + 1) * cols, x + (size_t)(i + 2) * cols,
@@ -356,13 +356,13 @@ static void matmul_block(const struct roe_cpu *cpu, const float *x, int n, const
             for (int j = 0; j < 4; j++)
                 for (int k = 0; k < nr; k++) y[(size_t)(i + j) * rows + r0 + k] = o[j][k];
         }
-    if (cpu->isa == ROE_CPU_ISA_AVX512)
         for (; i + 2 <= n; i += 2) {
             float o0[4], o1[4];
             dot4x2_avx512(x + (size_t)i * cols, x + (size_t)(i + 1) * cols, wr, cols, o0, o1);
             float *y0 = y + (size_t)i * rows + r0, *y1 = y0 + rows;
             for (int k = 0; k < nr; k++) y0[k] = o0[k], y1[k] = o1[k];
         }
+    }
     for (; i < n; i++) {
         float out[4];
         cpu->dot4(x + (size_t)i * cols, wr, cols, out);
