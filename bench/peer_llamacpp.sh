@@ -24,7 +24,8 @@
 #
 # Env: ROE (build/roe), MEMBW (build/bench/membw), PY (.venv/bin/python, else /work/venv/bin/python),
 #      R (4), THREADS ("1 2"), FORMATS ("bf16 q8 q4"), GEN (32), PROMPT (256), BATCHES ("4 16"),
-#      GREEDY (32). Run it on a quiet machine: every other process costs both sides bandwidth.
+#      GREEDY (32), IDLE (90) and WAIT_S (120): see quiet() below. Run it on a quiet machine: every
+#      other process costs both sides bandwidth, and stalls their threads at every barrier.
 set -euo pipefail
 llama=${1:?usage: bench/peer_llamacpp.sh LLAMA_BUILD_DIR MODEL_DIR [OUT_DIR]}
 model=${2:?usage: bench/peer_llamacpp.sh LLAMA_BUILD_DIR MODEL_DIR [OUT_DIR]}
@@ -73,22 +74,38 @@ llama_pp() { "$llama/bin/llama-bench" -m "$(gguf $1)" -t "$2" -p "$PROMPT" -n 0 
 # batched: a first configuration of one sequence takes the page faults; the B-sequence one is timed
 llama_bb() { "$llama/bin/llama-batched-bench" -m "$(gguf $1)" -t "$2" -tb "$2" -c $(($3 * (16 + GEN) + 64)) -b 2048 -ub 512 \
                  -npp 16 -ntg "$GEN" -npl "1,$3" --output-format jsonl 2>/dev/null | grep "\"pl\": *$3[,}]" | num speed_tg; }
+# quiet: before each test, wait (at most WAIT_S seconds, default 120) until the CPUs were at least
+# IDLE percent idle (default 90; 0: do not wait) over the last 2 seconds: others' work on a 2-core
+# machine stalls an OpenMP thread at every barrier, on both sides.
+IDLE=${IDLE:-90}
+WAIT_S=${WAIT_S:-120}
+quiet() {
+    [ "$IDLE" -gt 0 ] || return 0
+    local end=$((SECONDS + WAIT_S)) a b
+    while [ $SECONDS -lt $end ]; do
+        a=($(head -1 /proc/stat)); sleep 2; b=($(head -1 /proc/stat))
+        local tot=0 i
+        for i in 1 2 3 4 5 6 7 8; do tot=$((tot + b[i] - a[i])); done
+        [ $tot -gt 0 ] && [ $((100 * (b[4] - a[4]) / tot)) -ge "$IDLE" ] && return 0
+    done
+    echo "peer_llamacpp: the machine did not get $IDLE% idle within $WAIT_S s; measuring anyway" >&2
+}
 roe_run() { "$ROE" bench --model "$(roedir $1)" --threads "$2" --batch "$3" --prompt-len "$4" --gen-len "$5" --json 2>/dev/null; }
 # Formats outer, reps inner: one format's two files (roe's and llama.cpp's) stay in the page cache
 # together (the three formats of both at once need about 27 GB for the OLMoE shape at 8 layers).
 for f in $FORMATS; do
     for rep in $(seq "$R"); do
-        membw_all=$("$MEMBW" --json --mb 2048 --passes 3)
+        quiet; membw_all=$("$MEMBW" --json --mb 2048 --passes 3)
         for t in $THREADS; do
             if [ "$t" = 1 ]; then membw=$(echo "$membw_all" | num read_gbs_1_thread); else membw=$(echo "$membw_all" | num read_gbs_all_threads); fi
-            emit llama "$f" decode "$t" "$(llama_tg $f $t)" "${llama_bytes[$f]}"
-            o=$(roe_run $f $t 1 16 "$GEN"); emit roe "$f" decode "$t" "$(echo "$o" | num decode_tokens_per_s)" "$(echo "$o" | num bytes_per_step)"
-            emit llama "$f" prefill "$t" "$(llama_pp $f $t)"
-            o=$(roe_run $f $t 1 "$PROMPT" 1); emit roe "$f" prefill "$t" "$(echo "$o" | num prefill_tokens_per_s)"
+            quiet; emit llama "$f" decode "$t" "$(llama_tg $f $t)" "${llama_bytes[$f]}"
+            quiet; o=$(roe_run $f $t 1 16 "$GEN"); emit roe "$f" decode "$t" "$(echo "$o" | num decode_tokens_per_s)" "$(echo "$o" | num bytes_per_step)"
+            quiet; emit llama "$f" prefill "$t" "$(llama_pp $f $t)"
+            quiet; o=$(roe_run $f $t 1 "$PROMPT" 1); emit roe "$f" prefill "$t" "$(echo "$o" | num prefill_tokens_per_s)"
             [ "$t" = "${THREADS##* }" ] || continue
             for b in $BATCHES; do
-                emit llama "$f" "batch$b" "$t" "$(llama_bb $f $t $b)"
-                o=$(roe_run $f $t "$b" 16 "$GEN"); emit roe "$f" "batch$b" "$t" "$(echo "$o" | num decode_tokens_per_s)"
+                quiet; emit llama "$f" "batch$b" "$t" "$(llama_bb $f $t $b)"
+                quiet; o=$(roe_run $f $t "$b" 16 "$GEN"); emit roe "$f" "batch$b" "$t" "$(echo "$o" | num decode_tokens_per_s)"
             done
         done
         echo "peer_llamacpp: $f rep $rep of $R done ($res)" >&2
