@@ -120,8 +120,8 @@ by = collections.defaultdict(dict)
 for r in rows:
     by[(r["format"], r["test"], r["threads"])].setdefault(r["engine"], {})[r["rep"]] = r
 names = {"bf16": "bf16 / bf16", "q8": "q8 / Q8_0", "q4": "q4 / Q4_K_M"}
-print("| format (roe / llama.cpp) | test | threads | roe tok/s | llama.cpp tok/s | roe / llama.cpp (paired median, min-max) | bandwidth share roe / llama.cpp |")
-print("|---|---|---|---|---|---|---|")
+print("| format (roe / llama.cpp) | test | threads | roe tok/s | llama.cpp tok/s | roe / llama.cpp (paired median, min-max) | best of reps: roe / llama.cpp, ratio | bandwidth share roe / llama.cpp |")
+print("|---|---|---|---|---|---|---|---|")
 for (f, test, t), e in sorted(by.items(), key=lambda k: (k[0][0], k[0][2], k[0][1])):
     if "roe" not in e or "llama" not in e:
         continue
@@ -131,12 +131,12 @@ for (f, test, t), e in sorted(by.items(), key=lambda k: (k[0][0], k[0][2], k[0][
     ratio = [a / b for a, b in zip(ro, ll) if b]
     share = ""
     if test == "decode":
-        s = lambda x: statistics.median(x["tok_s"] * x["bytes"] / 1e9 / x["membw"] for x in (x,))
         sr = statistics.median(e["roe"][i]["tok_s"] * e["roe"][i]["bytes"] / 1e9 / e["roe"][i]["membw"] for i in reps)
         sl = statistics.median(e["llama"][i]["tok_s"] * e["llama"][i]["bytes"] / 1e9 / e["llama"][i]["membw"] for i in reps)
         share = f"{sr:.2f} / {sl:.2f}"
+    best = f"{max(ro):.1f} / {max(ll):.1f}, {max(ro) / max(ll):.2f}" if max(ll) else ""
     print(f"| {names.get(f, f)} | {test} | {t} | {statistics.median(ro):.1f} | {statistics.median(ll):.1f} | "
-          f"{statistics.median(ratio):.2f} ({min(ratio):.2f}-{max(ratio):.2f}) | {share} |")
+          f"{statistics.median(ratio):.2f} ({min(ratio):.2f}-{max(ratio):.2f}) | {best} | {share} |")
 PYEOF
 
 # ---- greedy agreement at bf16 ----
