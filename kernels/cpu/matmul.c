@@ -2,10 +2,11 @@
  * matmul.c — y = x W^T with W in bf16/f16/f32, fp32 math, three ISA paths.
  *
  * Why this shape: batch-1 decode is a stream over the weights, so the kernel walks W
- * once, four rows at a time. For 1-2 x rows the rows are widened inside the dot product
- * (one uninterrupted load stream: 0.37 -> 0.72 of one core's read bandwidth on the
- * OLMoE-1B-7B shape); for more rows they are widened once into a per-thread scratch
- * (exact) and dotted with every x row. Each output element is one fixed chain of
+ * once, in blocks of four rows split across threads. For 1-2 x rows each row is widened inside
+ * the dot product, row after row (one sequential load stream: one core reads W at about 1.5x
+ * the rate it reads four interleaved rows, bench/matmul); for more rows the block's four rows
+ * are widened once into a per-thread scratch (exact) and dotted with 4 x rows at a time (a
+ * 4 x 4 register tile; then 2, then 1). Each output element is one fixed chain of
  * fp32 FMAs over 16- (AVX-512) or 8-lane (AVX2/portable) chunks followed by a fixed
  * horizontal reduction, so its value depends only on its own x row and W row: the
  * result is batch-invariant and independent of the thread count (threads split the
@@ -139,9 +140,8 @@ __attribute__((target("avx512f"))) static void dot4_avx512(const float *x, const
     out[3] = _mm512_reduce_add_ps(a3);
 }
 
-/* Fused widen + dot for 1-2 rows (decode): loads, converts and multiplies in one stream, so
- * the memory pipeline never idles behind a compute phase. The FMA sequence per output is
- * the one dot4_avx512 performs on widened rows, hence bit-identical results. */
+/* Widening loads for the fused decode kernels (dot1_half_*): loads, converts and multiplies in
+ * one stream, so the memory pipeline never idles behind a compute phase. */
 __attribute__((target("avx512f,avx512bw"))) static inline __m512 load16_avx512(const uint16_t *p, roe_dtype t) {
     __m256i h = _mm256_loadu_si256((const __m256i *)p);
     if (t == ROE_DTYPE_F16) return _mm512_cvtph_ps(h);
@@ -155,31 +155,20 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static inline __m512 load16
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl"))) static void dot4_half_avx512(
-    const float *x, const uint16_t *const w[4], roe_dtype t, int cols, float out[4]) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+/* One weight row widened inside the dot product (the FMA sequence dot4_avx512 performs on a widened
+ * row, hence the same bits), for decode: W is
+ * read row after row, one sequential stream — a single core reads four interleaved rows at about
+ * two thirds of the rate (bench/matmul, docs/PERFORMANCE.md). */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void dot1_half_avx512(const float *x, const uint16_t *w,
+                                                                                 roe_dtype t, int cols, float *out) {
+    __m512 a = _mm512_setzero_ps();
     int i = 0;
-    for (; i + 16 <= cols; i += 16) {
-        if ((i & 31) == 0) /* the next block of rows, one 64-byte line per row: see matmul_q.c */
-            for (int k = 0; k < 4; k++) _mm_prefetch((const char *)(w[k] + i + 4 * (size_t)cols), _MM_HINT_T0);
-        __m512 xv = _mm512_loadu_ps(x + i);
-        a0 = _mm512_fmadd_ps(xv, load16_avx512(w[0] + i, t), a0);
-        a1 = _mm512_fmadd_ps(xv, load16_avx512(w[1] + i, t), a1);
-        a2 = _mm512_fmadd_ps(xv, load16_avx512(w[2] + i, t), a2);
-        a3 = _mm512_fmadd_ps(xv, load16_avx512(w[3] + i, t), a3);
-    }
+    for (; i + 16 <= cols; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), load16_avx512(w + i, t), a);
     if (i < cols) {
-        __mmask16 m = (__mmask16)((1u << (cols - i)) - 1);
-        __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-        a0 = _mm512_fmadd_ps(xv, load16_mask_avx512(w[0] + i, t, m), a0);
-        a1 = _mm512_fmadd_ps(xv, load16_mask_avx512(w[1] + i, t, m), a1);
-        a2 = _mm512_fmadd_ps(xv, load16_mask_avx512(w[2] + i, t, m), a2);
-        a3 = _mm512_fmadd_ps(xv, load16_mask_avx512(w[3] + i, t, m), a3);
+        const __mmask16 m = (__mmask16)((1u << (cols - i)) - 1);
+        a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), load16_mask_avx512(w + i, t, m), a);
     }
-    out[0] = _mm512_reduce_add_ps(a0);
-    out[1] = _mm512_reduce_add_ps(a1);
-    out[2] = _mm512_reduce_add_ps(a2);
-    out[3] = _mm512_reduce_add_ps(a3);
+    *out = _mm512_reduce_add_ps(a);
 }
 
 __attribute__((target("avx2,fma,f16c"))) static inline __m256 load8_avx2(const uint16_t *p, roe_dtype t) {
@@ -188,39 +177,21 @@ __attribute__((target("avx2,fma,f16c"))) static inline __m256 load8_avx2(const u
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-/* The AVX2 twin of dot4_half_avx512: the FMA sequence of dot4_avx2 on widened rows. The
- * tail (< 8 columns) is widened through a small buffer, as widen_avx2 does it. */
-__attribute__((target("avx2,fma,f16c"))) static void dot4_half_avx2(
-    const float *x, const uint16_t *const w[4], roe_dtype t, int cols, float out[4]) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+/* The AVX2 twin of dot1_half_avx512: dot4_avx2's FMA sequence for one output; the tail (< 8 columns)
+ * widened through a small buffer, as widen_avx2 does it. */
+__attribute__((target("avx2,fma,f16c"))) static void dot1_half_avx2(const float *x, const uint16_t *w, roe_dtype t,
+                                                                   int cols, float *out) {
+    __m256 a = _mm256_setzero_ps();
     int i = 0;
-    for (; i + 8 <= cols; i += 8) {
-        if ((i & 31) == 0)
-            for (int k = 0; k < 4; k++) _mm_prefetch((const char *)(w[k] + i + 4 * (size_t)cols), _MM_HINT_T0);
-        __m256 xv = _mm256_loadu_ps(x + i);
-        a0 = _mm256_fmadd_ps(xv, load8_avx2(w[0] + i, t), a0);
-        a1 = _mm256_fmadd_ps(xv, load8_avx2(w[1] + i, t), a1);
-        a2 = _mm256_fmadd_ps(xv, load8_avx2(w[2] + i, t), a2);
-        a3 = _mm256_fmadd_ps(xv, load8_avx2(w[3] + i, t), a3);
-    }
+    for (; i + 8 <= cols; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8_avx2(w + i, t), a);
     if (i < cols) {
         const int r = cols - i;
-        float tail[4][8] = {{0}};
-        for (int k = 0; k < 4; k++)
-            for (int j = 0; j < r; j++)
-                tail[k][j] = t == ROE_DTYPE_F16 ? roe_f16_to_f32(w[k][i + j]) : roe_bf16_to_f32(w[k][i + j]);
-        __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(r), idx);
-        __m256 xv = _mm256_maskload_ps(x + i, m);
-        a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(tail[0]), a0);
-        a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(tail[1]), a1);
-        a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(tail[2]), a2);
-        a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(tail[3]), a3);
+        float tail[8] = {0};
+        for (int j = 0; j < r; j++) tail[j] = t == ROE_DTYPE_F16 ? roe_f16_to_f32(w[i + j]) : roe_bf16_to_f32(w[i + j]);
+        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        a = _mm256_fmadd_ps(_mm256_maskload_ps(x + i, m), _mm256_loadu_ps(tail), a);
     }
-    out[0] = hsum_avx2(a0);
-    out[1] = hsum_avx2(a1);
-    out[2] = hsum_avx2(a2);
-    out[3] = hsum_avx2(a3);
+    *out = hsum_avx2(a);
 }
 
 /* Two x rows against four widened weight rows: eight independent FMA chains keep both FMA
@@ -325,8 +296,10 @@ static void matmul_block(const struct roe_cpu *cpu, const float *x, int n, const
             wh[k] = (const uint16_t *)w->data + (size_t)(r0 + (k < nr ? k : nr - 1)) * (size_t)cols;
         for (int i = 0; i < n; i++) {
             float out[4];
-            if (cpu->isa == ROE_CPU_ISA_AVX512) dot4_half_avx512(x + (size_t)i * cols, wh, w->dtype, cols, out);
-            else dot4_half_avx2(x + (size_t)i * cols, wh, w->dtype, cols, out);
+            if (cpu->isa == ROE_CPU_ISA_AVX512)
+                for (int k = 0; k < nr; k++) dot1_half_avx512(x + (size_t)i * cols, wh[k], w->dtype, cols, out + k);
+            else
+                for (int k = 0; k < nr; k++) dot1_half_avx2(x + (size_t)i * cols, wh[k], w->dtype, cols, out + k);
             float *yi = y + (size_t)i * rows + r0;
             for (int k = 0; k < nr; k++) yi[k] = out[k];
         }
