@@ -1,6 +1,7 @@
 /* openai.c — OpenAI-compatible request parsing and response bodies; see openai.h. */
 #include "openai.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 
 #include "base/alloc.h"
 #include "base/json.h"
+#include "json_strict.h"
 
 int roe_api_http_status(roe_error_kind k) {
     switch (k) {
@@ -336,7 +338,15 @@ static int parse_roe(const struct roe_api_config *c, const cJSON *o, struct roe_
         roe_status st =
             roe_roster_uniform(r, c->cfg, has_k ? (int)k : r->k, (float)tau, (int)keep, g);
         if (st != ROE_OK)
-            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "roe_tau", "%s", roe_error_message());
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "roe_tau", "'roe_tau' = %g: %s", tau,
+                                roe_error_message());
+        const int n_moe = roe_config_n_moe_layers(c->cfg);
+        if (tau > 0 && 2 * keep >= n_moe)
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, has_keep ? "roe_keep_clean" : "roe_tau",
+                                "'roe_keep_clean' = %lld%s keeps every one of the model's %d MoE "
+                                "layers clean (it counts from each end), so 'roe_tau' would "
+                                "change nothing: lower 'roe_keep_clean'",
+                                keep, has_keep ? "" : " (the default)", n_moe);
     } else if (has_keep)
         return roe_api_fail(e, ROE_ERR_INVALID_ARG, "roe_keep_clean",
                             "'roe_keep_clean' applies to 'roe_tau': give both");
@@ -359,6 +369,38 @@ static int parse_roe(const struct roe_api_config *c, const cJSON *o, struct roe_
     return 0;
 }
 
+/* What json_strict.h found, as the error naming the field it is in. */
+static void strict_error(const struct roe_json_problem *p, size_t len, struct roe_api_error *e) {
+    const char *param = p->param[0] ? p->param : NULL;
+    const char *in = p->path[0] ? p->path : "the request body";
+    switch (p->kind) {
+    case ROE_JSON_TRAILING:
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, NULL,
+                     "the request body has data after its JSON object (at byte %zu of %zu): send "
+                     "exactly one JSON object",
+                     p->at, len);
+        break;
+    case ROE_JSON_DUPLICATE:
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, param,
+                     "the key '%s' appears more than once in %s: give each field once", p->key, in);
+        break;
+    case ROE_JSON_NUL:
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, param,
+                     "%s contains a NUL character (\\u0000, at byte %zu): roe does not accept NUL "
+                     "in text",
+                     in, p->at);
+        break;
+    case ROE_JSON_CONTROL:
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, param,
+                     "%s contains a raw control character (byte %zu): JSON requires it escaped", in,
+                     p->at);
+        break;
+    default:
+        roe_api_fail(e, ROE_ERR_NOMEM, NULL, "out of memory checking the request body");
+        break;
+    }
+}
+
 /* The body as a JSON object (NULL: *e says why). */
 static cJSON *parse_object(const char *body, size_t len, struct roe_api_error *e) {
     const char *end = NULL;
@@ -378,6 +420,12 @@ static cJSON *parse_object(const char *body, size_t len, struct roe_api_error *e
     if (!cJSON_IsObject(o)) {
         roe_api_fail(e, ROE_ERR_INVALID_ARG, NULL, "the request body must be a JSON object, not %s",
                      type_name(o));
+        cJSON_Delete(o);
+        return NULL;
+    }
+    struct roe_json_problem p;
+    if (roe_json_strict_check(body, len, (size_t)(end - body), o, &p) != 0) {
+        strict_error(&p, len, e);
         cJSON_Delete(o);
         return NULL;
     }
@@ -413,6 +461,13 @@ static int parse_sampling(const struct roe_api_config *c, const cJSON *o, struct
     if ((got = get_num(o, "top_p", 0, 1, &x, e)) < 0) return -1;
     if (got && x == 0)
         return roe_api_fail(e, ROE_ERR_INVALID_ARG, "top_p", "'top_p' must be in (0, 1]");
+    /* sampling is float32: a top_p below its smallest normal value would become 0 (refused
+     * later under another name) or a denormal; say so here, naming the field */
+    if (got && x < FLT_MIN)
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "top_p",
+                            "'top_p' = %g is too small: roe samples in float32, whose smallest "
+                            "normal value is %g (for greedy decoding use 'temperature': 0)",
+                            x, (double)FLT_MIN);
     if (got) s->top_p = (float)x;
     if ((got = get_int(o, "top_k", -1, 1 << 30, &v, e)) < 0) return -1;
     if (got) s->top_k = v < 0 ? 0 : (int)v;

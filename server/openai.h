@@ -16,6 +16,9 @@
  *   which start from the server's default RoE settings. Fields roe does not implement
  *   (n > 1, best_of > 1, echo, logprobs, suffix, stop, penalties, logit_bias) are refused
  *   with a 400 naming them rather than ignored; unknown fields are ignored.
+ * Strict input (json_strict.h): data after the JSON object, a key given twice, NUL (\u0000) or a
+ * raw control character in a string are refused with 400 naming the field, never truncated or
+ * resolved silently; a number the engine's float32 cannot hold (top_p 1e-50) is named too.
  * Errors: an HTTP status and an OpenAI-style body
  *   {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}.
  * The HTTP status comes from the error's status (base/status.h) by its kind, in one table

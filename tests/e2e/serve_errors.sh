@@ -47,6 +47,16 @@ expect_status "prompt too long" 400 "maximum context length is 256" $C '{"model"
 expect_status "prompt + max_tokens too long" 400 "maximum context length" $C '{"model": "'$NAME'", "prompt": "a", "max_tokens": 256}'
 expect_status "n > 1" 400 "'n'" $C '{"model": "'$NAME'", "prompt": "a", "n": 2}'
 expect_status "stop sequences" 400 "'stop'" $C '{"model": "'$NAME'", "prompt": "a", "stop": ["\n"]}'
+# strict input (issue 18, finding 4): NUL, trailing data and duplicate keys are refused, never
+# truncated or resolved silently; a value float32 cannot hold is named (finding 7)
+expect_status "NUL in the prompt" 400 "NUL" $C '{"model": "'$NAME'", "prompt": "a\u0000b", "max_tokens": 2}'
+error_is "NUL in the prompt" '.error.param == "prompt"'
+expect_status "NUL in a chat message" 400 "messages[0].content" /v1/chat/completions '{"model": "'$NAME'", "messages": [{"role": "user", "content": "x\u0000"}]}'
+expect_status "data after the JSON object" 400 "after its JSON object" $C '{"model": "'$NAME'", "prompt": "a"} {"prompt": "b"}'
+expect_status "a key twice" 400 "appears more than once" $C '{"model": "'$NAME'", "prompt": "a", "max_tokens": 1, "max_tokens": 50}'
+error_is "a key twice" '.error.param == "max_tokens"'
+expect_status "top_p below float32" 400 "too small" $C '{"model": "'$NAME'", "prompt": "a", "top_p": 1e-50}'
+error_is "top_p below float32" '.error.param == "top_p"'
 expect_status "roe_k without tau" 400 "needs 'roe_tau'" $C '{"model": "'$NAME'", "prompt": "a", "roe_k": 4}'
 expect_status "roe_k of the wrong type" 400 "'roe_k' must be an integer" $C '{"model": "'$NAME'", "prompt": "a", "roe_k": "4"}'
 expect_status "roe_tau out of range" 400 "'roe_tau'" $C '{"model": "'$NAME'", "prompt": "a", "roe_k": 2, "roe_tau": 50}'

@@ -256,6 +256,23 @@ TEST(openai_requests) {
         {"{\"model\": \"tiny\", \"prompt\": [1], \"roe_profile\": \"six\", \"roe_tau\": 0.2}", 400,
          "roe_tau"},
         {"{\"model\": \"tiny\", \"prompt\": [1], \"roe_adaptive\": -1}", 400, "roe_adaptive"},
+        /* strict input (issue 18, finding 4): nothing the client sent is dropped silently */
+        {"{\"model\": \"tiny\", \"prompt\": [1]} {\"x\": 1}", 400, ""},
+        {"{\"model\": \"tiny\", \"prompt\": [1]}x", 400, ""},
+        {"{\"model\": \"tiny\", \"prompt\": [1]}\\u0000", 400, ""},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"max_tokens\": 2, \"max_tokens\": 3}", 400,
+         "max_tokens"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"stream_options\": {\"include_usage\": true, "
+         "\"include_usage\": false}}",
+         400, "stream_options"},
+        {"{\"model\": \"tiny\", \"prompt\": \"a\\u0000b\"}", 400, "prompt"},
+        {"{\"model\": \"tiny\", \"prompt\": \"a\tb\"}", 400, "prompt"},
+        /* a number float32 cannot hold is named, not turned into 0 */
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"top_p\": 1e-50}", 400, "top_p"},
+        /* roe_keep_clean that leaves no noisy layer: said in the request's own terms */
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"roe_k\": 2, \"roe_tau\": 0.5, "
+         "\"roe_keep_clean\": 9}",
+         400, "roe_keep_clean"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(&e, 0, sizeof e);
@@ -267,7 +284,41 @@ TEST(openai_requests) {
         if (e.http != bad[i].http || strcmp(e.param, bad[i].param) != 0)
             TEST__FAIL("%s: HTTP %d param '%s' (%s), want %d '%s'", bad[i].body, e.http, e.param,
                        e.message, bad[i].http, bad[i].param);
+        /* messages speak the request's language: no flag or C names */
+        if (strstr(e.message, "--") || strstr(e.message, "roe_roster") || strstr(e.message, "keep_clean ="))
+            TEST__FAIL("%s: an internal name in '%s'", bad[i].body, e.message);
     }
+    /* the messages of the strict checks say where */
+    ASSERT_EQ_INT(parse(&r, ROE_API_CHAT,
+                        "{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", \"content\": "
+                        "\"a\\u0000\"}]}",
+                        &q, &e),
+                  -1);
+    ASSERT_EQ_STR(e.param, "messages");
+    ASSERT_TRUE(strstr(e.message, "messages[0].content") != NULL);
+    ASSERT_TRUE(strstr(e.message, "NUL") != NULL);
+    ASSERT_EQ_INT(parse(&r, ROE_API_CHAT,
+                        "{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", \"role\": "
+                        "\"system\", \"content\": \"a\"}]}",
+                        &q, &e),
+                  -1);
+    ASSERT_EQ_STR(e.param, "messages");
+    ASSERT_TRUE(strstr(e.message, "'role'") != NULL && strstr(e.message, "messages[0]") != NULL);
+    {   /* many keys: the sorted check finds the duplicate among them */
+        struct roe_strbuf b = {0};
+        roe_strbuf_puts(&b, "{\"model\": \"tiny\", \"prompt\": [1], \"x\": {");
+        for (int i = 0; i < 500; i++) roe_strbuf_printf(&b, "\"k%d\": %d, ", i % 499, i);
+        roe_strbuf_puts(&b, "\"end\": 0}}");
+        ASSERT_EQ_INT(roe_api_parse(&r.c, ROE_API_COMPLETIONS, b.p, b.len, &q, &e), -1);
+        ASSERT_EQ_STR(e.param, "x");
+        ASSERT_TRUE(strstr(e.message, "'k0'") != NULL);
+        roe_strbuf_free(&b);
+    }
+    /* a NUL byte after the object (the body's length says it is there) is trailing data */
+    ASSERT_EQ_INT(roe_api_parse(&r.c, ROE_API_COMPLETIONS, "{\"model\": \"tiny\", \"prompt\": [1]}\0",
+                                33, &q, &e),
+                  -1);
+    ASSERT_TRUE(strstr(e.message, "after its JSON object") != NULL);
     char *js = roe_api_error_json(&e);
     cJSON *o = cJSON_Parse(js);
     ASSERT_TRUE(cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "error"), "message")));
