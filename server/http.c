@@ -65,13 +65,17 @@ typedef enum route {
     ROUTE_NONE = 0,
     ROUTE_COMPLETIONS,
     ROUTE_CHAT,
+    ROUTE_TOKENIZE,
+    ROUTE_DETOKENIZE,
     ROUTE_MODELS,
+    ROUTE_MODEL, /* /v1/models/{id} */
     ROUTE_HEALTH,
     ROUTE_METRICS,
 } route;
 
 struct hreq {
     route route;
+    char model_id[256]; /* ROUTE_MODEL: the id asked for */
     struct roe_strbuf body;
     int too_big;
     int generating; /* counted in roe_server.generating */
@@ -119,8 +123,8 @@ static void count_response(roe_server *s, int code) {
 }
 
 /* Queues body (malloc'd; taken over, NULL: out of memory) with the given status. */
-static enum MHD_Result respond(roe_server *s, struct MHD_Connection *c, int code, char *body,
-                               const char *type, int close) {
+static enum MHD_Result respond_full(roe_server *s, struct MHD_Connection *c, int code, char *body,
+                                    const char *type, int close, int retry_after) {
     if (!body) {
         static const char oom[] =
             "{\"error\": {\"message\": \"out of memory\", \"type\": \"server_error\", "
@@ -138,15 +142,26 @@ static enum MHD_Result respond(roe_server *s, struct MHD_Connection *c, int code
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     if (close) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (code == 405) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, POST");
+    if (retry_after > 0) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+    }
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)code, resp);
     MHD_destroy_response(resp);
     count_response(s, code);
     return ret;
 }
 
+static enum MHD_Result respond(roe_server *s, struct MHD_Connection *c, int code, char *body,
+                               const char *type, int close) {
+    return respond_full(s, c, code, body, type, close, 0);
+}
+
 static enum MHD_Result respond_error(roe_server *s, struct MHD_Connection *c,
                                      const struct roe_api_error *e, int close) {
-    return respond(s, c, e->http, roe_api_error_json(e), "application/json", close);
+    return respond_full(s, c, e->http, roe_api_error_json(e), "application/json", close,
+                        e->retry_after);
 }
 
 /* Answers an error of status st: its HTTP status and code by the status alone (openai.h). */
@@ -416,18 +431,29 @@ static enum MHD_Result generate(roe_server *s, struct MHD_Connection *c, struct 
 
 /* ---- the other endpoints ---- */
 
-static enum MHD_Result models(roe_server *s, struct MHD_Connection *c) {
-    int ok = 1;
-    cJSON *root = cJSON_CreateObject();
-    roe_json_put(&ok, root, "object", cJSON_CreateString("list"));
-    cJSON *m = roe_json_put(&ok, roe_json_put(&ok, root, "data", cJSON_CreateArray()), NULL, cJSON_CreateObject());
-    roe_json_put(&ok, m, "id", cJSON_CreateString(s->api->model_name));
-    roe_json_put(&ok, m, "object", cJSON_CreateString("model"));
-    roe_json_put(&ok, m, "created", cJSON_CreateNumber((double)s->started));
-    roe_json_put(&ok, m, "owned_by", cJSON_CreateString("roe"));
-    roe_json_put(&ok, m, "max_model_len", cJSON_CreateNumber(s->api->max_ctx));
-    char *body = roe_json_render(ok, root); /* NULL: respond() answers 500 */
+static enum MHD_Result models(roe_server *s, struct MHD_Connection *c, const struct hreq *h) {
+    if (h->route == ROUTE_MODELS) /* a NULL body: respond() answers 500 */
+        return respond(s, c, 200, roe_api_models_json(s->api, (long)s->started), "application/json", 0);
+    char *body = NULL;
+    struct roe_api_error e;
+    if (roe_api_model_json(s->api, (long)s->started, h->model_id, &body, &e) != 0)
+        return respond_error(s, c, &e, 0);
     return respond(s, c, 200, body, "application/json", 0);
+}
+
+static enum MHD_Result tokenize(roe_server *s, struct MHD_Connection *c, const struct hreq *h) {
+    const char *body = h->body.p ? h->body.p : "";
+    struct roe_api_error e;
+    if (h->route == ROUTE_DETOKENIZE) {
+        char *out = NULL;
+        if (roe_api_detokenize(s->api, body, h->body.len, &out, &e) != 0) return respond_error(s, c, &e, 0);
+        return respond(s, c, 200, out, "application/json", 0);
+    }
+    struct roe_api_tokenize t;
+    if (roe_api_parse_tokenize(s->api, body, h->body.len, &t, &e) != 0) return respond_error(s, c, &e, 0);
+    char *out = roe_api_tokenize_json(s->api, &t);
+    roe_api_tokenize_free(&t);
+    return respond(s, c, 200, out, "application/json", 0);
 }
 
 static enum MHD_Result metrics(roe_server *s, struct MHD_Connection *c) {
@@ -448,13 +474,94 @@ static enum MHD_Result metrics(roe_server *s, struct MHD_Connection *c) {
 
 /* ---- libmicrohttpd callbacks ---- */
 
-static route route_of(const char *url) {
+static route route_of(const char *url, struct hreq *h) {
+    static const char model_prefix[] = "/v1/models/";
     if (strcmp(url, "/v1/completions") == 0) return ROUTE_COMPLETIONS;
     if (strcmp(url, "/v1/chat/completions") == 0) return ROUTE_CHAT;
+    if (strcmp(url, "/tokenize") == 0) return ROUTE_TOKENIZE;
+    if (strcmp(url, "/detokenize") == 0) return ROUTE_DETOKENIZE;
     if (strcmp(url, "/v1/models") == 0) return ROUTE_MODELS;
+    if (strncmp(url, model_prefix, sizeof model_prefix - 1) == 0 && url[sizeof model_prefix - 1]) {
+        snprintf(h->model_id, sizeof h->model_id, "%s", url + sizeof model_prefix - 1);
+        return ROUTE_MODEL;
+    }
     if (strcmp(url, "/health") == 0) return ROUTE_HEALTH;
     if (strcmp(url, "/metrics") == 0) return ROUTE_METRICS;
     return ROUTE_NONE;
+}
+
+/* Requests with a body: generation and the tokenizer's. */
+static int is_post_route(route r) {
+    return r == ROUTE_COMPLETIONS || r == ROUTE_CHAT || r == ROUTE_TOKENIZE || r == ROUTE_DETOKENIZE;
+}
+
+/* The headers are in: decides what can be decided before the body (h is new). */
+static enum MHD_Result on_headers(roe_server *s, struct MHD_Connection *c, struct hreq *h,
+                                  const char *url, const char *method) {
+    h->route = route_of(url, h);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const struct conn *cn = ci ? ci->socket_context : NULL;
+    if (cn && cn->over_limit)
+        return reject(s, c, 429, "too many connections: the server serves %d at a time; retry later",
+                      s->o.max_connections);
+    const int post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
+    if (h->route == ROUTE_NONE)
+        return fail(s, c, ROE_ERR_NOT_FOUND, NULL, !post && !get ? 1 : 0, "no such endpoint: %s %.200s",
+                    method, url);
+    const int want_post = is_post_route(h->route);
+    if ((want_post && !post) || (!want_post && !get))
+        return reject(s, c, 405, "%s takes %s, not %s", url, want_post ? "POST" : "GET", method);
+    if (!want_post) return MHD_YES;
+    if (h->route == ROUTE_COMPLETIONS || h->route == ROUTE_CHAT) {
+        h->generating = 1;
+        atomic_fetch_add(&s->generating, 1);
+    }
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        errno = 0;
+        const unsigned long long n = strtoull(cl, &end, 10);
+        if (errno || *end || n > s->o.max_body_bytes)
+            return reject(s, c, 413, "the request body (%s bytes) exceeds the limit of %zu bytes", cl,
+                          s->o.max_body_bytes);
+    }
+    return MHD_YES;
+}
+
+/* A piece of the body. */
+static enum MHD_Result on_body(roe_server *s, struct hreq *h, const char *upload, size_t *upload_size) {
+    if (!h->too_big && h->body.len + *upload_size > s->o.max_body_bytes) {
+        h->too_big = 1;
+        roe_strbuf_free(&h->body);
+    }
+    /* a chunked body over the limit is read and dropped, so that the client, still sending,
+     * gets to read the 413 (clients give up on a connection closed under their upload); a
+     * bounded amount only, then the connection is closed */
+    if (h->too_big)
+        h->dropped += *upload_size;
+    else
+        roe_strbuf_append(&h->body, upload, *upload_size);
+    *upload_size = 0;
+    return h->dropped > DROP_FACTOR * s->o.max_body_bytes ? MHD_NO : MHD_YES;
+}
+
+/* The whole request is in: the answer. */
+static enum MHD_Result on_complete(roe_server *s, struct MHD_Connection *c, struct hreq *h) {
+    if (h->too_big)
+        return reject(s, c, 413, "the request body exceeds the limit of %zu bytes", s->o.max_body_bytes);
+    if (h->body.oom) return fail(s, c, ROE_ERR_NOMEM, NULL, 1, "out of memory for the request body");
+    switch (h->route) {
+    case ROUTE_MODELS:
+    case ROUTE_MODEL: return models(s, c, h);
+    case ROUTE_TOKENIZE:
+    case ROUTE_DETOKENIZE: return tokenize(s, c, h);
+    case ROUTE_METRICS: return metrics(s, c);
+    case ROUTE_HEALTH:
+        if (atomic_load(&s->draining))
+            return fail(s, c, ROE_ERR_STOPPING, NULL, 0, "the server is shutting down");
+        return respond(s, c, 200, strdup("{\"status\": \"ok\"}"), "application/json", 0);
+    default: return generate(s, c, h);
+    }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -463,75 +570,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     roe_server *s = cls;
     (void)version;
     struct hreq *h = *req_cls;
-    if (!h) { /* the headers are in: decide what can be decided before the body */
+    if (!h) {
         h = roe_calloc(1, sizeof *h);
         if (!h) return MHD_NO;
         *req_cls = h;
-        h->route = route_of(url);
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        const struct conn *cn = ci ? ci->socket_context : NULL;
-        if (cn && cn->over_limit)
-            return reject(s, c, 429,
-                          "too many connections: the server serves %d at a time; retry later",
-                          s->o.max_connections);
-        const int post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
-        if (h->route == ROUTE_NONE)
-            return fail(s, c, ROE_ERR_NOT_FOUND, NULL, !post && !get ? 1 : 0,
-                        "no such endpoint: %s %.200s", method, url);
-        const int want_post = h->route == ROUTE_COMPLETIONS || h->route == ROUTE_CHAT;
-        if ((want_post && !post) || (!want_post && !get))
-            return reject(s, c, 405, "%s takes %s, not %s", url, want_post ? "POST" : "GET",
-                          method);
-        if (want_post) {
-            h->generating = 1;
-            atomic_fetch_add(&s->generating, 1);
-            const char *cl =
-                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-            if (cl) {
-                char *end;
-                errno = 0;
-                const unsigned long long n = strtoull(cl, &end, 10);
-                if (errno || *end || n > s->o.max_body_bytes)
-                    return reject(s, c, 413,
-                                  "the request body (%s bytes) exceeds the limit of %zu bytes", cl,
-                                  s->o.max_body_bytes);
-            }
-        }
-        return MHD_YES;
+        return on_headers(s, c, h, url, method);
     }
-    if (*upload_size) { /* a piece of the body */
-        if (!h->too_big && h->body.len + *upload_size > s->o.max_body_bytes) {
-            h->too_big = 1;
-            roe_strbuf_free(&h->body);
-        }
-        /* a chunked body over the limit is read and dropped, so that the client, still sending,
-         * gets to read the 413 (clients give up on a connection closed under their upload); a
-         * bounded amount only, then the connection is closed */
-        if (h->too_big)
-            h->dropped += *upload_size;
-        else
-            roe_strbuf_append(&h->body, upload, *upload_size);
-        *upload_size = 0;
-        return h->dropped > DROP_FACTOR * s->o.max_body_bytes ? MHD_NO : MHD_YES;
-    }
-    if (h->too_big)
-        return reject(s, c, 413, "the request body exceeds the limit of %zu bytes",
-                      s->o.max_body_bytes);
-    switch (h->route) {
-    case ROUTE_MODELS:
-        return models(s, c);
-    case ROUTE_METRICS:
-        return metrics(s, c);
-    case ROUTE_HEALTH:
-        if (atomic_load(&s->draining))
-            return fail(s, c, ROE_ERR_STOPPING, NULL, 0, "the server is shutting down");
-        return respond(s, c, 200, strdup("{\"status\": \"ok\"}"), "application/json", 0);
-    default:
-        if (h->body.oom)
-            return fail(s, c, ROE_ERR_NOMEM, NULL, 1, "out of memory for the request body");
-        return generate(s, c, h);
-    }
+    if (*upload_size) return on_body(s, h, upload, upload_size);
+    return on_complete(s, c, h);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,

@@ -11,6 +11,7 @@
 #include "base/alloc.h"
 #include "base/json.h"
 #include "json_strict.h"
+#include "utf8.h"
 
 int roe_api_http_status(roe_error_kind k) {
     switch (k) {
@@ -45,12 +46,22 @@ static void fill(struct roe_api_error *e, int http, const char *param, const cha
     vsnprintf(e->message, sizeof e->message, fmt, ap);
 }
 
+/* Retry-After (seconds) of an answer a client may retry: a full queue or too many connections
+ * clear within a second or so; a server stopping or without an engine needs longer (another
+ * replica, or the restarted one). */
+static int retry_after(roe_status st, int http) {
+    if (st == ROE_ERR_OVERLOADED || http == 429) return 1;
+    if (st == ROE_ERR_STOPPING || st == ROE_ERR_UNAVAILABLE) return 5;
+    return 0;
+}
+
 int roe_api_fail(struct roe_api_error *e, roe_status st, const char *param, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fill(e, roe_api_http_status(roe_status_kind(st)), param, fmt, ap);
     va_end(ap);
     e->code = retry_code(st);
+    e->retry_after = retry_after(st, e->http);
     return -1;
 }
 
@@ -59,6 +70,7 @@ int roe_api_fail_http(struct roe_api_error *e, int http, const char *fmt, ...) {
     va_start(ap, fmt);
     fill(e, http, NULL, fmt, ap);
     va_end(ap);
+    e->retry_after = retry_after(ROE_OK, http);
     return -1;
 }
 
@@ -152,6 +164,40 @@ static int get_str(const cJSON *o, const char *name, const char **out, struct ro
     return 1;
 }
 
+/* Function calling and structured output, which roe does not implement: refused by name
+ * (a client that relies on them must not get free text as if they had been honoured); their
+ * neutral values (no tools, tool_choice "none", response_format text) are accepted. */
+static int check_tools(const cJSON *o, struct roe_api_error *e) {
+    static const char *const lists[] = {"tools", "functions"};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        const cJSON *v = field(o, lists[i]);
+        if (v && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, lists[i],
+                                "'%s' (function calling) is not implemented by roe: send the "
+                                "request without it",
+                                lists[i]);
+    }
+    static const char *const choices[] = {"tool_choice", "function_call"};
+    for (size_t i = 0; i < sizeof choices / sizeof choices[0]; i++) {
+        const cJSON *v = field(o, choices[i]);
+        if (v && !(cJSON_IsString(v) && strcmp(v->valuestring, "none") == 0))
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, choices[i],
+                                "'%s' is not implemented by roe (function calling): only \"none\" "
+                                "is accepted",
+                                choices[i]);
+    }
+    const cJSON *rf = field(o, "response_format");
+    if (rf) {
+        const cJSON *t = cJSON_IsObject(rf) ? field(rf, "type") : NULL;
+        if (!(t && cJSON_IsString(t) && strcmp(t->valuestring, "text") == 0))
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "response_format",
+                                "'response_format' %s is not implemented by roe (structured "
+                                "output): only {\"type\": \"text\"} is accepted",
+                                t && cJSON_IsString(t) ? t->valuestring : "of this form");
+    }
+    return 0;
+}
+
 /* Fields roe does not implement: refused by name rather than silently ignored. */
 static int check_unsupported(const cJSON *o, roe_api_kind kind, struct roe_api_error *e) {
     long long n = 1;
@@ -178,7 +224,9 @@ static int check_unsupported(const cJSON *o, roe_api_kind kind, struct roe_api_e
             e, ROE_ERR_INVALID_ARG, "stop",
             "'stop' sequences are not supported (generation ends at eos or max_tokens)");
     if (field(o, "suffix"))
-        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "suffix", "'suffix' is not supported");
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "suffix",
+                            "'suffix' (insertion) is not implemented by roe: send the request "
+                            "without it");
     const cJSON *lb = field(o, "logit_bias");
     if (lb && !(cJSON_IsObject(lb) && !lb->child))
         return roe_api_fail(e, ROE_ERR_INVALID_ARG, "logit_bias", "'logit_bias' is not supported");
@@ -432,14 +480,12 @@ static cJSON *parse_object(const char *body, size_t len, struct roe_api_error *e
     return o;
 }
 
-/* 'model' must name the model this server serves: another name is not found (404). */
+/* 'model', when given, must name the model this server serves: another name is not found
+ * (404). Absent, it is that model (as vLLM, SGLang and llama-server take it). */
 static int check_model(const struct roe_api_config *c, const cJSON *o, struct roe_api_error *e) {
     const char *model = NULL;
     if (get_str(o, "model", &model, e) < 0) return -1;
-    if (!model)
-        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "model",
-                            "'model' is required (this server serves \"%s\")", c->model_name);
-    if (strcmp(model, c->model_name) != 0) {
+    if (model && strcmp(model, c->model_name) != 0) {
         roe_api_fail(e, ROE_ERR_NOT_FOUND, "model",
                      "the model \"%.200s\" does not exist: this server serves \"%s\"", model,
                      c->model_name);
@@ -526,7 +572,8 @@ int roe_api_parse(const struct roe_api_config *c, roe_api_kind kind, const char 
     if (!o) return -1;
     struct roe_sreq_params *p = &out->params;
     int rc = -1;
-    if (check_model(c, o, e) < 0 || check_unsupported(o, kind, e) < 0) goto done;
+    if (check_model(c, o, e) < 0 || check_unsupported(o, kind, e) < 0 || check_tools(o, e) < 0)
+        goto done;
     if ((kind == ROE_API_CHAT ? parse_messages(c, o, out, e) : parse_prompt(c, o, out, e)) < 0)
         goto done;
     p->prompt = out->prompt;
@@ -664,4 +711,162 @@ void roe_api_stream_usage(struct roe_strbuf *out, const struct roe_api_config *c
 
 void roe_api_stream_error(struct roe_strbuf *out, const struct roe_api_error *e) {
     put_data(out, roe_api_error_json(e));
+}
+
+/* ---- /v1/models, /tokenize, /detokenize ---- */
+
+static cJSON *model_object(int *okp, const struct roe_api_config *c, long created) {
+    int ok = 1;
+    cJSON *m = cJSON_CreateObject();
+    roe_json_put(&ok, m, "id", cJSON_CreateString(c->model_name));
+    roe_json_put(&ok, m, "object", cJSON_CreateString("model"));
+    roe_json_put(&ok, m, "created", cJSON_CreateNumber((double)created));
+    roe_json_put(&ok, m, "owned_by", cJSON_CreateString("roe"));
+    roe_json_put(&ok, m, "root", cJSON_CreateString(c->model_name));
+    roe_json_put(&ok, m, "max_model_len", cJSON_CreateNumber(c->max_ctx));
+    *okp &= ok && m;
+    return m;
+}
+
+char *roe_api_models_json(const struct roe_api_config *c, long created) {
+    int ok = 1;
+    cJSON *root = cJSON_CreateObject();
+    roe_json_put(&ok, root, "object", cJSON_CreateString("list"));
+    roe_json_put(&ok, roe_json_put(&ok, root, "data", cJSON_CreateArray()), NULL,
+                 model_object(&ok, c, created));
+    return roe_json_render(ok, root);
+}
+
+int roe_api_model_json(const struct roe_api_config *c, long created, const char *id, char **out,
+                       struct roe_api_error *e) {
+    *out = NULL;
+    if (strcmp(id, c->model_name) != 0) {
+        roe_api_fail(e, ROE_ERR_NOT_FOUND, "model",
+                     "the model \"%.200s\" does not exist: this server serves \"%s\"", id,
+                     c->model_name);
+        e->code = "model_not_found";
+        return -1;
+    }
+    int ok = 1;
+    *out = roe_json_render(ok, model_object(&ok, c, created)); /* NULL: out of memory */
+    return 0;
+}
+
+int roe_api_parse_tokenize(const struct roe_api_config *c, const char *body, size_t len,
+                           struct roe_api_tokenize *out, struct roe_api_error *e) {
+    memset(out, 0, sizeof *out);
+    cJSON *o = parse_object(body, len, e);
+    if (!o) return -1;
+    struct roe_api_request q = {.kind = ROE_API_COMPLETIONS};
+    int rc = -1, add_special = 1, gen_prompt = 1;
+    if (check_model(c, o, e) < 0 || get_bool(o, "add_special_tokens", &add_special, e) < 0 ||
+        get_bool(o, "return_token_strs", &out->return_strs, e) < 0 ||
+        get_bool(o, "add_generation_prompt", &gen_prompt, e) < 0)
+        goto done;
+    if (!gen_prompt) {
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, "add_generation_prompt",
+                     "'add_generation_prompt': false is not implemented: roe's chat rendering "
+                     "always ends with the assistant's turn");
+        goto done;
+    }
+    const int chat = field(o, "messages") != NULL;
+    if (chat && field(o, "prompt")) {
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, "messages", "give either 'prompt' or 'messages', not both");
+        goto done;
+    }
+    if ((chat ? parse_messages(c, o, &q, e) : parse_prompt(c, o, &q, e)) < 0) goto done;
+    out->ids = q.prompt;
+    out->n = q.params.n_prompt;
+    q.prompt = NULL;
+    rc = 0;
+done:
+    roe_api_request_free(&q);
+    cJSON_Delete(o);
+    return rc;
+}
+
+void roe_api_tokenize_free(struct roe_api_tokenize *t) {
+    roe_free(t->ids);
+    t->ids = NULL;
+}
+
+/* The text of token bytes, as valid UTF-8 (a JSON string must be). */
+static cJSON *text_of(const char *b, size_t n) {
+    struct roe_strbuf t = {0};
+    roe_utf8_sanitize(b, n, 1, &t);
+    roe_strbuf_append(&t, "", 0);
+    cJSON *s = t.oom ? NULL : cJSON_CreateString(t.p ? t.p : "");
+    roe_strbuf_free(&t);
+    return s;
+}
+
+char *roe_api_tokenize_json(const struct roe_api_config *c, const struct roe_api_tokenize *t) {
+    int ok = 1;
+    cJSON *root = cJSON_CreateObject();
+    roe_json_put(&ok, root, "count", cJSON_CreateNumber(t->n));
+    roe_json_put(&ok, root, "max_model_len", cJSON_CreateNumber(c->max_ctx));
+    roe_json_put(&ok, root, "tokens", ids_json(&ok, t->ids, t->n));
+    if (t->return_strs) {
+        cJSON *a = roe_json_put(&ok, root, "token_strs", cJSON_CreateArray());
+        for (int i = 0; i < t->n && ok; i++) {
+            const char *b = "";
+            size_t n = 0;
+            if (c->tok) roe_tokenizer_token_bytes(c->tok, t->ids[i], &b, &n);
+            roe_json_put(&ok, a, NULL, text_of(b, n));
+        }
+    }
+    return roe_json_render(ok, root);
+}
+
+int roe_api_detokenize(const struct roe_api_config *c, const char *body, size_t len, char **out,
+                       struct roe_api_error *e) {
+    *out = NULL;
+    cJSON *o = parse_object(body, len, e);
+    if (!o) return -1;
+    int rc = -1;
+    int32_t *ids = NULL;
+    const cJSON *t = field(o, "tokens");
+    if (check_model(c, o, e) < 0) goto done;
+    if (!c->tok) {
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, "tokens", "this model has no tokenizer.json: nothing to detokenize with");
+        goto done;
+    }
+    if (!t || !cJSON_IsArray(t)) {
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, "tokens", "'tokens' must be an array of token ids%s",
+                     t ? "" : " (it is required)");
+        goto done;
+    }
+    const int n = cJSON_GetArraySize(t);
+    ids = roe_malloc((size_t)(n ? n : 1) * sizeof *ids);
+    if (!ids) {
+        roe_api_fail(e, ROE_ERR_NOMEM, "tokens", "out of memory for %d tokens", n);
+        goto done;
+    }
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, t) {
+        const double x = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (x != floor(x) || x < 0 || x >= roe_tokenizer_vocab_size(c->tok)) {
+            roe_api_fail(e, ROE_ERR_INVALID_ARG, "tokens", "'tokens'[%d] is not a token id in [0, %d)", i,
+                         roe_tokenizer_vocab_size(c->tok));
+            goto done;
+        }
+        ids[i++] = (int32_t)x;
+    }
+    char *text = NULL;
+    size_t tl = 0;
+    if (roe_tokenizer_decode(c->tok, ids, (size_t)n, 0, &text, &tl) != ROE_OK) {
+        roe_api_fail(e, ROE_ERR_NOMEM, "tokens", "%s", roe_error_message());
+        goto done;
+    }
+    int ok = 1;
+    cJSON *root = cJSON_CreateObject();
+    roe_json_put(&ok, root, "prompt", text_of(text, tl));
+    roe_free(text);
+    *out = roe_json_render(ok, root); /* NULL: out of memory (the caller answers 500) */
+    rc = 0;
+done:
+    roe_free(ids);
+    cJSON_Delete(o);
+    return rc;
 }

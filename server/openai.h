@@ -4,7 +4,7 @@
  * tests can feed them any bytes.
  *
  * Requests (POST /v1/completions, /v1/chat/completions), fields checked for type and range:
- *   model (required, the served name), prompt (string, or an array of token ids, or an array
+ *   model (optional: the served name; another name is 404 model_not_found), prompt (string, or an array of token ids, or an array
  *   holding one string) | messages (chat.h), max_tokens / max_completion_tokens (default 16
  *   for completions; for chat, what the context leaves, at most the server's default),
  *   temperature [0, 2], top_p (0, 1], top_k (-1 or 0: off), seed (>= 0), stream,
@@ -79,6 +79,7 @@ struct roe_api_error {
     const char *code; /* NULL or a static code ("model_not_found", "shutting_down") */
     char param[64];   /* the offending field, "" if none */
     char message[768];
+    int retry_after;  /* seconds for a Retry-After header (429, 503); 0: none */
 };
 
 /* The HTTP status of each kind of error (base/status.h): the server's one mapping from a
@@ -131,5 +132,30 @@ void roe_api_stream_usage(struct roe_strbuf *out, const struct roe_api_config *c
 void roe_api_stream_error(struct roe_strbuf *out, const struct roe_api_error *e);
 
 const char *roe_api_finish_name(roe_finish f);
+
+/* GET /v1/models: the list of the one model served; GET /v1/models/{id}: that model, or 404
+ * model_not_found (-1, *e filled). Bodies malloc'd (NULL: out of memory). */
+char *roe_api_models_json(const struct roe_api_config *c, long created);
+int roe_api_model_json(const struct roe_api_config *c, long created, const char *id, char **out,
+                       struct roe_api_error *e);
+
+/* POST /tokenize and /detokenize, as vLLM has them. /tokenize takes {"prompt": text or ids} or
+ * {"messages": [...]} (rendered by the chat template, as /v1/chat/completions would), with
+ * "return_token_strs" (each token's text) and "add_special_tokens" (accepted; roe's tokenizer
+ * adds none, as its completions do not); it answers {"count", "max_model_len", "tokens"
+ * [, "token_strs"]}: exactly the ids a completion request with that prompt would run.
+ * /detokenize takes {"tokens": [ids]} and answers {"prompt": text}. "model" is optional. */
+struct roe_api_tokenize {
+    int32_t *ids; /* roe_malloc'd */
+    int n;
+    int return_strs;
+};
+int roe_api_parse_tokenize(const struct roe_api_config *c, const char *body, size_t len,
+                           struct roe_api_tokenize *out, struct roe_api_error *e);
+void roe_api_tokenize_free(struct roe_api_tokenize *t);
+char *roe_api_tokenize_json(const struct roe_api_config *c, const struct roe_api_tokenize *t);
+/* 0: *out is the response body (NULL: out of memory); -1: *e says why. */
+int roe_api_detokenize(const struct roe_api_config *c, const char *body, size_t len, char **out,
+                       struct roe_api_error *e);
 
 #endif

@@ -26,7 +26,6 @@ error_is() { # error_is NAME JQ_FILTER: the last error body ($TMP/resp) satisfie
 expect_status "malformed JSON" 400 "not valid JSON" $C '{"model": "'$NAME'", "prompt": "a",'
 expect_status "body not an object" 400 "must be a JSON object" $C '["a"]'
 expect_status "empty body" 400 "not valid JSON" $C ''
-expect_status "missing model" 400 "'model' is required" $C '{"prompt": "a"}'
 expect_status "missing prompt" 400 "'prompt' is required" $C '{"model": "'$NAME'"}'
 expect_status "missing messages" 400 "'messages' is required" /v1/chat/completions '{"model": "'$NAME'"}'
 expect_status "unknown model" 404 "does not exist" $C '{"model": "gpt-4", "prompt": "a"}'
@@ -118,6 +117,8 @@ bpid=$!
 wait_metric roe_requests_waiting "" 1 10 || fail "the second request is not waiting: $(metric roe_requests_waiting)"
 expect_status "queue full" 503 "at capacity" $C '{"model": "'$NAME'", "prompt": "Hey", "max_tokens": 5}'
 error_is "queue full" '.error.code == "server_overloaded" and .error.param == null and .error.type == "server_error"'
+ra=$(curl -s -D - -o /dev/null -d '{"prompt": "Hey", "max_tokens": 5}' "$URL$C" | tr -d '\r' | sed -n 's/^Retry-After: //Ip')
+[ "$ra" = 1 ] && pass "a full queue's 503 says Retry-After: 1" || fail "503 without Retry-After: '$ra'"
 # the waiting one gives up: its place in the queue is freed, not kept
 kill $bpid 2>/dev/null; wait $bpid 2>/dev/null
 wait_metric roe_requests_waiting "" 0 10 && [ "$(metric roe_requests_total 'outcome="cancelled"')" = 1 ] &&
@@ -143,6 +144,8 @@ bpid=$!
 for i in $(seq 1 $((100 * SLOW))); do
     [ "$(grep -c '^data: ' "$TMP/a")" -ge 2 ] && [ "$(grep -c '^data: ' "$TMP/b")" -ge 2 ] && break; sleep 0.05; done
 expect_status "too many connections" 429 "too many connections" $C '{"model": "'$NAME'", "prompt": "Hi", "max_tokens": 5}'
+ra=$(curl -s -D - -o /dev/null -d '{"prompt": "Hey", "max_tokens": 5}' "$URL$C" | tr -d '\r' | sed -n 's/^Retry-After: //Ip')
+[ "$ra" = 1 ] && pass "429 says Retry-After: 1" || fail "429 without Retry-After: '$ra'"
 kill $bpid 2>/dev/null; wait $bpid 2>/dev/null
 # A and this query: 2 connections
 wait_metric roe_http_connections "" 2 10 || fail "connections after one left: $(metric roe_http_connections)"

@@ -234,7 +234,6 @@ TEST(openai_requests) {
     } bad[] = {
         {"{\"model\": \"tiny\", \"prompt\": [1]", 400, ""},
         {"[]", 400, ""},
-        {"{\"prompt\": [1]}", 400, "model"},
         {"{\"model\": \"big\", \"prompt\": [1]}", 404, "model"},
         {"{\"model\": \"tiny\"}", 400, "prompt"},
         {"{\"model\": \"tiny\", \"prompt\": []}", 400, "prompt"},
@@ -256,6 +255,15 @@ TEST(openai_requests) {
         {"{\"model\": \"tiny\", \"prompt\": [1], \"roe_profile\": \"six\", \"roe_tau\": 0.2}", 400,
          "roe_tau"},
         {"{\"model\": \"tiny\", \"prompt\": [1], \"roe_adaptive\": -1}", 400, "roe_adaptive"},
+        /* what roe does not implement is refused by name, never ignored (finding 5) */
+        {"{\"prompt\": [1], \"tools\": [{\"type\": \"function\"}]}", 400, "tools"},
+        {"{\"prompt\": [1], \"tool_choice\": \"auto\"}", 400, "tool_choice"},
+        {"{\"prompt\": [1], \"tool_choice\": {\"type\": \"function\"}}", 400, "tool_choice"},
+        {"{\"prompt\": [1], \"functions\": [{\"name\": \"f\"}]}", 400, "functions"},
+        {"{\"prompt\": [1], \"response_format\": {\"type\": \"json_object\"}}", 400,
+         "response_format"},
+        {"{\"prompt\": [1], \"response_format\": \"json\"}", 400, "response_format"},
+        {"{\"prompt\": [1], \"suffix\": \"x\"}", 400, "suffix"},
         /* strict input (issue 18, finding 4): nothing the client sent is dropped silently */
         {"{\"model\": \"tiny\", \"prompt\": [1]} {\"x\": 1}", 400, ""},
         {"{\"model\": \"tiny\", \"prompt\": [1]}x", 400, ""},
@@ -288,6 +296,23 @@ TEST(openai_requests) {
         if (strstr(e.message, "--") || strstr(e.message, "roe_roster") || strstr(e.message, "keep_clean ="))
             TEST__FAIL("%s: an internal name in '%s'", bad[i].body, e.message);
     }
+    /* 'model' is optional (finding 8); the neutral values of tools and response_format pass */
+    ASSERT_EQ_INT(parse(&r, ROE_API_COMPLETIONS,
+                        "{\"prompt\": [1], \"tools\": [], \"tool_choice\": \"none\", "
+                        "\"response_format\": {\"type\": \"text\"}}",
+                        &q, &e),
+                  0);
+    roe_api_request_free(&q);
+    /* a full queue is 503 with Retry-After; too many connections 429 with it too */
+    roe_api_fail(&e, ROE_ERR_OVERLOADED, NULL, "full");
+    ASSERT_EQ_INT(e.http, 503);
+    ASSERT_EQ_INT(e.retry_after, 1);
+    roe_api_fail_http(&e, 429, "busy");
+    ASSERT_EQ_INT(e.retry_after, 1);
+    roe_api_fail(&e, ROE_ERR_STOPPING, NULL, "stopping");
+    ASSERT_TRUE(e.http == 503 && e.retry_after > 0);
+    roe_api_fail(&e, ROE_ERR_INVALID_ARG, "x", "bad");
+    ASSERT_EQ_INT(e.retry_after, 0);
     /* the messages of the strict checks say where */
     ASSERT_EQ_INT(parse(&r, ROE_API_CHAT,
                         "{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", \"content\": "
@@ -325,6 +350,43 @@ TEST(openai_requests) {
     ASSERT_TRUE(cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "error"), "type")));
     cJSON_Delete(o);
     free(js);
+    roe_model_free(r.m);
+}
+
+TEST(models_and_tokenize) {
+    struct api_rig r;
+    ASSERT_TRUE(api_open(&r) == 0);
+    struct roe_api_error e;
+    char *js = roe_api_models_json(&r.c, 5);
+    cJSON *o = cJSON_Parse(js);
+    ASSERT_EQ_STR(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "data"), 0), "id")->valuestring,
+                  "tiny");
+    cJSON_Delete(o);
+    free(js);
+    ASSERT_EQ_INT(roe_api_model_json(&r.c, 5, "tiny", &js, &e), 0);
+    o = cJSON_Parse(js);
+    ASSERT_EQ_STR(cJSON_GetObjectItem(o, "object")->valuestring, "model");
+    ASSERT_EQ_INT(cJSON_GetObjectItem(o, "max_model_len")->valueint, 64);
+    cJSON_Delete(o);
+    free(js);
+    ASSERT_EQ_INT(roe_api_model_json(&r.c, 5, "gpt-4", &js, &e), -1);
+    ASSERT_TRUE(e.http == 404 && strcmp(e.code, "model_not_found") == 0);
+    struct roe_api_tokenize t;
+    const char *body = "{\"prompt\": [3, 4, 5]}";
+    ASSERT_EQ_INT(roe_api_parse_tokenize(&r.c, body, strlen(body), &t, &e), 0);
+    js = roe_api_tokenize_json(&r.c, &t);
+    o = cJSON_Parse(js);
+    ASSERT_EQ_INT(cJSON_GetObjectItem(o, "count")->valueint, 3);
+    ASSERT_EQ_INT(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "tokens"), 2)->valueint, 5);
+    cJSON_Delete(o);
+    free(js);
+    roe_api_tokenize_free(&t);
+    body = "{\"prompt\": [1], \"model\": \"other\"}";
+    ASSERT_EQ_INT(roe_api_parse_tokenize(&r.c, body, strlen(body), &t, &e), -1);
+    ASSERT_EQ_INT(e.http, 404);
+    body = "{\"tokens\": [1]}"; /* no tokenizer in this rig */
+    ASSERT_EQ_INT(roe_api_detokenize(&r.c, body, strlen(body), &js, &e), -1);
+    ASSERT_EQ_STR(e.param, "tokens");
     roe_model_free(r.m);
 }
 
@@ -531,6 +593,7 @@ int main(void) {
     RUN(chat_templates);
     RUN(openai_requests);
     RUN(openai_responses);
+    RUN(models_and_tokenize);
     RUN(metrics_text);
     RUN(error_kinds_to_http);
     RUN(scheduler_refusals_to_http);
