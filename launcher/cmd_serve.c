@@ -247,7 +247,9 @@ static int start_server(const struct serve_opts *o, struct serving *v) {
     v->eo = roe_launcher_engine_opts(o->max_seqs, max_ctx, o->batch_rows, v->roster.k, o->threads);
     v->s.warm = 1;
     if (roe_session_open_engine(&v->s, CMD, v->eo)) return 1;
-    roe_status st = roe_sched_create(v->s.engine, &o->so, &v->sched);
+    struct roe_sched_opts so = o->so;
+    so.tok = v->s.tok; /* stop strings are matched in the tokens' text */
+    roe_status st = roe_sched_create(v->s.engine, &so, &v->sched);
     if (st != ROE_OK) return roe_report(CMD, st);
     v->api = (struct roe_api_config){
         .model_name = o->served ? o->served : base_name(v->s.model_dir, v->namebuf, sizeof v->namebuf),

@@ -127,6 +127,8 @@ static roe_status pack_binds(struct roe_control_io *io, const struct roe_step_pl
         b->home = (uint32_t)src->home;
         b->seed = src->seed;
         b->reset = src->reset != 0;
+        b->copy_len = (uint32_t)(src->copy_len > 0 ? src->copy_len : 0);
+        b->copy_from = (uint32_t)(src->copy_len > 0 ? src->copy_from : 0);
         if (src->roster) {
             Roe__Roster *r = &k->rmsg[i];
             roe__roster__init(r);
@@ -240,8 +242,10 @@ static void unpack_open(const Roe__SessionOpen *m, struct roe_session_spec *o) {
 roe_status roe_step_plan_bind(const struct roe_step_plan *p, size_t i, int n_layers, int me,
                               struct roe_plan_bind *b, struct roe_roster *roster) {
     const Roe__SeqBind *x = ((const Roe__StepPlan *)p->decoded)->bind[i];
-    *b = (struct roe_plan_bind){.seq = (int)x->seq, .home = (int)x->home, .reset = x->reset, .seed = x->seed};
+    *b = (struct roe_plan_bind){.seq = (int)x->seq, .home = (int)x->home, .reset = x->reset, .seed = x->seed,
+                                .copy_from = (int)x->copy_from, .copy_len = (int)x->copy_len};
     if (x->seq > (uint32_t)INT32_MAX || x->home > (uint32_t)INT32_MAX) b->seq = b->home = -1; /* out of range */
+    if (x->copy_from > (uint32_t)INT32_MAX || x->copy_len > (uint32_t)INT32_MAX) b->copy_from = b->copy_len = -1;
     if (!x->roster) return ROE_OK;
     const Roe__Roster *r = x->roster;
     if (r->n_tau != (size_t)n_layers || r->k < 1 || r->k > ROE_MAX_SAMPLES || r->gate > ROE_GATE_NOISY)

@@ -28,7 +28,7 @@
 #include "comm/comm.h"
 #include "roster.h"
 
-enum { ROE_CONTROL_VERSION = 1 };
+enum { ROE_CONTROL_VERSION = 2 };
 
 /* The version this process speaks: ROE_CONTROL_VERSION, unless a test overrides it
  * ($ROE_TEST_CONTROL_VERSION, base/env.h). */
@@ -56,6 +56,8 @@ struct roe_session_spec {
 struct roe_plan_bind {
     int seq, home;
     int reset;                       /* its cache empties on its home rank */
+    int copy_from, copy_len;         /* copy_len > 0: then it starts as copy_from's first
+                                        copy_len positions (the same home rank) */
     uint64_t seed;
     const struct roe_roster *roster; /* NULL: plain routing */
 };

@@ -260,6 +260,14 @@ fail:
 void roe_engine_reset_seq(roe_engine *e, int seq) {
     if (seq >= 0 && seq < e->opts.max_seqs) e->kv.len[seq] = 0;
 }
+roe_status roe_engine_copy_seq(roe_engine *e, int dst, int src, int len) {
+    const int S = e->opts.max_seqs;
+    if (dst < 0 || dst >= S || src < 0 || src >= S || dst == src || len < 0 || len > e->kv.len[src])
+        return roe_fail(ROE_ERR_INVALID_ARG, "engine: cannot copy %d positions of slot %d (holding %d) into slot %d",
+                        len, src, src >= 0 && src < S ? e->kv.len[src] : -1, dst);
+    roe_kv_cache_copy(&e->kv, dst, src, len);
+    return ROE_OK;
+}
 int roe_engine_seq_len(const roe_engine *e, int seq) { return e->kv.len[seq]; }
 const struct roe_model *roe_engine_model(const roe_engine *e) { return e->model; }
 const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e) { return &e->opts; }

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "metrics.h"
+#include "output.h"
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/json.h"
@@ -89,12 +90,12 @@ struct stream {
     struct roe_api_request req;
     char id[48];
     long created;
-    int sent;               /* tokens turned into chunks */
-    struct roe_strbuf raw;  /* token bytes not yet sanitized (an incomplete character) */
+    int seen;               /* tokens over every choice in the last view */
+    struct roe_out o[ROE_SCHED_MAX_CHOICES]; /* each choice's text so far */
     struct roe_strbuf text; /* scratch: the text of one chunk */
     struct roe_strbuf out;  /* SSE bytes not yet handed to libmicrohttpd */
     size_t off;
-    int first; /* the first chunk is still to come */
+    int first; /* the first chunks (chat: the role; echo: the prompt) are still to come */
     int done;  /* [DONE] is in out */
 };
 
@@ -227,22 +228,34 @@ static void new_id(roe_server *s, const struct roe_api_request *req, char *id, s
              (unsigned long long)(s->id_salt & 0xffffffffu), k);
 }
 
-/* The bytes of tokens [from, to), special tokens left out (the text the client sees). */
-static void token_bytes(const roe_server *s, const int32_t *t, int from, int to,
-                        struct roe_strbuf *out) {
-    const roe_tokenizer *tok = s->api->tok;
-    for (int i = from; i < to; i++) {
-        if (!tok) {
-            roe_strbuf_printf(out, "%s%d", i ? " " : "", t[i]); /* no tokenizer: the ids */
-            continue;
-        }
-        const char *b;
-        size_t n;
-        if (roe_tokenizer_is_special(tok, t[i]) ||
-            roe_tokenizer_token_bytes(tok, t[i], &b, &n) != ROE_OK)
-            continue;
-        roe_strbuf_append(out, b, n);
-    }
+/* The echo of a completion's prompt: its text as given, or its ids' text. */
+static void echo_text(const roe_server *s, const struct roe_api_request *req, struct roe_strbuf *text) {
+    if (!req->echo) return;
+    struct roe_strbuf raw = {0};
+    if (req->prompt_text)
+        roe_strbuf_puts(&raw, req->prompt_text);
+    else
+        roe_out_token_bytes(s->api->tok, req->prompt, 0, req->params.n_prompt, &raw);
+    roe_utf8_sanitize(raw.p ? raw.p : "", raw.len, 1, text);
+    roe_strbuf_free(&raw);
+}
+
+/* The log-probabilities of choice v's tokens [from, to) (none unless asked). */
+static struct roe_api_logprobs gen_logprobs(const struct roe_api_request *req, const struct roe_sreq_choice_view *v,
+                                            int from, int to) {
+    const int top = req->params.top_logprobs, lp = req->params.logprobs;
+    return (struct roe_api_logprobs){.ids = v->tokens + from, .n = to - from, .top = top,
+                                     .lp = lp ? v->logprobs + from : NULL,
+                                     .top_id = lp ? v->top_ids + (size_t)from * top : NULL,
+                                     .top_lp = lp ? v->top_logprobs + (size_t)from * top : NULL};
+}
+
+/* The prompt's log-probabilities (echo with logprobs; the first token has none). */
+static struct roe_api_logprobs prompt_logprobs(const struct roe_api_request *req, const struct roe_sreq_view *v) {
+    if (!req->params.prompt_logprobs) return (struct roe_api_logprobs){0};
+    return (struct roe_api_logprobs){.ids = req->prompt, .n = req->params.n_prompt, .top = v->top_logprobs,
+                                     .lp = v->prompt_logprobs, .top_id = v->prompt_top_ids,
+                                     .top_lp = v->prompt_top_logprobs, .null_first = 1};
 }
 
 /* A failed request's error, by its status (scheduler.h): 503 when the server stopped before it
@@ -259,12 +272,39 @@ static int wait_end(roe_sreq *r, int fd, struct roe_sreq_view *v) {
     for (;;) {
         roe_sreq_wait(r, have, POLL_S, v);
         if (v->end != ROE_SREQ_RUNNING) return 0;
-        have = v->n_tokens;
+        have = v->total_tokens;
         if (client_gone(fd)) {
             roe_sreq_cancel(r);
             return -1;
         }
     }
+}
+
+/* The body of a finished request: every choice's text (after the echo), tokens and
+ * log-probabilities (NULL: out of memory). */
+static char *finished_body(roe_server *s, const struct roe_api_request *req, const struct roe_sreq_view *v) {
+    struct roe_strbuf text[ROE_SCHED_MAX_CHOICES] = {{0}};
+    struct roe_api_choice ch[ROE_SCHED_MAX_CHOICES];
+    int oom = 0, completion = 0;
+    for (int i = 0; i < v->n_choices; i++) {
+        const struct roe_sreq_choice_view *c = &v->choice[i];
+        struct roe_out o = {0};
+        echo_text(s, req, &text[i]);
+        roe_out_take(s->api->tok, &o, c, &text[i]);
+        roe_strbuf_append(&text[i], "", 0);
+        oom |= o.raw.oom || text[i].oom;
+        roe_out_free(&o);
+        completion += c->n_tokens;
+        ch[i] = (struct roe_api_choice){.index = i, .text = text[i].p ? text[i].p : "",
+                                        .finish = roe_api_finish_name(c->finish),
+                                        .gen = gen_logprobs(req, c, 0, c->n_tokens),
+                                        .prompt = prompt_logprobs(req, v)};
+    }
+    char id[48];
+    new_id(s, req, id, sizeof id);
+    char *body = oom ? NULL : roe_api_response_json(s->api, req, id, (long)time(NULL), ch, v->n_choices, completion);
+    for (int i = 0; i < v->n_choices; i++) roe_strbuf_free(&text[i]);
+    return body;
 }
 
 static enum MHD_Result complete(roe_server *s, struct MHD_Connection *c,
@@ -276,18 +316,7 @@ static enum MHD_Result complete(roe_server *s, struct MHD_Connection *c,
     }
     enum MHD_Result ret;
     if (v.end == ROE_SREQ_FINISHED) {
-        struct roe_strbuf raw = {0}, text = {0};
-        token_bytes(s, v.tokens, 0, v.n_tokens, &raw);
-        roe_utf8_sanitize(raw.p ? raw.p : "", raw.len, 1, &text);
-        char id[48];
-        new_id(s, req, id, sizeof id);
-        char *body = raw.oom || text.oom ? NULL
-                                         : roe_api_response_json(s->api, req, id, (long)time(NULL),
-                                                                 text.p ? text.p : "", v.tokens,
-                                                                 v.n_tokens, v.finish);
-        roe_strbuf_free(&raw);
-        roe_strbuf_free(&text);
-        ret = respond(s, c, 200, body, "application/json", 0);
+        ret = respond(s, c, 200, finished_body(s, req, &v), "application/json", 0);
     } else {
         struct roe_api_error e;
         if (v.end == ROE_SREQ_CANCELLED)
@@ -300,35 +329,59 @@ static enum MHD_Result complete(roe_server *s, struct MHD_Connection *c,
     return ret;
 }
 
+/* The first chunks, before any token: chat announces the assistant in each choice; echo sends
+ * the prompt's text (and its log-probabilities). */
+static void first_chunks(struct stream *st, const struct roe_sreq_view *v) {
+    roe_server *s = st->srv;
+    const int chat = st->req.kind == ROE_API_CHAT;
+    for (int i = 0; i < v->n_choices && (chat || st->req.echo); i++) {
+        st->text.len = 0;
+        echo_text(s, &st->req, &st->text);
+        roe_strbuf_append(&st->text, "", 0);
+        const struct roe_api_choice ch = {.index = i, .role = chat, .text = chat ? NULL : st->text.p,
+                                          .prompt = prompt_logprobs(&st->req, v), .text_offset = &st->o[i].text_offset};
+        roe_api_stream_chunk(&st->out, s->api, &st->req, st->id, st->created, &ch);
+    }
+    st->first = 0;
+}
+
+/* Choice i's news as a chunk: its new text (and tokens), then, once it ended, its finish. */
+static void choice_chunk(struct stream *st, const struct roe_sreq_view *v, int i) {
+    roe_server *s = st->srv;
+    struct roe_out *o = &st->o[i];
+    const struct roe_sreq_choice_view *c = &v->choice[i];
+    if (o->finished) return;
+    const int from = o->sent;
+    st->text.len = 0;
+    roe_out_take(s->api->tok, o, c, &st->text);
+    roe_strbuf_append(&st->text, "", 0);
+    const int new_tokens = c->n_tokens > from;
+    const int chat = st->req.kind == ROE_API_CHAT;
+    if (st->text.len > 0 || (new_tokens && (st->req.return_token_ids || st->req.params.logprobs))) {
+        const struct roe_api_choice ch = {.index = i, .text = st->text.p, .gen = gen_logprobs(&st->req, c, from, c->n_tokens),
+                                          .text_offset = &o->text_offset};
+        roe_api_stream_chunk(&st->out, s->api, &st->req, st->id, st->created, &ch);
+    }
+    if (!c->ended) return;
+    const struct roe_api_choice fin = {.index = i, .text = chat ? NULL : "", .finish = roe_api_finish_name(c->finish),
+                                       .gen = {.ids = c->tokens, .n = 0}};
+    roe_api_stream_chunk(&st->out, s->api, &st->req, st->id, st->created, &fin);
+    o->finished = 1;
+}
+
 /* Turns what the request has produced since the last call into SSE events in st->out.
  * Returns 0, or -1 if the stream must end without [DONE] (the request was cancelled). */
 static int produce(struct stream *st, const struct roe_sreq_view *v) {
     roe_server *s = st->srv;
-    const int chat = st->req.kind == ROE_API_CHAT, final = v->end != ROE_SREQ_RUNNING;
-    const int role = st->first && chat; /* chat opens with the assistant's role, before any token */
-    if (v->n_tokens > st->sent || role || (final && st->raw.len)) {
-        const int from = st->sent;
-        token_bytes(s, v->tokens, from, v->n_tokens, &st->raw);
-        st->text.len = 0;
-        const size_t used =
-            roe_utf8_sanitize(st->raw.p ? st->raw.p : "", st->raw.len, final, &st->text);
-        roe_strbuf_consume(&st->raw, used);
-        st->sent = v->n_tokens;
-        /* a chunk when there is text (a token may end inside a character: its bytes wait) */
-        if (st->text.len > 0 || role || (from < v->n_tokens && st->req.return_token_ids)) {
-            roe_api_stream_chunk(&st->out, s->api, &st->req, st->id, st->created,
-                                 st->text.len ? st->text.p : "", st->first, NULL, v->tokens + from,
-                                 v->n_tokens - from);
-            st->first = 0;
-        }
-    }
-    if (!final) return 0;
+    if (st->first) first_chunks(st, v);
+    st->seen = v->total_tokens;
     if (v->end == ROE_SREQ_CANCELLED) return -1;
+    if (v->end != ROE_SREQ_FAILED)
+        for (int i = 0; i < v->n_choices; i++) choice_chunk(st, v, i);
+    if (v->end == ROE_SREQ_RUNNING) return 0;
     if (v->end == ROE_SREQ_FINISHED) {
-        roe_api_stream_chunk(&st->out, s->api, &st->req, st->id, st->created, chat ? NULL : "", 0,
-                             roe_api_finish_name(v->finish), NULL, 0);
         if (st->req.include_usage)
-            roe_api_stream_usage(&st->out, s->api, &st->req, st->id, st->created, v->n_tokens);
+            roe_api_stream_usage(&st->out, s->api, &st->req, st->id, st->created, v->total_tokens);
     } else {
         struct roe_api_error e;
         failed_error(v, &e);
@@ -346,11 +399,13 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         st->off = 0;
         st->out.len = 0;
         if (st->done) return MHD_CONTENT_READER_END_OF_STREAM;
-        const int role = st->first && st->req.kind == ROE_API_CHAT;
+        const int opening = st->first && (st->req.kind == ROE_API_CHAT || st->req.echo);
         struct roe_sreq_view v;
-        if (roe_sreq_wait(st->r, st->sent, role ? 0.0 : POLL_S, &v) || role) {
+        if (roe_sreq_wait(st->r, st->seen, opening ? 0.0 : POLL_S, &v) || opening) {
             if (produce(st, &v) < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
-            if (st->out.oom || st->raw.oom || st->text.oom) {
+            int oom = st->out.oom || st->text.oom;
+            for (int i = 0; i < v.n_choices; i++) oom |= st->o[i].raw.oom;
+            if (oom) {
                 roe_sreq_cancel(st->r);
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             }
@@ -372,7 +427,7 @@ static void stream_free(void *cls) {
     roe_sreq_cancel(st->r); /* a no-op for a request that has ended */
     roe_sreq_release(st->r);
     roe_api_request_free(&st->req);
-    roe_strbuf_free(&st->raw);
+    for (int i = 0; i < ROE_SCHED_MAX_CHOICES; i++) roe_out_free(&st->o[i]);
     roe_strbuf_free(&st->text);
     roe_strbuf_free(&st->out);
     roe_free(st);

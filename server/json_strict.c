@@ -29,9 +29,9 @@ static void path_of(const struct scan *s, int upto, struct roe_json_problem *p) 
     size_t w = 0;
     p->path[0] = '\0';
     p->param[0] = '\0';
-    if (n >= 1 && s->lv[0].is_obj) snprintf(p->param, sizeof p->param, "%s", s->lv[0].key);
     for (int i = 0; i < n && w < sizeof p->path; i++) {
         const struct level *l = &s->lv[i];
+        if (i == 0 && l->is_obj) snprintf(p->param, sizeof p->param, "%s", l->key);
         if (l->is_obj)
             w += (size_t)snprintf(p->path + w, sizeof p->path - w, "%s%s", i ? "." : "", l->key);
         else

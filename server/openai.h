@@ -36,6 +36,7 @@
 #include "runtime/roster.h"
 #include "runtime/sampler.h"
 #include "runtime/scheduler.h"
+#include "runtime/stop.h"
 #include "runtime/tokenizer.h"
 #include "strbuf.h"
 
@@ -68,9 +69,14 @@ struct roe_api_request {
     int stream;
     int include_usage;
     int return_token_ids;
-    struct roe_sreq_params params; /* prompt points into `prompt`, roster into `roster` */
+    int echo;                      /* completions: the prompt's text before the completion */
+    struct roe_sreq_params params; /* prompt points into `prompt`, roster into `roster`,
+                                      stop_text into `stop` */
     int32_t *prompt;               /* roe_malloc'd */
+    char *prompt_text;             /* echo of a text prompt: the text as given (roe_malloc'd) */
     struct roe_roster roster;
+    struct roe_stop_text stop;
+    int has_tok, vocab;            /* of the config it was parsed with */
 };
 
 struct roe_api_error {
@@ -112,18 +118,40 @@ void roe_api_request_free(struct roe_api_request *r);
 /* {"error": {...}} as a malloc'd string (NULL when out of memory). */
 char *roe_api_error_json(const struct roe_api_error *e);
 
-/* The whole (non-streamed) response, malloc'd. text is the valid UTF-8 of the tokens. */
-char *roe_api_response_json(const struct roe_api_config *c, const struct roe_api_request *r,
-                            const char *id, long created, const char *text, const int32_t *tokens,
-                            int n_tokens, roe_finish finish);
+/* Tokens with their log-probabilities (logprobs; lp NULL: none): lp[n], and the top
+ * alternatives top_id/top_lp[n, top]. null_first: the first token has none (a prompt's first). */
+struct roe_api_logprobs {
+    const int32_t *ids;
+    const float *lp;
+    const int32_t *top_id;
+    const float *top_lp;
+    int n, top;
+    int null_first;
+};
 
-/* Appends one SSE event "data: {...}\n\n" to out: a chunk with `text` (chat: the delta's
- * content; with role: the first chunk, announcing the assistant) and finish (NULL while
- * streaming; "stop" or "length" on the last), token ids when return_token_ids. */
+/* A choice of a response, or of one streamed chunk. */
+struct roe_api_choice {
+    int index;
+    const char *text;             /* valid UTF-8 (chat chunk: NULL for no content) */
+    const char *finish;           /* "stop" / "length"; NULL: a chunk of a choice still running */
+    int role;                     /* chat stream: the first chunk announces the assistant */
+    struct roe_api_logprobs gen;  /* the generated tokens it covers (ids also for token_ids) */
+    struct roe_api_logprobs prompt; /* echo with logprobs: the prompt's tokens, first (n = 0: none) */
+    long *text_offset;            /* completions' text_offset: where the next token starts (a
+                                     stream keeps it across chunks); NULL: from 0 */
+};
+
+/* The whole (non-streamed) response, malloc'd: n choices, usage with completion_tokens. */
+char *roe_api_response_json(const struct roe_api_config *c, const struct roe_api_request *r,
+                            const char *id, long created, const struct roe_api_choice *choices, int n,
+                            int completion_tokens);
+
+/* Appends one SSE event "data: {...}\n\n" to out: a chunk of one choice (its text, the
+ * assistant's role on chat's first, the finish on its last), with its tokens' log-probabilities
+ * and ids when asked. */
 void roe_api_stream_chunk(struct roe_strbuf *out, const struct roe_api_config *c,
                           const struct roe_api_request *r, const char *id, long created,
-                          const char *text, int role, const char *finish, const int32_t *tokens,
-                          int n_tokens);
+                          const struct roe_api_choice *ch);
 /* The usage chunk (choices empty) of stream_options.include_usage. */
 void roe_api_stream_usage(struct roe_strbuf *out, const struct roe_api_config *c,
                           const struct roe_api_request *r, const char *id, long created,

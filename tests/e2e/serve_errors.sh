@@ -44,8 +44,12 @@ expect_status "batched prompts" 400 "one request per prompt" $C '{"model": "'$NA
 long_prompt="[$(seq -s, 1 300)]"
 expect_status "prompt too long" 400 "maximum context length is 256" $C '{"model": "'$NAME'", "prompt": '"$long_prompt"'}'
 expect_status "prompt + max_tokens too long" 400 "maximum context length" $C '{"model": "'$NAME'", "prompt": "a", "max_tokens": 256}'
-expect_status "n > 1" 400 "'n'" $C '{"model": "'$NAME'", "prompt": "a", "n": 2}'
-expect_status "stop sequences" 400 "'stop'" $C '{"model": "'$NAME'", "prompt": "a", "stop": ["\n"]}'
+expect_status "n beyond the slots" 400 "n = 5" $C '{"model": "'$NAME'", "prompt": "a", "n": 5}'
+expect_status "too many stop strings" 400 "'stop'" $C '{"model": "'$NAME'", "prompt": "a", "stop": ["a", "b", "c", "d", "e"]}'
+expect_status "an empty stop string" 400 "'stop'" $C '{"model": "'$NAME'", "prompt": "a", "stop": [""]}'
+expect_status "echo in chat" 400 "'echo'" /v1/chat/completions '{"messages": [{"role": "user", "content": "x"}], "echo": true}'
+expect_status "top_logprobs without logprobs" 400 "needs 'logprobs'" /v1/chat/completions '{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}'
+expect_status "logprobs beyond 20" 400 "'logprobs'" $C '{"prompt": "a", "logprobs": 21}'
 # strict input (issue 18, finding 4): NUL, trailing data and duplicate keys are refused, never
 # truncated or resolved silently; a value float32 cannot hold is named (finding 7)
 expect_status "NUL in the prompt" 400 "NUL" $C '{"model": "'$NAME'", "prompt": "a\u0000b", "max_tokens": 2}'

@@ -57,6 +57,25 @@ for i in $(seq 0 15); do
 done
 [ $same = 16 ] && pass "2 ranks: 16 concurrent requests = each alone"
 
+# n choices on either home rank: the prompt's cache is copied on the home rank (a control-plane
+# binding when that is rank 1), each choice = the request alone with seed + i; prompt
+# log-probabilities (echo) too
+for k in 1 2; do
+    req='{"prompt": "The '$k' little pigs", "max_tokens": 8, "ignore_eos": true, "temperature": 0.9, "return_token_ids": true'
+    nb=$(post /v1/completions "$req, \"seed\": 3, \"n\": 3}")
+    same=0
+    for i in 0 1 2; do
+        one=$(post /v1/completions "$req, \"seed\": $((3 + i))}" | jq -c .choices[0].token_ids)
+        [ "$(echo "$nb" | jq -c ".choices[$i].token_ids")" = "$one" ] && same=$((same + 1))
+    done
+    [ $same = 3 ] && pass "2 ranks, n = 3 (request $k): each choice = alone with seed + i" ||
+        fail "2 ranks, n = 3: $(echo "$nb" | jq -c '[.choices[].token_ids]')"
+done
+e1=$(post /v1/completions '{"prompt": "Q: 1 + 2 = ? A:", "max_tokens": 1, "echo": true, "logprobs": 1}' | jq -c .choices[0].logprobs.token_logprobs)
+e2=$(post /v1/completions '{"prompt": "Q: 1 + 2 = ? A:", "max_tokens": 1, "echo": true, "logprobs": 1}' | jq -c .choices[0].logprobs.token_logprobs)
+[ -n "$e1" ] && [ "$e1" = "$e2" ] && [ "$e1" != null ] && pass "2 ranks: echo log-probabilities on either home rank agree" ||
+    fail "2 ranks echo: $e1 vs $e2"
+
 # streaming
 b=$(body '"Once upon a time"' 20)
 post /v1/completions "$b" | jq -j '.choices[0].text' >"$TMP/whole.txt"

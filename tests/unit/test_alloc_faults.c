@@ -215,13 +215,15 @@ static roe_status op_request(void *ctx) {
     if (st == ROE_OK) st = roe_tokenizer_decode(c->tok, v.tokens, (size_t)v.n_tokens, 0, &text, &len);
     if (st == ROE_OK) {
         struct roe_strbuf sse = {0};
-        roe_api_stream_chunk(&sse, &c->api, &q, "cmpl-1", 0, text, 1, NULL, v.tokens, v.n_tokens);
-        roe_api_stream_chunk(&sse, &c->api, &q, "cmpl-1", 0, "", 0, "length", NULL, 0);
+        const struct roe_api_choice ch = {.text = text, .role = 1, .gen = {.ids = v.tokens, .n = v.n_tokens}},
+                                    fin = {.text = "", .finish = "length"};
+        roe_api_stream_chunk(&sse, &c->api, &q, "cmpl-1", 0, &ch);
+        roe_api_stream_chunk(&sse, &c->api, &q, "cmpl-1", 0, &fin);
         roe_api_stream_usage(&sse, &c->api, &q, "cmpl-1", 0, v.n_tokens);
         if (sse.oom) st = roe_fail(ROE_ERR_NOMEM, "rendering the stream");
         roe_strbuf_free(&sse);
-        char *body = roe_api_response_json(&c->api, &q, "cmpl-1", 0, text, v.tokens, v.n_tokens,
-                                           ROE_FINISH_LENGTH);
+        const struct roe_api_choice whole = {.text = text, .finish = "length", .gen = {.ids = v.tokens, .n = v.n_tokens}};
+        char *body = roe_api_response_json(&c->api, &q, "cmpl-1", 0, &whole, 1, v.n_tokens);
         if (!body && st == ROE_OK) st = roe_fail(ROE_ERR_NOMEM, "rendering the response");
         free(body);
     }

@@ -246,8 +246,13 @@ TEST(openai_requests) {
         {"{\"model\": \"tiny\", \"prompt\": [1], \"top_p\": 0}", 400, "top_p"},
         {"{\"model\": \"tiny\", \"prompt\": [1], \"seed\": -3}", 400, "seed"},
         {"{\"model\": \"tiny\", \"prompt\": [1], \"stream_options\": 1}", 400, "stream_options"},
-        {"{\"model\": \"tiny\", \"prompt\": [1], \"echo\": true}", 400, "echo"},
-        {"{\"model\": \"tiny\", \"prompt\": [1], \"logprobs\": 5}", 400, "logprobs"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"logprobs\": 21}", 400, "logprobs"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"logprobs\": -1}", 400, "logprobs"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"n\": 0}", 400, "n"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"stop\": \"x\"}", 400, "stop"}, /* no tokenizer */
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"stop\": 5}", 400, "stop"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"stop_token_ids\": [99999]}", 400, "stop_token_ids"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"best_of\": 2}", 400, "best_of"},
         {"{\"model\": \"tiny\", \"prompt\": [1], \"presence_penalty\": 0.5}", 400,
          "presence_penalty"},
         {"{\"model\": \"tiny\", \"prompt\": [1], \"roe_k\": 0}", 400, "roe_k"},
@@ -400,8 +405,8 @@ TEST(openai_responses) {
                         &e),
                   0);
     const int32_t toks[] = {5, 6};
-    char *js =
-        roe_api_response_json(&r.c, &q, "cmpl-1", 7, "hi \"there\"", toks, 2, ROE_FINISH_EOS);
+    const struct roe_api_choice one = {.text = "hi \"there\"", .finish = "stop", .gen = {.ids = toks, .n = 2}};
+    char *js = roe_api_response_json(&r.c, &q, "cmpl-1", 7, &one, 1, 2);
     cJSON *o = cJSON_Parse(js);
     const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
     ASSERT_EQ_STR(cJSON_GetObjectItem(ch, "text")->valuestring, "hi \"there\"");
@@ -412,7 +417,8 @@ TEST(openai_responses) {
     cJSON_Delete(o);
     free(js);
     struct roe_strbuf sse = {0};
-    roe_api_stream_chunk(&sse, &r.c, &q, "cmpl-1", 7, "a", 1, NULL, toks, 1);
+    const struct roe_api_choice first = {.text = "a", .role = 1, .gen = {.ids = toks, .n = 1}};
+    roe_api_stream_chunk(&sse, &r.c, &q, "cmpl-1", 7, &first);
     roe_api_stream_usage(&sse, &r.c, &q, "cmpl-1", 7, 2);
     ASSERT_TRUE(strncmp(sse.p, "data: {", 7) == 0);
     ASSERT_TRUE(strstr(sse.p, "}\n\ndata: {") != NULL);
