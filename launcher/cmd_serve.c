@@ -39,7 +39,8 @@ static const char *SYNOPSIS =
     "[--model DIR] [--host ADDR] [--port P] [--port-file FILE] [--served-model-name NAME]\n"
     "       [--max-seqs N] [--max-model-len N] [--batch-rows N] [--max-queue N] [--kv-block-size "
     "N]\n"
-    "       [--kv-blocks N] [--max-connections N] [--max-body-bytes N] [--timeout S]\n"
+    "       [--kv-blocks N] [--max-connections N] [--max-connections-per-address N] [--max-body-bytes N]\n"
+    "       [--timeout S] [--header-timeout S] [--body-timeout S]\n"
     "       [--default-max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] "
     "[--threads N]\n"
     "       [--roe-profile-dir DIR] [--roe-k K] [--roe-tau T | --roe-profile FILE] "
@@ -135,7 +136,7 @@ static const char *base_name(const char *dir, char *buf, size_t n) {
 
 struct serve_opts {
     const char *model_dir, *served, *port_file, *profile_dir;
-    int max_seqs, max_model_len, batch_rows, threads, default_max_tokens, max_body;
+    int max_seqs, max_model_len, batch_rows, threads, default_max_tokens, max_body, header_timeout, body_timeout;
     struct roe_sched_opts so;
     struct roe_server_opts ho; /* host and port as the flags give them; max_body is copied in */
     struct roe_sampling sampling;
@@ -153,9 +154,11 @@ static int parse_options(int argc, char **argv, struct serve_opts *o) {
     o->ho.host = "127.0.0.1";
     o->ho.port = 8000;
     o->max_body = (int)o->ho.max_body_bytes;
+    o->header_timeout = (int)o->ho.header_timeout_s;
+    o->body_timeout = (int)o->ho.body_timeout_s;
     o->sampling = roe_sampling_default();
     roe_flags_init(&o->rf);
-    enum { N_OWN = 21 };
+    enum { N_OWN = 24 };
     struct roe_arg_spec specs[N_OWN + ROE_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)",
          0, 0},
@@ -179,11 +182,19 @@ static int parse_options(int argc, char **argv, struct serve_opts *o) {
         {"--kv-blocks", ROE_ARG_INT, &o->so.kv_blocks,
          "KV-cache blocks to admit against (0: slots x context)", 0, 1 << 30},
         {"--max-connections", ROE_ARG_INT, &o->ho.max_connections,
-         "open connections served; beyond: 429 (64)", 1, 1 << 16},
+         "connections with a request under way at once; beyond: one waiting on its client is "
+         "closed for it, else 429 (64)", 1, 1 << 16},
+        {"--max-connections-per-address", ROE_ARG_INT, &o->ho.max_per_address,
+         "open connections from one client address; beyond: 429 (0: --max-connections)", 0, 1 << 16},
         {"--max-body-bytes", ROE_ARG_INT, &o->max_body,
          "largest request body; beyond: 413 (1 MiB)", 1, 1 << 30},
         {"--timeout", ROE_ARG_INT, &o->ho.timeout_s,
-         "seconds before an idle connection is closed (60)", 1, 86400},
+         "seconds a client may neither send nor read before it is closed (never while it waits "
+         "for the server) (60)", 1, 86400},
+        {"--header-timeout", ROE_ARG_INT, &o->header_timeout,
+         "seconds a request's headers may take to arrive; beyond: 408 (10)", 1, 86400},
+        {"--body-timeout", ROE_ARG_INT, &o->body_timeout,
+         "seconds a request's body may take after its headers; beyond: 408 (30)", 1, 86400},
         {"--default-max-tokens", ROE_ARG_INT, &o->default_max_tokens,
          "chat requests without max_tokens: at most (256)", 1, 1 << 24},
         {"--temperature", ROE_ARG_FLOAT, &o->sampling.temperature,
@@ -199,6 +210,8 @@ static int parse_options(int argc, char **argv, struct serve_opts *o) {
     roe_flags_specs(&o->rf, specs + N_OWN);
     int rc = roe_args_parse(CMD, SYNOPSIS, specs, N_OWN + ROE_FLAGS_N_SPECS, argc, argv, 2);
     o->ho.max_body_bytes = (size_t)o->max_body;
+    o->ho.header_timeout_s = o->header_timeout;
+    o->ho.body_timeout_s = o->body_timeout;
     return rc;
 }
 

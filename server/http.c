@@ -2,11 +2,22 @@
  * http.c — libmicrohttpd glue: routing, limits, waiting for a request's tokens, streaming;
  * see server.h.
  *
- * Per connection, libmicrohttpd keeps our `struct conn` (its socket context): whether it was
- * accepted over the limit. Per request, `struct hreq` (its request context) accumulates the
- * body. A streamed response owns a `struct stream` (freed with the response): the scheduler
- * request, the bytes of tokens not yet turned into text (an incomplete UTF-8 character), and
- * the SSE bytes not yet written.
+ * Connections come from the front (front.h: accepting, first heads, limits, deadlines,
+ * eviction); libmicrohttpd's callbacks tell it where each request is (its socket context is the
+ * front's entry). Per request, `struct hreq` (its request context) accumulates the body. A
+ * streamed response owns a `struct stream` (freed with the response): the scheduler request,
+ * each choice's text so far (output.h), and the SSE bytes not yet written.
+ *
+ * Timers: libmicrohttpd's idle timer (--timeout) runs only while it waits on the client; while
+ * a request waits for the engine (a long queue, a slow step, a stalled rank) the timer is off,
+ * so a stream is never cut by a server timer, only by the client not reading.
+ *
+ * A client that closes its sending side after the request (a half-close) is not gone: only a
+ * reset or an error on the socket is. TCP cannot tell a half-close from a full close without
+ * writing, so such a client is probed: a stream with an SSE comment now and then, a request
+ * waiting for its whole answer (HTTP/1.1) with one interim "100 Continue", which every HTTP/1.1
+ * client must parse and skip (RFC 9110, 15.2). A client that closed entirely answers the probe
+ * with a reset, and its request is cancelled; one that only shut its side gets its answer.
  *
  * Errors: every answer that has a status behind it (a parse error, a scheduler refusal, a
  * failed request, an unknown endpoint) takes its HTTP status and code from that status alone
@@ -30,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "front.h"
 #include "metrics.h"
 #include "output.h"
 #include "base/alloc.h"
@@ -38,17 +50,17 @@
 #include "base/log.h"
 #include "utf8.h"
 
-enum { EXTRA_CONNECTIONS = 16 };   /* accepted over the limit only to be answered 429 */
 enum { DROP_FACTOR = 16 };         /* an oversized chunked body is read up to this x the limit */
+enum { EVICT_SLACK = 16 };         /* front.c: held beyond the limits while evicted ones close */
 static const double POLL_S = 0.05; /* how often a waiting connection checks its client */
+static const double PING_S = 1.0;  /* a half-closed stream's client is probed this often */
 
 struct roe_server {
     struct MHD_Daemon *d;
+    roe_front *front;
     const struct roe_api_config *api;
     roe_sched *sched;
     struct roe_server_opts o;
-    int port;
-    atomic_int connections;
     atomic_int generating; /* generation requests not yet answered in full */
     atomic_int draining;
     atomic_ullong next_id;
@@ -56,10 +68,6 @@ struct roe_server {
     time_t started;
     pthread_mutex_t mu; /* guards http */
     struct roe_http_stats http;
-};
-
-struct conn {
-    int over_limit;
 };
 
 typedef enum route {
@@ -70,12 +78,15 @@ typedef enum route {
     ROUTE_DETOKENIZE,
     ROUTE_MODELS,
     ROUTE_MODEL, /* /v1/models/{id} */
+    ROUTE_TOKENIZER_INFO,
     ROUTE_HEALTH,
     ROUTE_METRICS,
 } route;
 
 struct hreq {
     route route;
+    void *front; /* the connection's entry in the front (front.h) */
+    int http11;  /* the request is HTTP/1.1 (1xx answers allowed) */
     char model_id[256]; /* ROUTE_MODEL: the id asked for */
     struct roe_strbuf body;
     int too_big;
@@ -85,7 +96,9 @@ struct hreq {
 
 struct stream {
     roe_server *srv;
+    struct MHD_Connection *c;
     int fd;
+    double pinged; /* the client shut its side: when it was last probed */
     roe_sreq *r;
     struct roe_api_request req;
     char id[48];
@@ -105,11 +118,14 @@ struct roe_server_opts roe_server_opts_default(void) {
                                     .max_connections = 64,
                                     .max_body_bytes = 1u << 20,
                                     .max_header_bytes = 64u << 10,
-                                    .timeout_s = 60};
+                                    .timeout_s = 60,
+                                    .max_per_address = 0, /* 0: max_connections */
+                                    .header_timeout_s = 10,
+                                    .body_timeout_s = 30};
 }
 
 int roe_server_port(const roe_server *s) {
-    return s->port;
+    return roe_front_port(s->front);
 }
 void roe_server_draining(roe_server *s) {
     atomic_store(&s->draining, 1);
@@ -205,19 +221,28 @@ static int conn_fd(struct MHD_Connection *c) {
     return ci ? ci->connect_fd : -1;
 }
 
-/* 1 if the client closed its end (or the socket failed). A client that sent more bytes (a
- * pipelined request) is still there. */
-static int client_gone(int fd) {
+/* 1 if the client is gone: its connection was reset or failed. (A client that shut down only
+ * its sending side, or sent more bytes — a pipelined request — is still there.) *shut: it shut
+ * its sending side (a half-close, or a full close not yet known as one). */
+static int client_gone(int fd, int *shut) {
+    *shut = 0;
     if (fd < 0) return 0;
     struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
     if (poll(&p, 1, 0) <= 0) return 0;
-    if (p.revents & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)) return 1;
-    if (p.revents & POLLIN) {
+    if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) return 1;
+    if (p.revents & POLLRDHUP) *shut = 1;
+    else if (p.revents & POLLIN) {
         char b;
         const ssize_t k = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+        if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return 1;
+        *shut = k == 0;
     }
     return 0;
+}
+
+/* libmicrohttpd's idle timer, off while the request waits for the engine (see the top). */
+static void idle_timer(const roe_server *s, struct MHD_Connection *c, int on) {
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, on ? (unsigned)s->o.timeout_s : 0u);
 }
 
 /* ---- generation ---- */
@@ -265,15 +290,23 @@ static void failed_error(const struct roe_sreq_view *v, struct roe_api_error *e)
                  v->error[0] ? v->error : "the request failed");
 }
 
-/* Waits for a non-streamed request's end, watching the client. 0: ended; -1: the client left
- * (the request is cancelled). */
-static int wait_end(roe_sreq *r, int fd, struct roe_sreq_view *v) {
-    int have = 0;
+/* Waits for a non-streamed request's end, watching the client (probed once if it shut its
+ * side, when it speaks HTTP/1.1: see the top). 0: ended; -1: the client left (the request is
+ * cancelled). */
+static int wait_end(roe_server *s, struct MHD_Connection *c, int http11, roe_sreq *r, struct roe_sreq_view *v) {
+    static const char probe[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    const int fd = conn_fd(c);
+    int have = 0, shut, probed = 0;
     for (;;) {
         roe_sreq_wait(r, have, POLL_S, v);
         if (v->end != ROE_SREQ_RUNNING) return 0;
         have = v->total_tokens;
-        if (client_gone(fd)) {
+        const int gone = client_gone(fd, &shut);
+        if (shut && !probed && http11) {
+            probed = 1;
+            roe_front_send(s->front, c, probe, sizeof probe - 1);
+        }
+        if (gone) {
             roe_sreq_cancel(r);
             return -1;
         }
@@ -307,10 +340,13 @@ static char *finished_body(roe_server *s, const struct roe_api_request *req, con
     return body;
 }
 
-static enum MHD_Result complete(roe_server *s, struct MHD_Connection *c,
+static enum MHD_Result complete(roe_server *s, struct MHD_Connection *c, int http11,
                                 struct roe_api_request *req, roe_sreq *r) {
     struct roe_sreq_view v;
-    if (wait_end(r, conn_fd(c), &v) < 0) {
+    idle_timer(s, c, 0);
+    const int gone = wait_end(s, c, http11, r, &v) < 0;
+    idle_timer(s, c, 1); /* and restarted: the answer goes out now */
+    if (gone) {
         roe_sreq_release(r);
         return MHD_NO; /* nobody to answer: close the connection */
     }
@@ -401,7 +437,9 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         if (st->done) return MHD_CONTENT_READER_END_OF_STREAM;
         const int opening = st->first && (st->req.kind == ROE_API_CHAT || st->req.echo);
         struct roe_sreq_view v;
-        if (roe_sreq_wait(st->r, st->seen, opening ? 0.0 : POLL_S, &v) || opening) {
+        idle_timer(st->srv, st->c, 0);
+        const int news = roe_sreq_wait(st->r, st->seen, opening ? 0.0 : POLL_S, &v) || opening;
+        if (news) {
             if (produce(st, &v) < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
             int oom = st->out.oom || st->text.oom;
             for (int i = 0; i < v.n_choices; i++) oom |= st->o[i].raw.oom;
@@ -409,11 +447,22 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 roe_sreq_cancel(st->r);
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             }
-        } else if (client_gone(st->fd)) {
+            continue;
+        }
+        int shut;
+        if (client_gone(st->fd, &shut)) {
             roe_sreq_cancel(st->r);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
+        /* a client that shut its side: a comment line now and then finds out whether it is still
+         * reading (writing to a closed one fails, and libmicrohttpd then frees the stream) */
+        const double now = roe_now_s();
+        if (shut && now - st->pinged >= PING_S) {
+            st->pinged = now;
+            roe_strbuf_puts(&st->out, ": ping\n\n");
+        }
     }
+    idle_timer(st->srv, st->c, 1); /* bytes go out: the client must read them */
     size_t n = st->out.len - st->off;
     if (n > max) n = max;
     memcpy(buf, st->out.p + st->off, n);
@@ -443,6 +492,7 @@ static enum MHD_Result start_stream(roe_server *s, struct MHD_Connection *c,
         return fail(s, c, ROE_ERR_NOMEM, NULL, 0, "out of memory for a stream");
     }
     st->srv = s;
+    st->c = c;
     st->fd = conn_fd(c);
     st->r = r;
     st->req = *req; /* takes the prompt over */
@@ -479,7 +529,7 @@ static enum MHD_Result generate(roe_server *s, struct MHD_Connection *c, struct 
         return respond_error(s, c, &e, 0);
     }
     if (req.stream) return start_stream(s, c, &req, r);
-    enum MHD_Result ret = complete(s, c, &req, r);
+    enum MHD_Result ret = complete(s, c, h->http11, &req, r);
     roe_api_request_free(&req);
     return ret;
 }
@@ -518,7 +568,15 @@ static enum MHD_Result metrics(roe_server *s, struct MHD_Connection *c) {
     pthread_mutex_lock(&s->mu);
     h = s->http;
     pthread_mutex_unlock(&s->mu);
-    h.connections = atomic_load(&s->connections);
+    struct roe_front_stats fs;
+    roe_front_get_stats(s->front, &fs);
+    h.connections = fs.held + fs.pending;
+    h.pending = fs.pending;
+    h.evicted = fs.evicted;
+    h.timed_out = fs.timed_out;
+    h.refused_address = fs.refused_address;
+    h.refused_busy = fs.refused_full;
+    h.malformed = fs.malformed;
     struct roe_strbuf out = {0};
     roe_metrics_render(&out, s->api->model_name, &st, &h);
     char *body = NULL;
@@ -535,6 +593,7 @@ static route route_of(const char *url, struct hreq *h) {
     if (strcmp(url, "/v1/chat/completions") == 0) return ROUTE_CHAT;
     if (strcmp(url, "/tokenize") == 0) return ROUTE_TOKENIZE;
     if (strcmp(url, "/detokenize") == 0) return ROUTE_DETOKENIZE;
+    if (strcmp(url, "/tokenizer_info") == 0) return ROUTE_TOKENIZER_INFO;
     if (strcmp(url, "/v1/models") == 0) return ROUTE_MODELS;
     if (strncmp(url, model_prefix, sizeof model_prefix - 1) == 0 && url[sizeof model_prefix - 1]) {
         snprintf(h->model_id, sizeof h->model_id, "%s", url + sizeof model_prefix - 1);
@@ -555,10 +614,8 @@ static enum MHD_Result on_headers(roe_server *s, struct MHD_Connection *c, struc
                                   const char *url, const char *method) {
     h->route = route_of(url, h);
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    const struct conn *cn = ci ? ci->socket_context : NULL;
-    if (cn && cn->over_limit)
-        return reject(s, c, 429, "too many connections: the server serves %d at a time; retry later",
-                      s->o.max_connections);
+    h->front = ci ? ci->socket_context : NULL;
+    roe_front_set_state(s->front, h->front, strcmp(method, "POST") == 0 ? ROE_FRONT_BODY : ROE_FRONT_BUSY);
     const int post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
     if (h->route == ROUTE_NONE)
         return fail(s, c, ROE_ERR_NOT_FOUND, NULL, !post && !get ? 1 : 0, "no such endpoint: %s %.200s",
@@ -602,6 +659,7 @@ static enum MHD_Result on_body(roe_server *s, struct hreq *h, const char *upload
 
 /* The whole request is in: the answer. */
 static enum MHD_Result on_complete(roe_server *s, struct MHD_Connection *c, struct hreq *h) {
+    roe_front_set_state(s->front, h->front, ROE_FRONT_BUSY);
     if (h->too_big)
         return reject(s, c, 413, "the request body exceeds the limit of %zu bytes", s->o.max_body_bytes);
     if (h->body.oom) return fail(s, c, ROE_ERR_NOMEM, NULL, 1, "out of memory for the request body");
@@ -611,6 +669,7 @@ static enum MHD_Result on_complete(roe_server *s, struct MHD_Connection *c, stru
     case ROUTE_TOKENIZE:
     case ROUTE_DETOKENIZE: return tokenize(s, c, h);
     case ROUTE_METRICS: return metrics(s, c);
+    case ROUTE_TOKENIZER_INFO: return respond(s, c, 200, roe_api_tokenizer_info_json(s->api), "application/json", 0);
     case ROUTE_HEALTH:
         if (atomic_load(&s->draining))
             return fail(s, c, ROE_ERR_STOPPING, NULL, 0, "the server is shutting down");
@@ -623,12 +682,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **req_cls) {
     roe_server *s = cls;
-    (void)version;
     struct hreq *h = *req_cls;
     if (!h) {
         h = roe_calloc(1, sizeof *h);
         if (!h) return MHD_NO;
         *req_cls = h;
+        h->http11 = strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
         return on_headers(s, c, h, url, method);
     }
     if (*upload_size) return on_body(s, h, upload, upload_size);
@@ -642,6 +701,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     (void)why;
     struct hreq *h = *req_cls;
     if (!h) return;
+    roe_front_set_state(s->front, h->front, ROE_FRONT_IDLE);
     if (h->generating) atomic_fetch_sub(&s->generating, 1);
     roe_strbuf_free(&h->body);
     roe_free(h);
@@ -651,81 +711,93 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_cls,
                           enum MHD_ConnectionNotificationCode what) {
     roe_server *s = cls;
-    (void)c;
-    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
-        const int n = atomic_fetch_add(&s->connections, 1) + 1;
-        struct conn *cn = roe_calloc(1, sizeof *cn);
-        if (cn) cn->over_limit = n > s->o.max_connections;
-        *socket_cls = cn;
-    } else {
-        atomic_fetch_sub(&s->connections, 1);
-        roe_free(*socket_cls);
+    if (what == MHD_CONNECTION_NOTIFY_STARTED)
+        *socket_cls = roe_front_attach(s->front, c);
+    else {
+        roe_front_detach(s->front, *socket_cls);
         *socket_cls = NULL;
     }
 }
 
+/* A request line is in (libmicrohttpd's thread of that connection). */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *c) {
+    roe_server *s = cls;
+    (void)uri;
+    roe_front_request_line(s->front, c);
+    return NULL; /* the request context stays NULL until on_request */
+}
+
 static void on_log(void *cls, const char *fmt, va_list ap) {
-    (void)cls;
+    roe_server *s = cls;
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     const size_t n = strlen(msg);
     if (n && msg[n - 1] == '\n') msg[n - 1] = '\0';
-    ROE_LOG_WARN("http", "%s", msg);
+    /* libmicrohttpd is about to send an HTML error page of its own (its words, 0.9.75 and
+     * later): the front answers in JSON first (front.h) */
+    static const char mark[] = "(HTTP response code is ";
+    const char *at = strstr(msg, mark);
+    if (at && s->front) roe_front_replace_error(s->front, atoi(at + sizeof mark - 1));
+    ROE_LOG_INFO("http", "%s", msg);
+}
+
+static roe_status check_opts(const struct roe_server_opts *o) {
+    if (o->port < 0 || o->port > 65535 || o->max_connections < 1 || o->max_body_bytes < 1 || o->timeout_s < 1 ||
+        o->max_header_bytes < 4096 || o->max_per_address < 0 || !(o->header_timeout_s > 0) ||
+        !(o->body_timeout_s > 0))
+        return roe_fail(ROE_ERR_INVALID_ARG,
+                        "server: port %d, max connections %d (per address %d), body limit %zu, header limit %zu, "
+                        "timeouts %d / %g / %g s: need a port in [0, 65535], at least 1 connection, 1 byte of "
+                        "body, 4096 bytes of headers, positive timeouts",
+                        o->port, o->max_connections, o->max_per_address, o->max_body_bytes, o->max_header_bytes,
+                        o->timeout_s, o->header_timeout_s, o->body_timeout_s);
+    return ROE_OK;
+}
+
+/* libmicrohttpd without a listening socket of its own: the front hands it connections. */
+static struct MHD_Daemon *start_daemon(roe_server *s) {
+    const struct roe_server_opts *o = &s->o;
+    const unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                           MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+    /* its memory per connection: more than a head the front lets through, so that it never
+     * refuses one (later heads on a kept-alive connection over the limit get its 431, in JSON) */
+    const size_t mem = o->max_header_bytes + (32u << 10);
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_log, s, /* first: every message */
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(o->max_connections + ROE_FRONT_PROBE_EXTRA + EVICT_SLACK),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, s, MHD_OPTION_END);
 }
 
 roe_status roe_server_start(const struct roe_server_opts *o, const struct roe_api_config *api,
                             roe_sched *sched, roe_server **out) {
     *out = NULL;
-    if (o->port < 0 || o->port > 65535 || o->max_connections < 1 || o->max_body_bytes < 1 ||
-        o->timeout_s < 1 || o->max_header_bytes < 4096)
-        return roe_fail(
-            ROE_ERR_INVALID_ARG,
-            "server: port %d, max connections %d, body limit %zu, header limit %zu, timeout %d s: "
-            "need a "
-            "port in [0, 65535], at least 1 connection, 1 byte of body, 4096 bytes of headers, 1 s",
-            o->port, o->max_connections, o->max_body_bytes, o->max_header_bytes, o->timeout_s);
-    char service[16];
-    snprintf(service, sizeof service, "%d", o->port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    const int gai = getaddrinfo(o->host, service, &hints, &ai);
-    if (gai != 0 || !ai)
-        return roe_fail(ROE_ERR_INVALID_ARG, "server: cannot resolve host '%s': %s", o->host,
-                        gai_strerror(gai));
+    ROE_TRY(check_opts(o));
     roe_server *s = roe_calloc(1, sizeof *s);
-    if (!s) {
-        freeaddrinfo(ai);
-        return roe_fail(ROE_ERR_NOMEM, "server: out of memory");
-    }
+    if (!s) return roe_fail(ROE_ERR_NOMEM, "server: out of memory");
     s->api = api;
     s->sched = sched;
     s->o = *o;
     s->id_salt = (uint64_t)(roe_now_s() * 1e6);
     s->started = time(NULL);
     pthread_mutex_init(&s->mu, NULL);
-    unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    s->d = MHD_start_daemon(
-        flags, (uint16_t)o->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_log,
-        s, /* first, so that every message goes there */
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(o->max_connections + EXTRA_CONNECTIONS), MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)o->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->max_header_bytes,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        s, MHD_OPTION_END);
-    const int err = errno;
-    freeaddrinfo(ai);
-    if (!s->d) {
+    s->d = start_daemon(s);
+    roe_status st = ROE_OK;
+    if (!s->d) st = roe_fail(ROE_ERR_IO, "server: libmicrohttpd could not start: %s", strerror(errno));
+    const struct roe_front_opts fo = {
+        .host = o->host, .port = o->port, .max_connections = o->max_connections,
+        .max_per_address = o->max_per_address ? o->max_per_address : o->max_connections,
+        .max_pending = 4 * o->max_connections > 64 ? 4 * o->max_connections : 64,
+        .header_timeout_s = o->header_timeout_s, .body_timeout_s = o->body_timeout_s,
+        .idle_timeout_s = o->timeout_s, .max_header_bytes = o->max_header_bytes, .max_body_bytes = o->max_body_bytes};
+    if (st == ROE_OK) st = roe_front_start(&fo, s->d, &s->front);
+    if (st != ROE_OK) {
+        if (s->d) MHD_stop_daemon(s->d);
         pthread_mutex_destroy(&s->mu);
         roe_free(s);
-        return roe_fail(ROE_ERR_IO, "server: cannot listen on %s port %d: %s", o->host, o->port,
-                        err ? strerror(err) : "libmicrohttpd could not start");
+        return st;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : o->port;
     *out = s;
     return ROE_OK;
 }
@@ -734,7 +806,7 @@ void roe_server_stop(roe_server *s, double drain_s) {
     if (!s) return;
     atomic_store(&s->draining, 1);
     /* no new connections; the responses under way (their requests have ended) finish sending */
-    const MHD_socket listen_fd = MHD_quiesce_daemon(s->d);
+    roe_front_quiesce(s->front);
     const double until = roe_now_s() + drain_s;
     while (atomic_load(&s->generating) > 0 && roe_now_s() < until) {
         struct timespec ts = {0, 10 * 1000 * 1000};
@@ -743,8 +815,9 @@ void roe_server_stop(roe_server *s, double drain_s) {
     if (atomic_load(&s->generating) > 0)
         ROE_LOG_WARN("http", "closing %d response(s) still being sent after %.0f s",
                      atomic_load(&s->generating), drain_s);
+    roe_front_stop(s->front); /* its thread hands connections to the daemon: it goes first */
     MHD_stop_daemon(s->d);
-    if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
+    roe_front_free(s->front);
     pthread_mutex_destroy(&s->mu);
     roe_free(s);
 }

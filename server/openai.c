@@ -940,6 +940,26 @@ int roe_api_model_json(const struct roe_api_config *c, long created, const char 
     return 0;
 }
 
+/* A special token's text ("<|endoftext|>"), or null. */
+static cJSON *special_text(const struct roe_api_config *c, int id) {
+    const char *b;
+    size_t n;
+    if (id < 0 || !c->tok || roe_tokenizer_token_bytes(c->tok, id, &b, &n) != ROE_OK) return cJSON_CreateNull();
+    return text_of(b, n);
+}
+
+char *roe_api_tokenizer_info_json(const struct roe_api_config *c) {
+    int ok = 1;
+    cJSON *root = cJSON_CreateObject();
+    roe_json_put(&ok, root, "tokenizer_class", cJSON_CreateString(c->tok ? "byte-level BPE" : "none"));
+    roe_json_put(&ok, root, "eos_token", special_text(c, c->cfg->eos_token_id));
+    roe_json_put(&ok, root, "bos_token", special_text(c, c->cfg->bos_token_id));
+    roe_json_put(&ok, root, "pad_token", cJSON_CreateNull());
+    roe_json_put(&ok, root, "model_max_length", cJSON_CreateNumber(c->max_ctx));
+    roe_json_put(&ok, root, "vocab_size", cJSON_CreateNumber(c->cfg->vocab_size));
+    return roe_json_render(ok, root);
+}
+
 int roe_api_parse_tokenize(const struct roe_api_config *c, const char *body, size_t len,
                            struct roe_api_tokenize *out, struct roe_api_error *e) {
     memset(out, 0, sizeof *out);

@@ -173,6 +173,8 @@ int roe_api_model_json(const struct roe_api_config *c, long created, const char 
  * adds none, as its completions do not); it answers {"count", "max_model_len", "tokens"
  * [, "token_strs"]}: exactly the ids a completion request with that prompt would run.
  * /detokenize takes {"tokens": [ids]} and answers {"prompt": text}. "model" is optional. */
+/* GET /tokenizer_info (vLLM's): eos/bos/pad tokens' text, model_max_length, vocab_size. */
+char *roe_api_tokenizer_info_json(const struct roe_api_config *c);
 struct roe_api_tokenize {
     int32_t *ids; /* roe_malloc'd */
     int n;

@@ -45,6 +45,9 @@ back=$(post /detokenize "{\"tokens\": $ids}" | jq -r .prompt)
 chat_ids=$(post /tokenize '{"messages": [{"role": "user", "content": "hi"}]}' | jq -c .tokens)
 want=$(post /v1/chat/completions '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "return_token_ids": true}' | jq -c .prompt_token_ids)
 [ -n "$chat_ids" ] && [ "$chat_ids" = "$want" ] && pass "/tokenize of messages: the chat prompt's ids" || fail "/tokenize messages: $chat_ids vs $want"
+info=$(curl -s "$URL/tokenizer_info")
+echo "$info" | jq -e '.eos_token == "<|endoftext|>" and .model_max_length == 256' >/dev/null &&
+    pass "GET /tokenizer_info: eos_token, model_max_length (what lm-eval's remote tokenizer reads)" || fail "/tokenizer_info: $info"
 expect_status "/detokenize of a bad id" 400 "not a token id" /detokenize '{"tokens": [1, -4]}'
 expect_status "/tokenize of nothing" 400 "'prompt' is required" /tokenize '{}'
 code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/tokenize")
