@@ -259,6 +259,7 @@ static int start_server(const struct serve_opts *o, struct serving *v) {
     const int max_ctx = o->max_model_len ? o->max_model_len : v->s.model->cfg.max_position;
     v->eo = roe_launcher_engine_opts(o->max_seqs, max_ctx, o->batch_rows, v->roster.k, o->threads);
     v->s.warm = 1;
+    v->s.liveness_s = roe_env_liveness_s(); /* several ranks: a dead one is found within it */
     if (roe_session_open_engine(&v->s, CMD, v->eo)) return 1;
     struct roe_sched_opts so = o->so;
     so.tok = v->s.tok; /* stop strings are matched in the tokens' text */
@@ -353,7 +354,9 @@ int roe_cmd_serve(int argc, char **argv) {
         roe_status st = roe_sched_run(v.sched);
         if (st != ROE_OK) rc = roe_report(CMD, st);
     }
-    serving_close(&v, o.ho.timeout_s);
+    /* after a failure the answers under way are errors, sent at once: a short drain, so that
+     * every rank is gone within seconds */
+    serving_close(&v, rc ? 2 : o.ho.timeout_s);
     if (rc == 0) fprintf(stderr, "roe serve: stopped\n");
     return rc;
 }

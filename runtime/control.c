@@ -181,6 +181,7 @@ static void pack_open(const struct roe_session_spec *o, Roe__SessionOpen *m) {
     m->no_overlap = o->no_overlap != 0;
     m->warm = o->warm != 0;
     m->backend = (uint32_t)o->backend;
+    m->liveness_s = (float)o->liveness_s;
 }
 
 roe_status roe_control_send(roe_comm *c, const struct roe_control *msg, struct roe_control_io *io) {
@@ -236,6 +237,7 @@ static void unpack_open(const Roe__SessionOpen *m, struct roe_session_spec *o) {
         .max_rows = (int)m->max_rows, .n_threads = m->n_threads, .isa = (int)m->isa,
         .no_dedup = m->no_dedup, .wire = (int)m->wire, .no_overlap = m->no_overlap, .warm = m->warm,
         .backend = (int)m->backend, .n_layers = (int)m->n_layers, .n_experts = (int)m->n_experts,
+        .liveness_s = m->liveness_s > 0 && m->liveness_s < 1e7f ? m->liveness_s : 0,
         .owner = (const int *)m->owner, .n_owner = m->n_owner, .placement_source = m->placement_source};
 }
 

@@ -45,6 +45,7 @@ struct roe_session_spec {
     int no_overlap;
     int warm;               /* read the rank's weights into memory after opening */
     int backend;            /* roe_backend_kind */
+    double liveness_s;      /* > 0: once open, the bound on every wait for another rank */
     int n_layers, n_experts;
     const int *owner;       /* [n_owner = n_layers * n_experts] the placement, -1 in dense layers;
                                NULL: none (one process) */

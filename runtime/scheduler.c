@@ -463,6 +463,10 @@ void roe_sched_stop(roe_sched *s, int abort) {
     pthread_mutex_unlock(&s->mu);
 }
 
+int roe_sched_failed(roe_sched *s) {
+    return atomic_load(&s->dead);
+}
+
 void roe_sched_get_stats(roe_sched *s, struct roe_sched_stats *out) {
     pthread_mutex_lock(&s->mu);
     *out = s->st;

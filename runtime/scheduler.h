@@ -173,6 +173,9 @@ roe_status roe_sched_run(roe_sched *s);
  * ROE_ERR_STOPPING; running ones finish (abort = 0) or fail so at the next step (abort = 1). */
 void roe_sched_stop(roe_sched *s, int abort);
 
+/* Any thread: 1 once a failure left the engine unusable (roe_sched_run returns it). */
+int roe_sched_failed(roe_sched *s);
+
 /* Counters for /metrics, as one snapshot. */
 struct roe_sched_stats {
     int running, waiting;

@@ -96,6 +96,8 @@ roe_status roe_worker_run(roe_comm *c) {
             rep.error = rep.status == ROE_OK ? "" : roe_error_message();
             if (rep.status != ROE_OK) session_close(&s); /* the coordinator reports it and exits */
             st = roe_reply_send(c, &rep, &io, "session open reply");
+            /* serving: from now on a dead rank must be found fast (the coordinator heartbeats) */
+            if (st == ROE_OK && rep.status == ROE_OK && m.open.liveness_s > 0) roe_comm_set_timeout(c, m.open.liveness_s);
         } else if (!s.cl) {
             st = roe_fail(ROE_ERR_FORMAT, "rank %d: a step arrived from rank 0 before any session was opened",
                           roe_comm_rank(c));

@@ -54,6 +54,7 @@ enum { DROP_FACTOR = 16 };         /* an oversized chunked body is read up to th
 enum { EVICT_SLACK = 16 };         /* front.c: held beyond the limits while evicted ones close */
 static const double POLL_S = 0.05; /* how often a waiting connection checks its client */
 static const double PING_S = 1.0;  /* a half-closed stream's client is probed this often */
+static const double FAILED_LINGER_S = 1.5; /* after an engine failure: 503 to all, then close */
 
 struct roe_server {
     struct MHD_Daemon *d;
@@ -671,6 +672,8 @@ static enum MHD_Result on_complete(roe_server *s, struct MHD_Connection *c, stru
     case ROUTE_METRICS: return metrics(s, c);
     case ROUTE_TOKENIZER_INFO: return respond(s, c, 200, roe_api_tokenizer_info_json(s->api), "application/json", 0);
     case ROUTE_HEALTH:
+        if (roe_sched_failed(s->sched))
+            return fail(s, c, ROE_ERR_UNAVAILABLE, NULL, 0, "the engine failed (a rank died or stopped answering): the server is stopping");
         if (atomic_load(&s->draining))
             return fail(s, c, ROE_ERR_STOPPING, NULL, 0, "the server is shutting down");
         return respond(s, c, 200, strdup("{\"status\": \"ok\"}"), "application/json", 0);
@@ -805,9 +808,16 @@ roe_status roe_server_start(const struct roe_server_opts *o, const struct roe_ap
 void roe_server_stop(roe_server *s, double drain_s) {
     if (!s) return;
     atomic_store(&s->draining, 1);
+    const double t0 = roe_now_s(), until = t0 + drain_s;
+    /* the engine failed: for a moment more, every request (and /health) is answered 503, so
+     * that load balancers and clients hear why rather than find the port closed */
+    if (roe_sched_failed(s->sched))
+        while (roe_now_s() < t0 + FAILED_LINGER_S && roe_now_s() < until) {
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
     /* no new connections; the responses under way (their requests have ended) finish sending */
     roe_front_quiesce(s->front);
-    const double until = roe_now_s() + drain_s;
     while (atomic_load(&s->generating) > 0 && roe_now_s() < until) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);

@@ -65,7 +65,9 @@ int roe_server_port(const roe_server *s);
 void roe_server_draining(roe_server *s);
 /* Stops listening, lets the responses under way finish sending (at most drain_s seconds:
  * a client that stopped reading cannot hold the exit), closes every connection and frees the
- * server. Every request must have ended: stop the scheduler first. */
+ * server. Every request must have ended: stop the scheduler first. After an engine failure
+ * (roe_sched_failed) it answers 503 to everything, /health included, for a second and a half
+ * first. */
 void roe_server_stop(roe_server *s, double drain_s);
 
 #endif

@@ -2,7 +2,7 @@
 # `mpirun -np 2 roe serve`: rank 0 serves HTTP, every step runs on both ranks. The same tokens
 # as one process (`roe generate`), 16 concurrent requests = each alone, a stream that
 # concatenates to the whole text, a disconnect mid-stream that frees the slot, heartbeats that
-# keep an idle server's ranks in step past ROE_COMM_TIMEOUT_S, and SIGTERM to rank 0 ending the
+# keep an idle server's ranks in step past the liveness bound (ROE_LIVENESS_S), and SIGTERM to rank 0 ending the
 # whole job cleanly (exit 0).
 . "$(dirname "$0")/../e2e/lib.bash"
 . "$(dirname "$0")/lib.bash"
@@ -10,8 +10,8 @@
 M=models/olmoe-tiny
 [ -f $M/model.safetensors ] || { echo "skipped: $M has no weights (tools/train_bundled.py)"; exit 77; }
 NAME=olmoe-tiny
-export ROE_COMM_TIMEOUT_S=4 # heartbeats every second; an idle pause below outlasts the bound
-start_server "${MPIRUN[@]}" -x ROE_COMM_TIMEOUT_S -np 2 -- --model $M --max-seqs 16 --max-model-len 256
+export ROE_LIVENESS_S=4 # heartbeats every second; an idle pause below outlasts the bound
+start_server "${MPIRUN[@]}" -x ROE_LIVENESS_S -np 2 -- --model $M --max-seqs 16 --max-model-len 256
 rank0=$(sed -n 's/.*(pid \([0-9]*\), 2 ranks.*/\1/p' "$TMP/server.log" | head -1)
 [ -n "$rank0" ] && EXTRA_PIDS+=("$rank0")
 [ -n "$rank0" ] && pass "rank 0 (pid $rank0) serves, 2 ranks" || { fail "no 2-rank server line: $(cat "$TMP/server.log")"; finish; exit 1; }
@@ -98,7 +98,7 @@ sleep 6
 out=$(post /v1/completions '{"model": "'$NAME'", "prompt": "Hello", "max_tokens": 4, "ignore_eos": true}')
 hb=$(metric roe_heartbeats_total)
 [ "$(echo "$out" | jq '.usage.completion_tokens')" = 4 ] && [ "${hb:-0}" -ge 2 ] &&
-    pass "2 ranks: serving after 6 s idle (ROE_COMM_TIMEOUT_S=4), $hb heartbeats" || fail "after idle: $out (heartbeats $hb)"
+    pass "2 ranks: serving after 6 s idle (ROE_LIVENESS_S=4), $hb heartbeats" || fail "after idle: $out (heartbeats $hb)"
 
 # SIGTERM to rank 0: the job ends cleanly
 kill -TERM "$rank0"
