@@ -30,6 +30,9 @@ static const struct roe_env_knob KNOBS[] = {
      .help = "roe serve on several ranks: once the model is open, the bound in seconds on every wait "
              "for another rank (idle, the coordinator sends a heartbeat every quarter of it), so a "
              "dead rank is found within it"},
+    {.name = "ROE_API_KEY", .type = ROE_ENV_STRING, .secret = 1,
+     .help = "roe serve: the API key clients must send (Authorization: Bearer KEY), as --api-key "
+             "(which takes precedence); unset: none"},
     {.name = "ROE_PLACEMENT", .type = ROE_ENV_PATH,
      .help = "expert placement file (configs/README.md; unset: contiguous blocks per rank)"},
     {.name = "ROE_HOME_POLICY", .type = ROE_ENV_CHOICE, .choices = {"round-robin", "least-loaded"},
@@ -161,6 +164,7 @@ const char *roe_env_home_policy(void) { return roe_env_get("ROE_HOME_POLICY").st
 const char *roe_env_ep_wire(void) { return roe_env_get("ROE_EP_WIRE").str; }
 double roe_env_comm_timeout_s(void) { return roe_env_get("ROE_COMM_TIMEOUT_S").num; }
 double roe_env_liveness_s(void) { return roe_env_get("ROE_LIVENESS_S").num; }
+const char *roe_env_api_key(void) { return roe_env_get("ROE_API_KEY").str; }
 roe_env_comm_kind roe_env_comm(void) { return (roe_env_comm_kind)roe_env_get("ROE_COMM").i; }
 int roe_env_ep_overlap(void) { return (int)roe_env_get("ROE_EP_OVERLAP").i; }
 int roe_env_ep_early_us(void) { return (int)roe_env_get("ROE_EP_EARLY_US").i; }

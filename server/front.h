@@ -36,7 +36,10 @@
  *              (recorded when its request line arrived), then closes the connection's write side
  *              so that the HTML never follows.
  * With TLS (libmicrohttpd's GnuTLS) heads cannot be read here: connections are handed over
- * at once, and the deadlines, limits and eviction apply to them in libmicrohttpd.
+ * at once, and the deadlines, limits and eviction apply to them in libmicrohttpd. The one
+ * error page left to libmicrohttpd is then a TLS connection's first request line in an HTTP
+ * version other than 1.x (or longer than the header limit): its logger speaks before any
+ * callback has told which connection it is about.
  */
 #ifndef ROE_SERVER_FRONT_H
 #define ROE_SERVER_FRONT_H

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -610,6 +611,48 @@ static int is_post_route(route r) {
     return r == ROUTE_COMPLETIONS || r == ROUTE_CHAT || r == ROUTE_TOKENIZE || r == ROUTE_DETOKENIZE;
 }
 
+/* 1 if got[0, n) is the key, in time that depends on the key's length alone (never on how
+ * much of a guess is right). */
+static int key_matches(const char *want, const char *got, size_t n) {
+    const size_t wl = strlen(want);
+    unsigned diff = wl != n;
+    for (size_t i = 0; i < wl; i++) diff |= (unsigned char)want[i] ^ (unsigned char)(i < n ? got[i] : 0);
+    return diff == 0;
+}
+
+/* The API key check (none without a key; /health, and /metrics when public, are open). */
+static int authorized(const roe_server *s, struct MHD_Connection *c, route r) {
+    if (!s->o.api_key || r == ROUTE_HEALTH || (r == ROUTE_METRICS && s->o.public_metrics)) return 1;
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!v || strncasecmp(v, "Bearer ", 7) != 0) return 0;
+    v += 7;
+    while (*v == ' ') v++;
+    size_t n = strlen(v);
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+    return key_matches(s->o.api_key, v, n);
+}
+
+static enum MHD_Result unauthorized(roe_server *s, struct MHD_Connection *c) {
+    struct roe_api_error e;
+    roe_api_fail_http(&e, 401,
+                      "a valid API key is required: send it as 'Authorization: Bearer <key>' (the key "
+                      "the server was started with, --api-key or ROE_API_KEY)");
+    e.code = "invalid_api_key";
+    char *body = roe_api_error_json(&e);
+    struct MHD_Response *resp = body ? MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close"); /* its body is not read */
+    const enum MHD_Result ret = MHD_queue_response(c, 401, resp);
+    MHD_destroy_response(resp);
+    count_response(s, 401);
+    return ret;
+}
+
 /* The headers are in: decides what can be decided before the body (h is new). */
 static enum MHD_Result on_headers(roe_server *s, struct MHD_Connection *c, struct hreq *h,
                                   const char *url, const char *method) {
@@ -617,6 +660,7 @@ static enum MHD_Result on_headers(roe_server *s, struct MHD_Connection *c, struc
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     h->front = ci ? ci->socket_context : NULL;
     roe_front_set_state(s->front, h->front, strcmp(method, "POST") == 0 ? ROE_FRONT_BODY : ROE_FRONT_BUSY);
+    if (!authorized(s, c, h->route)) return unauthorized(s, c);
     const int post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
     if (h->route == ROUTE_NONE)
         return fail(s, c, ROE_ERR_NOT_FOUND, NULL, !post && !get ? 1 : 0, "no such endpoint: %s %.200s",
@@ -745,6 +789,11 @@ static void on_log(void *cls, const char *fmt, va_list ap) {
 }
 
 static roe_status check_opts(const struct roe_server_opts *o) {
+    if ((o->tls_cert_pem == NULL) != (o->tls_key_pem == NULL))
+        return roe_fail(ROE_ERR_INVALID_ARG, "server: TLS needs both a certificate and its key");
+    if (o->tls_cert_pem && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return roe_fail(ROE_ERR_UNSUPPORTED, "server: this libmicrohttpd was built without TLS (GnuTLS)");
+    if (o->api_key && !o->api_key[0]) return roe_fail(ROE_ERR_INVALID_ARG, "server: the API key is empty");
     if (o->port < 0 || o->port > 65535 || o->max_connections < 1 || o->max_body_bytes < 1 || o->timeout_s < 1 ||
         o->max_header_bytes < 4096 || o->max_per_address < 0 || !(o->header_timeout_s > 0) ||
         !(o->body_timeout_s > 0))
@@ -760,8 +809,9 @@ static roe_status check_opts(const struct roe_server_opts *o) {
 /* libmicrohttpd without a listening socket of its own: the front hands it connections. */
 static struct MHD_Daemon *start_daemon(roe_server *s) {
     const struct roe_server_opts *o = &s->o;
+    const int tls = o->tls_cert_pem != NULL;
     const unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                           MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+                           MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | (tls ? MHD_USE_TLS : 0);
     /* its memory per connection: more than a head the front lets through, so that it never
      * refuses one (later heads on a kept-alive connection over the limit get its 431, in JSON) */
     const size_t mem = o->max_header_bytes + (32u << 10);
@@ -770,7 +820,10 @@ static struct MHD_Daemon *start_daemon(roe_server *s) {
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(o->max_connections + ROE_FRONT_PROBE_EXTRA + EVICT_SLACK),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, s, MHD_OPTION_END);
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, s,
+        /* the certificate last: without TLS, the list ends before it */
+        tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, o->tls_cert_pem, MHD_OPTION_HTTPS_MEM_KEY, o->tls_key_pem,
+        MHD_OPTION_END);
 }
 
 roe_status roe_server_start(const struct roe_server_opts *o, const struct roe_api_config *api,
@@ -787,13 +840,17 @@ roe_status roe_server_start(const struct roe_server_opts *o, const struct roe_ap
     pthread_mutex_init(&s->mu, NULL);
     s->d = start_daemon(s);
     roe_status st = ROE_OK;
-    if (!s->d) st = roe_fail(ROE_ERR_IO, "server: libmicrohttpd could not start: %s", strerror(errno));
+    if (!s->d)
+        st = roe_fail(ROE_ERR_IO, "server: libmicrohttpd could not start%s: %s",
+                      o->tls_cert_pem ? " (is the certificate or key not valid PEM, or not a pair?)" : "",
+                      errno ? strerror(errno) : "see the log above");
     const struct roe_front_opts fo = {
         .host = o->host, .port = o->port, .max_connections = o->max_connections,
         .max_per_address = o->max_per_address ? o->max_per_address : o->max_connections,
         .max_pending = 4 * o->max_connections > 64 ? 4 * o->max_connections : 64,
         .header_timeout_s = o->header_timeout_s, .body_timeout_s = o->body_timeout_s,
-        .idle_timeout_s = o->timeout_s, .max_header_bytes = o->max_header_bytes, .max_body_bytes = o->max_body_bytes};
+        .idle_timeout_s = o->timeout_s, .max_header_bytes = o->max_header_bytes, .max_body_bytes = o->max_body_bytes,
+        .tls = o->tls_cert_pem != NULL};
     if (st == ROE_OK) st = roe_front_start(&fo, s->d, &s->front);
     if (st != ROE_OK) {
         if (s->d) MHD_stop_daemon(s->d);

@@ -30,6 +30,11 @@
  *                      them, or while reading a chunked body)
  *   max_header_bytes   the request line and headers: 431 beyond
  *   the scheduler's queue (max_queue): 503 when full
+ *
+ * Access: with an API key, every route but /health (and /metrics, unless public_metrics) needs
+ * "Authorization: Bearer <key>", compared in constant time; without it, 401 in OpenAI's shape
+ * (code invalid_api_key, WWW-Authenticate: Bearer), before the body is read. With a certificate
+ * and key, HTTPS only (libmicrohttpd's GnuTLS).
  */
 #ifndef ROE_SERVER_SERVER_H
 #define ROE_SERVER_SERVER_H
@@ -50,6 +55,10 @@ struct roe_server_opts {
     int timeout_s;           /* idle: a client that neither sends nor reads */
     double header_timeout_s; /* a request's headers, from its first byte (or the connection) */
     double body_timeout_s;   /* a request's body, after its headers */
+    const char *api_key;     /* NULL: none; else every route but /health (and /metrics unless
+                                public_metrics) needs "Authorization: Bearer <api_key>" (401) */
+    int public_metrics;
+    const char *tls_cert_pem, *tls_key_pem; /* both: HTTPS (libmicrohttpd's GnuTLS), PEM text */
 };
 
 struct roe_server_opts roe_server_opts_default(void);
