@@ -7,10 +7,11 @@
 #include "commands.h"
 #include "base/env.h"
 #include "json_out.h"
+#include "runtime/finite.h"
 #include "session.h"
 
 static const char *CMD = "inspect";
-static const char *SYNOPSIS = "[--model DIR] [--ranks N] [--json]";
+static const char *SYNOPSIS = "[--model DIR] [--ranks N] [--check-weights] [--json]";
 
 /* Per-rank expert lists and resident bytes under a placement for n_ranks. */
 static void placement_json(cJSON *root, const struct roe_model *m, const struct roe_placement *pl) {
@@ -87,8 +88,19 @@ static struct model_sizes model_sizes(const struct roe_model *m) {
     return z;
 }
 
+static void print_json_extra(cJSON *root, cJSON *extra) {
+    if (!extra) return;
+    cJSON *it = extra->child;
+    while (it) {
+        cJSON *next = it->next;
+        cJSON_AddItemToObject(root, it->string, cJSON_DetachItemViaPointer(extra, it));
+        it = next;
+    }
+    cJSON_Delete(extra);
+}
+
 static void print_json(const struct roe_session *s, const struct model_sizes *z,
-                       const struct roe_placement *pl) {
+                       const struct roe_placement *pl, cJSON *extra) {
     const struct roe_model *m = s->model;
     const struct roe_model_config *c = &m->cfg;
     cJSON *root = cJSON_CreateObject();
@@ -115,6 +127,7 @@ static void print_json(const struct roe_session *s, const struct model_sizes *z,
     cJSON_AddNumberToObject(root, "active_bytes_per_token", z->active);
     cJSON_AddBoolToObject(root, "has_tokenizer", s->tok != NULL);
     if (pl) placement_json(root, m, pl);
+    print_json_extra(root, extra);
     roe_json_print(root);
     cJSON_Delete(root);
 }
@@ -155,15 +168,46 @@ static roe_status placement_for(const struct roe_session *s, int n_ranks,
     return ROE_OK;
 }
 
+/* --check-weights: every tensor of the checkpoint scanned for NaN and infinities, each bad one
+ * named with where its first is. Returns 1 if any holds one. */
+static int check_weights(const struct roe_model *m, cJSON *json) {
+    const size_t n = roe_store_count(m->store);
+    size_t bad = 0;
+    cJSON *list = json ? cJSON_AddArrayToObject(json, "nonfinite_tensors") : NULL;
+    for (size_t i = 0; i < n; i++) {
+        const struct roe_tensor *t = roe_store_at(m->store, i);
+        struct roe_nonfinite nf;
+        if (!roe_tensor_nonfinite(t, &nf)) continue;
+        bad++;
+        if (list) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "tensor", t->name);
+            cJSON_AddStringToObject(o, "file", t->file);
+            cJSON_AddNumberToObject(o, "nan", (double)nf.nan);
+            cJSON_AddNumberToObject(o, "inf", (double)nf.inf);
+            cJSON_AddNumberToObject(o, "first_index", (double)nf.first);
+            cJSON_AddItemToArray(list, o);
+        } else
+            printf("NaN/Inf      tensor '%s' (%s, %s): %zu NaN, %zu infinite, the first at flat index %zu\n", t->name,
+                   t->file, roe_dtype_name(t->dtype), nf.nan, nf.inf, nf.first);
+    }
+    if (json) cJSON_AddNumberToObject(json, "tensors_checked", (double)n);
+    else if (!bad) printf("weights      %zu tensors checked: every value finite\n", n);
+    else printf("weights      %zu of %zu tensors hold NaN or infinite values\n", bad, n);
+    return bad > 0;
+}
+
 int roe_cmd_inspect(int argc, char **argv) {
     const char *model_dir = NULL;
-    int json = 0, n_ranks = 0;
+    int json = 0, n_ranks = 0, check = 0;
     const struct roe_arg_spec specs[] = {
         {"--model", ROE_ARG_STRING, &model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--ranks", ROE_ARG_INT, &n_ranks, "show the placement for N ranks (default: this job's)", 1, 1 << 16},
+        {"--check-weights", ROE_ARG_FLAG, &check,
+         "scan every tensor for NaN and infinite values, naming each that holds one (exit 1)", 0, 0},
         {"--json", ROE_ARG_FLAG, &json, "print JSON", 0, 0},
     };
-    int rc = roe_args_parse(CMD, SYNOPSIS, specs, 3, argc, argv, 2);
+    int rc = roe_args_parse(CMD, SYNOPSIS, specs, 4, argc, argv, 2);
     if (rc) return rc == 1 ? 0 : rc;
     struct roe_session s;
     const struct roe_placement *pl = NULL;
@@ -173,8 +217,11 @@ int roe_cmd_inspect(int argc, char **argv) {
     if (!rc) st = placement_for(&s, n_ranks, &pl, &own);
     if (!rc && st == ROE_OK) {
         const struct model_sizes z = model_sizes(s.model);
-        if (json) print_json(&s, &z, pl);
+        cJSON *extra = check && json ? cJSON_CreateObject() : NULL;
+        if (check && json) rc = check_weights(s.model, extra);
+        if (json) print_json(&s, &z, pl, extra);
         else print_text(&s, &z, pl);
+        if (check && !json) rc = check_weights(s.model, NULL);
     }
     roe_placement_free(own);
     roe_session_close(&s);

@@ -59,6 +59,16 @@ double roe_log_probs_top(const float *z, int vocab, int token, int top, int32_t 
     return (double)z[token] - mx - lse;
 }
 
+void roe_log_softmax(const float *z, int vocab, float *out) {
+    double mx = -INFINITY;
+    for (int v = 0; v < vocab; v++) mx = z[v] > mx ? z[v] : mx;
+    double sum = 0.0;
+    for (int v = 0; v < vocab; v++) sum += exp((double)z[v] - mx);
+    // cppcheck-suppress invalidFunctionArg ; sum >= 1: the largest logit adds exp(0)
+    const double lse = log(sum);
+    for (int v = 0; v < vocab; v++) out[v] = (float)((double)z[v] - mx - lse);
+}
+
 double roe_entropy(const float *z, int vocab) {
     double mx = -INFINITY;
     for (int v = 0; v < vocab; v++) mx = z[v] > mx ? z[v] : mx;

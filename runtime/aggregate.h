@@ -23,6 +23,10 @@ double roe_log_prob(const float *z, int vocab, int token);
  * first (ties: the lower id), into ids[top] and lps[top]; top <= vocab. Returns token's. */
 double roe_log_probs_top(const float *z, int vocab, int token, int top, int32_t *ids, float *lps);
 
+/* out[v] = log softmax(z)[v], each as roe_log_prob computes it (out may be z): the one
+ * convention of scores written out (roe generate --logits-out), whatever K is. */
+void roe_log_softmax(const float *z, int vocab, float *out);
+
 /* Entropy (nats) of softmax(z). */
 double roe_entropy(const float *z, int vocab);
 

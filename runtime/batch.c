@@ -28,7 +28,9 @@ struct roe_batch {
     roe_cluster *cl;
     roe_sampler *sampler;
     struct roe_batch_opts o;
-    int S, R, ctx, V, L, N, eos;
+    int S, R, ctx, V, L, N;
+    const int *eos; /* [n_eos] the model's end-of-sequence ids */
+    int n_eos;
     int rr;                     /* round-robin cursor */
     struct roe_batch_seq **seqs; /* [S] in admission order */
     int n_seqs;
@@ -73,7 +75,8 @@ roe_status roe_batch_create(roe_engine *engine, const struct roe_batch_opts *opt
     b->ctx = eo->max_ctx;
     b->V = c->vocab_size;
     b->L = c->n_layers;
-    b->eos = c->eos_token_id;
+    b->eos = c->eos_ids;
+    b->n_eos = c->n_eos;
     ROE_CHECK(roe_sampler_create(b->V, &b->sampler));
     ROE_CHECK(roe_cluster_create(engine, &b->cl));
     b->N = roe_cluster_size(b->cl);
@@ -269,7 +272,8 @@ static void emit(roe_batch *b, struct roe_batch_seq *s, const float *z) {
     const int32_t t = roe_sampler_pick(b->sampler, &s->sampling, z, pos);
     int end = 0;
     roe_finish fin = ROE_FINISH_LENGTH;
-    if (s->stop_at_eos && b->eos >= 0 && t == b->eos) end = 1, fin = ROE_FINISH_EOS;
+    for (int j = 0; s->stop_at_eos && j < b->n_eos && !end; j++)
+        if (t == b->eos[j]) end = 1, fin = ROE_FINISH_EOS;
     for (int j = 0; j < s->n_stop && !end; j++)
         if (t == s->stop_ids[j]) end = 1, fin = ROE_FINISH_EOS;
     s->n_tokens++;

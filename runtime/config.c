@@ -160,19 +160,33 @@ static roe_status parse_family(const cJSON *root, const char *origin, struct roe
     return ROE_OK;
 }
 
-/* eos_token_id may be an integer or a list of integers (we keep the first). */
-static roe_status parse_token_id(const cJSON *root, const char *origin, const char *key, int vocab,
-                                 int *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
-    *out = -1;
+/* A token id field: an integer, or (eos_token_id) a list of them. Every id goes into ids[*n]
+ * (no repeats, at most ROE_MAX_EOS); *first is the first (-1: none). */
+static roe_status parse_token_ids(const cJSON *root, const char *origin, const char *key, int vocab, int *first,
+                                  int *ids, int *n) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key), *it;
+    *first = -1;
     if (!v || cJSON_IsNull(v)) return ROE_OK;
-    if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
-    if (!v) return ROE_OK;
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= vocab)
-        return roe_fail(ROE_ERR_FORMAT, "%s: field '%s' must be a token id in [0, %d)", origin, key,
-                        vocab);
-    *out = (int)v->valuedouble;
+    const cJSON *one = cJSON_IsArray(v) ? NULL : v;
+    for (it = one ? one : v->child; it; it = one ? NULL : it->next) {
+        if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int)it->valuedouble || it->valuedouble < 0 ||
+            it->valuedouble >= vocab)
+            return roe_fail(ROE_ERR_FORMAT, "%s: field '%s' must be a token id in [0, %d)%s", origin, key, vocab,
+                            one ? "" : ", or a list of them");
+        const int id = (int)it->valuedouble;
+        if (*first < 0) *first = id;
+        int seen = 0;
+        for (int j = 0; ids && j < *n; j++) seen |= ids[j] == id;
+        if (!ids || seen) continue;
+        if (*n == ROE_MAX_EOS)
+            return roe_fail(ROE_ERR_UNSUPPORTED, "%s: '%s' has more than %d ids", origin, key, ROE_MAX_EOS);
+        ids[(*n)++] = id;
+    }
     return ROE_OK;
+}
+
+static roe_status parse_token_id(const cJSON *root, const char *origin, const char *key, int vocab, int *out) {
+    return parse_token_ids(root, origin, key, vocab, out, NULL, NULL);
 }
 
 static roe_status parse_model_type(const cJSON *root, const char *origin, struct roe_model_config *c) {
@@ -240,7 +254,29 @@ static roe_status parse_root(const cJSON *root, const char *origin, struct roe_m
     ROE_TRY(parse_layer_opts(root, origin, c));
     ROE_TRY(parse_family(root, origin, c));
     ROE_TRY(parse_token_id(root, origin, "bos_token_id", c->vocab_size, &c->bos_token_id));
-    return parse_token_id(root, origin, "eos_token_id", c->vocab_size, &c->eos_token_id);
+    return parse_token_ids(root, origin, "eos_token_id", c->vocab_size, &c->eos_token_id, c->eos_ids, &c->n_eos);
+}
+
+/* generation_config.json's eos_token_id joins the config's (absent file: nothing). */
+static roe_status load_generation_config(const char *dir, struct roe_model_config *c) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    if (!roe_is_file(path)) return ROE_OK;
+    char *text = NULL;
+    size_t len = 0;
+    ROE_TRY(roe_file_read_all(path, 1 << 20, &text, &len));
+    int oom = 0, first;
+    cJSON *root = roe_json_parse(text, len, NULL, &oom);
+    roe_status st = ROE_OK;
+    if (!root || !cJSON_IsObject(root))
+        st = oom ? roe_fail(ROE_ERR_NOMEM, "%s: out of memory parsing it", path)
+                 : roe_fail(ROE_ERR_FORMAT, "%s: not a JSON object", path);
+    else
+        st = parse_token_ids(root, path, "eos_token_id", c->vocab_size, &first, c->eos_ids, &c->n_eos);
+    if (st == ROE_OK && c->eos_token_id < 0 && c->n_eos > 0) c->eos_token_id = c->eos_ids[0];
+    cJSON_Delete(root);
+    roe_free(text);
+    return st;
 }
 
 roe_status roe_config_parse(const char *json, const char *origin, struct roe_model_config *c) {
@@ -265,5 +301,5 @@ roe_status roe_config_load(const char *dir, struct roe_model_config *out) {
     ROE_TRY(roe_file_read_all(path, 1 << 24, &text, &len));
     roe_status st = roe_config_parse(text, path, out);
     roe_free(text);
-    return st;
+    return st == ROE_OK ? load_generation_config(dir, out) : st;
 }

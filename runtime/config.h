@@ -12,7 +12,7 @@
 
 #include "base/status.h"
 
-enum { ROE_MAX_LAYERS = 512 };
+enum { ROE_MAX_LAYERS = 512, ROE_MAX_EOS = 8 };
 
 typedef enum roe_family {
     ROE_FAMILY_OLMOE = 0,
@@ -51,10 +51,15 @@ struct roe_model_config {
     uint8_t layer_is_moe[ROE_MAX_LAYERS];
 
     int bos_token_id;     /* -1 if none */
-    int eos_token_id;     /* -1 if none (first of a list) */
+    int eos_token_id;     /* -1 if none (the first of eos_ids) */
+    int eos_ids[ROE_MAX_EOS]; /* every end-of-sequence id: config.json's eos_token_id (an id or a
+                                 list) and generation_config.json's, in that order, no repeats */
+    int n_eos;
 };
 
-/* Parses dir/config.json. Unknown model_type -> ROE_ERR_UNSUPPORTED naming it. */
+/* Parses dir/config.json, then dir/generation_config.json's eos_token_id if the file exists (its
+ * ids join eos_ids, as Hugging Face's generate ends at them). Unknown model_type ->
+ * ROE_ERR_UNSUPPORTED naming it. */
 roe_status roe_config_load(const char *dir, struct roe_model_config *out);
 
 /* Parses config JSON text (for tests); `origin` names the source in messages. */

@@ -124,6 +124,13 @@ TEST(config_validation) {
     ASSERT_FAILS_WITH(parse_with(", \"max_position_embeddings\": -1", &c), ROE_ERR_FORMAT, "max_position_embeddings");
     ASSERT_FAILS_WITH(parse_with(", \"rms_norm_eps\": \"small\"", &c), ROE_ERR_FORMAT, "rms_norm_eps");
     ASSERT_FAILS_WITH(parse_with(", \"eos_token_id\": 100", &c), ROE_ERR_FORMAT, "eos_token_id");
+    /* a list of end ids: every one kept (issue 18), the first as eos_token_id */
+    ASSERT_OK(parse_with(", \"eos_token_id\": [7, 9, 7, 11]", &c));
+    ASSERT_EQ_INT(c.eos_token_id, 7);
+    ASSERT_EQ_INT(c.n_eos, 3);
+    ASSERT_EQ_INT(c.eos_ids[2], 11);
+    ASSERT_FAILS_WITH(parse_with(", \"eos_token_id\": [7, 100]", &c), ROE_ERR_FORMAT, "or a list of them");
+    ASSERT_FAILS_WITH(parse_with(", \"eos_token_id\": [7, 1.5]", &c), ROE_ERR_FORMAT, "eos_token_id");
     ASSERT_FAILS_WITH(roe_config_parse("{\"model_type\": \"llama\"}", "x.json", &c), ROE_ERR_UNSUPPORTED,
                       "model_type 'llama' is not supported");
     ASSERT_FAILS_WITH(roe_config_parse("[1]", "x.json", &c), ROE_ERR_FORMAT, "not a JSON object");

@@ -548,6 +548,44 @@ TEST(non_finite_scores_fail_the_request) {
     rig_close(&r);
 }
 
+/* Every id of a list-valued eos_token_id ends a sequence (and generation_config.json's join
+ * them at load). */
+TEST(every_eos_id) {
+    /* the loader: a config's list and generation_config.json's ids, together */
+    ASSERT_TRUE(system("rm -rf /tmp/roe_test_eos && mkdir -p /tmp/roe_test_eos && cp tests/fixtures/olmoe/model/* "
+                       "/tmp/roe_test_eos/ && sed -i 's/\"eos_token_id\": 383/\"eos_token_id\": [383, 5]/' "
+                       "/tmp/roe_test_eos/config.json && echo '{\"eos_token_id\": [9, 383]}' > "
+                       "/tmp/roe_test_eos/generation_config.json") == 0);
+    struct roe_model_config c;
+    ASSERT_OK(roe_config_load("/tmp/roe_test_eos", &c));
+    ASSERT_EQ_INT(c.n_eos, 3);
+    ASSERT_TRUE(c.eos_ids[0] == 383 && c.eos_ids[1] == 5 && c.eos_ids[2] == 9);
+    /* the core: a request ends at the second id as at the first */
+    struct rig r;
+    ASSERT_TRUE(rig_open(&r, 2, 16, NULL, 0) == 0);
+    struct roe_request q = make_req(2, 6, 5, NULL, 0.0f);
+    int32_t want[8];
+    ASSERT_EQ_INT(alone(r.m, &q, want), 5);
+    roe_sched_free(r.s);
+    r.m->cfg.eos_ids[1] = want[2]; /* the third greedy token is now an end id */
+    r.m->cfg.n_eos = 2;
+    struct roe_sched_opts so = roe_sched_opts_default();
+    ASSERT_OK(roe_sched_create(r.e, &so, &r.s));
+    ASSERT_TRUE(pthread_create(&r.thread, NULL, run_thread, &r) == 0);
+    r.running = 1;
+    struct roe_sreq_params p = params_of(&q);
+    p.stop_at_eos = 1;
+    roe_sreq *h;
+    ASSERT_OK(roe_sched_submit(r.s, &p, &h, NULL));
+    struct roe_sreq_view v;
+    wait_end(h, &v);
+    const int first = want[0] == want[2] ? 1 : want[1] == want[2] ? 2 : 3; /* where it first appears */
+    ASSERT_EQ_INT(v.n_tokens, first);
+    ASSERT_EQ_INT(v.finish, ROE_FINISH_EOS);
+    roe_sreq_release(h);
+    ASSERT_OK(rig_close(&r));
+}
+
 int main(void) {
     RUN(concurrent_equals_alone);
     RUN(adaptive_k_at_the_clean_position);
@@ -558,5 +596,6 @@ int main(void) {
     RUN(choices_share_the_prompt);
     RUN(log_probabilities);
     RUN(non_finite_scores_fail_the_request);
+    RUN(every_eos_id);
     return test_summary();
 }
