@@ -4,18 +4,23 @@
  * tests can feed them any bytes.
  *
  * Requests (POST /v1/completions, /v1/chat/completions), fields checked for type and range:
- *   model (optional: the served name; another name is 404 model_not_found), prompt (string, or an array of token ids, or an array
- *   holding one string) | messages (chat.h), max_tokens / max_completion_tokens (default 16
- *   for completions; for chat, what the context leaves, at most the server's default),
- *   temperature [0, 2], top_p (0, 1], top_k (-1 or 0: off), seed (>= 0), stream,
- *   stream_options.include_usage, n = 1, ignore_eos, return_token_ids (the prompt's and the
- *   completion's token ids in the response, as vLLM), and the RoE fields
+ *   model (optional: the served name; another is 404 model_not_found), prompt (a string, token
+ *   ids, or a batch of one of either) | messages (chat.h), max_tokens / max_completion_tokens
+ *   (default 16 for completions; for chat, what the context leaves, at most the server's
+ *   default), temperature [0, 2], top_p (0, 1], top_k (-1 or 0: off), seed (>= 0), stream,
+ *   stream_options.include_usage, ignore_eos, return_token_ids (the prompt's and the
+ *   completion's token ids in the response, as vLLM), stop (up to 4 strings, stop.h),
+ *   stop_token_ids, n (choices: choice i samples with seed + i, the prompt computed once),
+ *   logprobs (completions: top alternatives 0-20; chat: a flag) and top_logprobs (chat), echo
+ *   (completions: the prompt's text first; with logprobs its tokens' log-probabilities, the
+ *   first null), and the RoE fields
  *     roe_k (>= 1), roe_tau (>= 0, every MoE layer but the first and last roe_keep_clean),
  *     roe_keep_clean, roe_profile (a profile the server loaded), roe_gate ("clean"|"noisy"),
  *     roe_adaptive (entropy threshold, nats)
- *   which start from the server's default RoE settings. Fields roe does not implement
- *   (n > 1, best_of > 1, echo, logprobs, suffix, stop, penalties, logit_bias) are refused
- *   with a 400 naming them rather than ignored; unknown fields are ignored.
+ *   which start from the server's default RoE settings. Fields roe does not implement (tools,
+ *   tool_choice, functions, function_call, response_format but text, suffix, best_of > 1,
+ *   include_stop_str_in_output, penalties, logit_bias; echo in chat) are refused with a 400
+ *   naming them rather than ignored; unknown fields are ignored.
  * Strict input (json_strict.h): data after the JSON object, a key given twice, NUL (\u0000) or a
  * raw control character in a string are refused with 400 naming the field, never truncated or
  * resolved silently; a number the engine's float32 cannot hold (top_p 1e-50) is named too.

@@ -115,7 +115,8 @@ def main():
     acc = res["results"]["roe_bundled_choice"]["acc,none"]
     n = res["n-samples"]["roe_bundled_choice"]["effective"]
     t0 = time.time()
-    ev = roe_eval(a.roe, a.model, a.data, a.limit, roe_flags)
+    # the harness sends seed 1234 with every request: RoE's noise is keyed on it
+    ev = roe_eval(a.roe, a.model, a.data, a.limit, roe_flags + (["--seed", "1234"] if roe_flags else []))
     eval_s = time.time() - t0
     print(json.dumps({"items": n, "lm_eval_through_roe_serve": {"acc": acc, "seconds": round(harness_s, 1)},
                       "roe_eval": {"acc": ev["accuracy"], "seconds": round(eval_s, 1)},
