@@ -338,6 +338,17 @@ roe_status roe_tokenizer_token_bytes(const roe_tokenizer *t, int32_t id, const c
     return ROE_OK;
 }
 
+roe_status roe_tokenizer_token_text(const roe_tokenizer *t, int32_t id, const char **text, size_t *len) {
+    if (!t || !text || !len) return roe_fail(ROE_ERR_INVALID_ARG, "roe_tokenizer_token_text: NULL argument");
+    const struct roe__token *tok = roe__token_get(t, id);
+    if (!tok)
+        return roe_fail(ROE_ERR_INVALID_ARG, "roe_tokenizer_token_text: %d is not a token id (vocabulary size %d)",
+                        (int)id, (int)t->n_tokens);
+    *text = tok->text;
+    *len = tok->n_text;
+    return ROE_OK;
+}
+
 int32_t roe_tokenizer_vocab_size(const roe_tokenizer *t) {
     return t ? t->n_tokens : 0;
 }

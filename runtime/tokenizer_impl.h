@@ -283,6 +283,9 @@ roe_status roe__uset_spell(const roe__uset *s, int mode, struct roe__buf *b, siz
 
 int roe__is_whitespace(uint32_t cp); /* Unicode White_Space (Rust char::is_whitespace, regex \s) */
 int roe__is_word(uint32_t cp);       /* Unicode \w (UTS #18 Word, Unicode 16) */
+/* A character `tokenizers`' normalizers (Unicode 9 data) treat as an inert starter although
+ * newer data (utf8proc's) gives it a combining class, decomposition or composition. */
+int roe__is_norm_barrier(uint32_t cp);
 
 /* Oniguruma pattern -> PCRE2 pattern (see tokenizer_regex.c); *out allocated (roe_free). */
 roe_status roe__regex_translate(const char *pattern, size_t len, int mode, char **out, size_t *out_len);

@@ -141,9 +141,9 @@ roe_status roe__buf_reserve(struct roe__buf *b, size_t n) {
     return ROE_OK;
 }
 
-/* One Unicode normal form of cur[0..n) into b. */
-static roe_status roe__norm_unicode(int options, const char *cur, size_t n, struct roe__buf *b,
-                                    size_t *len) {
+/* One Unicode normal form of cur[0..n) into b, by utf8proc. */
+static roe_status roe__norm_utf8proc(int options, const char *cur, size_t n, struct roe__buf *b,
+                                     size_t *len) {
     utf8proc_option_t opts = (utf8proc_option_t)options;
     if (n > (size_t)PTRDIFF_MAX / 8)
         return roe_fail(ROE_ERR_INVALID_ARG, "tokenizer: encode: text of %zu bytes is too long", n);
@@ -161,6 +161,52 @@ static roe_status roe__norm_unicode(int options, const char *cur, size_t n, stru
     if (r < 0) return roe_fail(ROE_ERR_INTERNAL, "tokenizer: normalizer: %s", utf8proc_errmsg(r));
     *len = (size_t)r;
     return ROE_OK;
+}
+
+/* The first normalization barrier in s[from..n) (n if none). */
+static size_t roe__next_barrier(const char *s, size_t n, size_t from) {
+    for (size_t i = from; i < n;) {
+        uint32_t cp;
+        size_t l = roe__utf8_decode(s, n, i, &cp);
+        if (cp >= 0x300 && roe__is_norm_barrier(cp)) return i;
+        i += l;
+    }
+    return n;
+}
+
+/* One Unicode normal form as `tokenizers` computes it: its tables are Unicode 9's, so a
+ * character they lack is an inert starter (roe__is_norm_barrier); the text is normalized
+ * piecewise between such characters, which are kept as they are. */
+static roe_status roe__norm_unicode(int options, const char *cur, size_t n, struct roe__buf *b,
+                                    size_t *len) {
+    size_t at = roe__next_barrier(cur, n, 0);
+    if (at == n) return roe__norm_utf8proc(options, cur, n, b, len);
+    struct roe__buf tmp = {0};
+    roe_status st = ROE_OK;
+    size_t w = 0, from = 0;
+    while (from < n) {
+        size_t seg;
+        if (at > from) {
+            ROE_CHECK(roe__norm_utf8proc(options, cur + from, at - from, &tmp, &seg));
+            ROE_CHECK(roe__buf_reserve(b, w + seg + 1));
+            memcpy(b->p + w, tmp.p, seg);
+            w += seg;
+        }
+        if (at < n) {
+            uint32_t cp;
+            size_t l = roe__utf8_decode(cur, n, at, &cp);
+            ROE_CHECK(roe__buf_reserve(b, w + l + 1));
+            memcpy(b->p + w, cur + at, l);
+            w += l;
+            at += l;
+        }
+        from = at;
+        at = roe__next_barrier(cur, n, from);
+    }
+    *len = w;
+fail:
+    roe_free(tmp.p);
+    return st;
 }
 
 /* Replace: every match of re in cur[0..n) becomes `text` (NormalizedString::replace). */

@@ -91,6 +91,10 @@ int roe__is_whitespace(uint32_t cp) {
            cp == 0x205F || cp == 0x3000;
 }
 
+int roe__is_norm_barrier(uint32_t cp) {
+    return roe__in_ranges(roe__norm_barriers, sizeof roe__norm_barriers / sizeof roe__norm_barriers[0], cp);
+}
+
 const char *roe__ucd_version(void) {
     return roe__gc_version;
 }

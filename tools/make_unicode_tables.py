@@ -24,7 +24,7 @@ import sys
 import unicodedata
 
 import tokenizers
-from tokenizers import Regex, pre_tokenizers
+from tokenizers import Regex, normalizers, pre_tokenizers
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,6 +56,46 @@ def members(pattern):
             covered[a:b] = b"\x01" * (b - a)
         out.update(cp for cp, c in zip(chunk, covered) if not c)
     return out
+
+
+def norm_barriers(cat):
+    """Code points that `tokenizers`' normalizers (unicode-normalization-alignments, whose data
+    is Unicode 9) treat as inert starters although newer Unicode data gives them a combining
+    class, a decomposition or a composition: every character assigned after Python's
+    unicodedata version, and those of its version that `tokenizers` does not know. roe's
+    normalizer splits the text at them (tokenizer_text.c), which is what an inert starter does."""
+    nfd, nfkd, nfc = normalizers.NFD(), normalizers.NFKD(), normalizers.NFC()
+    barriers = {c for c in CODE_POINTS if unicodedata.category(chr(c)) == "Cn" and cat[c] not in ("Cn", "Co")}
+    pairs = {}
+    for c in CODE_POINTS:
+        d = unicodedata.decomposition(chr(c))
+        if d and not d.startswith("<"):
+            parts = [int(x, 16) for x in d.split()]
+            if len(parts) == 2 and unicodedata.normalize("NFC", chr(parts[0]) + chr(parts[1])) == chr(c):
+                pairs.setdefault(parts[0], []).append((parts[0], parts[1], c))
+                pairs.setdefault(parts[1], []).append((parts[0], parts[1], c))
+    known = unknown = 0
+    for c in CODE_POINTS:
+        ch = chr(c)
+        relevant = unicodedata.combining(ch) or unicodedata.decomposition(ch) or c in pairs
+        if not relevant or c in barriers:
+            continue
+        probes = [ch, "a\u0345" + ch, "a" + ch + "\u0316"]  # ccc: moves before 240, or after 220
+        inert = (all(nfd.normalize_str(p) == p for p in probes) and nfkd.normalize_str(ch) == ch and
+                 all(nfc.normalize_str(chr(a) + chr(b)) != chr(r) for a, b, r in pairs.get(c, [])))
+        same = (all(nfd.normalize_str(p) == unicodedata.normalize("NFD", p) for p in probes) and
+                nfkd.normalize_str(ch) == unicodedata.normalize("NFKD", ch) and
+                all(nfc.normalize_str(chr(a) + chr(b)) == chr(r) for a, b, r in pairs.get(c, [])))
+        if inert and not same:
+            barriers.add(c)
+            unknown += 1
+        elif same:
+            known += 1
+        else:
+            sys.exit(f"U+{c:04X}: tokenizers neither knows it as Unicode {unicodedata.unidata_version} does nor ignores it")
+    print(f"normalization: {known} characters as in Unicode {unicodedata.unidata_version}, {unknown} of them unknown to "
+          f"tokenizers; {len(barriers)} barriers in all")
+    return barriers
 
 
 def ranges(cps):
@@ -120,6 +160,7 @@ def main():
             runs.append((c, g))
             prev = g
     extra = [(name, ranges(members(pat))) for name, pat in EXTRA]
+    barrier_ranges = ranges(norm_barriers(cat))
     # where Python's unicodedata (the Unicode version of PCRE2 10.40-10.42's tables) differs
     delta = []
     for c in CODE_POINTS:
@@ -180,6 +221,18 @@ def main():
         if row:
             lines.append("    " + ", ".join(row) + ",")
         lines.append("};")
+    lines.append("")
+    lines.append(f"/* Normalization barriers: {len(barrier_ranges)} ranges (see norm_barriers in the tool). */")
+    lines.append("static const struct roe__cp_range roe__norm_barriers[] = {")
+    row = []
+    for a, b in barrier_ranges:
+        row.append(f"{{0x{a:X}, 0x{b:X}}}")
+        if len(row) == 6:
+            lines.append("    " + ", ".join(row) + ",")
+            row = []
+    if row:
+        lines.append("    " + ", ".join(row) + ",")
+    lines.append("};")
     lines.append("")
     lines.append("static const struct roe__named_set roe__named_sets[] = {")
     for name, _ in extra:
