@@ -282,7 +282,7 @@ int roe__ucd_gc(uint32_t cp);        /* general category index (tokenizer_unicod
 roe_status roe__uset_spell(const roe__uset *s, int mode, struct roe__buf *b, size_t *w);
 
 int roe__is_whitespace(uint32_t cp); /* Unicode White_Space (Rust char::is_whitespace, regex \s) */
-int roe__is_word(uint32_t cp);       /* Unicode \w (UTS #18 Word, Unicode 16) */
+int roe__is_word(uint32_t cp); /* Rust regex's \w (UTS #18 Word, Unicode 16), for single_word */
 /* A character `tokenizers`' normalizers (Unicode 9 data) treat as an inert starter although
  * newer data (utf8proc's) gives it a combining class, decomposition or composition. */
 int roe__is_norm_barrier(uint32_t cp);

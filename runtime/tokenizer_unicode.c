@@ -79,7 +79,10 @@ static const struct roe__named_set *roe__named(const char *name) {
     return NULL;
 }
 
+/* The Rust regex crate's \w (added tokens' single_word): Oniguruma's Word plus the join
+ * controls U+200C and U+200D (UTS #18 lists them; Oniguruma leaves them out). */
 int roe__is_word(uint32_t cp) {
+    if (cp == 0x200C || cp == 0x200D) return 1;
     return cp < 0x80 ? (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') ||
                            (cp >= 'A' && cp <= 'Z') || cp == '_'
                      : roe__in_ranges(roe__set_Word, sizeof roe__set_Word / sizeof roe__set_Word[0], cp);
