@@ -142,6 +142,18 @@ class Gen:
         lo, hi = self.r.choice(SCRIPTS[name])
         return "".join(chr(self.r.randint(lo, hi)) for _ in range(self.r.randint(1, 8)))
 
+    def mixed_word(self):
+        """Letters of old and new scripts side by side (where Unicode 14 and 16 split differently)."""
+        parts = []
+        for _ in range(self.r.randint(2, 4)):
+            name = self.r.choice(sorted(SCRIPTS) + ["ascii", "ascii"])
+            if name == "ascii":
+                parts.append(self.r.choice(WORDS))
+            else:
+                lo, hi = self.r.choice(SCRIPTS[name])
+                parts.append("".join(chr(self.r.randint(lo, hi)) for _ in range(self.r.randint(1, 3))))
+        return "".join(parts) + self.r.choice(["", "'s", "'LL", "123", self.r.choice(EMOJI)])
+
     def english(self):
         ws = [self.r.choice(WORDS) for _ in range(self.r.randint(1, 12))]
         if self.r.random() < 0.3:
@@ -178,8 +190,10 @@ class Gen:
         k = self.r.random()
         if k < 0.22:
             return self.english()
-        if k < 0.34:
+        if k < 0.30:
             return " ".join(self.script_word() for _ in range(self.r.randint(1, 4)))
+        if k < 0.34:
+            return self.mixed_word()
         if k < 0.42:
             return self.number()
         if k < 0.50:
@@ -210,7 +224,7 @@ class Gen:
 def strings(n, seed):
     g = Gen(seed)
     fixed = ["", " ", "a", "Hi 🩷!", "in the end", "Hello world", " hello", "  leading", "trailing  ", "\n",
-             "e\u0301", "cafe\u0301 ab\u0301c", "\u0301x", "x\u0301 y\u0308z", "<s>hello", "hello</s>", "<s> hi",
+             "e\u0301", "cafe\u0301 ab\u0301c", "\u0301x", "x\u0301 y\u0308z", "<s>hello", "hello</s>", "<s> hi", "a\U00010D4Ab", "Привет\U00031350мир", "x\U0001E4D0's",
              "<unk>", "<0x41>", "▁the", "Ġthe", "𱍐𮯰", "\U00031350 \U0002EBF0", "🫩🪉", "a\u034fb"]
     out = list(fixed)
     seen = set(out)
