@@ -57,6 +57,29 @@ static roe_status roe__load_bpe_options(roe_tokenizer *t, const char *path, cons
     return ROE_OK;
 }
 
+/* What BPE needs of a vocab token: over chars, a one-char token is in the alphabet; at byte
+ * level, BPE runs on bytes, each standing for its mapped char (a token with a char outside the
+ * map can never come out of BPE), and the bytes go to the arena. */
+static void roe__vocab_alphabet(roe_tokenizer *t, int32_t id, const char *text, size_t len) {
+    if (!t->byte_level) {
+        uint32_t cp;
+        if (roe__utf8_decode(text, len, 0, &cp) == len) roe__u64map_put(&t->char_id, cp, id, 0);
+        return;
+    }
+    char *out = t->arena + t->arena_used;
+    size_t k = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        i += roe__utf8_decode(text, len, i, &cp);
+        if (cp >= 324 || t->cp_to_byte[cp] < 0) return;
+        out[k++] = (char)t->cp_to_byte[cp];
+    }
+    out[k] = '\0';
+    t->arena_used += k + 1;
+    if (k == 1) t->byte_id[(uint8_t)out[0]] = id;
+    if (t->ignore_merges) roe__strmap_put(&t->vocab_bytes, out, k, id, NULL);
+}
+
 /* Reads model.vocab: copies each token into the arena (as spelled, and at byte level as the
  * bytes it stands for) and fills t->tokens, t->by_text, t->byte_id or t->char_id. `n_added`
  * sizes by_text. */
@@ -116,30 +139,7 @@ static roe_status roe__load_vocab(roe_tokenizer *t, const char *path, const cJSO
         tok->n_text = (uint32_t)len;
         tok->kind = ROE__TOK_VOCAB;
         tok->in_vocab = 1;
-        if (!t->byte_level) {
-            uint32_t cp; /* chars: one-char tokens are BPE's alphabet */
-            if (roe__utf8_decode(text, len, 0, &cp) == len)
-                roe__u64map_put(&t->char_id, cp, id, 0);
-            continue;
-        }
-        /* Byte level: BPE runs on bytes, each standing for its mapped char; a token with a
-         * char outside the map can never come out of BPE. */
-        char *out = t->arena + t->arena_used;
-        size_t k = 0, i = 0;
-        int mapped = 1;
-        while (i < len && mapped) {
-            uint32_t cp;
-            i += roe__utf8_decode(text, len, i, &cp);
-            if (cp >= 324 || t->cp_to_byte[cp] < 0)
-                mapped = 0;
-            else
-                out[k++] = (char)t->cp_to_byte[cp];
-        }
-        if (!mapped) continue;
-        out[k] = '\0';
-        t->arena_used += k + 1;
-        if (k == 1) t->byte_id[(uint8_t)out[0]] = id;
-        if (t->ignore_merges) roe__strmap_put(&t->vocab_bytes, out, k, id, NULL);
+        roe__vocab_alphabet(t, id, text, len);
     }
     return ROE_OK;
 }

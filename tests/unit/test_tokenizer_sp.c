@@ -214,7 +214,7 @@ static int is_han(uint32_t c) { return roe__uset_has(&han, c); }
 TEST(property_classes_every_code_point) {
     ASSERT_OK(roe__uset_init(&han));
     ASSERT_TRUE(roe__uset_add_property(&han, "Han", 3));
-    int modes[] = {ROE__UCD_RANGES, roe__ucd_pcre2_mode()};
+    const int modes[] = {ROE__UCD_RANGES, roe__ucd_pcre2_mode()};
     for (int k = 0; k < 2; k++) {
         int m = modes[k];
         ASSERT_TRUE(class_matches_table("\\p{L}", m, is_l));
