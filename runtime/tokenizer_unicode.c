@@ -288,24 +288,48 @@ static int roe__spell_has(const roe__uset *s, uint32_t c) {
     return roe__uset_has(s, c);
 }
 
-/* The PCRE2 categories wholly inside s by PCRE2's tables (mode), as a mask over gc names. */
+/* Are all of [a, b] in s? */
+static int roe__uset_has_range(const roe__uset *s, uint32_t a, uint32_t b) {
+    for (uint32_t c = a; c <= b;) {
+        if ((c & 63) == 0 && b - c >= 63) {
+            if (s->bits[c >> 6] != ~(uint64_t)0) return 0;
+            c += 64;
+        } else {
+            if (!(s->bits[c >> 6] >> (c & 63) & 1)) return 0;
+            c++;
+        }
+    }
+    return 1;
+}
+
+/* The PCRE2 categories wholly inside s by PCRE2's tables (mode), as a mask over gc names:
+ * one pass over the category runs (with the older tables' exceptions set aside, then
+ * checked by their own category). */
 static roe_status roe__base_cats(const roe__uset *s, int mode, uint64_t *out) {
     *out = 0;
     if (mode == ROE__UCD_RANGES) return ROE_OK;
-    roe__uset g = {0};
-    ROE_TRY(roe__uset_init(&g));
-    for (int k = 0; k < ROE__N_GC; k++) {
-        if (k == ROE__GC_CS) continue; /* never in valid UTF-8 */
-        roe__uset_clear(&g);
-        roe__uset_add_gc(&g, (uint64_t)1 << k, mode == ROE__UCD_OLD);
-        int inside = 1, any = 0;
-        for (size_t i = 0; i < ROE__USET_WORDS && inside; i++) {
-            if (g.bits[i] & ~s->bits[i]) inside = 0;
-            if (g.bits[i]) any = 1;
-        }
-        if (inside && any) *out |= (uint64_t)1 << k;
+    const size_t n_runs = sizeof roe__gc_runs / sizeof roe__gc_runs[0];
+    const size_t n_delta = sizeof roe__gc_old_delta / sizeof roe__gc_old_delta[0];
+    roe__uset w = {0}; /* s, plus the code points whose older category is another */
+    ROE_TRY(roe__uset_init(&w));
+    memcpy(w.bits, s->bits, ROE__USET_WORDS * sizeof *w.bits);
+    for (size_t i = 0; mode == ROE__UCD_OLD && i < n_delta; i++)
+        roe__uset_add_range(&w, roe__gc_old_delta[i].first, roe__gc_old_delta[i].last);
+    uint64_t outside = (uint64_t)1 << ROE__GC_CS, present = 0;
+    for (size_t i = 0; i < n_runs; i++) {
+        const uint32_t end = i + 1 < n_runs ? roe__gc_runs[i + 1].start - 1 : ROE__UCP_MAX - 1;
+        const int g = roe__gc_runs[i].gc;
+        present |= (uint64_t)1 << g;
+        if (!(outside >> g & 1) && !roe__uset_has_range(&w, roe__gc_runs[i].start, end))
+            outside |= (uint64_t)1 << g;
     }
-    roe__uset_free(&g);
+    for (size_t i = 0; mode == ROE__UCD_OLD && i < n_delta; i++) {
+        const struct roe__gc_delta *d = &roe__gc_old_delta[i];
+        present |= (uint64_t)1 << d->gc;
+        if (!roe__uset_has_range(s, d->first, d->last)) outside |= (uint64_t)1 << d->gc;
+    }
+    roe__uset_free(&w);
+    *out = present & ~outside;
     return ROE_OK;
 }
 
@@ -342,6 +366,10 @@ roe_status roe__uset_spell(const roe__uset *s, int mode, struct roe__buf *b, siz
         }
     }
     for (uint32_t c = 0; c < ROE__UCP_MAX;) {
+        if ((c & 63) == 0 && rest.bits[c >> 6] == 0 && !(c >= ROE__SUR_FIRST && c <= ROE__SUR_LAST)) {
+            c += 64; /* an empty word */
+            continue;
+        }
         if (!roe__spell_has(&rest, c)) {
             c++;
             continue;

@@ -129,6 +129,11 @@ TEST(tokenizer_load) {
     ASSERT_TRUE(fail_each("tokenizer (bundled)", op_tokenizer, "models/olmoe-tiny/tokenizer.json") > 10);
     ASSERT_TRUE(fail_each("tokenizer (qwen-style)", op_tokenizer, "tests/data/tokenizer/qwenstyle/tokenizer.json") >
                 10);
+    /* SentencePiece style (normalizers, byte fallback, the decoder chain) and three Split regexes */
+    ASSERT_TRUE(fail_each("tokenizer (llama2-style)", op_tokenizer,
+                          "tests/data/tokenizer/families/llama2/tokenizer.json") > 10);
+    ASSERT_TRUE(fail_each("tokenizer (deepseek-v3-style)", op_tokenizer,
+                          "tests/data/tokenizer/families/deepseek_v3/tokenizer.json") > 10);
 }
 
 /* ---- generation ---- */
