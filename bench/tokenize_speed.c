@@ -6,6 +6,8 @@
  *   tokenize_speed TOKENIZER_JSON STRINGS_JSONL [--reps N] [--min-s S]
  *
  * Prints one JSON object: strings, bytes, ids per pass, seconds per pass, MB/s, strings/s.
+ * Times are the process's CPU time (one thread), which other processes on a shared machine
+ * disturb far less than wall time; tools/bench_tokenizers.py times the same way.
  * bench/tokenize.sh runs it next to tools/bench_tokenizers.py (Hugging Face, one thread).
  */
 #include <stdio.h>
@@ -20,7 +22,7 @@
 
 static double now_s(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts); /* CPU time: the 2-core machine is shared */
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
