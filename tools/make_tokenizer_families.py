@@ -302,7 +302,14 @@ def build_sentencepiece(family, docs):
     byte tokens <0x00>..<0xFF> = 3..258, then the merged pieces."""
     trainer_tok = Tokenizer(models.BPE())
     trainer_tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    trainer = trainers.BpeTrainer(vocab_size=1200, min_frequency=2, show_progress=False, limit_alphabet=160)
+    # the 160 most frequent characters (ties by code point: limit_alphabet breaks ties at random)
+    counts = {}
+    for d in docs:
+        for ch in d.replace(" ", "▁"):
+            counts[ch] = counts.get(ch, 0) + 1
+    alphabet = sorted(counts, key=lambda ch: (-counts[ch], ch))[:160]
+    trainer = trainers.BpeTrainer(vocab_size=1200, min_frequency=2, show_progress=False,
+                                  initial_alphabet=alphabet, limit_alphabet=160)
     trainer_tok.train_from_iterator(docs, trainer=trainer)
     j = json.loads(trainer_tok.to_str())
     trained = sorted(j["model"]["vocab"].items(), key=lambda kv: kv[1])
