@@ -134,7 +134,11 @@ struct roe__enc {
 };
 
 /* A piece of text and whether it starts at offset 0 of the original input (Metaspace's
- * prepend_scheme "first" asks; see roe__metaspace). */
+ * prepend_scheme "first" asks; see roe__metaspace). Tracked as: the first gap of the input,
+ * and within it the first piece of each split. Hugging Face's alignments would also call a
+ * later piece "at 0" when everything before it in the normalized text came from the first
+ * input character (a Prepend, a decomposition of that character); no tokenizer we know puts a
+ * Split between such a normalizer and Metaspace "first". */
 typedef roe_status (*roe__gap_fn)(struct roe__enc *e, const char *s, size_t n, int origin0);
 
 static roe_status roe__pretok(struct roe__enc *e, int k, const char *s, size_t n, int origin0);

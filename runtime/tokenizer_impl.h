@@ -1,22 +1,27 @@
 /*
- * tokenizer_impl.h — private layout of the byte-level BPE tokenizer (see tokenizer.h).
+ * tokenizer_impl.h — private layout of the BPE tokenizer (see tokenizer.h).
  *
- * The tokenizer works in byte space: the GPT-2 byte-to-unicode map is applied to the
- * vocabulary once at load (each vocab string is turned back into the bytes it stands
- * for), so encode never builds the mapped unicode strings Hugging Face builds. The two
- * are equivalent because the map is a bijection between bytes and 256 code points and
- * BPE only ever sees strings made of those code points.
+ * Byte level (a ByteLevel pre-tokenizer), the tokenizer works in byte space: the GPT-2
+ * byte-to-unicode map is applied to the vocabulary once at load (each vocab string is turned
+ * back into the bytes it stands for), so encode never builds the mapped unicode strings
+ * Hugging Face builds. The two are equivalent because the map is a bijection between bytes and
+ * 256 code points and BPE only ever sees strings made of those code points. Without ByteLevel
+ * (SentencePiece style) BPE runs on the text's characters, with "<0xXX>" byte fallback.
  *
  * Files:
- *   tokenizer.c       public API: the encode pipeline, decode, accessors, free
- *   tokenizer_load.c  tokenizer.json -> struct roe_tokenizer (every field checked)
- *   tokenizer_bpe.c   hash tables and the BPE merge loop
- *   tokenizer_text.c  UTF-8, the byte map, normalizers, regex splitting, added-token trie
+ *   tokenizer.c             public API: the encode pipeline, decode, accessors, free
+ *   tokenizer_load.c        tokenizer.json -> struct roe_tokenizer: model, vocab, merges, added
+ *   tokenizer_load_steps.c  its normalizer, pre-tokenizer and decoder (every field checked)
+ *   tokenizer_bpe.c         hash tables and the BPE merge loop
+ *   tokenizer_text.c        UTF-8, the byte map, normalizers, regex splitting, added-token trie
+ *   tokenizer_regex.c       Oniguruma patterns translated for PCRE2
+ *   tokenizer_unicode.c     Unicode 16 sets (tokenizer_unicode_data.h, generated) as classes
+ *   tokenizer_decode.c      the decoder chain, and each token's piece
  *
  * The pipeline is Hugging Face's for `encode(s, add_special_tokens=False)`:
  *   raw text -> split on added tokens with normalized=false (matched on raw text)
  *   -> each gap: normalize -> split on added tokens with normalized=true
- *   -> each gap: pre-tokenizer steps (Split..., ByteLevel) -> BPE per piece.
+ *   -> each gap: pre-tokenizer steps (Split..., Metaspace, ByteLevel) -> BPE per piece.
  */
 #ifndef ROE_TOKENIZER_IMPL_H
 #define ROE_TOKENIZER_IMPL_H
