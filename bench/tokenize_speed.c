@@ -53,7 +53,14 @@ int main(int argc, char **argv) {
     while ((got = getline(&line, &lcap, f)) > 0) {
         cJSON *j = cJSON_ParseWithLength(line, (size_t)got);
         if (cJSON_IsString(j)) {
-            if (n == cap) s = realloc(s, (cap = cap ? 2 * cap : 1024) * sizeof *s);
+            if (n == cap) {
+                char **grown = realloc(s, (cap = cap ? 2 * cap : 1024) * sizeof *s);
+                if (!grown) {
+                    fprintf(stderr, "out of memory reading %s\n", argv[2]);
+                    return 1;
+                }
+                s = grown;
+            }
             s[n++] = strdup(j->valuestring);
             bytes += strlen(j->valuestring);
         }
