@@ -2,8 +2,13 @@
  * model.h — a loaded model: its config, the mapped tensor store, and typed views of
  * every weight the forward pass reads, checked against the config at load time.
  *
- * Weights are never copied: a struct roe_mat points into the read-only mmap of the
- * safetensors file, in the file's dtype (bf16/f16/f32). The model owns the store.
+ * Weights are not copied: a struct roe_mat points into the read-only mmap of the
+ * safetensors file, in the file's dtype (bf16/f16/f32). The model owns the store. One
+ * exception: gpt-oss's bf16/f32 experts are stored input-major ([E, H, 2I] and [E, I, H], for
+ * x @ W); each expert is transposed once at load, in its dtype, into memory the model owns
+ * (struct roe_expert_weights::owned) so the kernels see [out, in] like every other weight and
+ * like gpt-oss's native MXFP4 layout. Every expert is transposed at load (a transient copy of
+ * them all); roe_model_keep_experts frees the copies of the experts another rank owns.
  */
 #ifndef ROE_MODEL_H
 #define ROE_MODEL_H
@@ -18,10 +23,17 @@
 #include "base/status.h"
 
 struct roe_expert_weights {
-    struct roe_mat gate;  /* [inter, hidden] */
-    struct roe_mat up;    /* [inter, hidden] */
+    struct roe_mat gate;  /* [inter, hidden]; gpt-oss (ROE_ACT_SWIGLU_OAI): [2 inter, hidden], gate
+                             and up rows interleaved (gate 2i, up 2i + 1) */
+    struct roe_mat up;    /* [inter, hidden]; empty for gpt-oss */
     struct roe_mat down;  /* [hidden, inter] */
+    struct roe_mat gate_bias; /* gpt-oss: [1, 2 inter] interleaved like gate; empty elsewhere */
+    struct roe_mat down_bias; /* gpt-oss: [1, hidden] */
+    void *owned;          /* gpt-oss bf16/f32: the transposed gate and down (roe_malloc_aligned) */
 };
+
+/* Whether this process holds an expert's weights (another rank's are cleared). */
+static inline int roe_expert_held(const struct roe_expert_weights *x) { return x->gate.data != NULL; }
 
 struct roe_layer_weights {
     struct roe_mat attn_norm;  /* [1, hidden] input_layernorm */
@@ -32,12 +44,39 @@ struct roe_layer_weights {
     struct roe_mat q_norm;     /* [1, n_heads*head_dim] (OLMoE) or [1, head_dim] (Qwen3); empty if none */
     struct roe_mat k_norm;     /* [1, n_kv_heads*head_dim] or [1, head_dim] */
     struct roe_mat ffn_norm;   /* [1, hidden] post_attention_layernorm */
+    struct roe_mat bq, bk, bv; /* [1, n_heads*head_dim], [1, n_kv_heads*head_dim] x 2: q/k/v biases (qkv_bias) */
+    struct roe_mat bo;         /* [1, hidden] o_proj bias (gpt-oss) */
+    struct roe_mat sinks;      /* [1, n_heads] attention sink logits (gpt-oss) */
     /* MoE layers */
     struct roe_mat router;     /* [n_experts, hidden] */
+    struct roe_mat router_bias; /* [1, n_experts] gpt-oss: added to the router logits */
+    struct roe_mat score_bias; /* [1, n_experts] GLM-4.5: e_score_correction_bias (choice only) */
     struct roe_expert_weights *experts; /* [n_experts]; an entry with data == NULL is not owned here */
-    /* dense MLP layers (Qwen3 mlp_only_layers) */
+    struct roe_expert_weights shared;   /* shared expert [shared_intermediate] (Qwen2, GLM-4.5), or empty */
+    struct roe_mat shared_gate; /* [1, hidden] Qwen2-MoE: shared_expert_gate */
+    /* dense MLP layers (Qwen3 mlp_only_layers, GLM-4.5 first_k_dense_replace) */
     struct roe_expert_weights dense;
 };
+
+/* Every matrix of a layer outside its routed experts (norms, attention, biases, router, shared
+ * and dense MLPs), by offset and name: what counts bytes, warms pages and makes device copies
+ * walks this table, so a new tensor is counted everywhere. */
+struct roe_layer_mat {
+    size_t off;       /* offsetof(struct roe_layer_weights, ...) */
+    const char *name;
+};
+extern const struct roe_layer_mat roe_layer_mats[];
+extern const int roe_n_layer_mats;
+static inline struct roe_mat *roe_layer_mat(struct roe_layer_weights *L, int i) {
+    return (struct roe_mat *)((char *)L + roe_layer_mats[i].off);
+}
+
+/* The matrices of one routed expert, the same way. */
+extern const struct roe_layer_mat roe_expert_mats[];
+extern const int roe_n_expert_mats;
+static inline struct roe_mat *roe_expert_mat(struct roe_expert_weights *x, int i) {
+    return (struct roe_mat *)((char *)x + roe_expert_mats[i].off);
+}
 
 struct roe_model {
     struct roe_model_config cfg;
@@ -47,8 +86,10 @@ struct roe_model {
     struct roe_mat final_norm; /* [1, hidden] */
     struct roe_mat lm_head;    /* [vocab, hidden] (= embed if tied) */
     struct roe_layer_weights *layers; /* [n_layers], owned */
-    size_t dense_bytes;        /* bytes of every non-expert weight */
-    size_t expert_bytes;       /* bytes of one expert (gate + up + down) of a MoE layer */
+    size_t dense_bytes;        /* bytes of every non-expert weight (shared experts included) */
+    size_t expert_bytes;       /* bytes of one routed expert of a MoE layer (its matrices and biases) */
+    size_t n_params;           /* elements of every weight the forward reads */
+    size_t expert_params;      /* elements of one routed expert */
     size_t held_bytes;         /* weights this process reads: dense + the experts it holds */
     long held_experts;         /* (MoE layer, expert) pairs it holds */
     int shapes_only;           /* roe_model_shapes: shapes and dtypes, no data (store NULL) */

@@ -151,14 +151,14 @@ TEST(topk_order_and_ties) {
     ASSERT_EQ_INT(idx[1], 1); /* ties: lower index first */
     ASSERT_EQ_INT(idx[2], 2);
     struct roe_model_config c = {.n_experts = 4, .top_k = 2, .norm_topk_prob = 1};
-    float logits[] = {0.0f, 2.0f, 1.0f, -1.0f}, probs[4], w[2];
-    roe_route_row(&c, logits, probs, idx, w);
+    float logits[] = {0.0f, 2.0f, 1.0f, -1.0f}, probs[32], w[2];
+    roe_route_row(&c, logits, NULL, probs, idx, w);
     ASSERT_EQ_INT(idx[0], 1);
     ASSERT_EQ_INT(idx[1], 2);
     ASSERT_NEAR(w[0] + w[1], 1.0, 1e-6);
     ASSERT_NEAR(w[0] / w[1], exp(1.0), 1e-5);
     c.norm_topk_prob = 0; /* OLMoE: softmax over all E, weights sum to < 1 */
-    roe_route_row(&c, logits, probs, idx, w);
+    roe_route_row(&c, logits, NULL, probs, idx, w);
     double z = 1 + exp(2) + exp(1) + exp(-1);
     ASSERT_NEAR(w[0], exp(2) / z, 1e-6);
     ASSERT_NEAR(w[1], exp(1) / z, 1e-6);

@@ -235,12 +235,12 @@ TEST(gumbel_topk_is_sampling_without_replacement) {
     for (int e = 0; e < 8; e++) zs += exp(R[e] / tau);
     for (int e = 0; e < 8; e++) p[e] = exp(R[e] / tau) / zs;
     static long count[8][8];
-    float scratch[16], w[2];
+    float scratch[64], w[2];
     int32_t idx[2];
     const int N = 40000;
     for (int i = 0; i < N; i++) {
         struct roe_noise_key key = {.seed = 12345, .pos = i, .sample = 1 + i % 7, .layer = i % 5};
-        roe_route_row_noisy(&c, R, tau, ROE_GATE_CLEAN, key, scratch, idx, w);
+        roe_route_row_noisy(&c, R, NULL, tau, ROE_GATE_CLEAN, key, scratch, idx, w);
         ASSERT_TRUE(idx[0] < idx[1]); /* ascending expert order */
         count[idx[0]][idx[1]]++;
     }
