@@ -304,12 +304,16 @@ static roe_status parse_gpt_oss(const cJSON *root, const char *origin, struct ro
     c->swiglu_limit = 7.0f;
     ROE_TRY(get_float(root, origin, "swiglu_alpha", 0, 0.0, 1e6, &c->swiglu_alpha));
     ROE_TRY(get_float(root, origin, "swiglu_limit", 0, 1e-6, 1e30, &c->swiglu_limit));
-    c->sliding_window = 128;
+    const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    c->sliding_window = sw && cJSON_IsNull(sw) ? 0 : 128;
     ROE_TRY(get_int(root, origin, "sliding_window", 0, 0, 1 << 30, &c->sliding_window));
     int have_types = 0;
     ROE_TRY(parse_layer_types(root, origin, c, &have_types));
-    if (!have_types) /* sliding on even layers, full on odd ones */
-        for (int i = 0; i < c->n_layers; i++) c->layer_window[i] = i % 2 == 0 ? c->sliding_window : 0;
+    if (have_types) return ROE_OK;
+    if (c->sliding_window <= 0) /* the default layer_types has sliding layers */
+        return roe_fail(ROE_ERR_FORMAT, "%s: layer 0 is sliding_attention (the default layer_types) but "
+                        "sliding_window is %d", origin, c->sliding_window);
+    for (int i = 0; i < c->n_layers; i++) c->layer_window[i] = i % 2 == 0 ? c->sliding_window : 0;
     return ROE_OK;
 }
 
