@@ -27,6 +27,12 @@ int roe_config_n_moe_layers(const struct roe_model_config *c) {
     return n;
 }
 
+long roe_config_kv_rows_read(const struct roe_model_config *c, int pos) {
+    long n = 0;
+    for (int l = 0; l < c->n_layers; l++) n += pos - roe_config_history_begin(c, l, pos);
+    return n;
+}
+
 /* Reads an integer field in [lo, hi]. `required` = 0 leaves *out untouched if absent or null. */
 static roe_status get_int(const cJSON *root, const char *origin, const char *key, int required,
                           long lo, long hi, int *out) {

@@ -118,4 +118,14 @@ roe_status roe_config_parse(const char *json, const char *origin, struct roe_mod
 const char *roe_family_name(roe_family f);
 int roe_config_n_moe_layers(const struct roe_model_config *c);
 
+/* The first cached position a row at `pos` attends at `layer`: 0, or with a window of w
+ * positions (itself included) pos - w + 1. */
+static inline int roe_config_history_begin(const struct roe_model_config *c, int layer, int pos) {
+    const int w = c->layer_window[layer];
+    return w > 0 && pos - w + 1 > 0 ? pos - w + 1 : 0;
+}
+
+/* Cached K/V rows a row at `pos` reads, summed over the layers (windows applied). */
+long roe_config_kv_rows_read(const struct roe_model_config *c, int pos);
+
 #endif

@@ -346,7 +346,7 @@ static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows
     roe_backend *be = e->be;
     const int n = e->n_act;
     const int H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads;
-    const int qd = nh * hd, kd = nkv * hd, window = c->layer_window[layer];
+    const int qd = nh * hd, kd = nkv * hd;
 
     be->ops->rmsnorm(be, e->h, n, &L->attn_norm, c->rms_eps, e->x);
     be->ops->matmul(be, e->x, n, &L->wq, e->q);
@@ -382,7 +382,7 @@ static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows
         e->khist[j] = roe_kv_k(&e->kv, r->seq, layer);
         e->vhist[j] = roe_kv_v(&e->kv, r->seq, layer);
         e->hend[j] = r->pos;
-        e->hbegin[j] = window > 0 && r->pos - window + 1 > 0 ? r->pos - window + 1 : 0;
+        e->hbegin[j] = roe_config_history_begin(c, layer, r->pos);
     }
     if (n_clean) {
         be->ops->copy_rows(be, e->kv.k, e->kv_dst, e->k, e->kv_src, n_clean, kd);

@@ -313,6 +313,24 @@ static void account_bytes(struct roe_model *m) {
     m->n_params = params + (size_t)m->held_experts * m->expert_params;
 }
 
+size_t roe_model_active_params(const struct roe_model *m) {
+    const struct roe_model_config *c = &m->cfg;
+    const size_t n_moe = (size_t)roe_config_n_moe_layers(c);
+    return m->n_params - n_moe * (size_t)c->n_experts * m->expert_params + n_moe * (size_t)c->top_k * m->expert_params;
+}
+
+double roe_model_step_weight_bytes(const struct roe_model *m) {
+    const struct roe_model_config *c = &m->cfg;
+    double dense = (double)m->dense_bytes;
+    if (!c->tie_word_embeddings) /* the lookup reads one row; a tied table is the LM head, read whole */
+        dense += (double)c->hidden * roe_dtype_size(m->embed.dtype) - (double)roe_mat_bytes(&m->embed);
+    return dense + (double)m->expert_bytes * c->top_k * roe_config_n_moe_layers(c);
+}
+
+size_t roe_model_kv_bytes_per_token(const struct roe_model_config *c) {
+    return (size_t)2 * sizeof(float) * (size_t)c->n_layers * (size_t)c->n_kv_heads * (size_t)c->head_dim;
+}
+
 void roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl, int rank) {
     const struct roe_model_config *c = &m->cfg;
     m->held_experts = 0;

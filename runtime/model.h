@@ -123,4 +123,15 @@ size_t roe_mapped_resident_bytes(void);
 /* Bytes of a matrix's data. */
 size_t roe_mat_bytes(const struct roe_mat *m);
 
+/* What one token costs (roe inspect, benchmarks): the parameters it uses (every non-expert
+ * weight, shared experts included, and top_k routed experts of each MoE layer), and the weight
+ * bytes one decode step of one sequence reads (the same, but one row of an untied embedding
+ * table). */
+size_t roe_model_active_params(const struct roe_model *m);
+double roe_model_step_weight_bytes(const struct roe_model *m);
+
+/* Bytes of the clean KV cache per token: K and V of every layer, fp32 as the engine keeps them
+ * (runtime/kv_cache.h). */
+size_t roe_model_kv_bytes_per_token(const struct roe_model_config *c);
+
 #endif

@@ -396,6 +396,28 @@ def param_counts(model, cfg):
     return total, total - routed + routed * cfg.num_experts_per_tok // n_experts
 
 
+def step_bytes_from_files(model_dir, cfg):
+    """Weight bytes one decode step of one sequence reads, from the safetensors headers: every
+    tensor but the routed experts' and the embedding table (one row of it), plus top_k routed
+    experts of each MoE layer."""
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) else ["model.safetensors"]
+    sizes = {}
+    for fn in files:
+        with open(os.path.join(model_dir, fn), "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        for name, info in header.items():
+            if name != "__metadata__":
+                sizes[name] = (info["data_offsets"][1] - info["data_offsets"][0], info["dtype"], info["shape"])
+    routed = sum(b for name, (b, _, _) in sizes.items() if ".mlp.experts." in name)
+    dense = sum(b for name, (b, _, _) in sizes.items() if ".mlp.experts." not in name)
+    emb_bytes, emb_dtype, emb_shape = sizes["model.embed_tokens.weight"]
+    dense += emb_bytes // emb_shape[0] - emb_bytes
+    n_experts = getattr(cfg, "num_local_experts", None) or getattr(cfg, "num_experts", None) or cfg.n_routed_experts
+    return dense + routed * cfg.num_experts_per_tok // n_experts
+
+
 class ClipStats:
     """Counts the q/k/v elements that OLMoE's clip_qkv clamps (values seen before the in-place clamp)."""
 
@@ -844,6 +866,7 @@ def make_family(family, out_root):
         "model_type": cfg.model_type,
         "parameters": n_params,
         "active_parameters": n_active,
+        "bytes_per_decode_step": step_bytes_from_files(model_dir, cfg),
         "model_dir": f"tests/fixtures/{family}/model",
         "logits_file": f"tests/fixtures/{family}/logits.f32",
         "logits_offset_unit": "bytes",
