@@ -66,7 +66,10 @@ static inline ROE_HD void roe_route_group_topk(const float *c, int E, int G, int
     }
     for (int g = 0; g < G; g++) {
         int better = 0; /* groups ranked before g */
-        for (int h = 0; h < G; h++) better += gscore[h] > gscore[g] || (gscore[h] == gscore[g] && h < g);
+        for (int h = 0; h < G; h++) {
+            const int before = h < g; /* ties go to the lower group */
+            better += gscore[h] > gscore[g] || (before && gscore[h] == gscore[g]);
+        }
         for (int e = g * per; e < (g + 1) * per; e++) masked[e] = better < topk_group ? c[e] : -INFINITY;
     }
     roe_route_topk(masked, E, k, idx);

@@ -296,7 +296,7 @@ TEST(group_router) {
     ASSERT_EQ_INT(idx[0], 2);
     ASSERT_EQ_INT(idx[1], 3);
     ASSERT_EQ_INT(idx[2], 7);
-    double s[3] = {1 / (1 + exp(-0.5)), 1 / (1 + exp(-0.4)), 1 / (1 + exp(2.0))}, z = s[0] + s[1] + s[2];
+    const double s[3] = {1 / (1 + exp(-0.5)), 1 / (1 + exp(-0.4)), 1 / (1 + exp(2.0))}, z = s[0] + s[1] + s[2];
     for (int j = 0; j < 3; j++) ASSERT_NEAR(w[j], 2.5 * s[j] / z, 1e-6); /* unbiased sigmoid, renormalised, scaled */
     /* the rejected groups are -inf, not 0: with every score negative a 0 would win */
     c.norm_topk_prob = 0;
