@@ -142,21 +142,50 @@ static roe_status bind_experts(struct roe_model *m, int i, const char *moe, stru
 /* ---- the newer families' tensors: attention biases and sinks, router extras, shared experts,
  * gpt-oss's input-major experts ---- */
 
-/* dst[cols, rows] = src[rows, cols]^T for elements of es bytes, in tiles (both sides stay in cache). */
+/* dst[cols, rows] = src[rows, cols]^T for elements of es (2 or 4) bytes, in tiles so both sides
+ * stay in cache. */
 static void transpose(const void *src, void *dst, int rows, int cols, size_t es) {
     enum { T = 32 };
-    const char *s = src;
-    char *d = dst;
     for (int r0 = 0; r0 < rows; r0 += T)
-        for (int c0 = 0; c0 < cols; c0 += T)
-            for (int r = r0; r < rows && r < r0 + T; r++)
-                for (int c = c0; c < cols && c < c0 + T; c++)
-                    memcpy(d + ((size_t)c * rows + r) * es, s + ((size_t)r * cols + c) * es, es);
+        for (int c0 = 0; c0 < cols; c0 += T) {
+            const int r1 = r0 + T < rows ? r0 + T : rows, c1 = c0 + T < cols ? c0 + T : cols;
+            for (int r = r0; r < r1; r++)
+                for (int c = c0; c < c1; c++) {
+                    const size_t from = (size_t)r * cols + c, to = (size_t)c * rows + r;
+                    if (es == 2) ((uint16_t *)dst)[to] = ((const uint16_t *)src)[from];
+                    else ((uint32_t *)dst)[to] = ((const uint32_t *)src)[from];
+                }
+        }
+}
+
+/* gpt-oss: transposes an expert left input-major into memory of its own (one block: gate, then
+ * down). */
+static roe_status materialize_expert(struct roe_expert_weights *x, int layer, int e) {
+    if (!x->gate_t.data || x->gate.data) return ROE_OK;
+    const size_t gu = roe_mat_bytes(&x->gate), dn = roe_mat_bytes(&x->down);
+    x->owned = roe_malloc_aligned(gu + dn);
+    if (!x->owned)
+        return roe_fail(ROE_ERR_NOMEM, "out of memory transposing layer %d's expert %d (%zu bytes)", layer, e, gu + dn);
+    char *g = x->owned, *d = g + gu;
+    transpose(x->gate_t.data, g, x->gate_t.rows, x->gate_t.cols, roe_dtype_size(x->gate_t.dtype));
+    transpose(x->down_t.data, d, x->down_t.rows, x->down_t.cols, roe_dtype_size(x->down_t.dtype));
+    x->gate.data = g;
+    x->down.data = d;
+    return ROE_OK;
+}
+
+roe_status roe_model_materialize(struct roe_model *m) {
+    const struct roe_model_config *c = &m->cfg;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int e = 0; m->layers[l].experts && e < c->n_experts; e++)
+            ROE_TRY(materialize_expert(&m->layers[l].experts[e], l, e));
+    return ROE_OK;
 }
 
 /* gpt-oss: experts.gate_up_proj [E, H, 2I] (x @ W, gate/up columns interleaved) with its bias
- * [E, 2I], experts.down_proj [E, I, H] with its bias [E, H]. Each expert's two matrices are
- * transposed into one owned block: gate = [2I, H] (rows interleaved), down = [H, I]. */
+ * [E, 2I], experts.down_proj [E, I, H] with its bias [E, H]. Each expert held gets its two
+ * matrices transposed into one owned block (materialize_expert): gate = [2I, H] (rows
+ * interleaved), down = [H, I]; until then gate_t / down_t view the checkpoint. */
 static roe_status bind_oai_experts(struct roe_model *m, int i, struct roe_layer_weights *L) {
     const struct roe_model_config *c = &m->cfg;
     const int E = c->n_experts, I = c->moe_intermediate, H = c->hidden;
@@ -182,19 +211,14 @@ static roe_status bind_oai_experts(struct roe_model *m, int i, struct roe_layer_
     ROE_TRY(check_mat(t[3], E, H, &db));
     L->experts = roe_calloc((size_t)E, sizeof *L->experts);
     if (!L->experts) return roe_fail(ROE_ERR_NOMEM, "layer %d: out of memory for %d experts", i, E);
-    const size_t es = roe_dtype_size(t[0]->dtype), es_d = roe_dtype_size(t[2]->dtype);
-    const size_t gu_bytes = (size_t)2 * I * H * es, dn_bytes = (size_t)H * I * es_d;
-    for (int e = 0; e < E; e++) {
+    const size_t gu_bytes = (size_t)2 * I * H * roe_dtype_size(t[0]->dtype);
+    const size_t dn_bytes = (size_t)H * I * roe_dtype_size(t[2]->dtype);
+    for (int e = 0; e < E; e++) { /* transposed when held: materialize_expert */
         struct roe_expert_weights *x = &L->experts[e];
-        x->owned = roe_malloc_aligned(gu_bytes + dn_bytes);
-        if (!x->owned)
-            return roe_fail(ROE_ERR_NOMEM, "%s: out of memory transposing layer %d's expert %d (%zu bytes)", m->dir,
-                            i, e, gu_bytes + dn_bytes);
-        char *gu = x->owned, *dn = gu + gu_bytes;
-        transpose((const char *)t[0]->data + (size_t)e * gu_bytes, gu, H, 2 * I, es);
-        transpose((const char *)t[2]->data + (size_t)e * dn_bytes, dn, I, H, es_d);
-        x->gate = (struct roe_mat){t[0]->dtype, gu, 2 * I, H};
-        x->down = (struct roe_mat){t[2]->dtype, dn, H, I};
+        x->gate_t = (struct roe_mat){t[0]->dtype, (const char *)t[0]->data + (size_t)e * gu_bytes, H, 2 * I};
+        x->down_t = (struct roe_mat){t[2]->dtype, (const char *)t[2]->data + (size_t)e * dn_bytes, I, H};
+        x->gate = (struct roe_mat){t[0]->dtype, NULL, 2 * I, H};
+        x->down = (struct roe_mat){t[2]->dtype, NULL, H, I};
         x->gate_bias = (struct roe_mat){gb.dtype, (const char *)gb.data + (size_t)e * 2 * I * roe_dtype_size(gb.dtype), 1, 2 * I};
         x->down_bias = (struct roe_mat){db.dtype, (const char *)db.data + (size_t)e * H * roe_dtype_size(db.dtype), 1, H};
     }
@@ -331,7 +355,7 @@ size_t roe_model_kv_bytes_per_token(const struct roe_model_config *c) {
     return (size_t)2 * sizeof(float) * (size_t)c->n_layers * (size_t)c->n_kv_heads * (size_t)c->head_dim;
 }
 
-void roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl, int rank) {
+roe_status roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl, int rank) {
     const struct roe_model_config *c = &m->cfg;
     m->held_experts = 0;
     for (int l = 0; l < c->n_layers; l++) {
@@ -339,14 +363,16 @@ void roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl,
         for (int e = 0; e < c->n_experts; e++) {
             struct roe_expert_weights *x = &m->layers[l].experts[e];
             if (roe_placement_owner(pl, l, e) == rank) {
+                ROE_TRY(materialize_expert(x, l, e));
                 if (x->gate.data || m->shapes_only) m->held_experts++;
             } else {
-                roe_free_aligned(x->owned); /* gpt-oss: the transposed copy */
+                roe_free_aligned(x->owned); /* gpt-oss: a transposed copy */
                 memset(x, 0, sizeof *x);
             }
         }
     }
     m->held_bytes = m->dense_bytes + (size_t)m->held_experts * m->expert_bytes;
+    return ROE_OK;
 }
 
 size_t roe_mapped_resident_bytes(void) {
@@ -385,6 +411,16 @@ double roe_model_warm(const struct roe_model *m) {
 }
 
 roe_status roe_model_load(const char *dir, struct roe_model **out) {
+    ROE_TRY(roe_model_open(dir, out));
+    roe_status st = roe_model_materialize(*out);
+    if (st != ROE_OK) {
+        roe_model_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+roe_status roe_model_open(const char *dir, struct roe_model **out) {
     *out = NULL;
     if (!roe_is_dir(dir))
         return roe_fail(ROE_ERR_IO, "model directory '%s' does not exist or is not a directory", dir);

@@ -5,10 +5,11 @@
  * Weights are not copied: a struct roe_mat points into the read-only mmap of the
  * safetensors file, in the file's dtype (bf16/f16/f32). The model owns the store. One
  * exception: gpt-oss's bf16/f32 experts are stored input-major ([E, H, 2I] and [E, I, H], for
- * x @ W); each expert is transposed once at load, in its dtype, into memory the model owns
- * (struct roe_expert_weights::owned) so the kernels see [out, in] like every other weight and
- * like gpt-oss's native MXFP4 layout. Every expert is transposed at load (a transient copy of
- * them all); roe_model_keep_experts frees the copies of the experts another rank owns.
+ * x @ W); each expert a process holds is transposed once, in its dtype, into memory the model
+ * owns (struct roe_expert_weights::owned), so the kernels see [out, in] like every other weight
+ * and like gpt-oss's native MXFP4 layout. roe_model_open leaves them untransposed (not held);
+ * roe_model_keep_experts transposes the experts its rank owns, roe_model_materialize all of
+ * them, so a rank never holds a copy of another rank's experts.
  */
 #ifndef ROE_MODEL_H
 #define ROE_MODEL_H
@@ -30,6 +31,8 @@ struct roe_expert_weights {
     struct roe_mat gate_bias; /* gpt-oss: [1, 2 inter] interleaved like gate; empty elsewhere */
     struct roe_mat down_bias; /* gpt-oss: [1, hidden] */
     void *owned;          /* gpt-oss bf16/f32: the transposed gate and down (roe_malloc_aligned) */
+    struct roe_mat gate_t;    /* gpt-oss bf16/f32 before the transposition: [hidden, 2 inter] and */
+    struct roe_mat down_t;    /* [inter, hidden] views into the checkpoint (gate, down: shapes only) */
 };
 
 /* Whether this process holds an expert's weights (another rank's are cleared). */
@@ -96,8 +99,16 @@ struct roe_model {
 };
 
 /* Loads dir/config.json and the safetensors, binds and checks every tensor the forward
- * needs (presence, dtype in {F32,F16,BF16}, shape against the config). */
+ * needs (presence, dtype in {F32,F16,BF16}, shape against the config). Every expert held. */
 roe_status roe_model_load(const char *dir, struct roe_model **out);
+
+/* roe_model_load without transposing gpt-oss's input-major experts (shapes and checks only;
+ * such experts are not held until roe_model_keep_experts or roe_model_materialize): for
+ * inspecting a model, and for a rank that keeps only its own experts. */
+roe_status roe_model_open(const char *dir, struct roe_model **out);
+
+/* Transposes every expert roe_model_open left input-major (a no-op for other models). */
+roe_status roe_model_materialize(struct roe_model *m);
 void roe_model_free(struct roe_model *m);
 
 /* A model of this config with no checkpoint: every view has its shape and dtype BF16 but
@@ -106,11 +117,12 @@ void roe_model_free(struct roe_model *m);
 roe_status roe_model_shapes(const struct roe_model_config *cfg, struct roe_model **out);
 
 /* Keeps only the experts `rank` owns under the placement: the others' views are cleared
- * (data == NULL), so nothing ever reads them. The safetensors files stay mapped whole, but
- * a mapping is lazy: pages never touched are never read from disk nor resident, so the
- * rank's memory holds the dense weights and its own experts only (roe_model_warm touches
- * exactly those). Updates held_bytes / held_experts. */
-void roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl, int rank);
+ * (data == NULL), so nothing ever reads them, and its own are transposed where roe_model_open
+ * left them input-major. The safetensors files stay mapped whole, but a mapping is lazy: pages
+ * never touched are never read from disk nor resident, so the rank's memory holds the dense
+ * weights and its own experts only (roe_model_warm touches exactly those). Updates held_bytes /
+ * held_experts. Fails only out of memory for a transposition. */
+roe_status roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl, int rank);
 
 /* Reads every page of the weights this process holds (so timed steps read memory, not the
  * disk); returns the bytes touched. */

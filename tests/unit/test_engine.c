@@ -373,12 +373,45 @@ TEST(sampler) {
     roe_sampler_free(s);
 }
 
+/* gpt-oss's input-major experts: roe_model_open leaves them untransposed and not held (inspect
+ * reads nothing of them); keep_experts transposes exactly this rank's; an engine refuses a model
+ * whose experts are not held; roe_model_load holds them all, the same bytes either way. */
+TEST(gpt_oss_experts_held_per_rank) {
+    const char *dir = "tests/fixtures/gpt_oss/model";
+    struct roe_model *m = NULL, *full = NULL;
+    ASSERT_OK(roe_model_open(dir, &m));
+    const int E = m->cfg.n_experts;
+    for (int e = 0; e < E; e++) ASSERT_TRUE(!roe_expert_held(&m->layers[0].experts[e]) && !m->layers[0].experts[e].owned);
+    struct roe_engine_opts o = roe_engine_opts_default();
+    o.max_ctx = 64;
+    roe_engine *eng = NULL;
+    ASSERT_FAILS_WITH(roe_engine_create(m, &o, &eng), ROE_ERR_INVALID_ARG, "the model does not hold it");
+    struct roe_placement *pl = NULL;
+    ASSERT_OK(roe_placement_contiguous(&m->cfg, 2, &pl));
+    ASSERT_OK(roe_model_keep_experts(m, pl, 1));
+    ASSERT_OK(roe_model_load(dir, &full));
+    ASSERT_EQ_INT(m->held_experts, (long)m->cfg.n_layers * E / 2);
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int e = 0; e < E; e++) {
+            const struct roe_expert_weights *x = &m->layers[l].experts[e], *y = &full->layers[l].experts[e];
+            ASSERT_EQ_INT(roe_expert_held(x), roe_placement_owner(pl, l, e) == 1);
+            ASSERT_TRUE(roe_expert_held(y));
+            if (roe_expert_held(x))
+                ASSERT_TRUE(memcmp(x->gate.data, y->gate.data, roe_mat_bytes(&y->gate)) == 0 &&
+                            memcmp(x->down.data, y->down.data, roe_mat_bytes(&y->down)) == 0);
+        }
+    roe_placement_free(pl);
+    roe_model_free(m);
+    roe_model_free(full);
+}
+
 int main(void) {
     RUN(decode_allocates_nothing);
     RUN(engine_rejects_bad_rows);
     RUN(config_validation);
     RUN(config_new_families);
     RUN(group_router);
+    RUN(gpt_oss_experts_held_per_rank);
     RUN(topk_order_and_ties);
     RUN(sampler);
     return test_summary();
