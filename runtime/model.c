@@ -142,49 +142,65 @@ static roe_status bind_experts(struct roe_model *m, int i, const char *moe, stru
 /* ---- the newer families' tensors: attention biases and sinks, router extras, shared experts,
  * gpt-oss's input-major experts ---- */
 
-/* dst[cols, rows] = src[rows, cols]^T for elements of es (2 or 4) bytes, in tiles so both sides
- * stay in cache. */
-static void transpose(const void *src, void *dst, int rows, int cols, size_t es) {
-    enum { T = 32 };
-    for (int r0 = 0; r0 < rows; r0 += T)
-        for (int c0 = 0; c0 < cols; c0 += T) {
-            const int r1 = r0 + T < rows ? r0 + T : rows, c1 = c0 + T < cols ? c0 + T : cols;
-            for (int r = r0; r < r1; r++)
-                for (int c = c0; c < c1; c++) {
-                    const size_t from = (size_t)r * cols + c, to = (size_t)c * rows + r;
-                    if (es == 2) ((uint16_t *)dst)[to] = ((const uint16_t *)src)[from];
-                    else ((uint32_t *)dst)[to] = ((const uint32_t *)src)[from];
-                }
-        }
+/* dst[cols, rows] = src[rows, cols]^T, in tiles so both sides stay in cache. */
+#define ROE_TRANSPOSE(name, type)                                                                  \
+    static void name(const type *src, type *dst, int rows, int cols) {                            \
+        enum { T = 64 };                                                                           \
+        for (int r0 = 0; r0 < rows; r0 += T)                                                       \
+            for (int c0 = 0; c0 < cols; c0 += T) {                                                 \
+                const int r1 = r0 + T < rows ? r0 + T : rows, c1 = c0 + T < cols ? c0 + T : cols;  \
+                for (int c = c0; c < c1; c++)                                                      \
+                    for (int r = r0; r < r1; r++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c]; \
+            }                                                                                      \
+    }
+ROE_TRANSPOSE(transpose16, uint16_t)
+ROE_TRANSPOSE(transpose32, uint32_t)
+#undef ROE_TRANSPOSE
+
+static void transpose(const struct roe_mat *src, void *dst) {
+    if (roe_dtype_size(src->dtype) == 2) transpose16(src->data, dst, src->rows, src->cols);
+    else transpose32(src->data, dst, src->rows, src->cols);
 }
 
-/* gpt-oss: transposes an expert left input-major into memory of its own (one block: gate, then
- * down). */
-static roe_status materialize_expert(struct roe_expert_weights *x, int layer, int e) {
-    if (!x->gate_t.data || x->gate.data) return ROE_OK;
+/* gpt-oss: the memory an expert left input-major is transposed into (one block: gate, then
+ * down); transpose_pending fills it. */
+static roe_status alloc_expert(struct roe_expert_weights *x, int layer, int e) {
+    if (!x->gate_t.data || x->owned) return ROE_OK;
     const size_t gu = roe_mat_bytes(&x->gate), dn = roe_mat_bytes(&x->down);
     x->owned = roe_malloc_aligned(gu + dn);
     if (!x->owned)
         return roe_fail(ROE_ERR_NOMEM, "out of memory transposing layer %d's expert %d (%zu bytes)", layer, e, gu + dn);
-    char *g = x->owned, *d = g + gu;
-    transpose(x->gate_t.data, g, x->gate_t.rows, x->gate_t.cols, roe_dtype_size(x->gate_t.dtype));
-    transpose(x->down_t.data, d, x->down_t.rows, x->down_t.cols, roe_dtype_size(x->down_t.dtype));
-    x->gate.data = g;
-    x->down.data = d;
     return ROE_OK;
+}
+
+/* Transposes every expert with its memory but no data yet, experts over the OpenMP threads (each
+ * writes only its own block). */
+static void transpose_pending(struct roe_model *m) {
+    const int L = m->cfg.n_layers, E = m->cfg.n_experts;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long i = 0; i < (long)L * E; i++) {
+        struct roe_expert_weights *x = m->layers[i / E].experts ? &m->layers[i / E].experts[i % E] : NULL;
+        if (!x || !x->owned || x->gate.data) continue;
+        char *g = x->owned, *d = g + roe_mat_bytes(&x->gate);
+        transpose(&x->gate_t, g);
+        transpose(&x->down_t, d);
+        x->gate.data = g;
+        x->down.data = d;
+    }
 }
 
 roe_status roe_model_materialize(struct roe_model *m) {
     const struct roe_model_config *c = &m->cfg;
     for (int l = 0; l < c->n_layers; l++)
         for (int e = 0; m->layers[l].experts && e < c->n_experts; e++)
-            ROE_TRY(materialize_expert(&m->layers[l].experts[e], l, e));
+            ROE_TRY(alloc_expert(&m->layers[l].experts[e], l, e));
+    transpose_pending(m);
     return ROE_OK;
 }
 
 /* gpt-oss: experts.gate_up_proj [E, H, 2I] (x @ W, gate/up columns interleaved) with its bias
  * [E, 2I], experts.down_proj [E, I, H] with its bias [E, H]. Each expert held gets its two
- * matrices transposed into one owned block (materialize_expert): gate = [2I, H] (rows
+ * matrices transposed into one owned block (alloc_expert, transpose_pending): gate = [2I, H] (rows
  * interleaved), down = [H, I]; until then gate_t / down_t view the checkpoint. */
 static roe_status bind_oai_experts(struct roe_model *m, int i, struct roe_layer_weights *L) {
     const struct roe_model_config *c = &m->cfg;
@@ -213,7 +229,7 @@ static roe_status bind_oai_experts(struct roe_model *m, int i, struct roe_layer_
     if (!L->experts) return roe_fail(ROE_ERR_NOMEM, "layer %d: out of memory for %d experts", i, E);
     const size_t gu_bytes = (size_t)2 * I * H * roe_dtype_size(t[0]->dtype);
     const size_t dn_bytes = (size_t)H * I * roe_dtype_size(t[2]->dtype);
-    for (int e = 0; e < E; e++) { /* transposed when held: materialize_expert */
+    for (int e = 0; e < E; e++) { /* transposed when held: alloc_expert, transpose_pending */
         struct roe_expert_weights *x = &L->experts[e];
         x->gate_t = (struct roe_mat){t[0]->dtype, (const char *)t[0]->data + (size_t)e * gu_bytes, H, 2 * I};
         x->down_t = (struct roe_mat){t[2]->dtype, (const char *)t[2]->data + (size_t)e * dn_bytes, I, H};
@@ -363,8 +379,8 @@ roe_status roe_model_keep_experts(struct roe_model *m, const struct roe_placemen
         for (int e = 0; e < c->n_experts; e++) {
             struct roe_expert_weights *x = &m->layers[l].experts[e];
             if (roe_placement_owner(pl, l, e) == rank) {
-                ROE_TRY(materialize_expert(x, l, e));
-                if (x->gate.data || m->shapes_only) m->held_experts++;
+                ROE_TRY(alloc_expert(x, l, e));
+                if (x->gate.data || x->owned || m->shapes_only) m->held_experts++;
             } else {
                 roe_free_aligned(x->owned); /* gpt-oss: a transposed copy */
                 memset(x, 0, sizeof *x);
@@ -372,6 +388,7 @@ roe_status roe_model_keep_experts(struct roe_model *m, const struct roe_placemen
         }
     }
     m->held_bytes = m->dense_bytes + (size_t)m->held_experts * m->expert_bytes;
+    transpose_pending(m);
     return ROE_OK;
 }
 
