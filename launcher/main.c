@@ -32,6 +32,7 @@ static void usage(void) {
             "  inspect    show a model's config, sizes and placement\n"
             "  bench      measure prefill and decode throughput\n"
             "  serve      an OpenAI-compatible HTTP server with continuous batching\n"
+            "  tokenize   text to token ids and back with a model's tokenizer.json\n"
             "  env        the ROE_* environment variables: accepted values, defaults, settings\n",
             ROE_VERSION);
 }
@@ -48,6 +49,7 @@ static int run_command(int argc, char **argv) {
     if (strcmp(cmd, "eval") == 0) return roe_cmd_eval(argc, argv);
     if (strcmp(cmd, "tune") == 0) return roe_cmd_tune(argc, argv);
     if (strcmp(cmd, "serve") == 0) return roe_cmd_serve(argc, argv);
+    if (strcmp(cmd, "tokenize") == 0) return roe_cmd_tokenize(argc, argv);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage();
         return 0;

@@ -45,7 +45,7 @@ int roe_report(const char *cmd, roe_status st) {
 int roe_session_open_model(struct roe_session *s, const char *cmd, const char *model_dir) {
     memset(s, 0, sizeof *s);
     s->model_dir = model_dir ? model_dir : roe_default_model_dir();
-    roe_status st = roe_model_load(s->model_dir, &s->model);
+    roe_status st = roe_model_open(s->model_dir, &s->model); /* roe_rank_open keeps this rank's experts */
     if (st != ROE_OK) return roe_report(cmd, st);
     const int N = roe_session_world_size();
     const char *pfile = roe_env_placement();

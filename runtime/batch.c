@@ -178,6 +178,7 @@ static void add_group(roe_batch *b, struct roe_batch_seq *s, int p, int32_t t, g
                                              .want_logits = 1, .seed = s->sampling.seed,
                                              .roster = s->roster};
     cp->info->positions += p;
+    cp->info->kv_rows += roe_config_kv_rows_read(&roe_engine_model(b->e)->cfg, p);
 }
 
 /* s's next token group, if s has its whole prompt but the last position in the cache and the

@@ -93,6 +93,7 @@ struct roe_batch_step_info {
     long prompt_tokens;    /* prompt positions fed */
     long samples;          /* RoE rows run for generated tokens (clean rows included) */
     long positions;        /* sum over token groups of their position (KV history read) */
+    long kv_rows;          /* cached K/V rows the groups read, over every layer (windows applied) */
     long rows_naive;       /* row-layers a roster computing every sample fully would run */
     struct roe_step_stats stats; /* every rank's engine statistics, summed */
     double seconds;        /* the cluster step, wall clock */

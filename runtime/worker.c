@@ -69,7 +69,7 @@ static void session_close(struct session *s) {
 static roe_status session_open(struct session *s, roe_comm *c, const struct roe_session_spec *o, struct roe_reply *rep) {
     const int me = roe_comm_rank(c);
     session_close(s);
-    ROE_TRY(roe_model_load(o->model_dir, &s->model));
+    ROE_TRY(roe_model_open(o->model_dir, &s->model)); /* roe_rank_open keeps this rank's experts */
     const struct roe_model *model = s->model;
     ROE_TRY(roe_rank_open(&s->rank, s->model, o, c, 0));
     ROE_TRY(roe_cluster_create(s->rank.engine, &s->cl));
