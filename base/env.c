@@ -26,6 +26,13 @@ static const struct roe_env_knob KNOBS[] = {
      .def = "auto", .help = "transport between ranks (auto: mpi when started by mpirun)"},
     {.name = "ROE_COMM_TIMEOUT_S", .type = ROE_ENV_NUMBER, .min = 0.001, .max = 1e7, .def = "60",
      .help = "bound in seconds on every wait for another rank, MPI_Init and MPI_Finalize too"},
+    {.name = "ROE_LIVENESS_S", .type = ROE_ENV_NUMBER, .min = 0.5, .max = 1e6, .def = "5",
+     .help = "roe serve on several ranks: once the model is open, the bound in seconds on every wait "
+             "for another rank (idle, the coordinator sends a heartbeat every quarter of it), so a "
+             "dead rank is found within it"},
+    {.name = "ROE_API_KEY", .type = ROE_ENV_STRING, .secret = 1,
+     .help = "roe serve: the API key clients must send (Authorization: Bearer KEY), as --api-key "
+             "(which takes precedence); unset: none"},
     {.name = "ROE_PLACEMENT", .type = ROE_ENV_PATH,
      .help = "expert placement file (configs/README.md; unset: contiguous blocks per rank)"},
     {.name = "ROE_HOME_POLICY", .type = ROE_ENV_CHOICE, .choices = {"round-robin", "least-loaded"},
@@ -156,6 +163,8 @@ const char *roe_env_placement(void) { return roe_env_get("ROE_PLACEMENT").str; }
 const char *roe_env_home_policy(void) { return roe_env_get("ROE_HOME_POLICY").str; }
 const char *roe_env_ep_wire(void) { return roe_env_get("ROE_EP_WIRE").str; }
 double roe_env_comm_timeout_s(void) { return roe_env_get("ROE_COMM_TIMEOUT_S").num; }
+double roe_env_liveness_s(void) { return roe_env_get("ROE_LIVENESS_S").num; }
+const char *roe_env_api_key(void) { return roe_env_get("ROE_API_KEY").str; }
 roe_env_comm_kind roe_env_comm(void) { return (roe_env_comm_kind)roe_env_get("ROE_COMM").i; }
 int roe_env_ep_overlap(void) { return (int)roe_env_get("ROE_EP_OVERLAP").i; }
 int roe_env_ep_early_us(void) { return (int)roe_env_get("ROE_EP_EARLY_US").i; }

@@ -44,6 +44,7 @@ struct roe_env_knob {
     double min, max;                              /* INT, NUMBER: the range, both ends in */
     const char *def;  /* the value when unset; NULL: none (the help says what then) */
     const char *help; /* one line */
+    int secret;       /* `roe env` says whether it is set, never its value */
 };
 
 /* A knob's value: the fields its type uses. */
@@ -93,7 +94,9 @@ typedef enum roe_env_isa {
 const char *roe_env_model_dir(void);     /* ROE_MODEL; NULL if unset */
 roe_log_level roe_env_log_level(void);   /* ROE_LOG */
 roe_env_comm_kind roe_env_comm(void);    /* ROE_COMM */
-double roe_env_comm_timeout_s(void);     /* ROE_COMM_TIMEOUT_S, > 0 */
+double roe_env_comm_timeout_s(void);
+double roe_env_liveness_s(void); /* ROE_LIVENESS_S: roe serve's bound on waits for a rank */
+const char *roe_env_api_key(void); /* ROE_API_KEY: roe serve's key (NULL: unset) */     /* ROE_COMM_TIMEOUT_S, > 0 */
 const char *roe_env_placement(void);     /* ROE_PLACEMENT; NULL if unset */
 const char *roe_env_home_policy(void);   /* ROE_HOME_POLICY's word */
 const char *roe_env_ep_wire(void);       /* ROE_EP_WIRE's word: "f32" or "bf16" */

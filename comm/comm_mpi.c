@@ -259,7 +259,7 @@ static roe_status wait_reqs(roe_comm *c, MPI_Request *reqs, const int *peer, int
             pending_peers(reqs, peer, n, who, sizeof who);
             st = roe_fail(ROE_ERR_TIMEOUT,
                           "rank %d: %s '%s' timed out after %.0f s waiting for rank(s) %s: they died "
-                          "or stopped answering (ROE_COMM_TIMEOUT_S sets the bound)",
+                          "or stopped answering (ROE_COMM_TIMEOUT_S sets the bound; ROE_LIVENESS_S once roe serve runs)",
                           c->rank, op, what, c->timeout_s, who);
             break;
         }
@@ -480,12 +480,24 @@ static roe_status mpi_xfer_wait(roe_comm_xfer *base) {
                      base->got);
 }
 
+static volatile sig_atomic_t abort_code = 1;
+
+static void on_abort_alarm(int sig) {
+    (void)sig;
+    _exit(abort_code);
+}
+
 __attribute__((noreturn)) static void mpi_abort(roe_comm *c, int code) {
     fflush(stdout);
     fflush(stderr);
     /* mpirun answers MPI_Abort (or has already answered a dead rank) with SIGTERM: whatever
      * handler a command installed (roe serve drains on SIGTERM), this process must now end */
     signal(SIGTERM, SIG_DFL);
+    /* and MPI_Abort waits for mpirun, which may be busy tearing the job down after a rank died
+     * (Open MPI 4.1 sleeps between its signals): this process ends within 2 s either way */
+    abort_code = code;
+    signal(SIGALRM, on_abort_alarm);
+    alarm(2);
     MPI_Abort(MPI_COMM_WORLD, code);
     _exit(code); /* MPI_Abort does not return; this satisfies noreturn */
 }

@@ -66,7 +66,19 @@ struct roe_attn_args {
     const float *const *v_hist; /* host [n_rows] -> same layout, values */
     const int *hist_begin;      /* host [n_rows] first history position attended */
     const int *hist_end;        /* host [n_rows] one past the last (= the row's own position) */
+    const struct roe_mat *sinks; /* [1, n_heads] one sink logit per head that joins each softmax's
+                                    denominator (gpt-oss), or NULL */
     float *out;                 /* [n_rows, n_heads*head_dim] */
+};
+
+/* RoPE (transformers' "rotate half"): of each head, the first `dim` dimensions rotate (partial
+ * rotary when dim < head_dim; the rest pass through), dimension j < dim/2 paired with j + dim/2 at
+ * angle pos * inv_freq[j], with cos and sin multiplied by `scale` (YaRN's attention factor, else
+ * 1). inv_freq is backend memory [dim/2] (runtime/rope.h computes it once). */
+struct roe_rope_args {
+    int dim;
+    float scale;
+    const float *inv_freq;
 };
 
 typedef enum roe_cpu_isa {
@@ -107,12 +119,19 @@ struct roe_backend_ops {
     /* y[n, dim] = w * x / sqrt(mean(x^2) + eps), dim = w.cols; y may alias x */
     void (*rmsnorm)(roe_backend *be, const float *x, int n, const struct roe_mat *w, float eps,
                     float *y);
-    /* HF "rotate half" RoPE in place on x[n, n_heads, head_dim] at positions pos[n] */
+    /* RoPE (struct roe_rope_args) in place on x[n, n_heads, head_dim] at host positions pos[n] */
     void (*rope)(roe_backend *be, float *x, int n, int n_heads, int head_dim, const int *pos,
-                 float theta);
+                 const struct roe_rope_args *r);
     void (*attention)(roe_backend *be, const struct roe_attn_args *a);
     /* out[i] = silu(gate[i]) * up[i], i < count; out may alias gate */
     void (*swiglu)(roe_backend *be, const float *gate, const float *up, size_t count, float *out);
+    /* gpt-oss's clamped SwiGLU over interleaved rows gu[n, 2 inter] (gate at 2i, up at 2i + 1):
+     * g = min(gate, limit), u = clamp(up, -limit, limit), out[n, inter] = (u + 1) * g * sigmoid(alpha g).
+     * out must not alias gu. */
+    void (*swiglu_oai)(roe_backend *be, const float *gu, int n, int inter, float alpha, float limit,
+                       float *out);
+    /* y[r, :] += b for every row r < n, rows of b.cols (a bias vector [1, cols]) */
+    void (*add_bias)(roe_backend *be, float *y, int n, const struct roe_mat *b);
     /* out[n, table.cols] = table[ids[i]] widened to fp32; ids is a host array */
     void (*embed)(roe_backend *be, const struct roe_mat *table, const int32_t *ids, int n,
                   float *out);

@@ -1,10 +1,11 @@
 /*
  * route_order.h — the arithmetic of routing a row (runtime/router.c), written to compile for
  * the device too (ROE_HD), so that a device router (docs/GPU.md "Not done") chooses the same
- * experts with the same weights in the same order: the softmax and the top-k selection, then the k chosen experts sorted by
- * index (their weights following) and renormalised to sum 1 where the model renormalises
- * (Mixtral; Qwen3 with norm_topk_prob). The slot order fixes the order of the weighted sum,
- * hence bit-exactness.
+ * experts with the same weights in the same order: the softmax, the sigmoid and the top-k
+ * selection (plain, or group-limited as DeepSeek-V3 and GLM-4.5 route), then the k chosen experts
+ * sorted by index (their weights following) and renormalised to sum 1 where the model
+ * renormalises (Mixtral; Qwen3 with norm_topk_prob). The slot order fixes the order of the
+ * weighted sum, hence bit-exactness.
  */
 #ifndef ROE_ROUTE_ORDER_H
 #define ROE_ROUTE_ORDER_H
@@ -40,6 +41,50 @@ static inline ROE_HD void roe_route_topk(const float *x, int n, int k, int32_t *
         }
         idx[j] = i;
     }
+}
+
+static inline ROE_HD float roe_route_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* Group-limited top-k (DeepSeek-V3, GLM-4.5; their routers' torch code): the E choice scores c
+ * split into G groups of E/G; a group scores the sum of its 2 largest; the topk_group best groups
+ * are kept (ties to the lower group), every expert of the others masked to -inf, and idx[0..k)
+ * receives the k largest masked scores (largest first, ties to the lower index). gscore [G] and
+ * masked [E] are scratch. The config ensures E/G >= 2 and k <= topk_group * E/G. */
+static inline ROE_HD void roe_route_group_topk(const float *c, int E, int G, int topk_group, int k,
+                                               float *gscore, float *masked, int32_t *idx) {
+    const int per = E / G;
+    for (int g = 0; g < G; g++) {
+        float a = -INFINITY, b = -INFINITY; /* the two largest of the group */
+        for (int e = g * per; e < (g + 1) * per; e++) {
+            if (c[e] > a) {
+                b = a;
+                a = c[e];
+            } else if (c[e] > b)
+                b = c[e];
+        }
+        gscore[g] = a + b;
+    }
+    for (int g = 0; g < G; g++) {
+        int better = 0; /* groups ranked before g */
+        for (int h = 0; h < G; h++) {
+            const int before = h < g; /* ties go to the lower group */
+            better += gscore[h] > gscore[g] || (before && gscore[h] == gscore[g]);
+        }
+        for (int e = g * per; e < (g + 1) * per; e++) masked[e] = better < topk_group ? c[e] : -INFINITY;
+    }
+    roe_route_topk(masked, E, k, idx);
+}
+
+/* The group router's weights after the choice: divided by their sum + 1e-20 iff the model
+ * renormalises, then times routed_scaling_factor (Glm4MoeTopkRouter, DeepseekV3TopkRouter). */
+static inline ROE_HD void roe_route_scale(float *w, int k, int renormalise, float scaling) {
+    if (renormalise) {
+        float sum = 0.0f;
+        for (int j = 0; j < k; j++) sum += w[j];
+        sum += 1e-20f;
+        for (int j = 0; j < k; j++) w[j] /= sum;
+    }
+    for (int j = 0; j < k; j++) w[j] *= scaling;
 }
 
 static inline ROE_HD void roe_route_order(int32_t *idx, float *w, int k, int renormalise) {

@@ -112,9 +112,9 @@ static double step_bytes(const struct roe_session *s, int batch, const struct ro
     const struct roe_model_config *c = &m->cfg;
     const double emb_row = (double)c->hidden * roe_dtype_size(m->embed.dtype);
     const double dense = (double)m->dense_bytes - (c->tie_word_embeddings ? 0.0 : (double)roe_mat_bytes(&m->embed)) + emb_row;
-    const double kv_row = 2.0 * sizeof(float) * c->n_layers * (double)c->n_kv_heads * c->head_dim;
+    const double kv_row = 2.0 * sizeof(float) * (double)c->n_kv_heads * c->head_dim; /* one layer's K and V */
     const int N = roe_session_world_size(), ranks_with_rows = batch < N ? batch : N;
-    return dense * ranks_with_rows + (double)info->stats.distinct_experts * m->expert_bytes + kv_row * info->positions;
+    return dense * ranks_with_rows + (double)info->stats.distinct_experts * m->expert_bytes + kv_row * info->kv_rows;
 }
 
 /* Random prompts (Philox, fixed key) admitted as greedy sequences, sequence b on rank b mod N. */

@@ -31,7 +31,7 @@ int roe_cmd_env(int argc, char **argv) {
         const char *v = getenv(k[i].name);
         char what[256];
         roe_env_describe(&k[i], what, sizeof what);
-        print_name(k[i].name, v);
+        print_name(k[i].name, k[i].secret && v && *v ? "(set, not shown)" : v);
         printf("%s; default: %s\n    %s\n", what, k[i].def ? k[i].def : "none", k[i].help);
         struct roe_env_value val;
         if (roe_env_parse(&k[i], v, &val) != ROE_OK) {

@@ -15,6 +15,7 @@
 #include "base/env.h"
 #include "engine_opts.h"
 #include "json_out.h"
+#include "runtime/aggregate.h"
 #include "runtime/generate.h"
 #include "session.h"
 
@@ -98,7 +99,9 @@ static int parse_options(int argc, char **argv, struct gen_opts *o) {
         {"--json", ROE_ARG_FLAG, &o->json, "print JSON: tokens, text, timings", 0, 0},
         {"--threads", ROE_ARG_INT, &o->threads, "CPU threads (0 = all cores)", 0, 1024},
         {"--batch-rows", ROE_ARG_INT, &o->batch_rows, "rows per engine step (128)", 1, 1 << 16},
-        {"--logits-out", ROE_ARG_STRING, &o->logits_out, "write the scores of each generated token (f32)", 0, 0},
+        {"--logits-out", ROE_ARG_STRING, &o->logits_out,
+         "write each generated position's log-probabilities (f32 [tokens, vocab], log softmax of the "
+         "scores it was picked from, plain or RoE)", 0, 0},
         {"--backend", ROE_ARG_STRING, &o->backend, "cpu (default) or cuda (device: local rank % devices)", 0, 0},
         {"--weights", ROE_ARG_STRING, &o->weights, "bf16 (the checkpoint as stored) | q8 | q4: quantized at load", 0, 0},
     };
@@ -172,12 +175,18 @@ static int build_requests(const struct gen_opts *o, const struct roe_session *s,
     return 0;
 }
 
+/* --logits-out: every generated position's log-probabilities, log softmax of the scores it was
+ * picked from (the plain model's logits, or the RoE aggregate: one convention whatever K). */
 static int write_logits(const char *path, const struct roe_result *res, int n_req, int vocab) {
     FILE *f = fopen(path, "wb");
-    int okw = f != NULL;
+    float *row = roe_malloc((size_t)vocab * sizeof *row);
+    int okw = f != NULL && row != NULL;
     for (int r = 0; okw && r < n_req; r++)
-        okw = fwrite(res[r].logits, sizeof(float), (size_t)res[r].n_tokens * vocab, f) ==
-              (size_t)res[r].n_tokens * vocab;
+        for (int t = 0; okw && t < res[r].n_tokens; t++) {
+            roe_log_softmax(res[r].logits + (size_t)t * vocab, vocab, row);
+            okw = fwrite(row, sizeof(float), (size_t)vocab, f) == (size_t)vocab;
+        }
+    roe_free(row);
     if (f && fclose(f) != 0) okw = 0;
     if (!okw) {
         fprintf(stderr, "roe generate: cannot write --logits-out '%s': %s\n", path, strerror(errno));

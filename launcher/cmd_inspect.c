@@ -7,10 +7,11 @@
 #include "commands.h"
 #include "base/env.h"
 #include "json_out.h"
+#include "runtime/finite.h"
 #include "session.h"
 
 static const char *CMD = "inspect";
-static const char *SYNOPSIS = "[--model DIR] [--ranks N] [--json]";
+static const char *SYNOPSIS = "[--model DIR] [--ranks N] [--check-weights] [--json]";
 
 /* Per-rank expert lists and resident bytes under a placement for n_ranks. */
 static void placement_json(cJSON *root, const struct roe_model *m, const struct roe_placement *pl) {
@@ -68,27 +69,67 @@ static void placement_text(const struct roe_model *m, const struct roe_placement
 /* What inspect derives from the model beyond its config. */
 struct model_sizes {
     int n_moe;           /* MoE layers */
-    size_t n_params;     /* elements of every tensor */
+    size_t n_params;     /* elements of every weight the forward reads */
+    size_t n_active;     /* of those, what one token uses (top_k routed experts per MoE layer) */
+    size_t file_params;  /* elements of every tensor in the checkpoint (MTP layers and the like too) */
     double expert_total; /* bytes of every expert of every MoE layer */
     double active;       /* bytes one token reads: dense + top_k experts per MoE layer */
+    double step_bytes;   /* weight bytes one decode step of one sequence reads */
+    size_t kv_token;     /* bytes of the KV cache per token */
+    double kv_step;      /* KV bytes a decode step reads at the model's longest context */
 };
 
 static struct model_sizes model_sizes(const struct roe_model *m) {
     const struct roe_model_config *c = &m->cfg;
-    struct model_sizes z = {.n_moe = roe_config_n_moe_layers(c)};
+    struct model_sizes z = {.n_moe = roe_config_n_moe_layers(c), .n_params = m->n_params,
+                            .n_active = roe_model_active_params(m), .step_bytes = roe_model_step_weight_bytes(m),
+                            .kv_token = roe_model_kv_bytes_per_token(c)};
     z.expert_total = (double)m->expert_bytes * c->n_experts * z.n_moe;
     z.active = (double)m->dense_bytes + (double)m->expert_bytes * c->top_k * z.n_moe;
+    z.kv_step = (double)z.kv_token / c->n_layers * (double)roe_config_kv_rows_read(c, c->max_position - 1);
     for (size_t i = 0; i < roe_store_count(m->store); i++) {
         const struct roe_tensor *t = roe_store_at(m->store, i);
         size_t e = 1;
         for (int d = 0; d < t->ndim; d++) e *= (size_t)t->shape[d];
-        z.n_params += e;
+        z.file_params += e;
     }
     return z;
 }
 
+static void print_json_extra(cJSON *root, cJSON *extra) {
+    if (!extra) return;
+    cJSON *it = extra->child;
+    while (it) {
+        cJSON *next = it->next;
+        cJSON_AddItemToObject(root, it->string, cJSON_DetachItemViaPointer(extra, it));
+        it = next;
+    }
+    cJSON_Delete(extra);
+}
+
+/* Layers attending a window, and the largest window. */
+static int windowed_layers(const struct roe_model_config *c, int *widest) {
+    int n = 0;
+    *widest = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->layer_window[l] > 0) {
+            n++;
+            if (c->layer_window[l] > *widest) *widest = c->layer_window[l];
+        }
+    return n;
+}
+
+static const char *router_name(roe_router_kind k) {
+    switch (k) {
+    case ROE_ROUTER_SOFTMAX: return "softmax";
+    case ROE_ROUTER_TOPK_SOFTMAX: return "topk_softmax";
+    case ROE_ROUTER_SIGMOID_GROUP: return "sigmoid_group";
+    }
+    return "?";
+}
+
 static void print_json(const struct roe_session *s, const struct model_sizes *z,
-                       const struct roe_placement *pl) {
+                       const struct roe_placement *pl, cJSON *extra) {
     const struct roe_model *m = s->model;
     const struct roe_model_config *c = &m->cfg;
     cJSON *root = cJSON_CreateObject();
@@ -105,16 +146,30 @@ static void print_json(const struct roe_session *s, const struct model_sizes *z,
     cJSON_AddNumberToObject(root, "top_k", c->top_k);
     cJSON_AddNumberToObject(root, "expert_intermediate", c->moe_intermediate);
     cJSON_AddBoolToObject(root, "norm_topk_prob", c->norm_topk_prob);
+    cJSON_AddStringToObject(root, "router", router_name(c->router));
+    if (c->router == ROE_ROUTER_SIGMOID_GROUP) {
+        cJSON_AddNumberToObject(root, "n_group", c->n_group);
+        cJSON_AddNumberToObject(root, "topk_group", c->topk_group);
+        cJSON_AddNumberToObject(root, "routed_scaling_factor", c->routed_scaling);
+    }
     cJSON_AddNumberToObject(root, "max_position", c->max_position);
     cJSON_AddNumberToObject(root, "rope_theta", c->rope_theta);
     cJSON_AddNumberToObject(root, "tensors", (double)roe_store_count(m->store));
     cJSON_AddNumberToObject(root, "files", (double)roe_store_n_files(m->store));
     cJSON_AddNumberToObject(root, "parameters", (double)z->n_params);
+    cJSON_AddNumberToObject(root, "active_parameters", (double)z->n_active);
+    cJSON_AddNumberToObject(root, "checkpoint_parameters", (double)z->file_params);
+    cJSON_AddNumberToObject(root, "shared_expert_intermediate", c->shared_intermediate);
     cJSON_AddNumberToObject(root, "dense_bytes", (double)m->dense_bytes);
     cJSON_AddNumberToObject(root, "expert_bytes_total", z->expert_total);
     cJSON_AddNumberToObject(root, "active_bytes_per_token", z->active);
+    cJSON_AddNumberToObject(root, "bytes_per_decode_step", z->step_bytes);
+    cJSON_AddNumberToObject(root, "kv_bytes_per_token", (double)z->kv_token);
+    cJSON_AddStringToObject(root, "kv_dtype", "f32");
+    cJSON_AddNumberToObject(root, "kv_bytes_per_step_at_max_context", z->kv_step);
     cJSON_AddBoolToObject(root, "has_tokenizer", s->tok != NULL);
     if (pl) placement_json(root, m, pl);
+    print_json_extra(root, extra);
     roe_json_print(root);
     cJSON_Delete(root);
 }
@@ -127,13 +182,20 @@ static void print_text(const struct roe_session *s, const struct model_sizes *z,
     printf("type         %s\n", c->model_type);
     printf("layers       %d (%d MoE), hidden %d, heads %d (kv %d), head_dim %d\n", c->n_layers,
            z->n_moe, c->hidden, c->n_heads, c->n_kv_heads, c->head_dim);
-    printf("experts      %d of width %d, top-%d, %s\n", c->n_experts, c->moe_intermediate,
-           c->top_k, c->norm_topk_prob ? "renormalised" : "not renormalised");
-    printf("vocab        %d, context %d, rope theta %g\n", c->vocab_size, c->max_position, c->rope_theta);
-    printf("parameters   %.2f M in %zu tensors, %zu file(s)\n", z->n_params / 1e6,
-           roe_store_count(m->store), roe_store_n_files(m->store));
-    printf("bytes        dense %.1f MB, experts %.1f MB, read per token %.1f MB\n",
-           m->dense_bytes / 1e6, z->expert_total / 1e6, z->active / 1e6);
+    printf("experts      %d of width %d, top-%d, %s router, %s", c->n_experts, c->moe_intermediate, c->top_k,
+           router_name(c->router), c->norm_topk_prob ? "renormalised" : "not renormalised");
+    if (c->router == ROE_ROUTER_SIGMOID_GROUP)
+        printf(", %d of %d groups, x %g", c->topk_group, c->n_group, c->routed_scaling);
+    if (c->shared_intermediate) printf(", shared expert of width %d", c->shared_intermediate);
+    printf("\nvocab        %d, context %d, rope theta %g\n", c->vocab_size, c->max_position, c->rope_theta);
+    printf("parameters   %.2f M (%.2f M active per token) in %zu tensors, %zu file(s)\n", z->n_params / 1e6,
+           z->n_active / 1e6, roe_store_count(m->store), roe_store_n_files(m->store));
+    printf("bytes        dense %.1f MB, experts %.1f MB, read per decode step %.1f MB (one sequence)\n",
+           m->dense_bytes / 1e6, z->expert_total / 1e6, z->step_bytes / 1e6);
+    int widest, nw = windowed_layers(c, &widest);
+    printf("kv cache     %.1f KB per token (f32 K and V, %d layers", z->kv_token / 1e3, c->n_layers);
+    if (nw) printf("; %d attend a window of at most %d", nw, widest);
+    printf("), %.1f MB read per step at context %d\n", z->kv_step / 1e6, c->max_position);
     printf("tokenizer    %s\n", s->tok ? "tokenizer.json" : "(none)");
     if (pl) placement_text(m, pl);
 }
@@ -155,15 +217,46 @@ static roe_status placement_for(const struct roe_session *s, int n_ranks,
     return ROE_OK;
 }
 
+/* --check-weights: every tensor of the checkpoint scanned for NaN and infinities, each bad one
+ * named with where its first is. Returns 1 if any holds one. */
+static int check_weights(const struct roe_model *m, cJSON *json) {
+    const size_t n = roe_store_count(m->store);
+    size_t bad = 0;
+    cJSON *list = json ? cJSON_AddArrayToObject(json, "nonfinite_tensors") : NULL;
+    for (size_t i = 0; i < n; i++) {
+        const struct roe_tensor *t = roe_store_at(m->store, i);
+        struct roe_nonfinite nf;
+        if (!roe_tensor_nonfinite(t, &nf)) continue;
+        bad++;
+        if (list) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "tensor", t->name);
+            cJSON_AddStringToObject(o, "file", t->file);
+            cJSON_AddNumberToObject(o, "nan", (double)nf.nan);
+            cJSON_AddNumberToObject(o, "inf", (double)nf.inf);
+            cJSON_AddNumberToObject(o, "first_index", (double)nf.first);
+            cJSON_AddItemToArray(list, o);
+        } else
+            printf("NaN/Inf      tensor '%s' (%s, %s): %zu NaN, %zu infinite, the first at flat index %zu\n", t->name,
+                   t->file, roe_dtype_name(t->dtype), nf.nan, nf.inf, nf.first);
+    }
+    if (json) cJSON_AddNumberToObject(json, "tensors_checked", (double)n);
+    else if (!bad) printf("weights      %zu tensors checked: every value finite\n", n);
+    else printf("weights      %zu of %zu tensors hold NaN or infinite values\n", bad, n);
+    return bad > 0;
+}
+
 int roe_cmd_inspect(int argc, char **argv) {
     const char *model_dir = NULL;
-    int json = 0, n_ranks = 0;
+    int json = 0, n_ranks = 0, check = 0;
     const struct roe_arg_spec specs[] = {
         {"--model", ROE_ARG_STRING, &model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--ranks", ROE_ARG_INT, &n_ranks, "show the placement for N ranks (default: this job's)", 1, 1 << 16},
+        {"--check-weights", ROE_ARG_FLAG, &check,
+         "scan every tensor for NaN and infinite values, naming each that holds one (exit 1)", 0, 0},
         {"--json", ROE_ARG_FLAG, &json, "print JSON", 0, 0},
     };
-    int rc = roe_args_parse(CMD, SYNOPSIS, specs, 3, argc, argv, 2);
+    int rc = roe_args_parse(CMD, SYNOPSIS, specs, 4, argc, argv, 2);
     if (rc) return rc == 1 ? 0 : rc;
     struct roe_session s;
     const struct roe_placement *pl = NULL;
@@ -173,8 +266,11 @@ int roe_cmd_inspect(int argc, char **argv) {
     if (!rc) st = placement_for(&s, n_ranks, &pl, &own);
     if (!rc && st == ROE_OK) {
         const struct model_sizes z = model_sizes(s.model);
-        if (json) print_json(&s, &z, pl);
+        cJSON *extra = check && json ? cJSON_CreateObject() : NULL;
+        if (check && json) rc = check_weights(s.model, extra);
+        if (json) print_json(&s, &z, pl, extra);
         else print_text(&s, &z, pl);
+        if (check && !json) rc = check_weights(s.model, NULL);
     }
     roe_placement_free(own);
     roe_session_close(&s);

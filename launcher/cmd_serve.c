@@ -27,6 +27,7 @@
 #include "roe_flags.h"
 #include "base/alloc.h"
 #include "base/env.h"
+#include "base/fileio.h"
 #include "engine_opts.h"
 #include "runtime/scheduler.h"
 #include "server/chat.h"
@@ -39,7 +40,9 @@ static const char *SYNOPSIS =
     "[--model DIR] [--weights bf16|q8|q4] [--host ADDR] [--port P] [--port-file FILE] [--served-model-name NAME]\n"
     "       [--max-seqs N] [--max-model-len N] [--batch-rows N] [--max-queue N] [--kv-block-size "
     "N]\n"
-    "       [--kv-blocks N] [--max-connections N] [--max-body-bytes N] [--timeout S]\n"
+    "       [--kv-blocks N] [--max-connections N] [--max-connections-per-address N] [--max-body-bytes N]\n"
+    "       [--timeout S] [--header-timeout S] [--body-timeout S] [--api-key KEY] [--public-metrics]\n"
+    "       [--ssl-certfile PEM --ssl-keyfile PEM]\n"
     "       [--default-max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] "
     "[--threads N]\n"
     "       [--roe-profile-dir DIR] [--roe-k K] [--roe-tau T | --roe-profile FILE] "
@@ -134,8 +137,9 @@ static const char *base_name(const char *dir, char *buf, size_t n) {
 }
 
 struct serve_opts {
-    const char *model_dir, *served, *port_file, *profile_dir, *weights;
-    int max_seqs, max_model_len, batch_rows, threads, default_max_tokens, max_body;
+    const char *model_dir, *served, *port_file, *profile_dir, *api_key, *certfile, *keyfile, *weights;
+    int public_metrics;
+    int max_seqs, max_model_len, batch_rows, threads, default_max_tokens, max_body, header_timeout, body_timeout;
     struct roe_sched_opts so;
     struct roe_server_opts ho; /* host and port as the flags give them; max_body is copied in */
     struct roe_sampling sampling;
@@ -153,9 +157,11 @@ static int parse_options(int argc, char **argv, struct serve_opts *o) {
     o->ho.host = "127.0.0.1";
     o->ho.port = 8000;
     o->max_body = (int)o->ho.max_body_bytes;
+    o->header_timeout = (int)o->ho.header_timeout_s;
+    o->body_timeout = (int)o->ho.body_timeout_s;
     o->sampling = roe_sampling_default();
     roe_flags_init(&o->rf);
-    enum { N_OWN = 22 };
+    enum { N_OWN = 29 };
     struct roe_arg_spec specs[N_OWN + ROE_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)",
          0, 0},
@@ -180,11 +186,19 @@ static int parse_options(int argc, char **argv, struct serve_opts *o) {
         {"--kv-blocks", ROE_ARG_INT, &o->so.kv_blocks,
          "KV-cache blocks to admit against (0: slots x context)", 0, 1 << 30},
         {"--max-connections", ROE_ARG_INT, &o->ho.max_connections,
-         "open connections served; beyond: 429 (64)", 1, 1 << 16},
+         "connections with a request under way at once; beyond: one waiting on its client is "
+         "closed for it, else 429 (64)", 1, 1 << 16},
+        {"--max-connections-per-address", ROE_ARG_INT, &o->ho.max_per_address,
+         "open connections from one client address; beyond: 429 (0: --max-connections)", 0, 1 << 16},
         {"--max-body-bytes", ROE_ARG_INT, &o->max_body,
          "largest request body; beyond: 413 (1 MiB)", 1, 1 << 30},
         {"--timeout", ROE_ARG_INT, &o->ho.timeout_s,
-         "seconds before an idle connection is closed (60)", 1, 86400},
+         "seconds a client may neither send nor read before it is closed (never while it waits "
+         "for the server) (60)", 1, 86400},
+        {"--header-timeout", ROE_ARG_INT, &o->header_timeout,
+         "seconds a request's headers may take to arrive; beyond: 408 (10)", 1, 86400},
+        {"--body-timeout", ROE_ARG_INT, &o->body_timeout,
+         "seconds a request's body may take after its headers; beyond: 408 (30)", 1, 86400},
         {"--default-max-tokens", ROE_ARG_INT, &o->default_max_tokens,
          "chat requests without max_tokens: at most (256)", 1, 1 << 24},
         {"--temperature", ROE_ARG_FLOAT, &o->sampling.temperature,
@@ -196,10 +210,17 @@ static int parse_options(int argc, char **argv, struct serve_opts *o) {
          1024},
         {"--roe-profile-dir", ROE_ARG_STRING, &o->profile_dir,
          "RoE profiles clients may name in roe_profile", 0, 0},
+        {"--api-key", ROE_ARG_STRING, &o->api_key,
+         "clients must send 'Authorization: Bearer KEY' (every route but /health; also ROE_API_KEY)", 0, 0},
+        {"--public-metrics", ROE_ARG_FLAG, &o->public_metrics, "/metrics without the API key", 0, 0},
+        {"--ssl-certfile", ROE_ARG_STRING, &o->certfile, "HTTPS: the server's certificate (PEM)", 0, 0},
+        {"--ssl-keyfile", ROE_ARG_STRING, &o->keyfile, "HTTPS: its private key (PEM)", 0, 0},
     };
     roe_flags_specs(&o->rf, specs + N_OWN);
     int rc = roe_args_parse(CMD, SYNOPSIS, specs, N_OWN + ROE_FLAGS_N_SPECS, argc, argv, 2);
     o->ho.max_body_bytes = (size_t)o->max_body;
+    o->ho.header_timeout_s = o->header_timeout;
+    o->ho.body_timeout_s = o->body_timeout;
     return rc;
 }
 
@@ -215,6 +236,7 @@ struct serving {
     roe_sched *sched;
     roe_server *srv;
     char namebuf[4096];
+    char *cert, *key; /* TLS: the PEM files' text */
     struct roe_api_config api;
     struct watcher w;
     int watching; /* the watcher thread runs and the handlers are installed */
@@ -248,8 +270,11 @@ static int start_server(const struct serve_opts *o, struct serving *v) {
     const int max_ctx = o->max_model_len ? o->max_model_len : v->s.model->cfg.max_position;
     v->eo = roe_launcher_engine_opts(o->max_seqs, max_ctx, o->batch_rows, v->roster.k, o->threads);
     v->s.warm = 1;
+    v->s.liveness_s = roe_env_liveness_s(); /* several ranks: a dead one is found within it */
     if (roe_session_open_engine(&v->s, CMD, v->eo)) return 1;
-    roe_status st = roe_sched_create(v->s.engine, &o->so, &v->sched);
+    struct roe_sched_opts so = o->so;
+    so.tok = v->s.tok; /* stop strings are matched in the tokens' text */
+    roe_status st = roe_sched_create(v->s.engine, &so, &v->sched);
     if (st != ROE_OK) return roe_report(CMD, st);
     v->api = (struct roe_api_config){
         .model_name = o->served ? o->served : base_name(v->s.model_dir, v->namebuf, sizeof v->namebuf),
@@ -263,9 +288,39 @@ static int start_server(const struct serve_opts *o, struct serving *v) {
         .max_ctx = roe_engine_get_opts(v->s.engine)->max_ctx,
         .default_max_tokens = o->default_max_tokens,
     };
-    st = roe_server_start(&o->ho, &v->api, v->sched, &v->srv);
+    struct roe_server_opts ho = o->ho;
+    ho.api_key = o->api_key ? o->api_key : roe_env_api_key();
+    ho.public_metrics = o->public_metrics;
+    ho.tls_cert_pem = v->cert;
+    ho.tls_key_pem = v->key;
+    st = roe_server_start(&ho, &v->api, v->sched, &v->srv);
     if (st != ROE_OK) return roe_report(CMD, st);
     return 0;
+}
+
+/* --ssl-certfile and --ssl-keyfile: both or neither, read whole. */
+static int read_tls(const struct serve_opts *o, struct serving *v) {
+    if (!o->certfile && !o->keyfile) return 0;
+    if (!o->certfile || !o->keyfile) {
+        fprintf(stderr, "roe serve: --ssl-certfile and --ssl-keyfile go together\n");
+        return 2;
+    }
+    size_t n;
+    roe_status st = roe_file_read_all(o->certfile, 1 << 20, &v->cert, &n);
+    if (st == ROE_OK) st = roe_file_read_all(o->keyfile, 1 << 20, &v->key, &n);
+    if (st != ROE_OK) return roe_report(CMD, st);
+    return 0;
+}
+
+/* A server reachable beyond this machine without a key serves anyone who finds it. */
+static void warn_if_open(const struct serve_opts *o, const struct serving *v) {
+    const char *h = o->ho.host;
+    const int loopback = strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 || strcmp(h, "localhost") == 0;
+    if (!loopback && !(o->api_key || roe_env_api_key()))
+        fprintf(stderr,
+                "roe serve: WARNING: listening on %s (beyond this machine) without an API key: anyone who can "
+                "reach port %d can use the model; give --api-key (or ROE_API_KEY)%s\n",
+                h, roe_server_port(v->srv), v->cert ? "" : ", and --ssl-certfile/--ssl-keyfile for HTTPS");
 }
 
 /* SIGINT and SIGTERM to the watcher thread (see the top); SIGPIPE ignored. */
@@ -300,10 +355,10 @@ static void write_port_file(const char *path, const struct serving *v) {
 
 static void announce(const struct serve_opts *o, const struct serving *v) {
     fprintf(stderr,
-            "roe serve: model '%s' as \"%s\" on http://%s:%d (pid %d, %d rank%s, %s): %d sequences "
+            "roe serve: model '%s' as \"%s\" on http%s://%s:%d (pid %d, %d rank%s, %s): %d sequences "
             "of %d positions, "
             "%d rows per step, RoE K=%d by default; chat template: %s\n",
-            v->s.model_dir, v->api.model_name, o->ho.host, roe_server_port(v->srv), (int)getpid(),
+            v->s.model_dir, v->api.model_name, v->cert ? "s" : "", o->ho.host, roe_server_port(v->srv), (int)getpid(),
             roe_session_world_size(), roe_session_world_size() > 1 ? "s" : "",
             roe_engine_backend_name(v->s.engine), v->eo.max_seqs, v->api.max_ctx, v->eo.max_rows,
             v->roster.k, v->chat.source);
@@ -322,6 +377,8 @@ static void serving_close(struct serving *v, int drain_s) {
         if (sig_pipe[i] >= 0) close(sig_pipe[i]), sig_pipe[i] = -1;
     roe_sched_free(v->sched);
     roe_free(v->profiles);
+    roe_free(v->cert);
+    roe_free(v->key);
     if (v->s.model) roe_session_close(&v->s);
 }
 
@@ -331,16 +388,20 @@ int roe_cmd_serve(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : rc;
     struct serving v;
     memset(&v, 0, sizeof v);
-    rc = open_model(&o, &v);
+    rc = read_tls(&o, &v);
+    if (!rc) rc = open_model(&o, &v);
     if (!rc) rc = start_server(&o, &v);
     if (!rc) rc = watch_signals_start(&v);
     if (!rc) {
         if (o.port_file) write_port_file(o.port_file, &v);
         announce(&o, &v);
+        warn_if_open(&o, &v);
         roe_status st = roe_sched_run(v.sched);
         if (st != ROE_OK) rc = roe_report(CMD, st);
     }
-    serving_close(&v, o.ho.timeout_s);
+    /* after a failure the answers under way are errors, sent at once: a short drain, so that
+     * every rank is gone within seconds */
+    serving_close(&v, rc ? 2 : o.ho.timeout_s);
     if (rc == 0) fprintf(stderr, "roe serve: stopped\n");
     return rc;
 }

@@ -11,5 +11,6 @@ int roe_cmd_tune(int argc, char **argv);
 int roe_cmd_serve(int argc, char **argv);
 int roe_cmd_env(int argc, char **argv);
 int roe_cmd_quantize(int argc, char **argv);
+int roe_cmd_tokenize(int argc, char **argv);
 
 #endif

@@ -33,6 +33,7 @@ static void usage(void) {
             "  bench      measure prefill and decode throughput\n"
             "  serve      an OpenAI-compatible HTTP server with continuous batching\n"
             "  quantize   save a checkpoint with q8 / q4 weights (loads without quantizing again)\n"
+            "  tokenize   text to token ids and back with a model's tokenizer.json\n"
             "  env        the ROE_* environment variables: accepted values, defaults, settings\n",
             ROE_VERSION);
 }
@@ -50,6 +51,7 @@ static int run_command(int argc, char **argv) {
     if (strcmp(cmd, "tune") == 0) return roe_cmd_tune(argc, argv);
     if (strcmp(cmd, "serve") == 0) return roe_cmd_serve(argc, argv);
     if (strcmp(cmd, "quantize") == 0) return roe_cmd_quantize(argc, argv);
+    if (strcmp(cmd, "tokenize") == 0) return roe_cmd_tokenize(argc, argv);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage();
         return 0;

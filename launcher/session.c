@@ -45,7 +45,7 @@ int roe_report(const char *cmd, roe_status st) {
 int roe_session_open_model(struct roe_session *s, const char *cmd, const char *model_dir) {
     memset(s, 0, sizeof *s);
     s->model_dir = model_dir ? model_dir : roe_default_model_dir();
-    roe_status st = roe_model_load(s->model_dir, &s->model);
+    roe_status st = roe_model_open(s->model_dir, &s->model); /* roe_rank_open keeps this rank's experts */
     if (st != ROE_OK) return roe_report(cmd, st);
     const int N = roe_session_world_size();
     const char *pfile = roe_env_placement();
@@ -121,6 +121,7 @@ static roe_status open_rank(struct roe_session *s, struct roe_engine_opts *opts,
     const char *dir = realpath(s->model_dir, abs) ? abs : s->model_dir;
     *spec = roe_session_spec_of(dir, opts, s->placement, &s->model->cfg, s->warm);
     spec->weights = (int)s->weights;
+    spec->liveness_s = s->liveness_s;
     ROE_TRY(roe_rank_open(&s->rank, s->model, spec, roe__world, opts->random_seed));
     s->engine = s->rank.engine;
     /* the others run the kernel path this rank resolved (AUTO: the best this CPU has) */
@@ -142,6 +143,7 @@ int roe_session_open_engine(struct roe_session *s, const char *cmd, struct roe_e
     if (s->warm) s->warmed_bytes = roe_model_warm(s->model); /* while the others warm theirs */
     s->ranks[0].mapped_resident = roe_mapped_resident_bytes();
     if (N > 1 && (st = roe_workers_opened(roe__world, s->ranks)) != ROE_OK) return roe_report(cmd, st);
+    if (N > 1 && s->liveness_s > 0) roe_comm_set_timeout(roe__world, s->liveness_s); /* as the workers did */
     return 0;
 }
 

@@ -30,6 +30,8 @@ struct roe_session {
     struct roe_placement *placement; /* owned; NULL in a world of one without ROE_PLACEMENT */
     int warm;               /* set before opening the engine: every rank reads its weights */
     roe_weights weights;    /* set before opening the engine: every rank quantizes its share (--weights) */
+    double liveness_s;      /* set before opening the engine: > 0, the bound on every wait for
+                               another rank once open (ROE_COMM_TIMEOUT_S before) */
     double warmed_bytes;    /* what this rank read */
     struct roe_rank_info *ranks; /* owned, [world size] once the engine is open (rank 0: here) */
 };

@@ -38,6 +38,37 @@ double roe_log_prob(const float *z, int vocab, int token) {
     return (double)z[token] - mx - log(sum);
 }
 
+double roe_log_probs_top(const float *z, int vocab, int token, int top, int32_t *ids, float *lps) {
+    double mx = -INFINITY;
+    for (int v = 0; v < vocab; v++) mx = z[v] > mx ? z[v] : mx;
+    double sum = 0.0;
+    for (int v = 0; v < vocab; v++) sum += exp((double)z[v] - mx);
+    // cppcheck-suppress invalidFunctionArg ; sum >= 1: the largest logit adds exp(0)
+    const double lse = log(sum);
+    int n = 0; /* ids[0, n): the best so far, in order (insertion: top is small) */
+    for (int v = 0; v < vocab && top > 0; v++) {
+        if (n == top && z[v] <= z[ids[n - 1]]) continue;
+        int j = n < top ? n++ : top - 1;
+        while (j > 0 && z[ids[j - 1]] < z[v]) {
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        ids[j] = v;
+    }
+    for (int j = 0; j < n; j++) lps[j] = (float)((double)z[ids[j]] - mx - lse);
+    return (double)z[token] - mx - lse;
+}
+
+void roe_log_softmax(const float *z, int vocab, float *out) {
+    double mx = -INFINITY;
+    for (int v = 0; v < vocab; v++) mx = z[v] > mx ? z[v] : mx;
+    double sum = 0.0;
+    for (int v = 0; v < vocab; v++) sum += exp((double)z[v] - mx);
+    // cppcheck-suppress invalidFunctionArg ; sum >= 1: the largest logit adds exp(0)
+    const double lse = log(sum);
+    for (int v = 0; v < vocab; v++) out[v] = (float)((double)z[v] - mx - lse);
+}
+
 double roe_entropy(const float *z, int vocab) {
     double mx = -INFINITY;
     for (int v = 0; v < vocab; v++) mx = z[v] > mx ? z[v] : mx;

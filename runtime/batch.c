@@ -1,6 +1,8 @@
 /* batch.c — the batching core: admission, step composition, sampling, retirement; see batch.h. */
 #include "batch.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "aggregate.h"
@@ -11,11 +13,13 @@ typedef enum group_kind {
     GROUP_FULL = 0,   /* clean row + K-1 samples: aggregate and emit */
     GROUP_CLEAN_ONLY, /* adaptive phase A: the clean row decides whether samples follow */
     GROUP_SAMPLES,    /* adaptive phase B: the K-1 samples of the position just cleaned */
+    GROUP_PROMPT,     /* score_prompt: a prompt position's K rows, scored for the next prompt token */
 } group_kind;
 
 struct group {
     struct roe_batch_seq *s;
     int n;
+    int pos;
     group_kind kind;
 };
 
@@ -24,7 +28,9 @@ struct roe_batch {
     roe_cluster *cl;
     roe_sampler *sampler;
     struct roe_batch_opts o;
-    int S, R, ctx, V, L, N, eos;
+    int S, R, ctx, V, L, N;
+    const int *eos; /* [n_eos] the model's end-of-sequence ids */
+    int n_eos;
     int rr;                     /* round-robin cursor */
     struct roe_batch_seq **seqs; /* [S] in admission order */
     int n_seqs;
@@ -69,7 +75,8 @@ roe_status roe_batch_create(roe_engine *engine, const struct roe_batch_opts *opt
     b->ctx = eo->max_ctx;
     b->V = c->vocab_size;
     b->L = c->n_layers;
-    b->eos = c->eos_token_id;
+    b->eos = c->eos_ids;
+    b->n_eos = c->n_eos;
     ROE_CHECK(roe_sampler_create(b->V, &b->sampler));
     ROE_CHECK(roe_cluster_create(engine, &b->cl));
     b->N = roe_cluster_size(b->cl);
@@ -101,9 +108,22 @@ static int pick_home(roe_batch *b) {
     return best;
 }
 
+static int in_batch(const roe_batch *b, const struct roe_batch_seq *s) {
+    for (int i = 0; i < b->n_seqs; i++)
+        if (b->seqs[i] == s) return 1;
+    return 0;
+}
+
 roe_status roe_batch_admit(roe_batch *b, struct roe_batch_seq *s, int home) {
     if (b->n_seqs == b->S)
         return roe_fail(ROE_ERR_INVALID_ARG, "batch: all %d sequence slots are taken", b->S);
+    const struct roe_batch_seq *p = s->fork_of;
+    if (p && (!in_batch(b, p) || p->n_prompt != s->n_prompt ||
+              memcmp(p->prompt, s->prompt, (size_t)s->n_prompt * sizeof *s->prompt) != 0))
+        return roe_fail(ROE_ERR_INVALID_ARG, "batch: a fork's parent must be in the batch, with the same prompt");
+    if (s->stop_text && !b->o.tok)
+        return roe_fail(ROE_ERR_INVALID_ARG, "batch: stop strings need a tokenizer");
+    if (p) home = p->home;
     if (home >= b->N)
         return roe_fail(ROE_ERR_INVALID_ARG, "batch: home rank %d is outside [0, %d)", home, b->N);
     int slot = 0;
@@ -114,8 +134,10 @@ roe_status roe_batch_admit(roe_batch *b, struct roe_batch_seq *s, int home) {
     b->slot_used[slot] = 1;
     s->slot = slot;
     s->home = home;
-    s->fed = s->n_tokens = s->pending = 0;
+    s->fed = s->n_tokens = s->pending = s->cached = s->forked = 0;
     s->last = -1;
+    memset(&s->stop, 0, sizeof s->stop);
+    s->stop_at = -1;
     s->cost = (double)(s->n_prompt + s->max_tokens) * roster_k(s);
     b->load[home] += s->cost;
     b->seqs[b->n_seqs++] = s;
@@ -144,7 +166,7 @@ struct compose {
 static void add_group(roe_batch *b, struct roe_batch_seq *s, int p, int32_t t, group_kind kind,
                       struct compose *cp) {
     const int s0 = kind == GROUP_SAMPLES ? 1 : 0, s1 = kind == GROUP_CLEAN_ONLY ? 1 : roster_k(s);
-    b->groups[cp->ng] = (struct group){.s = s, .n = s1 - s0, .kind = kind};
+    b->groups[cp->ng] = (struct group){.s = s, .n = s1 - s0, .pos = p, .kind = kind};
     /* FULL: the K rows' mean; CLEAN_ONLY: the clean row, kept on the home rank in case its
      * samples follow; SAMPLES: the kept clean row with the K-1 samples */
     b->cgroups[cp->ng++] = (struct roe_group){
@@ -156,6 +178,7 @@ static void add_group(roe_batch *b, struct roe_batch_seq *s, int p, int32_t t, g
                                              .want_logits = 1, .seed = s->sampling.seed,
                                              .roster = s->roster};
     cp->info->positions += p;
+    cp->info->kv_rows += roe_config_kv_rows_read(&roe_engine_model(b->e)->cfg, p);
 }
 
 /* s's next token group, if s has its whole prompt but the last position in the cache and the
@@ -179,27 +202,70 @@ static void try_group(roe_batch *b, struct roe_batch_seq *s, struct compose *cp)
     add_group(b, s, p, t, kind, cp);
 }
 
+/* A fork waits until its parent's cache holds the prompt but its last position (a step ago),
+ * then starts from it: 1 when s may run (it is no fork, or it has forked). */
+static int fork_ready(roe_batch *b, struct roe_batch_seq *s, roe_status *st) {
+    if (!s->fork_of || s->forked) return 1;
+    const struct roe_batch_seq *p = s->fork_of;
+    if (p->cached < s->n_prompt - 1) return 0;
+    *st = roe_cluster_fork_seq(b->cl, s->slot, p->slot, s->n_prompt - 1);
+    if (*st != ROE_OK) return 0;
+    s->forked = 1;
+    s->fed = s->cached = s->n_prompt - 1;
+    return 1;
+}
+
+/* s's prompt positions but the last: plain rows, or with score_prompt a scored group each. */
+static void prompt_rows(roe_batch *b, struct roe_batch_seq *s, struct compose *cp) {
+    const int k = roster_k(s);
+    while (s->fed < s->n_prompt - 1 && cp->nr < b->R) {
+        const int p = s->fed;
+        if (s->score_prompt) {
+            if (cp->nr + k > b->R) break;
+            add_group(b, s, p, s->prompt[p], GROUP_PROMPT, cp);
+            cp->info->rows_naive += (long)k * b->L;
+        } else {
+            b->rows[cp->nr++] = (struct roe_row){.seq = s->slot, .pos = p, .token = s->prompt[p]};
+            cp->info->rows_naive += b->L;
+        }
+        s->fed++;
+        cp->info->prompt_tokens++;
+    }
+}
+
 /* Token groups of the decoding sequences, then prompt chunks first come first served. */
-static void compose(roe_batch *b, struct compose *cp) {
+static roe_status compose(roe_batch *b, struct compose *cp) {
     int prefilling = 0;
     for (int i = 0; i < b->n_seqs; i++) prefilling |= b->seqs[i]->fed < b->seqs[i]->n_prompt;
     if (!(b->o.prefill_first && prefilling))
         for (int i = 0; i < b->n_seqs; i++)
             if (b->seqs[i]->fed == b->seqs[i]->n_prompt) try_group(b, b->seqs[i], cp);
+    roe_status st = ROE_OK;
     for (int i = 0; i < b->n_seqs && cp->nr < b->R; i++) {
         struct roe_batch_seq *s = b->seqs[i];
         if (s->fed == s->n_prompt) continue;
-        while (s->fed < s->n_prompt - 1 && cp->nr < b->R) {
-            const int p = s->fed++;
-            b->rows[cp->nr++] = (struct roe_row){.seq = s->slot, .pos = p, .token = s->prompt[p]};
-            cp->info->prompt_tokens++;
-            cp->info->rows_naive += b->L;
+        if (!fork_ready(b, s, &st)) {
+            if (st != ROE_OK) return st;
+            continue;
         }
+        prompt_rows(b, s, cp);
         try_group(b, s, cp);
     }
+    return ROE_OK;
 }
 
 /* ---- after the step ---- */
+
+/* 1 if token t completes one of s's stop strings (s->stop_at: where it begins). */
+static int stop_text(const roe_batch *b, struct roe_batch_seq *s, int32_t t) {
+    const char *bytes;
+    size_t n;
+    if (!s->stop_text || roe_tokenizer_is_special(b->o.tok, t) ||
+        roe_tokenizer_token_bytes(b->o.tok, t, &bytes, &n) != ROE_OK)
+        return 0;
+    s->stop_at = roe_stop_feed(s->stop_text, &s->stop, bytes, n);
+    return s->stop_at >= 0;
+}
 
 /* Picks s's next token from z, works out whether s ended, and hands it to the user. */
 static void emit(roe_batch *b, struct roe_batch_seq *s, const float *z) {
@@ -207,35 +273,61 @@ static void emit(roe_batch *b, struct roe_batch_seq *s, const float *z) {
     const int32_t t = roe_sampler_pick(b->sampler, &s->sampling, z, pos);
     int end = 0;
     roe_finish fin = ROE_FINISH_LENGTH;
-    if (s->stop_at_eos && b->eos >= 0 && t == b->eos) end = 1, fin = ROE_FINISH_EOS;
+    for (int j = 0; s->stop_at_eos && j < b->n_eos && !end; j++)
+        if (t == b->eos[j]) end = 1, fin = ROE_FINISH_EOS;
     for (int j = 0; j < s->n_stop && !end; j++)
         if (t == s->stop_ids[j]) end = 1, fin = ROE_FINISH_EOS;
     s->n_tokens++;
     s->last = t;
+    if (!end && stop_text(b, s, t)) end = 1, fin = ROE_FINISH_EOS;
     if (!end && (s->n_tokens >= s->max_tokens || pos + 1 >= b->ctx)) end = 1;
     if (end) roe_batch_remove(b, s);
     if (b->o.hooks.on_token) b->o.hooks.on_token(b->o.hooks.ctx, s, t, z, end, fin);
 }
 
-roe_status roe_batch_step(roe_batch *b, struct roe_batch_step_info *info) {
-    struct roe_batch_step_info local;
-    if (!info) info = &local;
-    memset(info, 0, sizeof *info);
-    struct compose cp = {.info = info};
-    compose(b, &cp);
-    info->rows = cp.nr;
-    info->groups = cp.ng;
-    if (cp.nr == 0) return ROE_OK;
-    const double t0 = roe_now_s();
-    ROE_TRY(roe_cluster_step(b->cl, b->rows, cp.nr, b->cgroups, cp.ng, b->z, &info->stats));
-    info->seconds = roe_now_s() - t0;
-    for (int gi = 0; gi < cp.ng; gi++) info->samples += b->groups[gi].n;
-    /* the step's figures first: a user that sees a sequence end may read them at once */
-    if (b->o.hooks.on_step) b->o.hooks.on_step(b->o.hooks.ctx, info);
-    for (int gi = 0; gi < cp.ng; gi++) {
+/* The index of the first score that is NaN or infinite, or -1. */
+static int non_finite(const float *z, int n) {
+    for (int v = 0; v < n; v++)
+        if (!isfinite(z[v])) return v;
+    return -1;
+}
+
+/* A group's scores with NaN or Inf: the sequence fails instead of sampling garbage (the model's
+ * weights or activations overflowed). 1 if g's sequence failed (and left the batch). */
+static int check_scores(roe_batch *b, const struct group *g, const float *z, roe_status *st) {
+    const int v = non_finite(z, b->V);
+    if (v < 0) return 0;
+    struct roe_batch_seq *s = g->s;
+    char why[256];
+    snprintf(why, sizeof why,
+             "the model produced non-finite scores (%s for token %d) at position %d: its weights or "
+             "activations overflowed (roe inspect --check-weights scans a checkpoint for NaN/Inf)",
+             isnan(z[v]) ? "NaN" : "Inf", v, g->pos);
+    if (!b->o.hooks.on_fail) {
+        *st = roe_fail(ROE_ERR_INTERNAL, "%s", why);
+        return 1;
+    }
+    roe_batch_remove(b, s);
+    b->o.hooks.on_fail(b->o.hooks.ctx, s, ROE_ERR_INTERNAL, why);
+    return 1;
+}
+
+/* Hands out the step's groups: prompt scores, adaptive decisions, tokens. */
+static roe_status deliver(roe_batch *b, int ng) {
+    roe_status st = ROE_OK;
+    for (int gi = 0; gi < ng; gi++) {
         const struct group *g = &b->groups[gi];
         struct roe_batch_seq *s = g->s;
         const float *z = b->z + (size_t)gi * b->V; /* every group's output is one vocab row */
+        if (!in_batch(b, s)) continue; /* failed at an earlier group of this step */
+        if (check_scores(b, g, z, &st)) {
+            if (st != ROE_OK) return st;
+            continue;
+        }
+        if (g->kind == GROUP_PROMPT) {
+            if (b->o.hooks.on_prompt) b->o.hooks.on_prompt(b->o.hooks.ctx, s, g->pos, z);
+            continue;
+        }
         if (g->kind == GROUP_CLEAN_ONLY && roe_entropy(z, b->V) > (double)s->roster->adaptive_entropy) {
             s->pending = 1; /* the samples run next step; the token waits for them */
             continue;
@@ -244,6 +336,25 @@ roe_status roe_batch_step(roe_batch *b, struct roe_batch_step_info *info) {
         emit(b, s, z);
     }
     return ROE_OK;
+}
+
+roe_status roe_batch_step(roe_batch *b, struct roe_batch_step_info *info) {
+    struct roe_batch_step_info local;
+    if (!info) info = &local;
+    memset(info, 0, sizeof *info);
+    struct compose cp = {.info = info};
+    ROE_TRY(compose(b, &cp));
+    info->rows = cp.nr;
+    info->groups = cp.ng;
+    if (cp.nr == 0) return ROE_OK;
+    const double t0 = roe_now_s();
+    ROE_TRY(roe_cluster_step(b->cl, b->rows, cp.nr, b->cgroups, cp.ng, b->z, &info->stats));
+    info->seconds = roe_now_s() - t0;
+    for (int i = 0; i < b->n_seqs; i++) b->seqs[i]->cached = b->seqs[i]->fed;
+    for (int gi = 0; gi < cp.ng; gi++) info->samples += b->groups[gi].kind == GROUP_PROMPT ? 0 : b->groups[gi].n;
+    /* the step's figures first: a user that sees a sequence end may read them at once */
+    if (b->o.hooks.on_step) b->o.hooks.on_step(b->o.hooks.ctx, info);
+    return deliver(b, cp.ng);
 }
 
 roe_status roe_batch_heartbeat(roe_batch *b) {

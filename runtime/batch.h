@@ -18,6 +18,18 @@
  *   run       one cluster step over every rank; each group is aggregated on its home rank
  *   sample    a token per finished group (sampler.h), handed to the user's on_token hook;
  *             a sequence that ends leaves the batch before its hook is called.
+ * Per sequence, on request:
+ *   prompt scores   (score_prompt) every prompt position runs as a token group too, and the
+ *             distribution each gives for the next prompt token goes to on_prompt (echo with
+ *             log-probabilities; the scores `roe eval` computes)
+ *   forks     (fork_of) a sequence with another's prompt starts from its cache once that holds
+ *             all of the prompt but its last position, on the same home rank, and runs its own
+ *             last-position group: the prompt is computed once for n > 1 choices, and each
+ *             choice gets exactly the tokens it would get alone with its seed
+ *   stop strings (stop_text, with the batch's tokenizer) text that ends the sequence, matched
+ *             across tokens (stop.h); stop_at says where it begins
+ * Every group's scores are checked: NaN or Inf (overflowing weights or activations) fail the
+ * sequence (on_fail) instead of being sampled.
  * The engine is batch-invariant and the sampler and the RoE noise are keyed on (seed,
  * position), so a sequence's tokens are the same bits whatever shares its steps, on any number
  * of ranks.
@@ -36,6 +48,8 @@
 #include "engine.h"
 #include "roster.h"
 #include "sampler.h"
+#include "stop.h"
+#include "tokenizer.h"
 
 typedef enum roe_finish {
     ROE_FINISH_LENGTH = 0, /* max_tokens reached, or the context is full */
@@ -53,6 +67,10 @@ struct roe_batch_seq {
     int n_stop;
     struct roe_sampling sampling;    /* its seed also keys the RoE noise */
     const struct roe_roster *roster; /* NULL: the plain model */
+    int score_prompt;                /* score every prompt position (hooks.on_prompt) */
+    struct roe_batch_seq *fork_of;   /* NULL, or a sequence with the same prompt, admitted before
+                                        this one and kept in the batch until this one forked */
+    const struct roe_stop_text *stop_text; /* NULL: no stop strings */
     void *user;                      /* for the hooks */
     /* the core's, read-only for the user: valid from admission until the sequence leaves */
     int slot;                        /* its KV-cache slot */
@@ -61,6 +79,10 @@ struct roe_batch_seq {
     int n_tokens;                    /* tokens emitted */
     int32_t last;                    /* the last token emitted */
     int pending;                     /* adaptive K: the samples of the last position are owed */
+    int cached;                      /* prompt positions in the cache after the last step */
+    int forked;                      /* fork_of: its cache has been copied */
+    struct roe_stop_state stop;      /* stop strings: matching state (roe_stop_hold: held bytes) */
+    long stop_at;                    /* a stop string begins at this text byte; -1: none */
     double cost;                     /* (prompt + max_tokens) x K: least-loaded homes */
 };
 
@@ -71,6 +93,7 @@ struct roe_batch_step_info {
     long prompt_tokens;    /* prompt positions fed */
     long samples;          /* RoE rows run for generated tokens (clean rows included) */
     long positions;        /* sum over token groups of their position (KV history read) */
+    long kv_rows;          /* cached K/V rows the groups read, over every layer (windows applied) */
     long rows_naive;       /* row-layers a roster computing every sample fully would run */
     struct roe_step_stats stats; /* every rank's engine statistics, summed */
     double seconds;        /* the cluster step, wall clock */
@@ -84,12 +107,19 @@ struct roe_batch_hooks {
      * left the batch (its slot is free; the core no longer touches s), with `finish`. */
     void (*on_token)(void *ctx, struct roe_batch_seq *s, int32_t token, const float *z, int ended,
                      roe_finish finish);
+    /* score_prompt: z[vocab] is the distribution at prompt position pos, for token pos + 1
+     * (NULL: scores are computed and dropped). */
+    void (*on_prompt)(void *ctx, struct roe_batch_seq *s, int pos, const float *z);
+    /* s failed (non-finite scores) and has left the batch; why is a message for people. NULL:
+     * roe_batch_step returns the failure instead (the sequences stay in the batch). */
+    void (*on_fail)(void *ctx, struct roe_batch_seq *s, roe_status code, const char *why);
 };
 
 struct roe_batch_opts {
     roe_home_policy policy;     /* homes of sequences admitted without one (round-robin) */
     int prefill_first;          /* no token group of a decoding sequence while another is in
                                    prefill (benchmarks: steps are all prefill or all decode) */
+    const roe_tokenizer *tok;   /* the text of tokens, for stop strings (borrowed; NULL: none) */
     struct roe_batch_hooks hooks;
 };
 
@@ -101,8 +131,9 @@ typedef struct roe_batch roe_batch;
 roe_status roe_batch_create(roe_engine *engine, const struct roe_batch_opts *opts, roe_batch **out);
 void roe_batch_free(roe_batch *b);
 
-/* Admits s into a free slot, homed on `home` (-1: by the policy); its cache slot empties.
- * ROE_ERR_INVALID_ARG if no slot is free or the home is not a rank. */
+/* Admits s into a free slot, homed on `home` (-1: by the policy; a fork: its parent's); its
+ * cache slot empties. ROE_ERR_INVALID_ARG if no slot is free, the home is not a rank, a fork's
+ * parent is not in the batch or has another prompt, or stop strings come without a tokenizer. */
 roe_status roe_batch_admit(roe_batch *b, struct roe_batch_seq *s, int home);
 /* Takes s out of the batch (its slot and load freed); nothing if it is not in it. */
 void roe_batch_remove(roe_batch *b, struct roe_batch_seq *s);

@@ -24,7 +24,7 @@
 #include "base/alloc.h"
 #include "control.h"
 
-enum { BIND_DIRTY = 1, BIND_RESET = 2 };
+enum { BIND_DIRTY = 1, BIND_RESET = 2, BIND_COPY = 4 };
 
 struct roe_cluster {
     roe_engine *e;
@@ -36,6 +36,8 @@ struct roe_cluster {
     int *len;
     int *next;             /* validation scratch: clean positions as the step extends them */
     uint64_t *stamp;       /* step in which seq's sample rows were last bound */
+    int *copy_from;        /* BIND_COPY: the slot and length its cache starts from */
+    int *copy_len;
     uint8_t *dirty;
     uint8_t *bound;
     uint8_t *has_roster;
@@ -77,6 +79,7 @@ roe_status roe_home_policy_parse(const char *s, roe_home_policy *out) {
 #define CLUSTER_ARRAYS(cl, S, R, V)                                                                \
     {ROE_ARRAY((cl)->home, S),        ROE_ARRAY((cl)->len, S),          ROE_ARRAY((cl)->next, S),        \
      ROE_ARRAY((cl)->stamp, S),       ROE_ARRAY((cl)->dirty, S),        ROE_ARRAY((cl)->bound, S),       \
+     ROE_ARRAY((cl)->copy_from, S),   ROE_ARRAY((cl)->copy_len, S),                                      \
      ROE_ARRAY((cl)->has_roster, S),  ROE_ARRAY((cl)->seed, S),         ROE_ARRAY((cl)->roster, S),      \
      ROE_ARRAY((cl)->clean, (S) * (V)), ROE_ARRAY((cl)->grows, R),      ROE_ARRAY((cl)->wgroups, R),     \
      ROE_ARRAY((cl)->lrows, R),       ROE_ARRAY((cl)->lidx, R),         ROE_ARRAY((cl)->logits, (R) * (V)), \
@@ -169,6 +172,21 @@ roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home) {
     return ROE_OK;
 }
 
+roe_status roe_cluster_fork_seq(roe_cluster *cl, int dst, int src, int len) {
+    if (dst < 0 || dst >= cl->S || src < 0 || src >= cl->S || dst == src || cl->home[src] < 0 ||
+        cl->home[dst] != cl->home[src] || len < 0 || len > cl->len[src])
+        return roe_fail(ROE_ERR_INVALID_ARG,
+                        "cluster: slot %d cannot start from %d positions of slot %d (homes %d, %d; it holds %d)", dst,
+                        len, src, dst >= 0 && dst < cl->S ? cl->home[dst] : -1,
+                        src >= 0 && src < cl->S ? cl->home[src] : -1, src >= 0 && src < cl->S ? cl->len[src] : -1);
+    cl->len[dst] = len;
+    if (cl->home[dst] == cl->me) return roe_engine_copy_seq(cl->e, dst, src, len);
+    cl->dirty[dst] |= BIND_DIRTY | BIND_COPY;
+    cl->copy_from[dst] = src;
+    cl->copy_len[dst] = len;
+    return ROE_OK;
+}
+
 static int roster_equal(const struct roe_roster *a, const struct roe_roster *b, int L) {
     return a->k == b->k && a->gate == b->gate && a->keep_clean == b->keep_clean &&
            a->adaptive_entropy == b->adaptive_entropy && memcmp(a->tau, b->tau, (size_t)L * sizeof(float)) == 0;
@@ -253,8 +271,10 @@ static roe_status send_plan(roe_cluster *cl, const struct roe_row *rows, int n, 
     size_t nb = 0;
     for (int s = 0; s < cl->S; s++) {
         if (!cl->dirty[s]) continue;
+        const int copy = (cl->dirty[s] & BIND_COPY) != 0;
         cl->pbind[nb++] = (struct roe_plan_bind){
             .seq = s, .home = cl->home[s], .seed = cl->seed[s], .reset = (cl->dirty[s] & BIND_RESET) != 0,
+            .copy_from = copy ? cl->copy_from[s] : 0, .copy_len = copy ? cl->copy_len[s] : 0,
             .roster = cl->bound[s] && cl->has_roster[s] ? &cl->roster[s] : NULL};
         cl->dirty[s] = 0;
     }
@@ -378,6 +398,12 @@ static roe_status apply_binds(roe_cluster *cl, const struct roe_step_plan *p) {
         cl->has_roster[s] = x.roster != NULL;
         if (x.roster) cl->roster[s] = *x.roster;
         if (x.reset && cl->home[s] == cl->me) roe_engine_reset_seq(cl->e, s);
+        if (x.copy_len != 0 && cl->home[s] == cl->me) {
+            if (x.copy_from < 0 || x.copy_from >= cl->S || cl->home[x.copy_from] != cl->me ||
+                roe_engine_copy_seq(cl->e, s, x.copy_from, x.copy_len) != ROE_OK)
+                return roe_fail(ROE_ERR_FORMAT, "rank %d: the plan from rank 0 starts sequence %d from %d positions of %d, "
+                                "which this rank does not hold", cl->me, s, x.copy_len, x.copy_from);
+        }
     }
     return ROE_OK;
 }

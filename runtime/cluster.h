@@ -77,6 +77,11 @@ void roe_plan_homes(roe_home_policy policy, int n_ranks, const double *cost, int
 /* Makes `seq` a new, empty sequence homed on `home` (its cache empties there). */
 roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home);
 
+/* Makes `dst` (reset already, on the home rank of `src`) start as the first len positions of
+ * src's cache: a sequence that shares src's prompt (n > 1 choices computes the prompt once).
+ * Takes effect before the next step's rows. */
+roe_status roe_cluster_fork_seq(roe_cluster *cl, int dst, int src, int len);
+
 /* One step over every rank. out receives the groups' outputs (sum of
  * roe_group_out_floats); stats (may be NULL) sums every rank's engine statistics. */
 roe_status roe_cluster_step(roe_cluster *cl, const struct roe_row *rows, int n,

@@ -14,6 +14,9 @@ const char *roe_family_name(roe_family f) {
     case ROE_FAMILY_OLMOE: return "olmoe";
     case ROE_FAMILY_MIXTRAL: return "mixtral";
     case ROE_FAMILY_QWEN3_MOE: return "qwen3_moe";
+    case ROE_FAMILY_QWEN2_MOE: return "qwen2_moe";
+    case ROE_FAMILY_GLM4_MOE: return "glm4_moe";
+    case ROE_FAMILY_GPT_OSS: return "gpt_oss";
     }
     return "?";
 }
@@ -21,6 +24,12 @@ const char *roe_family_name(roe_family f) {
 int roe_config_n_moe_layers(const struct roe_model_config *c) {
     int n = 0;
     for (int i = 0; i < c->n_layers; i++) n += c->layer_is_moe[i];
+    return n;
+}
+
+long roe_config_kv_rows_read(const struct roe_model_config *c, int pos) {
+    long n = 0;
+    for (int l = 0; l < c->n_layers; l++) n += pos - roe_config_history_begin(c, l, pos);
     return n;
 }
 
@@ -67,28 +76,77 @@ static roe_status get_bool(const cJSON *root, const char *origin, const char *ke
     return ROE_OK;
 }
 
-/* RoPE: transformers >= 5 writes "rope_parameters": {"rope_type", "rope_theta"}; older files
- * write "rope_theta" and "rope_scaling". Only the default (unscaled) RoPE is implemented. */
+/* RoPE: transformers >= 5 writes "rope_parameters": {"rope_type", "rope_theta", ...}; older files
+ * write "rope_theta" and "rope_scaling" (rope_type or type) at the top level. Default and YaRN
+ * RoPE are implemented (modeling_rope_utils.py: _compute_default_rope_parameters,
+ * _compute_yarn_parameters), every other type is refused. */
+static roe_status parse_rope_group(const cJSON *p, const char *origin, const char *what,
+                                   struct roe_model_config *c, float *partial) {
+    struct roe_rope_config *r = &c->rope;
+    if (!cJSON_IsObject(p))
+        return roe_fail(ROE_ERR_FORMAT, "%s: field '%s' must be an object", origin, what);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(p, "rope_type");
+    if (!type) type = cJSON_GetObjectItemCaseSensitive(p, "type");
+    if (type) {
+        const char *t = cJSON_IsString(type) ? type->valuestring : "(not a string)";
+        if (strcmp(t, "default") == 0) r->type = ROE_ROPE_DEFAULT;
+        else if (strcmp(t, "yarn") == 0) r->type = ROE_ROPE_YARN;
+        else
+            return roe_fail(ROE_ERR_UNSUPPORTED,
+                            "%s: %s.rope_type '%.32s' is not supported (only 'default' and 'yarn' RoPE)",
+                            origin, what, t);
+    }
+    ROE_TRY(get_float(p, origin, "rope_theta", 0, 1.0, 1e12, &r->theta));
+    ROE_TRY(get_float(p, origin, "partial_rotary_factor", 0, 0.0, 1.0, partial));
+    if (r->type != ROE_ROPE_YARN) return ROE_OK;
+    r->factor = 0.0f; /* null: max_position_embeddings / original_max_position_embeddings */
+    ROE_TRY(get_float(p, origin, "factor", 0, 1.0, 1e6, &r->factor));
+    ROE_TRY(get_float(p, origin, "beta_fast", 0, 1e-6, 1e6, &r->beta_fast));
+    ROE_TRY(get_float(p, origin, "beta_slow", 0, 1e-6, 1e6, &r->beta_slow));
+    ROE_TRY(get_float(p, origin, "attention_factor", 0, 0.0, 1e6, &r->attention_factor));
+    ROE_TRY(get_float(p, origin, "mscale", 0, 0.0, 1e6, &r->mscale));
+    ROE_TRY(get_float(p, origin, "mscale_all_dim", 0, 0.0, 1e6, &r->mscale_all_dim));
+    ROE_TRY(get_int(p, origin, "original_max_position_embeddings", 0, 1, 1 << 24, &r->original_max_position));
+    return get_bool(p, origin, "truncate", &r->truncate);
+}
+
+/* The class defaults, then the file's top-level and grouped fields; partial rotary (GLM-4.5's
+ * partial_rotary_factor) only where the family's attention applies it. */
 static roe_status parse_rope(const cJSON *root, const char *origin, struct roe_model_config *c) {
-    c->rope_theta = c->family == ROE_FAMILY_MIXTRAL ? 1e6f : 10000.0f; /* the class defaults */
-    ROE_TRY(get_float(root, origin, "rope_theta", 0, 1.0, 1e12, &c->rope_theta));
+    struct roe_rope_config *r = &c->rope;
+    *r = (struct roe_rope_config){.type = ROE_ROPE_DEFAULT, .theta = 10000.0f, .beta_fast = 32.0f,
+                                  .beta_slow = 1.0f, .truncate = 1};
+    float partial = c->family == ROE_FAMILY_GLM4_MOE ? 0.5f : 1.0f; /* Glm4MoeConfig's default */
+    if (c->family == ROE_FAMILY_MIXTRAL) r->theta = 1e6f;
     const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
-    const cJSON *groups[2] = {scaling, params};
-    for (int g = 0; g < 2; g++) {
-        const cJSON *p = groups[g];
-        if (!p || cJSON_IsNull(p)) continue;
-        const char *what = g == 0 ? "rope_scaling" : "rope_parameters";
-        if (!cJSON_IsObject(p))
-            return roe_fail(ROE_ERR_FORMAT, "%s: field '%s' must be an object", origin, what);
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(p, "rope_type");
-        if (!type) type = cJSON_GetObjectItemCaseSensitive(p, "type");
-        if (type && !(cJSON_IsString(type) && strcmp(type->valuestring, "default") == 0))
-            return roe_fail(ROE_ERR_UNSUPPORTED,
-                            "%s: %s.rope_type '%s' is not supported (only 'default' RoPE)", origin,
-                            what, cJSON_IsString(type) ? type->valuestring : "(not a string)");
-        ROE_TRY(get_float(p, origin, "rope_theta", 0, 1.0, 1e12, &c->rope_theta));
+    if (c->family == ROE_FAMILY_GPT_OSS) { /* GptOssConfig: theta 150000, YaRN x32 when no rope fields */
+        r->theta = 150000.0f;
+        if ((!scaling || cJSON_IsNull(scaling)) && (!params || cJSON_IsNull(params)))
+            *r = (struct roe_rope_config){.type = ROE_ROPE_YARN, .theta = 150000.0f, .factor = 32.0f,
+                                          .beta_fast = 32.0f, .beta_slow = 1.0f,
+                                          .original_max_position = 4096, .truncate = 0};
     }
+    ROE_TRY(get_float(root, origin, "rope_theta", 0, 1.0, 1e12, &r->theta));
+    ROE_TRY(get_float(root, origin, "partial_rotary_factor", 0, 0.0, 1.0, &partial));
+    ROE_TRY(get_int(root, origin, "original_max_position_embeddings", 0, 1, 1 << 24, &r->original_max_position));
+    const cJSON *groups[2] = {scaling, params};
+    for (int g = 0; g < 2; g++)
+        if (groups[g] && !cJSON_IsNull(groups[g]))
+            ROE_TRY(parse_rope_group(groups[g], origin, g == 0 ? "rope_scaling" : "rope_parameters", c, &partial));
+    if (r->type == ROE_ROPE_YARN) {
+        if (!r->original_max_position) r->original_max_position = c->max_position;
+        if (r->factor <= 0.0f) r->factor = (float)c->max_position / (float)r->original_max_position;
+    }
+    if (partial != 1.0f && c->family != ROE_FAMILY_GLM4_MOE)
+        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g is not supported for %s", origin,
+                        partial, roe_family_name(c->family));
+    r->dim = (int)((float)c->head_dim * partial); /* int(head_dim * partial_rotary_factor) */
+    if (r->dim < 2 || r->dim % 2 != 0)
+        return roe_fail(ROE_ERR_FORMAT,
+                        "%s: partial_rotary_factor %g of head_dim %d gives %d rotary dimensions (must be even, >= 2)",
+                        origin, partial, c->head_dim, r->dim);
+    c->rope_theta = r->theta;
     return ROE_OK;
 }
 
@@ -100,79 +158,219 @@ static roe_status get_n_experts(const cJSON *root, const char *origin, int min, 
     return get_int(root, origin, key, 1, min, 1 << 16, out);
 }
 
-static roe_status parse_family(const cJSON *root, const char *origin, struct roe_model_config *c) {
+/* Qwen2/Qwen3-MoE: layer i is sparse iff num_experts > 0, i not in mlp_only_layers and
+ * (i + 1) % decoder_sparse_step == 0; the dense ones need intermediate_size. */
+static roe_status parse_sparse_layers(const cJSON *root, const char *origin, struct roe_model_config *c) {
     int dense_every = 1;
-    switch (c->family) {
-    case ROE_FAMILY_OLMOE:
-        ROE_TRY(get_n_experts(root, origin, 1, &c->n_experts));
-        ROE_TRY(get_int(root, origin, "intermediate_size", 1, 1, 1 << 20, &c->moe_intermediate));
+    ROE_TRY(get_int(root, origin, "decoder_sparse_step", 0, 1, 1 << 16, &dense_every));
+    for (int i = 0; i < c->n_layers; i++) c->layer_is_moe[i] = c->n_experts > 0 && (i + 1) % dense_every == 0;
+    const cJSON *only = cJSON_GetObjectItemCaseSensitive(root, "mlp_only_layers");
+    if (only && !cJSON_IsNull(only)) {
+        if (!cJSON_IsArray(only))
+            return roe_fail(ROE_ERR_FORMAT, "%s: field 'mlp_only_layers' must be an array", origin);
+        const cJSON *e;
+        cJSON_ArrayForEach(e, only) {
+            if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= c->n_layers ||
+                e->valuedouble != floor(e->valuedouble))
+                return roe_fail(ROE_ERR_FORMAT, "%s: mlp_only_layers entry must be a layer index in [0, %d)",
+                                origin, c->n_layers);
+            c->layer_is_moe[(int)e->valuedouble] = 0;
+        }
+    }
+    for (int i = 0; i < c->n_layers; i++)
+        if (!c->layer_is_moe[i] && c->dense_intermediate == 0)
+            return roe_fail(ROE_ERR_FORMAT, "%s: layer %d is a dense MLP layer but 'intermediate_size' is missing",
+                            origin, i);
+    return ROE_OK;
+}
+
+/* "layer_types": one of "sliding_attention" / "full_attention" per layer; a sliding layer attends
+ * the last sliding_window positions. Absent or null: *present = 0 and nothing set. */
+static roe_status parse_layer_types(const cJSON *root, const char *origin, struct roe_model_config *c,
+                                    int *present) {
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+    *present = lt && !cJSON_IsNull(lt);
+    if (!*present) return ROE_OK;
+    if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->n_layers)
+        return roe_fail(ROE_ERR_FORMAT, "%s: field 'layer_types' must be an array of %d strings (one per layer)",
+                        origin, c->n_layers);
+    for (int i = 0; i < c->n_layers; i++) {
+        const cJSON *t = cJSON_GetArrayItem(lt, i);
+        const char *v = cJSON_IsString(t) ? t->valuestring : "(not a string)";
+        if (strcmp(v, "full_attention") == 0) c->layer_window[i] = 0;
+        else if (strcmp(v, "sliding_attention") != 0)
+            return roe_fail(ROE_ERR_UNSUPPORTED,
+                            "%s: layer_types[%d] '%.32s' is not supported (sliding_attention, full_attention)",
+                            origin, i, v);
+        else if (c->sliding_window <= 0)
+            return roe_fail(ROE_ERR_FORMAT, "%s: layer_types[%d] is sliding_attention but sliding_window is %d",
+                            origin, i, c->sliding_window);
+        else c->layer_window[i] = c->sliding_window;
+    }
+    return ROE_OK;
+}
+
+static roe_status parse_olmoe_mixtral(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    ROE_TRY(get_n_experts(root, origin, 1, &c->n_experts));
+    ROE_TRY(get_int(root, origin, "intermediate_size", 1, 1, 1 << 20, &c->moe_intermediate));
+    if (c->family == ROE_FAMILY_OLMOE) {
         ROE_TRY(get_float(root, origin, "clip_qkv", 0, 0.0, 1e30, &c->clip_qkv));
         c->qk_norm = ROE_QK_NORM_FULL;
         c->norm_topk_prob = 0;
         ROE_TRY(get_bool(root, origin, "norm_topk_prob", &c->norm_topk_prob));
-        for (int i = 0; i < c->n_layers; i++) c->layer_is_moe[i] = 1;
-        break;
-    case ROE_FAMILY_MIXTRAL:
-        ROE_TRY(get_n_experts(root, origin, 1, &c->n_experts));
-        ROE_TRY(get_int(root, origin, "intermediate_size", 1, 1, 1 << 20, &c->moe_intermediate));
+    } else {
         ROE_TRY(get_int(root, origin, "sliding_window", 0, 0, 1 << 30, &c->sliding_window));
-        c->qk_norm = ROE_QK_NORM_NONE;
         c->norm_topk_prob = 1; /* Mixtral always renormalises over the k chosen experts */
-        for (int i = 0; i < c->n_layers; i++) c->layer_is_moe[i] = 1;
-        break;
-    case ROE_FAMILY_QWEN3_MOE: {
-        ROE_TRY(get_n_experts(root, origin, 0, &c->n_experts));
-        ROE_TRY(get_int(root, origin, "moe_intermediate_size", 1, 1, 1 << 20, &c->moe_intermediate));
-        ROE_TRY(get_int(root, origin, "intermediate_size", 0, 1, 1 << 20, &c->dense_intermediate));
-        ROE_TRY(get_int(root, origin, "decoder_sparse_step", 0, 1, 1 << 16, &dense_every));
-        int use_sw = 0;
-        ROE_TRY(get_bool(root, origin, "use_sliding_window", &use_sw));
-        if (use_sw) ROE_TRY(get_int(root, origin, "sliding_window", 0, 0, 1 << 30, &c->sliding_window));
-        c->qk_norm = ROE_QK_NORM_PER_HEAD;
-        c->norm_topk_prob = 0;
-        ROE_TRY(get_bool(root, origin, "norm_topk_prob", &c->norm_topk_prob));
-        for (int i = 0; i < c->n_layers; i++)
-            c->layer_is_moe[i] = c->n_experts > 0 && (i + 1) % dense_every == 0;
-        const cJSON *only = cJSON_GetObjectItemCaseSensitive(root, "mlp_only_layers");
-        if (only && !cJSON_IsNull(only)) {
-            if (!cJSON_IsArray(only))
-                return roe_fail(ROE_ERR_FORMAT, "%s: field 'mlp_only_layers' must be an array", origin);
-            const cJSON *e;
-            cJSON_ArrayForEach(e, only) {
-                if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= c->n_layers ||
-                    e->valuedouble != floor(e->valuedouble))
-                    return roe_fail(ROE_ERR_FORMAT,
-                                    "%s: mlp_only_layers entry must be a layer index in [0, %d)",
-                                    origin, c->n_layers);
-                c->layer_is_moe[(int)e->valuedouble] = 0;
-            }
-        }
-        for (int i = 0; i < c->n_layers; i++)
-            if (!c->layer_is_moe[i] && c->dense_intermediate == 0)
-                return roe_fail(ROE_ERR_FORMAT,
-                                "%s: layer %d is a dense MLP layer but 'intermediate_size' is missing",
-                                origin, i);
-        break;
     }
-    }
-    ROE_TRY(get_int(root, origin, "num_experts_per_tok", 1, 1, c->n_experts > 0 ? c->n_experts : 1,
-                    &c->top_k));
+    for (int i = 0; i < c->n_layers; i++) c->layer_is_moe[i] = 1;
     return ROE_OK;
 }
 
-/* eos_token_id may be an integer or a list of integers (we keep the first). */
-static roe_status parse_token_id(const cJSON *root, const char *origin, const char *key, int vocab,
-                                 int *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
-    *out = -1;
-    if (!v || cJSON_IsNull(v)) return ROE_OK;
-    if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
-    if (!v) return ROE_OK;
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= vocab)
-        return roe_fail(ROE_ERR_FORMAT, "%s: field '%s' must be a token id in [0, %d)", origin, key,
-                        vocab);
-    *out = (int)v->valuedouble;
+static roe_status parse_qwen(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    const int qwen2 = c->family == ROE_FAMILY_QWEN2_MOE;
+    ROE_TRY(get_n_experts(root, origin, 0, &c->n_experts));
+    ROE_TRY(get_int(root, origin, "moe_intermediate_size", 1, 1, 1 << 20, &c->moe_intermediate));
+    if (qwen2) c->dense_intermediate = 5632; /* Qwen2MoeConfig's defaults */
+    ROE_TRY(get_int(root, origin, "intermediate_size", 0, 1, 1 << 20, &c->dense_intermediate));
+    int use_sw = 0;
+    ROE_TRY(get_bool(root, origin, "use_sliding_window", &use_sw));
+    if (use_sw) ROE_TRY(get_int(root, origin, "sliding_window", 0, 0, 1 << 30, &c->sliding_window));
+    c->norm_topk_prob = 0;
+    ROE_TRY(get_bool(root, origin, "norm_topk_prob", &c->norm_topk_prob));
+    ROE_TRY(parse_sparse_layers(root, origin, c));
+    if (!qwen2) {
+        c->qk_norm = ROE_QK_NORM_PER_HEAD;
+        return ROE_OK;
+    }
+    /* Qwen2-MoE: q/k/v biases, a sigmoid-gated shared expert, and sliding windows on the even
+     * layers below max_window_layers when layer_types is absent */
+    c->qkv_bias = 1;
+    ROE_TRY(get_bool(root, origin, "qkv_bias", &c->qkv_bias));
+    c->shared_intermediate = 5632;
+    ROE_TRY(get_int(root, origin, "shared_expert_intermediate_size", 0, 1, 1 << 20, &c->shared_intermediate));
+    c->shared_gate = 1;
+    int max_window_layers = 28, have_types = 0;
+    ROE_TRY(get_int(root, origin, "max_window_layers", 0, 0, 1 << 20, &max_window_layers));
+    ROE_TRY(parse_layer_types(root, origin, c, &have_types));
+    if (!have_types)
+        for (int i = 0; i < c->n_layers; i++)
+            c->layer_window[i] = i % 2 == 0 && i < max_window_layers ? c->sliding_window : 0;
     return ROE_OK;
+}
+
+/* GLM-4.5: DeepSeek-style routing (checked here: groups divide the experts, at least 2 experts a
+ * group for the top-2 group score, enough experts in the kept groups), a shared expert, the
+ * first first_k_dense_replace layers dense, optional per-head q/k norm, q/k/v biases. */
+static roe_status parse_glm4(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    const char *ek = cJSON_GetObjectItemCaseSensitive(root, "n_routed_experts") ? "n_routed_experts"
+                                                                                : "num_local_experts";
+    ROE_TRY(get_int(root, origin, ek, 1, 1, 1 << 16, &c->n_experts));
+    ROE_TRY(get_int(root, origin, "moe_intermediate_size", 1, 1, 1 << 20, &c->moe_intermediate));
+    ROE_TRY(get_int(root, origin, "intermediate_size", 1, 1, 1 << 20, &c->dense_intermediate));
+    int n_shared = 1, first_dense = 1, qk_norm = 0;
+    ROE_TRY(get_int(root, origin, "n_shared_experts", 0, 0, 64, &n_shared));
+    c->shared_intermediate = n_shared * c->moe_intermediate;
+    ROE_TRY(get_int(root, origin, "first_k_dense_replace", 0, 0, c->n_layers, &first_dense));
+    for (int i = 0; i < c->n_layers; i++) c->layer_is_moe[i] = i >= first_dense;
+    ROE_TRY(get_bool(root, origin, "use_qk_norm", &qk_norm));
+    c->qk_norm = qk_norm ? ROE_QK_NORM_PER_HEAD : ROE_QK_NORM_NONE;
+    ROE_TRY(get_bool(root, origin, "attention_bias", &c->qkv_bias));
+    c->router = ROE_ROUTER_SIGMOID_GROUP;
+    c->norm_topk_prob = 1;
+    ROE_TRY(get_bool(root, origin, "norm_topk_prob", &c->norm_topk_prob));
+    c->n_group = c->topk_group = 1;
+    ROE_TRY(get_int(root, origin, "n_group", 0, 1, c->n_experts, &c->n_group));
+    ROE_TRY(get_int(root, origin, "topk_group", 0, 1, 1 << 16, &c->topk_group));
+    ROE_TRY(get_float(root, origin, "routed_scaling_factor", 0, 0.0, 1e6, &c->routed_scaling));
+    if (c->n_experts % c->n_group != 0 || c->n_experts / c->n_group < 2)
+        return roe_fail(ROE_ERR_FORMAT,
+                        "%s: n_group %d must divide the %d experts into groups of at least 2 (a group's "
+                        "score is the sum of its top 2)", origin, c->n_group, c->n_experts);
+    if (c->topk_group > c->n_group)
+        return roe_fail(ROE_ERR_FORMAT, "%s: topk_group %d exceeds n_group %d", origin, c->topk_group,
+                        c->n_group);
+    return ROE_OK;
+}
+
+/* gpt-oss: biases on q/k/v/o, sinks, alternating windows, top-k-then-softmax routing with a
+ * router bias, the clamped SwiGLU with biases (GptOssConfig's defaults where fields are absent). */
+static roe_status parse_gpt_oss(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    ROE_TRY(get_n_experts(root, origin, 1, &c->n_experts));
+    ROE_TRY(get_int(root, origin, "intermediate_size", 1, 1, 1 << 20, &c->moe_intermediate));
+    for (int i = 0; i < c->n_layers; i++) c->layer_is_moe[i] = 1;
+    c->qkv_bias = c->o_bias = 1;
+    ROE_TRY(get_bool(root, origin, "attention_bias", &c->qkv_bias));
+    c->o_bias = c->qkv_bias;
+    c->attn_sinks = 1;
+    c->router = ROE_ROUTER_TOPK_SOFTMAX;
+    c->router_bias = 1;
+    c->norm_topk_prob = 1; /* the softmax over the k chosen sums to 1 */
+    c->expert_act = ROE_ACT_SWIGLU_OAI;
+    c->swiglu_alpha = 1.702f;
+    c->swiglu_limit = 7.0f;
+    ROE_TRY(get_float(root, origin, "swiglu_alpha", 0, 0.0, 1e6, &c->swiglu_alpha));
+    ROE_TRY(get_float(root, origin, "swiglu_limit", 0, 1e-6, 1e30, &c->swiglu_limit));
+    const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    c->sliding_window = sw && cJSON_IsNull(sw) ? 0 : 128;
+    ROE_TRY(get_int(root, origin, "sliding_window", 0, 0, 1 << 30, &c->sliding_window));
+    int have_types = 0;
+    ROE_TRY(parse_layer_types(root, origin, c, &have_types));
+    if (have_types) return ROE_OK;
+    if (c->sliding_window <= 0) /* the default layer_types has sliding layers */
+        return roe_fail(ROE_ERR_FORMAT, "%s: layer 0 is sliding_attention (the default layer_types) but "
+                        "sliding_window is %d", origin, c->sliding_window);
+    for (int i = 0; i < c->n_layers; i++) c->layer_window[i] = i % 2 == 0 ? c->sliding_window : 0;
+    return ROE_OK;
+}
+
+static roe_status parse_family(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    c->routed_scaling = 1.0f;
+    switch (c->family) {
+    case ROE_FAMILY_OLMOE:
+    case ROE_FAMILY_MIXTRAL: ROE_TRY(parse_olmoe_mixtral(root, origin, c)); break;
+    case ROE_FAMILY_QWEN3_MOE:
+    case ROE_FAMILY_QWEN2_MOE: ROE_TRY(parse_qwen(root, origin, c)); break;
+    case ROE_FAMILY_GLM4_MOE: ROE_TRY(parse_glm4(root, origin, c)); break;
+    case ROE_FAMILY_GPT_OSS: ROE_TRY(parse_gpt_oss(root, origin, c)); break;
+    }
+    if (c->family != ROE_FAMILY_GPT_OSS && c->family != ROE_FAMILY_QWEN2_MOE) /* no layer_types: one window */
+        for (int i = 0; i < c->n_layers; i++) c->layer_window[i] = c->sliding_window;
+    ROE_TRY(get_int(root, origin, "num_experts_per_tok", 1, 1, c->n_experts > 0 ? c->n_experts : 1,
+                    &c->top_k));
+    if (c->router == ROE_ROUTER_SIGMOID_GROUP && c->top_k > c->topk_group * (c->n_experts / c->n_group))
+        return roe_fail(ROE_ERR_FORMAT,
+                        "%s: num_experts_per_tok %d exceeds the %d experts of the topk_group %d groups it may use",
+                        origin, c->top_k, c->topk_group * (c->n_experts / c->n_group), c->topk_group);
+    return ROE_OK;
+}
+
+/* A token id field: an integer, or (eos_token_id) a list of them. Every id goes into ids[*n]
+ * (no repeats, at most ROE_MAX_EOS); *first is the first (-1: none). */
+static roe_status parse_token_ids(const cJSON *root, const char *origin, const char *key, int vocab, int *first,
+                                  int *ids, int *n) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key), *it;
+    *first = -1;
+    if (!v || cJSON_IsNull(v)) return ROE_OK;
+    const cJSON *one = cJSON_IsArray(v) ? NULL : v;
+    for (it = one ? one : v->child; it; it = one ? NULL : it->next) {
+        if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int)it->valuedouble || it->valuedouble < 0 ||
+            it->valuedouble >= vocab)
+            return roe_fail(ROE_ERR_FORMAT, "%s: field '%s' must be a token id in [0, %d)%s", origin, key, vocab,
+                            one ? "" : ", or a list of them");
+        const int id = (int)it->valuedouble;
+        if (*first < 0) *first = id;
+        int seen = 0;
+        for (int j = 0; ids && j < *n; j++) seen |= ids[j] == id;
+        if (!ids || seen) continue;
+        if (*n == ROE_MAX_EOS)
+            return roe_fail(ROE_ERR_UNSUPPORTED, "%s: '%s' has more than %d ids", origin, key, ROE_MAX_EOS);
+        ids[(*n)++] = id;
+    }
+    return ROE_OK;
+}
+
+static roe_status parse_token_id(const cJSON *root, const char *origin, const char *key, int vocab, int *out) {
+    return parse_token_ids(root, origin, key, vocab, out, NULL, NULL);
 }
 
 static roe_status parse_model_type(const cJSON *root, const char *origin, struct roe_model_config *c) {
@@ -181,9 +379,13 @@ static roe_status parse_model_type(const cJSON *root, const char *origin, struct
     if (strcmp(mt->valuestring, "olmoe") == 0) c->family = ROE_FAMILY_OLMOE;
     else if (strcmp(mt->valuestring, "mixtral") == 0) c->family = ROE_FAMILY_MIXTRAL;
     else if (strcmp(mt->valuestring, "qwen3_moe") == 0) c->family = ROE_FAMILY_QWEN3_MOE;
+    else if (strcmp(mt->valuestring, "qwen2_moe") == 0) c->family = ROE_FAMILY_QWEN2_MOE;
+    else if (strcmp(mt->valuestring, "glm4_moe") == 0) c->family = ROE_FAMILY_GLM4_MOE;
+    else if (strcmp(mt->valuestring, "gpt_oss") == 0) c->family = ROE_FAMILY_GPT_OSS;
     else
         return roe_fail(ROE_ERR_UNSUPPORTED,
-                        "%s: model_type '%.64s' is not supported (supported: olmoe, mixtral, qwen3_moe)",
+                        "%s: model_type '%.64s' is not supported (supported: olmoe, mixtral, qwen3_moe, "
+                        "qwen2_moe, glm4_moe, gpt_oss)",
                         origin, mt->valuestring);
     snprintf(c->model_type, sizeof c->model_type, "%s", mt->valuestring);
     return ROE_OK;
@@ -202,6 +404,8 @@ static roe_status parse_shapes(const cJSON *root, const char *origin, struct roe
                         "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
                         origin, c->n_heads, c->n_kv_heads);
     c->head_dim = 0;
+    if (c->family == ROE_FAMILY_GPT_OSS && !cJSON_GetObjectItemCaseSensitive(root, "head_dim"))
+        c->head_dim = 64; /* GptOssConfig's default; an explicit null means hidden / heads */
     ROE_TRY(get_int(root, origin, "head_dim", 0, 2, 1 << 12, &c->head_dim));
     if (c->head_dim == 0) {
         if (c->hidden % c->n_heads != 0)
@@ -226,7 +430,9 @@ static roe_status parse_layer_opts(const cJSON *root, const char *origin, struct
     ROE_TRY(get_bool(root, origin, "tie_word_embeddings", &c->tie_word_embeddings));
     int bias = 0;
     ROE_TRY(get_bool(root, origin, "attention_bias", &bias));
-    if (bias) return roe_fail(ROE_ERR_UNSUPPORTED, "%s: attention_bias = true is not supported", origin);
+    if (bias && c->family <= ROE_FAMILY_QWEN3_MOE) /* the newer families read it (parse_family) */
+        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: attention_bias = true is not supported for %s", origin,
+                        roe_family_name(c->family));
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
     if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0))
         return roe_fail(ROE_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (only silu)", origin,
@@ -240,7 +446,29 @@ static roe_status parse_root(const cJSON *root, const char *origin, struct roe_m
     ROE_TRY(parse_layer_opts(root, origin, c));
     ROE_TRY(parse_family(root, origin, c));
     ROE_TRY(parse_token_id(root, origin, "bos_token_id", c->vocab_size, &c->bos_token_id));
-    return parse_token_id(root, origin, "eos_token_id", c->vocab_size, &c->eos_token_id);
+    return parse_token_ids(root, origin, "eos_token_id", c->vocab_size, &c->eos_token_id, c->eos_ids, &c->n_eos);
+}
+
+/* generation_config.json's eos_token_id joins the config's (absent file: nothing). */
+static roe_status load_generation_config(const char *dir, struct roe_model_config *c) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    if (!roe_is_file(path)) return ROE_OK;
+    char *text = NULL;
+    size_t len = 0;
+    ROE_TRY(roe_file_read_all(path, 1 << 20, &text, &len));
+    int oom = 0, first;
+    cJSON *root = roe_json_parse(text, len, NULL, &oom);
+    roe_status st = ROE_OK;
+    if (!root || !cJSON_IsObject(root))
+        st = oom ? roe_fail(ROE_ERR_NOMEM, "%s: out of memory parsing it", path)
+                 : roe_fail(ROE_ERR_FORMAT, "%s: not a JSON object", path);
+    else
+        st = parse_token_ids(root, path, "eos_token_id", c->vocab_size, &first, c->eos_ids, &c->n_eos);
+    if (st == ROE_OK && c->eos_token_id < 0 && c->n_eos > 0) c->eos_token_id = c->eos_ids[0];
+    cJSON_Delete(root);
+    roe_free(text);
+    return st;
 }
 
 roe_status roe_config_parse(const char *json, const char *origin, struct roe_model_config *c) {
@@ -265,5 +493,5 @@ roe_status roe_config_load(const char *dir, struct roe_model_config *out) {
     ROE_TRY(roe_file_read_all(path, 1 << 24, &text, &len));
     roe_status st = roe_config_parse(text, path, out);
     roe_free(text);
-    return st;
+    return st == ROE_OK ? load_generation_config(dir, out) : st;
 }

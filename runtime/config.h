@@ -2,8 +2,9 @@
  * config.h — the model's hyper-parameters, parsed from a Hugging Face config.json.
  *
  * One struct for every supported family; the family decides the router's gate
- * function, the q/k norm flavour and the tensor names (see MODELS.md). Validation of
- * every field happens here, once, so the engine can trust the struct.
+ * function, the q/k norm flavour, the attention extras (biases, sinks, windows per layer),
+ * the expert activation, shared experts and the tensor names (MODELS.md, docs/MODELS.md).
+ * Validation of every field happens here, once, so the engine can trust the struct.
  */
 #ifndef ROE_CONFIG_H
 #define ROE_CONFIG_H
@@ -12,13 +13,53 @@
 
 #include "base/status.h"
 
-enum { ROE_MAX_LAYERS = 512 };
+enum { ROE_MAX_LAYERS = 512, ROE_MAX_EOS = 8 };
 
 typedef enum roe_family {
     ROE_FAMILY_OLMOE = 0,
     ROE_FAMILY_MIXTRAL,
     ROE_FAMILY_QWEN3_MOE,
+    ROE_FAMILY_QWEN2_MOE,
+    ROE_FAMILY_GLM4_MOE,
+    ROE_FAMILY_GPT_OSS,
 } roe_family;
+
+/* How router logits R become k experts and their weights (runtime/router.c, docs/ROE-ROUTING.md). */
+typedef enum roe_router_kind {
+    ROE_ROUTER_SOFTMAX = 0,   /* p = softmax(R) over all E, top-k of p, renormalised iff norm_topk_prob */
+    ROE_ROUTER_TOPK_SOFTMAX,  /* gpt-oss: top-k of R (+ router bias), softmax over those k */
+    ROE_ROUTER_SIGMOID_GROUP, /* GLM-4.5 / DeepSeek-V3: s = sigmoid(R), chosen by s + bias in the
+                                 best topk_group of n_group groups, weights s (renormalised iff
+                                 norm_topk_prob) x routed_scaling_factor */
+} roe_router_kind;
+
+/* The experts' activation. */
+typedef enum roe_expert_act {
+    ROE_ACT_SWIGLU = 0, /* down(silu(gate x) * up x) */
+    ROE_ACT_SWIGLU_OAI, /* gpt-oss: gate/up rows interleaved in one [2I, H] matrix with a bias;
+                           g = min(gate, limit), u = clamp(up, -limit, limit),
+                           y = (u + 1) * g * sigmoid(alpha * g); down has a bias */
+} roe_expert_act;
+
+typedef enum roe_rope_type {
+    ROE_ROPE_DEFAULT = 0,
+    ROE_ROPE_YARN,
+} roe_rope_type;
+
+/* RoPE as transformers' modeling_rope_utils computes it (runtime/rope.h turns it into the
+ * per-pair inverse frequencies and the cos/sin scale). */
+struct roe_rope_config {
+    roe_rope_type type;
+    float theta;
+    int dim;                 /* rotated dimensions per head (partial rotary: < head_dim), even */
+    /* YaRN */
+    float factor;
+    float beta_fast, beta_slow;
+    float attention_factor;  /* <= 0: from factor (and mscale / mscale_all_dim) */
+    float mscale, mscale_all_dim;
+    int original_max_position;
+    int truncate;
+};
 
 typedef enum roe_qk_norm {
     ROE_QK_NORM_NONE = 0,
@@ -37,24 +78,43 @@ struct roe_model_config {
     int head_dim;
     int max_position;     /* max_position_embeddings: the longest sequence we accept */
     float rms_eps;
-    float rope_theta;
+    float rope_theta;     /* = rope.theta */
+    struct roe_rope_config rope;
     float clip_qkv;       /* 0: no clipping */
     roe_qk_norm qk_norm;
-    int sliding_window;   /* 0: full causal attention */
+    int sliding_window;   /* the config's window (0: none); which layers use it: layer_window */
+    int layer_window[ROE_MAX_LAYERS]; /* per layer: attend the last N positions (self included), 0: all */
     int tie_word_embeddings;
+    int qkv_bias;         /* q/k/v projections have biases (Qwen2, GLM-4.5 attention_bias, gpt-oss) */
+    int o_bias;           /* o_proj has a bias (gpt-oss) */
+    int attn_sinks;       /* gpt-oss: one learned sink logit per head joins each softmax */
 
     int n_experts;
     int top_k;
     int moe_intermediate; /* per-expert FFN width */
     int dense_intermediate; /* width of dense MLP layers (Qwen3 mlp_only_layers), 0 if none */
     int norm_topk_prob;   /* renormalise the k gate weights to sum to 1 */
+    roe_router_kind router;
+    int router_bias;      /* gpt-oss: the router has a bias */
+    int n_group;          /* SIGMOID_GROUP: expert groups (1: none) */
+    int topk_group;       /* SIGMOID_GROUP: groups a token may use */
+    float routed_scaling; /* SIGMOID_GROUP: routed_scaling_factor (1 elsewhere) */
+    roe_expert_act expert_act;
+    float swiglu_alpha, swiglu_limit; /* ROE_ACT_SWIGLU_OAI */
+    int shared_intermediate; /* width of the shared expert of every MoE layer, 0 if none */
+    int shared_gate;      /* Qwen2-MoE: the shared expert's output is scaled by sigmoid(w . x) */
     uint8_t layer_is_moe[ROE_MAX_LAYERS];
 
     int bos_token_id;     /* -1 if none */
-    int eos_token_id;     /* -1 if none (first of a list) */
+    int eos_token_id;     /* -1 if none (the first of eos_ids) */
+    int eos_ids[ROE_MAX_EOS]; /* every end-of-sequence id: config.json's eos_token_id (an id or a
+                                 list) and generation_config.json's, in that order, no repeats */
+    int n_eos;
 };
 
-/* Parses dir/config.json. Unknown model_type -> ROE_ERR_UNSUPPORTED naming it. */
+/* Parses dir/config.json, then dir/generation_config.json's eos_token_id if the file exists (its
+ * ids join eos_ids, as Hugging Face's generate ends at them). Unknown model_type ->
+ * ROE_ERR_UNSUPPORTED naming it. */
 roe_status roe_config_load(const char *dir, struct roe_model_config *out);
 
 /* Parses config JSON text (for tests); `origin` names the source in messages. */
@@ -62,5 +122,15 @@ roe_status roe_config_parse(const char *json, const char *origin, struct roe_mod
 
 const char *roe_family_name(roe_family f);
 int roe_config_n_moe_layers(const struct roe_model_config *c);
+
+/* The first cached position a row at `pos` attends at `layer`: 0, or with a window of w
+ * positions (itself included) pos - w + 1. */
+static inline int roe_config_history_begin(const struct roe_model_config *c, int layer, int pos) {
+    const int w = c->layer_window[layer];
+    return w > 0 && pos - w + 1 > 0 ? pos - w + 1 : 0;
+}
+
+/* Cached K/V rows a row at `pos` reads, summed over the layers (windows applied). */
+long roe_config_kv_rows_read(const struct roe_model_config *c, int pos);
 
 #endif

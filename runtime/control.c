@@ -127,6 +127,8 @@ static roe_status pack_binds(struct roe_control_io *io, const struct roe_step_pl
         b->home = (uint32_t)src->home;
         b->seed = src->seed;
         b->reset = src->reset != 0;
+        b->copy_len = (uint32_t)(src->copy_len > 0 ? src->copy_len : 0);
+        b->copy_from = (uint32_t)(src->copy_len > 0 ? src->copy_from : 0);
         if (src->roster) {
             Roe__Roster *r = &k->rmsg[i];
             roe__roster__init(r);
@@ -180,6 +182,7 @@ static void pack_open(const struct roe_session_spec *o, Roe__SessionOpen *m) {
     m->warm = o->warm != 0;
     m->backend = (uint32_t)o->backend;
     m->weights = (uint32_t)o->weights;
+    m->liveness_s = (float)o->liveness_s;
 }
 
 roe_status roe_control_send(roe_comm *c, const struct roe_control *msg, struct roe_control_io *io) {
@@ -235,14 +238,17 @@ static void unpack_open(const Roe__SessionOpen *m, struct roe_session_spec *o) {
         .max_rows = (int)m->max_rows, .n_threads = m->n_threads, .isa = (int)m->isa,
         .no_dedup = m->no_dedup, .wire = (int)m->wire, .no_overlap = m->no_overlap, .warm = m->warm,
         .backend = (int)m->backend, .weights = (int)m->weights, .n_layers = (int)m->n_layers, .n_experts = (int)m->n_experts,
+        .liveness_s = m->liveness_s > 0 && m->liveness_s < 1e7f ? m->liveness_s : 0,
         .owner = (const int *)m->owner, .n_owner = m->n_owner, .placement_source = m->placement_source};
 }
 
 roe_status roe_step_plan_bind(const struct roe_step_plan *p, size_t i, int n_layers, int me,
                               struct roe_plan_bind *b, struct roe_roster *roster) {
     const Roe__SeqBind *x = ((const Roe__StepPlan *)p->decoded)->bind[i];
-    *b = (struct roe_plan_bind){.seq = (int)x->seq, .home = (int)x->home, .reset = x->reset, .seed = x->seed};
+    *b = (struct roe_plan_bind){.seq = (int)x->seq, .home = (int)x->home, .reset = x->reset, .seed = x->seed,
+                                .copy_from = (int)x->copy_from, .copy_len = (int)x->copy_len};
     if (x->seq > (uint32_t)INT32_MAX || x->home > (uint32_t)INT32_MAX) b->seq = b->home = -1; /* out of range */
+    if (x->copy_from > (uint32_t)INT32_MAX || x->copy_len > (uint32_t)INT32_MAX) b->copy_from = b->copy_len = -1;
     if (!x->roster) return ROE_OK;
     const Roe__Roster *r = x->roster;
     if (r->n_tau != (size_t)n_layers || r->k < 1 || r->k > ROE_MAX_SAMPLES || r->gate > ROE_GATE_NOISY)

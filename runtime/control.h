@@ -28,7 +28,7 @@
 #include "comm/comm.h"
 #include "roster.h"
 
-enum { ROE_CONTROL_VERSION = 1 };
+enum { ROE_CONTROL_VERSION = 2 };
 
 /* The version this process speaks: ROE_CONTROL_VERSION, unless a test overrides it
  * ($ROE_TEST_CONTROL_VERSION, base/env.h). */
@@ -46,6 +46,7 @@ struct roe_session_spec {
     int warm;               /* read the rank's weights into memory after opening */
     int backend;            /* roe_backend_kind */
     int weights;            /* roe_weights (quant.h): how every rank holds its weights */
+    double liveness_s;      /* > 0: once open, the bound on every wait for another rank */
     int n_layers, n_experts;
     const int *owner;       /* [n_owner = n_layers * n_experts] the placement, -1 in dense layers;
                                NULL: none (one process) */
@@ -57,6 +58,8 @@ struct roe_session_spec {
 struct roe_plan_bind {
     int seq, home;
     int reset;                       /* its cache empties on its home rank */
+    int copy_from, copy_len;         /* copy_len > 0: then it starts as copy_from's first
+                                        copy_len positions (the same home rank) */
     uint64_t seed;
     const struct roe_roster *roster; /* NULL: plain routing */
 };

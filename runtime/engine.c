@@ -23,12 +23,14 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "router.h"
+#include "rope.h"
 #include "weights.h"
 
 /* ---- the buffer table ---- */
 
 /* The dimensions of the size formulas (engine_impl.h). */
-enum dim { D_1, D_R, D_RK, D_S, D_H, D_QD, D_KD, D_E, D_E1, D_2E, D_K, D_I, D_V, D_COUNT };
+enum dim { D_1, D_R, D_RK, D_S, D_H, D_QD, D_KD, D_E, D_E1, D_RS, D_K, D_I, D_V, D_HD2, D_LE, D_COUNT };
 
 /* Where a buffer lives: backend memory, host memory, or host memory that only a backend
  * without host memory needs (staging copies; on the CPU those fields stay NULL). */
@@ -52,10 +54,13 @@ static const struct buf_spec ENGINE_BUFS[] = {
     BUF(ein, MEM_BACKEND, D_RK, D_H),     BUF(egate, MEM_BACKEND, D_R, D_I),
     BUF(eup, MEM_BACKEND, D_R, D_I),      BUF(eout, MEM_BACKEND, D_RK, D_H),
     BUF(lrows, MEM_BACKEND, D_R, D_H),    BUF(dlogits, MEM_BACKEND, D_R, D_V),
+    BUF(inv_freq, MEM_BACKEND, D_HD2, D_1),
     BUF(rlog, MEM_STAGING, D_R, D_E),     BUF(st_x, MEM_STAGING, D_R, D_H),
     BUF(st_in, MEM_STAGING, D_R, D_H),    BUF(st_out, MEM_STAGING, D_RK, D_H),
     BUF(st_y, MEM_STAGING, D_RK, D_H),    BUF(hlogits, MEM_STAGING, D_R, D_V),
-    BUF(probs, MEM_HOST, D_E, D_1),       BUF(rscratch, MEM_HOST, D_2E, D_1),
+    BUF(rope_host, MEM_HOST, D_HD2, D_1), BUF(score_bias, MEM_HOST, D_LE, D_1),
+    BUF(rscratch, MEM_HOST, D_RS, D_1),
+    BUF(shared_w, MEM_HOST, D_R, D_1),    BUF(shared_row, MEM_HOST, D_R, D_1),
     BUF(sel, MEM_HOST, D_RK, D_1),        BUF(gw, MEM_HOST, D_RK, D_1),
     BUF(fsel, MEM_HOST, D_K, D_1),        BUF(fgw, MEM_HOST, D_K, D_1),
     BUF(ypair, MEM_HOST, D_K, D_1),
@@ -75,6 +80,13 @@ enum { N_ENGINE_BUFS = sizeof ENGINE_BUFS / sizeof ENGINE_BUFS[0] };
 
 static int imax(int a, int b) { return a > b ? a : b; }
 
+/* The widest FFN activation of a row: routed experts (gpt-oss: gate and up interleaved, 2I),
+ * dense MLPs, shared experts. */
+static int ffn_width(const struct roe_model_config *c) {
+    const int routed = c->expert_act == ROE_ACT_SWIGLU_OAI ? 2 * c->moe_intermediate : c->moe_intermediate;
+    return imax(imax(routed, c->dense_intermediate), c->shared_intermediate);
+}
+
 /* The value of each dimension for this model and these limits. */
 static void buf_dims(const struct roe_model_config *c, int max_rows, int max_seqs, size_t dim[D_COUNT]) {
     const size_t E = (size_t)imax(c->n_experts, 1), K = (size_t)imax(c->top_k, 1);
@@ -87,10 +99,12 @@ static void buf_dims(const struct roe_model_config *c, int max_rows, int max_seq
     dim[D_KD] = (size_t)c->n_kv_heads * c->head_dim;
     dim[D_E] = E;
     dim[D_E1] = E + 1;
-    dim[D_2E] = 2 * E;
+    dim[D_RS] = roe_route_scratch_floats(c);
     dim[D_K] = K;
-    dim[D_I] = (size_t)imax(c->moe_intermediate, c->dense_intermediate);
+    dim[D_I] = (size_t)ffn_width(c);
     dim[D_V] = (size_t)c->vocab_size;
+    dim[D_HD2] = (size_t)c->head_dim / 2;
+    dim[D_LE] = (size_t)c->n_layers * E;
 }
 
 static void **buf_field(roe_engine *e, const struct buf_spec *b) { return (void **)((char *)e + b->off); }
@@ -164,7 +178,7 @@ static roe_status check_opts(const struct roe_model_config *c, const struct roe_
 
 static roe_status open_backend(roe_engine *e) {
     const struct roe_model_config *c = &e->model->cfg;
-    const int qd = c->n_heads * c->head_dim, inter = imax(c->moe_intermediate, c->dense_intermediate);
+    const int qd = c->n_heads * c->head_dim, inter = ffn_width(c);
     struct roe_backend_opts bo = {
         .n_threads = e->opts.n_threads,
         .max_cols = imax(imax(c->hidden, qd), inter),
@@ -228,6 +242,27 @@ static roe_status open_exchange(roe_engine *e) {
     return roe_ep_create(e->comm, &eo, &e->ep);
 }
 
+/* Widens a host vector (the checkpoint's dtype) to fp32. */
+static void widen_host(const struct roe_mat *v, float *out) {
+    for (int i = 0; i < v->cols; i++)
+        out[i] = v->dtype == ROE_DTYPE_BF16  ? roe_bf16_to_f32(((const uint16_t *)v->data)[i])
+                 : v->dtype == ROE_DTYPE_F16 ? roe_f16_to_f32(((const uint16_t *)v->data)[i])
+                                             : ((const float *)v->data)[i];
+}
+
+/* What the engine computes once from the model: the RoPE table (runtime/rope.h) in backend
+ * memory, and each MoE layer's score correction bias in fp32 for the host router. */
+static void fill_tables(roe_engine *e) {
+    const struct roe_model_config *c = &e->model->cfg;
+    e->rope = (struct roe_rope_args){.dim = c->rope.dim, .inv_freq = e->inv_freq};
+    e->rope.scale = roe_rope_table(c, e->rope_host);
+    e->be->ops->upload(e->be, e->inv_freq, e->rope_host, (size_t)(c->rope.dim / 2) * sizeof(float));
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct roe_mat *b = &e->model->layers[l].score_bias;
+        if (b->data) widen_host(b, e->score_bias + (size_t)l * c->n_experts);
+    }
+}
+
 roe_status roe_engine_create(const struct roe_model *model, const struct roe_engine_opts *opts,
                              roe_engine **out) {
     *out = NULL;
@@ -250,6 +285,7 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
     ROE_CHECK(roe_kv_cache_init(&e->kv, e->be, opts->max_seqs, c->n_layers, opts->max_ctx,
                                 c->n_kv_heads * c->head_dim));
     ROE_CHECK(alloc_buffers(e));
+    fill_tables(e);
     *out = e;
     return ROE_OK;
 fail:
@@ -259,6 +295,14 @@ fail:
 
 void roe_engine_reset_seq(roe_engine *e, int seq) {
     if (seq >= 0 && seq < e->opts.max_seqs) e->kv.len[seq] = 0;
+}
+roe_status roe_engine_copy_seq(roe_engine *e, int dst, int src, int len) {
+    const int S = e->opts.max_seqs;
+    if (dst < 0 || dst >= S || src < 0 || src >= S || dst == src || len < 0 || len > e->kv.len[src])
+        return roe_fail(ROE_ERR_INVALID_ARG, "engine: cannot copy %d positions of slot %d (holding %d) into slot %d",
+                        len, src, src >= 0 && src < S ? e->kv.len[src] : -1, dst);
+    roe_kv_cache_copy(&e->kv, dst, src, len);
+    return ROE_OK;
 }
 int roe_engine_seq_len(const roe_engine *e, int seq) { return e->kv.len[seq]; }
 const struct roe_model *roe_engine_model(const roe_engine *e) { return e->model; }
@@ -316,6 +360,11 @@ static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows
     be->ops->matmul(be, e->x, n, &L->wq, e->q);
     be->ops->matmul(be, e->x, n, &L->wk, e->k);
     be->ops->matmul(be, e->x, n, &L->wv, e->v);
+    if (c->qkv_bias) { /* Qwen2, GLM-4.5, gpt-oss: inside the projections, before any norm */
+        be->ops->add_bias(be, e->q, n, &L->bq);
+        be->ops->add_bias(be, e->k, n, &L->bk);
+        be->ops->add_bias(be, e->v, n, &L->bv);
+    }
     if (c->qk_norm == ROE_QK_NORM_FULL) {
         be->ops->rmsnorm(be, e->q, n, &L->q_norm, c->rms_eps, e->q);
         be->ops->rmsnorm(be, e->k, n, &L->k_norm, c->rms_eps, e->k);
@@ -328,8 +377,8 @@ static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows
         be->ops->clamp(be, e->k, (size_t)n * kd, c->clip_qkv);
         be->ops->clamp(be, e->v, (size_t)n * kd, c->clip_qkv);
     }
-    be->ops->rope(be, e->q, n, nh, hd, e->pos, c->rope_theta);
-    be->ops->rope(be, e->k, n, nkv, hd, e->pos, c->rope_theta);
+    be->ops->rope(be, e->q, n, nh, hd, e->pos, &e->rope);
+    be->ops->rope(be, e->k, n, nkv, hd, e->pos, &e->rope);
 
     int n_clean = 0;
     for (int j = 0; j < n; j++) {
@@ -341,8 +390,7 @@ static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows
         e->khist[j] = roe_kv_k(&e->kv, r->seq, layer);
         e->vhist[j] = roe_kv_v(&e->kv, r->seq, layer);
         e->hend[j] = r->pos;
-        e->hbegin[j] = c->sliding_window > 0 && r->pos - c->sliding_window + 1 > 0
-                           ? r->pos - c->sliding_window + 1 : 0;
+        e->hbegin[j] = roe_config_history_begin(c, layer, r->pos);
     }
     if (n_clean) {
         be->ops->copy_rows(be, e->kv.k, e->kv_dst, e->k, e->kv_src, n_clean, kd);
@@ -352,10 +400,12 @@ static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows
         .n_rows = n, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
         .scale = 1.0f / sqrtf((float)hd),
         .q = e->q, .k_self = e->k, .v_self = e->v, .k_hist = e->khist, .v_hist = e->vhist,
-        .hist_begin = e->hbegin, .hist_end = e->hend, .out = e->att,
+        .hist_begin = e->hbegin, .hist_end = e->hend, .sinks = c->attn_sinks ? &L->sinks : NULL,
+        .out = e->att,
     };
     be->ops->attention(be, &a);
     be->ops->matmul(be, e->att, n, &L->wo, e->tmp);
+    if (c->o_bias) be->ops->add_bias(be, e->tmp, n, &L->bo);
     be->ops->add(be, e->h, e->tmp, (size_t)n * H);
 }
 
@@ -388,6 +438,16 @@ static void assign_slots(roe_engine *e, const struct roe_row *rows, int n) {
 void roe__engine_ffn(roe_engine *e, const struct roe_expert_weights *w, const float *in, int m,
                      float *out) {
     roe_backend *be = e->be;
+    if (w->gate_bias.data) { /* gpt-oss: gate and up interleaved in one matrix, biases, clamped */
+        const struct roe_model_config *c = &e->model->cfg;
+        const int I = w->down.cols;
+        be->ops->matmul(be, in, m, &w->gate, e->egate); /* [m, 2I] */
+        be->ops->add_bias(be, e->egate, m, &w->gate_bias);
+        be->ops->swiglu_oai(be, e->egate, m, I, c->swiglu_alpha, c->swiglu_limit, e->eup);
+        be->ops->matmul(be, e->eup, m, &w->down, out);
+        be->ops->add_bias(be, out, m, &w->down_bias);
+        return;
+    }
     const int I = w->gate.rows;
     be->ops->matmul(be, in, m, &w->gate, e->egate);
     be->ops->matmul(be, in, m, &w->up, e->eup);

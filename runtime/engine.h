@@ -92,6 +92,9 @@ roe_status roe_rows_check(const struct roe_row *rows, int n, const struct roe_en
 
 /* Forgets a sequence slot's history (its cache length becomes 0). */
 void roe_engine_reset_seq(roe_engine *e, int seq);
+/* Slot dst starts as the first len positions of slot src's history (kv_cache.h). Returns
+ * ROE_ERR_INVALID_ARG if a slot is out of range, they are the same, or src holds fewer. */
+roe_status roe_engine_copy_seq(roe_engine *e, int dst, int src, int len);
 int roe_engine_seq_len(const roe_engine *e, int seq);
 
 const struct roe_model *roe_engine_model(const roe_engine *e);

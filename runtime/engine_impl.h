@@ -14,7 +14,7 @@
  * table (engine.c, ENGINE_BUFS) that gives each one's memory (backend, host, or host staging
  * that only a device backend needs) and its size formula in the dimensions R = max_rows,
  * K = top_k, S = max_seqs, H = hidden, QD = heads x head_dim, KD = kv heads x head_dim, E = experts,
- * I = the widest FFN, V = vocabulary. The shape comments here repeat the table.
+ * I = the widest FFN activation, V = vocabulary, HD = head_dim, L = layers, RS = routing scratch. The shape comments here repeat the table.
  */
 #ifndef ROE_ENGINE_IMPL_H
 #define ROE_ENGINE_IMPL_H
@@ -64,9 +64,15 @@ struct roe_engine {
     float *st_y;     /* [R K, H] pair outputs in pair order, for the device's weighted sum */
     float *hlogits;  /* [R, V] logits downloaded */
 
+    float *inv_freq; /* [HD/2] RoPE inverse frequencies (runtime/rope.h) */
+
     /* host memory */
-    float *probs;    /* [E] clean routing scratch */
-    float *rscratch; /* [2 E] noisy routing scratch */
+    struct roe_rope_args rope; /* the RoPE of every layer: inv_freq, its width and scale */
+    float *rope_host;  /* [HD/2] inv_freq as computed, before the upload */
+    float *score_bias; /* [L, E] each layer's e_score_correction_bias in fp32 (SIGMOID_GROUP) */
+    float *rscratch; /* [RS] routing scratch (router.h: roe_route_scratch_floats) */
+    float *shared_w; /* [R] each slot's shared-expert weight (Qwen2: sigmoid gate; GLM-4.5: 1) */
+    int *shared_row; /* [R] the row of the shared expert's output a slot sums (a fork: its parent's) */
     int32_t *sel;    /* [R K] each pair's expert (a slot's ascending) */
     float *gw;       /* [R K] each pair's gate weight */
     int32_t *fsel;   /* [K] a candidate fork's routing */

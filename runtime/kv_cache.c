@@ -36,6 +36,15 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, int max_se
     return ROE_OK;
 }
 
+void roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len) {
+    const size_t bytes = (size_t)len * c->kv_dim * sizeof(float);
+    for (int l = 0; l < c->n_layers && bytes; l++) {
+        c->be->ops->copy(c->be, roe_kv_k(c, dst, l), roe_kv_k(c, src, l), bytes);
+        c->be->ops->copy(c->be, roe_kv_v(c, dst, l), roe_kv_v(c, src, l), bytes);
+    }
+    c->len[dst] = len;
+}
+
 void roe_kv_cache_free(struct roe_kv_cache *c) {
     if (c->be) {
         if (c->k) c->be->ops->free(c->be, c->k);

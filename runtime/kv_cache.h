@@ -32,6 +32,11 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, int max_se
 void roe_kv_cache_free(struct roe_kv_cache *c);
 size_t roe_kv_cache_bytes(const struct roe_kv_cache *c);
 
+/* Copies the first len positions of slot src (every layer, K and V) into slot dst, whose length
+ * becomes len: a sequence that shares another's prompt starts from its cache (n > 1 choices).
+ * len <= src's length; dst != src. */
+void roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len);
+
 /* Row index of (seq, layer, pos) in k (or v) seen as [rows, kv_dim]. */
 static inline int64_t roe_kv_row(const struct roe_kv_cache *c, int seq, int layer, int pos) {
     return ((int64_t)seq * c->n_layers + layer) * c->max_ctx + pos;

@@ -6,6 +6,7 @@
  */
 #include "model.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +18,24 @@
 size_t roe_mat_bytes(const struct roe_mat *m) {
     return (size_t)m->rows * roe_dtype_row_bytes_all(m->dtype, (size_t)m->cols);
 }
+
+#define LAYER_MAT(f) {offsetof(struct roe_layer_weights, f), #f}
+const struct roe_layer_mat roe_layer_mats[] = {
+    LAYER_MAT(attn_norm),   LAYER_MAT(wq),          LAYER_MAT(wk),          LAYER_MAT(wv),
+    LAYER_MAT(wo),          LAYER_MAT(q_norm),      LAYER_MAT(k_norm),      LAYER_MAT(ffn_norm),
+    LAYER_MAT(bq),          LAYER_MAT(bk),          LAYER_MAT(bv),          LAYER_MAT(bo),
+    LAYER_MAT(sinks),       LAYER_MAT(router),      LAYER_MAT(router_bias), LAYER_MAT(score_bias),
+    LAYER_MAT(shared.gate), LAYER_MAT(shared.up),   LAYER_MAT(shared.down), LAYER_MAT(shared_gate),
+    LAYER_MAT(dense.gate),  LAYER_MAT(dense.up),    LAYER_MAT(dense.down),
+};
+const int roe_n_layer_mats = sizeof roe_layer_mats / sizeof roe_layer_mats[0];
+#undef LAYER_MAT
+#define EXPERT_MAT(f) {offsetof(struct roe_expert_weights, f), #f}
+const struct roe_layer_mat roe_expert_mats[] = {
+    EXPERT_MAT(gate), EXPERT_MAT(up), EXPERT_MAT(down), EXPERT_MAT(gate_bias), EXPERT_MAT(down_bias),
+};
+const int roe_n_expert_mats = sizeof roe_expert_mats / sizeof roe_expert_mats[0];
+#undef EXPERT_MAT
 
 /* Block dtypes (a checkpoint saved by `roe quantize`: runtime/quant.h) are float matrices too. */
 static int is_float_dtype(roe_dtype t) {
@@ -128,16 +147,174 @@ static roe_status bind_experts(struct roe_model *m, int i, const char *moe, stru
     return ROE_OK;
 }
 
-static roe_status bind_layer(struct roe_model *m, int i) {
+/* ---- the newer families' tensors: attention biases and sinks, router extras, shared experts,
+ * gpt-oss's input-major experts ---- */
+
+/* dst[cols, rows] = src[rows, cols]^T, in tiles so both sides stay in cache. */
+#define ROE_TRANSPOSE(name, type)                                                                  \
+    static void name(const type *src, type *dst, int rows, int cols) {                            \
+        enum { T = 64 };                                                                           \
+        for (int r0 = 0; r0 < rows; r0 += T)                                                       \
+            for (int c0 = 0; c0 < cols; c0 += T) {                                                 \
+                const int r1 = r0 + T < rows ? r0 + T : rows, c1 = c0 + T < cols ? c0 + T : cols;  \
+                for (int c = c0; c < c1; c++)                                                      \
+                    for (int r = r0; r < r1; r++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c]; \
+            }                                                                                      \
+    }
+ROE_TRANSPOSE(transpose16, uint16_t)
+ROE_TRANSPOSE(transpose32, uint32_t)
+#undef ROE_TRANSPOSE
+
+static void transpose(const struct roe_mat *src, void *dst) {
+    if (roe_dtype_size(src->dtype) == 2) transpose16(src->data, dst, src->rows, src->cols);
+    else transpose32(src->data, dst, src->rows, src->cols);
+}
+
+/* gpt-oss: the memory an expert left input-major is transposed into (one block: gate, then
+ * down); transpose_pending fills it. */
+static roe_status alloc_expert(struct roe_expert_weights *x, int layer, int e) {
+    if (!x->gate_t.data || x->owned) return ROE_OK;
+    const size_t gu = roe_mat_bytes(&x->gate), dn = roe_mat_bytes(&x->down);
+    x->owned = roe_malloc_aligned(gu + dn);
+    if (!x->owned)
+        return roe_fail(ROE_ERR_NOMEM, "out of memory transposing layer %d's expert %d (%zu bytes)", layer, e, gu + dn);
+    return ROE_OK;
+}
+
+/* Transposes every expert with its memory but no data yet, experts over the OpenMP threads (each
+ * writes only its own block). */
+static void transpose_pending(struct roe_model *m) {
+    const int L = m->cfg.n_layers, E = m->cfg.n_experts;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long i = 0; i < (long)L * E; i++) {
+        struct roe_expert_weights *x = m->layers[i / E].experts ? &m->layers[i / E].experts[i % E] : NULL;
+        if (!x || !x->owned || x->gate.data) continue;
+        char *g = x->owned, *d = g + roe_mat_bytes(&x->gate);
+        transpose(&x->gate_t, g);
+        transpose(&x->down_t, d);
+        x->gate.data = g;
+        x->down.data = d;
+    }
+}
+
+roe_status roe_model_materialize(struct roe_model *m) {
     const struct roe_model_config *c = &m->cfg;
-    struct roe_layer_weights *L = &m->layers[i];
-    const int H = c->hidden, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
-    char name[320];
+    for (int l = 0; l < c->n_layers; l++)
+        for (int e = 0; m->layers[l].experts && e < c->n_experts; e++)
+            ROE_TRY(alloc_expert(&m->layers[l].experts[e], l, e));
+    transpose_pending(m);
+    return ROE_OK;
+}
+
+/* gpt-oss: experts.gate_up_proj [E, H, 2I] (x @ W, gate/up columns interleaved) with its bias
+ * [E, 2I], experts.down_proj [E, I, H] with its bias [E, H]. Each expert held gets its two
+ * matrices transposed into one owned block (alloc_expert, transpose_pending): gate = [2I, H] (rows
+ * interleaved), down = [H, I]; until then gate_t / down_t view the checkpoint. */
+static roe_status bind_oai_experts(struct roe_model *m, int i, struct roe_layer_weights *L) {
+    const struct roe_model_config *c = &m->cfg;
+    const int E = c->n_experts, I = c->moe_intermediate, H = c->hidden;
+    char name[256];
+    const struct roe_tensor *t[4];
+    const char *suffix[4] = {"gate_up_proj", "gate_up_proj_bias", "down_proj", "down_proj_bias"};
+    for (int k = 0; k < 4; k++) {
+        snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%s", i, suffix[k]);
+        t[k] = roe_store_find(m->store, name);
+        if (t[k]) continue;
+        snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%s_blocks", i, suffix[k]);
+        if (roe_store_find(m->store, name))
+            return roe_fail(ROE_ERR_UNSUPPORTED, "%s: '%s' is an MXFP4 tensor: gpt-oss experts in MXFP4 are not "
+                            "supported yet (bf16 / fp32 checkpoints only)", m->dir, name);
+        snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%s", i, suffix[k]);
+        return roe_fail(ROE_ERR_FORMAT, "%s: missing tensor '%s' (required by gpt_oss with %d layers)", m->dir,
+                        name, c->n_layers);
+    }
+    for (int k = 0; k < 4; k++) /* stored input-major and transposed when held: float only */
+        if (roe_dtype_is_block(t[k]->dtype))
+            return roe_fail(ROE_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s: gpt-oss experts are loaded from a "
+                            "float checkpoint (quantize at load with --weights)", m->dir, t[k]->name,
+                            roe_dtype_name(t[k]->dtype));
+    ROE_TRY(check_3d(t[0], E, H, 2 * I));
+    ROE_TRY(check_3d(t[2], E, I, H));
+    struct roe_mat gb, db;
+    ROE_TRY(check_mat(t[1], E, 2 * I, &gb));
+    ROE_TRY(check_mat(t[3], E, H, &db));
+    L->experts = roe_calloc((size_t)E, sizeof *L->experts);
+    if (!L->experts) return roe_fail(ROE_ERR_NOMEM, "layer %d: out of memory for %d experts", i, E);
+    const size_t gu_bytes = (size_t)2 * I * H * roe_dtype_size(t[0]->dtype);
+    const size_t dn_bytes = (size_t)H * I * roe_dtype_size(t[2]->dtype);
+    for (int e = 0; e < E; e++) { /* transposed when held: alloc_expert, transpose_pending */
+        struct roe_expert_weights *x = &L->experts[e];
+        x->gate_t = (struct roe_mat){.dtype = t[0]->dtype, .data = (const char *)t[0]->data + (size_t)e * gu_bytes,
+                                     .rows = H, .cols = 2 * I};
+        x->down_t = (struct roe_mat){.dtype = t[2]->dtype, .data = (const char *)t[2]->data + (size_t)e * dn_bytes,
+                                     .rows = I, .cols = H};
+        x->gate = (struct roe_mat){.dtype = t[0]->dtype, .rows = 2 * I, .cols = H};
+        x->down = (struct roe_mat){.dtype = t[2]->dtype, .rows = H, .cols = I};
+        x->gate_bias = (struct roe_mat){.dtype = gb.dtype, .rows = 1, .cols = 2 * I,
+                                        .data = (const char *)gb.data + (size_t)e * 2 * I * roe_dtype_size(gb.dtype)};
+        x->down_bias = (struct roe_mat){.dtype = db.dtype, .rows = 1, .cols = H,
+                                        .data = (const char *)db.data + (size_t)e * H * roe_dtype_size(db.dtype)};
+    }
+    return ROE_OK;
+}
+
 #define BIND(suffix, r, cc, dst)                                                                   \
     do {                                                                                           \
         snprintf(name, sizeof name, "model.layers.%d.%s", i, suffix);                              \
         ROE_TRY(bind(m, name, r, cc, dst));                                                        \
     } while (0)
+
+/* q/k/v (and o) biases and sinks, where the family has them. */
+static roe_status bind_attn_extras(struct roe_model *m, int i, struct roe_layer_weights *L) {
+    const struct roe_model_config *c = &m->cfg;
+    const int H = c->hidden, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
+    char name[320];
+    if (c->qkv_bias) {
+        BIND("self_attn.q_proj.bias", 1, qd, &L->bq);
+        BIND("self_attn.k_proj.bias", 1, kd, &L->bk);
+        BIND("self_attn.v_proj.bias", 1, kd, &L->bv);
+    }
+    if (c->o_bias) BIND("self_attn.o_proj.bias", 1, H, &L->bo);
+    if (c->attn_sinks) BIND("self_attn.sinks", 1, c->n_heads, &L->sinks);
+    return ROE_OK;
+}
+
+/* A MoE layer's router (with gpt-oss's bias, GLM-4.5's correction bias), experts and shared expert. */
+static roe_status bind_moe(struct roe_model *m, int i, struct roe_layer_weights *L) {
+    const struct roe_model_config *c = &m->cfg;
+    const int H = c->hidden, E = c->n_experts, S = c->shared_intermediate;
+    char name[320];
+    if (c->family == ROE_FAMILY_GPT_OSS) {
+        BIND("mlp.router.weight", E, H, &L->router);
+        BIND("mlp.router.bias", 1, E, &L->router_bias);
+        return bind_oai_experts(m, i, L);
+    }
+    /* Mixtral checkpoints on the hub say block_sparse_moe; transformers >= 5 saves mlp. */
+    const char *moe = "mlp";
+    snprintf(name, sizeof name, "model.layers.%d.block_sparse_moe.gate.weight", i);
+    if (c->family == ROE_FAMILY_MIXTRAL && roe_store_find(m->store, name)) moe = "block_sparse_moe";
+    char router[64];
+    snprintf(router, sizeof router, "%s.gate.weight", moe);
+    BIND(router, E, H, &L->router);
+    if (c->router == ROE_ROUTER_SIGMOID_GROUP) BIND("mlp.gate.e_score_correction_bias", 1, E, &L->score_bias);
+    ROE_TRY(bind_experts(m, i, moe, L));
+    if (S == 0) return ROE_OK;
+    const char *sh = c->family == ROE_FAMILY_QWEN2_MOE ? "mlp.shared_expert" : "mlp.shared_experts";
+    const char *part[3] = {"gate_proj", "up_proj", "down_proj"};
+    struct roe_mat *dst[3] = {&L->shared.gate, &L->shared.up, &L->shared.down};
+    for (int k = 0; k < 3; k++) {
+        snprintf(router, sizeof router, "%s.%s.weight", sh, part[k]);
+        BIND(router, k == 2 ? H : S, k == 2 ? S : H, dst[k]);
+    }
+    if (c->shared_gate) BIND("mlp.shared_expert_gate.weight", 1, H, &L->shared_gate);
+    return ROE_OK;
+}
+
+static roe_status bind_layer(struct roe_model *m, int i) {
+    const struct roe_model_config *c = &m->cfg;
+    struct roe_layer_weights *L = &m->layers[i];
+    const int H = c->hidden, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
+    char name[320];
     BIND("input_layernorm.weight", 1, H, &L->attn_norm);
     BIND("post_attention_layernorm.weight", 1, H, &L->ffn_norm);
     BIND("self_attn.q_proj.weight", qd, H, &L->wq);
@@ -151,48 +328,68 @@ static roe_status bind_layer(struct roe_model *m, int i) {
         BIND("self_attn.q_norm.weight", 1, c->head_dim, &L->q_norm);
         BIND("self_attn.k_norm.weight", 1, c->head_dim, &L->k_norm);
     }
-    if (c->layer_is_moe[i]) {
-        /* Mixtral checkpoints on the hub say block_sparse_moe; transformers >= 5 saves mlp. */
-        const char *moe = "mlp";
-        snprintf(name, sizeof name, "model.layers.%d.block_sparse_moe.gate.weight", i);
-        if (c->family == ROE_FAMILY_MIXTRAL && roe_store_find(m->store, name)) moe = "block_sparse_moe";
-        char router[64];
-        snprintf(router, sizeof router, "%s.gate.weight", moe);
-        BIND(router, c->n_experts, H, &L->router);
-        ROE_TRY(bind_experts(m, i, moe, L));
-    } else {
-        const int I = c->dense_intermediate;
-        BIND("mlp.gate_proj.weight", I, H, &L->dense.gate);
-        BIND("mlp.up_proj.weight", I, H, &L->dense.up);
-        BIND("mlp.down_proj.weight", H, I, &L->dense.down);
-    }
-#undef BIND
+    ROE_TRY(bind_attn_extras(m, i, L));
+    if (c->layer_is_moe[i]) return bind_moe(m, i, L);
+    const int I = c->dense_intermediate;
+    BIND("mlp.gate_proj.weight", I, H, &L->dense.gate);
+    BIND("mlp.up_proj.weight", I, H, &L->dense.up);
+    BIND("mlp.down_proj.weight", H, I, &L->dense.down);
     return ROE_OK;
 }
+#undef BIND
+
+static size_t mat_elems(const struct roe_mat *x) { return (size_t)x->rows * (size_t)x->cols; }
 
 void roe__model_account(struct roe_model *m) {
     const struct roe_model_config *c = &m->cfg;
     size_t dense = roe_mat_bytes(&m->embed) + roe_mat_bytes(&m->final_norm);
-    if (!c->tie_word_embeddings) dense += roe_mat_bytes(&m->lm_head);
-    m->expert_bytes = 0;
+    size_t params = mat_elems(&m->embed) + mat_elems(&m->final_norm);
+    if (!c->tie_word_embeddings) {
+        dense += roe_mat_bytes(&m->lm_head);
+        params += mat_elems(&m->lm_head);
+    }
+    m->expert_bytes = m->expert_params = 0;
     for (int i = 0; i < c->n_layers; i++) {
-        const struct roe_layer_weights *L = &m->layers[i];
-        const struct roe_mat *mats[] = {&L->attn_norm, &L->ffn_norm, &L->wq, &L->wk, &L->wv,
-                                        &L->wo, &L->q_norm, &L->k_norm, &L->router, &L->dense.gate,
-                                        &L->dense.up, &L->dense.down};
-        for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++)
-            if (mats[k]->data || m->shapes_only) dense += roe_mat_bytes(mats[k]);
+        struct roe_layer_weights *L = &m->layers[i];
+        for (int k = 0; k < roe_n_layer_mats; k++) {
+            const struct roe_mat *x = roe_layer_mat(L, k);
+            if (x->data || m->shapes_only) {
+                dense += roe_mat_bytes(x);
+                params += mat_elems(x);
+            }
+        }
         for (int e = 0; L->experts && !m->expert_bytes && e < c->n_experts; e++) /* the first one held */
-            if (L->experts[e].gate.data || m->shapes_only)
-                    m->expert_bytes = roe_mat_bytes(&L->experts[e].gate) +
-                                  roe_mat_bytes(&L->experts[e].up) + roe_mat_bytes(&L->experts[e].down);
+            if (L->experts[e].gate.data || L->experts[e].owned || m->shapes_only)
+                for (int k = 0; k < roe_n_expert_mats; k++) { /* every MoE layer's experts have one shape */
+                    m->expert_params += mat_elems(roe_expert_mat(&L->experts[e], k));
+                    m->expert_bytes += roe_mat_bytes(roe_expert_mat(&L->experts[e], k));
+                }
     }
     m->dense_bytes = dense;
     if (m->held_experts < 0) m->held_experts = (long)roe_config_n_moe_layers(c) * c->n_experts;
     m->held_bytes = dense + (size_t)m->held_experts * m->expert_bytes;
+    m->n_params = params + (size_t)m->held_experts * m->expert_params;
 }
 
-void roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl, int rank) {
+size_t roe_model_active_params(const struct roe_model *m) {
+    const struct roe_model_config *c = &m->cfg;
+    const size_t n_moe = (size_t)roe_config_n_moe_layers(c);
+    return m->n_params - n_moe * (size_t)c->n_experts * m->expert_params + n_moe * (size_t)c->top_k * m->expert_params;
+}
+
+double roe_model_step_weight_bytes(const struct roe_model *m) {
+    const struct roe_model_config *c = &m->cfg;
+    double dense = (double)m->dense_bytes;
+    if (!c->tie_word_embeddings) /* the lookup reads one row; a tied table is the LM head, read whole */
+        dense += (double)c->hidden * roe_dtype_size(m->embed.dtype) - (double)roe_mat_bytes(&m->embed);
+    return dense + (double)m->expert_bytes * c->top_k * roe_config_n_moe_layers(c);
+}
+
+size_t roe_model_kv_bytes_per_token(const struct roe_model_config *c) {
+    return (size_t)2 * sizeof(float) * (size_t)c->n_layers * (size_t)c->n_kv_heads * (size_t)c->head_dim;
+}
+
+roe_status roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl, int rank) {
     const struct roe_model_config *c = &m->cfg;
     m->held_experts = 0;
     for (int l = 0; l < c->n_layers; l++) {
@@ -200,12 +397,17 @@ void roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl,
         for (int e = 0; e < c->n_experts; e++) {
             struct roe_expert_weights *x = &m->layers[l].experts[e];
             if (roe_placement_owner(pl, l, e) == rank) {
-                if (x->gate.data || m->shapes_only) m->held_experts++;
-            } else
+                ROE_TRY(alloc_expert(x, l, e));
+                if (x->gate.data || x->owned || m->shapes_only) m->held_experts++;
+            } else {
+                roe_free_aligned(x->owned); /* gpt-oss: a transposed copy */
                 memset(x, 0, sizeof *x);
+            }
         }
     }
     m->held_bytes = m->dense_bytes + (size_t)m->held_experts * m->expert_bytes;
+    transpose_pending(m);
+    return ROE_OK;
 }
 
 size_t roe_mapped_resident_bytes(void) {
@@ -235,18 +437,25 @@ double roe_model_warm(const struct roe_model *m) {
     double bytes = touch(&m->embed) + touch(&m->final_norm);
     if (m->lm_head.data != m->embed.data) bytes += touch(&m->lm_head);
     for (int i = 0; i < c->n_layers; i++) {
-        const struct roe_layer_weights *L = &m->layers[i];
-        const struct roe_mat *mats[] = {&L->attn_norm, &L->ffn_norm, &L->wq, &L->wk, &L->wv, &L->wo,
-                                        &L->q_norm, &L->k_norm, &L->router, &L->dense.gate,
-                                        &L->dense.up, &L->dense.down};
-        for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++) bytes += touch(mats[k]);
+        struct roe_layer_weights *L = &m->layers[i];
+        for (int k = 0; k < roe_n_layer_mats; k++) bytes += touch(roe_layer_mat(L, k));
         for (int e = 0; L->experts && e < c->n_experts; e++)
-            bytes += touch(&L->experts[e].gate) + touch(&L->experts[e].up) + touch(&L->experts[e].down);
+            for (int k = 0; k < roe_n_expert_mats; k++) bytes += touch(roe_expert_mat(&L->experts[e], k));
     }
     return bytes;
 }
 
 roe_status roe_model_load(const char *dir, struct roe_model **out) {
+    ROE_TRY(roe_model_open(dir, out));
+    roe_status st = roe_model_materialize(*out);
+    if (st != ROE_OK) {
+        roe_model_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+roe_status roe_model_open(const char *dir, struct roe_model **out) {
     *out = NULL;
     if (!roe_is_dir(dir))
         return roe_fail(ROE_ERR_IO, "model directory '%s' does not exist or is not a directory", dir);
@@ -285,6 +494,53 @@ static struct roe_mat shape(int rows, int cols) {
     return v;
 }
 
+/* The views of layer i of a shapes-only model: what bind_layer would bind, without data. */
+static roe_status shape_layer(const struct roe_model_config *c, int i, struct roe_layer_weights *L) {
+    const int H = c->hidden, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
+    const int I = c->moe_intermediate, S = c->shared_intermediate, E = c->n_experts;
+    L->attn_norm = L->ffn_norm = shape(1, H);
+    L->wq = shape(qd, H);
+    L->wk = L->wv = shape(kd, H);
+    L->wo = shape(H, qd);
+    if (c->qk_norm == ROE_QK_NORM_FULL) {
+        L->q_norm = shape(1, qd);
+        L->k_norm = shape(1, kd);
+    } else if (c->qk_norm == ROE_QK_NORM_PER_HEAD)
+        L->q_norm = L->k_norm = shape(1, c->head_dim);
+    if (c->qkv_bias) {
+        L->bq = shape(1, qd);
+        L->bk = L->bv = shape(1, kd);
+    }
+    if (c->o_bias) L->bo = shape(1, H);
+    if (c->attn_sinks) L->sinks = shape(1, c->n_heads);
+    if (!c->layer_is_moe[i]) {
+        L->dense.gate = L->dense.up = shape(c->dense_intermediate, H);
+        L->dense.down = shape(H, c->dense_intermediate);
+        return ROE_OK;
+    }
+    L->router = shape(E, H);
+    if (c->router_bias) L->router_bias = shape(1, E);
+    if (c->router == ROE_ROUTER_SIGMOID_GROUP) L->score_bias = shape(1, E);
+    if (S) {
+        L->shared.gate = L->shared.up = shape(S, H);
+        L->shared.down = shape(H, S);
+    }
+    if (c->shared_gate) L->shared_gate = shape(1, H);
+    L->experts = roe_calloc((size_t)E, sizeof *L->experts);
+    if (!L->experts) return roe_fail(ROE_ERR_NOMEM, "layer %d: out of memory for %d experts", i, E);
+    for (int e = 0; e < E; e++) {
+        struct roe_expert_weights *x = &L->experts[e];
+        x->down = shape(H, I);
+        if (c->expert_act == ROE_ACT_SWIGLU_OAI) {
+            x->gate = shape(2 * I, H);
+            x->gate_bias = shape(1, 2 * I);
+            x->down_bias = shape(1, H);
+        } else
+            x->gate = x->up = shape(I, H);
+    }
+    return ROE_OK;
+}
+
 roe_status roe_model_shapes(const struct roe_model_config *cfg, struct roe_model **out) {
     *out = NULL;
     roe_status st;
@@ -294,48 +550,14 @@ roe_status roe_model_shapes(const struct roe_model_config *cfg, struct roe_model
     m->shapes_only = 1;
     m->dir = roe_strdup("(random weights)");
     const struct roe_model_config *c = &m->cfg;
-    const int H = c->hidden, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
     m->layers = roe_calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->dir || !m->layers) {
         st = roe_fail(ROE_ERR_NOMEM, "out of memory for %d layers", c->n_layers);
         goto fail;
     }
-    m->embed = shape(c->vocab_size, H);
-    m->final_norm = shape(1, H);
-    m->lm_head = shape(c->vocab_size, H);
-    for (int i = 0; i < c->n_layers; i++) {
-        struct roe_layer_weights *L = &m->layers[i];
-        L->attn_norm = shape(1, H);
-        L->ffn_norm = shape(1, H);
-        L->wq = shape(qd, H);
-        L->wk = shape(kd, H);
-        L->wv = shape(kd, H);
-        L->wo = shape(H, qd);
-        if (c->qk_norm == ROE_QK_NORM_FULL) {
-            L->q_norm = shape(1, qd);
-            L->k_norm = shape(1, kd);
-        } else if (c->qk_norm == ROE_QK_NORM_PER_HEAD) {
-            L->q_norm = shape(1, c->head_dim);
-            L->k_norm = shape(1, c->head_dim);
-        }
-        if (c->layer_is_moe[i]) {
-            L->router = shape(c->n_experts, H);
-            L->experts = roe_calloc((size_t)c->n_experts, sizeof *L->experts);
-            if (!L->experts) {
-                st = roe_fail(ROE_ERR_NOMEM, "layer %d: out of memory for %d experts", i, c->n_experts);
-                goto fail;
-            }
-            for (int e = 0; e < c->n_experts; e++) {
-                L->experts[e].gate = shape(c->moe_intermediate, H);
-                L->experts[e].up = shape(c->moe_intermediate, H);
-                L->experts[e].down = shape(H, c->moe_intermediate);
-            }
-        } else {
-            L->dense.gate = shape(c->dense_intermediate, H);
-            L->dense.up = shape(c->dense_intermediate, H);
-            L->dense.down = shape(H, c->dense_intermediate);
-        }
-    }
+    m->embed = m->lm_head = shape(c->vocab_size, c->hidden);
+    m->final_norm = shape(1, c->hidden);
+    for (int i = 0; i < c->n_layers; i++) ROE_CHECK(shape_layer(c, i, &m->layers[i]));
     m->held_experts = -1;
     roe__model_account(m);
     *out = m;
@@ -348,8 +570,11 @@ fail:
 void roe_model_free(struct roe_model *m) {
     if (!m) return;
     roe_quant_free(m->quant);
-    if (m->layers)
-        for (int i = 0; i < m->cfg.n_layers; i++) roe_free(m->layers[i].experts);
+    for (int i = 0; m->layers && i < m->cfg.n_layers; i++) {
+        struct roe_expert_weights *x = m->layers[i].experts;
+        for (int e = 0; x && e < m->cfg.n_experts; e++) roe_free_aligned(x[e].owned);
+        roe_free(x);
+    }
     roe_free(m->layers);
     roe_store_close(m->store);
     roe_free(m->dir);

@@ -2,8 +2,14 @@
  * model.h — a loaded model: its config, the mapped tensor store, and typed views of
  * every weight the forward pass reads, checked against the config at load time.
  *
- * Weights are never copied: a struct roe_mat points into the read-only mmap of the
- * safetensors file, in the file's dtype (bf16/f16/f32). The model owns the store.
+ * Weights are not copied: a struct roe_mat points into the read-only mmap of the
+ * safetensors file, in the file's dtype (bf16/f16/f32). The model owns the store. One
+ * exception: gpt-oss's bf16/f32 experts are stored input-major ([E, H, 2I] and [E, I, H], for
+ * x @ W); each expert a process holds is transposed once, in its dtype, into memory the model
+ * owns (struct roe_expert_weights::owned), so the kernels see [out, in] like every other weight
+ * and like gpt-oss's native MXFP4 layout. roe_model_open leaves them untransposed (not held);
+ * roe_model_keep_experts transposes the experts its rank owns, roe_model_materialize all of
+ * them, so a rank never holds a copy of another rank's experts.
  */
 #ifndef ROE_MODEL_H
 #define ROE_MODEL_H
@@ -18,10 +24,19 @@
 #include "base/status.h"
 
 struct roe_expert_weights {
-    struct roe_mat gate;  /* [inter, hidden] */
-    struct roe_mat up;    /* [inter, hidden] */
+    struct roe_mat gate;  /* [inter, hidden]; gpt-oss (ROE_ACT_SWIGLU_OAI): [2 inter, hidden], gate
+                             and up rows interleaved (gate 2i, up 2i + 1) */
+    struct roe_mat up;    /* [inter, hidden]; empty for gpt-oss */
     struct roe_mat down;  /* [hidden, inter] */
+    struct roe_mat gate_bias; /* gpt-oss: [1, 2 inter] interleaved like gate; empty elsewhere */
+    struct roe_mat down_bias; /* gpt-oss: [1, hidden] */
+    void *owned;          /* gpt-oss bf16/f32: the transposed gate and down (roe_malloc_aligned) */
+    struct roe_mat gate_t;    /* gpt-oss bf16/f32 before the transposition: [hidden, 2 inter] and */
+    struct roe_mat down_t;    /* [inter, hidden] views into the checkpoint (gate, down: shapes only) */
 };
+
+/* Whether this process holds an expert's weights (another rank's are cleared). */
+static inline int roe_expert_held(const struct roe_expert_weights *x) { return x->gate.data != NULL; }
 
 struct roe_layer_weights {
     struct roe_mat attn_norm;  /* [1, hidden] input_layernorm */
@@ -32,12 +47,39 @@ struct roe_layer_weights {
     struct roe_mat q_norm;     /* [1, n_heads*head_dim] (OLMoE) or [1, head_dim] (Qwen3); empty if none */
     struct roe_mat k_norm;     /* [1, n_kv_heads*head_dim] or [1, head_dim] */
     struct roe_mat ffn_norm;   /* [1, hidden] post_attention_layernorm */
+    struct roe_mat bq, bk, bv; /* [1, n_heads*head_dim], [1, n_kv_heads*head_dim] x 2: q/k/v biases (qkv_bias) */
+    struct roe_mat bo;         /* [1, hidden] o_proj bias (gpt-oss) */
+    struct roe_mat sinks;      /* [1, n_heads] attention sink logits (gpt-oss) */
     /* MoE layers */
     struct roe_mat router;     /* [n_experts, hidden] */
+    struct roe_mat router_bias; /* [1, n_experts] gpt-oss: added to the router logits */
+    struct roe_mat score_bias; /* [1, n_experts] GLM-4.5: e_score_correction_bias (choice only) */
     struct roe_expert_weights *experts; /* [n_experts]; an entry with data == NULL is not owned here */
-    /* dense MLP layers (Qwen3 mlp_only_layers) */
+    struct roe_expert_weights shared;   /* shared expert [shared_intermediate] (Qwen2, GLM-4.5), or empty */
+    struct roe_mat shared_gate; /* [1, hidden] Qwen2-MoE: shared_expert_gate */
+    /* dense MLP layers (Qwen3 mlp_only_layers, GLM-4.5 first_k_dense_replace) */
     struct roe_expert_weights dense;
 };
+
+/* Every matrix of a layer outside its routed experts (norms, attention, biases, router, shared
+ * and dense MLPs), by offset and name: what counts bytes, warms pages and makes device copies
+ * walks this table, so a new tensor is counted everywhere. */
+struct roe_layer_mat {
+    size_t off;       /* offsetof(struct roe_layer_weights, ...) */
+    const char *name;
+};
+extern const struct roe_layer_mat roe_layer_mats[];
+extern const int roe_n_layer_mats;
+static inline struct roe_mat *roe_layer_mat(struct roe_layer_weights *L, int i) {
+    return (struct roe_mat *)((char *)L + roe_layer_mats[i].off);
+}
+
+/* The matrices of one routed expert, the same way. */
+extern const struct roe_layer_mat roe_expert_mats[];
+extern const int roe_n_expert_mats;
+static inline struct roe_mat *roe_expert_mat(struct roe_expert_weights *x, int i) {
+    return (struct roe_mat *)((char *)x + roe_expert_mats[i].off);
+}
 
 struct roe_model {
     struct roe_model_config cfg;
@@ -47,8 +89,10 @@ struct roe_model {
     struct roe_mat final_norm; /* [1, hidden] */
     struct roe_mat lm_head;    /* [vocab, hidden] (= embed if tied) */
     struct roe_layer_weights *layers; /* [n_layers], owned */
-    size_t dense_bytes;        /* bytes of every non-expert weight */
-    size_t expert_bytes;       /* bytes of one expert (gate + up + down) of a MoE layer */
+    size_t dense_bytes;        /* bytes of every non-expert weight (shared experts included) */
+    size_t expert_bytes;       /* bytes of one routed expert of a MoE layer (its matrices and biases) */
+    size_t n_params;           /* elements of every weight the forward reads */
+    size_t expert_params;      /* elements of one routed expert */
     size_t held_bytes;         /* weights this process reads: dense + the experts it holds */
     long held_experts;         /* (MoE layer, expert) pairs it holds */
     int shapes_only;           /* roe_model_shapes: shapes and dtypes, no data (store NULL) */
@@ -56,8 +100,16 @@ struct roe_model {
 };
 
 /* Loads dir/config.json and the safetensors, binds and checks every tensor the forward
- * needs (presence, dtype in {F32,F16,BF16}, shape against the config). */
+ * needs (presence, dtype in {F32,F16,BF16}, shape against the config). Every expert held. */
 roe_status roe_model_load(const char *dir, struct roe_model **out);
+
+/* roe_model_load without transposing gpt-oss's input-major experts (shapes and checks only;
+ * such experts are not held until roe_model_keep_experts or roe_model_materialize): for
+ * inspecting a model, and for a rank that keeps only its own experts. */
+roe_status roe_model_open(const char *dir, struct roe_model **out);
+
+/* Transposes every expert roe_model_open left input-major (a no-op for other models). */
+roe_status roe_model_materialize(struct roe_model *m);
 void roe_model_free(struct roe_model *m);
 
 /* A model of this config with no checkpoint: every view has its shape and dtype BF16 but
@@ -66,11 +118,12 @@ void roe_model_free(struct roe_model *m);
 roe_status roe_model_shapes(const struct roe_model_config *cfg, struct roe_model **out);
 
 /* Keeps only the experts `rank` owns under the placement: the others' views are cleared
- * (data == NULL), so nothing ever reads them. The safetensors files stay mapped whole, but
- * a mapping is lazy: pages never touched are never read from disk nor resident, so the
- * rank's memory holds the dense weights and its own experts only (roe_model_warm touches
- * exactly those). Updates held_bytes / held_experts. */
-void roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl, int rank);
+ * (data == NULL), so nothing ever reads them, and its own are transposed where roe_model_open
+ * left them input-major. The safetensors files stay mapped whole, but a mapping is lazy: pages
+ * never touched are never read from disk nor resident, so the rank's memory holds the dense
+ * weights and its own experts only (roe_model_warm touches exactly those). Updates held_bytes /
+ * held_experts. Fails only out of memory for a transposition. */
+roe_status roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl, int rank);
 
 /* Reads every page of the weights this process holds (so timed steps read memory, not the
  * disk); returns the bytes touched. */
@@ -86,5 +139,16 @@ void roe__model_account(struct roe_model *m);
 
 /* Bytes of a matrix's data (block dtypes: with their scales). */
 size_t roe_mat_bytes(const struct roe_mat *m);
+
+/* What one token costs (roe inspect, benchmarks): the parameters it uses (every non-expert
+ * weight, shared experts included, and top_k routed experts of each MoE layer), and the weight
+ * bytes one decode step of one sequence reads (the same, but one row of an untied embedding
+ * table). */
+size_t roe_model_active_params(const struct roe_model *m);
+double roe_model_step_weight_bytes(const struct roe_model *m);
+
+/* Bytes of the clean KV cache per token: K and V of every layer, fp32 as the engine keeps them
+ * (runtime/kv_cache.h). */
+size_t roe_model_kv_bytes_per_token(const struct roe_model_config *c);
 
 #endif

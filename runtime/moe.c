@@ -26,18 +26,21 @@
 
 #include "engine_impl.h"
 #include "kernels/moe_sum.h"
+#include "kernels/route_order.h"
 #include "router.h"
 
-/* The routing of a row at a layer: the clean gate, or Gumbel-Top-K for a noisy sample. */
+/* The routing of a row at a layer: the clean gate, or the family's choice on noisy logits for
+ * a noisy sample (router.h). */
 static void route(roe_engine *e, int layer, const struct roe_row *r, const float *logits,
                   int32_t *idx, float *w) {
     const struct roe_model_config *c = &e->model->cfg;
     const float tau = r->roster && r->sample > 0 ? r->roster->tau[layer] : 0.0f;
+    const float *bias = c->router == ROE_ROUTER_SIGMOID_GROUP ? e->score_bias + (size_t)layer * c->n_experts : NULL;
     if (tau > 0.0f) {
         struct roe_noise_key key = {.seed = r->seed, .pos = r->pos, .sample = r->sample, .layer = layer};
-        roe_route_row_noisy(c, logits, tau, r->roster->gate, key, e->rscratch, idx, w);
+        roe_route_row_noisy(c, logits, bias, tau, r->roster->gate, key, e->rscratch, idx, w);
     } else
-        roe_route_row(c, logits, e->probs, idx, w);
+        roe_route_row(c, logits, bias, e->rscratch, idx, w);
 }
 
 /* Makes a new slot for row i, a copy of slot `parent` (its residual, normed input and router
@@ -65,6 +68,7 @@ static roe_status route_slots(roe_engine *e, int layer, const struct roe_row *ro
     const int E = c->n_experts, K = c->top_k;
     if (e->n_act) {
         be->ops->matmul_f32(be, e->x, e->n_act, &e->w->layers[layer].router, e->rlogits);
+        if (c->router_bias) be->ops->add_bias(be, e->rlogits, e->n_act, &e->w->layers[layer].router_bias);
         if (!e->host_mem)
             ROE_TRY(be->ops->download(be, e->rlog, e->rlogits, (size_t)e->n_act * E * sizeof(float)));
     }
@@ -205,14 +209,38 @@ static void combine_landed(roe_engine *e) {
     }
 }
 
+/* The shared expert (Qwen2-MoE, GLM-4.5): dense, so it runs on the home rank like attention,
+ * over the slots that did not fork in this layer (a fork's normed input is its parent's: it sums
+ * its parent's output), and h += w * Shared(x) with w = sigmoid(shared_expert_gate . x) (Qwen2)
+ * or 1 (GLM-4.5), through the weighted sum of one "expert" per slot. */
+static roe_status shared_expert(roe_engine *e, int layer) {
+    const struct roe_model_config *c = &e->model->cfg;
+    const struct roe_layer_weights *L = &e->w->layers[layer];
+    roe_backend *be = e->be;
+    const int n = e->n_act, H = c->hidden;
+    int n0 = 0; /* forks are appended after the slots they forked from */
+    while (n0 < n && e->fork_parent[n0] < 0) n0++;
+    if (!n) return ROE_OK;
+    roe__engine_ffn(e, &L->shared, e->x, n0, e->tmp);
+    if (c->shared_gate) {
+        be->ops->matmul_f32(be, e->x, n0, &L->shared_gate, e->rlogits); /* [n0, 1] */
+        if (!e->host_mem) ROE_TRY(be->ops->download(be, e->rlog, e->rlogits, (size_t)n0 * sizeof(float)));
+    }
+    for (int j = 0; j < n; j++) {
+        e->shared_row[j] = j < n0 ? j : e->fork_parent[j];
+        e->shared_w[j] = c->shared_gate ? roe_route_sigmoid(e->rlog[e->shared_row[j]]) : 1.0f;
+    }
+    be->ops->moe_combine(be, e->h, n, H, 1, e->tmp, e->shared_row, e->shared_w);
+    return ROE_OK;
+}
+
 roe_status roe__moe_layer(roe_engine *e, int layer, const struct roe_row *rows, int n_rows) {
     ROE_TRY(route_slots(e, layer, rows, n_rows));
     mark_pairs(e);
-    if (!e->ep) {
-        moe_local(e, layer);
-        return ROE_OK;
+    if (!e->ep) moe_local(e, layer);
+    else {
+        ROE_TRY(exchange_experts(e, layer));
+        combine_landed(e);
     }
-    ROE_TRY(exchange_experts(e, layer));
-    combine_landed(e);
-    return ROE_OK;
+    return e->model->cfg.shared_intermediate ? shared_expert(e, layer) : ROE_OK;
 }

@@ -25,7 +25,8 @@ struct roe_session_spec roe_session_spec_of(const char *model_dir, const struct 
         .n_owner = pl ? (size_t)pl->n_layers * pl->n_experts : 0, .placement_source = pl ? pl->source : NULL};
 }
 
-/* The placement of the spec's owner table; this rank keeps its experts. */
+/* The placement of the spec's owner table; this rank keeps (and, for gpt-oss, transposes) its
+ * experts. Without an owner table every expert is this process's. */
 static roe_status place(struct roe_rank *r, const struct roe_session_spec *spec, int me, int n_ranks) {
     const struct roe_model_config *cfg = &r->model->cfg;
     if (spec->n_layers != cfg->n_layers || spec->n_experts != cfg->n_experts)
@@ -33,10 +34,9 @@ static roe_status place(struct roe_rank *r, const struct roe_session_spec *spec,
                         "'%s' has %d layers and %d experts here, but %d and %d on rank 0: every rank must "
                         "read the same checkpoint",
                         spec->model_dir, cfg->n_layers, cfg->n_experts, spec->n_layers, spec->n_experts);
-    if (cfg->n_experts == 0 || !spec->owner) return ROE_OK;
+    if (cfg->n_experts == 0 || !spec->owner) return roe_model_materialize(r->model); /* every expert here */
     ROE_TRY(roe_placement_from_owner(cfg, n_ranks, spec->owner, spec->n_owner, spec->placement_source, &r->pl));
-    roe_model_keep_experts(r->model, r->pl, me);
-    return ROE_OK;
+    return roe_model_keep_experts(r->model, r->pl, me);
 }
 
 static struct roe_engine_opts engine_opts(const struct roe_session_spec *spec, roe_comm *comm,

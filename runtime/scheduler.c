@@ -18,11 +18,28 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "aggregate.h"
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/env.h"
 #include "batch.h"
 #include "base/log.h"
+
+/* One choice: what the batch runs (seq; its own part is the scheduler thread's) and, under the
+ * request's mu, what it produced. */
+struct choice {
+    struct roe_sreq *r;
+    struct roe_batch_seq seq;
+    int32_t *tokens;  /* [max_tokens] */
+    float *lp;        /* [max_tokens] when logprobs */
+    int32_t *top_id;  /* [max_tokens, top] */
+    float *top_lp;    /* [max_tokens, top] */
+    int n_tokens;
+    int ended;
+    roe_finish finish;
+    long stop_at;
+    int hold;
+};
 
 struct roe_sreq {
     roe_sched *s;
@@ -30,20 +47,27 @@ struct roe_sreq {
     pthread_cond_t cv;
     atomic_int refs;
     atomic_int cancelled;
-    /* immutable after submit: the request, and what seq's request part points to */
-    struct roe_batch_seq seq; /* what the batch runs (its own part: the scheduler thread's) */
-    int32_t *prompt;          /* [seq.n_prompt] */
+    /* immutable after submit: the request, and what the seqs' request parts point to */
+    int n;                    /* choices */
+    struct choice *ch;        /* [n] */
+    int32_t *prompt;          /* [n_prompt] */
+    int n_prompt;
     int32_t stop_ids[ROE_SCHED_MAX_STOP];
     struct roe_roster roster;
-    int blocks; /* KV blocks reserved while admitted */
+    struct roe_stop_text stop_text;
+    int logprobs, top;        /* top: top_logprobs */
+    int blocks; /* KV blocks reserved while admitted (every choice's) */
     double t_arrival;
     /* the scheduler thread only */
     struct roe_sreq *next;  /* waiting queue link (under s->mu) */
+    int n_running;          /* choices still in the batch */
     /* under mu */
-    int32_t *tokens; /* [max_tokens] */
-    int n_tokens;
+    float *plp;             /* [n_prompt] prompt_logprobs */
+    int32_t *ptop_id;       /* [n_prompt, top] */
+    float *ptop_lp;
+    int prompt_scored;
+    int total_tokens;
     roe_sreq_end end;
-    roe_finish finish;
     char error[512];
     roe_status code; /* FAILED: why, as a status (scheduler.h) */
     double t_first, t_last, t_end;
@@ -83,6 +107,8 @@ static const double E2E_LE[] = {0.01, 0.025, 0.05,  0.1,   0.25,  0.5,   1.0,
 static void on_step(void *ctx, const struct roe_batch_step_info *info);
 static void on_token(void *ctx, struct roe_batch_seq *seq, int32_t token, const float *z, int ended,
                      roe_finish finish);
+static void on_prompt(void *ctx, struct roe_batch_seq *seq, int pos, const float *z);
+static void on_fail(void *ctx, struct roe_batch_seq *seq, roe_status code, const char *why);
 
 struct roe_sched_opts roe_sched_opts_default(void) {
     return (struct roe_sched_opts){
@@ -91,11 +117,24 @@ struct roe_sched_opts roe_sched_opts_default(void) {
 
 /* ---- requests ---- */
 
+/* A request's arrays: n choices, prompt P, T tokens and `top` alternatives each. */
+#define CHOICE_ARRAYS(c, T_, TOP_, LP_)                                                            \
+    {ROE_ARRAY((c)->tokens, T_), ROE_ARRAY((c)->lp, (LP_) ? (T_) : 0),                             \
+     ROE_ARRAY((c)->top_id, (LP_) ? (T_) * (TOP_) : 0), ROE_ARRAY((c)->top_lp, (LP_) ? (T_) * (TOP_) : 0)}
+#define PROMPT_ARRAYS(r, P_, TOP_, PLP_)                                                           \
+    {ROE_ARRAY((r)->prompt, P_), ROE_ARRAY((r)->plp, (PLP_) ? (P_) : 0),                           \
+     ROE_ARRAY((r)->ptop_id, (PLP_) ? (P_) * (TOP_) : 0), ROE_ARRAY((r)->ptop_lp, (PLP_) ? (P_) * (TOP_) : 0)}
+
 static void sreq_free(roe_sreq *r) {
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
-    roe_free(r->prompt);
-    roe_free(r->tokens);
+    for (int i = 0; r->ch && i < r->n; i++) {
+        const struct roe_array a[] = CHOICE_ARRAYS(&r->ch[i], 0, 0, 0);
+        roe_arrays_free(a, ROE_N_OF(a));
+    }
+    const struct roe_array a[] = PROMPT_ARRAYS(r, 0, 0, 0);
+    roe_arrays_free(a, ROE_N_OF(a));
+    roe_free(r->ch);
     roe_free(r);
 }
 
@@ -103,24 +142,34 @@ void roe_sreq_release(roe_sreq *r) {
     if (r && atomic_fetch_sub(&r->refs, 1) == 1) sreq_free(r);
 }
 
+/* The snapshot of r (r->mu held). */
+static void view_of(const roe_sreq *r, struct roe_sreq_view *v) {
+    *v = (struct roe_sreq_view){.n_tokens = r->ch[0].n_tokens, .tokens = r->ch[0].tokens,
+                                .total_tokens = r->total_tokens, .n_choices = r->n,
+                                .top_logprobs = r->top, .prompt_scored = r->prompt_scored,
+                                .prompt_logprobs = r->plp, .prompt_top_ids = r->ptop_id,
+                                .prompt_top_logprobs = r->ptop_lp, .end = r->end,
+                                .finish = r->ch[0].finish, .error = r->error, .code = r->code,
+                                .t_arrival = r->t_arrival, .t_first = r->t_first, .t_end = r->t_end,
+                                .prompt_tokens = r->n_prompt};
+    for (int i = 0; i < r->n; i++) {
+        const struct choice *c = &r->ch[i];
+        v->choice[i] = (struct roe_sreq_choice_view){
+            .n_tokens = c->n_tokens, .tokens = c->tokens, .logprobs = c->lp, .top_ids = c->top_id,
+            .top_logprobs = c->top_lp, .ended = c->ended, .finish = c->finish, .stop_at = c->stop_at,
+            .hold = c->hold};
+    }
+}
+
 int roe_sreq_wait(roe_sreq *r, int have, double timeout_s, struct roe_sreq_view *v) {
     pthread_mutex_lock(&r->mu);
-    if (r->n_tokens <= have && r->end == ROE_SREQ_RUNNING && timeout_s > 0) {
+    if (r->total_tokens <= have && r->end == ROE_SREQ_RUNNING && timeout_s > 0) {
         const struct timespec ts = roe_deadline(timeout_s);
-        while (r->n_tokens <= have && r->end == ROE_SREQ_RUNNING)
+        while (r->total_tokens <= have && r->end == ROE_SREQ_RUNNING)
             if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) != 0) break;
     }
-    const int news = r->n_tokens > have || r->end != ROE_SREQ_RUNNING;
-    *v = (struct roe_sreq_view){.n_tokens = r->n_tokens,
-                                .tokens = r->tokens,
-                                .end = r->end,
-                                .finish = r->finish,
-                                .error = r->error,
-                                .code = r->code,
-                                .t_arrival = r->t_arrival,
-                                .t_first = r->t_first,
-                                .t_end = r->t_end,
-                                .prompt_tokens = r->seq.n_prompt};
+    const int news = r->total_tokens > have || r->end != ROE_SREQ_RUNNING;
+    view_of(r, v);
     pthread_mutex_unlock(&r->mu);
     return news;
 }
@@ -156,7 +205,7 @@ static void sreq_end(roe_sched *s, roe_sreq *r, roe_sreq_end end, const struct f
     if (!locked) pthread_mutex_lock(&s->mu);
     if (end == ROE_SREQ_FINISHED) {
         s->st.requests_finished++;
-        if (r->finish == ROE_FINISH_EOS)
+        if (r->ch[0].finish == ROE_FINISH_EOS)
             s->st.finished_stop++;
         else
             s->st.finished_length++;
@@ -182,8 +231,11 @@ void roe_sched_free(roe_sched *s) {
         nx = r->next;
         sreq_end(s, r, ROE_SREQ_FAILED, &queued, 1);
     }
-    for (int i = 0; s->batch && i < roe_batch_count(s->batch); i++)
-        sreq_end(s, roe_batch_at(s->batch, i)->user, ROE_SREQ_FAILED, &running, 1);
+    while (s->batch && roe_batch_count(s->batch) > 0) {
+        roe_sreq *r = ((struct choice *)roe_batch_at(s->batch, 0)->user)->r;
+        for (int i = 0; i < r->n; i++) roe_batch_remove(s->batch, &r->ch[i].seq);
+        sreq_end(s, r, ROE_SREQ_FAILED, &running, 1);
+    }
     roe_batch_free(s->batch);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -216,7 +268,9 @@ roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opt
     const int per_slot = (s->ctx + opts->block_size - 1) / opts->block_size;
     if (s->o.kv_blocks == 0) s->o.kv_blocks = s->S * per_slot;
     if (s->o.heartbeat_s == 0.0) s->o.heartbeat_s = roe_comm_timeout(roe_engine_comm(engine)) / 4.0;
-    bo.hooks = (struct roe_batch_hooks){.ctx = s, .on_step = on_step, .on_token = on_token};
+    bo.hooks = (struct roe_batch_hooks){.ctx = s, .on_step = on_step, .on_token = on_token,
+                                        .on_prompt = on_prompt, .on_fail = on_fail};
+    bo.tok = opts->tok;
     ROE_CHECK(roe_batch_create(engine, &bo, &s->batch));
     s->N = roe_batch_ranks(s->batch);
     s->st.max_seqs = s->S;
@@ -236,6 +290,23 @@ fail:
 }
 
 /* ---- submit ---- */
+
+/* n, log-probabilities, stop strings. */
+static roe_status check_options(const roe_sched *s, const struct roe_sreq_params *p, roe_sreq_field *bad) {
+    *bad = ROE_SREQ_FIELD_N;
+    const int limit = s->S < ROE_SCHED_MAX_CHOICES ? s->S : ROE_SCHED_MAX_CHOICES;
+    if (p->n < 0 || p->n > limit)
+        return roe_fail(ROE_ERR_INVALID_ARG, "n = %d choices: this server runs 1 to %d per request (%d slots)", p->n,
+                        limit, s->S);
+    *bad = ROE_SREQ_FIELD_LOGPROBS;
+    if (p->top_logprobs < 0 || p->top_logprobs > ROE_SCHED_MAX_TOP_LOGPROBS)
+        return roe_fail(ROE_ERR_INVALID_ARG, "%d top log-probabilities: 0 to %d", p->top_logprobs,
+                        ROE_SCHED_MAX_TOP_LOGPROBS);
+    *bad = ROE_SREQ_FIELD_STOP_TEXT;
+    if (p->stop_text && p->stop_text->n > 0 && !s->o.tok)
+        return roe_fail(ROE_ERR_INVALID_ARG, "stop strings need the model's tokenizer, and this server has none");
+    return ROE_OK;
+}
 
 /* ROE_OK, or ROE_ERR_INVALID_ARG with *bad set to the field under check when it failed. */
 static roe_status check_params(const roe_sched *s, const struct roe_sreq_params *p,
@@ -272,16 +343,70 @@ static roe_status check_params(const roe_sched *s, const struct roe_sreq_params 
                             "RoE K = %d needs %d rows per step, the server runs %d", p->roster->k,
                             p->roster->k, s->R);
     }
-    *bad = ROE_SREQ_FIELD_MAX_TOKENS;
-    const long need = ((long)p->n_prompt + p->max_tokens + s->o.block_size - 1) / s->o.block_size;
+    ROE_TRY(check_options(s, p, bad));
+    const int n = p->n > 0 ? p->n : 1;
+    *bad = n > 1 ? ROE_SREQ_FIELD_N : ROE_SREQ_FIELD_MAX_TOKENS;
+    const long need = n * (((long)p->n_prompt + p->max_tokens + s->o.block_size - 1) / s->o.block_size);
     if (need > s->o.kv_blocks)
         return roe_fail(
             ROE_ERR_INVALID_ARG,
-            "%d prompt tokens + max_tokens %d need %ld KV blocks of %d positions, but the cache "
-            "has %d in all",
-            p->n_prompt, p->max_tokens, need, s->o.block_size, s->o.kv_blocks);
+            "%d choice(s) of %d prompt tokens + max_tokens %d need %ld KV blocks of %d positions, but "
+            "the cache has %d in all",
+            n, p->n_prompt, p->max_tokens, need, s->o.block_size, s->o.kv_blocks);
     *bad = ROE_SREQ_FIELD_NONE;
     return ROE_OK;
+}
+
+/* A new request of p's shape with its arrays (NULL: out of memory). */
+static roe_sreq *sreq_alloc(const struct roe_sreq_params *p) {
+    roe_sreq *r = roe_calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->n = p->n > 0 ? p->n : 1;
+    r->logprobs = p->logprobs || p->top_logprobs > 0 || p->prompt_logprobs;
+    r->top = p->top_logprobs;
+    const size_t P = (size_t)p->n_prompt, T = (size_t)p->max_tokens, top = (size_t)r->top;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->ch = roe_calloc((size_t)r->n, sizeof *r->ch);
+    const struct roe_array pa[] = PROMPT_ARRAYS(r, P, top, p->prompt_logprobs);
+    roe_status st = r->ch ? roe_arrays_alloc(pa, ROE_N_OF(pa), "request") : ROE_ERR_NOMEM;
+    for (int i = 0; st == ROE_OK && i < r->n; i++) {
+        const struct roe_array ca[] = CHOICE_ARRAYS(&r->ch[i], T, top, r->logprobs);
+        st = roe_arrays_alloc(ca, ROE_N_OF(ca), "request");
+    }
+    if (st != ROE_OK) {
+        sreq_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Fills a new request from p: its copies, and each choice's sequence (choice i: seed + i, a
+ * fork of choice 0; choice 0 scores the prompt when asked). */
+static void sreq_fill(roe_sreq *r, roe_sched *s, const struct roe_sreq_params *p) {
+    atomic_init(&r->refs, 2);
+    atomic_init(&r->cancelled, 0);
+    r->s = s;
+    r->n_prompt = p->n_prompt;
+    memcpy(r->prompt, p->prompt, (size_t)p->n_prompt * sizeof *r->prompt);
+    memcpy(r->stop_ids, p->stop_ids, sizeof r->stop_ids);
+    if (p->roster) r->roster = *p->roster;
+    if (p->stop_text) r->stop_text = *p->stop_text;
+    for (int i = 0; i < r->n; i++) {
+        struct choice *c = &r->ch[i];
+        c->r = r;
+        c->stop_at = -1;
+        c->seq = (struct roe_batch_seq){.prompt = r->prompt, .n_prompt = p->n_prompt, .max_tokens = p->max_tokens,
+                                        .stop_at_eos = p->stop_at_eos, .stop_ids = r->stop_ids, .n_stop = p->n_stop,
+                                        .sampling = p->sampling, .roster = p->roster ? &r->roster : NULL,
+                                        .score_prompt = i == 0 && p->prompt_logprobs,
+                                        .fork_of = i ? &r->ch[0].seq : NULL,
+                                        .stop_text = p->stop_text && p->stop_text->n ? &r->stop_text : NULL,
+                                        .user = c, .slot = -1};
+        c->seq.sampling.seed += (uint64_t)i;
+    }
+    r->blocks = r->n * ((p->n_prompt + p->max_tokens + s->o.block_size - 1) / s->o.block_size);
+    r->t_arrival = roe_now_s();
 }
 
 roe_status roe_sched_submit(roe_sched *s, const struct roe_sreq_params *p, roe_sreq **out,
@@ -296,35 +421,11 @@ roe_status roe_sched_submit(roe_sched *s, const struct roe_sreq_params *p, roe_s
         pthread_mutex_unlock(&s->mu);
         return st;
     }
-    roe_sreq *r = roe_calloc(1, sizeof *r);
-    if (r) {
-        r->prompt = roe_malloc((size_t)p->n_prompt * sizeof *r->prompt);
-        r->tokens = roe_malloc((size_t)p->max_tokens * sizeof *r->tokens);
-    }
-    if (!r || !r->prompt || !r->tokens) {
-        if (r) {
-            roe_free(r->prompt);
-            roe_free(r->tokens);
-            roe_free(r);
-        }
-        return roe_fail(ROE_ERR_NOMEM, "out of memory for a request of %d + %d tokens", p->n_prompt,
-                        p->max_tokens);
-    }
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
-    atomic_init(&r->refs, 2);
-    atomic_init(&r->cancelled, 0);
-    r->s = s;
-    memcpy(r->prompt, p->prompt, (size_t)p->n_prompt * sizeof *r->prompt);
-    memcpy(r->stop_ids, p->stop_ids, sizeof r->stop_ids);
-    if (p->roster) r->roster = *p->roster;
-    r->seq = (struct roe_batch_seq){.prompt = r->prompt, .n_prompt = p->n_prompt,
-                                    .max_tokens = p->max_tokens, .stop_at_eos = p->stop_at_eos,
-                                    .stop_ids = r->stop_ids, .n_stop = p->n_stop,
-                                    .sampling = p->sampling, .roster = p->roster ? &r->roster : NULL,
-                                    .user = r, .slot = -1};
-    r->blocks = (p->n_prompt + p->max_tokens + s->o.block_size - 1) / s->o.block_size;
-    r->t_arrival = roe_now_s();
+    roe_sreq *r = sreq_alloc(p);
+    if (!r)
+        return roe_fail(ROE_ERR_NOMEM, "out of memory for a request of %d + %d tokens (%d choices)", p->n_prompt,
+                        p->max_tokens, p->n > 0 ? p->n : 1);
+    sreq_fill(r, s, p);
     pthread_mutex_lock(&s->mu);
     if (s->stopping || s->n_waiting >= s->o.max_queue) {
         const int stopping = s->stopping;
@@ -362,6 +463,10 @@ void roe_sched_stop(roe_sched *s, int abort) {
     pthread_mutex_unlock(&s->mu);
 }
 
+int roe_sched_failed(roe_sched *s) {
+    return atomic_load(&s->dead);
+}
+
 void roe_sched_get_stats(roe_sched *s, struct roe_sched_stats *out) {
     pthread_mutex_lock(&s->mu);
     *out = s->st;
@@ -395,10 +500,11 @@ static void sweep_queue(roe_sched *s, int all) {
 /* Admits queued requests, first come first served, while a slot and their blocks are free
  * (s->mu held). */
 static roe_status admit(roe_sched *s) {
-    while (s->qhead && roe_batch_free_slots(s->batch) > 0 &&
+    while (s->qhead && roe_batch_free_slots(s->batch) >= s->qhead->n &&
            s->blocks_used + s->qhead->blocks <= s->o.kv_blocks) {
         roe_sreq *r = s->qhead;
-        ROE_TRY(roe_batch_admit(s->batch, &r->seq, -1));
+        for (int i = 0; i < r->n; i++) ROE_TRY(roe_batch_admit(s->batch, &r->ch[i].seq, -1));
+        r->n_running = r->n;
         s->qhead = r->next;
         if (!s->qhead) s->qtail = NULL;
         r->next = NULL;
@@ -422,16 +528,21 @@ static void retire(roe_sched *s, roe_sreq *r, roe_sreq_end end, const struct fai
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Takes the running request r out of the batch and ends it. */
+/* Takes every choice of the running request r out of the batch and ends it. */
 static void drop(roe_sched *s, roe_sreq *r, roe_sreq_end end, const struct failure *f) {
-    roe_batch_remove(s->batch, &r->seq);
+    for (int i = 0; i < r->n; i++) roe_batch_remove(s->batch, &r->ch[i].seq);
+    r->n_running = 0;
     retire(s, r, end, f);
+}
+
+static roe_sreq *request_at(roe_sched *s, int i) {
+    return ((struct choice *)roe_batch_at(s->batch, i)->user)->r;
 }
 
 static void fail_running(roe_sched *s, roe_status code, const char *why) {
     const struct failure f = {code, why};
     while (roe_batch_count(s->batch) > 0)
-        drop(s, roe_batch_at(s->batch, roe_batch_count(s->batch) - 1)->user, ROE_SREQ_FAILED, &f);
+        drop(s, request_at(s, roe_batch_count(s->batch) - 1), ROE_SREQ_FAILED, &f);
 }
 
 /* The batch's figures of a step, before any of its tokens is handed out: a client that sees
@@ -449,20 +560,32 @@ static void on_step(void *ctx, const struct roe_batch_step_info *info) {
     pthread_mutex_unlock(&s->mu);
 }
 
-/* A token for a running request: appended under its lock for its waiters; at its end the
- * request (out of the batch already) is retired. */
+/* The log-probabilities of a token (and its alternatives) from the scores it was picked from. */
+static void log_probs(const roe_sreq *r, const float *z, int32_t token, float *lp, int32_t *top_id, float *top_lp) {
+    const int V = roe_engine_model(r->s->e)->cfg.vocab_size;
+    *lp = (float)roe_log_probs_top(z, V, token, r->top, top_id, top_lp);
+}
+
+/* A token for a running choice: appended under its request's lock for its waiters; when the
+ * last choice ends, the request (out of the batch already) is retired. */
 static void on_token(void *ctx, struct roe_batch_seq *seq, int32_t token, const float *z, int ended,
                      roe_finish finish) {
     roe_sched *s = ctx;
-    roe_sreq *r = seq->user;
+    struct choice *c = seq->user;
+    roe_sreq *r = c->r;
     const double now = roe_now_s();
-    (void)z;
     pthread_mutex_lock(&r->mu);
-    const double prev = r->n_tokens ? r->t_last : -1.0;
-    r->tokens[r->n_tokens++] = token;
-    if (r->n_tokens == 1) r->t_first = now;
+    const int i = c->n_tokens;
+    if (r->logprobs) log_probs(r, z, token, &c->lp[i], c->top_id + (size_t)i * r->top, c->top_lp + (size_t)i * r->top);
+    const double prev = r->total_tokens ? r->t_last : -1.0;
+    c->tokens[c->n_tokens++] = token;
+    r->total_tokens++;
+    if (r->total_tokens == 1) r->t_first = now;
     r->t_last = now;
-    r->finish = ended ? finish : ROE_FINISH_LENGTH;
+    c->finish = ended ? finish : ROE_FINISH_LENGTH;
+    c->ended = ended;
+    c->stop_at = seq->stop_at;
+    c->hold = seq->stop_text ? roe_stop_hold(seq->stop_text, &seq->stop) : 0;
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     pthread_mutex_lock(&s->mu);
@@ -472,7 +595,27 @@ static void on_token(void *ctx, struct roe_batch_seq *seq, int32_t token, const 
     else
         roe_histogram_observe(&s->st.itl, now - prev);
     pthread_mutex_unlock(&s->mu);
-    if (ended) retire(s, r, ROE_SREQ_FINISHED, NULL);
+    if (ended && --r->n_running == 0) retire(s, r, ROE_SREQ_FINISHED, NULL);
+}
+
+/* A scored prompt position (prompt_logprobs): the score of prompt token pos + 1. */
+static void on_prompt(void *ctx, struct roe_batch_seq *seq, int pos, const float *z) {
+    (void)ctx;
+    roe_sreq *r = ((struct choice *)seq->user)->r;
+    const int p = pos + 1;
+    pthread_mutex_lock(&r->mu);
+    log_probs(r, z, r->prompt[p], &r->plp[p], r->ptop_id + (size_t)p * r->top, r->ptop_lp + (size_t)p * r->top);
+    r->prompt_scored = p + 1;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* A choice failed (non-finite scores): the whole request fails, with the core's reason. */
+static void on_fail(void *ctx, struct roe_batch_seq *seq, roe_status code, const char *why) {
+    roe_sched *s = ctx;
+    roe_sreq *r = ((struct choice *)seq->user)->r;
+    ROE_LOG_ERROR("sched", "a request failed: %s", why);
+    const struct failure f = {code, why};
+    drop(s, r, ROE_SREQ_FAILED, &f);
 }
 
 /* Waits (s->mu held) until there is work, a stop, or (several ranks) a heartbeat is due.
@@ -528,7 +671,8 @@ roe_status roe_sched_run(roe_sched *s) {
             fail_running(s, ROE_ERR_STOPPING, "the server stopped before the request ended");
         if ((idle || aborting) && stopping) return ROE_OK;
         for (int i = roe_batch_count(s->batch) - 1; i >= 0; i--) {
-            roe_sreq *r = roe_batch_at(s->batch, i)->user;
+            if (i >= roe_batch_count(s->batch)) continue; /* a request's other choices went */
+            roe_sreq *r = request_at(s, i);
             if (atomic_load(&r->cancelled)) drop(s, r, ROE_SREQ_CANCELLED, NULL);
         }
         if (heartbeat) {

@@ -33,8 +33,19 @@
  * least work in flight); while idle the scheduler sends an empty step every heartbeat_s, so
  * the other ranks' bounded waits (ROE_COMM_TIMEOUT_S) do not expire on a quiet server.
  *
+ * Choices (n > 1): a request's n sequences are admitted together, on one home rank; the first
+ * computes the prompt and the others start from its cache (batch.h: forks), each sampling with
+ * seed + i, so choice i is exactly what the request alone with that seed gives. The request ends
+ * when every choice has; a choice that fails fails the request.
+ *
+ * Log-probabilities (logprobs, top_logprobs; prompt_logprobs for echo): of each token under the
+ * distribution it was picked from (the RoE aggregate; before temperature, top-k and top-p, as
+ * vLLM returns them), computed on the scheduler thread as tokens come. Stop strings: matched by
+ * the batching core over the tokens' text (stop.h); the view says where the text ends.
+ *
  * Memory: the scheduler's buffers are sized at creation for the engine's limits; a request
- * owns its prompt copy and a token buffer of max_tokens, allocated at submit.
+ * owns its prompt copy and, per choice, a token buffer of max_tokens (and its log-probabilities
+ * when asked), allocated at submit.
  */
 #ifndef ROE_SCHEDULER_H
 #define ROE_SCHEDULER_H
@@ -46,6 +57,7 @@
 #include "histogram.h"
 
 struct roe_sched_opts {
+    const roe_tokenizer *tok; /* the text of tokens for stop strings (borrowed; NULL: none) */
     int max_queue;      /* waiting requests at most (>= 0) */
     int block_size;     /* positions per KV block (16) */
     int kv_blocks;      /* blocks in the pool; 0: max_seqs * ceil(max_ctx / block_size) */
@@ -55,7 +67,7 @@ struct roe_sched_opts {
 
 struct roe_sched_opts roe_sched_opts_default(void);
 
-enum { ROE_SCHED_MAX_STOP = 8 };
+enum { ROE_SCHED_MAX_STOP = 8, ROE_SCHED_MAX_CHOICES = 16, ROE_SCHED_MAX_TOP_LOGPROBS = 20 };
 
 /* What a request asks for. Everything is copied at submit. */
 struct roe_sreq_params {
@@ -67,6 +79,11 @@ struct roe_sreq_params {
     int n_stop;
     struct roe_sampling sampling;    /* its seed also keys the RoE noise */
     const struct roe_roster *roster; /* NULL: the plain model */
+    int n;                           /* choices, 1 to ROE_SCHED_MAX_CHOICES (0: 1) */
+    int logprobs;                    /* each token's log-probability */
+    int top_logprobs;                /* and the most likely alternatives (<= MAX_TOP_LOGPROBS) */
+    int prompt_logprobs;             /* the prompt's tokens' too (every position is scored) */
+    const struct roe_stop_text *stop_text; /* stop strings (needs the scheduler's tokenizer) */
 };
 
 /* The field of roe_sreq_params a refused request is wrong in, so that a front end can name its
@@ -78,6 +95,9 @@ typedef enum roe_sreq_field {
     ROE_SREQ_FIELD_STOP,       /* more stop tokens than ROE_SCHED_MAX_STOP */
     ROE_SREQ_FIELD_SAMPLING,   /* roe_sampling_validate refused it */
     ROE_SREQ_FIELD_ROSTER,     /* roe_roster_validate refused it, or K exceeds a step's rows */
+    ROE_SREQ_FIELD_N,          /* more choices than allowed, or than the slots or KV pool hold */
+    ROE_SREQ_FIELD_LOGPROBS,   /* top_logprobs out of range */
+    ROE_SREQ_FIELD_STOP_TEXT,  /* stop strings without a tokenizer */
 } roe_sreq_field;
 
 typedef enum roe_sreq_end {
@@ -87,12 +107,34 @@ typedef enum roe_sreq_end {
     ROE_SREQ_FAILED,      /* the engine failed, or the server stopped before it could run */
 } roe_sreq_end;
 
+/* One choice of a request, in a view. The arrays are owned by the request (valid until its
+ * last release); their first n_tokens entries are final. */
+struct roe_sreq_choice_view {
+    int n_tokens;
+    const int32_t *tokens;
+    const float *logprobs;        /* [n_tokens] when asked */
+    const int32_t *top_ids;       /* [n_tokens, top_logprobs] */
+    const float *top_logprobs;    /* [n_tokens, top_logprobs] */
+    int ended;                    /* this choice is done (see finish) */
+    roe_finish finish;            /* LENGTH, or EOS (eos, a stop token or a stop string) */
+    long stop_at;                 /* a stop string ended it: its text ends at this byte; else -1 */
+    int hold;                     /* running: text bytes at the end that may begin a stop string */
+};
+
 /* A consistent snapshot of a request, taken under its lock. */
 struct roe_sreq_view {
-    int n_tokens;          /* tokens[0, n_tokens) are final */
+    int n_tokens;          /* choice 0's: tokens[0, n_tokens) are final */
     const int32_t *tokens; /* owned by the request; valid until its last release */
+    int total_tokens;      /* over every choice (roe_sreq_wait's `have`) */
+    int n_choices;
+    struct roe_sreq_choice_view choice[ROE_SCHED_MAX_CHOICES];
+    int top_logprobs;
+    int prompt_scored;                /* prompt_logprobs: positions [1, prompt_scored) are scored */
+    const float *prompt_logprobs;     /* [n_prompt]: entry p scores prompt token p (p >= 1) */
+    const int32_t *prompt_top_ids;    /* [n_prompt, top_logprobs] */
+    const float *prompt_top_logprobs; /* [n_prompt, top_logprobs] */
     roe_sreq_end end;
-    roe_finish finish;                /* when FINISHED: LENGTH or EOS (eos or a stop token) */
+    roe_finish finish;                /* when FINISHED: choice 0's, LENGTH or EOS */
     const char *error;                /* when FAILED: why (owned by the request) */
     roe_status code;                  /* when FAILED: why, as a status (see the top); else OK */
     double t_arrival, t_first, t_end; /* roe_now_s() clock; 0 until they happen */
@@ -113,9 +155,9 @@ void roe_sched_free(roe_sched *s);
 roe_status roe_sched_submit(roe_sched *s, const struct roe_sreq_params *p, roe_sreq **out,
                             roe_sreq_field *bad);
 
-/* Any thread: waits until the request has more than `have` tokens or has ended, at most
- * timeout_s seconds; fills *v. Returns 1 if there is news (more tokens or the end), 0 on
- * timeout. */
+/* Any thread: waits until the request has more than `have` tokens (over every choice) or has
+ * ended, at most timeout_s seconds; fills *v. Returns 1 if there is news, 0 on timeout. (Prompt
+ * log-probabilities are all in by the first token.) */
 int roe_sreq_wait(roe_sreq *r, int have, double timeout_s, struct roe_sreq_view *v);
 /* Any thread: the caller no longer wants the request (its client went away). It ends as
  * CANCELLED at the next step boundary, freeing its slot and blocks; idempotent. */
@@ -130,6 +172,9 @@ roe_status roe_sched_run(roe_sched *s);
 /* Any thread (a signal-handling thread): stops taking requests; waiting ones fail with
  * ROE_ERR_STOPPING; running ones finish (abort = 0) or fail so at the next step (abort = 1). */
 void roe_sched_stop(roe_sched *s, int abort);
+
+/* Any thread: 1 once a failure left the engine unusable (roe_sched_run returns it). */
+int roe_sched_failed(roe_sched *s);
 
 /* Counters for /metrics, as one snapshot. */
 struct roe_sched_stats {

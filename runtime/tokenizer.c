@@ -73,7 +73,7 @@ roe_status roe_tokenizer_load(const char *tokenizer_json_path, roe_tokenizer **o
     }
     roe__bytemap_init(t->byte_to_cp, t->cp_to_byte);
     for (int b = 0; b < 256; b++)
-        t->byte_id[b] = -1;
+        t->byte_id[b] = t->byte_tok[b] = -1;
     t->unk_id = -1;
     t->pcre_gctx = pcre2_general_context_create(roe__pcre2_malloc, roe__pcre2_free, NULL);
     if (!t->pcre_gctx) {
@@ -93,6 +93,16 @@ void roe_tokenizer_free(roe_tokenizer *t) {
     if (!t) return;
     for (int i = 0; i < t->n_steps; i++)
         pcre2_code_free(t->steps[i].re);
+    for (int i = 0; i < t->n_norms; i++) {
+        pcre2_code_free(t->norms[i].re);
+        roe_free(t->norms[i].text);
+    }
+    for (int i = 0; i < t->n_decoders; i++) {
+        pcre2_code_free(t->decoders[i].re);
+        roe_free(t->decoders[i].text);
+    }
+    roe__u64map_free(&t->char_id);
+    roe_free(t->pieces);
     for (int32_t i = 0; i < t->n_added; i++) {
         roe_free(t->added[i].content);
         roe_free(t->added[i].match);
@@ -123,13 +133,52 @@ struct roe__enc {
     struct roe__bpe_scratch bpe;
 };
 
-typedef roe_status (*roe__gap_fn)(struct roe__enc *e, const char *s, size_t n);
+/* A piece of text and whether it starts at offset 0 of the original input (Metaspace's
+ * prepend_scheme "first" asks; see roe__metaspace). Tracked as: the first gap of the input,
+ * and within it the first piece of each split. Hugging Face's alignments would also call a
+ * later piece "at 0" when everything before it in the normalized text came from the first
+ * input character (a Prepend, a decomposition of that character); no tokenizer we know puts a
+ * Split between such a normalizer and Metaspace "first". */
+typedef roe_status (*roe__gap_fn)(struct roe__enc *e, const char *s, size_t n, int origin0);
 
-static roe_status roe__pretok(struct roe__enc *e, int k, const char *s, size_t n) {
+static roe_status roe__pretok(struct roe__enc *e, int k, const char *s, size_t n, int origin0);
+
+/* Metaspace: spaces become the replacement, which is prepended (always, or only to the piece
+ * at the start of the input), then the piece is split before each replacement or not. */
+static roe_status roe__metaspace(struct roe__enc *e, int k, const char *s, size_t n, int origin0) {
+    const struct roe__pretok_step *st = &e->t->steps[k];
+    size_t spaces = 0;
+    for (size_t i = 0; i < n; i++)
+        spaces += s[i] == ' ';
+    const int starts = n >= st->n_rep && memcmp(s, st->rep, st->n_rep) == 0;
+    const int first = s[0] == ' ' || starts; /* after replacing, it starts with the replacement */
+    const int prepend = !first && (st->prepend == ROE__PREPEND_ALWAYS ||
+                                   (st->prepend == ROE__PREPEND_FIRST && origin0));
+    struct roe__buf *b = &e->prefix[k];
+    ROE_TRY(roe__buf_reserve(b, n + (spaces + 1) * st->n_rep + 1));
+    size_t w = 0;
+    if (prepend) memcpy(b->p, st->rep, st->n_rep), w = st->n_rep;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ' ')
+            memcpy(b->p + w, st->rep, st->n_rep), w += st->n_rep;
+        else
+            b->p[w++] = s[i];
+    }
+    if (!st->re) return roe__pretok(e, k + 1, b->p, w, origin0);
+    struct roe__spans *sp = &e->spans[k];
+    ROE_TRY(roe__regex_split(st, e->md, b->p, w, sp));
+    for (size_t i = 0; i < sp->n; i++)
+        ROE_TRY(roe__pretok(e, k + 1, b->p + sp->v[i].start, sp->v[i].end - sp->v[i].start,
+                            origin0 && sp->v[i].start == 0));
+    return ROE_OK;
+}
+
+static roe_status roe__pretok(struct roe__enc *e, int k, const char *s, size_t n, int origin0) {
     const roe_tokenizer *t = e->t;
     if (n == 0) return ROE_OK; /* empty pieces are dropped (and get no prefix space) */
     if (k == t->n_steps) return roe__bpe_word(t, &e->bpe, s, n, &e->ids);
     const struct roe__pretok_step *st = &t->steps[k];
+    if (st->kind == ROE__STEP_METASPACE) return roe__metaspace(e, k, s, n, origin0);
     if (st->kind == ROE__STEP_BYTELEVEL && st->add_prefix_space && s[0] != ' ') {
         ROE_TRY(roe__buf_reserve(&e->prefix[k], n + 1));
         e->prefix[k].p[0] = ' ';
@@ -137,11 +186,12 @@ static roe_status roe__pretok(struct roe__enc *e, int k, const char *s, size_t n
         s = e->prefix[k].p;
         n++;
     }
-    if (!st->re) return roe__pretok(e, k + 1, s, n);
+    if (!st->re) return roe__pretok(e, k + 1, s, n, origin0);
     struct roe__spans *sp = &e->spans[k];
     ROE_TRY(roe__regex_split(st, e->md, s, n, sp));
     for (size_t i = 0; i < sp->n; i++)
-        ROE_TRY(roe__pretok(e, k + 1, s + sp->v[i].start, sp->v[i].end - sp->v[i].start));
+        ROE_TRY(roe__pretok(e, k + 1, s + sp->v[i].start, sp->v[i].end - sp->v[i].start,
+                            origin0 && sp->v[i].start == 0));
     return ROE_OK;
 }
 
@@ -161,7 +211,7 @@ static int roe__word_at(const char *s, size_t n, size_t i) {
  * the gaps between them to `gap`. Arithmetic mirrors Hugging Face's, including its
  * overlap when an rstrip token is followed by a token starting with whitespace. */
 static roe_status roe__split_added(struct roe__enc *e, const roe__trie *trie, const char *s,
-                                   size_t n, roe__gap_fn gap) {
+                                   size_t n, roe__gap_fn gap, int origin0) {
     size_t start_offset = 0, from = 0, ms, me;
     int32_t idx;
     while (roe__trie_find(trie, s, n, from, &ms, &me, &idx)) {
@@ -192,23 +242,24 @@ static roe_status roe__split_added(struct roe__enc *e, const roe__trie *trie, co
                 stop += l;
             }
         }
-        if (start_offset < start) ROE_TRY(gap(e, s + start_offset, start - start_offset));
+        if (start_offset < start)
+            ROE_TRY(gap(e, s + start_offset, start - start_offset, origin0 && start_offset == 0));
         ROE_TRY(roe__ids_push(&e->ids, a->id));
         start_offset = stop;
     }
-    if (start_offset < n) ROE_TRY(gap(e, s + start_offset, n - start_offset));
+    if (start_offset < n) ROE_TRY(gap(e, s + start_offset, n - start_offset, origin0 && start_offset == 0));
     return ROE_OK;
 }
 
-static roe_status roe__gap_normalized(struct roe__enc *e, const char *s, size_t n) {
-    return roe__pretok(e, 0, s, n);
+static roe_status roe__gap_normalized(struct roe__enc *e, const char *s, size_t n, int origin0) {
+    return roe__pretok(e, 0, s, n, origin0);
 }
 
-static roe_status roe__gap_raw(struct roe__enc *e, const char *s, size_t n) {
+static roe_status roe__gap_raw(struct roe__enc *e, const char *s, size_t n, int origin0) {
     const char *ns;
     size_t nn;
     ROE_TRY(roe__normalize(e->t, s, n, e->ucs, &ns, &nn));
-    return roe__split_added(e, &e->t->trie_norm, ns, nn, roe__gap_normalized);
+    return roe__split_added(e, &e->t->trie_norm, ns, nn, roe__gap_normalized, origin0);
 }
 
 roe_status roe_tokenizer_encode(const roe_tokenizer *t, const char *text, size_t len, int32_t **ids,
@@ -230,7 +281,7 @@ roe_status roe_tokenizer_encode(const roe_tokenizer *t, const char *text, size_t
         st = roe_fail(ROE_ERR_NOMEM, "roe_tokenizer_encode: PCRE2 match data");
         goto fail;
     }
-    ROE_CHECK(roe__split_added(&e, &t->trie_raw, text, len, roe__gap_raw));
+    ROE_CHECK(roe__split_added(&e, &t->trie_raw, text, len, roe__gap_raw, 1));
     if (!e.ids.v) {
         e.ids.v = roe_malloc(sizeof *e.ids.v); /* the caller always gets a buffer to free */
         if (!e.ids.v) {
@@ -267,31 +318,13 @@ roe_status roe_tokenizer_decode(const roe_tokenizer *t, const int32_t *ids, size
         return roe_fail(ROE_ERR_INVALID_ARG, "roe_tokenizer_decode: NULL argument");
     *text = NULL;
     *len = 0;
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct roe__token *tok = roe__token_get(t, ids[i]);
-        if (!tok)
+    for (size_t i = 0; i < n; i++)
+        if (!roe__token_get(t, ids[i]))
             return roe_fail(ROE_ERR_INVALID_ARG,
                             "roe_tokenizer_decode: ids[%zu] = %d is not a token id (vocabulary "
                             "size %d)",
                             i, (int)ids[i], (int)t->n_tokens);
-        if ((flags & ROE_DECODE_SKIP_SPECIAL) && tok->special) continue;
-        if (!roe_size_add(total, tok->n_bytes, &total))
-            return roe_fail(ROE_ERR_INVALID_ARG, "roe_tokenizer_decode: output too long");
-    }
-    char *out = roe_malloc(total + 1);
-    if (!out) return roe_fail(ROE_ERR_NOMEM, "roe_tokenizer_decode: %zu bytes", total + 1);
-    size_t w = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct roe__token *tok = &t->tokens[ids[i]];
-        if ((flags & ROE_DECODE_SKIP_SPECIAL) && tok->special) continue;
-        memcpy(out + w, tok->bytes, tok->n_bytes);
-        w += tok->n_bytes;
-    }
-    out[w] = '\0';
-    *text = out;
-    *len = w;
-    return ROE_OK;
+    return roe__decode(t, ids, n, flags & ROE_DECODE_SKIP_SPECIAL, text, len);
 }
 
 roe_status roe_tokenizer_token_bytes(const roe_tokenizer *t, int32_t id, const char **bytes,
@@ -306,6 +339,17 @@ roe_status roe_tokenizer_token_bytes(const roe_tokenizer *t, int32_t id, const c
                         (int)id, (int)t->n_tokens);
     *bytes = tok->bytes;
     *len = tok->n_bytes;
+    return ROE_OK;
+}
+
+roe_status roe_tokenizer_token_text(const roe_tokenizer *t, int32_t id, const char **text, size_t *len) {
+    if (!t || !text || !len) return roe_fail(ROE_ERR_INVALID_ARG, "roe_tokenizer_token_text: NULL argument");
+    const struct roe__token *tok = roe__token_get(t, id);
+    if (!tok)
+        return roe_fail(ROE_ERR_INVALID_ARG, "roe_tokenizer_token_text: %d is not a token id (vocabulary size %d)",
+                        (int)id, (int)t->n_tokens);
+    *text = tok->text;
+    *len = tok->n_text;
     return ROE_OK;
 }
 

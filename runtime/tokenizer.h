@@ -1,18 +1,22 @@
 /*
- * tokenizer.h — byte-level BPE from a Hugging Face tokenizer.json.
+ * tokenizer.h — BPE from a Hugging Face tokenizer.json, encoding and decoding exactly as the
+ * `tokenizers` library does (checked against it for the GPT-2, GPT-NeoX/OLMoE, Llama 3,
+ * Qwen2, gpt-oss (o200k), DeepSeek-V3 and Llama 2/Mixtral (SentencePiece) styles).
  *
- * Supported: model.type "BPE" with the GPT-2 byte-to-unicode map (ByteLevel
- * pre-tokenizer/decoder), merges as "a b" strings or ["a","b"] pairs, ranked by list
- * order, ignore_merges, unk_token/fuse_unk/byte_fallback; pre-tokenizers ByteLevel
- * (use_regex: GPT-2 pattern) and Sequence[Split(Regex or String, any behaviour), ByteLevel]
- * (the regex is taken from the file, e.g. Qwen's), run through PCRE2 with Unicode
- * properties; normalizers null, NFC, NFD, NFKC, NFKD (utf8proc) or a Sequence of them;
- * added tokens (special or not, lstrip/rstrip/single_word/normalized) matched before
- * splitting. Anything else is rejected with a message naming the field.
+ * Supported: model.type "BPE", byte level (a ByteLevel pre-tokenizer: the GPT-2 byte map) or
+ * over characters (SentencePiece style), merges as "a b" strings or ["a","b"] pairs, ranked
+ * by list order, ignore_merges, unk_token/fuse_unk/byte_fallback; normalizers NFC, NFD, NFKC,
+ * NFKD, Prepend, Replace; pre-tokenizers ByteLevel, Split (Regex or String, any behaviour),
+ * Metaspace; decoders ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace (each also
+ * null or a Sequence). Split regexes are Oniguruma's, translated for PCRE2 with Unicode 16
+ * property classes (tokenizer_regex.c); added tokens (special or not, lstrip/rstrip/
+ * single_word/normalized) are matched before splitting. Anything else is rejected with a
+ * message naming the field. "truncation" and "padding" are loaded and ignored (a warning).
  *
- * Contract: decode(encode(s)) == s for any valid UTF-8 s (without post-processing).
  * encode applies no post-processor (no BOS/EOS): it matches HF
- * `tokenizer.encode(s, add_special_tokens=False)`.
+ * `tokenizer.encode(s, add_special_tokens=False)`; decode matches `tokenizer.decode(ids)`,
+ * so decode(encode(s)) == s wherever the tokenizer is lossless (byte-level BPE without a
+ * normalizer, for one).
  */
 #ifndef ROE_TOKENIZER_H
 #define ROE_TOKENIZER_H
@@ -34,15 +38,20 @@ roe_status roe_tokenizer_encode(const roe_tokenizer *t, const char *text, size_t
 
 enum { ROE_DECODE_SKIP_SPECIAL = 1 };
 
-/* Decodes ids to bytes (NUL-terminated; *len excludes the NUL); *text allocated with
- * roe_malloc. An id outside the vocabulary is ROE_ERR_INVALID_ARG. */
+/* Decodes ids to text as Hugging Face's decode does (valid UTF-8, NUL-terminated; *len
+ * excludes the NUL); *text allocated with roe_malloc. An id outside the vocabulary is
+ * ROE_ERR_INVALID_ARG. */
 roe_status roe_tokenizer_decode(const roe_tokenizer *t, const int32_t *ids, size_t n, int flags,
                                 char **text, size_t *len);
 
-/* The raw bytes of one token (for streaming: may be an incomplete UTF-8 sequence).
- * The pointer is owned by the tokenizer. */
+/* The raw bytes of one token (for streaming: may be an incomplete UTF-8 sequence): the
+ * decoder's per-token steps applied to it ("Ġthe" -> " the", "▁the" -> " the", "<0x0A>" ->
+ * "\n"). The pointer is owned by the tokenizer. */
 roe_status roe_tokenizer_token_bytes(const roe_tokenizer *t, int32_t id, const char **bytes,
                                      size_t *len);
+/* The token as the tokenizer.json spells it ("Ġthe", "▁the", "<0x0A>", "<|endoftext|>"). */
+roe_status roe_tokenizer_token_text(const roe_tokenizer *t, int32_t id, const char **text,
+                                    size_t *len);
 
 int32_t roe_tokenizer_vocab_size(const roe_tokenizer *t); /* max id + 1, added tokens included */
 int32_t roe_tokenizer_find(const roe_tokenizer *t, const char *token); /* id or -1 */

@@ -262,19 +262,60 @@ static size_t roe__initial_symbols(const roe_tokenizer *t, const uint8_t *w, siz
     return k;
 }
 
+/* The same over chars (no ByteLevel): one symbol per char of the vocab's alphabet; a char
+ * outside it becomes the "<0xXX>" tokens of its UTF-8 if byte_fallback has them all, else
+ * [UNK] (fused with a preceding [UNK] if fuse_unk), else is dropped. */
+static size_t roe__initial_chars(const roe_tokenizer *t, const char *w, size_t n, int32_t *sym) {
+    size_t k = 0;
+    int32_t pending_unk = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t len = roe__utf8_decode(w, n, i, &cp);
+        const struct roe__u64map_slot *e = roe__u64map_get(&t->char_id, cp);
+        if (e) {
+            if (pending_unk) sym[k++] = t->unk_id;
+            pending_unk = 0;
+            sym[k++] = e->a;
+            i += len;
+            continue;
+        }
+        int all = t->byte_fallback;
+        for (size_t j = 0; j < len && all; j++)
+            all = t->byte_tok[(uint8_t)w[i + j]] >= 0;
+        if (all) { /* appended without flushing a pending [UNK], as Hugging Face does */
+            for (size_t j = 0; j < len; j++)
+                sym[k++] = t->byte_tok[(uint8_t)w[i + j]];
+        } else if (t->unk_id >= 0) {
+            if (pending_unk && !t->fuse_unk) sym[k++] = t->unk_id;
+            pending_unk = 1;
+        }
+        i += len;
+    }
+    if (pending_unk) sym[k++] = t->unk_id;
+    return k;
+}
+
+/* ignore_merges: the whole word, if the model's vocab has it. */
+static int32_t roe__whole_word(const roe_tokenizer *t, const char *w, size_t n) {
+    if (t->byte_level) return roe__strmap_get(&t->vocab_bytes, w, n);
+    int32_t id = roe__strmap_get(&t->by_text, w, n); /* by_text also holds added tokens */
+    return id >= 0 && t->tokens[id].in_vocab ? id : -1;
+}
+
 roe_status roe__bpe_word(const roe_tokenizer *t, struct roe__bpe_scratch *s, const char *w,
                          size_t n, struct roe__ids *out) {
     if (n == 0) return ROE_OK;
     if (t->ignore_merges) {
-        int32_t id = roe__strmap_get(&t->vocab_bytes, w, n);
+        int32_t id = roe__whole_word(t, w, n);
         if (id >= 0) return roe__ids_push(out, id);
     }
     /* One symbol per byte, or up to two "<0xXX>" per byte with byte_fallback. */
     size_t cap_needed = n;
-    if (t->byte_fallback && !roe_size_mul(n, 2, &cap_needed)) cap_needed = SIZE_MAX;
+    if (t->byte_level && t->byte_fallback && !roe_size_mul(n, 2, &cap_needed)) cap_needed = SIZE_MAX;
     ROE_TRY(roe__bpe_reserve(s, cap_needed));
 
-    size_t n_sym = roe__initial_symbols(t, (const uint8_t *)w, n, s->id);
+    size_t n_sym = t->byte_level ? roe__initial_symbols(t, (const uint8_t *)w, n, s->id)
+                                 : roe__initial_chars(t, w, n, s->id);
     for (size_t i = 0; i < n_sym; i++) {
         s->prev[i] = (int32_t)i - 1;
         s->next[i] = i + 1 < n_sym ? (int32_t)i + 1 : -1;

@@ -4,8 +4,9 @@
  * encode(s, add_special_tokens=False) and that we do not implement is rejected by name,
  * so a tokenizer either loads and matches Hugging Face or fails with a message such as
  *   "models/x/tokenizer.json: model.merges[12]: expected "a b" or ["a", "b"]".
- * Ignored on purpose: "version", "post_processor" (encode applies none), and the
- * ByteLevel "trim_offsets" flag (offsets only).
+ * Ignored on purpose: "version", "post_processor" (encode applies none), the ByteLevel
+ * "trim_offsets" flag (offsets only), and "truncation" / "padding" (they shape batches for
+ * training; loading says so once).
  */
 #include <math.h>
 #include <stdio.h>
@@ -15,198 +16,6 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "tokenizer_impl.h"
-
-/* Hugging Face's GPT-2 pattern, used by ByteLevel with use_regex. */
-static const char ROE__GPT2_PATTERN[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-
-/* ---- small JSON helpers -------------------------------------------------------------------- */
-
-/* Reads an optional boolean: absent or null gives `def`. */
-static roe_status roe__json_bool(const cJSON *obj, const char *key, int def, const char *path,
-                                 const char *where, int *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) {
-        *out = def;
-        return ROE_OK;
-    }
-    if (!cJSON_IsBool(v))
-        return roe_fail(ROE_ERR_FORMAT, "%s: %s.%s: expected true or false", path, where, key);
-    *out = cJSON_IsTrue(v);
-    return ROE_OK;
-}
-
-/* The "type" string of a component object. */
-static roe_status roe__json_type(const cJSON *obj, const char *path, const char *where,
-                                 const char **type) {
-    if (!cJSON_IsObject(obj))
-        return roe_fail(ROE_ERR_FORMAT, "%s: %s: expected an object or null", path, where);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "type");
-    if (!cJSON_IsString(v))
-        return roe_fail(ROE_ERR_FORMAT, "%s: %s.type: expected a string", path, where);
-    *type = v->valuestring;
-    return ROE_OK;
-}
-
-static roe_status roe__json_utf8(const char *s, const char *path, const char *where) {
-    size_t bad;
-    if (!roe__utf8_valid(s, strlen(s), &bad))
-        return roe_fail(ROE_ERR_FORMAT, "%s: %s: invalid UTF-8 at byte %zu of \"%s\"", path, where,
-                        bad, s);
-    return ROE_OK;
-}
-
-/* ---- normalizer, pre-tokenizer, decoder ---------------------------------------------------- */
-
-static roe_status roe__load_normalizer(roe_tokenizer *t, const char *path, const cJSON *n,
-                                       const char *where, int depth) {
-    if (!n || cJSON_IsNull(n)) return ROE_OK;
-    const char *type;
-    ROE_TRY(roe__json_type(n, path, where, &type));
-    if (strcmp(type, "Sequence") == 0 && depth == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(n, "normalizers");
-        if (!cJSON_IsArray(list))
-            return roe_fail(ROE_ERR_FORMAT, "%s: %s.normalizers: expected an array", path, where);
-        int i = 0;
-        const cJSON *item;
-        cJSON_ArrayForEach(item, list) {
-            char sub[64];
-            snprintf(sub, sizeof sub, "%s.normalizers[%d]", where, i++);
-            ROE_TRY(roe__load_normalizer(t, path, item, sub, depth + 1));
-        }
-        return ROE_OK;
-    }
-    int opts = roe__norm_options(type);
-    if (opts < 0)
-        return roe_fail(
-            ROE_ERR_UNSUPPORTED,
-            "%s: %s.type: \"%s\" is unsupported (supported: null, NFC, NFD, NFKC, NFKD, "
-            "Sequence of those)",
-            path, where, type);
-    if (t->n_norms == ROE__TOK_MAX_NORMS)
-        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: %s: more than %d normalizers", path, where,
-                        ROE__TOK_MAX_NORMS);
-    t->norms[t->n_norms++] = opts;
-    return ROE_OK;
-}
-
-static roe_status roe__load_split(roe_tokenizer *t, const char *path, const cJSON *o,
-                                  const char *where, struct roe__pretok_step *st) {
-    static const char *behaviors[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
-                                      "Contiguous"};
-    char field[96];
-    st->kind = ROE__STEP_SPLIT;
-    const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "behavior");
-    if (!cJSON_IsString(b))
-        return roe_fail(ROE_ERR_FORMAT, "%s: %s.behavior: expected a string", path, where);
-    st->behavior = -1;
-    for (int k = 0; k < 5; k++)
-        if (strcmp(b->valuestring, behaviors[k]) == 0) st->behavior = k;
-    if (st->behavior < 0)
-        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: %s.behavior: \"%s\" is unknown", path, where,
-                        b->valuestring);
-    ROE_TRY(roe__json_bool(o, "invert", 0, path, where, &st->invert));
-    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(o, "pattern");
-    const cJSON *re = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
-    const cJSON *lit = cJSON_GetObjectItemCaseSensitive(pat, "String");
-    if (!cJSON_IsObject(pat) || (!cJSON_IsString(re) && !cJSON_IsString(lit)))
-        return roe_fail(ROE_ERR_FORMAT,
-                        "%s: %s.pattern: expected {\"Regex\": ...} or {\"String\": ...}", path,
-                        where);
-    const cJSON *p = cJSON_IsString(re) ? re : lit;
-    snprintf(field, sizeof field, "%s.pattern.%s", where, p == re ? "Regex" : "String");
-    ROE_TRY(roe__json_utf8(p->valuestring, path, field));
-    return roe__regex_compile(t, path, field, p->valuestring, p == lit, &st->re);
-}
-
-static roe_status roe__load_bytelevel(roe_tokenizer *t, const char *path, const cJSON *o,
-                                      const char *where, struct roe__pretok_step *st) {
-    char field[96];
-    int use_regex;
-    st->kind = ROE__STEP_BYTELEVEL;
-    st->behavior = ROE__SPLIT_ISOLATED;
-    ROE_TRY(roe__json_bool(o, "add_prefix_space", 1, path, where, &st->add_prefix_space));
-    ROE_TRY(roe__json_bool(o, "use_regex", 1, path, where, &use_regex));
-    if (!use_regex) return ROE_OK;
-    snprintf(field, sizeof field, "%s (GPT-2 pattern)", where);
-    return roe__regex_compile(t, path, field, ROE__GPT2_PATTERN, 0, &st->re);
-}
-
-static roe_status roe__load_pretokenizer(roe_tokenizer *t, const char *path, const cJSON *p) {
-    if (!p || cJSON_IsNull(p))
-        return roe_fail(ROE_ERR_UNSUPPORTED,
-                        "%s: pre_tokenizer: null is unsupported (a byte-level "
-                        "BPE needs ByteLevel)",
-                        path);
-    const char *type;
-    ROE_TRY(roe__json_type(p, path, "pre_tokenizer", &type));
-    const cJSON *items = NULL;
-    int single = strcmp(type, "Sequence") != 0;
-    if (!single) {
-        items = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
-        if (!cJSON_IsArray(items))
-            return roe_fail(ROE_ERR_FORMAT, "%s: pre_tokenizer.pretokenizers: expected an array",
-                            path);
-    }
-    int n = single ? 1 : cJSON_GetArraySize(items);
-    for (int i = 0; i < n; i++) {
-        const cJSON *o = single ? p : cJSON_GetArrayItem(items, i);
-        char where[64];
-        if (single)
-            snprintf(where, sizeof where, "pre_tokenizer");
-        else
-            snprintf(where, sizeof where, "pre_tokenizer.pretokenizers[%d]", i);
-        ROE_TRY(roe__json_type(o, path, where, &type));
-        if (t->n_steps == ROE__TOK_MAX_STEPS)
-            return roe_fail(ROE_ERR_UNSUPPORTED, "%s: %s: more than %d pre-tokenizers", path, where,
-                            ROE__TOK_MAX_STEPS);
-        if (t->n_steps > 0 && t->steps[t->n_steps - 1].kind == ROE__STEP_BYTELEVEL)
-            return roe_fail(ROE_ERR_UNSUPPORTED, "%s: %s: nothing may follow ByteLevel", path,
-                            where);
-        struct roe__pretok_step *st = &t->steps[t->n_steps++];
-        if (strcmp(type, "Split") == 0)
-            ROE_TRY(roe__load_split(t, path, o, where, st));
-        else if (strcmp(type, "ByteLevel") == 0)
-            ROE_TRY(roe__load_bytelevel(t, path, o, where, st));
-        else
-            return roe_fail(ROE_ERR_UNSUPPORTED,
-                            "%s: %s.type: \"%s\" is unsupported (supported: ByteLevel, Split, "
-                            "Sequence of those ending with ByteLevel)",
-                            path, where, type);
-    }
-    if (t->n_steps == 0 || t->steps[t->n_steps - 1].kind != ROE__STEP_BYTELEVEL)
-        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: pre_tokenizer: must end with ByteLevel", path);
-    return ROE_OK;
-}
-
-static roe_status roe__load_decoder(const char *path, const cJSON *d) {
-    if (!d || cJSON_IsNull(d))
-        return roe_fail(ROE_ERR_UNSUPPORTED,
-                        "%s: decoder: null is unsupported (expected ByteLevel)", path);
-    const char *type;
-    ROE_TRY(roe__json_type(d, path, "decoder", &type));
-    if (strcmp(type, "ByteLevel") == 0) return ROE_OK;
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(d, "decoders");
-        if (!cJSON_IsArray(list))
-            return roe_fail(ROE_ERR_FORMAT, "%s: decoder.decoders: expected an array", path);
-        int i = 0;
-        const cJSON *item;
-        cJSON_ArrayForEach(item, list) {
-            char where[48];
-            snprintf(where, sizeof where, "decoder.decoders[%d]", i++);
-            ROE_TRY(roe__json_type(item, path, where, &type));
-            if (strcmp(type, "ByteLevel") != 0)
-                return roe_fail(ROE_ERR_UNSUPPORTED,
-                                "%s: %s.type: \"%s\" is unsupported "
-                                "(expected ByteLevel)",
-                                path, where, type);
-        }
-        if (i == 1) return ROE_OK;
-    }
-    return roe_fail(ROE_ERR_UNSUPPORTED,
-                    "%s: decoder.type: \"%s\" is unsupported (expected ByteLevel)", path, type);
-}
 
 /* ---- model --------------------------------------------------------------------------------- */
 
@@ -248,8 +57,32 @@ static roe_status roe__load_bpe_options(roe_tokenizer *t, const char *path, cons
     return ROE_OK;
 }
 
-/* Reads model.vocab: copies each token into the arena twice (as spelled, and as the bytes
- * it decodes to) and fills t->tokens, t->by_text, t->byte_id. `n_added` sizes by_text. */
+/* What BPE needs of a vocab token: over chars, a one-char token is in the alphabet; at byte
+ * level, BPE runs on bytes, each standing for its mapped char (a token with a char outside the
+ * map can never come out of BPE), and the bytes go to the arena. */
+static void roe__vocab_alphabet(roe_tokenizer *t, int32_t id, const char *text, size_t len) {
+    if (!t->byte_level) {
+        uint32_t cp;
+        if (roe__utf8_decode(text, len, 0, &cp) == len) roe__u64map_put(&t->char_id, cp, id, 0);
+        return;
+    }
+    char *out = t->arena + t->arena_used;
+    size_t k = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        i += roe__utf8_decode(text, len, i, &cp);
+        if (cp >= 324 || t->cp_to_byte[cp] < 0) return;
+        out[k++] = (char)t->cp_to_byte[cp];
+    }
+    out[k] = '\0';
+    t->arena_used += k + 1;
+    if (k == 1) t->byte_id[(uint8_t)out[0]] = id;
+    if (t->ignore_merges) roe__strmap_put(&t->vocab_bytes, out, k, id, NULL);
+}
+
+/* Reads model.vocab: copies each token into the arena (as spelled, and at byte level as the
+ * bytes it stands for) and fills t->tokens, t->by_text, t->byte_id or t->char_id. `n_added`
+ * sizes by_text. */
 static roe_status roe__load_vocab(roe_tokenizer *t, const char *path, const cJSON *vocab,
                                   int n_added, int32_t *max_id) {
     if (!cJSON_IsObject(vocab))
@@ -276,7 +109,9 @@ static roe_status roe__load_vocab(roe_tokenizer *t, const char *path, const cJSO
         return roe_fail(ROE_ERR_NOMEM, "%s: model.vocab: %zu bytes of strings", path, bytes);
     t->arena_len = bytes;
     ROE_TRY(roe__strmap_init(&t->by_text, n + (size_t)n_added, "vocabulary"));
-    if (t->ignore_merges) ROE_TRY(roe__strmap_init(&t->vocab_bytes, n, "vocabulary bytes"));
+    if (t->ignore_merges && t->byte_level)
+        ROE_TRY(roe__strmap_init(&t->vocab_bytes, n, "vocabulary bytes"));
+    if (!t->byte_level) ROE_TRY(roe__u64map_init(&t->char_id, n, "vocabulary characters"));
     /* Ids are at most ROE__TOK_MAX_ID; tokens[] is sized for the vocab here and grown for
      * added tokens by the caller. */
     t->n_tokens = *max_id + 1;
@@ -300,32 +135,11 @@ static roe_status roe__load_vocab(roe_tokenizer *t, const char *path, const cJSO
                             "%s: model.vocab[\"%s\"]: id %d is already taken by "
                             "another token",
                             path, text, id);
-        /* Decoded bytes: ByteLevel maps each char back to its byte; a token with a char
-         * outside the map decodes to its own UTF-8 (as Hugging Face's decoder does) and can
-         * never come out of BPE. */
-        char *out = t->arena + t->arena_used;
-        size_t k = 0, i = 0;
-        int mapped = 1;
-        while (i < len) {
-            uint32_t cp;
-            i += roe__utf8_decode(text, len, i, &cp);
-            if (cp >= 324 || t->cp_to_byte[cp] < 0) {
-                mapped = 0;
-                break;
-            }
-            out[k++] = (char)t->cp_to_byte[cp];
-        }
-        if (!mapped) {
-            memcpy(out, text, len);
-            k = len;
-        }
-        out[k] = '\0';
-        t->arena_used += k + 1;
-        tok->bytes = out;
-        tok->n_bytes = (uint32_t)k;
+        tok->text = text;
+        tok->n_text = (uint32_t)len;
         tok->kind = ROE__TOK_VOCAB;
-        if (mapped && k == 1) t->byte_id[(uint8_t)out[0]] = id;
-        if (mapped && t->ignore_merges) roe__strmap_put(&t->vocab_bytes, out, k, id, NULL);
+        tok->in_vocab = 1;
+        roe__vocab_alphabet(t, id, text, len);
     }
     return ROE_OK;
 }
@@ -486,8 +300,18 @@ static roe_status roe__load_added(roe_tokenizer *t, const char *path, const cJSO
     return st;
 }
 
-/* Sizes t->tokens for the added ids and records them (they take precedence over the vocab
- * when decoding, as in Hugging Face's id_to_token). */
+/* Is s the content of a special added token? (Hugging Face skips by the token's string.) */
+static int roe__special_text(const roe_tokenizer *t, const char *s, size_t n) {
+    for (int32_t i = 0; i < t->n_added; i++)
+        if (t->added[i].special && t->added[i].n_content == n && memcmp(t->added[i].content, s, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* Sizes t->tokens for the added ids and records them: an added token decodes from its content
+ * (or its normalized form when `normalized` changes it), through the decoder like any other
+ * token, and takes precedence over a vocab entry of the same id (AddedVocabulary::
+ * simple_id_to_token). */
 static roe_status roe__place_added(roe_tokenizer *t, const char *path) {
     int32_t need = t->n_tokens;
     for (int32_t i = 0; i < t->n_added; i++)
@@ -502,17 +326,21 @@ static roe_status roe__place_added(roe_tokenizer *t, const char *path) {
     for (int32_t i = 0; i < t->n_added; i++) {
         struct roe__added *a = &t->added[i];
         struct roe__token *tok = &t->tokens[a->id];
-        tok->bytes = a->content;
-        tok->n_bytes = (uint32_t)a->n_content;
+        tok->text = a->normalized ? a->match : a->content;
+        tok->n_text = (uint32_t)(a->normalized ? a->n_match : a->n_content);
         tok->kind = ROE__TOK_ADDED;
-        tok->special = a->special;
         roe__strmap_put(&t->by_text, a->content, a->n_content, a->id, NULL);
+    }
+    for (int32_t id = 0; id < t->n_tokens && t->n_added; id++) {
+        struct roe__token *tok = &t->tokens[id];
+        if (tok->kind != ROE__TOK_HOLE) tok->special = (uint8_t)roe__special_text(t, tok->text, tok->n_text);
     }
     ROE_TRY(roe__trie_build(&t->trie_raw, t, 0));
     return roe__trie_build(&t->trie_norm, t, 1);
 }
 
-/* byte_fallback: the "<0xXX>" tokens for the UTF-8 of each byte's mapped char. */
+/* byte_fallback: the "<0xXX>" tokens, for the UTF-8 of each byte's mapped char (byte level)
+ * or for each byte (chars). */
 static void roe__init_fallback(roe_tokenizer *t) {
     for (int b = 0; b < 256; b++) {
         char u[4], name[8];
@@ -523,7 +351,23 @@ static void roe__init_fallback(roe_tokenizer *t) {
             t->fallback[b][k] = roe__strmap_get(&t->by_text, name, strlen(name));
             if (t->fallback[b][k] < 0) t->fallback_n[b] = 0;
         }
+        snprintf(name, sizeof name, "<0x%02X>", (unsigned)b);
+        t->byte_tok[b] = roe__strmap_get(&t->by_text, name, strlen(name));
     }
+}
+
+/* truncation and padding shape batches (training, batched encode); inference ignores them. */
+static roe_status roe__note_ignored(const cJSON *root, const char *path) {
+    static const char *keys[] = {"truncation", "padding"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[k]);
+        if (!v || cJSON_IsNull(v)) continue;
+        if (!cJSON_IsObject(v))
+            return roe_fail(ROE_ERR_FORMAT, "%s: %s: expected an object or null", path, keys[k]);
+        ROE_LOG_WARN("tokenizer", "%s: \"%s\" is set; ignored (it shapes batches, not the ids of a text)",
+                     path, keys[k]);
+    }
+    return ROE_OK;
 }
 
 roe_status roe__tokenizer_parse(roe_tokenizer *t, const char *path, const char *json, size_t len) {
@@ -540,15 +384,7 @@ roe_status roe__tokenizer_parse(roe_tokenizer *t, const char *path, const char *
         st = roe_fail(ROE_ERR_FORMAT, "%s: expected a JSON object at the top level", path);
         goto fail;
     }
-    static const char *unsupported_if_set[] = {"truncation", "padding"};
-    for (int k = 0; k < 2; k++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, unsupported_if_set[k]);
-        if (v && !cJSON_IsNull(v)) {
-            st = roe_fail(ROE_ERR_UNSUPPORTED, "%s: %s: only null is supported", path,
-                          unsupported_if_set[k]);
-            goto fail;
-        }
-    }
+    ROE_CHECK(roe__note_ignored(root, path));
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (!model || cJSON_IsNull(model)) {
         st = roe_fail(ROE_ERR_FORMAT, "%s: model: missing", path);
@@ -563,7 +399,7 @@ roe_status roe__tokenizer_parse(roe_tokenizer *t, const char *path, const char *
                                    "normalizer", 0));
     ROE_CHECK(
         roe__load_pretokenizer(t, path, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer")));
-    ROE_CHECK(roe__load_decoder(path, cJSON_GetObjectItemCaseSensitive(root, "decoder")));
+    ROE_CHECK(roe__load_decoder(t, path, cJSON_GetObjectItemCaseSensitive(root, "decoder")));
 
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     int n_added = cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0;
@@ -590,6 +426,7 @@ roe_status roe__tokenizer_parse(roe_tokenizer *t, const char *path, const char *
 
     ROE_CHECK(roe__load_added(t, path, added, (int32_t)t->by_text.count));
     ROE_CHECK(roe__place_added(t, path));
+    ROE_CHECK(roe__tokens_pieces(t));
 fail:
     cJSON_Delete(root);
     return st;

@@ -2,11 +2,7 @@
  * tokenizer_text.c — text-level pieces of the tokenizer: UTF-8, the GPT-2 byte map,
  * normalizers (utf8proc), pre-tokenizer regex splitting (PCRE2) and the added-token trie.
  *
- * Hugging Face runs its regexes with Oniguruma; we run them with PCRE2 (UTF + UCP). The
- * two agree on these patterns except for `\s`: Oniguruma's is the Unicode White_Space
- * property, PCRE2's also matches U+180E (MONGOLIAN VOWEL SEPARATOR, a format character
- * since Unicode 6.3). Patterns are therefore rewritten at load so that `\s` and `\S`
- * spell out White_Space explicitly; see roe__regex_rewrite.
+ * The regexes themselves are translated from Oniguruma's dialect in tokenizer_regex.c.
  */
 #include <string.h>
 
@@ -121,32 +117,6 @@ void roe__bytemap_init(uint16_t byte_to_cp[256], int16_t cp_to_byte[324]) {
         cp_to_byte[byte_to_cp[b]] = (int16_t)b;
 }
 
-int roe__is_whitespace(uint32_t cp) {
-    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
-           cp == 0x205F || cp == 0x3000;
-}
-
-int roe__is_word(uint32_t cp) {
-    if (cp == '_' || cp == 0x200C || cp == 0x200D) return 1;
-    switch (utf8proc_category((utf8proc_int32_t)cp)) {
-    case UTF8PROC_CATEGORY_LU:
-    case UTF8PROC_CATEGORY_LL:
-    case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_LO:
-    case UTF8PROC_CATEGORY_MN:
-    case UTF8PROC_CATEGORY_MC:
-    case UTF8PROC_CATEGORY_ME:
-    case UTF8PROC_CATEGORY_ND:
-    case UTF8PROC_CATEGORY_NL:
-    case UTF8PROC_CATEGORY_PC:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 /* ---- normalizers --------------------------------------------------------------------------- */
 
 int roe__norm_options(const char *type) {
@@ -171,6 +141,98 @@ roe_status roe__buf_reserve(struct roe__buf *b, size_t n) {
     return ROE_OK;
 }
 
+/* One Unicode normal form of cur[0..n) into b, by utf8proc. */
+static roe_status roe__norm_utf8proc(int options, const char *cur, size_t n, struct roe__buf *b,
+                                     size_t *len) {
+    utf8proc_option_t opts = (utf8proc_option_t)options;
+    if (n > (size_t)PTRDIFF_MAX / 8)
+        return roe_fail(ROE_ERR_INVALID_ARG, "tokenizer: encode: text of %zu bytes is too long", n);
+    /* Same steps as utf8proc_map, into our own buffer: decompose to UTF-32 (size query,
+     * then fill), then reencode in place (which composes if asked). */
+    utf8proc_ssize_t need =
+        utf8proc_decompose((const utf8proc_uint8_t *)cur, (utf8proc_ssize_t)n, NULL, 0, opts);
+    if (need < 0) return roe_fail(ROE_ERR_INTERNAL, "tokenizer: normalizer: %s", utf8proc_errmsg(need));
+    ROE_TRY(roe__buf_reserve(b, ((size_t)need + 1) * sizeof(utf8proc_int32_t)));
+    utf8proc_int32_t *u = (utf8proc_int32_t *)(void *)b->p;
+    utf8proc_ssize_t got =
+        utf8proc_decompose((const utf8proc_uint8_t *)cur, (utf8proc_ssize_t)n, u, need, opts);
+    if (got != need) return roe_fail(ROE_ERR_INTERNAL, "tokenizer: normalizer: decomposition size changed");
+    utf8proc_ssize_t r = utf8proc_reencode(u, got, opts);
+    if (r < 0) return roe_fail(ROE_ERR_INTERNAL, "tokenizer: normalizer: %s", utf8proc_errmsg(r));
+    *len = (size_t)r;
+    return ROE_OK;
+}
+
+/* The first normalization barrier in s[from..n) (n if none). */
+static size_t roe__next_barrier(const char *s, size_t n, size_t from) {
+    for (size_t i = from; i < n;) {
+        uint32_t cp;
+        size_t l = roe__utf8_decode(s, n, i, &cp);
+        if (cp >= 0x300 && roe__is_norm_barrier(cp)) return i;
+        i += l;
+    }
+    return n;
+}
+
+/* One Unicode normal form as `tokenizers` computes it: its tables are Unicode 9's, so a
+ * character they lack is an inert starter (roe__is_norm_barrier); the text is normalized
+ * piecewise between such characters, which are kept as they are. */
+static roe_status roe__norm_unicode(int options, const char *cur, size_t n, struct roe__buf *b,
+                                    size_t *len) {
+    size_t at = roe__next_barrier(cur, n, 0);
+    if (at == n) return roe__norm_utf8proc(options, cur, n, b, len);
+    struct roe__buf tmp = {0};
+    roe_status st = ROE_OK;
+    size_t w = 0, from = 0;
+    while (from < n) {
+        size_t seg;
+        if (at > from) {
+            ROE_CHECK(roe__norm_utf8proc(options, cur + from, at - from, &tmp, &seg));
+            ROE_CHECK(roe__buf_reserve(b, w + seg + 1));
+            memcpy(b->p + w, tmp.p, seg);
+            w += seg;
+        }
+        if (at < n) {
+            uint32_t cp;
+            size_t l = roe__utf8_decode(cur, n, at, &cp);
+            ROE_CHECK(roe__buf_reserve(b, w + l + 1));
+            memcpy(b->p + w, cur + at, l);
+            w += l;
+            at += l;
+        }
+        from = at;
+        at = roe__next_barrier(cur, n, from);
+    }
+    *len = w;
+fail:
+    roe_free(tmp.p);
+    return st;
+}
+
+/* Replace: every match of re in cur[0..n) becomes `text` (NormalizedString::replace). */
+static roe_status roe__norm_replace(const struct roe__norm *nm, pcre2_match_data *md,
+                                    struct roe__spans *sp, const char *cur, size_t n,
+                                    struct roe__buf *b, size_t *len) {
+    ROE_TRY(roe__find_matches(nm->re, md, cur, n, sp));
+    size_t w = 0;
+    for (size_t i = 0; i < sp->n; i++) {
+        const struct roe__span *v = &sp->v[i];
+        const char *src = v->is_match ? nm->text : cur + v->start;
+        size_t k = v->is_match ? nm->n_text : v->end - v->start;
+        ROE_TRY(roe__buf_reserve(b, w + k + 1));
+        memcpy(b->p + w, src, k);
+        w += k;
+    }
+    *len = w;
+    return ROE_OK;
+}
+
+static int roe__norms_unicode_only(const roe_tokenizer *t) {
+    for (int k = 0; k < t->n_norms; k++)
+        if (t->norms[k].kind != ROE__NORM_UNICODE) return 0;
+    return 1;
+}
+
 roe_status roe__normalize(const roe_tokenizer *t, const char *s, size_t n, struct roe__buf ucs[2],
                           const char **out, size_t *n_out) {
     *out = s;
@@ -178,141 +240,82 @@ roe_status roe__normalize(const roe_tokenizer *t, const char *s, size_t n, struc
     size_t i = 0;
     while (i < n && (uint8_t)s[i] < 0x80)
         i++;
-    if (t->n_norms == 0 || i == n) return ROE_OK; /* every normal form leaves ASCII alone */
-
+    if (t->n_norms == 0 || (i == n && roe__norms_unicode_only(t)))
+        return ROE_OK; /* every normal form leaves ASCII alone */
+    pcre2_match_data *md = NULL;
+    struct roe__spans sp = {0};
+    roe_status st = ROE_OK;
     const char *cur = s;
     size_t cur_n = n;
     for (int k = 0; k < t->n_norms; k++) {
-        utf8proc_option_t opts = (utf8proc_option_t)t->norms[k];
-        if (cur_n > (size_t)PTRDIFF_MAX / 8)
-            return roe_fail(ROE_ERR_INVALID_ARG, "tokenizer: encode: text of %zu bytes is too long",
-                            n);
-        /* Same steps as utf8proc_map, into our own buffer: decompose to UTF-32 (size query,
-         * then fill), then reencode in place (which composes if asked). */
-        utf8proc_ssize_t need = utf8proc_decompose((const utf8proc_uint8_t *)cur,
-                                                   (utf8proc_ssize_t)cur_n, NULL, 0, opts);
-        if (need < 0)
-            return roe_fail(ROE_ERR_INTERNAL, "tokenizer: normalizer: %s", utf8proc_errmsg(need));
-        struct roe__buf *b = &ucs[k % 2];
-        ROE_TRY(roe__buf_reserve(b, ((size_t)need + 1) * sizeof(utf8proc_int32_t)));
-        utf8proc_int32_t *u = (utf8proc_int32_t *)(void *)b->p;
-        utf8proc_ssize_t got = utf8proc_decompose((const utf8proc_uint8_t *)cur,
-                                                  (utf8proc_ssize_t)cur_n, u, need, opts);
-        if (got != need)
-            return roe_fail(ROE_ERR_INTERNAL, "tokenizer: normalizer: decomposition size changed");
-        utf8proc_ssize_t len = utf8proc_reencode(u, got, opts);
-        if (len < 0)
-            return roe_fail(ROE_ERR_INTERNAL, "tokenizer: normalizer: %s", utf8proc_errmsg(len));
+        const struct roe__norm *nm = &t->norms[k];
+        struct roe__buf *b = cur == ucs[0].p ? &ucs[1] : &ucs[0]; /* never the one read */
+        size_t len = 0;
+        if (nm->kind == ROE__NORM_UNICODE) {
+            ROE_CHECK(roe__norm_unicode(nm->opts, cur, cur_n, b, &len));
+        } else if (nm->kind == ROE__NORM_PREPEND) {
+            if (cur_n == 0) continue; /* Prepend leaves an empty string alone */
+            ROE_CHECK(roe__buf_reserve(b, nm->n_text + cur_n + 1));
+            memcpy(b->p, nm->text, nm->n_text);
+            memcpy(b->p + nm->n_text, cur, cur_n);
+            len = nm->n_text + cur_n;
+        } else {
+            if (!md && !(md = pcre2_match_data_create(1, t->pcre_gctx))) {
+                st = roe_fail(ROE_ERR_NOMEM, "tokenizer: normalizer: PCRE2 match data");
+                goto fail;
+            }
+            ROE_CHECK(roe__norm_replace(nm, md, &sp, cur, cur_n, b, &len));
+        }
         cur = b->p;
-        cur_n = (size_t)len;
+        cur_n = len;
     }
     *out = cur;
     *n_out = cur_n;
+fail:
+    pcre2_match_data_free(md);
+    roe_free(sp.v);
+    return st;
+}
+
+/* Rust's from_utf8_lossy: a maximal prefix of a well-formed sequence that is cut short, or a
+ * byte that starts none, becomes one U+FFFD. */
+roe_status roe__utf8_lossy(const char *s, size_t n, struct roe__buf *b, size_t *w) {
+    const uint8_t *p = (const uint8_t *)s;
+    ROE_TRY(roe__buf_reserve(b, *w + n + 1));
+    size_t i = 0;
+    while (i < n) {
+        size_t bad;
+        size_t run = n - i;
+        if (roe__utf8_valid(s + i, run, &bad)) bad = run;
+        if (bad) { /* a valid run */
+            ROE_TRY(roe__buf_reserve(b, *w + bad + 1));
+            memcpy(b->p + *w, s + i, bad);
+            *w += bad;
+            i += bad;
+            continue;
+        }
+        uint8_t c = p[i];
+        size_t need = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
+        size_t k = 1; /* bytes of the maximal subpart */
+        while (k < need && i + k < n) {
+            uint8_t lo = 0x80, hi = 0xBF, d = p[i + k];
+            if (k == 1 && c == 0xE0) lo = 0xA0;
+            if (k == 1 && c == 0xED) hi = 0x9F;
+            if (k == 1 && c == 0xF0) lo = 0x90;
+            if (k == 1 && c == 0xF4) hi = 0x8F;
+            if (d < lo || d > hi) break;
+            k++;
+        }
+        ROE_TRY(roe__buf_reserve(b, *w + 4));
+        memcpy(b->p + *w, "\xEF\xBF\xBD", 3);
+        *w += 3;
+        i += k;
+    }
+    b->p[*w] = '\0';
     return ROE_OK;
 }
 
 /* ---- regex --------------------------------------------------------------------------------- */
-
-/* The White_Space property as the body of a character class (what Oniguruma's \s is). */
-static const char ROE__WS_BODY[] = "\\x{9}-\\x{D}\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}"
-                                   "\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
-
-/* Rewrites \s and \S (outside classes) and \s (inside classes) to ROE__WS_BODY. \S inside
- * a class has no class-body spelling and keeps PCRE2's meaning. */
-static char *roe__regex_rewrite(const char *p, size_t len, size_t *out_len) {
-    size_t cap;
-    if (!roe_size_mul(len, sizeof ROE__WS_BODY + 4, &cap) || !roe_size_add(cap, 1, &cap))
-        return NULL;
-    char *o = roe_malloc(cap);
-    if (!o) return NULL;
-    size_t w = 0, i = 0;
-    int in_class = 0;
-#define ROE__EMIT(str)                                                                             \
-    do {                                                                                           \
-        size_t l_ = strlen(str);                                                                   \
-        memcpy(o + w, str, l_);                                                                    \
-        w += l_;                                                                                   \
-    } while (0)
-    while (i < len) {
-        char c = p[i];
-        if (c == '\\' && i + 1 < len) {
-            char d = p[i + 1];
-            i += 2;
-            if (d == 's') {
-                if (!in_class) ROE__EMIT("[");
-                ROE__EMIT(ROE__WS_BODY);
-                if (!in_class) ROE__EMIT("]");
-            } else if (d == 'S' && !in_class) {
-                ROE__EMIT("[^");
-                ROE__EMIT(ROE__WS_BODY);
-                ROE__EMIT("]");
-            } else if (d == 'Q') { /* \Q...\E: literal text, copied as is */
-                o[w++] = c;
-                o[w++] = d;
-                while (i < len && !(p[i] == '\\' && i + 1 < len && p[i + 1] == 'E'))
-                    o[w++] = p[i++];
-            } else {
-                o[w++] = c;
-                o[w++] = d;
-            }
-            continue;
-        }
-        if (!in_class && c == '[') {
-            in_class = 1;
-            o[w++] = p[i++];
-            if (i < len && p[i] == '^') o[w++] = p[i++];
-            if (i < len && p[i] == ']') o[w++] = p[i++]; /* a leading ] is literal */
-            continue;
-        }
-        if (in_class && c == '[' && i + 1 < len && p[i + 1] == ':') { /* [:alpha:] */
-            while (i < len && !(p[i] == ']' && p[i - 1] == ':'))
-                o[w++] = p[i++];
-            if (i < len) o[w++] = p[i++];
-            continue;
-        }
-        if (in_class && c == ']') in_class = 0;
-        o[w++] = p[i++];
-    }
-#undef ROE__EMIT
-    o[w] = '\0';
-    *out_len = w;
-    return o;
-}
-
-roe_status roe__regex_compile(const roe_tokenizer *t, const char *path, const char *field,
-                              const char *pattern, int literal, pcre2_code **out) {
-    size_t len = strlen(pattern);
-    char *rewritten = NULL;
-    const char *p = pattern;
-    if (!literal) {
-        rewritten = roe__regex_rewrite(pattern, len, &len);
-        if (!rewritten) return roe_fail(ROE_ERR_NOMEM, "%s: %s: rewriting the regex", path, field);
-        p = rewritten;
-    }
-    pcre2_compile_context *cc = pcre2_compile_context_create(t->pcre_gctx);
-    if (!cc) {
-        roe_free(rewritten);
-        return roe_fail(ROE_ERR_NOMEM, "%s: %s: PCRE2 compile context", path, field);
-    }
-    int err = 0;
-    PCRE2_SIZE at = 0;
-    uint32_t opts = literal ? PCRE2_UTF | PCRE2_LITERAL : PCRE2_UTF | PCRE2_UCP;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)p, len, opts, &err, &at, cc);
-    pcre2_compile_context_free(cc);
-    roe_free(rewritten);
-    if (!re) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(err, msg, sizeof msg);
-        return roe_fail(
-            err == PCRE2_ERROR_HEAP_FAILED || err == PCRE2_ERROR_NOMEMORY ? ROE_ERR_NOMEM
-                                                                          : ROE_ERR_UNSUPPORTED,
-            "%s: %s: cannot compile the regex \"%s\": %s", path, field, pattern, (const char *)msg);
-    }
-    /* JIT is an optimisation: on failure pcre2_match interprets. */
-    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
-    *out = re;
-    return ROE_OK;
-}
 
 roe_status roe__spans_push(struct roe__spans *s, size_t start, size_t end, int is_match) {
     if (s->n == s->cap) {
@@ -329,8 +332,9 @@ roe_status roe__spans_push(struct roe__spans *s, size_t start, size_t end, int i
 /* The matches of `re` in s[0..n) as Hugging Face's Pattern::find_matches lists them: the
  * whole string covered by alternating gaps and matches, iterated like onig's find_iter (an
  * empty match right where the previous match ended is skipped by one char). */
-static roe_status roe__find_matches(const pcre2_code *re, pcre2_match_data *md, const char *s,
-                                    size_t n, struct roe__spans *out) {
+roe_status roe__find_matches(const pcre2_code *re, pcre2_match_data *md, const char *s, size_t n,
+                             struct roe__spans *out) {
+    out->n = 0;
     size_t prev = 0, last_end = 0, last_match_end = 0;
     int have_last = 0;
     while (last_end <= n) {

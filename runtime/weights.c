@@ -48,36 +48,23 @@ roe_status roe_weights_create(roe_backend *be, const struct roe_model *m,
     if (m->lm_head.data == m->embed.data && !m->shapes_only) w->lm_head = w->embed; /* tied */
     else ROE_CHECK(one(be, m, &m->lm_head, seed, salt++, &w->lm_head, "lm_head", -1));
     for (int l = 0; l < c->n_layers; l++) {
-        const struct roe_layer_weights *L = &m->layers[l];
-        struct roe_layer_weights *D = &w->layers[l];
-        ROE_CHECK(one(be, m, &L->attn_norm, seed, salt++, &D->attn_norm, "input_layernorm", l));
-        ROE_CHECK(one(be, m, &L->wq, seed, salt++, &D->wq, "q_proj", l));
-        ROE_CHECK(one(be, m, &L->wk, seed, salt++, &D->wk, "k_proj", l));
-        ROE_CHECK(one(be, m, &L->wv, seed, salt++, &D->wv, "v_proj", l));
-        ROE_CHECK(one(be, m, &L->wo, seed, salt++, &D->wo, "o_proj", l));
-        ROE_CHECK(one(be, m, &L->q_norm, seed, salt++, &D->q_norm, "q_norm", l));
-        ROE_CHECK(one(be, m, &L->k_norm, seed, salt++, &D->k_norm, "k_norm", l));
-        ROE_CHECK(one(be, m, &L->ffn_norm, seed, salt++, &D->ffn_norm, "post_attention_layernorm", l));
-        if (!c->layer_is_moe[l]) {
-            ROE_CHECK(one(be, m, &L->dense.gate, seed, salt++, &D->dense.gate, "mlp.gate_proj", l));
-            ROE_CHECK(one(be, m, &L->dense.up, seed, salt++, &D->dense.up, "mlp.up_proj", l));
-            ROE_CHECK(one(be, m, &L->dense.down, seed, salt++, &D->dense.down, "mlp.down_proj", l));
-            continue;
-        }
-        ROE_CHECK(one(be, m, &L->router, seed, salt++, &D->router, "router", l));
+        struct roe_layer_weights *L = &m->layers[l], *D = &w->layers[l];
+        for (int k = 0; k < roe_n_layer_mats; k++)
+            ROE_CHECK(one(be, m, roe_layer_mat(L, k), seed, salt++, roe_layer_mat(D, k), roe_layer_mats[k].name, l));
+        if (!c->layer_is_moe[l]) continue;
         D->experts = roe_calloc((size_t)c->n_experts, sizeof *D->experts);
         if (!D->experts) {
             st = roe_fail(ROE_ERR_NOMEM, "weights: out of memory for layer %d's experts", l);
             goto fail;
         }
         for (int x = 0; x < c->n_experts; x++) {
-            const struct roe_expert_weights *X = &L->experts[x];
-            salt += 3;
+            struct roe_expert_weights *X = &L->experts[x];
+            salt += (uint64_t)roe_n_expert_mats;
             if (pl && roe_placement_owner(pl, l, x) != rank) continue;
-            if (!m->shapes_only && !X->gate.data) continue; /* the engine checked ownership */
-            ROE_CHECK(one(be, m, &X->gate, seed, salt, &D->experts[x].gate, "expert gate_proj", l));
-            ROE_CHECK(one(be, m, &X->up, seed, salt + 1, &D->experts[x].up, "expert up_proj", l));
-            ROE_CHECK(one(be, m, &X->down, seed, salt + 2, &D->experts[x].down, "expert down_proj", l));
+            if (!m->shapes_only && !roe_expert_held(X)) continue; /* the engine checked ownership */
+            for (int k = 0; k < roe_n_expert_mats; k++)
+                ROE_CHECK(one(be, m, roe_expert_mat(X, k), seed, salt + (uint64_t)k, roe_expert_mat(&D->experts[x], k),
+                              roe_expert_mats[k].name, l));
         }
     }
     ROE_CHECK(be->ops->sync(be));
@@ -96,16 +83,11 @@ void roe_weights_free(roe_backend *be, struct roe_model *w) {
     be->ops->mat_free(be, &w->final_norm);
     for (int l = 0; w->layers && l < c->n_layers; l++) {
         struct roe_layer_weights *D = &w->layers[l];
-        struct roe_mat *mats[] = {&D->attn_norm, &D->wq, &D->wk, &D->wv, &D->wo, &D->q_norm,
-                                  &D->k_norm, &D->ffn_norm, &D->router, &D->dense.gate,
-                                  &D->dense.up, &D->dense.down};
-        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-            if (mats[i]->data) be->ops->mat_free(be, mats[i]);
-        for (int x = 0; D->experts && x < c->n_experts; x++) {
-            if (D->experts[x].gate.data) be->ops->mat_free(be, &D->experts[x].gate);
-            if (D->experts[x].up.data) be->ops->mat_free(be, &D->experts[x].up);
-            if (D->experts[x].down.data) be->ops->mat_free(be, &D->experts[x].down);
-        }
+        for (int k = 0; k < roe_n_layer_mats; k++)
+            if (roe_layer_mat(D, k)->data) be->ops->mat_free(be, roe_layer_mat(D, k));
+        for (int x = 0; D->experts && x < c->n_experts; x++)
+            for (int k = 0; k < roe_n_expert_mats; k++)
+                if (roe_expert_mat(&D->experts[x], k)->data) be->ops->mat_free(be, roe_expert_mat(&D->experts[x], k));
         roe_free(D->experts);
     }
     roe_free(w->layers);

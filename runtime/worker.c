@@ -69,7 +69,7 @@ static void session_close(struct session *s) {
 static roe_status session_open(struct session *s, roe_comm *c, const struct roe_session_spec *o, struct roe_reply *rep) {
     const int me = roe_comm_rank(c);
     session_close(s);
-    ROE_TRY(roe_model_load(o->model_dir, &s->model));
+    ROE_TRY(roe_model_open(o->model_dir, &s->model)); /* roe_rank_open keeps this rank's experts */
     const struct roe_model *model = s->model;
     ROE_TRY(roe_rank_open(&s->rank, s->model, o, c, 0));
     ROE_TRY(roe_cluster_create(s->rank.engine, &s->cl));
@@ -96,6 +96,8 @@ roe_status roe_worker_run(roe_comm *c) {
             rep.error = rep.status == ROE_OK ? "" : roe_error_message();
             if (rep.status != ROE_OK) session_close(&s); /* the coordinator reports it and exits */
             st = roe_reply_send(c, &rep, &io, "session open reply");
+            /* serving: from now on a dead rank must be found fast (the coordinator heartbeats) */
+            if (st == ROE_OK && rep.status == ROE_OK && m.open.liveness_s > 0) roe_comm_set_timeout(c, m.open.liveness_s);
         } else if (!s.cl) {
             st = roe_fail(ROE_ERR_FORMAT, "rank %d: a step arrived from rank 0 before any session was opened",
                           roe_comm_rank(c));

@@ -105,6 +105,16 @@ void roe_metrics_render(struct roe_strbuf *out, const char *model_name,
         (double)s->heartbeats);
     one(&c, "roe_engine_busy_seconds_total", "counter", "Time spent in engine steps.", s->busy_s);
     one(&c, "roe_http_connections", "gauge", "Open HTTP connections.", h->connections);
+    one(&c, "roe_http_connections_pending", "gauge", "Connections still sending their first request head.",
+        h->pending);
+    family(&c, "roe_http_connections_closed_total", "counter",
+           "Connections the server closed or refused: evicted for a faster client, past a deadline, "
+           "over the per-address limit, with every slot busy, or with a malformed request.");
+    value(&c, "roe_http_connections_closed_total", "reason=\"evicted\"", (double)h->evicted);
+    value(&c, "roe_http_connections_closed_total", "reason=\"timeout\"", (double)h->timed_out);
+    value(&c, "roe_http_connections_closed_total", "reason=\"per_address\"", (double)h->refused_address);
+    value(&c, "roe_http_connections_closed_total", "reason=\"busy\"", (double)h->refused_busy);
+    value(&c, "roe_http_connections_closed_total", "reason=\"malformed\"", (double)h->malformed);
     family(&c, "roe_http_responses_total", "counter", "HTTP responses by status code.");
     for (int i = 0; i < ROE_HTTP_CODES; i++) {
         char code[32];

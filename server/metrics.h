@@ -24,8 +24,10 @@ enum { ROE_HTTP_CODES = 12 };
 
 /* The HTTP layer's own counters. */
 struct roe_http_stats {
-    int connections;
+    int connections; /* open: held by libmicrohttpd and still sending a first head */
+    int pending;     /* still sending a first head */
     uint64_t responses[ROE_HTTP_CODES]; /* by the codes of roe_http_code_index */
+    uint64_t evicted, timed_out, refused_address, refused_busy, malformed; /* front.h */
 };
 
 /* Index of an HTTP status among the counted ones (the last: any other). */

@@ -1,6 +1,7 @@
 /* openai.c — OpenAI-compatible request parsing and response bodies; see openai.h. */
 #include "openai.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,8 @@
 
 #include "base/alloc.h"
 #include "base/json.h"
+#include "json_strict.h"
+#include "utf8.h"
 
 int roe_api_http_status(roe_error_kind k) {
     switch (k) {
@@ -43,12 +46,22 @@ static void fill(struct roe_api_error *e, int http, const char *param, const cha
     vsnprintf(e->message, sizeof e->message, fmt, ap);
 }
 
+/* Retry-After (seconds) of an answer a client may retry: a full queue or too many connections
+ * clear within a second or so; a server stopping or without an engine needs longer (another
+ * replica, or the restarted one). */
+static int retry_after(roe_status st, int http) {
+    if (st == ROE_ERR_OVERLOADED || http == 429) return 1;
+    if (st == ROE_ERR_STOPPING || st == ROE_ERR_UNAVAILABLE) return 5;
+    return 0;
+}
+
 int roe_api_fail(struct roe_api_error *e, roe_status st, const char *param, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fill(e, roe_api_http_status(roe_status_kind(st)), param, fmt, ap);
     va_end(ap);
     e->code = retry_code(st);
+    e->retry_after = retry_after(st, e->http);
     return -1;
 }
 
@@ -57,6 +70,7 @@ int roe_api_fail_http(struct roe_api_error *e, int http, const char *fmt, ...) {
     va_start(ap, fmt);
     fill(e, http, NULL, fmt, ap);
     va_end(ap);
+    e->retry_after = retry_after(ROE_OK, http);
     return -1;
 }
 
@@ -69,6 +83,9 @@ static const char *param_name(roe_sreq_field f) {
     case ROE_SREQ_FIELD_STOP: return "prompt"; /* the stop tokens come with the prompt's template */
     case ROE_SREQ_FIELD_SAMPLING: return NULL; /* several fields; parse_sampling checks each */
     case ROE_SREQ_FIELD_ROSTER: return "roe_k";
+    case ROE_SREQ_FIELD_N: return "n";
+    case ROE_SREQ_FIELD_LOGPROBS: return "top_logprobs";
+    case ROE_SREQ_FIELD_STOP_TEXT: return "stop";
     }
     return NULL;
 }
@@ -150,33 +167,57 @@ static int get_str(const cJSON *o, const char *name, const char **out, struct ro
     return 1;
 }
 
+/* Function calling and structured output, which roe does not implement: refused by name
+ * (a client that relies on them must not get free text as if they had been honoured); their
+ * neutral values (no tools, tool_choice "none", response_format text) are accepted. */
+static int check_tools(const cJSON *o, struct roe_api_error *e) {
+    static const char *const lists[] = {"tools", "functions"};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        const cJSON *v = field(o, lists[i]);
+        if (v && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, lists[i],
+                                "'%s' (function calling) is not implemented by roe: send the "
+                                "request without it",
+                                lists[i]);
+    }
+    static const char *const choices[] = {"tool_choice", "function_call"};
+    for (size_t i = 0; i < sizeof choices / sizeof choices[0]; i++) {
+        const cJSON *v = field(o, choices[i]);
+        if (v && !(cJSON_IsString(v) && strcmp(v->valuestring, "none") == 0))
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, choices[i],
+                                "'%s' is not implemented by roe (function calling): only \"none\" "
+                                "is accepted",
+                                choices[i]);
+    }
+    const cJSON *rf = field(o, "response_format");
+    if (rf) {
+        const cJSON *t = cJSON_IsObject(rf) ? field(rf, "type") : NULL;
+        if (!(t && cJSON_IsString(t) && strcmp(t->valuestring, "text") == 0))
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "response_format",
+                                "'response_format' %s is not implemented by roe (structured "
+                                "output): only {\"type\": \"text\"} is accepted",
+                                t && cJSON_IsString(t) ? t->valuestring : "of this form");
+    }
+    return 0;
+}
+
 /* Fields roe does not implement: refused by name rather than silently ignored. */
-static int check_unsupported(const cJSON *o, roe_api_kind kind, struct roe_api_error *e) {
+static int check_unsupported(const cJSON *o, struct roe_api_error *e) {
     long long n = 1;
-    if (get_int(o, "n", 1, 1e6, &n, e) < 0) return -1;
-    if (n != 1)
-        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "n",
-                            "'n' = %lld: only one choice per request is supported", n);
     if (get_int(o, "best_of", 1, 1e6, &n, e) < 0) return -1;
     if (n != 1)
         return roe_api_fail(e, ROE_ERR_INVALID_ARG, "best_of",
-                            "'best_of' = %lld is not supported (only 1)", n);
+                            "'best_of' = %lld is not implemented (only 1; 'n' gives several choices)", n);
     int b = 0;
-    if (kind == ROE_API_COMPLETIONS && get_bool(o, "echo", &b, e) < 0) return -1;
-    if (b) return roe_api_fail(e, ROE_ERR_INVALID_ARG, "echo", "'echo' is not supported");
-    const cJSON *lp = field(o, "logprobs");
-    if (lp && !(cJSON_IsFalse(lp) || (cJSON_IsNumber(lp) && lp->valuedouble == 0)))
-        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "logprobs", "'logprobs' is not supported");
-    if (field(o, "top_logprobs"))
-        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "top_logprobs",
-                            "'top_logprobs' is not supported");
-    const cJSON *stop = field(o, "stop");
-    if (stop && !(cJSON_IsArray(stop) && cJSON_GetArraySize(stop) == 0))
-        return roe_api_fail(
-            e, ROE_ERR_INVALID_ARG, "stop",
-            "'stop' sequences are not supported (generation ends at eos or max_tokens)");
+    if (get_bool(o, "include_stop_str_in_output", &b, e) < 0) return -1;
+    if (b)
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "include_stop_str_in_output",
+                            "'include_stop_str_in_output' is not implemented: the text ends before the "
+                            "stop string");
     if (field(o, "suffix"))
-        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "suffix", "'suffix' is not supported");
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "suffix",
+                            "'suffix' (insertion) is not implemented by roe: send the request "
+                            "without it");
     const cJSON *lb = field(o, "logit_bias");
     if (lb && !(cJSON_IsObject(lb) && !lb->child))
         return roe_api_fail(e, ROE_ERR_INVALID_ARG, "logit_bias", "'logit_bias' is not supported");
@@ -198,7 +239,14 @@ static int parse_prompt(const struct roe_api_config *c, const cJSON *o, struct r
                         struct roe_api_error *e) {
     const cJSON *p = field(o, "prompt");
     if (!p) return roe_api_fail(e, ROE_ERR_INVALID_ARG, "prompt", "'prompt' is required");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(p->child)) p = p->child;
+    /* a batch of one prompt (lm-evaluation-harness sends [[ids]]) is that prompt */
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && (cJSON_IsString(p->child) || cJSON_IsArray(p->child)))
+        p = p->child;
+    if (cJSON_IsString(p) && cJSON_IsTrue(field(o, "echo"))) {
+        out->prompt_text = roe_malloc(strlen(p->valuestring) + 1);
+        if (!out->prompt_text) return roe_api_fail(e, ROE_ERR_NOMEM, "prompt", "out of memory for the prompt");
+        strcpy(out->prompt_text, p->valuestring);
+    }
     if (cJSON_IsString(p)) {
         if (!c->tok)
             return roe_api_fail(
@@ -336,7 +384,15 @@ static int parse_roe(const struct roe_api_config *c, const cJSON *o, struct roe_
         roe_status st =
             roe_roster_uniform(r, c->cfg, has_k ? (int)k : r->k, (float)tau, (int)keep, g);
         if (st != ROE_OK)
-            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "roe_tau", "%s", roe_error_message());
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "roe_tau", "'roe_tau' = %g: %s", tau,
+                                roe_error_message());
+        const int n_moe = roe_config_n_moe_layers(c->cfg);
+        if (tau > 0 && 2 * keep >= n_moe)
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, has_keep ? "roe_keep_clean" : "roe_tau",
+                                "'roe_keep_clean' = %lld%s keeps every one of the model's %d MoE "
+                                "layers clean (it counts from each end), so 'roe_tau' would "
+                                "change nothing: lower 'roe_keep_clean'",
+                                keep, has_keep ? "" : " (the default)", n_moe);
     } else if (has_keep)
         return roe_api_fail(e, ROE_ERR_INVALID_ARG, "roe_keep_clean",
                             "'roe_keep_clean' applies to 'roe_tau': give both");
@@ -357,6 +413,38 @@ static int parse_roe(const struct roe_api_config *c, const cJSON *o, struct roe_
                             roe_error_message());
     out->params.roster = r;
     return 0;
+}
+
+/* What json_strict.h found, as the error naming the field it is in. */
+static void strict_error(const struct roe_json_problem *p, size_t len, struct roe_api_error *e) {
+    const char *param = p->param[0] ? p->param : NULL;
+    const char *in = p->path[0] ? p->path : "the request body";
+    switch (p->kind) {
+    case ROE_JSON_TRAILING:
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, NULL,
+                     "the request body has data after its JSON object (at byte %zu of %zu): send "
+                     "exactly one JSON object",
+                     p->at, len);
+        break;
+    case ROE_JSON_DUPLICATE:
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, param,
+                     "the key '%s' appears more than once in %s: give each field once", p->key, in);
+        break;
+    case ROE_JSON_NUL:
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, param,
+                     "%s contains a NUL character (\\u0000, at byte %zu): roe does not accept NUL "
+                     "in text",
+                     in, p->at);
+        break;
+    case ROE_JSON_CONTROL:
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, param,
+                     "%s contains a raw control character (byte %zu): JSON requires it escaped", in,
+                     p->at);
+        break;
+    default:
+        roe_api_fail(e, ROE_ERR_NOMEM, NULL, "out of memory checking the request body");
+        break;
+    }
 }
 
 /* The body as a JSON object (NULL: *e says why). */
@@ -381,17 +469,21 @@ static cJSON *parse_object(const char *body, size_t len, struct roe_api_error *e
         cJSON_Delete(o);
         return NULL;
     }
+    struct roe_json_problem p;
+    if (roe_json_strict_check(body, len, (size_t)(end - body), o, &p) != 0) {
+        strict_error(&p, len, e);
+        cJSON_Delete(o);
+        return NULL;
+    }
     return o;
 }
 
-/* 'model' must name the model this server serves: another name is not found (404). */
+/* 'model', when given, must name the model this server serves: another name is not found
+ * (404). Absent, it is that model (as vLLM, SGLang and llama-server take it). */
 static int check_model(const struct roe_api_config *c, const cJSON *o, struct roe_api_error *e) {
     const char *model = NULL;
     if (get_str(o, "model", &model, e) < 0) return -1;
-    if (!model)
-        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "model",
-                            "'model' is required (this server serves \"%s\")", c->model_name);
-    if (strcmp(model, c->model_name) != 0) {
+    if (model && strcmp(model, c->model_name) != 0) {
         roe_api_fail(e, ROE_ERR_NOT_FOUND, "model",
                      "the model \"%.200s\" does not exist: this server serves \"%s\"", model,
                      c->model_name);
@@ -413,6 +505,13 @@ static int parse_sampling(const struct roe_api_config *c, const cJSON *o, struct
     if ((got = get_num(o, "top_p", 0, 1, &x, e)) < 0) return -1;
     if (got && x == 0)
         return roe_api_fail(e, ROE_ERR_INVALID_ARG, "top_p", "'top_p' must be in (0, 1]");
+    /* sampling is float32: a top_p below its smallest normal value would become 0 (refused
+     * later under another name) or a denormal; say so here, naming the field */
+    if (got && x < FLT_MIN)
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "top_p",
+                            "'top_p' = %g is too small: roe samples in float32, whose smallest "
+                            "normal value is %g (for greedy decoding use 'temperature': 0)",
+                            x, (double)FLT_MIN);
     if (got) s->top_p = (float)x;
     if ((got = get_int(o, "top_k", -1, 1 << 30, &v, e)) < 0) return -1;
     if (got) s->top_k = v < 0 ? 0 : (int)v;
@@ -447,6 +546,80 @@ static int parse_length(const struct roe_api_config *c, const cJSON *o, roe_api_
     return 0;
 }
 
+/* n, and log-probabilities: completions' logprobs (top alternatives, 0 to 20) with echo (the
+ * prompt's text and, with logprobs, its tokens' log-probabilities); chat's logprobs (a flag)
+ * and top_logprobs. */
+static int parse_choices(const cJSON *o, roe_api_kind kind, struct roe_api_request *out,
+                         struct roe_api_error *e) {
+    struct roe_sreq_params *p = &out->params;
+    long long n = 1, top = 0;
+    if (get_int(o, "n", 1, 1 << 20, &n, e) < 0) return -1;
+    p->n = (int)n;
+    const cJSON *lp = field(o, "logprobs");
+    if (kind == ROE_API_COMPLETIONS) {
+        if (get_bool(o, "echo", &out->echo, e) < 0) return -1;
+        if (lp && !cJSON_IsFalse(lp) && get_int(o, "logprobs", 0, ROE_SCHED_MAX_TOP_LOGPROBS, &top, e) < 0)
+            return -1;
+        p->logprobs = lp && !cJSON_IsFalse(lp);
+        p->top_logprobs = (int)top;
+        p->prompt_logprobs = out->echo && p->logprobs;
+        return 0;
+    }
+    if (field(o, "echo"))
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "echo", "'echo' is for /v1/completions, not chat");
+    if (get_bool(o, "logprobs", &p->logprobs, e) < 0 ||
+        get_int(o, "top_logprobs", 0, ROE_SCHED_MAX_TOP_LOGPROBS, &top, e) < 0)
+        return -1;
+    if (top > 0 && !p->logprobs)
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    p->top_logprobs = (int)top;
+    return 0;
+}
+
+/* stop: a string or up to 4 (matched in the text, stop.h); stop_token_ids (vLLM's): more ids
+ * that end generation. */
+static int parse_stop(const cJSON *o, struct roe_api_request *out, struct roe_api_error *e) {
+    const cJSON *v = field(o, "stop");
+    const char *strs[ROE_STOP_MAX_STRINGS];
+    size_t lens[ROE_STOP_MAX_STRINGS];
+    int n = 0;
+    if (v && !cJSON_IsString(v) && !cJSON_IsArray(v))
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "stop", "'stop' must be a string or an array of strings, not %s",
+                            type_name(v));
+    if (v && cJSON_GetArraySize(v) > ROE_STOP_MAX_STRINGS)
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "stop", "'stop' has %d strings: at most %d",
+                            cJSON_GetArraySize(v), ROE_STOP_MAX_STRINGS);
+    const cJSON *it = v && cJSON_IsArray(v) ? v->child : v;
+    for (; it; it = cJSON_IsArray(v) ? it->next : NULL) {
+        if (!cJSON_IsString(it))
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "stop", "'stop'[%d] must be a string, not %s", n, type_name(it));
+        lens[n] = strlen(it->valuestring);
+        strs[n++] = it->valuestring;
+        if (lens[n - 1] == 0 || lens[n - 1] > ROE_STOP_MAX_BYTES)
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "stop", "'stop' string %d has %zu bytes: each needs 1 to %d",
+                                n - 1, lens[n - 1], ROE_STOP_MAX_BYTES);
+    }
+    if (n && !out->has_tok)
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "stop", "this model has no tokenizer.json: 'stop' strings cannot be matched");
+    roe_stop_text_init(&out->stop, strs, lens, n); /* checked above */
+    out->params.stop_text = n ? &out->stop : NULL;
+    const cJSON *ids = field(o, "stop_token_ids");
+    if (ids && !cJSON_IsArray(ids))
+        return roe_api_fail(e, ROE_ERR_INVALID_ARG, "stop_token_ids", "'stop_token_ids' must be an array of token ids");
+    struct roe_sreq_params *p = &out->params;
+    cJSON_ArrayForEach(it, ids) {
+        if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < 0 ||
+            it->valuedouble >= out->vocab)
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "stop_token_ids", "'stop_token_ids' must hold token ids in [0, %d)",
+                                out->vocab);
+        if (p->n_stop == ROE_SCHED_MAX_STOP)
+            return roe_api_fail(e, ROE_ERR_INVALID_ARG, "stop_token_ids", "at most %d stop tokens in all",
+                                ROE_SCHED_MAX_STOP);
+        p->stop_ids[p->n_stop++] = (int32_t)it->valuedouble;
+    }
+    return 0;
+}
+
 /* ignore_eos, stream, return_token_ids, stream_options.include_usage. */
 static int parse_options(const cJSON *o, struct roe_api_request *out, struct roe_api_error *e) {
     int ignore_eos = 0;
@@ -471,12 +644,16 @@ int roe_api_parse(const struct roe_api_config *c, roe_api_kind kind, const char 
     if (!o) return -1;
     struct roe_sreq_params *p = &out->params;
     int rc = -1;
-    if (check_model(c, o, e) < 0 || check_unsupported(o, kind, e) < 0) goto done;
+    out->has_tok = c->tok != NULL;
+    out->vocab = c->cfg->vocab_size;
+    if (check_model(c, o, e) < 0 || check_unsupported(o, e) < 0 || check_tools(o, e) < 0)
+        goto done;
     if ((kind == ROE_API_CHAT ? parse_messages(c, o, out, e) : parse_prompt(c, o, out, e)) < 0)
         goto done;
     p->prompt = out->prompt;
     if (parse_sampling(c, o, &p->sampling, e) < 0 || parse_length(c, o, kind, p, e) < 0 ||
-        parse_options(o, out, e) < 0 || parse_roe(c, o, out, e) < 0)
+        parse_options(o, out, e) < 0 || parse_choices(o, kind, out, e) < 0 || parse_stop(o, out, e) < 0 ||
+        parse_roe(c, o, out, e) < 0)
         goto done;
     rc = 0;
 done:
@@ -488,6 +665,8 @@ done:
 void roe_api_request_free(struct roe_api_request *r) {
     roe_free(r->prompt);
     r->prompt = NULL;
+    roe_free(r->prompt_text);
+    r->prompt_text = NULL;
     r->params.prompt = NULL;
 }
 
@@ -537,27 +716,138 @@ static void add_usage(int *okp, cJSON *root, const struct roe_api_request *r, in
     *okp &= ok;
 }
 
+/* The text of token bytes, as valid UTF-8 (a JSON string must be). */
+static cJSON *text_of(const char *b, size_t n) {
+    struct roe_strbuf t = {0};
+    roe_utf8_sanitize(b, n, 1, &t);
+    roe_strbuf_append(&t, "", 0);
+    cJSON *s = t.oom ? NULL : cJSON_CreateString(t.p ? t.p : "");
+    roe_strbuf_free(&t);
+    return s;
+}
+
+/* A token's text for log-probabilities: its bytes as valid UTF-8 (a piece of a character is
+ * U+FFFD; chat's entries carry the bytes too). */
+static cJSON *token_text(const struct roe_api_config *c, int32_t id) {
+    const char *b = "";
+    size_t n = 0;
+    char num[16];
+    if (!c->tok || roe_tokenizer_token_bytes(c->tok, id, &b, &n) != ROE_OK) {
+        snprintf(num, sizeof num, "%d", id);
+        b = num;
+        n = strlen(num);
+    }
+    return text_of(b, n);
+}
+
+/* Code points in s (what text_offset counts, as Python's len does). */
+static long n_chars(const char *s) {
+    long n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* One chat log-probability entry: {"token", "logprob", "bytes"}. */
+static cJSON *chat_entry(int *okp, const struct roe_api_config *c, int32_t id, double lp) {
+    int ok = 1;
+    cJSON *o = cJSON_CreateObject();
+    roe_json_put(&ok, o, "token", token_text(c, id));
+    roe_json_put(&ok, o, "logprob", cJSON_CreateNumber(lp));
+    cJSON *bytes = roe_json_put(&ok, o, "bytes", cJSON_CreateArray());
+    const char *b = "";
+    size_t n = 0;
+    if (c->tok) roe_tokenizer_token_bytes(c->tok, id, &b, &n);
+    for (size_t i = 0; i < n && ok; i++) roe_json_put(&ok, bytes, NULL, cJSON_CreateNumber((unsigned char)b[i]));
+    *okp &= ok && o;
+    return o;
+}
+
+/* Completions' {tok: lp} of the top alternatives, and the token itself when not among them
+ * (as OpenAI's legacy format has it; a text two ids share is given once). */
+static cJSON *top_dict(int *okp, const struct roe_api_config *c, int32_t id, float lp, const int32_t *ti,
+                       const float *tl, int top) {
+    int ok = 1;
+    cJSON *d = cJSON_CreateObject();
+    for (int j = 0; j <= top && ok; j++) {
+        const int32_t t = j < top ? ti[j] : id;
+        if (j == top && top == 0) break;
+        cJSON *k = token_text(c, t);
+        if (k && !cJSON_GetObjectItemCaseSensitive(d, k->valuestring))
+            roe_json_put(&ok, d, k->valuestring, cJSON_CreateNumber(j < top ? tl[j] : lp));
+        cJSON_Delete(k);
+    }
+    *okp &= ok && d;
+    return d;
+}
+
+/* Appends tokens ids[0, n) with their log-probabilities to a logprobs object (null_first: the
+ * first has none, a prompt's first token). */
+static void add_logprobs(int *okp, const struct roe_api_config *c, roe_api_kind kind, cJSON *lp,
+                         const struct roe_api_logprobs *x, long *offset) {
+    int ok = 1;
+    for (int i = 0; i < x->n && ok; i++) {
+        const int none = i == 0 && x->null_first;
+        const int32_t *ti = x->top_id + (size_t)i * x->top;
+        const float *tl = x->top_lp + (size_t)i * x->top;
+        if (kind == ROE_API_CHAT) {
+            cJSON *e = roe_json_put(&ok, cJSON_GetObjectItem(lp, "content"), NULL, chat_entry(&ok, c, x->ids[i], x->lp[i]));
+            cJSON *alts = roe_json_put(&ok, e, "top_logprobs", cJSON_CreateArray());
+            for (int j = 0; j < x->top && ok; j++) roe_json_put(&ok, alts, NULL, chat_entry(&ok, c, ti[j], tl[j]));
+            continue;
+        }
+        cJSON *t = roe_json_put(&ok, cJSON_GetObjectItem(lp, "tokens"), NULL, token_text(c, x->ids[i]));
+        roe_json_put(&ok, cJSON_GetObjectItem(lp, "token_logprobs"), NULL,
+                     none ? cJSON_CreateNull() : cJSON_CreateNumber(x->lp[i]));
+        roe_json_put(&ok, cJSON_GetObjectItem(lp, "top_logprobs"), NULL,
+                     none ? cJSON_CreateNull() : top_dict(&ok, c, x->ids[i], x->lp[i], ti, tl, x->top));
+        roe_json_put(&ok, cJSON_GetObjectItem(lp, "text_offset"), NULL, cJSON_CreateNumber((double)*offset));
+        if (t) *offset += n_chars(t->valuestring);
+    }
+    *okp &= ok;
+}
+
+/* The choice's "logprobs": null unless asked; the prompt's part (echo) first. */
+static cJSON *logprobs_json(int *okp, const struct roe_api_config *c, const struct roe_api_request *r,
+                            const struct roe_api_choice *ch) {
+    if (!r->params.logprobs) return cJSON_CreateNull();
+    int ok = 1;
+    cJSON *lp = cJSON_CreateObject();
+    if (r->kind == ROE_API_CHAT)
+        roe_json_put(&ok, lp, "content", cJSON_CreateArray());
+    else {
+        static const char *const keys[] = {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) roe_json_put(&ok, lp, keys[i], cJSON_CreateArray());
+    }
+    long local = 0, *offset = ch->text_offset ? ch->text_offset : &local;
+    if (ch->prompt.n) add_logprobs(&ok, c, r->kind, lp, &ch->prompt, offset);
+    add_logprobs(&ok, c, r->kind, lp, &ch->gen, offset);
+    *okp &= ok && lp;
+    return lp;
+}
+
 char *roe_api_response_json(const struct roe_api_config *c, const struct roe_api_request *r,
-                            const char *id, long created, const char *text, const int32_t *tokens,
-                            int n_tokens, roe_finish finish) {
+                            const char *id, long created, const struct roe_api_choice *choices, int n,
+                            int completion_tokens) {
     const int chat = r->kind == ROE_API_CHAT;
     int ok = 1;
     cJSON *root = head(&ok, c, id, created, chat ? "chat.completion" : "text_completion");
-    cJSON *choice = PUT(PUT(root, "choices", cJSON_CreateArray()), NULL, cJSON_CreateObject());
-    PUT(choice, "index", cJSON_CreateNumber(0));
-    if (chat) {
-        cJSON *m = PUT(choice, "message", cJSON_CreateObject());
-        PUT(m, "role", cJSON_CreateString("assistant"));
-        PUT(m, "content", cJSON_CreateString(text));
-    } else
-        PUT(choice, "text", cJSON_CreateString(text));
-    PUT(choice, "logprobs", cJSON_CreateNull());
-    PUT(choice, "finish_reason", cJSON_CreateString(roe_api_finish_name(finish)));
-    if (r->return_token_ids) {
-        PUT(choice, "token_ids", ids_json(&ok, tokens, n_tokens));
-        PUT(root, "prompt_token_ids", ids_json(&ok, r->prompt, r->params.n_prompt));
+    cJSON *arr = PUT(root, "choices", cJSON_CreateArray());
+    for (int i = 0; i < n && ok; i++) {
+        const struct roe_api_choice *ch = &choices[i];
+        cJSON *choice = PUT(arr, NULL, cJSON_CreateObject());
+        PUT(choice, "index", cJSON_CreateNumber(ch->index));
+        if (chat) {
+            cJSON *m = PUT(choice, "message", cJSON_CreateObject());
+            PUT(m, "role", cJSON_CreateString("assistant"));
+            PUT(m, "content", cJSON_CreateString(ch->text));
+        } else
+            PUT(choice, "text", cJSON_CreateString(ch->text));
+        PUT(choice, "logprobs", logprobs_json(&ok, c, r, ch));
+        PUT(choice, "finish_reason", cJSON_CreateString(ch->finish ? ch->finish : "length"));
+        if (r->return_token_ids) PUT(choice, "token_ids", ids_json(&ok, ch->gen.ids, ch->gen.n));
     }
-    add_usage(&ok, root, r, n_tokens);
+    if (r->return_token_ids) PUT(root, "prompt_token_ids", ids_json(&ok, r->prompt, r->params.n_prompt));
+    add_usage(&ok, root, r, completion_tokens);
     return roe_json_render(ok, root);
 }
 
@@ -575,23 +865,23 @@ static void put_data(struct roe_strbuf *out, char *s) {
 
 void roe_api_stream_chunk(struct roe_strbuf *out, const struct roe_api_config *c,
                           const struct roe_api_request *r, const char *id, long created,
-                          const char *text, int role, const char *finish, const int32_t *tokens,
-                          int n_tokens) {
+                          const struct roe_api_choice *ch) {
     const int chat = r->kind == ROE_API_CHAT;
     int ok = 1;
     cJSON *root = head(&ok, c, id, created, chat ? "chat.completion.chunk" : "text_completion");
     cJSON *choice = PUT(PUT(root, "choices", cJSON_CreateArray()), NULL, cJSON_CreateObject());
-    PUT(choice, "index", cJSON_CreateNumber(0));
+    PUT(choice, "index", cJSON_CreateNumber(ch->index));
     if (chat) {
         cJSON *d = PUT(choice, "delta", cJSON_CreateObject());
-        if (role) PUT(d, "role", cJSON_CreateString("assistant"));
-        if (text) PUT(d, "content", cJSON_CreateString(text));
+        if (ch->role) PUT(d, "role", cJSON_CreateString("assistant"));
+        if (ch->text) PUT(d, "content", cJSON_CreateString(ch->text));
     } else
-        PUT(choice, "text", cJSON_CreateString(text ? text : ""));
-    PUT(choice, "logprobs", cJSON_CreateNull());
-    PUT(choice, "finish_reason", finish ? cJSON_CreateString(finish) : cJSON_CreateNull());
-    if (r->return_token_ids) PUT(choice, "token_ids", ids_json(&ok, tokens, n_tokens));
-    if (r->return_token_ids && role) PUT(root, "prompt_token_ids", ids_json(&ok, r->prompt, r->params.n_prompt));
+        PUT(choice, "text", cJSON_CreateString(ch->text ? ch->text : ""));
+    PUT(choice, "logprobs", ch->gen.n || ch->prompt.n ? logprobs_json(&ok, c, r, ch) : cJSON_CreateNull());
+    PUT(choice, "finish_reason", ch->finish ? cJSON_CreateString(ch->finish) : cJSON_CreateNull());
+    if (r->return_token_ids) PUT(choice, "token_ids", ids_json(&ok, ch->gen.ids, ch->gen.n));
+    if (r->return_token_ids && ch->role)
+        PUT(root, "prompt_token_ids", ids_json(&ok, r->prompt, r->params.n_prompt));
     put_data(out, roe_json_render(ok, root));
 }
 
@@ -609,4 +899,172 @@ void roe_api_stream_usage(struct roe_strbuf *out, const struct roe_api_config *c
 
 void roe_api_stream_error(struct roe_strbuf *out, const struct roe_api_error *e) {
     put_data(out, roe_api_error_json(e));
+}
+
+/* ---- /v1/models, /tokenize, /detokenize ---- */
+
+static cJSON *model_object(int *okp, const struct roe_api_config *c, long created) {
+    int ok = 1;
+    cJSON *m = cJSON_CreateObject();
+    roe_json_put(&ok, m, "id", cJSON_CreateString(c->model_name));
+    roe_json_put(&ok, m, "object", cJSON_CreateString("model"));
+    roe_json_put(&ok, m, "created", cJSON_CreateNumber((double)created));
+    roe_json_put(&ok, m, "owned_by", cJSON_CreateString("roe"));
+    roe_json_put(&ok, m, "root", cJSON_CreateString(c->model_name));
+    roe_json_put(&ok, m, "max_model_len", cJSON_CreateNumber(c->max_ctx));
+    *okp &= ok && m;
+    return m;
+}
+
+char *roe_api_models_json(const struct roe_api_config *c, long created) {
+    int ok = 1;
+    cJSON *root = cJSON_CreateObject();
+    roe_json_put(&ok, root, "object", cJSON_CreateString("list"));
+    roe_json_put(&ok, roe_json_put(&ok, root, "data", cJSON_CreateArray()), NULL,
+                 model_object(&ok, c, created));
+    return roe_json_render(ok, root);
+}
+
+int roe_api_model_json(const struct roe_api_config *c, long created, const char *id, char **out,
+                       struct roe_api_error *e) {
+    *out = NULL;
+    if (strcmp(id, c->model_name) != 0) {
+        roe_api_fail(e, ROE_ERR_NOT_FOUND, "model",
+                     "the model \"%.200s\" does not exist: this server serves \"%s\"", id,
+                     c->model_name);
+        e->code = "model_not_found";
+        return -1;
+    }
+    int ok = 1;
+    *out = roe_json_render(ok, model_object(&ok, c, created)); /* NULL: out of memory */
+    return 0;
+}
+
+/* A special token's text ("<|endoftext|>"), or null. */
+static cJSON *special_text(const struct roe_api_config *c, int id) {
+    const char *b;
+    size_t n;
+    if (id < 0 || !c->tok || roe_tokenizer_token_bytes(c->tok, id, &b, &n) != ROE_OK) return cJSON_CreateNull();
+    return text_of(b, n);
+}
+
+char *roe_api_tokenizer_info_json(const struct roe_api_config *c) {
+    int ok = 1;
+    cJSON *root = cJSON_CreateObject();
+    roe_json_put(&ok, root, "tokenizer_class", cJSON_CreateString(c->tok ? "byte-level BPE" : "none"));
+    roe_json_put(&ok, root, "eos_token", special_text(c, c->cfg->eos_token_id));
+    roe_json_put(&ok, root, "bos_token", special_text(c, c->cfg->bos_token_id));
+    roe_json_put(&ok, root, "pad_token", cJSON_CreateNull());
+    roe_json_put(&ok, root, "model_max_length", cJSON_CreateNumber(c->max_ctx));
+    roe_json_put(&ok, root, "vocab_size", cJSON_CreateNumber(c->cfg->vocab_size));
+    return roe_json_render(ok, root);
+}
+
+int roe_api_parse_tokenize(const struct roe_api_config *c, const char *body, size_t len,
+                           struct roe_api_tokenize *out, struct roe_api_error *e) {
+    memset(out, 0, sizeof *out);
+    cJSON *o = parse_object(body, len, e);
+    if (!o) return -1;
+    struct roe_api_request q = {.kind = ROE_API_COMPLETIONS};
+    int rc = -1, add_special = 1, gen_prompt = 1;
+    if (check_model(c, o, e) < 0 || get_bool(o, "add_special_tokens", &add_special, e) < 0 ||
+        get_bool(o, "return_token_strs", &out->return_strs, e) < 0 ||
+        get_bool(o, "add_generation_prompt", &gen_prompt, e) < 0)
+        goto done;
+    if (!gen_prompt) {
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, "add_generation_prompt",
+                     "'add_generation_prompt': false is not implemented: roe's chat rendering "
+                     "always ends with the assistant's turn");
+        goto done;
+    }
+    const int chat = field(o, "messages") != NULL;
+    if (chat && field(o, "prompt")) {
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, "messages", "give either 'prompt' or 'messages', not both");
+        goto done;
+    }
+    if ((chat ? parse_messages(c, o, &q, e) : parse_prompt(c, o, &q, e)) < 0) goto done;
+    out->ids = q.prompt;
+    out->n = q.params.n_prompt;
+    q.prompt = NULL;
+    rc = 0;
+done:
+    roe_api_request_free(&q);
+    cJSON_Delete(o);
+    return rc;
+}
+
+void roe_api_tokenize_free(struct roe_api_tokenize *t) {
+    roe_free(t->ids);
+    t->ids = NULL;
+}
+
+char *roe_api_tokenize_json(const struct roe_api_config *c, const struct roe_api_tokenize *t) {
+    int ok = 1;
+    cJSON *root = cJSON_CreateObject();
+    roe_json_put(&ok, root, "count", cJSON_CreateNumber(t->n));
+    roe_json_put(&ok, root, "max_model_len", cJSON_CreateNumber(c->max_ctx));
+    roe_json_put(&ok, root, "tokens", ids_json(&ok, t->ids, t->n));
+    if (t->return_strs) {
+        cJSON *a = roe_json_put(&ok, root, "token_strs", cJSON_CreateArray());
+        for (int i = 0; i < t->n && ok; i++) {
+            const char *b = "";
+            size_t n = 0;
+            if (c->tok) roe_tokenizer_token_bytes(c->tok, t->ids[i], &b, &n);
+            roe_json_put(&ok, a, NULL, text_of(b, n));
+        }
+    }
+    return roe_json_render(ok, root);
+}
+
+int roe_api_detokenize(const struct roe_api_config *c, const char *body, size_t len, char **out,
+                       struct roe_api_error *e) {
+    *out = NULL;
+    cJSON *o = parse_object(body, len, e);
+    if (!o) return -1;
+    int rc = -1;
+    int32_t *ids = NULL;
+    const cJSON *t = field(o, "tokens");
+    if (check_model(c, o, e) < 0) goto done;
+    if (!c->tok) {
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, "tokens", "this model has no tokenizer.json: nothing to detokenize with");
+        goto done;
+    }
+    if (!t || !cJSON_IsArray(t)) {
+        roe_api_fail(e, ROE_ERR_INVALID_ARG, "tokens", "'tokens' must be an array of token ids%s",
+                     t ? "" : " (it is required)");
+        goto done;
+    }
+    const int n = cJSON_GetArraySize(t);
+    ids = roe_malloc((size_t)(n ? n : 1) * sizeof *ids);
+    if (!ids) {
+        roe_api_fail(e, ROE_ERR_NOMEM, "tokens", "out of memory for %d tokens", n);
+        goto done;
+    }
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, t) {
+        const double x = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (x != floor(x) || x < 0 || x >= roe_tokenizer_vocab_size(c->tok)) {
+            roe_api_fail(e, ROE_ERR_INVALID_ARG, "tokens", "'tokens'[%d] is not a token id in [0, %d)", i,
+                         roe_tokenizer_vocab_size(c->tok));
+            goto done;
+        }
+        ids[i++] = (int32_t)x;
+    }
+    char *text = NULL;
+    size_t tl = 0;
+    if (roe_tokenizer_decode(c->tok, ids, (size_t)n, 0, &text, &tl) != ROE_OK) {
+        roe_api_fail(e, ROE_ERR_NOMEM, "tokens", "%s", roe_error_message());
+        goto done;
+    }
+    int ok = 1;
+    cJSON *root = cJSON_CreateObject();
+    roe_json_put(&ok, root, "prompt", text_of(text, tl));
+    roe_free(text);
+    *out = roe_json_render(ok, root); /* NULL: out of memory (the caller answers 500) */
+    rc = 0;
+done:
+    roe_free(ids);
+    cJSON_Delete(o);
+    return rc;
 }

@@ -5,6 +5,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libcjson-dev libpcre2-dev libutf8proc-dev
       libopenmpi-dev openmpi-bin libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev
+      libgnutls28-dev openssl           # roe serve over HTTPS (libmicrohttpd's GnuTLS); its test's certificate
       curl jq iproute2 valgrind bc
       cppcheck                          # tools/lint.sh (with protobuf-c-compiler above)
       clang libclang-rt-dev libomp-dev) # clang + its runtimes: the libFuzzer targets (tools/fuzz.sh)

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Generate tiny random MoE checkpoints and reference outputs with Hugging Face transformers.
 
-For each family (olmoe, mixtral, qwen3_moe) this writes, under tests/fixtures/<family>/:
+For each fixture (olmoe, mixtral, qwen3_moe; qwen2_moe, qwen2_moe_b, glm4_moe, glm4_moe_b, gpt_oss,
+gpt_oss_b: two shapes of each newer family) this writes, under tests/fixtures/<fixture>/:
 
-  model/            config.json + safetensors written by save_pretrained (qwen3_moe: 2 shards + index)
+  model/            config.json + safetensors written by save_pretrained (some: 2 shards + index)
   reference.json    prompts, greedy continuations and metadata (see tests/fixtures/README.md)
   logits.f32        raw little-endian float32 logits [n_prompt_tokens, vocab] per case, concatenated
 
 Procedure (deterministic, fixed torch seed per family):
-  1. build the model from a config with attn_implementation="eager" in float32;
+  1. build the model from a config with attn_implementation="eager" and experts_implementation="eager"
+     (the loops of the modeling files) in float32;
   2. re-initialise every parameter with a larger spread than the HF default (so that logits and
      routing are non-degenerate): norms 1 + 0.1*randn, embeddings randn, linears
      randn * gain / sqrt(fan_in), routers randn * router_gain / sqrt(hidden);
@@ -33,7 +35,8 @@ import sys
 import numpy as np
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, MixtralConfig, OlmoeConfig, Qwen3MoeConfig
+from transformers import (AutoModelForCausalLM, Glm4MoeConfig, GptOssConfig, MixtralConfig, OlmoeConfig,
+                          Qwen2MoeConfig, Qwen3MoeConfig)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND = ".venv/bin/python tools/make_fixtures.py"
@@ -135,6 +138,105 @@ FAMILIES = {
         shards=2,
         legacy_rope_theta=False,
     ),
+    # Qwen2-MoE: GQA 5:1 (head_dim 16), q/k/v biases, 12 experts top-3 without renormalisation, a
+    # sigmoid-gated shared expert (56 wide), layer 1 dense (mlp_only_layers), a sliding window of 8
+    # on layer 0 only (use_sliding_window, max_window_layers 2: layer_types is written), bf16 on
+    # disk in two shards.
+    "qwen2_moe": dict(
+        config_cls=Qwen2MoeConfig,
+        config=dict(
+            vocab_size=352, hidden_size=80, intermediate_size=88, moe_intermediate_size=36,
+            shared_expert_intermediate_size=56, num_hidden_layers=3, num_attention_heads=5,
+            num_key_value_heads=1, max_position_embeddings=256, rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "rope_theta": 20000.0},
+            use_sliding_window=True, sliding_window=8, max_window_layers=2,
+            decoder_sparse_step=1, mlp_only_layers=[1], num_experts=12, num_experts_per_tok=3,
+            norm_topk_prob=False, qkv_bias=True, bos_token_id=None, eos_token_id=351, tie_word_embeddings=False,
+        ),
+        dtype=torch.bfloat16, seed=4567, shards=2, legacy_rope_theta=False,
+    ),
+    # Qwen2-MoE, another shape: MHA 4/4, 30 experts top-4 renormalised, decoder_sparse_step 2
+    # (layers 1, 3 MoE; 0, 2 dense), no window, f32 on disk.
+    "qwen2_moe_b": dict(
+        config_cls=Qwen2MoeConfig,
+        config=dict(
+            vocab_size=301, hidden_size=64, intermediate_size=72, moe_intermediate_size=12,
+            shared_expert_intermediate_size=40, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=4, max_position_embeddings=256, rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            decoder_sparse_step=2, mlp_only_layers=[], num_experts=30, num_experts_per_tok=4,
+            norm_topk_prob=True, bos_token_id=None, eos_token_id=300, tie_word_embeddings=False,
+        ),
+        dtype=torch.float32, seed=5678, shards=1, legacy_rope_theta=False,
+    ),
+    # GLM-4.5: GQA 6:2 with an explicit head_dim 24 (!= 96/6), partial rotary 0.5 (12 of 24 dims),
+    # per-head q/k norm, q/k/v biases, 16 experts in 4 groups (2 kept) with a random
+    # e_score_correction_bias, top-4, routed_scaling_factor 2.5, one shared expert, layer 0 dense.
+    # bf16 on disk, but the router weight and correction bias in F32 as the published
+    # checkpoints keep them (_keep_in_fp32_modules_strict).
+    "glm4_moe": dict(
+        config_cls=Glm4MoeConfig,
+        config=dict(
+            vocab_size=320, hidden_size=96, head_dim=24, intermediate_size=104, moe_intermediate_size=32,
+            num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=256,
+            rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                                                "partial_rotary_factor": 0.5},
+            n_routed_experts=16, num_experts_per_tok=4, n_shared_experts=1, n_group=4, topk_group=2,
+            routed_scaling_factor=2.5, first_k_dense_replace=1, norm_topk_prob=True, use_qk_norm=True,
+            attention_bias=True, bos_token_id=None, eos_token_id=319, tie_word_embeddings=False,
+        ),
+        dtype=torch.bfloat16, seed=6789, shards=1, legacy_rope_theta=False,
+        keep_fp32=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
+    ),
+    # GLM-4.5, another shape, written as the published config.json is (top-level rope_theta and
+    # partial_rotary_factor): MHA, no q/k norm, no biases, 40 experts in one group, top-6 not
+    # renormalised, 2 shared experts, first 2 layers dense, f32 on disk in two shards. 40 sigmoid
+    # scores in (0, 1) crowd: a 1e-3 margin on every one of ~200 decisions is never met, so the
+    # margin asked is 1e-4 (C and transformers differ by ~1e-7 in these scores).
+    "glm4_moe_b": dict(
+        config_cls=Glm4MoeConfig,
+        config=dict(
+            vocab_size=299, hidden_size=64, head_dim=20, intermediate_size=48, moe_intermediate_size=8,
+            num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+            rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                "partial_rotary_factor": 0.5},
+            n_routed_experts=40, num_experts_per_tok=6, n_shared_experts=2, n_group=1, topk_group=1,
+            routed_scaling_factor=1.0, first_k_dense_replace=2, norm_topk_prob=False, use_qk_norm=False,
+            attention_bias=False, bos_token_id=None, eos_token_id=298, tie_word_embeddings=False,
+        ),
+        dtype=torch.float32, seed=7890, shards=2, legacy_rope="scaling", router_gap=1e-4,
+    ),
+    # gpt-oss: GQA 6:2, head_dim 16, biases on q/k/v/o, sinks, sliding window 6 on the even layers
+    # (layer_types), YaRN x4 over 64 original positions (truncate false), router with a bias,
+    # 8 experts top-2, the clamped SwiGLU with swiglu_limit 2.5 (the default 7 would never clamp
+    # these activations) and expert biases; bf16 on disk, written as the published config.json
+    # is (rope_scaling + top-level rope_theta).
+    "gpt_oss": dict(
+        config_cls=GptOssConfig,
+        config=dict(
+            vocab_size=384, hidden_size=90, head_dim=16, intermediate_size=40, num_hidden_layers=4,
+            num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 4.0, "beta_fast": 32.0,
+                             "beta_slow": 1.0, "truncate": False, "original_max_position_embeddings": 64},
+            sliding_window=6, num_local_experts=8, num_experts_per_tok=2, swiglu_limit=2.5,
+            attention_bias=True, bos_token_id=None, eos_token_id=383, tie_word_embeddings=False,
+        ),
+        dtype=torch.bfloat16, seed=8901, shards=1, legacy_rope="scaling",
+    ),
+    # gpt-oss, another shape: MHA 4/4 head_dim 24, layer_types reversed (full first), default RoPE,
+    # 32 experts top-4, swiglu_alpha 1.2, f32 on disk in two shards.
+    "gpt_oss_b": dict(
+        config_cls=GptOssConfig,
+        config=dict(
+            vocab_size=260, hidden_size=64, head_dim=24, intermediate_size=16, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256, rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            layer_types=["full_attention", "sliding_attention"], sliding_window=5, num_local_experts=32,
+            num_experts_per_tok=4, swiglu_alpha=1.2, swiglu_limit=3.0, attention_bias=True,
+            bos_token_id=None, eos_token_id=259, tie_word_embeddings=False,
+        ),
+        dtype=torch.float32, seed=9012, shards=2, legacy_rope_theta=False,
+    ),
 }
 
 LINEAR_GAIN = 1.5   # linear weights ~ N(0, (1.5/sqrt(fan_in))^2): std 0.15-0.22 at these sizes
@@ -142,27 +244,53 @@ ROUTER_GAIN = 2.5   # router logits have std ~2.5 -> top-k choices well separate
 HEAD_GAIN = 2.0     # lm_head
 
 
-def init_params(model, hidden):
-    """Deterministic re-initialisation (caller seeds torch)."""
+BIAS_GAIN = 0.3     # q/k/v/o and expert biases ~ N(0, 0.3^2)
+ROUTER_BIAS_GAIN = 0.5
+SINK_GAIN = 2.0     # gpt-oss attention sinks ~ N(0, 2^2): some above the scores, some below
+SCORE_BIAS_GAIN = 0.15  # GLM-4.5 e_score_correction_bias against sigmoid scores in (0, 1)
+
+
+def init_params(model, hidden, transposed_experts=False):
+    """Deterministic re-initialisation (caller seeds torch). transposed_experts: gpt-oss stores
+    experts as [E, in, out] (x @ W), so fan_in is the middle dimension."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):  # input/post_attention layernorm, q_norm, k_norm, model.norm
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape))
             elif name == "model.embed_tokens.weight":
                 p.copy_(torch.randn(p.shape))
-            elif name.endswith("mlp.gate.weight"):  # router [E, hidden]
+            elif name.endswith("mlp.gate.weight") or name.endswith("mlp.router.weight"):  # router [E, hidden]
                 p.copy_(torch.randn(p.shape) * (ROUTER_GAIN / hidden ** 0.5))
             elif name == "lm_head.weight":
                 p.copy_(torch.randn(p.shape) * (HEAD_GAIN / hidden ** 0.5))
-            elif p.dim() >= 2:  # [out, in] linears and fused experts [E, out, in]
-                p.copy_(torch.randn(p.shape) * (LINEAR_GAIN / p.shape[-1] ** 0.5))
+            elif name.endswith("self_attn.sinks"):
+                p.copy_(torch.randn(p.shape) * SINK_GAIN)
+            elif name.endswith("mlp.router.bias"):
+                p.copy_(torch.randn(p.shape) * ROUTER_BIAS_GAIN)
+            elif name.endswith(".bias") or name.endswith("_bias"):  # attention and expert biases
+                p.copy_(torch.randn(p.shape) * BIAS_GAIN)
+            elif p.dim() >= 2:  # [out, in] linears and fused experts [E, out, in] ([E, in, out] for gpt-oss)
+                fan_in = p.shape[-2] if transposed_experts and p.dim() == 3 else p.shape[-1]
+                p.copy_(torch.randn(p.shape) * (LINEAR_GAIN / fan_in ** 0.5))
             else:
                 raise RuntimeError(f"unexpected parameter {name} {tuple(p.shape)}")
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                b.copy_(torch.randn(b.shape) * SCORE_BIAS_GAIN)
 
 
-def round_params(model, dtype):
+def kept_fp32(name, spec):
+    return any(name.endswith(k) for k in spec.get("keep_fp32", ()))
+
+
+def round_params(model, dtype, spec=None):
+    """Rounds every parameter (and the persistent routing buffers) to the on-disk dtype and back,
+    except those the spec keeps in fp32 on disk."""
+    spec = spec or {}
     with torch.no_grad():
-        for p in model.parameters():
+        for name, p in list(model.named_parameters()) + list(model.named_buffers()):
+            if name.endswith("inv_freq") or kept_fp32(name, spec):
+                continue
             p.copy_(p.to(dtype).to(torch.float32))
 
 
@@ -196,6 +324,98 @@ def router_min_gap(model, ids, k):
         s = torch.sort(rl.float(), dim=-1, descending=True).values
         gaps.append(float((s[:, k - 1] - s[:, k]).min()))
     return min(gaps), len(out.router_logits)
+
+
+@torch.no_grad()
+def router_min_gap_hooked(model, ids, cfg):
+    """The newer families' routers, captured by hooks (their router modules return the logits
+    first): the smallest margin of any routing decision over every token and MoE layer. Softmax
+    routers: k-th minus (k+1)-th logit. GLM-4.5: on sigmoid(logit) + e_score_correction_bias, the
+    kept groups' margin (topk_group-th minus next group score) and the k-th minus (k+1)-th masked
+    score."""
+    logs = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out: logs.append((mod, out[0].float())))
+             for m in model.modules() if type(m).__name__.lower().endswith("topkrouter")]
+    forward(model, ids)
+    for h in hooks:
+        h.remove()
+    k, gaps = cfg.num_experts_per_tok, []
+    for mod, rl in logs:
+        if cfg.model_type != "glm4_moe":
+            s_ = torch.sort(rl, dim=-1, descending=True).values
+            gaps.append(float((s_[:, k - 1] - s_[:, k]).min()))
+            continue
+        choice = rl.sigmoid() + mod.e_score_correction_bias.float()
+        G, tg = cfg.n_group, cfg.topk_group
+        gs = choice.view(-1, G, choice.shape[-1] // G).topk(2, dim=-1)[0].sum(-1)
+        if tg < G:
+            sg = torch.sort(gs, dim=-1, descending=True).values
+            gaps.append(float((sg[:, tg - 1] - sg[:, tg]).min()))
+        keep = torch.zeros_like(gs).scatter_(1, gs.topk(tg, dim=-1)[1], 1).bool()
+        mask = keep.unsqueeze(-1).expand(-1, G, choice.shape[-1] // G).reshape(choice.shape)
+        sc = torch.sort(choice.masked_fill(~mask, float("-inf")), dim=-1, descending=True).values
+        gaps.append(float((sc[:, k - 1] - sc[:, k]).min()))
+    return min(gaps), len(logs)
+
+
+class SwigluClampStats:
+    """Counts the gpt-oss expert activations that the clamped SwiGLU clamps (gate above the
+    limit, up outside [-limit, limit])."""
+
+    def __init__(self, model):
+        self.counts = {"gate": [0, 0], "up": [0, 0]}
+        self.saved = []
+        for m in model.modules():
+            if type(m).__name__ == "GptOssExperts":
+                orig = m._apply_gate
+                self.saved.append((m, orig))
+                m._apply_gate = self._wrap(m, orig)
+
+    def _wrap(self, mod, orig):
+        def fn(gate_up):
+            g, u = gate_up[..., ::2], gate_up[..., 1::2]
+            self.counts["gate"][0] += int((g > mod.limit).sum())
+            self.counts["gate"][1] += g.numel()
+            self.counts["up"][0] += int((u.abs() > mod.limit).sum())
+            self.counts["up"][1] += u.numel()
+            return orig(gate_up)
+        return fn
+
+    def remove(self):
+        for m, orig in self.saved:
+            m._apply_gate = orig
+
+
+def param_counts(model, cfg):
+    """Parameters the forward reads (HF parameters + the persistent correction biases) and the
+    active ones per token: everything but the routed experts, plus top_k of each MoE layer's."""
+    total = sum(p.numel() for p in model.parameters())
+    total += sum(b.numel() for n, b in model.named_buffers() if n.endswith("e_score_correction_bias"))
+    routed = sum(p.numel() for n, p in model.named_parameters() if ".mlp.experts." in n)
+    n_experts = getattr(cfg, "num_local_experts", None) or getattr(cfg, "num_experts", None) or cfg.n_routed_experts
+    return total, total - routed + routed * cfg.num_experts_per_tok // n_experts
+
+
+def step_bytes_from_files(model_dir, cfg):
+    """Weight bytes one decode step of one sequence reads, from the safetensors headers: every
+    tensor but the routed experts' and the embedding table (one row of it), plus top_k routed
+    experts of each MoE layer."""
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) else ["model.safetensors"]
+    sizes = {}
+    for fn in files:
+        with open(os.path.join(model_dir, fn), "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        for name, info in header.items():
+            if name != "__metadata__":
+                sizes[name] = (info["data_offsets"][1] - info["data_offsets"][0], info["dtype"], info["shape"])
+    routed = sum(b for name, (b, _, _) in sizes.items() if ".mlp.experts." in name)
+    dense = sum(b for name, (b, _, _) in sizes.items() if ".mlp.experts." not in name)
+    emb_bytes, emb_dtype, emb_shape = sizes["model.embed_tokens.weight"]
+    dense += emb_bytes // emb_shape[0] - emb_bytes
+    n_experts = getattr(cfg, "num_local_experts", None) or getattr(cfg, "num_experts", None) or cfg.n_routed_experts
+    return dense + routed * cfg.num_experts_per_tok // n_experts
 
 
 class ClipStats:
@@ -263,19 +483,178 @@ def np_rmsnorm(x, w, eps):
     return w * (x / np.sqrt((x * x).mean(-1, keepdims=True) + eps))
 
 
-def np_rope(x, theta):
-    """x: [T, H, d]; HF "rotate half": dimension j pairs with j + d/2."""
+def np_rope(x, theta, inv_freq=None, scale=1.0):
+    """x: [T, H, d]; HF "rotate half" over the first 2 * len(inv_freq) dims (partial rotary
+    passes the rest through): dimension j pairs with j + rot/2; cos, sin scaled by `scale`."""
     T, _, d = x.shape
-    inv = theta ** (-np.arange(0, d, 2, dtype=np.float64) / d)
-    ang = np.arange(T, dtype=np.float64)[:, None] * inv[None, :]
-    cos = np.concatenate([np.cos(ang), np.cos(ang)], -1)[:, None, :]
-    sin = np.concatenate([np.sin(ang), np.sin(ang)], -1)[:, None, :]
-    x1, x2 = x[..., : d // 2], x[..., d // 2:]
-    return x * cos + np.concatenate([-x2, x1], -1) * sin
+    if inv_freq is None:
+        inv_freq = theta ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+    rot = 2 * len(inv_freq)
+    ang = np.arange(T, dtype=np.float64)[:, None] * inv_freq[None, :]
+    cos = np.concatenate([np.cos(ang), np.cos(ang)], -1)[:, None, :] * scale
+    sin = np.concatenate([np.sin(ang), np.sin(ang)], -1)[:, None, :] * scale
+    xr, xp = x[..., :rot], x[..., rot:]
+    x1, x2 = xr[..., : rot // 2], xr[..., rot // 2:]
+    return np.concatenate([xr * cos + np.concatenate([-x2, x1], -1) * sin, xp], -1)
+
+
+def np_rope_params(cfg, hd):
+    """inv_freq and the cos/sin scale, in float64, from config.json as modeling_rope_utils reads
+    it: default or YaRN; top-level (legacy) or rope_parameters fields; partial rotary."""
+    rp = dict(cfg.get("rope_scaling") or {})
+    rp.update(cfg.get("rope_parameters") or {})
+    theta = rp.get("rope_theta", cfg.get("rope_theta"))
+    partial = rp.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 1.0))
+    dim = int(hd * partial)
+    kind = rp.get("rope_type", rp.get("type", "default"))
+    extrap = 1.0 / theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
+    if kind == "default":
+        return extrap, 1.0
+    assert kind == "yarn", kind
+    factor, orig = rp["factor"], rp.get("original_max_position_embeddings", cfg["max_position_embeddings"])
+    bf, bs = rp.get("beta_fast") or 32, rp.get("beta_slow") or 1
+    corr = lambda rot: dim * np.log(orig / (rot * 2 * np.pi)) / (2 * np.log(theta))
+    low, high = corr(bf), corr(bs)
+    if rp.get("truncate", True):
+        low, high = np.floor(low), np.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = np.clip((np.arange(dim // 2, dtype=np.float64) - low) / (high - low), 0, 1)
+    e = 1 - ramp
+    inv = extrap / factor * (1 - e) + extrap * e
+    scale = rp.get("attention_factor") or (0.1 * np.log(factor) + 1.0 if factor > 1 else 1.0)
+    return inv, scale
 
 
 def np_silu(x):
     return x / (1.0 + np.exp(-x))
+
+
+def np_sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def np_mlp(W, pre, h):
+    return (np_silu(h @ W[pre + "gate_proj.weight"].T) * (h @ W[pre + "up_proj.weight"].T)) @ W[pre + "down_proj.weight"].T
+
+
+def np_route(cfg, mt, W, p, logits):
+    """(experts, weights) of one token's router logits, per family (MODELS.md)."""
+    k = cfg["num_experts_per_tok"]
+    if mt == "gpt_oss":
+        top = np.argsort(-logits, kind="stable")[:k]
+        w = np.exp(logits[top] - logits[top].max())
+        return top, w / w.sum()
+    if mt == "glm4_moe":
+        s = np_sigmoid(logits)
+        c = s + W[p + "mlp.gate.e_score_correction_bias"]
+        G, tg = cfg["n_group"], cfg["topk_group"]
+        gs = np.sort(c.reshape(G, -1), -1)[:, -2:].sum(-1)
+        keep = np.argsort(-gs, kind="stable")[:tg]
+        masked = np.full_like(c, -np.inf)
+        for g in keep:
+            masked[g * (len(c) // G):(g + 1) * (len(c) // G)] = c[g * (len(c) // G):(g + 1) * (len(c) // G)]
+        top = np.argsort(-masked, kind="stable")[:k]
+        w = s[top]
+        if cfg["norm_topk_prob"]:
+            w = w / (w.sum() + 1e-20)
+        return top, w * cfg["routed_scaling_factor"]
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    top = np.argsort(-probs, kind="stable")[:k]
+    w = probs[top]
+    renorm = True if mt == "mixtral" else cfg["norm_topk_prob"]
+    return top, (w / w.sum() if renorm else w)
+
+
+def np_expert(cfg, mt, W, p, ename, e, x):
+    if mt == "gpt_oss":  # [H, 2I] interleaved, biases, clamped SwiGLU
+        gu = x @ W[p + "mlp.experts.gate_up_proj"][e] + W[p + "mlp.experts.gate_up_proj_bias"][e]
+        lim, alpha = cfg.get("swiglu_limit", 7.0), cfg.get("swiglu_alpha", 1.702)
+        g, u = np.minimum(gu[::2], lim), np.clip(gu[1::2], -lim, lim)
+        a = (u + 1) * g * np_sigmoid(alpha * g)
+        return a @ W[p + "mlp.experts.down_proj"][e] + W[p + "mlp.experts.down_proj_bias"][e]
+    a = np_silu(W[ename(e, "gate")] @ x) * (W[ename(e, "up")] @ x)
+    return W[ename(e, "down")] @ a
+
+
+def np_is_sparse(cfg, mt, i, E):
+    if mt == "glm4_moe":
+        return i >= cfg["first_k_dense_replace"]
+    if mt in ("qwen3_moe", "qwen2_moe"):
+        return (i not in cfg["mlp_only_layers"]) and E > 0 and (i + 1) % cfg["decoder_sparse_step"] == 0
+    return True
+
+
+def np_window(cfg, mt, i):
+    """Positions a query at layer i attends back (itself included); None: all."""
+    if mt in ("gpt_oss", "qwen2_moe"):
+        return cfg["sliding_window"] if cfg["layer_types"][i] == "sliding_attention" else None
+    if mt == "qwen3_moe" and not cfg.get("use_sliding_window"):
+        return None
+    return cfg.get("sliding_window")
+
+
+def np_attention(cfg, mt, W, p, h, inv_freq, scale, i):
+    H, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = cfg.get("head_dim") or H // nh
+    eps, T = cfg["rms_norm_eps"], h.shape[0]
+    proj = {}
+    for n in "qkv":
+        proj[n] = h @ W[p + f"self_attn.{n}_proj.weight"].T
+        if p + f"self_attn.{n}_proj.bias" in W:
+            proj[n] = proj[n] + W[p + f"self_attn.{n}_proj.bias"]
+    q, kk, v = proj["q"], proj["k"], proj["v"]
+    if mt == "olmoe":  # norm over the whole projection, then clip q, k, v
+        q = np_rmsnorm(q, W[p + "self_attn.q_norm.weight"], eps)
+        kk = np_rmsnorm(kk, W[p + "self_attn.k_norm.weight"], eps)
+        if cfg.get("clip_qkv") is not None:
+            c = cfg["clip_qkv"]
+            q, kk, v = np.clip(q, -c, c), np.clip(kk, -c, c), np.clip(v, -c, c)
+    q, kk, v = q.reshape(T, nh, hd), kk.reshape(T, nkv, hd), v.reshape(T, nkv, hd)
+    if mt == "qwen3_moe" or (mt == "glm4_moe" and cfg.get("use_qk_norm")):  # per-head norm over head_dim
+        q = np_rmsnorm(q, W[p + "self_attn.q_norm.weight"], eps)
+        kk = np_rmsnorm(kk, W[p + "self_attn.k_norm.weight"], eps)
+    q, kk = np_rope(q, None, inv_freq, scale), np_rope(kk, None, inv_freq, scale)
+    win = np_window(cfg, mt, i)
+    qi, ki = np.arange(T)[:, None], np.arange(T)[None, :]
+    mask = np.where((ki <= qi) & ((win is None) | (ki > qi - (win or 0))), 0.0, -np.inf)
+    out = np.zeros((T, nh, hd))
+    for hh in range(nh):
+        g = hh // (nh // nkv)
+        sc = q[:, hh] @ kk[:, g].T / np.sqrt(hd) + mask
+        if mt == "gpt_oss":  # the sink joins the softmax, then is dropped
+            sc = np.concatenate([sc, np.full((T, 1), W[p + "self_attn.sinks"][hh])], -1)
+        sc = np.exp(sc - sc.max(-1, keepdims=True))
+        sc /= sc.sum(-1, keepdims=True)
+        out[:, hh] = sc[:, :T] @ v[:, g]
+    o = out.reshape(T, nh * hd) @ W[p + "self_attn.o_proj.weight"].T
+    if p + "self_attn.o_proj.bias" in W:
+        o = o + W[p + "self_attn.o_proj.bias"]
+    return o
+
+
+def np_moe(cfg, mt, W, p, h):
+    if mt == "mixtral":
+        gate = W.get(p + "block_sparse_moe.gate.weight")
+        ename = lambda e, w: f"{p}block_sparse_moe.experts.{e}.{ {'gate': 'w1', 'up': 'w3', 'down': 'w2'}[w] }.weight"
+    else:
+        gate = W.get(p + ("mlp.router.weight" if mt == "gpt_oss" else "mlp.gate.weight"))
+        ename = lambda e, w: f"{p}mlp.experts.{e}.{w}_proj.weight"
+    logits = h @ gate.T
+    if mt == "gpt_oss":
+        logits = logits + W[p + "mlp.router.bias"]
+    y = np.zeros_like(h)
+    for t in range(h.shape[0]):
+        top, wts = np_route(cfg, mt, W, p, logits[t])
+        for e, wt in zip(top, wts):
+            y[t] += wt * np_expert(cfg, mt, W, p, ename, e, h[t])
+    if mt == "qwen2_moe":
+        y += np_sigmoid(h @ W[p + "mlp.shared_expert_gate.weight"].T) * np_mlp(W, p + "mlp.shared_expert.", h)
+    elif mt == "glm4_moe":
+        y += np_mlp(W, p + "mlp.shared_experts.", h)
+    return y
 
 
 def numpy_forward(model_dir, ids):
@@ -283,71 +662,20 @@ def numpy_forward(model_dir, ids):
         cfg = json.load(f)
     W = read_safetensors_dir(model_dir)
     mt = cfg["model_type"]
-    H, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     hd = cfg.get("head_dim") or H // nh
     eps = cfg["rms_norm_eps"]
-    theta = cfg["rope_theta"] if "rope_theta" in cfg else cfg["rope_parameters"]["rope_theta"]
-    E = cfg.get("num_experts") or cfg.get("num_local_experts")
-    k = cfg["num_experts_per_tok"]
-    renorm = True if mt == "mixtral" else cfg["norm_topk_prob"]
-    T = len(ids)
+    inv_freq, scale = np_rope_params(cfg, hd)
+    E = cfg.get("num_experts") or cfg.get("num_local_experts") or cfg.get("n_routed_experts")
     x = W["model.embed_tokens.weight"][ids]
-    mask = np.triu(np.full((T, T), -np.inf), 1)
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         h = np_rmsnorm(x, W[p + "input_layernorm.weight"], eps)
-        q = h @ W[p + "self_attn.q_proj.weight"].T
-        kk = h @ W[p + "self_attn.k_proj.weight"].T
-        v = h @ W[p + "self_attn.v_proj.weight"].T
-        if mt == "olmoe":  # norm over the whole projection, then clip q, k, v
-            q = np_rmsnorm(q, W[p + "self_attn.q_norm.weight"], eps)
-            kk = np_rmsnorm(kk, W[p + "self_attn.k_norm.weight"], eps)
-            if cfg.get("clip_qkv") is not None:
-                c = cfg["clip_qkv"]
-                q, kk, v = np.clip(q, -c, c), np.clip(kk, -c, c), np.clip(v, -c, c)
-        q = q.reshape(T, nh, hd)
-        kk = kk.reshape(T, nkv, hd)
-        v = v.reshape(T, nkv, hd)
-        if mt == "qwen3_moe":  # per-head norm over head_dim
-            q = np_rmsnorm(q, W[p + "self_attn.q_norm.weight"], eps)
-            kk = np_rmsnorm(kk, W[p + "self_attn.k_norm.weight"], eps)
-        q, kk = np_rope(q, theta), np_rope(kk, theta)
-        out = np.zeros((T, nh, hd))
-        for hh in range(nh):
-            g = hh // (nh // nkv)
-            s = q[:, hh] @ kk[:, g].T / np.sqrt(hd) + mask
-            s = np.exp(s - s.max(-1, keepdims=True))
-            s /= s.sum(-1, keepdims=True)
-            out[:, hh] = s @ v[:, g]
-        x = x + out.reshape(T, nh * hd) @ W[p + "self_attn.o_proj.weight"].T
+        x = x + np_attention(cfg, mt, W, p, h, inv_freq, scale, i)
         h = np_rmsnorm(x, W[p + "post_attention_layernorm.weight"], eps)
-        if mt == "mixtral":
-            gate = W.get(p + "block_sparse_moe.gate.weight")
-            ename = lambda e, w: f"{p}block_sparse_moe.experts.{e}.{ {'gate': 'w1', 'up': 'w3', 'down': 'w2'}[w] }.weight"
-        else:
-            gate = W.get(p + "mlp.gate.weight")
-            ename = lambda e, w: f"{p}mlp.experts.{e}.{w}_proj.weight"
-        sparse = gate is not None
-        if mt == "qwen3_moe":
-            expect = (i not in cfg["mlp_only_layers"]) and E > 0 and (i + 1) % cfg["decoder_sparse_step"] == 0
-            assert sparse == expect, (i, sparse, expect)
-        if not sparse:
-            y = np_silu(h @ W[p + "mlp.gate_proj.weight"].T) * (h @ W[p + "mlp.up_proj.weight"].T)
-            y = y @ W[p + "mlp.down_proj.weight"].T
-        else:
-            logits = h @ gate.T
-            probs = np.exp(logits - logits.max(-1, keepdims=True))
-            probs /= probs.sum(-1, keepdims=True)
-            y = np.zeros_like(h)
-            for t in range(T):
-                top = np.argsort(-probs[t], kind="stable")[:k]
-                wts = probs[t, top]
-                if renorm:
-                    wts = wts / wts.sum()
-                for e, wt in zip(top, wts):
-                    a = np_silu(W[ename(e, "gate")] @ h[t]) * (W[ename(e, "up")] @ h[t])
-                    y[t] += wt * (W[ename(e, "down")] @ a)
-        x = x + y
+        sparse = any(k.startswith(p + "mlp.experts.") or k.startswith(p + "block_sparse_moe.") for k in W)
+        assert sparse == np_is_sparse(cfg, mt, i, E), (i, sparse)
+        x = x + (np_moe(cfg, mt, W, p, h) if sparse else np_mlp(W, p + "mlp.", h))
     x = np_rmsnorm(x, W["model.norm.weight"], eps)
     return x @ W["lm_head.weight"].T
 
@@ -360,10 +688,31 @@ def dir_size(path):
     return total
 
 
+def rewrite_legacy_rope(model_dir):
+    """config.json as the published gpt-oss / GLM-4.5 files are: top-level rope_theta (and
+    partial_rotary_factor), the scaling in "rope_scaling" (null for default RoPE)."""
+    cfg_path = os.path.join(model_dir, "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    rp = cfg.pop("rope_parameters")
+    cfg["rope_theta"] = rp.pop("rope_theta")
+    if "partial_rotary_factor" in rp:
+        cfg["partial_rotary_factor"] = rp.pop("partial_rotary_factor")
+    cfg["rope_scaling"] = None if rp.get("rope_type", "default") == "default" else rp
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
 def save_model(model, spec, model_dir):
     if os.path.isdir(model_dir):
         shutil.rmtree(model_dir)
+    keep = {n: t.detach().clone() for n, t in list(model.named_parameters()) + list(model.named_buffers())
+            if kept_fp32(n, spec)}
     to_save = model.to(spec["dtype"])
+    for n, t in list(to_save.named_parameters()) + list(to_save.named_buffers()):
+        if n in keep:
+            t.data = keep[n]
     try:
         if spec["shards"] == 1:
             to_save.save_pretrained(model_dir)
@@ -386,7 +735,9 @@ def save_model(model, spec, model_dir):
     shards = sorted(f for f in os.listdir(model_dir) if f.endswith(".safetensors"))
     if len(shards) != spec["shards"]:
         raise RuntimeError(f"expected {spec['shards']} shard(s), got {shards}")
-    if spec["legacy_rope_theta"]:
+    if spec.get("legacy_rope") == "scaling":
+        rewrite_legacy_rope(model_dir)
+    if spec.get("legacy_rope_theta"):
         cfg_path = os.path.join(model_dir, "config.json")
         with open(cfg_path) as f:
             cfg = json.load(f)
@@ -402,11 +753,12 @@ def save_model(model, spec, model_dir):
 
 def build(family, spec, seed):
     cfg = spec["config_cls"](**spec["config"])
-    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", experts_implementation="eager",
+                                             dtype=torch.float32)
     model.eval()
     torch.manual_seed(seed)
-    init_params(model, cfg.hidden_size)
-    round_params(model, spec["dtype"])
+    init_params(model, cfg.hidden_size, transposed_experts=cfg.model_type == "gpt_oss")
+    round_params(model, spec["dtype"], spec)
     return model, cfg
 
 
@@ -431,11 +783,14 @@ def make_family(family, out_root):
             full = prompt + greedy_ids[:-1]
             # the full-sequence logits at the prompt positions must equal the prompt-only forward
             # (causal model); the router check covers every position the C engine will see
-            gap, n_moe = router_min_gap(model, full, k)
+            if family in ("olmoe", "mixtral", "qwen3_moe"):
+                gap, n_moe = router_min_gap(model, full, k)
+            else:
+                gap, n_moe = router_min_gap_hooked(model, full, cfg)
             rel = min(m / a for m, a in zip(margins, maxabs))
             if rel < GREEDY_MARGIN_REL:
                 ok, why = False, f"greedy near tie (rel margin {rel:.2e})"
-            if gap < ROUTER_GAP_ABS:
+            if gap < spec.get("router_gap", ROUTER_GAP_ABS):
                 ok, why = False, f"router near tie (gap {gap:.2e})"
             cases.append(dict(prompt=prompt, logits=logits, greedy=greedy_ids, margins=margins,
                               maxabs=maxabs, router_gap=gap, n_moe=n_moe))
@@ -454,10 +809,21 @@ def make_family(family, out_root):
         if all(c[0] == 0 for c in cs.counts.values()):
             raise RuntimeError("clip_qkv clips nothing: lower it")
 
+    clamp_info = None
+    if cfg.model_type == "gpt_oss":
+        cs = SwigluClampStats(model)
+        forward(model, cases[0]["prompt"])
+        cs.remove()
+        clamp_info = {key: {"clamped": c[0], "total": c[1]} for key, c in cs.counts.items()}
+        if any(c[0] == 0 for c in cs.counts.values()):
+            raise RuntimeError(f"swiglu_limit clamps nothing: {clamp_info}")
+
+    n_params, n_active = param_counts(model, cfg)
     shards = save_model(model, spec, model_dir)
 
     # reload what was written and check it reproduces the reference exactly
-    reloaded = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
+    reloaded = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager",
+                                                    experts_implementation="eager")
     reloaded.eval()
     for c in cases:
         lr = forward(reloaded, c["prompt"]).logits[0].float()
@@ -497,6 +863,10 @@ def make_family(family, out_root):
             offset += arr.nbytes
     ref = {
         "family": family,
+        "model_type": cfg.model_type,
+        "parameters": n_params,
+        "active_parameters": n_active,
+        "bytes_per_decode_step": step_bytes_from_files(model_dir, cfg),
         "model_dir": f"tests/fixtures/{family}/model",
         "logits_file": f"tests/fixtures/{family}/logits.f32",
         "logits_offset_unit": "bytes",
@@ -507,6 +877,7 @@ def make_family(family, out_root):
         "cases": ref_cases,
         "tolerance_hint": "fp32 forward of the on-disk weights upcast to fp32: expect max|diff| <= 1e-4 * max_abs_logit",
         "clip_qkv_stats_case0": clip_info,
+        "swiglu_clamp_stats_case0": clamp_info,
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
         "command": f"{COMMAND} --family {family}",
@@ -528,6 +899,9 @@ def make_family(family, out_root):
         print(f"[{family}]   case {i}: prompt {len(c['prompt_ids'])} tokens, max|logit| {c['max_abs_logit']:.4f}, "
               f"greedy min margin {c['greedy_min_margin']:.4f} "
               f"(rel {c['greedy_min_rel_margin']:.4f}), router min top-k gap {c['router_min_topk_gap']:.4f}")
+    if clamp_info:
+        print(f"[{family}]   swiglu_limit={cfg.swiglu_limit}: " + ", ".join(
+            f"{k} {v['clamped']}/{v['total']}" for k, v in clamp_info.items()))
     if clip_info:
         print(f"[{family}]   clip_qkv={cfg.clip_qkv}: " + ", ".join(
             f"{k} {v['clipped']}/{v['total']}" for k, v in clip_info.items()))

@@ -53,7 +53,7 @@ def seeds_safetensors():
 
 
 def seeds_config():
-    for fam in ("olmoe", "mixtral", "qwen3_moe"):
+    for fam in ("olmoe", "mixtral", "qwen3_moe", "qwen2_moe", "glm4_moe", "glm4_moe_b", "gpt_oss", "gpt_oss_b"):
         with open(os.path.join(ROOT, "tests/fixtures", fam, "model", "config.json")) as f:
             put("config", fam, f.read())
     with open(os.path.join(ROOT, "models/olmoe-tiny/config.json")) as f:

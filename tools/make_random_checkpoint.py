@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
-"""Write a random OLMoE checkpoint (default: the OLMoE-1B-7B shape, ~14 GB of bf16) for benchmarks.
+"""Write a random MoE checkpoint (default: the OLMoE-1B-7B shape, ~14 GB of bf16) for benchmarks.
 
-The checkpoint has the tensor names and config.json of the published OLMoE checkpoints
-(per-expert tensors `model.layers.{i}.mlp.experts.{e}.{gate,up,down}_proj.weight`, legacy
-top-level "rope_theta"), so transformers' OlmoeForCausalLM.from_pretrained loads it.
+The checkpoint has the tensor names and config.json of the published checkpoints of its family
+(--family olmoe: per-expert tensors `model.layers.{i}.mlp.experts.{e}.{gate,up,down}_proj.weight`,
+legacy top-level "rope_theta"; qwen2_moe: + q/k/v biases, the sigmoid-gated shared expert;
+glm4_moe: + the correction bias, shared experts, dense first layers, partial rotary; gpt_oss: the
+fused input-major experts with biases, router bias, sinks, alternating windows, YaRN), so
+transformers' from_pretrained loads it. --preset picks a published shape (the layer count can be
+cut with --layers):
+    gpt-oss-20b       gpt_oss, hidden 2880, 24 layers, 64 heads (kv 8) of 64, 32 experts of 2880, top-4
+    glm-4.5-air       glm4_moe, hidden 4096, 46 layers, 96 heads (kv 8) of 128, 128 experts of 1408, top-8
+    qwen1.5-moe-a2.7b qwen2_moe, hidden 2048, 24 layers, 16 heads, 60 experts of 1408, top-4
 
 Files (in --out):
     config.json
@@ -48,8 +55,66 @@ TORCH_DTYPE_NAMES = {"bf16": "bfloat16", "f16": "float16", "f32": "float32"}
 CHUNK = 1 << 22  # elements per generated chunk
 
 
+PRESETS = {
+    "gpt-oss-20b": dict(family="gpt_oss", hidden=2880, layers=24, heads=64, kv_heads=8, head_dim=64,
+                        experts=32, intermediate=2880, top_k=4, vocab=201088, max_position_embeddings=131072,
+                        rope_theta=150000.0),
+    "glm-4.5-air": dict(family="glm4_moe", hidden=4096, layers=46, heads=96, kv_heads=8, head_dim=128,
+                        experts=128, intermediate=1408, top_k=8, vocab=151552, dense_intermediate=10944,
+                        shared_intermediate=1408, max_position_embeddings=131072, rope_theta=1000000.0),
+    "qwen1.5-moe-a2.7b": dict(family="qwen2_moe", hidden=2048, layers=24, heads=16, kv_heads=16, head_dim=128,
+                              experts=60, intermediate=1408, top_k=4, vocab=151936, shared_intermediate=5632,
+                              max_position_embeddings=8192, rope_theta=1000000.0),
+}
+
+
+def attention_tensors(p, a):
+    H, hd = a.hidden, a.head_dim
+    q, kv = a.heads * hd, a.kv_heads * hd
+    t = [(p + "self_attn.q_proj.weight", [q, H], "w"), (p + "self_attn.k_proj.weight", [kv, H], "w"),
+         (p + "self_attn.v_proj.weight", [kv, H], "w"), (p + "self_attn.o_proj.weight", [H, q], "w")]
+    if a.family in ("qwen2_moe", "glm4_moe", "gpt_oss"):  # q/k/v biases (GLM-4.5's attention_bias: true)
+        t += [(p + "self_attn.q_proj.bias", [q], "w"), (p + "self_attn.k_proj.bias", [kv], "w"),
+              (p + "self_attn.v_proj.bias", [kv], "w")]
+    if a.family == "gpt_oss":
+        t += [(p + "self_attn.o_proj.bias", [H], "w"), (p + "self_attn.sinks", [a.heads], "w")]
+    return t
+
+
+def mlp_tensors(q, inter, H):
+    return [(q + "gate_proj.weight", [inter, H], "w"), (q + "up_proj.weight", [inter, H], "w"),
+            (q + "down_proj.weight", [H, inter], "w")]
+
+
+def family_layer_tensors(i, a):
+    """The newer families' decoder layer i (published tensor names)."""
+    H, I, E = a.hidden, a.intermediate, a.experts
+    p = f"model.layers.{i}."
+    t = [(p + "input_layernorm.weight", [H], "norm"), (p + "post_attention_layernorm.weight", [H], "norm")]
+    t += attention_tensors(p, a)
+    if a.family == "gpt_oss":
+        return t + [(p + "mlp.router.weight", [E, H], "w"), (p + "mlp.router.bias", [E], "w"),
+                    (p + "mlp.experts.gate_up_proj", [E, H, 2 * I], "w"),
+                    (p + "mlp.experts.gate_up_proj_bias", [E, 2 * I], "w"),
+                    (p + "mlp.experts.down_proj", [E, I, H], "w"), (p + "mlp.experts.down_proj_bias", [E, H], "w")]
+    if a.family == "glm4_moe" and i < a.first_k_dense:
+        return t + mlp_tensors(p + "mlp.", a.dense_intermediate, H)
+    t.append((p + "mlp.gate.weight", [E, H], "w"))
+    if a.family == "glm4_moe":
+        t.append((p + "mlp.gate.e_score_correction_bias", [E], "w"))
+    for e in range(E):
+        t += mlp_tensors(f"{p}mlp.experts.{e}.", I, H)
+    shared = "mlp.shared_expert." if a.family == "qwen2_moe" else "mlp.shared_experts."
+    t += mlp_tensors(p + shared, a.shared_intermediate, H)
+    if a.family == "qwen2_moe":
+        t.append((p + "mlp.shared_expert_gate.weight", [1, H], "w"))
+    return t
+
+
 def layer_tensors(i, a):
     """(name, shape, kind) for decoder layer i; kind is "w" (random) or "norm" (ones)."""
+    if a.family != "olmoe":
+        return family_layer_tensors(i, a)
     H, I, E = a.hidden, a.intermediate, a.experts
     hd = H // a.heads
     kv = a.kv_heads * hd
@@ -90,7 +155,39 @@ def plan(a):
     return files
 
 
+def family_config_json(a):
+    c = {
+        "architectures": [{"qwen2_moe": "Qwen2MoeForCausalLM", "glm4_moe": "Glm4MoeForCausalLM",
+                           "gpt_oss": "GptOssForCausalLM"}[a.family]],
+        "model_type": a.family, "hidden_size": a.hidden, "num_hidden_layers": a.layers,
+        "num_attention_heads": a.heads, "num_key_value_heads": a.kv_heads, "head_dim": a.head_dim,
+        "num_experts_per_tok": a.top_k, "vocab_size": a.vocab, "max_position_embeddings": a.max_position_embeddings,
+        "rms_norm_eps": 1e-5 if a.family != "qwen2_moe" else 1e-6, "rope_theta": a.rope_theta,
+        "tie_word_embeddings": False, "torch_dtype": TORCH_DTYPE_NAMES[a.dtype], "hidden_act": "silu",
+        "bos_token_id": None, "eos_token_id": a.vocab - 1,
+    }
+    if a.family == "gpt_oss":
+        c.update(num_local_experts=a.experts, intermediate_size=a.intermediate, attention_bias=True,
+                 sliding_window=128, swiglu_limit=7.0, layer_types=[
+                     "sliding_attention" if i % 2 == 0 else "full_attention" for i in range(a.layers)],
+                 rope_scaling={"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                               "truncate": False, "original_max_position_embeddings": 4096})
+    elif a.family == "glm4_moe":
+        c.update(n_routed_experts=a.experts, moe_intermediate_size=a.intermediate,
+                 intermediate_size=a.dense_intermediate, n_shared_experts=a.shared_intermediate // a.intermediate,
+                 first_k_dense_replace=a.first_k_dense, n_group=1, topk_group=1, routed_scaling_factor=1.0,
+                 norm_topk_prob=True, use_qk_norm=False, attention_bias=True, partial_rotary_factor=0.5,
+                 rope_scaling=None)
+    else:
+        c.update(num_experts=a.experts, moe_intermediate_size=a.intermediate,
+                 shared_expert_intermediate_size=a.shared_intermediate, norm_topk_prob=False, qkv_bias=True,
+                 decoder_sparse_step=1, mlp_only_layers=[], use_sliding_window=False, rope_scaling=None)
+    return c
+
+
 def config_json(a):
+    if a.family != "olmoe":
+        return family_config_json(a)
     return {
         "architectures": ["OlmoeForCausalLM"],
         "attention_bias": False,
@@ -218,10 +315,28 @@ def main():
     ap.add_argument("--dist", choices=["uniform", "normal"], default="uniform")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true", help="overwrite existing safetensors files in --out")
-    a = ap.parse_args()
+    ap.add_argument("--family", choices=["olmoe", "qwen2_moe", "glm4_moe", "gpt_oss"], default="olmoe")
+    ap.add_argument("--preset", choices=sorted(PRESETS), help="a published shape (flags given explicitly win)")
+    ap.add_argument("--head-dim", type=int, default=None, help="default: hidden / heads (OLMoE: always)")
+    ap.add_argument("--shared-intermediate", type=int, default=None, help="qwen2_moe / glm4_moe shared expert width")
+    ap.add_argument("--dense-intermediate", type=int, default=None, help="glm4_moe dense first layers' width")
+    ap.add_argument("--first-k-dense", type=int, default=1, help="glm4_moe: dense first layers")
+    argv = sys.argv[1:]
+    pre = ap.parse_known_args(argv)[0].preset
+    if pre:  # the preset's values become the defaults; explicit flags override them
+        ap.set_defaults(**PRESETS[pre])
+    a = ap.parse_args(argv)
     if a.kv_heads is None:
         a.kv_heads = a.heads
-    if a.hidden % a.heads or a.heads % a.kv_heads or (a.hidden // a.heads) % 2:
+    if a.head_dim is None:
+        a.head_dim = a.hidden // a.heads
+    if a.shared_intermediate is None:
+        a.shared_intermediate = 4 * a.intermediate
+    if a.dense_intermediate is None:
+        a.dense_intermediate = 8 * a.intermediate
+    if a.family == "olmoe" and a.head_dim * a.heads != a.hidden:
+        ap.error("olmoe: head_dim is hidden / heads")
+    if (a.family == "olmoe" and a.hidden % a.heads) or a.heads % a.kv_heads or a.head_dim % 2:
         ap.error("hidden must be a multiple of heads, heads of kv-heads, and head_dim even")
     if a.top_k > a.experts:
         ap.error("--top-k > --experts")

@@ -4,7 +4,8 @@
  *
  * For row r, head h (kv head h / (n_heads / n_kv_heads)):
  *   s_j = scale * q . k_j   for history j in [hist_begin, hist_end), then the row itself
- *   p   = softmax(s)        (fp32, max-subtracted)
+ *   p   = softmax(s)        (fp32, max-subtracted; with a sink logit z_h (gpt-oss) the max and
+ *                            the denominator include it: p_j = e^(s_j - m) / (sum e^(s - m) + e^(z_h - m)))
  *   out = sum_j p_j v_j
  * A clean row whose own K/V are also in the cache gives exactly what a full causal
  * attention over [0, pos] gives. Work splits over (row, head) pairs; each pair's
@@ -39,11 +40,14 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     }
     s[len] = dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
     if (s[len] > mx) mx = s[len];
+    const float sink = a->sinks ? roe_mat_get(a->sinks, (size_t)h) : 0.0f;
+    if (a->sinks && sink > mx) mx = sink;
     float sum = 0.0f;
     for (int j = 0; j <= len; j++) {
         s[j] = expf(s[j] - mx);
         sum += s[j];
     }
+    if (a->sinks) sum += expf(sink - mx);
     const float inv = 1.0f / sum;
     float *o = a->out + (size_t)r * qd + (size_t)h * hd;
     for (int d = 0; d < hd; d++) o[d] = 0.0f;

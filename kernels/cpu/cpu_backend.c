@@ -66,6 +66,7 @@ static void staged_mat_free(roe_backend *be, struct roe_mat *dev) {
 #define ROE_CPU_SHARED_OPS                                                                         \
     .matmul = roe_cpu_matmul, .rmsnorm = roe_cpu_rmsnorm, .rope = roe_cpu_rope,                    \
     .attention = roe_cpu_attention, .swiglu = roe_cpu_swiglu, .embed = roe_cpu_embed,              \
+    .swiglu_oai = roe_cpu_swiglu_oai, .add_bias = roe_cpu_add_bias,                                \
     .matmul_f32 = roe_cpu_matmul, .add = roe_cpu_add, .clamp = roe_cpu_clamp,                      \
     .copy_rows = roe_cpu_copy_rows, .moe_combine = roe_cpu_moe_combine, .alloc = cpu_alloc,        \
     .free = cpu_free, .upload = cpu_copy, .download = cpu_download, .copy = cpu_copy,              \

@@ -41,8 +41,11 @@ void roe_cpu_attention(roe_backend *be, const struct roe_attn_args *a);
 void roe_cpu_rmsnorm(roe_backend *be, const float *x, int n, const struct roe_mat *w, float eps,
                      float *y);
 void roe_cpu_rope(roe_backend *be, float *x, int n, int n_heads, int head_dim, const int *pos,
-                  float theta);
+                  const struct roe_rope_args *r);
 void roe_cpu_swiglu(roe_backend *be, const float *gate, const float *up, size_t count, float *out);
+void roe_cpu_swiglu_oai(roe_backend *be, const float *gu, int n, int inter, float alpha, float limit,
+                        float *out);
+void roe_cpu_add_bias(roe_backend *be, float *y, int n, const struct roe_mat *b);
 void roe_cpu_embed(roe_backend *be, const struct roe_mat *table, const int32_t *ids, int n,
                    float *out);
 void roe_cpu_add(roe_backend *be, float *y, const float *x, size_t count);

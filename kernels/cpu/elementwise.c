@@ -19,16 +19,16 @@ void roe_cpu_rmsnorm(roe_backend *be, const float *x, int n, const struct roe_ma
     }
 }
 
-/* HF rotate_half: dimension j pairs with j + d/2; inv_freq_j = theta^(-2j/d), computed in
- * fp32 as transformers does. */
+/* HF rotate_half over the first r->dim dimensions of each head: j pairs with j + dim/2, at
+ * angle pos * inv_freq[j] (runtime/rope.c: fp32 as transformers computes it); cos and sin scaled
+ * as transformers scales them (x 1 is exact, so unscaled RoPE is unchanged). */
 void roe_cpu_rope(roe_backend *be, float *x, int n, int n_heads, int head_dim, const int *pos,
-                  float theta) {
-    const int half = head_dim / 2;
+                  const struct roe_rope_args *rp) {
+    const int half = rp->dim / 2;
     for (int r = 0; r < n; r++) {
         for (int j = 0; j < half; j++) {
-            const float inv_freq = 1.0f / powf(theta, (float)(2 * j) / (float)head_dim);
-            const float ang = (float)pos[r] * inv_freq;
-            const float c = cosf(ang), s = sinf(ang);
+            const float ang = (float)pos[r] * rp->inv_freq[j];
+            const float c = cosf(ang) * rp->scale, s = sinf(ang) * rp->scale;
             for (int h = 0; h < n_heads; h++) {
                 float *v = x + ((size_t)r * n_heads + h) * head_dim;
                 const float a = v[j], b = v[j + half];
@@ -44,6 +44,26 @@ void roe_cpu_swiglu(roe_backend *be, const float *gate, const float *up, size_t 
         const float g = gate[i];
         out[i] = (g / (1.0f + expf(-g))) * up[i];
     }
+}
+
+/* gpt-oss (GptOssExperts._apply_gate): gate = gu[..., ::2].clamp(max=limit), up =
+ * gu[..., 1::2].clamp(-limit, limit), (up + 1) * gate * sigmoid(gate * alpha). */
+void roe_cpu_swiglu_oai(roe_backend *be, const float *gu, int n, int inter, float alpha, float limit,
+                        float *out) {
+    for (int r = 0; r < n; r++) {
+        const float *in = gu + (size_t)r * 2 * inter;
+        float *o = out + (size_t)r * inter;
+        for (int i = 0; i < inter; i++) {
+            const float g = fminf(in[2 * i], limit), u = fminf(fmaxf(in[2 * i + 1], -limit), limit);
+            o[i] = (u + 1.0f) * (g / (1.0f + expf(-(g * alpha))));
+        }
+    }
+}
+
+void roe_cpu_add_bias(roe_backend *be, float *y, int n, const struct roe_mat *b) {
+    const int cols = b->cols;
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < cols; i++) y[(size_t)r * cols + i] += roe_mat_get(b, (size_t)i);
 }
 
 void roe_cpu_embed(roe_backend *be, const struct roe_mat *table, const int32_t *ids, int n,

@@ -8,8 +8,9 @@
  * accumulator rescaled by exp(m_old - m_new) per tile): scores of a tile by the warps
  * (one position per warp at a time, lanes over head_dim), then each thread updates the
  * output dimensions it owns. Any context length works with TILE floats of shared memory.
- * Numerics: fp32 throughout; the order of the sums differs from the CPU's (tolerance 1e-4
- * normalised). K/V of a kv head are re-read by each query head of its group (from L2).
+ * A sink logit per head (gpt-oss; NULL: none) joins the softmax after the last tile: the
+ * running max and sum take it in, the output is rescaled. Numerics: fp32 throughout; the order
+ * of the sums differs from the CPU's (tolerance 1e-4 normalised). K/V of a kv head are re-read by each query head of its group (from L2).
  */
 #include <assert.h>
 
@@ -21,7 +22,7 @@ __global__ void roe_k_attention(const float *__restrict__ q, const float *__rest
                                 const float *__restrict__ v_self, const float *const *__restrict__ k_hist,
                                 const float *const *__restrict__ v_hist, const int *__restrict__ hbeg,
                                 const int *__restrict__ hend, int n_heads, int n_kv_heads, int head_dim,
-                                float scale, float *__restrict__ out) {
+                                float scale, const __nv_bfloat16 *__restrict__ sinks, float *__restrict__ out) {
     __shared__ float qs[ROE_ATT_MAX_HD];
     __shared__ float s[ROE_ATT_TILE];
     const int h = blockIdx.x, r = blockIdx.y;
@@ -73,7 +74,13 @@ __global__ void roe_k_attention(const float *__restrict__ q, const float *__rest
         }
         __syncthreads(); /* s is rewritten by the next tile */
     }
-    const float inv = 1.0f / l;
+    float fin = 1.0f; /* the sink: one more logit in the denominator, none in the output */
+    if (sinks) {
+        const float z = __bfloat162float(sinks[h]), m_new = fmaxf(m, z), corr = expf(m - m_new);
+        l = l * corr + expf(z - m_new);
+        fin = corr;
+    }
+    const float inv = fin / l;
     for (int a = 0; a < ROE_ATT_MAX_HD / ROE_ATT_THREADS; a++) {
         const int d = threadIdx.x + a * ROE_ATT_THREADS;
         if (d < head_dim) out[(size_t)r * qd + (size_t)h * head_dim + d] = acc[a] * inv;
@@ -93,6 +100,7 @@ void roe_cuda_attention(roe_backend *be, const struct roe_attn_args *a) {
     dim3 grid((unsigned)a->n_heads, (unsigned)n);
     roe_k_attention<<<grid, ROE_ATT_THREADS, 0, cu->stream>>>(
         a->q, a->k_self, a->v_self, (const float *const *)dev[0], (const float *const *)dev[1],
-        (const int *)dev[2], (const int *)dev[3], a->n_heads, a->n_kv_heads, a->head_dim, a->scale, a->out);
+        (const int *)dev[2], (const int *)dev[3], a->n_heads, a->n_kv_heads, a->head_dim, a->scale,
+        a->sinks ? (const __nv_bfloat16 *)a->sinks->data : NULL, a->out);
     ROE_CUDA_LAUNCHED(cu, "attention");
 }

@@ -6,11 +6,12 @@
  *   matmul        2e-2    cuBLAS on bf16-rounded activations (kernels/cuda/matmul.cu)
  *   matmul_f32    1e-5    fp32 activations, another summation order
  *   rmsnorm       1e-5    fp32 sum of squares (CPU: double)
- *   rope          1e-5    device powf/sinf/cosf within 2 ulp
+ *   rope          1e-5    device sinf/cosf within 2 ulp (full, and partial + YaRN-scaled)
  *   attention     1e-4    online softmax, another summation order
- *   swiglu        1e-5    device expf
+ *   swiglu(_oai)  1e-5    device expf
+ *   attention+sinks 1e-4  (gpt-oss's per-head sink logits)
  *   moe_combine   1e-6    FMA contraction
- *   add, clamp, embed, copy_rows: exact
+ *   add, add_bias, clamp, embed, copy_rows: exact
  *
  * The weights are the same bf16 values on both sides (uploaded from the host matrix).
  * Without a device (or without CUDA in the build) it prints "skipped: ..." and exits 77,
@@ -152,16 +153,25 @@ TEST(rope) {
     const int n = 6, nh = 8, hd = 128;
     const int pos[6] = {0, 1, 17, 511, 4095, 32000};
     const size_t cnt = (size_t)n * nh * hd;
-    float *x = malloc(cnt * sizeof *x);
-    fill(x, cnt, -1.0f, 1.0f);
-    float *dx = dev_from(x, cnt);
-    cpu->ops->rope(cpu, x, n, nh, hd, pos, 10000.0f);
-    gpu->ops->rope(gpu, dx, n, nh, hd, pos, 10000.0f);
-    float *gx = host_from(dx, cnt);
-    CHECK_NERR("rope", gx, x, cnt, 1e-5);
-    free(gx);
-    free(x);
-    gpu->ops->free(gpu, dx);
+    /* the whole head at theta 1e4; then GLM-4.5's half of it, scaled as YaRN scales cos/sin */
+    const int dims[2] = {hd, hd / 2};
+    const float scales[2] = {1.0f, 1.3466f};
+    for (int c = 0; c < 2; c++) {
+        float inv[64], *x = malloc(cnt * sizeof *x);
+        for (int j = 0; j < dims[c] / 2; j++) inv[j] = 1.0f / powf(10000.0f, (float)(2 * j) / (float)dims[c]);
+        fill(x, cnt, -1.0f, 1.0f);
+        float *dx = dev_from(x, cnt), *dinv = dev_from(inv, (size_t)dims[c] / 2);
+        const struct roe_rope_args hr = {.dim = dims[c], .scale = scales[c], .inv_freq = inv};
+        const struct roe_rope_args dr = {.dim = dims[c], .scale = scales[c], .inv_freq = dinv};
+        cpu->ops->rope(cpu, x, n, nh, hd, pos, &hr);
+        gpu->ops->rope(gpu, dx, n, nh, hd, pos, &dr);
+        float *gx = host_from(dx, cnt);
+        CHECK_NERR(c ? "rope (partial, scaled)" : "rope", gx, x, cnt, 1e-5);
+        free(gx);
+        free(x);
+        gpu->ops->free(gpu, dx);
+        gpu->ops->free(gpu, dinv);
+    }
 }
 
 TEST(attention) {
@@ -206,6 +216,16 @@ TEST(attention) {
     float *gout = host_from(dout, (size_t)N * qd);
     CHECK_NERR("attention (GQA 8/2, 7 rows)", gout, out, (size_t)N * qd, 1e-4);
     free(gout);
+    /* gpt-oss's sinks: one logit per head, some above every score */
+    struct tmat sk = tmat_make(1, nh, 4.0f);
+    a.sinks = &sk.h;
+    g.sinks = &sk.d;
+    cpu->ops->attention(cpu, &a);
+    gpu->ops->attention(gpu, &g);
+    gout = host_from(dout, (size_t)N * qd);
+    CHECK_NERR("attention with sinks", gout, out, (size_t)N * qd, 1e-4);
+    free(gout);
+    tmat_free(&sk);
     float *dbufs[] = {dkc, dvc, dq, dks, dvs, dout};
     for (int i = 0; i < 6; i++) gpu->ops->free(gpu, dbufs[i]);
     free(kc);
@@ -238,6 +258,25 @@ TEST(elementwise) {
     go = host_from(dg, n);
     CHECK_NERR("clamp", go, g, n, 0.0);
     free(go);
+    /* gpt-oss: clamped SwiGLU over interleaved rows (inputs beyond the limit 7), then a bias */
+    const int rows = 37, inter = 1350;
+    float *dgo = gpu->ops->alloc(gpu, (size_t)rows * inter * sizeof(float));
+    fill(g, (size_t)rows * 2 * inter, -10.0f, 10.0f);
+    gpu->ops->upload(gpu, dg, g, (size_t)rows * 2 * inter * sizeof(float));
+    cpu->ops->swiglu_oai(cpu, g, rows, inter, 1.702f, 7.0f, o);
+    gpu->ops->swiglu_oai(gpu, dg, rows, inter, 1.702f, 7.0f, dgo);
+    go = host_from(dgo, (size_t)rows * inter);
+    CHECK_NERR("swiglu_oai", go, o, (size_t)rows * inter, 1e-5);
+    free(go);
+    struct tmat b = tmat_make(1, inter, 2.0f);
+    gpu->ops->upload(gpu, dgo, o, (size_t)rows * inter * sizeof(float)); /* the same rows on both sides */
+    cpu->ops->add_bias(cpu, o, rows, &b.h);
+    gpu->ops->add_bias(gpu, dgo, rows, &b.d);
+    go = host_from(dgo, (size_t)rows * inter);
+    CHECK_NERR("add_bias", go, o, (size_t)rows * inter, 0.0);
+    free(go);
+    tmat_free(&b);
+    gpu->ops->free(gpu, dgo);
     gpu->ops->free(gpu, dg);
     gpu->ops->free(gpu, du);
     free(g);

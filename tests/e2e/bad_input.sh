@@ -42,6 +42,30 @@ expect_fail "corrupt header length" "model.safetensors" "$ROE" inspect --model "
 # a missing tensor (rename it in the header: same length, so the file stays well-formed)
 mkdir "$tmp/miss" && cp $M/* "$tmp/miss/" && sed -i 's/model.norm.weight/model.norm.weighx/' "$tmp/miss/model.safetensors"
 expect_fail "missing tensor" "missing tensor 'model.norm.weight'" "$ROE" inspect --model "$tmp/miss"
+# the newer families: malformed routing and layout fields, missing or misshapen tensors
+G=tests/fixtures/glm4_moe/model O=tests/fixtures/gpt_oss/model Q=tests/fixtures/qwen2_moe_b/model
+mkdir "$tmp/tg" && cp $G/* "$tmp/tg/" && sed -i 's/"topk_group": 2/"topk_group": 5/' "$tmp/tg/config.json"
+expect_fail "glm4_moe: topk_group > n_group" "topk_group 5 exceeds n_group 4" "$ROE" inspect --model "$tmp/tg"
+mkdir "$tmp/ng" && cp $G/* "$tmp/ng/" && sed -i 's/"n_group": 4/"n_group": 3/' "$tmp/ng/config.json"
+expect_fail "glm4_moe: n_group not dividing the experts" "n_group 3 must divide the 16 experts" "$ROE" inspect --model "$tmp/ng"
+mkdir "$tmp/sb" && cp $G/* "$tmp/sb/" && sed -i 's/layers.1.mlp.gate.e_score_correction_bias/layers.1.mlp.gate.e_score_correction_bixs/' "$tmp/sb/model.safetensors"
+expect_fail "glm4_moe: missing correction bias" "missing tensor 'model.layers.1.mlp.gate.e_score_correction_bias'" "$ROE" inspect --model "$tmp/sb"
+mkdir "$tmp/pr" && cp $G/* "$tmp/pr/" && sed -i 's/"partial_rotary_factor": 0.5/"partial_rotary_factor": 0.3/' "$tmp/pr/config.json"
+expect_fail "glm4_moe: odd partial rotary width" "gives 7 rotary dimensions" "$ROE" inspect --model "$tmp/pr"
+mkdir "$tmp/sk" && cp $O/* "$tmp/sk/" && sed -i 's/layers.2.self_attn.sinks/layers.2.self_attn.sinkx/' "$tmp/sk/model.safetensors"
+expect_fail "gpt_oss: missing sinks" "missing tensor 'model.layers.2.self_attn.sinks'" "$ROE" inspect --model "$tmp/sk"
+mkdir "$tmp/gu" && cp $O/* "$tmp/gu/" && sed -i 's/"intermediate_size": 40/"intermediate_size": 41/' "$tmp/gu/config.json"
+expect_fail "gpt_oss: experts of another width" "tensor 'model.layers.0.mlp.experts.gate_up_proj' has shape [8, 90, 80], expected [8, 90, 82]" \
+    "$ROE" inspect --model "$tmp/gu"
+mkdir "$tmp/lt" && cp $O/* "$tmp/lt/" && sed -i '0,/"sliding_attention"/s//"chunked_attention"/' "$tmp/lt/config.json"
+expect_fail "gpt_oss: unknown layer type" "layer_types[0] 'chunked_attention' is not supported" "$ROE" inspect --model "$tmp/lt"
+mkdir "$tmp/yf" && cp $O/* "$tmp/yf/" && sed -i 's/"factor": 4.0/"factor": 0.5/' "$tmp/yf/config.json"
+expect_fail "gpt_oss: YaRN factor below 1" "'factor' = 0.5 is out of range" "$ROE" inspect --model "$tmp/yf"
+mkdir "$tmp/rt" && cp $O/* "$tmp/rt/" && sed -i 's/"rope_type": "yarn"/"rope_type": "llama3"/' "$tmp/rt/config.json"
+expect_fail "gpt_oss: unsupported RoPE" "rope_scaling.rope_type 'llama3' is not supported (only 'default' and 'yarn' RoPE)" \
+    "$ROE" inspect --model "$tmp/rt"
+mkdir "$tmp/sg" && cp $Q/* "$tmp/sg/" && sed -i 's/layers.3.mlp.shared_expert_gate.weight/layers.3.mlp.shared_expert_gatx.weight/' "$tmp/sg/model.safetensors"
+expect_fail "qwen2_moe: missing shared expert gate" "missing tensor 'model.layers.3.mlp.shared_expert_gate.weight'" "$ROE" inspect --model "$tmp/sg"
 # a bad environment knob (base/env.c's table) stops every command before it reads anything:
 # exit status exactly 2, as a bad flag, and one line naming the variable, value and what is accepted
 bad_env() { # bad_env VAR=VALUE MESSAGE
@@ -59,6 +83,7 @@ bad_env ROE_LOG=bogus "ROE_LOG='bogus' is not one of: error, warn, info, debug"
 bad_env ROE_COMM=carrier-pigeon "ROE_COMM='carrier-pigeon' is not one of: auto, self, mpi"
 bad_env ROE_COMM_TIMEOUT_S=-1 "ROE_COMM_TIMEOUT_S='-1' is not a number in [0.001, 10000000]"
 bad_env ROE_COMM_TIMEOUT_S=60s "ROE_COMM_TIMEOUT_S='60s' is not a number in [0.001, 10000000]"
+bad_env ROE_LIVENESS_S=0.1 "ROE_LIVENESS_S='0.1' is not a number in [0.5, 1000000]"
 bad_env ROE_HOME_POLICY=random "ROE_HOME_POLICY='random' is not one of: round-robin, least-loaded"
 bad_env ROE_EP_WIRE=f64 "ROE_EP_WIRE='f64' is not one of: f32, bf16"
 bad_env ROE_EP_OVERLAP=maybe "ROE_EP_OVERLAP='maybe' is not 0 or 1"

@@ -26,7 +26,6 @@ error_is() { # error_is NAME JQ_FILTER: the last error body ($TMP/resp) satisfie
 expect_status "malformed JSON" 400 "not valid JSON" $C '{"model": "'$NAME'", "prompt": "a",'
 expect_status "body not an object" 400 "must be a JSON object" $C '["a"]'
 expect_status "empty body" 400 "not valid JSON" $C ''
-expect_status "missing model" 400 "'model' is required" $C '{"prompt": "a"}'
 expect_status "missing prompt" 400 "'prompt' is required" $C '{"model": "'$NAME'"}'
 expect_status "missing messages" 400 "'messages' is required" /v1/chat/completions '{"model": "'$NAME'"}'
 expect_status "unknown model" 404 "does not exist" $C '{"model": "gpt-4", "prompt": "a"}'
@@ -45,8 +44,22 @@ expect_status "batched prompts" 400 "one request per prompt" $C '{"model": "'$NA
 long_prompt="[$(seq -s, 1 300)]"
 expect_status "prompt too long" 400 "maximum context length is 256" $C '{"model": "'$NAME'", "prompt": '"$long_prompt"'}'
 expect_status "prompt + max_tokens too long" 400 "maximum context length" $C '{"model": "'$NAME'", "prompt": "a", "max_tokens": 256}'
-expect_status "n > 1" 400 "'n'" $C '{"model": "'$NAME'", "prompt": "a", "n": 2}'
-expect_status "stop sequences" 400 "'stop'" $C '{"model": "'$NAME'", "prompt": "a", "stop": ["\n"]}'
+expect_status "n beyond the slots" 400 "n = 5" $C '{"model": "'$NAME'", "prompt": "a", "n": 5}'
+expect_status "too many stop strings" 400 "'stop'" $C '{"model": "'$NAME'", "prompt": "a", "stop": ["a", "b", "c", "d", "e"]}'
+expect_status "an empty stop string" 400 "'stop'" $C '{"model": "'$NAME'", "prompt": "a", "stop": [""]}'
+expect_status "echo in chat" 400 "'echo'" /v1/chat/completions '{"messages": [{"role": "user", "content": "x"}], "echo": true}'
+expect_status "top_logprobs without logprobs" 400 "needs 'logprobs'" /v1/chat/completions '{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}'
+expect_status "logprobs beyond 20" 400 "'logprobs'" $C '{"prompt": "a", "logprobs": 21}'
+# strict input (issue 18, finding 4): NUL, trailing data and duplicate keys are refused, never
+# truncated or resolved silently; a value float32 cannot hold is named (finding 7)
+expect_status "NUL in the prompt" 400 "NUL" $C '{"model": "'$NAME'", "prompt": "a\u0000b", "max_tokens": 2}'
+error_is "NUL in the prompt" '.error.param == "prompt"'
+expect_status "NUL in a chat message" 400 "messages[0].content" /v1/chat/completions '{"model": "'$NAME'", "messages": [{"role": "user", "content": "x\u0000"}]}'
+expect_status "data after the JSON object" 400 "after its JSON object" $C '{"model": "'$NAME'", "prompt": "a"} {"prompt": "b"}'
+expect_status "a key twice" 400 "appears more than once" $C '{"model": "'$NAME'", "prompt": "a", "max_tokens": 1, "max_tokens": 50}'
+error_is "a key twice" '.error.param == "max_tokens"'
+expect_status "top_p below float32" 400 "too small" $C '{"model": "'$NAME'", "prompt": "a", "top_p": 1e-50}'
+error_is "top_p below float32" '.error.param == "top_p"'
 expect_status "roe_k without tau" 400 "needs 'roe_tau'" $C '{"model": "'$NAME'", "prompt": "a", "roe_k": 4}'
 expect_status "roe_k of the wrong type" 400 "'roe_k' must be an integer" $C '{"model": "'$NAME'", "prompt": "a", "roe_k": "4"}'
 expect_status "roe_tau out of range" 400 "'roe_tau'" $C '{"model": "'$NAME'", "prompt": "a", "roe_k": 2, "roe_tau": 50}'
@@ -108,6 +121,8 @@ bpid=$!
 wait_metric roe_requests_waiting "" 1 10 || fail "the second request is not waiting: $(metric roe_requests_waiting)"
 expect_status "queue full" 503 "at capacity" $C '{"model": "'$NAME'", "prompt": "Hey", "max_tokens": 5}'
 error_is "queue full" '.error.code == "server_overloaded" and .error.param == null and .error.type == "server_error"'
+ra=$(curl -s -D - -o /dev/null -d '{"prompt": "Hey", "max_tokens": 5}' "$URL$C" | tr -d '\r' | sed -n 's/^Retry-After: //Ip')
+[ "$ra" = 1 ] && pass "a full queue's 503 says Retry-After: 1" || fail "503 without Retry-After: '$ra'"
 # the waiting one gives up: its place in the queue is freed, not kept
 kill $bpid 2>/dev/null; wait $bpid 2>/dev/null
 wait_metric roe_requests_waiting "" 0 10 && [ "$(metric roe_requests_total 'outcome="cancelled"')" = 1 ] &&
@@ -133,6 +148,8 @@ bpid=$!
 for i in $(seq 1 $((100 * SLOW))); do
     [ "$(grep -c '^data: ' "$TMP/a")" -ge 2 ] && [ "$(grep -c '^data: ' "$TMP/b")" -ge 2 ] && break; sleep 0.05; done
 expect_status "too many connections" 429 "too many connections" $C '{"model": "'$NAME'", "prompt": "Hi", "max_tokens": 5}'
+ra=$(curl -s -D - -o /dev/null -d '{"prompt": "Hey", "max_tokens": 5}' "$URL$C" | tr -d '\r' | sed -n 's/^Retry-After: //Ip')
+[ "$ra" = 1 ] && pass "429 says Retry-After: 1" || fail "429 without Retry-After: '$ra'"
 kill $bpid 2>/dev/null; wait $bpid 2>/dev/null
 # A and this query: 2 connections
 wait_metric roe_http_connections "" 2 10 || fail "connections after one left: $(metric roe_http_connections)"

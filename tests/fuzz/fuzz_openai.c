@@ -68,12 +68,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             abort();
         for (int i = 0; i < q.params.n_prompt; i++)
             if (q.params.prompt[i] < 0) abort();
-        char *resp = roe_api_response_json(c, &q, "cmpl-fuzz", 0, "ok \xC3\xA9", q.prompt,
-                                           q.params.n_prompt, ROE_FINISH_LENGTH);
+        /* the prompt stands in for generated tokens, with made-up log-probabilities */
+        static float lp[1 << 12], top_lp[1 << 12];
+        static int32_t top_id[1 << 12];
+        const int n = q.params.n_prompt < 64 ? q.params.n_prompt : 64, top = q.params.top_logprobs;
+        const struct roe_api_logprobs gen = {.ids = q.prompt, .n = n, .top = top, .lp = lp, .top_id = top_id, .top_lp = top_lp};
+        const struct roe_api_choice ch = {.text = "ok \xC3\xA9", .finish = "length", .gen = gen,
+                                          .prompt = q.params.prompt_logprobs ? gen : (struct roe_api_logprobs){0}};
+        char *resp = roe_api_response_json(c, &q, "cmpl-fuzz", 0, &ch, 1, n);
         free(resp);
         struct roe_strbuf sb = {0};
-        roe_api_stream_chunk(&sb, c, &q, "cmpl-fuzz", 0, "x", 1, NULL, q.prompt, 1);
-        roe_api_stream_chunk(&sb, c, &q, "cmpl-fuzz", 0, "", 0, "stop", NULL, 0);
+        const struct roe_api_choice first = {.text = "x", .role = 1, .gen = gen}, fin = {.text = "", .finish = "stop"};
+        roe_api_stream_chunk(&sb, c, &q, "cmpl-fuzz", 0, &first);
+        roe_api_stream_chunk(&sb, c, &q, "cmpl-fuzz", 0, &fin);
         roe_api_stream_usage(&sb, c, &q, "cmpl-fuzz", 0, 2);
         roe_strbuf_free(&sb);
         roe_api_request_free(&q);

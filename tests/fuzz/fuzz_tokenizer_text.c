@@ -1,9 +1,11 @@
 /*
  * fuzz_tokenizer_text.c — encode and decode of the real tokenizers (the bundled model's
- * byte-level BPE, and the Qwen-style one of tests/data: a PCRE2 split regex and an NFC
- * normalizer).
+ * byte-level BPE, the Qwen-style one of tests/data: a PCRE2 split regex and an NFC
+ * normalizer, and two of tests/data/tokenizer/families: Llama 2 SentencePiece style with
+ * Prepend/Replace, byte fallback and the Replace/ByteFallback/Fuse/Strip decoders, and o200k's
+ * regex with its Unicode 16 classes).
  *
- * Input: byte 0 picks the tokenizer (bit 0) and the operation (bit 1); the rest is
+ * Input: byte 0 picks the tokenizer (bits 0 and 2) and the operation (bit 1); the rest is
  *   encode: text. Valid UTF-8 must encode to in-vocabulary ids; with the bundled tokenizer
  *           (no normalizer) decode(encode(s)) == s (the contract of tokenizer.h). Invalid
  *           UTF-8 must be refused with a status.
@@ -15,14 +17,17 @@
 #include "fuzz_common.h"
 #include "base/alloc.h"
 #include "runtime/tokenizer.h"
+#include "runtime/tokenizer_impl.h" /* roe__utf8_valid */
 
-static roe_tokenizer *toks[2];
+static roe_tokenizer *toks[4];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     fuzz_quiet();
-    static const char *paths[2] = {ROE_SOURCE_DIR "/models/olmoe-tiny/tokenizer.json",
-                                   ROE_SOURCE_DIR "/tests/data/tokenizer/qwenstyle/tokenizer.json"};
-    for (int i = 0; i < 2; i++)
+    static const char *paths[4] = {ROE_SOURCE_DIR "/models/olmoe-tiny/tokenizer.json",
+                                   ROE_SOURCE_DIR "/tests/data/tokenizer/qwenstyle/tokenizer.json",
+                                   ROE_SOURCE_DIR "/tests/data/tokenizer/families/llama2/tokenizer.json",
+                                   ROE_SOURCE_DIR "/tests/data/tokenizer/families/o200k/tokenizer.json"};
+    for (int i = 0; i < 4; i++)
         if (roe_tokenizer_load(paths[i], &toks[i]) != ROE_OK) {
             fprintf(stderr, "fuzz_tokenizer_text: %s\n", roe_error_message());
             abort();
@@ -69,6 +74,8 @@ static void check_decode(const roe_tokenizer *t, const uint8_t *p, size_t n) {
         roe_status st = roe_tokenizer_decode(t, ids, n_ids, flags, &text, &len);
         fuzz_check_rejection(st);
         if (st == ROE_OK && (!text || text[len] != '\0')) abort();
+        size_t bad;
+        if (st == ROE_OK && !roe__utf8_valid(text, len, &bad)) abort(); /* decode gives text, as HF's String */
         roe_free(text);
     }
     for (size_t i = 0; i < n_ids; i++) {
@@ -81,10 +88,11 @@ static void check_decode(const roe_tokenizer *t, const uint8_t *p, size_t n) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    const roe_tokenizer *t = toks[data[0] & 1];
+    const int which = (data[0] & 1) | (data[0] >> 1 & 2);
+    const roe_tokenizer *t = toks[which];
     if (data[0] & 2)
         check_decode(t, data + 1, size - 1);
     else
-        check_encode(t, (data[0] & 1) == 0, (const char *)data + 1, size - 1);
+        check_encode(t, which == 0, (const char *)data + 1, size - 1);
     return 0;
 }

@@ -2,7 +2,7 @@
 # `mpirun -np 2 roe serve`: rank 0 serves HTTP, every step runs on both ranks. The same tokens
 # as one process (`roe generate`), 16 concurrent requests = each alone, a stream that
 # concatenates to the whole text, a disconnect mid-stream that frees the slot, heartbeats that
-# keep an idle server's ranks in step past ROE_COMM_TIMEOUT_S, and SIGTERM to rank 0 ending the
+# keep an idle server's ranks in step past the liveness bound (ROE_LIVENESS_S), and SIGTERM to rank 0 ending the
 # whole job cleanly (exit 0).
 . "$(dirname "$0")/../e2e/lib.bash"
 . "$(dirname "$0")/lib.bash"
@@ -10,8 +10,8 @@
 M=models/olmoe-tiny
 [ -f $M/model.safetensors ] || { echo "skipped: $M has no weights (tools/train_bundled.py)"; exit 77; }
 NAME=olmoe-tiny
-export ROE_COMM_TIMEOUT_S=4 # heartbeats every second; an idle pause below outlasts the bound
-start_server "${MPIRUN[@]}" -x ROE_COMM_TIMEOUT_S -np 2 -- --model $M --max-seqs 16 --max-model-len 256
+export ROE_LIVENESS_S=4 # heartbeats every second; an idle pause below outlasts the bound
+start_server "${MPIRUN[@]}" -x ROE_LIVENESS_S -np 2 -- --model $M --max-seqs 16 --max-model-len 256
 rank0=$(sed -n 's/.*(pid \([0-9]*\), 2 ranks.*/\1/p' "$TMP/server.log" | head -1)
 [ -n "$rank0" ] && EXTRA_PIDS+=("$rank0")
 [ -n "$rank0" ] && pass "rank 0 (pid $rank0) serves, 2 ranks" || { fail "no 2-rank server line: $(cat "$TMP/server.log")"; finish; exit 1; }
@@ -57,6 +57,25 @@ for i in $(seq 0 15); do
 done
 [ $same = 16 ] && pass "2 ranks: 16 concurrent requests = each alone"
 
+# n choices on either home rank: the prompt's cache is copied on the home rank (a control-plane
+# binding when that is rank 1), each choice = the request alone with seed + i; prompt
+# log-probabilities (echo) too
+for k in 1 2; do
+    req='{"prompt": "The '$k' little pigs", "max_tokens": 8, "ignore_eos": true, "temperature": 0.9, "return_token_ids": true'
+    nb=$(post /v1/completions "$req, \"seed\": 3, \"n\": 3}")
+    same=0
+    for i in 0 1 2; do
+        one=$(post /v1/completions "$req, \"seed\": $((3 + i))}" | jq -c .choices[0].token_ids)
+        [ "$(echo "$nb" | jq -c ".choices[$i].token_ids")" = "$one" ] && same=$((same + 1))
+    done
+    [ $same = 3 ] && pass "2 ranks, n = 3 (request $k): each choice = alone with seed + i" ||
+        fail "2 ranks, n = 3: $(echo "$nb" | jq -c '[.choices[].token_ids]')"
+done
+e1=$(post /v1/completions '{"prompt": "Q: 1 + 2 = ? A:", "max_tokens": 1, "echo": true, "logprobs": 1}' | jq -c .choices[0].logprobs.token_logprobs)
+e2=$(post /v1/completions '{"prompt": "Q: 1 + 2 = ? A:", "max_tokens": 1, "echo": true, "logprobs": 1}' | jq -c .choices[0].logprobs.token_logprobs)
+[ -n "$e1" ] && [ "$e1" = "$e2" ] && [ "$e1" != null ] && pass "2 ranks: echo log-probabilities on either home rank agree" ||
+    fail "2 ranks echo: $e1 vs $e2"
+
 # streaming
 b=$(body '"Once upon a time"' 20)
 post /v1/completions "$b" | jq -j '.choices[0].text' >"$TMP/whole.txt"
@@ -79,7 +98,7 @@ sleep 6
 out=$(post /v1/completions '{"model": "'$NAME'", "prompt": "Hello", "max_tokens": 4, "ignore_eos": true}')
 hb=$(metric roe_heartbeats_total)
 [ "$(echo "$out" | jq '.usage.completion_tokens')" = 4 ] && [ "${hb:-0}" -ge 2 ] &&
-    pass "2 ranks: serving after 6 s idle (ROE_COMM_TIMEOUT_S=4), $hb heartbeats" || fail "after idle: $out (heartbeats $hb)"
+    pass "2 ranks: serving after 6 s idle (ROE_LIVENESS_S=4), $hb heartbeats" || fail "after idle: $out (heartbeats $hb)"
 
 # SIGTERM to rank 0: the job ends cleanly
 kill -TERM "$rank0"

@@ -8,11 +8,13 @@
  * through roe_malloc (base/alloc.c), so its allocations are failure points too.
  *
  * Operations (labels unit and faults):
- *  - model load: the bundled model and the Qwen3 fixture (dense and MoE layers);
+ *  - model load: the bundled model, the Qwen3 fixture (dense and MoE layers), GLM-4.5's (shared
+ *    experts, a correction bias) and gpt-oss's (each expert transposed into memory of its own);
  *  - tokenizer load: the bundled tokenizer.json and the Qwen-style one (a PCRE2 split regex,
  *    NFC), each then encoding and decoding a text;
  *  - generation: engine create, generator create, and a run of a plain and a RoE K=4
- *    request to their end (a step itself allocates nothing: test_engine checks that);
+ *    request to their end (a step itself allocates nothing: test_engine checks that), on OLMoE
+ *    and on gpt-oss (its RoPE table, its wider FFN buffers);
  *  - a server request: the OpenAI body parsed (tokenizing the prompt), submitted to a running
  *    scheduler, generated, its text decoded and its response and stream chunks rendered.
  */
@@ -98,6 +100,8 @@ static roe_status op_model_load(void *ctx) {
 TEST(model_load) {
     ASSERT_TRUE(fail_each("model load (bundled)", op_model_load, "models/olmoe-tiny") > 10);
     ASSERT_TRUE(fail_each("model load (qwen3 fixture)", op_model_load, "tests/fixtures/qwen3_moe/model") > 10);
+    ASSERT_TRUE(fail_each("model load (glm4_moe fixture)", op_model_load, "tests/fixtures/glm4_moe/model") > 10);
+    ASSERT_TRUE(fail_each("model load (gpt_oss fixture)", op_model_load, "tests/fixtures/gpt_oss/model") > 32);
 }
 
 /* ---- tokenizer load, encode, decode ---- */
@@ -129,6 +133,11 @@ TEST(tokenizer_load) {
     ASSERT_TRUE(fail_each("tokenizer (bundled)", op_tokenizer, "models/olmoe-tiny/tokenizer.json") > 10);
     ASSERT_TRUE(fail_each("tokenizer (qwen-style)", op_tokenizer, "tests/data/tokenizer/qwenstyle/tokenizer.json") >
                 10);
+    /* SentencePiece style (normalizers, byte fallback, the decoder chain) and three Split regexes */
+    ASSERT_TRUE(fail_each("tokenizer (llama2-style)", op_tokenizer,
+                          "tests/data/tokenizer/families/llama2/tokenizer.json") > 10);
+    ASSERT_TRUE(fail_each("tokenizer (deepseek-v3-style)", op_tokenizer,
+                          "tests/data/tokenizer/families/deepseek_v3/tokenizer.json") > 10);
 }
 
 /* ---- generation ---- */
@@ -167,13 +176,16 @@ static roe_status op_generate(void *ctx) {
 }
 
 TEST(generation) {
-    struct gen_ctx g;
-    struct roe_model *m = NULL;
-    ASSERT_OK(roe_model_load("tests/fixtures/olmoe/model", &m));
-    g.m = m;
-    ASSERT_OK(roe_roster_uniform(&g.roe4, &m->cfg, 4, 0.5f, 1, ROE_GATE_NOISY));
-    ASSERT_TRUE(fail_each("generation", op_generate, &g) > 5);
-    roe_model_free(m);
+    const char *dirs[2] = {"tests/fixtures/olmoe/model", "tests/fixtures/gpt_oss/model"};
+    for (int i = 0; i < 2; i++) {
+        struct gen_ctx g;
+        struct roe_model *m = NULL;
+        ASSERT_OK(roe_model_load(dirs[i], &m));
+        g.m = m;
+        ASSERT_OK(roe_roster_uniform(&g.roe4, &m->cfg, 4, 0.5f, 1, ROE_GATE_NOISY));
+        ASSERT_TRUE(fail_each(dirs[i], op_generate, &g) > 5);
+        roe_model_free(m);
+    }
 }
 
 /* ---- a server request ---- */
@@ -215,13 +227,15 @@ static roe_status op_request(void *ctx) {
     if (st == ROE_OK) st = roe_tokenizer_decode(c->tok, v.tokens, (size_t)v.n_tokens, 0, &text, &len);
     if (st == ROE_OK) {
         struct roe_strbuf sse = {0};
-        roe_api_stream_chunk(&sse, &c->api, &q, "cmpl-1", 0, text, 1, NULL, v.tokens, v.n_tokens);
-        roe_api_stream_chunk(&sse, &c->api, &q, "cmpl-1", 0, "", 0, "length", NULL, 0);
+        const struct roe_api_choice ch = {.text = text, .role = 1, .gen = {.ids = v.tokens, .n = v.n_tokens}},
+                                    fin = {.text = "", .finish = "length"};
+        roe_api_stream_chunk(&sse, &c->api, &q, "cmpl-1", 0, &ch);
+        roe_api_stream_chunk(&sse, &c->api, &q, "cmpl-1", 0, &fin);
         roe_api_stream_usage(&sse, &c->api, &q, "cmpl-1", 0, v.n_tokens);
         if (sse.oom) st = roe_fail(ROE_ERR_NOMEM, "rendering the stream");
         roe_strbuf_free(&sse);
-        char *body = roe_api_response_json(&c->api, &q, "cmpl-1", 0, text, v.tokens, v.n_tokens,
-                                           ROE_FINISH_LENGTH);
+        const struct roe_api_choice whole = {.text = text, .finish = "length", .gen = {.ids = v.tokens, .n = v.n_tokens}};
+        char *body = roe_api_response_json(&c->api, &q, "cmpl-1", 0, &whole, 1, v.n_tokens);
         if (!body && st == ROE_OK) st = roe_fail(ROE_ERR_NOMEM, "rendering the response");
         free(body);
     }

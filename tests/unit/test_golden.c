@@ -11,8 +11,11 @@
 #include "runtime/engine.h"
 #include "runtime/generate.h"
 
-static const char *FAMILIES[] = {"tests/fixtures/olmoe", "tests/fixtures/mixtral",
-                                 "tests/fixtures/qwen3_moe", "tests/fixtures/olmoe-tiny-ref"};
+static const char *FAMILIES[] = {"tests/fixtures/olmoe",       "tests/fixtures/mixtral",
+                                 "tests/fixtures/qwen3_moe",   "tests/fixtures/olmoe-tiny-ref",
+                                 "tests/fixtures/qwen2_moe",   "tests/fixtures/qwen2_moe_b",
+                                 "tests/fixtures/glm4_moe",    "tests/fixtures/glm4_moe_b",
+                                 "tests/fixtures/gpt_oss",     "tests/fixtures/gpt_oss_b"};
 
 static int n_checked_paths = 0;
 
@@ -172,11 +175,25 @@ TEST(bundled_model) {
     run_all(3);
 }
 
+/* the newer families, two shapes each (tests/fixtures/README.md) */
+TEST(qwen2_moe_sharded_bf16_window) { run_all(4); }
+TEST(qwen2_moe_b_f32_sparse_step) { run_all(5); }
+TEST(glm4_moe_groups_qk_norm_bf16) { run_all(6); }
+TEST(glm4_moe_b_sharded_f32) { run_all(7); }
+TEST(gpt_oss_yarn_sinks_bf16) { run_all(8); }
+TEST(gpt_oss_b_sharded_f32) { run_all(9); }
+
 int main(void) {
     RUN(olmoe);
     RUN(mixtral);
     RUN(qwen3_moe_sharded_f16);
     RUN(bundled_model);
+    RUN(qwen2_moe_sharded_bf16_window);
+    RUN(qwen2_moe_b_f32_sparse_step);
+    RUN(glm4_moe_groups_qk_norm_bf16);
+    RUN(glm4_moe_b_sharded_f32);
+    RUN(gpt_oss_yarn_sinks_bf16);
+    RUN(gpt_oss_b_sharded_f32);
     fprintf(stderr, "checked %d (fixture, kernel path) pairs\n", n_checked_paths);
     return test_summary();
 }

@@ -18,8 +18,11 @@
 #include "runtime/router.h"
 #include "runtime/tune.h"
 
-static const char *MODELS[] = {"tests/fixtures/olmoe/model", "tests/fixtures/mixtral/model",
-                               "tests/fixtures/qwen3_moe/model"};
+static const char *MODELS[] = {"tests/fixtures/olmoe/model",     "tests/fixtures/mixtral/model",
+                               "tests/fixtures/qwen3_moe/model", "tests/fixtures/qwen2_moe/model",
+                               "tests/fixtures/glm4_moe/model",  "tests/fixtures/glm4_moe_b/model",
+                               "tests/fixtures/gpt_oss/model",   "tests/fixtures/gpt_oss_b/model"};
+enum { N_MODELS = sizeof MODELS / sizeof MODELS[0] }; /* every router kind (docs/ROE-ROUTING.md) */
 static const int32_t PROMPT_A[] = {5, 17, 99, 3, 250, 41, 7, 8}, PROMPT_B[] = {200, 1, 13};
 
 struct rig {
@@ -65,7 +68,7 @@ static int run(struct rig *r, const struct roe_request *q, int n, int32_t *tok, 
 }
 
 TEST(plain_is_reproduced_by_k1_and_tau0) {
-    for (int f = 0; f < 3; f++) {
+    for (int f = 0; f < N_MODELS; f++) {
         struct rig r;
         ASSERT_TRUE(rig_open(&r, MODELS[f], 1) == 0);
         const int V = r.m->cfg.vocab_size;
@@ -90,7 +93,7 @@ TEST(plain_is_reproduced_by_k1_and_tau0) {
  * after their clean row) and must give exactly what full K gives, tokens and aggregated
  * logits; a threshold above every entropy is the plain model. */
 TEST(adaptive_k_matches_full_k_and_plain) {
-    for (int f = 0; f < 3; f++) {
+    for (int f = 0; f < N_MODELS; f++) {
         struct rig r;
         ASSERT_TRUE(rig_open(&r, MODELS[f], 1) == 0);
         const int V = r.m->cfg.vocab_size;
@@ -148,7 +151,7 @@ TEST(sample0_equals_plain_row) {
 }
 
 TEST(same_seed_same_output_whatever_the_batch) {
-    for (int f = 0; f < 3; f++) {
+    for (int f = 0; f < N_MODELS; f++) {
         struct rig r;
         ASSERT_TRUE(rig_open(&r, MODELS[f], 1) == 0);
         const int V = r.m->cfg.vocab_size;
@@ -194,7 +197,7 @@ TEST(kv_cache_independent_of_k) {
 }
 
 TEST(dedup_is_exact_and_saves_rows) {
-    for (int f = 0; f < 3; f++) {
+    for (int f = 0; f < N_MODELS; f++) {
         struct rig d, nd;
         ASSERT_TRUE(rig_open(&d, MODELS[f], 1) == 0);
         ASSERT_TRUE(rig_open(&nd, MODELS[f], 0) == 0);
@@ -216,6 +219,18 @@ TEST(dedup_is_exact_and_saves_rows) {
                 m0.rows_computed, m1.rows_computed, m0.rows_naive);
         ASSERT_TRUE(shared_layer ? m0.rows_computed < m1.rows_computed : m0.rows_computed <= m1.rows_computed);
         ASSERT_EQ_INT(m1.rows_computed, m1.rows_naive);
+        /* identical samples are one row: a noise too small to change any routing forks nothing, so
+         * K = 5 computes the rows of K = 1 and gives its logits (the clean gate: the noisy one would
+         * change the weights in their last bits) */
+        struct roe_roster tiny;
+        ASSERT_OK(roe_roster_uniform(&tiny, &d.m->cfg, 5, 1e-7f, 0, ROE_GATE_CLEAN));
+        struct roe_request qt = req(PROMPT_A, 8, &tiny, 5), qp = req(PROMPT_A, 8, NULL, 5);
+        struct roe_gen_timing mt, mp;
+        ASSERT_EQ_INT(run(&d, &qt, 1, t0, z0, &mt), 24);
+        ASSERT_EQ_INT(run(&d, &qp, 1, t1, z1, &mp), 24);
+        ASSERT_EQ_INT(mt.rows_computed, mp.rows_computed);
+        ASSERT_TRUE(mt.rows_naive > mp.rows_naive);
+        ASSERT_TRUE(memcmp(z0, z1, 24 * V * 4) == 0);
         free(z0), free(z1);
         rig_close(&d);
         rig_close(&nd);
@@ -228,34 +243,94 @@ static double pair_prob(const double *p, int a, int b) {
 }
 
 TEST(gumbel_topk_is_sampling_without_replacement) {
-    struct roe_model_config c = {.n_experts = 8, .top_k = 2, .norm_topk_prob = 0};
-    const float R[8] = {1.2f, 0.3f, -0.5f, 2.0f, 0.0f, -1.5f, 0.8f, 0.4f};
-    const float tau = 0.7f;
-    double p[8], zs = 0;
-    for (int e = 0; e < 8; e++) zs += exp(R[e] / tau);
-    for (int e = 0; e < 8; e++) p[e] = exp(R[e] / tau) / zs;
-    static long count[8][8];
-    float scratch[16], w[2];
-    int32_t idx[2];
-    const int N = 40000;
-    for (int i = 0; i < N; i++) {
-        struct roe_noise_key key = {.seed = 12345, .pos = i, .sample = 1 + i % 7, .layer = i % 5};
-        roe_route_row_noisy(&c, R, tau, ROE_GATE_CLEAN, key, scratch, idx, w);
-        ASSERT_TRUE(idx[0] < idx[1]); /* ascending expert order */
-        count[idx[0]][idx[1]]++;
-    }
-    double chi2 = 0;
-    int cells = 0;
-    for (int a = 0; a < 8; a++)
-        for (int b = a + 1; b < 8; b++) {
-            const double expect = N * pair_prob(p, a, b);
-            chi2 += (count[a][b] - expect) * (count[a][b] - expect) / expect;
-            cells++;
+    /* the three router kinds choose by the same law when nothing else intervenes: the sigmoid is
+     * monotone, so with one group and no bias its top-k of sigmoid(R + tau G) is that of R + tau G */
+    const roe_router_kind kinds[3] = {ROE_ROUTER_SOFTMAX, ROE_ROUTER_TOPK_SOFTMAX, ROE_ROUTER_SIGMOID_GROUP};
+    for (int kd = 0; kd < 3; kd++) {
+        struct roe_model_config c = {.n_experts = 8, .top_k = 2, .norm_topk_prob = 0, .router = kinds[kd],
+                                     .n_group = 1, .topk_group = 1, .routed_scaling = 1.0f};
+        const float R[8] = {1.2f, 0.3f, -0.5f, 2.0f, 0.0f, -1.5f, 0.8f, 0.4f};
+        const float tau = 0.7f;
+        double p[8], zs = 0;
+        for (int e = 0; e < 8; e++) zs += exp(R[e] / tau);
+        for (int e = 0; e < 8; e++) p[e] = exp(R[e] / tau) / zs;
+        static long count[8][8];
+        memset(count, 0, sizeof count);
+        float scratch[64], w[2];
+        int32_t idx[2];
+        const int N = 40000;
+        for (int i = 0; i < N; i++) {
+            struct roe_noise_key key = {.seed = 12345, .pos = i, .sample = 1 + i % 7, .layer = i % 5};
+            roe_route_row_noisy(&c, R, NULL, tau, ROE_GATE_CLEAN, key, scratch, idx, w);
+            ASSERT_TRUE(idx[0] < idx[1]); /* ascending expert order */
+            count[idx[0]][idx[1]]++;
         }
-    fprintf(stderr, "  chi-square %.1f over %d pairs (df %d; 0.1%% critical value 55.5)\n", chi2, cells, cells - 1);
-    ASSERT_TRUE(chi2 < 55.5);
-    /* and it is not trivially passing: the sets of the clean top-2 are not all we see */
-    ASSERT_TRUE(count[0][3] < N * 0.9);
+        double chi2 = 0;
+        int cells = 0;
+        for (int a = 0; a < 8; a++)
+            for (int b = a + 1; b < 8; b++) {
+                const double expect = N * pair_prob(p, a, b);
+                chi2 += (count[a][b] - expect) * (count[a][b] - expect) / expect;
+                cells++;
+            }
+        fprintf(stderr, "  router kind %d: chi-square %.1f over %d pairs (df %d; 0.1%% critical value 55.5)\n", kd,
+                chi2, cells, cells - 1);
+        ASSERT_TRUE(chi2 < 55.5);
+        /* and it is not trivially passing: the sets of the clean top-2 are not all we see */
+        ASSERT_TRUE(count[0][3] < N * 0.9);
+    }
+}
+
+/* Noisy routing of the group-limited router: every sample keeps the model's group limit; its
+ * weights are the model's gate (sigmoid, renormalised, scaled) of the clean or the noisy logits at
+ * the chosen experts; a noise too small to matter gives the clean arrays bit for bit (the engine
+ * then keeps the sample in its clean row's slot). And gpt-oss's: softmax over the chosen k. */
+TEST(noisy_routing_per_kind) {
+    struct roe_model_config c = {.n_experts = 16, .top_k = 3, .norm_topk_prob = 1, .router = ROE_ROUTER_SIGMOID_GROUP,
+                                 .n_group = 4, .topk_group = 2, .routed_scaling = 2.5f};
+    float R[16], bias[16], scratch[128], w[3], cw[3], nw[3];
+    int32_t idx[3], cidx[3], nidx[3];
+    for (int e = 0; e < 16; e++) {
+        R[e] = (float)sin(1.7 * e + 0.3) * 2.0f;
+        bias[e] = (float)cos(0.9 * e) * 0.1f;
+    }
+    roe_route_row(&c, R, bias, scratch, cidx, cw);
+    int changed = 0;
+    for (int i = 0; i < 2000; i++) {
+        struct roe_noise_key key = {.seed = 99, .pos = i, .sample = 1 + i % 5, .layer = 3};
+        roe_route_row_noisy(&c, R, bias, 1.0f, ROE_GATE_CLEAN, key, scratch, idx, w);
+        int groups[4] = {0}, n_groups = 0;
+        for (int j = 0; j < 3; j++) groups[idx[j] / 4] = 1;
+        for (int g = 0; g < 4; g++) n_groups += groups[g];
+        ASSERT_TRUE(n_groups <= 2);
+        changed += memcmp(idx, cidx, sizeof idx) != 0;
+        double z = 0;
+        for (int j = 0; j < 3; j++) z += 1 / (1 + exp(-R[idx[j]]));
+        for (int j = 0; j < 3; j++) ASSERT_NEAR(w[j], 2.5 / (1 + exp(-R[idx[j]])) / z, 1e-6); /* clean gate */
+        roe_route_row_noisy(&c, R, bias, 1.0f, ROE_GATE_NOISY, key, scratch, nidx, nw);
+        ASSERT_TRUE(memcmp(idx, nidx, sizeof idx) == 0); /* the gate mode changes weights, never the choice */
+        double zn = 0;
+        for (int j = 0; j < 3; j++) zn += nw[j];
+        ASSERT_NEAR(zn, 2.5, 1e-5);
+    }
+    ASSERT_TRUE(changed > 200 && changed < 2000);
+    struct roe_noise_key key = {.seed = 1, .pos = 0, .sample = 1, .layer = 0};
+    roe_route_row_noisy(&c, R, bias, 1e-7f, ROE_GATE_CLEAN, key, scratch, idx, w);
+    ASSERT_TRUE(memcmp(idx, cidx, sizeof idx) == 0 && memcmp(w, cw, sizeof w) == 0);
+    struct roe_model_config g = {.n_experts = 16, .top_k = 4, .router = ROE_ROUTER_TOPK_SOFTMAX};
+    float gw4[4];
+    int32_t gi4[4], ci4[4];
+    roe_route_row(&g, R, NULL, scratch, ci4, gw4);
+    roe_route_row_noisy(&g, R, NULL, 1e-7f, ROE_GATE_CLEAN, key, scratch, gi4, gw4);
+    ASSERT_TRUE(memcmp(gi4, ci4, sizeof gi4) == 0);
+    roe_route_row_noisy(&g, R, NULL, 2.0f, ROE_GATE_CLEAN, key, scratch, gi4, gw4);
+    double zs = 0, sum = 0;
+    for (int j = 0; j < 4; j++) zs += exp(R[gi4[j]]);
+    for (int j = 0; j < 4; j++) {
+        ASSERT_NEAR(gw4[j], exp(R[gi4[j]]) / zs, 1e-6);
+        sum += gw4[j];
+    }
+    ASSERT_NEAR(sum, 1.0, 1e-6);
 }
 
 TEST(aggregate_is_mean_of_softmax) {
@@ -338,6 +413,7 @@ int main(void) {
     RUN(kv_cache_independent_of_k);
     RUN(dedup_is_exact_and_saves_rows);
     RUN(gumbel_topk_is_sampling_without_replacement);
+    RUN(noisy_routing_per_kind);
     RUN(aggregate_is_mean_of_softmax);
     RUN(profiles);
     RUN(tpe_finds_a_minimum);

@@ -8,14 +8,23 @@
  *  - refusals, each with its status: a full queue (overloaded), a request that can never fit
  *    or K above the step (invalid, naming the field), a stopping scheduler;
  *  - a cancelled request (running or waiting) frees its slot and blocks at once;
- *  - stop: waiting requests fail (ROE_ERR_STOPPING), running ones finish; abort fails them.
+ *  - stop: waiting requests fail (ROE_ERR_STOPPING), running ones finish; abort fails them;
+ *  - n choices compute the prompt once and each gives what the request alone with seed + i
+ *    gives (plain and RoE K=4);
+ *  - log-probabilities: each token's is log softmax of the scores it was picked from, the
+ *    top alternatives in order, and the prompt's (echo) are roe_score's, bit for bit;
+ *  - non-finite scores (a checkpoint with NaN in it) fail the request with a clear message
+ *    instead of emitting tokens.
  */
 #include <pthread.h>
 #include <time.h>
 
 #include "harness.h"
 #include "base/alloc.h"
+#include "base/json.h"
+#include "runtime/aggregate.h"
 #include "runtime/engine.h"
+#include "runtime/eval.h"
 #include "runtime/generate.h"
 #include "runtime/roster.h"
 #include "runtime/scheduler.h"
@@ -72,8 +81,9 @@ static roe_status rig_close(struct rig *r) {
     return r->running ? r->result : ROE_OK;
 }
 
-/* The tokens of q alone, from the batch generator on an engine of its own. */
-static int alone(const struct roe_model *m, const struct roe_request *q, int32_t *out) {
+/* The tokens of q alone, from the batch generator on an engine of its own (z: the scores of
+ * each, [max_tokens, vocab], unless NULL). */
+static int alone_z(const struct roe_model *m, const struct roe_request *q, int32_t *out, float *z) {
     struct roe_engine_opts o = roe_engine_opts_default();
     o.max_seqs = 1;
     o.max_ctx = 96;
@@ -85,14 +95,19 @@ static int alone(const struct roe_model *m, const struct roe_request *q, int32_t
     struct roe_gen_timing t;
     int n = -1;
     if (roe_engine_create(m, &o, &e) == ROE_OK &&
-        roe_generator_create(e, 1, q->max_tokens, 0, &g) == ROE_OK &&
+        roe_generator_create(e, 1, q->max_tokens, z != NULL, &g) == ROE_OK &&
         roe_generator_run(g, q, 1, &res, &t) == ROE_OK) {
         n = res[0].n_tokens;
         memcpy(out, res[0].tokens, (size_t)n * sizeof *out);
+        if (z) memcpy(z, res[0].logits, (size_t)n * m->cfg.vocab_size * sizeof *z);
     }
     roe_generator_free(g);
     roe_engine_free(e);
     return n;
+}
+
+static int alone(const struct roe_model *m, const struct roe_request *q, int32_t *out) {
+    return alone_z(m, q, out, NULL);
 }
 
 static struct roe_sreq_params params_of(const struct roe_request *q) {
@@ -362,6 +377,215 @@ TEST(stop_finishes_running_and_abort_fails_them) {
     }
 }
 
+TEST(choices_share_the_prompt) {
+    struct rig r;
+    ASSERT_TRUE(rig_open(&r, 6, 16, NULL, 1) == 0);
+    struct roe_roster k4, plain;
+    roe_roster_plain(&plain);
+    ASSERT_OK(roe_roster_uniform(&k4, &r.m->cfg, 4, 0.7f, 0, ROE_GATE_CLEAN));
+    for (int variant = 0; variant < 2; variant++) {
+        struct roe_sched_stats st0, st1;
+        roe_sched_get_stats(r.s, &st0);
+        /* a prompt of several steps; three choices, sampled */
+        struct roe_request q = make_req(variant, 37, 9, variant ? &k4 : &plain, 0.9f);
+        struct roe_sreq_params p = params_of(&q);
+        p.n = 3;
+        roe_sreq *h;
+        ASSERT_OK(roe_sched_submit(r.s, &p, &h, NULL));
+        struct roe_sreq_view v;
+        wait_end(h, &v);
+        ASSERT_EQ_INT(v.end, ROE_SREQ_FINISHED);
+        ASSERT_EQ_INT(v.n_choices, 3);
+        for (int i = 0; i < 3; i++) {
+            struct roe_request qi = q;
+            qi.sampling.seed += (uint64_t)i;
+            int32_t want[64];
+            const int n = alone(r.m, &qi, want);
+            ASSERT_EQ_INT(v.choice[i].n_tokens, n);
+            for (int j = 0; j < n; j++)
+                if (v.choice[i].tokens[j] != want[j])
+                    TEST__FAIL("variant %d choice %d token %d: %d, alone with seed + %d: %d", variant, i, j,
+                               v.choice[i].tokens[j], i, want[j]);
+        }
+        roe_sched_get_stats(r.s, &st1);
+        /* the prompt ran once; each other choice ran only its last position */
+        ASSERT_EQ_INT(st1.prompt_tokens - st0.prompt_tokens, q.n_prompt + 2);
+        ASSERT_EQ_INT(st1.generation_tokens - st0.generation_tokens, 27);
+        roe_sreq_release(h);
+    }
+    ASSERT_OK(rig_close(&r));
+}
+
+TEST(log_probabilities) {
+    struct rig r;
+    ASSERT_TRUE(rig_open(&r, 2, 16, NULL, 1) == 0);
+    const int V = r.m->cfg.vocab_size;
+    struct roe_roster k4;
+    ASSERT_OK(roe_roster_uniform(&k4, &r.m->cfg, 4, 0.7f, 0, ROE_GATE_CLEAN));
+    for (int variant = 0; variant < 2; variant++) {
+        struct roe_request q = make_req(3, 23, 6, variant ? &k4 : NULL, 0.0f);
+        struct roe_sreq_params p = params_of(&q);
+        p.logprobs = 1;
+        p.top_logprobs = 3;
+        p.prompt_logprobs = 1;
+        roe_sreq *h;
+        ASSERT_OK(roe_sched_submit(r.s, &p, &h, NULL));
+        struct roe_sreq_view v;
+        wait_end(h, &v);
+        ASSERT_EQ_INT(v.end, ROE_SREQ_FINISHED);
+        static float z[64 * 4096];
+        int32_t want[64];
+        ASSERT_TRUE(V <= 4096);
+        ASSERT_EQ_INT(alone_z(r.m, &q, want, z), 6);
+        for (int j = 0; j < 6; j++) {
+            const float *zj = z + (size_t)j * V;
+            const float lp = (float)roe_log_prob(zj, V, want[j]);
+            if (v.choice[0].logprobs[j] != lp)
+                TEST__FAIL("variant %d token %d: log-probability %.9g, want %.9g", variant, j, v.choice[0].logprobs[j], lp);
+            const int32_t *ti = v.choice[0].top_ids + j * 3;
+            const float *tl = v.choice[0].top_logprobs + j * 3;
+            /* greedy: the token is the most likely; the alternatives come in order */
+            if (ti[0] != want[j] || tl[0] != lp || !(tl[1] <= tl[0] && tl[2] <= tl[1]))
+                TEST__FAIL("variant %d token %d: top %d %d %d (%g %g %g)", variant, j, ti[0], ti[1], ti[2], tl[0], tl[1], tl[2]);
+        }
+        /* the prompt's: what roe eval's scorer gives, position by position */
+        struct roe_engine_opts o = roe_engine_opts_default();
+        o.max_seqs = 1;
+        o.max_ctx = 96;
+        o.max_rows = 16;
+        o.n_threads = 1;
+        roe_engine *e;
+        roe_scorer *sc;
+        ASSERT_OK(roe_engine_create(r.m, &o, &e));
+        ASSERT_OK(roe_scorer_create(e, &sc));
+        ASSERT_EQ_INT(v.prompt_scored, q.n_prompt);
+        for (int pos = 1; pos < q.n_prompt; pos++) {
+            double want_lp = 0;
+            struct roe_score_stats ss = {0};
+            ASSERT_OK(roe_score(sc, q.prompt, pos + 1, pos, q.roster, q.sampling.seed, &want_lp, &ss));
+            if (v.prompt_logprobs[pos] != (float)want_lp)
+                TEST__FAIL("variant %d prompt token %d: %.9g, roe_score %.9g", variant, pos, v.prompt_logprobs[pos],
+                           want_lp);
+        }
+        roe_scorer_free(sc);
+        roe_engine_free(e);
+        roe_sreq_release(h);
+    }
+    ASSERT_OK(rig_close(&r));
+}
+
+/* A copy of the fixture whose final norm is NaN: every logit is NaN. */
+static int nan_model(const char *dir) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/config.json %s/model.safetensors %s/", dir, dir, MODEL,
+             MODEL, dir);
+    if (system(cmd) != 0) return -1;
+    char path[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "r+b");
+    if (!f) return -1;
+    uint64_t hl = 0;
+    char hdr[65536];
+    if (fread(&hl, 8, 1, f) != 1 || hl >= sizeof hdr || fread(hdr, 1, hl, f) != hl) return fclose(f), -1;
+    hdr[hl] = '\0';
+    cJSON *h = cJSON_Parse(hdr), *t = cJSON_GetObjectItem(h, "model.norm.weight");
+    cJSON *off = cJSON_GetObjectItem(t, "data_offsets");
+    const char *dt = cJSON_GetStringValue(cJSON_GetObjectItem(t, "dtype"));
+    if (!off || !dt) return cJSON_Delete(h), fclose(f), -1;
+    const long a = (long)cJSON_GetArrayItem(off, 0)->valuedouble, b = (long)cJSON_GetArrayItem(off, 1)->valuedouble;
+    const int f32 = strcmp(dt, "F32") == 0;
+    cJSON_Delete(h);
+    fseek(f, 8 + (long)hl + a, SEEK_SET);
+    for (long x = a; x < b; x += f32 ? 4 : 2) {
+        const uint32_t nan32 = 0x7fc00000u;
+        const uint16_t nan16 = 0x7fc0u;
+        if (fwrite(f32 ? (const void *)&nan32 : (const void *)&nan16, f32 ? 4 : 2, 1, f) != 1) return fclose(f), -1;
+    }
+    return fclose(f);
+}
+
+TEST(non_finite_scores_fail_the_request) {
+    const char *dir = "/tmp/roe_test_nan_model";
+    ASSERT_TRUE(nan_model(dir) == 0);
+    struct rig r;
+    memset(&r, 0, sizeof r);
+    ASSERT_OK(roe_model_load(dir, &r.m));
+    struct roe_engine_opts o = roe_engine_opts_default();
+    o.max_seqs = 2;
+    o.max_ctx = 64;
+    o.max_rows = 16;
+    o.n_threads = 1;
+    ASSERT_OK(roe_engine_create(r.m, &o, &r.e));
+    struct roe_sched_opts so = roe_sched_opts_default();
+    ASSERT_OK(roe_sched_create(r.e, &so, &r.s));
+    ASSERT_TRUE(pthread_create(&r.thread, NULL, run_thread, &r) == 0);
+    struct roe_request q = make_req(1, 5, 4, NULL, 0.0f);
+    struct roe_sreq_params p = params_of(&q);
+    roe_sreq *h;
+    ASSERT_OK(roe_sched_submit(r.s, &p, &h, NULL));
+    struct roe_sreq_view v;
+    wait_end(h, &v);
+    ASSERT_EQ_INT(v.end, ROE_SREQ_FAILED);
+    ASSERT_EQ_INT(v.n_tokens, 0);
+    ASSERT_EQ_INT(roe_status_kind(v.code), ROE_KIND_INTERNAL);
+    ASSERT_TRUE(strstr(v.error, "non-finite") && strstr(v.error, "NaN"));
+    roe_sreq_release(h);
+    /* the server goes on: the next request fails the same way, cleanly */
+    ASSERT_OK(roe_sched_submit(r.s, &p, &h, NULL));
+    wait_end(h, &v);
+    ASSERT_EQ_INT(v.end, ROE_SREQ_FAILED);
+    roe_sreq_release(h);
+    /* the batch generator (roe generate) fails the run with the same words */
+    roe_generator *g;
+    struct roe_result *res;
+    struct roe_gen_timing t;
+    ASSERT_OK(roe_generator_create(r.e, 1, 4, 0, &g));
+    roe_sched_stop(r.s, 0);
+    pthread_join(r.thread, NULL);
+    ASSERT_EQ_INT(roe_generator_run(g, &q, 1, &res, &t), ROE_ERR_INTERNAL);
+    ASSERT_TRUE(strstr(roe_error_message(), "non-finite") != NULL);
+    roe_generator_free(g);
+    rig_close(&r);
+}
+
+/* Every id of a list-valued eos_token_id ends a sequence (and generation_config.json's join
+ * them at load). */
+TEST(every_eos_id) {
+    /* the loader: a config's list and generation_config.json's ids, together */
+    ASSERT_TRUE(system("rm -rf /tmp/roe_test_eos && mkdir -p /tmp/roe_test_eos && cp tests/fixtures/olmoe/model/* "
+                       "/tmp/roe_test_eos/ && sed -i 's/\"eos_token_id\": 383/\"eos_token_id\": [383, 5]/' "
+                       "/tmp/roe_test_eos/config.json && echo '{\"eos_token_id\": [9, 383]}' > "
+                       "/tmp/roe_test_eos/generation_config.json") == 0);
+    struct roe_model_config c;
+    ASSERT_OK(roe_config_load("/tmp/roe_test_eos", &c));
+    ASSERT_EQ_INT(c.n_eos, 3);
+    ASSERT_TRUE(c.eos_ids[0] == 383 && c.eos_ids[1] == 5 && c.eos_ids[2] == 9);
+    /* the core: a request ends at the second id as at the first */
+    struct rig r;
+    ASSERT_TRUE(rig_open(&r, 2, 16, NULL, 0) == 0);
+    struct roe_request q = make_req(2, 6, 5, NULL, 0.0f);
+    int32_t want[8];
+    ASSERT_EQ_INT(alone(r.m, &q, want), 5);
+    roe_sched_free(r.s);
+    r.m->cfg.eos_ids[1] = want[2]; /* the third greedy token is now an end id */
+    r.m->cfg.n_eos = 2;
+    struct roe_sched_opts so = roe_sched_opts_default();
+    ASSERT_OK(roe_sched_create(r.e, &so, &r.s));
+    ASSERT_TRUE(pthread_create(&r.thread, NULL, run_thread, &r) == 0);
+    r.running = 1;
+    struct roe_sreq_params p = params_of(&q);
+    p.stop_at_eos = 1;
+    roe_sreq *h;
+    ASSERT_OK(roe_sched_submit(r.s, &p, &h, NULL));
+    struct roe_sreq_view v;
+    wait_end(h, &v);
+    const int first = want[0] == want[2] ? 1 : want[1] == want[2] ? 2 : 3; /* where it first appears */
+    ASSERT_EQ_INT(v.n_tokens, first);
+    ASSERT_EQ_INT(v.finish, ROE_FINISH_EOS);
+    roe_sreq_release(h);
+    ASSERT_OK(rig_close(&r));
+}
+
 int main(void) {
     RUN(concurrent_equals_alone);
     RUN(adaptive_k_at_the_clean_position);
@@ -369,5 +593,9 @@ int main(void) {
     RUN(refusals);
     RUN(cancel_frees_the_slot);
     RUN(stop_finishes_running_and_abort_fails_them);
+    RUN(choices_share_the_prompt);
+    RUN(log_probabilities);
+    RUN(non_finite_scores_fail_the_request);
+    RUN(every_eos_id);
     return test_summary();
 }

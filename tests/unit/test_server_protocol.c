@@ -234,7 +234,6 @@ TEST(openai_requests) {
     } bad[] = {
         {"{\"model\": \"tiny\", \"prompt\": [1]", 400, ""},
         {"[]", 400, ""},
-        {"{\"prompt\": [1]}", 400, "model"},
         {"{\"model\": \"big\", \"prompt\": [1]}", 404, "model"},
         {"{\"model\": \"tiny\"}", 400, "prompt"},
         {"{\"model\": \"tiny\", \"prompt\": []}", 400, "prompt"},
@@ -247,8 +246,13 @@ TEST(openai_requests) {
         {"{\"model\": \"tiny\", \"prompt\": [1], \"top_p\": 0}", 400, "top_p"},
         {"{\"model\": \"tiny\", \"prompt\": [1], \"seed\": -3}", 400, "seed"},
         {"{\"model\": \"tiny\", \"prompt\": [1], \"stream_options\": 1}", 400, "stream_options"},
-        {"{\"model\": \"tiny\", \"prompt\": [1], \"echo\": true}", 400, "echo"},
-        {"{\"model\": \"tiny\", \"prompt\": [1], \"logprobs\": 5}", 400, "logprobs"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"logprobs\": 21}", 400, "logprobs"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"logprobs\": -1}", 400, "logprobs"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"n\": 0}", 400, "n"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"stop\": \"x\"}", 400, "stop"}, /* no tokenizer */
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"stop\": 5}", 400, "stop"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"stop_token_ids\": [99999]}", 400, "stop_token_ids"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"best_of\": 2}", 400, "best_of"},
         {"{\"model\": \"tiny\", \"prompt\": [1], \"presence_penalty\": 0.5}", 400,
          "presence_penalty"},
         {"{\"model\": \"tiny\", \"prompt\": [1], \"roe_k\": 0}", 400, "roe_k"},
@@ -256,6 +260,32 @@ TEST(openai_requests) {
         {"{\"model\": \"tiny\", \"prompt\": [1], \"roe_profile\": \"six\", \"roe_tau\": 0.2}", 400,
          "roe_tau"},
         {"{\"model\": \"tiny\", \"prompt\": [1], \"roe_adaptive\": -1}", 400, "roe_adaptive"},
+        /* what roe does not implement is refused by name, never ignored (finding 5) */
+        {"{\"prompt\": [1], \"tools\": [{\"type\": \"function\"}]}", 400, "tools"},
+        {"{\"prompt\": [1], \"tool_choice\": \"auto\"}", 400, "tool_choice"},
+        {"{\"prompt\": [1], \"tool_choice\": {\"type\": \"function\"}}", 400, "tool_choice"},
+        {"{\"prompt\": [1], \"functions\": [{\"name\": \"f\"}]}", 400, "functions"},
+        {"{\"prompt\": [1], \"response_format\": {\"type\": \"json_object\"}}", 400,
+         "response_format"},
+        {"{\"prompt\": [1], \"response_format\": \"json\"}", 400, "response_format"},
+        {"{\"prompt\": [1], \"suffix\": \"x\"}", 400, "suffix"},
+        /* strict input (issue 18, finding 4): nothing the client sent is dropped silently */
+        {"{\"model\": \"tiny\", \"prompt\": [1]} {\"x\": 1}", 400, ""},
+        {"{\"model\": \"tiny\", \"prompt\": [1]}x", 400, ""},
+        {"{\"model\": \"tiny\", \"prompt\": [1]}\\u0000", 400, ""},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"max_tokens\": 2, \"max_tokens\": 3}", 400,
+         "max_tokens"},
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"stream_options\": {\"include_usage\": true, "
+         "\"include_usage\": false}}",
+         400, "stream_options"},
+        {"{\"model\": \"tiny\", \"prompt\": \"a\\u0000b\"}", 400, "prompt"},
+        {"{\"model\": \"tiny\", \"prompt\": \"a\tb\"}", 400, "prompt"},
+        /* a number float32 cannot hold is named, not turned into 0 */
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"top_p\": 1e-50}", 400, "top_p"},
+        /* roe_keep_clean that leaves no noisy layer: said in the request's own terms */
+        {"{\"model\": \"tiny\", \"prompt\": [1], \"roe_k\": 2, \"roe_tau\": 0.5, "
+         "\"roe_keep_clean\": 9}",
+         400, "roe_keep_clean"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(&e, 0, sizeof e);
@@ -267,13 +297,101 @@ TEST(openai_requests) {
         if (e.http != bad[i].http || strcmp(e.param, bad[i].param) != 0)
             TEST__FAIL("%s: HTTP %d param '%s' (%s), want %d '%s'", bad[i].body, e.http, e.param,
                        e.message, bad[i].http, bad[i].param);
+        /* messages speak the request's language: no flag or C names */
+        if (strstr(e.message, "--") || strstr(e.message, "roe_roster") || strstr(e.message, "keep_clean ="))
+            TEST__FAIL("%s: an internal name in '%s'", bad[i].body, e.message);
     }
+    /* 'model' is optional (finding 8); the neutral values of tools and response_format pass */
+    ASSERT_EQ_INT(parse(&r, ROE_API_COMPLETIONS,
+                        "{\"prompt\": [1], \"tools\": [], \"tool_choice\": \"none\", "
+                        "\"response_format\": {\"type\": \"text\"}}",
+                        &q, &e),
+                  0);
+    roe_api_request_free(&q);
+    /* a full queue is 503 with Retry-After; too many connections 429 with it too */
+    roe_api_fail(&e, ROE_ERR_OVERLOADED, NULL, "full");
+    ASSERT_EQ_INT(e.http, 503);
+    ASSERT_EQ_INT(e.retry_after, 1);
+    roe_api_fail_http(&e, 429, "busy");
+    ASSERT_EQ_INT(e.retry_after, 1);
+    roe_api_fail(&e, ROE_ERR_STOPPING, NULL, "stopping");
+    ASSERT_TRUE(e.http == 503 && e.retry_after > 0);
+    roe_api_fail(&e, ROE_ERR_INVALID_ARG, "x", "bad");
+    ASSERT_EQ_INT(e.retry_after, 0);
+    /* the messages of the strict checks say where */
+    ASSERT_EQ_INT(parse(&r, ROE_API_CHAT,
+                        "{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", \"content\": "
+                        "\"a\\u0000\"}]}",
+                        &q, &e),
+                  -1);
+    ASSERT_EQ_STR(e.param, "messages");
+    ASSERT_TRUE(strstr(e.message, "messages[0].content") != NULL);
+    ASSERT_TRUE(strstr(e.message, "NUL") != NULL);
+    ASSERT_EQ_INT(parse(&r, ROE_API_CHAT,
+                        "{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", \"role\": "
+                        "\"system\", \"content\": \"a\"}]}",
+                        &q, &e),
+                  -1);
+    ASSERT_EQ_STR(e.param, "messages");
+    ASSERT_TRUE(strstr(e.message, "'role'") != NULL && strstr(e.message, "messages[0]") != NULL);
+    {   /* many keys: the sorted check finds the duplicate among them */
+        struct roe_strbuf b = {0};
+        roe_strbuf_puts(&b, "{\"model\": \"tiny\", \"prompt\": [1], \"x\": {");
+        for (int i = 0; i < 500; i++) roe_strbuf_printf(&b, "\"k%d\": %d, ", i % 499, i);
+        roe_strbuf_puts(&b, "\"end\": 0}}");
+        ASSERT_EQ_INT(roe_api_parse(&r.c, ROE_API_COMPLETIONS, b.p, b.len, &q, &e), -1);
+        ASSERT_EQ_STR(e.param, "x");
+        ASSERT_TRUE(strstr(e.message, "'k0'") != NULL);
+        roe_strbuf_free(&b);
+    }
+    /* a NUL byte after the object (the body's length says it is there) is trailing data */
+    ASSERT_EQ_INT(roe_api_parse(&r.c, ROE_API_COMPLETIONS, "{\"model\": \"tiny\", \"prompt\": [1]}\0",
+                                33, &q, &e),
+                  -1);
+    ASSERT_TRUE(strstr(e.message, "after its JSON object") != NULL);
     char *js = roe_api_error_json(&e);
     cJSON *o = cJSON_Parse(js);
     ASSERT_TRUE(cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "error"), "message")));
     ASSERT_TRUE(cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "error"), "type")));
     cJSON_Delete(o);
     free(js);
+    roe_model_free(r.m);
+}
+
+TEST(models_and_tokenize) {
+    struct api_rig r;
+    ASSERT_TRUE(api_open(&r) == 0);
+    struct roe_api_error e;
+    char *js = roe_api_models_json(&r.c, 5);
+    cJSON *o = cJSON_Parse(js);
+    ASSERT_EQ_STR(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "data"), 0), "id")->valuestring,
+                  "tiny");
+    cJSON_Delete(o);
+    free(js);
+    ASSERT_EQ_INT(roe_api_model_json(&r.c, 5, "tiny", &js, &e), 0);
+    o = cJSON_Parse(js);
+    ASSERT_EQ_STR(cJSON_GetObjectItem(o, "object")->valuestring, "model");
+    ASSERT_EQ_INT(cJSON_GetObjectItem(o, "max_model_len")->valueint, 64);
+    cJSON_Delete(o);
+    free(js);
+    ASSERT_EQ_INT(roe_api_model_json(&r.c, 5, "gpt-4", &js, &e), -1);
+    ASSERT_TRUE(e.http == 404 && strcmp(e.code, "model_not_found") == 0);
+    struct roe_api_tokenize t;
+    const char *body = "{\"prompt\": [3, 4, 5]}";
+    ASSERT_EQ_INT(roe_api_parse_tokenize(&r.c, body, strlen(body), &t, &e), 0);
+    js = roe_api_tokenize_json(&r.c, &t);
+    o = cJSON_Parse(js);
+    ASSERT_EQ_INT(cJSON_GetObjectItem(o, "count")->valueint, 3);
+    ASSERT_EQ_INT(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "tokens"), 2)->valueint, 5);
+    cJSON_Delete(o);
+    free(js);
+    roe_api_tokenize_free(&t);
+    body = "{\"prompt\": [1], \"model\": \"other\"}";
+    ASSERT_EQ_INT(roe_api_parse_tokenize(&r.c, body, strlen(body), &t, &e), -1);
+    ASSERT_EQ_INT(e.http, 404);
+    body = "{\"tokens\": [1]}"; /* no tokenizer in this rig */
+    ASSERT_EQ_INT(roe_api_detokenize(&r.c, body, strlen(body), &js, &e), -1);
+    ASSERT_EQ_STR(e.param, "tokens");
     roe_model_free(r.m);
 }
 
@@ -287,8 +405,8 @@ TEST(openai_responses) {
                         &e),
                   0);
     const int32_t toks[] = {5, 6};
-    char *js =
-        roe_api_response_json(&r.c, &q, "cmpl-1", 7, "hi \"there\"", toks, 2, ROE_FINISH_EOS);
+    const struct roe_api_choice one = {.text = "hi \"there\"", .finish = "stop", .gen = {.ids = toks, .n = 2}};
+    char *js = roe_api_response_json(&r.c, &q, "cmpl-1", 7, &one, 1, 2);
     cJSON *o = cJSON_Parse(js);
     const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
     ASSERT_EQ_STR(cJSON_GetObjectItem(ch, "text")->valuestring, "hi \"there\"");
@@ -299,7 +417,8 @@ TEST(openai_responses) {
     cJSON_Delete(o);
     free(js);
     struct roe_strbuf sse = {0};
-    roe_api_stream_chunk(&sse, &r.c, &q, "cmpl-1", 7, "a", 1, NULL, toks, 1);
+    const struct roe_api_choice first = {.text = "a", .role = 1, .gen = {.ids = toks, .n = 1}};
+    roe_api_stream_chunk(&sse, &r.c, &q, "cmpl-1", 7, &first);
     roe_api_stream_usage(&sse, &r.c, &q, "cmpl-1", 7, 2);
     ASSERT_TRUE(strncmp(sse.p, "data: {", 7) == 0);
     ASSERT_TRUE(strstr(sse.p, "}\n\ndata: {") != NULL);
@@ -480,6 +599,7 @@ int main(void) {
     RUN(chat_templates);
     RUN(openai_requests);
     RUN(openai_responses);
+    RUN(models_and_tokenize);
     RUN(metrics_text);
     RUN(error_kinds_to_http);
     RUN(scheduler_refusals_to_http);
