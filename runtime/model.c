@@ -358,12 +358,15 @@ void roe__model_account(struct roe_model *m) {
                 params += mat_elems(x);
             }
         }
-        for (int e = 0; L->experts && !m->expert_bytes && e < c->n_experts; e++) /* the first one held */
-            if (L->experts[e].gate.data || L->experts[e].owned || m->shapes_only)
-                for (int k = 0; k < roe_n_expert_mats; k++) { /* every MoE layer's experts have one shape */
-                    m->expert_params += mat_elems(roe_expert_mat(&L->experts[e], k));
-                    m->expert_bytes += roe_mat_bytes(roe_expert_mat(&L->experts[e], k));
-                }
+        if (L->experts && !m->expert_bytes) { /* every MoE layer's experts have one shape */
+            int e = 0; /* the first one held: quantized where this rank quantized its share */
+            while (e < c->n_experts && !L->experts[e].gate.data && !L->experts[e].owned) e++;
+            struct roe_expert_weights *x = &L->experts[e < c->n_experts ? e : 0];
+            for (int k = 0; k < roe_n_expert_mats; k++) {
+                m->expert_params += mat_elems(roe_expert_mat(x, k));
+                m->expert_bytes += roe_mat_bytes(roe_expert_mat(x, k));
+            }
+        }
     }
     m->dense_bytes = dense;
     if (m->held_experts < 0) m->held_experts = (long)roe_config_n_moe_layers(c) * c->n_experts;

@@ -115,23 +115,30 @@ static roe_status quantize_layer(struct roe_quant *q, const struct roe_model_con
 }
 
 roe_status roe_model_quantize(struct roe_model *m, roe_weights w) {
-    if (w == ROE_WEIGHTS_BF16) return ROE_OK;
     const struct roe_model_config *c = &m->cfg;
-    const roe_dtype t = w == ROE_WEIGHTS_Q8 ? ROE_DTYPE_Q8 : ROE_DTYPE_Q4;
+    /* a saved checkpoint: gpt-oss's experts stay float in it (input-major, transposed at load), and
+     * are quantized here like the rest was before saving: the same function of the same floats */
+    const roe_dtype stored = c->n_layers > 0 && roe_dtype_is_block(m->layers[0].wq.dtype) ? m->layers[0].wq.dtype : ROE_DTYPE_F32;
+    if (w == ROE_WEIGHTS_BF16 && stored == ROE_DTYPE_F32) return ROE_OK;
+    const roe_dtype t = w == ROE_WEIGHTS_BF16 ? stored : w == ROE_WEIGHTS_Q8 ? ROE_DTYPE_Q8 : ROE_DTYPE_Q4;
     if (m->shapes_only)
         return roe_fail(ROE_ERR_UNSUPPORTED, "--weights %s: a model of random weights (--random-model) is bf16 only",
                         roe_weights_name(w));
-    if (c->n_layers > 0 && roe_dtype_is_block(m->layers[0].wq.dtype) && m->layers[0].wq.dtype != t)
+    if (stored != ROE_DTYPE_F32 && stored != t)
         return roe_fail(ROE_ERR_INVALID_ARG,
                         "'%s' holds %s weights already: it runs as stored (--weights bf16); --weights %s needs the "
                         "float checkpoint", m->dir, roe_dtype_name(m->layers[0].wq.dtype), roe_weights_name(w));
-    if (c->n_layers > 0 && m->layers[0].wq.dtype == t) return ROE_OK; /* a checkpoint saved at w: as stored */
     if (!m->quant && !(m->quant = roe_calloc(1, sizeof *m->quant)))
         return roe_fail(ROE_ERR_NOMEM, "out of memory");
     const double t0 = roe_now_s();
     for (int i = 0; i < c->n_layers; i++) ROE_TRY(quantize_layer(m->quant, c, &m->layers[i], t));
     const int tied = m->lm_head.data == m->embed.data;
     ROE_TRY(quantize_mat(m->quant, &m->lm_head, ROE_DTYPE_Q8, tied)); /* Q8 under q4 too: quant.h */
+    if (m->quant->n == 0) { /* a checkpoint saved at t: everything as stored */
+        roe_quant_free(m->quant);
+        m->quant = NULL;
+        return ROE_OK;
+    }
     roe__model_account(m);
     ROE_LOG_INFO("quant", "%s: %zu matrices quantized to %s in %.1f s (%.0f MB held)", m->dir, m->quant->n,
             roe_weights_name(w), roe_now_s() - t0, m->held_bytes / 1e6);

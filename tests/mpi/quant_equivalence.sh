@@ -15,7 +15,7 @@ same() {
 }
 
 prompts=(--prompt-ids 1,2,3,4,5,6 --prompt-ids 9,8,7)
-for m in tests/fixtures/olmoe/model models/olmoe-tiny; do
+for m in tests/fixtures/olmoe/model models/olmoe-tiny tests/fixtures/glm4_moe/model tests/fixtures/gpt_oss/model; do
     for w in q8 q4; do
         for cfg in "--roe-k 1" "--roe-k 4 --roe-tau 0.5 --roe-keep-clean 0"; do
             # shellcheck disable=SC2086
