@@ -1,6 +1,6 @@
 /*
  * cpu_impl.h — private state of the CPU backend and the kernel entry points shared by
- * its files (one op family per file: matmul.c, attention.c, elementwise.c).
+ * its files (one op family per file: matmul.c, attention.c, mla.c, elementwise.c).
  */
 #ifndef ROE_CPU_IMPL_H
 #define ROE_CPU_IMPL_H
@@ -12,6 +12,9 @@ typedef void (*roe_cpu_widen_fn)(const void *src, roe_dtype dtype, int cols, flo
 /* out[k] = dot(x, w[k]) for k < 4, each a fixed sequence of fp32 FMAs (batch-invariant). */
 typedef void (*roe_cpu_dot4_fn)(const float *x, const float *const w[4], int cols, float out[4]);
 
+/* Heads of one MLA attention work unit (kernels/cpu/mla.c): they share each position's reads. */
+enum { ROE_CPU_MLA_HEADS = 8 };
+
 struct roe_cpu {
     int n_threads;
     int max_cols;
@@ -20,7 +23,8 @@ struct roe_cpu {
     roe_cpu_widen_fn widen;
     roe_cpu_dot4_fn dot4;
     float *wscratch;  /* [n_threads, 4, max_cols] widened weight rows */
-    float *ascratch;  /* [n_threads, max_ctx] attention scores */
+    float *ascratch;  /* attention scores: [n_threads, max_ctx] for attention.c, [n_threads,
+                         ROE_CPU_MLA_HEADS, max_ctx] for mla.c (allocated for the larger) */
 };
 
 static inline struct roe_cpu *roe_cpu_of(roe_backend *be) { return (struct roe_cpu *)be->impl; }
@@ -31,6 +35,8 @@ const char *roe_cpu_isa_name(roe_cpu_isa isa);
 
 void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y);
 void roe_cpu_attention(roe_backend *be, const struct roe_attn_args *a);
+void roe_cpu_mla_attention(roe_backend *be, const struct roe_mla_args *a);
+void roe_cpu_matmul_heads(roe_backend *be, const struct roe_matmul_heads_args *a);
 void roe_cpu_rmsnorm(roe_backend *be, const float *x, int n, const struct roe_mat *w, float eps,
                      float *y);
 void roe_cpu_rope(roe_backend *be, float *x, int n, int n_heads, int head_dim, const int *pos,

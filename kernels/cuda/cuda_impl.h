@@ -88,6 +88,8 @@ void roe_cuda_rmsnorm(roe_backend *be, const float *x, int n, const struct roe_m
 void roe_cuda_rope(roe_backend *be, float *x, int n, int n_heads, int head_dim, const int *pos,
                    const struct roe_rope_args *r);
 void roe_cuda_attention(roe_backend *be, const struct roe_attn_args *a);
+void roe_cuda_mla_attention(roe_backend *be, const struct roe_mla_args *a);
+void roe_cuda_matmul_heads(roe_backend *be, const struct roe_matmul_heads_args *a);
 void roe_cuda_swiglu(roe_backend *be, const float *gate, const float *up, size_t count, float *out);
 void roe_cuda_swiglu_oai(roe_backend *be, const float *gu, int n, int inter, float alpha, float limit,
                          float *out);
