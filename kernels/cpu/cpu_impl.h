@@ -54,6 +54,17 @@ void roe_cpu_copy_rows(roe_backend *be, float *dst, const int64_t *dst_idx, cons
 void roe_cpu_moe_combine(roe_backend *be, float *h, int n, int width, int top_k, const float *y,
                          const int *y_row, const float *w);
 
+/* fp32 dot product of the attention kernels (attention.c, mla.c): 8 partial sums in a fixed
+ * order, so a score depends on its two vectors only (batch- and thread-invariant). */
+static inline float roe_cpu_dot_f32(const float *a, const float *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+    for (int j = 0; i + j < n; j++) acc[j] += a[i + j] * b[i + j];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 /* Scalar widening of one element (used by the portable paths and by small vectors). */
 static inline float roe_mat_get(const struct roe_mat *m, size_t i) {
     switch (m->dtype) {

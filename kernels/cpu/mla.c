@@ -21,15 +21,6 @@
 
 #include "cpu_impl.h"
 
-static inline float dot_f32(const float *a, const float *b, int n) {
-    float acc[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-    for (int j = 0; i + j < n; j++) acc[j] += a[i + j] * b[i + j];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
 /* Position j of row r's span: its cached vector, or (j == len) the row's own. */
 static inline const float *span_vec(const struct roe_mla_args *a, int r, int j, int begin, int len) {
     const size_t W = (size_t)a->latent + (size_t)a->rope_dim;
@@ -44,8 +35,9 @@ static void attend_block(const struct roe_mla_args *a, int r, int h0, int nb, fl
         const float *kv = span_vec(a, r, j, begin, len);
         for (int b = 0; b < nb; b++) {
             const size_t rh = (size_t)r * nh + (size_t)(h0 + b);
-            const float lat = dot_f32(a->q_lat + rh * R, kv, R);
-            const float rot = dot_f32(a->q_rope + rh * a->q_rope_stride, kv + R, a->rope_dim);
+            const float lat = roe_cpu_dot_f32(a->q_lat + rh * R, kv, R);
+            const float *qr = a->q_rope + rh * a->q_rope_stride;
+            const float rot = roe_cpu_dot_f32(qr, kv + R, a->rope_dim);
             s[(size_t)b * stride + j] = (lat + rot) * a->scale;
         }
     }

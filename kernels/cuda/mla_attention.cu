@@ -46,17 +46,7 @@ __global__ void roe_k_mla_attention(const float *__restrict__ q_lat, const float
             if (lane == 0) s[i] = dot * scale;
         }
         __syncthreads();
-        float tmax = -INFINITY; /* every thread reads the same tile: the same m everywhere */
-        for (int i = 0; i < cnt; i++) tmax = fmaxf(tmax, s[i]);
-        const float m_new = fmaxf(m, tmax);
-        const float corr = expf(m - m_new); /* 0 on the first tile (m = -inf) */
-        __syncthreads();
-        for (int i = threadIdx.x; i < cnt; i += ROE_MLA_THREADS) s[i] = expf(s[i] - m_new);
-        __syncthreads();
-        float psum = 0.0f;
-        for (int i = 0; i < cnt; i++) psum += s[i];
-        l = l * corr + psum;
-        m = m_new;
+        const float corr = roe_cuda_softmax_tile(s, cnt, &m, &l);
         for (int a = 0; a < ROE_MLA_MAX_LATENT / ROE_MLA_THREADS; a++) {
             const int d = threadIdx.x + a * ROE_MLA_THREADS;
             if (d >= latent) break;
