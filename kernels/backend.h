@@ -71,14 +71,60 @@ struct roe_attn_args {
     float *out;                 /* [n_rows, n_heads*head_dim] */
 };
 
-/* RoPE (transformers' "rotate half"): of each head, the first `dim` dimensions rotate (partial
- * rotary when dim < head_dim; the rest pass through), dimension j < dim/2 paired with j + dim/2 at
- * angle pos * inv_freq[j], with cos and sin multiplied by `scale` (YaRN's attention factor, else
- * 1). inv_freq is backend memory [dim/2] (runtime/rope.h computes it once). */
+/* Multi-head latent attention with the up-projections absorbed (DeepSeek-V2/V3; runtime/mla.c):
+ * every head of a row attends the same per-position vectors kv_j = [c_j | kr_j] (the latent, of
+ * `latent` floats, and the roped key, of `rope_dim`), from its sequence's clean history
+ * [hist_begin, hist_end) and then the row's own kv_self:
+ *   s_j = scale * (q_lat . c_j + q_rope . kr_j),  p = softmax(s),  out = sum_j p_j c_j
+ * (q_lat = W_uk^T q_nope and out is later multiplied by W_uv: the caller absorbs them). */
+struct roe_mla_args {
+    int n_rows;
+    int n_heads;
+    int latent;                  /* kv_lora_rank */
+    int rope_dim;                /* qk_rope_head_dim */
+    float scale;
+    const float *q_lat;          /* [n_rows, n_heads, latent] */
+    const float *q_rope;         /* row r, head h: rope_dim floats at q_rope + (r * n_heads + h) * q_rope_stride */
+    int q_rope_stride;
+    const float *kv_self;        /* [n_rows, latent + rope_dim] */
+    const float *const *kv_hist; /* host [n_rows] -> backend [positions, latent + rope_dim] the cache */
+    const int *hist_begin;       /* host [n_rows] */
+    const int *hist_end;         /* host [n_rows] one past the last (= the row's own position) */
+    float *out;                  /* [n_rows, n_heads, latent] */
+};
+
+/* One small matrix per head (MLA's absorbed up-projections): for row r < n_rows, head h < n_heads,
+ *   y[(r * n_heads + h) * y_stride + o] = sum_i x[(r * n_heads + h) * x_stride + i] * W[h * head_rows + row0 + o][i]
+ * for o < out, i < w.cols: head h's matrix is `out` rows of w, from row h * head_rows + row0.
+ * `scratch` is backend memory of n_rows * (w.cols + out) floats (the CPU gathers a head's rows
+ * there to reuse its matmul); outputs must not overlap inputs. Batch-invariant as matmul is. */
+struct roe_matmul_heads_args {
+    int n_rows;
+    int n_heads;
+    const float *x;
+    int x_stride;
+    const struct roe_mat *w;     /* [n_heads * head_rows, cols] (rows: the whole matrix) */
+    int head_rows;
+    int row0;
+    int out;
+    float *y;
+    int y_stride;
+    float *scratch;
+};
+
+/* RoPE (transformers' "rotate half"): of each head, the `dim` dimensions from `offset` on rotate
+ * (partial rotary when dim < head_dim; the rest pass through), dimension j < dim/2 paired with
+ * j + dim/2 at angle pos * inv_freq[j], with cos and sin multiplied by `scale` (YaRN's attention
+ * factor, else 1). `interleave` (DeepSeek-V3's rope_interleave): the pair of angle j is the input's
+ * (2j, 2j + 1), and its two results are written to j and j + dim/2, as transformers'
+ * apply_rotary_pos_emb_interleave writes them. inv_freq is backend memory [dim/2] (runtime/rope.h
+ * computes it once). */
 struct roe_rope_args {
     int dim;
     float scale;
     const float *inv_freq;
+    int offset;    /* first rotated dimension of a head (MLA: the rope part follows the nope part) */
+    int interleave;
 };
 
 typedef enum roe_cpu_isa {
@@ -152,6 +198,10 @@ struct roe_backend_ops {
      * are host arrays [n * top_k]. */
     void (*moe_combine)(roe_backend *be, float *h, int n, int width, int top_k, const float *y,
                         const int *y_row, const float *w);
+    /* MLA's latent attention (struct roe_mla_args) */
+    void (*mla_attention)(roe_backend *be, const struct roe_mla_args *a);
+    /* a matmul per head (struct roe_matmul_heads_args) */
+    void (*matmul_heads)(roe_backend *be, const struct roe_matmul_heads_args *a);
 
     /* Memory (see "Buffers" above). alloc returns NULL when out of memory. */
     void *(*alloc)(roe_backend *be, size_t bytes);

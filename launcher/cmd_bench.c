@@ -112,7 +112,7 @@ static double step_bytes(const struct roe_session *s, int batch, const struct ro
     const struct roe_model_config *c = &m->cfg;
     const double emb_row = (double)c->hidden * roe_dtype_size(m->embed.dtype);
     const double dense = (double)m->dense_bytes - (c->tie_word_embeddings ? 0.0 : (double)roe_mat_bytes(&m->embed)) + emb_row;
-    const double kv_row = 2.0 * sizeof(float) * (double)c->n_kv_heads * c->head_dim; /* one layer's K and V */
+    const double kv_row = (double)roe_model_kv_bytes_per_token(c) / c->n_layers; /* one layer's cached row */
     const int N = roe_session_world_size(), ranks_with_rows = batch < N ? batch : N;
     return dense * ranks_with_rows + (double)info->stats.distinct_experts * m->expert_bytes + kv_row * info->kv_rows;
 }
@@ -222,6 +222,8 @@ static void report(const struct roe_session *s, const struct bench_opts *o, int 
     cJSON_AddNumberToObject(root, "bytes_per_step", mean_bytes);
     cJSON_AddNumberToObject(root, "distinct_experts_per_step", experts / n);
     cJSON_AddNumberToObject(root, "achieved_read_gbs", mean_bytes / mean_step / 1e9);
+    cJSON_AddNumberToObject(root, "kv_bytes_per_token", (double)roe_model_kv_bytes_per_token(&s->model->cfg));
+    cJSON_AddNumberToObject(root, "kv_bytes_per_token_full_kv", (double)roe_model_kv_bytes_per_token_full(&s->model->cfg));
     if (o->copy_bytes > 0) {
         cJSON_AddNumberToObject(root, "copy_bytes", (double)(size_t)o->copy_bytes);
         cJSON_AddNumberToObject(root, "copy_gbs", r->copy_gbs);

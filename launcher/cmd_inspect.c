@@ -8,6 +8,7 @@
 #include "base/env.h"
 #include "json_out.h"
 #include "runtime/finite.h"
+#include "runtime/rope.h"
 #include "session.h"
 
 static const char *CMD = "inspect";
@@ -76,6 +77,7 @@ struct model_sizes {
     double active;       /* bytes one token reads: dense + top_k experts per MoE layer */
     double step_bytes;   /* weight bytes one decode step of one sequence reads */
     size_t kv_token;     /* bytes of the KV cache per token */
+    size_t kv_token_full; /* what full K and V would cost per token (MLA's decompressed heads) */
     double kv_step;      /* KV bytes a decode step reads at the model's longest context */
 };
 
@@ -83,7 +85,8 @@ static struct model_sizes model_sizes(const struct roe_model *m) {
     const struct roe_model_config *c = &m->cfg;
     struct model_sizes z = {.n_moe = roe_config_n_moe_layers(c), .n_params = m->n_params,
                             .n_active = roe_model_active_params(m), .step_bytes = roe_model_step_weight_bytes(m),
-                            .kv_token = roe_model_kv_bytes_per_token(c)};
+                            .kv_token = roe_model_kv_bytes_per_token(c),
+                            .kv_token_full = roe_model_kv_bytes_per_token_full(c)};
     z.expert_total = (double)m->expert_bytes * c->n_experts * z.n_moe;
     z.active = (double)m->dense_bytes + (double)m->expert_bytes * c->top_k * z.n_moe;
     z.kv_step = (double)z.kv_token / c->n_layers * (double)roe_config_kv_rows_read(c, c->max_position - 1);
@@ -128,6 +131,20 @@ static const char *router_name(roe_router_kind k) {
     return "?";
 }
 
+/* Multi-head latent attention's widths and softmax scale. */
+static void mla_json(cJSON *root, const struct roe_model_config *c) {
+    const struct roe_mla_config *a = &c->mla_cfg;
+    cJSON *o = cJSON_AddObjectToObject(root, "mla");
+    if (a->q_lora_rank) cJSON_AddNumberToObject(o, "q_lora_rank", a->q_lora_rank);
+    else cJSON_AddNullToObject(o, "q_lora_rank");
+    cJSON_AddNumberToObject(o, "kv_lora_rank", a->kv_lora_rank);
+    cJSON_AddNumberToObject(o, "qk_nope_head_dim", a->nope_dim);
+    cJSON_AddNumberToObject(o, "qk_rope_head_dim", a->rope_dim);
+    cJSON_AddNumberToObject(o, "v_head_dim", a->v_dim);
+    cJSON_AddNumberToObject(o, "softmax_scale", roe_rope_mla_softmax_scale(c));
+    cJSON_AddBoolToObject(o, "rope_interleave", c->rope.interleave);
+}
+
 static void print_json(const struct roe_session *s, const struct model_sizes *z,
                        const struct roe_placement *pl, cJSON *extra) {
     const struct roe_model *m = s->model;
@@ -165,7 +182,10 @@ static void print_json(const struct roe_session *s, const struct model_sizes *z,
     cJSON_AddNumberToObject(root, "active_bytes_per_token", z->active);
     cJSON_AddNumberToObject(root, "bytes_per_decode_step", z->step_bytes);
     cJSON_AddNumberToObject(root, "kv_bytes_per_token", (double)z->kv_token);
+    cJSON_AddNumberToObject(root, "kv_bytes_per_token_full_kv", (double)z->kv_token_full);
     cJSON_AddStringToObject(root, "kv_dtype", "f32");
+    cJSON_AddStringToObject(root, "kv_layout", c->mla ? "mla_latent" : "k_v");
+    if (c->mla) mla_json(root, c);
     cJSON_AddNumberToObject(root, "kv_bytes_per_step_at_max_context", z->kv_step);
     cJSON_AddBoolToObject(root, "has_tokenizer", s->tok != NULL);
     if (pl) placement_json(root, m, pl);
@@ -180,8 +200,12 @@ static void print_text(const struct roe_session *s, const struct model_sizes *z,
     const struct roe_model_config *c = &m->cfg;
     printf("model        %s\n", s->model_dir);
     printf("type         %s\n", c->model_type);
-    printf("layers       %d (%d MoE), hidden %d, heads %d (kv %d), head_dim %d\n", c->n_layers,
-           z->n_moe, c->hidden, c->n_heads, c->n_kv_heads, c->head_dim);
+    if (c->mla) /* head_dim is the RoPE width there: the widths are on the attention line */
+        printf("layers       %d (%d MoE), hidden %d, heads %d (multi-head latent attention)\n", c->n_layers, z->n_moe,
+               c->hidden, c->n_heads);
+    else
+        printf("layers       %d (%d MoE), hidden %d, heads %d (kv %d), head_dim %d\n", c->n_layers, z->n_moe,
+               c->hidden, c->n_heads, c->n_kv_heads, c->head_dim);
     printf("experts      %d of width %d, top-%d, %s router, %s", c->n_experts, c->moe_intermediate, c->top_k,
            router_name(c->router), c->norm_topk_prob ? "renormalised" : "not renormalised");
     if (c->router == ROE_ROUTER_SIGMOID_GROUP)
@@ -193,9 +217,20 @@ static void print_text(const struct roe_session *s, const struct model_sizes *z,
     printf("bytes        dense %.1f MB, experts %.1f MB, read per decode step %.1f MB (one sequence)\n",
            m->dense_bytes / 1e6, z->expert_total / 1e6, z->step_bytes / 1e6);
     int widest, nw = windowed_layers(c, &widest);
-    printf("kv cache     %.1f KB per token (f32 K and V, %d layers", z->kv_token / 1e3, c->n_layers);
+    if (c->mla) {
+        const struct roe_mla_config *a = &c->mla_cfg;
+        char ql[16] = "null";
+        if (a->q_lora_rank) snprintf(ql, sizeof ql, "%d", a->q_lora_rank);
+        printf("attention    MLA: q_lora_rank %s, kv_lora_rank %d, qk_nope %d + qk_rope %d, v %d, softmax scale %g%s\n",
+               ql, a->kv_lora_rank, a->nope_dim, a->rope_dim, a->v_dim, roe_rope_mla_softmax_scale(c),
+               c->rope.interleave ? ", interleaved RoPE" : "");
+        printf("kv cache     %.1f KB per token (f32 latent %d + rope key %d, %d layers; full K and V would be "
+               "%.1f KB, %.1fx)", z->kv_token / 1e3, a->kv_lora_rank, a->rope_dim, c->n_layers,
+               z->kv_token_full / 1e3, (double)z->kv_token_full / (double)z->kv_token);
+    } else
+        printf("kv cache     %.1f KB per token (f32 K and V, %d layers", z->kv_token / 1e3, c->n_layers);
     if (nw) printf("; %d attend a window of at most %d", nw, widest);
-    printf("), %.1f MB read per step at context %d\n", z->kv_step / 1e6, c->max_position);
+    printf("%s, %.1f MB read per step at context %d\n", c->mla ? "" : ")", z->kv_step / 1e6, c->max_position);
     printf("tokenizer    %s\n", s->tok ? "tokenizer.json" : "(none)");
     if (pl) placement_text(m, pl);
 }

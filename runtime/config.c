@@ -17,6 +17,7 @@ const char *roe_family_name(roe_family f) {
     case ROE_FAMILY_QWEN2_MOE: return "qwen2_moe";
     case ROE_FAMILY_GLM4_MOE: return "glm4_moe";
     case ROE_FAMILY_GPT_OSS: return "gpt_oss";
+    case ROE_FAMILY_DEEPSEEK_V3: return "deepseek_v3";
     }
     return "?";
 }
@@ -258,27 +259,33 @@ static roe_status parse_qwen(const cJSON *root, const char *origin, struct roe_m
     return ROE_OK;
 }
 
-/* GLM-4.5: DeepSeek-style routing (checked here: groups divide the experts, at least 2 experts a
- * group for the top-2 group score, enough experts in the kept groups), a shared expert, the
- * first first_k_dense_replace layers dense, optional per-head q/k norm, q/k/v biases. */
-static roe_status parse_glm4(const cJSON *root, const char *origin, struct roe_model_config *c) {
+/* The DeepSeek-style MoE of GLM-4.5 and DeepSeek-V3 (defaults: the family's config class):
+ * sigmoid routing with the correction bias, checked here (groups divide the experts, at least 2
+ * experts a group for the top-2 group score, topk_group <= n_group), shared experts of
+ * n_shared_experts x moe_intermediate_size, the first first_k_dense_replace layers dense. */
+struct sigmoid_moe_defaults {
+    int first_dense, n_group, topk_group;
+    float scaling;
+};
+
+static roe_status parse_sigmoid_moe(const cJSON *root, const char *origin, const struct sigmoid_moe_defaults *d,
+                                    struct roe_model_config *c) {
     const char *ek = cJSON_GetObjectItemCaseSensitive(root, "n_routed_experts") ? "n_routed_experts"
                                                                                 : "num_local_experts";
     ROE_TRY(get_int(root, origin, ek, 1, 1, 1 << 16, &c->n_experts));
     ROE_TRY(get_int(root, origin, "moe_intermediate_size", 1, 1, 1 << 20, &c->moe_intermediate));
     ROE_TRY(get_int(root, origin, "intermediate_size", 1, 1, 1 << 20, &c->dense_intermediate));
-    int n_shared = 1, first_dense = 1, qk_norm = 0;
+    int n_shared = 1, first_dense = d->first_dense;
     ROE_TRY(get_int(root, origin, "n_shared_experts", 0, 0, 64, &n_shared));
     c->shared_intermediate = n_shared * c->moe_intermediate;
     ROE_TRY(get_int(root, origin, "first_k_dense_replace", 0, 0, c->n_layers, &first_dense));
     for (int i = 0; i < c->n_layers; i++) c->layer_is_moe[i] = i >= first_dense;
-    ROE_TRY(get_bool(root, origin, "use_qk_norm", &qk_norm));
-    c->qk_norm = qk_norm ? ROE_QK_NORM_PER_HEAD : ROE_QK_NORM_NONE;
-    ROE_TRY(get_bool(root, origin, "attention_bias", &c->qkv_bias));
     c->router = ROE_ROUTER_SIGMOID_GROUP;
     c->norm_topk_prob = 1;
     ROE_TRY(get_bool(root, origin, "norm_topk_prob", &c->norm_topk_prob));
-    c->n_group = c->topk_group = 1;
+    c->n_group = d->n_group;
+    c->topk_group = d->topk_group;
+    c->routed_scaling = d->scaling;
     ROE_TRY(get_int(root, origin, "n_group", 0, 1, c->n_experts, &c->n_group));
     ROE_TRY(get_int(root, origin, "topk_group", 0, 1, 1 << 16, &c->topk_group));
     ROE_TRY(get_float(root, origin, "routed_scaling_factor", 0, 0.0, 1e6, &c->routed_scaling));
@@ -290,6 +297,43 @@ static roe_status parse_glm4(const cJSON *root, const char *origin, struct roe_m
         return roe_fail(ROE_ERR_FORMAT, "%s: topk_group %d exceeds n_group %d", origin, c->topk_group,
                         c->n_group);
     return ROE_OK;
+}
+
+/* GLM-4.5: the DeepSeek-style MoE (Glm4MoeConfig's defaults), optional per-head q/k norm, q/k/v
+ * biases. */
+static roe_status parse_glm4(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    const struct sigmoid_moe_defaults d = {.first_dense = 1, .n_group = 1, .topk_group = 1, .scaling = 1.0f};
+    ROE_TRY(parse_sigmoid_moe(root, origin, &d, c));
+    int qk_norm = 0;
+    ROE_TRY(get_bool(root, origin, "use_qk_norm", &qk_norm));
+    c->qk_norm = qk_norm ? ROE_QK_NORM_PER_HEAD : ROE_QK_NORM_NONE;
+    return get_bool(root, origin, "attention_bias", &c->qkv_bias);
+}
+
+/* A string field that, when present, must have one value: DeepSeek-V3's config.json names its
+ * gate (scoring_func "sigmoid", topk_method "noaux_tc"); transformers implements only that gate
+ * and ignores the fields, so a checkpoint trained with another one is refused, not run wrong. */
+static roe_status expect_string(const cJSON *root, const char *origin, const char *key, const char *want) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v)) return ROE_OK;
+    if (cJSON_IsString(v) && strcmp(v->valuestring, want) == 0) return ROE_OK;
+    return roe_fail(ROE_ERR_UNSUPPORTED, "%s: %s '%.32s' is not supported for deepseek_v3 (only '%s', the gate "
+                    "transformers implements)", origin, key, cJSON_IsString(v) ? v->valuestring : "(not a string)",
+                    want);
+}
+
+/* DeepSeek-V3 / Kimi K2: the DeepSeek-style MoE (DeepseekV3Config's defaults), biases of MLA's
+ * q_a, kv_a and o projections (attention_bias), interleaved RoPE pairs unless rope_interleave is
+ * false. The attention's widths: parse_mla. */
+static roe_status parse_deepseek_v3(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    const struct sigmoid_moe_defaults d = {.first_dense = 3, .n_group = 8, .topk_group = 4, .scaling = 2.5f};
+    ROE_TRY(parse_sigmoid_moe(root, origin, &d, c));
+    ROE_TRY(expect_string(root, origin, "scoring_func", "sigmoid"));
+    ROE_TRY(expect_string(root, origin, "topk_method", "noaux_tc"));
+    ROE_TRY(get_bool(root, origin, "attention_bias", &c->qkv_bias));
+    c->o_bias = c->qkv_bias;
+    c->rope.interleave = 1;
+    return get_bool(root, origin, "rope_interleave", &c->rope.interleave);
 }
 
 /* gpt-oss: biases on q/k/v/o, sinks, alternating windows, top-k-then-softmax routing with a
@@ -332,6 +376,7 @@ static roe_status parse_family(const cJSON *root, const char *origin, struct roe
     case ROE_FAMILY_QWEN2_MOE: ROE_TRY(parse_qwen(root, origin, c)); break;
     case ROE_FAMILY_GLM4_MOE: ROE_TRY(parse_glm4(root, origin, c)); break;
     case ROE_FAMILY_GPT_OSS: ROE_TRY(parse_gpt_oss(root, origin, c)); break;
+    case ROE_FAMILY_DEEPSEEK_V3: ROE_TRY(parse_deepseek_v3(root, origin, c)); break;
     }
     if (c->family != ROE_FAMILY_GPT_OSS && c->family != ROE_FAMILY_QWEN2_MOE) /* no layer_types: one window */
         for (int i = 0; i < c->n_layers; i++) c->layer_window[i] = c->sliding_window;
@@ -382,12 +427,44 @@ static roe_status parse_model_type(const cJSON *root, const char *origin, struct
     else if (strcmp(mt->valuestring, "qwen2_moe") == 0) c->family = ROE_FAMILY_QWEN2_MOE;
     else if (strcmp(mt->valuestring, "glm4_moe") == 0) c->family = ROE_FAMILY_GLM4_MOE;
     else if (strcmp(mt->valuestring, "gpt_oss") == 0) c->family = ROE_FAMILY_GPT_OSS;
+    else if (strcmp(mt->valuestring, "deepseek_v3") == 0) c->family = ROE_FAMILY_DEEPSEEK_V3;
     else
         return roe_fail(ROE_ERR_UNSUPPORTED,
                         "%s: model_type '%.64s' is not supported (supported: olmoe, mixtral, qwen3_moe, "
-                        "qwen2_moe, glm4_moe, gpt_oss)",
+                        "qwen2_moe, glm4_moe, gpt_oss, deepseek_v3)",
                         origin, mt->valuestring);
     snprintf(c->model_type, sizeof c->model_type, "%s", mt->valuestring);
+    return ROE_OK;
+}
+
+/* MLA's widths (DeepseekV3Config's defaults where absent; q_lora_rank null: no query LoRA). One
+ * latent serves every head, so num_key_value_heads must be num_attention_heads (transformers'
+ * eager and sdpa attention cannot run other values either). head_dim becomes qk_rope_head_dim,
+ * the RoPE width, as DeepseekV3Config sets it whatever the file says. */
+static roe_status parse_mla(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    struct roe_mla_config *a = &c->mla_cfg;
+    *a = (struct roe_mla_config){.q_lora_rank = 1536, .kv_lora_rank = 512, .nope_dim = 128, .rope_dim = 64,
+                                 .v_dim = 128};
+    c->mla = 1;
+    if (c->n_kv_heads != c->n_heads)
+        return roe_fail(ROE_ERR_FORMAT, "%s: num_key_value_heads %d must equal num_attention_heads %d for "
+                        "deepseek_v3 (multi-head latent attention: one latent serves every head)", origin,
+                        c->n_kv_heads, c->n_heads);
+    const cJSON *ql = cJSON_GetObjectItemCaseSensitive(root, "q_lora_rank");
+    if (ql && cJSON_IsNull(ql)) a->q_lora_rank = 0;
+    else ROE_TRY(get_int(root, origin, "q_lora_rank", 0, 1, 1 << 16, &a->q_lora_rank));
+    ROE_TRY(get_int(root, origin, "kv_lora_rank", 0, 1, 1 << 16, &a->kv_lora_rank));
+    ROE_TRY(get_int(root, origin, "qk_nope_head_dim", 0, 1, 1 << 12, &a->nope_dim));
+    ROE_TRY(get_int(root, origin, "qk_rope_head_dim", 0, 2, 1024, &a->rope_dim));
+    ROE_TRY(get_int(root, origin, "v_head_dim", 0, 1, 1 << 12, &a->v_dim));
+    if (a->rope_dim % 2 != 0)
+        return roe_fail(ROE_ERR_FORMAT, "%s: qk_rope_head_dim %d must be even for RoPE", origin, a->rope_dim);
+    int qk = a->nope_dim + a->rope_dim; /* transformers writes qk_head_dim too: it must agree */
+    ROE_TRY(get_int(root, origin, "qk_head_dim", 0, 1, 1 << 13, &qk));
+    if (qk != a->nope_dim + a->rope_dim)
+        return roe_fail(ROE_ERR_FORMAT, "%s: qk_head_dim %d is not qk_nope_head_dim %d + qk_rope_head_dim %d",
+                        origin, qk, a->nope_dim, a->rope_dim);
+    c->head_dim = a->rope_dim;
     return ROE_OK;
 }
 
@@ -403,6 +480,7 @@ static roe_status parse_shapes(const cJSON *root, const char *origin, struct roe
         return roe_fail(ROE_ERR_FORMAT,
                         "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
                         origin, c->n_heads, c->n_kv_heads);
+    if (c->family == ROE_FAMILY_DEEPSEEK_V3) return parse_mla(root, origin, c);
     c->head_dim = 0;
     if (c->family == ROE_FAMILY_GPT_OSS && !cJSON_GetObjectItemCaseSensitive(root, "head_dim"))
         c->head_dim = 64; /* GptOssConfig's default; an explicit null means hidden / heads */

@@ -22,13 +22,14 @@ typedef enum roe_family {
     ROE_FAMILY_QWEN2_MOE,
     ROE_FAMILY_GLM4_MOE,
     ROE_FAMILY_GPT_OSS,
+    ROE_FAMILY_DEEPSEEK_V3, /* DeepSeek-V3 / R1, Kimi K2: multi-head latent attention (struct roe_mla_config) */
 } roe_family;
 
 /* How router logits R become k experts and their weights (runtime/router.c, docs/ROE-ROUTING.md). */
 typedef enum roe_router_kind {
     ROE_ROUTER_SOFTMAX = 0,   /* p = softmax(R) over all E, top-k of p, renormalised iff norm_topk_prob */
     ROE_ROUTER_TOPK_SOFTMAX,  /* gpt-oss: top-k of R (+ router bias), softmax over those k */
-    ROE_ROUTER_SIGMOID_GROUP, /* GLM-4.5 / DeepSeek-V3: s = sigmoid(R), chosen by s + bias in the
+    ROE_ROUTER_SIGMOID_GROUP, /* GLM-4.5, DeepSeek-V3: s = sigmoid(R), chosen by s + bias in the
                                  best topk_group of n_group groups, weights s (renormalised iff
                                  norm_topk_prob) x routed_scaling_factor */
 } roe_router_kind;
@@ -59,6 +60,23 @@ struct roe_rope_config {
     float mscale, mscale_all_dim;
     int original_max_position;
     int truncate;
+    int interleave;          /* pairs (2j, 2j + 1) rotate, written back as (j, j + dim/2): DeepSeek-V3's
+                                rope_interleave (transformers' apply_rotary_pos_emb_interleave) */
+};
+
+/* Multi-head latent attention (DeepSeek-V2/V3, Kimi K2; transformers' DeepseekV3Attention):
+ *   q = q_b(RMSNorm(q_a x)) (or q_proj x when q_lora_rank is null)    [heads, nope + rope]
+ *   [c | k_rope] = kv_a x, c = RMSNorm(c)                             [kv_lora_rank | rope]
+ *   k_h = [W_uk_h c | RoPE(k_rope)], v_h = W_uv_h c   (kv_b_proj = [W_uk_h; W_uv_h] per head)
+ * The cache keeps [c | RoPE(k_rope)] per position; the engine absorbs W_uk into the query and
+ * W_uv into the output (runtime/mla.c). head_dim is qk_rope_dim (the RoPE width), as transformers
+ * sets it. */
+struct roe_mla_config {
+    int q_lora_rank;  /* 0: no query LoRA (q_proj) */
+    int kv_lora_rank; /* the latent's width */
+    int nope_dim;     /* qk_nope_head_dim */
+    int rope_dim;     /* qk_rope_head_dim */
+    int v_dim;        /* v_head_dim */
 };
 
 typedef enum roe_qk_norm {
@@ -88,6 +106,9 @@ struct roe_model_config {
     int qkv_bias;         /* q/k/v projections have biases (Qwen2, GLM-4.5 attention_bias, gpt-oss) */
     int o_bias;           /* o_proj has a bias (gpt-oss) */
     int attn_sinks;       /* gpt-oss: one learned sink logit per head joins each softmax */
+    int mla;              /* DeepSeek-V3: multi-head latent attention (mla_cfg); qkv_bias then means
+                             q_a_proj and kv_a_proj_with_mqa have biases, o_bias o_proj (attention_bias) */
+    struct roe_mla_config mla_cfg;
 
     int n_experts;
     int top_k;
@@ -128,6 +149,19 @@ int roe_config_n_moe_layers(const struct roe_model_config *c);
 static inline int roe_config_history_begin(const struct roe_model_config *c, int layer, int pos) {
     const int w = c->layer_window[layer];
     return w > 0 && pos - w + 1 > 0 ? pos - w + 1 : 0;
+}
+
+/* Floats the engine caches per position and layer: the latent and the rope key (MLA), else K
+ * and V of every kv head. */
+static inline int roe_config_kv_width(const struct roe_model_config *c) {
+    return c->mla ? c->mla_cfg.kv_lora_rank + c->mla_cfg.rope_dim : 2 * c->n_kv_heads * c->head_dim;
+}
+
+/* Floats per position and layer of full K and V (what a cache of decompressed K/V would hold:
+ * MLA's heads x (qk_nope + qk_rope + v); the cache itself elsewhere). */
+static inline long roe_config_kv_width_full(const struct roe_model_config *c) {
+    if (!c->mla) return roe_config_kv_width(c);
+    return (long)c->n_heads * (c->mla_cfg.nope_dim + c->mla_cfg.rope_dim + c->mla_cfg.v_dim);
 }
 
 /* Cached K/V rows a row at `pos` reads, summed over the layers (windows applied). */

@@ -3,7 +3,7 @@
  *
  * Per layer (MODELS.md, "Common structure"):
  *   x = RMSNorm_in(h); q,k,v = x Wq, x Wk, x Wv; q/k norm (family); clip (OLMoE);
- *   RoPE; clean rows append k,v; attention; h += o Wo
+ *   RoPE; clean rows append k,v; attention; h += o Wo    (DeepSeek-V3: mla.c instead)
  *   x = RMSNorm_post(h); h += MoE(x) (moe.c) or MLP(x)
  * then the final norm and the LM head for the rows that want logits.
  *
@@ -30,7 +30,8 @@
 /* ---- the buffer table ---- */
 
 /* The dimensions of the size formulas (engine_impl.h). */
-enum dim { D_1, D_R, D_RK, D_S, D_H, D_QD, D_KD, D_E, D_E1, D_RS, D_K, D_I, D_V, D_HD2, D_LE, D_COUNT };
+enum dim { D_1, D_R, D_RK, D_S, D_H, D_QD, D_KD, D_E, D_E1, D_RS, D_K, D_I, D_V, D_HD2, D_LE, D_QL, D_HL, D_MS,
+           D_COUNT };
 
 /* Where a buffer lives: backend memory, host memory, or host memory that only a backend
  * without host memory needs (staging copies; on the CPU those fields stay NULL). */
@@ -54,6 +55,8 @@ static const struct buf_spec ENGINE_BUFS[] = {
     BUF(ein, MEM_BACKEND, D_RK, D_H),     BUF(egate, MEM_BACKEND, D_R, D_I),
     BUF(eup, MEM_BACKEND, D_R, D_I),      BUF(eout, MEM_BACKEND, D_RK, D_H),
     BUF(lrows, MEM_BACKEND, D_R, D_H),    BUF(dlogits, MEM_BACKEND, D_R, D_V),
+    BUF(qa, MEM_BACKEND, D_R, D_QL),      BUF(qlat, MEM_BACKEND, D_R, D_HL),
+    BUF(olat, MEM_BACKEND, D_R, D_HL),    BUF(mscr, MEM_BACKEND, D_R, D_MS),
     BUF(inv_freq, MEM_BACKEND, D_HD2, D_1),
     BUF(rlog, MEM_STAGING, D_R, D_E),     BUF(st_x, MEM_STAGING, D_R, D_H),
     BUF(st_in, MEM_STAGING, D_R, D_H),    BUF(st_out, MEM_STAGING, D_RK, D_H),
@@ -87,16 +90,28 @@ static int ffn_width(const struct roe_model_config *c) {
     return imax(imax(routed, c->dense_intermediate), c->shared_intermediate);
 }
 
+/* The widest input of any matmul (the CPU backend's scratch, the CUDA backend's bf16 copy of x). */
+static int matmul_cols(const struct roe_model_config *c) {
+    const struct roe_mla_config *a = &c->mla_cfg;
+    const int attn = c->mla ? imax(imax(a->q_lora_rank, c->n_heads * a->v_dim), imax(a->nope_dim, a->kv_lora_rank))
+                            : c->n_heads * c->head_dim;
+    return imax(imax(c->hidden, attn), ffn_width(c));
+}
+
 /* The value of each dimension for this model and these limits. */
 static void buf_dims(const struct roe_model_config *c, int max_rows, int max_seqs, size_t dim[D_COUNT]) {
     const size_t E = (size_t)imax(c->n_experts, 1), K = (size_t)imax(c->top_k, 1);
+    const struct roe_mla_config *a = &c->mla_cfg;
     dim[D_1] = 1;
     dim[D_R] = (size_t)max_rows;
     dim[D_RK] = (size_t)max_rows * K;
     dim[D_S] = (size_t)max_seqs;
     dim[D_H] = (size_t)c->hidden;
-    dim[D_QD] = (size_t)c->n_heads * c->head_dim;
-    dim[D_KD] = (size_t)c->n_kv_heads * c->head_dim;
+    dim[D_QD] = (size_t)c->n_heads * (c->mla ? imax(a->nope_dim + a->rope_dim, a->v_dim) : c->head_dim);
+    dim[D_KD] = c->mla ? (size_t)a->kv_lora_rank + a->rope_dim : (size_t)c->n_kv_heads * c->head_dim;
+    dim[D_QL] = (size_t)a->q_lora_rank;
+    dim[D_HL] = (size_t)c->n_heads * a->kv_lora_rank;
+    dim[D_MS] = c->mla ? (size_t)imax(a->nope_dim, a->kv_lora_rank) + (size_t)imax(a->kv_lora_rank, a->v_dim) : 0;
     dim[D_E] = E;
     dim[D_E1] = E + 1;
     dim[D_RS] = roe_route_scratch_floats(c);
@@ -178,10 +193,9 @@ static roe_status check_opts(const struct roe_model_config *c, const struct roe_
 
 static roe_status open_backend(roe_engine *e) {
     const struct roe_model_config *c = &e->model->cfg;
-    const int qd = c->n_heads * c->head_dim, inter = ffn_width(c);
     struct roe_backend_opts bo = {
         .n_threads = e->opts.n_threads,
-        .max_cols = imax(imax(c->hidden, qd), inter),
+        .max_cols = matmul_cols(c),
         .max_ctx = e->opts.max_ctx,
         .isa = e->opts.isa,
         .device = e->opts.device,
@@ -254,8 +268,9 @@ static void widen_host(const struct roe_mat *v, float *out) {
  * memory, and each MoE layer's score correction bias in fp32 for the host router. */
 static void fill_tables(roe_engine *e) {
     const struct roe_model_config *c = &e->model->cfg;
-    e->rope = (struct roe_rope_args){.dim = c->rope.dim, .inv_freq = e->inv_freq};
+    e->rope = (struct roe_rope_args){.dim = c->rope.dim, .inv_freq = e->inv_freq, .interleave = c->rope.interleave};
     e->rope.scale = roe_rope_table(c, e->rope_host);
+    if (c->mla) e->mla_scale = roe_rope_mla_softmax_scale(c);
     e->be->ops->upload(e->be, e->inv_freq, e->rope_host, (size_t)(c->rope.dim / 2) * sizeof(float));
     for (int l = 0; l < c->n_layers; l++) {
         const struct roe_mat *b = &e->model->layers[l].score_bias;
@@ -276,6 +291,11 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
     roe_status st;
     ROE_CHECK(open_backend(e));
     ROE_CHECK(open_placement(e));
+    if (c->mla && !model->shapes_only && !model->layers[0].wuk_t.data) {
+        st = roe_fail(ROE_ERR_INVALID_ARG, "engine: %s's absorbed kv_b_proj is not made (roe_model_materialize "
+                      "or roe_model_keep_experts first)", c->model_type);
+        goto fail;
+    }
     if (!e->host_mem) { /* the weights, resident on the device */
         ROE_CHECK(roe_weights_create(e->be, model, e->pl, roe_comm_rank(e->comm), opts->random_seed,
                                      &e->owned_w));
@@ -283,7 +303,7 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
     }
     ROE_CHECK(open_exchange(e));
     ROE_CHECK(roe_kv_cache_init(&e->kv, e->be, opts->max_seqs, c->n_layers, opts->max_ctx,
-                                c->n_kv_heads * c->head_dim));
+                                c->mla ? roe_config_kv_width(c) : c->n_kv_heads * c->head_dim, c->mla ? 1 : 2));
     ROE_CHECK(alloc_buffers(e));
     fill_tables(e);
     *out = e;
@@ -347,6 +367,23 @@ roe_status roe_rows_check(const struct roe_row *rows, int n, const struct roe_en
     return ROE_OK;
 }
 
+int roe__engine_history(roe_engine *e, int layer, const struct roe_row *rows) {
+    const struct roe_model_config *c = &e->model->cfg;
+    int n_clean = 0;
+    for (int j = 0; j < e->n_act; j++) {
+        const struct roe_row *r = &rows[e->slot_row[j]];
+        if (r->sample == 0) { /* the clean cache: only sample 0 appends */
+            e->kv_dst[n_clean] = roe_kv_row(&e->kv, r->seq, layer, r->pos);
+            e->kv_src[n_clean++] = j;
+        }
+        e->khist[j] = roe_kv_k(&e->kv, r->seq, layer);
+        e->vhist[j] = e->kv.v ? roe_kv_v(&e->kv, r->seq, layer) : NULL;
+        e->hend[j] = r->pos;
+        e->hbegin[j] = roe_config_history_begin(c, layer, r->pos);
+    }
+    return n_clean;
+}
+
 /* Attention sublayer over the active slots. */
 static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows) {
     const struct roe_model_config *c = &e->model->cfg;
@@ -380,18 +417,7 @@ static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows
     be->ops->rope(be, e->q, n, nh, hd, e->pos, &e->rope);
     be->ops->rope(be, e->k, n, nkv, hd, e->pos, &e->rope);
 
-    int n_clean = 0;
-    for (int j = 0; j < n; j++) {
-        const struct roe_row *r = &rows[e->slot_row[j]];
-        if (r->sample == 0) { /* the clean cache: only sample 0 appends */
-            e->kv_dst[n_clean] = roe_kv_row(&e->kv, r->seq, layer, r->pos);
-            e->kv_src[n_clean++] = j;
-        }
-        e->khist[j] = roe_kv_k(&e->kv, r->seq, layer);
-        e->vhist[j] = roe_kv_v(&e->kv, r->seq, layer);
-        e->hend[j] = r->pos;
-        e->hbegin[j] = roe_config_history_begin(c, layer, r->pos);
-    }
+    const int n_clean = roe__engine_history(e, layer, rows);
     if (n_clean) {
         be->ops->copy_rows(be, e->kv.k, e->kv_dst, e->k, e->kv_src, n_clean, kd);
         be->ops->copy_rows(be, e->kv.v, e->kv_dst, e->v, e->kv_src, n_clean, kd);
@@ -507,7 +533,8 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
     if (e->n_act) be->ops->embed(be, &m->embed, e->tokens, e->n_act, e->h);
     for (int l = 0; l < c->n_layers; l++) {
         if (e->n_act) {
-            attention_layer(e, l, rows);
+            if (c->mla) roe__mla_layer(e, l, rows);
+            else attention_layer(e, l, rows);
             be->ops->rmsnorm(be, e->h, e->n_act, &m->layers[l].ffn_norm, c->rms_eps, e->x);
         }
         if (c->layer_is_moe[l]) ROE_TRY(roe__moe_layer(e, l, rows, n));

@@ -1,7 +1,8 @@
 /*
- * engine_impl.h — the engine's private state, shared by its two files: engine.c (the forward
- * pass: slots, attention, dense FFN, LM head) and moe.c (the MoE sublayer: routing, RoE forks,
- * experts). Nothing outside those two includes this header.
+ * engine_impl.h — the engine's private state, shared by its three files: engine.c (the forward
+ * pass: slots, attention, dense FFN, LM head), mla.c (DeepSeek-V3's multi-head latent attention)
+ * and moe.c (the MoE sublayer: routing, RoE forks, experts). Nothing outside them includes this
+ * header.
  *
  * Rows and slots. A step's rows (engine.h) are computed in *slots*: every clean or independent
  * row has one; a RoE sample row with its clean row in the step shares the clean row's slot
@@ -14,7 +15,10 @@
  * table (engine.c, ENGINE_BUFS) that gives each one's memory (backend, host, or host staging
  * that only a device backend needs) and its size formula in the dimensions R = max_rows,
  * K = top_k, S = max_seqs, H = hidden, QD = heads x head_dim, KD = kv heads x head_dim, E = experts,
- * I = the widest FFN activation, V = vocabulary, HD = head_dim, L = layers, RS = routing scratch. The shape comments here repeat the table.
+ * I = the widest FFN activation, V = vocabulary, HD = head_dim, L = layers, RS = routing scratch;
+ * with multi-head latent attention (runtime/mla.c) QD = heads x max(qk_nope + qk_rope, v),
+ * KD = kv_lora_rank + qk_rope, QL = q_lora_rank, HL = heads x kv_lora_rank, MS = the per-head
+ * matmuls' scratch (0 or 1 for the other families). The shape comments here repeat the table.
  */
 #ifndef ROE_ENGINE_IMPL_H
 #define ROE_ENGINE_IMPL_H
@@ -42,8 +46,8 @@ struct roe_engine {
     float *h;        /* [R, H] residual stream */
     float *x;        /* [R, H] normed input of a sublayer */
     float *q;        /* [R, QD] */
-    float *k;        /* [R, KD] */
-    float *v;        /* [R, KD] */
+    float *k;        /* [R, KD] (MLA: the rows' [latent | rope key], what the cache appends) */
+    float *v;        /* [R, KD] (MLA: unused) */
     float *att;      /* [R, QD] attention output */
     float *tmp;      /* [R, H] a sublayer's output */
     float *rlogits;  /* [R, E] router logits */
@@ -54,6 +58,10 @@ struct roe_engine {
     float *eout;     /* [R K, H] expert outputs: per gathered pair (local path), per pair
                         (exchange: what this rank's experts computed for its own pairs) */
     float *lrows;    /* [R, H] normed rows that want logits */
+    float *qa;       /* [R, QL] MLA: the query's low-rank projection */
+    float *qlat;     /* [R, HL] MLA: the absorbed queries W_uk^T q_nope, per head */
+    float *olat;     /* [R, HL] MLA: the latent attention's outputs, per head */
+    float *mscr;     /* [R, MS] MLA: scratch of the per-head matmuls */
     float *dlogits;  /* [R, V] logits of the distinct slots, before spreading to rows */
 
     /* host staging: a device backend only (on the CPU, rlog is rlogits and the rest unused) */
@@ -68,6 +76,7 @@ struct roe_engine {
 
     /* host memory */
     struct roe_rope_args rope; /* the RoPE of every layer: inv_freq, its width and scale */
+    float mla_scale;   /* MLA's softmax scale (runtime/rope.h) */
     float *rope_host;  /* [HD/2] inv_freq as computed, before the upload */
     float *score_bias; /* [L, E] each layer's e_score_correction_bias in fp32 (SIGMOID_GROUP) */
     float *rscratch; /* [RS] routing scratch (router.h: roe_route_scratch_floats) */
@@ -94,8 +103,8 @@ struct roe_engine {
     int *hbegin;     /* [R] first history position each slot attends */
     int *hend;       /* [R] one past its last */
     int32_t *tokens; /* [R] each slot's input token */
-    const float **khist; /* [R] -> backend memory: each slot's cached keys */
-    const float **vhist; /* [R] values */
+    const float **khist; /* [R] -> backend memory: each slot's cached keys (MLA: the cached vectors) */
+    const float **vhist; /* [R] values (MLA: NULL) */
     int *slot_row;   /* [R] the row a slot computes */
     int *row_slot;   /* [R] the slot whose state a row currently shares */
     int *slot_lrow;  /* [R] a slot's row in lrows, or -1 */
@@ -105,6 +114,14 @@ struct roe_engine {
 /* engine.c: the SwiGLU FFN of m rows, out[m, H] = down(silu(gate in) * up in). */
 void roe__engine_ffn(roe_engine *e, const struct roe_expert_weights *w, const float *in, int m,
                      float *out);
+
+/* engine.c: the cache plan of `layer` for the live slots: the clean slots' cache rows (kv_dst,
+ * kv_src: returns how many) and each slot's history (khist, vhist, hbegin, hend). */
+int roe__engine_history(roe_engine *e, int layer, const struct roe_row *rows);
+
+/* mla.c: the multi-head latent attention sublayer at `layer` over the live slots: h += MLA(norm(h)),
+ * the clean slots appending their [latent | rope key] to the cache. */
+void roe__mla_layer(roe_engine *e, int layer, const struct roe_row *rows);
 
 /* moe.c: the MoE sublayer at `layer` over the live slots: h += MoE(x), forking RoE samples
  * where their routing departs from their clean row. Fails only on a failing peer or device. */

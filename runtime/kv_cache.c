@@ -6,11 +6,11 @@
 #include "base/alloc.h"
 
 size_t roe_kv_cache_bytes(const struct roe_kv_cache *c) {
-    return 2 * sizeof(float) * (size_t)c->max_seqs * c->n_layers * c->max_ctx * c->kv_dim;
+    return (size_t)c->n_vecs * sizeof(float) * (size_t)c->max_seqs * c->n_layers * c->max_ctx * c->kv_dim;
 }
 
 roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, int max_seqs, int n_layers,
-                             int max_ctx, int kv_dim) {
+                             int max_ctx, int kv_dim, int n_vecs) {
     memset(c, 0, sizeof *c);
     size_t elems = 1;
     if (max_seqs <= 0 || max_ctx <= 0 || !roe_size_mul(elems, (size_t)max_seqs, &elems) ||
@@ -24,14 +24,15 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, int max_se
     c->n_layers = n_layers;
     c->max_ctx = max_ctx;
     c->kv_dim = kv_dim;
+    c->n_vecs = n_vecs;
     c->be = be;
     c->k = be->ops->alloc(be, elems * sizeof(float));
-    c->v = be->ops->alloc(be, elems * sizeof(float));
+    if (n_vecs == 2) c->v = be->ops->alloc(be, elems * sizeof(float));
     c->len = roe_calloc((size_t)max_seqs, sizeof(int));
-    if (!c->k || !c->v || !c->len) {
+    if (!c->k || (n_vecs == 2 && !c->v) || !c->len) {
         roe_kv_cache_free(c);
         return roe_fail(ROE_ERR_NOMEM, "kv cache: out of memory for %zu bytes",
-                        2 * elems * sizeof(float));
+                        (size_t)n_vecs * elems * sizeof(float));
     }
     return ROE_OK;
 }

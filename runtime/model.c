@@ -19,7 +19,7 @@ size_t roe_mat_bytes(const struct roe_mat *m) {
     return (size_t)m->rows * roe_dtype_row_bytes_all(m->dtype, (size_t)m->cols);
 }
 
-#define LAYER_MAT(f) {offsetof(struct roe_layer_weights, f), #f}
+#define LAYER_MAT(f) {offsetof(struct roe_layer_weights, f), #f, 0}
 const struct roe_layer_mat roe_layer_mats[] = {
     LAYER_MAT(attn_norm),   LAYER_MAT(wq),          LAYER_MAT(wk),          LAYER_MAT(wv),
     LAYER_MAT(wo),          LAYER_MAT(q_norm),      LAYER_MAT(k_norm),      LAYER_MAT(ffn_norm),
@@ -27,10 +27,13 @@ const struct roe_layer_mat roe_layer_mats[] = {
     LAYER_MAT(sinks),       LAYER_MAT(router),      LAYER_MAT(router_bias), LAYER_MAT(score_bias),
     LAYER_MAT(shared.gate), LAYER_MAT(shared.up),   LAYER_MAT(shared.down), LAYER_MAT(shared_gate),
     LAYER_MAT(dense.gate),  LAYER_MAT(dense.up),    LAYER_MAT(dense.down),
+    LAYER_MAT(wq_a),        LAYER_MAT(bq_a),        LAYER_MAT(q_a_norm),    LAYER_MAT(wkv_a),
+    LAYER_MAT(bkv_a),       LAYER_MAT(kv_a_norm),   LAYER_MAT(wkv_b),
+    {offsetof(struct roe_layer_weights, wuk_t), "wuk_t", 1},
 };
 const int roe_n_layer_mats = sizeof roe_layer_mats / sizeof roe_layer_mats[0];
 #undef LAYER_MAT
-#define EXPERT_MAT(f) {offsetof(struct roe_expert_weights, f), #f}
+#define EXPERT_MAT(f) {offsetof(struct roe_expert_weights, f), #f, 0}
 const struct roe_layer_mat roe_expert_mats[] = {
     EXPERT_MAT(gate), EXPERT_MAT(up), EXPERT_MAT(down), EXPERT_MAT(gate_bias), EXPERT_MAT(down_bias),
 };
@@ -197,13 +200,43 @@ static void transpose_pending(struct roe_model *m) {
     }
 }
 
+/* MLA: each layer's W_uk (the first nope rows of each head in kv_b_proj, [nope, kv_lora_rank])
+ * transposed per head into owned memory [kv_lora_rank, nope], in its dtype, so that the absorbed
+ * query W_uk^T q_nope is a matmul over [out, in] rows like every other (runtime/mla.c). Heads of
+ * every layer over the OpenMP threads, each writing its own block. */
+static roe_status absorb_mla(struct roe_model *m) {
+    const struct roe_model_config *c = &m->cfg;
+    if (!c->mla || m->shapes_only) return ROE_OK;
+    const struct roe_mla_config *a = &c->mla_cfg;
+    const int nh = c->n_heads, L = c->n_layers;
+    for (int l = 0; l < L; l++) {
+        struct roe_layer_weights *W = &m->layers[l];
+        if (W->owned) continue;
+        W->owned = roe_malloc_aligned(roe_mat_bytes(&W->wuk_t));
+        if (!W->owned)
+            return roe_fail(ROE_ERR_NOMEM, "out of memory absorbing layer %d's kv_b_proj (%zu bytes)", l,
+                            roe_mat_bytes(&W->wuk_t));
+    }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long i = 0; i < (long)L * nh; i++) {
+        struct roe_layer_weights *W = &m->layers[i / nh];
+        const size_t es = roe_dtype_size(W->wkv_b.dtype), h = (size_t)(i % nh);
+        const struct roe_mat uk = {W->wkv_b.dtype,
+                                   (const char *)W->wkv_b.data + h * (a->nope_dim + a->v_dim) * a->kv_lora_rank * es,
+                                   a->nope_dim, a->kv_lora_rank};
+        transpose(&uk, (char *)W->owned + h * a->kv_lora_rank * a->nope_dim * es);
+    }
+    for (int l = 0; l < L; l++) m->layers[l].wuk_t.data = m->layers[l].owned;
+    return ROE_OK;
+}
+
 roe_status roe_model_materialize(struct roe_model *m) {
     const struct roe_model_config *c = &m->cfg;
     for (int l = 0; l < c->n_layers; l++)
         for (int e = 0; m->layers[l].experts && e < c->n_experts; e++)
             ROE_TRY(alloc_expert(&m->layers[l].experts[e], l, e));
     transpose_pending(m);
-    return ROE_OK;
+    return absorb_mla(m);
 }
 
 /* gpt-oss: experts.gate_up_proj [E, H, 2I] (x @ W, gate/up columns interleaved) with its bias
@@ -310,6 +343,56 @@ static roe_status bind_moe(struct roe_model *m, int i, struct roe_layer_weights 
     return ROE_OK;
 }
 
+/* q_lora_rank and the checkpoint disagree: a message naming the field, not just a missing tensor. */
+static roe_status check_q_lora(const struct roe_model *m, int i) {
+    char name[320];
+    const int lora = m->cfg.mla_cfg.q_lora_rank != 0;
+    snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.weight", i, lora ? "q_a_proj" : "q_proj");
+    if (roe_store_find(m->store, name)) return ROE_OK;
+    snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.weight", i, lora ? "q_proj" : "q_a_proj");
+    if (!roe_store_find(m->store, name)) return ROE_OK; /* neither: bind names the missing one */
+    if (lora)
+        return roe_fail(ROE_ERR_FORMAT, "%s: q_lora_rank is %d but layer %d has a q_proj and no q_a_proj (a "
+                        "checkpoint without query LoRA: q_lora_rank must be null)", m->dir,
+                        m->cfg.mla_cfg.q_lora_rank, i);
+    return roe_fail(ROE_ERR_FORMAT, "%s: q_lora_rank is null but layer %d has a q_a_proj and no q_proj (set "
+                    "q_lora_rank to q_a_proj's rows)", m->dir, i);
+}
+
+/* Multi-head latent attention's tensors (DeepseekV3Attention); shapes from struct roe_mla_config. */
+static roe_status bind_mla(struct roe_model *m, int i, struct roe_layer_weights *L) {
+    const struct roe_model_config *c = &m->cfg;
+    const struct roe_mla_config *a = &c->mla_cfg;
+    const int H = c->hidden, nh = c->n_heads, qk = a->nope_dim + a->rope_dim, W = a->kv_lora_rank + a->rope_dim;
+    char name[320];
+    ROE_TRY(check_q_lora(m, i));
+    if (a->q_lora_rank) {
+        BIND("self_attn.q_a_proj.weight", a->q_lora_rank, H, &L->wq_a);
+        if (c->qkv_bias) BIND("self_attn.q_a_proj.bias", 1, a->q_lora_rank, &L->bq_a);
+        BIND("self_attn.q_a_layernorm.weight", 1, a->q_lora_rank, &L->q_a_norm);
+        BIND("self_attn.q_b_proj.weight", nh * qk, a->q_lora_rank, &L->wq);
+    } else
+        BIND("self_attn.q_proj.weight", nh * qk, H, &L->wq);
+    BIND("self_attn.kv_a_proj_with_mqa.weight", W, H, &L->wkv_a);
+    if (c->qkv_bias) BIND("self_attn.kv_a_proj_with_mqa.bias", 1, W, &L->bkv_a);
+    BIND("self_attn.kv_a_layernorm.weight", 1, a->kv_lora_rank, &L->kv_a_norm);
+    BIND("self_attn.kv_b_proj.weight", nh * (a->nope_dim + a->v_dim), a->kv_lora_rank, &L->wkv_b);
+    BIND("self_attn.o_proj.weight", H, nh * a->v_dim, &L->wo);
+    if (c->o_bias) BIND("self_attn.o_proj.bias", 1, H, &L->bo);
+    L->wuk_t = (struct roe_mat){L->wkv_b.dtype, NULL, nh * a->kv_lora_rank, a->nope_dim}; /* absorb_mla */
+    return ROE_OK;
+}
+
+/* The dense MLP of a layer that is not MoE. */
+static roe_status bind_dense(struct roe_model *m, int i, struct roe_layer_weights *L) {
+    const int H = m->cfg.hidden, I = m->cfg.dense_intermediate;
+    char name[320];
+    BIND("mlp.gate_proj.weight", I, H, &L->dense.gate);
+    BIND("mlp.up_proj.weight", I, H, &L->dense.up);
+    BIND("mlp.down_proj.weight", H, I, &L->dense.down);
+    return ROE_OK;
+}
+
 static roe_status bind_layer(struct roe_model *m, int i) {
     const struct roe_model_config *c = &m->cfg;
     struct roe_layer_weights *L = &m->layers[i];
@@ -317,6 +400,10 @@ static roe_status bind_layer(struct roe_model *m, int i) {
     char name[320];
     BIND("input_layernorm.weight", 1, H, &L->attn_norm);
     BIND("post_attention_layernorm.weight", 1, H, &L->ffn_norm);
+    if (c->mla) {
+        ROE_TRY(bind_mla(m, i, L));
+        return c->layer_is_moe[i] ? bind_moe(m, i, L) : bind_dense(m, i, L);
+    }
     BIND("self_attn.q_proj.weight", qd, H, &L->wq);
     BIND("self_attn.k_proj.weight", kd, H, &L->wk);
     BIND("self_attn.v_proj.weight", kd, H, &L->wv);
@@ -329,12 +416,7 @@ static roe_status bind_layer(struct roe_model *m, int i) {
         BIND("self_attn.k_norm.weight", 1, c->head_dim, &L->k_norm);
     }
     ROE_TRY(bind_attn_extras(m, i, L));
-    if (c->layer_is_moe[i]) return bind_moe(m, i, L);
-    const int I = c->dense_intermediate;
-    BIND("mlp.gate_proj.weight", I, H, &L->dense.gate);
-    BIND("mlp.up_proj.weight", I, H, &L->dense.up);
-    BIND("mlp.down_proj.weight", H, I, &L->dense.down);
-    return ROE_OK;
+    return c->layer_is_moe[i] ? bind_moe(m, i, L) : bind_dense(m, i, L);
 }
 #undef BIND
 
@@ -353,7 +435,7 @@ void roe__model_account(struct roe_model *m) {
         struct roe_layer_weights *L = &m->layers[i];
         for (int k = 0; k < roe_n_layer_mats; k++) {
             const struct roe_mat *x = roe_layer_mat(L, k);
-            if (x->data || m->shapes_only) {
+            if (!roe_layer_mats[k].derived && (x->data || m->shapes_only)) {
                 dense += roe_mat_bytes(x);
                 params += mat_elems(x);
             }
@@ -389,7 +471,11 @@ double roe_model_step_weight_bytes(const struct roe_model *m) {
 }
 
 size_t roe_model_kv_bytes_per_token(const struct roe_model_config *c) {
-    return (size_t)2 * sizeof(float) * (size_t)c->n_layers * (size_t)c->n_kv_heads * (size_t)c->head_dim;
+    return sizeof(float) * (size_t)c->n_layers * (size_t)roe_config_kv_width(c);
+}
+
+size_t roe_model_kv_bytes_per_token_full(const struct roe_model_config *c) {
+    return sizeof(float) * (size_t)c->n_layers * (size_t)roe_config_kv_width_full(c);
 }
 
 roe_status roe_model_keep_experts(struct roe_model *m, const struct roe_placement *pl, int rank) {
@@ -410,7 +496,7 @@ roe_status roe_model_keep_experts(struct roe_model *m, const struct roe_placemen
     }
     m->held_bytes = m->dense_bytes + (size_t)m->held_experts * m->expert_bytes;
     transpose_pending(m);
-    return ROE_OK;
+    return absorb_mla(m);
 }
 
 size_t roe_mapped_resident_bytes(void) {
@@ -497,20 +583,41 @@ static struct roe_mat shape(int rows, int cols) {
     return v;
 }
 
+/* MLA's views of a shapes-only model (bind_mla's shapes). */
+static void shape_mla(const struct roe_model_config *c, struct roe_layer_weights *L) {
+    const struct roe_mla_config *a = &c->mla_cfg;
+    const int H = c->hidden, nh = c->n_heads, qk = a->nope_dim + a->rope_dim, W = a->kv_lora_rank + a->rope_dim;
+    if (a->q_lora_rank) {
+        L->wq_a = shape(a->q_lora_rank, H);
+        L->q_a_norm = shape(1, a->q_lora_rank);
+        if (c->qkv_bias) L->bq_a = shape(1, a->q_lora_rank);
+    }
+    L->wq = shape(nh * qk, a->q_lora_rank ? a->q_lora_rank : H);
+    L->wkv_a = shape(W, H);
+    if (c->qkv_bias) L->bkv_a = shape(1, W);
+    L->kv_a_norm = shape(1, a->kv_lora_rank);
+    L->wkv_b = shape(nh * (a->nope_dim + a->v_dim), a->kv_lora_rank);
+    L->wuk_t = shape(nh * a->kv_lora_rank, a->nope_dim);
+    L->wo = shape(H, nh * a->v_dim);
+}
+
 /* The views of layer i of a shapes-only model: what bind_layer would bind, without data. */
 static roe_status shape_layer(const struct roe_model_config *c, int i, struct roe_layer_weights *L) {
     const int H = c->hidden, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
     const int I = c->moe_intermediate, S = c->shared_intermediate, E = c->n_experts;
     L->attn_norm = L->ffn_norm = shape(1, H);
-    L->wq = shape(qd, H);
-    L->wk = L->wv = shape(kd, H);
-    L->wo = shape(H, qd);
+    if (c->mla) shape_mla(c, L);
+    else {
+        L->wq = shape(qd, H);
+        L->wk = L->wv = shape(kd, H);
+        L->wo = shape(H, qd);
+    }
     if (c->qk_norm == ROE_QK_NORM_FULL) {
         L->q_norm = shape(1, qd);
         L->k_norm = shape(1, kd);
     } else if (c->qk_norm == ROE_QK_NORM_PER_HEAD)
         L->q_norm = L->k_norm = shape(1, c->head_dim);
-    if (c->qkv_bias) {
+    if (c->qkv_bias && !c->mla) {
         L->bq = shape(1, qd);
         L->bk = L->bv = shape(1, kd);
     }
@@ -577,6 +684,7 @@ void roe_model_free(struct roe_model *m) {
         struct roe_expert_weights *x = m->layers[i].experts;
         for (int e = 0; x && e < m->cfg.n_experts; e++) roe_free_aligned(x[e].owned);
         roe_free(x);
+        roe_free_aligned(m->layers[i].owned);
     }
     roe_free(m->layers);
     roe_store_close(m->store);

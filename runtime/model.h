@@ -9,7 +9,8 @@
  * owns (struct roe_expert_weights::owned), so the kernels see [out, in] like every other weight
  * and like gpt-oss's native MXFP4 layout. roe_model_open leaves them untransposed (not held);
  * roe_model_keep_experts transposes the experts its rank owns, roe_model_materialize all of
- * them, so a rank never holds a copy of another rank's experts.
+ * them, so a rank never holds a copy of another rank's experts. Likewise DeepSeek-V3's absorbed
+ * key up-projection (struct roe_layer_weights::wuk_t) is made by both, not by roe_model_open.
  */
 #ifndef ROE_MODEL_H
 #define ROE_MODEL_H
@@ -59,6 +60,20 @@ struct roe_layer_weights {
     struct roe_mat shared_gate; /* [1, hidden] Qwen2-MoE: shared_expert_gate */
     /* dense MLP layers (Qwen3 mlp_only_layers, GLM-4.5 first_k_dense_replace) */
     struct roe_expert_weights dense;
+    /* multi-head latent attention (DeepSeek-V3; config.h struct roe_mla_config): wq is q_b_proj
+     * [heads*(nope+rope), q_lora_rank] (q_proj [.., hidden] without query LoRA), wo is o_proj
+     * [hidden, heads*v] with bo its bias; wk, wv, bq, bk, bv stay empty */
+    struct roe_mat wq_a;      /* [q_lora_rank, hidden] q_a_proj; empty without query LoRA */
+    struct roe_mat bq_a;      /* [1, q_lora_rank] its bias (attention_bias) */
+    struct roe_mat q_a_norm;  /* [1, q_lora_rank] q_a_layernorm */
+    struct roe_mat wkv_a;     /* [kv_lora_rank + rope, hidden] kv_a_proj_with_mqa */
+    struct roe_mat bkv_a;     /* [1, kv_lora_rank + rope] its bias (attention_bias) */
+    struct roe_mat kv_a_norm; /* [1, kv_lora_rank] kv_a_layernorm */
+    struct roe_mat wkv_b;     /* [heads*(nope+v), kv_lora_rank] kv_b_proj: per head, W_uk's nope rows
+                                 then W_uv's v rows (the engine reads the W_uv rows) */
+    struct roe_mat wuk_t;     /* [heads*kv_lora_rank, nope] derived: each head's W_uk transposed,
+                                 in kv_b_proj's dtype (owned; roe_model_materialize makes it) */
+    void *owned;              /* wuk_t's memory (roe_malloc_aligned) */
 };
 
 /* Every matrix of a layer outside its routed experts (norms, attention, biases, router, shared
@@ -67,6 +82,8 @@ struct roe_layer_weights {
 struct roe_layer_mat {
     size_t off;       /* offsetof(struct roe_layer_weights, ...) */
     const char *name;
+    int derived;      /* a copy the model made of another tensor (MLA's wuk_t): uploaded and warmed,
+                         but its bytes and parameters are the original's, counted there */
 };
 extern const struct roe_layer_mat roe_layer_mats[];
 extern const int roe_n_layer_mats;
@@ -147,8 +164,12 @@ size_t roe_mat_bytes(const struct roe_mat *m);
 size_t roe_model_active_params(const struct roe_model *m);
 double roe_model_step_weight_bytes(const struct roe_model *m);
 
-/* Bytes of the clean KV cache per token: K and V of every layer, fp32 as the engine keeps them
- * (runtime/kv_cache.h). */
+/* Bytes of the clean KV cache per token, fp32 as the engine keeps them (runtime/kv_cache.h): K
+ * and V of every layer, or MLA's latent and rope key. */
 size_t roe_model_kv_bytes_per_token(const struct roe_model_config *c);
+
+/* What full K and V would cost per token (fp32): MLA's heads x (qk_nope + qk_rope + v) per layer,
+ * the cache itself for the other families. */
+size_t roe_model_kv_bytes_per_token_full(const struct roe_model_config *c);
 
 #endif

@@ -103,8 +103,10 @@ static roe_status quantize_mat(struct roe_quant *q, struct roe_mat *mat, roe_dty
 
 static roe_status quantize_layer(struct roe_quant *q, const struct roe_model_config *c, struct roe_layer_weights *L,
                                  roe_dtype t) {
-    struct roe_mat *mats[] = {&L->wq,          &L->wk,        &L->wv,          &L->wo,        &L->dense.gate,
-                              &L->dense.up,    &L->dense.down, &L->shared.gate, &L->shared.up, &L->shared.down};
+    /* MLA's kv_b_proj stays float: matmul_heads reads it per head (and wuk_t derived from it) */
+    struct roe_mat *mats[] = {&L->wq,         &L->wk,          &L->wv,        &L->wo,          &L->wq_a,
+                              &L->wkv_a,      &L->dense.gate,  &L->dense.up,  &L->dense.down,  &L->shared.gate,
+                              &L->shared.up,  &L->shared.down};
     for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++) ROE_TRY(quantize_mat(q, mats[k], t, 0));
     for (int e = 0; L->experts && e < c->n_experts; e++) {
         ROE_TRY(quantize_mat(q, &L->experts[e].gate, t, 0));

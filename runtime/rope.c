@@ -44,3 +44,13 @@ float roe_rope_table(const struct roe_model_config *cfg, float *inv_freq) {
     for (int j = 0; j < r->dim / 2; j++) inv_freq[j] = 1.0f / powf(r->theta, (float)(2 * j) / (float)r->dim);
     return 1.0f;
 }
+
+float roe_rope_mla_softmax_scale(const struct roe_model_config *cfg) {
+    const struct roe_rope_config *r = &cfg->rope;
+    double scale = pow((double)(cfg->mla_cfg.nope_dim + cfg->mla_cfg.rope_dim), -0.5);
+    if (r->type == ROE_ROPE_YARN && r->mscale_all_dim != 0.0f) {
+        const double m = yarn_mscale(r->factor, r->mscale_all_dim);
+        scale = scale * m * m;
+    }
+    return (float)scale;
+}

@@ -21,4 +21,10 @@
 /* inv_freq[0 .. dim/2) for cfg->rope; returns the cos/sin scale. */
 float roe_rope_table(const struct roe_model_config *cfg, float *inv_freq);
 
+/* MLA's softmax scale (transformers' yarn_apply_mscale on qk_head_dim^-0.5): 1 / sqrt(qk_nope +
+ * qk_rope), times mscale(factor, mscale_all_dim)^2 when the RoPE is YaRN with a nonzero
+ * mscale_all_dim — YaRN's correction reaches the non-rotary dimensions too, on top of the cos/sin
+ * scale of roe_rope_table. Computed in double as Python does, rounded once to fp32. */
+float roe_rope_mla_softmax_scale(const struct roe_model_config *cfg);
+
 #endif

@@ -2,7 +2,8 @@
 """Generate tiny random MoE checkpoints and reference outputs with Hugging Face transformers.
 
 For each fixture (olmoe, mixtral, qwen3_moe; qwen2_moe, qwen2_moe_b, glm4_moe, glm4_moe_b, gpt_oss,
-gpt_oss_b: two shapes of each newer family) this writes, under tests/fixtures/<fixture>/:
+gpt_oss_b, deepseek_v3, deepseek_v3_b: two shapes of each newer family) this writes, under
+tests/fixtures/<fixture>/:
 
   model/            config.json + safetensors written by save_pretrained (some: 2 shards + index)
   reference.json    prompts, greedy continuations and metadata (see tests/fixtures/README.md)
@@ -35,7 +36,7 @@ import sys
 import numpy as np
 import torch
 import transformers
-from transformers import (AutoModelForCausalLM, Glm4MoeConfig, GptOssConfig, MixtralConfig, OlmoeConfig,
+from transformers import (AutoModelForCausalLM, DeepseekV3Config, Glm4MoeConfig, GptOssConfig, MixtralConfig, OlmoeConfig,
                           Qwen2MoeConfig, Qwen3MoeConfig)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -237,6 +238,47 @@ FAMILIES = {
         ),
         dtype=torch.float32, seed=9012, shards=2, legacy_rope_theta=False,
     ),
+    # DeepSeek-V3: multi-head latent attention with query LoRA (q_lora_rank 40, kv_lora_rank 24,
+    # qk_nope 10 + qk_rope 8, v 14: odd sizes, none equal), 6 heads, interleaved RoPE pairs, YaRN
+    # x4 over 64 original positions with mscale 0.707 / mscale_all_dim 1.0 (so both the cos/sin
+    # scale and the softmax scale's mscale^2 differ from 1), 16 experts in 4 groups (2 kept) with a
+    # random correction bias, top-4, routed_scaling_factor 2.5, one shared expert, layer 0 dense;
+    # bf16 with the router and its bias in F32 (_keep_in_fp32_modules_strict), config.json written
+    # as the published one is (top-level rope_theta, "rope_scaling" with "type": "yarn").
+    "deepseek_v3": dict(
+        config_cls=DeepseekV3Config,
+        config=dict(
+            vocab_size=320, hidden_size=88, intermediate_size=104, moe_intermediate_size=24, num_hidden_layers=3,
+            num_attention_heads=6, num_key_value_heads=6, q_lora_rank=40, kv_lora_rank=24, qk_nope_head_dim=10,
+            qk_rope_head_dim=8, v_head_dim=14, max_position_embeddings=256, rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "beta_fast": 32.0,
+                             "beta_slow": 1.0, "mscale": 0.707, "mscale_all_dim": 1.0,
+                             "original_max_position_embeddings": 64},
+            n_routed_experts=16, num_experts_per_tok=4, n_shared_experts=1, n_group=4, topk_group=2,
+            routed_scaling_factor=2.5, first_k_dense_replace=1, norm_topk_prob=True, rope_interleave=True,
+            attention_bias=False, bos_token_id=None, eos_token_id=319, tie_word_embeddings=False,
+        ),
+        dtype=torch.bfloat16, seed=10123, shards=1, legacy_rope="scaling_type",
+        keep_fp32=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
+    ),
+    # DeepSeek-V3, another shape: no query LoRA (q_lora_rank null: q_proj), 5 heads, kv_lora_rank 20,
+    # qk_nope 12 + qk_rope 6, v 9, rotate-half RoPE (rope_interleave false, default RoPE, theta 2e4),
+    # biases on q/kv_a/o (attention_bias), 48 experts in 8 groups (3 kept), top-6 not renormalised,
+    # routed_scaling_factor 1.5, 2 shared experts, first 2 of 4 layers dense; f32 in two shards.
+    # 48 sigmoid scores crowd as GLM-4.5-b's 40 do: the router margin asked is 1e-4.
+    "deepseek_v3_b": dict(
+        config_cls=DeepseekV3Config,
+        config=dict(
+            vocab_size=301, hidden_size=64, intermediate_size=72, moe_intermediate_size=12, num_hidden_layers=4,
+            num_attention_heads=5, num_key_value_heads=5, q_lora_rank=None, kv_lora_rank=20, qk_nope_head_dim=12,
+            qk_rope_head_dim=6, v_head_dim=9, max_position_embeddings=256, rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "rope_theta": 20000.0},
+            n_routed_experts=48, num_experts_per_tok=6, n_shared_experts=2, n_group=8, topk_group=3,
+            routed_scaling_factor=1.5, first_k_dense_replace=2, norm_topk_prob=False, rope_interleave=False,
+            attention_bias=True, bos_token_id=None, eos_token_id=300, tie_word_embeddings=False,
+        ),
+        dtype=torch.float32, seed=11234, shards=2, legacy_rope_theta=False, router_gap=1e-4,
+    ),
 }
 
 LINEAR_GAIN = 1.5   # linear weights ~ N(0, (1.5/sqrt(fan_in))^2): std 0.15-0.22 at these sizes
@@ -341,7 +383,7 @@ def router_min_gap_hooked(model, ids, cfg):
         h.remove()
     k, gaps = cfg.num_experts_per_tok, []
     for mod, rl in logs:
-        if cfg.model_type != "glm4_moe":
+        if cfg.model_type not in ("glm4_moe", "deepseek_v3"):
             s_ = torch.sort(rl, dim=-1, descending=True).values
             gaps.append(float((s_[:, k - 1] - s_[:, k]).min()))
             continue
@@ -523,8 +565,71 @@ def np_rope_params(cfg, hd):
     ramp = np.clip((np.arange(dim // 2, dtype=np.float64) - low) / (high - low), 0, 1)
     e = 1 - ramp
     inv = extrap / factor * (1 - e) + extrap * e
-    scale = rp.get("attention_factor") or (0.1 * np.log(factor) + 1.0 if factor > 1 else 1.0)
+    mscale = lambda m: 0.1 * m * np.log(factor) + 1.0 if factor > 1 else 1.0
+    scale = rp.get("attention_factor")
+    if scale is None:
+        scale = mscale(rp["mscale"]) / mscale(rp["mscale_all_dim"]) if rp.get("mscale") and rp.get("mscale_all_dim") \
+            else mscale(1.0)
     return inv, scale
+
+
+def np_mla_softmax_scale(cfg):
+    """DeepSeek-V3's softmax scale: qk_head_dim^-0.5, times mscale(factor, mscale_all_dim)^2 for YaRN."""
+    rp = dict(cfg.get("rope_scaling") or {})
+    rp.update(cfg.get("rope_parameters") or {})
+    scale = (cfg["qk_nope_head_dim"] + cfg["qk_rope_head_dim"]) ** -0.5
+    if rp.get("rope_type", rp.get("type", "default")) != "default" and rp.get("mscale_all_dim"):
+        f = rp["factor"]
+        m = 0.1 * rp["mscale_all_dim"] * np.log(f) + 1.0 if f > 1 else 1.0
+        scale *= m * m
+    return scale
+
+
+def np_rope_pairs(x, inv_freq, scale, interleave):
+    """x: [T, H, d], every dim rotated. interleave: the pair of angle j is (2j, 2j+1), written to
+    (j, j + d/2) (apply_rotary_pos_emb_interleave); else rotate half."""
+    if not interleave:
+        return np_rope(x, None, inv_freq, scale)
+    T = x.shape[0]
+    ang = np.arange(T, dtype=np.float64)[:, None] * inv_freq[None, :]
+    cos, sin = (np.cos(ang) * scale)[:, None, :], (np.sin(ang) * scale)[:, None, :]
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
+
+
+def np_mla_attention(cfg, W, p, h, inv_freq, scale):
+    """DeepSeek-V3's attention written the way transformers computes it (the latent decompressed
+    into every head's K and V), not the absorbed form roe computes."""
+    T, nh, eps = h.shape[0], cfg["num_attention_heads"], cfg["rms_norm_eps"]
+    nope, rope, vd, R = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"], cfg["kv_lora_rank"]
+
+    def lin(x, name):
+        y = x @ W[p + name + ".weight"].T
+        return y + W[p + name + ".bias"] if p + name + ".bias" in W else y
+
+    if cfg.get("q_lora_rank"):
+        qa = np_rmsnorm(lin(h, "self_attn.q_a_proj"), W[p + "self_attn.q_a_layernorm.weight"], eps)
+        q = lin(qa, "self_attn.q_b_proj")
+    else:
+        q = lin(h, "self_attn.q_proj")
+    q = q.reshape(T, nh, nope + rope)
+    ckv = lin(h, "self_attn.kv_a_proj_with_mqa")
+    c = np_rmsnorm(ckv[:, :R], W[p + "self_attn.kv_a_layernorm.weight"], eps)
+    il = cfg.get("rope_interleave", True)
+    q_rot = np_rope_pairs(q[:, :, nope:], inv_freq, scale, il)
+    k_rot = np_rope_pairs(ckv[:, None, R:], inv_freq, scale, il)
+    kv = (c @ W[p + "self_attn.kv_b_proj.weight"].T).reshape(T, nh, nope + vd)
+    k = np.concatenate([kv[:, :, :nope], np.broadcast_to(k_rot, (T, nh, rope))], -1)
+    qf = np.concatenate([q[:, :, :nope], q_rot], -1)
+    sm = np_mla_softmax_scale(cfg)
+    mask = np.where(np.arange(T)[None, :] <= np.arange(T)[:, None], 0.0, -np.inf)
+    out = np.zeros((T, nh, vd))
+    for hh in range(nh):
+        sc = qf[:, hh] @ k[:, hh].T * sm + mask
+        sc = np.exp(sc - sc.max(-1, keepdims=True))
+        sc /= sc.sum(-1, keepdims=True)
+        out[:, hh] = sc @ kv[:, hh, nope:]
+    return lin(out.reshape(T, nh * vd), "self_attn.o_proj")
 
 
 def np_silu(x):
@@ -546,7 +651,7 @@ def np_route(cfg, mt, W, p, logits):
         top = np.argsort(-logits, kind="stable")[:k]
         w = np.exp(logits[top] - logits[top].max())
         return top, w / w.sum()
-    if mt == "glm4_moe":
+    if mt in ("glm4_moe", "deepseek_v3"):
         s = np_sigmoid(logits)
         c = s + W[p + "mlp.gate.e_score_correction_bias"]
         G, tg = cfg["n_group"], cfg["topk_group"]
@@ -580,7 +685,7 @@ def np_expert(cfg, mt, W, p, ename, e, x):
 
 
 def np_is_sparse(cfg, mt, i, E):
-    if mt == "glm4_moe":
+    if mt in ("glm4_moe", "deepseek_v3"):
         return i >= cfg["first_k_dense_replace"]
     if mt in ("qwen3_moe", "qwen2_moe"):
         return (i not in cfg["mlp_only_layers"]) and E > 0 and (i + 1) % cfg["decoder_sparse_step"] == 0
@@ -652,7 +757,7 @@ def np_moe(cfg, mt, W, p, h):
             y[t] += wt * np_expert(cfg, mt, W, p, ename, e, h[t])
     if mt == "qwen2_moe":
         y += np_sigmoid(h @ W[p + "mlp.shared_expert_gate.weight"].T) * np_mlp(W, p + "mlp.shared_expert.", h)
-    elif mt == "glm4_moe":
+    elif mt in ("glm4_moe", "deepseek_v3"):
         y += np_mlp(W, p + "mlp.shared_experts.", h)
     return y
 
@@ -663,7 +768,7 @@ def numpy_forward(model_dir, ids):
     W = read_safetensors_dir(model_dir)
     mt = cfg["model_type"]
     H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
-    hd = cfg.get("head_dim") or H // nh
+    hd = cfg["qk_rope_head_dim"] if mt == "deepseek_v3" else cfg.get("head_dim") or H // nh
     eps = cfg["rms_norm_eps"]
     inv_freq, scale = np_rope_params(cfg, hd)
     E = cfg.get("num_experts") or cfg.get("num_local_experts") or cfg.get("n_routed_experts")
@@ -671,7 +776,10 @@ def numpy_forward(model_dir, ids):
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         h = np_rmsnorm(x, W[p + "input_layernorm.weight"], eps)
-        x = x + np_attention(cfg, mt, W, p, h, inv_freq, scale, i)
+        if mt == "deepseek_v3":
+            x = x + np_mla_attention(cfg, W, p, h, inv_freq, scale)
+        else:
+            x = x + np_attention(cfg, mt, W, p, h, inv_freq, scale, i)
         h = np_rmsnorm(x, W[p + "post_attention_layernorm.weight"], eps)
         sparse = any(k.startswith(p + "mlp.experts.") or k.startswith(p + "block_sparse_moe.") for k in W)
         assert sparse == np_is_sparse(cfg, mt, i, E), (i, sparse)
@@ -688,7 +796,7 @@ def dir_size(path):
     return total
 
 
-def rewrite_legacy_rope(model_dir):
+def rewrite_legacy_rope(model_dir, type_key=False):
     """config.json as the published gpt-oss / GLM-4.5 files are: top-level rope_theta (and
     partial_rotary_factor), the scaling in "rope_scaling" (null for default RoPE)."""
     cfg_path = os.path.join(model_dir, "config.json")
@@ -699,6 +807,8 @@ def rewrite_legacy_rope(model_dir):
     if "partial_rotary_factor" in rp:
         cfg["partial_rotary_factor"] = rp.pop("partial_rotary_factor")
     cfg["rope_scaling"] = None if rp.get("rope_type", "default") == "default" else rp
+    if type_key and cfg["rope_scaling"]:  # DeepSeek-V3's published file says "type", not "rope_type"
+        rp["type"] = rp.pop("rope_type")
     with open(cfg_path, "w") as f:
         json.dump(cfg, f, indent=2, sort_keys=True)
         f.write("\n")
@@ -735,8 +845,8 @@ def save_model(model, spec, model_dir):
     shards = sorted(f for f in os.listdir(model_dir) if f.endswith(".safetensors"))
     if len(shards) != spec["shards"]:
         raise RuntimeError(f"expected {spec['shards']} shard(s), got {shards}")
-    if spec.get("legacy_rope") == "scaling":
-        rewrite_legacy_rope(model_dir)
+    if spec.get("legacy_rope") in ("scaling", "scaling_type"):
+        rewrite_legacy_rope(model_dir, type_key=spec["legacy_rope"] == "scaling_type")
     if spec.get("legacy_rope_theta"):
         cfg_path = os.path.join(model_dir, "config.json")
         with open(cfg_path) as f:

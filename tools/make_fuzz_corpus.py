@@ -53,7 +53,8 @@ def seeds_safetensors():
 
 
 def seeds_config():
-    for fam in ("olmoe", "mixtral", "qwen3_moe", "qwen2_moe", "glm4_moe", "glm4_moe_b", "gpt_oss", "gpt_oss_b"):
+    for fam in ("olmoe", "mixtral", "qwen3_moe", "qwen2_moe", "glm4_moe", "glm4_moe_b", "gpt_oss", "gpt_oss_b",
+                "deepseek_v3", "deepseek_v3_b"):
         with open(os.path.join(ROOT, "tests/fixtures", fam, "model", "config.json")) as f:
             put("config", fam, f.read())
     with open(os.path.join(ROOT, "models/olmoe-tiny/config.json")) as f:

@@ -5,12 +5,18 @@ The checkpoint has the tensor names and config.json of the published checkpoints
 (--family olmoe: per-expert tensors `model.layers.{i}.mlp.experts.{e}.{gate,up,down}_proj.weight`,
 legacy top-level "rope_theta"; qwen2_moe: + q/k/v biases, the sigmoid-gated shared expert;
 glm4_moe: + the correction bias, shared experts, dense first layers, partial rotary; gpt_oss: the
-fused input-major experts with biases, router bias, sinks, alternating windows, YaRN), so
-transformers' from_pretrained loads it. --preset picks a published shape (the layer count can be
-cut with --layers):
+fused input-major experts with biases, router bias, sinks, alternating windows, YaRN; deepseek_v3:
+multi-head latent attention (q_a/q_b with their norm, kv_a_proj_with_mqa, kv_b_proj), the
+correction bias, shared experts, dense first layers, YaRN with mscale), so transformers'
+from_pretrained loads it. --preset picks a published shape (the layer count can be cut with
+--layers, the dense first layers with --first-k-dense, the experts with --experts):
     gpt-oss-20b       gpt_oss, hidden 2880, 24 layers, 64 heads (kv 8) of 64, 32 experts of 2880, top-4
     glm-4.5-air       glm4_moe, hidden 4096, 46 layers, 96 heads (kv 8) of 128, 128 experts of 1408, top-8
     qwen1.5-moe-a2.7b qwen2_moe, hidden 2048, 24 layers, 16 heads, 60 experts of 1408, top-4
+    deepseek-v3       deepseek_v3, hidden 7168, 61 layers (3 dense), 128 heads, MLA (q_lora 1536, kv_lora
+                      512, qk 128 + 64, v 128), 256 experts of 2048 in 8 groups (4 kept), top-8, 1 shared
+    kimi-k2           deepseek_v3, hidden 7168, 61 layers (1 dense), 64 heads, MLA as DeepSeek-V3, 384
+                      experts of 2048 in 1 group, top-8, 1 shared, YaRN x32 over theta 50000
 
 Files (in --out):
     config.json
@@ -65,6 +71,14 @@ PRESETS = {
     "qwen1.5-moe-a2.7b": dict(family="qwen2_moe", hidden=2048, layers=24, heads=16, kv_heads=16, head_dim=128,
                               experts=60, intermediate=1408, top_k=4, vocab=151936, shared_intermediate=5632,
                               max_position_embeddings=8192, rope_theta=1000000.0),
+    "deepseek-v3": dict(family="deepseek_v3", hidden=7168, layers=61, heads=128, kv_heads=128, experts=256,
+                        intermediate=2048, top_k=8, vocab=129280, dense_intermediate=18432, shared_intermediate=2048,
+                        first_k_dense=3, max_position_embeddings=163840, rope_theta=10000.0, n_group=8, topk_group=4,
+                        routed_scaling=2.5, yarn_factor=40.0, yarn_beta_fast=32.0),
+    "kimi-k2": dict(family="deepseek_v3", hidden=7168, layers=61, heads=64, kv_heads=64, experts=384,
+                    intermediate=2048, top_k=8, vocab=163840, dense_intermediate=18432, shared_intermediate=2048,
+                    first_k_dense=1, max_position_embeddings=131072, rope_theta=50000.0, n_group=1, topk_group=1,
+                    routed_scaling=2.827, yarn_factor=32.0, yarn_beta_fast=1.0),
 }
 
 
@@ -86,21 +100,33 @@ def mlp_tensors(q, inter, H):
             (q + "down_proj.weight", [H, inter], "w")]
 
 
+def mla_tensors(p, a):
+    """DeepSeek-V3's multi-head latent attention (DeepseekV3Attention, q_lora_rank set)."""
+    H, nh, R = a.hidden, a.heads, a.kv_lora_rank
+    return [(p + "self_attn.q_a_proj.weight", [a.q_lora_rank, H], "w"),
+            (p + "self_attn.q_a_layernorm.weight", [a.q_lora_rank], "norm"),
+            (p + "self_attn.q_b_proj.weight", [nh * (a.qk_nope + a.qk_rope), a.q_lora_rank], "w"),
+            (p + "self_attn.kv_a_proj_with_mqa.weight", [R + a.qk_rope, H], "w"),
+            (p + "self_attn.kv_a_layernorm.weight", [R], "norm"),
+            (p + "self_attn.kv_b_proj.weight", [nh * (a.qk_nope + a.v_head_dim), R], "w"),
+            (p + "self_attn.o_proj.weight", [H, nh * a.v_head_dim], "w")]
+
+
 def family_layer_tensors(i, a):
     """The newer families' decoder layer i (published tensor names)."""
     H, I, E = a.hidden, a.intermediate, a.experts
     p = f"model.layers.{i}."
     t = [(p + "input_layernorm.weight", [H], "norm"), (p + "post_attention_layernorm.weight", [H], "norm")]
-    t += attention_tensors(p, a)
+    t += mla_tensors(p, a) if a.family == "deepseek_v3" else attention_tensors(p, a)
     if a.family == "gpt_oss":
         return t + [(p + "mlp.router.weight", [E, H], "w"), (p + "mlp.router.bias", [E], "w"),
                     (p + "mlp.experts.gate_up_proj", [E, H, 2 * I], "w"),
                     (p + "mlp.experts.gate_up_proj_bias", [E, 2 * I], "w"),
                     (p + "mlp.experts.down_proj", [E, I, H], "w"), (p + "mlp.experts.down_proj_bias", [E, H], "w")]
-    if a.family == "glm4_moe" and i < a.first_k_dense:
+    if a.family in ("glm4_moe", "deepseek_v3") and i < a.first_k_dense:
         return t + mlp_tensors(p + "mlp.", a.dense_intermediate, H)
     t.append((p + "mlp.gate.weight", [E, H], "w"))
-    if a.family == "glm4_moe":
+    if a.family in ("glm4_moe", "deepseek_v3"):
         t.append((p + "mlp.gate.e_score_correction_bias", [E], "w"))
     for e in range(E):
         t += mlp_tensors(f"{p}mlp.experts.{e}.", I, H)
@@ -156,6 +182,8 @@ def plan(a):
 
 
 def family_config_json(a):
+    if a.family == "deepseek_v3":
+        return deepseek_config_json(a)
     c = {
         "architectures": [{"qwen2_moe": "Qwen2MoeForCausalLM", "glm4_moe": "Glm4MoeForCausalLM",
                            "gpt_oss": "GptOssForCausalLM"}[a.family]],
@@ -183,6 +211,25 @@ def family_config_json(a):
                  shared_expert_intermediate_size=a.shared_intermediate, norm_topk_prob=False, qkv_bias=True,
                  decoder_sparse_step=1, mlp_only_layers=[], use_sliding_window=False, rope_scaling=None)
     return c
+
+
+def deepseek_config_json(a):
+    """As the published DeepSeek-V3 / Kimi K2 config.json (legacy "rope_scaling" with "type")."""
+    return {
+        "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "hidden_size": a.hidden,
+        "num_hidden_layers": a.layers, "num_attention_heads": a.heads, "num_key_value_heads": a.heads,
+        "q_lora_rank": a.q_lora_rank, "kv_lora_rank": a.kv_lora_rank, "qk_nope_head_dim": a.qk_nope,
+        "qk_rope_head_dim": a.qk_rope, "v_head_dim": a.v_head_dim, "n_routed_experts": a.experts,
+        "num_experts_per_tok": a.top_k, "moe_intermediate_size": a.intermediate,
+        "intermediate_size": a.dense_intermediate, "n_shared_experts": a.shared_intermediate // a.intermediate,
+        "first_k_dense_replace": a.first_k_dense, "n_group": a.n_group, "topk_group": a.topk_group,
+        "routed_scaling_factor": a.routed_scaling, "norm_topk_prob": True, "scoring_func": "sigmoid",
+        "topk_method": "noaux_tc", "vocab_size": a.vocab, "max_position_embeddings": a.max_position_embeddings,
+        "rms_norm_eps": 1e-6, "rope_theta": a.rope_theta, "attention_bias": False, "tie_word_embeddings": False,
+        "rope_scaling": {"type": "yarn", "factor": a.yarn_factor, "beta_fast": a.yarn_beta_fast, "beta_slow": 1.0,
+                         "mscale": 1.0, "mscale_all_dim": 1.0, "original_max_position_embeddings": 4096},
+        "torch_dtype": TORCH_DTYPE_NAMES[a.dtype], "hidden_act": "silu", "bos_token_id": 0, "eos_token_id": 1,
+    }
 
 
 def config_json(a):
@@ -315,12 +362,23 @@ def main():
     ap.add_argument("--dist", choices=["uniform", "normal"], default="uniform")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true", help="overwrite existing safetensors files in --out")
-    ap.add_argument("--family", choices=["olmoe", "qwen2_moe", "glm4_moe", "gpt_oss"], default="olmoe")
+    ap.add_argument("--family", choices=["olmoe", "qwen2_moe", "glm4_moe", "gpt_oss", "deepseek_v3"], default="olmoe")
     ap.add_argument("--preset", choices=sorted(PRESETS), help="a published shape (flags given explicitly win)")
     ap.add_argument("--head-dim", type=int, default=None, help="default: hidden / heads (OLMoE: always)")
-    ap.add_argument("--shared-intermediate", type=int, default=None, help="qwen2_moe / glm4_moe shared expert width")
-    ap.add_argument("--dense-intermediate", type=int, default=None, help="glm4_moe dense first layers' width")
-    ap.add_argument("--first-k-dense", type=int, default=1, help="glm4_moe: dense first layers")
+    ap.add_argument("--shared-intermediate", type=int, default=None, help="qwen2_moe / glm4_moe / deepseek_v3 shared expert width "
+                    "(glm4_moe / deepseek_v3: a multiple of --intermediate, n_shared_experts of it)")
+    ap.add_argument("--dense-intermediate", type=int, default=None, help="glm4_moe / deepseek_v3 dense first layers' width")
+    ap.add_argument("--first-k-dense", type=int, default=1, help="glm4_moe / deepseek_v3: dense first layers")
+    ap.add_argument("--q-lora-rank", type=int, default=1536, help="deepseek_v3")
+    ap.add_argument("--kv-lora-rank", type=int, default=512, help="deepseek_v3")
+    ap.add_argument("--qk-nope", type=int, default=128, help="deepseek_v3: qk_nope_head_dim")
+    ap.add_argument("--qk-rope", type=int, default=64, help="deepseek_v3: qk_rope_head_dim")
+    ap.add_argument("--v-head-dim", type=int, default=128, help="deepseek_v3")
+    ap.add_argument("--n-group", type=int, default=1, help="deepseek_v3: expert groups")
+    ap.add_argument("--topk-group", type=int, default=1, help="deepseek_v3: groups a token may use")
+    ap.add_argument("--routed-scaling", type=float, default=1.0, help="deepseek_v3: routed_scaling_factor")
+    ap.add_argument("--yarn-factor", type=float, default=40.0, help="deepseek_v3: YaRN factor")
+    ap.add_argument("--yarn-beta-fast", type=float, default=32.0, help="deepseek_v3: YaRN beta_fast")
     argv = sys.argv[1:]
     pre = ap.parse_known_args(argv)[0].preset
     if pre:  # the preset's values become the defaults; explicit flags override them
@@ -340,6 +398,16 @@ def main():
         ap.error("hidden must be a multiple of heads, heads of kv-heads, and head_dim even")
     if a.top_k > a.experts:
         ap.error("--top-k > --experts")
+    if a.family == "deepseek_v3" and (a.experts % a.n_group or a.experts // a.n_group < 2 or a.topk_group > a.n_group
+                                      or a.top_k > a.topk_group * (a.experts // a.n_group)):
+        ap.error("deepseek_v3: --n-group must split --experts into groups of >= 2, --topk-group <= --n-group, "
+                 "and the kept groups must hold --top-k experts")
+    if a.family == "deepseek_v3" and a.qk_rope % 2:
+        ap.error("deepseek_v3: --qk-rope must be even (RoPE pairs)")
+    if a.family in ("glm4_moe", "deepseek_v3") and (a.shared_intermediate % a.intermediate
+                                                    or a.shared_intermediate < a.intermediate):
+        ap.error(f"{a.family}: --shared-intermediate must be a positive multiple of --intermediate "
+                 "(config.json says n_shared_experts = shared / intermediate)")
 
     st_dtype, esize = DTYPES[a.dtype]
     files = plan(a)

@@ -16,15 +16,6 @@
 
 #include "cpu_impl.h"
 
-static inline float dot_f32(const float *a, const float *b, int n) {
-    float acc[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-    for (int j = 0; i + j < n; j++) acc[j] += a[i + j] * b[i + j];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
 /* One (row, head) pair of the attention; `s` is this thread's [max_ctx] score scratch. */
 static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     const int hd = a->head_dim, nh = a->n_heads, group = a->n_heads / a->n_kv_heads;
@@ -35,10 +26,10 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     const float *kh = a->k_hist[r], *vh = a->v_hist[r];
     float mx = -INFINITY;
     for (int j = 0; j < len; j++) {
-        s[j] = dot_f32(q, kh + (size_t)(begin + j) * kd + (size_t)kvh * hd, hd) * a->scale;
+        s[j] = roe_cpu_dot_f32(q, kh + (size_t)(begin + j) * kd + (size_t)kvh * hd, hd) * a->scale;
         if (s[j] > mx) mx = s[j];
     }
-    s[len] = dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
+    s[len] = roe_cpu_dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
     if (s[len] > mx) mx = s[len];
     const float sink = a->sinks ? roe_mat_get(a->sinks, (size_t)h) : 0.0f;
     if (a->sinks && sink > mx) mx = sink;

@@ -69,6 +69,7 @@ static void staged_mat_free(roe_backend *be, struct roe_mat *dev) {
     .swiglu_oai = roe_cpu_swiglu_oai, .add_bias = roe_cpu_add_bias,                                \
     .matmul_f32 = roe_cpu_matmul, .add = roe_cpu_add, .clamp = roe_cpu_clamp,                      \
     .copy_rows = roe_cpu_copy_rows, .moe_combine = roe_cpu_moe_combine, .alloc = cpu_alloc,        \
+    .mla_attention = roe_cpu_mla_attention, .matmul_heads = roe_cpu_matmul_heads,                  \
     .free = cpu_free, .upload = cpu_copy, .download = cpu_download, .copy = cpu_copy,              \
     .sync = cpu_sync, .mat_random = cpu_mat_random, .destroy = cpu_destroy
 
@@ -116,7 +117,8 @@ roe_status roe_backend_cpu_create(const struct roe_backend_opts *opts, roe_backe
     cpu->q_rows = opts->max_rows > 4 ? (opts->max_rows < 256 ? opts->max_rows : 256) : 64;
     be->name = backend_name(cpu->isa);
     cpu->wscratch = roe_malloc_aligned((size_t)cpu->n_threads * 4 * (size_t)cpu->max_cols * sizeof(float));
-    cpu->ascratch = roe_malloc_aligned((size_t)cpu->n_threads * (size_t)cpu->max_ctx * sizeof(float));
+    cpu->ascratch = roe_malloc_aligned((size_t)cpu->n_threads * ROE_CPU_MLA_HEADS * (size_t)cpu->max_ctx *
+                                       sizeof(float));
     cpu->qscratch = roe_malloc_aligned(roe_cpu_qscratch_bytes(cpu->max_cols, cpu->q_rows));
     if (!cpu->wscratch || !cpu->ascratch || !cpu->qscratch) {
         roe_status st = roe_fail(ROE_ERR_NOMEM, "cpu backend: out of memory for scratch (%d threads)",

@@ -1,6 +1,6 @@
 /*
  * cpu_impl.h — private state of the CPU backend and the kernel entry points shared by
- * its files (one op family per file: matmul.c, attention.c, elementwise.c).
+ * its files (one op family per file: matmul.c, attention.c, mla.c, elementwise.c).
  */
 #ifndef ROE_CPU_IMPL_H
 #define ROE_CPU_IMPL_H
@@ -11,6 +11,9 @@
 typedef void (*roe_cpu_widen_fn)(const void *src, roe_dtype dtype, int cols, float *dst);
 /* out[k] = dot(x, w[k]) for k < 4, each a fixed sequence of fp32 FMAs (batch-invariant). */
 typedef void (*roe_cpu_dot4_fn)(const float *x, const float *const w[4], int cols, float out[4]);
+
+/* Heads of one MLA attention work unit (kernels/cpu/mla.c): they share each position's reads. */
+enum { ROE_CPU_MLA_HEADS = 8 };
 
 struct roe_cpu {
     int n_threads;
@@ -23,7 +26,8 @@ struct roe_cpu {
     int q_rows;       /* x rows a block-dtype matmul quantizes at once (more: W is read again) */
     float *wscratch;  /* [n_threads, 4, max_cols] widened weight rows */
     void *qscratch;   /* [q_rows] x rows quantized for a block dtype (matmul_q.c's struct qx) */
-    float *ascratch;  /* [n_threads, max_ctx] attention scores */
+    float *ascratch;  /* attention scores: [n_threads, max_ctx] for attention.c, [n_threads,
+                         ROE_CPU_MLA_HEADS, max_ctx] for mla.c (allocated for the larger) */
 };
 
 static inline struct roe_cpu *roe_cpu_of(roe_backend *be) { return (struct roe_cpu *)be->impl; }
@@ -38,6 +42,8 @@ size_t roe_cpu_qscratch_bytes(int max_cols, int rows);
 
 void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y);
 void roe_cpu_attention(roe_backend *be, const struct roe_attn_args *a);
+void roe_cpu_mla_attention(roe_backend *be, const struct roe_mla_args *a);
+void roe_cpu_matmul_heads(roe_backend *be, const struct roe_matmul_heads_args *a);
 void roe_cpu_rmsnorm(roe_backend *be, const float *x, int n, const struct roe_mat *w, float eps,
                      float *y);
 void roe_cpu_rope(roe_backend *be, float *x, int n, int n_heads, int head_dim, const int *pos,
@@ -54,6 +60,17 @@ void roe_cpu_copy_rows(roe_backend *be, float *dst, const int64_t *dst_idx, cons
                        const int64_t *src_idx, int n, int width);
 void roe_cpu_moe_combine(roe_backend *be, float *h, int n, int width, int top_k, const float *y,
                          const int *y_row, const float *w);
+
+/* fp32 dot product of the attention kernels (attention.c, mla.c): 8 partial sums in a fixed
+ * order, so a score depends on its two vectors only (batch- and thread-invariant). */
+static inline float roe_cpu_dot_f32(const float *a, const float *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+    for (int j = 0; i + j < n; j++) acc[j] += a[i + j] * b[i + j];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
 
 /* Scalar widening of one element (used by the portable paths and by small vectors). */
 static inline float roe_mat_get(const struct roe_mat *m, size_t i) {

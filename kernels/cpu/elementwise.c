@@ -1,4 +1,5 @@
 /* elementwise.c — RMSNorm, RoPE, SwiGLU and the embedding gather on the CPU. */
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -19,24 +20,56 @@ void roe_cpu_rmsnorm(roe_backend *be, const float *x, int n, const struct roe_ma
     }
 }
 
-/* HF rotate_half over the first r->dim dimensions of each head: j pairs with j + dim/2, at
+/* HF rotate_half over r->dim dimensions of each head from r->offset: j pairs with j + dim/2, at
  * angle pos * inv_freq[j] (runtime/rope.c: fp32 as transformers computes it); cos and sin scaled
  * as transformers scales them (x 1 is exact, so unscaled RoPE is unchanged). */
-void roe_cpu_rope(roe_backend *be, float *x, int n, int n_heads, int head_dim, const int *pos,
-                  const struct roe_rope_args *rp) {
+static void rope_half(float *x, int n, int n_heads, int head_dim, const int *pos, const struct roe_rope_args *rp) {
     const int half = rp->dim / 2;
     for (int r = 0; r < n; r++) {
         for (int j = 0; j < half; j++) {
             const float ang = (float)pos[r] * rp->inv_freq[j];
             const float c = cosf(ang) * rp->scale, s = sinf(ang) * rp->scale;
             for (int h = 0; h < n_heads; h++) {
-                float *v = x + ((size_t)r * n_heads + h) * head_dim;
+                float *v = x + ((size_t)r * n_heads + h) * head_dim + rp->offset;
                 const float a = v[j], b = v[j + half];
                 v[j] = a * c - b * s;
                 v[j + half] = b * c + a * s;
             }
         }
     }
+}
+
+/* apply_rotary_pos_emb_interleave: the pair (2j, 2j + 1) rotates by angle j and lands at
+ * (j, j + dim/2). Each head's rotary part is read into `in` first (the writes overlap the reads);
+ * a row's cos and sin are computed once for all its heads. */
+enum { ROPE_MAX_INTERLEAVED = 1024 }; /* runtime/config.c caps qk_rope_head_dim at this */
+static void rope_interleaved(float *x, int n, int n_heads, int head_dim, const int *pos,
+                             const struct roe_rope_args *rp) {
+    const int half = rp->dim / 2;
+    float in[ROPE_MAX_INTERLEAVED], cs[ROPE_MAX_INTERLEAVED / 2], sn[ROPE_MAX_INTERLEAVED / 2];
+    for (int r = 0; r < n; r++) {
+        for (int j = 0; j < half; j++) {
+            const float ang = (float)pos[r] * rp->inv_freq[j];
+            cs[j] = cosf(ang) * rp->scale;
+            sn[j] = sinf(ang) * rp->scale;
+        }
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((size_t)r * n_heads + h) * head_dim + rp->offset;
+            memcpy(in, v, (size_t)rp->dim * sizeof *v);
+            for (int j = 0; j < half; j++) {
+                const float a = in[2 * j], b = in[2 * j + 1];
+                v[j] = a * cs[j] - b * sn[j];
+                v[j + half] = b * cs[j] + a * sn[j];
+            }
+        }
+    }
+}
+
+void roe_cpu_rope(roe_backend *be, float *x, int n, int n_heads, int head_dim, const int *pos,
+                  const struct roe_rope_args *rp) {
+    assert(rp->offset + rp->dim <= head_dim && (!rp->interleave || rp->dim <= ROPE_MAX_INTERLEAVED));
+    if (rp->interleave) rope_interleaved(x, n, n_heads, head_dim, pos, rp);
+    else rope_half(x, n, n_heads, head_dim, pos, rp);
 }
 
 void roe_cpu_swiglu(roe_backend *be, const float *gate, const float *up, size_t count, float *out) {

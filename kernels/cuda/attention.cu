@@ -50,17 +50,7 @@ __global__ void roe_k_attention(const float *__restrict__ q, const float *__rest
             if (lane == 0) s[i] = dot * scale;
         }
         __syncthreads();
-        float tmax = -INFINITY; /* every thread reads the same tile: the same m everywhere */
-        for (int i = 0; i < cnt; i++) tmax = fmaxf(tmax, s[i]);
-        const float m_new = fmaxf(m, tmax);
-        const float corr = expf(m - m_new); /* 0 on the first tile (m = -inf) */
-        __syncthreads();
-        for (int i = threadIdx.x; i < cnt; i += ROE_ATT_THREADS) s[i] = expf(s[i] - m_new);
-        __syncthreads();
-        float psum = 0.0f;
-        for (int i = 0; i < cnt; i++) psum += s[i];
-        l = l * corr + psum;
-        m = m_new;
+        const float corr = roe_cuda_softmax_tile(s, cnt, &m, &l);
         for (int a = 0; a < ROE_ATT_MAX_HD / ROE_ATT_THREADS; a++) {
             const int d = threadIdx.x + a * ROE_ATT_THREADS;
             if (d >= head_dim) break;

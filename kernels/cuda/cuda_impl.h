@@ -80,6 +80,26 @@ static inline unsigned roe_cuda_blocks(size_t n, unsigned threads) {
     return (unsigned)((n + threads - 1) / threads);
 }
 
+/* One tile of the online softmax of attention.cu and mla_attention.cu, called by every thread of
+ * the block alike: s[0, cnt) holds the tile's scores (every thread reads them all, so every
+ * thread computes the same max); on return s holds exp(s - m_new), the running max *m and sum *l
+ * are updated, and the factor that rescales the accumulators is returned (0 on the first tile,
+ * where *m is -inf). */
+static __device__ __forceinline__ float roe_cuda_softmax_tile(float *s, int cnt, float *m, float *l) {
+    float tmax = -INFINITY;
+    for (int i = 0; i < cnt; i++) tmax = fmaxf(tmax, s[i]);
+    const float m_new = fmaxf(*m, tmax);
+    const float corr = expf(*m - m_new);
+    __syncthreads();
+    for (int i = threadIdx.x; i < cnt; i += blockDim.x) s[i] = expf(s[i] - m_new);
+    __syncthreads();
+    float psum = 0.0f;
+    for (int i = 0; i < cnt; i++) psum += s[i];
+    *l = *l * corr + psum;
+    *m = m_new;
+    return corr;
+}
+
 /* one op per file */
 void roe_cuda_matmul(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y);
 void roe_cuda_matmul_f32(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y);
@@ -88,6 +108,8 @@ void roe_cuda_rmsnorm(roe_backend *be, const float *x, int n, const struct roe_m
 void roe_cuda_rope(roe_backend *be, float *x, int n, int n_heads, int head_dim, const int *pos,
                    const struct roe_rope_args *r);
 void roe_cuda_attention(roe_backend *be, const struct roe_attn_args *a);
+void roe_cuda_mla_attention(roe_backend *be, const struct roe_mla_args *a);
+void roe_cuda_matmul_heads(roe_backend *be, const struct roe_matmul_heads_args *a);
 void roe_cuda_swiglu(roe_backend *be, const float *gate, const float *up, size_t count, float *out);
 void roe_cuda_swiglu_oai(roe_backend *be, const float *gu, int n, int inter, float alpha, float limit,
                          float *out);

@@ -25,7 +25,7 @@ case "$probe" in
     *"no CUDA device"* | *"built without CUDA"*) echo "skipped: no CUDA device ($(echo "$probe" | head -1))"; exit 77 ;;
 esac
 
-read -r -a models <<<"${ROE_CUDA_E2E_MODELS:-tests/fixtures/olmoe/model tests/fixtures/mixtral/model tests/fixtures/qwen3_moe/model models/olmoe-tiny tests/fixtures/qwen2_moe/model tests/fixtures/glm4_moe/model tests/fixtures/gpt_oss/model}"
+read -r -a models <<<"${ROE_CUDA_E2E_MODELS:-tests/fixtures/olmoe/model tests/fixtures/mixtral/model tests/fixtures/qwen3_moe/model models/olmoe-tiny tests/fixtures/qwen2_moe/model tests/fixtures/glm4_moe/model tests/fixtures/gpt_oss/model tests/fixtures/deepseek_v3/model tests/fixtures/deepseek_v3_b/model}"
 prompts=(--prompt-ids 1,2,3,4,5,6 --prompt-ids 9,8,7 --prompt-ids 42)
 
 # gen BACKEND OUT ARGS...: roe generate, stdout to OUT, scores to OUT.f32, stderr to OUT.err

@@ -10,6 +10,9 @@
  *   attention     1e-4    online softmax, another summation order
  *   swiglu(_oai)  1e-5    device expf
  *   attention+sinks 1e-4  (gpt-oss's per-head sink logits)
+ *   rope (MLA)    1e-5    an offset into the head and interleaved pairs (DeepSeek-V3)
+ *   mla_attention 1e-4    online softmax over the shared latent, another summation order
+ *   matmul_heads  1e-5    fp32 activations, bf16 weights, another summation order
  *   moe_combine   1e-6    FMA contraction
  *   add, add_bias, clamp, embed, copy_rows: exact
  *
@@ -172,6 +175,91 @@ TEST(rope) {
         gpu->ops->free(gpu, dx);
         gpu->ops->free(gpu, dinv);
     }
+}
+
+/* DeepSeek-V3: the rope part after the nope part of each head, interleaved pairs, YaRN-scaled */
+TEST(rope_mla) {
+    const int n = 5, nh = 4, hd = 192, off = 128, dim = 64;
+    const int pos[5] = {0, 3, 64, 4095, 70000};
+    const size_t cnt = (size_t)n * nh * hd;
+    float inv[32], *x = malloc(cnt * sizeof *x);
+    for (int j = 0; j < dim / 2; j++) inv[j] = 1.0f / powf(10000.0f, (float)(2 * j) / (float)dim) / (j > 20 ? 40.0f : 1.0f);
+    fill(x, cnt, -1.0f, 1.0f);
+    float *dx = dev_from(x, cnt), *dinv = dev_from(inv, (size_t)dim / 2);
+    const struct roe_rope_args hr = {.dim = dim, .scale = 0.97f, .inv_freq = inv, .offset = off, .interleave = 1};
+    struct roe_rope_args dr = hr;
+    dr.inv_freq = dinv;
+    cpu->ops->rope(cpu, x, n, nh, hd, pos, &hr);
+    gpu->ops->rope(gpu, dx, n, nh, hd, pos, &dr);
+    float *gx = host_from(dx, cnt);
+    CHECK_NERR("rope (offset, interleaved)", gx, x, cnt, 1e-5);
+    free(gx);
+    free(x);
+    gpu->ops->free(gpu, dx);
+    gpu->ops->free(gpu, dinv);
+}
+
+/* MLA's latent attention (DeepSeek-V3's widths: latent 512, rope 64) and the per-head matmuls */
+TEST(mla) {
+    const int nh = 16, lat = 512, rope = 64, W = lat + rope, ctx = 300, qs = 192;
+    enum { N = 5 };
+    const int seq[N] = {0, 1, 2, 2, 3}, hb[N] = {0, 0, 0, 0, 40}, he[N] = {0, 1, 65, 200, 299};
+    const size_t ncache = (size_t)4 * ctx * W, nq = (size_t)N * nh * lat, nr = (size_t)N * nh * qs;
+    float *cache = malloc(ncache * sizeof(float)), *self = malloc((size_t)N * W * sizeof(float));
+    float *ql = malloc(nq * sizeof(float)), *qr = malloc(nr * sizeof(float)), *out = malloc(nq * sizeof(float));
+    fill(cache, ncache, -1.0f, 1.0f);
+    fill(self, (size_t)N * W, -1.0f, 1.0f);
+    fill(ql, nq, -0.1f, 0.1f);
+    fill(qr, nr, -0.5f, 0.5f);
+    float *dcache = dev_from(cache, ncache), *dself = dev_from(self, (size_t)N * W), *dql = dev_from(ql, nq);
+    float *dqr = dev_from(qr, nr), *dout = gpu->ops->alloc(gpu, nq * sizeof(float));
+    const float *hist[N], *dhist[N];
+    for (int r = 0; r < N; r++) {
+        hist[r] = cache + (size_t)seq[r] * ctx * W;
+        dhist[r] = dcache + (size_t)seq[r] * ctx * W;
+    }
+    struct roe_mla_args a = {.n_rows = N, .n_heads = nh, .latent = lat, .rope_dim = rope, .scale = 0.135f,
+                             .q_lat = ql, .q_rope = qr + 128, .q_rope_stride = qs, .kv_self = self, .kv_hist = hist,
+                             .hist_begin = hb, .hist_end = he, .out = out};
+    cpu->ops->mla_attention(cpu, &a);
+    struct roe_mla_args g = a;
+    g.q_lat = dql;
+    g.q_rope = dqr + 128;
+    g.kv_self = dself;
+    g.kv_hist = dhist;
+    g.out = dout;
+    gpu->ops->mla_attention(gpu, &g);
+    float *gout = host_from(dout, nq);
+    CHECK_NERR("mla_attention (16 heads, 5 rows)", gout, out, nq, 1e-4);
+    free(gout);
+    /* W_uv of each head: rows [h * 256 + 128, + 128) of kv_b_proj [16 * 256, 512] */
+    struct tmat w = tmat_make(nh * 256, lat, 1.0f / sqrtf((float)lat));
+    const size_t ny = (size_t)N * nh * 128;
+    float *y = malloc(ny * sizeof(float)), *scratch = malloc((size_t)N * (lat + 128) * sizeof(float));
+    float *dy = gpu->ops->alloc(gpu, ny * sizeof(float));
+    struct roe_matmul_heads_args m = {.n_rows = N, .n_heads = nh, .x = out, .x_stride = lat, .w = &w.h, .head_rows = 256,
+                                      .row0 = 128, .out = 128, .y = y, .y_stride = 128, .scratch = scratch};
+    cpu->ops->matmul_heads(cpu, &m);
+    struct roe_matmul_heads_args gm = m;
+    gm.x = dout;
+    gm.w = &w.d;
+    gm.y = dy;
+    gm.scratch = NULL;
+    gpu->ops->upload(gpu, dout, out, nq * sizeof(float)); /* the same inputs on both sides */
+    gpu->ops->matmul_heads(gpu, &gm);
+    float *gy = host_from(dy, ny);
+    CHECK_NERR("matmul_heads (W_uv of 16 heads)", gy, y, ny, 1e-5);
+    free(gy);
+    tmat_free(&w);
+    float *dbufs[] = {dcache, dself, dql, dqr, dout, dy};
+    for (int i = 0; i < 6; i++) gpu->ops->free(gpu, dbufs[i]);
+    free(cache);
+    free(self);
+    free(ql);
+    free(qr);
+    free(out);
+    free(y);
+    free(scratch);
 }
 
 TEST(attention) {
@@ -360,7 +448,9 @@ int main(void) {
     RUN(matmul);
     RUN(rmsnorm);
     RUN(rope);
+    RUN(rope_mla);
     RUN(attention);
+    RUN(mla);
     RUN(elementwise);
     RUN(embed_copy_rows_combine);
     RUN(random_weights);

@@ -66,6 +66,31 @@ expect_fail "gpt_oss: unsupported RoPE" "rope_scaling.rope_type 'llama3' is not 
     "$ROE" inspect --model "$tmp/rt"
 mkdir "$tmp/sg" && cp $Q/* "$tmp/sg/" && sed -i 's/layers.3.mlp.shared_expert_gate.weight/layers.3.mlp.shared_expert_gatx.weight/' "$tmp/sg/model.safetensors"
 expect_fail "qwen2_moe: missing shared expert gate" "missing tensor 'model.layers.3.mlp.shared_expert_gate.weight'" "$ROE" inspect --model "$tmp/sg"
+# deepseek_v3: MLA's widths against each other and the tensors, the routing fields
+D=tests/fixtures/deepseek_v3/model
+dcase() { # dcase NAME WANT SED_EXPR [FILE]: a copy of the fixture with one edit must be refused
+    local d; d=$(mktemp -d -p "$tmp")
+    cp $D/* "$d/" && sed -i "$3" "$d/${4:-config.json}"
+    expect_fail "deepseek_v3: $1" "$2" "$ROE" inspect --model "$d"
+}
+dcase "topk_group > n_group" "topk_group 5 exceeds n_group 4" 's/"topk_group": 2/"topk_group": 5/'
+dcase "q_lora_rank against q_a_proj" "tensor 'model.layers.0.self_attn.q_a_proj.weight' has shape [40, 88], expected [32, 88]" \
+    's/"q_lora_rank": 40/"q_lora_rank": 32/'
+dcase "q_lora_rank null with q_a_proj" "q_lora_rank is null but layer 0 has a q_a_proj and no q_proj" 's/"q_lora_rank": 40/"q_lora_rank": null/'
+dcase "kv_lora_rank against kv_a_proj" "tensor 'model.layers.0.self_attn.kv_a_proj_with_mqa.weight' has shape [32, 88], expected [28, 88]" \
+    's/"kv_lora_rank": 24/"kv_lora_rank": 20/'
+dcase "odd qk_rope_head_dim" "qk_rope_head_dim 7 must be even" 's/"qk_rope_head_dim": 8/"qk_rope_head_dim": 7/'
+dcase "qk_head_dim inconsistent" "qk_head_dim 19 is not qk_nope_head_dim 10 + qk_rope_head_dim 8" 's/"qk_head_dim": 18/"qk_head_dim": 19/'
+dcase "v_head_dim against kv_b_proj" "tensor 'model.layers.0.self_attn.kv_b_proj.weight' has shape [144, 24], expected [150, 24]" \
+    's/"v_head_dim": 14/"v_head_dim": 15/'
+dcase "grouped kv heads" "num_key_value_heads 3 must equal num_attention_heads 6 for deepseek_v3" 's/"num_key_value_heads": 6/"num_key_value_heads": 3/'
+dcase "another gate" "scoring_func 'softmax' is not supported for deepseek_v3" 's/"routed_scaling_factor"/"scoring_func": "softmax", "routed_scaling_factor"/'
+dcase "missing kv_a_layernorm" "missing tensor 'model.layers.2.self_attn.kv_a_layernorm.weight'" \
+    's/layers.2.self_attn.kv_a_layernorm.weight/layers.2.self_attn.kv_a_layernorm.weighx/' model.safetensors
+dcase "missing correction bias" "missing tensor 'model.layers.1.mlp.gate.e_score_correction_bias'" \
+    's/layers.1.mlp.gate.e_score_correction_bias/layers.1.mlp.gate.e_score_correction_bixs/' model.safetensors
+mkdir "$tmp/ql" && cp tests/fixtures/deepseek_v3_b/model/* "$tmp/ql/" && sed -i 's/"q_lora_rank": null/"q_lora_rank": 16/' "$tmp/ql/config.json"
+expect_fail "deepseek_v3: q_lora_rank with q_proj" "q_lora_rank is 16 but layer 0 has a q_proj and no q_a_proj" "$ROE" inspect --model "$tmp/ql"
 # a bad environment knob (base/env.c's table) stops every command before it reads anything:
 # exit status exactly 2, as a bad flag, and one line naming the variable, value and what is accepted
 bad_env() { # bad_env VAR=VALUE MESSAGE

@@ -2,14 +2,14 @@
 # `roe inspect` reports, for each fixture of the newer families, the parameters the forward
 # reads, those one token uses, and the weight bytes one decode step reads exactly as
 # tools/make_fixtures.py computed them independently (transformers' modules; the safetensors
-# headers), and the KV cache per token from the config (fp32 K and V of every layer); the text
-# form says them too.
+# headers), and the KV cache per token from the config (fp32 K and V of every layer; DeepSeek-V3:
+# the latent and the rope key, next to what full K and V would cost); the text form says them too.
 . "$(dirname "$0")/lib.bash"
 # num FILE KEY: the number of a top-level '"KEY": N' line of a JSON file
 num() { grep -o "\"$2\":[[:space:]]*[0-9.e+]*" "$1" | head -1 | sed 's/.*:[[:space:]]*//'; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for fam in qwen2_moe qwen2_moe_b glm4_moe glm4_moe_b gpt_oss gpt_oss_b; do
+for fam in qwen2_moe qwen2_moe_b glm4_moe glm4_moe_b gpt_oss gpt_oss_b deepseek_v3 deepseek_v3_b; do
     ref=tests/fixtures/$fam/reference.json
     cfg=tests/fixtures/$fam/model/config.json
     if ! timeout 60 "$ROE" inspect --model tests/fixtures/$fam/model --json >"$tmp/i.json" 2>"$tmp/err"; then
@@ -20,8 +20,15 @@ for fam in qwen2_moe qwen2_moe_b glm4_moe glm4_moe_b gpt_oss gpt_oss_b; do
     done
     L=$(num "$cfg" num_hidden_layers) kv=$(num "$cfg" num_key_value_heads) hd=$(num "$cfg" head_dim)
     [ -n "$hd" ] || hd=$(($(num "$cfg" hidden_size) / $(num "$cfg" num_attention_heads)))
-    want=$((2 * 4 * L * kv * hd)) got=$(num "$tmp/i.json" kv_bytes_per_token)
+    want=$((2 * 4 * L * kv * hd)) full=$want
+    if [ -n "$(num "$cfg" kv_lora_rank)" ]; then # MLA: the latent and the rope key; full: every head's K and V
+        rope=$(num "$cfg" qk_rope_head_dim)
+        want=$((4 * L * ($(num "$cfg" kv_lora_rank) + rope)))
+        full=$((4 * L * $(num "$cfg" num_attention_heads) * ($(num "$cfg" qk_nope_head_dim) + rope + $(num "$cfg" v_head_dim))))
+    fi
+    got=$(num "$tmp/i.json" kv_bytes_per_token) gotf=$(num "$tmp/i.json" kv_bytes_per_token_full_kv)
     if [ "$got" = "$want" ]; then pass "$fam: kv_bytes_per_token $got"; else fail "$fam: kv_bytes_per_token $got, want $want"; fi
+    if [ "$gotf" = "$full" ]; then pass "$fam: kv_bytes_per_token_full_kv $gotf"; else fail "$fam: kv_bytes_per_token_full_kv $gotf, want $full"; fi
 done
 out=$(timeout 60 "$ROE" inspect --model tests/fixtures/glm4_moe/model)
 case "$out" in
@@ -31,6 +38,9 @@ case "$out" in
 esac
 case "$out" in *"sigmoid_group router, renormalised, 2 of 4 groups, x 2.5, shared expert of width 32"*)
     pass "text: the router and the shared expert" ;; *) fail "text router: $out" ;; esac
+out=$(timeout 60 "$ROE" inspect --model tests/fixtures/deepseek_v3/model)
+case "$out" in *"MLA: q_lora_rank 40, kv_lora_rank 24, qk_nope 10 + qk_rope 8, v 14"*"kv cache     0.4 KB per token (f32 latent 24 + rope key 8, 3 layers; full K and V would be 2.3 KB, 6.0x)"*)
+    pass "text: MLA's widths and its cache next to full K and V" ;; *) fail "text MLA: $out" ;; esac
 out=$(timeout 60 "$ROE" inspect --model tests/fixtures/gpt_oss/model)
 case "$out" in *"2 attend a window of at most 6"*) pass "text: windowed layers" ;; *) fail "windows: $out" ;; esac
 finish

@@ -4,7 +4,8 @@
 # cache reached only through upload/download/copy/copy_rows, router logits downloaded, experts
 # gathered by pair and combined by moe_combine; kernels/backend.h), so it must give the same
 # tokens and bit-identical scores as `--backend cpu`: on the transformers fixtures (one shape of each
-# newer family: shared experts, sinks, biases, YaRN, group routing) and the
+# newer family: shared experts, sinks, biases, YaRN, group routing, MLA's latent cache and per-head
+# matmuls) and the
 # bundled model, plain and RoE (fixed and adaptive K, both gates), several sequences; and, when
 # mpirun is installed, on 2 and 3 ranks (the staged several-ranks path through comm/dispatch.c).
 . "$(dirname "$0")/lib.bash"
@@ -13,7 +14,8 @@ trap 'rm -rf "$tmp"' EXIT
 export OMP_NUM_THREADS=1
 
 models=(tests/fixtures/olmoe/model tests/fixtures/mixtral/model tests/fixtures/qwen3_moe/model models/olmoe-tiny
-        tests/fixtures/qwen2_moe/model tests/fixtures/glm4_moe/model tests/fixtures/gpt_oss/model)
+        tests/fixtures/qwen2_moe/model tests/fixtures/glm4_moe/model tests/fixtures/gpt_oss/model
+        tests/fixtures/deepseek_v3/model)
 prompts=(--prompt-ids 1,2,3,4,5,6 --prompt-ids 9,8,7 --prompt-ids 42)
 configs=("--roe-k 1" "--roe-k 4 --roe-tau 0.5 --roe-keep-clean 0"
          "--roe-k 4 --roe-tau 0.8 --roe-keep-clean 0 --roe-adaptive 1.0 --roe-gate noisy")
@@ -57,8 +59,9 @@ if command -v mpirun >/dev/null; then
     for n in 2 3; do
         if gen "$tmp/s$n" "${MPI[@]}" -np $n -- --backend cpu-staged --model $m "${prompts[@]}" --max-tokens 10 --ignore-eos "${cfg[@]}"; then
             same "qwen3_moe RoE K=4: cpu-staged on $n ranks = cpu in one process" "$tmp/c" "$tmp/s$n"
-            # gpt-oss (router bias, sinks, biased experts) and GLM-4.5 (shared experts) across ranks too
-            for f in gpt_oss glm4_moe; do
+            # gpt-oss (router bias, sinks, biased experts), GLM-4.5 (shared experts) and DeepSeek-V3
+            # (MLA) across ranks too
+            for f in gpt_oss glm4_moe deepseek_v3; do
                 gen "$tmp/cf" -- --backend cpu --model tests/fixtures/$f/model "${prompts[@]}" --max-tokens 10 --ignore-eos "${cfg[@]}"
                 gen "$tmp/sf" "${MPI[@]}" -np $n -- --backend cpu-staged --model tests/fixtures/$f/model "${prompts[@]}" \
                     --max-tokens 10 --ignore-eos "${cfg[@]}" || fail "$f cpu-staged on $n ranks: $(tail -3 "$tmp/sf.err")"
