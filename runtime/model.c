@@ -221,9 +221,9 @@ static roe_status absorb_mla(struct roe_model *m) {
     for (long i = 0; i < (long)L * nh; i++) {
         struct roe_layer_weights *W = &m->layers[i / nh];
         const size_t es = roe_dtype_size(W->wkv_b.dtype), h = (size_t)(i % nh);
-        const struct roe_mat uk = {W->wkv_b.dtype,
-                                   (const char *)W->wkv_b.data + h * (a->nope_dim + a->v_dim) * a->kv_lora_rank * es,
-                                   a->nope_dim, a->kv_lora_rank};
+        const struct roe_mat uk = {
+            .dtype = W->wkv_b.dtype, .rows = a->nope_dim, .cols = a->kv_lora_rank,
+            .data = (const char *)W->wkv_b.data + h * (a->nope_dim + a->v_dim) * a->kv_lora_rank * es};
         transpose(&uk, (char *)W->owned + h * a->kv_lora_rank * a->nope_dim * es);
     }
     for (int l = 0; l < L; l++) m->layers[l].wuk_t.data = m->layers[l].owned;
@@ -379,7 +379,7 @@ static roe_status bind_mla(struct roe_model *m, int i, struct roe_layer_weights 
     BIND("self_attn.kv_b_proj.weight", nh * (a->nope_dim + a->v_dim), a->kv_lora_rank, &L->wkv_b);
     BIND("self_attn.o_proj.weight", H, nh * a->v_dim, &L->wo);
     if (c->o_bias) BIND("self_attn.o_proj.bias", 1, H, &L->bo);
-    L->wuk_t = (struct roe_mat){L->wkv_b.dtype, NULL, nh * a->kv_lora_rank, a->nope_dim}; /* absorb_mla */
+    L->wuk_t = (struct roe_mat){.dtype = L->wkv_b.dtype, .rows = nh * a->kv_lora_rank, .cols = a->nope_dim}; /* absorb_mla */
     return ROE_OK;
 }
 

@@ -91,7 +91,8 @@ void roe_cpu_matmul_heads(roe_backend *be, const struct roe_matmul_heads_args *a
     float *xs = a->scratch, *ys = a->scratch + (size_t)n * cols;
     for (int h = 0; h < nh; h++) {
         const size_t row = (size_t)h * a->head_rows + (size_t)a->row0;
-        const struct roe_mat wh = {a->w->dtype, (const char *)a->w->data + row * cols * es, out, cols};
+        const struct roe_mat wh = {.dtype = a->w->dtype, .data = (const char *)a->w->data + row * cols * es, .rows = out,
+                                   .cols = cols};
         if (n == 1) { /* the row's input and output are contiguous already */
             be->ops->matmul(be, a->x + (size_t)h * a->x_stride, 1, &wh, a->y + (size_t)h * a->y_stride);
             continue;

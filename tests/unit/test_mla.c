@@ -214,7 +214,7 @@ TEST(matmul_heads_kernel) {
     for (size_t i = 0; i < sizeof wb / sizeof wb[0]; i++) wb[i] = roe_f32_to_bf16(wf[i]);
     fill(x, sizeof x / sizeof x[0], -1.0f, 1.0f);
     memset(y, 0, sizeof y);
-    const struct roe_mat w = {ROE_DTYPE_BF16, wb, H * ROWS, COLS};
+    const struct roe_mat w = {.dtype = ROE_DTYPE_BF16, .data = wb, .rows = H * ROWS, .cols = COLS};
     struct roe_matmul_heads_args a = {.n_rows = N, .n_heads = H, .x = x, .x_stride = XS, .w = &w, .head_rows = ROWS,
                                       .row0 = R0, .out = OUT, .y = y, .y_stride = YS, .scratch = scratch};
     be->ops->matmul_heads(be, &a);
