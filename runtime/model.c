@@ -574,14 +574,20 @@ size_t roe_mapped_resident_bytes(void) {
     return kb * 1024;
 }
 
-static double touch(const struct roe_mat *w) {
-    if (!w->data) return 0.0;
+static void touch_range(const void *data, size_t n) {
     volatile unsigned char sink = 0;
-    const unsigned char *p = w->data;
-    const size_t n = roe_mat_bytes(w);
+    const unsigned char *p = data;
     for (size_t o = 0; o < n; o += 4096) sink ^= p[o];
     if (n) sink ^= p[n - 1];
     (void)sink;
+}
+
+/* FP8's tile scales are a tensor of their own, not after the data: touched apart. */
+static double touch(const struct roe_mat *w) {
+    if (!w->data) return 0.0;
+    const size_t n = roe_mat_bytes(w), ts = n - (size_t)w->rows * roe_dtype_row_bytes_all(w->dtype, (size_t)w->cols);
+    touch_range(w->data, n - ts);
+    if (ts) touch_range(w->tile_scale, ts);
     return (double)n;
 }
 

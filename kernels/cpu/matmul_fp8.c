@@ -156,6 +156,13 @@ static inline __m512 w16_avx512(const uint8_t *w) {
     const __m256i h = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w));
     return _mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(h, 7), _mm256_set1_epi16((short)0xbf80)));
 }
+/* 32 bytes -> two vectors of 16 (columns 0-15, 16-31): one widening, shift and mask for both */
+static inline void w32_avx512(const uint8_t *w, __m512 *lo, __m512 *hi) {
+    const __m512i h = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)w)), 7),
+                                       _mm512_set1_epi16((short)0xbf80));
+    *lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    *hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+}
 static inline __m512 w16_mask_avx512(const uint8_t *w, __mmask16 m) {
     const __m256i h = _mm256_cvtepi8_epi16(_mm_maskz_loadu_epi8(m, w));
     return _mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(h, 7), _mm256_set1_epi16((short)0xbf80)));
@@ -217,13 +224,17 @@ static inline __attribute__((always_inline)) void row_avx512(const struct roe_ma
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++)
             for (int i = 0; i < X; i++) p[t][i] = _mm512_setzero_ps();
-        for (int j = 0; j < T; j += 16) {
+        for (int j = 0; j < T; j += 32) { /* steps j and j + 16 of each tile, in that order */
 #pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
                 const int c = T * (k + t) + j;
-                const __m512 wv = w16_avx512(wr + c);
+                __m512 w0, w1;
+                w32_avx512(wr + c, &w0, &w1);
 #pragma GCC unroll 2
-                for (int i = 0; i < X; i++) p[t][i] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)i * cols + c), wv, p[t][i]);
+                for (int i = 0; i < X; i++) {
+                    p[t][i] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)i * cols + c), w0, p[t][i]);
+                    p[t][i] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)i * cols + c + 16), w1, p[t][i]);
+                }
             }
         }
 #pragma GCC unroll 4
