@@ -115,6 +115,8 @@ fcase "static activations" "quantization_config.activation_scheme 'static' is no
 fcase "weight_block_size [64, 128]" "quantization_config.weight_block_size must be [128, 128]" '0,/128,/s/128,/64,/'
 fcase "FP8 tensors without quantization_config" \
     "is F8_E4M3 but config.json has no quantization_config" 's/"quantization_config"/"quantization_configx"/'
+expect_fail "fp8: --backend cuda refuses FP8 weights" "holds FP8 (e4m3, 128 x 128 block-scaled) weights" \
+    "$ROE" generate --model $F --prompt-ids 1,2,3 --backend cuda
 expect_fail "fp8: roe quantize refuses an FP8 checkpoint" "is an FP8 checkpoint: roe quantize does not save it" \
     "$ROE" quantize --model $F --weights q8 --out "$tmp/fq"
 # a bad environment knob (base/env.c's table) stops every command before it reads anything:
