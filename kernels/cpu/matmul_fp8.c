@@ -20,7 +20,7 @@
  * an array; the same FMAs in the same order, so the same bits on every path, for any batch, tile
  * shape or thread count. Tiles of a row are independent chains until their scaling step, so a
  * decode row (1-2 x rows) runs four tiles side by side over one sequential stream of W (the
- * latency of one chain of FMAs would otherwise bound it), and batched rows take tiles of 4 W rows
+ * latency of one chain of FMAs would otherwise bound it), prefetched non-temporally ahead, and batched rows take tiles of 4 W rows
  * x 2 x rows that share every W load and conversion. W rows go to the threads in blocks of 4.
  */
 #include <immintrin.h>
@@ -30,7 +30,10 @@
 
 #include "cpu_impl.h"
 
-enum { T = ROE_FP8_TILE };
+enum { T = ROE_FP8_TILE,
+       /* a decode row's W lines are prefetched this far ahead, non-temporally: the W stream then
+        * evicts less of x from L1 (a row of x is 28 KB at 7168 columns; measured 1.4x the rate) */
+       PF_AHEAD = 1024 };
 
 /* The scales of row r's tiles (tile_row0 is where a view starts within its first tile). */
 static inline const float *row_scales(const struct roe_mat *w, int r) {
@@ -111,6 +114,7 @@ T_AVX2 static float dot_avx2(const uint8_t *w, const float *s, const float *x, i
     __m256 alo = _mm256_setzero_ps(), ahi = alo;
     int k = 0;
     for (; k + 2 <= nt && T * (k + 2) <= cols; k += 2) { /* two whole tiles: four chains */
+        for (int l = 0; l < 2 * T; l += 64) _mm_prefetch((const char *)(w + T * k + PF_AHEAD + l), _MM_HINT_NTA);
         __m256 p[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         for (int j = 0; j < T; j += 16) {
             step_avx2(w + T * k + j, x + T * k + j, 16, &p[0], &p[1]);
@@ -220,6 +224,7 @@ static inline __attribute__((always_inline)) void row_avx512(const struct roe_ma
     __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     int k = 0;
     for (; k + 4 <= nt && T * (k + 4) <= cols; k += 4) {
+        for (int l = 0; l < 4 * T; l += 64) _mm_prefetch((const char *)(wr + T * k + PF_AHEAD + l), _MM_HINT_NTA);
         __m512 p[4][2];
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++)
