@@ -75,6 +75,17 @@ static inline uint16_t roe_f32_to_bf16(float f) {
 
 float roe_f16_to_f32(uint16_t h);
 
+/* FP8 E4M3 (OCP "e4m3fn": bias 7, no infinities; 0x7f/0xff are NaN): block-scaled weights
+ * (DeepSeek-V3's weight_scale_inv per ROE_FP8_TILE x ROE_FP8_TILE tile, kernels/backend.h
+ * struct roe_mat::tile_scale). roe_e4m3_to_f16 is the byte's fp16 bits for value x 2^-8, exact
+ * for every finite value, subnormals included (sign, then the 7 bits shifted into place; what
+ * the CPU kernels do per vector). The NaN codes come out as 1.875 (480 x 2^-8). */
+enum { ROE_FP8_TILE = 128 };
+static inline uint16_t roe_e4m3_to_f16(uint8_t b) {
+    return (uint16_t)(((uint16_t)(int16_t)(int8_t)b << 7) & 0xbf80u);
+}
+static inline float roe_e4m3_to_f32(uint8_t b) { return roe_f16_to_f32(roe_e4m3_to_f16(b)) * 256.0f; }
+
 /* x[i] = x[i] rounded to bf16 and widened back, i < n: what a bf16 round trip does. */
 static inline void roe_bf16_round(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = roe_bf16_to_f32(roe_f32_to_bf16(x[i]));

@@ -40,7 +40,7 @@
 /* A weight matrix [rows, cols], row-major: rows = output features, cols = input features
  * (Hugging Face Linear layout, y = x W^T). A vector is rows = 1. */
 struct roe_mat {
-    roe_dtype dtype;  /* F32, F16, BF16, or a block-quantized Q8 / Q4 (base/dtype.h) */
+    roe_dtype dtype;  /* F32, F16, BF16, F8_E4M3 (tile_scale), or a block-quantized Q8 / Q4 (base/dtype.h) */
     const void *data; /* rows * cols elements (block dtypes: rows x roe_dtype_row_bytes); not owned */
     int rows;
     int cols;
@@ -49,6 +49,12 @@ struct roe_mat {
      * per-block parameters here too and adds one widen/dot kernel (kernels/cpu/matmul_q.c). */
     const uint16_t *scales;
     const uint16_t *mins;
+    /* F8_E4M3 only (NULL otherwise), not owned: the fp32 scale (weight_scale_inv) of each
+     * ROE_FP8_TILE x ROE_FP8_TILE tile, [ceil((tile_row0 + rows) / 128), ceil(cols / 128)];
+     * w[r][c] = e4m3 x tile_scale[(tile_row0 + r) / 128][c / 128]. tile_row0 (< 128) is where a
+     * view of some rows starts within its first tile (MLA's per-head rows of kv_b_proj). */
+    const float *tile_scale;
+    int tile_row0;
 };
 
 /* Attention of n rows, each against the clean history of its own sequence plus its own

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/dtype.h"
 #include "base/fileio.h"
 #include "base/json.h"
 
@@ -518,11 +519,47 @@ static roe_status parse_layer_opts(const cJSON *root, const char *origin, struct
     return ROE_OK;
 }
 
+/* A string field of quantization_config that may be absent or must be `want`. */
+static roe_status quant_string(const cJSON *q, const char *origin, const char *key, const char *want) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(q, key);
+    if (!v || cJSON_IsNull(v) || (cJSON_IsString(v) && strcmp(v->valuestring, want) == 0)) return ROE_OK;
+    return roe_fail(ROE_ERR_UNSUPPORTED, "%s: quantization_config.%s '%.32s' is not supported (only '%s')", origin, key,
+                    cJSON_IsString(v) ? v->valuestring : "(not a string)", want);
+}
+
+/* quantization_config: absent, or block-scaled FP8 as DeepSeek-V3 and GLM-4.5-FP8 ship it (transformers'
+ * FineGrainedFP8Config): e4m3 values, fp32 weight_scale_inv per 128 x 128 tile, dynamic activations
+ * (which the fp32 path does not quantize at all). */
+static roe_status parse_quantization(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    if (!q || cJSON_IsNull(q)) return ROE_OK;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
+    if (!cJSON_IsObject(q) || !cJSON_IsString(m))
+        return roe_fail(ROE_ERR_FORMAT, "%s: quantization_config must be an object with a string quant_method", origin);
+    if (strcmp(m->valuestring, "fp8") != 0)
+        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: quantization_config.quant_method '%.32s' is not supported (only "
+                        "'fp8': e4m3 weights with 128 x 128 block scales)", origin, m->valuestring);
+    ROE_TRY(quant_string(q, origin, "fmt", "e4m3"));
+    ROE_TRY(quant_string(q, origin, "activation_scheme", "dynamic"));
+    ROE_TRY(quant_string(q, origin, "scale_fmt", "float"));
+    ROE_TRY(quant_string(q, origin, "expert_dtype", "fp8"));
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(q, "weight_block_size");
+    const int ok = cJSON_IsArray(b) && cJSON_GetArraySize(b) == 2 && cJSON_IsNumber(cJSON_GetArrayItem(b, 0)) &&
+                   cJSON_IsNumber(cJSON_GetArrayItem(b, 1)) && cJSON_GetArrayItem(b, 0)->valuedouble == ROE_FP8_TILE &&
+                   cJSON_GetArrayItem(b, 1)->valuedouble == ROE_FP8_TILE;
+    if (!ok)
+        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: quantization_config.weight_block_size must be [128, 128] (the "
+                        "block-scaled FP8 that roe reads)", origin);
+    c->fp8 = 1;
+    return ROE_OK;
+}
+
 static roe_status parse_root(const cJSON *root, const char *origin, struct roe_model_config *c) {
     ROE_TRY(parse_model_type(root, origin, c));
     ROE_TRY(parse_shapes(root, origin, c));
     ROE_TRY(parse_layer_opts(root, origin, c));
     ROE_TRY(parse_family(root, origin, c));
+    ROE_TRY(parse_quantization(root, origin, c));
     ROE_TRY(parse_token_id(root, origin, "bos_token_id", c->vocab_size, &c->bos_token_id));
     return parse_token_ids(root, origin, "eos_token_id", c->vocab_size, &c->eos_token_id, c->eos_ids, &c->n_eos);
 }

@@ -125,6 +125,8 @@ struct roe_model_config {
     int shared_intermediate; /* width of the shared expert of every MoE layer, 0 if none */
     int shared_gate;      /* Qwen2-MoE: the shared expert's output is scaled by sigmoid(w . x) */
     uint8_t layer_is_moe[ROE_MAX_LAYERS];
+    int fp8;              /* quantization_config {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size":
+                             [128, 128]}: linears may be F8_E4M3 with weight_scale_inv (docs/MODELS.md "FP8") */
 
     int bos_token_id;     /* -1 if none */
     int eos_token_id;     /* -1 if none (the first of eos_ids) */

@@ -16,7 +16,10 @@
 #include "quant.h"
 
 size_t roe_mat_bytes(const struct roe_mat *m) {
-    return (size_t)m->rows * roe_dtype_row_bytes_all(m->dtype, (size_t)m->cols);
+    const size_t tiles = m->tile_scale ? (size_t)((m->tile_row0 + m->rows + ROE_FP8_TILE - 1) / ROE_FP8_TILE) *
+                                             (size_t)((m->cols + ROE_FP8_TILE - 1) / ROE_FP8_TILE)
+                                       : 0; /* FP8's fp32 scale per tile */
+    return (size_t)m->rows * roe_dtype_row_bytes_all(m->dtype, (size_t)m->cols) + tiles * sizeof(float);
 }
 
 #define LAYER_MAT(f) {offsetof(struct roe_layer_weights, f), #f, 0}
@@ -60,7 +63,7 @@ static void shape_str(const struct roe_tensor *t, char *buf, size_t n) {
 
 /* Checks a tensor is a float matrix of [rows, cols] (or a vector [cols] when rows == 1). */
 static roe_status check_mat(const struct roe_tensor *t, int rows, int cols, struct roe_mat *out) {
-    if (!is_float_dtype(t->dtype))
+    if (!is_float_dtype(t->dtype) && t->dtype != ROE_DTYPE_F8_E4M3) /* FP8: bind_fp8 checks the rest */
         return roe_fail(ROE_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected F32, F16 or BF16)",
                         t->file, t->name, roe_dtype_name(t->dtype));
     const int64_t sc = stored_cols(t->dtype, cols);
@@ -80,13 +83,54 @@ static roe_status check_mat(const struct roe_tensor *t, int rows, int cols, stru
     return ROE_OK;
 }
 
+/* Block-scaled FP8 (config.h fp8; docs/MODELS.md "FP8"): t = X.weight is F8_E4M3 [rows, cols] and
+ * X.weight_scale_inv F32 [ceil(rows / 128), ceil(cols / 128)] scales its tiles; the bytes stay in
+ * the mapping. A matrix the kernels read whole (not an embedding table, a router or a vector). A
+ * float tensor with a weight_scale_inv is refused too: the checkpoint and its scales disagree. */
+static roe_status bind_fp8(const struct roe_model *m, const struct roe_tensor *t, int rows, int cols,
+                           struct roe_mat *out) {
+    char sname[512];
+    snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
+    const struct roe_tensor *sc = roe_store_find(m->store, sname);
+    if (t->dtype != ROE_DTYPE_F8_E4M3) {
+        if (sc) return roe_fail(ROE_ERR_FORMAT, "%s: '%s' scales '%s', which is %s, not F8_E4M3", sc->file, sname,
+                                t->name, roe_dtype_name(t->dtype));
+        return ROE_OK;
+    }
+    const size_t l = strlen(t->name);
+    const int linear = t->ndim == 2 && strstr(t->name, "embed_tokens") == NULL &&
+                       !(l >= 12 && strcmp(t->name + l - 12, ".gate.weight") == 0);
+    if (!m->cfg.fp8)
+        return roe_fail(ROE_ERR_FORMAT, "%s: tensor '%s' is F8_E4M3 but config.json has no quantization_config "
+                        "(quant_method 'fp8', weight_block_size [128, 128])", t->file, t->name);
+    if (!linear)
+        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: tensor '%s' is F8_E4M3: only linear projections may be FP8 (an "
+                        "embedding table, router or norm is read as bf16/f32)", t->file, t->name);
+    if (!sc)
+        return roe_fail(ROE_ERR_FORMAT, "%s: FP8 tensor '%s' has no '%s' (its 128 x 128 block scales)", t->file,
+                        t->name, sname);
+    const int64_t tr = (rows + ROE_FP8_TILE - 1) / ROE_FP8_TILE, tc = (cols + ROE_FP8_TILE - 1) / ROE_FP8_TILE;
+    if (sc->dtype != ROE_DTYPE_F32 || sc->ndim != 2 || sc->shape[0] != tr || sc->shape[1] != tc ||
+        (uintptr_t)sc->data % 4 != 0) {
+        char got[128];
+        shape_str(sc, got, sizeof got);
+        return roe_fail(ROE_ERR_FORMAT, "%s: '%s' is %s %s, expected F32 [%lld, %lld] (one scale per 128 x 128 tile of "
+                        "'%s' [%d, %d]), 4-byte aligned", sc->file, sname, roe_dtype_name(sc->dtype), got,
+                        (long long)tr, (long long)tc, t->name, rows, cols);
+    }
+    out->tile_scale = sc->data;
+    out->tile_row0 = 0;
+    return ROE_OK;
+}
+
 static roe_status bind(const struct roe_model *m, const char *name, int rows, int cols,
                        struct roe_mat *out) {
     const struct roe_tensor *t = roe_store_find(m->store, name);
     if (!t)
         return roe_fail(ROE_ERR_FORMAT, "%s: missing tensor '%s' (required by %s with %d layers)",
                         m->dir, name, m->cfg.model_type, m->cfg.n_layers);
-    return check_mat(t, rows, cols, out);
+    ROE_TRY(check_mat(t, rows, cols, out));
+    return bind_fp8(m, t, rows, cols, out);
 }
 
 /* A slice of a 3-D fused tensor [E, rows_total, cols]: expert e, rows [r0, r0 + rows). */
@@ -200,6 +244,21 @@ static void transpose_pending(struct roe_model *m) {
     }
 }
 
+/* An FP8 kv_b_proj's head h: W_uk^T dequantized to fp32 (e4m3 x its tile's scale, as transformers'
+ * dequantized weights are), into wuk_t [kv_lora_rank, nope] of that head. The one FP8 matrix roe
+ * widens at load: it is derived (the checkpoint's kv_b_proj stays FP8 for W_uv), 4 x nope x
+ * kv_lora_rank bytes per head. */
+static void absorb_fp8_head(const struct roe_mat *kvb, const struct roe_mla_config *a, int h, float *wuk) {
+    const int R = a->kv_lora_rank, nt = (R + ROE_FP8_TILE - 1) / ROE_FP8_TILE;
+    for (int j = 0; j < a->nope_dim; j++) {
+        const int row = h * (a->nope_dim + a->v_dim) + j, tr = (kvb->tile_row0 + row) / ROE_FP8_TILE;
+        const uint8_t *q = (const uint8_t *)kvb->data + (size_t)row * R;
+        for (int i = 0; i < R; i++)
+            wuk[((size_t)h * R + i) * a->nope_dim + j] =
+                roe_e4m3_to_f32(q[i]) * kvb->tile_scale[(size_t)tr * nt + i / ROE_FP8_TILE];
+    }
+}
+
 /* MLA: each layer's W_uk (the first nope rows of each head in kv_b_proj, [nope, kv_lora_rank])
  * transposed per head into owned memory [kv_lora_rank, nope], in its dtype, so that the absorbed
  * query W_uk^T q_nope is a matmul over [out, in] rows like every other (runtime/mla.c). Heads of
@@ -220,6 +279,10 @@ static roe_status absorb_mla(struct roe_model *m) {
 #pragma omp parallel for schedule(dynamic, 1)
     for (long i = 0; i < (long)L * nh; i++) {
         struct roe_layer_weights *W = &m->layers[i / nh];
+        if (W->wkv_b.dtype == ROE_DTYPE_F8_E4M3) {
+            absorb_fp8_head(&W->wkv_b, a, (int)(i % nh), (float *)W->owned);
+            continue;
+        }
         const size_t es = roe_dtype_size(W->wkv_b.dtype), h = (size_t)(i % nh);
         const struct roe_mat uk = {
             .dtype = W->wkv_b.dtype, .rows = a->nope_dim, .cols = a->kv_lora_rank,
@@ -379,7 +442,8 @@ static roe_status bind_mla(struct roe_model *m, int i, struct roe_layer_weights 
     BIND("self_attn.kv_b_proj.weight", nh * (a->nope_dim + a->v_dim), a->kv_lora_rank, &L->wkv_b);
     BIND("self_attn.o_proj.weight", H, nh * a->v_dim, &L->wo);
     if (c->o_bias) BIND("self_attn.o_proj.bias", 1, H, &L->bo);
-    L->wuk_t = (struct roe_mat){.dtype = L->wkv_b.dtype, .rows = nh * a->kv_lora_rank, .cols = a->nope_dim}; /* absorb_mla */
+    const roe_dtype uk = L->wkv_b.dtype == ROE_DTYPE_F8_E4M3 ? ROE_DTYPE_F32 : L->wkv_b.dtype; /* absorb_fp8_head */
+    L->wuk_t = (struct roe_mat){.dtype = uk, .rows = nh * a->kv_lora_rank, .cols = a->nope_dim}; /* absorb_mla */
     return ROE_OK;
 }
 
@@ -510,14 +574,20 @@ size_t roe_mapped_resident_bytes(void) {
     return kb * 1024;
 }
 
-static double touch(const struct roe_mat *w) {
-    if (!w->data) return 0.0;
+static void touch_range(const void *data, size_t n) {
     volatile unsigned char sink = 0;
-    const unsigned char *p = w->data;
-    const size_t n = roe_mat_bytes(w);
+    const unsigned char *p = data;
     for (size_t o = 0; o < n; o += 4096) sink ^= p[o];
     if (n) sink ^= p[n - 1];
     (void)sink;
+}
+
+/* FP8's tile scales are a tensor of their own, not after the data: touched apart. */
+static double touch(const struct roe_mat *w) {
+    if (!w->data) return 0.0;
+    const size_t n = roe_mat_bytes(w), ts = n - (size_t)w->rows * roe_dtype_row_bytes_all(w->dtype, (size_t)w->cols);
+    touch_range(w->data, n - ts);
+    if (ts) touch_range(w->tile_scale, ts);
     return (double)n;
 }
 

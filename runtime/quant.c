@@ -56,6 +56,11 @@ static void widen_row(const struct roe_mat *m, int r, float *dst) {
         switch (m->dtype) {
         case ROE_DTYPE_BF16: dst[c] = roe_bf16_to_f32(((const uint16_t *)m->data)[o + c]); break;
         case ROE_DTYPE_F16: dst[c] = roe_f16_to_f32(((const uint16_t *)m->data)[o + c]); break;
+        case ROE_DTYPE_F8_E4M3: /* requantized from the dequantized values */
+            dst[c] = roe_e4m3_to_f32(((const uint8_t *)m->data)[o + c]) *
+                     m->tile_scale[(size_t)((m->tile_row0 + r) / ROE_FP8_TILE) *
+                                       (size_t)((m->cols + ROE_FP8_TILE - 1) / ROE_FP8_TILE) + (size_t)(c / ROE_FP8_TILE)];
+            break;
         default: dst[c] = ((const float *)m->data)[o + c]; break;
         }
     }
@@ -315,6 +320,9 @@ static roe_status copy_others(const char *dir, const char *out) {
 
 roe_status roe_model_save(const struct roe_model *m, roe_weights w, const char *out) {
     if (!m->store) return roe_fail(ROE_ERR_INVALID_ARG, "a model without a checkpoint cannot be saved");
+    if (m->cfg.fp8) /* its scales and quantization_config would be copied beside the new blocks */
+        return roe_fail(ROE_ERR_UNSUPPORTED, "'%s' is an FP8 checkpoint: roe quantize does not save it (run it as "
+                        "stored, or requantize at load with --weights q8/q4)", m->dir);
     if (mkdir(out, 0755) != 0 && errno != EEXIST) return roe_fail(ROE_ERR_IO, "cannot create %s: %s", out, strerror(errno));
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", out);

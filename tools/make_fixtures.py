@@ -2,7 +2,9 @@
 """Generate tiny random MoE checkpoints and reference outputs with Hugging Face transformers.
 
 For each fixture (olmoe, mixtral, qwen3_moe; qwen2_moe, qwen2_moe_b, glm4_moe, glm4_moe_b, gpt_oss,
-gpt_oss_b, deepseek_v3, deepseek_v3_b: two shapes of each newer family) this writes, under
+gpt_oss_b, deepseek_v3, deepseek_v3_b: two shapes of each newer family; deepseek_v3_fp8, glm4_moe_fp8:
+block-scaled FP8 checkpoints quantized by tools/fp8.py, the reference computed from the dequantized
+weights) this writes, under
 tests/fixtures/<fixture>/:
 
   model/            config.json + safetensors written by save_pretrained (some: 2 shards + index)
@@ -32,12 +34,16 @@ import re
 import shutil
 import struct
 import sys
+import tempfile
 
 import numpy as np
 import torch
 import transformers
 from transformers import (AutoModelForCausalLM, DeepseekV3Config, Glm4MoeConfig, GptOssConfig, MixtralConfig, OlmoeConfig,
                           Qwen2MoeConfig, Qwen3MoeConfig)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fp8  # noqa: E402  (tools/fp8.py: roe's own block-scaled FP8 quantizer)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND = ".venv/bin/python tools/make_fixtures.py"
@@ -279,6 +285,46 @@ FAMILIES = {
         ),
         dtype=torch.float32, seed=11234, shards=2, legacy_rope_theta=False, router_gap=1e-4,
     ),
+    # DeepSeek-V3 in block-scaled FP8 (tools/fp8.py: e4m3, fp32 weight_scale_inv per 128 x 128 tile,
+    # quantization_config as the published checkpoint's): hidden 200 and q_lora_rank 136 (two
+    # tiles, the second partial), dense intermediate 264 (three), kv_b_proj 4 heads x (16 + 24) =
+    # 160 rows (head 3's rows cross the tile boundary at 128: matmul_heads on a view inside a tile),
+    # 8 experts of 40 in 2 groups (1 kept), top-2, one shared expert, layer 0 dense. Linears FP8,
+    # the rest bf16 with the router and its bias F32. The reference is transformers' fp32 forward
+    # of the dequantized weights (fp8 value x scale, in fp32).
+    "deepseek_v3_fp8": dict(
+        config_cls=DeepseekV3Config,
+        config=dict(
+            vocab_size=256, hidden_size=200, intermediate_size=264, moe_intermediate_size=40, num_hidden_layers=3,
+            num_attention_heads=4, num_key_value_heads=4, q_lora_rank=136, kv_lora_rank=48, qk_nope_head_dim=16,
+            qk_rope_head_dim=8, v_head_dim=24, max_position_embeddings=256, rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "beta_fast": 32.0,
+                             "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0,
+                             "original_max_position_embeddings": 64},
+            n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1, n_group=2, topk_group=1,
+            routed_scaling_factor=2.5, first_k_dense_replace=1, norm_topk_prob=True, rope_interleave=True,
+            attention_bias=False, bos_token_id=None, eos_token_id=255, tie_word_embeddings=False,
+        ),
+        dtype=torch.bfloat16, seed=12345, shards=1, legacy_rope_theta=False, fp8=True,
+        keep_fp32=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
+    ),
+    # GLM-4.5-FP8's format on a GLM-4.5 shape: hidden 160, 4 heads of 40 (GQA 4:2), partial rotary
+    # 0.5, q/k norm, q/k/v biases (bf16: biases are not quantized), dense intermediate 200, 8 experts
+    # of 48 in 2 groups, top-2, one shared expert, layer 0 dense.
+    "glm4_moe_fp8": dict(
+        config_cls=Glm4MoeConfig,
+        config=dict(
+            vocab_size=256, hidden_size=160, head_dim=40, intermediate_size=200, moe_intermediate_size=48,
+            num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+            rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                                                "partial_rotary_factor": 0.5},
+            n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1, n_group=2, topk_group=1,
+            routed_scaling_factor=2.5, first_k_dense_replace=1, norm_topk_prob=True, use_qk_norm=True,
+            attention_bias=True, bos_token_id=None, eos_token_id=255, tie_word_embeddings=False,
+        ),
+        dtype=torch.bfloat16, seed=13456, shards=1, legacy_rope_theta=False, fp8=True,
+        keep_fp32=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
+    ),
 }
 
 LINEAR_GAIN = 1.5   # linear weights ~ N(0, (1.5/sqrt(fan_in))^2): std 0.15-0.22 at these sizes
@@ -514,10 +560,15 @@ def read_safetensors_dir(model_dir):
                 a = np.frombuffer(raw, "<f2")
             elif dt == "F32":
                 a = np.frombuffer(raw, "<f4")
+            elif dt == "F8_E4M3":
+                a = fp8.E4M3_VALUES[np.frombuffer(raw, np.uint8)]
             else:
                 raise ValueError(dt)
             assert name not in tensors, name
             tensors[name] = a.astype(np.float64).reshape(info["shape"])
+    for name in [n for n in tensors if n.endswith("_scale_inv")]:  # FP8: value x its tile's scale, in float64
+        w, sc = tensors[name[:-len("_scale_inv")]], tensors.pop(name)
+        w *= np.repeat(np.repeat(sc, fp8.BLOCK, 0), fp8.BLOCK, 1)[:w.shape[0], :w.shape[1]]
     return tensors
 
 
@@ -814,7 +865,61 @@ def rewrite_legacy_rope(model_dir, type_key=False):
         f.write("\n")
 
 
+def fp8_prepare(model, spec):
+    """FP8 fixtures: saves the (rounded) model, quantizes its linears with tools/fp8.py, and returns the
+    model reloaded from a dequantized fp32 copy (whose forward is the reference) with what the FP8
+    checkpoint will hold (spec["_fp8"]: tensors, config.json, generation_config.json). The
+    dequantization is checked bit for bit against transformers' own (finegrained_fp8)."""
+    from safetensors.torch import load_file, save_file
+    from transformers.integrations.finegrained_fp8 import _dequantize_fp8_weight
+    tmp = tempfile.mkdtemp(prefix="roe-fp8-")
+    try:
+        save_model(model, dict(spec, fp8=False, shards=1), tmp)
+        saved = load_file(os.path.join(tmp, "model.safetensors"))
+        out, deq = {}, {}
+        for name, t in saved.items():
+            if not fp8.is_quantized_linear(name, t.dim()):
+                out[name], deq[name] = t, t.float()
+                continue
+            q, sc = fp8.quantize(t.float().numpy())
+            out[name] = torch.from_numpy(q).view(torch.float8_e4m3fn)
+            out[name + "_scale_inv"] = torch.from_numpy(sc)
+            deq[name] = torch.from_numpy(fp8.dequantize(q, sc))
+            theirs = _dequantize_fp8_weight(out[name], out[name + "_scale_inv"], [fp8.BLOCK, fp8.BLOCK], torch.float32)
+            if not torch.equal(theirs, deq[name]):
+                raise RuntimeError(f"{name}: tools/fp8.py's dequantization differs from transformers'")
+        save_file(deq, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+        with open(os.path.join(tmp, "config.json")) as f:
+            cfg = json.load(f)
+        cfg["quantization_config"] = dict(fp8.QUANT_CONFIG)
+        files = {fn: open(os.path.join(tmp, fn)).read() for fn in os.listdir(tmp) if fn.endswith(".json")}
+        files["config.json"] = json.dumps(cfg, indent=2, sort_keys=True) + "\n"
+        spec["_fp8"] = dict(tensors=out, files=files)
+        ref = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, attn_implementation="eager",
+                                                   experts_implementation="eager")
+        ref.eval()
+        return ref
+    finally:
+        shutil.rmtree(tmp)
+
+
+def save_fp8(spec, model_dir):
+    from safetensors.torch import save_file
+    if os.path.isdir(model_dir):
+        shutil.rmtree(model_dir)
+    os.makedirs(model_dir)
+    save_file(spec["_fp8"]["tensors"], os.path.join(model_dir, "model.safetensors"), metadata={"format": "pt"})
+    for fn, text in spec["_fp8"]["files"].items():
+        with open(os.path.join(model_dir, fn), "w") as f:
+            f.write(text)
+    for fn in os.listdir(model_dir):
+        os.chmod(os.path.join(model_dir, fn), 0o644)
+    return ["model.safetensors"]
+
+
 def save_model(model, spec, model_dir):
+    if spec.get("fp8"):
+        return save_fp8(spec, model_dir)
     if os.path.isdir(model_dir):
         shutil.rmtree(model_dir)
     keep = {n: t.detach().clone() for n, t in list(model.named_parameters()) + list(model.named_buffers())
@@ -869,6 +974,8 @@ def build(family, spec, seed):
     torch.manual_seed(seed)
     init_params(model, cfg.hidden_size, transposed_experts=cfg.model_type == "gpt_oss")
     round_params(model, spec["dtype"], spec)
+    if spec.get("fp8"):
+        model = fp8_prepare(model, spec)
     return model, cfg
 
 
@@ -931,8 +1038,10 @@ def make_family(family, out_root):
     n_params, n_active = param_counts(model, cfg)
     shards = save_model(model, spec, model_dir)
 
-    # reload what was written and check it reproduces the reference exactly
-    reloaded = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager",
+    # reload what was written and check it reproduces the reference exactly (FP8: transformers
+    # dequantizes only on a GPU or with accelerate; fp8_prepare checked its dequantization instead,
+    # and the numpy forward below reads the FP8 files)
+    reloaded = model if spec.get("fp8") else AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager",
                                                     experts_implementation="eager")
     reloaded.eval()
     for c in cases:
@@ -981,7 +1090,8 @@ def make_family(family, out_root):
         "logits_file": f"tests/fixtures/{family}/logits.f32",
         "logits_offset_unit": "bytes",
         "logits_dtype": "float32 little-endian, row-major [n_prompt_tokens, vocab]",
-        "weights_dtype_on_disk": str(spec["dtype"]).replace("torch.", ""),
+        "weights_dtype_on_disk": ("float8_e4m3fn linears with 128x128 weight_scale_inv, the rest " if spec.get("fp8") else "")
+        + str(spec["dtype"]).replace("torch.", ""),
         "safetensors_files": shards,
         "seed": seed,
         "cases": ref_cases,

@@ -34,6 +34,13 @@ for a Gaussian, about 4x slower), generated as float32 and truncated to bf16; no
 1.0. Each tensor has its own random stream derived from (--seed, tensor index), so the output
 does not depend on the chunk size. A writer thread overlaps generation with disk writes.
 
+--fp8 (deepseek_v3, glm4_moe): block-scaled FP8 as DeepSeek-V3 and GLM-4.5-FP8 ship it (tools/fp8.py):
+every attention and MLP / expert projection is F8_E4M3 with an F32 `weight_scale_inv` per 128 x 128
+tile, and config.json has the quantization_config; embeddings, lm_head, norms, routers and the
+correction bias stay --dtype. The FP8 values are random e4m3 codes (NaN codes excluded) and each
+tile's scale is random in [0.5, 1] x std sqrt(3) / 448 (so |w| <= std sqrt(3), as the uniform
+weights): generated as bytes, streamed like the rest, not quantized from floats.
+
 Example:
     .venv/bin/python tools/make_random_checkpoint.py --out /data/olmoe-random
     .venv/bin/python tools/make_random_checkpoint.py --out /tmp/tiny --layers 2 --experts 4 \\
@@ -50,6 +57,9 @@ import threading
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fp8  # noqa: E402  (tools/fp8.py: the format's constants and which linears are FP8)
 
 DTYPES = {
     # name: (safetensors dtype, bytes per element)
@@ -181,6 +191,29 @@ def plan(a):
     return files
 
 
+def fp8_plan(files, a):
+    """--fp8: each quantized linear becomes kind "fp8" with its "scale" tensor beside it; within a file
+    the tensors go by element size, largest first (F32 scales, then --dtype, then FP8), so every
+    tensor's data is aligned to its element size."""
+    out = []
+    for fname, tensors in files:
+        t = []
+        for name, shape, kind in tensors:
+            if kind == "w" and fp8.is_quantized_linear(name, len(shape)):
+                t.append((name, shape, "fp8"))
+                t.append((name + "_scale_inv", [-(-shape[0] // fp8.BLOCK), -(-shape[1] // fp8.BLOCK)], "scale"))
+            else:
+                t.append((name, shape, kind))
+        t.sort(key=lambda x: -tensor_dtype(x[2], a)[1])
+        out.append((fname, t))
+    return out
+
+
+def tensor_dtype(kind, a):
+    """(safetensors dtype, bytes per element) of a tensor of this kind."""
+    return {"fp8": ("F8_E4M3", 1), "scale": ("F32", 4)}.get(kind, DTYPES[a.dtype])
+
+
 def family_config_json(a):
     if a.family == "deepseek_v3":
         return deepseek_config_json(a)
@@ -234,7 +267,10 @@ def deepseek_config_json(a):
 
 def config_json(a):
     if a.family != "olmoe":
-        return family_config_json(a)
+        c = family_config_json(a)
+        if a.fp8:
+            c["quantization_config"] = dict(fp8.QUANT_CONFIG)
+        return c
     return {
         "architectures": ["OlmoeForCausalLM"],
         "attention_bias": False,
@@ -312,6 +348,9 @@ class Writer:
 
 def gen_chunks(n, kind, rng, a):
     """Yield bytes-like chunks with n elements of the output dtype."""
+    if kind in ("fp8", "scale"):
+        yield from gen_fp8_chunks(n, kind, rng, a)
+        return
     if kind == "norm":
         one = {"bf16": np.uint16(0x3F80), "f16": np.float16(1.0), "f32": np.float32(1.0)}[a.dtype]
         done = 0
@@ -341,6 +380,21 @@ def gen_chunks(n, kind, rng, a):
         else:
             out = b.astype("<f4")  # copy: buf is reused
         yield out
+        done += m
+
+
+def gen_fp8_chunks(n, kind, rng, a):
+    """--fp8: random e4m3 codes (the NaN codes S.1111.111 moved to 448), or tile scales."""
+    done = 0
+    while done < n:
+        m = min(CHUNK, n - done)
+        if kind == "fp8":
+            b = rng.integers(0, 256, m, dtype=np.uint8)
+            b[(b & 0x7F) == 0x7F] -= 1
+            yield b
+        else:
+            yield ((np.float32(0.5) + np.float32(0.5) * rng.random(m, dtype=np.float32))
+                   * np.float32(a.std * math.sqrt(3.0) / fp8.E4M3_MAX)).astype("<f4")
         done += m
 
 
@@ -379,6 +433,7 @@ def main():
     ap.add_argument("--routed-scaling", type=float, default=1.0, help="deepseek_v3: routed_scaling_factor")
     ap.add_argument("--yarn-factor", type=float, default=40.0, help="deepseek_v3: YaRN factor")
     ap.add_argument("--yarn-beta-fast", type=float, default=32.0, help="deepseek_v3: YaRN beta_fast")
+    ap.add_argument("--fp8", action="store_true", help="deepseek_v3 / glm4_moe: block-scaled FP8 linears (see above)")
     argv = sys.argv[1:]
     pre = ap.parse_known_args(argv)[0].preset
     if pre:  # the preset's values become the defaults; explicit flags override them
@@ -409,8 +464,9 @@ def main():
         ap.error(f"{a.family}: --shared-intermediate must be a positive multiple of --intermediate "
                  "(config.json says n_shared_experts = shared / intermediate)")
 
-    st_dtype, esize = DTYPES[a.dtype]
-    files = plan(a)
+    if a.fp8 and a.family not in ("deepseek_v3", "glm4_moe"):
+        ap.error("--fp8: deepseek_v3 and glm4_moe only (the families published in block-scaled FP8)")
+    files = fp8_plan(plan(a), a) if a.fp8 else plan(a)
     os.makedirs(a.out, exist_ok=True)
     existing = [f for f in os.listdir(a.out) if f.endswith(".safetensors")]
     if existing and not a.force:
@@ -418,8 +474,8 @@ def main():
     for f in existing:
         os.remove(os.path.join(a.out, f))
 
-    total_bytes = sum(math.prod(s) * esize for _, ts in files for _, s, _ in ts)
-    n_params = total_bytes // esize
+    total_bytes = sum(math.prod(s) * tensor_dtype(k, a)[1] for _, ts in files for _, s, k in ts)
+    n_params = sum(math.prod(s) for _, ts in files for _, s, k in ts if k != "scale")
     print(f"{n_params / 1e9:.3f} B parameters, {total_bytes / 1e9:.2f} GB in {len(files)} files -> {a.out}",
           flush=True)
 
@@ -431,7 +487,8 @@ def main():
     for fname, tensors in files:
         header = {"__metadata__": {"format": "pt"}}
         off = 0
-        for name, shape, _ in tensors:
+        for name, shape, kind in tensors:
+            st_dtype, esize = tensor_dtype(kind, a)
             nb = math.prod(shape) * esize
             header[name] = {"dtype": st_dtype, "shape": shape, "data_offsets": [off, off + nb]}
             off += nb

@@ -91,8 +91,13 @@ void roe_cpu_matmul_heads(roe_backend *be, const struct roe_matmul_heads_args *a
     float *xs = a->scratch, *ys = a->scratch + (size_t)n * cols;
     for (int h = 0; h < nh; h++) {
         const size_t row = (size_t)h * a->head_rows + (size_t)a->row0;
-        const struct roe_mat wh = {.dtype = a->w->dtype, .data = (const char *)a->w->data + row * cols * es, .rows = out,
-                                   .cols = cols};
+        struct roe_mat wh = {.dtype = a->w->dtype, .data = (const char *)a->w->data + row * cols * es, .rows = out,
+                             .cols = cols};
+        if (a->w->tile_scale) { /* FP8: the view starts at its row's tile of scales */
+            const size_t t = (size_t)a->w->tile_row0 + row, nt = ((size_t)cols + ROE_FP8_TILE - 1) / ROE_FP8_TILE;
+            wh.tile_scale = a->w->tile_scale + t / ROE_FP8_TILE * nt;
+            wh.tile_row0 = (int)(t % ROE_FP8_TILE);
+        }
         if (n == 1) { /* the row's input and output are contiguous already */
             be->ops->matmul(be, a->x + (size_t)h * a->x_stride, 1, &wh, a->y + (size_t)h * a->y_stride);
             continue;

@@ -91,6 +91,34 @@ dcase "missing correction bias" "missing tensor 'model.layers.1.mlp.gate.e_score
     's/layers.1.mlp.gate.e_score_correction_bias/layers.1.mlp.gate.e_score_correction_bixs/' model.safetensors
 mkdir "$tmp/ql" && cp tests/fixtures/deepseek_v3_b/model/* "$tmp/ql/" && sed -i 's/"q_lora_rank": null/"q_lora_rank": 16/' "$tmp/ql/config.json"
 expect_fail "deepseek_v3: q_lora_rank with q_proj" "q_lora_rank is 16 but layer 0 has a q_proj and no q_a_proj" "$ROE" inspect --model "$tmp/ql"
+# FP8 block-scaled checkpoints: the scales, the quantization_config, FP8 where none is declared
+F=tests/fixtures/deepseek_v3_fp8/model
+fcase() { # fcase NAME WANT SED_EXPR [FILE]: a copy of the FP8 fixture with one edit must be refused
+    local d; d=$(mktemp -d -p "$tmp")
+    cp $F/* "$d/" && sed -i "$3" "$d/${4:-config.json}"
+    expect_fail "fp8: $1" "$2" "$ROE" inspect --model "$d"
+}
+fcase "missing weight_scale_inv" \
+    "FP8 tensor 'model.layers.1.self_attn.kv_b_proj.weight' has no 'model.layers.1.self_attn.kv_b_proj.weight_scale_inv'" \
+    's/layers.1.self_attn.kv_b_proj.weight_scale_inv/layers.1.self_attn.kv_b_proj.weight_scale_inx/' model.safetensors
+fcase "scales of the wrong shape" \
+    "'model.layers.0.self_attn.q_a_proj.weight_scale_inv' is F32 [1, 4], expected F32 [2, 2]" \
+    's/"model.layers.0.self_attn.q_a_proj.weight_scale_inv":{"dtype":"F32","shape":\[2,2\]/"model.layers.0.self_attn.q_a_proj.weight_scale_inv":{"dtype":"F32","shape":[1,4]/' \
+    model.safetensors
+fcase "scales of the wrong dtype" "'model.layers.0.self_attn.q_a_proj.weight_scale_inv' is I32 [2, 2], expected F32 [2, 2]" \
+    's/"model.layers.0.self_attn.q_a_proj.weight_scale_inv":{"dtype":"F32"/"model.layers.0.self_attn.q_a_proj.weight_scale_inv":{"dtype":"I32"/' \
+    model.safetensors
+fcase "unknown quant_method" "quantization_config.quant_method 'awq' is not supported" 's/"quant_method": "fp8"/"quant_method": "awq"/'
+fcase "fmt e5m2" "quantization_config.fmt 'e5m2' is not supported (only 'e4m3')" 's/"fmt": "e4m3"/"fmt": "e5m2"/'
+fcase "static activations" "quantization_config.activation_scheme 'static' is not supported" \
+    's/"activation_scheme": "dynamic"/"activation_scheme": "static"/'
+fcase "weight_block_size [64, 128]" "quantization_config.weight_block_size must be [128, 128]" '0,/128,/s/128,/64,/'
+fcase "FP8 tensors without quantization_config" \
+    "is F8_E4M3 but config.json has no quantization_config" 's/"quantization_config"/"quantization_configx"/'
+expect_fail "fp8: --backend cuda refuses FP8 weights" "holds FP8 (e4m3, 128 x 128 block-scaled) weights" \
+    "$ROE" generate --model $F --prompt-ids 1,2,3 --backend cuda
+expect_fail "fp8: roe quantize refuses an FP8 checkpoint" "is an FP8 checkpoint: roe quantize does not save it" \
+    "$ROE" quantize --model $F --weights q8 --out "$tmp/fq"
 # a bad environment knob (base/env.c's table) stops every command before it reads anything:
 # exit status exactly 2, as a bad flag, and one line naming the variable, value and what is accepted
 bad_env() { # bad_env VAR=VALUE MESSAGE

@@ -4,12 +4,13 @@
 # tools/make_fixtures.py computed them independently (transformers' modules; the safetensors
 # headers), and the KV cache per token from the config (fp32 K and V of every layer; DeepSeek-V3:
 # the latent and the rope key, next to what full K and V would cost); the text form says them too.
+# The FP8 fixtures count one byte per weight and their fp32 weight_scale_inv tensors.
 . "$(dirname "$0")/lib.bash"
 # num FILE KEY: the number of a top-level '"KEY": N' line of a JSON file
 num() { grep -o "\"$2\":[[:space:]]*[0-9.e+]*" "$1" | head -1 | sed 's/.*:[[:space:]]*//'; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for fam in qwen2_moe qwen2_moe_b glm4_moe glm4_moe_b gpt_oss gpt_oss_b deepseek_v3 deepseek_v3_b; do
+for fam in qwen2_moe qwen2_moe_b glm4_moe glm4_moe_b gpt_oss gpt_oss_b deepseek_v3 deepseek_v3_b deepseek_v3_fp8 glm4_moe_fp8; do
     ref=tests/fixtures/$fam/reference.json
     cfg=tests/fixtures/$fam/model/config.json
     if ! timeout 60 "$ROE" inspect --model tests/fixtures/$fam/model --json >"$tmp/i.json" 2>"$tmp/err"; then

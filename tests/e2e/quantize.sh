@@ -34,5 +34,12 @@ expect_fail "quantized checkpoint on cuda" "CPU backend only" "$ROE" generate --
 mkdir "$tmp/noscale" && cp "$tmp/q8"/* "$tmp/noscale/"
 perl -0777 -pi -e 's/layers\.0\.self_attn\.q_proj\.weight_scales/layers.0.self_attn.q_proj.weight_scalez/' "$tmp/noscale/model.safetensors"
 expect_fail "blocks without scales" "q_proj.weight_blocks' needs" "$ROE" generate --model "$tmp/noscale" --prompt-ids 1
+# an FP8 block-scaled checkpoint: --weights q8 / q4 requantize its dequantized values at load
+F=tests/fixtures/deepseek_v3_fp8/model
+for w in q8 q4; do
+    out=$("$ROE" generate --model $F --weights $w --prompt-ids 1,2,3,4 --max-tokens 8 --ignore-eos 2>"$tmp/err")
+    if [ "$(echo "$out" | wc -w)" -eq 8 ]; then pass "fp8 checkpoint at --weights $w: $out"
+    else fail "fp8 checkpoint at --weights $w: '$out' $(cat "$tmp/err")"; fi
+done
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

@@ -104,6 +104,8 @@ TEST(model_load) {
     ASSERT_TRUE(fail_each("model load (gpt_oss fixture)", op_model_load, "tests/fixtures/gpt_oss/model") > 32);
     /* MLA: each layer's absorbed kv_b_proj in memory of its own */
     ASSERT_TRUE(fail_each("model load (deepseek_v3 fixture)", op_model_load, "tests/fixtures/deepseek_v3/model") > 12);
+    /* FP8: the tile scales bound beside each matrix, W_uk^T dequantized into its own memory */
+    ASSERT_TRUE(fail_each("model load (deepseek_v3_fp8 fixture)", op_model_load, "tests/fixtures/deepseek_v3_fp8/model") > 12);
 }
 
 /* ---- tokenizer load, encode, decode ---- */

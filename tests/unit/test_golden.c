@@ -16,7 +16,8 @@ static const char *FAMILIES[] = {"tests/fixtures/olmoe",       "tests/fixtures/m
                                  "tests/fixtures/qwen2_moe",   "tests/fixtures/qwen2_moe_b",
                                  "tests/fixtures/glm4_moe",    "tests/fixtures/glm4_moe_b",
                                  "tests/fixtures/gpt_oss",     "tests/fixtures/gpt_oss_b",
-                                 "tests/fixtures/deepseek_v3", "tests/fixtures/deepseek_v3_b"};
+                                 "tests/fixtures/deepseek_v3", "tests/fixtures/deepseek_v3_b",
+                                 "tests/fixtures/deepseek_v3_fp8", "tests/fixtures/glm4_moe_fp8"};
 
 static int n_checked_paths = 0;
 
@@ -185,6 +186,10 @@ TEST(gpt_oss_yarn_sinks_bf16) { run_all(8); }
 TEST(gpt_oss_b_sharded_f32) { run_all(9); }
 TEST(deepseek_v3_mla_q_lora_yarn_bf16) { run_all(10); }
 TEST(deepseek_v3_b_no_q_lora_sharded_f32) { run_all(11); }
+/* block-scaled FP8 (e4m3, 128 x 128 tiles; partial tiles, heads crossing a tile), against the
+ * fp32 forward of the dequantized weights */
+TEST(deepseek_v3_fp8_block_scaled) { run_all(12); }
+TEST(glm4_moe_fp8_block_scaled) { run_all(13); }
 
 int main(void) {
     RUN(olmoe);
@@ -199,6 +204,8 @@ int main(void) {
     RUN(gpt_oss_b_sharded_f32);
     RUN(deepseek_v3_mla_q_lora_yarn_bf16);
     RUN(deepseek_v3_b_no_q_lora_sharded_f32);
+    RUN(deepseek_v3_fp8_block_scaled);
+    RUN(glm4_moe_fp8_block_scaled);
     fprintf(stderr, "checked %d (fixture, kernel path) pairs\n", n_checked_paths);
     return test_summary();
 }
