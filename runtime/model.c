@@ -582,12 +582,18 @@ static void touch_range(const void *data, size_t n) {
     (void)sink;
 }
 
-/* FP8's tile scales are a tensor of their own, not after the data: touched apart. */
+/* Block dtypes' scales (and Q4's mins) and FP8's tile scales may be tensors of their own (a
+ * checkpoint saved by `roe quantize`, an FP8 checkpoint), not after the data: touched apart. */
 static double touch(const struct roe_mat *w) {
     if (!w->data) return 0.0;
-    const size_t n = roe_mat_bytes(w), ts = n - (size_t)w->rows * roe_dtype_row_bytes_all(w->dtype, (size_t)w->cols);
-    touch_range(w->data, n - ts);
-    if (ts) touch_range(w->tile_scale, ts);
+    const size_t n = roe_mat_bytes(w), all = (size_t)w->rows * roe_dtype_row_bytes_all(w->dtype, (size_t)w->cols);
+    const size_t data = (size_t)w->rows * roe_dtype_row_bytes(w->dtype, (size_t)w->cols);
+    const size_t par = roe_dtype_is_block(w->dtype) ? (size_t)w->rows * roe_dtype_row_blocks(w->dtype, (size_t)w->cols) *
+                                                          sizeof(uint16_t) : 0;
+    touch_range(w->data, data);
+    if (par && w->scales) touch_range(w->scales, par);
+    if (par && w->mins) touch_range(w->mins, par);
+    if (n > all) touch_range(w->tile_scale, n - all);
     return (double)n;
 }
 
