@@ -49,6 +49,7 @@ struct roe_mat {
      * per-block parameters here too and adds one widen/dot kernel (kernels/cpu/matmul_q.c). */
     const uint16_t *scales;
     const uint16_t *mins;
+    const uint8_t *e8m0; /* MXFP4 only: [rows, cols / 32] block exponents (scale 2^(e - 127)) */
 };
 
 /* Attention of n rows, each against the clean history of its own sequence plus its own

@@ -44,7 +44,7 @@ static void cpu_mat_free(roe_backend *be, struct roe_mat *dev) { memset(dev, 0, 
 static roe_status staged_mat_upload(roe_backend *be, const struct roe_mat *host, struct roe_mat *dev) {
     const size_t bytes = (size_t)host->rows * roe_dtype_row_bytes(host->dtype, (size_t)host->cols);
     const size_t nsc = roe_dtype_is_block(host->dtype) ? (size_t)host->rows * roe_dtype_row_blocks(host->dtype, (size_t)host->cols) : 0;
-    const size_t total = bytes + (host->scales ? nsc * 2 : 0) + (host->mins ? nsc * 2 : 0);
+    const size_t total = bytes + (host->scales ? nsc * 2 : 0) + (host->mins ? nsc * 2 : 0) + (host->e8m0 ? nsc : 0);
     char *p = roe_malloc_aligned(total ? total : 1);
     if (!p) return roe_fail(ROE_ERR_NOMEM, "cpu-staged: out of memory for %zu bytes of weights", total);
     if (bytes) memcpy(p, host->data, bytes);
@@ -54,6 +54,7 @@ static roe_status staged_mat_upload(roe_backend *be, const struct roe_mat *host,
         dev->scales = memcpy(p + bytes, host->scales, nsc * 2);
         if (host->mins) dev->mins = memcpy(p + bytes + nsc * 2, host->mins, nsc * 2);
     }
+    if (host->e8m0) dev->e8m0 = memcpy(p + bytes, host->e8m0, nsc); /* MXFP4: its exponents */
     return ROE_OK;
 }
 static void staged_mat_free(roe_backend *be, struct roe_mat *dev) {
