@@ -518,11 +518,32 @@ static roe_status parse_layer_opts(const cJSON *root, const char *origin, struct
     return ROE_OK;
 }
 
+/* quantization_config: absent or null for a float checkpoint; {"quant_method": "mxfp4"} for
+ * gpt-oss's MXFP4 experts (the other modules float, as modules_to_not_convert lists them). */
+static roe_status parse_quantization(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    if (!q || cJSON_IsNull(q)) return ROE_OK;
+    const cJSON *qm = cJSON_IsObject(q) ? cJSON_GetObjectItemCaseSensitive(q, "quant_method") : NULL;
+    if (!cJSON_IsString(qm))
+        return roe_fail(ROE_ERR_FORMAT, "%s: quantization_config must be an object with a string 'quant_method'",
+                        origin);
+    if (strcmp(qm->valuestring, "mxfp4") == 0 && c->family == ROE_FAMILY_GPT_OSS) {
+        c->mxfp4 = 1;
+        return ROE_OK;
+    }
+    if (strcmp(qm->valuestring, "mxfp4") == 0)
+        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: quantization_config.quant_method 'mxfp4' is supported for gpt_oss "
+                        "only (model_type is %s)", origin, c->model_type);
+    return roe_fail(ROE_ERR_UNSUPPORTED, "%s: quantization_config.quant_method '%.64s' is not supported (supported: "
+                    "mxfp4 for gpt_oss)", origin, qm->valuestring);
+}
+
 static roe_status parse_root(const cJSON *root, const char *origin, struct roe_model_config *c) {
     ROE_TRY(parse_model_type(root, origin, c));
     ROE_TRY(parse_shapes(root, origin, c));
     ROE_TRY(parse_layer_opts(root, origin, c));
     ROE_TRY(parse_family(root, origin, c));
+    ROE_TRY(parse_quantization(root, origin, c));
     ROE_TRY(parse_token_id(root, origin, "bos_token_id", c->vocab_size, &c->bos_token_id));
     return parse_token_ids(root, origin, "eos_token_id", c->vocab_size, &c->eos_token_id, c->eos_ids, &c->n_eos);
 }

@@ -125,6 +125,8 @@ struct roe_model_config {
     int shared_intermediate; /* width of the shared expert of every MoE layer, 0 if none */
     int shared_gate;      /* Qwen2-MoE: the shared expert's output is scaled by sigmoid(w . x) */
     uint8_t layer_is_moe[ROE_MAX_LAYERS];
+    int mxfp4;            /* quantization_config.quant_method "mxfp4" (gpt-oss): the experts are
+                             *_blocks + *_scales, kept as MXFP4 (ROE_DTYPE_MXFP4) */
 
     int bos_token_id;     /* -1 if none */
     int eos_token_id;     /* -1 if none (the first of eos_ids) */

@@ -16,7 +16,8 @@ static const char *FAMILIES[] = {"tests/fixtures/olmoe",       "tests/fixtures/m
                                  "tests/fixtures/qwen2_moe",   "tests/fixtures/qwen2_moe_b",
                                  "tests/fixtures/glm4_moe",    "tests/fixtures/glm4_moe_b",
                                  "tests/fixtures/gpt_oss",     "tests/fixtures/gpt_oss_b",
-                                 "tests/fixtures/deepseek_v3", "tests/fixtures/deepseek_v3_b"};
+                                 "tests/fixtures/deepseek_v3", "tests/fixtures/deepseek_v3_b",
+                                 "tests/fixtures/gpt_oss_mx",  "tests/fixtures/gpt_oss_mx_b"};
 
 static int n_checked_paths = 0;
 
@@ -185,6 +186,9 @@ TEST(gpt_oss_yarn_sinks_bf16) { run_all(8); }
 TEST(gpt_oss_b_sharded_f32) { run_all(9); }
 TEST(deepseek_v3_mla_q_lora_yarn_bf16) { run_all(10); }
 TEST(deepseek_v3_b_no_q_lora_sharded_f32) { run_all(11); }
+/* gpt-oss with MXFP4 experts (kept as stored; kernels/cpu/matmul_mxfp4.c) */
+TEST(gpt_oss_mx_gqa_7_experts_bf16) { run_all(12); }
+TEST(gpt_oss_mx_b_33_experts_sharded_f32) { run_all(13); }
 
 int main(void) {
     RUN(olmoe);
@@ -199,6 +203,8 @@ int main(void) {
     RUN(gpt_oss_b_sharded_f32);
     RUN(deepseek_v3_mla_q_lora_yarn_bf16);
     RUN(deepseek_v3_b_no_q_lora_sharded_f32);
+    RUN(gpt_oss_mx_gqa_7_experts_bf16);
+    RUN(gpt_oss_mx_b_33_experts_sharded_f32);
     fprintf(stderr, "checked %d (fixture, kernel path) pairs\n", n_checked_paths);
     return test_summary();
 }
