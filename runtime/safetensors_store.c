@@ -277,16 +277,16 @@ static roe_status st__quant_one(const roe_store *s, const struct roe_tensor *b, 
     return ROE_OK;
 }
 
-/* An MXFP4 tensor of a gpt-oss checkpoint (U8 NAME_blocks, no NAME_mins, NAME_scales U8 or
- * absent): its parts stay raw tensors, bound and checked by runtime/model.c (bind_mx). roe's Q4
- * always has NAME_mins and F16 scales. */
+/* An MXFP4 tensor of a gpt-oss checkpoint (U8 NAME_blocks, no NAME_mins, NAME_scales absent or
+ * not F16): its parts stay raw tensors, bound and checked by runtime/model.c (bind_mx), which
+ * names what is wrong with them. roe's Q4 always has NAME_mins and F16 scales. */
 static int st__mxfp4_part(const roe_store *s, const struct roe_tensor *b, size_t bl) {
     char base[512];
     if (b->dtype != ROE_DTYPE_U8 || bl >= sizeof base) return 0;
     memcpy(base, b->name, bl);
     base[bl] = 0;
     const struct roe_tensor *sc = st__raw_find(s, base, "_scales");
-    return !st__raw_find(s, base, "_mins") && (!sc || sc->dtype == ROE_DTYPE_U8);
+    return !st__raw_find(s, base, "_mins") && (!sc || sc->dtype != ROE_DTYPE_F16);
 }
 
 static int st__is_quant_blocks(const roe_store *s, const struct roe_tensor *b) {
