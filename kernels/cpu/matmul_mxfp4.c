@@ -31,19 +31,20 @@ static const int8_t mx_lut[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6
 
 /* 2^(e - 128) (the scale of the doubled values) for every e, by bits: exact (subnormal for e < 2);
  * e = 255 is NaN as the OCP MX spec says. A table: one broadcast load per block. */
-#define MX_S(e) ((e) == 255 ? 0x7fc00000u : (e) >= 2 ? (uint32_t)((e) - 1) << 23 : 0x200000u << (e))
+#define MX_S(e) ((e) == 255 ? 0x7fc00000u : (e) >= 2 ? (uint32_t)((e) - 1) << 23 : (e) == 1 ? 0x400000u : 0x200000u)
 #define MX_S4(e) MX_S(e), MX_S((e) + 1), MX_S((e) + 2), MX_S((e) + 3)
 #define MX_S16(e) MX_S4(e), MX_S4((e) + 4), MX_S4((e) + 8), MX_S4((e) + 12)
 #define MX_S64(e) MX_S16(e), MX_S16((e) + 16), MX_S16((e) + 32), MX_S16((e) + 48)
-static const union {
-    uint32_t u[256];
-    float f[256];
-} mx_scales = {{MX_S64(0), MX_S64(64), MX_S64(128), MX_S64(192)}};
+static const uint32_t mx_scale_bits[256] = {MX_S64(0), MX_S64(64), MX_S64(128), MX_S64(192)};
 #undef MX_S64
 #undef MX_S16
 #undef MX_S4
 #undef MX_S
-static inline float mx_scale(uint8_t e) { return mx_scales.f[e]; }
+static inline float mx_scale(uint8_t e) {
+    float f;
+    memcpy(&f, &mx_scale_bits[e], sizeof f);
+    return f;
+}
 
 static float reduce16(const float a[16]) {
     float s8[8], s4[4];

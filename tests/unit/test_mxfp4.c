@@ -33,7 +33,7 @@ TEST(dequantize_by_hand) {
     ASSERT_TRUE(out[4] == -1.0f && out[5] == 1.0f);  /* 0x2a: low a = -1, high 2 = 1 */
     ASSERT_TRUE(out[6] == 0.0f && out[7] == -6.0f);
     const float fp4[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
-    uint8_t r[32];
+    uint8_t r[32] = {0};
     for (int i = 0; i < 64; i++) r[i / 2] = (uint8_t)(i % 2 ? r[i / 2] | (i % 16) << 4 : i % 16);
     uint8_t e2[2] = {129, 0};
     float v[64];
