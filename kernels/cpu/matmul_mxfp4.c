@@ -7,13 +7,17 @@
  * Activations stay fp32 (the accuracy of the float path: transformers' fp32 forward of the
  * dequantized weights to ~1e-6), and every (x row, W row) pair is one fixed arithmetic on every
  * ISA (docs/QUANTIZATION.md, "MXFP4"):
- *   acc[16] = 0
+ *   A[2][16] = 0  (two accumulators: even and odd blocks, so that consecutive blocks' FMAs overlap)
  *   for each block b, with q_i = 2 x e2m1 value i (an integer in [-12, 12]: a 16-entry table)
- *   and s_b = 2^(e_b - 128) (exact in fp32, subnormal for e_b < 2; e_b = 255 is NaN):
- *       for lane l < 16:  p = q_l * x_l;  p = fma(q_{16+l}, x_{16+l}, p);  acc[l] = fma(p, s_b, acc[l])
+ *   and s_b = 2^(e_b - 128) (exact in fp32, subnormal for e_b < 2; e_b = 255 is NaN), k = b mod 2:
+ *       for lane l < 16:  p = q_2l * x_2l;  p = fma(q_2l+1, x_2l+1, p);  A[k][l] = fma(p, s_b, A[k][l])
+ *   acc[l] = A[0][l] + A[1][l]
  *   y = ((s4[0] + s4[2]) + (s4[1] + s4[3])),  s4[i] = s8[i] + s8[i + 4],  s8[i] = acc[i] + acc[i + 8]
- * AVX-512 holds the 16 lanes in one zmm, AVX2 in two ymm, the portable code in an array: the same
- * operations in the same order, so the same bits for any ISA, batch, tile or thread count.
+ * Lane l takes byte l of the block (its low and high nibble), so no code is moved across lanes;
+ * the x rows are deinterleaved once per call to match (xd: a block's even values, then its odd).
+ * AVX-512 decodes a block with one zero-extension and two vpermps from a table of 16 floats, AVX2
+ * with vpshufb from a table of int8 and sign extensions; the portable code reads the same table.
+ * The same operations in the same order: the same bits for any ISA, batch, tile or thread count.
  *
  * Tiles: W rows are split in blocks of 4 across threads (each thread one contiguous stream);
  * each W row's blocks are decoded once per tile of up to 4 x rows (decode: 1 x row, so W is
@@ -55,24 +59,27 @@ static float reduce16(const float a[16]) {
 
 /* ---- portable ---- */
 
-static inline float mx_code(const uint8_t *qb, int i) {
-    return (float)mx_lut[i & 1 ? qb[i / 2] >> 4 : qb[i / 2] & 15];
+/* x rows deinterleaved per block: xd[32b + l] = x[32b + 2l], xd[32b + 16 + l] = x[32b + 2l + 1]. */
+static void deinterleave(const float *x, int cols, float *xd) {
+    for (int b = 0; b < cols; b += 32)
+        for (int l = 0; l < 16; l++) xd[b + l] = x[b + 2 * l], xd[b + 16 + l] = x[b + 2 * l + 1];
 }
 
 static void row_portable(const uint8_t *q, const uint8_t *e, int nb, const float *x, int n, int cols, float *y,
                          int ldy) {
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * cols;
-        float acc[16] = {0};
+        float A[2][16] = {{0}}, acc[16];
         for (int b = 0; b < nb; b++) {
             const uint8_t *qb = q + 16 * (size_t)b;
             const float *xb = xi + 32 * (size_t)b, s = mx_scale(e[b]);
             for (int l = 0; l < 16; l++) {
-                float p = mx_code(qb, l) * xb[l];
-                p = fmaf(mx_code(qb, 16 + l), xb[16 + l], p);
-                acc[l] = fmaf(p, s, acc[l]);
+                float p = (float)mx_lut[qb[l] & 15] * xb[l];
+                p = fmaf((float)mx_lut[qb[l] >> 4], xb[16 + l], p);
+                A[b % 2][l] = fmaf(p, s, A[b % 2][l]);
             }
         }
+        for (int l = 0; l < 16; l++) acc[l] = A[0][l] + A[1][l];
         y[(size_t)i * ldy] = reduce16(acc);
     }
 }
@@ -81,17 +88,17 @@ static void row_portable(const uint8_t *q, const uint8_t *e, int nb, const float
 
 #define T_AVX2 __attribute__((target("avx2,fma")))
 
-/* A block's 32 codes as doubled values: w[0] values 0-7, w[1] 8-15, w[2] 16-23, w[3] 24-31. */
+/* A block's 32 codes as doubled values: w[0] the low nibbles of bytes 0-7, w[1] of bytes 8-15,
+ * w[2] the high nibbles of bytes 0-7, w[3] of bytes 8-15. */
 T_AVX2 static inline void decode_avx2(const uint8_t *qb, __m256 w[4]) {
     const __m128i lut = _mm_loadu_si128((const __m128i *)(const void *)mx_lut), m = _mm_set1_epi8(15);
     const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)qb);
     const __m128i lo = _mm_shuffle_epi8(lut, _mm_and_si128(v, m));
     const __m128i hi = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(v, 4), m));
-    const __m128i a = _mm_unpacklo_epi8(lo, hi), b = _mm_unpackhi_epi8(lo, hi);
-    w[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(a));
-    w[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a, 8)));
-    w[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
-    w[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8)));
+    w[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+    w[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+    w[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+    w[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
 }
 
 T_AVX2 static inline float reduce16_avx2(__m256 lo, __m256 hi) {
@@ -101,27 +108,38 @@ T_AVX2 static inline float reduce16_avx2(__m256 lo, __m256 hi) {
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
 
-/* One W row against NX (1-4) x rows. */
+/* Block b of one W row into the accumulators lo/hi (lanes 0-7, 8-15) of NX x rows. */
+T_AVX2 static inline __attribute__((always_inline)) void step_avx2(const uint8_t *q, const uint8_t *e, int b,
+                                                                    const float *x, int cols, const int NX,
+                                                                    __m256 *lo, __m256 *hi) {
+    __m256 w[4];
+    decode_avx2(q + 16 * (size_t)b, w);
+    const __m256 s = _mm256_set1_ps(mx_scale(e[b]));
+    for (int j = 0; j < NX; j++) {
+        const float *xb = x + (size_t)j * cols + 32 * (size_t)b;
+        __m256 p = _mm256_mul_ps(w[0], _mm256_loadu_ps(xb));
+        p = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xb + 16), p);
+        lo[j] = _mm256_fmadd_ps(p, s, lo[j]);
+        p = _mm256_mul_ps(w[1], _mm256_loadu_ps(xb + 8));
+        p = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xb + 24), p);
+        hi[j] = _mm256_fmadd_ps(p, s, hi[j]);
+    }
+}
+
+/* One W row against NX (1-4) x rows: even blocks into lo0/hi0, odd ones into lo1/hi1. */
 T_AVX2 static inline __attribute__((always_inline)) void tile_avx2(const uint8_t *q, const uint8_t *e, int nb,
                                                                     const float *x, int cols, float *y, int ldy,
                                                                     const int NX) {
-    __m256 lo[4], hi[4];
-    for (int j = 0; j < NX; j++) lo[j] = hi[j] = _mm256_setzero_ps();
-    for (int b = 0; b < nb; b++) {
-        __m256 w[4];
-        decode_avx2(q + 16 * (size_t)b, w);
-        const __m256 s = _mm256_set1_ps(mx_scale(e[b]));
-        for (int j = 0; j < NX; j++) {
-            const float *xb = x + (size_t)j * cols + 32 * (size_t)b;
-            __m256 p = _mm256_mul_ps(w[0], _mm256_loadu_ps(xb));
-            p = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xb + 16), p);
-            lo[j] = _mm256_fmadd_ps(p, s, lo[j]);
-            p = _mm256_mul_ps(w[1], _mm256_loadu_ps(xb + 8));
-            p = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xb + 24), p);
-            hi[j] = _mm256_fmadd_ps(p, s, hi[j]);
-        }
+    __m256 lo0[4], hi0[4], lo1[4], hi1[4];
+    for (int j = 0; j < NX; j++) lo0[j] = hi0[j] = lo1[j] = hi1[j] = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 1 < nb; b += 2) {
+        step_avx2(q, e, b, x, cols, NX, lo0, hi0);
+        step_avx2(q, e, b + 1, x, cols, NX, lo1, hi1);
     }
-    for (int j = 0; j < NX; j++) y[(size_t)j * ldy] = reduce16_avx2(lo[j], hi[j]);
+    if (b < nb) step_avx2(q, e, b, x, cols, NX, lo0, hi0);
+    for (int j = 0; j < NX; j++)
+        y[(size_t)j * ldy] = reduce16_avx2(_mm256_add_ps(lo0[j], lo1[j]), _mm256_add_ps(hi0[j], hi1[j]));
 }
 
 T_AVX2 static void row_avx2(const uint8_t *q, const uint8_t *e, int nb, const float *x, int n, int cols, float *y,
@@ -147,27 +165,35 @@ T_AVX512 static inline float reduce16_avx512(__m512 a) {
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
 
+/* Block b of one W row into the accumulators of NX x rows (vpermps reads an index's low 4 bits). */
+T_AVX512 static inline __attribute__((always_inline)) void step_avx512(const uint8_t *q, const uint8_t *e, int b,
+                                                                        const float *x, int cols, const int NX,
+                                                                        __m512 lut, __m512 *acc) {
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 16 * (size_t)b)));
+    const __m512 w0 = _mm512_permutexvar_ps(v, lut), w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
+    const __m512 s = _mm512_set1_ps(mx_scale(e[b]));
+    for (int j = 0; j < NX; j++) {
+        const float *xb = x + (size_t)j * cols + 32 * (size_t)b;
+        __m512 p = _mm512_mul_ps(w0, _mm512_loadu_ps(xb));
+        p = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16), p);
+        acc[j] = _mm512_fmadd_ps(p, s, acc[j]);
+    }
+}
+
+/* One W row against NX (1-4) x rows: even blocks into a0, odd ones into a1. */
 T_AVX512 static inline __attribute__((always_inline)) void tile_avx512(const uint8_t *q, const uint8_t *e, int nb,
                                                                         const float *x, int cols, float *y, int ldy,
                                                                         const int NX) {
-    const __m128i lut = _mm_loadu_si128((const __m128i *)(const void *)mx_lut), m = _mm_set1_epi8(15);
-    __m512 acc[4];
-    for (int j = 0; j < NX; j++) acc[j] = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++) {
-        const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(q + 16 * (size_t)b));
-        const __m128i lo = _mm_shuffle_epi8(lut, _mm_and_si128(v, m));
-        const __m128i hi = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(v, 4), m));
-        const __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_unpacklo_epi8(lo, hi)));
-        const __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_unpackhi_epi8(lo, hi)));
-        const __m512 s = _mm512_set1_ps(mx_scale(e[b]));
-        for (int j = 0; j < NX; j++) {
-            const float *xb = x + (size_t)j * cols + 32 * (size_t)b;
-            __m512 p = _mm512_mul_ps(w0, _mm512_loadu_ps(xb));
-            p = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + 16), p);
-            acc[j] = _mm512_fmadd_ps(p, s, acc[j]);
-        }
+    const __m512 lut = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)mx_lut)));
+    __m512 a0[4], a1[4];
+    for (int j = 0; j < NX; j++) a0[j] = a1[j] = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 1 < nb; b += 2) {
+        step_avx512(q, e, b, x, cols, NX, lut, a0);
+        step_avx512(q, e, b + 1, x, cols, NX, lut, a1);
     }
-    for (int j = 0; j < NX; j++) y[(size_t)j * ldy] = reduce16_avx512(acc[j]);
+    if (b < nb) step_avx512(q, e, b, x, cols, NX, lut, a0);
+    for (int j = 0; j < NX; j++) y[(size_t)j * ldy] = reduce16_avx512(_mm512_add_ps(a0[j], a1[j]));
 }
 
 T_AVX512 static void row_avx512(const uint8_t *q, const uint8_t *e, int nb, const float *x, int n, int cols,
@@ -196,10 +222,19 @@ static void mx_block(mx_row_fn f, const struct roe_mat *w, const float *x, int n
 void roe_cpu_matmul_mxfp4(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y) {
     const mx_row_fn f = cpu->isa == ROE_CPU_ISA_AVX512 ? row_avx512 : cpu->isa == ROE_CPU_ISA_AVX2 ? row_avx2
                                                                                                     : row_portable;
-    const int n_blocks = (w->rows + 3) / 4;
-    if (n_blocks > 1 && (size_t)n * (size_t)w->rows * (size_t)w->cols >= ((size_t)1 << 18)) {
+    const int n_blocks = (w->rows + 3) / 4, cols = w->cols;
+    /* the deinterleaved x rows in the block formats' scratch, as many rows as it holds at once */
+    const size_t room = roe_cpu_qscratch_bytes(cpu->max_cols, cpu->q_rows) / (sizeof(float) * (size_t)cols);
+    const int chunk = room < (size_t)n ? (int)room : n;
+    float *xd = cpu->qscratch;
+    for (int i0 = 0; i0 < n; i0 += chunk) {
+        const int m = n - i0 < chunk ? n - i0 : chunk;
+        for (int i = 0; i < m; i++) deinterleave(x + (size_t)(i0 + i) * cols, cols, xd + (size_t)i * cols);
+        float *yo = y + (size_t)i0 * w->rows;
+        if (n_blocks > 1 && (size_t)m * (size_t)w->rows * (size_t)cols >= ((size_t)1 << 18)) {
 #pragma omp parallel for schedule(static) num_threads(cpu->n_threads)
-        for (int b = 0; b < n_blocks; b++) mx_block(f, w, x, n, y, b);
-    } else
-        for (int b = 0; b < n_blocks; b++) mx_block(f, w, x, n, y, b);
+            for (int b = 0; b < n_blocks; b++) mx_block(f, w, xd, m, yo, b);
+        } else
+            for (int b = 0; b < n_blocks; b++) mx_block(f, w, xd, m, yo, b);
+    }
 }
