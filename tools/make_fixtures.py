@@ -2,7 +2,8 @@
 """Generate tiny random MoE checkpoints and reference outputs with Hugging Face transformers.
 
 For each fixture (olmoe, mixtral, qwen3_moe; qwen2_moe, qwen2_moe_b, glm4_moe, glm4_moe_b, gpt_oss,
-gpt_oss_b, deepseek_v3, deepseek_v3_b: two shapes of each newer family) this writes, under
+gpt_oss_b, deepseek_v3, deepseek_v3_b: two shapes of each newer family; gpt_oss_mx, gpt_oss_mx_b:
+gpt-oss with MXFP4 experts from this tool's own quantizer, mxfp4_quantize) this writes, under
 tests/fixtures/<fixture>/:
 
   model/            config.json + safetensors written by save_pretrained (some: 2 shards + index)
