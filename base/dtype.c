@@ -12,6 +12,7 @@ static const struct {
     [ROE_DTYPE_U8] = {"U8", 1},           [ROE_DTYPE_BOOL] = {"BOOL", 1},
     [ROE_DTYPE_F8_E4M3] = {"F8_E4M3", 1}, [ROE_DTYPE_F8_E5M2] = {"F8_E5M2", 1},
     [ROE_DTYPE_Q8] = {"Q8", 0},           [ROE_DTYPE_Q4] = {"Q4", 0},
+    [ROE_DTYPE_MXFP4] = {"MXFP4", 0},
 };
 
 const char *roe_dtype_name(roe_dtype t) {
@@ -50,16 +51,17 @@ float roe_f16_to_f32(uint16_t h) {
 
 size_t roe_dtype_row_blocks(roe_dtype t, size_t cols) {
     const size_t nb = (cols + ROE_QBLOCK - 1) / ROE_QBLOCK;
+    if (t == ROE_DTYPE_MXFP4) return nb; /* as the checkpoint stores it: no group padding */
     return roe_dtype_is_block(t) ? (nb + ROE_QGROUP - 1) / ROE_QGROUP * ROE_QGROUP : 0;
 }
 
 size_t roe_dtype_row_bytes(roe_dtype t, size_t cols) {
     if (t == ROE_DTYPE_Q8) return roe_dtype_row_blocks(t, cols) * ROE_QBLOCK;
-    if (t == ROE_DTYPE_Q4) return roe_dtype_row_blocks(t, cols) * (ROE_QBLOCK / 2);
+    if (t == ROE_DTYPE_Q4 || t == ROE_DTYPE_MXFP4) return roe_dtype_row_blocks(t, cols) * (ROE_QBLOCK / 2);
     return cols * roe_dtype_size(t);
 }
 
 size_t roe_dtype_row_bytes_all(roe_dtype t, size_t cols) {
-    const size_t params = t == ROE_DTYPE_Q8 ? 2 : t == ROE_DTYPE_Q4 ? 4 : 0; /* fp16 d (and m) */
+    const size_t params = t == ROE_DTYPE_Q8 ? 2 : t == ROE_DTYPE_Q4 ? 4 : t == ROE_DTYPE_MXFP4 ? 1 : 0; /* fp16 d (and m); e8m0 */
     return roe_dtype_row_bytes(t, cols) + roe_dtype_row_blocks(t, cols) * params;
 }

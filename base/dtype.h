@@ -32,6 +32,10 @@ typedef enum roe_dtype {
      * roe_mat's `scales` (and `mins`) hold the per-block parameters. docs/QUANTIZATION.md. */
     ROE_DTYPE_Q8, /* w = d * q: q int8 in [-127, 127], d fp16 per block */
     ROE_DTYPE_Q4, /* w = d * q + m: q 4-bit in [0, 15] (two per byte), d and m fp16 per block */
+    /* OCP MXFP4 as gpt-oss checkpoints store it (kept as mapped): per block of 32 values 16 bytes
+     * of e2m1 (value 2j the low nibble of byte j), struct roe_mat's `e8m0` one scale byte s,
+     * w = e2m1 * 2^(s - 127). Rows are cols / 32 blocks, no group padding (cols % 32 == 0). */
+    ROE_DTYPE_MXFP4,
     ROE_DTYPE_COUNT
 } roe_dtype;
 
@@ -47,13 +51,15 @@ size_t roe_dtype_size(roe_dtype t);      /* bytes per element; 0 if out of range
 /* The dtype named `s` (safetensors' spelling, "BF16"): 1, or 0 if none is. */
 int roe_dtype_parse(const char *s, roe_dtype *out);
 
-/* 1 for the block-quantized dtypes (Q8, Q4). */
-static inline int roe_dtype_is_block(roe_dtype t) { return t == ROE_DTYPE_Q8 || t == ROE_DTYPE_Q4; }
+/* 1 for the block-quantized dtypes (Q8, Q4, MXFP4). */
+static inline int roe_dtype_is_block(roe_dtype t) {
+    return t == ROE_DTYPE_Q8 || t == ROE_DTYPE_Q4 || t == ROE_DTYPE_MXFP4;
+}
 /* Blocks a row of `cols` values is stored in (padding included): ceil(cols / 32) rounded up to
- * a multiple of 16, so a row is whole groups (Q8: 512 bytes, Q4: 256). */
+ * a multiple of 16, so a row is whole groups (Q8: 512 bytes, Q4: 256); MXFP4: cols / 32. */
 size_t roe_dtype_row_blocks(roe_dtype t, size_t cols);
 /* Bytes of one row's values: cols x element size, or the row's blocks' data (Q8: 32 per
- * block, Q4: 16) without their scales. */
+ * block, Q4 and MXFP4: 16) without their scales. */
 size_t roe_dtype_row_bytes(roe_dtype t, size_t cols);
 /* Bytes of one row with its per-block parameters (what reading the row costs). */
 size_t roe_dtype_row_bytes_all(roe_dtype t, size_t cols);

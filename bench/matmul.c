@@ -4,7 +4,7 @@
  * weights' read rate (GB/s, to compare with bench/membw) and the arithmetic rate (GFLOP/s, for
  * batched rows). For kernel work; docs/PERFORMANCE.md has the model-level figures.
  *
- *   build/bench/matmul [--dtype bf16|q8|q4|fp8] [--rows 1024] [--cols 2048] [--mats 96] [--n 1]
+ *   build/bench/matmul [--dtype bf16|q8|q4|fp8|mxfp4] [--rows 1024] [--cols 2048] [--mats 96] [--n 1]
  *                      [--threads T] [--reps 10] [--json]      (ROE_CPU_ISA picks the path)
  */
 #include <stdio.h>
@@ -29,14 +29,17 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json")) json = 1;
         else {
-            fprintf(stderr, "usage: matmul [--dtype bf16|q8|q4|fp8] [--rows R] [--cols C] [--mats M] [--n N] [--threads T] "
+            fprintf(stderr, "usage: matmul [--dtype bf16|q8|q4|fp8|mxfp4] [--rows R] [--cols C] [--mats M] [--n N] [--threads T] "
                             "[--reps K] [--json]\n");
             return 2;
         }
     }
     const roe_dtype t = !strcmp(dtype, "q8") ? ROE_DTYPE_Q8 : !strcmp(dtype, "q4") ? ROE_DTYPE_Q4
-                        : !strcmp(dtype, "fp8") ? ROE_DTYPE_F8_E4M3 : ROE_DTYPE_BF16;
+                        : !strcmp(dtype, "fp8")   ? ROE_DTYPE_F8_E4M3
+                        : !strcmp(dtype, "mxfp4") ? ROE_DTYPE_MXFP4
+                                                  : ROE_DTYPE_BF16;
     if (rows <= 0 || cols <= 0 || mats <= 0 || n <= 0 || reps <= 0) return 2;
+    if (t == ROE_DTYPE_MXFP4 && cols % 32) return fprintf(stderr, "matmul: mxfp4 needs --cols a multiple of 32\n"), 2;
     struct roe_backend_opts bo = {.n_threads = threads, .max_cols = cols, .max_ctx = 16, .isa = roe_env_cpu_isa(), .max_rows = n};
     roe_backend *be = NULL;
     if (roe_backend_cpu_create(&bo, &be) != ROE_OK) return 1;
@@ -60,6 +63,13 @@ int main(int argc, char **argv) {
             }
             w[m].tile_scale = ts;
             bytes += (double)rows * cols + (double)tiles * 4;
+            continue;
+        }
+        if (t == ROE_DTYPE_MXFP4) { /* random codes, exponents near 127 (what a checkpoint holds) */
+            w[m].e8m0 = (const uint8_t *)(d + (size_t)rows * rb);
+            for (size_t i = 0; i < (size_t)rows * rb; i++) s ^= s << 13, s ^= s >> 7, s ^= s << 17, d[i] = (char)(s >> 40);
+            for (size_t i = 0; i < (size_t)rows * nb; i++) ((uint8_t *)d)[(size_t)rows * rb + i] = (uint8_t)(122 + i % 8);
+            bytes += (double)rows * roe_dtype_row_bytes_all(t, (size_t)cols);
             continue;
         }
         if (roe_dtype_is_block(t)) {

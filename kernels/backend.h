@@ -55,6 +55,7 @@ struct roe_mat {
      * view of some rows starts within its first tile (MLA's per-head rows of kv_b_proj). */
     const float *tile_scale;
     int tile_row0;
+    const uint8_t *e8m0; /* MXFP4 only: [rows, cols / 32] block exponents (scale 2^(e - 127)) */
 };
 
 /* Attention of n rows, each against the clean history of its own sequence plus its own

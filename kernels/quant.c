@@ -129,3 +129,13 @@ void roe_dequantize_row(roe_dtype t, const void *blocks, const uint16_t *scales,
         }
     }
 }
+
+void roe_mxfp4_dequantize_row(const uint8_t *blocks, const uint8_t *e8m0, int cols, float *dst) {
+    static const double e2m1[8] = {0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0}; /* the OCP MX table */
+    for (int c = 0; c < cols; c++) {
+        const int code = c % 2 ? blocks[c / 2] >> 4 : blocks[c / 2] & 15; /* value 2j: low nibble */
+        const int e = e8m0[c / ROE_QBLOCK];
+        const double v = (code & 8 ? -1.0 : 1.0) * e2m1[code & 7];
+        dst[c] = e == 255 ? NAN : (float)ldexp(v, e - 127);
+    }
+}

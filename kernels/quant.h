@@ -54,4 +54,8 @@ void roe_quantize_row(roe_dtype t, const float *src, int cols, void *blocks, uin
 void roe_dequantize_row(roe_dtype t, const void *blocks, const uint16_t *scales, const uint16_t *mins,
                         int cols, float *dst);
 
+/* The weights an MXFP4 row stands for (base/dtype.h ROE_DTYPE_MXFP4): dst[cols] = e2m1 value x
+ * 2^(e - 127), exact in fp32 (e = 255: NaN). cols a multiple of 32. */
+void roe_mxfp4_dequantize_row(const uint8_t *blocks, const uint8_t *e8m0, int cols, float *dst);
+
 #endif

@@ -2,6 +2,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "args.h"
 #include "commands.h"
@@ -81,6 +82,14 @@ struct model_sizes {
     double kv_step;      /* KV bytes a decode step reads at the model's longest context */
 };
 
+/* The routed experts' dtype as held (the first MoE layer's first expert held; MXFP4 as stored). */
+static roe_dtype expert_dtype(const struct roe_model *m) {
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int e = 0; m->layers[l].experts && e < m->cfg.n_experts; e++)
+            if (m->layers[l].experts[e].gate.data || m->shapes_only) return m->layers[l].experts[e].gate.dtype;
+    return m->layers && m->cfg.n_layers > 0 ? m->layers[0].wq.dtype : ROE_DTYPE_BF16;
+}
+
 static struct model_sizes model_sizes(const struct roe_model *m) {
     const struct roe_model_config *c = &m->cfg;
     struct model_sizes z = {.n_moe = roe_config_n_moe_layers(c), .n_params = m->n_params,
@@ -94,6 +103,9 @@ static struct model_sizes model_sizes(const struct roe_model *m) {
         const struct roe_tensor *t = roe_store_at(m->store, i);
         size_t e = 1;
         for (int d = 0; d < t->ndim; d++) e *= (size_t)t->shape[d];
+        const size_t l = strlen(t->name);
+        if (c->mxfp4 && t->dtype == ROE_DTYPE_U8 && l > 7) /* MXFP4: 2 values a byte; scales are no parameters */
+            e = !strcmp(t->name + l - 7, "_blocks") ? 2 * e : !strcmp(t->name + l - 7, "_scales") ? 0 : e;
         z.file_params += e;
     }
     return z;
@@ -177,6 +189,7 @@ static void print_json(const struct roe_session *s, const struct model_sizes *z,
     cJSON_AddNumberToObject(root, "active_parameters", (double)z->n_active);
     cJSON_AddNumberToObject(root, "checkpoint_parameters", (double)z->file_params);
     cJSON_AddNumberToObject(root, "shared_expert_intermediate", c->shared_intermediate);
+    cJSON_AddStringToObject(root, "expert_dtype", roe_dtype_name(expert_dtype(m)));
     cJSON_AddNumberToObject(root, "dense_bytes", (double)m->dense_bytes);
     cJSON_AddNumberToObject(root, "expert_bytes_total", z->expert_total);
     cJSON_AddNumberToObject(root, "active_bytes_per_token", z->active);
@@ -214,8 +227,8 @@ static void print_text(const struct roe_session *s, const struct model_sizes *z,
     printf("\nvocab        %d, context %d, rope theta %g\n", c->vocab_size, c->max_position, c->rope_theta);
     printf("parameters   %.2f M (%.2f M active per token) in %zu tensors, %zu file(s)\n", z->n_params / 1e6,
            z->n_active / 1e6, roe_store_count(m->store), roe_store_n_files(m->store));
-    printf("bytes        dense %.1f MB, experts %.1f MB, read per decode step %.1f MB (one sequence)\n",
-           m->dense_bytes / 1e6, z->expert_total / 1e6, z->step_bytes / 1e6);
+    printf("bytes        dense %.1f MB, experts %.1f MB (%s), read per decode step %.1f MB (one sequence)\n",
+           m->dense_bytes / 1e6, z->expert_total / 1e6, roe_dtype_name(expert_dtype(m)), z->step_bytes / 1e6);
     int widest, nw = windowed_layers(c, &widest);
     if (c->mla) {
         const struct roe_mla_config *a = &c->mla_cfg;

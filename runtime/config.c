@@ -527,18 +527,10 @@ static roe_status quant_string(const cJSON *q, const char *origin, const char *k
                     cJSON_IsString(v) ? v->valuestring : "(not a string)", want);
 }
 
-/* quantization_config: absent, or block-scaled FP8 as DeepSeek-V3 and GLM-4.5-FP8 ship it (transformers'
+/* quant_method "fp8": block-scaled FP8 as DeepSeek-V3 and GLM-4.5-FP8 ship it (transformers'
  * FineGrainedFP8Config): e4m3 values, fp32 weight_scale_inv per 128 x 128 tile, dynamic activations
  * (which the fp32 path does not quantize at all). */
-static roe_status parse_quantization(const cJSON *root, const char *origin, struct roe_model_config *c) {
-    const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
-    if (!q || cJSON_IsNull(q)) return ROE_OK;
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
-    if (!cJSON_IsObject(q) || !cJSON_IsString(m))
-        return roe_fail(ROE_ERR_FORMAT, "%s: quantization_config must be an object with a string quant_method", origin);
-    if (strcmp(m->valuestring, "fp8") != 0)
-        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: quantization_config.quant_method '%.32s' is not supported (only "
-                        "'fp8': e4m3 weights with 128 x 128 block scales)", origin, m->valuestring);
+static roe_status parse_fp8(const cJSON *q, const char *origin, struct roe_model_config *c) {
     ROE_TRY(quant_string(q, origin, "fmt", "e4m3"));
     ROE_TRY(quant_string(q, origin, "activation_scheme", "dynamic"));
     ROE_TRY(quant_string(q, origin, "scale_fmt", "float"));
@@ -552,6 +544,28 @@ static roe_status parse_quantization(const cJSON *root, const char *origin, stru
                         "block-scaled FP8 that roe reads)", origin);
     c->fp8 = 1;
     return ROE_OK;
+}
+
+/* quantization_config: absent or null for a float checkpoint; {"quant_method": "fp8", ...} for
+ * block-scaled FP8 linears (parse_fp8); {"quant_method": "mxfp4"} for gpt-oss's MXFP4 experts (the
+ * other modules float, as modules_to_not_convert lists them). */
+static roe_status parse_quantization(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    if (!q || cJSON_IsNull(q)) return ROE_OK;
+    const cJSON *qm = cJSON_IsObject(q) ? cJSON_GetObjectItemCaseSensitive(q, "quant_method") : NULL;
+    if (!cJSON_IsString(qm))
+        return roe_fail(ROE_ERR_FORMAT, "%s: quantization_config must be an object with a string 'quant_method'",
+                        origin);
+    if (strcmp(qm->valuestring, "fp8") == 0) return parse_fp8(q, origin, c);
+    if (strcmp(qm->valuestring, "mxfp4") == 0 && c->family == ROE_FAMILY_GPT_OSS) {
+        c->mxfp4 = 1;
+        return ROE_OK;
+    }
+    if (strcmp(qm->valuestring, "mxfp4") == 0)
+        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: quantization_config.quant_method 'mxfp4' is supported for gpt_oss "
+                        "only (model_type is %s)", origin, c->model_type);
+    return roe_fail(ROE_ERR_UNSUPPORTED, "%s: quantization_config.quant_method '%.64s' is not supported (supported: "
+                    "fp8 with 128 x 128 block scales, mxfp4 for gpt_oss)", origin, qm->valuestring);
 }
 
 static roe_status parse_root(const cJSON *root, const char *origin, struct roe_model_config *c) {

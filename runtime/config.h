@@ -127,6 +127,8 @@ struct roe_model_config {
     uint8_t layer_is_moe[ROE_MAX_LAYERS];
     int fp8;              /* quantization_config {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size":
                              [128, 128]}: linears may be F8_E4M3 with weight_scale_inv (docs/MODELS.md "FP8") */
+    int mxfp4;            /* quantization_config.quant_method "mxfp4" (gpt-oss): the experts are
+                             *_blocks + *_scales, kept as MXFP4 (ROE_DTYPE_MXFP4) */
 
     int bos_token_id;     /* -1 if none */
     int eos_token_id;     /* -1 if none (the first of eos_ids) */

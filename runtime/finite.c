@@ -21,6 +21,10 @@ int roe_tensor_nonfinite(const struct roe_tensor *t, struct roe_nonfinite *out) 
     case ROE_DTYPE_F64: exp = 0x7ff0000000000000ull, man = 0x000fffffffffffffull, w = 8; break;
     case ROE_DTYPE_F8_E5M2: exp = 0x7cu, man = 0x03u, w = 1; break;
     case ROE_DTYPE_F8_E4M3: exp = 0x7fu, man = 0x7fu, w = 1; break; /* e4m3fn: only S.1111.111, NaN */
+    case ROE_DTYPE_U8: /* an MXFP4 NAME_scales (e8m0; roe's own Q8/Q4 scales are F16): 0xff is NaN */
+        if (strlen(t->name) < 7 || strcmp(t->name + strlen(t->name) - 7, "_scales") != 0) return 0;
+        exp = 0xffu, man = 0xffu, w = 1;
+        break;
     default: return 0;
     }
     const unsigned char *p = t->data;

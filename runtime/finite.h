@@ -4,7 +4,7 @@
  * A weight that is NaN or infinite makes every score NaN downstream (the engine then fails the
  * request: batch.h); this finds which tensor holds it. Values are tested by their bit patterns
  * (exponent all ones), so a scan reads the mapping once and converts nothing. Integer tensors
- * have no such values.
+ * have no such values, but for MXFP4's e8m0 scales (U8 NAME_scales), where 0xff is NaN.
  */
 #ifndef ROE_FINITE_H
 #define ROE_FINITE_H

@@ -302,6 +302,78 @@ roe_status roe_model_materialize(struct roe_model *m) {
     return absorb_mla(m);
 }
 
+/* gpt-oss MXFP4: NAME_blocks U8 [E, rows, cols / 32, 16] (value 2j of a block the low nibble of
+ * byte j) and NAME_scales U8 [E, rows, cols / 32] (e8m0), output-major like every roe_mat: each
+ * expert's view points into the mapping (never widened, never transposed). */
+static roe_status bind_mx(const struct roe_model *m, int i, const char *proj, int E, int rows, int cols,
+                          struct roe_mat *out) {
+    char name[256];
+    const struct roe_tensor *t[2];
+    const char *part[2] = {"blocks", "scales"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%s_%s", i, proj, part[k]);
+        if (!(t[k] = roe_store_find(m->store, name)))
+            return roe_fail(ROE_ERR_FORMAT, "%s: missing tensor '%s' (an MXFP4 gpt_oss checkpoint has %s_blocks and "
+                            "%s_scales in each layer)", m->dir, name, proj, proj);
+        if (t[k]->dtype != ROE_DTYPE_U8)
+            return roe_fail(ROE_ERR_FORMAT, "%s: tensor '%s' has dtype %s (MXFP4 %s are U8)", t[k]->file, t[k]->name,
+                            roe_dtype_name(t[k]->dtype), part[k]);
+    }
+    if (cols % ROE_QBLOCK)
+        return roe_fail(ROE_ERR_FORMAT, "%s: tensor '%s': MXFP4 needs its input width %d to be a multiple of 32 "
+                        "(hidden_size and intermediate_size)", m->dir, t[0]->name, cols);
+    const int nb = cols / ROE_QBLOCK;
+    char got[128];
+    if (t[0]->ndim == 4 && t[0]->shape[3] != 16) {
+        shape_str(t[0], got, sizeof got);
+        return roe_fail(ROE_ERR_FORMAT, "%s: tensor '%s' has shape %s: its last dimension must be 16 (32 e2m1 values "
+                        "in 16 bytes per block)", t[0]->file, t[0]->name, got);
+    }
+    const int64_t want[2][4] = {{E, rows, nb, 16}, {E, rows, nb, 0}};
+    for (int k = 0; k < 2; k++) {
+        int ok = t[k]->ndim == 4 - k;
+        for (int d = 0; ok && d < 4 - k; d++) ok = t[k]->shape[d] == want[k][d];
+        if (ok) continue;
+        shape_str(t[k], got, sizeof got);
+        return roe_fail(ROE_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected [%d, %d, %d%s] by the config",
+                        t[k]->file, t[k]->name, got, E, rows, nb, k ? "" : ", 16");
+    }
+    *out = (struct roe_mat){.dtype = ROE_DTYPE_MXFP4, .data = t[0]->data, .rows = rows, .cols = cols,
+                            .e8m0 = t[1]->data};
+    return ROE_OK;
+}
+
+/* gpt-oss with quant_method mxfp4: the experts' MXFP4 matrices and their float biases. */
+static roe_status bind_oai_experts_mx(struct roe_model *m, int i, struct roe_layer_weights *L) {
+    const struct roe_model_config *c = &m->cfg;
+    const int E = c->n_experts, I = c->moe_intermediate, H = c->hidden;
+    struct roe_mat gu, dn, gb, db;
+    ROE_TRY(bind_mx(m, i, "gate_up_proj", E, 2 * I, H, &gu));
+    ROE_TRY(bind_mx(m, i, "down_proj", E, H, I, &dn));
+    char name[256];
+    snprintf(name, sizeof name, "model.layers.%d.mlp.experts.gate_up_proj_bias", i);
+    ROE_TRY(bind(m, name, E, 2 * I, &gb));
+    snprintf(name, sizeof name, "model.layers.%d.mlp.experts.down_proj_bias", i);
+    ROE_TRY(bind(m, name, E, H, &db));
+    if (roe_dtype_is_block(gb.dtype) || roe_dtype_is_block(db.dtype))
+        return roe_fail(ROE_ERR_FORMAT, "%s: layer %d's expert biases must be float", m->dir, i);
+    L->experts = roe_calloc((size_t)E, sizeof *L->experts);
+    if (!L->experts) return roe_fail(ROE_ERR_NOMEM, "layer %d: out of memory for %d experts", i, E);
+    for (int e = 0; e < E; e++) {
+        struct roe_expert_weights *x = &L->experts[e];
+        x->gate = gu, x->down = dn;
+        x->gate.data = (const char *)gu.data + (size_t)e * 2 * I * (H / 2);
+        x->gate.e8m0 = gu.e8m0 + (size_t)e * 2 * I * (H / ROE_QBLOCK);
+        x->down.data = (const char *)dn.data + (size_t)e * H * (I / 2);
+        x->down.e8m0 = dn.e8m0 + (size_t)e * H * (I / ROE_QBLOCK);
+        x->gate_bias = (struct roe_mat){.dtype = gb.dtype, .rows = 1, .cols = 2 * I,
+                                        .data = (const char *)gb.data + (size_t)e * 2 * I * roe_dtype_size(gb.dtype)};
+        x->down_bias = (struct roe_mat){.dtype = db.dtype, .rows = 1, .cols = H,
+                                        .data = (const char *)db.data + (size_t)e * H * roe_dtype_size(db.dtype)};
+    }
+    return ROE_OK;
+}
+
 /* gpt-oss: experts.gate_up_proj [E, H, 2I] (x @ W, gate/up columns interleaved) with its bias
  * [E, 2I], experts.down_proj [E, I, H] with its bias [E, H]. Each expert held gets its two
  * matrices transposed into one owned block (alloc_expert, transpose_pending): gate = [2I, H] (rows
@@ -312,14 +384,16 @@ static roe_status bind_oai_experts(struct roe_model *m, int i, struct roe_layer_
     char name[256];
     const struct roe_tensor *t[4];
     const char *suffix[4] = {"gate_up_proj", "gate_up_proj_bias", "down_proj", "down_proj_bias"};
+    snprintf(name, sizeof name, "model.layers.%d.mlp.experts.gate_up_proj", i);
+    if (c->mxfp4 && !roe_store_find(m->store, name)) return bind_oai_experts_mx(m, i, L);
     for (int k = 0; k < 4; k++) {
         snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%s", i, suffix[k]);
         t[k] = roe_store_find(m->store, name);
         if (t[k]) continue;
         snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%s_blocks", i, suffix[k]);
         if (roe_store_find(m->store, name))
-            return roe_fail(ROE_ERR_UNSUPPORTED, "%s: '%s' is an MXFP4 tensor: gpt-oss experts in MXFP4 are not "
-                            "supported yet (bf16 / fp32 checkpoints only)", m->dir, name);
+            return roe_fail(ROE_ERR_FORMAT, "%s: '%s' is an MXFP4 tensor but config.json has no quantization_config "
+                            "with quant_method 'mxfp4'", m->dir, name);
         snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%s", i, suffix[k]);
         return roe_fail(ROE_ERR_FORMAT, "%s: missing tensor '%s' (required by gpt_oss with %d layers)", m->dir,
                         name, c->n_layers);
@@ -582,18 +656,18 @@ static void touch_range(const void *data, size_t n) {
     (void)sink;
 }
 
-/* Block dtypes' scales (and Q4's mins) and FP8's tile scales may be tensors of their own (a
- * checkpoint saved by `roe quantize`, an FP8 checkpoint), not after the data: touched apart. */
+/* A block dtype's data and its parameters may lie apart: scales (and Q4's mins) of a checkpoint
+ * saved by `roe quantize`, MXFP4's exponents, FP8's tile scales are tensors of their own. */
 static double touch(const struct roe_mat *w) {
     if (!w->data) return 0.0;
-    const size_t n = roe_mat_bytes(w), all = (size_t)w->rows * roe_dtype_row_bytes_all(w->dtype, (size_t)w->cols);
-    const size_t data = (size_t)w->rows * roe_dtype_row_bytes(w->dtype, (size_t)w->cols);
-    const size_t par = roe_dtype_is_block(w->dtype) ? (size_t)w->rows * roe_dtype_row_blocks(w->dtype, (size_t)w->cols) *
-                                                          sizeof(uint16_t) : 0;
+    const size_t rows = (size_t)w->rows, data = rows * roe_dtype_row_bytes(w->dtype, (size_t)w->cols);
+    const size_t nb = rows * roe_dtype_row_blocks(w->dtype, (size_t)w->cols);
+    const size_t n = roe_mat_bytes(w), all = rows * roe_dtype_row_bytes_all(w->dtype, (size_t)w->cols);
     touch_range(w->data, data);
-    if (par && w->scales) touch_range(w->scales, par);
-    if (par && w->mins) touch_range(w->mins, par);
-    if (n > all) touch_range(w->tile_scale, n - all);
+    if (w->scales) touch_range(w->scales, nb * 2);
+    if (w->mins) touch_range(w->mins, nb * 2);
+    if (w->e8m0) touch_range(w->e8m0, nb);
+    if (w->tile_scale && n > all) touch_range(w->tile_scale, n - all);
     return (double)n;
 }
 

@@ -127,6 +127,9 @@ roe_status roe_model_quantize(struct roe_model *m, roe_weights w) {
      * are quantized here like the rest was before saving: the same function of the same floats */
     const roe_dtype stored = c->n_layers > 0 && roe_dtype_is_block(m->layers[0].wq.dtype) ? m->layers[0].wq.dtype : ROE_DTYPE_F32;
     if (w == ROE_WEIGHTS_BF16 && stored == ROE_DTYPE_F32) return ROE_OK;
+    if (c->mxfp4) /* 4-bit experts already: requantizing would only add error (docs/QUANTIZATION.md) */
+        return roe_fail(ROE_ERR_INVALID_ARG, "'%s' holds MXFP4 experts: it runs as stored (--weights bf16); --weights "
+                        "%s is for float checkpoints", m->dir, roe_weights_name(w));
     const roe_dtype t = w == ROE_WEIGHTS_BF16 ? stored : w == ROE_WEIGHTS_Q8 ? ROE_DTYPE_Q8 : ROE_DTYPE_Q4;
     if (m->shapes_only)
         return roe_fail(ROE_ERR_UNSUPPORTED, "--weights %s: a model of random weights (--random-model) is bf16 only",

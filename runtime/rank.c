@@ -79,6 +79,9 @@ roe_status roe_rank_open(struct roe_rank *r, struct roe_model *model, const stru
     if (!on_cpu && model->cfg.fp8)
         return roe_fail(ROE_ERR_UNSUPPORTED, "'%s' holds FP8 (e4m3, 128 x 128 block-scaled) weights: they run on the "
                         "CPU backend only for now (--backend cpu)", spec->model_dir);
+    if (!on_cpu && model->cfg.mxfp4)
+        return roe_fail(ROE_ERR_UNSUPPORTED, "'%s' holds MXFP4 experts: they run on the CPU backend only (no CUDA "
+                        "MXFP4 kernel yet)", spec->model_dir);
     ROE_TRY(roe_model_quantize(model, (roe_weights)spec->weights)); /* this rank's share only */
     const struct roe_engine_opts eo = engine_opts(spec, comm, r->pl, random_seed);
     ROE_TRY(roe_engine_create(model, &eo, &r->engine));

@@ -277,23 +277,33 @@ static roe_status st__quant_one(const roe_store *s, const struct roe_tensor *b, 
     return ROE_OK;
 }
 
+/* An MXFP4 tensor of a gpt-oss checkpoint (U8 NAME_blocks, no NAME_mins, NAME_scales absent or
+ * not F16): its parts stay raw tensors, bound and checked by runtime/model.c (bind_mx), which
+ * names what is wrong with them. roe's Q4 always has NAME_mins and F16 scales. */
+static int st__mxfp4_part(const roe_store *s, const struct roe_tensor *b, size_t bl) {
+    char base[512];
+    if (b->dtype != ROE_DTYPE_U8 || bl >= sizeof base) return 0;
+    memcpy(base, b->name, bl);
+    base[bl] = 0;
+    const struct roe_tensor *sc = st__raw_find(s, base, "_scales");
+    return !st__raw_find(s, base, "_mins") && (!sc || sc->dtype != ROE_DTYPE_F16);
+}
+
+static int st__is_quant_blocks(const roe_store *s, const struct roe_tensor *b) {
+    const size_t sl = strlen("_blocks"), l = strlen(b->name);
+    return l > sl && strcmp(b->name + l - sl, "_blocks") == 0 && !st__mxfp4_part(s, b, l - sl);
+}
+
 /* The store's block-quantized tensors: NAME_blocks + NAME_scales (+ NAME_mins) found by
  * roe_store_find as one tensor NAME of dtype Q8 / Q4. */
 static roe_status st__quant_tensors(roe_store *s) {
-    const size_t sl = strlen("_blocks");
     size_t n = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        const size_t l = strlen(s->by_name[i]->name);
-        n += l > sl && strcmp(s->by_name[i]->name + l - sl, "_blocks") == 0;
-    }
+    for (size_t i = 0; i < s->n; i++) n += st__is_quant_blocks(s, s->by_name[i]);
     if (!n) return ROE_OK;
     s->qt = roe_calloc(n, sizeof *s->qt);
     if (!s->qt) return roe_fail(ROE_ERR_NOMEM, "out of memory for %zu quantized tensors", n);
-    for (size_t i = 0; i < s->n; i++) {
-        const struct roe_tensor *b = s->by_name[i];
-        const size_t l = strlen(b->name);
-        if (l > sl && strcmp(b->name + l - sl, "_blocks") == 0) ROE_TRY(st__quant_one(s, b, &s->qt[s->n_qt++]));
-    }
+    for (size_t i = 0; i < s->n; i++)
+        if (st__is_quant_blocks(s, s->by_name[i])) ROE_TRY(st__quant_one(s, s->by_name[i], &s->qt[s->n_qt++]));
     qsort(s->qt, s->n_qt, sizeof *s->qt, st__cmp_tensor_name);
     return ROE_OK;
 }

@@ -4,7 +4,8 @@
 For each fixture (olmoe, mixtral, qwen3_moe; qwen2_moe, qwen2_moe_b, glm4_moe, glm4_moe_b, gpt_oss,
 gpt_oss_b, deepseek_v3, deepseek_v3_b: two shapes of each newer family; deepseek_v3_fp8, glm4_moe_fp8:
 block-scaled FP8 checkpoints quantized by tools/fp8.py, the reference computed from the dequantized
-weights) this writes, under
+weights; gpt_oss_mx, gpt_oss_mx_b: gpt-oss with MXFP4 experts from this tool's own quantizer,
+mxfp4_quantize) this writes, under
 tests/fixtures/<fixture>/:
 
   model/            config.json + safetensors written by save_pretrained (some: 2 shards + index)
@@ -243,6 +244,38 @@ FAMILIES = {
             bos_token_id=None, eos_token_id=259, tie_word_embeddings=False,
         ),
         dtype=torch.float32, seed=9012, shards=2, legacy_rope_theta=False,
+    ),
+    # gpt-oss with MXFP4 experts (quantization_config quant_method "mxfp4"): the experts quantized
+    # by mxfp4_quantize below (e8m0 scale per 32 from the block max as the OCP MX spec says, values
+    # rounded to the nearest e2m1, ties to even) and saved as *_blocks + *_scales; the reference is
+    # transformers' fp32 forward of the dequantized weights (and from_pretrained of the MXFP4 files
+    # dequantizes to exactly them). GQA 6:2, 7 experts top-2, hidden 96, intermediate 96 (3 x 32:
+    # MXFP4 needs multiples of 32, not powers of two), bf16 elsewhere.
+    "gpt_oss_mx": dict(
+        config_cls=GptOssConfig,
+        config=dict(
+            vocab_size=352, hidden_size=96, head_dim=16, intermediate_size=96, num_hidden_layers=3,
+            num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 4.0, "beta_fast": 32.0,
+                             "beta_slow": 1.0, "truncate": False, "original_max_position_embeddings": 64},
+            sliding_window=6, num_local_experts=7, num_experts_per_tok=2, swiglu_limit=2.5,
+            attention_bias=True, bos_token_id=None, eos_token_id=351, tie_word_embeddings=False,
+        ),
+        dtype=torch.bfloat16, seed=12345, shards=1, legacy_rope="scaling", mxfp4=True,
+    ),
+    # gpt-oss MXFP4, another shape: MHA 4/4 head_dim 24, 33 experts top-4, intermediate 160 (5 x 32),
+    # hidden 64, default RoPE, f32 elsewhere, two shards.
+    "gpt_oss_mx_b": dict(
+        config_cls=GptOssConfig,
+        config=dict(
+            vocab_size=260, hidden_size=64, head_dim=24, intermediate_size=160, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256, rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            layer_types=["full_attention", "sliding_attention"], sliding_window=5, num_local_experts=33,
+            num_experts_per_tok=4, swiglu_alpha=1.2, swiglu_limit=3.0, attention_bias=True,
+            bos_token_id=None, eos_token_id=259, tie_word_embeddings=False,
+        ),
+        dtype=torch.float32, seed=13456, shards=2, legacy_rope_theta=False, mxfp4=True,
     ),
     # DeepSeek-V3: multi-head latent attention with query LoRA (q_lora_rank 40, kv_lora_rank 24,
     # qk_nope 10 + qk_rope 8, v 14: odd sizes, none equal), 6 heads, interleaved RoPE pairs, YaRN
@@ -534,6 +567,114 @@ class ClipStats:
 # tests/fixtures/README.md and reading the safetensors files directly (own parser). Used as a
 # self-check that the README describes what HF computes.
 
+# ---- MXFP4 (OCP Microscaling v1.0, e2m1 elements, e8m0 scale per 32) ----
+
+E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+MXFP4_MODULES_NOT_CONVERTED = ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens",
+                               "lm_head"]
+
+
+def mxfp4_quantize(w):
+    """w [..., n] (n % 32 == 0) -> (blocks uint8 [..., n/32, 16], scales uint8 [..., n/32]).
+    Per block of 32: shared exponent X = floor(log2(max|w|)) - 2 (e2m1's largest exponent; OCP MX
+    spec 6.3), clamped to the e8m0 range [-127, 127] (an all-zero block: X = 0); each w / 2^X
+    rounded to the nearest e2m1 value, ties to the even mantissa, saturating at 6. Value 2j of a
+    block is the low nibble of byte j (transformers' convert_moe_packed_tensors)."""
+    w = np.asarray(w, dtype=np.float64)
+    v = w.reshape(*w.shape[:-1], w.shape[-1] // 32, 32)
+    amax = np.abs(v).max(axis=-1)
+    with np.errstate(divide="ignore"):
+        x = np.where(amax > 0, np.floor(np.log2(np.where(amax > 0, amax, 1.0))) - 2, 0)
+    x = np.clip(x, -127, 127)
+    a = np.minimum(np.abs(v) / np.exp2(x)[..., None], 6.0)
+    d = np.abs(a[..., None] - E2M1)                    # distance to each magnitude
+    best = d.min(axis=-1, keepdims=True)
+    tie_even = np.where(d == best, np.arange(8) % 2, 9)  # among the nearest, the even code
+    code = np.argmin(tie_even + np.where(d == best, 0, 100), axis=-1)
+    code = np.where((v < 0) & (code > 0), code | 8, code).astype(np.uint8)
+    blocks = (code[..., 0::2] | (code[..., 1::2] << 4)).astype(np.uint8)
+    return blocks, (x + 127).astype(np.uint8)
+
+
+def mxfp4_dequantize(blocks, scales):
+    """The inverse: float64 [..., n/32 * 32] = e2m1 * 2^(scale - 127)."""
+    lut = np.concatenate([E2M1, -E2M1])
+    lo, hi = lut[blocks & 15], lut[blocks >> 4]
+    v = np.stack([lo, hi], axis=-1).reshape(*blocks.shape[:-1], 32)
+    v = v * np.exp2(scales.astype(np.float64) - 127)[..., None]
+    return v.reshape(*blocks.shape[:-2], -1)
+
+
+def mxfp4_experts(model):
+    """Quantizes every gpt-oss expert matrix in place (stored [E, in, out]: blocks along in)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("mlp.experts.gate_up_proj") or name.endswith("mlp.experts.down_proj"):
+                w = p.detach().double().numpy().transpose(0, 2, 1)  # [E, out, in]
+                deq = mxfp4_dequantize(*mxfp4_quantize(w)).transpose(0, 2, 1)
+                p.copy_(torch.from_numpy(np.ascontiguousarray(deq)).float())
+
+
+def mxfp4_rewrite(model_dir):
+    """Replaces the saved (already MXFP4-exact) expert matrices of every shard by NAME_blocks and
+    NAME_scales, and writes quantization_config into config.json."""
+    from safetensors.torch import load_file, save_file
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    shards = sorted(f for f in os.listdir(model_dir) if f.endswith(".safetensors"))
+    weight_map = {}
+    for fn in shards:
+        path = os.path.join(model_dir, fn)
+        t = load_file(path)
+        out = {}
+        for name, a in t.items():
+            if name.endswith("mlp.experts.gate_up_proj") or name.endswith("mlp.experts.down_proj"):
+                w = a.double().numpy().transpose(0, 2, 1)
+                blocks, scales = mxfp4_quantize(w)
+                if not np.array_equal(mxfp4_dequantize(blocks, scales), w):
+                    raise RuntimeError(f"{name}: not MXFP4-exact after mxfp4_experts")
+                out[name + "_blocks"] = torch.from_numpy(np.ascontiguousarray(blocks))
+                out[name + "_scales"] = torch.from_numpy(np.ascontiguousarray(scales))
+            else:
+                out[name] = a
+        save_file(out, path, metadata={"format": "pt"})
+        os.chmod(path, 0o644)
+        weight_map.update({n: fn for n in out})
+    if os.path.exists(index):
+        with open(index) as f:
+            idx = json.load(f)
+        idx["weight_map"] = dict(sorted(weight_map.items()))
+        with open(index, "w") as f:
+            json.dump(idx, f, indent=2)
+            f.write("\n")
+    cfg_path = os.path.join(model_dir, "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": MXFP4_MODULES_NOT_CONVERTED}
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def mxfp4_reload(model_dir, cfg):
+    """The MXFP4 checkpoint as transformers reads it: every tensor of the files, the experts
+    dequantized by transformers' own convert_moe_packed_tensors (what from_pretrained does with
+    Mxfp4Config(dequantize=True); from_pretrained itself needs accelerate, absent here)."""
+    from safetensors.torch import load_file
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+    state = {}
+    for fn in sorted(f for f in os.listdir(model_dir) if f.endswith(".safetensors")):
+        state.update(load_file(os.path.join(model_dir, fn)))
+    for name in [n for n in state if n.endswith("_blocks")]:
+        base = name[:-len("_blocks")]
+        state[base] = convert_moe_packed_tensors(state.pop(name), state.pop(base + "_scales"), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", experts_implementation="eager",
+                                             dtype=torch.float32)
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    if unexpected or [k for k in missing if not k.endswith("inv_freq")]:
+        raise RuntimeError(f"mxfp4 reload: missing {missing}, unexpected {unexpected}")
+    return model.eval()
+
+
 def read_safetensors_dir(model_dir):
     index = os.path.join(model_dir, "model.safetensors.index.json")
     if os.path.exists(index):
@@ -562,13 +703,18 @@ def read_safetensors_dir(model_dir):
                 a = np.frombuffer(raw, "<f4")
             elif dt == "F8_E4M3":
                 a = fp8.E4M3_VALUES[np.frombuffer(raw, np.uint8)]
+            elif dt == "U8":  # MXFP4 blocks / scales, decoded below
+                a = np.frombuffer(raw, np.uint8)
             else:
                 raise ValueError(dt)
             assert name not in tensors, name
-            tensors[name] = a.astype(np.float64).reshape(info["shape"])
+            tensors[name] = (a if dt == "U8" else a.astype(np.float64)).reshape(info["shape"])
     for name in [n for n in tensors if n.endswith("_scale_inv")]:  # FP8: value x its tile's scale, in float64
         w, sc = tensors[name[:-len("_scale_inv")]], tensors.pop(name)
         w *= np.repeat(np.repeat(sc, fp8.BLOCK, 0), fp8.BLOCK, 1)[:w.shape[0], :w.shape[1]]
+    for name in [n for n in tensors if n.endswith("_blocks")]:  # [E, out, in/32, 16] -> [E, in, out]
+        base = name[:-len("_blocks")]
+        tensors[base] = mxfp4_dequantize(tensors.pop(name), tensors.pop(base + "_scales")).transpose(0, 2, 1)
     return tensors
 
 
@@ -976,6 +1122,8 @@ def build(family, spec, seed):
     round_params(model, spec["dtype"], spec)
     if spec.get("fp8"):
         model = fp8_prepare(model, spec)
+    if spec.get("mxfp4"):
+        mxfp4_experts(model)
     return model, cfg
 
 
@@ -1037,12 +1185,19 @@ def make_family(family, out_root):
 
     n_params, n_active = param_counts(model, cfg)
     shards = save_model(model, spec, model_dir)
+    if spec.get("mxfp4"):
+        mxfp4_rewrite(model_dir)
 
     # reload what was written and check it reproduces the reference exactly (FP8: transformers
     # dequantizes only on a GPU or with accelerate; fp8_prepare checked its dequantization instead,
     # and the numpy forward below reads the FP8 files)
-    reloaded = model if spec.get("fp8") else AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager",
-                                                    experts_implementation="eager")
+    if spec.get("mxfp4"):
+        reloaded = mxfp4_reload(model_dir, cfg)
+    elif spec.get("fp8"):
+        reloaded = model
+    else:
+        reloaded = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager",
+                                                        experts_implementation="eager")
     reloaded.eval()
     for c in cases:
         lr = forward(reloaded, c["prompt"]).logits[0].float()
@@ -1091,7 +1246,7 @@ def make_family(family, out_root):
         "logits_offset_unit": "bytes",
         "logits_dtype": "float32 little-endian, row-major [n_prompt_tokens, vocab]",
         "weights_dtype_on_disk": ("float8_e4m3fn linears with 128x128 weight_scale_inv, the rest " if spec.get("fp8") else "")
-        + str(spec["dtype"]).replace("torch.", ""),
+        + str(spec["dtype"]).replace("torch.", "") + (", experts MXFP4" if spec.get("mxfp4") else ""),
         "safetensors_files": shards,
         "seed": seed,
         "cases": ref_cases,

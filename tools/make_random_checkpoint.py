@@ -8,7 +8,10 @@ glm4_moe: + the correction bias, shared experts, dense first layers, partial rot
 fused input-major experts with biases, router bias, sinks, alternating windows, YaRN; deepseek_v3:
 multi-head latent attention (q_a/q_b with their norm, kv_a_proj_with_mqa, kv_b_proj), the
 correction bias, shared experts, dense first layers, YaRN with mscale), so transformers'
-from_pretrained loads it. --preset picks a published shape (the layer count can be cut with
+from_pretrained loads it. --mxfp4 (gpt_oss): the experts as the published gpt-oss checkpoints store
+them, `*_blocks` U8 [E, rows, cols/32, 16] (random e2m1 codes) and `*_scales` U8 [E, rows, cols/32]
+(e8m0 exponents 119-121: weights of about the --std default's size), with quantization_config
+{"quant_method": "mxfp4"}; the rest in --dtype. --preset picks a published shape (the layer count can be cut with
 --layers, the dense first layers with --first-k-dense, the experts with --experts):
     gpt-oss-20b       gpt_oss, hidden 2880, 24 layers, 64 heads (kv 8) of 64, 32 experts of 2880, top-4
     glm-4.5-air       glm4_moe, hidden 4096, 46 layers, 96 heads (kv 8) of 128, 128 experts of 1408, top-8
@@ -128,6 +131,14 @@ def family_layer_tensors(i, a):
     p = f"model.layers.{i}."
     t = [(p + "input_layernorm.weight", [H], "norm"), (p + "post_attention_layernorm.weight", [H], "norm")]
     t += mla_tensors(p, a) if a.family == "deepseek_v3" else attention_tensors(p, a)
+    if a.family == "gpt_oss" and a.mxfp4:  # output-major blocks of 32 along the input
+        return t + [(p + "mlp.router.weight", [E, H], "w"), (p + "mlp.router.bias", [E], "w"),
+                    (p + "mlp.experts.gate_up_proj_blocks", [E, 2 * I, H // 32, 16], "u8"),
+                    (p + "mlp.experts.gate_up_proj_scales", [E, 2 * I, H // 32], "e8m0"),
+                    (p + "mlp.experts.gate_up_proj_bias", [E, 2 * I], "w"),
+                    (p + "mlp.experts.down_proj_blocks", [E, H, I // 32, 16], "u8"),
+                    (p + "mlp.experts.down_proj_scales", [E, H, I // 32], "e8m0"),
+                    (p + "mlp.experts.down_proj_bias", [E, H], "w")]
     if a.family == "gpt_oss":
         return t + [(p + "mlp.router.weight", [E, H], "w"), (p + "mlp.router.bias", [E], "w"),
                     (p + "mlp.experts.gate_up_proj", [E, H, 2 * I], "w"),
@@ -211,7 +222,8 @@ def fp8_plan(files, a):
 
 def tensor_dtype(kind, a):
     """(safetensors dtype, bytes per element) of a tensor of this kind."""
-    return {"fp8": ("F8_E4M3", 1), "scale": ("F32", 4)}.get(kind, DTYPES[a.dtype])
+    special = {"fp8": ("F8_E4M3", 1), "scale": ("F32", 4), "u8": ("U8", 1), "e8m0": ("U8", 1)}
+    return special.get(kind, DTYPES[a.dtype])
 
 
 def family_config_json(a):
@@ -233,6 +245,9 @@ def family_config_json(a):
                      "sliding_attention" if i % 2 == 0 else "full_attention" for i in range(a.layers)],
                  rope_scaling={"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
                                "truncate": False, "original_max_position_embeddings": 4096})
+        if a.mxfp4:
+            c["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+                "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
     elif a.family == "glm4_moe":
         c.update(n_routed_experts=a.experts, moe_intermediate_size=a.intermediate,
                  intermediate_size=a.dense_intermediate, n_shared_experts=a.shared_intermediate // a.intermediate,
@@ -351,6 +366,14 @@ def gen_chunks(n, kind, rng, a):
     if kind in ("fp8", "scale"):
         yield from gen_fp8_chunks(n, kind, rng, a)
         return
+    if kind in ("u8", "e8m0"):  # MXFP4: random e2m1 code pairs, or exponents 2^-8..2^-6
+        lo, hi = (0, 256) if kind == "u8" else (119, 122)
+        done = 0
+        while done < n:
+            m = min(CHUNK, n - done)
+            yield rng.integers(lo, hi, m, dtype=np.uint8)
+            done += m
+        return
     if kind == "norm":
         one = {"bf16": np.uint16(0x3F80), "f16": np.float16(1.0), "f32": np.float32(1.0)}[a.dtype]
         done = 0
@@ -434,6 +457,7 @@ def main():
     ap.add_argument("--yarn-factor", type=float, default=40.0, help="deepseek_v3: YaRN factor")
     ap.add_argument("--yarn-beta-fast", type=float, default=32.0, help="deepseek_v3: YaRN beta_fast")
     ap.add_argument("--fp8", action="store_true", help="deepseek_v3 / glm4_moe: block-scaled FP8 linears (see above)")
+    ap.add_argument("--mxfp4", action="store_true", help="gpt_oss: the experts in MXFP4 (*_blocks + *_scales)")
     argv = sys.argv[1:]
     pre = ap.parse_known_args(argv)[0].preset
     if pre:  # the preset's values become the defaults; explicit flags override them
@@ -457,6 +481,8 @@ def main():
                                       or a.top_k > a.topk_group * (a.experts // a.n_group)):
         ap.error("deepseek_v3: --n-group must split --experts into groups of >= 2, --topk-group <= --n-group, "
                  "and the kept groups must hold --top-k experts")
+    if a.mxfp4 and (a.family != "gpt_oss" or a.hidden % 32 or a.intermediate % 32):
+        ap.error("--mxfp4: gpt_oss only, with --hidden and --intermediate multiples of 32")
     if a.family == "deepseek_v3" and a.qk_rope % 2:
         ap.error("deepseek_v3: --qk-rope must be even (RoPE pairs)")
     if a.family in ("glm4_moe", "deepseek_v3") and (a.shared_intermediate % a.intermediate
@@ -467,6 +493,7 @@ def main():
     if a.fp8 and a.family not in ("deepseek_v3", "glm4_moe"):
         ap.error("--fp8: deepseek_v3 and glm4_moe only (the families published in block-scaled FP8)")
     files = fp8_plan(plan(a), a) if a.fp8 else plan(a)
+    nbytes = lambda shape, kind: math.prod(shape) * tensor_dtype(kind, a)[1]
     os.makedirs(a.out, exist_ok=True)
     existing = [f for f in os.listdir(a.out) if f.endswith(".safetensors")]
     if existing and not a.force:
@@ -474,8 +501,8 @@ def main():
     for f in existing:
         os.remove(os.path.join(a.out, f))
 
-    total_bytes = sum(math.prod(s) * tensor_dtype(k, a)[1] for _, ts in files for _, s, k in ts)
-    n_params = sum(math.prod(s) for _, ts in files for _, s, k in ts if k != "scale")
+    total_bytes = sum(nbytes(s, k) for _, ts in files for _, s, k in ts)
+    n_params = sum(math.prod(s) * (2 if k == "u8" else k not in ("e8m0", "scale")) for _, ts in files for _, s, k in ts)
     print(f"{n_params / 1e9:.3f} B parameters, {total_bytes / 1e9:.2f} GB in {len(files)} files -> {a.out}",
           flush=True)
 
@@ -488,9 +515,8 @@ def main():
         header = {"__metadata__": {"format": "pt"}}
         off = 0
         for name, shape, kind in tensors:
-            st_dtype, esize = tensor_dtype(kind, a)
-            nb = math.prod(shape) * esize
-            header[name] = {"dtype": st_dtype, "shape": shape, "data_offsets": [off, off + nb]}
+            nb = nbytes(shape, kind)
+            header[name] = {"dtype": tensor_dtype(kind, a)[0], "shape": shape, "data_offsets": [off, off + nb]}
             off += nb
             weight_map[name] = fname
         hb = json.dumps(header, separators=(",", ":")).encode()

@@ -46,7 +46,7 @@ static roe_status staged_mat_upload(roe_backend *be, const struct roe_mat *host,
     const size_t nsc = roe_dtype_is_block(host->dtype) ? (size_t)host->rows * roe_dtype_row_blocks(host->dtype, (size_t)host->cols) : 0;
     const size_t nts = host->tile_scale ? (size_t)((host->tile_row0 + host->rows + ROE_FP8_TILE - 1) / ROE_FP8_TILE) *
                                               (size_t)((host->cols + ROE_FP8_TILE - 1) / ROE_FP8_TILE) : 0;
-    const size_t total = bytes + (host->scales ? nsc * 2 : 0) + (host->mins ? nsc * 2 : 0) +
+    const size_t total = bytes + (host->scales ? nsc * 2 : 0) + (host->mins ? nsc * 2 : 0) + (host->e8m0 ? nsc : 0) +
                          (nts ? 64 + nts * sizeof(float) : 0);
     char *p = roe_malloc_aligned(total ? total : 1);
     if (!p) return roe_fail(ROE_ERR_NOMEM, "cpu-staged: out of memory for %zu bytes of weights", total);
@@ -57,6 +57,7 @@ static roe_status staged_mat_upload(roe_backend *be, const struct roe_mat *host,
         dev->scales = memcpy(p + bytes, host->scales, nsc * 2);
         if (host->mins) dev->mins = memcpy(p + bytes + nsc * 2, host->mins, nsc * 2);
     }
+    if (host->e8m0) dev->e8m0 = memcpy(p + bytes, host->e8m0, nsc); /* MXFP4: its exponents */
     if (nts) /* FP8's tile scales likewise (no block dtype has both) */
         dev->tile_scale = memcpy(p + (bytes + 63) / 64 * 64, host->tile_scale, nts * sizeof(float));
     return ROE_OK;

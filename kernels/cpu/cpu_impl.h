@@ -41,6 +41,8 @@ void roe_cpu_matmul_q(struct roe_cpu *cpu, const float *x, int n, const struct r
 size_t roe_cpu_qscratch_bytes(int max_cols, int rows);
 /* y = x W^T for a block-scaled FP8 W (F8_E4M3 with tile_scale): matmul_fp8.c. */
 void roe_cpu_matmul_fp8(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y);
+/* y = x W^T for an MXFP4 W (fp32 activations, the values decoded in the kernel): matmul_mxfp4.c. */
+void roe_cpu_matmul_mxfp4(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y);
 
 void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y);
 void roe_cpu_attention(roe_backend *be, const struct roe_attn_args *a);

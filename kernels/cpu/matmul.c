@@ -346,6 +346,10 @@ static void matmul_block(const struct roe_cpu *cpu, const float *x, int n, const
 
 void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y) {
     struct roe_cpu *cpu = roe_cpu_of(be);
+    if (w->dtype == ROE_DTYPE_MXFP4) {
+        roe_cpu_matmul_mxfp4(cpu, x, n, w, y);
+        return;
+    }
     if (roe_dtype_is_block(w->dtype)) {
         roe_cpu_matmul_q(cpu, x, n, w, y);
         return;

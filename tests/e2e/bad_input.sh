@@ -66,6 +66,27 @@ expect_fail "gpt_oss: unsupported RoPE" "rope_scaling.rope_type 'llama3' is not 
     "$ROE" inspect --model "$tmp/rt"
 mkdir "$tmp/sg" && cp $Q/* "$tmp/sg/" && sed -i 's/layers.3.mlp.shared_expert_gate.weight/layers.3.mlp.shared_expert_gatx.weight/' "$tmp/sg/model.safetensors"
 expect_fail "qwen2_moe: missing shared expert gate" "missing tensor 'model.layers.3.mlp.shared_expert_gate.weight'" "$ROE" inspect --model "$tmp/sg"
+# gpt_oss with MXFP4 experts: a missing part, parts of the wrong dtype or shape, the config's quant_method
+X=tests/fixtures/gpt_oss_mx/model XE='model.layers.1.mlp.experts'
+mkdir "$tmp/mxs" && cp $X/* "$tmp/mxs/" && sed -i "s/$XE.down_proj_scales/$XE.down_proj_scalez/" "$tmp/mxs/model.safetensors"
+expect_fail "gpt_oss MXFP4: missing scales" "missing tensor '$XE.down_proj_scales'" "$ROE" inspect --model "$tmp/mxs"
+mkdir "$tmp/mxb" && cp $X/* "$tmp/mxb/" && sed -i "s/$XE.gate_up_proj_blocks/$XE.gate_up_proj_blockz/" "$tmp/mxb/model.safetensors"
+expect_fail "gpt_oss MXFP4: missing blocks" "missing tensor '$XE.gate_up_proj_blocks'" "$ROE" inspect --model "$tmp/mxb"
+mkdir "$tmp/mxd" && cp $X/* "$tmp/mxd/" && sed -i "s/\"$XE.down_proj_scales\":{\"dtype\":\"U8\"/\"$XE.down_proj_scales\":{\"dtype\":\"I8\"/" "$tmp/mxd/model.safetensors"
+expect_fail "gpt_oss MXFP4: scales of another dtype" "tensor '$XE.down_proj_scales' has dtype I8 (MXFP4 scales are U8)" \
+    "$ROE" inspect --model "$tmp/mxd"
+mkdir "$tmp/mxh" && cp $X/* "$tmp/mxh/" && sed -i "s/\"$XE.gate_up_proj_scales\":{\"dtype\":\"U8\",\"shape\":\[7,192,3\]/\"$XE.gate_up_proj_scales\":{\"dtype\":\"U8\",\"shape\":[21,64,3]/" "$tmp/mxh/model.safetensors"
+expect_fail "gpt_oss MXFP4: scales of another shape" "tensor '$XE.gate_up_proj_scales' has shape [21, 64, 3], expected [7, 192, 3]" \
+    "$ROE" inspect --model "$tmp/mxh"
+mkdir "$tmp/mx16" && cp $X/* "$tmp/mx16/" && sed -i "s/\"$XE.down_proj_blocks\":{\"dtype\":\"U8\",\"shape\":\[7,96,3,16\]/\"$XE.down_proj_blocks\":{\"dtype\":\"U8\",\"shape\":[7,96,48,1]/" "$tmp/mx16/model.safetensors"
+expect_fail "gpt_oss MXFP4: blocks not of 16 bytes" "tensor '$XE.down_proj_blocks' has shape [7, 96, 48, 1]: its last dimension must be 16" \
+    "$ROE" inspect --model "$tmp/mx16"
+mkdir "$tmp/mxq" && cp $X/* "$tmp/mxq/" && sed -i 's/"quant_method": "mxfp4"/"quant_method": "awq_x"/' "$tmp/mxq/config.json"
+expect_fail "gpt_oss MXFP4: unknown quant_method" "quantization_config.quant_method 'awq_x' is not supported" "$ROE" inspect --model "$tmp/mxq"
+mkdir "$tmp/mxc" && cp $X/* "$tmp/mxc/" && sed -i 's/"quantization_config"/"quantization_confix"/' "$tmp/mxc/config.json"
+expect_fail "gpt_oss MXFP4: blocks without quantization_config" "is an MXFP4 tensor but config.json has no quantization_config" \
+    "$ROE" inspect --model "$tmp/mxc"
+expect_fail "gpt_oss MXFP4: --weights q4" "holds MXFP4 experts: it runs as stored" "$ROE" generate --model $X --weights q4 --prompt-ids 1
 # deepseek_v3: MLA's widths against each other and the tensors, the routing fields
 D=tests/fixtures/deepseek_v3/model
 dcase() { # dcase NAME WANT SED_EXPR [FILE]: a copy of the fixture with one edit must be refused

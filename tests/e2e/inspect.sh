@@ -10,7 +10,8 @@
 num() { grep -o "\"$2\":[[:space:]]*[0-9.e+]*" "$1" | head -1 | sed 's/.*:[[:space:]]*//'; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-for fam in qwen2_moe qwen2_moe_b glm4_moe glm4_moe_b gpt_oss gpt_oss_b deepseek_v3 deepseek_v3_b deepseek_v3_fp8 glm4_moe_fp8; do
+for fam in qwen2_moe qwen2_moe_b glm4_moe glm4_moe_b gpt_oss gpt_oss_b deepseek_v3 deepseek_v3_b deepseek_v3_fp8 glm4_moe_fp8 \
+           gpt_oss_mx gpt_oss_mx_b; do
     ref=tests/fixtures/$fam/reference.json
     cfg=tests/fixtures/$fam/model/config.json
     if ! timeout 60 "$ROE" inspect --model tests/fixtures/$fam/model --json >"$tmp/i.json" 2>"$tmp/err"; then
@@ -44,4 +45,11 @@ case "$out" in *"MLA: q_lora_rank 40, kv_lora_rank 24, qk_nope 10 + qk_rope 8, v
     pass "text: MLA's widths and its cache next to full K and V" ;; *) fail "text MLA: $out" ;; esac
 out=$(timeout 60 "$ROE" inspect --model tests/fixtures/gpt_oss/model)
 case "$out" in *"2 attend a window of at most 6"*) pass "text: windowed layers" ;; *) fail "windows: $out" ;; esac
+# MXFP4 experts: named, and the checkpoint's parameters counted as values (2 a byte), not bytes
+timeout 60 "$ROE" inspect --model tests/fixtures/gpt_oss_mx/model --json >"$tmp/mx.json"
+if grep -q '"expert_dtype":[[:space:]]*"MXFP4"' "$tmp/mx.json" &&
+   [ "$(num "$tmp/mx.json" checkpoint_parameters)" = "$(num tests/fixtures/gpt_oss_mx/reference.json parameters)" ]; then
+    pass "MXFP4: expert dtype and checkpoint parameters"; else fail "MXFP4 inspect: $(cat "$tmp/mx.json")"; fi
+out=$(timeout 60 "$ROE" inspect --model tests/fixtures/gpt_oss_mx/model)
+case "$out" in *"experts 0.3 MB (MXFP4)"*) pass "text: MXFP4 expert bytes" ;; *) fail "MXFP4 text: $out" ;; esac
 finish

@@ -2,7 +2,8 @@
 # Numbers that cannot be trusted are said, never emitted (issue 18):
 #  - a checkpoint with NaN in it: `roe generate` fails (exit 1) naming non-finite scores, `roe
 #    serve` answers 500 (a stream: an error event, then [DONE]) instead of token 0 repeated, and
-#    `roe inspect --check-weights` names the tensor (exit 1; 0 on a clean checkpoint);
+#    `roe inspect --check-weights` names the tensor (exit 1; 0 on a clean checkpoint), an MXFP4
+#    e8m0 scale of 0xff (NaN) included;
 #  - every id of a list-valued eos_token_id, and of generation_config.json, ends generation;
 #  - --logits-out holds log-probabilities whatever K: every row's log-sum-exp is 0.
 . "$(dirname "$0")/lib.bash"
@@ -32,6 +33,17 @@ expect_fail "roe generate on NaN weights" "non-finite scores (NaN" "$ROE" genera
 out=$("$ROE" inspect --model "$NAN" --check-weights 2>&1); rc=$?
 [ $rc = 1 ] && echo "$out" | grep -q "tensor 'model.norm.weight'.*NaN" &&
     pass "inspect --check-weights names the tensor: $(echo "$out" | grep "NaN/Inf")" || fail "check-weights (exit $rc): $out"
+# MXFP4: an e8m0 scale of 0xff is NaN (OCP MX), the scales tensor named
+X=tests/fixtures/gpt_oss_mx/model XS=model.layers.2.mlp.experts.down_proj_scales
+mkdir -p "$TMP/mxnan" && cp $X/* "$TMP/mxnan/"
+hl=$(od -An -tu8 -N8 "$TMP/mxnan/model.safetensors" | tr -d ' ')
+a=$(head -c $((8 + hl)) "$TMP/mxnan/model.safetensors" | tail -c "$hl" | jq ".[\"$XS\"].data_offsets[0]")
+printf '\xff' | dd of="$TMP/mxnan/model.safetensors" bs=1 seek=$((8 + hl + a + 5)) conv=notrunc status=none
+out=$("$ROE" inspect --model "$TMP/mxnan" --check-weights 2>&1); rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q "tensor '$XS' (.*U8): 1 NaN, 0 infinite, the first at flat index 5" &&
+    pass "inspect --check-weights names an MXFP4 scale of 0xff" || fail "MXFP4 check-weights (exit $rc): $out"
+out=$("$ROE" inspect --model $X --check-weights 2>&1) && pass "inspect --check-weights on the MXFP4 fixture: clean" ||
+    fail "MXFP4 check-weights clean: $out"
 out=$("$ROE" inspect --model $M --check-weights --json 2>&1); rc=$?
 [ $rc = 0 ] && echo "$out" | jq -e '.nonfinite_tensors == [] and .tensors_checked > 0' >/dev/null &&
     pass "inspect --check-weights on the clean model: exit 0, $(echo "$out" | jq .tensors_checked) tensors, none bad" ||

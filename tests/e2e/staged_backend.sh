@@ -15,7 +15,7 @@ export OMP_NUM_THREADS=1
 
 models=(tests/fixtures/olmoe/model tests/fixtures/mixtral/model tests/fixtures/qwen3_moe/model models/olmoe-tiny
         tests/fixtures/qwen2_moe/model tests/fixtures/glm4_moe/model tests/fixtures/gpt_oss/model
-        tests/fixtures/deepseek_v3/model)
+        tests/fixtures/deepseek_v3/model tests/fixtures/gpt_oss_mx/model)
 prompts=(--prompt-ids 1,2,3,4,5,6 --prompt-ids 9,8,7 --prompt-ids 42)
 configs=("--roe-k 1" "--roe-k 4 --roe-tau 0.5 --roe-keep-clean 0"
          "--roe-k 4 --roe-tau 0.8 --roe-keep-clean 0 --roe-adaptive 1.0 --roe-gate noisy")

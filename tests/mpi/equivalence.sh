@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `mpirun -np N roe generate` gives the same tokens and bit-identical logits (--logits-out)
-# as one process, for N = 1..4, on every transformers fixture (qwen2_moe, glm4_moe, gpt_oss,
+# as one process, for N = 1..4, on every transformers fixture (qwen2_moe, glm4_moe, gpt_oss and its MXFP4 experts,
 # deepseek_v3, and the FP8 block-scaled deepseek_v3_fp8 and glm4_moe_fp8: their shared experts, dense layers and MLA attention with its latent cache replicated
 # like attention, their routers on every rank alike) and the bundled model, with
 # RoE K = 4 (fixed and adaptive K, both gate modes) and K = 1, several concurrent sequences,
@@ -15,7 +15,8 @@ models=(tests/fixtures/olmoe/model tests/fixtures/mixtral/model tests/fixtures/q
         tests/fixtures/qwen2_moe/model tests/fixtures/qwen2_moe_b/model tests/fixtures/glm4_moe/model
         tests/fixtures/glm4_moe_b/model tests/fixtures/gpt_oss/model tests/fixtures/gpt_oss_b/model
         tests/fixtures/deepseek_v3/model tests/fixtures/deepseek_v3_b/model
-        tests/fixtures/deepseek_v3_fp8/model tests/fixtures/glm4_moe_fp8/model)
+        tests/fixtures/deepseek_v3_fp8/model tests/fixtures/glm4_moe_fp8/model
+        tests/fixtures/gpt_oss_mx/model tests/fixtures/gpt_oss_mx_b/model)
 if [ -f models/olmoe-tiny/model.safetensors ] || [ -f models/olmoe-tiny/model.safetensors.index.json ]; then
     models+=(models/olmoe-tiny)
 else

@@ -102,6 +102,8 @@ TEST(model_load) {
     ASSERT_TRUE(fail_each("model load (qwen3 fixture)", op_model_load, "tests/fixtures/qwen3_moe/model") > 10);
     ASSERT_TRUE(fail_each("model load (glm4_moe fixture)", op_model_load, "tests/fixtures/glm4_moe/model") > 10);
     ASSERT_TRUE(fail_each("model load (gpt_oss fixture)", op_model_load, "tests/fixtures/gpt_oss/model") > 32);
+    /* MXFP4 experts: views of the mapping, no copies */
+    ASSERT_TRUE(fail_each("model load (gpt_oss_mx fixture)", op_model_load, "tests/fixtures/gpt_oss_mx/model") > 10);
     /* MLA: each layer's absorbed kv_b_proj in memory of its own */
     ASSERT_TRUE(fail_each("model load (deepseek_v3 fixture)", op_model_load, "tests/fixtures/deepseek_v3/model") > 12);
     /* FP8: the tile scales bound beside each matrix, W_uk^T dequantized into its own memory */
@@ -180,9 +182,9 @@ static roe_status op_generate(void *ctx) {
 }
 
 TEST(generation) {
-    const char *dirs[3] = {"tests/fixtures/olmoe/model", "tests/fixtures/gpt_oss/model",
-                           "tests/fixtures/deepseek_v3/model"};
-    for (int i = 0; i < 3; i++) {
+    const char *dirs[4] = {"tests/fixtures/olmoe/model", "tests/fixtures/gpt_oss/model",
+                           "tests/fixtures/deepseek_v3/model", "tests/fixtures/gpt_oss_mx/model"};
+    for (int i = 0; i < 4; i++) {
         struct gen_ctx g;
         struct roe_model *m = NULL;
         ASSERT_OK(roe_model_load(dirs[i], &m));

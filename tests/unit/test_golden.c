@@ -17,7 +17,8 @@ static const char *FAMILIES[] = {"tests/fixtures/olmoe",       "tests/fixtures/m
                                  "tests/fixtures/glm4_moe",    "tests/fixtures/glm4_moe_b",
                                  "tests/fixtures/gpt_oss",     "tests/fixtures/gpt_oss_b",
                                  "tests/fixtures/deepseek_v3", "tests/fixtures/deepseek_v3_b",
-                                 "tests/fixtures/deepseek_v3_fp8", "tests/fixtures/glm4_moe_fp8"};
+                                 "tests/fixtures/deepseek_v3_fp8", "tests/fixtures/glm4_moe_fp8",
+                                 "tests/fixtures/gpt_oss_mx",  "tests/fixtures/gpt_oss_mx_b"};
 
 static int n_checked_paths = 0;
 
@@ -190,6 +191,9 @@ TEST(deepseek_v3_b_no_q_lora_sharded_f32) { run_all(11); }
  * fp32 forward of the dequantized weights */
 TEST(deepseek_v3_fp8_block_scaled) { run_all(12); }
 TEST(glm4_moe_fp8_block_scaled) { run_all(13); }
+/* gpt-oss with MXFP4 experts (kept as stored; kernels/cpu/matmul_mxfp4.c) */
+TEST(gpt_oss_mx_gqa_7_experts_bf16) { run_all(14); }
+TEST(gpt_oss_mx_b_33_experts_sharded_f32) { run_all(15); }
 
 int main(void) {
     RUN(olmoe);
@@ -206,6 +210,8 @@ int main(void) {
     RUN(deepseek_v3_b_no_q_lora_sharded_f32);
     RUN(deepseek_v3_fp8_block_scaled);
     RUN(glm4_moe_fp8_block_scaled);
+    RUN(gpt_oss_mx_gqa_7_experts_bf16);
+    RUN(gpt_oss_mx_b_33_experts_sharded_f32);
     fprintf(stderr, "checked %d (fixture, kernel path) pairs\n", n_checked_paths);
     return test_summary();
 }
