@@ -15,6 +15,9 @@
  * expert choices match the CPU's except where two logits tie within fp32 summation-order
  * noise.
  *
+ * FP8 (128 x 128 tile scales) and MXFP4 weights go to matmul_block.cu instead: fp32
+ * activations, the CPU's arithmetic lane for lane, batch-invariant.
+ *
  * Layout for cuBLAS (column-major): W row-major [rows, cols] is W^T column-major with
  * ld = cols; op(A) = T gives [rows, cols]. x row-major [n, cols] is x^T column-major
  * [cols, n], ld = cols. y row-major [n, rows] is column-major [rows, n], ld = rows.
@@ -22,7 +25,7 @@
 #include <assert.h>
 #include <stdio.h>
 
-#include "cuda_impl.h"
+#include "matmul_block.h"
 
 __global__ void roe_k_f32_to_bf16(const float *__restrict__ x, __nv_bfloat16 *__restrict__ y, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
@@ -32,6 +35,11 @@ __global__ void roe_k_f32_to_bf16(const float *__restrict__ x, __nv_bfloat16 *__
 void roe_cuda_matmul(roe_backend *be, const float *x, int n, const struct roe_mat *w, float *y) {
     struct roe_cuda *cu = roe_cuda_of(be);
     if (n <= 0) return;
+    if (w->dtype == ROE_DTYPE_F8_E4M3 || w->dtype == ROE_DTYPE_MXFP4) { /* our kernel, fp32 x: matmul_block.cu */
+        const struct roe_cuda_bd_args a = {x, w->cols, n, 1, 0, 0, w->rows, y, w->rows};
+        roe_cuda_matmul_block(cu, w, &a);
+        return;
+    }
     assert(w->dtype == ROE_DTYPE_BF16 && n <= cu->max_rows && w->cols <= cu->max_cols);
     const size_t count = (size_t)n * w->cols;
     unsigned blocks = roe_cuda_blocks(count, 256);

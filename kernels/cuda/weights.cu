@@ -1,6 +1,7 @@
 /*
  * weights.cu — device-resident weight matrices: uploads (bf16 as is; F32/F16 rounded to
- * bf16, nearest even, on the host in chunks), random bf16 matrices generated on the device
+ * bf16, nearest even, on the host in chunks; FP8 and MXFP4 as the checkpoint stores them, data and
+ * scales, for matmul_block.cu), random bf16 matrices generated on the device
  * (Philox keyed on (seed, element index): the same values whatever the launch shape), and
  * their release.
  */
@@ -13,9 +14,50 @@ extern "C" {
 #include "base/philox.h"
 }
 
+/* FP8 (e4m3 + fp32 tile scales) or MXFP4 (e2m1 + e8m0 exponents): the host's bytes and scales as
+ * they are, in one allocation [data | pad to 256 | scales] so that mat_free's one cudaFree of
+ * data releases both; the scales start 256-byte aligned (cudaMalloc's alignment), the data at
+ * the allocation itself (the kernels load bytes and floats, nothing wider). FP8 keeps tile_row0
+ * and its ceil((tile_row0 + rows) / 128) x ceil(cols / 128) scales. */
+static roe_status upload_native(struct roe_cuda *cu, const struct roe_mat *host, struct roe_mat *dev) {
+    const int fp8 = host->dtype == ROE_DTYPE_F8_E4M3;
+    if (fp8 ? !host->tile_scale : !host->e8m0 || host->cols % ROE_QBLOCK != 0)
+        return roe_fail(ROE_ERR_INVALID_ARG, "cuda: %s weights [%d, %d] without %s", roe_dtype_name(host->dtype),
+                        host->rows, host->cols, fp8 ? "tile_scale (weight_scale_inv)" : "e8m0 scales of 32 columns");
+    const size_t bytes = (size_t)host->rows * roe_dtype_row_bytes(host->dtype, (size_t)host->cols);
+    const size_t tiles = (size_t)((host->tile_row0 + host->rows + ROE_FP8_TILE - 1) / ROE_FP8_TILE) *
+                         (size_t)((host->cols + ROE_FP8_TILE - 1) / ROE_FP8_TILE);
+    const size_t sbytes = fp8 ? tiles * sizeof(float) : (size_t)host->rows * (size_t)(host->cols / ROE_QBLOCK);
+    const size_t off = (bytes + 255) / 256 * 256, total = off + sbytes;
+    char *d = NULL;
+    cudaError_t e = cudaMalloc((void **)&d, total ? total : 1);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return roe_fail(ROE_ERR_NOMEM, "%s: no device memory for %zu bytes of %s weights", cu->name, total,
+                        roe_dtype_name(host->dtype));
+    }
+    e = cudaMemcpyAsync(d, host->data, bytes, cudaMemcpyHostToDevice, cu->stream);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(d + off, fp8 ? (const void *)host->tile_scale : (const void *)host->e8m0, sbytes,
+                            cudaMemcpyHostToDevice, cu->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(cu->stream);
+    if (e != cudaSuccess) {
+        cudaFree(d);
+        return roe_fail(ROE_ERR_INTERNAL, "%s: uploading %zu bytes of %s weights and %s: %s", cu->name, bytes,
+                        roe_dtype_name(host->dtype), fp8 ? "tile scales" : "e8m0 scales", cudaGetErrorString(e));
+    }
+    *dev = *host;
+    dev->data = d;
+    dev->scales = dev->mins = NULL;
+    dev->tile_scale = fp8 ? (const float *)(d + off) : NULL;
+    dev->e8m0 = fp8 ? NULL : (const uint8_t *)(d + off);
+    return ROE_OK;
+}
+
 roe_status roe_cuda_mat_upload(roe_backend *be, const struct roe_mat *host, struct roe_mat *dev) {
     struct roe_cuda *cu = roe_cuda_of(be);
     memset(dev, 0, sizeof *dev);
+    if (host->dtype == ROE_DTYPE_F8_E4M3 || host->dtype == ROE_DTYPE_MXFP4) return upload_native(cu, host, dev);
     const size_t n = (size_t)host->rows * host->cols;
     if (host->dtype != ROE_DTYPE_BF16 && host->dtype != ROE_DTYPE_F32 && host->dtype != ROE_DTYPE_F16)
         return roe_fail(ROE_ERR_UNSUPPORTED, "cuda: weights of dtype %s", roe_dtype_name(host->dtype));
