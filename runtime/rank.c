@@ -76,12 +76,9 @@ roe_status roe_rank_open(struct roe_rank *r, struct roe_model *model, const stru
     if (!on_cpu && model->cfg.n_layers > 0 && roe_dtype_is_block(model->layers[0].wq.dtype))
         return roe_fail(ROE_ERR_UNSUPPORTED, "'%s' holds %s weights: quantized weights run on the CPU backend only",
                         spec->model_dir, roe_dtype_name(model->layers[0].wq.dtype));
-    if (!on_cpu && model->cfg.fp8)
-        return roe_fail(ROE_ERR_UNSUPPORTED, "'%s' holds FP8 (e4m3, 128 x 128 block-scaled) weights: they run on the "
-                        "CPU backend only for now (--backend cpu)", spec->model_dir);
-    if (!on_cpu && model->cfg.mxfp4)
-        return roe_fail(ROE_ERR_UNSUPPORTED, "'%s' holds MXFP4 experts: they run on the CPU backend only (no CUDA "
-                        "MXFP4 kernel yet)", spec->model_dir);
+    /* FP8 (128 x 128 tile scales) and MXFP4 checkpoints run on CUDA too, native on the device
+     * (kernels/cuda/matmul_block.cu; compiled, not yet run on a GPU: docs/GPU.md); roe's own
+     * q8/q4 blocks above do not. */
     ROE_TRY(roe_model_quantize(model, (roe_weights)spec->weights)); /* this rank's share only */
     const struct roe_engine_opts eo = engine_opts(spec, comm, r->pl, random_seed);
     ROE_TRY(roe_engine_create(model, &eo, &r->engine));

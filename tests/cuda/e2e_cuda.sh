@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU against CPU, end to end (`roe generate --backend cuda` vs `--backend cpu`), on every
-# transformers fixture and the bundled model:
+# transformers fixture (the FP8 and MXFP4 ones included: kernels/cuda/matmul_block.cu) and the
+# bundled model:
 #   - greedy tokens identical, and the scores of every generated token (--logits-out) within a
 #     normalised error max|gpu - cpu| / max|cpu| <= TOL (default 3e-2: the GPU rounds
 #     activations to bf16 before each cuBLAS matmul, fp32 elsewhere; kernels/cuda/matmul.cu);
@@ -25,7 +26,7 @@ case "$probe" in
     *"no CUDA device"* | *"built without CUDA"*) echo "skipped: no CUDA device ($(echo "$probe" | head -1))"; exit 77 ;;
 esac
 
-read -r -a models <<<"${ROE_CUDA_E2E_MODELS:-tests/fixtures/olmoe/model tests/fixtures/mixtral/model tests/fixtures/qwen3_moe/model models/olmoe-tiny tests/fixtures/qwen2_moe/model tests/fixtures/glm4_moe/model tests/fixtures/gpt_oss/model tests/fixtures/deepseek_v3/model tests/fixtures/deepseek_v3_b/model}"
+read -r -a models <<<"${ROE_CUDA_E2E_MODELS:-tests/fixtures/olmoe/model tests/fixtures/mixtral/model tests/fixtures/qwen3_moe/model models/olmoe-tiny tests/fixtures/qwen2_moe/model tests/fixtures/glm4_moe/model tests/fixtures/gpt_oss/model tests/fixtures/deepseek_v3/model tests/fixtures/deepseek_v3_b/model tests/fixtures/deepseek_v3_fp8/model tests/fixtures/glm4_moe_fp8/model tests/fixtures/gpt_oss_mx/model tests/fixtures/gpt_oss_mx_b/model}"
 prompts=(--prompt-ids 1,2,3,4,5,6 --prompt-ids 9,8,7 --prompt-ids 42)
 
 # gen BACKEND OUT ARGS...: roe generate, stdout to OUT, scores to OUT.f32, stderr to OUT.err

@@ -14,6 +14,8 @@
  *   mla_attention 1e-4    online softmax over the shared latent, another summation order
  *   matmul_heads  1e-5    fp32 activations, bf16 weights, another summation order
  *   moe_combine   1e-6    FMA contraction
+ *   matmul FP8 / MXFP4, matmul_heads FP8   0 (bit for bit): kernels/cuda/matmul_block.cu runs the
+ *                 CPU's 16-lane arithmetic lane for lane (kernels/block_dot.h), batches 1..9
  *   add, add_bias, clamp, embed, copy_rows: exact
  *
  * The weights are the same bf16 values on both sides (uploaded from the host matrix).
@@ -127,6 +129,104 @@ TEST(matmul) {
         free(y);
         tmat_free(&w);
     }
+}
+
+/* FP8 (random e4m3 bytes, no NaN, and signed tile scales; a view from row row0 of its first tile)
+ * or MXFP4 (random codes, exponents around 127 and the extremes 0, 1, 2, 254): host matrices whose
+ * arrays are owned, and their device copies. */
+static struct tmat tmat_block(roe_dtype t, int rows, int cols, int row0) {
+    struct tmat m;
+    memset(&m, 0, sizeof m);
+    const size_t n = (size_t)rows * cols, nt = (size_t)(row0 + rows + 127) / 128 * (size_t)((cols + 127) / 128);
+    float *u = malloc((n + nt) * sizeof(float));
+    fill(u, n + nt, 0.0f, 1.0f);
+    uint8_t *q = malloc(t == ROE_DTYPE_MXFP4 ? n / 2 + n / 32 : n);
+    m.h = (struct roe_mat){.dtype = t, .data = q, .rows = rows, .cols = cols, .tile_row0 = row0};
+    if (t == ROE_DTYPE_MXFP4) {
+        static const uint8_t ext[4] = {0, 1, 2, 254};
+        for (size_t i = 0; i < n / 2; i++) q[i] = (uint8_t)(u[i] * 256.0f);
+        for (size_t i = 0; i < n / 32; i++) q[n / 2 + i] = i % 7 == 5 ? ext[i % 4] : (uint8_t)(120 + u[n / 2 + i] * 12.0f);
+        m.h.e8m0 = q + n / 2;
+    } else {
+        float *s = malloc(nt * sizeof(float));
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t b = (uint8_t)(u[i] * 256.0f);
+            q[i] = (b & 0x7f) == 0x7f ? b ^ 1 : b; /* no NaN codes */
+        }
+        for (size_t i = 0; i < nt; i++) s[i] = ldexpf(0.5f + 0.5f * u[n + i], -8 - (int)(i % 5)) * (i % 5 == 3 ? -1.0f : 1.0f);
+        m.h.tile_scale = s;
+    }
+    free(u);
+    if (gpu->ops->mat_upload(gpu, &m.h, &m.d) != ROE_OK) {
+        fprintf(stderr, "mat_upload (%s): %s\n", roe_dtype_name(t), roe_error_message());
+        exit(1);
+    }
+    return m;
+}
+static void tmat_block_free(struct tmat *m) {
+    free((void *)m->h.tile_scale);
+    tmat_free(m);
+}
+
+/* y = x W^T for batches 9 down to 1, GPU against CPU: the same bits (tolerance 0). */
+static void check_block_matmul(const struct tmat *w, const char *what) {
+    const int rows = w->h.rows, cols = w->h.cols, N = 9;
+    float *x = malloc((size_t)N * cols * sizeof *x), *y = malloc((size_t)N * rows * sizeof *y);
+    fill(x, (size_t)N * cols, -2.0f, 2.0f);
+    float *dx = dev_from(x, (size_t)N * cols), *dy = gpu->ops->alloc(gpu, (size_t)N * rows * sizeof(float));
+    for (int n = N; n >= 1; n--) {
+        char name[80];
+        cpu->ops->matmul(cpu, x, n, &w->h, y);
+        gpu->ops->matmul(gpu, dx, n, &w->d, dy);
+        float *gy = host_from(dy, (size_t)n * rows);
+        snprintf(name, sizeof name, "%s %dx[%d,%d] row0 %d", what, n, rows, cols, w->h.tile_row0);
+        CHECK_NERR(name, gy, y, (size_t)n * rows, 0.0);
+        ASSERT_TRUE(memcmp(gy, y, (size_t)n * rows * sizeof(float)) == 0);
+        free(gy);
+    }
+    gpu->ops->free(gpu, dx);
+    gpu->ops->free(gpu, dy);
+    free(x);
+    free(y);
+}
+
+TEST(matmul_fp8_mxfp4) {
+    const int f8[][3] = {{37, 300, 0}, {130, 129, 0}, {9, 17, 0}, {260, 256, 0}, {70, 515, 100}, {33, 640, 127}, {1, 130, 5}};
+    for (size_t s = 0; s < sizeof f8 / sizeof f8[0]; s++) {
+        struct tmat w = tmat_block(ROE_DTYPE_F8_E4M3, f8[s][0], f8[s][1], f8[s][2]);
+        check_block_matmul(&w, "matmul fp8");
+        tmat_block_free(&w);
+    }
+    const int mx[][2] = {{1, 32}, {17, 96}, {130, 2880}, {5, 4096}, {33, 160}};
+    for (size_t s = 0; s < sizeof mx / sizeof mx[0]; s++) {
+        struct tmat w = tmat_block(ROE_DTYPE_MXFP4, mx[s][0], mx[s][1], 0);
+        check_block_matmul(&w, "matmul mxfp4");
+        tmat_block_free(&w);
+    }
+}
+
+/* MLA's absorbed W_uv over an FP8 kv_b_proj: heads of 40 rows, 24 read from row 16, across tiles. */
+TEST(matmul_heads_fp8) {
+    const int nh = 7, head_rows = 40, row0 = 16, out = 24, cols = 200, n = 3;
+    struct tmat w = tmat_block(ROE_DTYPE_F8_E4M3, nh * head_rows, cols, 0);
+    const size_t nx = (size_t)n * nh * cols, ny = (size_t)n * nh * out;
+    float *x = malloc(nx * sizeof *x), *y = malloc(ny * sizeof *y), *scr = malloc((size_t)n * (cols + out) * sizeof *scr);
+    fill(x, nx, -2.0f, 2.0f);
+    struct roe_matmul_heads_args a = {.n_rows = n, .n_heads = nh, .x = x, .x_stride = cols, .w = &w.h,
+                                      .head_rows = head_rows, .row0 = row0, .out = out, .y = y, .y_stride = out,
+                                      .scratch = scr};
+    cpu->ops->matmul_heads(cpu, &a);
+    float *dx = dev_from(x, nx), *dy = gpu->ops->alloc(gpu, ny * sizeof(float));
+    a.x = dx, a.y = dy, a.w = &w.d, a.scratch = NULL;
+    gpu->ops->matmul_heads(gpu, &a);
+    float *gy = host_from(dy, ny);
+    CHECK_NERR("matmul_heads fp8", gy, y, ny, 0.0);
+    ASSERT_TRUE(memcmp(gy, y, ny * sizeof(float)) == 0);
+    free(gy);
+    gpu->ops->free(gpu, dx);
+    gpu->ops->free(gpu, dy);
+    free(x), free(y), free(scr);
+    tmat_block_free(&w);
 }
 
 TEST(rmsnorm) {
@@ -446,6 +546,8 @@ int main(void) {
     }
     printf("%s vs %s\n", gpu->name, cpu->name);
     RUN(matmul);
+    RUN(matmul_fp8_mxfp4);
+    RUN(matmul_heads_fp8);
     RUN(rmsnorm);
     RUN(rope);
     RUN(rope_mla);
