@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_opts.h"
 #include "args.h"
 #include "base/alloc.h"
 #include "base/clock.h"
@@ -35,6 +36,7 @@ struct bench_opts {
     int batch, prompt_len, gen_len, threads, json, no_warm;
     float copy_bytes;
     struct roe_flags rf;
+    struct roe_kv_flags kv;
 };
 
 /* What the run measured. */
@@ -52,7 +54,7 @@ struct bench_result {
 static int parse_opts(int argc, char **argv, struct bench_opts *o) {
     *o = (struct bench_opts){.batch = 1, .prompt_len = 16, .gen_len = 16};
     roe_flags_init(&o->rf);
-    struct roe_arg_spec specs[11 + ROE_FLAGS_N_SPECS] = {
+    struct roe_arg_spec specs[11 + ROE_FLAGS_N_SPECS + ROE_KV_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--batch", ROE_ARG_INT, &o->batch, "concurrent sequences (1)", 1, 4096},
         {"--prompt-len", ROE_ARG_INT, &o->prompt_len, "prompt tokens per sequence (16)", 1, 1 << 20},
@@ -69,6 +71,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o) {
          "also time a backend copy of this many bytes (memory bandwidth, same run; 0 = off)", 0, 64e9},
     };
     roe_flags_specs(&o->rf, specs + 11);
+    roe_kv_flags_specs(&o->kv, specs + 11 + ROE_FLAGS_N_SPECS);
     const int rc = roe_args_parse("bench", SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
     if (rc) return rc == 1 ? -1 : rc; /* -1: --help was printed */
     if (o->random_model && o->model_dir) {
@@ -102,6 +105,7 @@ static int open_bench(const struct bench_opts *o, struct roe_session *s, struct 
     eo.isa = roe_env_cpu_isa();
     eo.backend = kind;
     eo.random_seed = 0x0E1B7Bu;
+    if ((rc = roe_kv_flags_apply(&o->kv, cmd, &eo))) return rc;
     s->warm = !o->no_warm && !o->random_model; /* every rank reads the weights it holds */
     return roe_session_open_engine(s, cmd, eo) ? 1 : 0;
 }

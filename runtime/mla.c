@@ -63,7 +63,7 @@ void roe__mla_layer(roe_engine *e, int layer, const struct roe_row *rows) {
     const struct roe_mla_args att = {
         .n_rows = n, .n_heads = nh, .latent = R, .rope_dim = a->rope_dim, .scale = e->mla_scale,
         .q_lat = e->qlat, .q_rope = e->q + a->nope_dim, .q_rope_stride = qk, .kv_self = e->k,
-        .kv_hist = e->khist, .hist_begin = e->hbegin, .hist_end = e->hend, .out = e->olat,
+        .kv_cache = e->kv.k + roe_kv_layer_elems(&e->kv, layer), .pages = roe__engine_pages(e), .hist_begin = e->hbegin, .hist_end = e->hend, .out = e->olat,
     };
     be->ops->mla_attention(be, &att);
     const struct roe_matmul_heads_args absorb_v = {

@@ -112,7 +112,7 @@ static void on_fail(void *ctx, struct roe_batch_seq *seq, roe_status code, const
 
 struct roe_sched_opts roe_sched_opts_default(void) {
     return (struct roe_sched_opts){
-        .max_queue = 256, .block_size = 16, .kv_blocks = 0, .heartbeat_s = 0.0};
+        .max_queue = 256, .block_size = 0, .kv_blocks = 0, .heartbeat_s = 0.0};
 }
 
 /* ---- requests ---- */
@@ -246,11 +246,11 @@ roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opt
                             roe_sched **out) {
     *out = NULL;
     const struct roe_engine_opts *eo = roe_engine_get_opts(engine);
-    if (opts->max_queue < 0 || opts->block_size < 1 || opts->kv_blocks < 0 ||
+    if (opts->max_queue < 0 || opts->block_size < 0 || opts->kv_blocks < 0 ||
         !(opts->heartbeat_s >= 0.0))
         return roe_fail(ROE_ERR_INVALID_ARG,
                         "scheduler: max_queue %d, block_size %d, kv_blocks %d, heartbeat %g s: "
-                        "need >= 0, >= 1, "
+                        "need >= 0, >= 0, "
                         ">= 0, >= 0",
                         opts->max_queue, opts->block_size, opts->kv_blocks, opts->heartbeat_s);
     struct roe_batch_opts bo = roe_batch_opts_default();
@@ -265,8 +265,14 @@ roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opt
     s->S = eo->max_seqs;
     s->R = eo->max_rows;
     s->ctx = eo->max_ctx;
-    const int per_slot = (s->ctx + opts->block_size - 1) / opts->block_size;
-    if (s->o.kv_blocks == 0) s->o.kv_blocks = s->S * per_slot;
+    const struct roe_kv_cache *kv = roe_engine_kv(engine);
+    if (s->o.block_size == 0) s->o.block_size = kv->block_size; /* the engine's pool */
+    if (s->o.kv_blocks == 0) s->o.kv_blocks = kv->n_blocks * kv->block_size / s->o.block_size;
+    if (s->o.block_size == kv->block_size && s->o.kv_blocks > kv->n_blocks) {
+        st = roe_fail(ROE_ERR_INVALID_ARG, "scheduler: --kv-blocks %d exceeds the pool's %d blocks (--kv-memory)",
+                      s->o.kv_blocks, kv->n_blocks);
+        goto fail;
+    }
     if (s->o.heartbeat_s == 0.0) s->o.heartbeat_s = roe_comm_timeout(roe_engine_comm(engine)) / 4.0;
     bo.hooks = (struct roe_batch_hooks){.ctx = s, .on_step = on_step, .on_token = on_token,
                                         .on_prompt = on_prompt, .on_fail = on_fail};

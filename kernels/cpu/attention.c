@@ -1,6 +1,7 @@
 /*
  * attention.c — causal grouped-query attention of each row against its sequence's clean
- * KV history plus its own current K/V (ROE.md: the clean cache).
+ * KV history plus its own current K/V (ROE.md: the clean cache), read through the rows' block
+ * tables (struct roe_kv_pages: the same arithmetic whatever the blocks).
  *
  * For row r, head h (kv head h / (n_heads / n_kv_heads)):
  *   s_j = scale * q . k_j   for history j in [hist_begin, hist_end), then the row itself
@@ -23,10 +24,9 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     const int r = p / nh, h = p % nh, kvh = h / group;
     const int begin = a->hist_begin[r], end = a->hist_end[r], len = end - begin;
     const float *q = a->q + (size_t)r * qd + (size_t)h * hd;
-    const float *kh = a->k_hist[r], *vh = a->v_hist[r];
     float mx = -INFINITY;
     for (int j = 0; j < len; j++) {
-        s[j] = roe_cpu_dot_f32(q, kh + (size_t)(begin + j) * kd + (size_t)kvh * hd, hd) * a->scale;
+        s[j] = roe_cpu_dot_f32(q, a->k_cache + roe_kv_page_off(&a->pages, r, begin + j, kd) + (size_t)kvh * hd, hd) * a->scale;
         if (s[j] > mx) mx = s[j];
     }
     s[len] = roe_cpu_dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
@@ -43,7 +43,7 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     float *o = a->out + (size_t)r * qd + (size_t)h * hd;
     for (int d = 0; d < hd; d++) o[d] = 0.0f;
     for (int j = 0; j <= len; j++) {
-        const float *v = j < len ? vh + (size_t)(begin + j) * kd + (size_t)kvh * hd
+        const float *v = j < len ? a->v_cache + roe_kv_page_off(&a->pages, r, begin + j, kd) + (size_t)kvh * hd
                                  : a->v_self + (size_t)r * kd + (size_t)kvh * hd;
         const float pj = s[j] * inv;
         for (int d = 0; d < hd; d++) o[d] += pj * v[d];

@@ -24,7 +24,7 @@
 /* Position j of row r's span: its cached vector, or (j == len) the row's own. */
 static inline const float *span_vec(const struct roe_mla_args *a, int r, int j, int begin, int len) {
     const size_t W = (size_t)a->latent + (size_t)a->rope_dim;
-    return j < len ? a->kv_hist[r] + (size_t)(begin + j) * W : a->kv_self + (size_t)r * W;
+    return j < len ? a->kv_cache + roe_kv_page_off(&a->pages, r, begin + j, (int)W) : a->kv_self + (size_t)r * W;
 }
 
 /* Heads [h0, h0 + nb) of row r; s is [ROE_CPU_MLA_HEADS, stride] scores. */

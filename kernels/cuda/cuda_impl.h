@@ -76,6 +76,12 @@ void roe_cuda_note(struct roe_cuda *cu, cudaError_t e, const char *where);
 void roe_cuda_stage(struct roe_cuda *cu, int n, const void *const *ptrs, const size_t *bytes,
                     void **dev);
 
+/* kernels/backend.h roe_kv_page_off on the device (pg->table in device memory). */
+static __device__ __forceinline__ size_t roe_cuda_page_off(const struct roe_kv_pages *pg, int r, int pos, int width) {
+    return (size_t)pg->table[(size_t)r * pg->stride + pos / pg->block_size] * (size_t)pg->block_elems +
+           (size_t)(pos % pg->block_size) * (size_t)width;
+}
+
 static inline unsigned roe_cuda_blocks(size_t n, unsigned threads) {
     return (unsigned)((n + threads - 1) / threads);
 }
