@@ -25,6 +25,8 @@ void roe_kv_flags_specs(struct roe_kv_flags *f, struct roe_arg_spec *s) {
                                  "memory (default: every slot's full context)", 0, 0};
     s[1] = (struct roe_arg_spec){"--kv-block-size", ROE_ARG_INT, &f->block_size, "positions per KV block (16)", 1,
                                  1 << 20};
+    s[2] = (struct roe_arg_spec){"--kv-dtype", ROE_ARG_STRING, &f->dtype,
+                                 "KV cache elements: bf16 (default) or f32 (exact)", 0, 0};
 }
 
 /* MemAvailable of /proc/meminfo in bytes, 0 if unknown. */
@@ -62,6 +64,12 @@ int roe_kv_parse_memory(const char *text, size_t avail, size_t *out) {
 
 int roe_kv_flags_apply(const struct roe_kv_flags *f, const char *cmd, struct roe_engine_opts *eo) {
     eo->kv_block_size = f->block_size;
+    eo->kv_dtype = ROE_DTYPE_BF16;
+    if (f->dtype && strcmp(f->dtype, "f32") == 0) eo->kv_dtype = ROE_DTYPE_F32;
+    else if (f->dtype && strcmp(f->dtype, "bf16") != 0) {
+        fprintf(stderr, "roe %s: --kv-dtype '%s': expected bf16 or f32\n", cmd, f->dtype);
+        return 2;
+    }
     if (!f->memory) return 0;
     if (roe_kv_parse_memory(f->memory, mem_available(), &eo->kv_bytes) != 0 || eo->kv_bytes == 0) {
         fprintf(stderr,

@@ -192,6 +192,10 @@ static roe_status check_opts(const struct roe_model_config *c, const struct roe_
                         o->max_seqs, o->max_rows, o->max_ctx);
     if (o->kv_block_size < 0 || o->kv_block_size > (1 << 20))
         return roe_fail(ROE_ERR_INVALID_ARG, "engine: --kv-block-size %d is outside [1, 1048576]", o->kv_block_size);
+    const int wide = c->mla ? roe_config_kv_width(c) : c->head_dim; /* what a kernel widens at once */
+    if (o->kv_dtype == ROE_DTYPE_BF16 && wide > ROE_KV_MAX_WIDE)
+        return roe_fail(ROE_ERR_UNSUPPORTED, "engine: --kv-dtype bf16 reads vectors of %d elements, more than %d",
+                        wide, ROE_KV_MAX_WIDE);
     if (o->max_ctx > c->max_position)
         return roe_fail(ROE_ERR_INVALID_ARG,
                         "engine: context of %d positions exceeds the model's max_position_embeddings %d",
@@ -315,7 +319,8 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
     const struct roe_kv_cache_opts ko = {
         .max_seqs = opts->max_seqs, .n_layers = c->n_layers, .max_ctx = opts->max_ctx,
         .kv_dim = c->mla ? roe_config_kv_width(c) : c->n_kv_heads * c->head_dim, .n_vecs = c->mla ? 1 : 2,
-        .block_size = opts->kv_block_size, .bytes = opts->kv_bytes, .scramble = opts->kv_scramble};
+        .block_size = opts->kv_block_size, .dtype = opts->kv_dtype, .bytes = opts->kv_bytes,
+        .scramble = opts->kv_scramble};
     ROE_CHECK(roe_kv_cache_init(&e->kv, e->be, &ko));
     ROE_CHECK(alloc_buffers(e));
     fill_tables(e);
@@ -421,7 +426,7 @@ int roe__engine_history(roe_engine *e, int layer, const struct roe_row *rows) {
 }
 
 struct roe_kv_pages roe__engine_pages(const roe_engine *e) {
-    return (struct roe_kv_pages){.table = e->btab, .stride = e->btab_stride, .block_size = e->kv.block_size,
+    return (struct roe_kv_pages){.dtype = e->kv.dtype, .table = e->btab, .stride = e->btab_stride, .block_size = e->kv.block_size,
                                  .block_elems = roe_kv_block_elems(&e->kv)};
 }
 
@@ -468,14 +473,14 @@ static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows
 
     const int n_clean = roe__engine_history(e, layer, rows);
     if (n_clean) {
-        be->ops->copy_rows(be, e->kv.k, e->kv_dst, e->k, e->kv_src, n_clean, kd);
-        be->ops->copy_rows(be, e->kv.v, e->kv_dst, e->v, e->kv_src, n_clean, kd);
+        be->ops->kv_store(be, e->kv.k, e->kv.dtype, e->kv_dst, e->k, e->kv_src, n_clean, kd);
+        be->ops->kv_store(be, e->kv.v, e->kv.dtype, e->kv_dst, e->v, e->kv_src, n_clean, kd);
     }
     struct roe_attn_args a = {
         .n_rows = n, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
         .scale = 1.0f / sqrtf((float)hd),
-        .q = e->q, .k_self = e->k, .v_self = e->v, .k_cache = e->kv.k + roe_kv_layer_elems(&e->kv, layer),
-        .v_cache = e->kv.v + roe_kv_layer_elems(&e->kv, layer), .pages = roe__engine_pages(e),
+        .q = e->q, .k_self = e->k, .v_self = e->v, .k_cache = roe_kv_layer_ptr(&e->kv, e->kv.k, layer),
+        .v_cache = roe_kv_layer_ptr(&e->kv, e->kv.v, layer), .pages = roe__engine_pages(e),
         .hist_begin = e->hbegin, .hist_end = e->hend, .sinks = c->attn_sinks ? &L->sinks : NULL,
         .out = e->att,
     };

@@ -72,6 +72,7 @@ struct roe_engine_opts {
     size_t kv_bytes;  /* the KV block pool (docs/KV.md); 0: max_seqs full contexts */
     int kv_block_size;/* positions per KV block; 0: ROE_KV_BLOCK_DEFAULT */
     uint64_t kv_scramble; /* != 0: blocks handed out in a seeded random order (tests) */
+    roe_dtype kv_dtype;   /* KV elements: F32 (the default here: exact) or BF16 (the launcher's) */
 };
 
 struct roe_engine_opts roe_engine_opts_default(void);

@@ -5,12 +5,12 @@
 
 #include "base/alloc.h"
 
-size_t roe_kv_block_bytes(int n_layers, int block_size, int kv_dim, int n_vecs) {
-    return (size_t)n_vecs * sizeof(float) * (size_t)n_layers * (size_t)block_size * (size_t)kv_dim;
+size_t roe_kv_block_bytes(int n_layers, int block_size, int kv_dim, int n_vecs, size_t elem) {
+    return (size_t)n_vecs * elem * (size_t)n_layers * (size_t)block_size * (size_t)kv_dim;
 }
 
 size_t roe_kv_cache_bytes(const struct roe_kv_cache *c) {
-    return (size_t)c->n_blocks * roe_kv_block_bytes(c->n_layers, c->block_size, c->kv_dim, c->n_vecs);
+    return (size_t)c->n_blocks * roe_kv_block_bytes(c->n_layers, c->block_size, c->kv_dim, c->n_vecs, c->elem);
 }
 
 static uint64_t splitmix(uint64_t *s) {
@@ -34,7 +34,7 @@ static void fill_free(struct roe_kv_cache *c, uint64_t scramble) {
 
 /* The pool's block count from o (0 with an error set when it cannot be). */
 static int pool_blocks(const struct roe_kv_cache_opts *o, int block_size, int max_blocks) {
-    const size_t per = roe_kv_block_bytes(o->n_layers, block_size, o->kv_dim, o->n_vecs);
+    const size_t per = roe_kv_block_bytes(o->n_layers, block_size, o->kv_dim, o->n_vecs, roe_dtype_size(o->dtype));
     size_t n = o->bytes ? o->bytes / (per ? per : 1) : (size_t)o->max_seqs * (size_t)max_blocks;
     if (n < (size_t)max_blocks) {
         roe_fail(ROE_ERR_INVALID_ARG,
@@ -57,12 +57,16 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const stru
         (size_t)o->max_seqs * (size_t)o->max_ctx > ((size_t)1 << 31))
         return roe_fail(ROE_ERR_INVALID_ARG, "kv cache: %d sequences x %d positions, blocks of %d: invalid",
                         o->max_seqs, o->max_ctx, bs);
+    if (o->dtype != ROE_DTYPE_F32 && o->dtype != ROE_DTYPE_BF16)
+        return roe_fail(ROE_ERR_INVALID_ARG, "kv cache: elements of %s: f32 or bf16 only (--kv-dtype)",
+                        roe_dtype_name(o->dtype));
     const int max_blocks = (int)(((int64_t)o->max_ctx + bs - 1) / bs);
     const int n_blocks = pool_blocks(o, bs, max_blocks);
     if (!n_blocks) return ROE_ERR_INVALID_ARG;
     *c = (struct roe_kv_cache){.max_seqs = o->max_seqs, .n_layers = o->n_layers, .max_ctx = o->max_ctx,
                                .kv_dim = o->kv_dim, .n_vecs = o->n_vecs, .block_size = bs,
-                               .max_blocks = max_blocks, .n_blocks = n_blocks, .be = be};
+                               .max_blocks = max_blocks, .n_blocks = n_blocks, .dtype = o->dtype,
+                               .elem = roe_dtype_size(o->dtype), .be = be};
     const size_t bytes = roe_kv_cache_bytes(c) / (size_t)o->n_vecs;
     c->k = be->ops->alloc(be, bytes);
     if (o->n_vecs == 2) c->v = be->ops->alloc(be, bytes);
@@ -125,12 +129,12 @@ roe_status roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len) 
             roe_kv_cache_reset(c, dst);
             return st;
         }
-        const size_t bytes = (size_t)part * c->kv_dim * sizeof(float);
+        const size_t bytes = (size_t)part * c->kv_dim * c->elem;
         for (int l = 0; l < c->n_layers; l++) {
-            const int64_t d = roe_kv_row(c, dst, l, full * c->block_size) * c->kv_dim;
-            const int64_t s = roe_kv_row(c, src, l, full * c->block_size) * c->kv_dim;
-            c->be->ops->copy(c->be, c->k + d, c->k + s, bytes);
-            if (c->v) c->be->ops->copy(c->be, c->v + d, c->v + s, bytes);
+            const size_t d = (size_t)roe_kv_row(c, dst, l, full * c->block_size) * c->kv_dim * c->elem;
+            const size_t s = (size_t)roe_kv_row(c, src, l, full * c->block_size) * c->kv_dim * c->elem;
+            c->be->ops->copy(c->be, (char *)c->k + d, (char *)c->k + s, bytes);
+            if (c->v) c->be->ops->copy(c->be, (char *)c->v + d, (char *)c->v + s, bytes);
         }
     }
     c->len[dst] = len;

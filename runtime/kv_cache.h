@@ -1,13 +1,14 @@
 /*
  * kv_cache.h — the clean KV cache as a pool of fixed-size blocks (docs/KV.md): one K and one V
  * vector per (sequence, layer, position), fp32, whatever the RoE K is (ROE.md: only sample 0
- * appends).
+ * appends), fp32 or bf16.
  *
  * Layout. A block holds block_size consecutive positions of one sequence for EVERY layer:
  * k[block][layer][offset][kv_dim] (v the same), so a sequence needs one block table for all its
  * layers, and a block is the unit of allocation, sharing and (later) prefix reuse. Position p of
  * sequence s is row roe_kv_row(c, s, layer, p) of k seen as [n_blocks * n_layers * block_size,
- * kv_dim]: block table[s][p / block_size], offset p % block_size. With multi-head latent
+ * kv_dim]: block table[s][p / block_size], offset p % block_size. Elements are fp32 or bf16
+ * (dtype; bf16 rounded to nearest even when stored, widened exactly when read). With multi-head latent
  * attention (DeepSeek-V3) there is one vector per position, no V (n_vecs = 1, v NULL): k holds
  * [latent | roped key] of width kv_lora_rank + qk_rope_head_dim, in the same pool.
  *
@@ -41,9 +42,11 @@ struct roe_kv_cache {
     int block_size;  /* positions per block */
     int max_blocks;  /* blocks of one full context: ceil(max_ctx / block_size) */
     int n_blocks;    /* blocks in the pool */
+    roe_dtype dtype; /* of k and v: F32 or BF16 */
+    size_t elem;     /* bytes per element */
     roe_backend *be; /* borrowed: where k and v live */
-    float *k;  /* [n_blocks, n_layers, block_size, kv_dim] backend memory */
-    float *v;  /* same; NULL when n_vecs is 1 */
+    void *k;   /* [n_blocks, n_layers, block_size, kv_dim] backend memory */
+    void *v;   /* same; NULL when n_vecs is 1 */
     int *len;  /* [max_seqs] positions written (the clean history length), host */
     int32_t *table; /* [max_seqs, max_blocks] each sequence's blocks; -1: none */
     int *nref;      /* [n_blocks] tables holding each block (0: free) */
@@ -54,6 +57,7 @@ struct roe_kv_cache {
 struct roe_kv_cache_opts {
     int max_seqs, n_layers, max_ctx, kv_dim, n_vecs;
     int block_size;     /* 0: ROE_KV_BLOCK_DEFAULT */
+    roe_dtype dtype;    /* F32 (0) or BF16 */
     size_t bytes;       /* the pool (rounded down to whole blocks); 0: max_seqs full contexts */
     uint64_t scramble;  /* != 0: the free stack in an order drawn from this seed (tests) */
 };
@@ -64,8 +68,8 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const stru
 void roe_kv_cache_free(struct roe_kv_cache *c);
 /* Bytes of the pool. */
 size_t roe_kv_cache_bytes(const struct roe_kv_cache *c);
-/* Bytes of one block (every layer, K and V). */
-size_t roe_kv_block_bytes(int n_layers, int block_size, int kv_dim, int n_vecs);
+/* Bytes of one block (every layer, K and V) of elements of `elem` bytes. */
+size_t roe_kv_block_bytes(int n_layers, int block_size, int kv_dim, int n_vecs, size_t elem);
 
 /* Makes sequence seq hold blocks for positions [0, n): allocates the missing ones. Fails
  * with ROE_ERR_OVERLOADED, holding what it held, when the pool has too few free blocks. */
@@ -88,12 +92,16 @@ static inline int64_t roe_kv_row(const struct roe_kv_cache *c, int seq, int laye
     const int32_t b = c->table[(size_t)seq * c->max_blocks + pos / c->block_size];
     return ((int64_t)b * c->n_layers + layer) * c->block_size + pos % c->block_size;
 }
-/* Floats from one block to the next, and from a block's start to `layer`'s first row. */
+/* Elements from one block to the next, and from a block's start to `layer`'s first row. */
 static inline int64_t roe_kv_block_elems(const struct roe_kv_cache *c) {
     return (int64_t)c->n_layers * c->block_size * c->kv_dim;
 }
 static inline int64_t roe_kv_layer_elems(const struct roe_kv_cache *c, int layer) {
     return (int64_t)layer * c->block_size * c->kv_dim;
+}
+/* k or v (base) moved to `layer`'s first row. */
+static inline void *roe_kv_layer_ptr(const struct roe_kv_cache *c, void *base, int layer) {
+    return base ? (char *)base + (size_t)roe_kv_layer_elems(c, layer) * c->elem : NULL;
 }
 
 #endif

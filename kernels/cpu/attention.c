@@ -24,9 +24,10 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     const int r = p / nh, h = p % nh, kvh = h / group;
     const int begin = a->hist_begin[r], end = a->hist_end[r], len = end - begin;
     const float *q = a->q + (size_t)r * qd + (size_t)h * hd;
-    float mx = -INFINITY;
+    float mx = -INFINITY, wide[ROE_CPU_KV_WIDE]; /* a bf16 cache's vector widened */
     for (int j = 0; j < len; j++) {
-        s[j] = roe_cpu_dot_f32(q, a->k_cache + roe_kv_page_off(&a->pages, r, begin + j, kd) + (size_t)kvh * hd, hd) * a->scale;
+        const float *k = roe_cpu_kv_vec(a->k_cache, &a->pages, r, begin + j, kd, kvh * hd, hd, wide);
+        s[j] = roe_cpu_dot_f32(q, k, hd) * a->scale;
         if (s[j] > mx) mx = s[j];
     }
     s[len] = roe_cpu_dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
@@ -43,7 +44,7 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     float *o = a->out + (size_t)r * qd + (size_t)h * hd;
     for (int d = 0; d < hd; d++) o[d] = 0.0f;
     for (int j = 0; j <= len; j++) {
-        const float *v = j < len ? a->v_cache + roe_kv_page_off(&a->pages, r, begin + j, kd) + (size_t)kvh * hd
+        const float *v = j < len ? roe_cpu_kv_vec(a->v_cache, &a->pages, r, begin + j, kd, kvh * hd, hd, wide)
                                  : a->v_self + (size_t)r * kd + (size_t)kvh * hd;
         const float pj = s[j] * inv;
         for (int d = 0; d < hd; d++) o[d] += pj * v[d];

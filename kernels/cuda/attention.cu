@@ -20,8 +20,8 @@
 enum { ROE_ATT_TILE = 64, ROE_ATT_THREADS = 128, ROE_ATT_MAX_HD = 256 };
 
 __global__ void roe_k_attention(const float *__restrict__ q, const float *__restrict__ k_self,
-                                const float *__restrict__ v_self, const float *__restrict__ k_cache,
-                                const float *__restrict__ v_cache, struct roe_kv_pages pg, const int *__restrict__ hbeg,
+                                const float *__restrict__ v_self, const void *__restrict__ k_cache,
+                                const void *__restrict__ v_cache, struct roe_kv_pages pg, const int *__restrict__ hbeg,
                                 const int *__restrict__ hend, int n_heads, int n_kv_heads, int head_dim,
                                 float scale, const __nv_bfloat16 *__restrict__ sinks, float *__restrict__ out) {
     __shared__ float qs[ROE_ATT_MAX_HD];
@@ -32,7 +32,7 @@ __global__ void roe_k_attention(const float *__restrict__ q, const float *__rest
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = ROE_ATT_THREADS / 32;
     const int begin = hbeg[r], len = hend[r] - begin; /* history positions; then the row itself */
     const int total = len + 1;
-    const float *kh = k_cache + (size_t)kvh * head_dim, *vh = v_cache + (size_t)kvh * head_dim;
+    const size_t hoff = (size_t)kvh * head_dim; /* the kv head's columns in a cached row */
     const float *ks = k_self + (size_t)r * kd + (size_t)kvh * head_dim;
     const float *vs = v_self + (size_t)r * kd + (size_t)kvh * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += ROE_ATT_THREADS) qs[d] = q[(size_t)r * qd + (size_t)h * head_dim + d];
@@ -44,9 +44,10 @@ __global__ void roe_k_attention(const float *__restrict__ q, const float *__rest
         const int cnt = min(ROE_ATT_TILE, total - t0);
         for (int i = warp; i < cnt; i += nwarps) {
             const int j = t0 + i;
-            const float *kr = j < len ? kh + roe_cuda_page_off(&pg, r, begin + j, kd) : ks;
+            const size_t at = j < len ? roe_cuda_page_off(&pg, r, begin + j, kd) + hoff : 0;
             float dot = 0.0f;
-            for (int d = lane; d < head_dim; d += 32) dot += qs[d] * kr[d];
+            for (int d = lane; d < head_dim; d += 32)
+                dot += qs[d] * (j < len ? roe_cuda_kv_ld(k_cache, pg.dtype, at + d) : ks[d]);
             for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
             if (lane == 0) s[i] = dot * scale;
         }
@@ -58,8 +59,8 @@ __global__ void roe_k_attention(const float *__restrict__ q, const float *__rest
             float o = acc[a] * corr;
             for (int i = 0; i < cnt; i++) {
                 const int j = t0 + i;
-                const float *vr = j < len ? vh + roe_cuda_page_off(&pg, r, begin + j, kd) : vs;
-                o += s[i] * vr[d];
+                o += s[i] * (j < len ? roe_cuda_kv_ld(v_cache, pg.dtype, roe_cuda_page_off(&pg, r, begin + j, kd) + hoff + d)
+                                     : vs[d]);
             }
             acc[a] = o;
         }

@@ -158,6 +158,7 @@ static const struct roe_backend_ops roe_cuda_ops = {
     /* .add = */ roe_cuda_add,
     /* .clamp = */ roe_cuda_clamp,
     /* .copy_rows = */ roe_cuda_copy_rows,
+    /* .kv_store = */ roe_cuda_kv_store,
     /* .moe_combine = */ roe_cuda_moe_combine,
     /* .mla_attention = */ roe_cuda_mla_attention,
     /* .matmul_heads = */ roe_cuda_matmul_heads,

@@ -21,7 +21,7 @@ enum { ROE_MLA_TILE = 64, ROE_MLA_THREADS = 128, ROE_MLA_MAX_LATENT = 1024 };
 
 __global__ void roe_k_mla_attention(const float *__restrict__ q_lat, const float *__restrict__ q_rope,
                                     int q_rope_stride, const float *__restrict__ kv_self,
-                                    const float *__restrict__ kv_cache, struct roe_kv_pages pg,
+                                    const void *__restrict__ kv_cache, struct roe_kv_pages pg,
                                     const int *__restrict__ hbeg,
                                     const int *__restrict__ hend, int n_heads, int latent, int rope_dim,
                                     float scale, float *__restrict__ out) {
@@ -41,9 +41,9 @@ __global__ void roe_k_mla_attention(const float *__restrict__ q_lat, const float
         const int cnt = min(ROE_MLA_TILE, total - t0);
         for (int i = warp; i < cnt; i += nwarps) {
             const int j = t0 + i;
-            const float *kv = j < len ? kv_cache + roe_cuda_page_off(&pg, r, begin + j, W) : self;
+            const size_t at = j < len ? roe_cuda_page_off(&pg, r, begin + j, W) : 0;
             float dot = 0.0f;
-            for (int d = lane; d < W; d += 32) dot += qs[d] * kv[d];
+            for (int d = lane; d < W; d += 32) dot += qs[d] * (j < len ? roe_cuda_kv_ld(kv_cache, pg.dtype, at + d) : self[d]);
             for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
             if (lane == 0) s[i] = dot * scale;
         }
@@ -55,8 +55,8 @@ __global__ void roe_k_mla_attention(const float *__restrict__ q_lat, const float
             float o = acc[a] * corr;
             for (int i = 0; i < cnt; i++) {
                 const int j = t0 + i;
-                const float *kv = j < len ? kv_cache + roe_cuda_page_off(&pg, r, begin + j, W) : self;
-                o += s[i] * kv[d];
+                o += s[i] * (j < len ? roe_cuda_kv_ld(kv_cache, pg.dtype, roe_cuda_page_off(&pg, r, begin + j, W) + d)
+                                     : self[d]);
             }
             acc[a] = o;
         }

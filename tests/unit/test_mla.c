@@ -131,7 +131,7 @@ static void mla_ref(const struct roe_mla_args *a, int r, int h, double *o) {
     double s[CTX + 1], mx = -INFINITY, sum = 0.0;
     const float *ql = a->q_lat + ((size_t)r * NH + h) * LAT, *qr = a->q_rope + ((size_t)r * NH + h) * a->q_rope_stride;
     for (int j = 0; j <= len; j++) {
-        const float *kv = j < len ? a->kv_cache + roe_kv_page_off(&a->pages, r, begin + j, W) : a->kv_self + (size_t)r * W;
+        const float *kv = j < len ? (const float *)a->kv_cache + roe_kv_page_off(&a->pages, r, begin + j, W) : a->kv_self + (size_t)r * W;
         double d = 0.0;
         for (int i = 0; i < LAT; i++) d += (double)ql[i] * kv[i];
         for (int i = 0; i < ROPE; i++) d += (double)qr[i] * kv[LAT + i];
@@ -141,7 +141,7 @@ static void mla_ref(const struct roe_mla_args *a, int r, int h, double *o) {
     for (int j = 0; j <= len; j++) sum += (s[j] = exp(s[j] - mx));
     for (int i = 0; i < LAT; i++) o[i] = 0.0;
     for (int j = 0; j <= len; j++) {
-        const float *kv = j < len ? a->kv_cache + roe_kv_page_off(&a->pages, r, begin + j, W) : a->kv_self + (size_t)r * W;
+        const float *kv = j < len ? (const float *)a->kv_cache + roe_kv_page_off(&a->pages, r, begin + j, W) : a->kv_self + (size_t)r * W;
         for (int i = 0; i < LAT; i++) o[i] += s[j] / sum * kv[i];
     }
 }
