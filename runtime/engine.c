@@ -320,7 +320,7 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
         .max_seqs = opts->max_seqs, .n_layers = c->n_layers, .max_ctx = opts->max_ctx,
         .kv_dim = c->mla ? roe_config_kv_width(c) : c->n_kv_heads * c->head_dim, .n_vecs = c->mla ? 1 : 2,
         .block_size = opts->kv_block_size, .dtype = opts->kv_dtype, .bytes = opts->kv_bytes,
-        .scramble = opts->kv_scramble};
+        .scramble = opts->kv_scramble, .no_prefix = opts->no_prefix_cache};
     ROE_CHECK(roe_kv_cache_init(&e->kv, e->be, &ko));
     ROE_CHECK(alloc_buffers(e));
     fill_tables(e);
@@ -342,6 +342,10 @@ roe_status roe_engine_copy_seq(roe_engine *e, int dst, int src, int len) {
     return roe_kv_cache_copy(&e->kv, dst, src, len);
 }
 int roe_engine_seq_len(const roe_engine *e, int seq) { return e->kv.len[seq]; }
+int roe_engine_prefix_match(roe_engine *e, int seq, const int32_t *tokens, int n) {
+    if (seq < 0 || seq >= e->opts.max_seqs || n > e->opts.max_ctx) return 0;
+    return roe_kv_cache_match(&e->kv, seq, tokens, n);
+}
 const struct roe_model *roe_engine_model(const roe_engine *e) { return e->model; }
 const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e) { return &e->opts; }
 const char *roe_engine_backend_name(const roe_engine *e) { return e->be->name; }
@@ -602,6 +606,9 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
         e->stats.rows_computed += e->n_act;
     }
     for (int i = 0; i < n; i++)
-        if (rows[i].sample == 0) e->kv.len[rows[i].seq]++;
+        if (rows[i].sample == 0) {
+            roe_kv_cache_note(&e->kv, rows[i].seq, rows[i].pos, rows[i].token);
+            e->kv.len[rows[i].seq]++;
+        }
     return lm_head(e, rows, n, logits);
 }

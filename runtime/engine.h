@@ -73,6 +73,7 @@ struct roe_engine_opts {
     int kv_block_size;/* positions per KV block; 0: ROE_KV_BLOCK_DEFAULT */
     uint64_t kv_scramble; /* != 0: blocks handed out in a seeded random order (tests) */
     roe_dtype kv_dtype;   /* KV elements: F32 (the default here: exact) or BF16 (the launcher's) */
+    int no_prefix_cache;  /* never reuse cached blocks of another sequence's prompt */
 };
 
 struct roe_engine_opts roe_engine_opts_default(void);
@@ -102,6 +103,10 @@ void roe_engine_reset_seq(roe_engine *e, int seq);
  * the same, or src holds fewer; ROE_ERR_OVERLOADED if no block is free for the copy. */
 roe_status roe_engine_copy_seq(roe_engine *e, int dst, int src, int len);
 int roe_engine_seq_len(const roe_engine *e, int seq);
+/* Empty slot seq starts with the longest prefix of tokens[0, n) whose blocks the cache holds
+ * (kv_cache.h roe_kv_cache_match: whole blocks, at least one position left to compute); returns
+ * the positions it now holds (0: none). */
+int roe_engine_prefix_match(roe_engine *e, int seq, const int32_t *tokens, int n);
 
 const struct roe_model *roe_engine_model(const roe_engine *e);
 const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e);

@@ -52,6 +52,21 @@ struct roe_kv_cache {
     int *nref;      /* [n_blocks] tables holding each block (0: free) */
     int32_t *free_ids; /* [n_blocks] the free stack: n_free ids, the next at the top */
     int n_free;
+    /* prefix reuse (docs/KV.md "Prefix reuse") */
+    int32_t *tok;      /* [max_seqs, max_ctx] each sequence's tokens, host */
+    uint64_t *chain;   /* [max_seqs, max_blocks] the hash of each full block and all before it */
+    uint64_t *bhash;   /* [n_blocks] a registered block's chain hash */
+    int32_t *btok;     /* [n_blocks, block_size] a registered block's tokens (checked on a hit) */
+    uint8_t *cached;   /* [n_blocks] registered: findable by its hash */
+    int32_t *hnext;    /* [n_blocks] next registered block of the same bucket */
+    int32_t *bucket;   /* [n_buckets] first registered block of each bucket, -1: none */
+    int n_buckets;     /* a power of two */
+    int32_t *lru_prev, *lru_next; /* [n_blocks] unreferenced registered blocks, oldest first */
+    int lru_head, lru_tail, n_lru;
+    int no_prefix;     /* never register or look up blocks */
+    long hit_tokens;   /* positions found by roe_kv_cache_match */
+    long query_tokens; /* positions it was asked to find */
+    long evictions;    /* registered blocks taken back for new ones */
 };
 
 struct roe_kv_cache_opts {
@@ -60,6 +75,7 @@ struct roe_kv_cache_opts {
     roe_dtype dtype;    /* F32 (0) or BF16 */
     size_t bytes;       /* the pool (rounded down to whole blocks); 0: max_seqs full contexts */
     uint64_t scramble;  /* != 0: the free stack in an order drawn from this seed (tests) */
+    int no_prefix;      /* no prefix reuse */
 };
 
 /* k (and v when n_vecs is 2) are allocated with be->ops->alloc (be must outlive the cache).
@@ -77,8 +93,22 @@ roe_status roe_kv_cache_reserve(struct roe_kv_cache *c, int seq, int n);
 /* Blocks sequence seq still needs to hold positions [0, n). */
 int roe_kv_cache_blocks_needed(const struct roe_kv_cache *c, int seq, int n);
 
+/* Blocks a reservation may take: free ones and unreferenced registered ones (evicted, least
+ * recently used first). */
+static inline int roe_kv_cache_available(const struct roe_kv_cache *c) { return c->n_free + c->n_lru; }
+
+/* Records that sequence seq holds token t at position pos (the engine, for each clean row);
+ * when pos ends a block, the block is registered under the hash of its tokens and every token
+ * before it, so later sequences with the same prefix find it. */
+void roe_kv_cache_note(struct roe_kv_cache *c, int seq, int pos, int32_t t);
+
+/* Empty sequence seq starts with the longest registered prefix of tokens[0, n) that leaves at
+ * least one position to compute: whole blocks, shared (referenced) and no longer evictable.
+ * Returns the positions it holds (0: none found, or seq not empty). */
+int roe_kv_cache_match(struct roe_kv_cache *c, int seq, const int32_t *tokens, int n);
+
 /* Forgets sequence seq: its length becomes 0 and its blocks go back (shared ones lose a
- * reference). */
+ * reference; registered ones wait, evictable, least recently used first). */
 void roe_kv_cache_reset(struct roe_kv_cache *c, int seq);
 
 /* Sequence dst starts as the first len positions of src (every layer, K and V): dst's old

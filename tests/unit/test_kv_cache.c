@@ -250,6 +250,104 @@ TEST(paged_roe_generation_equals_contiguous_every_fixture) {
     for (int f = 0; f < N_FAMILIES; f++) check_roe(FAMILIES[f]);
 }
 
+/* Registered blocks: found by a later sequence with the same tokens (and everything before),
+ * kept while referenced, evicted least recently used first when the pool is short. */
+TEST(prefix_blocks_match_and_evict_lru) {
+    roe_backend *be = cpu();
+    ASSERT_TRUE(be != NULL);
+    struct roe_kv_cache c;
+    const size_t blk = roe_kv_block_bytes(1, 4, 8, 2, 4);
+    const struct roe_kv_cache_opts o = {.max_seqs = 3, .n_layers = 1, .max_ctx = 16, .kv_dim = 8, .n_vecs = 2,
+                                        .block_size = 4, .bytes = 5 * blk};
+    ASSERT_OK(roe_kv_cache_init(&c, be, &o));
+    const int32_t a[13] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}, b[9] = {1, 2, 3, 4, 9, 9, 9, 9, 0};
+    ASSERT_OK(roe_kv_cache_reserve(&c, 0, 13));
+    for (int p = 0; p < 13; p++) roe_kv_cache_note(&c, 0, p, a[p]);
+    c.len[0] = 13;
+    ASSERT_EQ_INT(roe_kv_cache_match(&c, 1, a, 13), 12); /* 3 full blocks; position 12 is computed */
+    ASSERT_EQ_INT(c.table[4], c.table[0]);
+    ASSERT_EQ_INT(c.nref[c.table[0]], 2);
+    roe_kv_cache_reset(&c, 1);
+    ASSERT_EQ_INT(roe_kv_cache_match(&c, 1, a, 12), 8); /* one position left to compute */
+    roe_kv_cache_reset(&c, 1);
+    ASSERT_EQ_INT(roe_kv_cache_match(&c, 1, b, 9), 4); /* the first block only: the second differs */
+    roe_kv_cache_reset(&c, 1);
+    roe_kv_cache_reset(&c, 0); /* 3 registered blocks wait in the LRU list, the partial one is free */
+    ASSERT_EQ_INT(c.n_lru, 3);
+    ASSERT_EQ_INT(c.n_free, 2);
+    ASSERT_EQ_INT(roe_kv_cache_available(&c), 5);
+    const int32_t first = c.lru_head;
+    ASSERT_OK(roe_kv_cache_reserve(&c, 2, 12)); /* 3 blocks: 2 free, then the oldest registered */
+    ASSERT_EQ_INT(c.evictions, 1);
+    ASSERT_EQ_INT(c.n_lru, 2);
+    ASSERT_TRUE(c.table[8] == first || c.table[9] == first || c.table[10] == first);
+    ASSERT_EQ_INT(roe_kv_cache_match(&c, 1, a, 13), 0); /* block 0 of a was the oldest: gone */
+    ASSERT_TRUE(c.hit_tokens == 12 + 8 + 4 && c.query_tokens == 12 + 11 + 8 + 12);
+    ASSERT_EQ_INT(roe_kv_cache_reserve(&c, 1, 13), ROE_ERR_OVERLOADED); /* 4 needed, 2 evictable */
+    roe_kv_cache_free(&c);
+    be->ops->destroy(be);
+}
+
+/* A prefix hit gives the bits recomputing it gives: generation (plain, and RoE K = 4) on an engine
+ * with prefix reuse, after other requests left their blocks, against an engine without it. */
+static void check_prefix(const char *dir, roe_dtype dtype) {
+    struct fixture fx;
+    ASSERT_TRUE(fixture_load(dir, &fx) == 0);
+    struct roe_model *m = NULL;
+    ASSERT_OK(roe_model_load(fx.model_dir, &m));
+    roe_engine *e[2];
+    roe_generator *g[2];
+    for (int i = 0; i < 2; i++) {
+        struct roe_engine_opts o = roe_engine_opts_default();
+        o.max_seqs = 4;
+        o.max_ctx = CTX;
+        o.max_rows = 64;
+        o.kv_block_size = 4;
+        o.kv_dtype = dtype;
+        o.no_prefix_cache = i;
+        ASSERT_OK(roe_engine_create(m, &o, &e[i]));
+        ASSERT_OK(roe_generator_create(e[i], 4, 8, 1, &g[i]));
+    }
+    const struct fixture_case *k = &fx.cases[0];
+    const int n = k->n_prompt < 40 ? k->n_prompt : 40;
+    int32_t other[40];
+    memcpy(other, k->prompt, (size_t)n * sizeof *other);
+    other[n - 3] = (other[n - 3] + 1) % k->vocab; /* the same prefix but its last blocks */
+    struct roe_roster ro;
+    ASSERT_OK(roe_roster_uniform(&ro, &m->cfg, 4, 0.8f, 0, ROE_GATE_CLEAN));
+    struct roe_request q[2] = {{.prompt = k->prompt, .n_prompt = n, .max_tokens = 8, .sampling = roe_sampling_default()},
+                               {.prompt = other, .n_prompt = n, .max_tokens = 8, .sampling = roe_sampling_default(),
+                                .roster = &ro}};
+    struct roe_result *res[2];
+    struct roe_gen_timing t;
+    for (int run = 0; run < 3; run++) /* run 0 fills the cache; 1 and 2 hit it */
+        for (int i = 0; i < 2; i++) {
+            ASSERT_OK(roe_generator_run(g[i], run == 1 ? q + 1 : q, run == 1 ? 1 : 2, &res[i], &t));
+            for (int r = 0; r < (run == 1 ? 1 : 2) && i == 1; r++) {
+                ASSERT_EQ_INT(res[0][r].n_tokens, res[1][r].n_tokens);
+                ASSERT_TRUE(memcmp(res[0][r].tokens, res[1][r].tokens, (size_t)res[0][r].n_tokens * 4) == 0);
+                if (memcmp(res[0][r].logits, res[1][r].logits, (size_t)res[0][r].n_tokens * k->vocab * 4) != 0)
+                    TEST__FAIL("%s run %d request %d: a prefix hit changed the logits", dir, run, r);
+            }
+        }
+    const struct roe_kv_cache *kv = roe_engine_kv(e[0]);
+    if (kv->hit_tokens < (long)(n - 1) / 4 * 4) TEST__FAIL("%s: %ld positions hit", dir, kv->hit_tokens);
+    ASSERT_EQ_INT((int)roe_engine_kv(e[1])->hit_tokens, 0);
+    for (int i = 0; i < 2; i++) {
+        roe_generator_free(g[i]);
+        roe_engine_free(e[i]);
+    }
+    roe_model_free(m);
+    fixture_free(&fx);
+}
+
+TEST(prefix_hit_equals_recompute_every_fixture) {
+    for (int f = 0; f < N_FAMILIES; f++) {
+        check_prefix(FAMILIES[f], ROE_DTYPE_F32);
+        check_prefix(FAMILIES[f], ROE_DTYPE_BF16);
+    }
+}
+
 /* A pool shorter than the step's clean rows fails the step before it runs, naming the pool. */
 TEST(short_pool_fails_the_step_cleanly) {
     struct roe_model *m = NULL;
@@ -284,5 +382,7 @@ int main(void) {
     RUN(bf16_cache_logit_error_on_the_fixtures);
     RUN(paged_roe_generation_equals_contiguous_every_fixture);
     RUN(short_pool_fails_the_step_cleanly);
+    RUN(prefix_blocks_match_and_evict_lru);
+    RUN(prefix_hit_equals_recompute_every_fixture);
     return test_summary();
 }
