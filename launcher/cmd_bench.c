@@ -110,6 +110,23 @@ static int open_bench(const struct bench_opts *o, struct roe_session *s, struct 
     return roe_session_open_engine(s, cmd, eo) ? 1 : 0;
 }
 
+/* Rank 0's KV block pool after the run (docs/KV.md): its shape and how it was used. */
+static void add_kv(cJSON *root, const struct roe_kv_cache *kv) {
+    cJSON *o = cJSON_AddObjectToObject(root, "kv_cache");
+    if (!o) return;
+    cJSON_AddStringToObject(o, "dtype", kv->dtype == ROE_DTYPE_BF16 ? "bf16" : "f32");
+    cJSON_AddNumberToObject(o, "block_size", kv->block_size);
+    cJSON_AddNumberToObject(o, "pool_bytes", (double)roe_kv_cache_bytes(kv));
+    cJSON_AddNumberToObject(o, "blocks_total", kv->n_blocks);
+    cJSON_AddNumberToObject(o, "blocks_held", kv->n_blocks - kv->n_free - kv->n_lru);
+    cJSON_AddNumberToObject(o, "blocks_free", kv->n_free);
+    cJSON_AddNumberToObject(o, "blocks_cached", kv->n_lru);
+    cJSON_AddNumberToObject(o, "prefix_hit_tokens", (double)kv->hit_tokens);
+    cJSON_AddNumberToObject(o, "prefix_query_tokens", (double)kv->query_tokens);
+    cJSON_AddNumberToObject(o, "prefix_hit_rate", kv->query_tokens ? (double)kv->hit_tokens / kv->query_tokens : 0.0);
+    cJSON_AddNumberToObject(o, "prefix_evictions", (double)kv->evictions);
+}
+
 /* Bytes a decode step must read (see the top of the file). */
 static double step_bytes(const struct roe_session *s, int batch, const struct roe_batch_step_info *info) {
     const struct roe_model *m = s->model;
@@ -228,6 +245,7 @@ static void report(const struct roe_session *s, const struct bench_opts *o, int 
     cJSON_AddNumberToObject(root, "achieved_read_gbs", mean_bytes / mean_step / 1e9);
     cJSON_AddNumberToObject(root, "kv_bytes_per_token", (double)roe_model_kv_bytes_per_token(&s->model->cfg));
     cJSON_AddNumberToObject(root, "kv_bytes_per_token_full_kv", (double)roe_model_kv_bytes_per_token_full(&s->model->cfg));
+    add_kv(root, roe_engine_kv(s->engine));
     if (o->copy_bytes > 0) {
         cJSON_AddNumberToObject(root, "copy_bytes", (double)(size_t)o->copy_bytes);
         cJSON_AddNumberToObject(root, "copy_gbs", r->copy_gbs);

@@ -155,6 +155,8 @@ void roe_batch_remove(roe_batch *b, struct roe_batch_seq *s) {
     b->n_seqs--;
     b->slot_used[s->slot] = 0;
     b->load[s->home] -= s->cost;
+    /* release_ended: its KV blocks go back to the pool now (prefix blocks stay cached) */
+    if (b->o.release_ended) (void)roe_cluster_reset_seq(b->cl, s->slot, s->home);
 }
 
 /* ---- composing a step ---- */

@@ -124,6 +124,8 @@ struct roe_batch_opts {
     int prefill_first;          /* no token group of a decoding sequence while another is in
                                    prefill (benchmarks: steps are all prefill or all decode) */
     const roe_tokenizer *tok;   /* the text of tokens, for stop strings (borrowed; NULL: none) */
+    int release_ended;          /* a sequence leaving the batch gives its KV blocks back at once
+                                   (0: its slot keeps them, readable, until it is admitted again) */
     struct roe_batch_hooks hooks;
 };
 

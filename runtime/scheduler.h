@@ -181,6 +181,10 @@ struct roe_sched_stats {
     int running, waiting;
     int max_seqs, max_queue;
     int kv_blocks_total, kv_blocks_used, block_size;
+    /* the block pool of rank 0's engine (kv_cache.h), after the last step: blocks held by
+     * sequences, free, and cached (unreferenced, registered: evictable); prefix reuse */
+    int pool_blocks, pool_held, pool_free, pool_cached;
+    uint64_t prefix_hit_tokens, prefix_query_tokens, prefix_evictions;
     uint64_t requests_finished, requests_cancelled, requests_failed, requests_refused;
     uint64_t finished_stop, finished_length;
     uint64_t prompt_tokens, generation_tokens;

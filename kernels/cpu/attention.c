@@ -24,10 +24,12 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     const int r = p / nh, h = p % nh, kvh = h / group;
     const int begin = a->hist_begin[r], end = a->hist_end[r], len = end - begin;
     const float *q = a->q + (size_t)r * qd + (size_t)h * hd;
-    float mx = -INFINITY, wide[ROE_CPU_KV_WIDE]; /* a bf16 cache's vector widened */
+    const int bf16 = a->pages.dtype == ROE_DTYPE_BF16;
+    float mx = -INFINITY;
     for (int j = 0; j < len; j++) {
-        const float *k = roe_cpu_kv_vec(a->k_cache, &a->pages, r, begin + j, kd, kvh * hd, hd, wide);
-        s[j] = roe_cpu_dot_f32(q, k, hd) * a->scale;
+        const int64_t at = roe_kv_page_off(&a->pages, r, begin + j, kd) + (int64_t)kvh * hd;
+        s[j] = (bf16 ? roe_cpu_dot_bf16(q, (const uint16_t *)a->k_cache + at, hd)
+                     : roe_cpu_dot_f32(q, (const float *)a->k_cache + at, hd)) * a->scale;
         if (s[j] > mx) mx = s[j];
     }
     s[len] = roe_cpu_dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
@@ -44,9 +46,14 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     float *o = a->out + (size_t)r * qd + (size_t)h * hd;
     for (int d = 0; d < hd; d++) o[d] = 0.0f;
     for (int j = 0; j <= len; j++) {
-        const float *v = j < len ? roe_cpu_kv_vec(a->v_cache, &a->pages, r, begin + j, kd, kvh * hd, hd, wide)
-                                 : a->v_self + (size_t)r * kd + (size_t)kvh * hd;
         const float pj = s[j] * inv;
+        const int64_t at = j < len ? roe_kv_page_off(&a->pages, r, begin + j, kd) + (int64_t)kvh * hd : 0;
+        if (j < len && bf16) { /* widened as read: the same products as a widened copy */
+            const uint16_t *v = (const uint16_t *)a->v_cache + at;
+            for (int d = 0; d < hd; d++) o[d] += pj * roe_bf16_to_f32(v[d]);
+            continue;
+        }
+        const float *v = j < len ? (const float *)a->v_cache + at : a->v_self + (size_t)r * kd + (size_t)kvh * hd;
         for (int d = 0; d < hd; d++) o[d] += pj * v[d];
     }
 }

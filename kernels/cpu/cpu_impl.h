@@ -76,6 +76,17 @@ static inline float roe_cpu_dot_f32(const float *a, const float *b, int n) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+/* roe_cpu_dot_f32 of a against the widened bf16 b: the same arithmetic (widening is exact), so
+ * the same bits as widening b first, without the copy. */
+static inline float roe_cpu_dot_bf16(const float *a, const uint16_t *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * roe_bf16_to_f32(b[i + j]);
+    for (int j = 0; i + j < n; j++) acc[j] += a[i + j] * roe_bf16_to_f32(b[i + j]);
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 /* Row r's history position pos of a paged cache (kernels/backend.h struct roe_kv_pages), plus
  * col, as fp32: in place for an F32 cache, else widened into buf[n] (exact). */
 static inline const float *roe_cpu_kv_vec(const void *cache, const struct roe_kv_pages *pg, int r, int pos,
