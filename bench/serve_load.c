@@ -15,7 +15,8 @@
  *
  * Prompts are token-id arrays (exact lengths, no tokenizer needed): ids drawn uniformly from
  * [--min-id, --vocab) with a fixed seed, lengths uniform in [len x (1 - ratio), len x (1 + ratio)]
- * (--random-range-ratio). ignore_eos is set unless --no-ignore-eos, so outputs have their length.
+ * (--random-range-ratio); --shared-prefix-len P puts the same P ids (a system prompt, the same for any --seed) before every
+ * prompt. ignore_eos is set unless --no-ignore-eos, so outputs have their length.
  * Plain sockets and HTTP/1.1 (chunked or sized bodies); one connection per request.
  */
 #include <cjson/cJSON.h>
@@ -42,6 +43,7 @@ static double now_s(void) {
 struct opts {
     const char *host, *model, *json_out;
     int port, num_prompts, max_concurrency, input_len, output_len, vocab, min_id, ignore_eos, roe_k;
+    int shared_prefix; /* ids every prompt starts with (the same for all: a system prompt) */
     double request_rate, range_ratio, roe_tau, duration, timeout_s;
     unsigned seed;
 };
@@ -90,6 +92,10 @@ static char *request_body(const struct opts *o, int i, int *n_in) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "model", o->model);
     cJSON *p = cJSON_AddArrayToObject(root, "prompt");
+    uint64_t sp = 0x243F6A8885A308D3ull; /* the shared prefix: one stream, whatever --seed */
+    for (int k = 0; k < o->shared_prefix; k++)
+        cJSON_AddItemToArray(
+            p, cJSON_CreateNumber(o->min_id + (double)(rng_next(&sp) % (uint64_t)(o->vocab - o->min_id))));
     for (int k = 0; k < n; k++)
         cJSON_AddItemToArray(
             p, cJSON_CreateNumber(o->min_id +
@@ -105,7 +111,7 @@ static char *request_body(const struct opts *o, int i, int *n_in) {
     }
     char *body = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    *n_in = n;
+    *n_in = o->shared_prefix + n;
     return body;
 }
 
@@ -385,7 +391,7 @@ static void usage(void) {
         "                  [--max-concurrency C] [--random-input-len L] [--random-output-len O]\n"
         "                  [--random-range-ratio X] [--vocab V] [--min-id I] [--seed S] [--roe-k K "
         "--roe-tau T]\n"
-        "                  [--no-ignore-eos] [--duration S] [--timeout S] [--json FILE]\n");
+        "                  [--no-ignore-eos] [--duration S] [--timeout S] [--json FILE] [--shared-prefix-len P]\n");
 }
 
 int main(int argc, char **argv) {
@@ -441,6 +447,8 @@ int main(int argc, char **argv) {
             o.duration = atof(v);
         else if (ARG("--timeout"))
             o.timeout_s = atof(v);
+        else if (ARG("--shared-prefix-len"))
+            o.shared_prefix = atoi(v);
         else if (ARG("--json"))
             o.json_out = v;
         else if (strcmp(a, "--no-ignore-eos") == 0)
@@ -454,7 +462,7 @@ int main(int argc, char **argv) {
     }
     if (o.num_prompts < 1 || o.input_len < 1 || o.output_len < 1 || o.vocab <= o.min_id ||
         o.min_id < 0 || o.range_ratio < 0 || o.range_ratio >= 1 || !(o.request_rate > 0) ||
-        o.max_concurrency < 0 || o.roe_k < 1) {
+        o.max_concurrency < 0 || o.roe_k < 1 || o.shared_prefix < 0) {
         fprintf(stderr, "serve_load: need positive counts and lengths, 0 <= min-id < vocab, 0 <= "
                         "ratio < 1, rate > 0\n");
         return 2;

@@ -20,9 +20,9 @@
  * (a sticky CUDA error) at the next ops->sync or ops->download, which return a status.
  *
  * Pointers to activations, caches and weights (struct roe_mat::data of a matrix given to
- * an op) are backend memory. Small index lists — ids, positions, row indices, history
- * pointers, gate weights, and the arrays inside struct roe_attn_args other than q, k_self,
- * v_self and out — are HOST arrays that the op reads (and uploads) before it returns, so
+ * an op) are backend memory. Small index lists — ids, positions, row indices, block
+ * tables (struct roe_kv_pages), gate weights, and the arrays inside struct roe_attn_args other
+ * than q, k_self, v_self, the caches and out — are HOST arrays that the op reads (and uploads) before it returns, so
  * the caller may reuse them right after the call.
  *
  * Compute ops cannot fail (their inputs were validated at load time); they allocate
@@ -60,6 +60,27 @@ struct roe_mat {
 
 /* Attention of n rows, each against the clean history of its own sequence plus its own
  * current K/V (the RoE clean-cache rule: ROE.md). */
+/* The paged KV cache as the attention ops read it (runtime/kv_cache.h, docs/KV.md): history
+ * position p of row r is at element offset roe_kv_page_off(pages, r, p, width) from the cache's
+ * pointer (which the caller has moved to its layer's first row), rows of `width` elements of
+ * pages.dtype. */
+struct roe_kv_pages {
+    roe_dtype dtype;      /* the cache's elements: F32 or BF16 (widened to fp32 where read) */
+    const int32_t *table; /* host [n_rows, stride]: row r's i-th block of block_size positions */
+    int stride;           /* >= ceil(max hist_end / block_size) */
+    int block_size;
+    int64_t block_elems;  /* floats from one block to the next */
+};
+
+/* The widest vector an attention op reads from a bf16 cache at once: a head (attention) or a
+ * whole [latent | rope key] (MLA). */
+enum { ROE_KV_MAX_WIDE = 4096 };
+
+static inline int64_t roe_kv_page_off(const struct roe_kv_pages *pg, int r, int pos, int width) {
+    return (int64_t)pg->table[(size_t)r * (size_t)pg->stride + (size_t)(pos / pg->block_size)] * pg->block_elems +
+           (int64_t)(pos % pg->block_size) * width;
+}
+
 struct roe_attn_args {
     int n_rows;
     int n_heads;
@@ -69,8 +90,9 @@ struct roe_attn_args {
     const float *q;             /* [n_rows, n_heads*head_dim] */
     const float *k_self;        /* [n_rows, n_kv_heads*head_dim] the row's own current key */
     const float *v_self;        /* [n_rows, n_kv_heads*head_dim] */
-    const float *const *k_hist; /* host [n_rows] -> backend [positions, n_kv_heads*head_dim] cached keys */
-    const float *const *v_hist; /* host [n_rows] -> same layout, values */
+    const void *k_cache;        /* backend: the paged cache's keys, from this layer's first row */
+    const void *v_cache;        /* the same, values */
+    struct roe_kv_pages pages;  /* where each row's history positions are in them */
     const int *hist_begin;      /* host [n_rows] first history position attended */
     const int *hist_end;        /* host [n_rows] one past the last (= the row's own position) */
     const struct roe_mat *sinks; /* [1, n_heads] one sink logit per head that joins each softmax's
@@ -94,7 +116,8 @@ struct roe_mla_args {
     const float *q_rope;         /* row r, head h: rope_dim floats at q_rope + (r * n_heads + h) * q_rope_stride */
     int q_rope_stride;
     const float *kv_self;        /* [n_rows, latent + rope_dim] */
-    const float *const *kv_hist; /* host [n_rows] -> backend [positions, latent + rope_dim] the cache */
+    const void *kv_cache;        /* backend: the paged cache [.., latent + rope_dim] from this layer's first row */
+    struct roe_kv_pages pages;   /* where each row's history positions are in it */
     const int *hist_begin;       /* host [n_rows] */
     const int *hist_end;         /* host [n_rows] one past the last (= the row's own position) */
     float *out;                  /* [n_rows, n_heads, latent] */
@@ -151,6 +174,8 @@ struct roe_backend_opts {
     roe_cpu_isa isa;   /* CPU only: force a kernel path (tests compare them) */
     int device;        /* CUDA only: the device ordinal (the launcher picks local rank % devices) */
     int max_rows;      /* CUDA only: the most rows any op will see (sizes the staging buffers) */
+    size_t max_kv_table; /* CUDA only: the most block-table entries an attention op will see
+                            (struct roe_kv_pages: rows x stride) */
 };
 
 /* Which backend an engine runs on. */
@@ -200,6 +225,10 @@ struct roe_backend_ops {
      * rows of `width` floats; the index arrays are host arrays; rows must not overlap. */
     void (*copy_rows)(roe_backend *be, float *dst, const int64_t *dst_idx, const float *src,
                       const int64_t *src_idx, int n, int width);
+    /* The KV-cache append: row dst_idx[i] of dst (rows of `width` elements of dtype F32 or BF16,
+     * rounded to nearest even) = src row src_idx[i], i < n; host index arrays. */
+    void (*kv_store)(roe_backend *be, void *dst, roe_dtype dtype, const int64_t *dst_idx, const float *src,
+                     const int64_t *src_idx, int n, int width);
     /* The MoE weighted sum: for each row j < n, acc = sum over s < top_k, in that order, of
      * y[y_row[j*top_k+s]] * w[j*top_k+s] (acc starting at 0), then h[j] += acc. y_row and w
      * are host arrays [n * top_k]. */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_opts.h"
 #include "args.h"
 #include "base/alloc.h"
 #include "base/clock.h"
@@ -35,6 +36,7 @@ struct bench_opts {
     int batch, prompt_len, gen_len, threads, json, no_warm;
     float copy_bytes;
     struct roe_flags rf;
+    struct roe_kv_flags kv;
 };
 
 /* What the run measured. */
@@ -52,7 +54,7 @@ struct bench_result {
 static int parse_opts(int argc, char **argv, struct bench_opts *o) {
     *o = (struct bench_opts){.batch = 1, .prompt_len = 16, .gen_len = 16};
     roe_flags_init(&o->rf);
-    struct roe_arg_spec specs[11 + ROE_FLAGS_N_SPECS] = {
+    struct roe_arg_spec specs[11 + ROE_FLAGS_N_SPECS + ROE_KV_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--batch", ROE_ARG_INT, &o->batch, "concurrent sequences (1)", 1, 4096},
         {"--prompt-len", ROE_ARG_INT, &o->prompt_len, "prompt tokens per sequence (16)", 1, 1 << 20},
@@ -69,6 +71,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o) {
          "also time a backend copy of this many bytes (memory bandwidth, same run; 0 = off)", 0, 64e9},
     };
     roe_flags_specs(&o->rf, specs + 11);
+    roe_kv_flags_specs(&o->kv, specs + 11 + ROE_FLAGS_N_SPECS);
     const int rc = roe_args_parse("bench", SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
     if (rc) return rc == 1 ? -1 : rc; /* -1: --help was printed */
     if (o->random_model && o->model_dir) {
@@ -102,8 +105,26 @@ static int open_bench(const struct bench_opts *o, struct roe_session *s, struct 
     eo.isa = roe_env_cpu_isa();
     eo.backend = kind;
     eo.random_seed = 0x0E1B7Bu;
+    if ((rc = roe_kv_flags_apply(&o->kv, cmd, &eo))) return rc;
     s->warm = !o->no_warm && !o->random_model; /* every rank reads the weights it holds */
     return roe_session_open_engine(s, cmd, eo) ? 1 : 0;
+}
+
+/* Rank 0's KV block pool after the run (docs/KV.md): its shape and how it was used. */
+static void add_kv(cJSON *root, const struct roe_kv_cache *kv) {
+    cJSON *o = cJSON_AddObjectToObject(root, "kv_cache");
+    if (!o) return;
+    cJSON_AddStringToObject(o, "dtype", kv->dtype == ROE_DTYPE_BF16 ? "bf16" : "f32");
+    cJSON_AddNumberToObject(o, "block_size", kv->block_size);
+    cJSON_AddNumberToObject(o, "pool_bytes", (double)roe_kv_cache_bytes(kv));
+    cJSON_AddNumberToObject(o, "blocks_total", kv->n_blocks);
+    cJSON_AddNumberToObject(o, "blocks_held", kv->n_blocks - kv->n_free - kv->n_lru);
+    cJSON_AddNumberToObject(o, "blocks_free", kv->n_free);
+    cJSON_AddNumberToObject(o, "blocks_cached", kv->n_lru);
+    cJSON_AddNumberToObject(o, "prefix_hit_tokens", (double)kv->hit_tokens);
+    cJSON_AddNumberToObject(o, "prefix_query_tokens", (double)kv->query_tokens);
+    cJSON_AddNumberToObject(o, "prefix_hit_rate", kv->query_tokens ? (double)kv->hit_tokens / kv->query_tokens : 0.0);
+    cJSON_AddNumberToObject(o, "prefix_evictions", (double)kv->evictions);
 }
 
 /* Bytes a decode step must read (see the top of the file). */
@@ -224,6 +245,7 @@ static void report(const struct roe_session *s, const struct bench_opts *o, int 
     cJSON_AddNumberToObject(root, "achieved_read_gbs", mean_bytes / mean_step / 1e9);
     cJSON_AddNumberToObject(root, "kv_bytes_per_token", (double)roe_model_kv_bytes_per_token(&s->model->cfg));
     cJSON_AddNumberToObject(root, "kv_bytes_per_token_full_kv", (double)roe_model_kv_bytes_per_token_full(&s->model->cfg));
+    add_kv(root, roe_engine_kv(s->engine));
     if (o->copy_bytes > 0) {
         cJSON_AddNumberToObject(root, "copy_bytes", (double)(size_t)o->copy_bytes);
         cJSON_AddNumberToObject(root, "copy_gbs", r->copy_gbs);

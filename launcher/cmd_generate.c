@@ -76,6 +76,7 @@ struct gen_opts {
     int max_tokens, json, threads, ignore_eos, batch_rows;
     struct roe_sampling sampling;
     struct roe_flags rf;
+    struct roe_kv_flags kv;
     roe_backend_kind kind;
 };
 
@@ -86,7 +87,7 @@ static int parse_options(int argc, char **argv, struct gen_opts *o) {
     o->batch_rows = 128;
     o->sampling = roe_sampling_default();
     roe_flags_init(&o->rf);
-    struct roe_arg_spec specs[15 + ROE_FLAGS_N_SPECS] = {
+    struct roe_arg_spec specs[15 + ROE_FLAGS_N_SPECS + ROE_KV_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--prompt", ROE_ARG_LIST, &o->prompts, "prompt text (repeatable: one sequence each)", 0, 0},
         {"--prompt-ids", ROE_ARG_LIST, &o->prompt_ids, "prompt as token ids, '1,2,3' (repeatable)", 0, 0},
@@ -106,6 +107,7 @@ static int parse_options(int argc, char **argv, struct gen_opts *o) {
         {"--weights", ROE_ARG_STRING, &o->weights, "bf16 (the checkpoint as stored) | q8 | q4: quantized at load", 0, 0},
     };
     roe_flags_specs(&o->rf, specs + 15);
+    roe_kv_flags_specs(&o->kv, specs + 15 + ROE_FLAGS_N_SPECS);
     const int n_specs = (int)(sizeof specs / sizeof specs[0]);
     int rc = roe_args_parse(CMD, SYNOPSIS, specs, n_specs, argc, argv, 2);
     if (rc) return rc;
@@ -283,7 +285,8 @@ static int generate(const struct gen_opts *o, struct roe_request *reqs, int32_t 
         struct roe_engine_opts eo = roe_launcher_engine_opts(n_req, max_prompt + o->max_tokens + 1,
                                                              o->batch_rows, roster.k, o->threads);
         eo.backend = o->kind;
-        if (roe_session_open_engine(&s, CMD, eo)) rc = 1;
+        rc = roe_kv_flags_apply(&o->kv, CMD, &eo);
+        if (!rc && roe_session_open_engine(&s, CMD, eo)) rc = 1;
     }
     if (!rc) rc = run_batch(o, &s, &roster, reqs, n_req);
     roe_session_close(&s);

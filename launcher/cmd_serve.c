@@ -38,8 +38,8 @@
 static const char *CMD = "serve";
 static const char *SYNOPSIS =
     "[--model DIR] [--weights bf16|q8|q4] [--host ADDR] [--port P] [--port-file FILE] [--served-model-name NAME]\n"
-    "       [--max-seqs N] [--max-model-len N] [--batch-rows N] [--max-queue N] [--kv-block-size "
-    "N]\n"
+    "       [--max-seqs N] [--max-model-len N] [--batch-rows N] [--max-queue N]\n"
+    "       [--kv-memory SIZE] [--kv-block-size N]"
     "       [--kv-blocks N] [--max-connections N] [--max-connections-per-address N] [--max-body-bytes N]\n"
     "       [--timeout S] [--header-timeout S] [--body-timeout S] [--api-key KEY] [--public-metrics]\n"
     "       [--ssl-certfile PEM --ssl-keyfile PEM]\n"
@@ -144,6 +144,7 @@ struct serve_opts {
     struct roe_server_opts ho; /* host and port as the flags give them; max_body is copied in */
     struct roe_sampling sampling;
     struct roe_flags rf;
+    struct roe_kv_flags kv;
 };
 
 /* 0: serve; 1: --help was printed (exit 0); 2: bad command line, said on stderr. */
@@ -161,8 +162,8 @@ static int parse_options(int argc, char **argv, struct serve_opts *o) {
     o->body_timeout = (int)o->ho.body_timeout_s;
     o->sampling = roe_sampling_default();
     roe_flags_init(&o->rf);
-    enum { N_OWN = 29 };
-    struct roe_arg_spec specs[N_OWN + ROE_FLAGS_N_SPECS] = {
+    enum { N_OWN = 28 };
+    struct roe_arg_spec specs[N_OWN + ROE_FLAGS_N_SPECS + ROE_KV_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)",
          0, 0},
         {"--weights", ROE_ARG_STRING, &o->weights, "bf16 (the checkpoint as stored) | q8 | q4: quantized at load", 0, 0},
@@ -181,10 +182,8 @@ static int parse_options(int argc, char **argv, struct serve_opts *o) {
         {"--batch-rows", ROE_ARG_INT, &o->batch_rows, "rows per engine step (128)", 1, 1 << 16},
         {"--max-queue", ROE_ARG_INT, &o->so.max_queue,
          "requests waiting at most; beyond: 503 (256)", 0, 1 << 20},
-        {"--kv-block-size", ROE_ARG_INT, &o->so.block_size, "positions per KV-cache block (16)", 1,
-         1 << 16},
         {"--kv-blocks", ROE_ARG_INT, &o->so.kv_blocks,
-         "KV-cache blocks to admit against (0: slots x context)", 0, 1 << 30},
+         "KV-cache blocks to admit against (0: the pool's, --kv-memory)", 0, 1 << 30},
         {"--max-connections", ROE_ARG_INT, &o->ho.max_connections,
          "connections with a request under way at once; beyond: one waiting on its client is "
          "closed for it, else 429 (64)", 1, 1 << 16},
@@ -217,7 +216,8 @@ static int parse_options(int argc, char **argv, struct serve_opts *o) {
         {"--ssl-keyfile", ROE_ARG_STRING, &o->keyfile, "HTTPS: its private key (PEM)", 0, 0},
     };
     roe_flags_specs(&o->rf, specs + N_OWN);
-    int rc = roe_args_parse(CMD, SYNOPSIS, specs, N_OWN + ROE_FLAGS_N_SPECS, argc, argv, 2);
+    roe_kv_flags_specs(&o->kv, specs + N_OWN + ROE_FLAGS_N_SPECS);
+    int rc = roe_args_parse(CMD, SYNOPSIS, specs, N_OWN + ROE_FLAGS_N_SPECS + ROE_KV_FLAGS_N_SPECS, argc, argv, 2);
     o->ho.max_body_bytes = (size_t)o->max_body;
     o->ho.header_timeout_s = o->header_timeout;
     o->ho.body_timeout_s = o->body_timeout;
@@ -269,6 +269,8 @@ static int open_model(const struct serve_opts *o, struct serving *v) {
 static int start_server(const struct serve_opts *o, struct serving *v) {
     const int max_ctx = o->max_model_len ? o->max_model_len : v->s.model->cfg.max_position;
     v->eo = roe_launcher_engine_opts(o->max_seqs, max_ctx, o->batch_rows, v->roster.k, o->threads);
+    int rc = roe_kv_flags_apply(&o->kv, CMD, &v->eo);
+    if (rc) return rc;
     v->s.warm = 1;
     v->s.liveness_s = roe_env_liveness_s(); /* several ranks: a dead one is found within it */
     if (roe_session_open_engine(&v->s, CMD, v->eo)) return 1;

@@ -135,6 +135,8 @@ roe_status roe_batch_admit(roe_batch *b, struct roe_batch_seq *s, int home) {
     s->slot = slot;
     s->home = home;
     s->fed = s->n_tokens = s->pending = s->cached = s->forked = 0;
+    if (!p && !s->score_prompt) /* a cached prefix of the prompt (kv_cache.h): not recomputed */
+        s->fed = s->cached = roe_cluster_prefix_seq(b->cl, slot, s->prompt, s->n_prompt);
     s->last = -1;
     memset(&s->stop, 0, sizeof s->stop);
     s->stop_at = -1;
@@ -153,6 +155,8 @@ void roe_batch_remove(roe_batch *b, struct roe_batch_seq *s) {
     b->n_seqs--;
     b->slot_used[s->slot] = 0;
     b->load[s->home] -= s->cost;
+    /* release_ended: its KV blocks go back to the pool now (prefix blocks stay cached) */
+    if (b->o.release_ended) (void)roe_cluster_reset_seq(b->cl, s->slot, s->home);
 }
 
 /* ---- composing a step ---- */

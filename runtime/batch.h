@@ -26,6 +26,10 @@
  *             all of the prompt but its last position, on the same home rank, and runs its own
  *             last-position group: the prompt is computed once for n > 1 choices, and each
  *             choice gets exactly the tokens it would get alone with its seed
+ *   prefix reuse  a sequence that is no fork and does not score its prompt starts at admission
+ *             with the longest prefix of its prompt whose KV blocks its home holds (other
+ *             sequences', kept in the cache: kv_cache.h, docs/KV.md), when its home is the
+ *             coordinator; those positions are not computed again
  *   stop strings (stop_text, with the batch's tokenizer) text that ends the sequence, matched
  *             across tokens (stop.h); stop_at says where it begins
  * Every group's scores are checked: NaN or Inf (overflowing weights or activations) fail the
@@ -120,6 +124,8 @@ struct roe_batch_opts {
     int prefill_first;          /* no token group of a decoding sequence while another is in
                                    prefill (benchmarks: steps are all prefill or all decode) */
     const roe_tokenizer *tok;   /* the text of tokens, for stop strings (borrowed; NULL: none) */
+    int release_ended;          /* a sequence leaving the batch gives its KV blocks back at once
+                                   (0: its slot keeps them, readable, until it is admitted again) */
     struct roe_batch_hooks hooks;
 };
 

@@ -172,6 +172,13 @@ roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home) {
     return ROE_OK;
 }
 
+int roe_cluster_prefix_seq(roe_cluster *cl, int seq, const int32_t *tokens, int n) {
+    if (seq < 0 || seq >= cl->S || cl->home[seq] != cl->me || cl->len[seq] != 0) return 0;
+    const int held = roe_engine_prefix_match(cl->e, seq, tokens, n);
+    cl->len[seq] = held;
+    return held;
+}
+
 roe_status roe_cluster_fork_seq(roe_cluster *cl, int dst, int src, int len) {
     if (dst < 0 || dst >= cl->S || src < 0 || src >= cl->S || dst == src || cl->home[src] < 0 ||
         cl->home[dst] != cl->home[src] || len < 0 || len > cl->len[src])

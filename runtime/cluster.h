@@ -77,6 +77,11 @@ void roe_plan_homes(roe_home_policy policy, int n_ranks, const double *cost, int
 /* Makes `seq` a new, empty sequence homed on `home` (its cache empties there). */
 roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home);
 
+/* Makes the new, empty `seq` start with the longest prefix of tokens[0, n) that its home's KV
+ * cache holds (engine.h roe_engine_prefix_match); returns the positions it holds. Only where the
+ * coordinator is the home (0 elsewhere: another rank's cache is not known here). */
+int roe_cluster_prefix_seq(roe_cluster *cl, int seq, const int32_t *tokens, int n);
+
 /* Makes `dst` (reset already, on the home rank of `src`) start as the first len positions of
  * src's cache: a sequence that shares src's prompt (n > 1 choices computes the prompt once).
  * Takes effect before the next step's rows. */

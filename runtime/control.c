@@ -183,6 +183,9 @@ static void pack_open(const struct roe_session_spec *o, Roe__SessionOpen *m) {
     m->backend = (uint32_t)o->backend;
     m->weights = (uint32_t)o->weights;
     m->liveness_s = (float)o->liveness_s;
+    m->kv_bytes = (uint64_t)o->kv_bytes;
+    m->kv_block_size = (uint32_t)o->kv_block_size;
+    m->kv_dtype = (uint32_t)o->kv_dtype;
 }
 
 roe_status roe_control_send(roe_comm *c, const struct roe_control *msg, struct roe_control_io *io) {
@@ -239,7 +242,9 @@ static void unpack_open(const Roe__SessionOpen *m, struct roe_session_spec *o) {
         .no_dedup = m->no_dedup, .wire = (int)m->wire, .no_overlap = m->no_overlap, .warm = m->warm,
         .backend = (int)m->backend, .weights = (int)m->weights, .n_layers = (int)m->n_layers, .n_experts = (int)m->n_experts,
         .liveness_s = m->liveness_s > 0 && m->liveness_s < 1e7f ? m->liveness_s : 0,
-        .owner = (const int *)m->owner, .n_owner = m->n_owner, .placement_source = m->placement_source};
+        .owner = (const int *)m->owner, .n_owner = m->n_owner, .placement_source = m->placement_source,
+        .kv_bytes = (size_t)m->kv_bytes, .kv_block_size = m->kv_block_size <= 1u << 20 ? (int)m->kv_block_size : -1,
+        .kv_dtype = m->kv_dtype <= 64u ? (int)m->kv_dtype : -1};
 }
 
 roe_status roe_step_plan_bind(const struct roe_step_plan *p, size_t i, int n_layers, int me,

@@ -47,6 +47,9 @@ struct roe_session_spec {
     int backend;            /* roe_backend_kind */
     int weights;            /* roe_weights (quant.h): how every rank holds its weights */
     double liveness_s;      /* > 0: once open, the bound on every wait for another rank */
+    size_t kv_bytes;        /* each rank's KV block pool; 0: max_seqs full contexts (kv_cache.h) */
+    int kv_block_size;      /* positions per KV block; 0: ROE_KV_BLOCK_DEFAULT */
+    int kv_dtype;           /* roe_dtype of the KV cache (F32 or BF16) */
     int n_layers, n_experts;
     const int *owner;       /* [n_owner = n_layers * n_experts] the placement, -1 in dense layers;
                                NULL: none (one process) */

@@ -31,7 +31,7 @@
 
 /* The dimensions of the size formulas (engine_impl.h). */
 enum dim { D_1, D_R, D_RK, D_S, D_H, D_QD, D_KD, D_E, D_E1, D_RS, D_K, D_I, D_V, D_HD2, D_LE, D_QL, D_HL, D_MS,
-           D_COUNT };
+           D_MB, D_COUNT };
 
 /* Where a buffer lives: backend memory, host memory, or host memory that only a backend
  * without host memory needs (staging copies; on the CPU those fields stay NULL). */
@@ -74,14 +74,17 @@ static const struct buf_spec ENGINE_BUFS[] = {
     BUF(kv_dst, MEM_HOST, D_R, D_1),      BUF(kv_src, MEM_HOST, D_R, D_1),
     BUF(l_src, MEM_HOST, D_R, D_1),       BUF(pos, MEM_HOST, D_R, D_1),
     BUF(hbegin, MEM_HOST, D_R, D_1),      BUF(hend, MEM_HOST, D_R, D_1),
-    BUF(tokens, MEM_HOST, D_R, D_1),      BUF(khist, MEM_HOST, D_R, D_1),
-    BUF(vhist, MEM_HOST, D_R, D_1),       BUF(slot_row, MEM_HOST, D_R, D_1),
+    BUF(tokens, MEM_HOST, D_R, D_1),      BUF(btab, MEM_HOST, D_R, D_MB),
+    BUF(slot_row, MEM_HOST, D_R, D_1),
     BUF(row_slot, MEM_HOST, D_R, D_1),    BUF(slot_lrow, MEM_HOST, D_R, D_1),
     BUF(seq_next, MEM_HOST, D_S, D_1),
 };
 enum { N_ENGINE_BUFS = sizeof ENGINE_BUFS / sizeof ENGINE_BUFS[0] };
 
 static int imax(int a, int b) { return a > b ? a : b; }
+static int kv_block_size(const struct roe_engine_opts *o) {
+    return o->kv_block_size > 0 ? o->kv_block_size : ROE_KV_BLOCK_DEFAULT;
+}
 
 /* The widest FFN activation of a row: routed experts (gpt-oss: gate and up interleaved, 2I),
  * dense MLPs, shared experts. */
@@ -99,7 +102,9 @@ static int matmul_cols(const struct roe_model_config *c) {
 }
 
 /* The value of each dimension for this model and these limits. */
-static void buf_dims(const struct roe_model_config *c, int max_rows, int max_seqs, size_t dim[D_COUNT]) {
+static void buf_dims(const struct roe_model_config *c, const struct roe_engine_opts *o, size_t dim[D_COUNT]) {
+    const int max_rows = o->max_rows, max_seqs = o->max_seqs;
+    const int bs = kv_block_size(o);
     const size_t E = (size_t)imax(c->n_experts, 1), K = (size_t)imax(c->top_k, 1);
     const struct roe_mla_config *a = &c->mla_cfg;
     dim[D_1] = 1;
@@ -120,13 +125,14 @@ static void buf_dims(const struct roe_model_config *c, int max_rows, int max_seq
     dim[D_V] = (size_t)c->vocab_size;
     dim[D_HD2] = (size_t)c->head_dim / 2;
     dim[D_LE] = (size_t)c->n_layers * E;
+    dim[D_MB] = ((size_t)o->max_ctx + (size_t)bs - 1) / (size_t)bs;
 }
 
 static void **buf_field(roe_engine *e, const struct buf_spec *b) { return (void **)((char *)e + b->off); }
 
 static roe_status alloc_buffers(roe_engine *e) {
     size_t dim[D_COUNT];
-    buf_dims(&e->model->cfg, e->opts.max_rows, e->opts.max_seqs, dim);
+    buf_dims(&e->model->cfg, &e->opts, dim);
     for (int i = 0; i < N_ENGINE_BUFS; i++) {
         const struct buf_spec *b = &ENGINE_BUFS[i];
         size_t bytes;
@@ -184,6 +190,12 @@ static roe_status check_opts(const struct roe_model_config *c, const struct roe_
     if (o->max_seqs <= 0 || o->max_rows <= 0 || o->max_ctx <= 0)
         return roe_fail(ROE_ERR_INVALID_ARG, "engine: max_seqs %d, max_rows %d, max_ctx %d must be > 0",
                         o->max_seqs, o->max_rows, o->max_ctx);
+    if (o->kv_block_size < 0 || o->kv_block_size > (1 << 20))
+        return roe_fail(ROE_ERR_INVALID_ARG, "engine: --kv-block-size %d is outside [1, 1048576]", o->kv_block_size);
+    const int wide = c->mla ? roe_config_kv_width(c) : c->head_dim; /* what a kernel widens at once */
+    if (o->kv_dtype == ROE_DTYPE_BF16 && wide > ROE_KV_MAX_WIDE)
+        return roe_fail(ROE_ERR_UNSUPPORTED, "engine: --kv-dtype bf16 reads vectors of %d elements, more than %d",
+                        wide, ROE_KV_MAX_WIDE);
     if (o->max_ctx > c->max_position)
         return roe_fail(ROE_ERR_INVALID_ARG,
                         "engine: context of %d positions exceeds the model's max_position_embeddings %d",
@@ -200,6 +212,8 @@ static roe_status open_backend(roe_engine *e) {
         .isa = e->opts.isa,
         .device = e->opts.device,
         .max_rows = e->opts.max_rows * imax(c->top_k, 1),
+        .max_kv_table = (size_t)e->opts.max_rows *
+                        (((size_t)e->opts.max_ctx + (size_t)kv_block_size(&e->opts) - 1) / (size_t)kv_block_size(&e->opts)),
     };
     ROE_TRY(roe_backend_create(e->opts.backend, &bo, &e->be));
     e->host_mem = e->be->host_memory;
@@ -302,8 +316,12 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
         e->w = e->owned_w;
     }
     ROE_CHECK(open_exchange(e));
-    ROE_CHECK(roe_kv_cache_init(&e->kv, e->be, opts->max_seqs, c->n_layers, opts->max_ctx,
-                                c->mla ? roe_config_kv_width(c) : c->n_kv_heads * c->head_dim, c->mla ? 1 : 2));
+    const struct roe_kv_cache_opts ko = {
+        .max_seqs = opts->max_seqs, .n_layers = c->n_layers, .max_ctx = opts->max_ctx,
+        .kv_dim = c->mla ? roe_config_kv_width(c) : c->n_kv_heads * c->head_dim, .n_vecs = c->mla ? 1 : 2,
+        .block_size = opts->kv_block_size, .dtype = opts->kv_dtype, .bytes = opts->kv_bytes,
+        .scramble = opts->kv_scramble, .no_prefix = opts->no_prefix_cache};
+    ROE_CHECK(roe_kv_cache_init(&e->kv, e->be, &ko));
     ROE_CHECK(alloc_buffers(e));
     fill_tables(e);
     *out = e;
@@ -314,21 +332,25 @@ fail:
 }
 
 void roe_engine_reset_seq(roe_engine *e, int seq) {
-    if (seq >= 0 && seq < e->opts.max_seqs) e->kv.len[seq] = 0;
+    if (seq >= 0 && seq < e->opts.max_seqs) roe_kv_cache_reset(&e->kv, seq);
 }
 roe_status roe_engine_copy_seq(roe_engine *e, int dst, int src, int len) {
     const int S = e->opts.max_seqs;
     if (dst < 0 || dst >= S || src < 0 || src >= S || dst == src || len < 0 || len > e->kv.len[src])
         return roe_fail(ROE_ERR_INVALID_ARG, "engine: cannot copy %d positions of slot %d (holding %d) into slot %d",
                         len, src, src >= 0 && src < S ? e->kv.len[src] : -1, dst);
-    roe_kv_cache_copy(&e->kv, dst, src, len);
-    return ROE_OK;
+    return roe_kv_cache_copy(&e->kv, dst, src, len);
 }
 int roe_engine_seq_len(const roe_engine *e, int seq) { return e->kv.len[seq]; }
+int roe_engine_prefix_match(roe_engine *e, int seq, const int32_t *tokens, int n) {
+    if (seq < 0 || seq >= e->opts.max_seqs || n > e->opts.max_ctx) return 0;
+    return roe_kv_cache_match(&e->kv, seq, tokens, n);
+}
 const struct roe_model *roe_engine_model(const roe_engine *e) { return e->model; }
 const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e) { return &e->opts; }
 const char *roe_engine_backend_name(const roe_engine *e) { return e->be->name; }
 size_t roe_engine_kv_bytes(const roe_engine *e) { return roe_kv_cache_bytes(&e->kv); }
+const struct roe_kv_cache *roe_engine_kv(const roe_engine *e) { return &e->kv; }
 struct roe_step_stats roe_engine_last_stats(const roe_engine *e) { return e->stats; }
 roe_comm *roe_engine_comm(const roe_engine *e) { return e->comm; }
 roe_backend *roe_engine_backend(const roe_engine *e) { return e->be; }
@@ -367,21 +389,57 @@ roe_status roe_rows_check(const struct roe_row *rows, int n, const struct roe_en
     return ROE_OK;
 }
 
+/* The block tables of the slots not planned yet (RoE forks of this step take new slots, with
+ * their clean row's position, so the stride holds them). */
+static void plan_forks(roe_engine *e, const struct roe_row *rows) {
+    for (int j = e->btab_n; j < e->n_act; j++) {
+        const int seq = rows[e->slot_row[j]].seq;
+        memcpy(e->btab + (size_t)j * e->btab_stride, e->kv.table + (size_t)seq * e->kv.max_blocks,
+               (size_t)e->btab_stride * sizeof(int32_t));
+    }
+    e->btab_n = e->n_act;
+}
+
+/* Each live slot's block table, as far as its history reaches, into btab. */
+static void plan_pages(roe_engine *e, const struct roe_row *rows) {
+    const int bs = e->kv.block_size;
+    int stride = 1;
+    for (int j = 0; j < e->n_act; j++) {
+        const int nb = (rows[e->slot_row[j]].pos + bs - 1) / bs;
+        stride = nb > stride ? nb : stride;
+    }
+    e->btab_stride = stride;
+    e->btab_n = 0;
+    plan_forks(e, rows);
+}
+
 int roe__engine_history(roe_engine *e, int layer, const struct roe_row *rows) {
     const struct roe_model_config *c = &e->model->cfg;
     int n_clean = 0;
+    plan_forks(e, rows);
     for (int j = 0; j < e->n_act; j++) {
         const struct roe_row *r = &rows[e->slot_row[j]];
         if (r->sample == 0) { /* the clean cache: only sample 0 appends */
             e->kv_dst[n_clean] = roe_kv_row(&e->kv, r->seq, layer, r->pos);
             e->kv_src[n_clean++] = j;
         }
-        e->khist[j] = roe_kv_k(&e->kv, r->seq, layer);
-        e->vhist[j] = e->kv.v ? roe_kv_v(&e->kv, r->seq, layer) : NULL;
         e->hend[j] = r->pos;
         e->hbegin[j] = roe_config_history_begin(c, layer, r->pos);
     }
     return n_clean;
+}
+
+struct roe_kv_pages roe__engine_pages(const roe_engine *e) {
+    return (struct roe_kv_pages){.dtype = e->kv.dtype, .table = e->btab, .stride = e->btab_stride, .block_size = e->kv.block_size,
+                                 .block_elems = roe_kv_block_elems(&e->kv)};
+}
+
+/* Blocks for every clean row of the step (next: each sequence's length after it), before
+ * anything runs: a pool too short fails the step whole. */
+static roe_status reserve_blocks(roe_engine *e, const struct roe_row *rows, int n) {
+    for (int i = 0; i < n; i++)
+        if (rows[i].sample == 0) ROE_TRY(roe_kv_cache_reserve(&e->kv, rows[i].seq, e->seq_next[rows[i].seq]));
+    return ROE_OK;
 }
 
 /* Attention sublayer over the active slots. */
@@ -419,13 +477,14 @@ static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows
 
     const int n_clean = roe__engine_history(e, layer, rows);
     if (n_clean) {
-        be->ops->copy_rows(be, e->kv.k, e->kv_dst, e->k, e->kv_src, n_clean, kd);
-        be->ops->copy_rows(be, e->kv.v, e->kv_dst, e->v, e->kv_src, n_clean, kd);
+        be->ops->kv_store(be, e->kv.k, e->kv.dtype, e->kv_dst, e->k, e->kv_src, n_clean, kd);
+        be->ops->kv_store(be, e->kv.v, e->kv.dtype, e->kv_dst, e->v, e->kv_src, n_clean, kd);
     }
     struct roe_attn_args a = {
         .n_rows = n, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
         .scale = 1.0f / sqrtf((float)hd),
-        .q = e->q, .k_self = e->k, .v_self = e->v, .k_hist = e->khist, .v_hist = e->vhist,
+        .q = e->q, .k_self = e->k, .v_self = e->v, .k_cache = roe_kv_layer_ptr(&e->kv, e->kv.k, layer),
+        .v_cache = roe_kv_layer_ptr(&e->kv, e->kv.v, layer), .pages = roe__engine_pages(e),
         .hist_begin = e->hbegin, .hist_end = e->hend, .sinks = c->attn_sinks ? &L->sinks : NULL,
         .out = e->att,
     };
@@ -523,6 +582,7 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
                         "must go through runtime/cluster.h (this command does not run under mpirun yet)",
                         roe_comm_rank(e->comm), roe_comm_size(e->comm));
     ROE_TRY(roe_rows_check(rows, n, &e->opts, e->model->cfg.vocab_size, e->kv.len, e->seq_next));
+    ROE_TRY(reserve_blocks(e, rows, n));
     const struct roe_model *m = e->w;
     const struct roe_model_config *c = &e->model->cfg;
     roe_backend *be = e->be;
@@ -530,6 +590,7 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
     /* alone, an empty step is nothing; with other ranks it still serves their MoE rows */
     if (n == 0 && !e->ep) return ROE_OK;
     assign_slots(e, rows, n);
+    plan_pages(e, rows);
     if (e->n_act) be->ops->embed(be, &m->embed, e->tokens, e->n_act, e->h);
     for (int l = 0; l < c->n_layers; l++) {
         if (e->n_act) {
@@ -545,6 +606,9 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
         e->stats.rows_computed += e->n_act;
     }
     for (int i = 0; i < n; i++)
-        if (rows[i].sample == 0) e->kv.len[rows[i].seq]++;
+        if (rows[i].sample == 0) {
+            roe_kv_cache_note(&e->kv, rows[i].seq, rows[i].pos, rows[i].token);
+            e->kv.len[rows[i].seq]++;
+        }
     return lm_head(e, rows, n, logits);
 }

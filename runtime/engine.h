@@ -26,7 +26,8 @@
  * experts are summed on its home rank in its own slot order.
  *
  * The engine owns every buffer it needs, sized at creation for max_rows rows, so a step
- * allocates nothing and cannot fail except on invalid rows or a failing peer.
+ * allocates nothing and cannot fail except on invalid rows, a failing peer, or a KV block
+ * pool too short for its clean rows (ROE_ERR_OVERLOADED before anything runs: kv_cache.h).
  */
 #ifndef ROE_ENGINE_H
 #define ROE_ENGINE_H
@@ -68,6 +69,11 @@ struct roe_engine_opts {
     roe_backend_kind backend; /* CPU (default) or CUDA */
     int device;       /* CUDA device ordinal */
     uint64_t random_seed; /* a shapes-only model (roe_model_shapes): seed of its random weights */
+    size_t kv_bytes;  /* the KV block pool (docs/KV.md); 0: max_seqs full contexts */
+    int kv_block_size;/* positions per KV block; 0: ROE_KV_BLOCK_DEFAULT */
+    uint64_t kv_scramble; /* != 0: blocks handed out in a seeded random order (tests) */
+    roe_dtype kv_dtype;   /* KV elements: F32 (the default here: exact) or BF16 (the launcher's) */
+    int no_prefix_cache;  /* never reuse cached blocks of another sequence's prompt */
 };
 
 struct roe_engine_opts roe_engine_opts_default(void);
@@ -92,10 +98,15 @@ roe_status roe_rows_check(const struct roe_row *rows, int n, const struct roe_en
 
 /* Forgets a sequence slot's history (its cache length becomes 0). */
 void roe_engine_reset_seq(roe_engine *e, int seq);
-/* Slot dst starts as the first len positions of slot src's history (kv_cache.h). Returns
- * ROE_ERR_INVALID_ARG if a slot is out of range, they are the same, or src holds fewer. */
+/* Slot dst starts as the first len positions of slot src's history (kv_cache.h: full blocks
+ * shared, a partial one copied). Returns ROE_ERR_INVALID_ARG if a slot is out of range, they are
+ * the same, or src holds fewer; ROE_ERR_OVERLOADED if no block is free for the copy. */
 roe_status roe_engine_copy_seq(roe_engine *e, int dst, int src, int len);
 int roe_engine_seq_len(const roe_engine *e, int seq);
+/* Empty slot seq starts with the longest prefix of tokens[0, n) whose blocks the cache holds
+ * (kv_cache.h roe_kv_cache_match: whole blocks, at least one position left to compute); returns
+ * the positions it now holds (0: none). */
+int roe_engine_prefix_match(roe_engine *e, int seq, const int32_t *tokens, int n);
 
 const struct roe_model *roe_engine_model(const roe_engine *e);
 const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e);
@@ -103,6 +114,8 @@ const char *roe_engine_backend_name(const roe_engine *e);
 /* The engine's backend (borrowed): for benchmarks that time device work. */
 roe_backend *roe_engine_backend(const roe_engine *e);
 size_t roe_engine_kv_bytes(const roe_engine *e);
+/* The KV block pool (borrowed, read-only): block size, blocks free and held. */
+const struct roe_kv_cache *roe_engine_kv(const roe_engine *e);
 
 /* Per-step statistics of the last step (for benchmarks and --json). */
 struct roe_step_stats {

@@ -15,7 +15,7 @@
  * table (engine.c, ENGINE_BUFS) that gives each one's memory (backend, host, or host staging
  * that only a device backend needs) and its size formula in the dimensions R = max_rows,
  * K = top_k, S = max_seqs, H = hidden, QD = heads x head_dim, KD = kv heads x head_dim, E = experts,
- * I = the widest FFN activation, V = vocabulary, HD = head_dim, L = layers, RS = routing scratch;
+ * I = the widest FFN activation, V = vocabulary, HD = head_dim, L = layers, RS = routing scratch, MB = blocks of one context;
  * with multi-head latent attention (runtime/mla.c) QD = heads x max(qk_nope + qk_rope, v),
  * KD = kv_lora_rank + qk_rope, QL = q_lora_rank, HL = heads x kv_lora_rank, MS = the per-head
  * matmuls' scratch (0 or 1 for the other families). The shape comments here repeat the table.
@@ -41,6 +41,8 @@ struct roe_engine {
     roe_ep *ep;                       /* the expert exchange; NULL in a world of one */
     int driven;                       /* inside a step the cluster drives (cluster.h) */
     int n_act;                        /* live slots of the step */
+    int btab_stride;                  /* entries per slot in btab this step */
+    int btab_n;                       /* slots whose btab rows are filled */
 
     /* backend memory */
     float *h;        /* [R, H] residual stream */
@@ -103,8 +105,7 @@ struct roe_engine {
     int *hbegin;     /* [R] first history position each slot attends */
     int *hend;       /* [R] one past its last */
     int32_t *tokens; /* [R] each slot's input token */
-    const float **khist; /* [R] -> backend memory: each slot's cached keys (MLA: the cached vectors) */
-    const float **vhist; /* [R] values (MLA: NULL) */
+    int32_t *btab;   /* [R, MB] each slot's block table (kv_cache.h), btab_stride entries a slot */
     int *slot_row;   /* [R] the row a slot computes */
     int *row_slot;   /* [R] the slot whose state a row currently shares */
     int *slot_lrow;  /* [R] a slot's row in lrows, or -1 */
@@ -116,12 +117,15 @@ void roe__engine_ffn(roe_engine *e, const struct roe_expert_weights *w, const fl
                      float *out);
 
 /* engine.c: the cache plan of `layer` for the live slots: the clean slots' cache rows (kv_dst,
- * kv_src: returns how many) and each slot's history (khist, vhist, hbegin, hend). */
+ * kv_src: returns how many) and each slot's history (hbegin, hend; its blocks: btab). */
 int roe__engine_history(roe_engine *e, int layer, const struct roe_row *rows);
 
 /* mla.c: the multi-head latent attention sublayer at `layer` over the live slots: h += MLA(norm(h)),
  * the clean slots appending their [latent | rope key] to the cache. */
 void roe__mla_layer(roe_engine *e, int layer, const struct roe_row *rows);
+
+/* engine.c: the live slots' block tables as the attention ops read them (kernels/backend.h). */
+struct roe_kv_pages roe__engine_pages(const roe_engine *e);
 
 /* moe.c: the MoE sublayer at `layer` over the live slots: h += MoE(x), forking RoE samples
  * where their routing departs from their clean row. Fails only on a failing peer or device. */

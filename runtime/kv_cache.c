@@ -1,49 +1,269 @@
-/* kv_cache.c — allocation of the clean KV cache; see kv_cache.h. */
+/* kv_cache.c — the block pool of the clean KV cache; see kv_cache.h and docs/KV.md. */
 #include "kv_cache.h"
 
 #include <string.h>
 
 #include "base/alloc.h"
 
-size_t roe_kv_cache_bytes(const struct roe_kv_cache *c) {
-    return (size_t)c->n_vecs * sizeof(float) * (size_t)c->max_seqs * c->n_layers * c->max_ctx * c->kv_dim;
+size_t roe_kv_block_bytes(int n_layers, int block_size, int kv_dim, int n_vecs, size_t elem) {
+    return (size_t)n_vecs * elem * (size_t)n_layers * (size_t)block_size * (size_t)kv_dim;
 }
 
-roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, int max_seqs, int n_layers,
-                             int max_ctx, int kv_dim, int n_vecs) {
-    memset(c, 0, sizeof *c);
-    size_t elems = 1;
-    if (max_seqs <= 0 || max_ctx <= 0 || !roe_size_mul(elems, (size_t)max_seqs, &elems) ||
-        !roe_size_mul(elems, (size_t)n_layers, &elems) ||
-        !roe_size_mul(elems, (size_t)max_ctx, &elems) ||
-        !roe_size_mul(elems, (size_t)kv_dim, &elems) || elems > ((size_t)1 << 40) / sizeof(float))
-        return roe_fail(ROE_ERR_INVALID_ARG,
-                        "kv cache: %d sequences x %d layers x %d positions x %d is too large",
-                        max_seqs, n_layers, max_ctx, kv_dim);
-    c->max_seqs = max_seqs;
-    c->n_layers = n_layers;
-    c->max_ctx = max_ctx;
-    c->kv_dim = kv_dim;
-    c->n_vecs = n_vecs;
-    c->be = be;
-    c->k = be->ops->alloc(be, elems * sizeof(float));
-    if (n_vecs == 2) c->v = be->ops->alloc(be, elems * sizeof(float));
-    c->len = roe_calloc((size_t)max_seqs, sizeof(int));
-    if (!c->k || (n_vecs == 2 && !c->v) || !c->len) {
-        roe_kv_cache_free(c);
-        return roe_fail(ROE_ERR_NOMEM, "kv cache: out of memory for %zu bytes",
-                        (size_t)n_vecs * elems * sizeof(float));
+size_t roe_kv_cache_bytes(const struct roe_kv_cache *c) {
+    return (size_t)c->n_blocks * roe_kv_block_bytes(c->n_layers, c->block_size, c->kv_dim, c->n_vecs, c->elem);
+}
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* The free stack: every block, the lowest id on top (or a seeded permutation). */
+static void fill_free(struct roe_kv_cache *c, uint64_t scramble) {
+    for (int i = 0; i < c->n_blocks; i++) c->free_ids[i] = c->n_blocks - 1 - i;
+    c->n_free = c->n_blocks;
+    for (int i = c->n_blocks - 1; scramble && i > 0; i--) {
+        const int j = (int)(splitmix(&scramble) % (uint64_t)(i + 1));
+        const int32_t t = c->free_ids[i];
+        c->free_ids[i] = c->free_ids[j];
+        c->free_ids[j] = t;
     }
+}
+
+/* The pool's block count from o (0 with an error set when it cannot be). */
+static int pool_blocks(const struct roe_kv_cache_opts *o, int block_size, int max_blocks) {
+    const size_t per = roe_kv_block_bytes(o->n_layers, block_size, o->kv_dim, o->n_vecs, roe_dtype_size(o->dtype));
+    size_t n = o->bytes ? o->bytes / (per ? per : 1) : (size_t)o->max_seqs * (size_t)max_blocks;
+    if (n < (size_t)max_blocks) {
+        roe_fail(ROE_ERR_INVALID_ARG,
+                 "kv cache: --kv-memory of %zu bytes holds %zu blocks of %d positions (%zu bytes each); "
+                 "one context of %d positions needs %d",
+                 o->bytes, n, block_size, per, o->max_ctx, max_blocks);
+        return 0;
+    }
+    if (n > (size_t)INT32_MAX || n * per > ((size_t)1 << 40) || per == 0) {
+        roe_fail(ROE_ERR_INVALID_ARG, "kv cache: %zu blocks of %zu bytes is too large", n, per);
+        return 0;
+    }
+    return (int)n;
+}
+
+/* The prefix-reuse arrays (kv_cache.h); 0, or -1 when out of memory. */
+static int alloc_prefix(struct roe_kv_cache *c) {
+    c->n_buckets = 1;
+    while (c->n_buckets < c->n_blocks) c->n_buckets *= 2;
+    const size_t S = (size_t)c->max_seqs, B = (size_t)c->n_blocks;
+    c->tok = roe_malloc(S * (size_t)c->max_ctx * sizeof(int32_t));
+    c->chain = roe_malloc(S * (size_t)c->max_blocks * sizeof(uint64_t));
+    c->bhash = roe_calloc(B, sizeof(uint64_t));
+    c->btok = roe_malloc(B * (size_t)c->block_size * sizeof(int32_t));
+    c->cached = roe_calloc(B, 1);
+    c->hnext = roe_malloc(B * sizeof(int32_t));
+    c->bucket = roe_malloc((size_t)c->n_buckets * sizeof(int32_t));
+    c->lru_prev = roe_malloc(B * sizeof(int32_t));
+    c->lru_next = roe_malloc(B * sizeof(int32_t));
+    return c->tok && c->chain && c->bhash && c->btok && c->cached && c->hnext && c->bucket && c->lru_prev &&
+                   c->lru_next ? 0 : -1;
+}
+
+roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const struct roe_kv_cache_opts *o) {
+    memset(c, 0, sizeof *c);
+    const int bs = o->block_size ? o->block_size : ROE_KV_BLOCK_DEFAULT;
+    if (o->max_seqs <= 0 || o->max_ctx <= 0 || o->n_layers <= 0 || o->kv_dim <= 0 || bs <= 0 ||
+        (size_t)o->max_seqs * (size_t)o->max_ctx > ((size_t)1 << 31))
+        return roe_fail(ROE_ERR_INVALID_ARG, "kv cache: %d sequences x %d positions, blocks of %d: invalid",
+                        o->max_seqs, o->max_ctx, bs);
+    if (o->dtype != ROE_DTYPE_F32 && o->dtype != ROE_DTYPE_BF16)
+        return roe_fail(ROE_ERR_INVALID_ARG, "kv cache: elements of %s: f32 or bf16 only (--kv-dtype)",
+                        roe_dtype_name(o->dtype));
+    const int max_blocks = (int)(((int64_t)o->max_ctx + bs - 1) / bs);
+    const int n_blocks = pool_blocks(o, bs, max_blocks);
+    if (!n_blocks) return ROE_ERR_INVALID_ARG;
+    *c = (struct roe_kv_cache){.max_seqs = o->max_seqs, .n_layers = o->n_layers, .max_ctx = o->max_ctx,
+                               .kv_dim = o->kv_dim, .n_vecs = o->n_vecs, .block_size = bs,
+                               .max_blocks = max_blocks, .n_blocks = n_blocks, .dtype = o->dtype,
+                               .elem = roe_dtype_size(o->dtype), .be = be};
+    const size_t bytes = roe_kv_cache_bytes(c) / (size_t)o->n_vecs;
+    c->k = be->ops->alloc(be, bytes);
+    if (o->n_vecs == 2) c->v = be->ops->alloc(be, bytes);
+    c->len = roe_calloc((size_t)o->max_seqs, sizeof(int));
+    c->table = roe_malloc((size_t)o->max_seqs * (size_t)max_blocks * sizeof(int32_t));
+    c->nref = roe_calloc((size_t)n_blocks, sizeof(int));
+    c->free_ids = roe_malloc((size_t)n_blocks * sizeof(int32_t));
+    c->no_prefix = o->no_prefix;
+    if (!c->k || (o->n_vecs == 2 && !c->v) || !c->len || !c->table || !c->nref || !c->free_ids ||
+        alloc_prefix(c) != 0) {
+        roe_kv_cache_free(c);
+        return roe_fail(ROE_ERR_NOMEM, "kv cache: out of memory for %zu bytes", bytes * (size_t)o->n_vecs);
+    }
+    memset(c->table, 0xff, (size_t)o->max_seqs * (size_t)max_blocks * sizeof(int32_t));
+    memset(c->bucket, 0xff, (size_t)c->n_buckets * sizeof(int32_t));
+    c->lru_head = c->lru_tail = -1;
+    fill_free(c, o->scramble);
     return ROE_OK;
 }
 
-void roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len) {
-    const size_t bytes = (size_t)len * c->kv_dim * sizeof(float);
-    for (int l = 0; l < c->n_layers && bytes; l++) {
-        c->be->ops->copy(c->be, roe_kv_k(c, dst, l), roe_kv_k(c, src, l), bytes);
-        c->be->ops->copy(c->be, roe_kv_v(c, dst, l), roe_kv_v(c, src, l), bytes);
+int roe_kv_cache_blocks_needed(const struct roe_kv_cache *c, int seq, int n) {
+    const int32_t *t = c->table + (size_t)seq * c->max_blocks;
+    int need = 0;
+    for (int i = 0; i < (n + c->block_size - 1) / c->block_size; i++) need += t[i] < 0;
+    return need;
+}
+
+/* ---- prefix reuse: the hash table of registered blocks and the LRU list ---- */
+
+static uint64_t block_hash(uint64_t prev, const int32_t *t, int n) {
+    uint64_t h = prev ^ 0x6A09E667F3BCC909ull;
+    for (int i = 0; i < n; i++) {
+        h ^= (uint32_t)t[i];
+        h = splitmix(&h);
+    }
+    return h;
+}
+
+static void lru_unlink(struct roe_kv_cache *c, int b) {
+    const int p = c->lru_prev[b], n = c->lru_next[b];
+    if (p >= 0) c->lru_next[p] = n;
+    else c->lru_head = n;
+    if (n >= 0) c->lru_prev[n] = p;
+    else c->lru_tail = p;
+    c->n_lru--;
+}
+
+static void lru_push(struct roe_kv_cache *c, int b) { /* the most recently used end */
+    c->lru_prev[b] = c->lru_tail;
+    c->lru_next[b] = -1;
+    if (c->lru_tail >= 0) c->lru_next[c->lru_tail] = b;
+    else c->lru_head = b;
+    c->lru_tail = b;
+    c->n_lru++;
+}
+
+static void unregister(struct roe_kv_cache *c, int b) {
+    int32_t *p = &c->bucket[c->bhash[b] & (uint64_t)(c->n_buckets - 1)];
+    while (*p != b) p = &c->hnext[*p];
+    *p = c->hnext[b];
+    c->cached[b] = 0;
+}
+
+/* The registered block with chain hash h and these tokens, or -1. */
+static int find(const struct roe_kv_cache *c, uint64_t h, const int32_t *t) {
+    for (int b = c->bucket[h & (uint64_t)(c->n_buckets - 1)]; b >= 0; b = c->hnext[b])
+        if (c->bhash[b] == h && memcmp(c->btok + (size_t)b * c->block_size, t, (size_t)c->block_size * 4) == 0)
+            return b;
+    return -1;
+}
+
+/* A block for a new reference: a free one, else the least recently used registered one. */
+static int take_block(struct roe_kv_cache *c) {
+    int b;
+    if (c->n_free) b = c->free_ids[--c->n_free];
+    else {
+        b = c->lru_head;
+        lru_unlink(c, b);
+        unregister(c, b);
+        c->evictions++;
+    }
+    c->nref[b] = 1;
+    return b;
+}
+
+static void drop_ref(struct roe_kv_cache *c, int b) {
+    if (--c->nref[b] > 0) return;
+    if (c->cached[b]) lru_push(c, b);
+    else c->free_ids[c->n_free++] = b;
+}
+
+void roe_kv_cache_note(struct roe_kv_cache *c, int seq, int pos, int32_t t) {
+    c->tok[(size_t)seq * c->max_ctx + pos] = t;
+    if (c->no_prefix || (pos + 1) % c->block_size) return;
+    const int i = pos / c->block_size;
+    const int32_t *bt = c->tok + (size_t)seq * c->max_ctx + (size_t)i * c->block_size;
+    uint64_t *ch = c->chain + (size_t)seq * c->max_blocks;
+    ch[i] = block_hash(i ? ch[i - 1] : 0, bt, c->block_size);
+    const int b = c->table[(size_t)seq * c->max_blocks + i];
+    if (c->cached[b] || find(c, ch[i], bt) >= 0) return; /* found already, or another block holds it */
+    c->bhash[b] = ch[i];
+    memcpy(c->btok + (size_t)b * c->block_size, bt, (size_t)c->block_size * 4);
+    const size_t k = ch[i] & (uint64_t)(c->n_buckets - 1);
+    c->hnext[b] = c->bucket[k];
+    c->bucket[k] = b;
+    c->cached[b] = 1;
+}
+
+int roe_kv_cache_match(struct roe_kv_cache *c, int seq, const int32_t *tokens, int n) {
+    if (c->no_prefix || c->len[seq] != 0 || n <= 1) return 0;
+    int32_t *t = c->table + (size_t)seq * c->max_blocks;
+    uint64_t *ch = c->chain + (size_t)seq * c->max_blocks;
+    int i = 0;
+    for (; i < (n - 1) / c->block_size; i++) {
+        const int32_t *bt = tokens + (size_t)i * c->block_size;
+        const uint64_t h = block_hash(i ? ch[i - 1] : 0, bt, c->block_size);
+        const int b = find(c, h, bt);
+        if (b < 0) break;
+        if (c->nref[b]++ == 0) lru_unlink(c, b);
+        t[i] = b;
+        ch[i] = h;
+    }
+    const int held = i * c->block_size;
+    memcpy(c->tok + (size_t)seq * c->max_ctx, tokens, (size_t)held * sizeof(int32_t));
+    c->len[seq] = held;
+    c->hit_tokens += held;
+    c->query_tokens += n - 1;
+    return held;
+}
+
+roe_status roe_kv_cache_reserve(struct roe_kv_cache *c, int seq, int n) {
+    const int need = roe_kv_cache_blocks_needed(c, seq, n);
+    if (need > roe_kv_cache_available(c))
+        return roe_fail(ROE_ERR_OVERLOADED,
+                        "kv cache: sequence %d needs %d more blocks for %d positions, %d of %d are free "
+                        "(--kv-memory)", seq, need, n, roe_kv_cache_available(c), c->n_blocks);
+    int32_t *t = c->table + (size_t)seq * c->max_blocks;
+    for (int i = 0; need && i < (n + c->block_size - 1) / c->block_size; i++)
+        if (t[i] < 0) t[i] = take_block(c);
+    return ROE_OK;
+}
+
+void roe_kv_cache_reset(struct roe_kv_cache *c, int seq) {
+    int32_t *t = c->table + (size_t)seq * c->max_blocks;
+    for (int i = 0; i < c->max_blocks; i++) {
+        if (t[i] >= 0) drop_ref(c, t[i]);
+        t[i] = -1;
+    }
+    c->len[seq] = 0;
+}
+
+roe_status roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len) {
+    roe_kv_cache_reset(c, dst);
+    const int32_t *ts = c->table + (size_t)src * c->max_blocks;
+    int32_t *td = c->table + (size_t)dst * c->max_blocks;
+    const int full = len / c->block_size, part = len % c->block_size;
+    for (int i = 0; i < full; i++) { /* full blocks are never written again: shared */
+        td[i] = ts[i];
+        c->nref[td[i]]++;
+    }
+    memcpy(c->tok + (size_t)dst * c->max_ctx, c->tok + (size_t)src * c->max_ctx, (size_t)len * sizeof(int32_t));
+    memcpy(c->chain + (size_t)dst * c->max_blocks, c->chain + (size_t)src * c->max_blocks,
+           (size_t)full * sizeof(uint64_t));
+    if (part) {
+        const roe_status st = roe_kv_cache_reserve(c, dst, len);
+        if (st != ROE_OK) {
+            roe_kv_cache_reset(c, dst);
+            return st;
+        }
+        const size_t bytes = (size_t)part * c->kv_dim * c->elem;
+        for (int l = 0; l < c->n_layers; l++) {
+            const size_t d = (size_t)roe_kv_row(c, dst, l, full * c->block_size) * c->kv_dim * c->elem;
+            const size_t s = (size_t)roe_kv_row(c, src, l, full * c->block_size) * c->kv_dim * c->elem;
+            c->be->ops->copy(c->be, (char *)c->k + d, (char *)c->k + s, bytes);
+            if (c->v) c->be->ops->copy(c->be, (char *)c->v + d, (char *)c->v + s, bytes);
+        }
     }
     c->len[dst] = len;
+    return ROE_OK;
 }
 
 void roe_kv_cache_free(struct roe_kv_cache *c) {
@@ -52,5 +272,10 @@ void roe_kv_cache_free(struct roe_kv_cache *c) {
         if (c->v) c->be->ops->free(c->be, c->v);
     }
     roe_free(c->len);
+    roe_free(c->table);
+    roe_free(c->nref);
+    roe_free(c->free_ids);
+    void *prefix[] = {c->tok, c->chain, c->bhash, c->btok, c->cached, c->hnext, c->bucket, c->lru_prev, c->lru_next};
+    for (size_t i = 0; i < sizeof prefix / sizeof prefix[0]; i++) roe_free(prefix[i]);
     memset(c, 0, sizeof *c);
 }

@@ -1,23 +1,37 @@
 /*
- * kv_cache.h — the clean KV cache: one K and one V vector per (sequence slot, layer,
- * position), fp32, whatever the RoE K is (ROE.md: only sample 0 appends).
+ * kv_cache.h — the clean KV cache as a pool of fixed-size blocks (docs/KV.md): one K and one V
+ * vector per (sequence, layer, position), fp32, whatever the RoE K is (ROE.md: only sample 0
+ * appends), fp32 or bf16.
  *
- * Layout: k[slot][layer][pos][kv_dim], v the same; allocated once for max_seqs slots of max_ctx
- * positions. Bytes = n_vecs * 4 * max_seqs * n_layers * max_ctx * kv_dim. With multi-head latent
+ * Layout. A block holds block_size consecutive positions of one sequence for EVERY layer:
+ * k[block][layer][offset][kv_dim] (v the same), so a sequence needs one block table for all its
+ * layers, and a block is the unit of allocation, sharing and (later) prefix reuse. Position p of
+ * sequence s is row roe_kv_row(c, s, layer, p) of k seen as [n_blocks * n_layers * block_size,
+ * kv_dim]: block table[s][p / block_size], offset p % block_size. Elements are fp32 or bf16
+ * (dtype; bf16 rounded to nearest even when stored, widened exactly when read). With multi-head latent
  * attention (DeepSeek-V3) there is one vector per position, no V (n_vecs = 1, v NULL): k holds
- * [latent | roped key] of width kv_lora_rank + qk_rope_head_dim, which the attention reads for
- * keys and values alike (runtime/mla.c). Either way a position of a layer is one or two vectors of
- * a fixed width: the unit a paged pool would hold.
+ * [latent | roped key] of width kv_lora_rank + qk_rope_head_dim, in the same pool.
+ *
+ * Sequences are slots in [0, max_seqs) (the engine's rows name them); a slot costs only its
+ * block table, the pool's size is its own (bytes at init, default max_seqs full contexts).
+ * Blocks are reference-counted: a fork (roe_kv_cache_copy) shares the source's full blocks and
+ * copies its partial last block, so a block that more than one table holds is always full and
+ * never written again. Blocks come from a free stack (scrambled at init on request: tests make
+ * every sequence's blocks non-contiguous that way).
+ *
  * k and v are backend memory (kernels/backend.h "Buffers": device memory on a GPU); the
- * lengths are host memory, since host-side logic plans the steps.
+ * tables, counts and lengths are host memory, since host-side logic plans the steps.
  */
 #ifndef ROE_KV_CACHE_H
 #define ROE_KV_CACHE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kernels/backend.h"
 #include "base/status.h"
+
+enum { ROE_KV_BLOCK_DEFAULT = 16 };
 
 struct roe_kv_cache {
     int max_seqs;
@@ -25,32 +39,99 @@ struct roe_kv_cache {
     int max_ctx;
     int kv_dim;
     int n_vecs;      /* 2: K and V; 1: k only (MLA's latent) */
+    int block_size;  /* positions per block */
+    int max_blocks;  /* blocks of one full context: ceil(max_ctx / block_size) */
+    int n_blocks;    /* blocks in the pool */
+    roe_dtype dtype; /* of k and v: F32 or BF16 */
+    size_t elem;     /* bytes per element */
     roe_backend *be; /* borrowed: where k and v live */
-    float *k;  /* [max_seqs, n_layers, max_ctx, kv_dim] backend memory */
-    float *v;  /* same; NULL when n_vecs is 1 */
+    void *k;   /* [n_blocks, n_layers, block_size, kv_dim] backend memory */
+    void *v;   /* same; NULL when n_vecs is 1 */
     int *len;  /* [max_seqs] positions written (the clean history length), host */
+    int32_t *table; /* [max_seqs, max_blocks] each sequence's blocks; -1: none */
+    int *nref;      /* [n_blocks] tables holding each block (0: free) */
+    int32_t *free_ids; /* [n_blocks] the free stack: n_free ids, the next at the top */
+    int n_free;
+    /* prefix reuse (docs/KV.md "Prefix reuse") */
+    int32_t *tok;      /* [max_seqs, max_ctx] each sequence's tokens, host */
+    uint64_t *chain;   /* [max_seqs, max_blocks] the hash of each full block and all before it */
+    uint64_t *bhash;   /* [n_blocks] a registered block's chain hash */
+    int32_t *btok;     /* [n_blocks, block_size] a registered block's tokens (checked on a hit) */
+    uint8_t *cached;   /* [n_blocks] registered: findable by its hash */
+    int32_t *hnext;    /* [n_blocks] next registered block of the same bucket */
+    int32_t *bucket;   /* [n_buckets] first registered block of each bucket, -1: none */
+    int n_buckets;     /* a power of two */
+    int32_t *lru_prev, *lru_next; /* [n_blocks] unreferenced registered blocks, oldest first */
+    int lru_head, lru_tail, n_lru;
+    int no_prefix;     /* never register or look up blocks */
+    long hit_tokens;   /* positions found by roe_kv_cache_match */
+    long query_tokens; /* positions it was asked to find */
+    long evictions;    /* registered blocks taken back for new ones */
 };
 
-/* k (and v when n_vecs is 2) are allocated with be->ops->alloc (be must outlive the cache). */
-roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, int max_seqs, int n_layers,
-                             int max_ctx, int kv_dim, int n_vecs);
+struct roe_kv_cache_opts {
+    int max_seqs, n_layers, max_ctx, kv_dim, n_vecs;
+    int block_size;     /* 0: ROE_KV_BLOCK_DEFAULT */
+    roe_dtype dtype;    /* F32 (0) or BF16 */
+    size_t bytes;       /* the pool (rounded down to whole blocks); 0: max_seqs full contexts */
+    uint64_t scramble;  /* != 0: the free stack in an order drawn from this seed (tests) */
+    int no_prefix;      /* no prefix reuse */
+};
+
+/* k (and v when n_vecs is 2) are allocated with be->ops->alloc (be must outlive the cache).
+ * Fails (ROE_ERR_INVALID_ARG) when the bytes do not hold one full context. */
+roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const struct roe_kv_cache_opts *o);
 void roe_kv_cache_free(struct roe_kv_cache *c);
+/* Bytes of the pool. */
 size_t roe_kv_cache_bytes(const struct roe_kv_cache *c);
+/* Bytes of one block (every layer, K and V) of elements of `elem` bytes. */
+size_t roe_kv_block_bytes(int n_layers, int block_size, int kv_dim, int n_vecs, size_t elem);
 
-/* Copies the first len positions of slot src (every layer, K and V) into slot dst, whose length
- * becomes len: a sequence that shares another's prompt starts from its cache (n > 1 choices).
- * len <= src's length; dst != src. */
-void roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len);
+/* Makes sequence seq hold blocks for positions [0, n): allocates the missing ones. Fails
+ * with ROE_ERR_OVERLOADED, holding what it held, when the pool has too few free blocks. */
+roe_status roe_kv_cache_reserve(struct roe_kv_cache *c, int seq, int n);
+/* Blocks sequence seq still needs to hold positions [0, n). */
+int roe_kv_cache_blocks_needed(const struct roe_kv_cache *c, int seq, int n);
 
-/* Row index of (seq, layer, pos) in k (or v) seen as [rows, kv_dim]. */
+/* Blocks a reservation may take: free ones and unreferenced registered ones (evicted, least
+ * recently used first). */
+static inline int roe_kv_cache_available(const struct roe_kv_cache *c) { return c->n_free + c->n_lru; }
+
+/* Records that sequence seq holds token t at position pos (the engine, for each clean row);
+ * when pos ends a block, the block is registered under the hash of its tokens and every token
+ * before it, so later sequences with the same prefix find it. */
+void roe_kv_cache_note(struct roe_kv_cache *c, int seq, int pos, int32_t t);
+
+/* Empty sequence seq starts with the longest registered prefix of tokens[0, n) that leaves at
+ * least one position to compute: whole blocks, shared (referenced) and no longer evictable.
+ * Returns the positions it holds (0: none found, or seq not empty). */
+int roe_kv_cache_match(struct roe_kv_cache *c, int seq, const int32_t *tokens, int n);
+
+/* Forgets sequence seq: its length becomes 0 and its blocks go back (shared ones lose a
+ * reference; registered ones wait, evictable, least recently used first). */
+void roe_kv_cache_reset(struct roe_kv_cache *c, int seq);
+
+/* Sequence dst starts as the first len positions of src (every layer, K and V): dst's old
+ * blocks go back, src's full blocks below len are shared, a partial last block is copied into a
+ * new one. len <= src's length; dst != src. ROE_ERR_OVERLOADED when no block is free for the
+ * copy (dst is then empty). */
+roe_status roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len);
+
+/* Row index of (seq, layer, pos) in k (or v) seen as [rows, kv_dim]; pos's block must be held. */
 static inline int64_t roe_kv_row(const struct roe_kv_cache *c, int seq, int layer, int pos) {
-    return ((int64_t)seq * c->n_layers + layer) * c->max_ctx + pos;
+    const int32_t b = c->table[(size_t)seq * c->max_blocks + pos / c->block_size];
+    return ((int64_t)b * c->n_layers + layer) * c->block_size + pos % c->block_size;
 }
-static inline float *roe_kv_k(const struct roe_kv_cache *c, int seq, int layer) {
-    return c->k + (((size_t)seq * c->n_layers + layer) * c->max_ctx) * c->kv_dim;
+/* Elements from one block to the next, and from a block's start to `layer`'s first row. */
+static inline int64_t roe_kv_block_elems(const struct roe_kv_cache *c) {
+    return (int64_t)c->n_layers * c->block_size * c->kv_dim;
 }
-static inline float *roe_kv_v(const struct roe_kv_cache *c, int seq, int layer) {
-    return c->v + (((size_t)seq * c->n_layers + layer) * c->max_ctx) * c->kv_dim;
+static inline int64_t roe_kv_layer_elems(const struct roe_kv_cache *c, int layer) {
+    return (int64_t)layer * c->block_size * c->kv_dim;
+}
+/* k or v (base) moved to `layer`'s first row. */
+static inline void *roe_kv_layer_ptr(const struct roe_kv_cache *c, void *base, int layer) {
+    return base ? (char *)base + (size_t)roe_kv_layer_elems(c, layer) * c->elem : NULL;
 }
 
 #endif

@@ -54,7 +54,7 @@ void roe__mla_layer(roe_engine *e, int layer, const struct roe_row *rows) {
     be->ops->rope(be, e->k, n, 1, W, e->pos, &rk);
     /* the clean slots append; every slot attends its history and itself */
     const int n_clean = roe__engine_history(e, layer, rows);
-    if (n_clean) be->ops->copy_rows(be, e->kv.k, e->kv_dst, e->k, e->kv_src, n_clean, W);
+    if (n_clean) be->ops->kv_store(be, e->kv.k, e->kv.dtype, e->kv_dst, e->k, e->kv_src, n_clean, W);
     const struct roe_matmul_heads_args absorb_q = {
         .n_rows = n, .n_heads = nh, .x = e->q, .x_stride = qk, .w = &L->wuk_t, .head_rows = R, .row0 = 0,
         .out = R, .y = e->qlat, .y_stride = R, .scratch = e->mscr,
@@ -63,7 +63,7 @@ void roe__mla_layer(roe_engine *e, int layer, const struct roe_row *rows) {
     const struct roe_mla_args att = {
         .n_rows = n, .n_heads = nh, .latent = R, .rope_dim = a->rope_dim, .scale = e->mla_scale,
         .q_lat = e->qlat, .q_rope = e->q + a->nope_dim, .q_rope_stride = qk, .kv_self = e->k,
-        .kv_hist = e->khist, .hist_begin = e->hbegin, .hist_end = e->hend, .out = e->olat,
+        .kv_cache = roe_kv_layer_ptr(&e->kv, e->kv.k, layer), .pages = roe__engine_pages(e), .hist_begin = e->hbegin, .hist_end = e->hend, .out = e->olat,
     };
     be->ops->mla_attention(be, &att);
     const struct roe_matmul_heads_args absorb_v = {

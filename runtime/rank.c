@@ -19,7 +19,8 @@ struct roe_session_spec roe_session_spec_of(const char *model_dir, const struct 
                                             int warm) {
     return (struct roe_session_spec){
         .model_dir = model_dir, .max_seqs = eo->max_seqs, .max_ctx = eo->max_ctx, .max_rows = eo->max_rows,
-        .n_threads = eo->n_threads, .isa = (int)eo->isa, .no_dedup = eo->no_dedup, .wire = (int)eo->wire,
+        .n_threads = eo->n_threads, .isa = (int)eo->isa, .kv_bytes = eo->kv_bytes, .kv_block_size = eo->kv_block_size,
+        .kv_dtype = (int)eo->kv_dtype, .no_dedup = eo->no_dedup, .wire = (int)eo->wire,
         .no_overlap = eo->no_overlap, .warm = warm, .backend = (int)eo->backend, .n_layers = cfg->n_layers,
         .n_experts = cfg->n_experts, .owner = pl ? pl->owner : NULL,
         .n_owner = pl ? (size_t)pl->n_layers * pl->n_experts : 0, .placement_source = pl ? pl->source : NULL};
@@ -58,6 +59,9 @@ static struct roe_engine_opts engine_opts(const struct roe_session_spec *spec, r
                      ? (roe_backend_kind)spec->backend : ROE_BACKEND_CPU;
     eo.device = roe_env_local_rank(); /* the backend takes it modulo the node's devices */
     eo.random_seed = random_seed;
+    eo.kv_bytes = spec->kv_bytes;
+    eo.kv_block_size = spec->kv_block_size;
+    eo.kv_dtype = (roe_dtype)spec->kv_dtype; /* anything but F32 or BF16: the cache refuses it */
     return eo;
 }
 

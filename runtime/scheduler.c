@@ -112,7 +112,7 @@ static void on_fail(void *ctx, struct roe_batch_seq *seq, roe_status code, const
 
 struct roe_sched_opts roe_sched_opts_default(void) {
     return (struct roe_sched_opts){
-        .max_queue = 256, .block_size = 16, .kv_blocks = 0, .heartbeat_s = 0.0};
+        .max_queue = 256, .block_size = 0, .kv_blocks = 0, .heartbeat_s = 0.0};
 }
 
 /* ---- requests ---- */
@@ -242,15 +242,26 @@ void roe_sched_free(roe_sched *s) {
     roe_free(s);
 }
 
+/* The engine's block pool into st (kv_cache.h). */
+static void pool_stats(const struct roe_kv_cache *kv, struct roe_sched_stats *st) {
+    st->pool_blocks = kv->n_blocks;
+    st->pool_free = kv->n_free;
+    st->pool_cached = kv->n_lru;
+    st->pool_held = kv->n_blocks - kv->n_free - kv->n_lru;
+    st->prefix_hit_tokens = (uint64_t)kv->hit_tokens;
+    st->prefix_query_tokens = (uint64_t)kv->query_tokens;
+    st->prefix_evictions = (uint64_t)kv->evictions;
+}
+
 roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opts,
                             roe_sched **out) {
     *out = NULL;
     const struct roe_engine_opts *eo = roe_engine_get_opts(engine);
-    if (opts->max_queue < 0 || opts->block_size < 1 || opts->kv_blocks < 0 ||
+    if (opts->max_queue < 0 || opts->block_size < 0 || opts->kv_blocks < 0 ||
         !(opts->heartbeat_s >= 0.0))
         return roe_fail(ROE_ERR_INVALID_ARG,
                         "scheduler: max_queue %d, block_size %d, kv_blocks %d, heartbeat %g s: "
-                        "need >= 0, >= 1, "
+                        "need >= 0, >= 0, "
                         ">= 0, >= 0",
                         opts->max_queue, opts->block_size, opts->kv_blocks, opts->heartbeat_s);
     struct roe_batch_opts bo = roe_batch_opts_default();
@@ -265,18 +276,26 @@ roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opt
     s->S = eo->max_seqs;
     s->R = eo->max_rows;
     s->ctx = eo->max_ctx;
-    const int per_slot = (s->ctx + opts->block_size - 1) / opts->block_size;
-    if (s->o.kv_blocks == 0) s->o.kv_blocks = s->S * per_slot;
+    const struct roe_kv_cache *kv = roe_engine_kv(engine);
+    if (s->o.block_size == 0) s->o.block_size = kv->block_size; /* the engine's pool */
+    if (s->o.kv_blocks == 0) s->o.kv_blocks = kv->n_blocks * kv->block_size / s->o.block_size;
+    if (s->o.block_size == kv->block_size && s->o.kv_blocks > kv->n_blocks) {
+        st = roe_fail(ROE_ERR_INVALID_ARG, "scheduler: --kv-blocks %d exceeds the pool's %d blocks (--kv-memory)",
+                      s->o.kv_blocks, kv->n_blocks);
+        goto fail;
+    }
     if (s->o.heartbeat_s == 0.0) s->o.heartbeat_s = roe_comm_timeout(roe_engine_comm(engine)) / 4.0;
     bo.hooks = (struct roe_batch_hooks){.ctx = s, .on_step = on_step, .on_token = on_token,
                                         .on_prompt = on_prompt, .on_fail = on_fail};
     bo.tok = opts->tok;
+    bo.release_ended = 1; /* a finished request's blocks serve the next ones (docs/KV.md) */
     ROE_CHECK(roe_batch_create(engine, &bo, &s->batch));
     s->N = roe_batch_ranks(s->batch);
     s->st.max_seqs = s->S;
     s->st.max_queue = s->o.max_queue;
     s->st.kv_blocks_total = s->o.kv_blocks;
     s->st.block_size = s->o.block_size;
+    pool_stats(kv, &s->st);
     roe_histogram_init(&s->st.ttft, TTFT_LE, N_OF(TTFT_LE));
     roe_histogram_init(&s->st.itl, ITL_LE, N_OF(ITL_LE));
     roe_histogram_init(&s->st.e2e, E2E_LE, N_OF(E2E_LE));
@@ -522,6 +541,7 @@ static roe_status admit(roe_sched *s) {
 static void retire(roe_sched *s, roe_sreq *r, roe_sreq_end end, const struct failure *f) {
     pthread_mutex_lock(&s->mu);
     s->blocks_used -= r->blocks;
+    pool_stats(roe_engine_kv(s->e), &s->st);
     s->st.running = roe_batch_count(s->batch);
     s->st.kv_blocks_used = s->blocks_used;
     sreq_end(s, r, end, f, 1);
@@ -557,6 +577,7 @@ static void on_step(void *ctx, const struct roe_batch_step_info *info) {
     s->st.roe_samples += (uint64_t)info->samples;
     s->st.rows_computed += (uint64_t)info->stats.rows_computed;
     s->st.rows_naive += (uint64_t)info->rows_naive;
+    pool_stats(roe_engine_kv(s->e), &s->st);
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -8,10 +8,10 @@
  * roe_sched_run, which owns the engine and is the only one to touch it. Submitting never
  * blocks on the engine: it takes one short lock and appends to the waiting queue.
  *
- * Admission (KV cache in blocks). The engine holds max_seqs cache slots of max_ctx positions
- * each (kv_cache.h). The scheduler accounts the cache in blocks of `block_size` positions over
- * a pool of `kv_blocks` blocks (default: every slot's positions, i.e. slots x max_ctx /
- * block_size); a request reserves ceil((prompt + max_tokens) / block_size) blocks when it is
+ * Admission (KV cache in blocks). The engine holds a pool of KV blocks (kv_cache.h, sized by
+ * --kv-memory; docs/KV.md) and max_seqs sequence slots. The scheduler accounts the cache in blocks
+ * of `block_size` positions over `kv_blocks` blocks (default: the engine's pool, one rank's: a
+ * sequence's blocks are on its home rank); a request reserves ceil((prompt + max_tokens) / block_size) blocks when it is
  * admitted and returns them when it ends, so an admitted request always runs to its end: none
  * is ever preempted or evicted. Admission is first-come first-served: the head of the queue
  * is admitted as soon as a slot and its blocks are free, and no later request overtakes it.
@@ -59,8 +59,8 @@
 struct roe_sched_opts {
     const roe_tokenizer *tok; /* the text of tokens for stop strings (borrowed; NULL: none) */
     int max_queue;      /* waiting requests at most (>= 0) */
-    int block_size;     /* positions per KV block (16) */
-    int kv_blocks;      /* blocks in the pool; 0: max_seqs * ceil(max_ctx / block_size) */
+    int block_size;     /* positions per KV block admission counts in; 0: the engine's pool's */
+    int kv_blocks;      /* blocks to admit against; 0: the engine's pool (kv_cache.h) */
     double heartbeat_s; /* several ranks: an empty step after this long idle (0: ROE_COMM_TIMEOUT_S
                            / 4) */
 };
@@ -181,6 +181,10 @@ struct roe_sched_stats {
     int running, waiting;
     int max_seqs, max_queue;
     int kv_blocks_total, kv_blocks_used, block_size;
+    /* the block pool of rank 0's engine (kv_cache.h), after the last step: blocks held by
+     * sequences, free, and cached (unreferenced, registered: evictable); prefix reuse */
+    int pool_blocks, pool_held, pool_free, pool_cached;
+    uint64_t prefix_hit_tokens, prefix_query_tokens, prefix_evictions;
     uint64_t requests_finished, requests_cancelled, requests_failed, requests_refused;
     uint64_t finished_stop, finished_length;
     uint64_t prompt_tokens, generation_tokens;

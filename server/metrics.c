@@ -51,6 +51,25 @@ static void histogram(struct ctx *c, const char *name, const char *help,
     roe_strbuf_printf(c->out, "%s_count{%s} %llu\n", name, c->label, (unsigned long long)h->total);
 }
 
+/* Rank 0's KV block pool and prefix reuse (docs/KV.md). */
+static void kv_pool(struct ctx *c, const struct roe_sched_stats *s) {
+    family(c, "roe_kv_pool_blocks", "gauge",
+           "Rank 0's KV block pool: blocks held by sequences, free, and cached (prefix blocks no "
+           "sequence holds, evictable).");
+    value(c, "roe_kv_pool_blocks", "state=\"held\"", s->pool_held);
+    value(c, "roe_kv_pool_blocks", "state=\"free\"", s->pool_free);
+    value(c, "roe_kv_pool_blocks", "state=\"cached\"", s->pool_cached);
+    value(c, "roe_kv_pool_blocks", "state=\"total\"", s->pool_blocks);
+    one(c, "roe_prefix_cache_hit_tokens_total", "counter",
+        "Prompt positions found in the KV cache at admission (not computed again).",
+        (double)s->prefix_hit_tokens);
+    one(c, "roe_prefix_cache_query_tokens_total", "counter",
+        "Prompt positions looked up at admission (each prompt's length - 1).", (double)s->prefix_query_tokens);
+    one(c, "roe_prefix_cache_evictions_total", "counter",
+        "Cached prefix blocks taken back for new ones (least recently used first).",
+        (double)s->prefix_evictions);
+}
+
 void roe_metrics_render(struct roe_strbuf *out, const char *model_name,
                         const struct roe_sched_stats *s, const struct roe_http_stats *h) {
     struct ctx c = {.out = out};
@@ -92,6 +111,7 @@ void roe_metrics_render(struct roe_strbuf *out, const char *model_name,
     value(&c, "roe_kv_cache_blocks", "state=\"used\"", s->kv_blocks_used);
     value(&c, "roe_kv_cache_blocks", "state=\"total\"", s->kv_blocks_total);
     one(&c, "roe_kv_cache_block_size", "gauge", "Positions per KV-cache block.", s->block_size);
+    kv_pool(&c, s);
     one(&c, "roe_roe_samples_total", "counter",
         "RoE sample rows run for generated tokens (the clean row included): K per token.",
         (double)s->roe_samples);

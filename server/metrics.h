@@ -7,7 +7,10 @@
  *   roe_generation_tokens_total, roe_time_to_first_token_seconds,
  *   roe_inter_token_latency_seconds, roe_e2e_request_latency_seconds,
  *   roe_request_queue_time_seconds (histograms), roe_kv_cache_usage_ratio,
- *   roe_kv_cache_blocks{state}, roe_roe_samples_total (RoE sample rows run for generated
+ *   roe_kv_cache_blocks{state} (admission's reservations), roe_kv_pool_blocks{state} (rank 0's
+ *   block pool: held, free, cached, total), roe_prefix_cache_hit_tokens_total,
+ *   roe_prefix_cache_query_tokens_total, roe_prefix_cache_evictions_total (docs/KV.md),
+ *   roe_roe_samples_total (RoE sample rows run for generated
  *   tokens, clean rows included), roe_engine_rows_total{kind} (row-layers computed, and what a
  *   roster without dedup would compute), roe_steps_total, roe_heartbeats_total,
  * roe_engine_busy_seconds_total, roe_http_connections, roe_http_responses_total{code}.

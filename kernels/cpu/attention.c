@@ -1,6 +1,7 @@
 /*
  * attention.c — causal grouped-query attention of each row against its sequence's clean
- * KV history plus its own current K/V (ROE.md: the clean cache).
+ * KV history plus its own current K/V (ROE.md: the clean cache), read through the rows' block
+ * tables (struct roe_kv_pages: the same arithmetic whatever the blocks).
  *
  * For row r, head h (kv head h / (n_heads / n_kv_heads)):
  *   s_j = scale * q . k_j   for history j in [hist_begin, hist_end), then the row itself
@@ -23,10 +24,12 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     const int r = p / nh, h = p % nh, kvh = h / group;
     const int begin = a->hist_begin[r], end = a->hist_end[r], len = end - begin;
     const float *q = a->q + (size_t)r * qd + (size_t)h * hd;
-    const float *kh = a->k_hist[r], *vh = a->v_hist[r];
+    const int bf16 = a->pages.dtype == ROE_DTYPE_BF16;
     float mx = -INFINITY;
     for (int j = 0; j < len; j++) {
-        s[j] = roe_cpu_dot_f32(q, kh + (size_t)(begin + j) * kd + (size_t)kvh * hd, hd) * a->scale;
+        const int64_t at = roe_kv_page_off(&a->pages, r, begin + j, kd) + (int64_t)kvh * hd;
+        s[j] = (bf16 ? roe_cpu_dot_bf16(q, (const uint16_t *)a->k_cache + at, hd)
+                     : roe_cpu_dot_f32(q, (const float *)a->k_cache + at, hd)) * a->scale;
         if (s[j] > mx) mx = s[j];
     }
     s[len] = roe_cpu_dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
@@ -43,9 +46,14 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     float *o = a->out + (size_t)r * qd + (size_t)h * hd;
     for (int d = 0; d < hd; d++) o[d] = 0.0f;
     for (int j = 0; j <= len; j++) {
-        const float *v = j < len ? vh + (size_t)(begin + j) * kd + (size_t)kvh * hd
-                                 : a->v_self + (size_t)r * kd + (size_t)kvh * hd;
         const float pj = s[j] * inv;
+        const int64_t at = j < len ? roe_kv_page_off(&a->pages, r, begin + j, kd) + (int64_t)kvh * hd : 0;
+        if (j < len && bf16) { /* widened as read: the same products as a widened copy */
+            const uint16_t *v = (const uint16_t *)a->v_cache + at;
+            for (int d = 0; d < hd; d++) o[d] += pj * roe_bf16_to_f32(v[d]);
+            continue;
+        }
+        const float *v = j < len ? (const float *)a->v_cache + at : a->v_self + (size_t)r * kd + (size_t)kvh * hd;
         for (int d = 0; d < hd; d++) o[d] += pj * v[d];
     }
 }

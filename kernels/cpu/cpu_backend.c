@@ -74,7 +74,7 @@ static void staged_mat_free(roe_backend *be, struct roe_mat *dev) {
     .attention = roe_cpu_attention, .swiglu = roe_cpu_swiglu, .embed = roe_cpu_embed,              \
     .swiglu_oai = roe_cpu_swiglu_oai, .add_bias = roe_cpu_add_bias,                                \
     .matmul_f32 = roe_cpu_matmul, .add = roe_cpu_add, .clamp = roe_cpu_clamp,                      \
-    .copy_rows = roe_cpu_copy_rows, .moe_combine = roe_cpu_moe_combine, .alloc = cpu_alloc,        \
+    .copy_rows = roe_cpu_copy_rows, .kv_store = roe_cpu_kv_store, .moe_combine = roe_cpu_moe_combine, .alloc = cpu_alloc,        \
     .mla_attention = roe_cpu_mla_attention, .matmul_heads = roe_cpu_matmul_heads,                  \
     .free = cpu_free, .upload = cpu_copy, .download = cpu_download, .copy = cpu_copy,              \
     .sync = cpu_sync, .mat_random = cpu_mat_random, .destroy = cpu_destroy

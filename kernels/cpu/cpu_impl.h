@@ -14,6 +14,8 @@ typedef void (*roe_cpu_dot4_fn)(const float *x, const float *const w[4], int col
 
 /* Heads of one MLA attention work unit (kernels/cpu/mla.c): they share each position's reads. */
 enum { ROE_CPU_MLA_HEADS = 8 };
+/* the widest cached vector a kernel widens from bf16 at once (backend.h ROE_KV_MAX_WIDE) */
+enum { ROE_CPU_KV_WIDE = ROE_KV_MAX_WIDE };
 
 struct roe_cpu {
     int n_threads;
@@ -60,6 +62,8 @@ void roe_cpu_embed(roe_backend *be, const struct roe_mat *table, const int32_t *
                    float *out);
 void roe_cpu_add(roe_backend *be, float *y, const float *x, size_t count);
 void roe_cpu_clamp(roe_backend *be, float *x, size_t count, float lim);
+void roe_cpu_kv_store(roe_backend *be, void *dst, roe_dtype dtype, const int64_t *dst_idx, const float *src,
+                      const int64_t *src_idx, int n, int width);
 void roe_cpu_copy_rows(roe_backend *be, float *dst, const int64_t *dst_idx, const float *src,
                        const int64_t *src_idx, int n, int width);
 void roe_cpu_moe_combine(roe_backend *be, float *h, int n, int width, int top_k, const float *y,
@@ -74,6 +78,28 @@ static inline float roe_cpu_dot_f32(const float *a, const float *b, int n) {
         for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
     for (int j = 0; i + j < n; j++) acc[j] += a[i + j] * b[i + j];
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+/* roe_cpu_dot_f32 of a against the widened bf16 b: the same arithmetic (widening is exact), so
+ * the same bits as widening b first, without the copy. */
+static inline float roe_cpu_dot_bf16(const float *a, const uint16_t *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * roe_bf16_to_f32(b[i + j]);
+    for (int j = 0; i + j < n; j++) acc[j] += a[i + j] * roe_bf16_to_f32(b[i + j]);
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+/* Row r's history position pos of a paged cache (kernels/backend.h struct roe_kv_pages), plus
+ * col, as fp32: in place for an F32 cache, else widened into buf[n] (exact). */
+static inline const float *roe_cpu_kv_vec(const void *cache, const struct roe_kv_pages *pg, int r, int pos,
+                                          int width, int col, int n, float *buf) {
+    const int64_t off = roe_kv_page_off(pg, r, pos, width) + col;
+    if (pg->dtype == ROE_DTYPE_F32) return (const float *)cache + off;
+    const uint16_t *h = (const uint16_t *)cache + off;
+    for (int i = 0; i < n; i++) buf[i] = roe_bf16_to_f32(h[i]);
+    return buf;
 }
 
 /* Scalar widening of one element (used by the portable paths and by small vectors). */

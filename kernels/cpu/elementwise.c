@@ -133,6 +133,19 @@ void roe_cpu_copy_rows(roe_backend *be, float *dst, const int64_t *dst_idx, cons
                src + (size_t)(src_idx ? src_idx[i] : i) * width, (size_t)width * sizeof(float));
 }
 
+void roe_cpu_kv_store(roe_backend *be, void *dst, roe_dtype dtype, const int64_t *dst_idx, const float *src,
+                      const int64_t *src_idx, int n, int width) {
+    if (dtype == ROE_DTYPE_F32) {
+        roe_cpu_copy_rows(be, (float *)dst, dst_idx, src, src_idx, n, width);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        uint16_t *d = (uint16_t *)dst + (size_t)(dst_idx ? dst_idx[i] : i) * width;
+        const float *x = src + (size_t)(src_idx ? src_idx[i] : i) * width;
+        for (int c = 0; c < width; c++) d[c] = roe_f32_to_bf16(x[c]);
+    }
+}
+
 /* kernels/moe_sum.h: the same arithmetic as the engine's weighted sum over pair pointers. */
 void roe_cpu_moe_combine(roe_backend *be, float *h, int n, int width, int top_k, const float *y,
                          const int *y_row, const float *w) {

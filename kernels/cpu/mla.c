@@ -21,18 +21,20 @@
 
 #include "cpu_impl.h"
 
-/* Position j of row r's span: its cached vector, or (j == len) the row's own. */
-static inline const float *span_vec(const struct roe_mla_args *a, int r, int j, int begin, int len) {
-    const size_t W = (size_t)a->latent + (size_t)a->rope_dim;
-    return j < len ? a->kv_hist[r] + (size_t)(begin + j) * W : a->kv_self + (size_t)r * W;
+/* Position j of row r's span: its cached vector (a bf16 one widened into wide), or (j == len) the
+ * row's own. */
+static inline const float *span_vec(const struct roe_mla_args *a, int r, int j, int begin, int len, float *wide) {
+    const int W = a->latent + a->rope_dim;
+    return j < len ? roe_cpu_kv_vec(a->kv_cache, &a->pages, r, begin + j, W, 0, W, wide) : a->kv_self + (size_t)r * W;
 }
 
 /* Heads [h0, h0 + nb) of row r; s is [ROE_CPU_MLA_HEADS, stride] scores. */
 static void attend_block(const struct roe_mla_args *a, int r, int h0, int nb, float *s, int stride) {
     const int R = a->latent, nh = a->n_heads;
     const int begin = a->hist_begin[r], len = a->hist_end[r] - begin;
+    float wide[ROE_CPU_KV_WIDE];
     for (int j = 0; j <= len; j++) {
-        const float *kv = span_vec(a, r, j, begin, len);
+        const float *kv = span_vec(a, r, j, begin, len, wide);
         for (int b = 0; b < nb; b++) {
             const size_t rh = (size_t)r * nh + (size_t)(h0 + b);
             const float lat = roe_cpu_dot_f32(a->q_lat + rh * R, kv, R);
@@ -53,7 +55,7 @@ static void attend_block(const struct roe_mla_args *a, int r, int h0, int nb, fl
         memset(a->out + ((size_t)r * nh + (size_t)(h0 + b)) * R, 0, (size_t)R * sizeof(float));
     }
     for (int j = 0; j <= len; j++) {
-        const float *c = span_vec(a, r, j, begin, len);
+        const float *c = span_vec(a, r, j, begin, len, wide);
         for (int b = 0; b < nb; b++) {
             float *o = a->out + ((size_t)r * nh + (size_t)(h0 + b)) * R;
             const float pj = s[(size_t)b * stride + j];

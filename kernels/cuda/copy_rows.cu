@@ -25,3 +25,28 @@ void roe_cuda_copy_rows(roe_backend *be, float *dst, const int64_t *dst_idx, con
                                                          src_idx ? (const int64_t *)dev[1] : NULL, width);
     ROE_CUDA_LAUNCHED(cu, "copy_rows");
 }
+
+/* The KV-cache append into an F32 or BF16 cache (round to nearest even). */
+__global__ void roe_k_kv_store_bf16(__nv_bfloat16 *__restrict__ dst, const int64_t *__restrict__ di,
+                                    const float *__restrict__ src, const int64_t *__restrict__ si, int width) {
+    const int i = blockIdx.x;
+    const int64_t d = di[i], s = si[i];
+    for (int c = threadIdx.x; c < width; c += blockDim.x) dst[d * width + c] = __float2bfloat16_rn(src[s * width + c]);
+}
+
+void roe_cuda_kv_store(roe_backend *be, void *dst, roe_dtype dtype, const int64_t *dst_idx, const float *src,
+                       const int64_t *src_idx, int n, int width) {
+    if (dtype == ROE_DTYPE_F32) {
+        roe_cuda_copy_rows(be, (float *)dst, dst_idx, src, src_idx, n, width);
+        return;
+    }
+    struct roe_cuda *cu = roe_cuda_of(be);
+    if (n <= 0) return;
+    const void *hs[2] = {dst_idx, src_idx};
+    size_t bytes[2] = {(size_t)n * sizeof(int64_t), (size_t)n * sizeof(int64_t)};
+    void *dev[2];
+    roe_cuda_stage(cu, 2, hs, bytes, dev);
+    roe_k_kv_store_bf16<<<(unsigned)n, 256, 0, cu->stream>>>((__nv_bfloat16 *)dst, (const int64_t *)dev[0], src,
+                                                             (const int64_t *)dev[1], width);
+    ROE_CUDA_LAUNCHED(cu, "kv_store");
+}

@@ -158,6 +158,7 @@ static const struct roe_backend_ops roe_cuda_ops = {
     /* .add = */ roe_cuda_add,
     /* .clamp = */ roe_cuda_clamp,
     /* .copy_rows = */ roe_cuda_copy_rows,
+    /* .kv_store = */ roe_cuda_kv_store,
     /* .moe_combine = */ roe_cuda_moe_combine,
     /* .mla_attention = */ roe_cuda_mla_attention,
     /* .matmul_heads = */ roe_cuda_matmul_heads,
@@ -244,9 +245,9 @@ extern "C" roe_status roe_backend_cuda_create(const struct roe_backend_opts *opt
     e = cudaMalloc(&cu->xb, (size_t)opts->max_rows * opts->max_cols * sizeof(__nv_bfloat16));
     FAIL_IF(e != cudaSuccess, ROE_ERR_NOMEM, "cuda backend: no device memory for a [%d, %d] bf16 scratch",
             opts->max_rows, opts->max_cols);
-    /* the largest op's index arrays: attention (2 pointers + 2 ints per row), copy_rows
+    /* the largest op's index arrays: attention (2 ints per row and the block tables), copy_rows
      * (2 int64 per row), moe_combine (int + float per pair) */
-    cu->stage_bytes = (size_t)opts->max_rows * 32 + 256;
+    cu->stage_bytes = (size_t)opts->max_rows * 32 + opts->max_kv_table * sizeof(int32_t) + 256;
     cu->hstage = (unsigned char *)roe_malloc(cu->stage_bytes);
     e = cudaMalloc(&cu->dstage, cu->stage_bytes);
     FAIL_IF(!cu->hstage || e != cudaSuccess, ROE_ERR_NOMEM, "cuda backend: no memory for %zu staging bytes",

@@ -76,6 +76,17 @@ void roe_cuda_note(struct roe_cuda *cu, cudaError_t e, const char *where);
 void roe_cuda_stage(struct roe_cuda *cu, int n, const void *const *ptrs, const size_t *bytes,
                     void **dev);
 
+/* Element i of a cache of pg->dtype (F32 or BF16), as fp32. */
+static __device__ __forceinline__ float roe_cuda_kv_ld(const void *cache, roe_dtype dt, size_t i) {
+    return dt == ROE_DTYPE_BF16 ? __bfloat162float(((const __nv_bfloat16 *)cache)[i]) : ((const float *)cache)[i];
+}
+
+/* kernels/backend.h roe_kv_page_off on the device (pg->table in device memory). */
+static __device__ __forceinline__ size_t roe_cuda_page_off(const struct roe_kv_pages *pg, int r, int pos, int width) {
+    return (size_t)pg->table[(size_t)r * pg->stride + pos / pg->block_size] * (size_t)pg->block_elems +
+           (size_t)(pos % pg->block_size) * (size_t)width;
+}
+
 static inline unsigned roe_cuda_blocks(size_t n, unsigned threads) {
     return (unsigned)((n + threads - 1) / threads);
 }
@@ -118,6 +129,8 @@ void roe_cuda_embed(roe_backend *be, const struct roe_mat *table, const int32_t 
                     float *out);
 void roe_cuda_add(roe_backend *be, float *y, const float *x, size_t count);
 void roe_cuda_clamp(roe_backend *be, float *x, size_t count, float lim);
+void roe_cuda_kv_store(roe_backend *be, void *dst, roe_dtype dtype, const int64_t *dst_idx, const float *src,
+                       const int64_t *src_idx, int n, int width);
 void roe_cuda_copy_rows(roe_backend *be, float *dst, const int64_t *dst_idx, const float *src,
                         const int64_t *src_idx, int n, int width);
 void roe_cuda_moe_combine(roe_backend *be, float *h, int n, int width, int top_k, const float *y,

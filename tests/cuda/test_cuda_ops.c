@@ -304,7 +304,9 @@ TEST(mla) {
     const int nh = 16, lat = 512, rope = 64, W = lat + rope, ctx = 300, qs = 192;
     enum { N = 5 };
     const int seq[N] = {0, 1, 2, 2, 3}, hb[N] = {0, 0, 0, 0, 40}, he[N] = {0, 1, 65, 200, 299};
-    const size_t ncache = (size_t)4 * ctx * W, nq = (size_t)N * nh * lat, nr = (size_t)N * nh * qs;
+    enum { BS = 16 };
+    const int nb = (ctx + BS - 1) / BS; /* blocks of a sequence, in a scrambled order (docs/KV.md) */
+    const size_t ncache = (size_t)4 * nb * BS * W, nq = (size_t)N * nh * lat, nr = (size_t)N * nh * qs;
     float *cache = malloc(ncache * sizeof(float)), *self = malloc((size_t)N * W * sizeof(float));
     float *ql = malloc(nq * sizeof(float)), *qr = malloc(nr * sizeof(float)), *out = malloc(nq * sizeof(float));
     fill(cache, ncache, -1.0f, 1.0f);
@@ -313,20 +315,19 @@ TEST(mla) {
     fill(qr, nr, -0.5f, 0.5f);
     float *dcache = dev_from(cache, ncache), *dself = dev_from(self, (size_t)N * W), *dql = dev_from(ql, nq);
     float *dqr = dev_from(qr, nr), *dout = gpu->ops->alloc(gpu, nq * sizeof(float));
-    const float *hist[N], *dhist[N];
-    for (int r = 0; r < N; r++) {
-        hist[r] = cache + (size_t)seq[r] * ctx * W;
-        dhist[r] = dcache + (size_t)seq[r] * ctx * W;
-    }
+    int32_t *table = malloc((size_t)N * nb * sizeof(int32_t));
+    for (int r = 0; r < N; r++)
+        for (int i = 0; i < nb; i++) table[r * nb + i] = (int32_t)(((seq[r] * nb + i) * 37) % (4 * nb));
     struct roe_mla_args a = {.n_rows = N, .n_heads = nh, .latent = lat, .rope_dim = rope, .scale = 0.135f,
-                             .q_lat = ql, .q_rope = qr + 128, .q_rope_stride = qs, .kv_self = self, .kv_hist = hist,
+                             .q_lat = ql, .q_rope = qr + 128, .q_rope_stride = qs, .kv_self = self, .kv_cache = cache,
+                             .pages = {.table = table, .stride = nb, .block_size = BS, .block_elems = (int64_t)BS * W},
                              .hist_begin = hb, .hist_end = he, .out = out};
     cpu->ops->mla_attention(cpu, &a);
     struct roe_mla_args g = a;
     g.q_lat = dql;
     g.q_rope = dqr + 128;
     g.kv_self = dself;
-    g.kv_hist = dhist;
+    g.kv_cache = dcache;
     g.out = dout;
     gpu->ops->mla_attention(gpu, &g);
     float *gout = host_from(dout, nq);
@@ -354,6 +355,7 @@ TEST(mla) {
     float *dbufs[] = {dcache, dself, dql, dqr, dout, dy};
     for (int i = 0; i < 6; i++) gpu->ops->free(gpu, dbufs[i]);
     free(cache);
+    free(table);
     free(self);
     free(ql);
     free(qr);
@@ -370,7 +372,7 @@ TEST(attention) {
     const int seq[N] = {0, 1, 2, 3, 4, 4, 5};
     const int hb[N] = {0, 0, 0, 0, 0, 0, 100};
     const int he[N] = {0, 1, 63, 64, 65, 300, 399};
-    const int n_seq = 6;
+    const int n_seq = 6, BS = 16, nb = ctx / BS; /* blocks in a scrambled order (docs/KV.md) */
     float *kc = malloc((size_t)n_seq * ctx * kd * sizeof(float)), *vc = malloc((size_t)n_seq * ctx * kd * sizeof(float));
     float *q = malloc((size_t)N * qd * sizeof(float)), *ks = malloc((size_t)N * kd * sizeof(float));
     float *vs = malloc((size_t)N * kd * sizeof(float)), *out = malloc((size_t)N * qd * sizeof(float));
@@ -382,23 +384,21 @@ TEST(attention) {
     float *dkc = dev_from(kc, (size_t)n_seq * ctx * kd), *dvc = dev_from(vc, (size_t)n_seq * ctx * kd);
     float *dq = dev_from(q, (size_t)N * qd), *dks = dev_from(ks, (size_t)N * kd), *dvs = dev_from(vs, (size_t)N * kd);
     float *dout = gpu->ops->alloc(gpu, (size_t)N * qd * sizeof(float));
-    const float *kh[N], *vh[N], *dkh[N], *dvh[N];
-    for (int r = 0; r < N; r++) {
-        kh[r] = kc + (size_t)seq[r] * ctx * kd;
-        vh[r] = vc + (size_t)seq[r] * ctx * kd;
-        dkh[r] = dkc + (size_t)seq[r] * ctx * kd;
-        dvh[r] = dvc + (size_t)seq[r] * ctx * kd;
-    }
+    int32_t table[N * 25];
+    for (int r = 0; r < N; r++)
+        for (int i = 0; i < nb; i++) table[r * nb + i] = (int32_t)(((seq[r] * nb + i) * 37) % (n_seq * nb));
     struct roe_attn_args a = {.n_rows = N, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
                               .scale = 1.0f / sqrtf((float)hd), .q = q, .k_self = ks, .v_self = vs,
-                              .k_hist = kh, .v_hist = vh, .hist_begin = hb, .hist_end = he, .out = out};
+                              .k_cache = kc, .v_cache = vc,
+                              .pages = {.table = table, .stride = nb, .block_size = BS, .block_elems = (int64_t)BS * kd},
+                              .hist_begin = hb, .hist_end = he, .out = out};
     cpu->ops->attention(cpu, &a);
     struct roe_attn_args g = a;
     g.q = dq;
     g.k_self = dks;
     g.v_self = dvs;
-    g.k_hist = dkh;
-    g.v_hist = dvh;
+    g.k_cache = dkc;
+    g.v_cache = dvc;
     g.out = dout;
     gpu->ops->attention(gpu, &g);
     float *gout = host_from(dout, (size_t)N * qd);

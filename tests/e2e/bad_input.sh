@@ -12,6 +12,10 @@ expect_fail "flag without value" "needs a value" "$ROE" generate --model $M --pr
 expect_fail "bad integer" "expected an integer" "$ROE" generate --model $M --prompt-ids 1 --max-tokens ten
 expect_fail "out of range" "must be in" "$ROE" generate --model $M --prompt-ids 1 --top-p 1.5
 expect_fail "no prompt" "no prompt" "$ROE" generate --model $M
+expect_fail "kv memory not a size" "--kv-memory '12x': expected bytes" "$ROE" generate --model $M --prompt-ids 1 --kv-memory 12x
+expect_fail "kv memory a fraction above 1" "--kv-memory '1.5': expected bytes" "$ROE" generate --model $M --prompt-ids 1 --kv-memory 1.5
+expect_fail "kv memory below one context" "--kv-memory of 1024 bytes holds 0 blocks" "$ROE" generate --model $M --prompt-ids 1 --kv-memory 1K
+expect_fail "kv block size 0" "--kv-block-size" "$ROE" generate --model $M --prompt-ids 1 --kv-block-size 0
 expect_fail "empty prompt ids" "prompt 0 is empty" "$ROE" generate --model $M --prompt-ids ""
 expect_fail "malformed prompt ids" "expected comma-separated token ids" "$ROE" generate --model $M --prompt-ids 1,x,3
 expect_fail "token id outside vocab" "outside the vocabulary" "$ROE" generate --model $M --prompt-ids 1,99999

@@ -122,6 +122,17 @@ post /v1/completions "$(body '"Hello"' 10 '{"roe_k": 4, "roe_tau": 0.5}')" >/dev
 s1=$(metric roe_roe_samples_total); t1=$(metric roe_generation_tokens_total)
 [ $((t1 - t0)) = 10 ] && [ $((s1 - s0)) = 40 ] && pass "roe_roe_samples_total counts K=4 x 10 tokens" ||
     fail "RoE samples: $((s1 - s0)) for $((t1 - t0)) tokens at K=4"
+# prefix reuse (docs/KV.md): the same 40-token prompt twice; the second finds its first two blocks
+# of 16 in the cache and gives the same tokens
+ids=$(seq 5 44 | paste -sd, -)
+h0=$(metric roe_prefix_cache_hit_tokens_total)
+a=$(post /v1/completions "$(body "[$ids]" 6)" | jq -c '.choices[0].token_ids')
+b=$(post /v1/completions "$(body "[$ids]" 6)" | jq -c '.choices[0].token_ids')
+h1=$(metric roe_prefix_cache_hit_tokens_total)
+[ $((h1 - h0)) -ge 32 ] && [ -n "$a" ] && [ "$a" = "$b" ] && pass "a repeated prompt hits the prefix cache ($((h1 - h0)) positions), same tokens" ||
+    fail "prefix cache: $((h1 - h0)) positions hit; tokens $a then $b"
+[ "$(metric roe_kv_pool_blocks 'state="held"')" = 0 ] && [ "$(metric roe_kv_pool_blocks 'state="cached"')" -ge 2 ] &&
+    pass "idle: no pool block held, the prompt's blocks cached" || fail "pool: $(grep '^roe_kv_pool_blocks' "$TMP/metrics")"
 [ "$(metric roe_requests_running)" = 0 ] && [ "$(metric roe_kv_cache_usage_ratio)" = 0 ] &&
     pass "idle: nothing running, no KV blocks held" || fail "idle server: $(grep -E '^roe_(requests_running|kv_cache_usage)' "$TMP/metrics")"
 stop_server 0

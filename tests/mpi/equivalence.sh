@@ -5,7 +5,8 @@
 # like attention, their routers on every rank alike) and the bundled model, with
 # RoE K = 4 (fixed and adaptive K, both gate modes) and K = 1, several concurrent sequences,
 # ranks that are home to no sequence (3 sequences on 4 ranks, 1 on 3), both home policies,
-# a per-layer placement file, and the bf16 wire (not f32-exact, but the same on any N).
+# a per-layer placement file, the bf16 wire (not f32-exact, but the same on any N), and the paged KV
+# cache with small blocks (--kv-block-size 3) against the default.
 . "$(dirname "$0")/../e2e/lib.bash"
 . "$(dirname "$0")/lib.bash"
 tmp=$(mktemp -d)
@@ -48,6 +49,12 @@ for m in "${models[@]}"; do
         done
         ci=$((ci + 1))
     done
+    # the paged KV cache with blocks of 3 positions (block edges inside every prompt) on 2 ranks,
+    # RoE K = 4: the same bits as one process with the default blocks (docs/KV.md)
+    # shellcheck disable=SC2086
+    run_n 2 "$tmp/o.txt" "$tmp/o.f32" generate --model "$m" "${prompts[@]}" --max-tokens 12 --ignore-eos --seed 7 \
+        ${configs[1]} --kv-block-size 3 || fail "$name paged N=2: $(tail -2 "$tmp/o.txt.err")"
+    same "$name [${configs[1]}] blocks of 3, N=2" "$tmp/ref1.txt" "$tmp/ref1.f32" "$tmp/o.txt" "$tmp/o.f32"
     # RoE really changes the scores (so the comparisons above cover the RoE path)
     if cmp -s "$tmp/ref0.f32" "$tmp/ref1.f32"; then fail "$name: RoE K=4 logits equal the plain model's"; fi
     # one sequence on three ranks: ranks 1 and 2 are home to nothing

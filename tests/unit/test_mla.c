@@ -131,7 +131,7 @@ static void mla_ref(const struct roe_mla_args *a, int r, int h, double *o) {
     double s[CTX + 1], mx = -INFINITY, sum = 0.0;
     const float *ql = a->q_lat + ((size_t)r * NH + h) * LAT, *qr = a->q_rope + ((size_t)r * NH + h) * a->q_rope_stride;
     for (int j = 0; j <= len; j++) {
-        const float *kv = j < len ? a->kv_hist[r] + (size_t)(begin + j) * W : a->kv_self + (size_t)r * W;
+        const float *kv = j < len ? (const float *)a->kv_cache + roe_kv_page_off(&a->pages, r, begin + j, W) : a->kv_self + (size_t)r * W;
         double d = 0.0;
         for (int i = 0; i < LAT; i++) d += (double)ql[i] * kv[i];
         for (int i = 0; i < ROPE; i++) d += (double)qr[i] * kv[LAT + i];
@@ -141,7 +141,7 @@ static void mla_ref(const struct roe_mla_args *a, int r, int h, double *o) {
     for (int j = 0; j <= len; j++) sum += (s[j] = exp(s[j] - mx));
     for (int i = 0; i < LAT; i++) o[i] = 0.0;
     for (int j = 0; j <= len; j++) {
-        const float *kv = j < len ? a->kv_hist[r] + (size_t)(begin + j) * W : a->kv_self + (size_t)r * W;
+        const float *kv = j < len ? (const float *)a->kv_cache + roe_kv_page_off(&a->pages, r, begin + j, W) : a->kv_self + (size_t)r * W;
         for (int i = 0; i < LAT; i++) o[i] += s[j] / sum * kv[i];
     }
 }
@@ -159,10 +159,11 @@ TEST(mla_attention_kernel) {
     fill(self, (size_t)NR * W, -1.0f, 1.0f);
     fill(ql, (size_t)NR * NH * LAT, -0.5f, 0.5f);
     fill(qr, (size_t)NR * NH * QS, -0.5f, 0.5f);
-    const float *hist[NR];
-    for (int r = 0; r < NR; r++) hist[r] = cache + (size_t)seq[r] * CTX * W;
+    int32_t table[NR]; /* one block of a whole context per sequence: the contiguous layout */
+    for (int r = 0; r < NR; r++) table[r] = seq[r];
     struct roe_mla_args a = {.n_rows = NR, .n_heads = NH, .latent = LAT, .rope_dim = ROPE, .scale = 0.3f,
-                             .q_lat = ql, .q_rope = qr + 3, .q_rope_stride = QS, .kv_self = self, .kv_hist = hist,
+                             .q_lat = ql, .q_rope = qr + 3, .q_rope_stride = QS, .kv_self = self, .kv_cache = cache,
+                             .pages = {.table = table, .stride = 1, .block_size = CTX, .block_elems = (int64_t)CTX * W},
                              .hist_begin = hb, .hist_end = he, .out = o1};
     one->ops->mla_attention(one, &a);
     a.out = o2;
@@ -187,7 +188,7 @@ TEST(mla_attention_kernel) {
         b.q_lat = ql + (size_t)r * NH * LAT;
         b.q_rope = qr + 3 + (size_t)r * NH * QS;
         b.kv_self = self + (size_t)r * W;
-        b.kv_hist = hist + r;
+        b.pages.table = table + r;
         b.hist_begin = hb + r;
         b.hist_end = he + r;
         b.out = one_row;

@@ -46,6 +46,9 @@ static void *run_thread(void *arg) {
     return NULL;
 }
 
+/* > 0: the engine's KV pool holds this many blocks of 8 positions (docs/KV.md), else the default */
+static int rig_pool_blocks = 0;
+
 static int rig_open_ctx(struct rig *r, int slots, int rows, int ctx,
                         const struct roe_sched_opts *so, int start) {
     memset(r, 0, sizeof *r);
@@ -55,6 +58,11 @@ static int rig_open_ctx(struct rig *r, int slots, int rows, int ctx,
     o.max_ctx = ctx;
     o.max_rows = rows;
     o.n_threads = 1;
+    if (rig_pool_blocks > 0) {
+        const struct roe_model_config *c = &r->m->cfg;
+        o.kv_block_size = 8;
+        o.kv_bytes = (size_t)rig_pool_blocks * roe_kv_block_bytes(c->n_layers, 8, c->n_kv_heads * c->head_dim, 2, 4);
+    }
     if (roe_engine_create(r->m, &o, &r->e) != ROE_OK) return -1;
     struct roe_sched_opts d = roe_sched_opts_default();
     if (roe_sched_create(r->e, so ? so : &d, &r->s) != ROE_OK) return -1;
@@ -223,6 +231,44 @@ TEST(adaptive_k_at_the_clean_position) {
     struct roe_sched_stats st;
     roe_sched_get_stats(r.s, &st);
     ASSERT_EQ_INT(st.roe_samples, 16 * 4 + 16 * 1); /* low: 1 + 3 per token; high: the clean row */
+    ASSERT_OK(rig_close(&r));
+}
+
+/* An engine pool of 10 blocks of 8 positions (--kv-memory) behind 4 slots: the scheduler admits
+ * against the pool (3 requests of 3 blocks at a time; a 4th would make the engine's step fail for
+ * want of blocks), and every request finishes with the tokens it gets alone. */
+TEST(small_pool_serves_every_request) {
+    rig_pool_blocks = 10;
+    struct rig r;
+    const int ok = rig_open_ctx(&r, 4, 16, 32, NULL, 1) == 0;
+    rig_pool_blocks = 0;
+    ASSERT_TRUE(ok);
+    struct roe_request q[8];
+    roe_sreq *h[8];
+    for (int i = 0; i < 8; i++) {
+        q[i] = make_req(i, 6, 14, NULL, 0.0f); /* 20 positions: 3 blocks of 8 */
+        struct roe_sreq_params p = params_of(&q[i]);
+        ASSERT_OK(roe_sched_submit(r.s, &p, &h[i], NULL));
+    }
+    int max_held = 0, max_running = 0;
+    for (int i = 0; i < 8; i++) {
+        struct roe_sreq_view v;
+        for (int k = 0; k < 6000; k++) {
+            struct roe_sched_stats st;
+            roe_sched_get_stats(r.s, &st);
+            ASSERT_EQ_INT(st.pool_blocks, 10);
+            if (st.pool_held > max_held) max_held = st.pool_held;
+            if (st.running > max_running) max_running = st.running;
+            roe_sreq_wait(h[i], 1 << 30, 0.001, &v);
+            if (v.end != ROE_SREQ_RUNNING) break;
+        }
+        ASSERT_EQ_INT(v.end, ROE_SREQ_FINISHED);
+        int32_t want[64];
+        ASSERT_EQ_INT(alone(r.m, &q[i], want), v.n_tokens);
+        ASSERT_TRUE(memcmp(want, v.tokens, (size_t)v.n_tokens * sizeof *want) == 0);
+        roe_sreq_release(h[i]);
+    }
+    ASSERT_TRUE(max_held <= 9 && max_running <= 3);
     ASSERT_OK(rig_close(&r));
 }
 
@@ -590,6 +636,7 @@ int main(void) {
     RUN(concurrent_equals_alone);
     RUN(adaptive_k_at_the_clean_position);
     RUN(admission_by_blocks);
+    RUN(small_pool_serves_every_request);
     RUN(refusals);
     RUN(cancel_frees_the_slot);
     RUN(stop_finishes_running_and_abort_fails_them);
