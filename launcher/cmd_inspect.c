@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "base/env.h"
 #include "json_out.h"
+#include "runtime/engine.h"
 #include "runtime/finite.h"
 #include "runtime/rope.h"
 #include "session.h"
@@ -98,6 +99,9 @@ static struct model_sizes model_sizes(const struct roe_model *m) {
                             .kv_token_full = roe_model_kv_bytes_per_token_full(c)};
     z.expert_total = (double)m->expert_bytes * c->n_experts * z.n_moe;
     z.active = (double)m->dense_bytes + (double)m->expert_bytes * c->top_k * z.n_moe;
+    const size_t kv_elem = roe_dtype_size(roe_engine_kv_dtype(m, ROE_KV_DTYPE_AUTO)); /* what roe serve holds */
+    z.kv_token = z.kv_token / sizeof(float) * kv_elem;
+    z.kv_token_full = z.kv_token_full / sizeof(float) * kv_elem;
     z.kv_step = (double)z.kv_token / c->n_layers * (double)roe_config_kv_rows_read(c, c->max_position - 1);
     for (size_t i = 0; i < roe_store_count(m->store); i++) {
         const struct roe_tensor *t = roe_store_at(m->store, i);
@@ -196,7 +200,7 @@ static void print_json(const struct roe_session *s, const struct model_sizes *z,
     cJSON_AddNumberToObject(root, "bytes_per_decode_step", z->step_bytes);
     cJSON_AddNumberToObject(root, "kv_bytes_per_token", (double)z->kv_token);
     cJSON_AddNumberToObject(root, "kv_bytes_per_token_full_kv", (double)z->kv_token_full);
-    cJSON_AddStringToObject(root, "kv_dtype", "f32");
+    cJSON_AddStringToObject(root, "kv_dtype", roe_engine_kv_dtype(m, ROE_KV_DTYPE_AUTO) == ROE_DTYPE_F32 ? "f32" : "bf16");
     cJSON_AddStringToObject(root, "kv_layout", c->mla ? "mla_latent" : "k_v");
     if (c->mla) mla_json(root, c);
     cJSON_AddNumberToObject(root, "kv_bytes_per_step_at_max_context", z->kv_step);
@@ -211,6 +215,7 @@ static void print_text(const struct roe_session *s, const struct model_sizes *z,
                        const struct roe_placement *pl) {
     const struct roe_model *m = s->model;
     const struct roe_model_config *c = &m->cfg;
+    const char *kvt = roe_engine_kv_dtype(m, ROE_KV_DTYPE_AUTO) == ROE_DTYPE_F32 ? "f32" : "bf16";
     printf("model        %s\n", s->model_dir);
     printf("type         %s\n", c->model_type);
     if (c->mla) /* head_dim is the RoPE width there: the widths are on the attention line */
@@ -237,11 +242,11 @@ static void print_text(const struct roe_session *s, const struct model_sizes *z,
         printf("attention    MLA: q_lora_rank %s, kv_lora_rank %d, qk_nope %d + qk_rope %d, v %d, softmax scale %g%s\n",
                ql, a->kv_lora_rank, a->nope_dim, a->rope_dim, a->v_dim, roe_rope_mla_softmax_scale(c),
                c->rope.interleave ? ", interleaved RoPE" : "");
-        printf("kv cache     %.1f KB per token (f32 latent %d + rope key %d, %d layers; full K and V would be "
-               "%.1f KB, %.1fx)", z->kv_token / 1e3, a->kv_lora_rank, a->rope_dim, c->n_layers,
+        printf("kv cache     %.1f KB per token (%s latent %d + rope key %d, %d layers; full K and V would be "
+               "%.1f KB, %.1fx)", z->kv_token / 1e3, kvt, a->kv_lora_rank, a->rope_dim, c->n_layers,
                z->kv_token_full / 1e3, (double)z->kv_token_full / (double)z->kv_token);
     } else
-        printf("kv cache     %.1f KB per token (f32 K and V, %d layers", z->kv_token / 1e3, c->n_layers);
+        printf("kv cache     %.1f KB per token (%s K and V, %d layers", z->kv_token / 1e3, kvt, c->n_layers);
     if (nw) printf("; %d attend a window of at most %d", nw, widest);
     printf("%s, %.1f MB read per step at context %d\n", c->mla ? "" : ")", z->kv_step / 1e6, c->max_position);
     printf("tokenizer    %s\n", s->tok ? "tokenizer.json" : "(none)");

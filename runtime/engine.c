@@ -292,10 +292,21 @@ static void fill_tables(roe_engine *e) {
     }
 }
 
-roe_status roe_engine_create(const struct roe_model *model, const struct roe_engine_opts *opts,
+roe_dtype roe_engine_kv_dtype(const struct roe_model *model, roe_dtype kv_dtype) {
+    if (kv_dtype != ROE_KV_DTYPE_AUTO) return kv_dtype;
+    if (model->cfg.n_layers == 0) return ROE_DTYPE_F32;
+    const struct roe_layer_weights *L = &model->layers[0]; /* what writes K and V (MLA: kv_a) */
+    const roe_dtype t = model->cfg.mla ? L->wkv_a.dtype : L->wk.dtype;
+    return t == ROE_DTYPE_F32 ? ROE_DTYPE_F32 : ROE_DTYPE_BF16;
+}
+
+roe_status roe_engine_create(const struct roe_model *model, const struct roe_engine_opts *opts_in,
                              roe_engine **out) {
     *out = NULL;
     const struct roe_model_config *c = &model->cfg;
+    struct roe_engine_opts resolved = *opts_in;
+    resolved.kv_dtype = roe_engine_kv_dtype(model, opts_in->kv_dtype);
+    const struct roe_engine_opts *opts = &resolved;
     ROE_TRY(check_opts(c, opts));
     roe_engine *e = roe_calloc(1, sizeof *e);
     if (!e) return roe_fail(ROE_ERR_NOMEM, "engine: out of memory");

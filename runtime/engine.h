@@ -53,6 +53,9 @@ struct roe_row {
     const struct roe_roster *roster; /* the request's RoE settings; NULL: plain routing */
 };
 
+/* kv_dtype: the checkpoint's attention dtype decides (roe_engine_kv_dtype). */
+#define ROE_KV_DTYPE_AUTO ROE_DTYPE_COUNT
+
 struct roe_engine_opts {
     int max_seqs;     /* KV-cache slots */
     int max_ctx;      /* positions per slot (<= the model's max_position) */
@@ -72,7 +75,9 @@ struct roe_engine_opts {
     size_t kv_bytes;  /* the KV block pool (docs/KV.md); 0: max_seqs full contexts */
     int kv_block_size;/* positions per KV block; 0: ROE_KV_BLOCK_DEFAULT */
     uint64_t kv_scramble; /* != 0: blocks handed out in a seeded random order (tests) */
-    roe_dtype kv_dtype;   /* KV elements: F32 (the default here: exact) or BF16 (the launcher's) */
+    roe_dtype kv_dtype;   /* KV elements: F32 (the default here: exact), BF16, or ROE_KV_DTYPE_AUTO
+                             (the launcher's default, as vLLM's "auto"): BF16 where the checkpoint's
+                             attention weights are 16 bits or narrower, F32 for an F32 checkpoint */
     int no_prefix_cache;  /* never reuse cached blocks of another sequence's prompt */
 };
 
@@ -82,6 +87,9 @@ typedef struct roe_engine roe_engine;
 
 /* The engine borrows the model, the communicator and the placement (which must outlive
  * it). With a placement, the model need hold only this rank's experts. */
+/* The KV element type opts->kv_dtype gives for this model (ROE_KV_DTYPE_AUTO resolved). */
+roe_dtype roe_engine_kv_dtype(const struct roe_model *model, roe_dtype kv_dtype);
+
 roe_status roe_engine_create(const struct roe_model *model, const struct roe_engine_opts *opts,
                              roe_engine **out);
 void roe_engine_free(roe_engine *e);

@@ -2,7 +2,8 @@
 # `roe inspect` reports, for each fixture of the newer families, the parameters the forward
 # reads, those one token uses, and the weight bytes one decode step reads exactly as
 # tools/make_fixtures.py computed them independently (transformers' modules; the safetensors
-# headers), and the KV cache per token from the config (fp32 K and V of every layer; DeepSeek-V3:
+# headers), and the KV cache per token from the config (K and V of every layer in the default
+# --kv-dtype auto: bf16, f32 for an f32 checkpoint; DeepSeek-V3:
 # the latent and the rope key, next to what full K and V would cost); the text form says them too.
 # The FP8 fixtures count one byte per weight and their fp32 weight_scale_inv tensors.
 . "$(dirname "$0")/lib.bash"
@@ -22,11 +23,13 @@ for fam in qwen2_moe qwen2_moe_b glm4_moe glm4_moe_b gpt_oss gpt_oss_b deepseek_
     done
     L=$(num "$cfg" num_hidden_layers) kv=$(num "$cfg" num_key_value_heads) hd=$(num "$cfg" head_dim)
     [ -n "$hd" ] || hd=$(($(num "$cfg" hidden_size) / $(num "$cfg" num_attention_heads)))
-    want=$((2 * 4 * L * kv * hd)) full=$want
+    # the cache's default element (--kv-dtype auto): f32 for an f32 checkpoint, bf16 otherwise
+    e=2; grep -q '"\(torch_\)\?dtype": "float32"' "$cfg" && e=4
+    want=$((2 * e * L * kv * hd)) full=$want
     if [ -n "$(num "$cfg" kv_lora_rank)" ]; then # MLA: the latent and the rope key; full: every head's K and V
         rope=$(num "$cfg" qk_rope_head_dim)
-        want=$((4 * L * ($(num "$cfg" kv_lora_rank) + rope)))
-        full=$((4 * L * $(num "$cfg" num_attention_heads) * ($(num "$cfg" qk_nope_head_dim) + rope + $(num "$cfg" v_head_dim))))
+        want=$((e * L * ($(num "$cfg" kv_lora_rank) + rope)))
+        full=$((e * L * $(num "$cfg" num_attention_heads) * ($(num "$cfg" qk_nope_head_dim) + rope + $(num "$cfg" v_head_dim))))
     fi
     got=$(num "$tmp/i.json" kv_bytes_per_token) gotf=$(num "$tmp/i.json" kv_bytes_per_token_full_kv)
     if [ "$got" = "$want" ]; then pass "$fam: kv_bytes_per_token $got"; else fail "$fam: kv_bytes_per_token $got, want $want"; fi
@@ -34,14 +37,14 @@ for fam in qwen2_moe qwen2_moe_b glm4_moe glm4_moe_b gpt_oss gpt_oss_b deepseek_
 done
 out=$(timeout 60 "$ROE" inspect --model tests/fixtures/glm4_moe/model)
 case "$out" in
-    *"parameters   0.52 M (0.30 M active per token)"*"read per decode step 0.5 MB"*"kv cache     1.2 KB per token"*)
+    *"parameters   0.52 M (0.30 M active per token)"*"read per decode step 0.5 MB"*"kv cache     0.6 KB per token (bf16 K and V"*)
         pass "text: parameters, active, bytes per step, KV per token" ;;
     *) fail "text form: $out" ;;
 esac
 case "$out" in *"sigmoid_group router, renormalised, 2 of 4 groups, x 2.5, shared expert of width 32"*)
     pass "text: the router and the shared expert" ;; *) fail "text router: $out" ;; esac
 out=$(timeout 60 "$ROE" inspect --model tests/fixtures/deepseek_v3/model)
-case "$out" in *"MLA: q_lora_rank 40, kv_lora_rank 24, qk_nope 10 + qk_rope 8, v 14"*"kv cache     0.4 KB per token (f32 latent 24 + rope key 8, 3 layers; full K and V would be 2.3 KB, 6.0x)"*)
+case "$out" in *"MLA: q_lora_rank 40, kv_lora_rank 24, qk_nope 10 + qk_rope 8, v 14"*"kv cache     0.2 KB per token (bf16 latent 24 + rope key 8, 3 layers; full K and V would be 1.2 KB, 6.0x)"*)
     pass "text: MLA's widths and its cache next to full K and V" ;; *) fail "text MLA: $out" ;; esac
 out=$(timeout 60 "$ROE" inspect --model tests/fixtures/gpt_oss/model)
 case "$out" in *"2 attend a window of at most 6"*) pass "text: windowed layers" ;; *) fail "windows: $out" ;; esac
