@@ -55,16 +55,20 @@ got=$({ printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\
 dt=$(($(date +%s) - t0))
 echo "$got" | grep -q "^HTTP/1.1 408" && echo "$got" | grep -q '"code":"request_timeout"' && [ $dt -le 7 ] &&
     pass "a body trickled a byte a second: 408 in JSON after $dt s (--body-timeout 3)" || fail "slow body after $dt s: $got"
-# one slot: B waits in the queue behind A (K=64 steps: seconds) for longer than --timeout 2
-slow='{"prompt": "Once", "max_tokens": 240, "ignore_eos": true, "roe_k": 64, "roe_tau": 0.5}'
-curl -s --max-time 120 -d "$slow" "$URL$C" >"$TMP/a.json" &
+# one slot: B waits in the queue behind A (K=64 steps) for longer than --timeout 2. A's length is
+# calibrated to last about 5 s on this build (a sanitizer build is ~10x slower than a release one)
+probe=$(curl -s --max-time 120 -o /dev/null -w '%{time_total}' \
+    -d '{"prompt": "Once", "max_tokens": 8, "ignore_eos": true, "roe_k": 64, "roe_tau": 0.5}' "$URL$C")
+ntok=$(awk -v t="$probe" 'BEGIN { n = int(5 * 8 / (t > 0.001 ? t : 0.001)); print (n < 16 ? 16 : n > 240 ? 240 : n) }')
+slow='{"prompt": "Once", "max_tokens": '$ntok', "ignore_eos": true, "roe_k": 64, "roe_tau": 0.5}'
+curl -s --max-time 300 -d "$slow" "$URL$C" >"$TMP/a.json" &
 apid=$!
 sleep 0.5
-dt=$(curl -sN --max-time 120 -o "$TMP/b.sse" -w '%{time_total}' -d '{"prompt": "Hi", "max_tokens": 5, "ignore_eos": true, "stream": true}' "$URL$C")
+dt=$(curl -sN --max-time 300 -o "$TMP/b.sse" -w '%{time_total}' -d '{"prompt": "Hi", "max_tokens": 5, "ignore_eos": true, "stream": true}' "$URL$C")
 wait $apid
 waited=$(metric roe_request_queue_time_seconds_sum)
 [ "$(grep '^data: ' "$TMP/b.sse" | tail -1)" = "data: [DONE]" ] && awk -v w="$waited" 'BEGIN{exit !(w > 2)}' &&
-    [ "$(jq .usage.completion_tokens "$TMP/a.json")" = 240 ] &&
+    [ "$(jq .usage.completion_tokens "$TMP/a.json")" = "$ntok" ] &&
     pass "a stream that waited ${waited%.*}+ s in the queue (--timeout 2) ends with [DONE] after $dt s; the non-streamed one too" ||
     fail "stream (queued $waited s, $dt s): $(tail -c 200 "$TMP/b.sse"), A: $(head -c 200 "$TMP/a.json")"
 stop_server 0
