@@ -399,8 +399,9 @@ static roe_status parse_token_ids(const cJSON *root, const char *origin, const c
     if (!v || cJSON_IsNull(v)) return ROE_OK;
     const cJSON *one = cJSON_IsArray(v) ? NULL : v;
     for (it = one ? one : v->child; it; it = one ? NULL : it->next) {
-        if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int)it->valuedouble || it->valuedouble < 0 ||
-            it->valuedouble >= vocab)
+        /* range first: casting a double outside int's range is undefined */
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble < vocab) ||
+            it->valuedouble != (double)(int)it->valuedouble)
             return roe_fail(ROE_ERR_FORMAT, "%s: field '%s' must be a token id in [0, %d)%s", origin, key, vocab,
                             one ? "" : ", or a list of them");
         const int id = (int)it->valuedouble;

@@ -1,6 +1,7 @@
 /* placement.c — expert placement: contiguous default, files, validation; see placement.h. */
 #include "placement.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,8 +94,8 @@ static roe_status parse_map(const cJSON *a, const char *origin, const char *wher
             return roe_fail(ROE_ERR_FORMAT, "%s: %s[%d] must be a list of expert ids", origin, where, r);
         const cJSON *v;
         cJSON_ArrayForEach(v, list) {
-            if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valuedouble < 0 ||
-                v->valuedouble >= E)
+            if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < E) || /* range before the cast */
+                v->valuedouble != (double)(int)v->valuedouble)
                 return roe_fail(ROE_ERR_FORMAT, "%s: %s[%d]: expert id %g is not an integer in [0, %d)",
                                 origin, where, r, cJSON_IsNumber(v) ? v->valuedouble : -1.0, E);
             const int e = (int)v->valuedouble;
@@ -124,7 +125,8 @@ roe_status roe_placement_parse(const char *json, const char *origin, const struc
         goto fail;
     }
     const cJSON *ranks = cJSON_GetObjectItemCaseSensitive(root, "ranks");
-    if (!cJSON_IsNumber(ranks) || ranks->valuedouble != (double)(int)ranks->valuedouble) {
+    if (!cJSON_IsNumber(ranks) || !(fabs(ranks->valuedouble) < 1e9) || /* range before the cast */
+        ranks->valuedouble != (double)(int)ranks->valuedouble) {
         st = roe_fail(ROE_ERR_FORMAT, "%s: 'ranks' must be an integer", origin);
         goto fail;
     }

@@ -70,7 +70,7 @@ roe_status roe_roster_parse(const char *json, const char *origin, const struct r
         goto out;
     }
     const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "k");
-    if (k && !(cJSON_IsNumber(k) && k->valuedouble == floor(k->valuedouble))) {
+    if (k && !(cJSON_IsNumber(k) && fabs(k->valuedouble) < 1e9 && k->valuedouble == floor(k->valuedouble))) {
         st = roe_fail(ROE_ERR_FORMAT, "%s: 'k' must be an integer", origin);
         goto out;
     }
@@ -78,7 +78,7 @@ roe_status roe_roster_parse(const char *json, const char *origin, const struct r
     int keep = 0;
     const cJSON *l = cJSON_GetObjectItemCaseSensitive(root, "keep_clean");
     if (l) {
-        if (!cJSON_IsNumber(l) || l->valuedouble < 0) {
+        if (!cJSON_IsNumber(l) || !(l->valuedouble >= 0 && l->valuedouble < 1e9)) {
             st = roe_fail(ROE_ERR_FORMAT, "%s: 'keep_clean' must be a non-negative integer", origin);
             goto out;
         }
