@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "cpu_impl.h"
+#include "lanes16.h"
 
 enum { T = ROE_FP8_TILE,
        /* a decode row's W lines are prefetched this far ahead, non-temporally: the W stream then
@@ -43,13 +44,6 @@ static inline const float *row_scales(const struct roe_mat *w, int r) {
 
 /* ---- portable ---- */
 
-static float reduce16(const float a[16]) {
-    float s8[8], s4[4];
-    for (int i = 0; i < 8; i++) s8[i] = a[i] + a[i + 8];
-    for (int i = 0; i < 4; i++) s4[i] = s8[i] + s8[i + 4];
-    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
-}
-
 static float dot_portable(const uint8_t *w, const float *s, const float *x, int cols) {
     const int nt = (cols + T - 1) / T;
     float acc[16] = {0};
@@ -63,7 +57,7 @@ static float dot_portable(const uint8_t *w, const float *s, const float *x, int 
         const float sk = s[k] * 256.0f;
         for (int l = 0; l < 16; l++) acc[l] = fmaf(p[l], sk, acc[l]);
     }
-    return reduce16(acc);
+    return roe_lanes16_sum(acc);
 }
 
 static void block_portable(const struct roe_mat *w, int r0, int R, const float *x, int n, float *y) {
@@ -80,13 +74,6 @@ static void block_portable(const struct roe_mat *w, int r0, int R, const float *
 
 T_AVX2 static inline __m256i h16_avx2(__m128i b) { /* 16 bytes -> 16 fp16 (value x 2^-8) */
     return _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(b), 7), _mm256_set1_epi16((short)0xbf80));
-}
-
-T_AVX2 static inline float reduce16_avx2(__m256 lo, __m256 hi) {
-    const __m256 s8 = _mm256_add_ps(lo, hi);
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
 
 /* One step of 16 columns into (lo, hi); past `left` columns the bytes and x are zero. */
@@ -133,7 +120,7 @@ T_AVX2 static float dot_avx2(const uint8_t *w, const float *s, const float *x, i
         alo = _mm256_fmadd_ps(plo, sk, alo);
         ahi = _mm256_fmadd_ps(phi, sk, ahi);
     }
-    return reduce16_avx2(alo, ahi);
+    return roe_lanes16_sum_avx2(alo, ahi);
 }
 
 static void block_avx2(const struct roe_mat *w, int r0, int R, const float *x, int n, float *y) {
@@ -148,13 +135,6 @@ static void block_avx2(const struct roe_mat *w, int r0, int R, const float *x, i
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,fma,f16c")
-
-static inline float reduce16_avx512(__m512 a) {
-    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
-}
 
 static inline __m512 w16_avx512(const uint8_t *w) {
     const __m256i h = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w));
@@ -211,7 +191,7 @@ static inline __attribute__((always_inline)) void tile_avx512(const struct roe_m
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-        for (int i = 0; i < X; i++) out[(size_t)i * ldo + r] = reduce16_avx512(acc[r][i]);
+        for (int i = 0; i < X; i++) out[(size_t)i * ldo + r] = roe_lanes16_sum_avx512(acc[r][i]);
 }
 
 /* One W row against X (1-2) x rows, four whole tiles side by side (4 X chains over one 512-byte
@@ -258,7 +238,7 @@ static inline __attribute__((always_inline)) void row_avx512(const struct roe_ma
         const __m512 sk = _mm512_set1_ps(s[k] * 256.0f);
         for (int i = 0; i < X; i++) acc[i] = _mm512_fmadd_ps(p[i], sk, acc[i]);
     }
-    for (int i = 0; i < X; i++) out[(size_t)i * ldo] = reduce16_avx512(acc[i]);
+    for (int i = 0; i < X; i++) out[(size_t)i * ldo] = roe_lanes16_sum_avx512(acc[i]);
 }
 
 /* Rows [r0, r0 + R) of W (R <= 4) against every x row: 1-2 x rows row after row (one sequential

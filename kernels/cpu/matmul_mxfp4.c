@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "cpu_impl.h"
+#include "lanes16.h"
 
 /* 2 x the e2m1 value of each code (sign bit 3; -0 is 0). */
 static const int8_t mx_lut[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
@@ -48,13 +49,6 @@ static inline float mx_scale(uint8_t e) {
     float f;
     memcpy(&f, &mx_scale_bits[e], sizeof f);
     return f;
-}
-
-static float reduce16(const float a[16]) {
-    float s8[8], s4[4];
-    for (int i = 0; i < 8; i++) s8[i] = a[i] + a[i + 8];
-    for (int i = 0; i < 4; i++) s4[i] = s8[i] + s8[i + 4];
-    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
 /* ---- portable ---- */
@@ -80,7 +74,7 @@ static void row_portable(const uint8_t *q, const uint8_t *e, int nb, const float
             }
         }
         for (int l = 0; l < 16; l++) acc[l] = A[0][l] + A[1][l];
-        y[(size_t)i * ldy] = reduce16(acc);
+        y[(size_t)i * ldy] = roe_lanes16_sum(acc);
     }
 }
 
@@ -99,13 +93,6 @@ T_AVX2 static inline void decode_avx2(const uint8_t *qb, __m256 w[4]) {
     w[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
     w[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
     w[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
-}
-
-T_AVX2 static inline float reduce16_avx2(__m256 lo, __m256 hi) {
-    const __m256 s8 = _mm256_add_ps(lo, hi);
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
 
 /* Block b of one W row into the accumulators lo/hi (lanes 0-7, 8-15) of NX x rows. */
@@ -139,7 +126,7 @@ T_AVX2 static inline __attribute__((always_inline)) void tile_avx2(const uint8_t
     }
     if (b < nb) step_avx2(q, e, b, x, cols, NX, lo0, hi0);
     for (int j = 0; j < NX; j++)
-        y[(size_t)j * ldy] = reduce16_avx2(_mm256_add_ps(lo0[j], lo1[j]), _mm256_add_ps(hi0[j], hi1[j]));
+        y[(size_t)j * ldy] = roe_lanes16_sum_avx2(_mm256_add_ps(lo0[j], lo1[j]), _mm256_add_ps(hi0[j], hi1[j]));
 }
 
 T_AVX2 static void row_avx2(const uint8_t *q, const uint8_t *e, int nb, const float *x, int n, int cols, float *y,
@@ -157,13 +144,6 @@ T_AVX2 static void row_avx2(const uint8_t *q, const uint8_t *e, int nb, const fl
 /* ---- AVX-512: the 16 lanes in one zmm ---- */
 
 #define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
-
-T_AVX512 static inline float reduce16_avx512(__m512 a) {
-    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
-}
 
 /* Block b of one W row into the accumulators of NX x rows (vpermps reads an index's low 4 bits). */
 T_AVX512 static inline __attribute__((always_inline)) void step_avx512(const uint8_t *q, const uint8_t *e, int b,
@@ -193,7 +173,7 @@ T_AVX512 static inline __attribute__((always_inline)) void tile_avx512(const uin
         step_avx512(q, e, b + 1, x, cols, NX, lut, a1);
     }
     if (b < nb) step_avx512(q, e, b, x, cols, NX, lut, a0);
-    for (int j = 0; j < NX; j++) y[(size_t)j * ldy] = reduce16_avx512(_mm512_add_ps(a0[j], a1[j]));
+    for (int j = 0; j < NX; j++) y[(size_t)j * ldy] = roe_lanes16_sum_avx512(_mm512_add_ps(a0[j], a1[j]));
 }
 
 T_AVX512 static void row_avx512(const uint8_t *q, const uint8_t *e, int nb, const float *x, int n, int cols,

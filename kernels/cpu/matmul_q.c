@@ -8,7 +8,7 @@
  *   for each group of 16 blocks, in order, and each of its blocks b (lane l = b mod 16):
  *       isum = the exact integer dot product of block b's 32 values (x's and W's)
  *       t = (float)isum * dx_b;  acc[l] = fma(t, d_b, acc[l])      (Q4: then fma(m_b, sx_b, acc[l]))
- *   result = a fixed tree over the 16 lanes (reduce16).
+ *   result = a fixed tree over the 16 lanes (lanes16.h).
  * The integer sums are exact whichever instructions form them (AVX-512 VNNI, AVX-512BW, AVX2,
  * C), and the float steps are the same everywhere, so every path, tile shape, batch and thread
  * count gives the same bits: batch-invariant as the numerics contract asks, and ranks on
@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "cpu_impl.h"
+#include "lanes16.h"
 #include "kernels/quant.h"
 
 /* ---- the prepared x rows ---- */
@@ -135,13 +136,6 @@ __attribute__((target("avx2,fma"))) static void prep_row_avx2(roe_dtype t, const
 
 /* ---- the canonical reduction and the portable path ---- */
 
-static float reduce16(const float a[16]) {
-    float s8[8], s4[4];
-    for (int i = 0; i < 8; i++) s8[i] = a[i] + a[i + 8];
-    for (int i = 0; i < 4; i++) s4[i] = s8[i] + s8[i + 4];
-    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
-}
-
 static float dot_portable(const struct roe_mat *w, int r, const struct qx *x, int i) {
     const int nb = x->nb, q8 = w->dtype == ROE_DTYPE_Q8;
     const uint8_t *q = (const uint8_t *)w->data + (size_t)r * roe_dtype_row_bytes(w->dtype, (size_t)w->cols);
@@ -161,7 +155,7 @@ static float dot_portable(const struct roe_mat *w, int r, const struct qx *x, in
         acc[b % 16] = fmaf((float)s * dx[b], roe_f16_to_f32(sc[b]), acc[b % 16]);
         if (!q8) acc[b % 16] = fmaf(roe_f16_to_f32(mn[b]), sx[b], acc[b % 16]);
     }
-    return reduce16(acc);
+    return roe_lanes16_sum(acc);
 }
 
 static void q_block_portable(const struct roe_mat *w, int r0, int R, const struct qx *x, int i0, int n,
@@ -173,13 +167,6 @@ static void q_block_portable(const struct roe_mat *w, int r0, int R, const struc
 /* ---- AVX2 + FMA + F16C: one pair at a time, a group's blocks 0-7 and 8-15 as two ymm ---- */
 
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
-
-T_AVX2 static inline float reduce16_avx2(__m256 lo, __m256 hi) {
-    const __m256 s8 = _mm256_add_ps(lo, hi);
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
-}
 
 T_AVX2 static float dot_avx2(const struct roe_mat *w, int r, const struct qx *x, int i) {
     const int nb = x->nb, q8 = w->dtype == ROE_DTYPE_Q8;
@@ -215,7 +202,7 @@ T_AVX2 static float dot_avx2(const struct roe_mat *w, int r, const struct qx *x,
                 acc[h] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(mn + b0))), _mm256_loadu_ps(sx + b0), acc[h]);
         }
     }
-    return reduce16_avx2(acc[0], acc[1]);
+    return roe_lanes16_sum_avx2(acc[0], acc[1]);
 }
 
 static void q_block_avx2(const struct roe_mat *w, int r0, int R, const struct qx *x, int i0, int n,
@@ -228,12 +215,6 @@ static void q_block_avx2(const struct roe_mat *w, int r0, int R, const struct qx
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,fma,f16c")
-static inline float reduce16_avx512(__m512 a) {
-    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
-}
 /* |q| . (x signed by q) summed into the block lanes, without VNNI */
 static inline __m512i dp8_bw(__m512i acc, __m512i w, __m512i x) {
     const __m512i sx = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
