@@ -305,6 +305,7 @@ static roe_status task_text(roe_engine *e, const roe_tokenizer *tok, int32_t sep
     roe_status st = ROE_OK;
     const int ctx = roe_engine_get_opts(e)->max_ctx;
     double t0 = roe_now_s(), total = 0, tokens = 0, stotal = 0;
+    double opt_best = 0, opt_model = 0, opt_tokens = 0; /* items with a known best possible loss */
     if (!nll || !ntok || !snll || !boot || !gboot) st = roe_fail(ROE_ERR_NOMEM, "eval: out of memory");
     for (int i = 0; i < j->n && st == ROE_OK; i++) {
         const char *text = str_field(j->items[i], "text");
@@ -316,7 +317,8 @@ static roe_status task_text(roe_engine *e, const roe_tokenizer *tok, int32_t sep
         int n = 0, na = 0;
         st = encode_input(tok, sep, text, NULL, &ids, &n, &na);
         if (st != ROE_OK) break;
-        if (n > ctx) n = ctx; /* a passage longer than the context is scored on its first part */
+        const int cut = n > ctx;
+        if (cut) n = ctx; /* a passage longer than the context is scored on its first part */
         double lp = 0;
         const double s0 = r->stats.sample_logprob;
         /* the first token has nothing before it to be scored on, separator or not */
@@ -325,6 +327,13 @@ static roe_status task_text(roe_engine *e, const roe_tokenizer *tok, int32_t sep
         nll[i] = -lp;
         snll[i] = -(r->stats.sample_logprob - s0);
         stotal += snll[i];
+        const cJSON *opt = cJSON_GetObjectItemCaseSensitive(j->items[i], "optimum_nll");
+        if (cJSON_IsNumber(opt) && !cut && n >= 2) { /* a cut passage has no known optimum */
+            opt_best += opt->valuedouble;
+            opt_model += nll[i];
+            opt_tokens += n - 1;
+            r->optimum_items++;
+        }
         ntok[i] = n - 1;
         total += -lp;
         tokens += n - 1;
@@ -335,6 +344,10 @@ static roe_status task_text(roe_engine *e, const roe_tokenizer *tok, int32_t sep
         r->nll_per_token = total / tokens;
         r->perplexity = exp(r->nll_per_token);
         r->sample_nll_per_token = stotal / tokens;
+        if (r->optimum_items) {
+            r->optimum_nll_per_token = opt_best / opt_tokens;
+            r->optimum_model_nll_per_token = opt_model / opt_tokens;
+        }
         for (int b = 0; b < 2000; b++) { /* percentile bootstrap over passages (paired for the gain) */
             double sn = 0, ss = 0, st_ = 0;
             for (int i = 0; i < j->n; i++) {
