@@ -22,7 +22,7 @@ schedule state, and --minutes caps one run, checkpointing every --ckpt-every min
   python tools/bundled_tokenizer.py --data .data/roe-mix --out .data/roe-mix/tok --pad
   python tools/train_bundled.py --data .data/roe-mix --tokenizer .data/roe-mix/tok --out .data/roe-spec \
       --log .data/roe-spec/train_log.jsonl --ckpt .data/roe-spec/ckpt.pt --experts 64 --topk 8 \
-      --expert-ffn 32 --pad-id 1 --steps 10000 --batch 8 --seq 256 --schedule steps --minutes 120 [--resume]
+      --expert-ffn 32 --tie --pad-id 1 --steps 10000 --batch 8 --seq 256 --schedule steps --minutes 120 [--resume]
 Smoke run:
   python tools/train_bundled.py --minutes 1.5 --steps 40 --out /tmp/olmoe-smoke --log /tmp/smoke.jsonl --ckpt /tmp/smoke.pt
 """
@@ -107,7 +107,7 @@ def make_config(args, vocab):
         rope_theta=10000.0,
         clip_qkv=None,
         attention_bias=False,
-        tie_word_embeddings=False,
+        tie_word_embeddings=args.tie,
         initializer_range=0.02,
         output_router_logits=False,  # training passes output_router_logits=True explicitly
         router_aux_loss_coef=args.aux_coef,
@@ -146,6 +146,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--tie", action="store_true", help="tie the LM head to the embedding table")
     ap.add_argument("--pad-id", type=int, default=0, help="pad token id (its embedding row is never trained)")
     ap.add_argument("--schedule", choices=("time", "steps"), default="time",
                     help="time: progress = max(step/steps, elapsed/minutes), the run ends at --minutes; "
