@@ -13,7 +13,7 @@ num() { grep -o "\"$2\":[[:space:]]*[0-9.e+]*" "$1" | head -1 | sed 's/.*:[[:spa
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for fam in qwen2_moe qwen2_moe_b glm4_moe glm4_moe_b gpt_oss gpt_oss_b deepseek_v3 deepseek_v3_b deepseek_v3_fp8 glm4_moe_fp8 \
-           gpt_oss_mx gpt_oss_mx_b; do
+           deepseek_v3_fp8_b glm4_moe_fp8_b gpt_oss_mx gpt_oss_mx_b; do
     ref=tests/fixtures/$fam/reference.json
     cfg=tests/fixtures/$fam/model/config.json
     if ! timeout 60 "$ROE" inspect --model tests/fixtures/$fam/model --json >"$tmp/i.json" 2>"$tmp/err"; then
