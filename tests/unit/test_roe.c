@@ -25,7 +25,8 @@ static const char *MODELS[] = {"tests/fixtures/olmoe/model",     "tests/fixtures
                                "tests/fixtures/gpt_oss/model",   "tests/fixtures/gpt_oss_b/model",
                                "tests/fixtures/deepseek_v3/model", "tests/fixtures/deepseek_v3_b/model",
                                "tests/fixtures/deepseek_v3_fp8/model", "tests/fixtures/glm4_moe_fp8/model",
-                               "tests/fixtures/gpt_oss_mx/model"};
+                               "tests/fixtures/gpt_oss_mx/model", "tests/fixtures/deepseek_v3_fp8_b/model",
+                               "tests/fixtures/glm4_moe_fp8_b/model"};
 enum { N_MODELS = sizeof MODELS / sizeof MODELS[0] }; /* every router kind (docs/ROE-ROUTING.md) */
 static const int32_t PROMPT_A[] = {5, 17, 99, 3, 250, 41, 7, 8}, PROMPT_B[] = {200, 1, 13};
 
