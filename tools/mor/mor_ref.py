@@ -391,6 +391,8 @@ def forward(W, cfg, ids, mode="infer", positions=None):
     h = decoder_layer(W, f"model.layers.{cfg.last_layer}.", cfg, h, cos, sin, full)
     out = lm_logits(W, cfg, h)
     info["depth"] = depth[0] if squeeze else depth
+    if squeeze:
+        info["router_logits"] = info["router_logits"][0]
     info["sampling_loss"] = aux
     return (out[0] if squeeze else out), info
 

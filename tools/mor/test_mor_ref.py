@@ -330,6 +330,27 @@ class TestMoRRef(unittest.TestCase):
         # (mor_ref: float64), hence ~1e-6 relative here instead of ~1e-15.
         self.assertLess((got - want).abs().max().item(), 2e-5 * want.abs().max().item())
 
+    def test_committed_fixtures_reproduce(self):
+        """tests/fixtures/mor_*: the committed logits and depths are what mor_ref computes from
+        the committed checkpoint (catches a reference change without regenerated fixtures)."""
+        import json
+        import numpy as np
+        root = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tests", "fixtures")
+        names = sorted(n for n in os.listdir(root) if n.startswith("mor_"))
+        self.assertGreaterEqual(len(names), 4)
+        for n in names:
+            ref = json.load(open(os.path.join(root, n, "reference.json")))
+            cfg, W = mor_ref.load(os.path.join(root, n, "model"))
+            raw = np.fromfile(os.path.join(root, n, "logits.f32"), dtype="<f4")
+            for c in ref["cases"]:
+                T, V = c["logits_shape"]
+                want = torch.from_numpy(raw[c["logits_offset"] // 4:c["logits_offset"] // 4 + T * V].reshape(T, V).copy())
+                full = c["prompt_ids"] + c["greedy_ids"][:-1]
+                got, info = mor_ref.forward(W, cfg, torch.tensor(full))
+                self.assertEqual(info["depth"].tolist(), c["depths"], n)
+                self.assertLess((got[:T].float() - want).abs().max().item(), 1e-6 * want.abs().max().item(), n)
+                self.assertEqual(got[-1].argmax().item(), c["greedy_ids"][-1], n)
+
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
