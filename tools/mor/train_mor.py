@@ -23,8 +23,8 @@ At the end the weights are rounded to bf16 and saved in the mor_llama format
 
 Prerequisites: .data/olmoe-tiny/{train,validation,test}.jsonl (tools/data/build_bundled_corpus.py)
 Usage (recipe of models/mor-tiny and models/llama-tiny, see their README.md):
-  python tools/mor/train_mor.py --arch mor   --steps 1100 --minutes 25 --out models/mor-tiny
-  python tools/mor/train_mor.py --arch llama --steps 1100 --minutes 25 --out models/llama-tiny
+  python tools/mor/train_mor.py --arch mor   --steps 240 --minutes 25 --threads 1 --out models/mor-tiny
+  python tools/mor/train_mor.py --arch llama --steps 240 --minutes 25 --threads 1 --out models/llama-tiny
 """
 import argparse
 import json
@@ -99,7 +99,7 @@ def main():
     ap.add_argument("--ckpt", help="resumable checkpoint (default .data/mor/<arch>-ckpt.pt)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--minutes", type=float, default=25.0, help="hard wall-clock cap (whole run, resumes included)")
-    ap.add_argument("--steps", type=int, default=1100, help="planned steps (cosine schedule)")
+    ap.add_argument("--steps", type=int, default=240, help="planned steps (cosine schedule)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -200,10 +200,10 @@ def main():
         opt.step()
         step += 1
         tokens_seen += x[:, :-1].numel()
-        rec = {"step": step, "loss": round(float(ce), 4), "lr": lr, "gnorm": round(float(gnorm), 3),
+        rec = {"step": step, "loss": round(ce.item(), 4), "lr": lr, "gnorm": round(float(gnorm), 3),
                "tokens": tokens_seen, "elapsed": round(elapsed_before + time.time() - t_start, 1)}
         if cfg.mor:
-            rec["aux"] = round(float(info["sampling_loss"]), 4)
+            rec["aux"] = round(info["sampling_loss"].item(), 4)
             # agreement of the causal rule (sigmoid >= 0.5) with the top-k choice, steps 2..N_r,
             # over the tokens that were candidates (ran the step before)
             lg, d = info["router_logits"], info["depth"]
