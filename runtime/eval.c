@@ -295,18 +295,52 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* 95% percentile bootstrap over n passages (2000 resamples, fixed draws) of the loss per token
+ * and, paired, of the averaging gain (samples' own loss - the averaged prediction's). */
+static roe_status bootstrap_text(const double *nll, const double *snll, const double *ntok, int n,
+                                 struct roe_eval_result *r) {
+    double *boot = roe_calloc(2000, sizeof *boot), *gboot = roe_calloc(2000, sizeof *gboot);
+    if (!boot || !gboot) {
+        roe_free(boot);
+        roe_free(gboot);
+        return roe_fail(ROE_ERR_NOMEM, "eval: out of memory");
+    }
+    for (int b = 0; b < 2000; b++) {
+        double sn = 0, ss = 0, st = 0;
+        for (int i = 0; i < n; i++) {
+            struct roe_philox_out x = roe_philox4x32((uint32_t)b, (uint32_t)i, 0xB007, 0, 0, 0);
+            int k = (int)(x.v[0] % (uint32_t)n);
+            sn += nll[k];
+            ss += snll[k];
+            st += ntok[k];
+        }
+        boot[b] = sn / st;
+        gboot[b] = (ss - sn) / st;
+    }
+    qsort(boot, 2000, sizeof *boot, cmp_double);
+    qsort(gboot, 2000, sizeof *gboot, cmp_double);
+    r->gain_ci[0] = gboot[49];
+    r->gain_ci[1] = gboot[1949];
+    r->nll_ci[0] = boot[49];
+    r->nll_ci[1] = boot[1949];
+    r->ppl_ci[0] = exp(r->nll_ci[0]);
+    r->ppl_ci[1] = exp(r->nll_ci[1]);
+    roe_free(boot);
+    roe_free(gboot);
+    return ROE_OK;
+}
+
 static roe_status task_text(roe_engine *e, const roe_tokenizer *tok, int32_t sep, const struct jsonl *j,
                             const struct roe_eval_opts *o, struct roe_eval_result *r) {
     roe_scorer *sc = NULL;
     ROE_TRY(roe_scorer_create(e, &sc));
     double *nll = roe_calloc((size_t)j->n, sizeof *nll), *ntok = roe_calloc((size_t)j->n, sizeof *ntok);
     double *snll = roe_calloc((size_t)j->n, sizeof *snll); /* the samples' own mean loss */
-    double *boot = roe_calloc(2000, sizeof *boot), *gboot = roe_calloc(2000, sizeof *gboot);
     roe_status st = ROE_OK;
     const int ctx = roe_engine_get_opts(e)->max_ctx;
     double t0 = roe_now_s(), total = 0, tokens = 0, stotal = 0;
     double opt_best = 0, opt_model = 0, opt_tokens = 0; /* items with a known best possible loss */
-    if (!nll || !ntok || !snll || !boot || !gboot) st = roe_fail(ROE_ERR_NOMEM, "eval: out of memory");
+    if (!nll || !ntok || !snll) st = roe_fail(ROE_ERR_NOMEM, "eval: out of memory");
     for (int i = 0; i < j->n && st == ROE_OK; i++) {
         const char *text = str_field(j->items[i], "text");
         if (!text) {
@@ -348,32 +382,11 @@ static roe_status task_text(roe_engine *e, const roe_tokenizer *tok, int32_t sep
             r->optimum_nll_per_token = opt_best / opt_tokens;
             r->optimum_model_nll_per_token = opt_model / opt_tokens;
         }
-        for (int b = 0; b < 2000; b++) { /* percentile bootstrap over passages (paired for the gain) */
-            double sn = 0, ss = 0, st_ = 0;
-            for (int i = 0; i < j->n; i++) {
-                struct roe_philox_out x = roe_philox4x32((uint32_t)b, (uint32_t)i, 0xB007, 0, 0, 0);
-                int k = (int)(x.v[0] % (uint32_t)j->n);
-                sn += nll[k];
-                ss += snll[k];
-                st_ += ntok[k];
-            }
-            boot[b] = sn / st_;
-            gboot[b] = (ss - sn) / st_;
-        }
-        qsort(boot, 2000, sizeof *boot, cmp_double);
-        qsort(gboot, 2000, sizeof *gboot, cmp_double);
-        r->gain_ci[0] = gboot[49];
-        r->gain_ci[1] = gboot[1949];
-        r->nll_ci[0] = boot[49];
-        r->nll_ci[1] = boot[1949];
-        r->ppl_ci[0] = exp(r->nll_ci[0]);
-        r->ppl_ci[1] = exp(r->nll_ci[1]);
+        st = bootstrap_text(nll, snll, ntok, j->n, r);
     }
     roe_free(nll);
     roe_free(ntok);
     roe_free(snll);
-    roe_free(boot);
-    roe_free(gboot);
     roe_scorer_free(sc);
     return st;
 }
