@@ -23,6 +23,8 @@ typedef enum roe_family {
     ROE_FAMILY_GLM4_MOE,
     ROE_FAMILY_GPT_OSS,
     ROE_FAMILY_DEEPSEEK_V3, /* DeepSeek-V3 / R1, Kimi K2: multi-head latent attention (struct roe_mla_config) */
+    ROE_FAMILY_LLAMA,       /* plain dense Llama (LlamaForCausalLM): every layer a SwiGLU MLP */
+    ROE_FAMILY_MOR_LLAMA,   /* Mixture-of-Recursions over a Llama block (struct roe_mor_config) */
 } roe_family;
 
 /* How router logits R become k experts and their weights (runtime/router.c, docs/ROE-ROUTING.md). */
@@ -79,6 +81,37 @@ struct roe_mla_config {
     int v_dim;        /* v_head_dim */
 };
 
+/* Mixture-of-Recursions (model_type "mor_llama"; docs/MODELS.md, ../shared/docs/MOR.md): the
+ * checkpoint's num_hidden_layers L = 2 + n_recursion x block unrolled layers, middle_cycle sharing
+ * (layer 0 unique, a block of `block` layers applied n_recursion times, the last layer unique).
+ * The model holds ONE copy of each layer: roe_model_config::n_layers is the unique count 2 + block
+ * (index 0: the first layer, 1 + j: the shared block's layer j, 1 + block: the last layer). */
+enum { ROE_MOR_MAX_RECURSION = 16 };
+
+typedef enum roe_mor_router {
+    ROE_MOR_EXPERT_CHOICE = 0, /* router r: [1, d] on the input of recursion r, sigmoid; recursion r > 1
+                                  runs iff recursion r - 1 ran and sigmoid(s_r) >= threshold */
+    ROE_MOR_TOKEN_CHOICE,      /* one [n_recursion, d] router on layer 0's output, softmax, top-1: the
+                                  token runs recursions 1..argmax + 1 */
+} roe_mor_router;
+
+typedef enum roe_mor_kv {
+    ROE_MOR_KV_RECURSION_WISE = 0, /* a cache per (recursion, block layer); a token writes it only
+                                      at the recursions it runs */
+    ROE_MOR_KV_RECURSIVE_SHARING,  /* recursion 1's cache only; later recursions read it */
+} roe_mor_kv;
+
+struct roe_mor_config {
+    int n_recursion;        /* N_r >= 1; 0: not a MoR model */
+    int block;              /* B: layers of the shared block */
+    int n_unrolled;         /* L = 2 + N_r B, the checkpoint's num_hidden_layers */
+    roe_mor_router router;
+    float alpha;            /* gate scale */
+    float threshold;        /* expert choice: sigmoid(score) >= threshold continues */
+    float capacity[ROE_MOR_MAX_RECURSION]; /* expert choice: training capacities (recorded) */
+    roe_mor_kv kv;
+};
+
 typedef enum roe_qk_norm {
     ROE_QK_NORM_NONE = 0,
     ROE_QK_NORM_FULL,     /* OLMoE: RMSNorm over the whole projected q (k) [n_heads*head_dim] */
@@ -129,6 +162,8 @@ struct roe_model_config {
                              [128, 128]}: linears may be F8_E4M3 with weight_scale_inv (docs/MODELS.md "FP8") */
     int mxfp4;            /* quantization_config.quant_method "mxfp4" (gpt-oss): the experts are
                              *_blocks + *_scales, kept as MXFP4 (ROE_DTYPE_MXFP4) */
+
+    struct roe_mor_config mor; /* ROE_FAMILY_MOR_LLAMA only (mor.n_recursion > 0) */
 
     int bos_token_id;     /* -1 if none */
     int eos_token_id;     /* -1 if none (the first of eos_ids) */

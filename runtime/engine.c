@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "mor.h"
 #include "router.h"
 #include "rope.h"
 #include "weights.h"
@@ -174,6 +175,7 @@ struct roe_engine_opts roe_engine_opts_default(void) {
 
 void roe_engine_free(roe_engine *e) {
     if (!e) return;
+    roe__mor_free(e);
     roe_kv_cache_free(&e->kv);
     if (e->be) {
         free_buffers(e);
@@ -327,6 +329,13 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
         e->w = e->owned_w;
     }
     ROE_CHECK(open_exchange(e));
+    if (c->mor.n_recursion) { /* its own two pools (runtime/mor.h) */
+        ROE_CHECK(roe__mor_create(e));
+        ROE_CHECK(alloc_buffers(e));
+        fill_tables(e);
+        *out = e;
+        return ROE_OK;
+    }
     const struct roe_kv_cache_opts ko = {
         .max_seqs = opts->max_seqs, .n_layers = c->n_layers, .max_ctx = opts->max_ctx,
         .kv_dim = c->mla ? roe_config_kv_width(c) : c->n_kv_heads * c->head_dim, .n_vecs = c->mla ? 1 : 2,
@@ -344,13 +353,14 @@ fail:
 
 void roe_engine_reset_seq(roe_engine *e, int seq) {
     if (seq >= 0 && seq < e->opts.max_seqs) roe_kv_cache_reset(&e->kv, seq);
+    if (seq >= 0 && seq < e->opts.max_seqs && e->mor) roe__mor_reset_seq(e, seq);
 }
 roe_status roe_engine_copy_seq(roe_engine *e, int dst, int src, int len) {
     const int S = e->opts.max_seqs;
     if (dst < 0 || dst >= S || src < 0 || src >= S || dst == src || len < 0 || len > e->kv.len[src])
         return roe_fail(ROE_ERR_INVALID_ARG, "engine: cannot copy %d positions of slot %d (holding %d) into slot %d",
                         len, src, src >= 0 && src < S ? e->kv.len[src] : -1, dst);
-    return roe_kv_cache_copy(&e->kv, dst, src, len);
+    return e->mor ? roe__mor_copy_seq(e, dst, src, len) : roe_kv_cache_copy(&e->kv, dst, src, len);
 }
 int roe_engine_seq_len(const roe_engine *e, int seq) { return e->kv.len[seq]; }
 int roe_engine_prefix_match(roe_engine *e, int seq, const int32_t *tokens, int n) {
@@ -553,7 +563,7 @@ void roe__engine_ffn(roe_engine *e, const struct roe_expert_weights *w, const fl
 
 /* The final norm and the LM head, once per distinct slot that a row wanting logits maps to;
  * logits[i] for the i-th such row, in row order. */
-static roe_status lm_head(roe_engine *e, const struct roe_row *rows, int n, float *logits) {
+roe_status roe__engine_lm_head(roe_engine *e, const struct roe_row *rows, int n, float *logits) {
     const struct roe_model *m = e->w;
     const struct roe_model_config *c = &e->model->cfg;
     roe_backend *be = e->be;
@@ -593,6 +603,7 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
                         "must go through runtime/cluster.h (this command does not run under mpirun yet)",
                         roe_comm_rank(e->comm), roe_comm_size(e->comm));
     ROE_TRY(roe_rows_check(rows, n, &e->opts, e->model->cfg.vocab_size, e->kv.len, e->seq_next));
+    if (e->mor) return roe__mor_step(e, rows, n, logits);
     ROE_TRY(reserve_blocks(e, rows, n));
     const struct roe_model *m = e->w;
     const struct roe_model_config *c = &e->model->cfg;
@@ -621,5 +632,5 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
             roe_kv_cache_note(&e->kv, rows[i].seq, rows[i].pos, rows[i].token);
             e->kv.len[rows[i].seq]++;
         }
-    return lm_head(e, rows, n, logits);
+    return roe__engine_lm_head(e, rows, n, logits);
 }

@@ -79,6 +79,7 @@ struct roe_engine_opts {
                              (the launcher's default, as vLLM's "auto"): BF16 where the checkpoint's
                              attention weights are 16 bits or narrower, F32 for an F32 checkpoint */
     int no_prefix_cache;  /* never reuse cached blocks of another sequence's prompt */
+    int mor_full_depth;   /* MoR: every token runs every recursion (benchmarks: depth routing off) */
 };
 
 struct roe_engine_opts roe_engine_opts_default(void);
