@@ -21,7 +21,7 @@ static const char *FIXTURES[] = {"tests/fixtures/mor_ec", "tests/fixtures/mor_ec
 
 enum { MAX_DEPTHS = 2 * FIX_MAX_IDS };
 
-/* The reference's depth of every position of a case's prompt + greedy tokens ("depth"; empty for llama). */
+/* The reference's depth of every position of a case's prompt + greedy tokens ("depths"; empty for llama). */
 static int load_depths(const char *dir, int ci, int *depth) {
     char path[1024];
     snprintf(path, sizeof path, "%s/reference.json", dir);
@@ -30,7 +30,7 @@ static int load_depths(const char *dir, int ci, int *depth) {
     if (roe_file_read_all(path, 1 << 24, &text, &len) != ROE_OK) return -1;
     cJSON *root = cJSON_Parse(text);
     roe_free(text);
-    const cJSON *d = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "cases"), ci), "depth");
+    const cJSON *d = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "cases"), ci), "depths");
     int n = 0;
     const cJSON *x;
     cJSON_ArrayForEach(x, d) if (n < MAX_DEPTHS) depth[n++] = (int)x->valuedouble;
