@@ -203,6 +203,18 @@ static inline long roe_config_kv_width_full(const struct roe_model_config *c) {
     return (long)c->n_heads * (c->mla_cfg.nope_dim + c->mla_cfg.rope_dim + c->mla_cfg.v_dim);
 }
 
+/* Cache layers (K and V of one position) a MoR token holds (docs/KV.md "MoR"): recursive sharing
+ * 2 + B (layer 0, recursion 1's block, the last layer); recursion-wise 2 + B x the recursions it
+ * ran: with `full` every one (2 + N_r B, a vanilla model of the same unrolled depth), else at the
+ * training capacities, 2 + B x sum(capacity) (the paper's (N_r + 1) / (2 N_r) of vanilla's block
+ * layers for capacities N_r/N_r, .., 1/N_r). */
+static inline double roe_config_mor_kv_layers(const struct roe_model_config *c, roe_mor_kv kv, int full) {
+    const struct roe_mor_config *m = &c->mor;
+    double run = 0.0;
+    for (int r = 0; r < m->n_recursion; r++) run += kv == ROE_MOR_KV_RECURSIVE_SHARING ? (r == 0) : full ? 1.0 : m->capacity[r];
+    return 2.0 + (double)m->block * run;
+}
+
 /* Cached K/V rows a row at `pos` reads, summed over the layers (windows applied). */
 long roe_config_kv_rows_read(const struct roe_model_config *c, int pos);
 
