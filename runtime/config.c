@@ -429,14 +429,14 @@ static roe_status parse_mor(const cJSON *root, const char *file, struct roe_mode
     ROE_TRY(get_float(mor, origin, "alpha", 0, 1e-6, 1e3, &m->alpha));
     m->threshold = 0.5f;
     ROE_TRY(get_float(mor, origin, "threshold", 0, 0.0, 1.0, &m->threshold));
+    if (c->n_layers < 2 + m->n_recursion || (c->n_layers - 2) % m->n_recursion != 0)
+        return roe_fail(ROE_ERR_FORMAT, "%s: num_hidden_layers %d is not 2 + num_recursion (%d) x a block of >= 1 "
+                        "layers (middle_cycle sharing)", file, c->n_layers, m->n_recursion);
     ROE_TRY(mor_capacity(mor, origin, m));
     v = 0;
     if (cJSON_GetObjectItemCaseSensitive(mor, "kv_mode")) ROE_TRY(mor_enum(mor, origin, "kv_mode", kvs, 2, &v));
     m->kv = (roe_mor_kv)v;
     m->n_unrolled = c->n_layers;
-    if (c->n_layers < 2 + m->n_recursion || (c->n_layers - 2) % m->n_recursion != 0)
-        return roe_fail(ROE_ERR_FORMAT, "%s: num_hidden_layers %d is not 2 + num_recursion (%d) x a block of >= 1 "
-                        "layers (middle_cycle sharing)", file, c->n_layers, m->n_recursion);
     m->block = (c->n_layers - 2) / m->n_recursion;
     c->n_layers = 2 + m->block;
     return ROE_OK;

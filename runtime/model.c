@@ -612,7 +612,7 @@ static roe_status bind_mor(struct roe_model *m) {
         if (m->mor_router[r].data && roe_dtype_is_block(m->mor_router[r].dtype))
             return roe_fail(ROE_ERR_UNSUPPORTED, "%s: MoR router %d is block-quantized: routers must be float", m->dir,
                             r + 1);
-    return check_mor_copies(m);
+    return ROE_OK;
 }
 
 static size_t mat_elems(const struct roe_mat *x) { return (size_t)x->rows * (size_t)x->cols; }
@@ -780,6 +780,7 @@ roe_status roe_model_open(const char *dir, struct roe_model **out) {
         st = roe_fail(ROE_ERR_NOMEM, "out of memory for %d layers", c->n_layers);
         goto fail;
     }
+    if (c->mor.n_recursion) ROE_CHECK(check_mor_copies(m)); /* before a missing layer hides a misplaced copy */
     for (int i = 0; i < c->n_layers; i++) ROE_CHECK(bind_layer(m, i));
     if (c->mor.n_recursion) ROE_CHECK(bind_mor(m));
     m->held_experts = -1;
