@@ -67,7 +67,7 @@ mkdir "$tmp/yf" && cp $O/* "$tmp/yf/" && sed -i 's/"factor": 4.0/"factor": 0.5/'
 expect_fail "gpt_oss: YaRN factor below 1" "'factor' = 0.5 is out of range" "$ROE" inspect --model "$tmp/yf"
 mkdir "$tmp/rt" && cp $O/* "$tmp/rt/" && sed -i 's/"rope_type": "yarn"/"rope_type": "llama3"/' "$tmp/rt/config.json"
 expect_fail "gpt_oss: unsupported RoPE" "rope_scaling.rope_type 'llama3' is not supported (only 'default' and 'yarn' RoPE)" \
-    "$ROE" inspect --model "$tmp/mor_rt"
+    "$ROE" inspect --model "$tmp/rt"
 mkdir "$tmp/sg" && cp $Q/* "$tmp/sg/" && sed -i 's/layers.3.mlp.shared_expert_gate.weight/layers.3.mlp.shared_expert_gatx.weight/' "$tmp/sg/model.safetensors"
 expect_fail "qwen2_moe: missing shared expert gate" "missing tensor 'model.layers.3.mlp.shared_expert_gate.weight'" "$ROE" inspect --model "$tmp/sg"
 # gpt_oss with MXFP4 experts: a missing part, parts of the wrong dtype or shape, the config's quant_method
