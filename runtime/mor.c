@@ -34,9 +34,9 @@ struct roe_mor {
     int full_depth;            /* engine opt mor_full_depth */
     float *router;             /* [N_r, H] the routers in fp32 (expert choice: router r at row r - 1) */
     uint8_t *depth;            /* [S, max_ctx] recursions each position ran (0: unknown) */
-    struct mor_tok *tok;       /* [R] the tokens in flight */
-    float *fh;                 /* [R, H] their residuals */
-    float *fh1;                /* [R, H] token choice: their H^1 (layer 0's output) */
+    struct mor_tok *tok;       /* [2R] the tokens in flight (at most R), then a plain step's rows */
+    float *fh;                 /* [2R, H] their residuals */
+    float *fh1;                /* [2R, H] token choice: their H^1 (layer 0's output) */
     float *w;                  /* [R, H] a block pass's rows */
     int n_flight;
     struct roe_row *queue;     /* [S] the FIFO of submitted rows, q_n from q_head (a ring) */
@@ -118,9 +118,9 @@ roe_status roe__mor_create(roe_engine *e) {
     const size_t R = (size_t)o->max_rows, S = (size_t)o->max_seqs, H = (size_t)c->hidden;
     M->router = roe_malloc((size_t)c->mor.n_recursion * H * sizeof(float));
     M->depth = roe_calloc(S * (size_t)o->max_ctx, 1);
-    M->tok = roe_calloc(R, sizeof *M->tok);
-    M->fh = roe_malloc_aligned(R * H * sizeof(float));
-    M->fh1 = roe_malloc_aligned(R * H * sizeof(float));
+    M->tok = roe_calloc(2 * R, sizeof *M->tok); /* in flight (<= R) and a plain step's rows (<= R) */
+    M->fh = roe_malloc_aligned(2 * R * H * sizeof(float));
+    M->fh1 = roe_malloc_aligned(2 * R * H * sizeof(float));
     M->w = roe_malloc_aligned(R * H * sizeof(float));
     M->queue = roe_calloc(S, sizeof *M->queue);
     M->busy = roe_calloc(S, 1);
@@ -430,9 +430,10 @@ roe_status roe__mor_step(roe_engine *e, const struct roe_row *rows, int n, float
         if (rows[i].sample > 0)
             return roe_fail(ROE_ERR_UNSUPPORTED, "row %d: a RoE sample row, but %s has no MoE router to route it", i,
                             e->model->cfg.model_type);
-    if (M->n_flight || M->q_n)
-        return roe_fail(ROE_ERR_INVALID_ARG, "engine: a step while depth-wise batching has %d tokens queued or in "
-                        "flight (finish the ticks first)", M->n_flight + M->q_n);
+    for (int i = 0; i < n; i++) /* a step may run beside the ticks, on other sequences */
+        if (M->busy[rows[i].seq])
+            return roe_fail(ROE_ERR_INVALID_ARG, "row %d: sequence %d has a token queued or in flight (depth-wise "
+                            "batching)", i, rows[i].seq);
     if (n == 0) return ROE_OK;
     roe_status st = reserve_step(e, rows, n);
     if (st != ROE_OK) {
@@ -440,16 +441,17 @@ roe_status roe__mor_step(roe_engine *e, const struct roe_row *rows, int n, float
         return st;
     }
     const long before = M->recursions;
-    for (int i = 0; i < n; i++) M->tok[i].row = rows[i];
-    enter(e, 0, n);
+    const int t0 = M->n_flight; /* the step's tokens follow those in flight, and leave with the step */
+    for (int i = 0; i < n; i++) M->tok[t0 + i].row = rows[i];
+    enter(e, t0, n);
     for (int r = 1; r <= e->model->cfg.mor.n_recursion; r++) {
         int m = 0;
-        for (int t = 0; t < n; t++)
+        for (int t = t0; t < t0 + n; t++)
             if (!M->tok[t].done) M->sel[m++] = t;
         if (m == 0) break;
         block_pass(e, M->sel, m);
     }
-    for (int t = 0; t < n; t++) M->sel[t] = t;
+    for (int t = 0; t < n; t++) M->sel[t] = t0 + t;
     st = finish(e, M->sel, n, rows, logits);
     for (int i = 0; i < n; i++) trim_block(e, rows[i].seq);
     e->stats.rows_computed = M->recursions - before;

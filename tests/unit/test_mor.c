@@ -307,6 +307,47 @@ TEST(full_depth_holds_every_recursion) {
     fixture_free(&fx);
 }
 
+/* roe generate with several prompts: the batching core's depth-wise batching (one tick a step,
+ * tokens emitted as they leave the block) gives each request the tokens and scores it gets alone
+ * (plain steps). */
+TEST(generator_depth_batching_equals_alone) {
+    for (int f = 0; f < 4 && !test__current_failed; f++) {
+        struct fixture fx;
+        struct roe_model *m = NULL;
+        if (fixture_load(FIXTURES[f], &fx) != 0 || roe_model_load(fx.model_dir, &m) != ROE_OK) {
+            TEST__FAIL("cannot load %s", FIXTURES[f]);
+            return;
+        }
+        roe_engine *e = open_engine(m, ROE_CPU_ISA_AUTO, 0);
+        roe_generator *many = NULL, *one = NULL;
+        const int V = m->cfg.vocab_size, T = 12, N = 3;
+        struct roe_request req[3];
+        for (int i = 0; i < N; i++) /* three prompts of different lengths: their tokens reach different depths */
+            req[i] = (struct roe_request){.prompt = fx.cases[0].prompt + i, .n_prompt = fx.cases[0].n_prompt - 5 * i,
+                                          .max_tokens = T, .stop_at_eos = 0, .sampling = roe_sampling_default()};
+        struct roe_result *rm = NULL, *r1 = NULL;
+        struct roe_gen_timing tm;
+        if (!e || roe_generator_create(e, N, T, 1, &many) != ROE_OK || roe_generator_create(e, 1, T, 1, &one) != ROE_OK ||
+            roe_generator_run(many, req, N, &rm, &tm) != ROE_OK)
+            TEST__FAIL("%s: %s", FIXTURES[f], roe_error_message());
+        for (int i = 0; i < N && !test__current_failed; i++) {
+            if (roe_generator_run(one, &req[i], 1, &r1, &tm) != ROE_OK) {
+                TEST__FAIL("alone: %s", roe_error_message());
+                break;
+            }
+            if (rm[i].n_tokens != T || r1[0].n_tokens != T ||
+                memcmp(rm[i].tokens, r1[0].tokens, (size_t)T * sizeof(int32_t)) != 0 ||
+                memcmp(rm[i].logits, r1[0].logits, (size_t)T * V * sizeof(float)) != 0)
+                TEST__FAIL("%s: request %d's tokens or scores differ batched by depth and alone", FIXTURES[f], i);
+        }
+        roe_generator_free(many);
+        roe_generator_free(one);
+        roe_engine_free(e);
+        roe_model_free(m);
+        fixture_free(&fx);
+    }
+}
+
 int main(void) {
     RUN(mor_expert_choice_recursion_wise);
     RUN(mor_expert_choice_recursive_sharing);
@@ -314,5 +355,6 @@ int main(void) {
     RUN(mor_token_choice_recursive_sharing);
     RUN(llama_dense);
     RUN(full_depth_holds_every_recursion);
+    RUN(generator_depth_batching_equals_alone);
     return test_summary();
 }
