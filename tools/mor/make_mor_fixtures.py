@@ -335,20 +335,81 @@ def make_llama(out_root):
           + ", ".join(f"{c['extra']['mor_ref_f64_max_rel_diff']:.1e}" for c in cases))
 
 
+def make_trained(out_root, model_dir="models/mor-tiny"):
+    """tests/fixtures/mor_tiny_ref: the trained models/mor-tiny on real prompts (bundled
+    tokenizer, no separator), one arithmetic and one text prompt, each the first candidate of
+    tools/make_bundled_fixtures.py whose greedy steps and routing decisions are clear of ties
+    (else the one with the largest smallest margin, both recorded)."""
+    from tokenizers import Tokenizer
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    from make_bundled_fixtures import CANDIDATES
+    name = "mor_tiny_ref"
+    cfg, W = mor_ref.load(os.path.join(REPO, model_dir))
+    tok = Tokenizer.from_file(os.path.join(REPO, model_dir, "tokenizer.json"))
+    fwd = lambda ids: mor_ref.forward(W, cfg, torch.tensor(ids))[0]  # noqa: E731
+    cases = []
+    for cands in (CANDIDATES[0], CANDIDATES[2]):
+        best = None
+        for text in cands:
+            prompt = tok.encode(text, add_special_tokens=False).ids
+            gids, margins, maxabs = greedy(fwd, prompt, N_GREEDY)
+            full = prompt + gids[:-1]
+            _, info = mor_ref.forward(W, cfg, torch.tensor(full))
+            rel = min(m / a for m, a in zip(margins, maxabs))
+            rm = route_margin(cfg, info)
+            quality = min(rel / GREEDY_MARGIN_REL, rm / ROUTE_MARGIN)
+            cand = dict(text=text, prompt=prompt, greedy=gids, margins=margins, maxabs=maxabs,
+                        depth=info["depth"].tolist(), route_margin=rm, quality=quality)
+            if best is None or quality > best["quality"]:
+                best = cand
+            if quality >= 1:
+                break
+        logits, info_p = mor_ref.forward(W, cfg, torch.tensor(best["prompt"]))
+        assert info_p["depth"].tolist() == best["depth"][:len(best["prompt"])]
+        best["logits"] = logits.float().contiguous()
+        Nr = cfg.num_recursion
+        best["extra"] = {
+            "prompt": best["text"], "greedy_text": tok.decode(best["greedy"], skip_special_tokens=False),
+            "depths": best["depth"],
+            "depths_note": "recursions run by each token of prompt_ids + greedy_ids[:-1] (1..num_recursion)",
+            "tokens_per_depth": [best["depth"].count(r) for r in range(1, Nr + 1)],
+            "route_min_margin": best["route_margin"],
+            "clear_of_ties": best["quality"] >= 1,
+        }
+        cases.append(best)
+    fam_dir = os.path.join(out_root, name)
+    os.makedirs(fam_dir, exist_ok=True)
+    write_reference(name, fam_dir, cases, {
+        "model_dir": model_dir, "tokenizer": f"{model_dir}/tokenizer.json (prompts encoded without special tokens)",
+        "model_type": "mor_llama", "router_type": cfg.router_type, "kv_mode": cfg.kv_mode,
+        "num_recursion": cfg.num_recursion, "block_size": cfg.block_size,
+        "weights_dtype_on_disk": "bfloat16", "safetensors_files": ["model.safetensors"],
+        "reference": "tools/mor/mor_ref.py forward (inference rule) in float64 of the on-disk weights",
+        "tolerance_hint": "fp32 forward of the on-disk weights upcast to fp32: expect max|diff| <= 1e-4 * max_abs_logit",
+    })
+    print(f"[{name}] {dir_size(fam_dir)} bytes")
+    for c in cases:
+        print(f"[{name}]   {c['text'][:40]!r}: {len(c['prompt'])} tokens, depths {c['extra']['tokens_per_depth']}, "
+              f"route margin {c['route_margin']:.4f}, greedy rel margin {min(m / a for m, a in zip(c['margins'], c['maxabs'])):.4f}, "
+              f"greedy {c['extra']['greedy_text'][:50]!r}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*", help="fixture names (default: all)")
     ap.add_argument("--out-root", default=os.path.join(REPO, "tests", "fixtures"))
     a = ap.parse_args()
     torch.set_num_threads(1)
-    names = a.only or list(FIXTURES) + ["llama"]
+    names = a.only or list(FIXTURES) + ["llama", "mor_tiny_ref"]
     for n in names:
         if n == "llama":
             make_llama(a.out_root)
+        elif n == "mor_tiny_ref":
+            make_trained(a.out_root)
         elif n in FIXTURES:
             make_mor(n, FIXTURES[n], a.out_root)
         else:
-            raise SystemExit(f"unknown fixture {n!r}; known: {', '.join(list(FIXTURES) + ['llama'])}")
+            raise SystemExit(f"unknown fixture {n!r}; known: {', '.join(list(FIXTURES) + ['llama', 'mor_tiny_ref'])}")
 
 
 if __name__ == "__main__":

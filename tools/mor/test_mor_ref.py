@@ -340,7 +340,7 @@ class TestMoRRef(unittest.TestCase):
         self.assertGreaterEqual(len(names), 4)
         for n in names:
             ref = json.load(open(os.path.join(root, n, "reference.json")))
-            cfg, W = mor_ref.load(os.path.join(root, n, "model"))
+            cfg, W = mor_ref.load(os.path.join(os.path.dirname(os.path.dirname(root)), ref["model_dir"]))
             raw = np.fromfile(os.path.join(root, n, "logits.f32"), dtype="<f4")
             for c in ref["cases"]:
                 T, V = c["logits_shape"]
