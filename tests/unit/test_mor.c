@@ -1,6 +1,7 @@
 /*
  * test_mor.c — Mixture-of-Recursions and plain Llama against the PyTorch reference
- * (tools/mor/mor_ref.py, fixtures tests/fixtures/mor_* and llama; runtime/mor.h):
+ * (tools/mor/mor_ref.py, fixtures tests/fixtures/mor_*, the trained models/mor-tiny's mor_tiny_ref,
+ * and llama; runtime/mor.h):
  *  - logits at every prompt position within 1e-4 x max|logit| of the reference, on every CPU
  *    kernel path this machine has;
  *  - each token's depth (recursions run) equal to the reference's, prompt and greedy tokens;
@@ -17,7 +18,7 @@
 #include "runtime/mor.h"
 
 static const char *FIXTURES[] = {"tests/fixtures/mor_ec", "tests/fixtures/mor_ec_share", "tests/fixtures/mor_tc",
-                                 "tests/fixtures/mor_tc_share", "tests/fixtures/llama"};
+                                 "tests/fixtures/mor_tc_share", "tests/fixtures/llama", "tests/fixtures/mor_tiny_ref"};
 
 enum { MAX_DEPTHS = 2 * FIX_MAX_IDS };
 
@@ -281,6 +282,7 @@ TEST(mor_expert_choice_recursive_sharing) { run_all(1); }
 TEST(mor_token_choice_recursion_wise) { run_all(2); }
 TEST(mor_token_choice_recursive_sharing) { run_all(3); }
 TEST(llama_dense) { run_all(4); }
+TEST(trained_mor_tiny) { run_all(5); } /* models/mor-tiny: expert choice, recursion-wise, trained */
 
 /* --mor-full-depth: every token runs every recursion, so the block pool holds N_r entries a token. */
 TEST(full_depth_holds_every_recursion) {
@@ -354,6 +356,7 @@ int main(void) {
     RUN(mor_token_choice_recursion_wise);
     RUN(mor_token_choice_recursive_sharing);
     RUN(llama_dense);
+    RUN(trained_mor_tiny);
     RUN(full_depth_holds_every_recursion);
     RUN(generator_depth_batching_equals_alone);
     return test_summary();
