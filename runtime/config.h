@@ -210,9 +210,9 @@ static inline long roe_config_kv_width_full(const struct roe_model_config *c) {
  * layers for capacities N_r/N_r, .., 1/N_r). */
 static inline double roe_config_mor_kv_layers(const struct roe_model_config *c, roe_mor_kv kv, int full) {
     const struct roe_mor_config *m = &c->mor;
-    double run = 0.0;
-    for (int r = 0; r < m->n_recursion; r++) run += kv == ROE_MOR_KV_RECURSIVE_SHARING ? (r == 0) : full ? 1.0 : m->capacity[r];
-    return 2.0 + (double)m->block * run;
+    double ran = 0.0;
+    for (int r = 0; r < m->n_recursion; r++) ran += kv == ROE_MOR_KV_RECURSIVE_SHARING ? (r == 0) : full ? 1.0 : m->capacity[r];
+    return 2.0 + (double)m->block * ran;
 }
 
 /* Cached K/V rows a row at `pos` reads, summed over the layers (windows applied). */

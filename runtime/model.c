@@ -600,11 +600,11 @@ static roe_status check_mor_copies(const struct roe_model *m) {
 static roe_status bind_mor(struct roe_model *m) {
     const struct roe_mor_config *mc = &m->cfg.mor;
     const int H = m->cfg.hidden;
-    char name[320];
     if (mc->router == ROE_MOR_TOKEN_CHOICE)
         ROE_TRY(bind(m, "model.layers.1.mor_router.router.weight", mc->n_recursion, H, &m->mor_router[0]));
     else
         for (int r = 1; r <= mc->n_recursion; r++) {
+            char name[320];
             snprintf(name, sizeof name, "model.layers.%d.mor_router.router.weight", r);
             ROE_TRY(bind(m, name, 1, H, &m->mor_router[r - 1]));
         }

@@ -276,7 +276,7 @@ static void start_token(roe_engine *e, int t) {
         return;
     }
     /* token choice: p = alpha softmax(W H^1), the token runs recursions 1..argmax + 1, gate p[argmax] */
-    float s[ROE_MOR_MAX_RECURSION], mx = -INFINITY, z = 0.0f;
+    float s[ROE_MOR_MAX_RECURSION] = {0}, mx = -INFINITY, z = 0.0f;
     for (int r = 0; r < N; r++) {
         s[r] = dot(M->router + (size_t)r * H, h, H);
         mx = s[r] > mx ? s[r] : mx;

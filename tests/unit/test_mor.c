@@ -32,9 +32,8 @@ static int load_depths(const char *dir, int ci, int *depth) {
     cJSON *root = cJSON_Parse(text);
     roe_free(text);
     const cJSON *d = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "cases"), ci), "depths");
-    int n = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, d) if (n < MAX_DEPTHS) depth[n++] = (int)x->valuedouble;
+    const int n = cJSON_GetArraySize(d) < MAX_DEPTHS ? cJSON_GetArraySize(d) : MAX_DEPTHS;
+    for (int i = 0; i < n; i++) depth[i] = (int)cJSON_GetArrayItem(d, i)->valuedouble;
     cJSON_Delete(root);
     return n;
 }
