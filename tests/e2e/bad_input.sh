@@ -186,6 +186,8 @@ expect_fail "mor: missing shared-block tensor" "missing tensor 'model.layers.1.b
 mkdir "$tmp/cp" && cp $MR/* "$tmp/cp/" && sed -i 's/layers.1.block.1.input_layernorm/layers.2.block.0.input_layernorm/' "$tmp/cp/model.safetensors"
 expect_fail "mor: recursion 2 differs from the shared block" "tensor 'model.layers.2.block.0.input_layernorm.weight' differs" "$ROE" inspect --model "$tmp/cp"
 expect_fail "mor: RoE K > 1" "has no MoE layer" "$ROE" generate --model $MR --prompt-ids 1,2 --roe-k 4 --roe-tau 0.3
+expect_fail "bench: depth-wise batching of a dense model" "--mor-batching depth needs a mor_llama model" "$ROE" bench --model tests/fixtures/llama/model --batch 2 --prompt-len 4 --gen-len 2 --mor-batching depth
+expect_fail "bench: unknown --mor-batching" "--mor-batching 'sideways': expected depth or step" "$ROE" bench --model $MR --mor-batching sideways
 mor_cfg lb tests/fixtures/llama/model 's/"hidden_act": "silu"/"mlp_bias": true, "hidden_act": "silu"/'
 expect_fail "llama: mlp_bias" "mlp_bias = true is not supported for llama" "$ROE" inspect --model "$tmp/mor_lb"
 bad_env() { # bad_env VAR=VALUE MESSAGE
