@@ -52,6 +52,7 @@ else
 fi
 # MoR (launcher/bench_mor.c): depth-wise batching and plain steps decode every token asked, the
 # router's depths are mixed (between 1 and N_r = 3), and the KV held is below vanilla's; full depth: 3
+command -v jq >/dev/null || echo "note: jq is not installed: the MoR checks below fail (tools/install-deps.sh installs it)"
 for mode in depth step; do
     j=$(timeout 120 "$ROE" bench --model tests/fixtures/mor_ec/model --batch 3 --prompt-len 8 --gen-len 6 --mor-batching $mode --json 2>&1)
     if echo "$j" | jq -e '.decode_tokens_per_s > 0 and .mean_depth > 1 and .mean_depth < 3 and
