@@ -128,9 +128,16 @@ static int open_bench(const struct bench_opts *o, struct roe_session *s, struct 
 }
 
 /* Rank 0's KV block pool after the run (docs/KV.md): its shape and how it was used. */
-static void add_kv(cJSON *root, const struct roe_kv_cache *kv) {
+static void add_kv(cJSON *root, const roe_engine *e) {
+    const struct roe_kv_cache *kv = roe_engine_kv(e), *kw = roe_engine_kv_window(e);
     cJSON *o = cJSON_AddObjectToObject(root, "kv_cache");
     if (!o) return;
+    if (kw) { /* the sliding-window layers' own pool (docs/KV.md "Sliding windows") */
+        cJSON_AddNumberToObject(o, "window", kw->window);
+        cJSON_AddNumberToObject(o, "window_pool_bytes", (double)roe_kv_cache_bytes(kw));
+        cJSON_AddNumberToObject(o, "window_blocks_total", kw->n_blocks);
+        cJSON_AddNumberToObject(o, "window_blocks_held", kw->n_blocks - kw->n_free - kw->n_lru);
+    }
     cJSON_AddStringToObject(o, "dtype", kv->dtype == ROE_DTYPE_BF16 ? "bf16" : "f32");
     cJSON_AddNumberToObject(o, "block_size", kv->block_size);
     cJSON_AddNumberToObject(o, "pool_bytes", (double)roe_kv_cache_bytes(kv));
@@ -262,7 +269,7 @@ static void report(const struct roe_session *s, const struct bench_opts *o, int 
     cJSON_AddNumberToObject(root, "achieved_read_gbs", mean_bytes / mean_step / 1e9);
     cJSON_AddNumberToObject(root, "kv_bytes_per_token", (double)roe_model_kv_bytes_per_token(&s->model->cfg));
     cJSON_AddNumberToObject(root, "kv_bytes_per_token_full_kv", (double)roe_model_kv_bytes_per_token_full(&s->model->cfg));
-    add_kv(root, roe_engine_kv(s->engine));
+    add_kv(root, s->engine);
     if (o->copy_bytes > 0) {
         cJSON_AddNumberToObject(root, "copy_bytes", (double)(size_t)o->copy_bytes);
         cJSON_AddNumberToObject(root, "copy_gbs", r->copy_gbs);

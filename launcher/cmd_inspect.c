@@ -78,7 +78,8 @@ struct model_sizes {
     double expert_total; /* bytes of every expert of every MoE layer */
     double active;       /* bytes one token reads: dense + top_k experts per MoE layer */
     double step_bytes;   /* weight bytes one decode step of one sequence reads */
-    size_t kv_token;     /* bytes of the KV cache per token */
+    size_t kv_token;     /* bytes of the KV cache per token: the layers that keep every position */
+    size_t kv_window;    /* bytes a sequence's sliding-window layers hold at most (docs/KV.md) */
     size_t kv_token_full; /* what full K and V would cost per token (MLA's decompressed heads) */
     double kv_step;      /* KV bytes a decode step reads at the model's longest context */
 };
@@ -103,6 +104,15 @@ static struct model_sizes model_sizes(const struct roe_model *m) {
     z.kv_token = z.kv_token / sizeof(float) * kv_elem;
     z.kv_token_full = z.kv_token_full / sizeof(float) * kv_elem;
     z.kv_step = (double)z.kv_token / c->n_layers * (double)roe_config_kv_rows_read(c, c->max_position - 1);
+    /* the engine's pools (docs/KV.md "Sliding windows"): a sliding-window layer holds its window
+     * whatever the context, so it costs nothing per further token */
+    const size_t row = z.kv_token / c->n_layers, row_full = z.kv_token_full / c->n_layers;
+    for (int l = 0; l < c->n_layers && !c->mla; l++)
+        if (c->layer_window[l] > 0) {
+            z.kv_token -= row;
+            z.kv_token_full -= row_full;
+            z.kv_window += row * (size_t)c->layer_window[l];
+        }
     for (size_t i = 0; i < roe_store_count(m->store); i++) {
         const struct roe_tensor *t = roe_store_at(m->store, i);
         size_t e = 1;
@@ -239,6 +249,7 @@ static void print_json(const struct roe_session *s, const struct model_sizes *z,
     cJSON_AddNumberToObject(root, "bytes_per_decode_step", z->step_bytes);
     cJSON_AddNumberToObject(root, "kv_bytes_per_token", (double)z->kv_token);
     cJSON_AddNumberToObject(root, "kv_bytes_per_token_full_kv", (double)z->kv_token_full);
+    cJSON_AddNumberToObject(root, "kv_bytes_per_sequence_windowed", (double)z->kv_window);
     cJSON_AddStringToObject(root, "kv_dtype", roe_engine_kv_dtype(m, ROE_KV_DTYPE_AUTO) == ROE_DTYPE_F32 ? "f32" : "bf16");
     cJSON_AddStringToObject(root, "kv_layout", c->mla ? "mla_latent" : "k_v");
     if (c->mla) mla_json(root, c);
@@ -290,8 +301,9 @@ static void print_text(const struct roe_session *s, const struct model_sizes *z,
                "%.1f KB, %.1fx)", z->kv_token / 1e3, kvt, a->kv_lora_rank, a->rope_dim, c->n_layers,
                z->kv_token_full / 1e3, (double)z->kv_token_full / (double)z->kv_token);
     } else
-        printf("kv cache     %.1f KB per token (%s K and V, %d layers", z->kv_token / 1e3, kvt, c->n_layers);
-    if (nw) printf("; %d attend a window of at most %d", nw, widest);
+        printf("kv cache     %.1f KB per token (%s K and V, %d layers", z->kv_token / 1e3, kvt, c->n_layers - nw);
+    if (nw)
+        printf("; %d attend a window of at most %d and hold %.1f KB a sequence", nw, widest, z->kv_window / 1e3);
     printf("%s, %.1f MB read per step at context %d\n", c->mla ? "" : ")", z->kv_step / 1e6, c->max_position);
     if (c->mor.n_recursion) mor_text(c, (double)z->kv_token / c->n_layers);
     printf("tokenizer    %s\n", s->tok ? "tokenizer.json" : "(none)");

@@ -32,7 +32,11 @@ struct roe_engine {
     struct roe_engine_opts opts;
     roe_backend *be;
     int host_mem;                     /* be->host_memory: no staging copies */
-    struct roe_kv_cache kv;
+    struct roe_kv_cache kv;           /* every layer's, or the full-attention layers' beside kv_win */
+    struct roe_kv_cache kv_win;       /* the sliding-window layers' when the model mixes both
+                                         (docs/KV.md "Sliding windows"); n_layers 0: none */
+    int kv_index[ROE_MAX_LAYERS];     /* a layer's index among its pool's layers */
+    unsigned char kv_in_win[ROE_MAX_LAYERS]; /* 1: the layer's cache is kv_win */
     struct roe_step_stats stats;
     roe_comm *comm;                   /* borrowed, or owned_comm */
     roe_comm *owned_comm;             /* a self communicator when none was given */
@@ -107,6 +111,7 @@ struct roe_engine {
     int *hend;       /* [R] one past its last */
     int32_t *tokens; /* [R] each slot's input token */
     int32_t *btab;   /* [R, MB] each slot's block table (kv_cache.h), btab_stride entries a slot */
+    int32_t *btab_w; /* [R, MB] the same in kv_win */
     int *slot_row;   /* [R] the row a slot computes */
     int *row_slot;   /* [R] the slot whose state a row currently shares */
     int *slot_lrow;  /* [R] a slot's row in lrows, or -1 */

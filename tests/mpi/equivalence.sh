@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `mpirun -np N roe generate` gives the same tokens and bit-identical logits (--logits-out)
 # as one process, for N = 1..4, on every transformers fixture (qwen2_moe, glm4_moe, gpt_oss and its MXFP4 experts,
-# deepseek_v3, and the FP8 block-scaled deepseek_v3_fp8 and glm4_moe_fp8: their shared experts, dense layers and MLA attention with its latent cache replicated
+# deepseek_v3, and the FP8 block-scaled deepseek_v3_fp8, glm4_moe_fp8 and their second shapes (_b): their shared experts, dense layers and MLA attention with its latent cache replicated
 # like attention, their routers on every rank alike) and the bundled model, with
 # RoE K = 4 (fixed and adaptive K, both gate modes) and K = 1, several concurrent sequences,
 # ranks that are home to no sequence (3 sequences on 4 ranks, 1 on 3), both home policies,
@@ -17,6 +17,7 @@ models=(tests/fixtures/olmoe/model tests/fixtures/mixtral/model tests/fixtures/q
         tests/fixtures/glm4_moe_b/model tests/fixtures/gpt_oss/model tests/fixtures/gpt_oss_b/model
         tests/fixtures/deepseek_v3/model tests/fixtures/deepseek_v3_b/model
         tests/fixtures/deepseek_v3_fp8/model tests/fixtures/glm4_moe_fp8/model
+        tests/fixtures/deepseek_v3_fp8_b/model tests/fixtures/glm4_moe_fp8_b/model
         tests/fixtures/gpt_oss_mx/model tests/fixtures/gpt_oss_mx_b/model)
 if [ -f models/olmoe-tiny/model.safetensors ] || [ -f models/olmoe-tiny/model.safetensors.index.json ]; then
     models+=(models/olmoe-tiny)
