@@ -17,6 +17,7 @@
 
 #include "engine_opts.h"
 #include "args.h"
+#include "bench_mor.h"
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/env.h"
@@ -29,11 +30,12 @@
 static const char *SYNOPSIS =
     "[--model DIR | --random-model olmoe-1b7b|DIR] [--batch B] [--prompt-len P] [--gen-len G] [--threads N]\n"
     "       [--no-warm] [--json] [--backend cpu|cuda] [--weights bf16|q8|q4] [--copy-bytes N]\n"
+    "       [--mor-batching depth|step] [--mor-full-depth]\n"
     "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate G]";
 
 struct bench_opts {
-    const char *model_dir, *backend, *random_model, *weights;
-    int batch, prompt_len, gen_len, threads, json, no_warm;
+    const char *model_dir, *backend, *random_model, *weights, *mor_batching;
+    int batch, prompt_len, gen_len, threads, json, no_warm, mor_full_depth;
     float copy_bytes;
     struct roe_flags rf;
     struct roe_kv_flags kv;
@@ -54,7 +56,8 @@ struct bench_result {
 static int parse_opts(int argc, char **argv, struct bench_opts *o) {
     *o = (struct bench_opts){.batch = 1, .prompt_len = 16, .gen_len = 16};
     roe_flags_init(&o->rf);
-    struct roe_arg_spec specs[11 + ROE_FLAGS_N_SPECS + ROE_KV_FLAGS_N_SPECS] = {
+    enum { N_OWN = 13 };
+    struct roe_arg_spec specs[N_OWN + ROE_FLAGS_N_SPECS + ROE_KV_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--batch", ROE_ARG_INT, &o->batch, "concurrent sequences (1)", 1, 4096},
         {"--prompt-len", ROE_ARG_INT, &o->prompt_len, "prompt tokens per sequence (16)", 1, 1 << 20},
@@ -69,11 +72,23 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o) {
         {"--weights", ROE_ARG_STRING, &o->weights, "bf16 (the checkpoint as stored) | q8 | q4: quantized at load", 0, 0},
         {"--copy-bytes", ROE_ARG_FLOAT, &o->copy_bytes,
          "also time a backend copy of this many bytes (memory bandwidth, same run; 0 = off)", 0, 64e9},
+        {"--mor-batching", ROE_ARG_STRING, &o->mor_batching,
+         "decode loop of launcher/bench_mor.h: depth (MoR: continuous depth-wise batching) or step (plain steps; "
+         "any dense model)", 0, 0},
+        {"--mor-full-depth", ROE_ARG_FLAG, &o->mor_full_depth, "MoR: every token runs every recursion", 0, 0},
     };
-    roe_flags_specs(&o->rf, specs + 11);
-    roe_kv_flags_specs(&o->kv, specs + 11 + ROE_FLAGS_N_SPECS);
+    roe_flags_specs(&o->rf, specs + N_OWN);
+    roe_kv_flags_specs(&o->kv, specs + N_OWN + ROE_FLAGS_N_SPECS);
     const int rc = roe_args_parse("bench", SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
     if (rc) return rc == 1 ? -1 : rc; /* -1: --help was printed */
+    if (o->mor_batching && strcmp(o->mor_batching, "depth") != 0 && strcmp(o->mor_batching, "step") != 0) {
+        fprintf(stderr, "roe bench: --mor-batching '%s': expected depth or step\n", o->mor_batching);
+        return 2;
+    }
+    if ((o->mor_batching || o->mor_full_depth) && roe_session_world_size() > 1) {
+        fprintf(stderr, "roe bench: --mor-batching and --mor-full-depth run in one process (not under mpirun)\n");
+        return 2;
+    }
     if (o->random_model && o->model_dir) {
         fprintf(stderr, "roe bench: --model and --random-model exclude each other\n");
         return 2;
@@ -105,6 +120,8 @@ static int open_bench(const struct bench_opts *o, struct roe_session *s, struct 
     eo.isa = roe_env_cpu_isa();
     eo.backend = kind;
     eo.random_seed = 0x0E1B7Bu;
+    eo.mor_full_depth = o->mor_full_depth;
+    if (o->mor_batching) eo.max_rows = o->batch > o->prompt_len ? o->batch : o->prompt_len;
     if ((rc = roe_kv_flags_apply(&o->kv, cmd, &eo))) return rc;
     s->warm = !o->no_warm && !o->random_model; /* every rank reads the weights it holds */
     return roe_session_open_engine(s, cmd, eo) ? 1 : 0;
@@ -279,6 +296,13 @@ int roe_cmd_bench(int argc, char **argv) {
     struct roe_roster roster;
     memset(&s, 0, sizeof s);
     if ((rc = open_bench(&o, &s, &roster))) {
+        roe_session_close(&s);
+        return rc;
+    }
+    if (o.mor_batching) {
+        const struct roe_bench_mor_opts mo = {.batch = o.batch, .prompt_len = o.prompt_len, .gen_len = o.gen_len,
+                                              .json = o.json, .depth_batching = strcmp(o.mor_batching, "depth") == 0};
+        rc = roe_bench_mor_run(&s, &mo);
         roe_session_close(&s);
         return rc;
     }

@@ -85,6 +85,7 @@ struct roe_batch_seq {
     int pending;                     /* adaptive K: the samples of the last position are owed */
     int cached;                      /* prompt positions in the cache after the last step */
     int forked;                      /* fork_of: its cache has been copied */
+    int in_flight;                   /* depth_batching: its next token is queued or in flight */
     struct roe_stop_state stop;      /* stop strings: matching state (roe_stop_hold: held bytes) */
     long stop_at;                    /* a stop string begins at this text byte; -1: none */
     double cost;                     /* (prompt + max_tokens) x K: least-loaded homes */
@@ -126,6 +127,11 @@ struct roe_batch_opts {
     const roe_tokenizer *tok;   /* the text of tokens, for stop strings (borrowed; NULL: none) */
     int release_ended;          /* a sequence leaving the batch gives its KV blocks back at once
                                    (0: its slot keeps them, readable, until it is admitted again) */
+    int depth_batching;         /* a MoR engine in one process (runtime/mor.h): decoding tokens of
+                                   plain-model sequences (K = 1, no prompt scores) go through
+                                   continuous depth-wise batching, one tick a step, each token
+                                   emitted in the step it leaves the shared block; prompts and other
+                                   sequences by plain steps beside it. No effect elsewhere. */
     struct roe_batch_hooks hooks;
 };
 

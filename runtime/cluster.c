@@ -23,6 +23,7 @@
 #include "aggregate.h"
 #include "base/alloc.h"
 #include "control.h"
+#include "mor.h"
 
 enum { BIND_DIRTY = 1, BIND_RESET = 2, BIND_COPY = 4 };
 
@@ -382,6 +383,27 @@ roe_status roe_cluster_step(roe_cluster *cl, const struct roe_row *rows, int n,
     ss.rows = n;
     ss.rows_naive = (long)n * cl->L;
     if (stats) *stats = ss;
+    return ROE_OK;
+}
+
+static roe_status mor_one_rank(const roe_cluster *cl) {
+    if (cl->N == 1) return ROE_OK;
+    return roe_fail(ROE_ERR_UNSUPPORTED, "cluster: depth-wise batching runs in one process (%d ranks)", cl->N);
+}
+
+roe_status roe_cluster_mor_submit(roe_cluster *cl, const struct roe_row *row) {
+    ROE_TRY(mor_one_rank(cl));
+    if (row->seq < 0 || row->seq >= cl->S || row->pos != cl->len[row->seq])
+        return roe_fail(ROE_ERR_INVALID_ARG, "cluster: depth-wise row of sequence %d at position %d, but it holds %d",
+                        row->seq, row->pos, row->seq >= 0 && row->seq < cl->S ? cl->len[row->seq] : -1);
+    return roe_engine_mor_submit(cl->e, row);
+}
+
+roe_status roe_cluster_mor_tick(roe_cluster *cl, int width, struct roe_row *done, int *n_done, float *logits) {
+    *n_done = 0;
+    ROE_TRY(mor_one_rank(cl));
+    ROE_TRY(roe_engine_mor_tick(cl->e, width, done, NULL, n_done, logits));
+    for (int i = 0; i < *n_done; i++) cl->len[done[i].seq]++;
     return ROE_OK;
 }
 

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "mor.h"
 #include "router.h"
 #include "rope.h"
 #include "weights.h"
@@ -175,6 +176,7 @@ struct roe_engine_opts roe_engine_opts_default(void) {
 
 void roe_engine_free(roe_engine *e) {
     if (!e) return;
+    roe__mor_free(e);
     roe_kv_cache_free(&e->kv);
     roe_kv_cache_free(&e->kv_win);
     if (e->be) {
@@ -380,6 +382,13 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
         e->w = e->owned_w;
     }
     ROE_CHECK(open_exchange(e));
+    if (c->mor.n_recursion) { /* its own two pools (runtime/mor.h) */
+        ROE_CHECK(roe__mor_create(e));
+        ROE_CHECK(alloc_buffers(e));
+        fill_tables(e);
+        *out = e;
+        return ROE_OK;
+    }
     ROE_CHECK(open_kv(e));
     ROE_CHECK(alloc_buffers(e));
     fill_tables(e);
@@ -398,12 +407,14 @@ void roe_engine_reset_seq(roe_engine *e, int seq) {
     if (seq < 0 || seq >= e->opts.max_seqs) return;
     roe_kv_cache_reset(&e->kv, seq);
     if (has_win(e)) roe_kv_cache_reset(&e->kv_win, seq);
+    if (e->mor) roe__mor_reset_seq(e, seq);
 }
 roe_status roe_engine_copy_seq(roe_engine *e, int dst, int src, int len) {
     const int S = e->opts.max_seqs;
     if (dst < 0 || dst >= S || src < 0 || src >= S || dst == src || len < 0 || len > e->kv.len[src])
         return roe_fail(ROE_ERR_INVALID_ARG, "engine: cannot copy %d positions of slot %d (holding %d) into slot %d",
                         len, src, src >= 0 && src < S ? e->kv.len[src] : -1, dst);
+    if (e->mor) return roe__mor_copy_seq(e, dst, src, len);
     ROE_TRY(roe_kv_cache_copy(&e->kv, dst, src, len));
     if (!has_win(e)) return ROE_OK;
     const roe_status st = roe_kv_cache_copy(&e->kv_win, dst, src, len);
@@ -637,7 +648,7 @@ void roe__engine_ffn(roe_engine *e, const struct roe_expert_weights *w, const fl
 
 /* The final norm and the LM head, once per distinct slot that a row wanting logits maps to;
  * logits[i] for the i-th such row, in row order. */
-static roe_status lm_head(roe_engine *e, const struct roe_row *rows, int n, float *logits) {
+roe_status roe__engine_lm_head(roe_engine *e, const struct roe_row *rows, int n, float *logits) {
     const struct roe_model *m = e->w;
     const struct roe_model_config *c = &e->model->cfg;
     roe_backend *be = e->be;
@@ -677,6 +688,7 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
                         "must go through runtime/cluster.h (this command does not run under mpirun yet)",
                         roe_comm_rank(e->comm), roe_comm_size(e->comm));
     ROE_TRY(roe_rows_check(rows, n, &e->opts, e->model->cfg.vocab_size, e->kv.len, e->seq_next));
+    if (e->mor) return roe__mor_step(e, rows, n, logits);
     ROE_TRY(reserve_blocks(e, rows, n));
     const struct roe_model *m = e->w;
     const struct roe_model_config *c = &e->model->cfg;
@@ -709,5 +721,5 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
                 e->kv_win.len[rows[i].seq]++;
             }
         }
-    return lm_head(e, rows, n, logits);
+    return roe__engine_lm_head(e, rows, n, logits);
 }

@@ -81,6 +81,7 @@ struct roe_engine_opts {
     int no_prefix_cache;  /* never reuse cached blocks of another sequence's prompt */
     int kv_full_windows;  /* sliding-window layers cache every position like the others (the cache
                              before docs/KV.md "Sliding windows"; tests compare against it) */
+    int mor_full_depth;   /* MoR: every token runs every recursion (benchmarks: depth routing off) */
 };
 
 struct roe_engine_opts roe_engine_opts_default(void);

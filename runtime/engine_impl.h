@@ -47,6 +47,7 @@ struct roe_engine {
     int n_act;                        /* live slots of the step */
     int btab_stride;                  /* entries per slot in btab this step */
     int btab_n;                       /* slots whose btab rows are filled */
+    struct roe_mor *mor;              /* a MoR model's state (runtime/mor.c), else NULL */
 
     /* backend memory */
     float *h;        /* [R, H] residual stream */
@@ -128,6 +129,10 @@ int roe__engine_history(roe_engine *e, int layer, const struct roe_row *rows);
 /* mla.c: the multi-head latent attention sublayer at `layer` over the live slots: h += MLA(norm(h)),
  * the clean slots appending their [latent | rope key] to the cache. */
 void roe__mla_layer(roe_engine *e, int layer, const struct roe_row *rows);
+
+/* engine.c: the final norm and the LM head of the live slots (e->h, row_slot: each row's slot) for the
+ * rows that want logits; logits[i] for the i-th such row. */
+roe_status roe__engine_lm_head(roe_engine *e, const struct roe_row *rows, int n, float *logits);
 
 /* engine.c: the live slots' block tables as the attention ops read them (kernels/backend.h). */
 struct roe_kv_pages roe__engine_pages(const roe_engine *e);

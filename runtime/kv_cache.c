@@ -324,6 +324,14 @@ roe_status roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len) 
     return ROE_OK;
 }
 
+void roe_kv_cache_trim(struct roe_kv_cache *c, int seq, int n) {
+    int32_t *t = c->table + (size_t)seq * c->max_blocks;
+    for (int i = (n + c->block_size - 1) / c->block_size; i < c->max_blocks; i++) {
+        if (t[i] >= 0) drop_ref(c, t[i]);
+        t[i] = -1;
+    }
+}
+
 void roe_kv_cache_free(struct roe_kv_cache *c) {
     if (c->be) {
         if (c->k) c->be->ops->free(c->be, c->k);

@@ -146,6 +146,10 @@ void roe_kv_cache_reset(struct roe_kv_cache *c, int seq);
  * row of dst reads (len - window + 1 on). */
 roe_status roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len);
 
+/* Sequence seq keeps only the blocks of positions [0, n) (those past them go back): a reservation
+ * for more positions than were written, undone (MoR's block pool, runtime/mor.c). */
+void roe_kv_cache_trim(struct roe_kv_cache *c, int seq, int n);
+
 /* Row index of (seq, layer, pos) in k (or v) seen as [rows, kv_dim]; pos's block must be held. */
 static inline int64_t roe_kv_row(const struct roe_kv_cache *c, int seq, int layer, int pos) {
     const int32_t b = c->table[(size_t)seq * c->max_blocks + pos / c->block_size];

@@ -92,6 +92,19 @@ for n in 2 3; do
         --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0 || fail "bf16 wire N=$n: $(tail -2 "$tmp/o.txt.err")"
     same "qwen3_moe: bf16 wire, N=$n vs one process" "$tmp/b.txt" "$tmp/b.f32" "$tmp/o.txt" "$tmp/o.f32"
 done
+# Mixture-of-Recursions (every KV mode and router kind) and plain llama: no MoE layer, so RoE K = 1;
+# independent sequences homed on different ranks, each rank with its own KV pools (runtime/mor.h)
+for m in tests/fixtures/mor_ec/model tests/fixtures/mor_ec_share/model tests/fixtures/mor_tc/model \
+         tests/fixtures/mor_tc_share/model tests/fixtures/llama/model; do
+    name=$(basename "$(dirname "$m")")
+    run_n 0 "$tmp/r.txt" "$tmp/r.f32" generate --model $m "${prompts[@]}" --prompt-ids 5,4,3,2,1,5,4,3 --max-tokens 12 \
+        --ignore-eos --seed 7 --kv-block-size 3 || { fail "$name: one process failed: $(tail -2 "$tmp/r.txt.err")"; continue; }
+    for n in 2 3 4; do
+        run_n $n "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${prompts[@]}" --prompt-ids 5,4,3,2,1,5,4,3 --max-tokens 12 \
+            --ignore-eos --seed 7 --kv-block-size 3 || { fail "$name N=$n: exit $?: $(tail -3 "$tmp/o.txt.err")"; continue; }
+        same "$name N=$n vs one process" "$tmp/r.txt" "$tmp/r.f32" "$tmp/o.txt" "$tmp/o.f32"
+    done
+done
 # --json works under mpirun and is printed once
 out=$(timeout 60 "${MPIRUN[@]}" -np 2 "$ROE" generate --model $m --prompt-ids 1,2 --max-tokens 3 --json 2>/dev/null)
 if [ "$(echo "$out" | grep -c '"decode_tokens_per_s"')" = 1 ]; then pass "--json under mpirun, printed by rank 0 only"; else
