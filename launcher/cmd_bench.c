@@ -41,6 +41,7 @@ struct bench_opts {
 
 /* What the run measured. */
 struct bench_result {
+    long preemptions;     /* sequences preempted for KV blocks (docs/KV.md) */
     double prefill_s;
     long n_prefill;       /* prompt tokens */
     int steps;            /* decode steps timed (gen_len) */
@@ -111,7 +112,7 @@ static int open_bench(const struct bench_opts *o, struct roe_session *s, struct 
 }
 
 /* Rank 0's KV block pool after the run (docs/KV.md): its shape and how it was used. */
-static void add_kv(cJSON *root, const struct roe_kv_cache *kv) {
+static void add_kv(cJSON *root, const struct roe_kv_cache *kv, long preemptions) {
     cJSON *o = cJSON_AddObjectToObject(root, "kv_cache");
     if (!o) return;
     cJSON_AddStringToObject(o, "dtype", kv->dtype == ROE_DTYPE_BF16 ? "bf16" : "f32");
@@ -125,6 +126,7 @@ static void add_kv(cJSON *root, const struct roe_kv_cache *kv) {
     cJSON_AddNumberToObject(o, "prefix_query_tokens", (double)kv->query_tokens);
     cJSON_AddNumberToObject(o, "prefix_hit_rate", kv->query_tokens ? (double)kv->hit_tokens / kv->query_tokens : 0.0);
     cJSON_AddNumberToObject(o, "prefix_evictions", (double)kv->evictions);
+    cJSON_AddNumberToObject(o, "preemptions", (double)preemptions);
 }
 
 /* Bytes a decode step must read (see the top of the file). */
@@ -189,6 +191,7 @@ static roe_status run_bench(const struct roe_session *s, const struct bench_opts
                                     : roe_fail(ROE_ERR_NOMEM, "bench: out of memory for %d prompts", o->batch);
     if (st == ROE_OK) st = admit_all(b, o, roster, s->model->cfg.vocab_size, prompts, seqs);
     if (st == ROE_OK) st = run_steps(b, s, o, r);
+    if (b) r->preemptions = roe_batch_preemptions(b);
     roe_batch_free(b);
     roe_free(prompts);
     roe_free(seqs);
@@ -245,7 +248,7 @@ static void report(const struct roe_session *s, const struct bench_opts *o, int 
     cJSON_AddNumberToObject(root, "achieved_read_gbs", mean_bytes / mean_step / 1e9);
     cJSON_AddNumberToObject(root, "kv_bytes_per_token", (double)roe_model_kv_bytes_per_token(&s->model->cfg));
     cJSON_AddNumberToObject(root, "kv_bytes_per_token_full_kv", (double)roe_model_kv_bytes_per_token_full(&s->model->cfg));
-    add_kv(root, roe_engine_kv(s->engine));
+    add_kv(root, roe_engine_kv(s->engine), r->preemptions);
     if (o->copy_bytes > 0) {
         cJSON_AddNumberToObject(root, "copy_bytes", (double)(size_t)o->copy_bytes);
         cJSON_AddNumberToObject(root, "copy_gbs", r->copy_gbs);

@@ -59,6 +59,9 @@ struct roe_cluster {
     int32_t *p_token;      /* [R] */
     struct roe_plan_bind *pbind; /* [S] */
     struct roe_control_io io;
+    /* coordinator with several ranks: the bookkeeping of every other rank's block pool, kept
+     * by the same calls in the same order as that rank's engine makes (mirror[0] unused) */
+    struct roe_kv_cache *mirror; /* [N] */
 };
 
 int roe_cluster_size(const roe_cluster *cl) { return cl->N; }
@@ -93,6 +96,8 @@ roe_status roe_home_policy_parse(const char *s, roe_home_policy *out) {
 
 void roe_cluster_free(roe_cluster *cl) {
     if (!cl) return;
+    for (int r = 1; cl->mirror && r < cl->N; r++) roe_kv_cache_free(&cl->mirror[r]);
+    roe_free(cl->mirror);
     const struct roe_array arrays[] = CLUSTER_ARRAYS(cl, 0, 0, 0), plan[] = PLAN_ARRAYS(cl, 0, 0, 0);
     roe_arrays_free(arrays, ROE_N_OF(arrays));
     roe_arrays_free(plan, ROE_N_OF(plan));
@@ -116,6 +121,30 @@ static roe_status open_messages(roe_cluster *cl) {
     return roe_control_io_init(&cl->io, cl->N, plan_cap > reply_cap ? plan_cap : reply_cap, 65536, 0, cl->L);
 }
 
+/* Coordinator: the mirrors of the other ranks' pools, shaped as its own (every rank's pool is
+ * the same: the session spec carries its bytes, block size and dtype). */
+static roe_status open_mirrors(roe_cluster *cl) {
+    const struct roe_kv_cache *kv = roe_engine_kv(cl->e);
+    const struct roe_kv_cache_opts ko = {
+        .max_seqs = kv->max_seqs, .n_layers = kv->n_layers, .max_ctx = kv->max_ctx, .kv_dim = kv->kv_dim,
+        .n_vecs = kv->n_vecs, .block_size = kv->block_size, .dtype = kv->dtype, .bytes = roe_kv_cache_bytes(kv),
+        .scramble = roe_engine_get_opts(cl->e)->kv_scramble, .no_prefix = kv->no_prefix};
+    cl->mirror = roe_calloc((size_t)cl->N, sizeof *cl->mirror);
+    if (!cl->mirror) return roe_fail(ROE_ERR_NOMEM, "cluster: out of memory");
+    for (int r = 1; r < cl->N; r++) ROE_TRY(roe_kv_cache_init(&cl->mirror[r], NULL, &ko));
+    return ROE_OK;
+}
+
+const struct roe_kv_cache *roe_cluster_kv(const roe_cluster *cl, int home) {
+    if (home == cl->me || home < 0 || home >= cl->N || !cl->mirror) return roe_engine_kv(cl->e);
+    return &cl->mirror[home];
+}
+
+/* The pool of `home` that calls on the coordinator change: its engine's, or a mirror. */
+static struct roe_kv_cache *mirror_of(roe_cluster *cl, int home) {
+    return home != cl->me && cl->mirror && home > 0 && home < cl->N ? &cl->mirror[home] : NULL;
+}
+
 roe_status roe_cluster_create(roe_engine *e, roe_cluster **out) {
     *out = NULL;
     const struct roe_engine_opts *o = roe_engine_get_opts(e);
@@ -134,6 +163,7 @@ roe_status roe_cluster_create(roe_engine *e, roe_cluster **out) {
     const struct roe_array arrays[] = CLUSTER_ARRAYS(cl, S, R, V);
     roe_status st = roe_arrays_alloc(arrays, ROE_N_OF(arrays), "cluster");
     if (st == ROE_OK && cl->N > 1) st = open_messages(cl);
+    if (st == ROE_OK && cl->N > 1 && cl->me == 0) st = open_mirrors(cl);
     if (st != ROE_OK) {
         roe_cluster_free(cl);
         return st;
@@ -164,11 +194,18 @@ roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home) {
         return roe_fail(ROE_ERR_INVALID_ARG, "cluster: sequence slot %d is outside [0, %d)", seq, cl->S);
     if (home < 0 || home >= cl->N)
         return roe_fail(ROE_ERR_INVALID_ARG, "cluster: home rank %d is outside [0, %d)", home, cl->N);
+    /* a slot that moves: its former home forgets it too (its blocks go back there) */
+    const int old = cl->home[seq];
+    if (old >= 0 && old != home) {
+        if (old == cl->me) roe_engine_reset_seq(cl->e, seq);
+        else if (mirror_of(cl, old)) roe_kv_cache_reset(mirror_of(cl, old), seq);
+    }
     cl->home[seq] = home;
     cl->len[seq] = 0;
     cl->bound[seq] = 0;
     cl->dirty[seq] = BIND_DIRTY | BIND_RESET;
     if (home == cl->me) roe_engine_reset_seq(cl->e, seq);
+    else if (mirror_of(cl, home)) roe_kv_cache_reset(mirror_of(cl, home), seq);
     return ROE_OK;
 }
 
@@ -177,6 +214,12 @@ int roe_cluster_prefix_seq(roe_cluster *cl, int seq, const int32_t *tokens, int 
     const int held = roe_engine_prefix_match(cl->e, seq, tokens, n);
     cl->len[seq] = held;
     return held;
+}
+
+int roe_cluster_prefix_probe(const roe_cluster *cl, int home, const int32_t *tokens, int n, int *unreferenced) {
+    if (unreferenced) *unreferenced = 0;
+    if (home != cl->me) return 0;
+    return roe_kv_cache_probe(roe_engine_kv(cl->e), tokens, n, unreferenced);
 }
 
 roe_status roe_cluster_fork_seq(roe_cluster *cl, int dst, int src, int len) {
@@ -188,6 +231,7 @@ roe_status roe_cluster_fork_seq(roe_cluster *cl, int dst, int src, int len) {
                         src >= 0 && src < cl->S ? cl->home[src] : -1, src >= 0 && src < cl->S ? cl->len[src] : -1);
     cl->len[dst] = len;
     if (cl->home[dst] == cl->me) return roe_engine_copy_seq(cl->e, dst, src, len);
+    if (mirror_of(cl, cl->home[dst])) ROE_TRY(roe_kv_cache_copy(mirror_of(cl, cl->home[dst]), dst, src, len));
     cl->dirty[dst] |= BIND_DIRTY | BIND_COPY;
     cl->copy_from[dst] = src;
     cl->copy_len[dst] = len;
@@ -334,6 +378,23 @@ static roe_status collect(roe_cluster *cl, const struct roe_row *rows, const str
     return ROE_OK;
 }
 
+/* Coordinator, after a step every rank ran: the other ranks' pools as their engines left them
+ * (engine.c: blocks for every clean row up to its sequence's new length, in row order, then
+ * each clean row noted). cl->next holds the new lengths (validate). */
+static void mirror_step(roe_cluster *cl, const struct roe_row *rows, int n) {
+    for (int i = 0; i < n; i++) {
+        struct roe_kv_cache *m = mirror_of(cl, cl->home[rows[i].seq]);
+        /* cannot fail where the engine's reservation did not */
+        if (m && rows[i].sample == 0) (void)roe_kv_cache_reserve(m, rows[i].seq, cl->next[rows[i].seq]);
+    }
+    for (int i = 0; i < n; i++) {
+        struct roe_kv_cache *m = mirror_of(cl, cl->home[rows[i].seq]);
+        if (!m || rows[i].sample != 0) continue;
+        roe_kv_cache_note(m, rows[i].seq, rows[i].pos, rows[i].token);
+        m->len[rows[i].seq]++;
+    }
+}
+
 roe_status roe_cluster_step(roe_cluster *cl, const struct roe_row *rows, int n,
                             const struct roe_group *groups, int ng, float *out,
                             struct roe_step_stats *stats) {
@@ -377,6 +438,7 @@ roe_status roe_cluster_step(roe_cluster *cl, const struct roe_row *rows, int n,
         if (cl->N > 1) roe_comm_set_failed(cl->comm);
         return st;
     }
+    if (cl->mirror) mirror_step(cl, rows, n);
     for (int i = 0; i < n; i++)
         if (rows[i].sample == 0) cl->len[rows[i].seq]++;
     ss.rows = n;
@@ -400,11 +462,13 @@ static roe_status apply_binds(roe_cluster *cl, const struct roe_step_plan *p) {
         if (x.roster && roe_roster_validate(x.roster, &roe_engine_model(cl->e)->cfg) != ROE_OK)
             return roe_fail_context(ROE_ERR_FORMAT, "rank %d: the plan from rank 0 gives sequence %d a bad roster",
                                     cl->me, s);
+        const int old = cl->home[s];
         cl->home[s] = x.home;
         cl->seed[s] = x.seed;
         cl->has_roster[s] = x.roster != NULL;
         if (x.roster) cl->roster[s] = *x.roster;
-        if (x.reset && cl->home[s] == cl->me) roe_engine_reset_seq(cl->e, s);
+        /* reset: the slot's home and (when it moved) its former home forget it */
+        if (x.reset && (cl->home[s] == cl->me || old == cl->me)) roe_engine_reset_seq(cl->e, s);
         if (x.copy_len != 0 && cl->home[s] == cl->me) {
             if (x.copy_from < 0 || x.copy_from >= cl->S || cl->home[x.copy_from] != cl->me ||
                 roe_engine_copy_seq(cl->e, s, x.copy_from, x.copy_len) != ROE_OK)

@@ -48,6 +48,7 @@ struct roe_gen_timing {
     long tokens;            /* tokens generated */
     long rows_computed;     /* row-layers the engine computed (after dedup) */
     long rows_naive;        /* row-layers a roster computing every sample fully would run */
+    long preemptions;       /* sequences preempted for KV blocks (batch.h), recomputed later */
 };
 
 typedef struct roe_generator roe_generator;

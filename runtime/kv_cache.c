@@ -86,14 +86,16 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const stru
                                .max_blocks = max_blocks, .n_blocks = n_blocks, .dtype = o->dtype,
                                .elem = roe_dtype_size(o->dtype), .be = be};
     const size_t bytes = roe_kv_cache_bytes(c) / (size_t)o->n_vecs;
-    c->k = be->ops->alloc(be, bytes);
-    if (o->n_vecs == 2) c->v = be->ops->alloc(be, bytes);
+    if (be) { /* no backend: the bookkeeping alone (a mirror of another rank's pool) */
+        c->k = be->ops->alloc(be, bytes);
+        if (o->n_vecs == 2) c->v = be->ops->alloc(be, bytes);
+    }
     c->len = roe_calloc((size_t)o->max_seqs, sizeof(int));
     c->table = roe_malloc((size_t)o->max_seqs * (size_t)max_blocks * sizeof(int32_t));
     c->nref = roe_calloc((size_t)n_blocks, sizeof(int));
     c->free_ids = roe_malloc((size_t)n_blocks * sizeof(int32_t));
     c->no_prefix = o->no_prefix;
-    if (!c->k || (o->n_vecs == 2 && !c->v) || !c->len || !c->table || !c->nref || !c->free_ids ||
+    if ((be && (!c->k || (o->n_vecs == 2 && !c->v))) || !c->len || !c->table || !c->nref || !c->free_ids ||
         alloc_prefix(c) != 0) {
         roe_kv_cache_free(c);
         return roe_fail(ROE_ERR_NOMEM, "kv cache: out of memory for %zu bytes", bytes * (size_t)o->n_vecs);
@@ -215,6 +217,20 @@ int roe_kv_cache_match(struct roe_kv_cache *c, int seq, const int32_t *tokens, i
     return held;
 }
 
+int roe_kv_cache_probe(const struct roe_kv_cache *c, const int32_t *tokens, int n, int *unreferenced) {
+    int i = 0, unref = 0;
+    uint64_t h = 0;
+    for (; !c->no_prefix && n > 1 && i < (n - 1) / c->block_size; i++) {
+        const int32_t *bt = tokens + (size_t)i * c->block_size;
+        h = block_hash(h, bt, c->block_size);
+        const int b = find(c, h, bt);
+        if (b < 0) break;
+        unref += c->nref[b] == 0;
+    }
+    if (unreferenced) *unreferenced = unref;
+    return i * c->block_size;
+}
+
 roe_status roe_kv_cache_reserve(struct roe_kv_cache *c, int seq, int n) {
     const int need = roe_kv_cache_blocks_needed(c, seq, n);
     if (need > roe_kv_cache_available(c))
@@ -254,6 +270,8 @@ roe_status roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len) 
             roe_kv_cache_reset(c, dst);
             return st;
         }
+        c->len[dst] = len;
+        if (!c->be) return ROE_OK; /* a mirror: no elements */
         const size_t bytes = (size_t)part * c->kv_dim * c->elem;
         for (int l = 0; l < c->n_layers; l++) {
             const size_t d = (size_t)roe_kv_row(c, dst, l, full * c->block_size) * c->kv_dim * c->elem;

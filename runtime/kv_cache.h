@@ -78,7 +78,9 @@ struct roe_kv_cache_opts {
     int no_prefix;      /* no prefix reuse */
 };
 
-/* k (and v when n_vecs is 2) are allocated with be->ops->alloc (be must outlive the cache).
+/* k (and v when n_vecs is 2) are allocated with be->ops->alloc (be must outlive the cache);
+ * be NULL: no k and v, the bookkeeping alone (tables, counts, prefix hashes: rank 0's mirror of
+ * another rank's pool, cluster.h), every call the same but for the elements a copy moves.
  * Fails (ROE_ERR_INVALID_ARG) when the bytes do not hold one full context. */
 roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const struct roe_kv_cache_opts *o);
 void roe_kv_cache_free(struct roe_kv_cache *c);
@@ -106,6 +108,11 @@ void roe_kv_cache_note(struct roe_kv_cache *c, int seq, int pos, int32_t t);
  * least one position to compute: whole blocks, shared (referenced) and no longer evictable.
  * Returns the positions it holds (0: none found, or seq not empty). */
 int roe_kv_cache_match(struct roe_kv_cache *c, int seq, const int32_t *tokens, int n);
+
+/* What roe_kv_cache_match would find for tokens[0, n) now, without taking it: the positions,
+ * and (unreferenced, may be NULL) how many of those blocks no sequence holds (taking them makes
+ * them unevictable, so they leave roe_kv_cache_available). */
+int roe_kv_cache_probe(const struct roe_kv_cache *c, const int32_t *tokens, int n, int *unreferenced);
 
 /* Forgets sequence seq: its length becomes 0 and its blocks go back (shared ones lose a
  * reference; registered ones wait, evictable, least recently used first). */
