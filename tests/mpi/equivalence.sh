@@ -6,7 +6,8 @@
 # RoE K = 4 (fixed and adaptive K, both gate modes) and K = 1, several concurrent sequences,
 # ranks that are home to no sequence (3 sequences on 4 ranks, 1 on 3), both home policies,
 # a per-layer placement file, the bf16 wire (not f32-exact, but the same on any N), and the paged KV
-# cache with small blocks (--kv-block-size 3) against the default.
+# cache with small blocks (--kv-block-size 3) against the default, and pools so small that
+# sequences are preempted and recomputed (--kv-memory) against one that holds them all.
 . "$(dirname "$0")/../e2e/lib.bash"
 . "$(dirname "$0")/lib.bash"
 tmp=$(mktemp -d)
@@ -90,6 +91,23 @@ for n in 2 3; do
     ROE_EP_WIRE=bf16 run_n $n "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${prompts[@]}" --max-tokens 12 --ignore-eos \
         --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0 || fail "bf16 wire N=$n: $(tail -2 "$tmp/o.txt.err")"
     same "qwen3_moe: bf16 wire, N=$n vs one process" "$tmp/b.txt" "$tmp/b.f32" "$tmp/o.txt" "$tmp/o.f32"
+done
+# admission by free blocks and preemption (docs/KV.md): 5 prompts on pools of 6 blocks of 4 positions
+# per rank (one context of 21 positions: 1,536 bytes a block), so sequences are preempted and
+# recomputed on every home rank (rank 0 counts the others' blocks in its mirrors of their pools):
+# the same tokens and logits as one process whose pool holds them all
+kvp=(--prompt-ids 1,2,3,4,5,6 --prompt-ids 9,8,7,6,5,4,3 --prompt-ids 42,41,40,39,38 --prompt-ids 7,7,7,7,7,7,7,7
+     --prompt-ids 11,12,13,14,15,16)
+run_n 0 "$tmp/r.txt" "$tmp/r.f32" generate --model $m "${kvp[@]}" --max-tokens 12 --ignore-eos --kv-block-size 4 \
+    --roe-k 4 --roe-tau 0.5 --seed 7 --json
+for n in 1 2 3; do
+    run_n $n "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${kvp[@]}" --max-tokens 12 --ignore-eos --kv-block-size 4 \
+        --roe-k 4 --roe-tau 0.5 --seed 7 --json --kv-memory $((6 * 1536)) || fail "preemption N=$n: $(tail -2 "$tmp/o.txt.err")"
+    if cmp -s "$tmp/r.f32" "$tmp/o.f32" && [ "$(grep -o '"tokens":[^]]*' "$tmp/r.txt")" = "$(grep -o '"tokens":[^]]*' "$tmp/o.txt")" ]; then
+        pass "qwen3_moe: a pool of one context per rank, N=$n: the tokens and logits of an unconstrained pool"
+    else fail "qwen3_moe: a pool of one context per rank, N=$n: tokens or logits differ"; fi
+    p=$(grep -o '"preemptions":[[:space:]]*[0-9]*' "$tmp/o.txt" | grep -o '[0-9]*$')
+    if [ "${p:-0}" -gt 0 ]; then pass "N=$n: $p preemptions"; else fail "N=$n: no preemption (the test forces some)"; fi
 done
 # --json works under mpirun and is printed once
 out=$(timeout 60 "${MPIRUN[@]}" -np 2 "$ROE" generate --model $m --prompt-ids 1,2 --max-tokens 3 --json 2>/dev/null)
