@@ -101,6 +101,20 @@ int roe_batch_ranks(const roe_batch *b) { return b->N; }
 int roe_batch_free_slots(const roe_batch *b) { return b->S - b->n_seqs; }
 long roe_batch_preemptions(const roe_batch *b) { return b->preemptions; }
 
+long roe_batch_prefix_query_tokens(const roe_batch *b, int rank) {
+    long n = 0;
+    for (int r = 0; r < b->N; r++)
+        if (rank < 0 || r == rank) n += roe_cluster_kv(b->cl, r)->query_tokens;
+    return n;
+}
+
+long roe_batch_prefix_hit_tokens(const roe_batch *b, int rank) {
+    long n = 0;
+    for (int r = 0; r < b->N; r++)
+        if (rank < 0 || r == rank) n += roe_cluster_kv(b->cl, r)->hit_tokens;
+    return n;
+}
+
 int roe_batch_parked(const roe_batch *b) {
     int n = 0;
     for (int i = 0; i < b->n_seqs; i++) n += b->seqs[i]->parked;

@@ -171,6 +171,10 @@ int roe_batch_fits(const roe_batch *b, const struct roe_batch_seq *s, int n, int
 int roe_batch_parked(const roe_batch *b);
 /* Preemptions so far. */
 long roe_batch_preemptions(const roe_batch *b);
+/* Positions found in the KV cache of `rank` (prefix hits) so far; rank -1: every rank's. */
+long roe_batch_prefix_hit_tokens(const roe_batch *b, int rank);
+/* Positions looked up there (each lookup's length - 1). */
+long roe_batch_prefix_query_tokens(const roe_batch *b, int rank);
 
 /* One step; info (may be NULL) receives what it did. On failure the sequences stay in the
  * batch: the caller decides (cluster.h: with several ranks the job must end). */

@@ -79,8 +79,9 @@ void roe_plan_homes(roe_home_policy policy, int n_ranks, const double *cost, int
 roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home);
 
 /* Makes the new, empty `seq` start with the longest prefix of tokens[0, n) that its home's KV
- * cache holds (engine.h roe_engine_prefix_match); returns the positions it holds. Only where the
- * coordinator is the home (0 elsewhere: another rank's cache is not known here). */
+ * cache holds (engine.h roe_engine_prefix_match); returns the positions it holds. On any home:
+ * another rank's is found in the coordinator's mirror of its pool (roe_cluster_kv) and that rank
+ * takes the same blocks before the next step's rows (cluster.c "the pool log"). */
 int roe_cluster_prefix_seq(roe_cluster *cl, int seq, const int32_t *tokens, int n);
 
 /* What roe_cluster_prefix_seq would find now for a sequence homed on `home`, taking nothing

@@ -357,6 +357,9 @@ int roe_engine_prefix_match(roe_engine *e, int seq, const int32_t *tokens, int n
     if (seq < 0 || seq >= e->opts.max_seqs || n > e->opts.max_ctx) return 0;
     return roe_kv_cache_match(&e->kv, seq, tokens, n);
 }
+roe_status roe_engine_prefix_adopt(roe_engine *e, int seq, const int32_t *blocks, int n) {
+    return roe_kv_cache_adopt(&e->kv, seq, blocks, n);
+}
 const struct roe_model *roe_engine_model(const roe_engine *e) { return e->model; }
 const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e) { return &e->opts; }
 const char *roe_engine_backend_name(const roe_engine *e) { return e->be->name; }

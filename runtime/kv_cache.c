@@ -217,6 +217,31 @@ int roe_kv_cache_match(struct roe_kv_cache *c, int seq, const int32_t *tokens, i
     return held;
 }
 
+roe_status roe_kv_cache_adopt(struct roe_kv_cache *c, int seq, const int32_t *blocks, int n) {
+    if (seq < 0 || seq >= c->max_seqs || c->len[seq] != 0 || n < 0 || n > c->max_blocks)
+        return roe_fail(ROE_ERR_FORMAT, "kv cache: sequence %d cannot start with %d cached blocks", seq, n);
+    uint64_t h = 0;
+    for (int i = 0; i < n; i++) {
+        const int b = blocks[i];
+        if (b < 0 || b >= c->n_blocks || !c->cached[b] ||
+            c->bhash[b] != block_hash(h, c->btok + (size_t)b * c->block_size, c->block_size))
+            return roe_fail(ROE_ERR_FORMAT, "kv cache: block %d is not the cached block %d of a prefix here", b, i);
+        h = c->bhash[b];
+    }
+    int32_t *t = c->table + (size_t)seq * c->max_blocks;
+    for (int i = 0; i < n; i++) {
+        const int b = blocks[i];
+        if (c->nref[b]++ == 0) lru_unlink(c, b);
+        t[i] = b;
+        c->chain[(size_t)seq * c->max_blocks + i] = c->bhash[b];
+        memcpy(c->tok + (size_t)seq * c->max_ctx + (size_t)i * c->block_size, c->btok + (size_t)b * c->block_size,
+               (size_t)c->block_size * sizeof(int32_t));
+    }
+    c->len[seq] = n * c->block_size;
+    c->hit_tokens += (long)n * c->block_size;
+    return ROE_OK;
+}
+
 int roe_kv_cache_probe(const struct roe_kv_cache *c, const int32_t *tokens, int n, int *unreferenced) {
     int i = 0, unref = 0;
     uint64_t h = 0;

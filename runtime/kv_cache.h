@@ -114,6 +114,12 @@ int roe_kv_cache_match(struct roe_kv_cache *c, int seq, const int32_t *tokens, i
  * them unevictable, so they leave roe_kv_cache_available). */
 int roe_kv_cache_probe(const struct roe_kv_cache *c, const int32_t *tokens, int n, int *unreferenced);
 
+/* Empty sequence seq starts holding the registered blocks[0, n) (a prefix another process found
+ * with roe_kv_cache_match on a copy of this pool's bookkeeping: cluster.h): they gain a
+ * reference and leave the LRU list. ROE_ERR_FORMAT, holding nothing, unless seq is empty and
+ * each block is registered and chained on the one before (the same tokens from position 0). */
+roe_status roe_kv_cache_adopt(struct roe_kv_cache *c, int seq, const int32_t *blocks, int n);
+
 /* Forgets sequence seq: its length becomes 0 and its blocks go back (shared ones lose a
  * reference; registered ones wait, evictable, least recently used first). */
 void roe_kv_cache_reset(struct roe_kv_cache *c, int seq);

@@ -251,8 +251,9 @@ static void pool_stats(const roe_sched *s, struct roe_sched_stats *st) {
     st->pool_free = kv->n_free;
     st->pool_cached = kv->n_lru;
     st->pool_held = kv->n_blocks - kv->n_free - kv->n_lru;
-    st->prefix_hit_tokens = (uint64_t)kv->hit_tokens;
-    st->prefix_query_tokens = (uint64_t)kv->query_tokens;
+    /* every rank's (rank 0 keeps mirrors of the others' pools: cluster.h) */
+    st->prefix_hit_tokens = (uint64_t)(s->batch ? roe_batch_prefix_hit_tokens(s->batch, -1) : kv->hit_tokens);
+    st->prefix_query_tokens = (uint64_t)(s->batch ? roe_batch_prefix_query_tokens(s->batch, -1) : kv->query_tokens);
     st->prefix_evictions = (uint64_t)kv->evictions;
     /* a cap: the worst cases reserved; else the pool's blocks held by sequences */
     st->kv_blocks_used = s->cap ? s->blocks_used : st->pool_held;

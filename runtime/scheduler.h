@@ -187,7 +187,8 @@ struct roe_sched_stats {
     int max_seqs, max_queue;
     int kv_blocks_total, kv_blocks_used, block_size;
     /* the block pool of rank 0's engine (kv_cache.h), after the last step: blocks held by
-     * sequences, free, and cached (unreferenced, registered: evictable); prefix reuse */
+     * sequences, free, and cached (unreferenced, registered: evictable); prefix reuse (hits and
+     * queries: every rank's) */
     int pool_blocks, pool_held, pool_free, pool_cached;
     uint64_t prefix_hit_tokens, prefix_query_tokens, prefix_evictions;
     uint64_t preemptions; /* running sequences preempted for blocks (batch.h), recomputed later */

@@ -61,10 +61,11 @@ static void kv_pool(struct ctx *c, const struct roe_sched_stats *s) {
     value(c, "roe_kv_pool_blocks", "state=\"cached\"", s->pool_cached);
     value(c, "roe_kv_pool_blocks", "state=\"total\"", s->pool_blocks);
     one(c, "roe_prefix_cache_hit_tokens_total", "counter",
-        "Prompt positions found in the KV cache at admission (not computed again).",
+        "Prompt positions found in the KV cache at admission (not computed again), on every rank.",
         (double)s->prefix_hit_tokens);
     one(c, "roe_prefix_cache_query_tokens_total", "counter",
-        "Prompt positions looked up at admission (each prompt's length - 1).", (double)s->prefix_query_tokens);
+        "Prompt positions looked up at admission (each prompt's length - 1), on every rank.",
+        (double)s->prefix_query_tokens);
     one(c, "roe_prefix_cache_evictions_total", "counter",
         "Cached prefix blocks taken back for new ones (least recently used first).",
         (double)s->prefix_evictions);

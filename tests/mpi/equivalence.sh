@@ -92,22 +92,30 @@ for n in 2 3; do
         --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0 || fail "bf16 wire N=$n: $(tail -2 "$tmp/o.txt.err")"
     same "qwen3_moe: bf16 wire, N=$n vs one process" "$tmp/b.txt" "$tmp/b.f32" "$tmp/o.txt" "$tmp/o.f32"
 done
-# admission by free blocks and preemption (docs/KV.md): 5 prompts on pools of 6 blocks of 4 positions
-# per rank (one context of 21 positions: 1,536 bytes a block), so sequences are preempted and
-# recomputed on every home rank (rank 0 counts the others' blocks in its mirrors of their pools):
-# the same tokens and logits as one process whose pool holds them all
+# admission by free blocks, preemption and prefix reuse on every rank (docs/KV.md): 7 prompts on
+# pools of 6 to 9 blocks of 4 positions per rank (one context of 21 positions: 1,536 bytes a
+# block), so sequences are preempted on every home rank (rank 0 counts the others' blocks in its
+# mirrors of their pools) and resume from their own cached blocks (prefix hits, on ranks 1 and 2
+# too: the sizes are chosen so that some happen there): the same tokens and logits as one
+# process whose pool holds them all (and which recomputes everything)
 kvp=(--prompt-ids 1,2,3,4,5,6 --prompt-ids 9,8,7,6,5,4,3 --prompt-ids 42,41,40,39,38 --prompt-ids 7,7,7,7,7,7,7,7
-     --prompt-ids 11,12,13,14,15,16)
+     --prompt-ids 11,12,13,14,15,16 --prompt-ids 2,4,6,8,10,12,14 --prompt-ids 3,3,4,4,5,5)
 run_n 0 "$tmp/r.txt" "$tmp/r.f32" generate --model $m "${kvp[@]}" --max-tokens 12 --ignore-eos --kv-block-size 4 \
     --roe-k 4 --roe-tau 0.5 --seed 7 --json
-for n in 1 2 3; do
-    run_n $n "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${kvp[@]}" --max-tokens 12 --ignore-eos --kv-block-size 4 \
-        --roe-k 4 --roe-tau 0.5 --seed 7 --json --kv-memory $((6 * 1536)) || fail "preemption N=$n: $(tail -2 "$tmp/o.txt.err")"
+num() { grep -o "\"$1\":[[:space:]]*[0-9]*" "$2" | grep -o '[0-9]*$'; }
+for nb in "1 6" "2 6" "2 9" "3 8"; do
+    read -r ranks blocks <<<"$nb"
+    run_n $ranks "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${kvp[@]}" --max-tokens 12 --ignore-eos --kv-block-size 4 \
+        --roe-k 4 --roe-tau 0.5 --seed 7 --json --kv-memory $((blocks * 1536)) || fail "preemption N=$ranks: $(tail -2 "$tmp/o.txt.err")"
     if cmp -s "$tmp/r.f32" "$tmp/o.f32" && [ "$(grep -o '"tokens":[^]]*' "$tmp/r.txt")" = "$(grep -o '"tokens":[^]]*' "$tmp/o.txt")" ]; then
-        pass "qwen3_moe: a pool of one context per rank, N=$n: the tokens and logits of an unconstrained pool"
-    else fail "qwen3_moe: a pool of one context per rank, N=$n: tokens or logits differ"; fi
-    p=$(grep -o '"preemptions":[[:space:]]*[0-9]*' "$tmp/o.txt" | grep -o '[0-9]*$')
-    if [ "${p:-0}" -gt 0 ]; then pass "N=$n: $p preemptions"; else fail "N=$n: no preemption (the test forces some)"; fi
+        pass "qwen3_moe: pools of $blocks blocks, N=$ranks: the tokens and logits of an unconstrained pool"
+    else fail "qwen3_moe: pools of $blocks blocks, N=$ranks: tokens or logits differ"; fi
+    p=$(num preemptions "$tmp/o.txt"); h=$(num prefix_hit_tokens_other_ranks "$tmp/o.txt")
+    if [ "${p:-0}" -gt 0 ]; then pass "N=$ranks, $blocks blocks: $p preemptions"; else fail "N=$ranks: no preemption (the test forces some)"; fi
+    if [ "$ranks" -gt 1 ] && [ "$blocks" -gt 6 ]; then
+        [ "${h:-0}" -gt 0 ] && pass "N=$ranks, $blocks blocks: $h positions found in the caches of ranks 1+, same logits as recomputed" ||
+            fail "N=$ranks, $blocks blocks: no prefix hit on ranks 1+ (the test expects some)"
+    fi
 done
 # --json works under mpirun and is printed once
 out=$(timeout 60 "${MPIRUN[@]}" -np 2 "$ROE" generate --model $m --prompt-ids 1,2 --max-tokens 3 --json 2>/dev/null)
