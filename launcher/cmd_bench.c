@@ -115,7 +115,7 @@ static int open_bench(const struct bench_opts *o, struct roe_session *s, struct 
 static void add_kv(cJSON *root, const struct roe_kv_cache *kv, long preemptions) {
     cJSON *o = cJSON_AddObjectToObject(root, "kv_cache");
     if (!o) return;
-    cJSON_AddStringToObject(o, "dtype", kv->dtype == ROE_DTYPE_BF16 ? "bf16" : "f32");
+    cJSON_AddStringToObject(o, "dtype", kv->dtype == ROE_DTYPE_BF16 ? "bf16" : kv->dtype == ROE_DTYPE_F8_E4M3 ? "fp8" : "f32");
     cJSON_AddNumberToObject(o, "block_size", kv->block_size);
     cJSON_AddNumberToObject(o, "pool_bytes", (double)roe_kv_cache_bytes(kv));
     cJSON_AddNumberToObject(o, "blocks_total", kv->n_blocks);

@@ -193,9 +193,9 @@ static roe_status check_opts(const struct roe_model_config *c, const struct roe_
     if (o->kv_block_size < 0 || o->kv_block_size > (1 << 20))
         return roe_fail(ROE_ERR_INVALID_ARG, "engine: --kv-block-size %d is outside [1, 1048576]", o->kv_block_size);
     const int wide = c->mla ? roe_config_kv_width(c) : c->head_dim; /* what a kernel widens at once */
-    if (o->kv_dtype == ROE_DTYPE_BF16 && wide > ROE_KV_MAX_WIDE)
-        return roe_fail(ROE_ERR_UNSUPPORTED, "engine: --kv-dtype bf16 reads vectors of %d elements, more than %d",
-                        wide, ROE_KV_MAX_WIDE);
+    if ((o->kv_dtype == ROE_DTYPE_BF16 || o->kv_dtype == ROE_DTYPE_F8_E4M3) && wide > ROE_KV_MAX_WIDE)
+        return roe_fail(ROE_ERR_UNSUPPORTED, "engine: --kv-dtype %s reads vectors of %d elements, more than %d",
+                        o->kv_dtype == ROE_DTYPE_BF16 ? "bf16" : "fp8", wide, ROE_KV_MAX_WIDE);
     if (o->max_ctx > c->max_position)
         return roe_fail(ROE_ERR_INVALID_ARG,
                         "engine: context of %d positions exceeds the model's max_position_embeddings %d",

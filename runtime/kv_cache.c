@@ -75,8 +75,8 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const stru
         (size_t)o->max_seqs * (size_t)o->max_ctx > ((size_t)1 << 31))
         return roe_fail(ROE_ERR_INVALID_ARG, "kv cache: %d sequences x %d positions, blocks of %d: invalid",
                         o->max_seqs, o->max_ctx, bs);
-    if (o->dtype != ROE_DTYPE_F32 && o->dtype != ROE_DTYPE_BF16)
-        return roe_fail(ROE_ERR_INVALID_ARG, "kv cache: elements of %s: f32 or bf16 only (--kv-dtype)",
+    if (o->dtype != ROE_DTYPE_F32 && o->dtype != ROE_DTYPE_BF16 && o->dtype != ROE_DTYPE_F8_E4M3)
+        return roe_fail(ROE_ERR_INVALID_ARG, "kv cache: elements of %s: f32, bf16 or fp8 e4m3 only (--kv-dtype)",
                         roe_dtype_name(o->dtype));
     const int max_blocks = (int)(((int64_t)o->max_ctx + bs - 1) / bs);
     const int n_blocks = pool_blocks(o, bs, max_blocks);

@@ -91,12 +91,27 @@ static inline float roe_cpu_dot_bf16(const float *a, const uint16_t *b, int n) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+/* The same for e4m3 bytes (an fp8 KV cache, scale 1.0), widened exactly. */
+static inline float roe_cpu_dot_e4m3(const float *a, const uint8_t *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * roe_e4m3_to_f32(b[i + j]);
+    for (int j = 0; i + j < n; j++) acc[j] += a[i + j] * roe_e4m3_to_f32(b[i + j]);
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 /* Row r's history position pos of a paged cache (kernels/backend.h struct roe_kv_pages), plus
  * col, as fp32: in place for an F32 cache, else widened into buf[n] (exact). */
 static inline const float *roe_cpu_kv_vec(const void *cache, const struct roe_kv_pages *pg, int r, int pos,
                                           int width, int col, int n, float *buf) {
     const int64_t off = roe_kv_page_off(pg, r, pos, width) + col;
     if (pg->dtype == ROE_DTYPE_F32) return (const float *)cache + off;
+    if (pg->dtype == ROE_DTYPE_F8_E4M3) {
+        const uint8_t *b = (const uint8_t *)cache + off;
+        for (int i = 0; i < n; i++) buf[i] = roe_e4m3_to_f32(b[i]);
+        return buf;
+    }
     const uint16_t *h = (const uint16_t *)cache + off;
     for (int i = 0; i < n; i++) buf[i] = roe_bf16_to_f32(h[i]);
     return buf;
