@@ -56,7 +56,7 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
         }
         if (j < len && fp8) {
             const uint8_t *v = (const uint8_t *)a->v_cache + at;
-            for (int d = 0; d < hd; d++) o[d] += pj * roe_e4m3_to_f32(v[d]);
+            for (int d = 0; d < hd; d++) o[d] += pj * roe_cpu_e4m3(v[d]);
             continue;
         }
         const float *v = j < len ? (const float *)a->v_cache + at : a->v_self + (size_t)r * kd + (size_t)kvh * hd;

@@ -13,6 +13,7 @@
 
 #include "fixture.h"
 #include "harness.h"
+#include "kernels/cpu/cpu_impl.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
 #include "runtime/kv_cache.h"
@@ -188,6 +189,7 @@ TEST(e4m3_rounds_to_nearest_even_and_saturates) {
     for (int c = 0; c < 256; c++) {
         if ((c & 0x7f) == 0x7f) continue; /* NaN */
         ASSERT_TRUE(roe_e4m3_to_f32((uint8_t)c) == (float)e4m3_value(c));
+        ASSERT_TRUE(roe_cpu_e4m3((uint8_t)c) == (float)e4m3_value(c)); /* the kernels' inline widening */
         if (roe_f32_to_e4m3(roe_e4m3_to_f32((uint8_t)c)) != c) TEST__FAIL("code 0x%02x does not round-trip", c);
     }
     uint64_t st = 12345;
