@@ -105,8 +105,8 @@ static inline uint8_t roe_f32_to_e4m3(float f) {
         return (uint8_t)(sign | (uint8_t)rintf(a * 512.0f));
     int e;
     frexpf(a, &e);                                   /* a = x 2^e, x in [0.5, 1): a in [2^(e-1), 2^e) */
-    const float q = rintf(ldexpf(a, 4 - e));         /* 3 mantissa bits: q in [8, 16] */
-    const int code = ((e - 1 + 7) << 3) + (int)q - 8; /* q = 16 carries into the exponent */
+    const float mant = rintf(ldexpf(a, 4 - e));         /* 3 mantissa bits: mant in [8, 16] */
+    const int code = ((e - 1 + 7) << 3) + (int)mant - 8; /* mant = 16 carries into the exponent */
     return (uint8_t)(sign | (code > 0x7e ? 0x7e : code));
 }
 
