@@ -259,9 +259,9 @@ roe_status roe_batch_admit(roe_batch *b, struct roe_batch_seq *s, int home) {
     int slot = 0;
     while (b->slot_used[slot])
         slot++;
-    if (home < 0) home = pick_home(b);
     if (s->n_prompt < 1 || s->n_prompt >= b->ctx)
         return roe_fail(ROE_ERR_INVALID_ARG, "batch: a prompt of %d tokens in a context of %d", s->n_prompt, b->ctx);
+    if (home < 0) home = pick_home(b);
     ROE_TRY(roe_cluster_reset_seq(b->cl, slot, home));
     b->slot_used[slot] = 1;
     s->slot = slot;

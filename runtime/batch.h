@@ -154,7 +154,8 @@ void roe_batch_free(roe_batch *b);
 
 /* Admits s into a free slot, homed on `home` (-1: by the policy; a fork: its parent's); its
  * cache slot empties. ROE_ERR_INVALID_ARG if no slot is free, the home is not a rank, a fork's
- * parent is not in the batch or has another prompt, or stop strings come without a tokenizer. */
+ * parent is not in the batch or has another prompt, stop strings come without a tokenizer, or
+ * the prompt is empty or fills the context. */
 roe_status roe_batch_admit(roe_batch *b, struct roe_batch_seq *s, int home);
 /* Takes s out of the batch (its slot, load and KV blocks freed: its full blocks stay cached for
  * later prefixes); nothing if it is not in it. */
