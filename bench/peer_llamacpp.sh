@@ -140,7 +140,7 @@ for (f, test, t), e in sorted(by.items(), key=lambda k: (k[0][0], k[0][2], k[0][
 PYEOF
 
 # ---- greedy agreement at bf16 ----
-ids=$(seq 1 "$GREEDY" | awk '{ printf "%s%d", NR > 1 ? "," : "", ($1 * 7919) % 50000 + 100 }')
+ids=$(seq 1 "$GREEDY" | awk '{ printf "%s%d", (NR > 1 ? "," : ""), ($1 * 7919) % 50000 + 100 }')
 a=$("$greedy_bin" "$(gguf bf16)" "$ids" "$GREEDY" 2)
 b=$("$ROE" generate --model "$model" --prompt-ids "$ids" --max-tokens "$GREEDY" --ignore-eos --json 2>/dev/null |
     "$PY" -c "import json,sys; print(','.join(map(str, json.load(sys.stdin)['results'][0]['tokens'])))" 2>/dev/null || true)

@@ -17,6 +17,7 @@
 
 #include "engine_opts.h"
 #include "args.h"
+#include "bench_mor.h"
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/env.h"
@@ -29,11 +30,12 @@
 static const char *SYNOPSIS =
     "[--model DIR | --random-model olmoe-1b7b|DIR] [--batch B] [--prompt-len P] [--gen-len G] [--threads N]\n"
     "       [--no-warm] [--json] [--backend cpu|cuda] [--weights bf16|q8|q4] [--copy-bytes N]\n"
+    "       [--mor-batching depth|step] [--mor-full-depth]\n"
     "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate G]";
 
 struct bench_opts {
-    const char *model_dir, *backend, *random_model, *weights;
-    int batch, prompt_len, gen_len, threads, json, no_warm;
+    const char *model_dir, *backend, *random_model, *weights, *mor_batching;
+    int batch, prompt_len, gen_len, threads, json, no_warm, mor_full_depth;
     float copy_bytes;
     struct roe_flags rf;
     struct roe_kv_flags kv;
@@ -56,7 +58,8 @@ struct bench_result {
 static int parse_opts(int argc, char **argv, struct bench_opts *o) {
     *o = (struct bench_opts){.batch = 1, .prompt_len = 16, .gen_len = 16};
     roe_flags_init(&o->rf);
-    struct roe_arg_spec specs[11 + ROE_FLAGS_N_SPECS + ROE_KV_FLAGS_N_SPECS] = {
+    enum { N_OWN = 13 };
+    struct roe_arg_spec specs[N_OWN + ROE_FLAGS_N_SPECS + ROE_KV_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--batch", ROE_ARG_INT, &o->batch, "concurrent sequences (1)", 1, 4096},
         {"--prompt-len", ROE_ARG_INT, &o->prompt_len, "prompt tokens per sequence (16)", 1, 1 << 20},
@@ -71,11 +74,23 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o) {
         {"--weights", ROE_ARG_STRING, &o->weights, "bf16 (the checkpoint as stored) | q8 | q4: quantized at load", 0, 0},
         {"--copy-bytes", ROE_ARG_FLOAT, &o->copy_bytes,
          "also time a backend copy of this many bytes (memory bandwidth, same run; 0 = off)", 0, 64e9},
+        {"--mor-batching", ROE_ARG_STRING, &o->mor_batching,
+         "decode loop of launcher/bench_mor.h: depth (MoR: continuous depth-wise batching) or step (plain steps; "
+         "any dense model)", 0, 0},
+        {"--mor-full-depth", ROE_ARG_FLAG, &o->mor_full_depth, "MoR: every token runs every recursion", 0, 0},
     };
-    roe_flags_specs(&o->rf, specs + 11);
-    roe_kv_flags_specs(&o->kv, specs + 11 + ROE_FLAGS_N_SPECS);
+    roe_flags_specs(&o->rf, specs + N_OWN);
+    roe_kv_flags_specs(&o->kv, specs + N_OWN + ROE_FLAGS_N_SPECS);
     const int rc = roe_args_parse("bench", SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
     if (rc) return rc == 1 ? -1 : rc; /* -1: --help was printed */
+    if (o->mor_batching && strcmp(o->mor_batching, "depth") != 0 && strcmp(o->mor_batching, "step") != 0) {
+        fprintf(stderr, "roe bench: --mor-batching '%s': expected depth or step\n", o->mor_batching);
+        return 2;
+    }
+    if ((o->mor_batching || o->mor_full_depth) && roe_session_world_size() > 1) {
+        fprintf(stderr, "roe bench: --mor-batching and --mor-full-depth run in one process (not under mpirun)\n");
+        return 2;
+    }
     if (o->random_model && o->model_dir) {
         fprintf(stderr, "roe bench: --model and --random-model exclude each other\n");
         return 2;
@@ -107,15 +122,24 @@ static int open_bench(const struct bench_opts *o, struct roe_session *s, struct 
     eo.isa = roe_env_cpu_isa();
     eo.backend = kind;
     eo.random_seed = 0x0E1B7Bu;
+    eo.mor_full_depth = o->mor_full_depth;
+    if (o->mor_batching) eo.max_rows = o->batch > o->prompt_len ? o->batch : o->prompt_len;
     if ((rc = roe_kv_flags_apply(&o->kv, cmd, &eo))) return rc;
     s->warm = !o->no_warm && !o->random_model; /* every rank reads the weights it holds */
     return roe_session_open_engine(s, cmd, eo) ? 1 : 0;
 }
 
 /* Rank 0's KV block pool after the run (docs/KV.md): its shape and how it was used. */
-static void add_kv(cJSON *root, const struct roe_kv_cache *kv, long preemptions, int max_parked) {
+static void add_kv(cJSON *root, const roe_engine *e, long preemptions, int max_parked) {
+    const struct roe_kv_cache *kv = roe_engine_kv(e), *kw = roe_engine_kv_window(e);
     cJSON *o = cJSON_AddObjectToObject(root, "kv_cache");
     if (!o) return;
+    if (kw) { /* the sliding-window layers' own pool (docs/KV.md "Sliding windows") */
+        cJSON_AddNumberToObject(o, "window", kw->window);
+        cJSON_AddNumberToObject(o, "window_pool_bytes", (double)roe_kv_cache_bytes(kw));
+        cJSON_AddNumberToObject(o, "window_blocks_total", kw->n_blocks);
+        cJSON_AddNumberToObject(o, "window_blocks_held", kw->n_blocks - kw->n_free - kw->n_lru);
+    }
     cJSON_AddStringToObject(o, "dtype", kv->dtype == ROE_DTYPE_BF16 ? "bf16" : kv->dtype == ROE_DTYPE_F8_E4M3 ? "fp8" : "f32");
     cJSON_AddNumberToObject(o, "block_size", kv->block_size);
     cJSON_AddNumberToObject(o, "pool_bytes", (double)roe_kv_cache_bytes(kv));
@@ -251,7 +275,7 @@ static void report(const struct roe_session *s, const struct bench_opts *o, int 
     cJSON_AddNumberToObject(root, "achieved_read_gbs", mean_bytes / mean_step / 1e9);
     cJSON_AddNumberToObject(root, "kv_bytes_per_token", (double)roe_model_kv_bytes_per_token(&s->model->cfg));
     cJSON_AddNumberToObject(root, "kv_bytes_per_token_full_kv", (double)roe_model_kv_bytes_per_token_full(&s->model->cfg));
-    add_kv(root, roe_engine_kv(s->engine), r->preemptions, r->max_parked);
+    add_kv(root, s->engine, r->preemptions, r->max_parked);
     if (o->copy_bytes > 0) {
         cJSON_AddNumberToObject(root, "copy_bytes", (double)(size_t)o->copy_bytes);
         cJSON_AddNumberToObject(root, "copy_gbs", r->copy_gbs);
@@ -278,6 +302,13 @@ int roe_cmd_bench(int argc, char **argv) {
     struct roe_roster roster;
     memset(&s, 0, sizeof s);
     if ((rc = open_bench(&o, &s, &roster))) {
+        roe_session_close(&s);
+        return rc;
+    }
+    if (o.mor_batching) {
+        const struct roe_bench_mor_opts mo = {.batch = o.batch, .prompt_len = o.prompt_len, .gen_len = o.gen_len,
+                                              .json = o.json, .depth_batching = strcmp(o.mor_batching, "depth") == 0};
+        rc = roe_bench_mor_run(&s, &mo);
         roe_session_close(&s);
         return rc;
     }

@@ -36,6 +36,17 @@ static cJSON *result_json(const struct roe_eval_result *r) {
         ci = cJSON_AddArrayToObject(o, "nll_per_token_ci95");
         cJSON_AddItemToArray(ci, cJSON_CreateNumber(r->nll_ci[0]));
         cJSON_AddItemToArray(ci, cJSON_CreateNumber(r->nll_ci[1]));
+        /* the averaging gain (ROE.md): the samples' own mean loss minus the averaged prediction's */
+        cJSON_AddNumberToObject(o, "sample_nll_per_token", r->sample_nll_per_token);
+        cJSON_AddNumberToObject(o, "averaging_gain", r->sample_nll_per_token - r->nll_per_token);
+        ci = cJSON_AddArrayToObject(o, "averaging_gain_ci95");
+        cJSON_AddItemToArray(ci, cJSON_CreateNumber(r->gain_ci[0]));
+        cJSON_AddItemToArray(ci, cJSON_CreateNumber(r->gain_ci[1]));
+        if (r->optimum_items) { /* synthetic text of known distribution */
+            cJSON_AddNumberToObject(o, "optimum_items", r->optimum_items);
+            cJSON_AddNumberToObject(o, "optimum_nll_per_token", r->optimum_nll_per_token);
+            cJSON_AddNumberToObject(o, "gap_to_optimum", r->optimum_model_nll_per_token - r->optimum_nll_per_token);
+        }
         cJSON_AddNumberToObject(o, "perplexity", r->perplexity);
         ci = cJSON_AddArrayToObject(o, "perplexity_ci95");
         cJSON_AddItemToArray(ci, cJSON_CreateNumber(r->ppl_ci[0]));

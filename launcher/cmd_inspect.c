@@ -78,7 +78,8 @@ struct model_sizes {
     double expert_total; /* bytes of every expert of every MoE layer */
     double active;       /* bytes one token reads: dense + top_k experts per MoE layer */
     double step_bytes;   /* weight bytes one decode step of one sequence reads */
-    size_t kv_token;     /* bytes of the KV cache per token */
+    size_t kv_token;     /* bytes of the KV cache per token: the layers that keep every position */
+    size_t kv_window;    /* bytes a sequence's sliding-window layers hold at most (docs/KV.md) */
     size_t kv_token_full; /* what full K and V would cost per token (MLA's decompressed heads) */
     double kv_step;      /* KV bytes a decode step reads at the model's longest context */
 };
@@ -103,6 +104,15 @@ static struct model_sizes model_sizes(const struct roe_model *m) {
     z.kv_token = z.kv_token / sizeof(float) * kv_elem;
     z.kv_token_full = z.kv_token_full / sizeof(float) * kv_elem;
     z.kv_step = (double)z.kv_token / c->n_layers * (double)roe_config_kv_rows_read(c, c->max_position - 1);
+    /* the engine's pools (docs/KV.md "Sliding windows"): a sliding-window layer holds its window
+     * whatever the context, so it costs nothing per further token */
+    const size_t row = z.kv_token / c->n_layers, row_full = z.kv_token_full / c->n_layers;
+    for (int l = 0; l < c->n_layers && !c->mla; l++)
+        if (c->layer_window[l] > 0) {
+            z.kv_token -= row;
+            z.kv_token_full -= row_full;
+            z.kv_window += row * (size_t)c->layer_window[l];
+        }
     for (size_t i = 0; i < roe_store_count(m->store); i++) {
         const struct roe_tensor *t = roe_store_at(m->store, i);
         size_t e = 1;
@@ -161,6 +171,45 @@ static void mla_json(cJSON *root, const struct roe_model_config *c) {
     cJSON_AddBoolToObject(o, "rope_interleave", c->rope.interleave);
 }
 
+static const char *mor_router_name(roe_mor_router r) { return r == ROE_MOR_TOKEN_CHOICE ? "token_choice" : "expert_choice"; }
+static const char *mor_kv_name(roe_mor_kv k) { return k == ROE_MOR_KV_RECURSIVE_SHARING ? "recursive_sharing" : "recursion_wise"; }
+
+/* Mixture-of-Recursions: the recursion structure, and KV bytes per token for each KV mode against a
+ * vanilla model of the same unrolled depth (runtime/config.h roe_config_mor_kv_layers). */
+static void mor_json(cJSON *root, const struct roe_model_config *c, double layer_bytes) {
+    const struct roe_mor_config *m = &c->mor;
+    cJSON *o = cJSON_AddObjectToObject(root, "mor");
+    cJSON_AddNumberToObject(o, "num_recursion", m->n_recursion);
+    cJSON_AddNumberToObject(o, "block_layers", m->block);
+    cJSON_AddNumberToObject(o, "unrolled_layers", m->n_unrolled);
+    cJSON_AddNumberToObject(o, "unique_layers", c->n_layers);
+    cJSON_AddStringToObject(o, "sharing", "middle_cycle");
+    cJSON_AddStringToObject(o, "router_type", mor_router_name(m->router));
+    cJSON_AddNumberToObject(o, "alpha", m->alpha);
+    if (m->router == ROE_MOR_EXPERT_CHOICE) cJSON_AddNumberToObject(o, "threshold", m->threshold);
+    cJSON_AddStringToObject(o, "kv_mode", mor_kv_name(m->kv));
+    cJSON *kv = cJSON_AddObjectToObject(o, "kv_bytes_per_token");
+    cJSON_AddNumberToObject(kv, "vanilla", layer_bytes * m->n_unrolled);
+    cJSON_AddNumberToObject(kv, "recursion_wise_at_capacity",
+                            layer_bytes * roe_config_mor_kv_layers(c, ROE_MOR_KV_RECURSION_WISE, 0));
+    cJSON_AddNumberToObject(kv, "recursion_wise_full_depth",
+                            layer_bytes * roe_config_mor_kv_layers(c, ROE_MOR_KV_RECURSION_WISE, 1));
+    cJSON_AddNumberToObject(kv, "recursive_sharing",
+                            layer_bytes * roe_config_mor_kv_layers(c, ROE_MOR_KV_RECURSIVE_SHARING, 0));
+}
+
+static void mor_text(const struct roe_model_config *c, double layer_bytes) {
+    const struct roe_mor_config *m = &c->mor;
+    const double v = layer_bytes * m->n_unrolled, rw = layer_bytes * roe_config_mor_kv_layers(c, ROE_MOR_KV_RECURSION_WISE, 0),
+                 sh = layer_bytes * roe_config_mor_kv_layers(c, ROE_MOR_KV_RECURSIVE_SHARING, 0);
+    printf("recursions   %d over a shared block of %d layers (middle_cycle: %d unrolled layers, %d held), %s "
+           "router, alpha %g", m->n_recursion, m->block, m->n_unrolled, c->n_layers, mor_router_name(m->router), m->alpha);
+    if (m->router == ROE_MOR_EXPERT_CHOICE) printf(", threshold %g", m->threshold);
+    printf("\nmor kv       %s; per token: vanilla (%d layers) %.1f KB, recursion-wise %.1f KB at the capacities "
+           "(%.2fx; up to %.1f KB at full depth), recursive sharing %.1f KB (%.2fx)\n", mor_kv_name(m->kv), m->n_unrolled,
+           v / 1e3, rw / 1e3, rw / v, v / 1e3, sh / 1e3, sh / v);
+}
+
 static void print_json(const struct roe_session *s, const struct model_sizes *z,
                        const struct roe_placement *pl, cJSON *extra) {
     const struct roe_model *m = s->model;
@@ -200,9 +249,11 @@ static void print_json(const struct roe_session *s, const struct model_sizes *z,
     cJSON_AddNumberToObject(root, "bytes_per_decode_step", z->step_bytes);
     cJSON_AddNumberToObject(root, "kv_bytes_per_token", (double)z->kv_token);
     cJSON_AddNumberToObject(root, "kv_bytes_per_token_full_kv", (double)z->kv_token_full);
+    cJSON_AddNumberToObject(root, "kv_bytes_per_sequence_windowed", (double)z->kv_window);
     cJSON_AddStringToObject(root, "kv_dtype", roe_engine_kv_dtype(m, ROE_KV_DTYPE_AUTO) == ROE_DTYPE_F32 ? "f32" : "bf16");
     cJSON_AddStringToObject(root, "kv_layout", c->mla ? "mla_latent" : "k_v");
     if (c->mla) mla_json(root, c);
+    if (c->mor.n_recursion) mor_json(root, c, (double)z->kv_token / c->n_layers);
     cJSON_AddNumberToObject(root, "kv_bytes_per_step_at_max_context", z->kv_step);
     cJSON_AddBoolToObject(root, "has_tokenizer", s->tok != NULL);
     if (pl) placement_json(root, m, pl);
@@ -224,12 +275,16 @@ static void print_text(const struct roe_session *s, const struct model_sizes *z,
     else
         printf("layers       %d (%d MoE), hidden %d, heads %d (kv %d), head_dim %d\n", c->n_layers, z->n_moe,
                c->hidden, c->n_heads, c->n_kv_heads, c->head_dim);
-    printf("experts      %d of width %d, top-%d, %s router, %s", c->n_experts, c->moe_intermediate, c->top_k,
-           router_name(c->router), c->norm_topk_prob ? "renormalised" : "not renormalised");
-    if (c->router == ROE_ROUTER_SIGMOID_GROUP)
-        printf(", %d of %d groups, x %g", c->topk_group, c->n_group, c->routed_scaling);
-    if (c->shared_intermediate) printf(", shared expert of width %d", c->shared_intermediate);
-    printf("\nvocab        %d, context %d, rope theta %g\n", c->vocab_size, c->max_position, c->rope_theta);
+    if (c->n_experts) {
+        printf("experts      %d of width %d, top-%d, %s router, %s", c->n_experts, c->moe_intermediate, c->top_k,
+               router_name(c->router), c->norm_topk_prob ? "renormalised" : "not renormalised");
+        if (c->router == ROE_ROUTER_SIGMOID_GROUP)
+            printf(", %d of %d groups, x %g", c->topk_group, c->n_group, c->routed_scaling);
+        if (c->shared_intermediate) printf(", shared expert of width %d", c->shared_intermediate);
+        printf("\n");
+    } else
+        printf("mlp          dense SwiGLU of width %d in every layer\n", c->dense_intermediate);
+    printf("vocab        %d, context %d, rope theta %g\n", c->vocab_size, c->max_position, c->rope_theta);
     printf("parameters   %.2f M (%.2f M active per token) in %zu tensors, %zu file(s)\n", z->n_params / 1e6,
            z->n_active / 1e6, roe_store_count(m->store), roe_store_n_files(m->store));
     printf("bytes        dense %.1f MB, experts %.1f MB (%s), read per decode step %.1f MB (one sequence)\n",
@@ -246,9 +301,11 @@ static void print_text(const struct roe_session *s, const struct model_sizes *z,
                "%.1f KB, %.1fx)", z->kv_token / 1e3, kvt, a->kv_lora_rank, a->rope_dim, c->n_layers,
                z->kv_token_full / 1e3, (double)z->kv_token_full / (double)z->kv_token);
     } else
-        printf("kv cache     %.1f KB per token (%s K and V, %d layers", z->kv_token / 1e3, kvt, c->n_layers);
-    if (nw) printf("; %d attend a window of at most %d", nw, widest);
+        printf("kv cache     %.1f KB per token (%s K and V, %d layers", z->kv_token / 1e3, kvt, c->n_layers - nw);
+    if (nw)
+        printf("; %d attend a window of at most %d and hold %.1f KB a sequence", nw, widest, z->kv_window / 1e3);
     printf("%s, %.1f MB read per step at context %d\n", c->mla ? "" : ")", z->kv_step / 1e6, c->max_position);
+    if (c->mor.n_recursion) mor_text(c, (double)z->kv_token / c->n_layers);
     printf("tokenizer    %s\n", s->tok ? "tokenizer.json" : "(none)");
     if (pl) placement_text(m, pl);
 }

@@ -8,6 +8,7 @@
 #include "aggregate.h"
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "mor.h"
 
 typedef enum group_kind {
     GROUP_FULL = 0,   /* clean row + K-1 samples: aggregate and emit */
@@ -42,8 +43,17 @@ struct roe_batch {
     struct roe_row *rows;       /* [R] the step's rows */
     struct group *groups;       /* [R] its token groups */
     struct roe_group *cgroups;  /* [R] the same, as the cluster reduces them */
-    float *z;                   /* [R, V] each group's aggregated scores */
+    float *z;                   /* [R, V] each group's aggregated scores (depth batching: a tick's logits) */
+    /* depth_batching (batch.h): on when the engine runs MoR in one process */
+    int depth;
+    int mor;                    /* a MoR engine: worst-case reservation, no preemption (demand) */
+    struct roe_batch_seq **slot_seq; /* [S] the sequence in each slot (NULL: free or draining) */
+    struct roe_batch_seq **dq;  /* [S] tokens to submit once the step's plain rows ran */
+    int n_dq;
+    struct roe_row *done;       /* [R] a tick's finished rows */
 };
+
+enum { SLOT_FREE = 0, SLOT_USED = 1, SLOT_DRAINING = 2 }; /* draining: removed, its token still in flight */
 
 struct roe_batch_opts roe_batch_opts_default(void) {
     return (struct roe_batch_opts){.policy = ROE_HOME_ROUND_ROBIN};
@@ -53,7 +63,8 @@ struct roe_batch_opts roe_batch_opts_default(void) {
 #define BATCH_ARRAYS(b)                                                                            \
     {ROE_ARRAY((b)->seqs, (b)->S),   ROE_ARRAY((b)->slot_used, (b)->S), ROE_ARRAY((b)->load, (b)->N), \
      ROE_ARRAY((b)->rows, (b)->R),   ROE_ARRAY((b)->groups, (b)->R),    ROE_ARRAY((b)->cgroups, (b)->R), \
-     ROE_ARRAY((b)->z, (size_t)(b)->R * (b)->V), ROE_ARRAY((b)->hist, (size_t)(b)->S * (b)->ctx)}
+     ROE_ARRAY((b)->z, (size_t)(b)->R * (b)->V), ROE_ARRAY((b)->hist, (size_t)(b)->S * (b)->ctx), \
+     ROE_ARRAY((b)->slot_seq, (b)->S), ROE_ARRAY((b)->dq, (b)->S), ROE_ARRAY((b)->done, (b)->R)}
 
 void roe_batch_free(roe_batch *b) {
     if (!b) return;
@@ -88,6 +99,8 @@ roe_status roe_batch_create(roe_engine *engine, const struct roe_batch_opts *opt
     /* vLLM's watermark: 1% of the pool (at least a block) stays free when sequences start */
     b->watermark = roe_cluster_kv(b->cl, 0)->n_blocks / 100;
     if (b->watermark < 1) b->watermark = 1;
+    b->mor = roe_engine_is_mor(engine);
+    b->depth = opts->depth_batching && b->mor && b->N == 1;
     *out = b;
     return ROE_OK;
 fail:
@@ -98,7 +111,12 @@ fail:
 int roe_batch_count(const roe_batch *b) { return b->n_seqs; }
 struct roe_batch_seq *roe_batch_at(const roe_batch *b, int i) { return b->seqs[i]; }
 int roe_batch_ranks(const roe_batch *b) { return b->N; }
-int roe_batch_free_slots(const roe_batch *b) { return b->S - b->n_seqs; }
+int roe_batch_free_slots(const roe_batch *b) {
+    int n = 0;
+    for (int i = 0; i < b->S; i++) n += b->slot_used[i] == SLOT_FREE;
+    return n;
+}
+
 long roe_batch_preemptions(const roe_batch *b) { return b->preemptions; }
 
 long roe_batch_prefix_query_tokens(const roe_batch *b, int rank) {
@@ -151,11 +169,19 @@ static const int32_t *known(const roe_batch *b, const struct roe_batch_seq *s) {
     return b->hist + (size_t)s->slot * b->ctx;
 }
 
+/* The positions s may hold at most: its prompt and max_tokens, within the context. */
+static int worst_len(const roe_batch *b, const struct roe_batch_seq *s) {
+    const long n = (long)s->n_prompt + s->max_tokens;
+    return n < b->ctx ? (int)n : b->ctx;
+}
+
 /* Blocks s still needs on its home to run up to its next token group: its known context and
  * that group's position (a fork before its copy: one, the copy of its parent's partial last
  * block or its own first block; a parked sequence: none). */
 static int demand(const roe_batch *b, const struct roe_batch_seq *s) {
     if (s->parked) return 0;
+    if (b->mor) /* MoR: its blocks up to its last possible position, held from its admission on */
+        return roe_kv_cache_blocks_needed(roe_cluster_kv(b->cl, s->home), s->slot, worst_len(b, s));
     if (s->fork_of && !s->forked) return 1;
     return roe_kv_cache_blocks_needed(roe_cluster_kv(b->cl, s->home), s->slot, next_pos(s) + 1);
 }
@@ -179,6 +205,7 @@ static int may_reuse(const struct roe_batch_seq *s) {
  * no sequence holds (they stop being evictable). */
 static int start_blocks(const roe_batch *b, const struct roe_batch_seq *s, const int32_t *tokens, int n, int home) {
     const int bs = roe_cluster_kv(b->cl, home)->block_size;
+    if (b->mor) return (worst_len(b, s) + bs - 1) / bs; /* (no prefix reuse in MoR's pools) */
     int unref = 0;
     const int hit = may_reuse(s) ? roe_cluster_prefix_probe(b->cl, home, tokens, n, &unref) : 0;
     return (n + bs - 1) / bs - hit / bs + unref;
@@ -187,7 +214,8 @@ static int start_blocks(const roe_batch *b, const struct roe_batch_seq *s, const
 int roe_batch_fits(const roe_batch *b, const struct roe_batch_seq *s, int n, int home) {
     if (roe_batch_parked(b) > 0) return 0; /* preempted sequences go first */
     if (home < 0) home = next_home(b);
-    const int need = start_blocks(b, s, s->prompt, s->n_prompt, home) + (n - 1); /* forks: a block each */
+    const int one = start_blocks(b, s, s->prompt, s->n_prompt, home);
+    const int need = b->mor ? one * n : one + (n - 1); /* forks: a block each (MoR: their worst case) */
     return need + b->watermark <= spare(b, home);
 }
 
@@ -226,6 +254,8 @@ static roe_status make_room(roe_batch *b, struct roe_batch_step_info *info) {
             for (int i = 0; i < b->n_seqs; i++)
                 if (b->seqs[i]->home == h && !b->seqs[i]->parked) young = i;
             if (young < 0) return roe_fail(ROE_ERR_INTERNAL, "batch: rank %d's blocks are short with nothing running", h);
+            if (b->mor) /* its worst case was free at admission (demand): never short */
+                return roe_fail(ROE_ERR_INTERNAL, "batch: a MoR engine's main pool is short on rank %d", h);
             ROE_TRY(preempt(b, b->seqs[young], info));
         }
     for (int i = 0; i < b->n_seqs; i++) {
@@ -257,13 +287,17 @@ roe_status roe_batch_admit(roe_batch *b, struct roe_batch_seq *s, int home) {
     if (home >= b->N)
         return roe_fail(ROE_ERR_INVALID_ARG, "batch: home rank %d is outside [0, %d)", home, b->N);
     int slot = 0;
-    while (b->slot_used[slot])
+    while (slot < b->S && b->slot_used[slot])
         slot++;
+    if (slot == b->S) /* depth batching: a removed sequence's last token still runs in its slot */
+        return roe_fail(ROE_ERR_OVERLOADED, "batch: every free slot waits for a token in flight");
     if (s->n_prompt < 1 || s->n_prompt >= b->ctx)
         return roe_fail(ROE_ERR_INVALID_ARG, "batch: a prompt of %d tokens in a context of %d", s->n_prompt, b->ctx);
     if (home < 0) home = pick_home(b);
     ROE_TRY(roe_cluster_reset_seq(b->cl, slot, home));
-    b->slot_used[slot] = 1;
+    b->slot_used[slot] = SLOT_USED;
+    b->slot_seq[slot] = s;
+    s->in_flight = 0;
     s->slot = slot;
     s->home = home;
     s->fed = s->n_tokens = s->pending = s->cached = s->forked = 0;
@@ -287,8 +321,15 @@ void roe_batch_remove(roe_batch *b, struct roe_batch_seq *s) {
     if (i == b->n_seqs) return;
     memmove(b->seqs + i, b->seqs + i + 1, (size_t)(b->n_seqs - i - 1) * sizeof *b->seqs);
     b->n_seqs--;
-    b->slot_used[s->slot] = 0;
+    b->slot_seq[s->slot] = NULL;
     b->load[s->home] -= s->cost;
+    for (int k = 0; k < b->n_dq; k++) /* not submitted yet: forgotten */
+        if (b->dq[k] == s) b->dq[k--] = b->dq[--b->n_dq], s->in_flight = 0;
+    if (s->in_flight) { /* the slot is free once the engine gives its token back (tick_deliver) */
+        b->slot_used[s->slot] = SLOT_DRAINING;
+        return;
+    }
+    b->slot_used[s->slot] = SLOT_FREE;
     /* its KV blocks go back to the pool now (its full blocks stay cached for later prefixes) */
     (void)roe_cluster_reset_seq(b->cl, s->slot, s->home);
 }
@@ -322,7 +363,7 @@ static void add_group(roe_batch *b, struct roe_batch_seq *s, int p, int32_t t, g
 /* s's next token group, if s has its whole prompt but the last position in the cache and the
  * group fits in the step. */
 static void try_group(roe_batch *b, struct roe_batch_seq *s, struct compose *cp) {
-    if (s->parked || s->fed < next_pos(s)) return;
+    if (s->parked || s->fed < next_pos(s) || s->in_flight) return;
     const int k = roster_k(s);
     const group_kind kind = s->pending ? GROUP_SAMPLES : is_adaptive(s) ? GROUP_CLEAN_ONLY : GROUP_FULL;
     const int need = kind == GROUP_SAMPLES ? k - 1 : kind == GROUP_CLEAN_ONLY ? 1 : k;
@@ -338,6 +379,11 @@ static void try_group(roe_batch *b, struct roe_batch_seq *s, struct compose *cp)
     }
     s->started = 1;
     if (kind != GROUP_SAMPLES) cp->info->rows_naive += (long)k * b->L;
+    if (b->depth && k == 1 && !s->score_prompt) { /* to the depth-wise batch, after the step's rows */
+        s->in_flight = 1;
+        b->dq[b->n_dq++] = s;
+        return;
+    }
     add_group(b, s, p, t, kind, cp);
 }
 
@@ -490,6 +536,54 @@ static roe_status deliver(roe_batch *b, int ng) {
     return ROE_OK;
 }
 
+/* Depth batching: the queued tokens submitted and one tick, its logits after the step's groups'
+ * (z from row ng on); *nd tokens left the shared block (b->done). */
+static roe_status tick_run(roe_batch *b, int ng, struct roe_batch_step_info *info, int *nd) {
+    *nd = 0;
+    for (int k = 0; k < b->n_dq; k++) {
+        struct roe_batch_seq *s = b->dq[k];
+        const struct roe_row r = {.seq = s->slot, .pos = s->n_prompt + s->n_tokens - 1, .want_logits = 1,
+                                  .token = s->n_tokens == 0 ? s->prompt[s->n_prompt - 1] : s->last};
+        const roe_status st = roe_cluster_mor_submit(b->cl, &r);
+        if (st != ROE_OK) { /* the rest never reach the engine */
+            for (int j = k; j < b->n_dq; j++) b->dq[j]->in_flight = 0;
+            b->n_dq = 0;
+            return st;
+        }
+        info->positions += r.pos;
+        info->samples++;
+    }
+    b->n_dq = 0;
+    const int width = b->R - ng < b->S ? b->R - ng : b->S; /* its logits fit z after the groups' */
+    if (roe_engine_mor_pending(b->e) == 0 || width < 1) return ROE_OK;
+    const double t0 = roe_now_s();
+    ROE_TRY(roe_cluster_mor_tick(b->cl, width, b->done, nd, b->z + (size_t)ng * b->V));
+    info->seconds += roe_now_s() - t0;
+    info->rows += roe_engine_last_stats(b->e).rows;
+    info->stats.rows_computed += roe_engine_last_stats(b->e).rows_computed;
+    return ROE_OK;
+}
+
+/* The tokens a tick finished, emitted like finished groups (a removed sequence's: its slot freed). */
+static roe_status tick_deliver(roe_batch *b, int ng, int nd) {
+    roe_status st = ROE_OK;
+    for (int i = 0; i < nd && st == ROE_OK; i++) {
+        const int slot = b->done[i].seq;
+        struct roe_batch_seq *s = b->slot_seq[slot];
+        if (b->slot_used[slot] == SLOT_DRAINING) {
+            b->slot_used[slot] = SLOT_FREE;
+            (void)roe_cluster_reset_seq(b->cl, slot, 0); /* its KV blocks go back (roe_batch_remove) */
+            continue;
+        }
+        s->in_flight = 0;
+        s->cached = s->fed;
+        const struct group g = {.s = s, .n = 1, .pos = b->done[i].pos, .kind = GROUP_FULL};
+        const float *z = b->z + (size_t)(ng + i) * b->V;
+        if (!check_scores(b, &g, z, &st)) emit(b, s, z);
+    }
+    return st;
+}
+
 roe_status roe_batch_step(roe_batch *b, struct roe_batch_step_info *info) {
     struct roe_batch_step_info local;
     if (!info) info = &local;
@@ -498,15 +592,21 @@ roe_status roe_batch_step(roe_batch *b, struct roe_batch_step_info *info) {
     ROE_TRY(compose(b, &cp));
     info->rows = cp.nr;
     info->groups = cp.ng;
-    if (cp.nr == 0) return ROE_OK;
-    const double t0 = roe_now_s();
-    ROE_TRY(roe_cluster_step(b->cl, b->rows, cp.nr, b->cgroups, cp.ng, b->z, &info->stats));
-    info->seconds = roe_now_s() - t0;
-    for (int i = 0; i < b->n_seqs; i++) b->seqs[i]->cached = b->seqs[i]->fed;
-    for (int gi = 0; gi < cp.ng; gi++) info->samples += b->groups[gi].kind == GROUP_PROMPT ? 0 : b->groups[gi].n;
+    if (cp.nr > 0) {
+        const double t0 = roe_now_s();
+        ROE_TRY(roe_cluster_step(b->cl, b->rows, cp.nr, b->cgroups, cp.ng, b->z, &info->stats));
+        info->seconds = roe_now_s() - t0;
+        for (int i = 0; i < b->n_seqs; i++)
+            if (!b->seqs[i]->in_flight) b->seqs[i]->cached = b->seqs[i]->fed;
+        for (int gi = 0; gi < cp.ng; gi++) info->samples += b->groups[gi].kind == GROUP_PROMPT ? 0 : b->groups[gi].n;
+    }
+    int nd = 0;
+    if (b->depth) ROE_TRY(tick_run(b, cp.ng, info, &nd));
+    if (cp.nr == 0 && info->rows == 0) return ROE_OK;
     /* the step's figures first: a user that sees a sequence end may read them at once */
     if (b->o.hooks.on_step) b->o.hooks.on_step(b->o.hooks.ctx, info);
-    return deliver(b, cp.ng);
+    ROE_TRY(deliver(b, cp.ng));
+    return tick_deliver(b, cp.ng, nd);
 }
 
 roe_status roe_batch_heartbeat(roe_batch *b) {

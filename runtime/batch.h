@@ -99,6 +99,7 @@ struct roe_batch_seq {
     int parked;                      /* preempted: holds no blocks, waits to recompute */
     int started;                     /* has had rows in a step */
     int refed;                       /* positions fed before its last preemption (recomputed) */
+    int in_flight;                   /* depth_batching: its next token is queued or in flight */
     struct roe_stop_state stop;      /* stop strings: matching state (roe_stop_hold: held bytes) */
     long stop_at;                    /* a stop string begins at this text byte; -1: none */
     double cost;                     /* (prompt + max_tokens) x K: least-loaded homes */
@@ -141,6 +142,11 @@ struct roe_batch_opts {
     int prefill_first;          /* no token group of a decoding sequence while another is in
                                    prefill (benchmarks: steps are all prefill or all decode) */
     const roe_tokenizer *tok;   /* the text of tokens, for stop strings (borrowed; NULL: none) */
+    int depth_batching;         /* a MoR engine in one process (runtime/mor.h): decoding tokens of
+                                   plain-model sequences (K = 1, no prompt scores) go through
+                                   continuous depth-wise batching, one tick a step, each token
+                                   emitted in the step it leaves the shared block; prompts and other
+                                   sequences by plain steps beside it. No effect elsewhere. */
     struct roe_batch_hooks hooks;
 };
 

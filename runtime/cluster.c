@@ -23,6 +23,7 @@
 #include "aggregate.h"
 #include "base/alloc.h"
 #include "control.h"
+#include "mor.h"
 
 enum { BIND_DIRTY = 1, BIND_RESET = 2, BIND_COPY = 4 };
 
@@ -132,7 +133,7 @@ static roe_status open_mirrors(roe_cluster *cl) {
     const struct roe_kv_cache_opts ko = {
         .max_seqs = kv->max_seqs, .n_layers = kv->n_layers, .max_ctx = kv->max_ctx, .kv_dim = kv->kv_dim,
         .n_vecs = kv->n_vecs, .block_size = kv->block_size, .dtype = kv->dtype, .bytes = roe_kv_cache_bytes(kv),
-        .no_prefix = kv->no_prefix};
+        .window = kv->window, .min_blocks = kv->n_blocks, .no_prefix = kv->no_prefix};
     cl->mirror = roe_calloc((size_t)cl->N, sizeof *cl->mirror);
     if (!cl->mirror) return roe_fail(ROE_ERR_NOMEM, "cluster: out of memory");
     for (int r = 1; r < cl->N; r++) ROE_TRY(roe_kv_cache_init(&cl->mirror[r], NULL, &ko));
@@ -272,13 +273,20 @@ roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home) {
     return ROE_OK;
 }
 
+/* A model with sliding-window layers (docs/KV.md "Sliding windows"): rank 0 mirrors only the main
+ * pool, and an adopted prefix would not hold the window's blocks, so the other ranks find no
+ * prefix (they recompute it; rank 0's own engine matches in both of its pools). */
+static int windowed(const roe_cluster *cl) {
+    return roe_engine_kv(cl->e)->window > 0 || roe_engine_kv_window(cl->e) != NULL;
+}
+
 int roe_cluster_prefix_seq(roe_cluster *cl, int seq, const int32_t *tokens, int n) {
     if (seq < 0 || seq >= cl->S || cl->home[seq] < 0 || cl->len[seq] != 0 || n > cl->ctx) return 0;
     const int home = cl->home[seq];
     struct roe_kv_cache *m = mirror_of(cl, home);
     int held = 0;
     if (home == cl->me) held = roe_engine_prefix_match(cl->e, seq, tokens, n);
-    else if (m && (held = roe_kv_cache_match(m, seq, tokens, n)) > 0 &&
+    else if (m && !windowed(cl) && (held = roe_kv_cache_match(m, seq, tokens, n)) > 0 &&
              log_op(cl, POOL_ADOPT, home, seq, 0, 0, m->table + (size_t)seq * m->max_blocks, held / m->block_size) !=
                  ROE_OK) {
         roe_kv_cache_reset(m, seq); /* out of memory for the log: no hit */
@@ -290,8 +298,13 @@ int roe_cluster_prefix_seq(roe_cluster *cl, int seq, const int32_t *tokens, int 
 
 int roe_cluster_prefix_probe(const roe_cluster *cl, int home, const int32_t *tokens, int n, int *unreferenced) {
     if (unreferenced) *unreferenced = 0;
-    if (home < 0 || home >= cl->N || n > cl->ctx) return 0;
-    return roe_kv_cache_probe(roe_cluster_kv(cl, home), tokens, n, unreferenced);
+    if (home < 0 || home >= cl->N || n > cl->ctx || (home != cl->me && windowed(cl))) return 0;
+    const struct roe_kv_cache *kv = roe_cluster_kv(cl, home), *kw = roe_engine_kv_window(cl->e);
+    if (home != cl->me || !kw) return roe_kv_cache_lookup(kv, tokens, n, unreferenced);
+    /* both pools must hold a length (roe_engine_prefix_match): the window's blocks at the main
+     * pool's length, then the main pool's unreferenced blocks up to the length both hold */
+    const int held = roe_kv_cache_probe(kw, tokens, roe_kv_cache_lookup(kv, tokens, n, NULL));
+    return roe_kv_cache_lookup(kv, tokens, held + 1, unreferenced);
 }
 
 roe_status roe_cluster_fork_seq(roe_cluster *cl, int dst, int src, int len) {
@@ -521,6 +534,27 @@ roe_status roe_cluster_step(roe_cluster *cl, const struct roe_row *rows, int n,
     ss.rows = n;
     ss.rows_naive = (long)n * cl->L;
     if (stats) *stats = ss;
+    return ROE_OK;
+}
+
+static roe_status mor_one_rank(const roe_cluster *cl) {
+    if (cl->N == 1) return ROE_OK;
+    return roe_fail(ROE_ERR_UNSUPPORTED, "cluster: depth-wise batching runs in one process (%d ranks)", cl->N);
+}
+
+roe_status roe_cluster_mor_submit(roe_cluster *cl, const struct roe_row *row) {
+    ROE_TRY(mor_one_rank(cl));
+    if (row->seq < 0 || row->seq >= cl->S || row->pos != cl->len[row->seq])
+        return roe_fail(ROE_ERR_INVALID_ARG, "cluster: depth-wise row of sequence %d at position %d, but it holds %d",
+                        row->seq, row->pos, row->seq >= 0 && row->seq < cl->S ? cl->len[row->seq] : -1);
+    return roe_engine_mor_submit(cl->e, row);
+}
+
+roe_status roe_cluster_mor_tick(roe_cluster *cl, int width, struct roe_row *done, int *n_done, float *logits) {
+    *n_done = 0;
+    ROE_TRY(mor_one_rank(cl));
+    ROE_TRY(roe_engine_mor_tick(cl->e, width, done, NULL, n_done, logits));
+    for (int i = 0; i < *n_done; i++) cl->len[done[i].seq]++;
     return ROE_OK;
 }
 

@@ -105,6 +105,12 @@ roe_status roe_cluster_step(roe_cluster *cl, const struct roe_row *rows, int n,
                             const struct roe_group *groups, int ng, float *out,
                             struct roe_step_stats *stats);
 
+/* Continuous depth-wise batching of a MoR engine (runtime/mor.h), in a world of one: the row
+ * (sample 0, at its sequence's length) is queued; a tick runs the engine's tick and counts each
+ * finished row in its sequence's length. ROE_ERR_UNSUPPORTED with several ranks. */
+roe_status roe_cluster_mor_submit(roe_cluster *cl, const struct roe_row *row);
+roe_status roe_cluster_mor_tick(roe_cluster *cl, int width, struct roe_row *done, int *n_done, float *logits);
+
 /* ---- the other ranks ---- */
 
 /* Runs the step a plan describes and replies to the coordinator. */

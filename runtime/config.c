@@ -19,6 +19,8 @@ const char *roe_family_name(roe_family f) {
     case ROE_FAMILY_GLM4_MOE: return "glm4_moe";
     case ROE_FAMILY_GPT_OSS: return "gpt_oss";
     case ROE_FAMILY_DEEPSEEK_V3: return "deepseek_v3";
+    case ROE_FAMILY_LLAMA: return "llama";
+    case ROE_FAMILY_MOR_LLAMA: return "mor_llama";
     }
     return "?";
 }
@@ -368,8 +370,95 @@ static roe_status parse_gpt_oss(const cJSON *root, const char *origin, struct ro
     return ROE_OK;
 }
 
+/* A string field of the mor object: required, one of `n` values; *out its index. */
+static roe_status mor_enum(const cJSON *mor, const char *origin, const char *key, const char *const *vals, int n,
+                           int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(mor, key);
+    if (!v || cJSON_IsNull(v)) return roe_fail(ROE_ERR_FORMAT, "%s: missing required field '%s'", origin, key);
+    for (int i = 0; cJSON_IsString(v) && i < n; i++)
+        if (strcmp(v->valuestring, vals[i]) == 0) {
+            *out = i;
+            return ROE_OK;
+        }
+    return roe_fail(ROE_ERR_UNSUPPORTED, "%s: field '%s' = '%.32s' is not supported (supported: %s%s%s)", origin, key,
+                    cJSON_IsString(v) ? v->valuestring : "(not a string)", vals[0], n > 1 ? ", " : "",
+                    n > 1 ? vals[1] : "");
+}
+
+/* mor.capacity: one number in (0, 1] per recursion (expert choice's training capacities; the
+ * causal inference rule uses the threshold, but the numbers must be sane). */
+static roe_status mor_capacity(const cJSON *mor, const char *origin, struct roe_mor_config *m) {
+    const cJSON *cap = cJSON_GetObjectItemCaseSensitive(mor, "capacity");
+    for (int r = 0; r < m->n_recursion; r++) m->capacity[r] = (float)(m->n_recursion - r) / (float)m->n_recursion;
+    if (!cap || cJSON_IsNull(cap)) return ROE_OK;
+    if (!cJSON_IsArray(cap) || cJSON_GetArraySize(cap) != m->n_recursion)
+        return roe_fail(ROE_ERR_FORMAT, "%s: field 'capacity' must be an array of num_recursion = %d numbers",
+                        origin, m->n_recursion);
+    for (int r = 0; r < m->n_recursion; r++) {
+        const cJSON *v = cJSON_GetArrayItem(cap, r);
+        if (!cJSON_IsNumber(v) || !(v->valuedouble > 0.0 && v->valuedouble <= 1.0))
+            return roe_fail(ROE_ERR_FORMAT, "%s: capacity[%d] must be a number in (0, 1]", origin, r);
+        m->capacity[r] = (float)v->valuedouble;
+    }
+    return ROE_OK;
+}
+
+/* The "mor" object of a mor_llama config (docs/MODELS.md): every field range-checked, the error
+ * naming it. num_hidden_layers (read as n_layers) is the unrolled depth; n_layers becomes the
+ * unique layers the model holds. */
+static roe_status parse_mor(const cJSON *root, const char *file, struct roe_model_config *c) {
+    static const char *const sharing[] = {"middle_cycle"}, *const routers[] = {"expert_choice", "token_choice"},
+                              *const kvs[] = {"recursion_wise", "recursive_sharing"};
+    static const char *const funcs[] = {"sigmoid", "softmax"};
+    struct roe_mor_config *m = &c->mor;
+    const cJSON *mor = cJSON_GetObjectItemCaseSensitive(root, "mor");
+    if (!cJSON_IsObject(mor))
+        return roe_fail(ROE_ERR_FORMAT, "%s: model_type mor_llama needs an object field 'mor'", file);
+    char origin[4200];
+    snprintf(origin, sizeof origin, "%s: mor", file);
+    int v = 0, func = 0;
+    ROE_TRY(get_int(mor, origin, "num_recursion", 1, 1, ROE_MOR_MAX_RECURSION, &m->n_recursion));
+    ROE_TRY(mor_enum(mor, origin, "sharing", sharing, 1, &v));
+    ROE_TRY(mor_enum(mor, origin, "router_type", routers, 2, &v));
+    m->router = (roe_mor_router)v;
+    ROE_TRY(mor_enum(mor, origin, "router_func", funcs, 2, &func));
+    if (func != (int)m->router) /* expert choice: sigmoid; token choice: softmax */
+        return roe_fail(ROE_ERR_UNSUPPORTED, "%s: router_func '%s' is not supported with router_type '%s' (only '%s')",
+                        origin, funcs[func], routers[m->router], funcs[m->router]);
+    m->alpha = m->router == ROE_MOR_EXPERT_CHOICE ? 0.1f : 1.0f;
+    ROE_TRY(get_float(mor, origin, "alpha", 0, 1e-6, 1e3, &m->alpha));
+    m->threshold = 0.5f;
+    ROE_TRY(get_float(mor, origin, "threshold", 0, 0.0, 1.0, &m->threshold));
+    if (c->n_layers < 2 + m->n_recursion || (c->n_layers - 2) % m->n_recursion != 0)
+        return roe_fail(ROE_ERR_FORMAT, "%s: num_hidden_layers %d is not 2 + num_recursion (%d) x a block of >= 1 "
+                        "layers (middle_cycle sharing)", file, c->n_layers, m->n_recursion);
+    ROE_TRY(mor_capacity(mor, origin, m));
+    v = 0;
+    if (cJSON_GetObjectItemCaseSensitive(mor, "kv_mode")) ROE_TRY(mor_enum(mor, origin, "kv_mode", kvs, 2, &v));
+    m->kv = (roe_mor_kv)v;
+    m->n_unrolled = c->n_layers;
+    m->block = (c->n_layers - 2) / m->n_recursion;
+    c->n_layers = 2 + m->block;
+    return ROE_OK;
+}
+
+/* Llama (and MoR's Llama layers): every layer a dense SwiGLU MLP of intermediate_size; no biases. */
+static roe_status parse_llama(const cJSON *root, const char *origin, struct roe_model_config *c) {
+    ROE_TRY(get_int(root, origin, "intermediate_size", 1, 1, 1 << 20, &c->dense_intermediate));
+    int bias = 0;
+    ROE_TRY(get_bool(root, origin, "mlp_bias", &bias));
+    if (bias) return roe_fail(ROE_ERR_UNSUPPORTED, "%s: mlp_bias = true is not supported for %s", origin, c->model_type);
+    for (int i = 0; i < c->n_layers; i++) c->layer_is_moe[i] = 0;
+    return c->family == ROE_FAMILY_MOR_LLAMA ? parse_mor(root, origin, c) : ROE_OK;
+}
+
 static roe_status parse_family(const cJSON *root, const char *origin, struct roe_model_config *c) {
     c->routed_scaling = 1.0f;
+    if (c->family == ROE_FAMILY_LLAMA || c->family == ROE_FAMILY_MOR_LLAMA) {
+        ROE_TRY(parse_llama(root, origin, c));
+        for (int i = 0; i < c->n_layers; i++) c->layer_window[i] = 0;
+        return ROE_OK; /* no experts: num_experts_per_tok does not apply */
+    }
     switch (c->family) {
     case ROE_FAMILY_OLMOE:
     case ROE_FAMILY_MIXTRAL: ROE_TRY(parse_olmoe_mixtral(root, origin, c)); break;
@@ -378,6 +467,8 @@ static roe_status parse_family(const cJSON *root, const char *origin, struct roe
     case ROE_FAMILY_GLM4_MOE: ROE_TRY(parse_glm4(root, origin, c)); break;
     case ROE_FAMILY_GPT_OSS: ROE_TRY(parse_gpt_oss(root, origin, c)); break;
     case ROE_FAMILY_DEEPSEEK_V3: ROE_TRY(parse_deepseek_v3(root, origin, c)); break;
+    case ROE_FAMILY_LLAMA:
+    case ROE_FAMILY_MOR_LLAMA: break; /* above */
     }
     if (c->family != ROE_FAMILY_GPT_OSS && c->family != ROE_FAMILY_QWEN2_MOE) /* no layer_types: one window */
         for (int i = 0; i < c->n_layers; i++) c->layer_window[i] = c->sliding_window;
@@ -430,10 +521,12 @@ static roe_status parse_model_type(const cJSON *root, const char *origin, struct
     else if (strcmp(mt->valuestring, "glm4_moe") == 0) c->family = ROE_FAMILY_GLM4_MOE;
     else if (strcmp(mt->valuestring, "gpt_oss") == 0) c->family = ROE_FAMILY_GPT_OSS;
     else if (strcmp(mt->valuestring, "deepseek_v3") == 0) c->family = ROE_FAMILY_DEEPSEEK_V3;
+    else if (strcmp(mt->valuestring, "llama") == 0) c->family = ROE_FAMILY_LLAMA;
+    else if (strcmp(mt->valuestring, "mor_llama") == 0) c->family = ROE_FAMILY_MOR_LLAMA;
     else
         return roe_fail(ROE_ERR_UNSUPPORTED,
                         "%s: model_type '%.64s' is not supported (supported: olmoe, mixtral, qwen3_moe, "
-                        "qwen2_moe, glm4_moe, gpt_oss, deepseek_v3)",
+                        "qwen2_moe, glm4_moe, gpt_oss, deepseek_v3, llama, mor_llama)",
                         origin, mt->valuestring);
     snprintf(c->model_type, sizeof c->model_type, "%s", mt->valuestring);
     return ROE_OK;
@@ -510,7 +603,7 @@ static roe_status parse_layer_opts(const cJSON *root, const char *origin, struct
     ROE_TRY(get_bool(root, origin, "tie_word_embeddings", &c->tie_word_embeddings));
     int bias = 0;
     ROE_TRY(get_bool(root, origin, "attention_bias", &bias));
-    if (bias && c->family <= ROE_FAMILY_QWEN3_MOE) /* the newer families read it (parse_family) */
+    if (bias && (c->family <= ROE_FAMILY_QWEN3_MOE || c->family >= ROE_FAMILY_LLAMA)) /* the others read it */
         return roe_fail(ROE_ERR_UNSUPPORTED, "%s: attention_bias = true is not supported for %s", origin,
                         roe_family_name(c->family));
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");

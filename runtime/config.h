@@ -23,6 +23,8 @@ typedef enum roe_family {
     ROE_FAMILY_GLM4_MOE,
     ROE_FAMILY_GPT_OSS,
     ROE_FAMILY_DEEPSEEK_V3, /* DeepSeek-V3 / R1, Kimi K2: multi-head latent attention (struct roe_mla_config) */
+    ROE_FAMILY_LLAMA,       /* plain dense Llama (LlamaForCausalLM): every layer a SwiGLU MLP */
+    ROE_FAMILY_MOR_LLAMA,   /* Mixture-of-Recursions over a Llama block (struct roe_mor_config) */
 } roe_family;
 
 /* How router logits R become k experts and their weights (runtime/router.c, docs/ROE-ROUTING.md). */
@@ -79,6 +81,37 @@ struct roe_mla_config {
     int v_dim;        /* v_head_dim */
 };
 
+/* Mixture-of-Recursions (model_type "mor_llama"; docs/MODELS.md, ../shared/docs/MOR.md): the
+ * checkpoint's num_hidden_layers L = 2 + n_recursion x block unrolled layers, middle_cycle sharing
+ * (layer 0 unique, a block of `block` layers applied n_recursion times, the last layer unique).
+ * The model holds ONE copy of each layer: roe_model_config::n_layers is the unique count 2 + block
+ * (index 0: the first layer, 1 + j: the shared block's layer j, 1 + block: the last layer). */
+enum { ROE_MOR_MAX_RECURSION = 16 };
+
+typedef enum roe_mor_router {
+    ROE_MOR_EXPERT_CHOICE = 0, /* router r: [1, d] on the input of recursion r, sigmoid; recursion r > 1
+                                  runs iff recursion r - 1 ran and sigmoid(s_r) >= threshold */
+    ROE_MOR_TOKEN_CHOICE,      /* one [n_recursion, d] router on layer 0's output, softmax, top-1: the
+                                  token runs recursions 1..argmax + 1 */
+} roe_mor_router;
+
+typedef enum roe_mor_kv {
+    ROE_MOR_KV_RECURSION_WISE = 0, /* a cache per (recursion, block layer); a token writes it only
+                                      at the recursions it runs */
+    ROE_MOR_KV_RECURSIVE_SHARING,  /* recursion 1's cache only; later recursions read it */
+} roe_mor_kv;
+
+struct roe_mor_config {
+    int n_recursion;        /* N_r >= 1; 0: not a MoR model */
+    int block;              /* B: layers of the shared block */
+    int n_unrolled;         /* L = 2 + N_r B, the checkpoint's num_hidden_layers */
+    roe_mor_router router;
+    float alpha;            /* gate scale */
+    float threshold;        /* expert choice: sigmoid(score) >= threshold continues */
+    float capacity[ROE_MOR_MAX_RECURSION]; /* expert choice: training capacities (recorded) */
+    roe_mor_kv kv;
+};
+
 typedef enum roe_qk_norm {
     ROE_QK_NORM_NONE = 0,
     ROE_QK_NORM_FULL,     /* OLMoE: RMSNorm over the whole projected q (k) [n_heads*head_dim] */
@@ -130,6 +163,8 @@ struct roe_model_config {
     int mxfp4;            /* quantization_config.quant_method "mxfp4" (gpt-oss): the experts are
                              *_blocks + *_scales, kept as MXFP4 (ROE_DTYPE_MXFP4) */
 
+    struct roe_mor_config mor; /* ROE_FAMILY_MOR_LLAMA only (mor.n_recursion > 0) */
+
     int bos_token_id;     /* -1 if none */
     int eos_token_id;     /* -1 if none (the first of eos_ids) */
     int eos_ids[ROE_MAX_EOS]; /* every end-of-sequence id: config.json's eos_token_id (an id or a
@@ -166,6 +201,18 @@ static inline int roe_config_kv_width(const struct roe_model_config *c) {
 static inline long roe_config_kv_width_full(const struct roe_model_config *c) {
     if (!c->mla) return roe_config_kv_width(c);
     return (long)c->n_heads * (c->mla_cfg.nope_dim + c->mla_cfg.rope_dim + c->mla_cfg.v_dim);
+}
+
+/* Cache layers (K and V of one position) a MoR token holds (docs/KV.md "MoR"): recursive sharing
+ * 2 + B (layer 0, recursion 1's block, the last layer); recursion-wise 2 + B x the recursions it
+ * ran: with `full` every one (2 + N_r B, a vanilla model of the same unrolled depth), else at the
+ * training capacities, 2 + B x sum(capacity) (the paper's (N_r + 1) / (2 N_r) of vanilla's block
+ * layers for capacities N_r/N_r, .., 1/N_r). */
+static inline double roe_config_mor_kv_layers(const struct roe_model_config *c, roe_mor_kv kv, int full) {
+    const struct roe_mor_config *m = &c->mor;
+    double ran = 0.0;
+    for (int r = 0; r < m->n_recursion; r++) ran += kv == ROE_MOR_KV_RECURSIVE_SHARING ? (r == 0) : full ? 1.0 : m->capacity[r];
+    return 2.0 + (double)m->block * ran;
 }
 
 /* Cached K/V rows a row at `pos` reads, summed over the layers (windows applied). */

@@ -50,6 +50,7 @@ struct roe_session_spec {
     size_t kv_bytes;        /* each rank's KV block pool; 0: max_seqs full contexts (kv_cache.h) */
     int kv_block_size;      /* positions per KV block; 0: ROE_KV_BLOCK_DEFAULT */
     int kv_dtype;           /* roe_dtype of the KV cache (F32 or BF16) */
+    int mor_full_depth;     /* MoR benchmarks: every token runs every recursion (rank 0 only: not on the wire) */
     int n_layers, n_experts;
     const int *owner;       /* [n_owner = n_layers * n_experts] the placement, -1 in dense layers;
                                NULL: none (one process) */

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "mor.h"
 #include "router.h"
 #include "rope.h"
 #include "weights.h"
@@ -75,6 +76,7 @@ static const struct buf_spec ENGINE_BUFS[] = {
     BUF(l_src, MEM_HOST, D_R, D_1),       BUF(pos, MEM_HOST, D_R, D_1),
     BUF(hbegin, MEM_HOST, D_R, D_1),      BUF(hend, MEM_HOST, D_R, D_1),
     BUF(tokens, MEM_HOST, D_R, D_1),      BUF(btab, MEM_HOST, D_R, D_MB),
+    BUF(btab_w, MEM_HOST, D_R, D_MB),
     BUF(slot_row, MEM_HOST, D_R, D_1),
     BUF(row_slot, MEM_HOST, D_R, D_1),    BUF(slot_lrow, MEM_HOST, D_R, D_1),
     BUF(seq_next, MEM_HOST, D_S, D_1),
@@ -174,7 +176,9 @@ struct roe_engine_opts roe_engine_opts_default(void) {
 
 void roe_engine_free(roe_engine *e) {
     if (!e) return;
+    roe__mor_free(e);
     roe_kv_cache_free(&e->kv);
+    roe_kv_cache_free(&e->kv_win);
     if (e->be) {
         free_buffers(e);
         roe_weights_free(e->be, e->owned_w);
@@ -300,6 +304,57 @@ roe_dtype roe_engine_kv_dtype(const struct roe_model *model, roe_dtype kv_dtype)
     return t == ROE_DTYPE_F32 ? ROE_DTYPE_F32 : ROE_DTYPE_BF16;
 }
 
+/* The sliding-window layers' pool: blocks enough that no sequence runs short, each holding its
+ * window (roe_kv_keep_from: up to window / block_size + 2 blocks) and this step's rows (at most
+ * max_rows / block_size + 1 more a sequence with rows, max_rows in all), and never more than
+ * max_seqs full contexts. */
+static int window_pool_blocks(const struct roe_engine_opts *o, int window) {
+    const int64_t bs = kv_block_size(o), full = ((int64_t)o->max_ctx + bs - 1) / bs;
+    const int64_t per = (window + bs - 1) / bs + 3, n = o->max_seqs * per + (o->max_rows + bs - 1) / bs;
+    return (int)(n < o->max_seqs * full ? n : o->max_seqs * full);
+}
+
+/* The KV pools (docs/KV.md "Sliding windows"): one for every layer; with a window on every
+ * layer it gives back what falls out of the window; a model that mixes full and sliding-window
+ * layers (gpt-oss) gets a second pool for the windowed ones, sized by the window, and --kv-memory
+ * (kv_bytes) is what both take together. */
+static roe_status open_kv(roe_engine *e) {
+    const struct roe_model_config *c = &e->model->cfg;
+    const struct roe_engine_opts *o = &e->opts;
+    int n_win = 0, window = 0;
+    for (int l = 0; l < c->n_layers && !c->mla && !o->kv_full_windows; l++)
+        if (c->layer_window[l] > 0) {
+            n_win++;
+            window = imax(window, c->layer_window[l]);
+        }
+    const int split = n_win > 0 && n_win < c->n_layers;
+    int n_in[2] = {0, 0};
+    for (int l = 0; l < c->n_layers; l++) {
+        e->kv_in_win[l] = (unsigned char)(split && c->layer_window[l] > 0);
+        e->kv_index[l] = n_in[e->kv_in_win[l]]++;
+    }
+    struct roe_kv_cache_opts ko = {
+        .max_seqs = o->max_seqs, .n_layers = n_in[0], .max_ctx = o->max_ctx,
+        .kv_dim = c->mla ? roe_config_kv_width(c) : c->n_kv_heads * c->head_dim, .n_vecs = c->mla ? 1 : 2,
+        .block_size = o->kv_block_size, .dtype = o->kv_dtype, .bytes = o->kv_bytes,
+        .scramble = o->kv_scramble, .no_prefix = o->no_prefix_cache, .window = split ? 0 : window};
+    if (split) {
+        struct roe_kv_cache_opts wo = ko;
+        wo.n_layers = n_in[1];
+        wo.window = window;
+        wo.min_blocks = window_pool_blocks(o, window);
+        wo.bytes = (size_t)wo.min_blocks *
+                   roe_kv_block_bytes(wo.n_layers, kv_block_size(o), wo.kv_dim, wo.n_vecs, roe_dtype_size(wo.dtype));
+        if (o->kv_bytes && o->kv_bytes <= wo.bytes)
+            return roe_fail(ROE_ERR_INVALID_ARG,
+                            "engine: --kv-memory of %zu bytes: the %d sliding-window layers' pool alone takes %zu "
+                            "(window %d, %d sequences)", o->kv_bytes, n_in[1], wo.bytes, window, o->max_seqs);
+        if (o->kv_bytes) ko.bytes = o->kv_bytes - wo.bytes;
+        ROE_TRY(roe_kv_cache_init(&e->kv_win, e->be, &wo));
+    }
+    return roe_kv_cache_init(&e->kv, e->be, &ko);
+}
+
 roe_status roe_engine_create(const struct roe_model *model, const struct roe_engine_opts *opts_in,
                              roe_engine **out) {
     *out = NULL;
@@ -327,12 +382,14 @@ roe_status roe_engine_create(const struct roe_model *model, const struct roe_eng
         e->w = e->owned_w;
     }
     ROE_CHECK(open_exchange(e));
-    const struct roe_kv_cache_opts ko = {
-        .max_seqs = opts->max_seqs, .n_layers = c->n_layers, .max_ctx = opts->max_ctx,
-        .kv_dim = c->mla ? roe_config_kv_width(c) : c->n_kv_heads * c->head_dim, .n_vecs = c->mla ? 1 : 2,
-        .block_size = opts->kv_block_size, .dtype = opts->kv_dtype, .bytes = opts->kv_bytes,
-        .scramble = opts->kv_scramble, .no_prefix = opts->no_prefix_cache};
-    ROE_CHECK(roe_kv_cache_init(&e->kv, e->be, &ko));
+    if (c->mor.n_recursion) { /* its own two pools (runtime/mor.h) */
+        ROE_CHECK(roe__mor_create(e));
+        ROE_CHECK(alloc_buffers(e));
+        fill_tables(e);
+        *out = e;
+        return ROE_OK;
+    }
+    ROE_CHECK(open_kv(e));
     ROE_CHECK(alloc_buffers(e));
     fill_tables(e);
     *out = e;
@@ -342,20 +399,38 @@ fail:
     return st;
 }
 
+static int has_win(const roe_engine *e) { return e->kv_win.n_layers > 0; }
+/* The pool that caches `layer` (its index there: kv_index). */
+static struct roe_kv_cache *layer_kv(roe_engine *e, int layer) { return e->kv_in_win[layer] ? &e->kv_win : &e->kv; }
+
 void roe_engine_reset_seq(roe_engine *e, int seq) {
-    if (seq >= 0 && seq < e->opts.max_seqs) roe_kv_cache_reset(&e->kv, seq);
+    if (seq < 0 || seq >= e->opts.max_seqs) return;
+    roe_kv_cache_reset(&e->kv, seq);
+    if (has_win(e)) roe_kv_cache_reset(&e->kv_win, seq);
+    if (e->mor) roe__mor_reset_seq(e, seq);
 }
 roe_status roe_engine_copy_seq(roe_engine *e, int dst, int src, int len) {
     const int S = e->opts.max_seqs;
     if (dst < 0 || dst >= S || src < 0 || src >= S || dst == src || len < 0 || len > e->kv.len[src])
         return roe_fail(ROE_ERR_INVALID_ARG, "engine: cannot copy %d positions of slot %d (holding %d) into slot %d",
                         len, src, src >= 0 && src < S ? e->kv.len[src] : -1, dst);
-    return roe_kv_cache_copy(&e->kv, dst, src, len);
+    if (e->mor) return roe__mor_copy_seq(e, dst, src, len);
+    ROE_TRY(roe_kv_cache_copy(&e->kv, dst, src, len));
+    if (!has_win(e)) return ROE_OK;
+    const roe_status st = roe_kv_cache_copy(&e->kv_win, dst, src, len);
+    if (st != ROE_OK) roe_kv_cache_reset(&e->kv, dst);
+    return st;
 }
 int roe_engine_seq_len(const roe_engine *e, int seq) { return e->kv.len[seq]; }
 int roe_engine_prefix_match(roe_engine *e, int seq, const int32_t *tokens, int n) {
     if (seq < 0 || seq >= e->opts.max_seqs || n > e->opts.max_ctx) return 0;
-    return roe_kv_cache_match(&e->kv, seq, tokens, n);
+    if (!has_win(e)) return roe_kv_cache_match(&e->kv, seq, tokens, n);
+    /* both pools must hold the same prefix: the full layers' every block, the windowed layers'
+     * the blocks of the window at that length (roe_kv_cache_probe) */
+    if (e->kv.no_prefix || e->kv.len[seq] != 0 || n <= 1) return 0;
+    const int held = roe_kv_cache_probe(&e->kv_win, tokens, roe_kv_cache_probe(&e->kv, tokens, n - 1));
+    roe_kv_cache_take(&e->kv_win, seq, tokens, held, n - 1);
+    return roe_kv_cache_take(&e->kv, seq, tokens, held, n - 1);
 }
 roe_status roe_engine_prefix_adopt(roe_engine *e, int seq, const int32_t *blocks, int n) {
     return roe_kv_cache_adopt(&e->kv, seq, blocks, n);
@@ -363,8 +438,11 @@ roe_status roe_engine_prefix_adopt(roe_engine *e, int seq, const int32_t *blocks
 const struct roe_model *roe_engine_model(const roe_engine *e) { return e->model; }
 const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e) { return &e->opts; }
 const char *roe_engine_backend_name(const roe_engine *e) { return e->be->name; }
-size_t roe_engine_kv_bytes(const roe_engine *e) { return roe_kv_cache_bytes(&e->kv); }
+size_t roe_engine_kv_bytes(const roe_engine *e) {
+    return roe_kv_cache_bytes(&e->kv) + (has_win(e) ? roe_kv_cache_bytes(&e->kv_win) : 0);
+}
 const struct roe_kv_cache *roe_engine_kv(const roe_engine *e) { return &e->kv; }
+const struct roe_kv_cache *roe_engine_kv_window(const roe_engine *e) { return has_win(e) ? &e->kv_win : NULL; }
 struct roe_step_stats roe_engine_last_stats(const roe_engine *e) { return e->stats; }
 roe_comm *roe_engine_comm(const roe_engine *e) { return e->comm; }
 roe_backend *roe_engine_backend(const roe_engine *e) { return e->be; }
@@ -410,6 +488,9 @@ static void plan_forks(roe_engine *e, const struct roe_row *rows) {
         const int seq = rows[e->slot_row[j]].seq;
         memcpy(e->btab + (size_t)j * e->btab_stride, e->kv.table + (size_t)seq * e->kv.max_blocks,
                (size_t)e->btab_stride * sizeof(int32_t));
+        if (has_win(e))
+            memcpy(e->btab_w + (size_t)j * e->btab_stride, e->kv_win.table + (size_t)seq * e->kv_win.max_blocks,
+                   (size_t)e->btab_stride * sizeof(int32_t));
     }
     e->btab_n = e->n_act;
 }
@@ -434,7 +515,7 @@ int roe__engine_history(roe_engine *e, int layer, const struct roe_row *rows) {
     for (int j = 0; j < e->n_act; j++) {
         const struct roe_row *r = &rows[e->slot_row[j]];
         if (r->sample == 0) { /* the clean cache: only sample 0 appends */
-            e->kv_dst[n_clean] = roe_kv_row(&e->kv, r->seq, layer, r->pos);
+            e->kv_dst[n_clean] = roe_kv_row(layer_kv(e, layer), r->seq, e->kv_index[layer], r->pos);
             e->kv_src[n_clean++] = j;
         }
         e->hend[j] = r->pos;
@@ -448,11 +529,24 @@ struct roe_kv_pages roe__engine_pages(const roe_engine *e) {
                                  .block_elems = roe_kv_block_elems(&e->kv)};
 }
 
+/* The pages of `layer`'s pool. */
+static struct roe_kv_pages layer_pages(const roe_engine *e, int layer) {
+    struct roe_kv_pages pg = roe__engine_pages(e);
+    if (e->kv_in_win[layer]) {
+        pg.table = e->btab_w;
+        pg.block_elems = roe_kv_block_elems(&e->kv_win);
+    }
+    return pg;
+}
+
 /* Blocks for every clean row of the step (next: each sequence's length after it), before
  * anything runs: a pool too short fails the step whole. */
 static roe_status reserve_blocks(roe_engine *e, const struct roe_row *rows, int n) {
     for (int i = 0; i < n; i++)
-        if (rows[i].sample == 0) ROE_TRY(roe_kv_cache_reserve(&e->kv, rows[i].seq, e->seq_next[rows[i].seq]));
+        if (rows[i].sample == 0) {
+            ROE_TRY(roe_kv_cache_reserve(&e->kv, rows[i].seq, e->seq_next[rows[i].seq]));
+            if (has_win(e)) ROE_TRY(roe_kv_cache_reserve(&e->kv_win, rows[i].seq, e->seq_next[rows[i].seq]));
+        }
     return ROE_OK;
 }
 
@@ -490,15 +584,16 @@ static void attention_layer(roe_engine *e, int layer, const struct roe_row *rows
     be->ops->rope(be, e->k, n, nkv, hd, e->pos, &e->rope);
 
     const int n_clean = roe__engine_history(e, layer, rows);
+    const struct roe_kv_cache *kv = layer_kv(e, layer);
     if (n_clean) {
-        be->ops->kv_store(be, e->kv.k, e->kv.dtype, e->kv_dst, e->k, e->kv_src, n_clean, kd);
-        be->ops->kv_store(be, e->kv.v, e->kv.dtype, e->kv_dst, e->v, e->kv_src, n_clean, kd);
+        be->ops->kv_store(be, kv->k, kv->dtype, e->kv_dst, e->k, e->kv_src, n_clean, kd);
+        be->ops->kv_store(be, kv->v, kv->dtype, e->kv_dst, e->v, e->kv_src, n_clean, kd);
     }
     struct roe_attn_args a = {
         .n_rows = n, .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd,
         .scale = 1.0f / sqrtf((float)hd),
-        .q = e->q, .k_self = e->k, .v_self = e->v, .k_cache = roe_kv_layer_ptr(&e->kv, e->kv.k, layer),
-        .v_cache = roe_kv_layer_ptr(&e->kv, e->kv.v, layer), .pages = roe__engine_pages(e),
+        .q = e->q, .k_self = e->k, .v_self = e->v, .k_cache = roe_kv_layer_ptr(kv, kv->k, e->kv_index[layer]),
+        .v_cache = roe_kv_layer_ptr(kv, kv->v, e->kv_index[layer]), .pages = layer_pages(e, layer),
         .hist_begin = e->hbegin, .hist_end = e->hend, .sinks = c->attn_sinks ? &L->sinks : NULL,
         .out = e->att,
     };
@@ -556,7 +651,7 @@ void roe__engine_ffn(roe_engine *e, const struct roe_expert_weights *w, const fl
 
 /* The final norm and the LM head, once per distinct slot that a row wanting logits maps to;
  * logits[i] for the i-th such row, in row order. */
-static roe_status lm_head(roe_engine *e, const struct roe_row *rows, int n, float *logits) {
+roe_status roe__engine_lm_head(roe_engine *e, const struct roe_row *rows, int n, float *logits) {
     const struct roe_model *m = e->w;
     const struct roe_model_config *c = &e->model->cfg;
     roe_backend *be = e->be;
@@ -596,6 +691,7 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
                         "must go through runtime/cluster.h (this command does not run under mpirun yet)",
                         roe_comm_rank(e->comm), roe_comm_size(e->comm));
     ROE_TRY(roe_rows_check(rows, n, &e->opts, e->model->cfg.vocab_size, e->kv.len, e->seq_next));
+    if (e->mor) return roe__mor_step(e, rows, n, logits);
     ROE_TRY(reserve_blocks(e, rows, n));
     const struct roe_model *m = e->w;
     const struct roe_model_config *c = &e->model->cfg;
@@ -623,6 +719,10 @@ roe_status roe_engine_step(roe_engine *e, const struct roe_row *rows, int n, flo
         if (rows[i].sample == 0) {
             roe_kv_cache_note(&e->kv, rows[i].seq, rows[i].pos, rows[i].token);
             e->kv.len[rows[i].seq]++;
+            if (has_win(e)) {
+                roe_kv_cache_note(&e->kv_win, rows[i].seq, rows[i].pos, rows[i].token);
+                e->kv_win.len[rows[i].seq]++;
+            }
         }
-    return lm_head(e, rows, n, logits);
+    return roe__engine_lm_head(e, rows, n, logits);
 }

@@ -79,6 +79,9 @@ struct roe_engine_opts {
                              (the launcher's default, as vLLM's "auto"): BF16 where the checkpoint's
                              attention weights are 16 bits or narrower, F32 for an F32 checkpoint */
     int no_prefix_cache;  /* never reuse cached blocks of another sequence's prompt */
+    int kv_full_windows;  /* sliding-window layers cache every position like the others (the cache
+                             before docs/KV.md "Sliding windows"; tests compare against it) */
+    int mor_full_depth;   /* MoR: every token runs every recursion (benchmarks: depth routing off) */
 };
 
 struct roe_engine_opts roe_engine_opts_default(void);
@@ -127,6 +130,9 @@ roe_backend *roe_engine_backend(const roe_engine *e);
 size_t roe_engine_kv_bytes(const roe_engine *e);
 /* The KV block pool (borrowed, read-only): block size, blocks free and held. */
 const struct roe_kv_cache *roe_engine_kv(const roe_engine *e);
+/* The sliding-window layers' own pool (docs/KV.md "Sliding windows"), or NULL when they share
+ * roe_engine_kv's (no window, every layer windowed, MLA, or kv_full_windows). */
+const struct roe_kv_cache *roe_engine_kv_window(const roe_engine *e);
 
 /* Per-step statistics of the last step (for benchmarks and --json). */
 struct roe_step_stats {

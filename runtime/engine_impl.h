@@ -32,7 +32,11 @@ struct roe_engine {
     struct roe_engine_opts opts;
     roe_backend *be;
     int host_mem;                     /* be->host_memory: no staging copies */
-    struct roe_kv_cache kv;
+    struct roe_kv_cache kv;           /* every layer's, or the full-attention layers' beside kv_win */
+    struct roe_kv_cache kv_win;       /* the sliding-window layers' when the model mixes both
+                                         (docs/KV.md "Sliding windows"); n_layers 0: none */
+    int kv_index[ROE_MAX_LAYERS];     /* a layer's index among its pool's layers */
+    unsigned char kv_in_win[ROE_MAX_LAYERS]; /* 1: the layer's cache is kv_win */
     struct roe_step_stats stats;
     roe_comm *comm;                   /* borrowed, or owned_comm */
     roe_comm *owned_comm;             /* a self communicator when none was given */
@@ -43,6 +47,7 @@ struct roe_engine {
     int n_act;                        /* live slots of the step */
     int btab_stride;                  /* entries per slot in btab this step */
     int btab_n;                       /* slots whose btab rows are filled */
+    struct roe_mor *mor;              /* a MoR model's state (runtime/mor.c), else NULL */
 
     /* backend memory */
     float *h;        /* [R, H] residual stream */
@@ -106,6 +111,7 @@ struct roe_engine {
     int *hend;       /* [R] one past its last */
     int32_t *tokens; /* [R] each slot's input token */
     int32_t *btab;   /* [R, MB] each slot's block table (kv_cache.h), btab_stride entries a slot */
+    int32_t *btab_w; /* [R, MB] the same in kv_win */
     int *slot_row;   /* [R] the row a slot computes */
     int *row_slot;   /* [R] the slot whose state a row currently shares */
     int *slot_lrow;  /* [R] a slot's row in lrows, or -1 */
@@ -123,6 +129,10 @@ int roe__engine_history(roe_engine *e, int layer, const struct roe_row *rows);
 /* mla.c: the multi-head latent attention sublayer at `layer` over the live slots: h += MLA(norm(h)),
  * the clean slots appending their [latent | rope key] to the cache. */
 void roe__mla_layer(roe_engine *e, int layer, const struct roe_row *rows);
+
+/* engine.c: the final norm and the LM head of the live slots (e->h, row_slot: each row's slot) for the
+ * rows that want logits; logits[i] for the i-th such row. */
+roe_status roe__engine_lm_head(roe_engine *e, const struct roe_row *rows, int n, float *logits);
 
 /* engine.c: the live slots' block tables as the attention ops read them (kernels/backend.h). */
 struct roe_kv_pages roe__engine_pages(const roe_engine *e);

@@ -68,6 +68,14 @@ static struct roe_row row_at(const int32_t *ids, int p, int sample, int want, ui
                             .seed = seed, .roster = roster};
 }
 
+/* The mean over the k samples in s->lp of each one's own log p(token): what the samples score
+ * alone, against which the averaged prediction's score is the averaging gain (ROE.md). */
+static double samples_log_prob(const roe_scorer *s, int k, int token) {
+    double m = 0;
+    for (int j = 0; j < k; j++) m += roe_log_prob(s->lp[j], s->V, token);
+    return m / k;
+}
+
 /* Adaptive phase B: the K-1 samples of every group that owes them, then aggregation. */
 static roe_status owed_samples(roe_scorer *s, int ng, const int32_t *ids, int k, uint64_t seed,
                                const struct roe_roster *roster, double *sum, struct roe_score_stats *st) {
@@ -88,6 +96,7 @@ static roe_status owed_samples(roe_scorer *s, int ng, const int32_t *ids, int k,
             for (int j = 1; j < k; j++) s->lp[j] = s->logits + (size_t)(s->gfirst[h] + j - 1) * s->V;
             roe_aggregate(s->lp, k, s->V, s->z, s->scratch);
             *sum += roe_log_prob(s->z, s->V, ids[s->gpos[h] + 1]);
+            st->sample_logprob += samples_log_prob(s, k, ids[s->gpos[h] + 1]);
             st->samples += k - 1;
         }
     }
@@ -142,6 +151,7 @@ roe_status roe_score(roe_scorer *s, const int32_t *ids, int n, int first, const 
             for (int j = 0; j < s->gn[g]; j++) s->lp[j] = first_row + (size_t)j * s->V;
             roe_aggregate(s->lp, s->gn[g], s->V, s->z, s->scratch);
             sum += roe_log_prob(s->z, s->V, ids[s->gpos[g] + 1]);
+            st->sample_logprob += samples_log_prob(s, s->gn[g], ids[s->gpos[g] + 1]);
         }
         if (owed) ROE_TRY(owed_samples(s, ng, ids, k, seed, roster, &sum, st));
     }
@@ -285,16 +295,52 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* 95% percentile bootstrap over n passages (2000 resamples, fixed draws) of the loss per token
+ * and, paired, of the averaging gain (samples' own loss - the averaged prediction's). */
+static roe_status bootstrap_text(const double *nll, const double *snll, const double *ntok, int n,
+                                 struct roe_eval_result *r) {
+    double *boot = roe_calloc(2000, sizeof *boot), *gboot = roe_calloc(2000, sizeof *gboot);
+    if (!boot || !gboot) {
+        roe_free(boot);
+        roe_free(gboot);
+        return roe_fail(ROE_ERR_NOMEM, "eval: out of memory");
+    }
+    for (int b = 0; b < 2000; b++) {
+        double sn = 0, ss = 0, st = 0;
+        for (int i = 0; i < n; i++) {
+            struct roe_philox_out x = roe_philox4x32((uint32_t)b, (uint32_t)i, 0xB007, 0, 0, 0);
+            int k = (int)(x.v[0] % (uint32_t)n);
+            sn += nll[k];
+            ss += snll[k];
+            st += ntok[k];
+        }
+        boot[b] = sn / st;
+        gboot[b] = (ss - sn) / st;
+    }
+    qsort(boot, 2000, sizeof *boot, cmp_double);
+    qsort(gboot, 2000, sizeof *gboot, cmp_double);
+    r->gain_ci[0] = gboot[49];
+    r->gain_ci[1] = gboot[1949];
+    r->nll_ci[0] = boot[49];
+    r->nll_ci[1] = boot[1949];
+    r->ppl_ci[0] = exp(r->nll_ci[0]);
+    r->ppl_ci[1] = exp(r->nll_ci[1]);
+    roe_free(boot);
+    roe_free(gboot);
+    return ROE_OK;
+}
+
 static roe_status task_text(roe_engine *e, const roe_tokenizer *tok, int32_t sep, const struct jsonl *j,
                             const struct roe_eval_opts *o, struct roe_eval_result *r) {
     roe_scorer *sc = NULL;
     ROE_TRY(roe_scorer_create(e, &sc));
     double *nll = roe_calloc((size_t)j->n, sizeof *nll), *ntok = roe_calloc((size_t)j->n, sizeof *ntok);
-    double *boot = roe_calloc(2000, sizeof *boot);
+    double *snll = roe_calloc((size_t)j->n, sizeof *snll); /* the samples' own mean loss */
     roe_status st = ROE_OK;
     const int ctx = roe_engine_get_opts(e)->max_ctx;
-    double t0 = roe_now_s(), total = 0, tokens = 0;
-    if (!nll || !ntok || !boot) st = roe_fail(ROE_ERR_NOMEM, "eval: out of memory");
+    double t0 = roe_now_s(), total = 0, tokens = 0, stotal = 0;
+    double opt_best = 0, opt_model = 0, opt_tokens = 0; /* items with a known best possible loss */
+    if (!nll || !ntok || !snll) st = roe_fail(ROE_ERR_NOMEM, "eval: out of memory");
     for (int i = 0; i < j->n && st == ROE_OK; i++) {
         const char *text = str_field(j->items[i], "text");
         if (!text) {
@@ -305,12 +351,23 @@ static roe_status task_text(roe_engine *e, const roe_tokenizer *tok, int32_t sep
         int n = 0, na = 0;
         st = encode_input(tok, sep, text, NULL, &ids, &n, &na);
         if (st != ROE_OK) break;
-        if (n > ctx) n = ctx; /* a passage longer than the context is scored on its first part */
+        const int cut = n > ctx;
+        if (cut) n = ctx; /* a passage longer than the context is scored on its first part */
         double lp = 0;
+        const double s0 = r->stats.sample_logprob;
         /* the first token has nothing before it to be scored on, separator or not */
         if (n >= 2) st = roe_score(sc, ids, n, 1, o->roster, o->seed, &lp, &r->stats);
         roe_free(ids);
         nll[i] = -lp;
+        snll[i] = -(r->stats.sample_logprob - s0);
+        stotal += snll[i];
+        const cJSON *opt = cJSON_GetObjectItemCaseSensitive(j->items[i], "optimum_nll");
+        if (cJSON_IsNumber(opt) && !cut && n >= 2) { /* a cut passage has no known optimum */
+            opt_best += opt->valuedouble;
+            opt_model += nll[i];
+            opt_tokens += n - 1;
+            r->optimum_items++;
+        }
         ntok[i] = n - 1;
         total += -lp;
         tokens += n - 1;
@@ -320,25 +377,16 @@ static roe_status task_text(roe_engine *e, const roe_tokenizer *tok, int32_t sep
         r->tokens = (long)tokens;
         r->nll_per_token = total / tokens;
         r->perplexity = exp(r->nll_per_token);
-        for (int b = 0; b < 2000; b++) { /* percentile bootstrap over passages */
-            double sn = 0, st_ = 0;
-            for (int i = 0; i < j->n; i++) {
-                struct roe_philox_out x = roe_philox4x32((uint32_t)b, (uint32_t)i, 0xB007, 0, 0, 0);
-                int k = (int)(x.v[0] % (uint32_t)j->n);
-                sn += nll[k];
-                st_ += ntok[k];
-            }
-            boot[b] = sn / st_;
+        r->sample_nll_per_token = stotal / tokens;
+        if (r->optimum_items) {
+            r->optimum_nll_per_token = opt_best / opt_tokens;
+            r->optimum_model_nll_per_token = opt_model / opt_tokens;
         }
-        qsort(boot, 2000, sizeof *boot, cmp_double);
-        r->nll_ci[0] = boot[49];
-        r->nll_ci[1] = boot[1949];
-        r->ppl_ci[0] = exp(r->nll_ci[0]);
-        r->ppl_ci[1] = exp(r->nll_ci[1]);
+        st = bootstrap_text(nll, snll, ntok, j->n, r);
     }
     roe_free(nll);
     roe_free(ntok);
-    roe_free(boot);
+    roe_free(snll);
     roe_scorer_free(sc);
     return st;
 }

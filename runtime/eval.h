@@ -29,6 +29,8 @@ struct roe_score_stats {
     long samples;       /* rows run for scored positions (clean included) */
     long rows_computed; /* row-layers the engine computed */
     long rows_naive;    /* row-layers without dedup or adaptivity */
+    double sample_logprob; /* sum over scored positions of the mean log p of the individual samples'
+                            * own predictions (clean included): with sum_logprob, the averaging gain */
 };
 
 roe_status roe_scorer_create(roe_engine *engine, roe_scorer **out);
@@ -55,6 +57,13 @@ struct roe_eval_result {
     long tokens;               /* text: scored tokens */
     double nll_per_token;      /* text */
     double nll_ci[2];          /* text: 95% bootstrap over passages */
+    double sample_nll_per_token; /* text: mean loss of the individual samples (= nll at K = 1) */
+    double gain_ci[2];         /* text: 95% bootstrap of sample_nll_per_token - nll_per_token */
+    /* text items that give "optimum_nll" (the exact best loss of their text in nats, synthetic
+     * data: tools/data/synth_langs.py) and fit the context: how many, the optimum and the model's
+     * loss over them, per scored token */
+    int optimum_items;
+    double optimum_nll_per_token, optimum_model_nll_per_token;
     double perplexity, ppl_ci[2];
     double accuracy, acc_ci[2];           /* arith: exact match; choice: accuracy */
     double accuracy_norm, acc_norm_ci[2]; /* choice: length-normalised (per UTF-8 byte) */

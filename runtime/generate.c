@@ -84,6 +84,7 @@ roe_status roe_generator_create(roe_engine *engine, int max_requests, int max_to
     g->vocab = roe_engine_model(engine)->cfg.vocab_size;
     struct roe_batch_opts bo = roe_batch_opts_default(); /* homes: planned by each run */
     bo.hooks = (struct roe_batch_hooks){.ctx = g, .on_step = on_step, .on_token = on_token};
+    bo.depth_batching = max_requests > 1; /* MoR: several prompts decode by continuous depth-wise batching */
     ROE_CHECK(roe_batch_create(engine, &bo, &g->batch));
     const size_t V = (size_t)g->vocab, T = (size_t)(max_tokens ? max_tokens : 1), NR = (size_t)max_requests;
     const struct roe_array arrays[] = GEN_ARRAYS(g, NR, T, V);

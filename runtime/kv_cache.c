@@ -36,7 +36,15 @@ static void fill_free(struct roe_kv_cache *c, uint64_t scramble) {
 static int pool_blocks(const struct roe_kv_cache_opts *o, int block_size, int max_blocks) {
     const size_t per = roe_kv_block_bytes(o->n_layers, block_size, o->kv_dim, o->n_vecs, roe_dtype_size(o->dtype));
     size_t n = o->bytes ? o->bytes / (per ? per : 1) : (size_t)o->max_seqs * (size_t)max_blocks;
-    if (n < (size_t)max_blocks) {
+    const int least = o->window > 0 && o->min_blocks > 0 && o->min_blocks < max_blocks ? o->min_blocks : max_blocks;
+    if (n < (size_t)least && least < max_blocks) {
+        roe_fail(ROE_ERR_INVALID_ARG,
+                 "kv cache: %zu bytes hold %zu blocks of %d positions (%zu bytes each) for the sliding-window "
+                 "layers; a window of %d positions needs %d",
+                 o->bytes, n, block_size, per, o->window, least);
+        return 0;
+    }
+    if (n < (size_t)least) {
         roe_fail(ROE_ERR_INVALID_ARG,
                  "kv cache: --kv-memory of %zu bytes holds %zu blocks of %d positions (%zu bytes each); "
                  "one context of %d positions needs %d",
@@ -83,7 +91,8 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const stru
     if (!n_blocks) return ROE_ERR_INVALID_ARG;
     *c = (struct roe_kv_cache){.max_seqs = o->max_seqs, .n_layers = o->n_layers, .max_ctx = o->max_ctx,
                                .kv_dim = o->kv_dim, .n_vecs = o->n_vecs, .block_size = bs,
-                               .max_blocks = max_blocks, .n_blocks = n_blocks, .dtype = o->dtype,
+                               .max_blocks = max_blocks, .n_blocks = n_blocks,
+                               .window = o->window > 0 ? o->window : 0, .dtype = o->dtype,
                                .elem = roe_dtype_size(o->dtype), .be = be};
     const size_t bytes = roe_kv_cache_bytes(c) / (size_t)o->n_vecs;
     if (be) { /* no backend: the bookkeeping alone (a mirror of another rank's pool) */
@@ -91,11 +100,12 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const stru
         if (o->n_vecs == 2) c->v = be->ops->alloc(be, bytes);
     }
     c->len = roe_calloc((size_t)o->max_seqs, sizeof(int));
+    c->lo = roe_calloc((size_t)o->max_seqs, sizeof(int));
     c->table = roe_malloc((size_t)o->max_seqs * (size_t)max_blocks * sizeof(int32_t));
     c->nref = roe_calloc((size_t)n_blocks, sizeof(int));
     c->free_ids = roe_malloc((size_t)n_blocks * sizeof(int32_t));
     c->no_prefix = o->no_prefix;
-    if ((be && (!c->k || (o->n_vecs == 2 && !c->v))) || !c->len || !c->table || !c->nref || !c->free_ids ||
+    if ((be && (!c->k || (o->n_vecs == 2 && !c->v))) || !c->len || !c->lo || !c->table || !c->nref || !c->free_ids ||
         alloc_prefix(c) != 0) {
         roe_kv_cache_free(c);
         return roe_fail(ROE_ERR_NOMEM, "kv cache: out of memory for %zu bytes", bytes * (size_t)o->n_vecs);
@@ -110,7 +120,7 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const stru
 int roe_kv_cache_blocks_needed(const struct roe_kv_cache *c, int seq, int n) {
     const int32_t *t = c->table + (size_t)seq * c->max_blocks;
     int need = 0;
-    for (int i = 0; i < (n + c->block_size - 1) / c->block_size; i++) need += t[i] < 0;
+    for (int i = c->lo[seq]; i < (n + c->block_size - 1) / c->block_size; i++) need += t[i] < 0;
     return need;
 }
 
@@ -178,8 +188,21 @@ static void drop_ref(struct roe_kv_cache *c, int b) {
     else c->free_ids[c->n_free++] = b;
 }
 
+/* With a window: sequence seq gives back its blocks wholly before roe_kv_keep_from(len). */
+static void trim(struct roe_kv_cache *c, int seq, int len) {
+    int32_t *t = c->table + (size_t)seq * c->max_blocks;
+    const int keep = roe_kv_keep_from(c, len);
+    int i = c->lo[seq];
+    for (; (i + 1) * c->block_size <= keep; i++) {
+        if (t[i] >= 0) drop_ref(c, t[i]);
+        t[i] = -1;
+    }
+    c->lo[seq] = i;
+}
+
 void roe_kv_cache_note(struct roe_kv_cache *c, int seq, int pos, int32_t t) {
     c->tok[(size_t)seq * c->max_ctx + pos] = t;
+    if (c->window) trim(c, seq, pos + 1);
     if (c->no_prefix || (pos + 1) % c->block_size) return;
     const int i = pos / c->block_size;
     const int32_t *bt = c->tok + (size_t)seq * c->max_ctx + (size_t)i * c->block_size;
@@ -195,31 +218,58 @@ void roe_kv_cache_note(struct roe_kv_cache *c, int seq, int pos, int32_t t) {
     c->cached[b] = 1;
 }
 
-int roe_kv_cache_match(struct roe_kv_cache *c, int seq, const int32_t *tokens, int n) {
-    if (c->no_prefix || c->len[seq] != 0 || n <= 1) return 0;
+int roe_kv_cache_probe(const struct roe_kv_cache *c, const int32_t *tokens, int most) {
+    if (c->no_prefix || most < c->block_size) return 0;
+    const int nb = most / c->block_size;
+    int found = 0; /* blocks from 0 found without a gap (no window: the answer) */
+    uint64_t h = 0;
+    int best = 0, run_from = 0; /* with a window: the latest length whose kept blocks are all found */
+    for (int i = 0; i < nb; i++) {
+        const int32_t *bt = tokens + (size_t)i * c->block_size;
+        h = block_hash(h, bt, c->block_size);
+        const int hit = find(c, h, bt) >= 0;
+        if (!c->window) {
+            if (!hit) break;
+            found = i + 1;
+            continue;
+        }
+        if (!hit) run_from = i + 1; /* blocks [run_from, i] found */
+        const int held = (i + 1) * c->block_size;
+        if (hit && run_from <= roe_kv_keep_from(c, held) / c->block_size) best = held;
+    }
+    return c->window ? best : found * c->block_size;
+}
+
+int roe_kv_cache_take(struct roe_kv_cache *c, int seq, const int32_t *tokens, int held, int query) {
     int32_t *t = c->table + (size_t)seq * c->max_blocks;
     uint64_t *ch = c->chain + (size_t)seq * c->max_blocks;
-    int i = 0;
-    for (; i < (n - 1) / c->block_size; i++) {
+    const int lo = roe_kv_keep_from(c, held) / c->block_size;
+    for (int i = 0; i < held / c->block_size; i++) {
         const int32_t *bt = tokens + (size_t)i * c->block_size;
-        const uint64_t h = block_hash(i ? ch[i - 1] : 0, bt, c->block_size);
-        const int b = find(c, h, bt);
-        if (b < 0) break;
+        ch[i] = block_hash(i ? ch[i - 1] : 0, bt, c->block_size);
+        if (i < lo) continue; /* outside the window: not held */
+        const int b = find(c, ch[i], bt);
         if (c->nref[b]++ == 0) lru_unlink(c, b);
         t[i] = b;
-        ch[i] = h;
     }
-    const int held = i * c->block_size;
     memcpy(c->tok + (size_t)seq * c->max_ctx, tokens, (size_t)held * sizeof(int32_t));
     c->len[seq] = held;
+    c->lo[seq] = lo;
     c->hit_tokens += held;
-    c->query_tokens += n - 1;
+    c->query_tokens += query;
     return held;
+}
+
+int roe_kv_cache_match(struct roe_kv_cache *c, int seq, const int32_t *tokens, int n) {
+    if (c->no_prefix || c->len[seq] != 0 || n <= 1) return 0;
+    return roe_kv_cache_take(c, seq, tokens, roe_kv_cache_probe(c, tokens, n - 1), n - 1);
 }
 
 roe_status roe_kv_cache_adopt(struct roe_kv_cache *c, int seq, const int32_t *blocks, int n) {
     if (seq < 0 || seq >= c->max_seqs || c->len[seq] != 0 || n < 0 || n > c->max_blocks)
         return roe_fail(ROE_ERR_FORMAT, "kv cache: sequence %d cannot start with %d cached blocks", seq, n);
+    if (c->window) /* the blocks before the window are not held: cluster.c adopts none here */
+        return roe_fail(ROE_ERR_FORMAT, "kv cache: a sliding-window pool adopts no prefix (sequence %d)", seq);
     uint64_t h = 0;
     for (int i = 0; i < n; i++) {
         const int b = blocks[i];
@@ -242,18 +292,18 @@ roe_status roe_kv_cache_adopt(struct roe_kv_cache *c, int seq, const int32_t *bl
     return ROE_OK;
 }
 
-int roe_kv_cache_probe(const struct roe_kv_cache *c, const int32_t *tokens, int n, int *unreferenced) {
-    int i = 0, unref = 0;
+int roe_kv_cache_lookup(const struct roe_kv_cache *c, const int32_t *tokens, int n, int *unreferenced) {
+    const int held = n > 1 ? roe_kv_cache_probe(c, tokens, n - 1) : 0;
+    int unref = 0;
     uint64_t h = 0;
-    for (; !c->no_prefix && n > 1 && i < (n - 1) / c->block_size; i++) {
+    for (int i = 0; i < held / c->block_size; i++) {
         const int32_t *bt = tokens + (size_t)i * c->block_size;
         h = block_hash(h, bt, c->block_size);
-        const int b = find(c, h, bt);
-        if (b < 0) break;
-        unref += c->nref[b] == 0;
+        if (i < roe_kv_keep_from(c, held) / c->block_size) continue; /* outside the window: not taken */
+        unref += c->nref[find(c, h, bt)] == 0;
     }
     if (unreferenced) *unreferenced = unref;
-    return i * c->block_size;
+    return held;
 }
 
 roe_status roe_kv_cache_reserve(struct roe_kv_cache *c, int seq, int n) {
@@ -263,7 +313,7 @@ roe_status roe_kv_cache_reserve(struct roe_kv_cache *c, int seq, int n) {
                         "kv cache: sequence %d needs %d more blocks for %d positions, %d of %d are free "
                         "(--kv-memory)", seq, need, n, roe_kv_cache_available(c), c->n_blocks);
     int32_t *t = c->table + (size_t)seq * c->max_blocks;
-    for (int i = 0; need && i < (n + c->block_size - 1) / c->block_size; i++)
+    for (int i = c->lo[seq]; need && i < (n + c->block_size - 1) / c->block_size; i++)
         if (t[i] < 0) t[i] = take_block(c);
     return ROE_OK;
 }
@@ -275,6 +325,7 @@ void roe_kv_cache_reset(struct roe_kv_cache *c, int seq) {
         t[i] = -1;
     }
     c->len[seq] = 0;
+    c->lo[seq] = 0;
 }
 
 roe_status roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len) {
@@ -282,7 +333,16 @@ roe_status roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len) 
     const int32_t *ts = c->table + (size_t)src * c->max_blocks;
     int32_t *td = c->table + (size_t)dst * c->max_blocks;
     const int full = len / c->block_size, part = len % c->block_size;
-    for (int i = 0; i < full; i++) { /* full blocks are never written again: shared */
+    const int lo = roe_kv_keep_from(c, len) / c->block_size > c->lo[src] ? roe_kv_keep_from(c, len) / c->block_size
+                                                                          : c->lo[src];
+    const int reads = c->window > 0 && len >= c->window ? len - c->window + 1 : 0; /* dst's next row */
+    if (lo * c->block_size > reads)
+        return roe_fail(ROE_ERR_INVALID_ARG,
+                        "kv cache: sequence %d cannot start from %d positions of sequence %d: its sliding-window "
+                        "layers gave back positions before %d (window %d)", dst, len, src, c->lo[src] * c->block_size,
+                        c->window);
+    c->lo[dst] = lo;
+    for (int i = lo; i < full; i++) { /* full blocks are never written again: shared */
         td[i] = ts[i];
         c->nref[td[i]]++;
     }
@@ -309,12 +369,21 @@ roe_status roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len) 
     return ROE_OK;
 }
 
+void roe_kv_cache_trim(struct roe_kv_cache *c, int seq, int n) {
+    int32_t *t = c->table + (size_t)seq * c->max_blocks;
+    for (int i = (n + c->block_size - 1) / c->block_size; i < c->max_blocks; i++) {
+        if (t[i] >= 0) drop_ref(c, t[i]);
+        t[i] = -1;
+    }
+}
+
 void roe_kv_cache_free(struct roe_kv_cache *c) {
     if (c->be) {
         if (c->k) c->be->ops->free(c->be, c->k);
         if (c->v) c->be->ops->free(c->be, c->v);
     }
     roe_free(c->len);
+    roe_free(c->lo);
     roe_free(c->table);
     roe_free(c->nref);
     roe_free(c->free_ids);

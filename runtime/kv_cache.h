@@ -12,6 +12,12 @@
  * attention (DeepSeek-V3) there is one vector per position, no V (n_vecs = 1, v NULL): k holds
  * [latent | roped key] of width kv_lora_rank + qk_rope_head_dim, in the same pool.
  *
+ * A cache whose layers all attend a window of at most `window` positions (sliding-window
+ * attention; docs/KV.md "Sliding windows") gives back every block that lies wholly before a
+ * sequence's last `window` positions as soon as the sequence passes it: blocks below lo[seq] are
+ * not held (table -1), so a sequence holds about window / block_size + 2 blocks however long it
+ * grows.
+ *
  * Sequences are slots in [0, max_seqs) (the engine's rows name them); a slot costs only its
  * block table, the pool's size is its own (bytes at init, default max_seqs full contexts).
  * Blocks are reference-counted: a fork (roe_kv_cache_copy) shares the source's full blocks and
@@ -42,12 +48,14 @@ struct roe_kv_cache {
     int block_size;  /* positions per block */
     int max_blocks;  /* blocks of one full context: ceil(max_ctx / block_size) */
     int n_blocks;    /* blocks in the pool */
+    int window;      /* > 0: the layers attend at most this many positions; blocks before go back */
     roe_dtype dtype; /* of k and v: F32 or BF16 */
     size_t elem;     /* bytes per element */
     roe_backend *be; /* borrowed: where k and v live */
     void *k;   /* [n_blocks, n_layers, block_size, kv_dim] backend memory */
     void *v;   /* same; NULL when n_vecs is 1 */
     int *len;  /* [max_seqs] positions written (the clean history length), host */
+    int *lo;   /* [max_seqs] the first block index a sequence holds (0 without a window) */
     int32_t *table; /* [max_seqs, max_blocks] each sequence's blocks; -1: none */
     int *nref;      /* [n_blocks] tables holding each block (0: free) */
     int32_t *free_ids; /* [n_blocks] the free stack: n_free ids, the next at the top */
@@ -74,6 +82,8 @@ struct roe_kv_cache_opts {
     int block_size;     /* 0: ROE_KV_BLOCK_DEFAULT */
     roe_dtype dtype;    /* F32 (0) or BF16 */
     size_t bytes;       /* the pool (rounded down to whole blocks); 0: max_seqs full contexts */
+    int window;         /* > 0: sliding-window layers only (struct roe_kv_cache.window) */
+    int min_blocks;     /* > 0 (with window): the fewest blocks accepted, instead of one full context */
     uint64_t scramble;  /* != 0: the free stack in an order drawn from this seed (tests) */
     int no_prefix;      /* no prefix reuse */
 };
@@ -89,7 +99,15 @@ size_t roe_kv_cache_bytes(const struct roe_kv_cache *c);
 /* Bytes of one block (every layer, K and V) of elements of `elem` bytes. */
 size_t roe_kv_block_bytes(int n_layers, int block_size, int kv_dim, int n_vecs, size_t elem);
 
-/* Makes sequence seq hold blocks for positions [0, n): allocates the missing ones. Fails
+/* The first position a sequence of length len keeps with a window (0 without): the next row
+ * (position len) reads from len - window + 1, and a RoE sample of the position just cleaned (len
+ * - 1, ROE.md "adaptive K") from len - window. */
+static inline int roe_kv_keep_from(const struct roe_kv_cache *c, int len) {
+    return c->window > 0 && len > c->window ? len - c->window : 0;
+}
+
+/* Makes sequence seq hold blocks for positions [0, n) (with a window: from its first held block
+ * lo[seq]): allocates the missing ones. Fails
  * with ROE_ERR_OVERLOADED, holding what it held, when the pool has too few free blocks. */
 roe_status roe_kv_cache_reserve(struct roe_kv_cache *c, int seq, int n);
 /* Blocks sequence seq still needs to hold positions [0, n). */
@@ -101,23 +119,34 @@ static inline int roe_kv_cache_available(const struct roe_kv_cache *c) { return 
 
 /* Records that sequence seq holds token t at position pos (the engine, for each clean row);
  * when pos ends a block, the block is registered under the hash of its tokens and every token
- * before it, so later sequences with the same prefix find it. */
+ * before it, so later sequences with the same prefix find it. With a window, the blocks wholly
+ * before roe_kv_keep_from(pos + 1) go back (registered ones wait, evictable, as after a reset). */
 void roe_kv_cache_note(struct roe_kv_cache *c, int seq, int pos, int32_t t);
 
 /* Empty sequence seq starts with the longest registered prefix of tokens[0, n) that leaves at
  * least one position to compute: whole blocks, shared (referenced) and no longer evictable.
  * Returns the positions it holds (0: none found, or seq not empty). */
 int roe_kv_cache_match(struct roe_kv_cache *c, int seq, const int32_t *tokens, int n);
+/* The longest prefix of tokens, a multiple of block_size and at most `most` positions, that this
+ * cache could start a sequence with: every block from 0 registered (with a window: every block
+ * from the one holding roe_kv_keep_from of that length), nothing taken. Two caches of one model
+ * (the engine's full and sliding layers) agree on a length this way before either takes it. */
+int roe_kv_cache_probe(const struct roe_kv_cache *c, const int32_t *tokens, int most);
+/* roe_kv_cache_match taking exactly `held` positions, a length roe_kv_cache_probe returned
+ * (counting `query` positions asked for). */
+int roe_kv_cache_take(struct roe_kv_cache *c, int seq, const int32_t *tokens, int held, int query);
 
-/* What roe_kv_cache_match would find for tokens[0, n) now, without taking it: the positions,
- * and (unreferenced, may be NULL) how many of those blocks no sequence holds (taking them makes
- * them unevictable, so they leave roe_kv_cache_available). */
-int roe_kv_cache_probe(const struct roe_kv_cache *c, const int32_t *tokens, int n, int *unreferenced);
+/* What roe_kv_cache_match would find for tokens[0, n) now, without taking it (roe_kv_cache_probe
+ * of n - 1 positions): the positions, and (unreferenced, may be NULL) how many of the blocks it
+ * would hold no sequence holds (taking them makes them unevictable, so they leave
+ * roe_kv_cache_available). Admission's estimate (batch.c). */
+int roe_kv_cache_lookup(const struct roe_kv_cache *c, const int32_t *tokens, int n, int *unreferenced);
 
 /* Empty sequence seq starts holding the registered blocks[0, n) (a prefix another process found
  * with roe_kv_cache_match on a copy of this pool's bookkeeping: cluster.h): they gain a
  * reference and leave the LRU list. ROE_ERR_FORMAT, holding nothing, unless seq is empty and
- * each block is registered and chained on the one before (the same tokens from position 0). */
+ * each block is registered and chained on the one before (the same tokens from position 0); a
+ * pool with a window adopts nothing (ROE_ERR_FORMAT). */
 roe_status roe_kv_cache_adopt(struct roe_kv_cache *c, int seq, const int32_t *blocks, int n);
 
 /* Forgets sequence seq: its length becomes 0 and its blocks go back (shared ones lose a
@@ -127,8 +156,14 @@ void roe_kv_cache_reset(struct roe_kv_cache *c, int seq);
 /* Sequence dst starts as the first len positions of src (every layer, K and V): dst's old
  * blocks go back, src's full blocks below len are shared, a partial last block is copied into a
  * new one. len <= src's length; dst != src. ROE_ERR_OVERLOADED when no block is free for the
- * copy (dst is then empty). */
+ * copy (dst is then empty). With a window: only the blocks src still holds from
+ * roe_kv_keep_from(len); ROE_ERR_INVALID_ARG (dst empty) when src gave back a position the next
+ * row of dst reads (len - window + 1 on). */
 roe_status roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len);
+
+/* Sequence seq keeps only the blocks of positions [0, n) (those past them go back): a reservation
+ * for more positions than were written, undone (MoR's block pool, runtime/mor.c). */
+void roe_kv_cache_trim(struct roe_kv_cache *c, int seq, int n);
 
 /* Row index of (seq, layer, pos) in k (or v) seen as [rows, kv_dim]; pos's block must be held. */
 static inline int64_t roe_kv_row(const struct roe_kv_cache *c, int seq, int layer, int pos) {

@@ -428,9 +428,19 @@ static roe_status bind_oai_experts(struct roe_model *m, int i, struct roe_layer_
     return ROE_OK;
 }
 
+/* The name of layer i's tensor `suffix`: model.layers.i.suffix, or a MoR model's unique layers
+ * (config.h struct roe_mor_config): layer 0, the shared block's layer j at model.layers.1.block.j,
+ * the last at model.layers.{N_r + 1}. */
+static void layer_name(const struct roe_model_config *c, int i, const char *suffix, char *name, size_t n) {
+    const int B = c->mor.block;
+    if (!c->mor.n_recursion || i == 0) snprintf(name, n, "model.layers.%d.%s", i, suffix);
+    else if (i <= B) snprintf(name, n, "model.layers.1.block.%d.%s", i - 1, suffix);
+    else snprintf(name, n, "model.layers.%d.%s", c->mor.n_recursion + 1, suffix);
+}
+
 #define BIND(suffix, r, cc, dst)                                                                   \
     do {                                                                                           \
-        snprintf(name, sizeof name, "model.layers.%d.%s", i, suffix);                              \
+        layer_name(&m->cfg, i, suffix, name, sizeof name);                                         \
         ROE_TRY(bind(m, name, r, cc, dst));                                                        \
     } while (0)
 
@@ -558,6 +568,53 @@ static roe_status bind_layer(struct roe_model *m, int i) {
 }
 #undef BIND
 
+/* The sub-names of a Llama decoder layer (a MoR block layer's tensors). */
+static const char *const LLAMA_LAYER_TENSORS[] = {
+    "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+    "self_attn.o_proj.weight", "post_attention_layernorm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
+    "mlp.down_proj.weight"};
+
+/* A MoR checkpoint may repeat the shared block at model.layers.{r}.block.{j} for r = 2..N_r (the
+ * official code's state dict): accepted only byte-identical to r = 1's, since the model holds one copy. */
+static roe_status check_mor_copies(const struct roe_model *m) {
+    const struct roe_mor_config *mc = &m->cfg.mor;
+    char name[320], one[320];
+    for (int r = 2; r <= mc->n_recursion; r++)
+        for (int j = 0; j < mc->block; j++)
+            for (size_t k = 0; k < sizeof LLAMA_LAYER_TENSORS / sizeof LLAMA_LAYER_TENSORS[0]; k++) {
+                snprintf(name, sizeof name, "model.layers.%d.block.%d.%s", r, j, LLAMA_LAYER_TENSORS[k]);
+                const struct roe_tensor *t = roe_store_find(m->store, name);
+                if (!t) continue;
+                snprintf(one, sizeof one, "model.layers.1.block.%d.%s", j, LLAMA_LAYER_TENSORS[k]);
+                const struct roe_tensor *t1 = roe_store_find(m->store, one);
+                if (!t1 || t->dtype != t1->dtype || t->nbytes != t1->nbytes || memcmp(t->data, t1->data, t->nbytes) != 0)
+                    return roe_fail(ROE_ERR_UNSUPPORTED,
+                                    "%s: tensor '%s' differs from '%s': recursion %d has weights of its own, but "
+                                    "mor_llama's middle_cycle sharing applies ONE block every recursion",
+                                    m->dir, name, one, r);
+            }
+    return ROE_OK;
+}
+
+/* A MoR model's routers (config.h struct roe_mor_config), and its shared block's copies checked. */
+static roe_status bind_mor(struct roe_model *m) {
+    const struct roe_mor_config *mc = &m->cfg.mor;
+    const int H = m->cfg.hidden;
+    if (mc->router == ROE_MOR_TOKEN_CHOICE)
+        ROE_TRY(bind(m, "model.layers.1.mor_router.router.weight", mc->n_recursion, H, &m->mor_router[0]));
+    else
+        for (int r = 1; r <= mc->n_recursion; r++) {
+            char name[320];
+            snprintf(name, sizeof name, "model.layers.%d.mor_router.router.weight", r);
+            ROE_TRY(bind(m, name, 1, H, &m->mor_router[r - 1]));
+        }
+    for (int r = 0; r < mc->n_recursion; r++)
+        if (m->mor_router[r].data && roe_dtype_is_block(m->mor_router[r].dtype))
+            return roe_fail(ROE_ERR_UNSUPPORTED, "%s: MoR router %d is block-quantized: routers must be float", m->dir,
+                            r + 1);
+    return ROE_OK;
+}
+
 static size_t mat_elems(const struct roe_mat *x) { return (size_t)x->rows * (size_t)x->cols; }
 
 void roe__model_account(struct roe_model *m) {
@@ -569,6 +626,10 @@ void roe__model_account(struct roe_model *m) {
         params += mat_elems(&m->lm_head);
     }
     m->expert_bytes = m->expert_params = 0;
+    for (int r = 0; r < ROE_MOR_MAX_RECURSION; r++) {
+        dense += roe_mat_bytes(&m->mor_router[r]);
+        params += mat_elems(&m->mor_router[r]);
+    }
     for (int i = 0; i < c->n_layers; i++) {
         struct roe_layer_weights *L = &m->layers[i];
         for (int k = 0; k < roe_n_layer_mats; k++) {
@@ -675,6 +736,7 @@ double roe_model_warm(const struct roe_model *m) {
     const struct roe_model_config *c = &m->cfg;
     double bytes = touch(&m->embed) + touch(&m->final_norm);
     if (m->lm_head.data != m->embed.data) bytes += touch(&m->lm_head);
+    for (int r = 0; r < ROE_MOR_MAX_RECURSION; r++) bytes += touch(&m->mor_router[r]);
     for (int i = 0; i < c->n_layers; i++) {
         struct roe_layer_weights *L = &m->layers[i];
         for (int k = 0; k < roe_n_layer_mats; k++) bytes += touch(roe_layer_mat(L, k));
@@ -718,7 +780,9 @@ roe_status roe_model_open(const char *dir, struct roe_model **out) {
         st = roe_fail(ROE_ERR_NOMEM, "out of memory for %d layers", c->n_layers);
         goto fail;
     }
+    if (c->mor.n_recursion) ROE_CHECK(check_mor_copies(m)); /* before a missing layer hides a misplaced copy */
     for (int i = 0; i < c->n_layers; i++) ROE_CHECK(bind_layer(m, i));
+    if (c->mor.n_recursion) ROE_CHECK(bind_mor(m));
     m->held_experts = -1;
     roe__model_account(m);
     *out = m;

@@ -105,7 +105,10 @@ struct roe_model {
     struct roe_mat embed;      /* [vocab, hidden] */
     struct roe_mat final_norm; /* [1, hidden] */
     struct roe_mat lm_head;    /* [vocab, hidden] (= embed if tied) */
-    struct roe_layer_weights *layers; /* [n_layers], owned */
+    struct roe_layer_weights *layers; /* [n_layers], owned (MoR: the unique layers, config.h) */
+    /* MoR routers (cfg.mor): expert choice, recursion r's [1, hidden] at mor_router[r - 1]; token
+     * choice, the one [n_recursion, hidden] at mor_router[0]. Host memory (the host decides depths). */
+    struct roe_mat mor_router[ROE_MOR_MAX_RECURSION];
     size_t dense_bytes;        /* bytes of every non-expert weight (shared experts included) */
     size_t expert_bytes;       /* bytes of one routed expert of a MoE layer (its matrices and biases) */
     size_t n_params;           /* elements of every weight the forward reads */

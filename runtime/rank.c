@@ -20,7 +20,7 @@ struct roe_session_spec roe_session_spec_of(const char *model_dir, const struct 
     return (struct roe_session_spec){
         .model_dir = model_dir, .max_seqs = eo->max_seqs, .max_ctx = eo->max_ctx, .max_rows = eo->max_rows,
         .n_threads = eo->n_threads, .isa = (int)eo->isa, .kv_bytes = eo->kv_bytes, .kv_block_size = eo->kv_block_size,
-        .kv_dtype = (int)eo->kv_dtype, .no_dedup = eo->no_dedup, .wire = (int)eo->wire,
+        .kv_dtype = (int)eo->kv_dtype, .mor_full_depth = eo->mor_full_depth, .no_dedup = eo->no_dedup, .wire = (int)eo->wire,
         .no_overlap = eo->no_overlap, .warm = warm, .backend = (int)eo->backend, .n_layers = cfg->n_layers,
         .n_experts = cfg->n_experts, .owner = pl ? pl->owner : NULL,
         .n_owner = pl ? (size_t)pl->n_layers * pl->n_experts : 0, .placement_source = pl ? pl->source : NULL};
@@ -62,6 +62,7 @@ static struct roe_engine_opts engine_opts(const struct roe_session_spec *spec, r
     eo.kv_bytes = spec->kv_bytes;
     eo.kv_block_size = spec->kv_block_size;
     eo.kv_dtype = (roe_dtype)spec->kv_dtype; /* anything but F32, BF16 or F8_E4M3: the cache refuses it */
+    eo.mor_full_depth = spec->mor_full_depth;
     return eo;
 }
 

@@ -26,6 +26,9 @@ int roe_roster_is_noisy(const struct roe_roster *r, int n_layers) {
 roe_status roe_roster_validate(const struct roe_roster *r, const struct roe_model_config *cfg) {
     if (r->k < 1 || r->k > ROE_MAX_SAMPLES)
         return roe_fail(ROE_ERR_INVALID_ARG, "RoE K = %d is outside [1, %d]", r->k, ROE_MAX_SAMPLES);
+    if (r->k > 1 && roe_config_n_moe_layers(cfg) == 0) /* docs/MODELS.md "roe's engine for MoR" */
+        return roe_fail(ROE_ERR_INVALID_ARG, "RoE K = %d: %s has no MoE layer, so RoE has no router to add noise to "
+                        "(MoR's depth router is not one: RoE does not apply; run with K = 1)", r->k, cfg->model_type);
     for (int l = 0; l < cfg->n_layers; l++) {
         if (!(r->tau[l] >= 0.0f && r->tau[l] <= 10.0f))
             return roe_fail(ROE_ERR_INVALID_ARG, "RoE tau of layer %d = %g is outside [0, 10]", l, r->tau[l]);

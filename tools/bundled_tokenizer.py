@@ -3,9 +3,11 @@
 
 GPT-2 style: ByteLevel pre-tokenizer (GPT-2 regex, add_prefix_space=False), ByteLevel
 decoder, no normalizer, vocabulary 4096 including the special token <|endoftext|>
-(id 0; used as eos / bos / pad and as the document separator).
+(id 0; used as eos / bos / pad and as the document separator). With --pad, a second special
+token <|pad|> (id 1) is the pad token instead: a pad id distinct from every token the text
+ever produces (issue 19's specialising model).
 
-Usage: python tools/bundled_tokenizer.py [--data .data/olmoe-tiny] [--out models/olmoe-tiny]
+Usage: python tools/bundled_tokenizer.py [--data .data/olmoe-tiny] [--out models/olmoe-tiny] [--pad]
 """
 import argparse
 import json
@@ -15,6 +17,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EOT = "<|endoftext|>"
+PAD = "<|pad|>"
 
 
 def main():
@@ -22,6 +25,7 @@ def main():
     ap.add_argument("--data", default=os.path.join(REPO, ".data", "olmoe-tiny"))
     ap.add_argument("--out", default=os.path.join(REPO, "models", "olmoe-tiny"))
     ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--pad", action="store_true", help="a separate <|pad|> token (id 1)")
     args = ap.parse_args()
 
     def texts():
@@ -35,7 +39,7 @@ def main():
     trainer = trainers.BpeTrainer(
         vocab_size=args.vocab,
         min_frequency=2,
-        special_tokens=[EOT],
+        special_tokens=[EOT, PAD] if args.pad else [EOT],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -47,7 +51,7 @@ def main():
         "bos_token": EOT,
         "eos_token": EOT,
         "unk_token": EOT,
-        "pad_token": EOT,
+        "pad_token": PAD if args.pad else EOT,
         "add_prefix_space": False,
         "add_bos_token": False,
         "add_eos_token": False,
@@ -57,7 +61,7 @@ def main():
     with open(os.path.join(args.out, "tokenizer_config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
         f.write("\n")
-    print("vocab", tok.get_vocab_size(), "eot id", tok.token_to_id(EOT))
+    print("vocab", tok.get_vocab_size(), "eot id", tok.token_to_id(EOT), "pad id", tok.token_to_id(PAD))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 For each fixture (olmoe, mixtral, qwen3_moe; qwen2_moe, qwen2_moe_b, glm4_moe, glm4_moe_b, gpt_oss,
 gpt_oss_b, deepseek_v3, deepseek_v3_b: two shapes of each newer family; deepseek_v3_fp8, glm4_moe_fp8:
 block-scaled FP8 checkpoints quantized by tools/fp8.py, the reference computed from the dequantized
-weights; gpt_oss_mx, gpt_oss_mx_b: gpt-oss with MXFP4 experts from this tool's own quantizer,
+weights (deepseek_v3_fp8_b and glm4_moe_fp8_b a second shape of each, the first in two shards);
+gpt_oss_mx, gpt_oss_mx_b: gpt-oss with MXFP4 experts from this tool's own quantizer,
 mxfp4_quantize) this writes, under
 tests/fixtures/<fixture>/:
 
@@ -356,6 +357,43 @@ FAMILIES = {
             attention_bias=True, bos_token_id=None, eos_token_id=255, tie_word_embeddings=False,
         ),
         dtype=torch.bfloat16, seed=13456, shards=1, legacy_rope_theta=False, fp8=True,
+        keep_fp32=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
+    ),
+    # DeepSeek-V3 FP8, a second shape, in two shards with an index (a weight and its
+    # weight_scale_inv in different shards: save_fp8): no query LoRA (q_proj [100, 136]: a partial
+    # tile in both dimensions), 5 heads, kv_lora_rank 36, nope 12 + rope 8, v 20 (kv_b_proj 160
+    # rows), rotate-half default RoPE, biases on q/kv_a/o (bf16, not quantized), hidden 136 (two
+    # column tiles, the second 8 wide), 9 experts of 40 in 3 groups (2 kept), top-3 not
+    # renormalised, x 1.5, 2 shared experts, layer 0 dense (144).
+    "deepseek_v3_fp8_b": dict(
+        config_cls=DeepseekV3Config,
+        config=dict(
+            vocab_size=288, hidden_size=136, intermediate_size=144, moe_intermediate_size=40, num_hidden_layers=3,
+            num_attention_heads=5, num_key_value_heads=5, q_lora_rank=None, kv_lora_rank=36, qk_nope_head_dim=12,
+            qk_rope_head_dim=8, v_head_dim=20, max_position_embeddings=256, rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "rope_theta": 20000.0},
+            n_routed_experts=9, num_experts_per_tok=3, n_shared_experts=2, n_group=3, topk_group=2,
+            routed_scaling_factor=1.5, first_k_dense_replace=1, norm_topk_prob=False, rope_interleave=False,
+            attention_bias=True, bos_token_id=None, eos_token_id=287, tie_word_embeddings=False,
+        ),
+        dtype=torch.bfloat16, seed=14567, shards=2, legacy_rope_theta=False, fp8=True,
+        keep_fp32=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
+    ),
+    # GLM-4.5 FP8, a second shape: 6 heads of 24 (GQA 6:2; q_proj [144, 136]: partial tiles), partial
+    # rotary 0.5 (12 of 24), no q/k norm, no attention biases, hidden 136, dense intermediate 152, 7
+    # experts of 56 in one group, top-3, x 1.0, one shared expert, layer 0 dense.
+    "glm4_moe_fp8_b": dict(
+        config_cls=Glm4MoeConfig,
+        config=dict(
+            vocab_size=272, hidden_size=136, head_dim=24, intermediate_size=152, moe_intermediate_size=56,
+            num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=256,
+            rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                "partial_rotary_factor": 0.5},
+            n_routed_experts=7, num_experts_per_tok=3, n_shared_experts=1, n_group=1, topk_group=1,
+            routed_scaling_factor=1.0, first_k_dense_replace=1, norm_topk_prob=True, use_qk_norm=False,
+            attention_bias=False, bos_token_id=None, eos_token_id=271, tie_word_embeddings=False,
+        ),
+        dtype=torch.bfloat16, seed=15678, shards=1, legacy_rope_theta=False, fp8=True,
         keep_fp32=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
     ),
 }
@@ -1050,17 +1088,44 @@ def fp8_prepare(model, spec):
 
 
 def save_fp8(spec, model_dir):
+    """Writes the FP8 checkpoint: one file, or (shards 2) two shards and model.safetensors.index.json
+    as save_pretrained lays them out, cut after the first quantized weight past half the bytes so that
+    its weight_scale_inv lands in the other shard (a loader must find a scale wherever the index says)."""
     from safetensors.torch import save_file
     if os.path.isdir(model_dir):
         shutil.rmtree(model_dir)
     os.makedirs(model_dir)
-    save_file(spec["_fp8"]["tensors"], os.path.join(model_dir, "model.safetensors"), metadata={"format": "pt"})
+    tensors = spec["_fp8"]["tensors"]
+    files = ["model.safetensors"]
+    if spec["shards"] == 1:
+        save_file(tensors, os.path.join(model_dir, "model.safetensors"), metadata={"format": "pt"})
+    else:
+        assert spec["shards"] == 2, spec["shards"]
+        names = list(tensors)  # a weight, then its weight_scale_inv (fp8_prepare's order)
+        total = sum(t.numel() * t.element_size() for t in tensors.values())
+        acc, cut = 0, None
+        for i, n in enumerate(names):
+            acc += tensors[n].numel() * tensors[n].element_size()
+            if acc >= total // 2 and i + 1 < len(names) and names[i + 1] == n + "_scale_inv":
+                cut = i + 1
+                break
+        if cut is None:
+            raise RuntimeError("no weight to cut the FP8 checkpoint after")
+        files = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+        parts = [names[:cut], names[cut:]]
+        weight_map = {}
+        for fn, part in zip(files, parts):
+            save_file({n: tensors[n] for n in part}, os.path.join(model_dir, fn), metadata={"format": "pt"})
+            weight_map.update({n: fn for n in part})
+        with open(os.path.join(model_dir, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2, sort_keys=True)
+            f.write("\n")
     for fn, text in spec["_fp8"]["files"].items():
         with open(os.path.join(model_dir, fn), "w") as f:
             f.write(text)
     for fn in os.listdir(model_dir):
         os.chmod(os.path.join(model_dir, fn), 0o644)
-    return ["model.safetensors"]
+    return files
 
 
 def save_model(model, spec, model_dir):

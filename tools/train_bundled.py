@@ -15,6 +15,14 @@ Prerequisites: python tools/data/build_bundled_corpus.py && python tools/bundled
 
 Usage (the recipe of the bundled model, see models/olmoe-tiny/README.md):
   python tools/train_bundled.py --minutes 55 --steps 3000 --batch 8 --seq 256 --aux-coef 0.08
+The specialising model of issue 19 (64 experts, top-8, expert FFN 32, a separate pad id; trained
+over several sessions: --resume continues from --ckpt with the optimizer, data-sampler and
+schedule state, and --minutes caps one run, checkpointing every --ckpt-every minutes):
+  python tools/data/synth_langs.py && python tools/data/mix_corpus.py
+  python tools/bundled_tokenizer.py --data .data/roe-mix --out .data/roe-mix/tok --pad
+  python tools/train_bundled.py --data .data/roe-mix --tokenizer .data/roe-mix/tok --out .data/roe-spec \
+      --log .data/roe-spec/train_log.jsonl --ckpt .data/roe-spec/ckpt.pt --experts 64 --topk 8 \
+      --expert-ffn 32 --tie --pad-id 1 --steps 10000 --batch 8 --seq 256 --schedule steps --minutes 120 [--resume]
 Smoke run:
   python tools/train_bundled.py --minutes 1.5 --steps 40 --out /tmp/olmoe-smoke --log /tmp/smoke.jsonl --ckpt /tmp/smoke.pt
 """
@@ -99,11 +107,11 @@ def make_config(args, vocab):
         rope_theta=10000.0,
         clip_qkv=None,
         attention_bias=False,
-        tie_word_embeddings=False,
+        tie_word_embeddings=args.tie,
         initializer_range=0.02,
         output_router_logits=False,  # training passes output_router_logits=True explicitly
         router_aux_loss_coef=args.aux_coef,
-        pad_token_id=0,
+        pad_token_id=args.pad_id,
         bos_token_id=0,
         eos_token_id=0,
     )
@@ -138,6 +146,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--tie", action="store_true", help="tie the LM head to the embedding table")
+    ap.add_argument("--pad-id", type=int, default=0, help="pad token id (its embedding row is never trained)")
+    ap.add_argument("--schedule", choices=("time", "steps"), default="time",
+                    help="time: progress = max(step/steps, elapsed/minutes), the run ends at --minutes; "
+                         "steps: progress = step/steps, --minutes only ends this run (resume later)")
+    ap.add_argument("--resume", action="store_true", help="continue from --ckpt (model, optimizer, sampler)")
+    ap.add_argument("--ckpt-every", type=float, default=10.0, help="minutes between checkpoints")
     args = ap.parse_args()
 
     t_start = time.time()
@@ -186,17 +201,45 @@ def main():
         return tot / nvw
 
     os.makedirs(os.path.dirname(args.log), exist_ok=True)
-    logf = open(args.log, "w")
-    logf.write(json.dumps({"event": "start", "args": vars(args), "params": nparam, "active": nactive,
-                           "train_tokens": len(train)}) + "\n")
+    step, tokens_seen, ema, before = 0, 0, None, 0.0
+    if args.resume:
+        ck = torch.load(args.ckpt, weights_only=False)
+        if "optimizer" not in ck:
+            raise SystemExit("train_bundled: %s has no optimizer state (written by a run without --schedule steps?)"
+                             % args.ckpt)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        gen.set_state(ck["sampler"])
+        step, tokens_seen, ema, before = ck["step"], ck["tokens"], ck["ema"], ck["train_seconds"]
+        print("resumed at step %d (%d tokens, %.1f min of training before)" % (step, tokens_seen, before / 60),
+              flush=True)
+    logf = open(args.log, "a" if args.resume else "w")
+    logf.write(json.dumps({"event": "resume" if args.resume else "start", "args": vars(args), "params": nparam,
+                           "active": nactive, "train_tokens": len(train), "step": step}) + "\n")
+
+    def checkpoint():
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler": gen.get_state(),
+                    "step": step, "tokens": tokens_seen, "ema": ema, "config": cfg.to_dict(),
+                    "train_seconds": before + time.time() - t_start}, args.ckpt + ".tmp")
+        os.replace(args.ckpt + ".tmp", args.ckpt)
+
     model.train()
-    step, tokens_seen = 0, 0
     t_loop = time.time()
-    ema = None
+    t_ckpt = time.time()
     progress = 0.0
+    tokens0 = tokens_seen
     while True:
         elapsed = time.time() - t_start
-        progress = max(step / args.steps, elapsed / (args.minutes * 60))
+        if args.schedule == "steps":
+            progress = step / args.steps
+            if progress < 1.0 and elapsed >= args.minutes * 60:
+                checkpoint()
+                logf.write(json.dumps({"event": "pause", "step": step, "tokens": tokens_seen,
+                                       "train_seconds": round(before + elapsed, 1)}) + "\n")
+                print("paused at step %d of %d (--resume continues)" % (step, args.steps), flush=True)
+                return
+        else:
+            progress = max(step / args.steps, elapsed / (args.minutes * 60))
         if progress >= 1.0:
             break
         if step < args.warmup:
@@ -225,11 +268,15 @@ def main():
                "tokens": tokens_seen, "elapsed": round(time.time() - t_start, 1)}
         if step % args.eval_every == 0:
             rec["val_loss"] = round(evaluate(), 4)
-            torch.save({"model": model.state_dict(), "step": step, "config": cfg.to_dict()}, args.ckpt)
+            if args.schedule == "time":
+                torch.save({"model": model.state_dict(), "step": step, "config": cfg.to_dict()}, args.ckpt)
+        if args.schedule == "steps" and time.time() - t_ckpt >= args.ckpt_every * 60:
+            checkpoint()
+            t_ckpt = time.time()
         logf.write(json.dumps(rec) + "\n")
         logf.flush()
         if step % 10 == 0 or "val_loss" in rec:
-            tps = tokens_seen / (time.time() - t_loop)
+            tps = (tokens_seen - tokens0) / (time.time() - t_loop)
             print("step %5d loss %.4f (ema %.4f) aux %.4f maxload %.2f lr %.2e gnorm %.2f %.0f tok/s elapsed %.1f min%s" % (
                 step, ce, ema, aux, maxload, lr, float(gnorm), tps, (time.time() - t_start) / 60,
                 "  val %.4f" % rec["val_loss"] if "val_loss" in rec else ""), flush=True)
@@ -241,7 +288,10 @@ def main():
     logf.write(json.dumps({"event": "end", "steps": step, "tokens": tokens_seen, "wall_s": round(wall, 1),
                            "val_loss": round(final_val, 4), "progress": progress}) + "\n")
     logf.close()
-    torch.save({"model": model.state_dict(), "step": step, "config": cfg.to_dict()}, args.ckpt)
+    if args.schedule == "steps":
+        checkpoint()
+    else:
+        torch.save({"model": model.state_dict(), "step": step, "config": cfg.to_dict()}, args.ckpt)
 
     # save in bf16 safetensors, HF layout
     os.makedirs(args.out, exist_ok=True)
@@ -250,7 +300,7 @@ def main():
     model = model.to(torch.bfloat16)
     model.config.dtype = "bfloat16"
     model.save_pretrained(args.out, safe_serialization=True)
-    GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=0, do_sample=False).save_pretrained(args.out)
+    GenerationConfig(bos_token_id=0, eos_token_id=0, pad_token_id=args.pad_id, do_sample=False).save_pretrained(args.out)
     print("saved", args.out, flush=True)
 
 

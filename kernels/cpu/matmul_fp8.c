@@ -34,7 +34,12 @@
 enum { T = ROE_FP8_TILE,
        /* a decode row's W lines are prefetched this far ahead, non-temporally: the W stream then
         * evicts less of x from L1 (a row of x is 28 KB at 7168 columns; measured 1.4x the rate) */
-       PF_AHEAD = 1024 };
+       PF_AHEAD = 1024,
+       /* a decode row takes 4 W rows per load of x from this many columns on (rows4_avx512): where
+        * a row of x (24 KB) no longer stays in L1 beside the W stream; below, one W row at a time
+        * streams faster (bench/matmul, one thread, docs/QUANTIZATION.md "FP8": at 2,048-5,120
+        * columns 4 rows at a time read 0.5-0.8x as fast, at 7,168 1.07x, at 16,384 1.3x) */
+       ROWS4_COLS = 6144 };
 
 /* The scales of row r's tiles (tile_row0 is where a view starts within its first tile). */
 static inline const float *row_scales(const struct roe_mat *w, int r) {
@@ -241,10 +246,64 @@ static inline __attribute__((always_inline)) void row_avx512(const struct roe_ma
     for (int i = 0; i < X; i++) out[(size_t)i * ldo] = roe_lanes16_sum_avx512(acc[i]);
 }
 
+/* Four W rows against one x row: per pair of whole tiles, the 4 rows x 2 tiles = 8 chains, every
+ * load of x serving the four rows (row_avx512 reads x once per W row: 4 bytes of x per weight
+ * byte, which at 7,168 columns no longer stay in L1 beside the W stream); the rest one tile at a
+ * time. Each (row, tile) chain and each row's scaling steps are row_avx512's, in the same order. */
+static inline __attribute__((always_inline)) void rows4_avx512(const struct roe_mat *w, int r0, const float *x,
+                                                              float *out) {
+    const int cols = w->cols, nt = (cols + T - 1) / T;
+    const uint8_t *wr[4];
+    const float *sr[4];
+    for (int r = 0; r < 4; r++) wr[r] = (const uint8_t *)w->data + (size_t)(r0 + r) * cols, sr[r] = row_scales(w, r0 + r);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int k = 0;
+    for (; k + 2 <= nt && T * (k + 2) <= cols; k += 2) {
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            for (int l = 0; l < 2 * T; l += 64) _mm_prefetch((const char *)(wr[r] + T * k + PF_AHEAD + l), _MM_HINT_NTA);
+        __m512 p[4][2];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) p[r][0] = p[r][1] = _mm512_setzero_ps();
+        for (int j = 0; j < T; j += 32) {
+#pragma GCC unroll 2
+            for (int t = 0; t < 2; t++) {
+                const int c = T * (k + t) + j;
+                const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++) {
+                    __m512 w0, w1;
+                    w32_avx512(wr[r] + c, &w0, &w1);
+                    p[r][t] = _mm512_fmadd_ps(x0, w0, p[r][t]);
+                    p[r][t] = _mm512_fmadd_ps(x1, w1, p[r][t]);
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            for (int t = 0; t < 2; t++) acc[r] = _mm512_fmadd_ps(p[r][t], _mm512_set1_ps(sr[r][k + t] * 256.0f), acc[r]);
+    }
+    for (; k < nt; k++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            __m512 p = _mm512_setzero_ps();
+            for (int c = T * k; c < cols && c < T * (k + 1); c += 16) {
+                const __mmask16 m = cols - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cols - c)) - 1);
+                p = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + c), w16_mask_avx512(wr[r] + c, m), p);
+            }
+            acc[r] = _mm512_fmadd_ps(p, _mm512_set1_ps(sr[r][k] * 256.0f), acc[r]);
+        }
+    for (int r = 0; r < 4; r++) out[r] = roe_lanes16_sum_avx512(acc[r]);
+}
+
 /* Rows [r0, r0 + R) of W (R <= 4) against every x row: 1-2 x rows row after row (one sequential
- * stream), more in tiles of 4 W rows x 2 x rows. */
+ * stream; one x row of a wide W four W rows at a time), more in tiles of 4 W rows x 2 x rows. */
 static void block_avx512(const struct roe_mat *w, int r0, int R, const float *x, int n, float *y) {
     const int rows = w->rows, cols = w->cols;
+    if (n == 1 && R == 4 && cols >= ROWS4_COLS) {
+        rows4_avx512(w, r0, x, y + r0);
+        return;
+    }
     if (n <= 2) {
         for (int r = r0; r < r0 + R; r++)
             if (n == 2) row_avx512(w, r, x, 2, y + r, rows);

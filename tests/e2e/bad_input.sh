@@ -153,6 +153,43 @@ expect_fail "fp8: roe quantize refuses an FP8 checkpoint" "is an FP8 checkpoint:
     "$ROE" quantize --model $F --weights q8 --out "$tmp/fq"
 # a bad environment knob (base/env.c's table) stops every command before it reads anything:
 # exit status exactly 2, as a bad flag, and one line naming the variable, value and what is accepted
+# Mixture-of-Recursions (mor_llama) and llama: the mor object's fields, routers, the one shared block
+MR=tests/fixtures/mor_ec/model MT=tests/fixtures/mor_tc/model
+mor_cfg() { # mor_cfg DIR FROM SED-EXPR: a copy of FROM with config.json edited
+    mkdir "$tmp/mor_$1" && cp "$2"/* "$tmp/mor_$1/" && sed -i "$3" "$tmp/mor_$1/config.json"
+}
+mor_cfg nr0 $MR 's/"num_recursion": 3/"num_recursion": 0/'
+expect_fail "mor: num_recursion 0" "mor: field 'num_recursion' = 0 is out of range [1, 16]" "$ROE" inspect --model "$tmp/mor_nr0"
+mor_cfg nr5 $MR 's/"num_recursion": 3/"num_recursion": 5/'
+expect_fail "mor: layers not 2 + N_r B" "num_hidden_layers 8 is not 2 + num_recursion (5)" "$ROE" inspect --model "$tmp/mor_nr5"
+mor_cfg shr $MR 's/"middle_cycle"/"cycle"/'
+expect_fail "mor: cycle sharing" "field 'sharing' = 'cycle' is not supported (supported: middle_cycle)" "$ROE" inspect --model "$tmp/mor_shr"
+mor_cfg rt $MR 's/"expert_choice"/"top_k"/'
+expect_fail "mor: unknown router_type" "field 'router_type' = 'top_k' is not supported" "$ROE" inspect --model "$tmp/mor_rt"
+mor_cfg rf $MR 's/"sigmoid"/"softmax"/'
+expect_fail "mor: router_func" "router_func 'softmax' is not supported with router_type 'expert_choice'" "$ROE" inspect --model "$tmp/mor_rf"
+mor_cfg th $MR 's/"threshold": 0.5/"threshold": 1.5/'
+expect_fail "mor: threshold above 1" "mor: field 'threshold' = 1.5 is out of range [0, 1]" "$ROE" inspect --model "$tmp/mor_th"
+mor_cfg kvm $MR 's/"recursion_wise"/"paged"/'
+expect_fail "mor: kv_mode" "field 'kv_mode' = 'paged' is not supported" "$ROE" inspect --model "$tmp/mor_kvm"
+mor_cfg cap $MR 's/0.3333/0/'
+expect_fail "mor: capacity 0" "capacity[2] must be a number in (0, 1]" "$ROE" inspect --model "$tmp/mor_cap"
+mor_cfg nomor tests/fixtures/llama/model 's/"model_type": "llama"/"model_type": "mor_llama"/'
+expect_fail "mor: no mor object" "model_type mor_llama needs an object field 'mor'" "$ROE" inspect --model "$tmp/mor_nomor"
+mor_cfg ec2tc $MT 's/"token_choice"/"expert_choice"/; s/"softmax"/"sigmoid"/'
+expect_fail "mor: token-choice router read as expert choice" "model.layers.1.mor_router.router.weight" "$ROE" inspect --model "$tmp/mor_ec2tc"
+mkdir "$tmp/nort" && cp $MR/* "$tmp/nort/" && sed -i 's/layers.2.mor_router.router.weight/layers.2.mor_router.router.weighx/' "$tmp/nort/model.safetensors"
+expect_fail "mor: missing router" "missing tensor 'model.layers.2.mor_router.router.weight'" "$ROE" inspect --model "$tmp/nort"
+mkdir "$tmp/blk" && cp $MR/* "$tmp/blk/" && sed -i 's/layers.1.block.1.mlp.up_proj/layers.1.block.1.mlp.up_prox/' "$tmp/blk/model.safetensors"
+expect_fail "mor: missing shared-block tensor" "missing tensor 'model.layers.1.block.1.mlp.up_proj.weight'" "$ROE" inspect --model "$tmp/blk"
+# recursion 2 with weights of its own (a copy of block layer 0 that is block layer 1's): not one shared block
+mkdir "$tmp/cp" && cp $MR/* "$tmp/cp/" && sed -i 's/layers.1.block.1.input_layernorm/layers.2.block.0.input_layernorm/' "$tmp/cp/model.safetensors"
+expect_fail "mor: recursion 2 differs from the shared block" "tensor 'model.layers.2.block.0.input_layernorm.weight' differs" "$ROE" inspect --model "$tmp/cp"
+expect_fail "mor: RoE K > 1" "has no MoE layer" "$ROE" generate --model $MR --prompt-ids 1,2 --roe-k 4 --roe-tau 0.3
+expect_fail "bench: depth-wise batching of a dense model" "--mor-batching depth needs a mor_llama model" "$ROE" bench --model tests/fixtures/llama/model --batch 2 --prompt-len 4 --gen-len 2 --mor-batching depth
+expect_fail "bench: unknown --mor-batching" "--mor-batching 'sideways': expected depth or step" "$ROE" bench --model $MR --mor-batching sideways
+mor_cfg lb tests/fixtures/llama/model 's/"hidden_act": "silu"/"mlp_bias": true, "hidden_act": "silu"/'
+expect_fail "llama: mlp_bias" "mlp_bias = true is not supported for llama" "$ROE" inspect --model "$tmp/mor_lb"
 bad_env() { # bad_env VAR=VALUE MESSAGE
     local err rc
     err=$(env "$1" timeout 60 "$ROE" generate --model $M --prompt-ids 1 2>&1 >/dev/null)

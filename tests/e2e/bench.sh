@@ -50,5 +50,18 @@ if out=$(timeout 60 "$ROE" bench --model $M --gen-len 3 --prompt-len 4 2>&1) &&
 else
     fail "text report: $out"
 fi
+# MoR (launcher/bench_mor.c): depth-wise batching and plain steps decode every token asked, the
+# router's depths are mixed (between 1 and N_r = 3), and the KV held is below vanilla's; full depth: 3
+command -v jq >/dev/null || echo "note: jq is not installed: the MoR checks below fail (tools/install-deps.sh installs it)"
+for mode in depth step; do
+    j=$(timeout 120 "$ROE" bench --model tests/fixtures/mor_ec/model --batch 3 --prompt-len 8 --gen-len 6 --mor-batching $mode --json 2>&1)
+    if echo "$j" | jq -e '.decode_tokens_per_s > 0 and .mean_depth > 1 and .mean_depth < 3 and
+            .kv_bytes_per_token_entries < .kv_bytes_per_token_vanilla' >/dev/null 2>&1; then pass "mor --mor-batching $mode"
+    else fail "mor --mor-batching $mode: $j"; fi
+    j=$(timeout 120 "$ROE" bench --model tests/fixtures/mor_ec/model --batch 3 --prompt-len 8 --gen-len 6 --mor-batching $mode --mor-full-depth --json 2>&1)
+    if echo "$j" | jq -e '.mean_depth == 3 and .kv_bytes_per_token_entries == .kv_bytes_per_token_vanilla' >/dev/null 2>&1; then
+        pass "mor --mor-batching $mode --mor-full-depth"
+    else fail "mor --mor-batching $mode --mor-full-depth: $j"; fi
+done
 expect_fail "context too long" "exceeds the model's context" "$ROE" bench --model $M --prompt-len 100000 --gen-len 4
 finish

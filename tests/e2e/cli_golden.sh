@@ -6,7 +6,7 @@
 # cache (docs/KV.md) is checked for batch invariance at the end.
 . "$(dirname "$0")/lib.bash"
 for fam in olmoe mixtral qwen3_moe qwen2_moe qwen2_moe_b glm4_moe glm4_moe_b gpt_oss gpt_oss_b deepseek_v3 deepseek_v3_b \
-           deepseek_v3_fp8 glm4_moe_fp8 gpt_oss_mx gpt_oss_mx_b; do
+           deepseek_v3_fp8 glm4_moe_fp8 deepseek_v3_fp8_b glm4_moe_fp8_b gpt_oss_mx gpt_oss_mx_b; do
     ref=tests/fixtures/$fam/reference.json
     for c in 0 1; do
         prompt=$(json_ids "$ref" prompt_ids $c | tr ' ' ',')

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `mpirun -np N roe generate` gives the same tokens and bit-identical logits (--logits-out)
 # as one process, for N = 1..4, on every transformers fixture (qwen2_moe, glm4_moe, gpt_oss and its MXFP4 experts,
-# deepseek_v3, and the FP8 block-scaled deepseek_v3_fp8 and glm4_moe_fp8: their shared experts, dense layers and MLA attention with its latent cache replicated
+# deepseek_v3, and the FP8 block-scaled deepseek_v3_fp8, glm4_moe_fp8 and their second shapes (_b): their shared experts, dense layers and MLA attention with its latent cache replicated
 # like attention, their routers on every rank alike) and the bundled model, with
 # RoE K = 4 (fixed and adaptive K, both gate modes) and K = 1, several concurrent sequences,
 # ranks that are home to no sequence (3 sequences on 4 ranks, 1 on 3), both home policies,
@@ -18,6 +18,7 @@ models=(tests/fixtures/olmoe/model tests/fixtures/mixtral/model tests/fixtures/q
         tests/fixtures/glm4_moe_b/model tests/fixtures/gpt_oss/model tests/fixtures/gpt_oss_b/model
         tests/fixtures/deepseek_v3/model tests/fixtures/deepseek_v3_b/model
         tests/fixtures/deepseek_v3_fp8/model tests/fixtures/glm4_moe_fp8/model
+        tests/fixtures/deepseek_v3_fp8_b/model tests/fixtures/glm4_moe_fp8_b/model
         tests/fixtures/gpt_oss_mx/model tests/fixtures/gpt_oss_mx_b/model)
 if [ -f models/olmoe-tiny/model.safetensors ] || [ -f models/olmoe-tiny/model.safetensors.index.json ]; then
     models+=(models/olmoe-tiny)
@@ -116,6 +117,45 @@ for nb in "1 6" "2 6" "2 9" "3 8"; do
         [ "${h:-0}" -gt 0 ] && pass "N=$ranks, $blocks blocks: $h positions found in the caches of ranks 1+, same logits as recomputed" ||
             fail "N=$ranks, $blocks blocks: no prefix hit on ranks 1+ (the test expects some)"
     fi
+done
+# the same with sliding-window layers in a pool of their own (gpt_oss, window 6: docs/KV.md "Sliding
+# windows"): 5 prompts, 3 of them sharing 12-15 tokens, blocks of 4, f32 elements (2,048 bytes a
+# block of the 2 full layers; the window pool takes 71,680 bytes beside), main pools of 7 to 10
+# blocks per rank: preempted sequences release both pools' blocks and resume from rank 0's prefix
+# hits, while ranks 1+ find none (rank 0 mirrors only the main pool: KV.md) — the same tokens and
+# logits as one unconstrained process
+gp=(--prompt-ids 5,6,7,8,9,10,11,12,13,14,15,16,17,18 --prompt-ids 5,6,7,8,9,10,11,12,13,14,15,16,17,18,19
+    --prompt-ids 5,6,7,8,9,10,11,12,13,14,15,16,21 --prompt-ids 3,1,4,1,5,9,2,6
+    --prompt-ids 5,6,7,8,9,10,11,12,13,14,15,16,17,18)
+g=tests/fixtures/gpt_oss/model
+run_n 0 "$tmp/r.txt" "$tmp/r.f32" generate --model $g "${gp[@]}" --max-tokens 10 --ignore-eos --kv-block-size 4 \
+    --kv-dtype f32 --seed 7 --json || fail "gpt_oss: one process failed: $(tail -2 "$tmp/r.txt.err")"
+for nb in "1 7" "2 7" "2 10" "3 8"; do
+    read -r ranks blocks <<<"$nb"
+    run_n $ranks "$tmp/o.txt" "$tmp/o.f32" generate --model $g "${gp[@]}" --max-tokens 10 --ignore-eos --kv-block-size 4 \
+        --kv-dtype f32 --seed 7 --json --kv-memory $((71680 + blocks * 2048)) || fail "gpt_oss N=$ranks: $(tail -2 "$tmp/o.txt.err")"
+    if cmp -s "$tmp/r.f32" "$tmp/o.f32" && [ "$(grep -o '"tokens":[^]]*' "$tmp/r.txt")" = "$(grep -o '"tokens":[^]]*' "$tmp/o.txt")" ]; then
+        pass "gpt_oss: main pools of $blocks blocks, N=$ranks: the tokens and logits of an unconstrained pool"
+    else fail "gpt_oss: main pools of $blocks blocks, N=$ranks: tokens or logits differ"; fi
+    p=$(num preemptions "$tmp/o.txt"); h=$(num prefix_hit_tokens "$tmp/o.txt"); ho=$(num prefix_hit_tokens_other_ranks "$tmp/o.txt")
+    [ "${p:-0}" -gt 0 ] && pass "gpt_oss N=$ranks, $blocks blocks: $p preemptions" || fail "gpt_oss N=$ranks: no preemption (the test forces some)"
+    [ "$ranks" -lt 3 ] && { [ "${h:-0}" -gt 0 ] && pass "gpt_oss N=$ranks: $h prefix hit positions on rank 0" ||
+        fail "gpt_oss N=$ranks: no prefix hit on rank 0 (the test expects some)"; }
+    [ "${ho:-0}" = 0 ] && pass "gpt_oss N=$ranks: no prefix hit on ranks 1+ (a window pool)" ||
+        fail "gpt_oss N=$ranks: $ho prefix hit positions on ranks 1+, whose window pools rank 0 does not mirror"
+done
+# Mixture-of-Recursions (every KV mode and router kind) and plain llama: no MoE layer, so RoE K = 1;
+# independent sequences homed on different ranks, each rank with its own KV pools (runtime/mor.h)
+for m in tests/fixtures/mor_ec/model tests/fixtures/mor_ec_share/model tests/fixtures/mor_tc/model \
+         tests/fixtures/mor_tc_share/model tests/fixtures/llama/model; do
+    name=$(basename "$(dirname "$m")")
+    run_n 0 "$tmp/r.txt" "$tmp/r.f32" generate --model $m "${prompts[@]}" --prompt-ids 5,4,3,2,1,5,4,3 --max-tokens 12 \
+        --ignore-eos --seed 7 --kv-block-size 3 || { fail "$name: one process failed: $(tail -2 "$tmp/r.txt.err")"; continue; }
+    for n in 2 3 4; do
+        run_n $n "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${prompts[@]}" --prompt-ids 5,4,3,2,1,5,4,3 --max-tokens 12 \
+            --ignore-eos --seed 7 --kv-block-size 3 || { fail "$name N=$n: exit $?: $(tail -3 "$tmp/o.txt.err")"; continue; }
+        same "$name N=$n vs one process" "$tmp/r.txt" "$tmp/r.f32" "$tmp/o.txt" "$tmp/o.f32"
+    done
 done
 # --json works under mpirun and is printed once
 out=$(timeout 60 "${MPIRUN[@]}" -np 2 "$ROE" generate --model $m --prompt-ids 1,2 --max-tokens 3 --json 2>/dev/null)

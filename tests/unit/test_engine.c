@@ -142,8 +142,8 @@ TEST(config_validation) {
     ASSERT_EQ_INT(c.eos_ids[2], 11);
     ASSERT_FAILS_WITH(parse_with(", \"eos_token_id\": [7, 100]", &c), ROE_ERR_FORMAT, "or a list of them");
     ASSERT_FAILS_WITH(parse_with(", \"eos_token_id\": [7, 1.5]", &c), ROE_ERR_FORMAT, "eos_token_id");
-    ASSERT_FAILS_WITH(roe_config_parse("{\"model_type\": \"llama\"}", "x.json", &c), ROE_ERR_UNSUPPORTED,
-                      "model_type 'llama' is not supported");
+    ASSERT_FAILS_WITH(roe_config_parse("{\"model_type\": \"gpt2\"}", "x.json", &c), ROE_ERR_UNSUPPORTED,
+                      "model_type 'gpt2' is not supported");
     ASSERT_FAILS_WITH(roe_config_parse("[1]", "x.json", &c), ROE_ERR_FORMAT, "not a JSON object");
     ASSERT_FAILS_WITH(roe_config_parse("{\"model_type\": \"mixtral\", \"vocab_size\": 10}", "x.json", &c),
                       ROE_ERR_FORMAT, "missing required field 'hidden_size'");

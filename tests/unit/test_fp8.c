@@ -3,7 +3,8 @@
  * kernels/cpu/matmul_fp8.c):
  *  - every e4m3 byte's widening against the format's definition (ldexp of its fields);
  *  - the matmul against a float64 reference of the same numbers, for odd shapes (partial tiles,
- *    several tiles, a view starting inside a tile), batches 1..9;
+ *    several tiles, a view starting inside a tile, rows wide enough for the 4-row decode path),
+ *    batches 1..9;
  *  - the same bits on every ISA path the host runs, with 1 or 2 threads, for every batch size
  *    (the numerics contract);
  *  - matmul_heads over an FP8 matrix whose heads start inside a tile (MLA's kv_b_proj).
@@ -102,7 +103,9 @@ static void check_reference(const struct f8mat *f, const float *x, int n, const 
 
 TEST(matmul_reference_isas_batches_threads) {
     const int shapes[][3] = {{37, 300, 0}, {130, 129, 0}, {5, 1000, 0}, {9, 17, 0}, {260, 256, 0},
-                             {4, 7, 0},    {70, 515, 100}, {33, 640, 127}, {1, 130, 5}};
+                             {4, 7, 0},    {70, 515, 100}, {33, 640, 127}, {1, 130, 5},
+                             /* wide rows: a decode row takes 4 W rows at a time (ROWS4_COLS) */
+                             {9, 6200, 0}, {8, 6400, 60}};
     const roe_cpu_isa isas[] = {ROE_CPU_ISA_PORTABLE, ROE_CPU_ISA_AVX2, ROE_CPU_ISA_AVX512};
     const int N = 9;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {

@@ -18,7 +18,8 @@ static const char *FAMILIES[] = {"tests/fixtures/olmoe",       "tests/fixtures/m
                                  "tests/fixtures/gpt_oss",     "tests/fixtures/gpt_oss_b",
                                  "tests/fixtures/deepseek_v3", "tests/fixtures/deepseek_v3_b",
                                  "tests/fixtures/deepseek_v3_fp8", "tests/fixtures/glm4_moe_fp8",
-                                 "tests/fixtures/gpt_oss_mx",  "tests/fixtures/gpt_oss_mx_b"};
+                                 "tests/fixtures/gpt_oss_mx",  "tests/fixtures/gpt_oss_mx_b",
+                                 "tests/fixtures/deepseek_v3_fp8_b", "tests/fixtures/glm4_moe_fp8_b"};
 
 static int n_checked_paths = 0;
 
@@ -194,6 +195,10 @@ TEST(glm4_moe_fp8_block_scaled) { run_all(13); }
 /* gpt-oss with MXFP4 experts (kept as stored; kernels/cpu/matmul_mxfp4.c) */
 TEST(gpt_oss_mx_gqa_7_experts_bf16) { run_all(14); }
 TEST(gpt_oss_mx_b_33_experts_sharded_f32) { run_all(15); }
+/* FP8, second shapes: no q LoRA, partial tiles in both dimensions, odd expert counts; the first in
+ * two shards whose index puts a weight_scale_inv in the other shard from its weight */
+TEST(deepseek_v3_fp8_b_sharded_no_q_lora_9_experts) { run_all(16); }
+TEST(glm4_moe_fp8_b_7_experts_gqa_3_to_1) { run_all(17); }
 
 int main(void) {
     RUN(olmoe);
@@ -212,6 +217,8 @@ int main(void) {
     RUN(glm4_moe_fp8_block_scaled);
     RUN(gpt_oss_mx_gqa_7_experts_bf16);
     RUN(gpt_oss_mx_b_33_experts_sharded_f32);
+    RUN(deepseek_v3_fp8_b_sharded_no_q_lora_9_experts);
+    RUN(glm4_moe_fp8_b_7_experts_gqa_3_to_1);
     fprintf(stderr, "checked %d (fixture, kernel path) pairs\n", n_checked_paths);
     return test_summary();
 }

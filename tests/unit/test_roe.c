@@ -14,6 +14,7 @@
 #include "runtime/batch.h"
 #include "base/alloc.h"
 #include "runtime/engine.h"
+#include "runtime/eval.h"
 #include "runtime/generate.h"
 #include "runtime/roster.h"
 #include "runtime/router.h"
@@ -25,7 +26,8 @@ static const char *MODELS[] = {"tests/fixtures/olmoe/model",     "tests/fixtures
                                "tests/fixtures/gpt_oss/model",   "tests/fixtures/gpt_oss_b/model",
                                "tests/fixtures/deepseek_v3/model", "tests/fixtures/deepseek_v3_b/model",
                                "tests/fixtures/deepseek_v3_fp8/model", "tests/fixtures/glm4_moe_fp8/model",
-                               "tests/fixtures/gpt_oss_mx/model"};
+                               "tests/fixtures/gpt_oss_mx/model", "tests/fixtures/deepseek_v3_fp8_b/model",
+                               "tests/fixtures/glm4_moe_fp8_b/model"};
 enum { N_MODELS = sizeof MODELS / sizeof MODELS[0] }; /* every router kind (docs/ROE-ROUTING.md) */
 static const int32_t PROMPT_A[] = {5, 17, 99, 3, 250, 41, 7, 8}, PROMPT_B[] = {200, 1, 13};
 
@@ -377,6 +379,38 @@ TEST(aggregate_is_mean_of_softmax) {
     ASSERT_NEAR(roe_entropy(a, 3), -(pa[0] * log(pa[0]) + pa[1] * log(pa[1]) + pa[2] * log(pa[2])), 1e-9);
 }
 
+/* The scorer's averaging-gain statistic (sample_logprob: the samples' own mean log p). At K = 1
+ * it is the score itself; at K = 2 on one scored position, sample 0 is the plain model (K = 1's
+ * score, lp0), so sample 1's own score is lp1 = 2 * mean - lp0, and the averaged prediction must
+ * score log((e^lp0 + e^lp1) / 2) (probability averaging, ROE.md); the gain is >= 0 (Jensen). */
+TEST(averaging_gain_statistic) {
+    const char *dirs[] = {MODELS[0], MODELS[8]}; /* softmax top-k; sigmoid group-limited */
+    for (int f = 0; f < 2; f++) {
+        struct rig r;
+        ASSERT_TRUE(rig_open(&r, dirs[f], 1) == 0);
+        roe_scorer *sc;
+        ASSERT_OK(roe_scorer_create(r.e, &sc));
+        struct roe_roster k1, k2;
+        ASSERT_OK(roe_roster_uniform(&k1, &r.m->cfg, 1, 0.0f, 0, ROE_GATE_CLEAN));
+        ASSERT_OK(roe_roster_uniform(&k2, &r.m->cfg, 2, 1.0f, 0, ROE_GATE_CLEAN));
+        double gain = 0;
+        for (int n = 2; n <= 8; n++) {
+            struct roe_score_stats s1 = {0}, s2 = {0};
+            double lp0, avg;
+            ASSERT_OK(roe_score(sc, PROMPT_A, n, n - 1, &k1, 7, &lp0, &s1));
+            ASSERT_NEAR(s1.sample_logprob, lp0, 1e-9);
+            ASSERT_OK(roe_score(sc, PROMPT_A, n, n - 1, &k2, 7, &avg, &s2));
+            const double lp1 = 2 * s2.sample_logprob - lp0;
+            ASSERT_NEAR(avg, log(0.5 * (exp(lp0) + exp(lp1))), 1e-5);
+            ASSERT_TRUE(avg >= s2.sample_logprob - 1e-9);
+            gain += avg - s2.sample_logprob;
+        }
+        ASSERT_TRUE(gain > 1e-6); /* tau 1 routes differently somewhere: the samples disagree */
+        roe_scorer_free(sc);
+        rig_close(&r);
+    }
+}
+
 TEST(profiles) {
     struct roe_model *m = NULL;
     ASSERT_OK(roe_model_load(MODELS[2], &m)); /* qwen3: layers 0, 2 MoE, layer 1 dense */
@@ -442,6 +476,7 @@ int main(void) {
     RUN(gumbel_topk_is_sampling_without_replacement);
     RUN(noisy_routing_per_kind);
     RUN(aggregate_is_mean_of_softmax);
+    RUN(averaging_gain_statistic);
     RUN(profiles);
     RUN(tpe_finds_a_minimum);
     return test_summary();
