@@ -9,6 +9,7 @@
 #ifndef ROE_DTYPE_H
 #define ROE_DTYPE_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -91,6 +92,23 @@ static inline uint16_t roe_e4m3_to_f16(uint8_t b) {
     return (uint16_t)(((uint16_t)(int16_t)(int8_t)b << 7) & 0xbf80u);
 }
 static inline float roe_e4m3_to_f32(uint8_t b) { return roe_f16_to_f32(roe_e4m3_to_f16(b)) * 256.0f; }
+
+/* f rounded to the nearest e4m3 byte (ties to even), saturating to +-448 (the largest finite
+ * value: vLLM's fp8 KV cache with a scale of 1.0), NaN to 0x7f / 0xff; subnormals below 2^-6 in
+ * steps of 2^-9. The inverse of roe_e4m3_to_f32 on its 254 finite codes. */
+static inline uint8_t roe_f32_to_e4m3(float f) {
+    const uint8_t sign = signbit(f) ? 0x80u : 0;
+    const float a = fabsf(f);
+    if (isnan(f)) return (uint8_t)(sign | 0x7fu);
+    if (a >= 448.0f) return (uint8_t)(sign | 0x7eu);
+    if (a < 0.015625f) /* subnormal (or zero): m x 2^-9, m = 8 is the smallest normal, code 8 */
+        return (uint8_t)(sign | (uint8_t)rintf(a * 512.0f));
+    int e;
+    frexpf(a, &e);                                   /* a = x 2^e, x in [0.5, 1): a in [2^(e-1), 2^e) */
+    const float mant = rintf(ldexpf(a, 4 - e));         /* 3 mantissa bits: mant in [8, 16] */
+    const int code = ((e - 1 + 7) << 3) + (int)mant - 8; /* mant = 16 carries into the exponent */
+    return (uint8_t)(sign | (code > 0x7e ? 0x7e : code));
+}
 
 /* x[i] = x[i] rounded to bf16 and widened back, i < n: what a bf16 round trip does. */
 static inline void roe_bf16_round(float *x, size_t n) {

@@ -8,7 +8,8 @@
 #  2. capacity at a fixed KV memory: how many concurrent CONV-token conversations a pool of
 #     KV_MEMORY holds, paged bf16 (blocks of 16: ceil((CONV + 1) / 16) blocks each) against the
 #     former allocation (max_seqs slots of the model's whole context in fp32), and the ratio. The
-#     paged count is checked by running `roe bench --batch N --prompt-len CONV` in that memory.
+#     paged count is checked by running `roe bench --batch N --prompt-len CONV` in that memory:
+#     all N at once (none parked or preempted: kv_cache.max_parked, .preemptions), and N + 1 not.
 #  3. bf16 against f32 KV: `roe bench` decode tokens/s at BATCH sequences near the model's whole
 #     context, both dtypes in the same run, interleaved, best of two (the goal: bf16 not below f32).
 #
@@ -16,7 +17,8 @@
 #
 # Defaults fit the bundled model (1024 positions): PREFIX 900, CLIENTS 32, CONV 960, KV_MEMORY 64M,
 # BATCH 8. The issue's figures (a 1,000-token prompt, 2k conversations) need a model with a longer
-# context: bench/kv_paged.sh DIR build 1000 32 2048 8G 16. Outputs go to bench/out/kv/.
+# context: bench/kv_paged_full.sh makes one and runs this script at the issue's sizes. Outputs go
+# to bench/out/kv/.
 set -euo pipefail
 model=${1:-models/olmoe-tiny}
 build=${2:-build}
@@ -32,7 +34,8 @@ roe=$build/roe
 inspect=$("$roe" inspect --model "$model" --json)
 maxpos=$(echo "$inspect" | jq .max_position)
 vocab=$(echo "$inspect" | jq .vocab_size)
-kv_tok=$(echo "$inspect" | jq '.kv_bytes_per_token') # fp32, every layer
+# every layer, in the cache's default dtype (roe inspect: kv_dtype): as fp32
+kv_tok=$(echo "$inspect" | jq 'if .kv_dtype == "bf16" then .kv_bytes_per_token * 2 else .kv_bytes_per_token end')
 echo "model $model: $maxpos positions, vocab $vocab, $kv_tok KV bytes per token in fp32"
 
 # ---- 1. a shared system prompt ----
@@ -64,8 +67,14 @@ blk16=$((kv_tok / 2 * 16)) # one bf16 block of 16 positions, every layer
 per_conv=$(( (conv + 1 + 15) / 16 ))
 paged=$((bytes / blk16 / per_conv))
 today=$((bytes / (kv_tok * maxpos)))
-if "$roe" bench --model "$model" --batch "$paged" --prompt-len "$conv" --gen-len 1 --threads "$threads" \
-    --kv-memory "$bytes" --no-warm --json >"$out/capacity.json" 2>"$out/capacity.err"; then ok=ran; else ok="FAILED: $(tail -1 "$out/capacity.err")"; fi
+# at once: nothing parked or preempted (admission by free blocks would otherwise make N fit in turn)
+at_once() { # at_once N: 0 if N conversations ran together in the pool
+    "$roe" bench --model "$model" --batch "$1" --prompt-len "$conv" --gen-len 1 --threads "$threads" \
+        --kv-memory "$bytes" --kv-dtype bf16 --no-warm --json >"$out/capacity-$1.json" 2>"$out/capacity.err" &&
+        [ "$(jq '.kv_cache.max_parked + .kv_cache.preemptions' "$out/capacity-$1.json")" = 0 ]
+}
+if at_once "$paged"; then ok="ran at once"; else ok="FAILED: $(tail -1 "$out/capacity.err")"; fi
+if at_once $((paged + 1)); then ok="$ok, but $((paged + 1)) too"; else ok="$ok; $((paged + 1)) did not"; fi
 printf '| %s of KV, %d-token conversations | paged bf16: %d at once (%s) | former: %d slots of %d positions in fp32 | ratio %s |\n' \
     "$kvmem" "$conv" "$paged" "$ok" "$today" "$maxpos" "$( [ "$today" -gt 0 ] && echo "scale=1; $paged / $today" | bc || echo "inf (not one slot)")"
 

@@ -65,7 +65,8 @@ struct roe_mat {
  * pointer (which the caller has moved to its layer's first row), rows of `width` elements of
  * pages.dtype. */
 struct roe_kv_pages {
-    roe_dtype dtype;      /* the cache's elements: F32 or BF16 (widened to fp32 where read) */
+    roe_dtype dtype;      /* the cache's elements: F32, BF16 or F8_E4M3 (scale 1.0; widened to fp32
+                             where read) */
     const int32_t *table; /* host [n_rows, stride]: row r's i-th block of block_size positions */
     int stride;           /* >= ceil(max hist_end / block_size) */
     int block_size;

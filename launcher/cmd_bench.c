@@ -43,6 +43,8 @@ struct bench_opts {
 
 /* What the run measured. */
 struct bench_result {
+    long preemptions;     /* sequences preempted for KV blocks (docs/KV.md) */
+    int max_parked;       /* most sequences waiting for KV blocks after a step (0: all ran at once) */
     double prefill_s;
     long n_prefill;       /* prompt tokens */
     int steps;            /* decode steps timed (gen_len) */
@@ -128,7 +130,7 @@ static int open_bench(const struct bench_opts *o, struct roe_session *s, struct 
 }
 
 /* Rank 0's KV block pool after the run (docs/KV.md): its shape and how it was used. */
-static void add_kv(cJSON *root, const roe_engine *e) {
+static void add_kv(cJSON *root, const roe_engine *e, long preemptions, int max_parked) {
     const struct roe_kv_cache *kv = roe_engine_kv(e), *kw = roe_engine_kv_window(e);
     cJSON *o = cJSON_AddObjectToObject(root, "kv_cache");
     if (!o) return;
@@ -138,7 +140,7 @@ static void add_kv(cJSON *root, const roe_engine *e) {
         cJSON_AddNumberToObject(o, "window_blocks_total", kw->n_blocks);
         cJSON_AddNumberToObject(o, "window_blocks_held", kw->n_blocks - kw->n_free - kw->n_lru);
     }
-    cJSON_AddStringToObject(o, "dtype", kv->dtype == ROE_DTYPE_BF16 ? "bf16" : "f32");
+    cJSON_AddStringToObject(o, "dtype", kv->dtype == ROE_DTYPE_BF16 ? "bf16" : kv->dtype == ROE_DTYPE_F8_E4M3 ? "fp8" : "f32");
     cJSON_AddNumberToObject(o, "block_size", kv->block_size);
     cJSON_AddNumberToObject(o, "pool_bytes", (double)roe_kv_cache_bytes(kv));
     cJSON_AddNumberToObject(o, "blocks_total", kv->n_blocks);
@@ -149,6 +151,8 @@ static void add_kv(cJSON *root, const roe_engine *e) {
     cJSON_AddNumberToObject(o, "prefix_query_tokens", (double)kv->query_tokens);
     cJSON_AddNumberToObject(o, "prefix_hit_rate", kv->query_tokens ? (double)kv->hit_tokens / kv->query_tokens : 0.0);
     cJSON_AddNumberToObject(o, "prefix_evictions", (double)kv->evictions);
+    cJSON_AddNumberToObject(o, "preemptions", (double)preemptions);
+    cJSON_AddNumberToObject(o, "max_parked", max_parked);
 }
 
 /* Bytes a decode step must read (see the top of the file). */
@@ -189,6 +193,7 @@ static roe_status run_steps(roe_batch *b, const struct roe_session *s, const str
         const double t0 = roe_now_s();
         ROE_TRY(roe_batch_step(b, &info));
         const double dt = roe_now_s() - t0;
+        if (roe_batch_parked(b) > r->max_parked) r->max_parked = roe_batch_parked(b);
         if (info.prompt_tokens > 0) {
             r->prefill_s += dt;
             r->n_prefill += info.prompt_tokens;
@@ -213,6 +218,7 @@ static roe_status run_bench(const struct roe_session *s, const struct bench_opts
                                     : roe_fail(ROE_ERR_NOMEM, "bench: out of memory for %d prompts", o->batch);
     if (st == ROE_OK) st = admit_all(b, o, roster, s->model->cfg.vocab_size, prompts, seqs);
     if (st == ROE_OK) st = run_steps(b, s, o, r);
+    if (b) r->preemptions = roe_batch_preemptions(b);
     roe_batch_free(b);
     roe_free(prompts);
     roe_free(seqs);
@@ -269,7 +275,7 @@ static void report(const struct roe_session *s, const struct bench_opts *o, int 
     cJSON_AddNumberToObject(root, "achieved_read_gbs", mean_bytes / mean_step / 1e9);
     cJSON_AddNumberToObject(root, "kv_bytes_per_token", (double)roe_model_kv_bytes_per_token(&s->model->cfg));
     cJSON_AddNumberToObject(root, "kv_bytes_per_token_full_kv", (double)roe_model_kv_bytes_per_token_full(&s->model->cfg));
-    add_kv(root, s->engine);
+    add_kv(root, s->engine, r->preemptions, r->max_parked);
     if (o->copy_bytes > 0) {
         cJSON_AddNumberToObject(root, "copy_bytes", (double)(size_t)o->copy_bytes);
         cJSON_AddNumberToObject(root, "copy_gbs", r->copy_gbs);

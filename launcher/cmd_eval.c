@@ -23,7 +23,7 @@ static const char *SYNOPSIS =
     "[--model DIR] --data FILE [--task text|arith|choice] [--limit N] [--seed S] [--json]\n"
     "       [--weights bf16|q8|q4]\n"
     "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate G]\n"
-    "       [--roe-adaptive H]";
+    "       [--roe-adaptive H] [--kv-dtype f32|bf16|fp8] [--kv-memory SIZE] [--kv-block-size N]";
 
 static cJSON *result_json(const struct roe_eval_result *r) {
     cJSON *o = cJSON_CreateObject();
@@ -75,6 +75,7 @@ struct eval_opts {
     int limit, json, threads, batch_rows;
     uint64_t seed;
     struct roe_flags rf;
+    struct roe_kv_flags kv;
 };
 
 /* 0: evaluate; 1: --help was printed (exit 0); 2: bad command line, said on stderr. */
@@ -82,7 +83,7 @@ static int parse_options(int argc, char **argv, struct eval_opts *o) {
     memset(o, 0, sizeof *o);
     o->batch_rows = 256;
     roe_flags_init(&o->rf);
-    struct roe_arg_spec specs[9 + ROE_FLAGS_N_SPECS] = {
+    struct roe_arg_spec specs[9 + ROE_FLAGS_N_SPECS + ROE_KV_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--data", ROE_ARG_STRING, &o->data, "JSONL evaluation set", 0, 0},
         {"--weights", ROE_ARG_STRING, &o->weights, "bf16 (the checkpoint as stored) | q8 | q4: quantized at load", 0, 0},
@@ -94,6 +95,7 @@ static int parse_options(int argc, char **argv, struct eval_opts *o) {
         {"--batch-rows", ROE_ARG_INT, &o->batch_rows, "rows per engine step (256)", 1, 1 << 16},
     };
     roe_flags_specs(&o->rf, specs + 9);
+    roe_kv_flags_specs(&o->kv, specs + 9 + ROE_FLAGS_N_SPECS);
     int rc = roe_args_parse(CMD, SYNOPSIS, specs, (int)(sizeof specs / sizeof specs[0]), argc, argv, 2);
     if (rc) return rc;
     if (!o->data) {
@@ -155,9 +157,11 @@ static int evaluate(const struct eval_opts *o, roe_task task) {
     if (!rc) rc = roe_flags_roster(&o->rf, CMD, &s.model->cfg, &roster);
     if (!rc) {
         const int max_pos = s.model->cfg.max_position;
-        const struct roe_engine_opts eo = roe_launcher_engine_opts(
+        struct roe_engine_opts eo = roe_launcher_engine_opts(
             16, max_pos < 2048 ? max_pos : 2048, o->batch_rows, roster.k, o->threads);
-        if (roe_session_open_engine(&s, CMD, eo)) rc = 1;
+        rc = roe_kv_flags_apply(&o->kv, CMD, &eo);
+        if (!o->kv.dtype) eo.kv_dtype = ROE_DTYPE_F32; /* eval measures: the exact cache unless asked */
+        if (!rc && roe_session_open_engine(&s, CMD, eo)) rc = 1;
     }
     if (!rc) {
         struct roe_eval_opts eo = {.roster = &roster, .seed = o->seed, .limit = o->limit,

@@ -233,6 +233,9 @@ static void print_json(const struct roe_session *s, const struct roe_roster *ros
     cJSON_AddNumberToObject(t, "prefill_tokens_per_s", tokens_per_s(tm->prefill_tokens, tm->prefill_s));
     cJSON_AddNumberToObject(t, "decode_tokens_per_s", tokens_per_s(tm->decode_tokens, tm->decode_s));
     cJSON_AddNumberToObject(t, "steps", (double)tm->steps);
+    cJSON_AddNumberToObject(t, "preemptions", (double)tm->preemptions);
+    cJSON_AddNumberToObject(t, "prefix_hit_tokens", (double)tm->prefix_hit_tokens);
+    cJSON_AddNumberToObject(t, "prefix_hit_tokens_other_ranks", (double)tm->prefix_hit_tokens_other_ranks);
     roe_json_print(root);
     cJSON_Delete(root);
 }

@@ -183,7 +183,8 @@ static int parse_options(int argc, char **argv, struct serve_opts *o) {
         {"--max-queue", ROE_ARG_INT, &o->so.max_queue,
          "requests waiting at most; beyond: 503 (256)", 0, 1 << 20},
         {"--kv-blocks", ROE_ARG_INT, &o->so.kv_blocks,
-         "KV-cache blocks to admit against (0: the pool's, --kv-memory)", 0, 1 << 30},
+         "a cap: admission also reserves each request's worst case, prompt + max_tokens, in blocks, "
+         "against N (0: none; admission counts the pool's free blocks, --kv-memory)", 0, 1 << 30},
         {"--max-connections", ROE_ARG_INT, &o->ho.max_connections,
          "connections with a request under way at once; beyond: one waiting on its client is "
          "closed for it, else 429 (64)", 1, 1 << 16},

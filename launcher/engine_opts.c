@@ -26,8 +26,8 @@ void roe_kv_flags_specs(struct roe_kv_flags *f, struct roe_arg_spec *s) {
     s[1] = (struct roe_arg_spec){"--kv-block-size", ROE_ARG_INT, &f->block_size, "positions per KV block (16)", 1,
                                  1 << 20};
     s[2] = (struct roe_arg_spec){"--kv-dtype", ROE_ARG_STRING, &f->dtype,
-                                 "KV cache elements: auto (default: bf16, f32 for an f32 checkpoint), bf16 or "
-                                 "f32 (exact)", 0, 0};
+                                 "KV cache elements: auto (default: bf16, f32 for an f32 checkpoint), bf16, "
+                                 "f32 (exact) or fp8 (e4m3, scale 1.0)", 0, 0};
 }
 
 /* MemAvailable of /proc/meminfo in bytes, 0 if unknown. */
@@ -68,8 +68,9 @@ int roe_kv_flags_apply(const struct roe_kv_flags *f, const char *cmd, struct roe
     eo->kv_dtype = ROE_KV_DTYPE_AUTO;
     if (f->dtype && strcmp(f->dtype, "f32") == 0) eo->kv_dtype = ROE_DTYPE_F32;
     else if (f->dtype && strcmp(f->dtype, "bf16") == 0) eo->kv_dtype = ROE_DTYPE_BF16;
+    else if (f->dtype && strcmp(f->dtype, "fp8") == 0) eo->kv_dtype = ROE_DTYPE_F8_E4M3;
     else if (f->dtype && strcmp(f->dtype, "auto") != 0) {
-        fprintf(stderr, "roe %s: --kv-dtype '%s': expected auto, bf16 or f32\n", cmd, f->dtype);
+        fprintf(stderr, "roe %s: --kv-dtype '%s': expected auto, bf16, f32 or fp8\n", cmd, f->dtype);
         return 2;
     }
     if (!f->memory) return 0;

@@ -35,6 +35,9 @@ struct roe_batch {
     int rr;                     /* round-robin cursor */
     struct roe_batch_seq **seqs; /* [S] in admission order */
     int n_seqs;
+    int32_t *hist;              /* [S, ctx] each slot's known tokens: its prompt, then those emitted */
+    int watermark;              /* blocks kept free when a sequence starts or resumes */
+    long preemptions;
     uint8_t *slot_used;         /* [S] */
     double *load;               /* [N] work in flight per rank */
     struct roe_row *rows;       /* [R] the step's rows */
@@ -43,6 +46,7 @@ struct roe_batch {
     float *z;                   /* [R, V] each group's aggregated scores (depth batching: a tick's logits) */
     /* depth_batching (batch.h): on when the engine runs MoR in one process */
     int depth;
+    int mor;                    /* a MoR engine: worst-case reservation, no preemption (demand) */
     struct roe_batch_seq **slot_seq; /* [S] the sequence in each slot (NULL: free or draining) */
     struct roe_batch_seq **dq;  /* [S] tokens to submit once the step's plain rows ran */
     int n_dq;
@@ -59,8 +63,8 @@ struct roe_batch_opts roe_batch_opts_default(void) {
 #define BATCH_ARRAYS(b)                                                                            \
     {ROE_ARRAY((b)->seqs, (b)->S),   ROE_ARRAY((b)->slot_used, (b)->S), ROE_ARRAY((b)->load, (b)->N), \
      ROE_ARRAY((b)->rows, (b)->R),   ROE_ARRAY((b)->groups, (b)->R),    ROE_ARRAY((b)->cgroups, (b)->R), \
-     ROE_ARRAY((b)->z, (size_t)(b)->R * (b)->V), ROE_ARRAY((b)->slot_seq, (b)->S), ROE_ARRAY((b)->dq, (b)->S), \
-     ROE_ARRAY((b)->done, (b)->R)}
+     ROE_ARRAY((b)->z, (size_t)(b)->R * (b)->V), ROE_ARRAY((b)->hist, (size_t)(b)->S * (b)->ctx), \
+     ROE_ARRAY((b)->slot_seq, (b)->S), ROE_ARRAY((b)->dq, (b)->S), ROE_ARRAY((b)->done, (b)->R)}
 
 void roe_batch_free(roe_batch *b) {
     if (!b) return;
@@ -92,7 +96,11 @@ roe_status roe_batch_create(roe_engine *engine, const struct roe_batch_opts *opt
     b->N = roe_cluster_size(b->cl);
     const struct roe_array arrays[] = BATCH_ARRAYS(b);
     ROE_CHECK(roe_arrays_alloc(arrays, ROE_N_OF(arrays), "batch"));
-    b->depth = opts->depth_batching && roe_engine_is_mor(engine) && b->N == 1;
+    /* vLLM's watermark: 1% of the pool (at least a block) stays free when sequences start */
+    b->watermark = roe_cluster_kv(b->cl, 0)->n_blocks / 100;
+    if (b->watermark < 1) b->watermark = 1;
+    b->mor = roe_engine_is_mor(engine);
+    b->depth = opts->depth_batching && b->mor && b->N == 1;
     *out = b;
     return ROE_OK;
 fail:
@@ -109,18 +117,155 @@ int roe_batch_free_slots(const roe_batch *b) {
     return n;
 }
 
+long roe_batch_preemptions(const roe_batch *b) { return b->preemptions; }
+
+long roe_batch_prefix_query_tokens(const roe_batch *b, int rank) {
+    long n = 0;
+    for (int r = 0; r < b->N; r++)
+        if (rank < 0 || r == rank) n += roe_cluster_kv(b->cl, r)->query_tokens;
+    return n;
+}
+
+long roe_batch_prefix_hit_tokens(const roe_batch *b, int rank) {
+    long n = 0;
+    for (int r = 0; r < b->N; r++)
+        if (rank < 0 || r == rank) n += roe_cluster_kv(b->cl, r)->hit_tokens;
+    return n;
+}
+
+int roe_batch_parked(const roe_batch *b) {
+    int n = 0;
+    for (int i = 0; i < b->n_seqs; i++) n += b->seqs[i]->parked;
+    return n;
+}
+
 static int roster_k(const struct roe_batch_seq *s) { return s->roster ? s->roster->k : 1; }
 static int is_adaptive(const struct roe_batch_seq *s) {
     return s->roster && s->roster->k > 1 && s->roster->adaptive_entropy > 0.0f;
 }
 
-static int pick_home(roe_batch *b) {
+/* The home the policy gives the next sequence (pick_home: and moves the round-robin on). */
+static int next_home(const roe_batch *b) {
     if (b->N == 1) return 0;
-    if (b->o.policy == ROE_HOME_ROUND_ROBIN) return b->rr++ % b->N;
+    if (b->o.policy == ROE_HOME_ROUND_ROBIN) return b->rr % b->N;
     int best = 0;
     for (int k = 1; k < b->N; k++)
         if (b->load[k] < b->load[best]) best = k;
     return best;
+}
+
+static int pick_home(roe_batch *b) {
+    const int h = next_home(b);
+    if (b->N > 1 && b->o.policy == ROE_HOME_ROUND_ROBIN) b->rr++;
+    return h;
+}
+
+/* ---- blocks: admission and preemption (docs/KV.md "Admission and preemption") ---- */
+
+/* The position of s's next token group: its known context (prompt, then the tokens emitted
+ * but the last) is in the cache below it, and its input is the last known token. */
+static int next_pos(const struct roe_batch_seq *s) { return s->n_prompt + s->n_tokens - 1; }
+static const int32_t *known(const roe_batch *b, const struct roe_batch_seq *s) {
+    return b->hist + (size_t)s->slot * b->ctx;
+}
+
+/* The positions s may hold at most: its prompt and max_tokens, within the context. */
+static int worst_len(const roe_batch *b, const struct roe_batch_seq *s) {
+    const long n = (long)s->n_prompt + s->max_tokens;
+    return n < b->ctx ? (int)n : b->ctx;
+}
+
+/* Blocks s still needs on its home to run up to its next token group: its known context and
+ * that group's position (a fork before its copy: one, the copy of its parent's partial last
+ * block or its own first block; a parked sequence: none). */
+static int demand(const roe_batch *b, const struct roe_batch_seq *s) {
+    if (s->parked) return 0;
+    if (b->mor) /* MoR: its blocks up to its last possible position, held from its admission on */
+        return roe_kv_cache_blocks_needed(roe_cluster_kv(b->cl, s->home), s->slot, worst_len(b, s));
+    if (s->fork_of && !s->forked) return 1;
+    return roe_kv_cache_blocks_needed(roe_cluster_kv(b->cl, s->home), s->slot, next_pos(s) + 1);
+}
+
+/* Blocks free on `home` beyond what its running sequences still need (may be negative). */
+static int spare(const roe_batch *b, int home) {
+    int need = 0;
+    for (int i = 0; i < b->n_seqs; i++)
+        if (b->seqs[i]->home == home) need += demand(b, b->seqs[i]);
+    return roe_kv_cache_available(roe_cluster_kv(b->cl, home)) - need;
+}
+
+/* Whether s may start from cached blocks of other sequences: not a fork waiting for its parent,
+ * and no prompt position left to score (echo needs every position's scores). */
+static int may_reuse(const struct roe_batch_seq *s) {
+    return (!s->fork_of || s->forked) && (!s->score_prompt || s->n_tokens > 0);
+}
+
+/* Blocks s takes when it starts (or resumes) on `home` with `n` known tokens: those of its
+ * positions up to its first token group that the cache does not hold, and the cached ones that
+ * no sequence holds (they stop being evictable). */
+static int start_blocks(const roe_batch *b, const struct roe_batch_seq *s, const int32_t *tokens, int n, int home) {
+    const int bs = roe_cluster_kv(b->cl, home)->block_size;
+    if (b->mor) return (worst_len(b, s) + bs - 1) / bs; /* (no prefix reuse in MoR's pools) */
+    int unref = 0;
+    const int hit = may_reuse(s) ? roe_cluster_prefix_probe(b->cl, home, tokens, n, &unref) : 0;
+    return (n + bs - 1) / bs - hit / bs + unref;
+}
+
+int roe_batch_fits(const roe_batch *b, const struct roe_batch_seq *s, int n, int home) {
+    if (roe_batch_parked(b) > 0) return 0; /* preempted sequences go first */
+    if (home < 0) home = next_home(b);
+    const int one = start_blocks(b, s, s->prompt, s->n_prompt, home);
+    const int need = b->mor ? one * n : one + (n - 1); /* forks: a block each (MoR: their worst case) */
+    return need + b->watermark <= spare(b, home);
+}
+
+/* Preempts s: its blocks go back (its full blocks stay cached, so recomputing them is a prefix
+ * hit while nothing evicts them), and it waits, in its place in the batch, to recompute its known
+ * context and go on. Its tokens so far and its stop-string state are kept; since the engine is
+ * batch-invariant and sampling and RoE noise are keyed on (seed, position), it goes on with the
+ * tokens it would have had. */
+static roe_status preempt(roe_batch *b, struct roe_batch_seq *s, struct roe_batch_step_info *info) {
+    ROE_TRY(roe_cluster_reset_seq(b->cl, s->slot, s->home));
+    if (s->fed > s->refed) s->refed = s->fed;
+    if (s->started) {
+        b->preemptions++;
+        info->preempted++;
+    }
+    s->parked = 1;
+    s->fed = s->cached = s->pending = 0;
+    s->forked = 1; /* a fork resumes on its own: its parent may be gone by then */
+    return ROE_OK;
+}
+
+/* Parked s starts again from the longest cached prefix of its known context. */
+static void resume(roe_batch *b, struct roe_batch_seq *s) {
+    s->parked = 0;
+    if (may_reuse(s)) s->fed = s->cached = roe_cluster_prefix_seq(b->cl, s->slot, known(b, s), next_pos(s) + 1);
+}
+
+/* Before a step is composed: on every home, the running sequences' demand must be free, else
+ * the youngest running sequence there is preempted until it is (the oldest always fits: one
+ * context fits the pool); then parked sequences resume, oldest first, while their blocks and the
+ * watermark are free. */
+static roe_status make_room(roe_batch *b, struct roe_batch_step_info *info) {
+    for (int h = 0; h < b->N; h++)
+        while (spare(b, h) < 0) {
+            int young = -1;
+            for (int i = 0; i < b->n_seqs; i++)
+                if (b->seqs[i]->home == h && !b->seqs[i]->parked) young = i;
+            if (young < 0) return roe_fail(ROE_ERR_INTERNAL, "batch: rank %d's blocks are short with nothing running", h);
+            if (b->mor) /* its worst case was free at admission (demand): never short */
+                return roe_fail(ROE_ERR_INTERNAL, "batch: a MoR engine's main pool is short on rank %d", h);
+            ROE_TRY(preempt(b, b->seqs[young], info));
+        }
+    for (int i = 0; i < b->n_seqs; i++) {
+        struct roe_batch_seq *s = b->seqs[i];
+        if (!s->parked) continue;
+        if (start_blocks(b, s, known(b, s), next_pos(s) + 1, s->home) + b->watermark > spare(b, s->home)) break;
+        resume(b, s);
+        info->resumed++;
+    }
+    return ROE_OK;
 }
 
 static int in_batch(const roe_batch *b, const struct roe_batch_seq *s) {
@@ -146,6 +291,8 @@ roe_status roe_batch_admit(roe_batch *b, struct roe_batch_seq *s, int home) {
         slot++;
     if (slot == b->S) /* depth batching: a removed sequence's last token still runs in its slot */
         return roe_fail(ROE_ERR_OVERLOADED, "batch: every free slot waits for a token in flight");
+    if (s->n_prompt < 1 || s->n_prompt >= b->ctx)
+        return roe_fail(ROE_ERR_INVALID_ARG, "batch: a prompt of %d tokens in a context of %d", s->n_prompt, b->ctx);
     if (home < 0) home = pick_home(b);
     ROE_TRY(roe_cluster_reset_seq(b->cl, slot, home));
     b->slot_used[slot] = SLOT_USED;
@@ -154,7 +301,9 @@ roe_status roe_batch_admit(roe_batch *b, struct roe_batch_seq *s, int home) {
     s->slot = slot;
     s->home = home;
     s->fed = s->n_tokens = s->pending = s->cached = s->forked = 0;
-    if (!p && !s->score_prompt) /* a cached prefix of the prompt (kv_cache.h): not recomputed */
+    s->parked = s->started = s->refed = 0;
+    memcpy(b->hist + (size_t)slot * b->ctx, s->prompt, (size_t)s->n_prompt * sizeof *s->prompt);
+    if (may_reuse(s)) /* a cached prefix of the prompt (kv_cache.h): not recomputed */
         s->fed = s->cached = roe_cluster_prefix_seq(b->cl, slot, s->prompt, s->n_prompt);
     s->last = -1;
     memset(&s->stop, 0, sizeof s->stop);
@@ -176,13 +325,13 @@ void roe_batch_remove(roe_batch *b, struct roe_batch_seq *s) {
     b->load[s->home] -= s->cost;
     for (int k = 0; k < b->n_dq; k++) /* not submitted yet: forgotten */
         if (b->dq[k] == s) b->dq[k--] = b->dq[--b->n_dq], s->in_flight = 0;
-    if (s->in_flight) { /* the slot is free once the engine gives its token back (tick_step) */
+    if (s->in_flight) { /* the slot is free once the engine gives its token back (tick_deliver) */
         b->slot_used[s->slot] = SLOT_DRAINING;
         return;
     }
     b->slot_used[s->slot] = SLOT_FREE;
-    /* release_ended: its KV blocks go back to the pool now (prefix blocks stay cached) */
-    if (b->o.release_ended) (void)roe_cluster_reset_seq(b->cl, s->slot, s->home);
+    /* its KV blocks go back to the pool now (its full blocks stay cached for later prefixes) */
+    (void)roe_cluster_reset_seq(b->cl, s->slot, s->home);
 }
 
 /* ---- composing a step ---- */
@@ -214,7 +363,7 @@ static void add_group(roe_batch *b, struct roe_batch_seq *s, int p, int32_t t, g
 /* s's next token group, if s has its whole prompt but the last position in the cache and the
  * group fits in the step. */
 static void try_group(roe_batch *b, struct roe_batch_seq *s, struct compose *cp) {
-    if (s->fed < s->n_prompt - 1 || s->in_flight) return;
+    if (s->parked || s->fed < next_pos(s) || s->in_flight) return;
     const int k = roster_k(s);
     const group_kind kind = s->pending ? GROUP_SAMPLES : is_adaptive(s) ? GROUP_CLEAN_ONLY : GROUP_FULL;
     const int need = kind == GROUP_SAMPLES ? k - 1 : kind == GROUP_CLEAN_ONLY ? 1 : k;
@@ -222,12 +371,13 @@ static void try_group(roe_batch *b, struct roe_batch_seq *s, struct compose *cp)
     /* the group predicts token n_tokens from the input at position n_prompt + n_tokens - 1:
      * the last prompt token first, then each token emitted; adaptive samples (phase B) run at
      * the position their clean row ran at in the step before */
-    const int p = s->n_prompt + s->n_tokens - 1;
-    const int32_t t = s->n_tokens == 0 ? s->prompt[s->n_prompt - 1] : s->last;
-    if (s->fed == s->n_prompt - 1) {
+    const int p = next_pos(s);
+    const int32_t t = known(b, s)[p];
+    if (s->fed == p) { /* (the samples of adaptive K follow their clean row: fed is past p) */
         s->fed++;
-        cp->info->prompt_tokens++;
+        if (p >= s->refed && p < s->n_prompt) cp->info->prompt_tokens++;
     }
+    s->started = 1;
     if (kind != GROUP_SAMPLES) cp->info->rows_naive += (long)k * b->L;
     if (b->depth && k == 1 && !s->score_prompt) { /* to the depth-wise batch, after the step's rows */
         s->in_flight = 1;
@@ -250,35 +400,47 @@ static int fork_ready(roe_batch *b, struct roe_batch_seq *s, roe_status *st) {
     return 1;
 }
 
-/* s's prompt positions but the last: plain rows, or with score_prompt a scored group each. */
+/* s's known context below its next token group: plain rows, or with score_prompt a scored
+ * group for each prompt position not scored yet (a preempted sequence recomputes the rest). */
 static void prompt_rows(roe_batch *b, struct roe_batch_seq *s, struct compose *cp) {
     const int k = roster_k(s);
-    while (s->fed < s->n_prompt - 1 && cp->nr < b->R) {
+    const int32_t *t = known(b, s);
+    while (s->fed < next_pos(s) && cp->nr < b->R) {
         const int p = s->fed;
-        if (s->score_prompt) {
+        if (s->score_prompt && p >= s->refed && p < s->n_prompt - 1) {
             if (cp->nr + k > b->R) break;
-            add_group(b, s, p, s->prompt[p], GROUP_PROMPT, cp);
+            add_group(b, s, p, t[p], GROUP_PROMPT, cp);
             cp->info->rows_naive += (long)k * b->L;
         } else {
-            b->rows[cp->nr++] = (struct roe_row){.seq = s->slot, .pos = p, .token = s->prompt[p]};
+            b->rows[cp->nr++] = (struct roe_row){.seq = s->slot, .pos = p, .token = t[p]};
             cp->info->rows_naive += b->L;
         }
+        if (p >= s->refed && p < s->n_prompt) cp->info->prompt_tokens++;
+        else cp->info->recomputed++;
         s->fed++;
-        cp->info->prompt_tokens++;
+        s->started = 1;
     }
+}
+
+/* Whether s is decoding: it has its known context in the cache and has emitted a token, or its
+ * adaptive samples are owed (fed is then one past its group's position). Otherwise, unless
+ * parked, it is in prefill (or recomputing after a preemption), its first group still to come. */
+static int decoding(const struct roe_batch_seq *s) {
+    return !s->parked && (s->fed > next_pos(s) || (s->fed == next_pos(s) && s->n_tokens > 0));
 }
 
 /* Token groups of the decoding sequences, then prompt chunks first come first served. */
 static roe_status compose(roe_batch *b, struct compose *cp) {
+    ROE_TRY(make_room(b, cp->info));
     int prefilling = 0;
-    for (int i = 0; i < b->n_seqs; i++) prefilling |= b->seqs[i]->fed < b->seqs[i]->n_prompt;
+    for (int i = 0; i < b->n_seqs; i++) prefilling |= !b->seqs[i]->parked && !decoding(b->seqs[i]);
     if (!(b->o.prefill_first && prefilling))
         for (int i = 0; i < b->n_seqs; i++)
-            if (b->seqs[i]->fed == b->seqs[i]->n_prompt) try_group(b, b->seqs[i], cp);
+            if (decoding(b->seqs[i])) try_group(b, b->seqs[i], cp);
     roe_status st = ROE_OK;
     for (int i = 0; i < b->n_seqs && cp->nr < b->R; i++) {
         struct roe_batch_seq *s = b->seqs[i];
-        if (s->fed == s->n_prompt) continue;
+        if (s->parked || decoding(s)) continue;
         if (!fork_ready(b, s, &st)) {
             if (st != ROE_OK) return st;
             continue;
@@ -312,6 +474,7 @@ static void emit(roe_batch *b, struct roe_batch_seq *s, const float *z) {
         if (t == b->eos[j]) end = 1, fin = ROE_FINISH_EOS;
     for (int j = 0; j < s->n_stop && !end; j++)
         if (t == s->stop_ids[j]) end = 1, fin = ROE_FINISH_EOS;
+    b->hist[(size_t)s->slot * b->ctx + pos] = t; /* pos < ctx: the sequence ends at ctx - 1 */
     s->n_tokens++;
     s->last = t;
     if (!end && stop_text(b, s, t)) end = 1, fin = ROE_FINISH_EOS;
@@ -409,7 +572,7 @@ static roe_status tick_deliver(roe_batch *b, int ng, int nd) {
         struct roe_batch_seq *s = b->slot_seq[slot];
         if (b->slot_used[slot] == SLOT_DRAINING) {
             b->slot_used[slot] = SLOT_FREE;
-            if (b->o.release_ended) (void)roe_cluster_reset_seq(b->cl, slot, 0);
+            (void)roe_cluster_reset_seq(b->cl, slot, 0); /* its KV blocks go back (roe_batch_remove) */
             continue;
         }
         s->in_flight = 0;

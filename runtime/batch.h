@@ -32,6 +32,15 @@
  *             coordinator; those positions are not computed again
  *   stop strings (stop_text, with the batch's tokenizer) text that ends the sequence, matched
  *             across tokens (stop.h); stop_at says where it begins
+ * Blocks (docs/KV.md "Admission and preemption"): before each step, every running sequence's
+ *   blocks up to its next token group must be free on its home (rank 0 knows every rank's pool:
+ *   cluster.h roe_cluster_kv); where they are not, the youngest running sequence there is
+ *   preempted: its blocks go back (full ones stay cached as prefix blocks) and it stays in the
+ *   batch, parked, keeping its tokens; preempted sequences resume oldest first, as soon as their
+ *   blocks and a watermark are free, from the longest cached prefix of their prompt and tokens,
+ *   recomputing the rest, and go on with the tokens they would have had without the preemption.
+ *   So sequences may be admitted beyond what the pool holds at once (roe_batch_fits says what
+ *   fits now): none fails for lack of blocks, as long as each alone fits the pool.
  * Every group's scores are checked: NaN or Inf (overflowing weights or activations) fail the
  * sequence (on_fail) instead of being sampled.
  * The engine is batch-invariant and the sampler and the RoE noise are keyed on (seed,
@@ -39,8 +48,8 @@
  * of ranks.
  *
  * Threads: one thread (the one that drives the engine) calls everything here.
- * Memory: every buffer is allocated by roe_batch_create for the engine's limits; a step
- * allocates nothing.
+ * Memory: every buffer is allocated by roe_batch_create for the engine's limits (with each
+ * slot's known tokens: max_seqs x max_ctx int32); a step allocates nothing.
  */
 #ifndef ROE_BATCH_H
 #define ROE_BATCH_H
@@ -79,12 +88,17 @@ struct roe_batch_seq {
     /* the core's, read-only for the user: valid from admission until the sequence leaves */
     int slot;                        /* its KV-cache slot */
     int home;                        /* its home rank */
-    int fed;                         /* prompt tokens in the cache or in this step */
+    int fed;                         /* positions of its known context (prompt, then tokens
+                                        emitted) in the cache or in this step */
     int n_tokens;                    /* tokens emitted */
     int32_t last;                    /* the last token emitted */
     int pending;                     /* adaptive K: the samples of the last position are owed */
-    int cached;                      /* prompt positions in the cache after the last step */
-    int forked;                      /* fork_of: its cache has been copied */
+    int cached;                      /* positions in the cache after the last step */
+    int forked;                      /* fork_of: its cache has been copied (or it was preempted:
+                                        it then resumes on its own) */
+    int parked;                      /* preempted: holds no blocks, waits to recompute */
+    int started;                     /* has had rows in a step */
+    int refed;                       /* positions fed before its last preemption (recomputed) */
     int in_flight;                   /* depth_batching: its next token is queued or in flight */
     struct roe_stop_state stop;      /* stop strings: matching state (roe_stop_hold: held bytes) */
     long stop_at;                    /* a stop string begins at this text byte; -1: none */
@@ -100,6 +114,9 @@ struct roe_batch_step_info {
     long positions;        /* sum over token groups of their position (KV history read) */
     long kv_rows;          /* cached K/V rows the groups read, over every layer (windows applied) */
     long rows_naive;       /* row-layers a roster computing every sample fully would run */
+    long recomputed;       /* positions recomputed after a preemption */
+    int preempted;         /* sequences preempted before the step (their blocks were short) */
+    int resumed;           /* preempted sequences that started again */
     struct roe_step_stats stats; /* every rank's engine statistics, summed */
     double seconds;        /* the cluster step, wall clock */
 };
@@ -125,8 +142,6 @@ struct roe_batch_opts {
     int prefill_first;          /* no token group of a decoding sequence while another is in
                                    prefill (benchmarks: steps are all prefill or all decode) */
     const roe_tokenizer *tok;   /* the text of tokens, for stop strings (borrowed; NULL: none) */
-    int release_ended;          /* a sequence leaving the batch gives its KV blocks back at once
-                                   (0: its slot keeps them, readable, until it is admitted again) */
     int depth_batching;         /* a MoR engine in one process (runtime/mor.h): decoding tokens of
                                    plain-model sequences (K = 1, no prompt scores) go through
                                    continuous depth-wise batching, one tick a step, each token
@@ -145,10 +160,28 @@ void roe_batch_free(roe_batch *b);
 
 /* Admits s into a free slot, homed on `home` (-1: by the policy; a fork: its parent's); its
  * cache slot empties. ROE_ERR_INVALID_ARG if no slot is free, the home is not a rank, a fork's
- * parent is not in the batch or has another prompt, or stop strings come without a tokenizer. */
+ * parent is not in the batch or has another prompt, stop strings come without a tokenizer, or
+ * the prompt is empty or fills the context. */
 roe_status roe_batch_admit(roe_batch *b, struct roe_batch_seq *s, int home);
-/* Takes s out of the batch (its slot and load freed); nothing if it is not in it. */
+/* Takes s out of the batch (its slot, load and KV blocks freed: its full blocks stay cached for
+ * later prefixes); nothing if it is not in it. */
 void roe_batch_remove(roe_batch *b, struct roe_batch_seq *s);
+
+/* Whether s (the request part filled; n - 1 forks of it would follow) could be admitted now on
+ * `home` (-1: the one the policy picks next) by KV blocks: the blocks of its prompt that the
+ * cache does not hold (and the cached ones no sequence holds), one per fork, plus a watermark of
+ * 1% of the pool must be free beyond what the running sequences still need up to their next
+ * token; and no preempted sequence may be waiting (they go first). The slots are the caller's
+ * to check (roe_batch_free_slots). */
+int roe_batch_fits(const roe_batch *b, const struct roe_batch_seq *s, int n, int home);
+/* Sequences preempted and waiting to recompute (in the batch, holding their slots). */
+int roe_batch_parked(const roe_batch *b);
+/* Preemptions so far. */
+long roe_batch_preemptions(const roe_batch *b);
+/* Positions found in the KV cache of `rank` (prefix hits) so far; rank -1: every rank's. */
+long roe_batch_prefix_hit_tokens(const roe_batch *b, int rank);
+/* Positions looked up there (each lookup's length - 1). */
+long roe_batch_prefix_query_tokens(const roe_batch *b, int rank);
 
 /* One step; info (may be NULL) receives what it did. On failure the sequences stay in the
  * batch: the caller decides (cluster.h: with several ranks the job must end). */

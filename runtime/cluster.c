@@ -30,7 +30,7 @@ enum { BIND_DIRTY = 1, BIND_RESET = 2, BIND_COPY = 4 };
 struct roe_cluster {
     roe_engine *e;
     roe_comm *comm;
-    int me, N, V, L, R, S;
+    int me, N, V, L, R, S, ctx;
     uint64_t step;
     /* per sequence slot */
     int *home;
@@ -60,6 +60,11 @@ struct roe_cluster {
     int32_t *p_token;      /* [R] */
     struct roe_plan_bind *pbind; /* [S] */
     struct roe_control_io io;
+    /* coordinator with several ranks: the bookkeeping of every other rank's block pool, kept
+     * by the same calls in the same order as that rank's engine makes (mirror[0] unused) */
+    struct roe_kv_cache *mirror; /* [N] */
+    uint32_t *log;               /* the pool log: their operations since the last plan */
+    size_t n_log, log_cap;
 };
 
 int roe_cluster_size(const roe_cluster *cl) { return cl->N; }
@@ -94,6 +99,9 @@ roe_status roe_home_policy_parse(const char *s, roe_home_policy *out) {
 
 void roe_cluster_free(roe_cluster *cl) {
     if (!cl) return;
+    for (int r = 1; cl->mirror && r < cl->N; r++) roe_kv_cache_free(&cl->mirror[r]);
+    roe_free(cl->mirror);
+    roe_free(cl->log);
     const struct roe_array arrays[] = CLUSTER_ARRAYS(cl, 0, 0, 0), plan[] = PLAN_ARRAYS(cl, 0, 0, 0);
     roe_arrays_free(arrays, ROE_N_OF(arrays));
     roe_arrays_free(plan, ROE_N_OF(plan));
@@ -117,6 +125,86 @@ static roe_status open_messages(roe_cluster *cl) {
     return roe_control_io_init(&cl->io, cl->N, plan_cap > reply_cap ? plan_cap : reply_cap, 65536, 0, cl->L);
 }
 
+/* Coordinator: the mirrors of the other ranks' pools, shaped as its own (every rank's pool is
+ * the same: the session spec carries its bytes, block size and dtype; the other ranks never
+ * scramble their blocks). */
+static roe_status open_mirrors(roe_cluster *cl) {
+    const struct roe_kv_cache *kv = roe_engine_kv(cl->e);
+    const struct roe_kv_cache_opts ko = {
+        .max_seqs = kv->max_seqs, .n_layers = kv->n_layers, .max_ctx = kv->max_ctx, .kv_dim = kv->kv_dim,
+        .n_vecs = kv->n_vecs, .block_size = kv->block_size, .dtype = kv->dtype, .bytes = roe_kv_cache_bytes(kv),
+        .window = kv->window, .min_blocks = kv->n_blocks, .no_prefix = kv->no_prefix};
+    cl->mirror = roe_calloc((size_t)cl->N, sizeof *cl->mirror);
+    if (!cl->mirror) return roe_fail(ROE_ERR_NOMEM, "cluster: out of memory");
+    for (int r = 1; r < cl->N; r++) ROE_TRY(roe_kv_cache_init(&cl->mirror[r], NULL, &ko));
+    cl->log_cap = (size_t)cl->S * (size_t)(16 + kv->max_blocks);
+    cl->log = roe_malloc(cl->log_cap * sizeof *cl->log);
+    return cl->log ? ROE_OK : roe_fail(ROE_ERR_NOMEM, "cluster: out of memory");
+}
+
+/* ---- the pool log ----
+ * Rank 0 keeps a mirror of every other rank's block pool (the bookkeeping, no elements) so that
+ * admission counts their blocks and prefix reuse finds their cached blocks. A mirror stays that
+ * rank's pool, block ids included, because both see the same calls in the same order: every
+ * reset, fork and prefix hit is made on the mirror when rank 0 decides it and logged; the next
+ * plan carries the log, and the rank replays it before its rows, in that order; each step's
+ * reservations and registrations are then made by its engine and by mirror_step alike. */
+enum { POOL_RESET = 0, POOL_COPY = 1, POOL_ADOPT = 2, POOL_HEAD = 6 };
+
+static roe_status log_op(roe_cluster *cl, int kind, int rank, int seq, int a, int b, const int32_t *blocks, int n) {
+    const size_t need = cl->n_log + POOL_HEAD + (size_t)n;
+    if (need > cl->log_cap) { /* rare: many operations on one slot between two steps */
+        uint32_t *p = roe_realloc(cl->log, 2 * need * sizeof *p);
+        if (!p) return roe_fail(ROE_ERR_NOMEM, "cluster: out of memory for the pool log");
+        cl->log = p;
+        cl->log_cap = 2 * need;
+    }
+    uint32_t *o = cl->log + cl->n_log;
+    o[0] = (uint32_t)kind, o[1] = (uint32_t)rank, o[2] = (uint32_t)seq, o[3] = (uint32_t)a, o[4] = (uint32_t)b;
+    o[5] = (uint32_t)n;
+    for (int i = 0; i < n; i++) o[POOL_HEAD + i] = (uint32_t)blocks[i];
+    cl->n_log = need;
+    return ROE_OK;
+}
+
+/* Another rank: the log's operations on this rank's pool, in order. */
+static roe_status replay_log(roe_cluster *cl, const uint32_t *o, size_t n) {
+    int32_t blocks[1024];
+    for (size_t i = 0; i < n;) {
+        if (n - i < POOL_HEAD || o[i + 5] > n - i - POOL_HEAD)
+            return roe_fail(ROE_ERR_FORMAT, "rank %d: the plan's pool log from rank 0 is truncated", cl->me);
+        const uint32_t kind = o[i], rank = o[i + 1], seq = o[i + 2], a = o[i + 3], b = o[i + 4], nb = o[i + 5];
+        const uint32_t *ids = o + i + POOL_HEAD;
+        i += POOL_HEAD + nb;
+        if (rank != (uint32_t)cl->me) continue;
+        if (seq >= (uint32_t)cl->S || kind > POOL_ADOPT || (kind == POOL_COPY && a >= (uint32_t)cl->S) ||
+            nb > sizeof blocks / sizeof blocks[0])
+            return roe_fail(ROE_ERR_FORMAT, "rank %d: the plan's pool log from rank 0 has a bad operation (%u on %u)",
+                            cl->me, kind, seq);
+        roe_status st = ROE_OK;
+        if (kind == POOL_RESET) roe_engine_reset_seq(cl->e, (int)seq);
+        else if (kind == POOL_COPY) st = b > (uint32_t)INT32_MAX ? ROE_ERR_FORMAT : roe_engine_copy_seq(cl->e, (int)seq, (int)a, (int)b);
+        else {
+            for (uint32_t k = 0; k < nb; k++) blocks[k] = ids[k] > (uint32_t)INT32_MAX ? -1 : (int32_t)ids[k];
+            st = roe_engine_prefix_adopt(cl->e, (int)seq, blocks, (int)nb);
+        }
+        if (st != ROE_OK)
+            return roe_fail_context(ROE_ERR_FORMAT, "rank %d: the pool operation %u on sequence %u from rank 0 does not "
+                                    "apply here (rank 0's mirror of this pool is out of step)", cl->me, kind, seq);
+    }
+    return ROE_OK;
+}
+
+const struct roe_kv_cache *roe_cluster_kv(const roe_cluster *cl, int home) {
+    if (home == cl->me || home < 0 || home >= cl->N || !cl->mirror) return roe_engine_kv(cl->e);
+    return &cl->mirror[home];
+}
+
+/* The pool of `home` that calls on the coordinator change: its engine's, or a mirror. */
+static struct roe_kv_cache *mirror_of(roe_cluster *cl, int home) {
+    return home != cl->me && cl->mirror && home > 0 && home < cl->N ? &cl->mirror[home] : NULL;
+}
+
 roe_status roe_cluster_create(roe_engine *e, roe_cluster **out) {
     *out = NULL;
     const struct roe_engine_opts *o = roe_engine_get_opts(e);
@@ -131,10 +219,12 @@ roe_status roe_cluster_create(roe_engine *e, roe_cluster **out) {
     cl->L = c->n_layers;
     cl->R = o->max_rows;
     cl->S = o->max_seqs;
+    cl->ctx = o->max_ctx;
     const size_t R = (size_t)cl->R, S = (size_t)cl->S, V = (size_t)cl->V;
     const struct roe_array arrays[] = CLUSTER_ARRAYS(cl, S, R, V);
     roe_status st = roe_arrays_alloc(arrays, ROE_N_OF(arrays), "cluster");
     if (st == ROE_OK && cl->N > 1) st = open_messages(cl);
+    if (st == ROE_OK && cl->N > 1 && cl->me == 0) st = open_mirrors(cl);
     if (st != ROE_OK) {
         roe_cluster_free(cl);
         return st;
@@ -165,19 +255,56 @@ roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home) {
         return roe_fail(ROE_ERR_INVALID_ARG, "cluster: sequence slot %d is outside [0, %d)", seq, cl->S);
     if (home < 0 || home >= cl->N)
         return roe_fail(ROE_ERR_INVALID_ARG, "cluster: home rank %d is outside [0, %d)", home, cl->N);
+    /* a slot that moves: its former home forgets it too (its blocks go back there) */
+    const int old = cl->home[seq];
+    for (int k = 0; k < 2; k++) {
+        const int r = k == 0 ? old : home;
+        if (r < 0 || (k == 0 && old == home)) continue;
+        if (r == cl->me) roe_engine_reset_seq(cl->e, seq);
+        else if (mirror_of(cl, r)) {
+            roe_kv_cache_reset(mirror_of(cl, r), seq);
+            ROE_TRY(log_op(cl, POOL_RESET, r, seq, 0, 0, NULL, 0));
+        }
+    }
     cl->home[seq] = home;
     cl->len[seq] = 0;
     cl->bound[seq] = 0;
     cl->dirty[seq] = BIND_DIRTY | BIND_RESET;
-    if (home == cl->me) roe_engine_reset_seq(cl->e, seq);
     return ROE_OK;
 }
 
+/* A model with sliding-window layers (docs/KV.md "Sliding windows"): rank 0 mirrors only the main
+ * pool, and an adopted prefix would not hold the window's blocks, so the other ranks find no
+ * prefix (they recompute it; rank 0's own engine matches in both of its pools). */
+static int windowed(const roe_cluster *cl) {
+    return roe_engine_kv(cl->e)->window > 0 || roe_engine_kv_window(cl->e) != NULL;
+}
+
 int roe_cluster_prefix_seq(roe_cluster *cl, int seq, const int32_t *tokens, int n) {
-    if (seq < 0 || seq >= cl->S || cl->home[seq] != cl->me || cl->len[seq] != 0) return 0;
-    const int held = roe_engine_prefix_match(cl->e, seq, tokens, n);
+    if (seq < 0 || seq >= cl->S || cl->home[seq] < 0 || cl->len[seq] != 0 || n > cl->ctx) return 0;
+    const int home = cl->home[seq];
+    struct roe_kv_cache *m = mirror_of(cl, home);
+    int held = 0;
+    if (home == cl->me) held = roe_engine_prefix_match(cl->e, seq, tokens, n);
+    else if (m && !windowed(cl) && (held = roe_kv_cache_match(m, seq, tokens, n)) > 0 &&
+             log_op(cl, POOL_ADOPT, home, seq, 0, 0, m->table + (size_t)seq * m->max_blocks, held / m->block_size) !=
+                 ROE_OK) {
+        roe_kv_cache_reset(m, seq); /* out of memory for the log: no hit */
+        held = 0;
+    }
     cl->len[seq] = held;
     return held;
+}
+
+int roe_cluster_prefix_probe(const roe_cluster *cl, int home, const int32_t *tokens, int n, int *unreferenced) {
+    if (unreferenced) *unreferenced = 0;
+    if (home < 0 || home >= cl->N || n > cl->ctx || (home != cl->me && windowed(cl))) return 0;
+    const struct roe_kv_cache *kv = roe_cluster_kv(cl, home), *kw = roe_engine_kv_window(cl->e);
+    if (home != cl->me || !kw) return roe_kv_cache_lookup(kv, tokens, n, unreferenced);
+    /* both pools must hold a length (roe_engine_prefix_match): the window's blocks at the main
+     * pool's length, then the main pool's unreferenced blocks up to the length both hold */
+    const int held = roe_kv_cache_probe(kw, tokens, roe_kv_cache_lookup(kv, tokens, n, NULL));
+    return roe_kv_cache_lookup(kv, tokens, held + 1, unreferenced);
 }
 
 roe_status roe_cluster_fork_seq(roe_cluster *cl, int dst, int src, int len) {
@@ -189,6 +316,11 @@ roe_status roe_cluster_fork_seq(roe_cluster *cl, int dst, int src, int len) {
                         src >= 0 && src < cl->S ? cl->home[src] : -1, src >= 0 && src < cl->S ? cl->len[src] : -1);
     cl->len[dst] = len;
     if (cl->home[dst] == cl->me) return roe_engine_copy_seq(cl->e, dst, src, len);
+    struct roe_kv_cache *m = mirror_of(cl, cl->home[dst]);
+    if (m) {
+        ROE_TRY(roe_kv_cache_copy(m, dst, src, len));
+        ROE_TRY(log_op(cl, POOL_COPY, cl->home[dst], dst, src, len, NULL, 0));
+    }
     cl->dirty[dst] |= BIND_DIRTY | BIND_COPY;
     cl->copy_from[dst] = src;
     cl->copy_len[dst] = len;
@@ -303,7 +435,8 @@ static roe_status send_plan(roe_cluster *cl, const struct roe_row *rows, int n, 
         .step = {.step = cl->step, .n_bind = nb, .bind = cl->pbind, .n_rows = (size_t)n, .row_seq = cl->p_seq,
                  .row_pos = cl->p_pos, .row_sample = cl->p_sample, .row_flags = cl->p_flags,
                  .row_token = cl->p_token, .n_groups = (size_t)ng, .group_first = cl->p_gfirst,
-                 .group_n = cl->p_gn, .group_mode = cl->p_gmode}};
+                 .group_n = cl->p_gn, .group_mode = cl->p_gmode, .n_pool_op = cl->n_log, .pool_op = cl->log}};
+    cl->n_log = 0; /* sent (a failed send ends the job) */
     return roe_control_send(cl->comm, &m, &cl->io);
 }
 
@@ -333,6 +466,23 @@ static roe_status collect(roe_cluster *cl, const struct roe_row *rows, const str
         ss->rows_computed += (long)rep->rows_computed;
     }
     return ROE_OK;
+}
+
+/* Coordinator, after a step every rank ran: the other ranks' pools as their engines left them
+ * (engine.c: blocks for every clean row up to its sequence's new length, in row order, then
+ * each clean row noted). cl->next holds the new lengths (validate). */
+static void mirror_step(roe_cluster *cl, const struct roe_row *rows, int n) {
+    for (int i = 0; i < n; i++) {
+        struct roe_kv_cache *m = mirror_of(cl, cl->home[rows[i].seq]);
+        /* cannot fail where the engine's reservation did not */
+        if (m && rows[i].sample == 0) (void)roe_kv_cache_reserve(m, rows[i].seq, cl->next[rows[i].seq]);
+    }
+    for (int i = 0; i < n; i++) {
+        struct roe_kv_cache *m = mirror_of(cl, cl->home[rows[i].seq]);
+        if (!m || rows[i].sample != 0) continue;
+        roe_kv_cache_note(m, rows[i].seq, rows[i].pos, rows[i].token);
+        m->len[rows[i].seq]++;
+    }
 }
 
 roe_status roe_cluster_step(roe_cluster *cl, const struct roe_row *rows, int n,
@@ -378,6 +528,7 @@ roe_status roe_cluster_step(roe_cluster *cl, const struct roe_row *rows, int n,
         if (cl->N > 1) roe_comm_set_failed(cl->comm);
         return st;
     }
+    if (cl->mirror) mirror_step(cl, rows, n);
     for (int i = 0; i < n; i++)
         if (rows[i].sample == 0) cl->len[rows[i].seq]++;
     ss.rows = n;
@@ -426,15 +577,9 @@ static roe_status apply_binds(roe_cluster *cl, const struct roe_step_plan *p) {
         cl->seed[s] = x.seed;
         cl->has_roster[s] = x.roster != NULL;
         if (x.roster) cl->roster[s] = *x.roster;
-        if (x.reset && cl->home[s] == cl->me) roe_engine_reset_seq(cl->e, s);
-        if (x.copy_len != 0 && cl->home[s] == cl->me) {
-            if (x.copy_from < 0 || x.copy_from >= cl->S || cl->home[x.copy_from] != cl->me ||
-                roe_engine_copy_seq(cl->e, s, x.copy_from, x.copy_len) != ROE_OK)
-                return roe_fail(ROE_ERR_FORMAT, "rank %d: the plan from rank 0 starts sequence %d from %d positions of %d, "
-                                "which this rank does not hold", cl->me, s, x.copy_len, x.copy_from);
-        }
+        /* (its reset and copy reach this rank's pool through the pool log) */
     }
-    return ROE_OK;
+    return replay_log(cl, p->pool_op, p->n_pool_op);
 }
 
 static roe_status read_plan(roe_cluster *cl, const struct roe_step_plan *p, int *n_out, int *ng_out) {

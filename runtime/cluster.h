@@ -34,6 +34,7 @@
 
 #include "control.h"
 #include "engine.h"
+#include "kv_cache.h"
 #include "base/status.h"
 
 enum {
@@ -78,9 +79,20 @@ void roe_plan_homes(roe_home_policy policy, int n_ranks, const double *cost, int
 roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home);
 
 /* Makes the new, empty `seq` start with the longest prefix of tokens[0, n) that its home's KV
- * cache holds (engine.h roe_engine_prefix_match); returns the positions it holds. Only where the
- * coordinator is the home (0 elsewhere: another rank's cache is not known here). */
+ * cache holds (engine.h roe_engine_prefix_match); returns the positions it holds. On any home:
+ * another rank's is found in the coordinator's mirror of its pool (roe_cluster_kv) and that rank
+ * takes the same blocks before the next step's rows (cluster.c "the pool log"). */
 int roe_cluster_prefix_seq(roe_cluster *cl, int seq, const int32_t *tokens, int n);
+
+/* What roe_cluster_prefix_seq would find now for a sequence homed on `home`, taking nothing
+ * (kv_cache.h roe_kv_cache_probe): the positions, and the unreferenced blocks among them. */
+int roe_cluster_prefix_probe(const roe_cluster *cl, int home, const int32_t *tokens, int n, int *unreferenced);
+
+/* The block pool of rank `home` as the coordinator knows it (admission counts its blocks): its
+ * engine's own, or (several ranks) the mirror it keeps of that rank's, updated by the same calls
+ * in the same order as that rank's engine makes them (reset, fork, each step's reservations and
+ * registrations), so its counts are that rank's. */
+const struct roe_kv_cache *roe_cluster_kv(const roe_cluster *cl, int home);
 
 /* Makes `dst` (reset already, on the home rank of `src`) start as the first len positions of
  * src's cache: a sequence that shares src's prompt (n > 1 choices computes the prompt once).

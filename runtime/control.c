@@ -161,6 +161,8 @@ static roe_status pack_step(struct roe_control_io *io, const struct roe_step_pla
     m->group_first = (uint32_t *)p->group_first;
     m->group_n = (uint32_t *)p->group_n;
     m->group_mode = (uint32_t *)p->group_mode;
+    m->n_pool_op = p->n_pool_op;
+    m->pool_op = (uint32_t *)p->pool_op;
     return ROE_OK;
 }
 
@@ -231,7 +233,8 @@ static roe_status unpack_step(const Roe__StepPlan *m, int me, struct roe_step_pl
     *p = (struct roe_step_plan){
         .step = m->step, .n_bind = m->n_bind, .n_rows = n, .row_seq = m->row_seq, .row_pos = m->row_pos,
         .row_sample = m->row_sample, .row_flags = m->row_flags, .row_token = m->row_token, .n_groups = ng,
-        .group_first = m->group_first, .group_n = m->group_n, .group_mode = m->group_mode, .decoded = m};
+        .group_first = m->group_first, .group_n = m->group_n, .group_mode = m->group_mode,
+        .n_pool_op = m->n_pool_op, .pool_op = m->pool_op, .decoded = m};
     return ROE_OK;
 }
 

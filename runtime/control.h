@@ -28,7 +28,7 @@
 #include "comm/comm.h"
 #include "roster.h"
 
-enum { ROE_CONTROL_VERSION = 2 };
+enum { ROE_CONTROL_VERSION = 3 };
 
 /* The version this process speaks: ROE_CONTROL_VERSION, unless a test overrides it
  * ($ROE_TEST_CONTROL_VERSION, base/env.h). */
@@ -78,6 +78,9 @@ struct roe_step_plan {
     const int32_t *row_token;
     size_t n_groups;                  /* the group arrays all have n_groups entries */
     const uint32_t *group_first, *group_n, *group_mode;
+    size_t n_pool_op;                 /* the pool log (cluster.c): the other ranks' KV pool
+                                         operations since the last plan, in order */
+    const uint32_t *pool_op;
     const void *decoded;              /* the decoded message (binds), for roe_step_plan_bind */
 };
 

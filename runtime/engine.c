@@ -197,9 +197,9 @@ static roe_status check_opts(const struct roe_model_config *c, const struct roe_
     if (o->kv_block_size < 0 || o->kv_block_size > (1 << 20))
         return roe_fail(ROE_ERR_INVALID_ARG, "engine: --kv-block-size %d is outside [1, 1048576]", o->kv_block_size);
     const int wide = c->mla ? roe_config_kv_width(c) : c->head_dim; /* what a kernel widens at once */
-    if (o->kv_dtype == ROE_DTYPE_BF16 && wide > ROE_KV_MAX_WIDE)
-        return roe_fail(ROE_ERR_UNSUPPORTED, "engine: --kv-dtype bf16 reads vectors of %d elements, more than %d",
-                        wide, ROE_KV_MAX_WIDE);
+    if ((o->kv_dtype == ROE_DTYPE_BF16 || o->kv_dtype == ROE_DTYPE_F8_E4M3) && wide > ROE_KV_MAX_WIDE)
+        return roe_fail(ROE_ERR_UNSUPPORTED, "engine: --kv-dtype %s reads vectors of %d elements, more than %d",
+                        o->kv_dtype == ROE_DTYPE_BF16 ? "bf16" : "fp8", wide, ROE_KV_MAX_WIDE);
     if (o->max_ctx > c->max_position)
         return roe_fail(ROE_ERR_INVALID_ARG,
                         "engine: context of %d positions exceeds the model's max_position_embeddings %d",
@@ -431,6 +431,9 @@ int roe_engine_prefix_match(roe_engine *e, int seq, const int32_t *tokens, int n
     const int held = roe_kv_cache_probe(&e->kv_win, tokens, roe_kv_cache_probe(&e->kv, tokens, n - 1));
     roe_kv_cache_take(&e->kv_win, seq, tokens, held, n - 1);
     return roe_kv_cache_take(&e->kv, seq, tokens, held, n - 1);
+}
+roe_status roe_engine_prefix_adopt(roe_engine *e, int seq, const int32_t *blocks, int n) {
+    return roe_kv_cache_adopt(&e->kv, seq, blocks, n);
 }
 const struct roe_model *roe_engine_model(const roe_engine *e) { return e->model; }
 const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e) { return &e->opts; }

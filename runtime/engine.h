@@ -118,6 +118,9 @@ int roe_engine_seq_len(const roe_engine *e, int seq);
  * (kv_cache.h roe_kv_cache_match: whole blocks, at least one position left to compute); returns
  * the positions it now holds (0: none). */
 int roe_engine_prefix_match(roe_engine *e, int seq, const int32_t *tokens, int n);
+/* Makes the empty slot seq start holding cached blocks[0, n) (kv_cache.h roe_kv_cache_adopt: a
+ * prefix the coordinator found in its mirror of this rank's pool, cluster.h). */
+roe_status roe_engine_prefix_adopt(roe_engine *e, int seq, const int32_t *blocks, int n);
 
 const struct roe_model *roe_engine_model(const roe_engine *e);
 const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e);

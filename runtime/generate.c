@@ -165,8 +165,14 @@ roe_status roe_generator_run(roe_generator *g, const struct roe_request *reqs, i
     g->timing = timing;
     g->t_first = -1.0;
     const double t0 = roe_now_s();
+    const long preempted = roe_batch_preemptions(g->batch), hits = roe_batch_prefix_hit_tokens(g->batch, -1),
+               hits0 = roe_batch_prefix_hit_tokens(g->batch, 0);
     roe_status st = admit_all(g, reqs, n);
     while (st == ROE_OK && roe_batch_count(g->batch) > 0) st = roe_batch_step(g->batch, NULL);
+    timing->preemptions = roe_batch_preemptions(g->batch) - preempted;
+    timing->prefix_hit_tokens = roe_batch_prefix_hit_tokens(g->batch, -1) - hits;
+    timing->prefix_hit_tokens_other_ranks =
+        timing->prefix_hit_tokens - (roe_batch_prefix_hit_tokens(g->batch, 0) - hits0);
     while (roe_batch_count(g->batch) > 0) /* after a failure: the next run starts empty */
         roe_batch_remove(g->batch, roe_batch_at(g->batch, 0));
     ROE_TRY(st);

@@ -48,6 +48,9 @@ struct roe_gen_timing {
     long tokens;            /* tokens generated */
     long rows_computed;     /* row-layers the engine computed (after dedup) */
     long rows_naive;        /* row-layers a roster computing every sample fully would run */
+    long preemptions;       /* sequences preempted for KV blocks (batch.h), recomputed later */
+    long prefix_hit_tokens; /* positions found in the KV caches (every rank's) instead of computed */
+    long prefix_hit_tokens_other_ranks; /* of those, in the caches of ranks other than 0 */
 };
 
 typedef struct roe_generator roe_generator;

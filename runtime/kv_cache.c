@@ -83,8 +83,8 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const stru
         (size_t)o->max_seqs * (size_t)o->max_ctx > ((size_t)1 << 31))
         return roe_fail(ROE_ERR_INVALID_ARG, "kv cache: %d sequences x %d positions, blocks of %d: invalid",
                         o->max_seqs, o->max_ctx, bs);
-    if (o->dtype != ROE_DTYPE_F32 && o->dtype != ROE_DTYPE_BF16)
-        return roe_fail(ROE_ERR_INVALID_ARG, "kv cache: elements of %s: f32 or bf16 only (--kv-dtype)",
+    if (o->dtype != ROE_DTYPE_F32 && o->dtype != ROE_DTYPE_BF16 && o->dtype != ROE_DTYPE_F8_E4M3)
+        return roe_fail(ROE_ERR_INVALID_ARG, "kv cache: elements of %s: f32, bf16 or fp8 e4m3 only (--kv-dtype)",
                         roe_dtype_name(o->dtype));
     const int max_blocks = (int)(((int64_t)o->max_ctx + bs - 1) / bs);
     const int n_blocks = pool_blocks(o, bs, max_blocks);
@@ -95,15 +95,17 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const stru
                                .window = o->window > 0 ? o->window : 0, .dtype = o->dtype,
                                .elem = roe_dtype_size(o->dtype), .be = be};
     const size_t bytes = roe_kv_cache_bytes(c) / (size_t)o->n_vecs;
-    c->k = be->ops->alloc(be, bytes);
-    if (o->n_vecs == 2) c->v = be->ops->alloc(be, bytes);
+    if (be) { /* no backend: the bookkeeping alone (a mirror of another rank's pool) */
+        c->k = be->ops->alloc(be, bytes);
+        if (o->n_vecs == 2) c->v = be->ops->alloc(be, bytes);
+    }
     c->len = roe_calloc((size_t)o->max_seqs, sizeof(int));
     c->lo = roe_calloc((size_t)o->max_seqs, sizeof(int));
     c->table = roe_malloc((size_t)o->max_seqs * (size_t)max_blocks * sizeof(int32_t));
     c->nref = roe_calloc((size_t)n_blocks, sizeof(int));
     c->free_ids = roe_malloc((size_t)n_blocks * sizeof(int32_t));
     c->no_prefix = o->no_prefix;
-    if (!c->k || (o->n_vecs == 2 && !c->v) || !c->len || !c->lo || !c->table || !c->nref || !c->free_ids ||
+    if ((be && (!c->k || (o->n_vecs == 2 && !c->v))) || !c->len || !c->lo || !c->table || !c->nref || !c->free_ids ||
         alloc_prefix(c) != 0) {
         roe_kv_cache_free(c);
         return roe_fail(ROE_ERR_NOMEM, "kv cache: out of memory for %zu bytes", bytes * (size_t)o->n_vecs);
@@ -263,6 +265,47 @@ int roe_kv_cache_match(struct roe_kv_cache *c, int seq, const int32_t *tokens, i
     return roe_kv_cache_take(c, seq, tokens, roe_kv_cache_probe(c, tokens, n - 1), n - 1);
 }
 
+roe_status roe_kv_cache_adopt(struct roe_kv_cache *c, int seq, const int32_t *blocks, int n) {
+    if (seq < 0 || seq >= c->max_seqs || c->len[seq] != 0 || n < 0 || n > c->max_blocks)
+        return roe_fail(ROE_ERR_FORMAT, "kv cache: sequence %d cannot start with %d cached blocks", seq, n);
+    if (c->window) /* the blocks before the window are not held: cluster.c adopts none here */
+        return roe_fail(ROE_ERR_FORMAT, "kv cache: a sliding-window pool adopts no prefix (sequence %d)", seq);
+    uint64_t h = 0;
+    for (int i = 0; i < n; i++) {
+        const int b = blocks[i];
+        if (b < 0 || b >= c->n_blocks || !c->cached[b] ||
+            c->bhash[b] != block_hash(h, c->btok + (size_t)b * c->block_size, c->block_size))
+            return roe_fail(ROE_ERR_FORMAT, "kv cache: block %d is not the cached block %d of a prefix here", b, i);
+        h = c->bhash[b];
+    }
+    int32_t *t = c->table + (size_t)seq * c->max_blocks;
+    for (int i = 0; i < n; i++) {
+        const int b = blocks[i];
+        if (c->nref[b]++ == 0) lru_unlink(c, b);
+        t[i] = b;
+        c->chain[(size_t)seq * c->max_blocks + i] = c->bhash[b];
+        memcpy(c->tok + (size_t)seq * c->max_ctx + (size_t)i * c->block_size, c->btok + (size_t)b * c->block_size,
+               (size_t)c->block_size * sizeof(int32_t));
+    }
+    c->len[seq] = n * c->block_size;
+    c->hit_tokens += (long)n * c->block_size;
+    return ROE_OK;
+}
+
+int roe_kv_cache_lookup(const struct roe_kv_cache *c, const int32_t *tokens, int n, int *unreferenced) {
+    const int held = n > 1 ? roe_kv_cache_probe(c, tokens, n - 1) : 0;
+    int unref = 0;
+    uint64_t h = 0;
+    for (int i = 0; i < held / c->block_size; i++) {
+        const int32_t *bt = tokens + (size_t)i * c->block_size;
+        h = block_hash(h, bt, c->block_size);
+        if (i < roe_kv_keep_from(c, held) / c->block_size) continue; /* outside the window: not taken */
+        unref += c->nref[find(c, h, bt)] == 0;
+    }
+    if (unreferenced) *unreferenced = unref;
+    return held;
+}
+
 roe_status roe_kv_cache_reserve(struct roe_kv_cache *c, int seq, int n) {
     const int need = roe_kv_cache_blocks_needed(c, seq, n);
     if (need > roe_kv_cache_available(c))
@@ -312,6 +355,8 @@ roe_status roe_kv_cache_copy(struct roe_kv_cache *c, int dst, int src, int len) 
             roe_kv_cache_reset(c, dst);
             return st;
         }
+        c->len[dst] = len;
+        if (!c->be) return ROE_OK; /* a mirror: no elements */
         const size_t bytes = (size_t)part * c->kv_dim * c->elem;
         for (int l = 0; l < c->n_layers; l++) {
             const size_t d = (size_t)roe_kv_row(c, dst, l, full * c->block_size) * c->kv_dim * c->elem;

@@ -88,7 +88,9 @@ struct roe_kv_cache_opts {
     int no_prefix;      /* no prefix reuse */
 };
 
-/* k (and v when n_vecs is 2) are allocated with be->ops->alloc (be must outlive the cache).
+/* k (and v when n_vecs is 2) are allocated with be->ops->alloc (be must outlive the cache);
+ * be NULL: no k and v, the bookkeeping alone (tables, counts, prefix hashes: rank 0's mirror of
+ * another rank's pool, cluster.h), every call the same but for the elements a copy moves.
  * Fails (ROE_ERR_INVALID_ARG) when the bytes do not hold one full context. */
 roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const struct roe_kv_cache_opts *o);
 void roe_kv_cache_free(struct roe_kv_cache *c);
@@ -133,6 +135,19 @@ int roe_kv_cache_probe(const struct roe_kv_cache *c, const int32_t *tokens, int 
 /* roe_kv_cache_match taking exactly `held` positions, a length roe_kv_cache_probe returned
  * (counting `query` positions asked for). */
 int roe_kv_cache_take(struct roe_kv_cache *c, int seq, const int32_t *tokens, int held, int query);
+
+/* What roe_kv_cache_match would find for tokens[0, n) now, without taking it (roe_kv_cache_probe
+ * of n - 1 positions): the positions, and (unreferenced, may be NULL) how many of the blocks it
+ * would hold no sequence holds (taking them makes them unevictable, so they leave
+ * roe_kv_cache_available). Admission's estimate (batch.c). */
+int roe_kv_cache_lookup(const struct roe_kv_cache *c, const int32_t *tokens, int n, int *unreferenced);
+
+/* Empty sequence seq starts holding the registered blocks[0, n) (a prefix another process found
+ * with roe_kv_cache_match on a copy of this pool's bookkeeping: cluster.h): they gain a
+ * reference and leave the LRU list. ROE_ERR_FORMAT, holding nothing, unless seq is empty and
+ * each block is registered and chained on the one before (the same tokens from position 0); a
+ * pool with a window adopts nothing (ROE_ERR_FORMAT). */
+roe_status roe_kv_cache_adopt(struct roe_kv_cache *c, int seq, const int32_t *blocks, int n);
 
 /* Forgets sequence seq: its length becomes 0 and its blocks go back (shared ones lose a
  * reference; registered ones wait, evictable, least recently used first). */

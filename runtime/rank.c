@@ -61,7 +61,7 @@ static struct roe_engine_opts engine_opts(const struct roe_session_spec *spec, r
     eo.random_seed = random_seed;
     eo.kv_bytes = spec->kv_bytes;
     eo.kv_block_size = spec->kv_block_size;
-    eo.kv_dtype = (roe_dtype)spec->kv_dtype; /* anything but F32 or BF16: the cache refuses it */
+    eo.kv_dtype = (roe_dtype)spec->kv_dtype; /* anything but F32, BF16 or F8_E4M3: the cache refuses it */
     eo.mor_full_depth = spec->mor_full_depth;
     return eo;
 }

@@ -87,7 +87,8 @@ struct roe_sched {
     roe_sreq *qhead, *qtail;
     int n_waiting;
     int stopping, aborting;
-    int blocks_used;
+    int cap;         /* kv_blocks was given: admission also reserves each request's worst case */
+    int blocks_used; /* cap: blocks reserved */
     struct roe_sched_stats st;
 };
 
@@ -242,15 +243,20 @@ void roe_sched_free(roe_sched *s) {
     roe_free(s);
 }
 
-/* The engine's block pool into st (kv_cache.h). */
-static void pool_stats(const struct roe_kv_cache *kv, struct roe_sched_stats *st) {
+/* The engine's block pool into st (kv_cache.h), what admission holds, and the preemptions. */
+static void pool_stats(const roe_sched *s, struct roe_sched_stats *st) {
+    const struct roe_kv_cache *kv = roe_engine_kv(s->e);
+    if (s->batch) st->preemptions = (uint64_t)roe_batch_preemptions(s->batch);
     st->pool_blocks = kv->n_blocks;
     st->pool_free = kv->n_free;
     st->pool_cached = kv->n_lru;
     st->pool_held = kv->n_blocks - kv->n_free - kv->n_lru;
-    st->prefix_hit_tokens = (uint64_t)kv->hit_tokens;
-    st->prefix_query_tokens = (uint64_t)kv->query_tokens;
+    /* every rank's (rank 0 keeps mirrors of the others' pools: cluster.h) */
+    st->prefix_hit_tokens = (uint64_t)(s->batch ? roe_batch_prefix_hit_tokens(s->batch, -1) : kv->hit_tokens);
+    st->prefix_query_tokens = (uint64_t)(s->batch ? roe_batch_prefix_query_tokens(s->batch, -1) : kv->query_tokens);
     st->prefix_evictions = (uint64_t)kv->evictions;
+    /* a cap: the worst cases reserved; else the pool's blocks held by sequences */
+    st->kv_blocks_used = s->cap ? s->blocks_used : st->pool_held;
 }
 
 roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opts,
@@ -277,8 +283,9 @@ roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opt
     s->R = eo->max_rows;
     s->ctx = eo->max_ctx;
     const struct roe_kv_cache *kv = roe_engine_kv(engine);
-    if (s->o.block_size == 0) s->o.block_size = kv->block_size; /* the engine's pool */
-    if (s->o.kv_blocks == 0) s->o.kv_blocks = kv->n_blocks * kv->block_size / s->o.block_size;
+    s->cap = s->o.kv_blocks > 0;
+    if (s->o.block_size == 0 || !s->cap) s->o.block_size = kv->block_size; /* the engine's pool */
+    if (!s->cap) s->o.kv_blocks = kv->n_blocks;
     if (s->o.block_size == kv->block_size && s->o.kv_blocks > kv->n_blocks) {
         st = roe_fail(ROE_ERR_INVALID_ARG, "scheduler: --kv-blocks %d exceeds the pool's %d blocks (--kv-memory)",
                       s->o.kv_blocks, kv->n_blocks);
@@ -288,7 +295,6 @@ roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opt
     bo.hooks = (struct roe_batch_hooks){.ctx = s, .on_step = on_step, .on_token = on_token,
                                         .on_prompt = on_prompt, .on_fail = on_fail};
     bo.tok = opts->tok;
-    bo.release_ended = 1; /* a finished request's blocks serve the next ones (docs/KV.md) */
     bo.depth_batching = 1;  /* a MoR model in one process: decode by depth-wise batching (runtime/mor.h) */
     ROE_CHECK(roe_batch_create(engine, &bo, &s->batch));
     s->N = roe_batch_ranks(s->batch);
@@ -296,7 +302,7 @@ roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opt
     s->st.max_queue = s->o.max_queue;
     s->st.kv_blocks_total = s->o.kv_blocks;
     s->st.block_size = s->o.block_size;
-    pool_stats(kv, &s->st);
+    pool_stats(s, &s->st);
     roe_histogram_init(&s->st.ttft, TTFT_LE, N_OF(TTFT_LE));
     roe_histogram_init(&s->st.itl, ITL_LE, N_OF(ITL_LE));
     roe_histogram_init(&s->st.e2e, E2E_LE, N_OF(E2E_LE));
@@ -366,7 +372,9 @@ static roe_status check_params(const roe_sched *s, const struct roe_sreq_params 
     ROE_TRY(check_options(s, p, bad));
     const int n = p->n > 0 ? p->n : 1;
     *bad = n > 1 ? ROE_SREQ_FIELD_N : ROE_SREQ_FIELD_MAX_TOKENS;
-    const long need = n * (((long)p->n_prompt + p->max_tokens + s->o.block_size - 1) / s->o.block_size);
+    /* the pool: each choice alone must fit it (preemption does the rest); a cap (kv_blocks):
+     * the request's worst case, all its choices */
+    const long need = (s->cap ? n : 1) * (((long)p->n_prompt + p->max_tokens + s->o.block_size - 1) / s->o.block_size);
     if (need > s->o.kv_blocks)
         return roe_fail(
             ROE_ERR_INVALID_ARG,
@@ -521,7 +529,8 @@ static void sweep_queue(roe_sched *s, int all) {
  * (s->mu held). */
 static roe_status admit(roe_sched *s) {
     while (s->qhead && roe_batch_free_slots(s->batch) >= s->qhead->n &&
-           s->blocks_used + s->qhead->blocks <= s->o.kv_blocks) {
+           (!s->cap || s->blocks_used + s->qhead->blocks <= s->o.kv_blocks) &&
+           roe_batch_fits(s->batch, &s->qhead->ch[0].seq, s->qhead->n, -1)) {
         roe_sreq *r = s->qhead;
         for (int i = 0; i < r->n; i++) ROE_TRY(roe_batch_admit(s->batch, &r->ch[i].seq, -1));
         r->n_running = r->n;
@@ -529,22 +538,21 @@ static roe_status admit(roe_sched *s) {
         if (!s->qhead) s->qtail = NULL;
         r->next = NULL;
         s->n_waiting--;
-        s->blocks_used += r->blocks;
+        if (s->cap) s->blocks_used += r->blocks;
         roe_histogram_observe(&s->st.queue_time, roe_now_s() - r->t_arrival);
     }
     s->st.waiting = s->n_waiting;
     s->st.running = roe_batch_count(s->batch);
-    s->st.kv_blocks_used = s->blocks_used;
+    pool_stats(s, &s->st);
     return ROE_OK;
 }
 
 /* Ends r, which has left the batch: its blocks come back (f: as sreq_end). */
 static void retire(roe_sched *s, roe_sreq *r, roe_sreq_end end, const struct failure *f) {
     pthread_mutex_lock(&s->mu);
-    s->blocks_used -= r->blocks;
-    pool_stats(roe_engine_kv(s->e), &s->st);
+    if (s->cap) s->blocks_used -= r->blocks;
+    pool_stats(s, &s->st);
     s->st.running = roe_batch_count(s->batch);
-    s->st.kv_blocks_used = s->blocks_used;
     sreq_end(s, r, end, f, 1);
     pthread_mutex_unlock(&s->mu);
 }
@@ -578,7 +586,7 @@ static void on_step(void *ctx, const struct roe_batch_step_info *info) {
     s->st.roe_samples += (uint64_t)info->samples;
     s->st.rows_computed += (uint64_t)info->stats.rows_computed;
     s->st.rows_naive += (uint64_t)info->rows_naive;
-    pool_stats(roe_engine_kv(s->e), &s->st);
+    pool_stats(s, &s->st);
     pthread_mutex_unlock(&s->mu);
 }
 

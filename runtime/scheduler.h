@@ -8,13 +8,17 @@
  * roe_sched_run, which owns the engine and is the only one to touch it. Submitting never
  * blocks on the engine: it takes one short lock and appends to the waiting queue.
  *
- * Admission (KV cache in blocks). The engine holds a pool of KV blocks (kv_cache.h, sized by
- * --kv-memory; docs/KV.md) and max_seqs sequence slots. The scheduler accounts the cache in blocks
- * of `block_size` positions over `kv_blocks` blocks (default: the engine's pool, one rank's: a
- * sequence's blocks are on its home rank); a request reserves ceil((prompt + max_tokens) / block_size) blocks when it is
- * admitted and returns them when it ends, so an admitted request always runs to its end: none
- * is ever preempted or evicted. Admission is first-come first-served: the head of the queue
- * is admitted as soon as a slot and its blocks are free, and no later request overtakes it.
+ * Admission (KV cache in blocks). The engine holds a pool of KV blocks per rank (kv_cache.h,
+ * sized by --kv-memory; docs/KV.md) and max_seqs sequence slots. A request is admitted when slots
+ * for its choices are free and its home rank's pool has the blocks of its prompt that the cache
+ * does not hold, plus a watermark, free beyond what the running sequences need (batch.h
+ * roe_batch_fits, as vLLM admits); when decoding runs short of blocks, the youngest running
+ * sequence is preempted and recomputed later (batch.h), with the same tokens: no request fails
+ * for it. With `kv_blocks` (--kv-blocks), admission also reserves each request's worst case,
+ * ceil((prompt + max_tokens) / block_size) blocks per choice, against that many blocks of
+ * `block_size` positions, until it ends (the former admission: a cap). Admission is
+ * first-come first-served: the head of the queue is admitted as soon as it fits, and no later
+ * request overtakes it (nor while a preempted sequence waits).
  * The queue is bounded (max_queue): beyond it, submit refuses with ROE_ERR_OVERLOADED, so
  * every request is either refused at once, or ends (finished, cancelled, or failed with a
  * status and a message) — none is dropped silently.
@@ -59,8 +63,9 @@
 struct roe_sched_opts {
     const roe_tokenizer *tok; /* the text of tokens for stop strings (borrowed; NULL: none) */
     int max_queue;      /* waiting requests at most (>= 0) */
-    int block_size;     /* positions per KV block admission counts in; 0: the engine's pool's */
-    int kv_blocks;      /* blocks to admit against; 0: the engine's pool (kv_cache.h) */
+    int block_size;     /* positions per block of the kv_blocks cap; 0: the engine's pool's */
+    int kv_blocks;      /* > 0: a cap on the requests' worst-case blocks (see the top); 0: none,
+                           admission by the pool's free blocks alone */
     double heartbeat_s; /* several ranks: an empty step after this long idle (0: ROE_COMM_TIMEOUT_S
                            / 4) */
 };
@@ -182,9 +187,11 @@ struct roe_sched_stats {
     int max_seqs, max_queue;
     int kv_blocks_total, kv_blocks_used, block_size;
     /* the block pool of rank 0's engine (kv_cache.h), after the last step: blocks held by
-     * sequences, free, and cached (unreferenced, registered: evictable); prefix reuse */
+     * sequences, free, and cached (unreferenced, registered: evictable); prefix reuse (hits and
+     * queries: every rank's) */
     int pool_blocks, pool_held, pool_free, pool_cached;
     uint64_t prefix_hit_tokens, prefix_query_tokens, prefix_evictions;
+    uint64_t preemptions; /* running sequences preempted for blocks (batch.h), recomputed later */
     uint64_t requests_finished, requests_cancelled, requests_failed, requests_refused;
     uint64_t finished_stop, finished_length;
     uint64_t prompt_tokens, generation_tokens;

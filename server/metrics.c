@@ -61,13 +61,17 @@ static void kv_pool(struct ctx *c, const struct roe_sched_stats *s) {
     value(c, "roe_kv_pool_blocks", "state=\"cached\"", s->pool_cached);
     value(c, "roe_kv_pool_blocks", "state=\"total\"", s->pool_blocks);
     one(c, "roe_prefix_cache_hit_tokens_total", "counter",
-        "Prompt positions found in the KV cache at admission (not computed again).",
+        "Prompt positions found in the KV cache at admission (not computed again), on every rank.",
         (double)s->prefix_hit_tokens);
     one(c, "roe_prefix_cache_query_tokens_total", "counter",
-        "Prompt positions looked up at admission (each prompt's length - 1).", (double)s->prefix_query_tokens);
+        "Prompt positions looked up at admission (each prompt's length - 1), on every rank.",
+        (double)s->prefix_query_tokens);
     one(c, "roe_prefix_cache_evictions_total", "counter",
         "Cached prefix blocks taken back for new ones (least recently used first).",
         (double)s->prefix_evictions);
+    one(c, "roe_kv_preemptions_total", "counter",
+        "Running sequences preempted when the KV blocks ran short (recomputed later, same tokens).",
+        (double)s->preemptions);
 }
 
 void roe_metrics_render(struct roe_strbuf *out, const char *model_name,
@@ -104,7 +108,8 @@ void roe_metrics_render(struct roe_strbuf *out, const char *model_name,
     histogram(&c, "roe_request_queue_time_seconds", "Time from arrival to admission.",
               &s->queue_time);
     one(&c, "roe_kv_cache_usage_ratio", "gauge",
-        "KV-cache blocks reserved by admitted requests, as a fraction.",
+        "KV-cache blocks in use, as a fraction: held by sequences in rank 0's pool (with --kv-blocks: "
+        "reserved by admitted requests).",
         s->kv_blocks_total ? (double)s->kv_blocks_used / s->kv_blocks_total : 0.0);
     family(&c, "roe_kv_cache_blocks", "gauge",
            "KV-cache blocks (of roe_kv_cache_block_size positions).");

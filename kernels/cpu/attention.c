@@ -24,12 +24,13 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     const int r = p / nh, h = p % nh, kvh = h / group;
     const int begin = a->hist_begin[r], end = a->hist_end[r], len = end - begin;
     const float *q = a->q + (size_t)r * qd + (size_t)h * hd;
-    const int bf16 = a->pages.dtype == ROE_DTYPE_BF16;
+    const int bf16 = a->pages.dtype == ROE_DTYPE_BF16, fp8 = a->pages.dtype == ROE_DTYPE_F8_E4M3;
     float mx = -INFINITY;
     for (int j = 0; j < len; j++) {
         const int64_t at = roe_kv_page_off(&a->pages, r, begin + j, kd) + (int64_t)kvh * hd;
-        s[j] = (bf16 ? roe_cpu_dot_bf16(q, (const uint16_t *)a->k_cache + at, hd)
-                     : roe_cpu_dot_f32(q, (const float *)a->k_cache + at, hd)) * a->scale;
+        s[j] = (bf16  ? roe_cpu_dot_bf16(q, (const uint16_t *)a->k_cache + at, hd)
+                : fp8 ? roe_cpu_dot_e4m3(q, (const uint8_t *)a->k_cache + at, hd)
+                      : roe_cpu_dot_f32(q, (const float *)a->k_cache + at, hd)) * a->scale;
         if (s[j] > mx) mx = s[j];
     }
     s[len] = roe_cpu_dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
@@ -51,6 +52,11 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
         if (j < len && bf16) { /* widened as read: the same products as a widened copy */
             const uint16_t *v = (const uint16_t *)a->v_cache + at;
             for (int d = 0; d < hd; d++) o[d] += pj * roe_bf16_to_f32(v[d]);
+            continue;
+        }
+        if (j < len && fp8) {
+            const uint8_t *v = (const uint8_t *)a->v_cache + at;
+            for (int d = 0; d < hd; d++) o[d] += pj * roe_cpu_e4m3(v[d]);
             continue;
         }
         const float *v = j < len ? (const float *)a->v_cache + at : a->v_self + (size_t)r * kd + (size_t)kvh * hd;

@@ -91,12 +91,41 @@ static inline float roe_cpu_dot_bf16(const float *a, const uint16_t *b, int n) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+/* An e4m3 byte's value (base/dtype.h roe_e4m3_to_f32, the NaN codes as 480 too) from its bits,
+ * inline: the fp8 KV cache's reads. */
+static inline float roe_cpu_e4m3(uint8_t b) {
+    const uint32_t e = (b >> 3) & 15u, m = b & 7u;
+    float f;
+    if (e == 0) {
+        f = (float)m * 0x1p-9f;
+        return b & 0x80u ? -f : f;
+    }
+    const uint32_t u = ((uint32_t)(b & 0x80u) << 24) | ((e + 120u) << 23) | (m << 20);
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* The same for e4m3 bytes (an fp8 KV cache, scale 1.0), widened exactly. */
+static inline float roe_cpu_dot_e4m3(const float *a, const uint8_t *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * roe_cpu_e4m3(b[i + j]);
+    for (int j = 0; i + j < n; j++) acc[j] += a[i + j] * roe_cpu_e4m3(b[i + j]);
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 /* Row r's history position pos of a paged cache (kernels/backend.h struct roe_kv_pages), plus
  * col, as fp32: in place for an F32 cache, else widened into buf[n] (exact). */
 static inline const float *roe_cpu_kv_vec(const void *cache, const struct roe_kv_pages *pg, int r, int pos,
                                           int width, int col, int n, float *buf) {
     const int64_t off = roe_kv_page_off(pg, r, pos, width) + col;
     if (pg->dtype == ROE_DTYPE_F32) return (const float *)cache + off;
+    if (pg->dtype == ROE_DTYPE_F8_E4M3) {
+        const uint8_t *b = (const uint8_t *)cache + off;
+        for (int i = 0; i < n; i++) buf[i] = roe_cpu_e4m3(b[i]);
+        return buf;
+    }
     const uint16_t *h = (const uint16_t *)cache + off;
     for (int i = 0; i < n; i++) buf[i] = roe_bf16_to_f32(h[i]);
     return buf;

@@ -140,8 +140,14 @@ void roe_cpu_kv_store(roe_backend *be, void *dst, roe_dtype dtype, const int64_t
         return;
     }
     for (int i = 0; i < n; i++) {
-        uint16_t *d = (uint16_t *)dst + (size_t)(dst_idx ? dst_idx[i] : i) * width;
+        const size_t at = (size_t)(dst_idx ? dst_idx[i] : i) * width;
         const float *x = src + (size_t)(src_idx ? src_idx[i] : i) * width;
+        if (dtype == ROE_DTYPE_F8_E4M3) { /* a scale of 1.0 (docs/KV.md) */
+            uint8_t *d = (uint8_t *)dst + at;
+            for (int c = 0; c < width; c++) d[c] = roe_f32_to_e4m3(x[c]);
+            continue;
+        }
+        uint16_t *d = (uint16_t *)dst + at;
         for (int c = 0; c < width; c++) d[c] = roe_f32_to_bf16(x[c]);
     }
 }

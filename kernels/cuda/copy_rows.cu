@@ -34,6 +34,15 @@ __global__ void roe_k_kv_store_bf16(__nv_bfloat16 *__restrict__ dst, const int64
     for (int c = threadIdx.x; c < width; c += blockDim.x) dst[d * width + c] = __float2bfloat16_rn(src[s * width + c]);
 }
 
+/* ... and into an fp8 e4m3 cache (scale 1.0: round to nearest even, saturating to +-448). */
+__global__ void roe_k_kv_store_e4m3(uint8_t *__restrict__ dst, const int64_t *__restrict__ di,
+                                    const float *__restrict__ src, const int64_t *__restrict__ si, int width) {
+    const int i = blockIdx.x;
+    const int64_t d = di[i], s = si[i];
+    for (int c = threadIdx.x; c < width; c += blockDim.x)
+        dst[d * width + c] = (uint8_t)__nv_cvt_float_to_fp8(src[s * width + c], __NV_SATFINITE, __NV_E4M3);
+}
+
 void roe_cuda_kv_store(roe_backend *be, void *dst, roe_dtype dtype, const int64_t *dst_idx, const float *src,
                        const int64_t *src_idx, int n, int width) {
     if (dtype == ROE_DTYPE_F32) {
@@ -46,7 +55,11 @@ void roe_cuda_kv_store(roe_backend *be, void *dst, roe_dtype dtype, const int64_
     size_t bytes[2] = {(size_t)n * sizeof(int64_t), (size_t)n * sizeof(int64_t)};
     void *dev[2];
     roe_cuda_stage(cu, 2, hs, bytes, dev);
-    roe_k_kv_store_bf16<<<(unsigned)n, 256, 0, cu->stream>>>((__nv_bfloat16 *)dst, (const int64_t *)dev[0], src,
-                                                             (const int64_t *)dev[1], width);
+    if (dtype == ROE_DTYPE_F8_E4M3)
+        roe_k_kv_store_e4m3<<<(unsigned)n, 256, 0, cu->stream>>>((uint8_t *)dst, (const int64_t *)dev[0], src,
+                                                                 (const int64_t *)dev[1], width);
+    else
+        roe_k_kv_store_bf16<<<(unsigned)n, 256, 0, cu->stream>>>((__nv_bfloat16 *)dst, (const int64_t *)dev[0], src,
+                                                                 (const int64_t *)dev[1], width);
     ROE_CUDA_LAUNCHED(cu, "kv_store");
 }

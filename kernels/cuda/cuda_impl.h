@@ -26,6 +26,7 @@
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 extern "C" {
@@ -78,7 +79,9 @@ void roe_cuda_stage(struct roe_cuda *cu, int n, const void *const *ptrs, const s
 
 /* Element i of a cache of pg->dtype (F32 or BF16), as fp32. */
 static __device__ __forceinline__ float roe_cuda_kv_ld(const void *cache, roe_dtype dt, size_t i) {
-    return dt == ROE_DTYPE_BF16 ? __bfloat162float(((const __nv_bfloat16 *)cache)[i]) : ((const float *)cache)[i];
+    return dt == ROE_DTYPE_BF16     ? __bfloat162float(((const __nv_bfloat16 *)cache)[i])
+           : dt == ROE_DTYPE_F8_E4M3 ? float(__nv_fp8_e4m3(__nv_fp8_storage_t(((const uint8_t *)cache)[i])))
+                                     : ((const float *)cache)[i];
 }
 
 /* kernels/backend.h roe_kv_page_off on the device (pg->table in device memory). */

@@ -3,7 +3,8 @@
 # 16 concurrent requests (greedy, RoE, and seeded sampling) each get exactly what the same
 # request gets alone, in batched steps; streamed chunks concatenate to the non-streamed text
 # (completions and chat), end with [DONE], and carry usage on request; /v1/models, /health and
-# /metrics (Prometheus text, counts that add up); SIGTERM ends the server cleanly.
+# /metrics (Prometheus text, counts that add up); SIGTERM ends the server cleanly; on a KV pool
+# too small for 8 concurrent requests, sequences are preempted and each output is unchanged.
 # Outputs of the bundled model are never hard-coded: every expectation comes from the model.
 . "$(dirname "$0")/lib.bash"
 . "$(dirname "$0")/serve_lib.bash"
@@ -110,7 +111,7 @@ curl -s "$URL/metrics" >"$TMP/metrics"
 missing=
 for m in roe_requests_running roe_requests_waiting roe_prompt_tokens_total roe_generation_tokens_total \
          roe_time_to_first_token_seconds_bucket roe_inter_token_latency_seconds_bucket roe_kv_cache_usage_ratio \
-         roe_roe_samples_total roe_requests_total; do
+         roe_roe_samples_total roe_requests_total roe_kv_preemptions_total; do
     grep -q "^$m{" "$TMP/metrics" || missing="$missing $m"
 done
 [ -z "$missing" ] && pass "/metrics has every series" || fail "/metrics lacks$missing"
@@ -135,5 +136,33 @@ h1=$(metric roe_prefix_cache_hit_tokens_total)
     pass "idle: no pool block held, the prompt's blocks cached" || fail "pool: $(grep '^roe_kv_pool_blocks' "$TMP/metrics")"
 [ "$(metric roe_requests_running)" = 0 ] && [ "$(metric roe_kv_cache_usage_ratio)" = 0 ] &&
     pass "idle: nothing running, no KV blocks held" || fail "idle server: $(grep -E '^roe_(requests_running|kv_cache_usage)' "$TMP/metrics")"
+# ---- a pool too small for the requests together (docs/KV.md "Admission and preemption") ----
+# 8 requests of 20 prompt tokens + 24 (11 blocks of 4 each) sent at once to a server whose pool
+# holds 20 blocks: sequences are preempted and recomputed; each gets what it got above, alone,
+# from the unconstrained server
+for i in $(seq 0 7); do
+    x='{}'
+    [ $((i % 2)) = 1 ] && x='{"temperature": 0.9, "seed": '$((i + 3))'}'
+    [ $i = 2 ] && x='{"roe_k": 4, "roe_tau": 0.5}'
+    echo "$x" >"$TMP/px$i"
+    seq $((i * 20 + 3)) $((i * 20 + 22)) | paste -sd, - >"$TMP/pp$i"
+    post /v1/completions "$(body "[$(cat "$TMP/pp$i")]" 24 "$x")" | jq -c '.choices[0].token_ids' >"$TMP/pwant$i"
+done
+stop_server 0
+start_server -- --model $M --max-seqs 8 --max-model-len 64 --kv-block-size 4 --kv-memory $((20 * 32768))
+for i in $(seq 0 7); do
+    curl -s --max-time $((120 * SLOW)) -o "$TMP/pgot$i" -H 'Content-Type: application/json' \
+        -d "$(body "[$(cat "$TMP/pp$i")]" 24 "$(cat "$TMP/px$i")")" "$URL/v1/completions" &
+done
+wait $(jobs -p | grep -v "^$SERVER_PID$") 2>/dev/null
+bad=
+for i in $(seq 0 7); do
+    [ -s "$TMP/pwant$i" ] && [ "$(jq -c '.choices[0].token_ids' "$TMP/pgot$i" 2>/dev/null)" = "$(cat "$TMP/pwant$i")" ] || bad="$bad $i"
+done
+p=$(metric roe_kv_preemptions_total)
+[ -z "$bad" ] && [ "${p:-0}" -gt 0 ] && pass "8 concurrent requests on a pool of 20 blocks: $p preemptions, every output as unconstrained" ||
+    fail "small pool: requests$bad differ or failed, $p preemptions"
+[ "$(metric roe_kv_pool_blocks 'state="held"')" = 0 ] && [ "$(metric roe_requests_total 'outcome="failed"')" = 0 ] &&
+    pass "small pool: none failed, every block back" || fail "small pool: $(grep -E '^roe_(kv_pool|requests_total)' "$TMP/metrics")"
 stop_server 0
 finish

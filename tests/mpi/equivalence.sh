@@ -6,7 +6,8 @@
 # RoE K = 4 (fixed and adaptive K, both gate modes) and K = 1, several concurrent sequences,
 # ranks that are home to no sequence (3 sequences on 4 ranks, 1 on 3), both home policies,
 # a per-layer placement file, the bf16 wire (not f32-exact, but the same on any N), and the paged KV
-# cache with small blocks (--kv-block-size 3) against the default.
+# cache with small blocks (--kv-block-size 3) against the default, and pools so small that
+# sequences are preempted and recomputed (--kv-memory) against one that holds them all.
 . "$(dirname "$0")/../e2e/lib.bash"
 . "$(dirname "$0")/lib.bash"
 tmp=$(mktemp -d)
@@ -91,6 +92,57 @@ for n in 2 3; do
     ROE_EP_WIRE=bf16 run_n $n "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${prompts[@]}" --max-tokens 12 --ignore-eos \
         --roe-k 4 --roe-tau 0.5 --roe-keep-clean 0 || fail "bf16 wire N=$n: $(tail -2 "$tmp/o.txt.err")"
     same "qwen3_moe: bf16 wire, N=$n vs one process" "$tmp/b.txt" "$tmp/b.f32" "$tmp/o.txt" "$tmp/o.f32"
+done
+# admission by free blocks, preemption and prefix reuse on every rank (docs/KV.md): 7 prompts on
+# pools of 6 to 9 blocks of 4 positions per rank (one context of 21 positions: 1,536 bytes a
+# block), so sequences are preempted on every home rank (rank 0 counts the others' blocks in its
+# mirrors of their pools) and resume from their own cached blocks (prefix hits, on ranks 1 and 2
+# too: the sizes are chosen so that some happen there): the same tokens and logits as one
+# process whose pool holds them all (and which recomputes everything)
+kvp=(--prompt-ids 1,2,3,4,5,6 --prompt-ids 9,8,7,6,5,4,3 --prompt-ids 42,41,40,39,38 --prompt-ids 7,7,7,7,7,7,7,7
+     --prompt-ids 11,12,13,14,15,16 --prompt-ids 2,4,6,8,10,12,14 --prompt-ids 3,3,4,4,5,5)
+run_n 0 "$tmp/r.txt" "$tmp/r.f32" generate --model $m "${kvp[@]}" --max-tokens 12 --ignore-eos --kv-block-size 4 \
+    --roe-k 4 --roe-tau 0.5 --seed 7 --json
+num() { grep -o "\"$1\":[[:space:]]*[0-9]*" "$2" | grep -o '[0-9]*$'; }
+for nb in "1 6" "2 6" "2 9" "3 8"; do
+    read -r ranks blocks <<<"$nb"
+    run_n $ranks "$tmp/o.txt" "$tmp/o.f32" generate --model $m "${kvp[@]}" --max-tokens 12 --ignore-eos --kv-block-size 4 \
+        --roe-k 4 --roe-tau 0.5 --seed 7 --json --kv-memory $((blocks * 1536)) || fail "preemption N=$ranks: $(tail -2 "$tmp/o.txt.err")"
+    if cmp -s "$tmp/r.f32" "$tmp/o.f32" && [ "$(grep -o '"tokens":[^]]*' "$tmp/r.txt")" = "$(grep -o '"tokens":[^]]*' "$tmp/o.txt")" ]; then
+        pass "qwen3_moe: pools of $blocks blocks, N=$ranks: the tokens and logits of an unconstrained pool"
+    else fail "qwen3_moe: pools of $blocks blocks, N=$ranks: tokens or logits differ"; fi
+    p=$(num preemptions "$tmp/o.txt"); h=$(num prefix_hit_tokens_other_ranks "$tmp/o.txt")
+    if [ "${p:-0}" -gt 0 ]; then pass "N=$ranks, $blocks blocks: $p preemptions"; else fail "N=$ranks: no preemption (the test forces some)"; fi
+    if [ "$ranks" -gt 1 ] && [ "$blocks" -gt 6 ]; then
+        [ "${h:-0}" -gt 0 ] && pass "N=$ranks, $blocks blocks: $h positions found in the caches of ranks 1+, same logits as recomputed" ||
+            fail "N=$ranks, $blocks blocks: no prefix hit on ranks 1+ (the test expects some)"
+    fi
+done
+# the same with sliding-window layers in a pool of their own (gpt_oss, window 6: docs/KV.md "Sliding
+# windows"): 5 prompts, 3 of them sharing 12-15 tokens, blocks of 4, f32 elements (2,048 bytes a
+# block of the 2 full layers; the window pool takes 71,680 bytes beside), main pools of 7 to 10
+# blocks per rank: preempted sequences release both pools' blocks and resume from rank 0's prefix
+# hits, while ranks 1+ find none (rank 0 mirrors only the main pool: KV.md) — the same tokens and
+# logits as one unconstrained process
+gp=(--prompt-ids 5,6,7,8,9,10,11,12,13,14,15,16,17,18 --prompt-ids 5,6,7,8,9,10,11,12,13,14,15,16,17,18,19
+    --prompt-ids 5,6,7,8,9,10,11,12,13,14,15,16,21 --prompt-ids 3,1,4,1,5,9,2,6
+    --prompt-ids 5,6,7,8,9,10,11,12,13,14,15,16,17,18)
+g=tests/fixtures/gpt_oss/model
+run_n 0 "$tmp/r.txt" "$tmp/r.f32" generate --model $g "${gp[@]}" --max-tokens 10 --ignore-eos --kv-block-size 4 \
+    --kv-dtype f32 --seed 7 --json || fail "gpt_oss: one process failed: $(tail -2 "$tmp/r.txt.err")"
+for nb in "1 7" "2 7" "2 10" "3 8"; do
+    read -r ranks blocks <<<"$nb"
+    run_n $ranks "$tmp/o.txt" "$tmp/o.f32" generate --model $g "${gp[@]}" --max-tokens 10 --ignore-eos --kv-block-size 4 \
+        --kv-dtype f32 --seed 7 --json --kv-memory $((71680 + blocks * 2048)) || fail "gpt_oss N=$ranks: $(tail -2 "$tmp/o.txt.err")"
+    if cmp -s "$tmp/r.f32" "$tmp/o.f32" && [ "$(grep -o '"tokens":[^]]*' "$tmp/r.txt")" = "$(grep -o '"tokens":[^]]*' "$tmp/o.txt")" ]; then
+        pass "gpt_oss: main pools of $blocks blocks, N=$ranks: the tokens and logits of an unconstrained pool"
+    else fail "gpt_oss: main pools of $blocks blocks, N=$ranks: tokens or logits differ"; fi
+    p=$(num preemptions "$tmp/o.txt"); h=$(num prefix_hit_tokens "$tmp/o.txt"); ho=$(num prefix_hit_tokens_other_ranks "$tmp/o.txt")
+    [ "${p:-0}" -gt 0 ] && pass "gpt_oss N=$ranks, $blocks blocks: $p preemptions" || fail "gpt_oss N=$ranks: no preemption (the test forces some)"
+    [ "$ranks" -lt 3 ] && { [ "${h:-0}" -gt 0 ] && pass "gpt_oss N=$ranks: $h prefix hit positions on rank 0" ||
+        fail "gpt_oss N=$ranks: no prefix hit on rank 0 (the test expects some)"; }
+    [ "${ho:-0}" = 0 ] && pass "gpt_oss N=$ranks: no prefix hit on ranks 1+ (a window pool)" ||
+        fail "gpt_oss N=$ranks: $ho prefix hit positions on ranks 1+, whose window pools rank 0 does not mirror"
 done
 # Mixture-of-Recursions (every KV mode and router kind) and plain llama: no MoE layer, so RoE K = 1;
 # independent sequences homed on different ranks, each rank with its own KV pools (runtime/mor.h)

@@ -93,6 +93,19 @@ kill $cpid 2>/dev/null; wait $cpid 2>/dev/null
 wait_metric roe_requests_running "" 0 10 && [ "$(metric roe_requests_total 'outcome="cancelled"')" = 1 ] &&
     pass "2 ranks: a disconnect mid-stream cancels the request" || fail "2 ranks disconnect: running $(metric roe_requests_running)"
 
+# prefix reuse on either home rank (docs/KV.md): one 40-token prompt 4 times in turn; homes go
+# round-robin, so the 3rd and 4th find its first 2 blocks of 16 on the ranks the 1st and 2nd ran
+# on (rank 0 finds rank 1's in its mirror of rank 1's pool): 64 positions, the same tokens and
+# log-probabilities every time
+ids=$(seq 5 44 | paste -sd, -)
+h0=$(metric roe_prefix_cache_hit_tokens_total)
+for i in 1 2 3 4; do post /v1/completions "$(body "[$ids]" 6 '{"logprobs": 2}')" |
+    jq -c '[.choices[0].token_ids, .choices[0].logprobs.token_logprobs, .choices[0].logprobs.top_logprobs]' >"$TMP/px$i"; done
+h1=$(metric roe_prefix_cache_hit_tokens_total)
+[ $((h1 - h0)) -ge 64 ] && [ -s "$TMP/px1" ] && cmp -s "$TMP/px1" "$TMP/px3" && cmp -s "$TMP/px1" "$TMP/px4" && cmp -s "$TMP/px1" "$TMP/px2" &&
+    pass "2 ranks: a repeated prompt hits the prefix cache on both homes ($((h1 - h0)) positions), same tokens and log-probabilities" ||
+    fail "2 ranks prefix reuse: $((h1 - h0)) positions hit; $(head -c 150 "$TMP/px1") vs $(head -c 150 "$TMP/px4")"
+
 # idle longer than the ranks' wait bound: heartbeats keep them in step
 sleep 6
 out=$(post /v1/completions '{"model": "'$NAME'", "prompt": "Hello", "max_tokens": 4, "ignore_eos": true}')

@@ -4,7 +4,11 @@
  *    each exactly the tokens the batch generator gives it alone (greedy, RoE K=4, sampling);
  *  - adaptive K with a threshold below every entropy gives the tokens of full K (the samples
  *    run at the position of their clean row), and with a huge one the plain model's;
- *  - admission by KV blocks: never more blocks reserved than the pool, every request served;
+ *  - admission by KV blocks: with a --kv-blocks cap, never more blocks reserved than it; by the
+ *    pool's free blocks (roe_batch_fits: prompt blocks, forks, prefix hits, running sequences'
+ *    needs, a watermark); on a pool too small for the requests together, sequences are preempted
+ *    and recomputed, and every request ends with the tokens (and, through roe generate's path,
+ *    the scores, bit for bit) it gets alone or on a pool that holds everything;
  *  - refusals, each with its status: a full queue (overloaded), a request that can never fit
  *    or K above the step (invalid, naming the field), a stopping scheduler;
  *  - a cancelled request (running or waiting) frees its slot and blocks at once;
@@ -234,42 +238,209 @@ TEST(adaptive_k_at_the_clean_position) {
     ASSERT_OK(rig_close(&r));
 }
 
-/* An engine pool of 10 blocks of 8 positions (--kv-memory) behind 4 slots: the scheduler admits
- * against the pool (3 requests of 3 blocks at a time; a 4th would make the engine's step fail for
- * want of blocks), and every request finishes with the tokens it gets alone. */
-TEST(small_pool_serves_every_request) {
+/* An engine pool of 10 blocks of 8 positions (--kv-memory) behind 4 slots, 8 requests of 20
+ * positions (3 blocks each: 12 for 4 at once), all queued before the scheduler starts: admission
+ * by free blocks lets 4 run (each prompt is 1 block), decoding runs short, the youngest are
+ * preempted and recomputed, and every request finishes with the tokens it gets alone, on an
+ * engine of its own (greedy, sampled, RoE K = 4, adaptive K, and two choices). */
+TEST(small_pool_preempts_and_loses_no_request) {
     rig_pool_blocks = 10;
     struct rig r;
-    const int ok = rig_open_ctx(&r, 4, 16, 32, NULL, 1) == 0;
+    const int ok = rig_open_ctx(&r, 4, 16, 32, NULL, 0) == 0;
     rig_pool_blocks = 0;
     ASSERT_TRUE(ok);
+    struct roe_roster k4, ad;
+    ASSERT_OK(roe_roster_uniform(&k4, &r.m->cfg, 4, 0.7f, 0, ROE_GATE_CLEAN));
+    ad = k4;
+    ad.adaptive_entropy = 2.0f;
     struct roe_request q[8];
     roe_sreq *h[8];
     for (int i = 0; i < 8; i++) {
-        q[i] = make_req(i, 6, 14, NULL, 0.0f); /* 20 positions: 3 blocks of 8 */
+        const struct roe_roster *ro = i % 4 == 2 ? &k4 : i % 4 == 3 ? &ad : NULL;
+        q[i] = make_req(i, 6, 14, ro, i % 4 == 0 ? 0.0f : 0.9f); /* 20 positions: 3 blocks of 8 */
         struct roe_sreq_params p = params_of(&q[i]);
+        if (i == 5) p.n = 2;
         ASSERT_OK(roe_sched_submit(r.s, &p, &h[i], NULL));
     }
-    int max_held = 0, max_running = 0;
+    ASSERT_TRUE(pthread_create(&r.thread, NULL, run_thread, &r) == 0);
+    r.running = 1;
+    int max_running = 0;
     for (int i = 0; i < 8; i++) {
         struct roe_sreq_view v;
-        for (int k = 0; k < 6000; k++) {
+        for (int k = 0; k < 60000; k++) {
             struct roe_sched_stats st;
             roe_sched_get_stats(r.s, &st);
             ASSERT_EQ_INT(st.pool_blocks, 10);
-            if (st.pool_held > max_held) max_held = st.pool_held;
             if (st.running > max_running) max_running = st.running;
             roe_sreq_wait(h[i], 1 << 30, 0.001, &v);
             if (v.end != ROE_SREQ_RUNNING) break;
         }
         ASSERT_EQ_INT(v.end, ROE_SREQ_FINISHED);
-        int32_t want[64];
-        ASSERT_EQ_INT(alone(r.m, &q[i], want), v.n_tokens);
-        ASSERT_TRUE(memcmp(want, v.tokens, (size_t)v.n_tokens * sizeof *want) == 0);
+        for (int c = 0; c < v.n_choices; c++) {
+            struct roe_request qc = q[i];
+            qc.sampling.seed += (uint64_t)c;
+            int32_t want[64];
+            ASSERT_EQ_INT(alone(r.m, &qc, want), v.choice[c].n_tokens);
+            if (memcmp(want, v.choice[c].tokens, (size_t)v.choice[c].n_tokens * sizeof *want) != 0)
+                TEST__FAIL("request %d choice %d: tokens differ from the request alone", i, c);
+        }
         roe_sreq_release(h[i]);
     }
-    ASSERT_TRUE(max_held <= 9 && max_running <= 3);
+    struct roe_sched_stats st;
+    roe_sched_get_stats(r.s, &st);
+    ASSERT_TRUE(st.preemptions > 0);     /* the pool was short: sequences were preempted */
+    ASSERT_EQ_INT(max_running, 4);        /* the former worst-case admission ran 3 at most */
+    ASSERT_EQ_INT(st.requests_failed, 0);
+    ASSERT_EQ_INT(st.pool_held, 0);       /* every block came back */
     ASSERT_OK(rig_close(&r));
+}
+
+/* Collects a batch's tokens per sequence (user: the index). */
+struct collect {
+    int32_t tok[8][32];
+    int n[8];
+};
+
+static void collect_token(void *ctx, struct roe_batch_seq *s, int32_t token, const float *z, int ended,
+                          roe_finish finish) {
+    (void)z, (void)ended, (void)finish;
+    struct collect *c = ctx;
+    const int i = (int)(intptr_t)s->user;
+    c->tok[i][c->n[i]++] = token;
+}
+
+/* roe_batch_fits, on a pool of 10 blocks of 8 (watermark: 1 block): a prompt's blocks, one per
+ * fork, what running sequences still need, cached prefix blocks a running sequence holds (free
+ * to share) and cached ones nobody holds (they leave the evictable pool); and none while a
+ * preempted sequence waits. Then sequences admitted beyond the pool are preempted and all end
+ * with the tokens each gets alone. */
+TEST(admission_by_free_blocks) {
+    rig_pool_blocks = 10;
+    struct rig r;
+    const int ok = rig_open_ctx(&r, 5, 32, 40, NULL, 0) == 0;
+    rig_pool_blocks = 0;
+    ASSERT_TRUE(ok);
+    struct collect col = {0};
+    struct roe_batch_opts bo = roe_batch_opts_default();
+    bo.hooks = (struct roe_batch_hooks){.ctx = &col, .on_token = collect_token};
+    roe_batch *b = NULL;
+    ASSERT_OK(roe_batch_create(r.e, &bo, &b));
+    int32_t px[25], pb[25], pc[25];
+    for (int j = 0; j < 25; j++) {
+        px[j] = (int32_t)(j * 13 % 200 + 1);
+        pb[j] = j < 24 ? px[j] : px[j] + 1; /* X's first 3 blocks */
+        pc[j] = (int32_t)(j * 17 % 190 + 3);
+    }
+    struct roe_sampling greedy = roe_sampling_default();
+    greedy.temperature = 0.0f;
+    struct roe_batch_seq x = {.prompt = px, .n_prompt = 25, .max_tokens = 4, .sampling = greedy, .user = (void *)0};
+    const struct roe_batch_seq sb = {.prompt = pb, .n_prompt = 25, .max_tokens = 4, .sampling = greedy};
+    const struct roe_batch_seq sc = {.prompt = pc, .n_prompt = 25, .max_tokens = 4, .sampling = greedy};
+    /* empty pool: 4 blocks + 1 per fork + 1 watermark <= 10 */
+    ASSERT_TRUE(roe_batch_fits(b, &sc, 6, -1));
+    ASSERT_TRUE(!roe_batch_fits(b, &sc, 7, -1));
+    /* X admitted, not run: its 4 blocks are counted as needed */
+    ASSERT_OK(roe_batch_admit(b, &x, -1));
+    ASSERT_TRUE(roe_batch_fits(b, &sc, 2, -1));
+    ASSERT_TRUE(!roe_batch_fits(b, &sc, 3, -1));
+    /* X's prompt and first token: it holds 4 blocks, 3 of them full and cached; B shares them */
+    ASSERT_OK(roe_batch_step(b, NULL));
+    ASSERT_EQ_INT(col.n[0], 1);
+    ASSERT_TRUE(roe_batch_fits(b, &sb, 5, -1)); /* 1 block + 4 forks + 1 <= 6 */
+    ASSERT_TRUE(!roe_batch_fits(b, &sb, 6, -1));
+    ASSERT_TRUE(roe_batch_fits(b, &sc, 2, -1)); /* no hit: 4 + 1 + 1 */
+    ASSERT_TRUE(!roe_batch_fits(b, &sc, 3, -1));
+    while (roe_batch_count(b) > 0) ASSERT_OK(roe_batch_step(b, NULL));
+    /* X ended: its blocks are back, the 3 full ones cached; B would take them from the
+     * evictable pool, so it needs as many blocks as C */
+    ASSERT_EQ_INT(roe_engine_kv(r.e)->n_lru, 3);
+    ASSERT_TRUE(roe_batch_fits(b, &sb, 6, -1));
+    ASSERT_TRUE(!roe_batch_fits(b, &sb, 7, -1));
+    /* 5 sequences of 4 prompt blocks and 29 positions in all, admitted at once: preempted, never lost */
+    static int32_t pp[5][25];
+    struct roe_batch_seq s[5];
+    for (int i = 0; i < 5; i++) {
+        for (int j = 0; j < 25; j++) pp[i][j] = (int32_t)((i * 37 + j * 11) % 230 + 1);
+        s[i] = (struct roe_batch_seq){.prompt = pp[i], .n_prompt = 25, .max_tokens = 5, .sampling = greedy,
+                                      .user = (void *)(intptr_t)(i + 1)};
+        s[i].sampling.seed = (uint64_t)i;
+        if (i % 2) s[i].sampling.temperature = 0.8f;
+        ASSERT_OK(roe_batch_admit(b, &s[i], -1));
+    }
+    ASSERT_TRUE(roe_batch_fits(b, &sc, 1, -1) == 0); /* 20 blocks wanted of 10 */
+    ASSERT_OK(roe_batch_step(b, NULL));
+    ASSERT_TRUE(roe_batch_parked(b) > 0);
+    ASSERT_TRUE(!roe_batch_fits(b, &sb, 1, -1)); /* preempted sequences go first */
+    for (int k = 0; k < 200 && roe_batch_count(b) > 0; k++) ASSERT_OK(roe_batch_step(b, NULL));
+    ASSERT_EQ_INT(roe_batch_count(b), 0);
+    for (int i = 0; i < 5; i++) {
+        struct roe_request q = {.prompt = pp[i], .n_prompt = 25, .max_tokens = 5, .sampling = s[i].sampling};
+        int32_t want[8];
+        ASSERT_EQ_INT(alone(r.m, &q, want), col.n[i + 1]);
+        if (memcmp(want, col.tok[i + 1], sizeof(int32_t) * 5) != 0) TEST__FAIL("sequence %d: tokens differ", i);
+    }
+    ASSERT_TRUE(roe_batch_preemptions(b) == 0); /* parked before they ran: no work lost */
+    roe_batch_free(b);
+    ASSERT_OK(rig_close(&r));
+}
+
+/* roe generate's path (runtime/generate.h): 6 requests on a pool of 8 blocks of 8 that holds
+ * about 2 of them at once give the same tokens and the same scores, bit for bit, as on a pool
+ * that holds them all (greedy, sampled, RoE K = 4, adaptive K), with sequences preempted after
+ * they had tokens. */
+TEST(generate_preempts_with_the_same_tokens_and_scores) {
+    struct roe_model *m = NULL;
+    ASSERT_OK(roe_model_load(MODEL, &m));
+    const int V = m->cfg.vocab_size, n = 6, T = 20;
+    struct roe_roster k4, ad;
+    ASSERT_OK(roe_roster_uniform(&k4, &m->cfg, 4, 0.7f, 0, ROE_GATE_CLEAN));
+    ad = k4;
+    ad.adaptive_entropy = 2.0f;
+    struct roe_request q[6];
+    for (int i = 0; i < n; i++)
+        q[i] = make_req(i, 7 + 3 * i, T, i % 3 == 1 ? &k4 : i == 5 ? &ad : NULL, i % 2 ? 0.9f : 0.0f);
+    int32_t tok[2][6][20];
+    int nt[2][6];
+    float *z[2] = {roe_malloc((size_t)n * T * V * sizeof(float)), roe_malloc((size_t)n * T * V * sizeof(float))};
+    ASSERT_TRUE(z[0] && z[1]);
+    long preempted[2];
+    for (int run = 0; run < 2; run++) {
+        struct roe_engine_opts o = roe_engine_opts_default();
+        o.max_seqs = n;
+        o.max_ctx = 48;
+        o.max_rows = 16;
+        o.n_threads = 1;
+        o.kv_block_size = 8;
+        if (run == 1)
+            o.kv_bytes = 8 * roe_kv_block_bytes(m->cfg.n_layers, 8, m->cfg.n_kv_heads * m->cfg.head_dim, 2, 4);
+        roe_engine *e = NULL;
+        roe_generator *g = NULL;
+        struct roe_result *res;
+        struct roe_gen_timing t;
+        ASSERT_OK(roe_engine_create(m, &o, &e));
+        ASSERT_OK(roe_generator_create(e, n, T, 1, &g));
+        ASSERT_OK(roe_generator_run(g, q, n, &res, &t));
+        for (int i = 0; i < n; i++) {
+            nt[run][i] = res[i].n_tokens;
+            memcpy(tok[run][i], res[i].tokens, (size_t)res[i].n_tokens * sizeof(int32_t));
+            memcpy(z[run] + (size_t)i * T * V, res[i].logits, (size_t)res[i].n_tokens * V * sizeof(float));
+        }
+        preempted[run] = t.preemptions;
+        ASSERT_EQ_INT(roe_engine_kv(e)->n_blocks - roe_engine_kv(e)->n_free - roe_engine_kv(e)->n_lru, 0);
+        roe_generator_free(g);
+        roe_engine_free(e);
+    }
+    ASSERT_TRUE(preempted[0] == 0 && preempted[1] > 0);
+    for (int i = 0; i < n; i++) {
+        ASSERT_EQ_INT(nt[0][i], T);
+        ASSERT_EQ_INT(nt[1][i], nt[0][i]);
+        if (memcmp(tok[0][i], tok[1][i], (size_t)T * sizeof(int32_t)) != 0) TEST__FAIL("request %d: tokens differ", i);
+        if (memcmp(z[0] + (size_t)i * T * V, z[1] + (size_t)i * T * V, (size_t)T * V * sizeof(float)) != 0)
+            TEST__FAIL("request %d: scores differ", i);
+    }
+    roe_free(z[0]);
+    roe_free(z[1]);
+    roe_model_free(m);
 }
 
 TEST(admission_by_blocks) {
@@ -636,7 +807,9 @@ int main(void) {
     RUN(concurrent_equals_alone);
     RUN(adaptive_k_at_the_clean_position);
     RUN(admission_by_blocks);
-    RUN(small_pool_serves_every_request);
+    RUN(small_pool_preempts_and_loses_no_request);
+    RUN(admission_by_free_blocks);
+    RUN(generate_preempts_with_the_same_tokens_and_scores);
     RUN(refusals);
     RUN(cancel_frees_the_slot);
     RUN(stop_finishes_running_and_abort_fails_them);
