@@ -110,6 +110,14 @@ static inline uint8_t roe_f32_to_e4m3(float f) {
     return (uint8_t)(sign | (code > 0x7e ? 0x7e : code));
 }
 
+/* Element i of an array of a KV cache element type (f32, bf16 or e4m3 with a scale of 1.0)
+ * widened to f32; what the CPU attention reads for each type. */
+static inline float roe_kv_elem_f32(const void *base, roe_dtype t, size_t i) {
+    if (t == ROE_DTYPE_BF16) return roe_bf16_to_f32(((const uint16_t *)base)[i]);
+    if (t == ROE_DTYPE_F8_E4M3) return roe_e4m3_to_f32(((const uint8_t *)base)[i]);
+    return ((const float *)base)[i];
+}
+
 /* x[i] = x[i] rounded to bf16 and widened back, i < n: what a bf16 round trip does. */
 static inline void roe_bf16_round(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = roe_bf16_to_f32(roe_f32_to_bf16(x[i]));

@@ -169,15 +169,9 @@ static void load_own_kv(roe_engine *e, const struct roe_kv_cache *kv, int layer,
     for (int i = 0; i < m; i++) {
         if (!M->own[i]) continue;
         const size_t at = (size_t)roe_kv_row(kv, M->pseq[i], layer, M->pos[i]) * (size_t)kd;
-        for (int d = 0; d < kd; d++) {
-            float *k = e->k + (size_t)i * kd + d, *v = e->v + (size_t)i * kd + d;
-            if (kv->dtype == ROE_DTYPE_BF16) {
-                *k = roe_bf16_to_f32(((const uint16_t *)kv->k)[at + d]);
-                *v = roe_bf16_to_f32(((const uint16_t *)kv->v)[at + d]);
-            } else {
-                *k = ((const float *)kv->k)[at + d];
-                *v = ((const float *)kv->v)[at + d];
-            }
+        for (int d = 0; d < kd; d++) { /* every KV element type, fp8 included */
+            e->k[(size_t)i * kd + d] = roe_kv_elem_f32(kv->k, kv->dtype, at + d);
+            e->v[(size_t)i * kd + d] = roe_kv_elem_f32(kv->v, kv->dtype, at + d);
         }
     }
 }

@@ -45,4 +45,14 @@ case "$js" in
         echo "$js" | grep -q '"tokens":' && pass "--json has tokens and timings" || fail "--json lacks tokens: $js" ;;
     *) fail "--json lacks timings: $js" ;;
 esac
+# a MoR model with recursive KV sharing reads its own recursion-1 K/V back from the pool: in every
+# KV element type (fp8 was once read as f32). On this fixture and prompt the fp8 cache keeps f32's
+# greedy tokens.
+ids=1,2,3,4,5,6,7,8,9,10,11,12
+want=$(timeout 60 "$ROE" generate --model tests/fixtures/mor_ec_share/model --prompt-ids $ids --max-tokens 16 \
+       --ignore-eos --kv-dtype f32 2>/dev/null)
+got=$(timeout 60 "$ROE" generate --model tests/fixtures/mor_ec_share/model --prompt-ids $ids --max-tokens 16 \
+      --ignore-eos --kv-dtype fp8 2>/dev/null)
+[ -n "$want" ] && [ "$got" = "$want" ] && pass "mor_ec_share, fp8 KV: f32's 16 greedy tokens" ||
+    fail "mor_ec_share, fp8 KV: '$got', f32 '$want'"
 finish
