@@ -69,8 +69,10 @@ static struct roe_row row_at(const int32_t *ids, int p, int sample, int want, ui
 }
 
 /* The mean over the k samples in s->lp of each one's own log p(token): what the samples score
- * alone, against which the averaged prediction's score is the averaging gain (ROE.md). */
-static double samples_log_prob(const roe_scorer *s, int k, int token) {
+ * alone, against which the averaged prediction's score (`score`) is the averaging gain (ROE.md).
+ * One sample is its own average (roe_aggregate copies it): its score, not computed again. */
+static double samples_log_prob(const roe_scorer *s, int k, int token, double score) {
+    if (k == 1) return score;
     double m = 0;
     for (int j = 0; j < k; j++) m += roe_log_prob(s->lp[j], s->V, token);
     return m / k;
@@ -95,8 +97,9 @@ static roe_status owed_samples(roe_scorer *s, int ng, const int32_t *ids, int k,
             s->lp[0] = s->clean + (size_t)h * s->V;
             for (int j = 1; j < k; j++) s->lp[j] = s->logits + (size_t)(s->gfirst[h] + j - 1) * s->V;
             roe_aggregate(s->lp, k, s->V, s->z, s->scratch);
-            *sum += roe_log_prob(s->z, s->V, ids[s->gpos[h] + 1]);
-            st->sample_logprob += samples_log_prob(s, k, ids[s->gpos[h] + 1]);
+            const double lp = roe_log_prob(s->z, s->V, ids[s->gpos[h] + 1]);
+            *sum += lp;
+            st->sample_logprob += samples_log_prob(s, k, ids[s->gpos[h] + 1], lp);
             st->samples += k - 1;
         }
     }
@@ -150,8 +153,9 @@ roe_status roe_score(roe_scorer *s, const int32_t *ids, int n, int first, const 
             }
             for (int j = 0; j < s->gn[g]; j++) s->lp[j] = first_row + (size_t)j * s->V;
             roe_aggregate(s->lp, s->gn[g], s->V, s->z, s->scratch);
-            sum += roe_log_prob(s->z, s->V, ids[s->gpos[g] + 1]);
-            st->sample_logprob += samples_log_prob(s, s->gn[g], ids[s->gpos[g] + 1]);
+            const double lp = roe_log_prob(s->z, s->V, ids[s->gpos[g] + 1]);
+            sum += lp;
+            st->sample_logprob += samples_log_prob(s, s->gn[g], ids[s->gpos[g] + 1], lp);
         }
         if (owed) ROE_TRY(owed_samples(s, ng, ids, k, seed, roster, &sum, st));
     }
