@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_isa.h"
 #include "harness.h"
 #include "kernels/backend.h"
 
@@ -70,18 +71,6 @@ static void f8_make(struct f8mat *f, int rows, int cols, int row0) {
 }
 
 static void f8_free(struct f8mat *f) { free(f->q), free(f->s), free(f->ref); }
-
-static roe_backend *cpu(roe_cpu_isa isa, int threads, int max_cols) {
-    struct roe_backend_opts o = {.n_threads = threads, .max_cols = max_cols, .max_ctx = 16, .isa = isa, .max_rows = 16};
-    roe_backend *be = NULL;
-    if (roe_backend_cpu_create(&o, &be) != ROE_OK) return NULL;
-    return be;
-}
-
-static int isa_runs(roe_backend *be, roe_cpu_isa isa) {
-    return isa == ROE_CPU_ISA_PORTABLE || (isa == ROE_CPU_ISA_AVX2 && strcmp(be->name, "cpu-avx2") == 0) ||
-           (isa == ROE_CPU_ISA_AVX512 && strcmp(be->name, "cpu-avx512") == 0);
-}
 
 /* y (n rows of x against f) within fp32 accumulation error of the float64 reference. */
 static void check_reference(const struct f8mat *f, const float *x, int n, const float *y, const char *what) {

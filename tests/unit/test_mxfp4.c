@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_isa.h"
 #include "harness.h"
 #include "kernels/backend.h"
 #include "kernels/quant.h"
@@ -61,18 +62,6 @@ static void mx_make(struct mx *w, int rows, int cols) {
     w->ref = malloc((size_t)rows * cols * sizeof(float));
     for (int r = 0; r < rows; r++)
         roe_mxfp4_dequantize_row(q + (size_t)r * cols / 2, e + (size_t)r * nb, cols, w->ref + (size_t)r * cols);
-}
-
-static roe_backend *cpu(roe_cpu_isa isa, int threads, int max_cols) {
-    struct roe_backend_opts o = {.n_threads = threads, .max_cols = max_cols, .max_ctx = 16, .isa = isa, .max_rows = 16};
-    roe_backend *be = NULL;
-    if (roe_backend_cpu_create(&o, &be) != ROE_OK) return NULL;
-    return be;
-}
-
-static int isa_runs(roe_backend *be, roe_cpu_isa isa) {
-    return isa == ROE_CPU_ISA_PORTABLE || (isa == ROE_CPU_ISA_AVX2 && strcmp(be->name, "cpu-avx2") == 0) ||
-           (isa == ROE_CPU_ISA_AVX512 && strcmp(be->name, "cpu-avx512") == 0);
 }
 
 /* Each output against sum x w in float64, within 2e-6 of sum |x w| (fp32 accumulation). */

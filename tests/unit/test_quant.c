@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "cpu_isa.h"
 #include "harness.h"
 #include "kernels/quant.h"
 #include "runtime/engine.h"
@@ -100,18 +101,6 @@ static double ref_dot(const float *x, const float *w, int cols) {
         for (int i = b * 32; i < cols && i < b * 32 + 32; i++) s += (double)d * nearbyintf(x[i] * id) * w[i];
     }
     return s;
-}
-
-static roe_backend *cpu(roe_cpu_isa isa, int threads, int max_cols) {
-    struct roe_backend_opts o = {.n_threads = threads, .max_cols = max_cols, .max_ctx = 16, .isa = isa, .max_rows = 16};
-    roe_backend *be = NULL;
-    if (roe_backend_cpu_create(&o, &be) != ROE_OK) return NULL;
-    return be;
-}
-
-static int isa_runs(roe_backend *be, roe_cpu_isa isa) {
-    return isa == ROE_CPU_ISA_PORTABLE || (isa == ROE_CPU_ISA_AVX2 && strcmp(be->name, "cpu-avx2") == 0) ||
-           (isa == ROE_CPU_ISA_AVX512 && strcmp(be->name, "cpu-avx512") == 0);
 }
 
 TEST(matmul_reference_and_invariance) {

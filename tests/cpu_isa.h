@@ -1,0 +1,27 @@
+/*
+ * cpu_isa.h — the kernel tests' CPU backends forced to one instruction set (test_quant,
+ * test_fp8, test_mxfp4: every ISA this host runs must give the same bits).
+ */
+#ifndef ROE_TEST_CPU_ISA_H
+#define ROE_TEST_CPU_ISA_H
+
+#include <string.h>
+
+#include "kernels/backend.h"
+
+/* A CPU backend on `isa` (the host may not run it: isa_runs says) with `threads` threads and
+ * room for `max_cols` columns; NULL on failure. */
+static roe_backend *cpu(roe_cpu_isa isa, int threads, int max_cols) {
+    struct roe_backend_opts o = {.n_threads = threads, .max_cols = max_cols, .max_ctx = 16, .isa = isa, .max_rows = 16};
+    roe_backend *be = NULL;
+    if (roe_backend_cpu_create(&o, &be) != ROE_OK) return NULL;
+    return be;
+}
+
+/* Whether the backend really runs `isa` (a host without it falls back to another). */
+static int isa_runs(roe_backend *be, roe_cpu_isa isa) {
+    return isa == ROE_CPU_ISA_PORTABLE || (isa == ROE_CPU_ISA_AVX2 && strcmp(be->name, "cpu-avx2") == 0) ||
+           (isa == ROE_CPU_ISA_AVX512 && strcmp(be->name, "cpu-avx512") == 0);
+}
+
+#endif
