@@ -21,7 +21,9 @@
  *
  * Tiles: W rows are split in blocks of 4 across threads (each thread one contiguous stream);
  * each W row's blocks are decoded once per tile of up to 4 x rows (decode: 1 x row, so W is
- * streamed once; batched rows reuse each decoded block 4 times, the row staying in L1).
+ * streamed once; batched rows reuse each decoded block 4 times, the row staying in L1). On Intel
+ * (cpu->pf_nta = 0) a decode row of x reads W's four quarters side by side instead
+ * (quarters_avx512); each row's arithmetic is the same either way.
  */
 #include <immintrin.h>
 #include <math.h>
