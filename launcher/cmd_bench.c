@@ -155,12 +155,30 @@ static void add_kv(cJSON *root, const roe_engine *e, long preemptions, int max_p
     cJSON_AddNumberToObject(o, "max_parked", max_parked);
 }
 
+/* MLA: a decode step reads each layer's W_uk through wuk_t (runtime/mla.c: derived at load, in
+ * the float dtype: fp32 for an FP8 checkpoint, so 4x the FP8 bytes; not in dense_bytes) and only
+ * the W_uv rows of kv_b_proj (dense_bytes counts all of it): what the step reads beyond dense_bytes. */
+static double mla_decode_extra_bytes(const struct roe_model *m) {
+    const struct roe_model_config *c = &m->cfg;
+    if (!c->mla) return 0.0;
+    const struct roe_mla_config *a = &c->mla_cfg;
+    double d = 0.0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct roe_layer_weights *L = &m->layers[l];
+        if (!L->wuk_t.data || !L->wkv_b.data) continue;
+        d += (double)roe_mat_bytes(&L->wuk_t) -
+             (double)roe_mat_bytes(&L->wkv_b) * a->nope_dim / (double)(a->nope_dim + a->v_dim);
+    }
+    return d;
+}
+
 /* Bytes a decode step must read (see the top of the file). */
 static double step_bytes(const struct roe_session *s, int batch, const struct roe_batch_step_info *info) {
     const struct roe_model *m = s->model;
     const struct roe_model_config *c = &m->cfg;
     const double emb_row = (double)c->hidden * roe_dtype_size(m->embed.dtype);
-    const double dense = (double)m->dense_bytes - (c->tie_word_embeddings ? 0.0 : (double)roe_mat_bytes(&m->embed)) + emb_row;
+    const double dense = (double)m->dense_bytes - (c->tie_word_embeddings ? 0.0 : (double)roe_mat_bytes(&m->embed)) +
+                         emb_row + mla_decode_extra_bytes(m);
     const double kv_row = (double)roe_model_kv_bytes_per_token(c) / c->n_layers; /* one layer's cached row */
     const int N = roe_session_world_size(), ranks_with_rows = batch < N ? batch : N;
     return dense * ranks_with_rows + (double)info->stats.distinct_experts * m->expert_bytes + kv_row * info->kv_rows;

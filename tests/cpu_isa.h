@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_impl.h"
 
 /* A CPU backend on `isa` (the host may not run it: isa_runs says) with `threads` threads and
  * room for `max_cols` columns; NULL on failure. */
@@ -23,5 +24,10 @@ static int isa_runs(roe_backend *be, roe_cpu_isa isa) {
     return isa == ROE_CPU_ISA_PORTABLE || (isa == ROE_CPU_ISA_AVX2 && strcmp(be->name, "cpu-avx2") == 0) ||
            (isa == ROE_CPU_ISA_AVX512 && strcmp(be->name, "cpu-avx512") == 0);
 }
+
+/* The FP8/MXFP4 decode layout the backend chose by CPU vendor, forced (kernels/cpu/cpu_impl.h
+ * pf_nta: 1 as on AMD, one W stream per thread; 0 as on Intel, four quarters of W side by side):
+ * the tests run both on any host, and both must give the same bits. */
+static inline void cpu_force_streams(roe_backend *be, int pf_nta) { roe_cpu_of(be)->pf_nta = pf_nta; }
 
 #endif

@@ -120,6 +120,7 @@ roe_status roe_backend_cpu_create(const struct roe_backend_opts *opts, roe_backe
     cpu->isa = roe_cpu_select_isa(opts->isa, &cpu->widen, &cpu->dot4);
     __builtin_cpu_init();
     cpu->vnni = cpu->isa == ROE_CPU_ISA_AVX512 && __builtin_cpu_supports("avx512vnni");
+    cpu->pf_nta = !__builtin_cpu_is("intel");
     cpu->q_rows = opts->max_rows > 4 ? (opts->max_rows < 256 ? opts->max_rows : 256) : 64;
     be->name = backend_name(cpu->isa);
     cpu->wscratch = roe_malloc_aligned((size_t)cpu->n_threads * 4 * (size_t)cpu->max_cols * sizeof(float));

@@ -25,6 +25,10 @@ struct roe_cpu {
     roe_cpu_widen_fn widen;
     roe_cpu_dot4_fn dot4;
     int vnni;         /* AVX-512 VNNI present: the block dtypes' AVX-512 path uses vpdpbusd */
+    int pf_nta;       /* not Intel: the FP8/MXFP4 decode rows prefetch W non-temporally (on AMD 1.4x
+                         the rate from memory) and stream one W row at a time; on Intel, where
+                         prefetchnta read 0.5-0.8x as fast, they prefetch into L1/L2 and FP8 reads
+                         four quarters of W side by side (docs/QUANTIZATION.md "FP8", "MXFP4") */
     int q_rows;       /* x rows a block-dtype matmul quantizes at once (more: W is read again) */
     float *wscratch;  /* [n_threads, 4, max_cols] widened weight rows */
     void *qscratch;   /* [q_rows] x rows quantized for a block dtype (matmul_q.c's struct qx) */

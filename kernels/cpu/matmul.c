@@ -171,6 +171,39 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void dot1_half_avx51
     *out = _mm512_reduce_add_ps(a);
 }
 
+/* Decode on Intel (cpu->pf_nta = 0): one x row against W rows g, g + q, g + 2q, g + 3q for g in
+ * [g0, g1), four streams a quarter of W apart, each prefetched 2 KB ahead into L1 (one stream per
+ * core keeps too few lines in flight there; docs/PERFORMANCE.md, "Decode matmuls on Intel").
+ * Each row's chain is dot1_half_avx512's: the same bits. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void quarters_half_avx512(const float *x, const struct roe_mat *w,
+                                                                                     int g0, int g1, int q, float *y) {
+    const int cols = w->cols;
+    const roe_dtype t = w->dtype;
+    for (int g = g0; g < g1; g++) {
+        const uint16_t *wr[4];
+        for (int r = 0; r < 4; r++) wr[r] = (const uint16_t *)w->data + (size_t)(g + r * q) * (size_t)cols;
+        __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        int i = 0;
+        for (; i + 32 <= cols; i += 32) { /* one 64-byte line of each row */
+            const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                _mm_prefetch((const char *)(wr[r] + i) + 2048, _MM_HINT_T0);
+                a[r] = _mm512_fmadd_ps(x0, load16_avx512(wr[r] + i, t), a[r]);
+                a[r] = _mm512_fmadd_ps(x1, load16_avx512(wr[r] + i + 16, t), a[r]);
+            }
+        }
+        for (; i + 16 <= cols; i += 16)
+            for (int r = 0; r < 4; r++) a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), load16_avx512(wr[r] + i, t), a[r]);
+        if (i < cols) {
+            const __mmask16 m = (__mmask16)((1u << (cols - i)) - 1);
+            for (int r = 0; r < 4; r++)
+                a[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), load16_mask_avx512(wr[r] + i, t, m), a[r]);
+        }
+        for (int r = 0; r < 4; r++) y[g + r * q] = _mm512_reduce_add_ps(a[r]);
+    }
+}
+
 __attribute__((target("avx2,fma,f16c"))) static inline __m256 load8_avx2(const uint16_t *p, roe_dtype t) {
     __m128i h = _mm_loadu_si128((const __m128i *)p);
     if (t == ROE_DTYPE_F16) return _mm256_cvtph_ps(h);
@@ -361,6 +394,21 @@ void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat
     const int n_blocks = (w->rows + 3) / 4;
     const int fused = n <= 2 && w->dtype != ROE_DTYPE_F32 &&
                       (cpu->isa == ROE_CPU_ISA_AVX512 || cpu->isa == ROE_CPU_ISA_AVX2);
+    if (fused && n == 1 && cpu->isa == ROE_CPU_ISA_AVX512 && !cpu->pf_nta && w->rows >= 8) {
+        /* a decode row on Intel: W's quarters side by side, the last rows % 4 one at a time */
+        const int q = w->rows / 4;
+        if ((size_t)w->rows * (size_t)w->cols >= ((size_t)1 << 18)) {
+#pragma omp parallel num_threads(cpu->n_threads)
+            {
+                const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+                quarters_half_avx512(x, w, (int)((long)q * t / nt), (int)((long)q * (t + 1) / nt), q, y);
+            }
+        } else
+            quarters_half_avx512(x, w, 0, q, q, y);
+        for (int r = 4 * q; r < w->rows; r++)
+            dot1_half_avx512(x, (const uint16_t *)w->data + (size_t)r * (size_t)w->cols, w->dtype, w->cols, y + r);
+        return;
+    }
     /* Below ~256K multiply-adds a fork/join costs more than it saves (and on a loaded
      * machine a spinning team can stall). The serial case is a plain loop, not an OpenMP
      * region with if(0): libgomp allocates a team for each of those. Results do not depend

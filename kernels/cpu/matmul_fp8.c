@@ -20,8 +20,11 @@
  * an array; the same FMAs in the same order, so the same bits on every path, for any batch, tile
  * shape or thread count. Tiles of a row are independent chains until their scaling step, so a
  * decode row (1-2 x rows) runs four tiles side by side over one sequential stream of W (the
- * latency of one chain of FMAs would otherwise bound it), prefetched non-temporally ahead, and batched rows take tiles of 4 W rows
- * x 2 x rows that share every W load and conversion. W rows go to the threads in blocks of 4.
+ * latency of one chain of FMAs would otherwise bound it), prefetched ahead, and batched rows take
+ * tiles of 4 W rows x 2 x rows that share every W load and conversion. W rows go to the threads
+ * in blocks of 4. On Intel (cpu->pf_nta = 0) a decode row of x instead reads four quarters of W
+ * side by side (quarters_avx512: four streams in different pages keep more lines in flight) and
+ * prefetches into L1; elsewhere one stream, prefetched non-temporally (docs/QUANTIZATION.md).
  */
 #include <immintrin.h>
 #include <math.h>
@@ -32,14 +35,22 @@
 #include "lanes16.h"
 
 enum { T = ROE_FP8_TILE,
-       /* a decode row's W lines are prefetched this far ahead, non-temporally: the W stream then
-        * evicts less of x from L1 (a row of x is 28 KB at 7168 columns; measured 1.4x the rate) */
-       PF_AHEAD = 1024,
+       /* a decode row's W lines are prefetched this far ahead: non-temporally on AMD (the W stream
+        * then evicts less of x from L1; measured 1.4x the rate), into L1 on Intel, where
+        * prefetchnta read 0.57x as fast from memory as prefetcht0 2 KB ahead (cpu->pf_nta;
+        * docs/QUANTIZATION.md "FP8") */
+       PF_AHEAD_NTA = 1024, PF_AHEAD_T0 = 2048,
        /* a decode row takes 4 W rows per load of x from this many columns on (rows4_avx512): where
         * a row of x (24 KB) no longer stays in L1 beside the W stream; below, one W row at a time
         * streams faster (bench/matmul, one thread, docs/QUANTIZATION.md "FP8": at 2,048-5,120
         * columns 4 rows at a time read 0.5-0.8x as fast, at 7,168 1.07x, at 16,384 1.3x) */
        ROWS4_COLS = 6144 };
+
+/* W's line at p, fetched ahead of use: non-temporally (nta) or into L1. */
+static inline void fp8_prefetch(const uint8_t *p, int nta) {
+    if (nta) _mm_prefetch((const char *)(p + PF_AHEAD_NTA), _MM_HINT_NTA);
+    else _mm_prefetch((const char *)(p + PF_AHEAD_T0), _MM_HINT_T0);
+}
 
 /* The scales of row r's tiles (tile_row0 is where a view starts within its first tile). */
 static inline const float *row_scales(const struct roe_mat *w, int r) {
@@ -65,7 +76,8 @@ static float dot_portable(const uint8_t *w, const float *s, const float *x, int 
     return roe_lanes16_sum(acc);
 }
 
-static void block_portable(const struct roe_mat *w, int r0, int R, const float *x, int n, float *y) {
+static void block_portable(const struct roe_mat *w, int r0, int R, const float *x, int n, float *y, int nta) {
+    (void)nta;
     const int cols = w->cols, rows = w->rows;
     for (int i = 0; i < n; i++)
         for (int r = r0; r < r0 + R; r++)
@@ -101,12 +113,12 @@ T_AVX2 static inline void step_avx2(const uint8_t *w, const float *x, int left, 
     *hi = _mm256_fmadd_ps(x1, _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), *hi);
 }
 
-T_AVX2 static float dot_avx2(const uint8_t *w, const float *s, const float *x, int cols) {
+T_AVX2 static float dot_avx2(const uint8_t *w, const float *s, const float *x, int cols, int nta) {
     const int nt = (cols + T - 1) / T;
     __m256 alo = _mm256_setzero_ps(), ahi = alo;
     int k = 0;
     for (; k + 2 <= nt && T * (k + 2) <= cols; k += 2) { /* two whole tiles: four chains */
-        for (int l = 0; l < 2 * T; l += 64) _mm_prefetch((const char *)(w + T * k + PF_AHEAD + l), _MM_HINT_NTA);
+        for (int l = 0; l < 2 * T; l += 64) fp8_prefetch(w + T * k + l, nta);
         __m256 p[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         for (int j = 0; j < T; j += 16) {
             step_avx2(w + T * k + j, x + T * k + j, 16, &p[0], &p[1]);
@@ -128,12 +140,12 @@ T_AVX2 static float dot_avx2(const uint8_t *w, const float *s, const float *x, i
     return roe_lanes16_sum_avx2(alo, ahi);
 }
 
-static void block_avx2(const struct roe_mat *w, int r0, int R, const float *x, int n, float *y) {
+static void block_avx2(const struct roe_mat *w, int r0, int R, const float *x, int n, float *y, int nta) {
     const int cols = w->cols, rows = w->rows;
     for (int r = r0; r < r0 + R; r++)
         for (int i = 0; i < n; i++)
             y[(size_t)i * rows + r] =
-                dot_avx2((const uint8_t *)w->data + (size_t)r * cols, row_scales(w, r), x + (size_t)i * cols, cols);
+                dot_avx2((const uint8_t *)w->data + (size_t)r * cols, row_scales(w, r), x + (size_t)i * cols, cols, nta);
 }
 
 /* ---- AVX-512: the 16 lanes in one zmm ---- */
@@ -202,14 +214,14 @@ static inline __attribute__((always_inline)) void tile_avx512(const struct roe_m
 /* One W row against X (1-2) x rows, four whole tiles side by side (4 X chains over one 512-byte
  * stretch of the row), the rest one tile at a time as tile_avx512 does them. */
 static inline __attribute__((always_inline)) void row_avx512(const struct roe_mat *w, int r, const float *x, const int X,
-                                                            float *out, int ldo) {
+                                                            float *out, int ldo, int nta) {
     const int cols = w->cols, nt = (cols + T - 1) / T;
     const uint8_t *wr = (const uint8_t *)w->data + (size_t)r * cols;
     const float *s = row_scales(w, r);
     __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     int k = 0;
     for (; k + 4 <= nt && T * (k + 4) <= cols; k += 4) {
-        for (int l = 0; l < 4 * T; l += 64) _mm_prefetch((const char *)(wr + T * k + PF_AHEAD + l), _MM_HINT_NTA);
+        for (int l = 0; l < 4 * T; l += 64) fp8_prefetch(wr + T * k + l, nta);
         __m512 p[4][2];
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++)
@@ -250,18 +262,19 @@ static inline __attribute__((always_inline)) void row_avx512(const struct roe_ma
  * load of x serving the four rows (row_avx512 reads x once per W row: 4 bytes of x per weight
  * byte, which at 7,168 columns no longer stay in L1 beside the W stream); the rest one tile at a
  * time. Each (row, tile) chain and each row's scaling steps are row_avx512's, in the same order. */
-static inline __attribute__((always_inline)) void rows4_avx512(const struct roe_mat *w, int r0, const float *x,
-                                                              float *out) {
+static inline __attribute__((always_inline)) void rows4_avx512(const struct roe_mat *w, int r0, int rs, const float *x,
+                                                              float *out, int nta) {
     const int cols = w->cols, nt = (cols + T - 1) / T;
     const uint8_t *wr[4];
     const float *sr[4];
-    for (int r = 0; r < 4; r++) wr[r] = (const uint8_t *)w->data + (size_t)(r0 + r) * cols, sr[r] = row_scales(w, r0 + r);
+    for (int r = 0; r < 4; r++)
+        wr[r] = (const uint8_t *)w->data + (size_t)(r0 + r * rs) * cols, sr[r] = row_scales(w, r0 + r * rs);
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     int k = 0;
     for (; k + 2 <= nt && T * (k + 2) <= cols; k += 2) {
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++)
-            for (int l = 0; l < 2 * T; l += 64) _mm_prefetch((const char *)(wr[r] + T * k + PF_AHEAD + l), _MM_HINT_NTA);
+            for (int l = 0; l < 2 * T; l += 64) fp8_prefetch(wr[r] + T * k + l, nta);
         __m512 p[4][2];
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) p[r][0] = p[r][1] = _mm512_setzero_ps();
@@ -293,21 +306,21 @@ static inline __attribute__((always_inline)) void rows4_avx512(const struct roe_
             }
             acc[r] = _mm512_fmadd_ps(p, _mm512_set1_ps(sr[r][k] * 256.0f), acc[r]);
         }
-    for (int r = 0; r < 4; r++) out[r] = roe_lanes16_sum_avx512(acc[r]);
+    for (int r = 0; r < 4; r++) out[(size_t)r * rs] = roe_lanes16_sum_avx512(acc[r]);
 }
 
 /* Rows [r0, r0 + R) of W (R <= 4) against every x row: 1-2 x rows row after row (one sequential
  * stream; one x row of a wide W four W rows at a time), more in tiles of 4 W rows x 2 x rows. */
-static void block_avx512(const struct roe_mat *w, int r0, int R, const float *x, int n, float *y) {
+static void block_avx512(const struct roe_mat *w, int r0, int R, const float *x, int n, float *y, int nta) {
     const int rows = w->rows, cols = w->cols;
     if (n == 1 && R == 4 && cols >= ROWS4_COLS) {
-        rows4_avx512(w, r0, x, y + r0);
+        rows4_avx512(w, r0, 1, x, y + r0, nta);
         return;
     }
     if (n <= 2) {
         for (int r = r0; r < r0 + R; r++)
-            if (n == 2) row_avx512(w, r, x, 2, y + r, rows);
-            else row_avx512(w, r, x, 1, y + r, rows);
+            if (n == 2) row_avx512(w, r, x, 2, y + r, rows, nta);
+            else row_avx512(w, r, x, 1, y + r, rows, nta);
         return;
     }
     int i = 0;
@@ -317,17 +330,41 @@ static void block_avx512(const struct roe_mat *w, int r0, int R, const float *x,
         for (int r = r0; r < r0 + R; r++) tile_avx512(w, r, 1, x + (size_t)i * cols, 1, y + (size_t)i * rows + r, rows);
 }
 
+/* One x row against W rows g, g + q, g + 2q, g + 3q for each g in [g0, g1): four streams a quarter
+ * of W apart (on Intel 1.6x the rate from memory of one stream, 1.1x that of 4 adjacent rows:
+ * the hardware keeps more lines in flight for streams in different pages; docs/QUANTIZATION.md
+ * "FP8"). Each row's arithmetic is rows4_avx512's: the same bits as any other grouping. */
+static void quarters_avx512(const struct roe_mat *w, int g0, int g1, int q, const float *x, float *y, int nta) {
+    for (int g = g0; g < g1; g++) rows4_avx512(w, g, q, x, y + g, nta);
+}
+
 #pragma GCC pop_options
 
 /* ---- the op ---- */
 
 void roe_cpu_matmul_fp8(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y) {
     const int rows = w->rows, n_blocks = (rows + 3) / 4;
-    void (*blk)(const struct roe_mat *, int, int, const float *, int, float *) =
+    void (*blk)(const struct roe_mat *, int, int, const float *, int, float *, int) =
         cpu->isa == ROE_CPU_ISA_AVX512 ? block_avx512 : cpu->isa == ROE_CPU_ISA_AVX2 ? block_avx2 : block_portable;
-    if (n_blocks > 1 && (size_t)n * (size_t)rows * (size_t)w->cols >= ((size_t)1 << 18)) {
+    const int par = n_blocks > 1 && (size_t)n * (size_t)rows * (size_t)w->cols >= ((size_t)1 << 18);
+    if (cpu->isa == ROE_CPU_ISA_AVX512 && n == 1 && !cpu->pf_nta && rows >= 8) {
+        /* a decode row on Intel: W's quarters side by side (quarters_avx512), the last rows % 4
+         * one at a time; each thread takes a contiguous range of groups */
+        const int q = rows / 4;
+        if (par) {
+#pragma omp parallel num_threads(cpu->n_threads)
+            {
+                const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+                quarters_avx512(w, (int)((long)q * t / nt), (int)((long)q * (t + 1) / nt), q, x, y, 0);
+            }
+        } else
+            quarters_avx512(w, 0, q, q, x, y, 0);
+        if (rows > 4 * q) block_avx512(w, 4 * q, rows - 4 * q, x, 1, y, 0);
+        return;
+    }
+    if (par) {
 #pragma omp parallel for schedule(static) num_threads(cpu->n_threads)
-        for (int b = 0; b < n_blocks; b++) blk(w, 4 * b, rows - 4 * b < 4 ? rows - 4 * b : 4, x, n, y);
+        for (int b = 0; b < n_blocks; b++) blk(w, 4 * b, rows - 4 * b < 4 ? rows - 4 * b : 4, x, n, y, cpu->pf_nta);
     } else
-        for (int b = 0; b < n_blocks; b++) blk(w, 4 * b, rows - 4 * b < 4 ? rows - 4 * b : 4, x, n, y);
+        for (int b = 0; b < n_blocks; b++) blk(w, 4 * b, rows - 4 * b < 4 ? rows - 4 * b : 4, x, n, y, cpu->pf_nta);
 }

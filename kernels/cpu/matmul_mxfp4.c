@@ -21,7 +21,9 @@
  *
  * Tiles: W rows are split in blocks of 4 across threads (each thread one contiguous stream);
  * each W row's blocks are decoded once per tile of up to 4 x rows (decode: 1 x row, so W is
- * streamed once; batched rows reuse each decoded block 4 times, the row staying in L1).
+ * streamed once; batched rows reuse each decoded block 4 times, the row staying in L1). On Intel
+ * (cpu->pf_nta = 0) a decode row of x reads W's four quarters side by side instead
+ * (quarters_avx512); each row's arithmetic is the same either way.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -60,7 +62,8 @@ static void deinterleave(const float *x, int cols, float *xd) {
 }
 
 static void row_portable(const uint8_t *q, const uint8_t *e, int nb, const float *x, int n, int cols, float *y,
-                         int ldy) {
+                         int ldy, int nta) {
+    (void)nta;
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * cols;
         float A[2][16] = {{0}}, acc[16];
@@ -130,7 +133,8 @@ T_AVX2 static inline __attribute__((always_inline)) void tile_avx2(const uint8_t
 }
 
 T_AVX2 static void row_avx2(const uint8_t *q, const uint8_t *e, int nb, const float *x, int n, int cols, float *y,
-                            int ldy) {
+                            int ldy, int nta) {
+    (void)nta;
     int i = 0;
     for (; i + 4 <= n; i += 4) tile_avx2(q, e, nb, x + (size_t)i * cols, cols, y + (size_t)i * ldy, ldy, 4);
     switch (n - i) {
@@ -143,9 +147,10 @@ T_AVX2 static void row_avx2(const uint8_t *q, const uint8_t *e, int nb, const fl
 
 /* ---- AVX-512: the 16 lanes in one zmm ---- */
 
-/* A W row's bytes are prefetched this far ahead, non-temporally (one line per 4 blocks), as the
- * FP8 kernel does: from memory 1.5x the rate on one thread (docs/QUANTIZATION.md "MXFP4"); the AVX2
- * path, bound by its decoding, gained nothing and has none. */
+/* A W row's bytes are prefetched this far ahead (one line per 4 blocks): non-temporally on AMD,
+ * as the FP8 kernel does (from memory 1.5x the rate on one thread), into L2 on Intel, where
+ * prefetchnta read 0.8x as fast as prefetcht1 (prefetcht0: 0.9x; cpu->pf_nta;
+ * docs/QUANTIZATION.md "MXFP4"). The AVX2 path, bound by its decoding, gained nothing and has none. */
 enum { MX_PF = 2048 };
 #define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
 
@@ -167,13 +172,16 @@ T_AVX512 static inline __attribute__((always_inline)) void step_avx512(const uin
 /* One W row against NX (1-4) x rows: even blocks into a0, odd ones into a1. */
 T_AVX512 static inline __attribute__((always_inline)) void tile_avx512(const uint8_t *q, const uint8_t *e, int nb,
                                                                         const float *x, int cols, float *y, int ldy,
-                                                                        const int NX) {
+                                                                        const int NX, int nta) {
     const __m512 lut = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)mx_lut)));
     __m512 a0[4], a1[4];
     for (int j = 0; j < NX; j++) a0[j] = a1[j] = _mm512_setzero_ps();
     int b = 0;
     for (; b + 1 < nb; b += 2) {
-        if ((b & 3) == 0) _mm_prefetch((const char *)(q + 16 * (size_t)b + MX_PF), _MM_HINT_NTA);
+        if ((b & 3) == 0) {
+            if (nta) _mm_prefetch((const char *)(q + 16 * (size_t)b + MX_PF), _MM_HINT_NTA);
+            else _mm_prefetch((const char *)(q + 16 * (size_t)b + MX_PF), _MM_HINT_T1);
+        }
         step_avx512(q, e, b, x, cols, NX, lut, a0);
         step_avx512(q, e, b + 1, x, cols, NX, lut, a1);
     }
@@ -182,26 +190,55 @@ T_AVX512 static inline __attribute__((always_inline)) void tile_avx512(const uin
 }
 
 T_AVX512 static void row_avx512(const uint8_t *q, const uint8_t *e, int nb, const float *x, int n, int cols,
-                                float *y, int ldy) {
+                                float *y, int ldy, int nta) {
     int i = 0;
-    for (; i + 4 <= n; i += 4) tile_avx512(q, e, nb, x + (size_t)i * cols, cols, y + (size_t)i * ldy, ldy, 4);
+    for (; i + 4 <= n; i += 4) tile_avx512(q, e, nb, x + (size_t)i * cols, cols, y + (size_t)i * ldy, ldy, 4, nta);
     switch (n - i) {
-    case 3: tile_avx512(q, e, nb, x + (size_t)i * cols, cols, y + (size_t)i * ldy, ldy, 3); break;
-    case 2: tile_avx512(q, e, nb, x + (size_t)i * cols, cols, y + (size_t)i * ldy, ldy, 2); break;
-    case 1: tile_avx512(q, e, nb, x + (size_t)i * cols, cols, y + (size_t)i * ldy, ldy, 1); break;
+    case 3: tile_avx512(q, e, nb, x + (size_t)i * cols, cols, y + (size_t)i * ldy, ldy, 3, nta); break;
+    case 2: tile_avx512(q, e, nb, x + (size_t)i * cols, cols, y + (size_t)i * ldy, ldy, 2, nta); break;
+    case 1: tile_avx512(q, e, nb, x + (size_t)i * cols, cols, y + (size_t)i * ldy, ldy, 1, nta); break;
     default: break;
+    }
+}
+
+/* One x row against W rows g, g + qs, g + 2qs, g + 3qs for g in [g0, g1): four streams a quarter of
+ * W apart (on Intel 1.4x the rate from memory of one stream: more lines in flight for streams in
+ * different pages; docs/QUANTIZATION.md "MXFP4"). Each row's arithmetic is tile_avx512's with one
+ * x row: the same bits. */
+T_AVX512 static void quarters_avx512(const struct roe_mat *w, int g0, int g1, int qs, const float *x, float *y) {
+    const int nb = w->cols / 32, cols = w->cols;
+    const __m512 lut = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)mx_lut)));
+    for (int g = g0; g < g1; g++) {
+        const uint8_t *q[4], *e[4];
+        for (int r = 0; r < 4; r++)
+            q[r] = (const uint8_t *)w->data + (size_t)(g + r * qs) * 16 * nb, e[r] = w->e8m0 + (size_t)(g + r * qs) * nb;
+        __m512 a0[4], a1[4];
+        for (int r = 0; r < 4; r++) a0[r] = a1[r] = _mm512_setzero_ps();
+        int b = 0;
+        for (; b + 1 < nb; b += 2) {
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                if ((b & 3) == 0) _mm_prefetch((const char *)(q[r] + 16 * (size_t)b + MX_PF), _MM_HINT_T1);
+                step_avx512(q[r], e[r], b, x, cols, 1, lut, &a0[r]);
+                step_avx512(q[r], e[r], b + 1, x, cols, 1, lut, &a1[r]);
+            }
+        }
+        if (b < nb)
+            for (int r = 0; r < 4; r++) step_avx512(q[r], e[r], b, x, cols, 1, lut, &a0[r]);
+        for (int r = 0; r < 4; r++) y[g + r * qs] = roe_lanes16_sum_avx512(_mm512_add_ps(a0[r], a1[r]));
     }
 }
 
 /* ---- the op ---- */
 
 typedef void (*mx_row_fn)(const uint8_t *q, const uint8_t *e, int nb, const float *x, int n, int cols, float *y,
-                          int ldy);
+                          int ldy, int nta);
 
-static void mx_block(mx_row_fn f, const struct roe_mat *w, const float *x, int n, float *y, int blk) {
+static void mx_block(mx_row_fn f, const struct roe_mat *w, const float *x, int n, float *y, int blk, int nta) {
     const int nb = w->cols / 32, r1 = 4 * blk + 4 < w->rows ? 4 * blk + 4 : w->rows;
     for (int r = 4 * blk; r < r1; r++)
-        f((const uint8_t *)w->data + (size_t)r * 16 * nb, w->e8m0 + (size_t)r * nb, nb, x, n, w->cols, y + r, w->rows);
+        f((const uint8_t *)w->data + (size_t)r * 16 * nb, w->e8m0 + (size_t)r * nb, nb, x, n, w->cols, y + r, w->rows,
+          nta);
 }
 
 void roe_cpu_matmul_mxfp4(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y) {
@@ -216,10 +253,27 @@ void roe_cpu_matmul_mxfp4(struct roe_cpu *cpu, const float *x, int n, const stru
         const int m = n - i0 < chunk ? n - i0 : chunk;
         for (int i = 0; i < m; i++) deinterleave(x + (size_t)(i0 + i) * cols, cols, xd + (size_t)i * cols);
         float *yo = y + (size_t)i0 * w->rows;
-        if (n_blocks > 1 && (size_t)m * (size_t)w->rows * (size_t)cols >= ((size_t)1 << 18)) {
+        const int par = n_blocks > 1 && (size_t)m * (size_t)w->rows * (size_t)cols >= ((size_t)1 << 18);
+        if (cpu->isa == ROE_CPU_ISA_AVX512 && m == 1 && !cpu->pf_nta && w->rows >= 8) {
+            /* a decode row on Intel: W's quarters side by side, the last rows % 4 one at a time */
+            const int q = w->rows / 4;
+            if (par) {
+#pragma omp parallel num_threads(cpu->n_threads)
+                {
+                    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+                    quarters_avx512(w, (int)((long)q * t / nt), (int)((long)q * (t + 1) / nt), q, xd, yo);
+                }
+            } else
+                quarters_avx512(w, 0, q, q, xd, yo);
+            for (int r = 4 * q; r < w->rows; r++)
+                f((const uint8_t *)w->data + (size_t)r * 16 * (cols / 32), w->e8m0 + (size_t)r * (cols / 32), cols / 32, xd,
+                  1, cols, yo + r, w->rows, 0);
+            continue;
+        }
+        if (par) {
 #pragma omp parallel for schedule(static) num_threads(cpu->n_threads)
-            for (int b = 0; b < n_blocks; b++) mx_block(f, w, xd, m, yo, b);
+            for (int b = 0; b < n_blocks; b++) mx_block(f, w, xd, m, yo, b, cpu->pf_nta);
         } else
-            for (int b = 0; b < n_blocks; b++) mx_block(f, w, xd, m, yo, b);
+            for (int b = 0; b < n_blocks; b++) mx_block(f, w, xd, m, yo, b, cpu->pf_nta);
     }
 }

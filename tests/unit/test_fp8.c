@@ -94,7 +94,9 @@ TEST(matmul_reference_isas_batches_threads) {
     const int shapes[][3] = {{37, 300, 0}, {130, 129, 0}, {5, 1000, 0}, {9, 17, 0}, {260, 256, 0},
                              {4, 7, 0},    {70, 515, 100}, {33, 640, 127}, {1, 130, 5},
                              /* wide rows: a decode row takes 4 W rows at a time (ROWS4_COLS) */
-                             {9, 6200, 0}, {8, 6400, 60}};
+                             {9, 6200, 0}, {8, 6400, 60},
+                             /* decode quarters (Intel): rows % 4 = 0-3, tails, views, 2 threads' split */
+                             {8, 2048, 0}, {11, 300, 0}, {42, 7168, 3}, {203, 140, 0}};
     const roe_cpu_isa isas[] = {ROE_CPU_ISA_PORTABLE, ROE_CPU_ISA_AVX2, ROE_CPU_ISA_AVX512};
     const int N = 9;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -106,22 +108,24 @@ TEST(matmul_reference_isas_batches_threads) {
         for (int i = 0; i < N * cols; i++) x[i] = frand() * (i % 13 == 0 ? 8.0f : 1.0f);
         int ran = 0;
         for (int a = 0; a < 3; a++)
-            for (int th = 1; th <= 2; th++) {
+            for (int tn = 1; tn <= 4; tn++) { /* 1-2 threads, each with both decode layouts */
+                const int th = (tn + 1) / 2;
                 roe_backend *be = cpu(isas[a], th, cols);
                 ASSERT_TRUE(be != NULL);
                 if (!isa_runs(be, isas[a])) {
                     roe_backend_free(be);
                     continue;
                 }
+                cpu_force_streams(be, tn % 2 == 0);
                 ran += a > 0;
                 for (int n = N; n >= 1; n--) { /* every batch size: the first n rows of the batch of 9 */
                     be->ops->matmul(be, x, n, &f.m, y);
-                    if (a == 0 && th == 1 && n == N) {
+                    if (a == 0 && tn == 1 && n == N) {
                         check_reference(&f, x, N, y, "portable");
                         memcpy(first, y, (size_t)N * rows * sizeof(float));
                     } else if (memcmp(first, y, (size_t)n * rows * sizeof(float)) != 0)
-                        TEST__FAIL("%dx%d: %s, %d threads, batch %d differs from portable's batch of %d", rows, cols,
-                                   be->name, th, n, N);
+                        TEST__FAIL("%dx%d: %s, %d threads, pf_nta %d, batch %d differs from portable's batch of %d", rows,
+                                   cols, be->name, th, tn % 2 == 0, n, N);
                 }
                 roe_backend_free(be);
             }

@@ -95,13 +95,14 @@ static void one_shape(int rows, int cols) {
     for (int i = 0; i < n * cols; i++) x[i] = frand() * (i % 13 == 0 ? 8.0f : 1.0f);
     int ran = 0;
     for (int a = 0; a < 3; a++)
-        for (int th = 1; th <= 2; th++) {
-            roe_backend *be = cpu(isas[a], th, cols);
+        for (int th = 1; th <= 4; th++) { /* 1-2 threads, each with both decode layouts */
+            roe_backend *be = cpu(isas[a], (th + 1) / 2, cols);
             ASSERT_TRUE(be != NULL);
             if (!isa_runs(be, isas[a])) {
                 roe_backend_free(be);
                 continue;
             }
+            cpu_force_streams(be, th % 2 == 0);
             ran += th == 1;
             for (int m = n; m >= 1; m--) { /* the first m rows as one batch */
                 be->ops->matmul(be, x, m, &w.m, y);
@@ -109,8 +110,8 @@ static void one_shape(int rows, int cols) {
                     memcpy(first, y, (size_t)n * rows * sizeof(float));
                     check_reference(&w, x, n, y);
                 } else if (memcmp(first, y, (size_t)m * rows * sizeof(float)) != 0)
-                    TEST__FAIL("MXFP4 %dx%d: %s, %d threads, batch of %d differs from portable's batch of %d", rows,
-                               cols, be->name, th, m, n);
+                    TEST__FAIL("MXFP4 %dx%d: %s, %d threads, pf_nta %d, batch of %d differs from portable's batch of %d",
+                               rows, cols, be->name, (th + 1) / 2, th % 2 == 0, m, n);
             }
             be->ops->matmul(be, x + (size_t)(n - 1) * cols, 1, &w.m, y); /* the last row alone */
             if (memcmp(y, first + (size_t)(n - 1) * rows, (size_t)rows * sizeof(float)) != 0)
@@ -122,7 +123,9 @@ static void one_shape(int rows, int cols) {
 }
 
 TEST(matmul_reference_and_invariance) {
-    const int shapes[][2] = {{37, 96}, {9, 2880}, {64, 32}, {5, 736}, {1, 64}, {70, 4096}, {130, 1056}};
+    const int shapes[][2] = {{37, 96}, {9, 2880}, {64, 32}, {5, 736}, {1, 64}, {70, 4096}, {130, 1056},
+                             /* decode quarters: rows % 4 = 0-3, an odd block count, 2 threads' split */
+                             {8, 2880}, {11, 96}, {42, 2912}, {203, 160}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) one_shape(shapes[s][0], shapes[s][1]);
 }
 
