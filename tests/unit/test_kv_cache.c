@@ -347,6 +347,61 @@ TEST(prefix_blocks_match_and_evict_lru) {
     be->ops->destroy(be);
 }
 
+/* The CPU attention kernel forced to each ISA this host runs (the AVX2 path serves AVX2 and
+ * AVX-512 backends for f32 and bf16 caches with head_dim a multiple of 8) gives the portable
+ * path's bits: scrambled blocks, histories starting mid-block, an empty one, sinks or none, head
+ * dims 64, 24 and 12 (the last on the portable path everywhere), f32, bf16 and fp8 caches. */
+TEST(attention_kernel_same_bits_every_isa) {
+    enum { R = 3, NH = 4, NKV = 2, BS = 5, NB = 12, MAXHD = 64 };
+    static const int hds[3] = {64, 24, 12};
+    static const roe_dtype dts[3] = {ROE_DTYPE_F32, ROE_DTYPE_BF16, ROE_DTYPE_F8_E4M3};
+    static const roe_cpu_isa isas[3] = {ROE_CPU_ISA_PORTABLE, ROE_CPU_ISA_AVX2, ROE_CPU_ISA_AVX512};
+    static float q[R * NH * MAXHD], ks[R * NKV * MAXHD], vs[R * NKV * MAXHD], kf[NB * BS * NKV * MAXHD],
+        vf[NB * BS * NKV * MAXHD], out[3][R * NH * MAXHD];
+    static uint16_t kh[NB * BS * NKV * MAXHD], vh[NB * BS * NKV * MAXHD];
+    static uint8_t k8[NB * BS * NKV * MAXHD], v8[NB * BS * NKV * MAXHD];
+    uint64_t x = 12345;
+#define RND() ((float)((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 40) / (float)(1 << 24) * 2.0f - 1.0f)
+    for (size_t i = 0; i < sizeof q / sizeof *q; i++) q[i] = RND();
+    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) ks[i] = RND(), vs[i] = RND();
+    for (size_t i = 0; i < sizeof kf / sizeof *kf; i++) {
+        kf[i] = 2.0f * RND(), vf[i] = RND();
+        kh[i] = (uint16_t)(x >> 20), vh[i] = (uint16_t)((x >> 36) & 0x7fff); /* any finite bf16 */
+        if ((kh[i] & 0x7f80) == 0x7f80) kh[i] &= 0xbfff;
+        if ((vh[i] & 0x7f80) == 0x7f80) vh[i] &= 0xbfff;
+        k8[i] = (uint8_t)(x >> 28), v8[i] = (uint8_t)(x >> 44);
+    }
+#undef RND
+    const int32_t table[R * 8] = {7, 2, 11, 0, 5, 9, 1, 3, /**/ 4, 10, 6, 8, 3, 0, 2, 1, /**/ 5, 5, 5, 5, 5, 5, 5, 5};
+    const int hb[R] = {0, 3, 0}, he[R] = {17, 38, 0};
+    const float sink_v[NH] = {0.5f, -1.0f, 2.0f, 0.0f};
+    const struct roe_mat sinks = {.dtype = ROE_DTYPE_F32, .data = sink_v, .rows = 1, .cols = NH};
+    for (int hi = 0; hi < 3; hi++)
+        for (int di = 0; di < 3; di++)
+            for (int si = 0; si < 2; si++) {
+                const int hd = hds[hi];
+                for (int ii = 0; ii < 3; ii++) {
+                    const struct roe_backend_opts bo = {.n_threads = 2, .max_cols = 256, .max_ctx = 64,
+                                                        .isa = isas[ii], .max_rows = 16};
+                    roe_backend *be = NULL;
+                    ASSERT_OK(roe_backend_cpu_create(&bo, &be));
+                    const void *kc = dts[di] == ROE_DTYPE_F32 ? (const void *)kf : dts[di] == ROE_DTYPE_BF16 ? (const void *)kh : (const void *)k8;
+                    const void *vc = dts[di] == ROE_DTYPE_F32 ? (const void *)vf : dts[di] == ROE_DTYPE_BF16 ? (const void *)vh : (const void *)v8;
+                    const struct roe_attn_args a = {
+                        .n_rows = R, .n_heads = NH, .n_kv_heads = NKV, .head_dim = hd, .scale = 0.125f, .q = q,
+                        .k_self = ks, .v_self = vs, .k_cache = kc, .v_cache = vc,
+                        .pages = {.dtype = dts[di], .table = table, .stride = 8, .block_size = BS,
+                                  .block_elems = (int64_t)BS * NKV * hd},
+                        .hist_begin = hb, .hist_end = he, .sinks = si ? &sinks : NULL, .out = out[ii]};
+                    be->ops->attention(be, &a);
+                    be->ops->destroy(be);
+                    if (ii && memcmp(out[0], out[ii], (size_t)R * NH * hd * sizeof(float)) != 0)
+                        TEST__FAIL("attention on ISA %d differs from the portable path (head_dim %d, dtype %d, sinks %d)",
+                                   (int)isas[ii], hd, (int)dts[di], si);
+                }
+            }
+}
+
 /* Token-granular reuse: past the whole blocks found, the leading positions of a registered block
  * that continues them are copied (K and V) into a block of the sequence's own; at least the last
  * position is left to compute; nothing when no block continues the chain with the same tokens. */
@@ -511,6 +566,7 @@ int main(void) {
     RUN(short_pool_fails_the_step_cleanly);
     RUN(prefix_blocks_match_and_evict_lru);
     RUN(prefix_partial_block_copies_leading_positions);
+    RUN(attention_kernel_same_bits_every_isa);
     RUN(prefix_hit_equals_recompute_every_fixture);
     return test_summary();
 }
