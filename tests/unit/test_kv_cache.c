@@ -434,7 +434,7 @@ TEST(prefix_partial_block_copies_leading_positions) {
     ASSERT_OK(roe_kv_cache_extend(&c, 1, src, 3));
     ASSERT_EQ_INT(c.len[1], 7);
     ASSERT_EQ_INT(c.hit_tokens, hits + 3);
-    ASSERT_TRUE(c.table[16 + 1] >= 0 && c.table[16 + 1] != src); /* its own block, not shared */
+    ASSERT_TRUE(c.table[c.max_blocks + 1] >= 0 && c.table[c.max_blocks + 1] != src); /* its own block, not shared */
     ASSERT_EQ_INT(c.nref[src], 1);
     for (int p = 4; p < 7; p++)
         for (int l = 0; l < 2; l++)
