@@ -18,7 +18,7 @@
 # Defaults fit the bundled model (1024 positions): PREFIX 900, CLIENTS 32, CONV 960, KV_MEMORY 64M,
 # BATCH 8. The issue's figures (a 1,000-token prompt, 2k conversations) need a model with a longer
 # context: bench/kv_paged_full.sh makes one and runs this script at the issue's sizes. Outputs go
-# to bench/out/kv/.
+# to bench/out/kv/. KV_SERVE_ARGS: more `roe serve` flags for part 1 (e.g. --prefill-first).
 set -euo pipefail
 model=${1:-models/olmoe-tiny}
 build=${2:-build}
@@ -40,8 +40,9 @@ echo "model $model: $maxpos positions, vocab $vocab, $kv_tok KV bytes per token 
 
 # ---- 1. a shared system prompt ----
 rm -f "$out/port"
+# shellcheck disable=SC2086 # KV_SERVE_ARGS: several flags, split on purpose
 "$roe" serve --model "$model" --port 0 --port-file "$out/port" --threads "$threads" --max-seqs "$clients" \
-    --max-model-len $((prefix + 64)) >"$out/server.log" 2>&1 &
+    --max-model-len $((prefix + 64)) ${KV_SERVE_ARGS:-} >"$out/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do [ -s "$out/port" ] && break; sleep 0.1; done

@@ -38,7 +38,7 @@
 static const char *CMD = "serve";
 static const char *SYNOPSIS =
     "[--model DIR] [--weights bf16|q8|q4] [--host ADDR] [--port P] [--port-file FILE] [--served-model-name NAME]\n"
-    "       [--max-seqs N] [--max-model-len N] [--batch-rows N] [--max-queue N]\n"
+    "       [--max-seqs N] [--max-model-len N] [--batch-rows N] [--prefill-first] [--max-queue N]\n"
     "       [--kv-memory SIZE] [--kv-block-size N]"
     "       [--kv-blocks N] [--max-connections N] [--max-connections-per-address N] [--max-body-bytes N]\n"
     "       [--timeout S] [--header-timeout S] [--body-timeout S] [--api-key KEY] [--public-metrics]\n"
@@ -162,7 +162,7 @@ static int parse_options(int argc, char **argv, struct serve_opts *o) {
     o->body_timeout = (int)o->ho.body_timeout_s;
     o->sampling = roe_sampling_default();
     roe_flags_init(&o->rf);
-    enum { N_OWN = 28 };
+    enum { N_OWN = 29 };
     struct roe_arg_spec specs[N_OWN + ROE_FLAGS_N_SPECS + ROE_KV_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)",
          0, 0},
@@ -180,6 +180,9 @@ static int parse_options(int argc, char **argv, struct serve_opts *o) {
         {"--max-model-len", ROE_ARG_INT, &o->max_model_len,
          "context per request, prompt + tokens (model's maximum)", 0, 1 << 24},
         {"--batch-rows", ROE_ARG_INT, &o->batch_rows, "rows per engine step (128)", 1, 1 << 16},
+        {"--prefill-first", ROE_ARG_FLAG, &o->so.prefill_first,
+         "a step with prompt rows to compute runs no decode rows (time to first token first; decoding "
+         "waits while prompts are computed)", 0, 0},
         {"--max-queue", ROE_ARG_INT, &o->so.max_queue,
          "requests waiting at most; beyond: 503 (256)", 0, 1 << 20},
         {"--kv-blocks", ROE_ARG_INT, &o->so.kv_blocks,

@@ -63,6 +63,7 @@ struct roe_cluster {
     /* coordinator with several ranks: the bookkeeping of every other rank's block pool, kept
      * by the same calls in the same order as that rank's engine makes (mirror[0] unused) */
     struct roe_kv_cache *mirror; /* [N] */
+    struct roe_kv_cache *mirror_w; /* [N] their sliding-window pools (NULL: the model has none) */
     uint32_t *log;               /* the pool log: their operations since the last plan */
     size_t n_log, log_cap;
 };
@@ -100,7 +101,9 @@ roe_status roe_home_policy_parse(const char *s, roe_home_policy *out) {
 void roe_cluster_free(roe_cluster *cl) {
     if (!cl) return;
     for (int r = 1; cl->mirror && r < cl->N; r++) roe_kv_cache_free(&cl->mirror[r]);
+    for (int r = 1; cl->mirror_w && r < cl->N; r++) roe_kv_cache_free(&cl->mirror_w[r]);
     roe_free(cl->mirror);
+    roe_free(cl->mirror_w);
     roe_free(cl->log);
     const struct roe_array arrays[] = CLUSTER_ARRAYS(cl, 0, 0, 0), plan[] = PLAN_ARRAYS(cl, 0, 0, 0);
     roe_arrays_free(arrays, ROE_N_OF(arrays));
@@ -125,18 +128,30 @@ static roe_status open_messages(roe_cluster *cl) {
     return roe_control_io_init(&cl->io, cl->N, plan_cap > reply_cap ? plan_cap : reply_cap, 65536, 0, cl->L);
 }
 
-/* Coordinator: the mirrors of the other ranks' pools, shaped as its own (every rank's pool is
- * the same: the session spec carries its bytes, block size and dtype; the other ranks never
- * scramble their blocks). */
-static roe_status open_mirrors(roe_cluster *cl) {
-    const struct roe_kv_cache *kv = roe_engine_kv(cl->e);
-    const struct roe_kv_cache_opts ko = {
+/* The bookkeeping of a pool shaped as kv (no elements: a mirror). */
+static struct roe_kv_cache_opts mirror_opts(const struct roe_kv_cache *kv) {
+    return (struct roe_kv_cache_opts){
         .max_seqs = kv->max_seqs, .n_layers = kv->n_layers, .max_ctx = kv->max_ctx, .kv_dim = kv->kv_dim,
         .n_vecs = kv->n_vecs, .block_size = kv->block_size, .dtype = kv->dtype, .bytes = roe_kv_cache_bytes(kv),
         .window = kv->window, .min_blocks = kv->n_blocks, .no_prefix = kv->no_prefix};
+}
+
+/* Coordinator: the mirrors of the other ranks' pools (the main one and, for a model with
+ * sliding-window layers beside full ones, the window pool), shaped as its own (every rank's
+ * pools are the same: the session spec carries the bytes, block size and dtype, the window pool
+ * is sized by the engine's limits alike; the other ranks never scramble their blocks). */
+static roe_status open_mirrors(roe_cluster *cl) {
+    const struct roe_kv_cache *kv = roe_engine_kv(cl->e), *kw = roe_engine_kv_window(cl->e);
+    const struct roe_kv_cache_opts ko = mirror_opts(kv);
     cl->mirror = roe_calloc((size_t)cl->N, sizeof *cl->mirror);
     if (!cl->mirror) return roe_fail(ROE_ERR_NOMEM, "cluster: out of memory");
     for (int r = 1; r < cl->N; r++) ROE_TRY(roe_kv_cache_init(&cl->mirror[r], NULL, &ko));
+    if (kw) {
+        const struct roe_kv_cache_opts wo = mirror_opts(kw);
+        cl->mirror_w = roe_calloc((size_t)cl->N, sizeof *cl->mirror_w);
+        if (!cl->mirror_w) return roe_fail(ROE_ERR_NOMEM, "cluster: out of memory");
+        for (int r = 1; r < cl->N; r++) ROE_TRY(roe_kv_cache_init(&cl->mirror_w[r], NULL, &wo));
+    }
     cl->log_cap = (size_t)cl->S * (size_t)(16 + kv->max_blocks);
     cl->log = roe_malloc(cl->log_cap * sizeof *cl->log);
     return cl->log ? ROE_OK : roe_fail(ROE_ERR_NOMEM, "cluster: out of memory");
@@ -149,9 +164,11 @@ static roe_status open_mirrors(roe_cluster *cl) {
  * reset, fork and prefix hit is made on the mirror when rank 0 decides it and logged; the next
  * plan carries the log, and the rank replays it before its rows, in that order; each step's
  * reservations and registrations are then made by its engine and by mirror_step alike. */
-enum { POOL_RESET = 0, POOL_COPY = 1, POOL_ADOPT = 2, POOL_HEAD = 6 };
+enum { POOL_RESET = 0, POOL_COPY = 1, POOL_ADOPT = 2, POOL_ADOPT_FROM = 3, POOL_EXTEND = 4, POOL_HEAD = 6 };
 
-static roe_status log_op(roe_cluster *cl, int kind, int rank, int seq, int a, int b, const int32_t *blocks, int n) {
+/* Logs an operation: kind, rank, seq, a, b, then n words: pre[0, npre) and blocks[0, n - npre). */
+static roe_status log_op_pre(roe_cluster *cl, int kind, int rank, int seq, int a, int b, const uint32_t *pre, int npre,
+                             const int32_t *blocks, int n) {
     const size_t need = cl->n_log + POOL_HEAD + (size_t)n;
     if (need > cl->log_cap) { /* rare: many operations on one slot between two steps */
         uint32_t *p = roe_realloc(cl->log, 2 * need * sizeof *p);
@@ -162,9 +179,14 @@ static roe_status log_op(roe_cluster *cl, int kind, int rank, int seq, int a, in
     uint32_t *o = cl->log + cl->n_log;
     o[0] = (uint32_t)kind, o[1] = (uint32_t)rank, o[2] = (uint32_t)seq, o[3] = (uint32_t)a, o[4] = (uint32_t)b;
     o[5] = (uint32_t)n;
-    for (int i = 0; i < n; i++) o[POOL_HEAD + i] = (uint32_t)blocks[i];
+    for (int i = 0; i < npre; i++) o[POOL_HEAD + i] = pre[i];
+    for (int i = npre; i < n; i++) o[POOL_HEAD + i] = (uint32_t)blocks[i - npre];
     cl->n_log = need;
     return ROE_OK;
+}
+
+static roe_status log_op(roe_cluster *cl, int kind, int rank, int seq, int a, int b, const int32_t *blocks, int n) {
+    return log_op_pre(cl, kind, rank, seq, a, b, NULL, 0, blocks, n);
 }
 
 /* Another rank: the log's operations on this rank's pool, in order. */
@@ -177,16 +199,23 @@ static roe_status replay_log(roe_cluster *cl, const uint32_t *o, size_t n) {
         const uint32_t *ids = o + i + POOL_HEAD;
         i += POOL_HEAD + nb;
         if (rank != (uint32_t)cl->me) continue;
-        if (seq >= (uint32_t)cl->S || kind > POOL_ADOPT || (kind == POOL_COPY && a >= (uint32_t)cl->S) ||
+        if (seq >= (uint32_t)cl->S || kind > POOL_EXTEND || (kind == POOL_COPY && a >= (uint32_t)cl->S) ||
+            (kind == POOL_EXTEND && (a > (uint32_t)INT32_MAX || b > (uint32_t)INT32_MAX)) ||
+            (kind == POOL_ADOPT_FROM && (nb < 2 || a > 1 || b > (uint32_t)INT32_MAX)) ||
             nb > sizeof blocks / sizeof blocks[0])
             return roe_fail(ROE_ERR_FORMAT, "rank %d: the plan's pool log from rank 0 has a bad operation (%u on %u)",
                             cl->me, kind, seq);
         roe_status st = ROE_OK;
         if (kind == POOL_RESET) roe_engine_reset_seq(cl->e, (int)seq);
         else if (kind == POOL_COPY) st = b > (uint32_t)INT32_MAX ? ROE_ERR_FORMAT : roe_engine_copy_seq(cl->e, (int)seq, (int)a, (int)b);
-        else {
-            for (uint32_t k = 0; k < nb; k++) blocks[k] = ids[k] > (uint32_t)INT32_MAX ? -1 : (int32_t)ids[k];
-            st = roe_engine_prefix_adopt(cl->e, (int)seq, blocks, (int)nb);
+        else if (kind == POOL_EXTEND) st = roe_engine_prefix_extend(cl->e, (int)seq, (int32_t)a, (int)b);
+        else { /* POOL_ADOPT: main pool, blocks from 0; POOL_ADOPT_FROM: pool a, blocks from b, after hash ids[0, 2) */
+            const uint32_t skip = kind == POOL_ADOPT_FROM ? 2 : 0, lo = kind == POOL_ADOPT_FROM ? b : 0;
+            for (uint32_t k = skip; k < nb; k++)
+                blocks[k - skip] = ids[k] > (uint32_t)INT32_MAX ? -1 : (int32_t)ids[k];
+            const uint64_t before = skip ? (uint64_t)ids[0] | (uint64_t)ids[1] << 32 : 0;
+            st = roe_engine_prefix_adopt(cl->e, (int)seq, kind == POOL_ADOPT_FROM ? (int)a : 0, (int)lo, before, blocks,
+                                         (int)(lo + nb - skip));
         }
         if (st != ROE_OK)
             return roe_fail_context(ROE_ERR_FORMAT, "rank %d: the pool operation %u on sequence %u from rank 0 does not "
@@ -203,6 +232,10 @@ const struct roe_kv_cache *roe_cluster_kv(const roe_cluster *cl, int home) {
 /* The pool of `home` that calls on the coordinator change: its engine's, or a mirror. */
 static struct roe_kv_cache *mirror_of(roe_cluster *cl, int home) {
     return home != cl->me && cl->mirror && home > 0 && home < cl->N ? &cl->mirror[home] : NULL;
+}
+/* ... and of its sliding-window pool (NULL: no mirror, or the model has no second pool). */
+static struct roe_kv_cache *mirror_w_of(roe_cluster *cl, int home) {
+    return mirror_of(cl, home) && cl->mirror_w ? &cl->mirror_w[home] : NULL;
 }
 
 roe_status roe_cluster_create(roe_engine *e, roe_cluster **out) {
@@ -263,6 +296,7 @@ roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home) {
         if (r == cl->me) roe_engine_reset_seq(cl->e, seq);
         else if (mirror_of(cl, r)) {
             roe_kv_cache_reset(mirror_of(cl, r), seq);
+            if (mirror_w_of(cl, r)) roe_kv_cache_reset(mirror_w_of(cl, r), seq);
             ROE_TRY(log_op(cl, POOL_RESET, r, seq, 0, 0, NULL, 0));
         }
     }
@@ -273,34 +307,61 @@ roe_status roe_cluster_reset_seq(roe_cluster *cl, int seq, int home) {
     return ROE_OK;
 }
 
-/* A model with sliding-window layers (docs/KV.md "Sliding windows"): rank 0 mirrors only the main
- * pool, and an adopted prefix would not hold the window's blocks, so the other ranks find no
- * prefix (they recompute it; rank 0's own engine matches in both of its pools). */
-static int windowed(const roe_cluster *cl) {
-    return roe_engine_kv(cl->e)->window > 0 || roe_engine_kv_window(cl->e) != NULL;
+/* Logs that rank `home` takes, for seq, the prefix that pool c (0: main, 1: window) of its mirror
+ * just took: the main pool without a window by block ids from 0 (POOL_ADOPT), a pool with a
+ * window by the blocks it holds from lo and the chain hash of the block before (POOL_ADOPT_FROM). */
+static roe_status log_adopt(roe_cluster *cl, int home, int seq, int pool, const struct roe_kv_cache *c) {
+    const int32_t *t = c->table + (size_t)seq * c->max_blocks;
+    const int nb = c->len[seq] / c->block_size, lo = c->lo[seq];
+    if (!c->window) return log_op(cl, POOL_ADOPT, home, seq, 0, 0, t, nb);
+    const uint64_t before = lo ? c->chain[(size_t)seq * c->max_blocks + lo - 1] : 0;
+    const uint32_t pre[2] = {(uint32_t)before, (uint32_t)(before >> 32)};
+    return log_op_pre(cl, POOL_ADOPT_FROM, home, seq, pool, lo, pre, 2, t + lo, 2 + nb - lo);
+}
+
+/* Coordinator, a sequence homed on another rank: the longest prefix both of its mirrored pools
+ * hold (as roe_engine_prefix_match does on that rank), taken there and logged for the rank. */
+static int mirror_prefix(roe_cluster *cl, int home, int seq, const int32_t *tokens, int n) {
+    struct roe_kv_cache *m = mirror_of(cl, home), *w = mirror_w_of(cl, home);
+    int held, part = 0;
+    int32_t src = -1;
+    if (!w) {
+        held = roe_kv_cache_match(m, seq, tokens, n);
+        part = roe_kv_cache_partial_probe(m, seq, tokens, n, &src); /* (as roe_engine_prefix_match) */
+    } else {
+        if (m->no_prefix || m->len[seq] != 0 || n <= 1) return 0;
+        held = roe_kv_cache_probe(w, tokens, roe_kv_cache_probe(m, tokens, n - 1));
+        roe_kv_cache_take(w, seq, tokens, held, n - 1);
+        roe_kv_cache_take(m, seq, tokens, held, n - 1);
+    }
+    if (held <= 0 && part <= 0) return 0;
+    if ((held > 0 && (log_adopt(cl, home, seq, 0, m) != ROE_OK || (w && log_adopt(cl, home, seq, 1, w) != ROE_OK))) ||
+        (part > 0 && (roe_kv_cache_extend(m, seq, src, part) != ROE_OK ||
+                      log_op(cl, POOL_EXTEND, home, seq, src, part, NULL, 0) != ROE_OK))) {
+        roe_kv_cache_reset(m, seq); /* out of memory for the log: no hit */
+        if (w) roe_kv_cache_reset(w, seq);
+        return 0;
+    }
+    return held + part;
 }
 
 int roe_cluster_prefix_seq(roe_cluster *cl, int seq, const int32_t *tokens, int n) {
     if (seq < 0 || seq >= cl->S || cl->home[seq] < 0 || cl->len[seq] != 0 || n > cl->ctx) return 0;
     const int home = cl->home[seq];
-    struct roe_kv_cache *m = mirror_of(cl, home);
     int held = 0;
     if (home == cl->me) held = roe_engine_prefix_match(cl->e, seq, tokens, n);
-    else if (m && !windowed(cl) && (held = roe_kv_cache_match(m, seq, tokens, n)) > 0 &&
-             log_op(cl, POOL_ADOPT, home, seq, 0, 0, m->table + (size_t)seq * m->max_blocks, held / m->block_size) !=
-                 ROE_OK) {
-        roe_kv_cache_reset(m, seq); /* out of memory for the log: no hit */
-        held = 0;
-    }
+    else if (mirror_of(cl, home)) held = mirror_prefix(cl, home, seq, tokens, n);
     cl->len[seq] = held;
     return held;
 }
 
 int roe_cluster_prefix_probe(const roe_cluster *cl, int home, const int32_t *tokens, int n, int *unreferenced) {
     if (unreferenced) *unreferenced = 0;
-    if (home < 0 || home >= cl->N || n > cl->ctx || (home != cl->me && windowed(cl))) return 0;
-    const struct roe_kv_cache *kv = roe_cluster_kv(cl, home), *kw = roe_engine_kv_window(cl->e);
-    if (home != cl->me || !kw) return roe_kv_cache_lookup(kv, tokens, n, unreferenced);
+    if (home < 0 || home >= cl->N || n > cl->ctx) return 0;
+    const struct roe_kv_cache *kv = roe_cluster_kv(cl, home);
+    const struct roe_kv_cache *kw = home == cl->me ? roe_engine_kv_window(cl->e)
+                                    : cl->mirror_w && home > 0 ? &cl->mirror_w[home] : NULL;
+    if (!kw) return roe_kv_cache_lookup(kv, tokens, n, unreferenced);
     /* both pools must hold a length (roe_engine_prefix_match): the window's blocks at the main
      * pool's length, then the main pool's unreferenced blocks up to the length both hold */
     const int held = roe_kv_cache_probe(kw, tokens, roe_kv_cache_lookup(kv, tokens, n, NULL));
@@ -316,9 +377,12 @@ roe_status roe_cluster_fork_seq(roe_cluster *cl, int dst, int src, int len) {
                         src >= 0 && src < cl->S ? cl->home[src] : -1, src >= 0 && src < cl->S ? cl->len[src] : -1);
     cl->len[dst] = len;
     if (cl->home[dst] == cl->me) return roe_engine_copy_seq(cl->e, dst, src, len);
-    struct roe_kv_cache *m = mirror_of(cl, cl->home[dst]);
-    if (m) {
+    struct roe_kv_cache *m = mirror_of(cl, cl->home[dst]), *w = mirror_w_of(cl, cl->home[dst]);
+    if (m) { /* as roe_engine_copy_seq: the main pool, then the window pool (undoing the first) */
         ROE_TRY(roe_kv_cache_copy(m, dst, src, len));
+        const roe_status st = w ? roe_kv_cache_copy(w, dst, src, len) : ROE_OK;
+        if (st != ROE_OK) roe_kv_cache_reset(m, dst);
+        ROE_TRY(st);
         ROE_TRY(log_op(cl, POOL_COPY, cl->home[dst], dst, src, len, NULL, 0));
     }
     cl->dirty[dst] |= BIND_DIRTY | BIND_COPY;
@@ -473,15 +537,20 @@ static roe_status collect(roe_cluster *cl, const struct roe_row *rows, const str
  * each clean row noted). cl->next holds the new lengths (validate). */
 static void mirror_step(roe_cluster *cl, const struct roe_row *rows, int n) {
     for (int i = 0; i < n; i++) {
-        struct roe_kv_cache *m = mirror_of(cl, cl->home[rows[i].seq]);
+        struct roe_kv_cache *m = mirror_of(cl, cl->home[rows[i].seq]), *w = mirror_w_of(cl, cl->home[rows[i].seq]);
         /* cannot fail where the engine's reservation did not */
         if (m && rows[i].sample == 0) (void)roe_kv_cache_reserve(m, rows[i].seq, cl->next[rows[i].seq]);
+        if (w && rows[i].sample == 0) (void)roe_kv_cache_reserve(w, rows[i].seq, cl->next[rows[i].seq]);
     }
     for (int i = 0; i < n; i++) {
-        struct roe_kv_cache *m = mirror_of(cl, cl->home[rows[i].seq]);
+        struct roe_kv_cache *m = mirror_of(cl, cl->home[rows[i].seq]), *w = mirror_w_of(cl, cl->home[rows[i].seq]);
         if (!m || rows[i].sample != 0) continue;
         roe_kv_cache_note(m, rows[i].seq, rows[i].pos, rows[i].token);
         m->len[rows[i].seq]++;
+        if (w) {
+            roe_kv_cache_note(w, rows[i].seq, rows[i].pos, rows[i].token);
+            w->len[rows[i].seq]++;
+        }
     }
 }
 

@@ -28,7 +28,7 @@
 #include "comm/comm.h"
 #include "roster.h"
 
-enum { ROE_CONTROL_VERSION = 3 };
+enum { ROE_CONTROL_VERSION = 4 };
 
 /* The version this process speaks: ROE_CONTROL_VERSION, unless a test overrides it
  * ($ROE_TEST_CONTROL_VERSION, base/env.h). */

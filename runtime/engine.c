@@ -423,8 +423,13 @@ roe_status roe_engine_copy_seq(roe_engine *e, int dst, int src, int len) {
 }
 int roe_engine_seq_len(const roe_engine *e, int seq) { return e->kv.len[seq]; }
 int roe_engine_prefix_match(roe_engine *e, int seq, const int32_t *tokens, int n) {
-    if (seq < 0 || seq >= e->opts.max_seqs || n > e->opts.max_ctx) return 0;
-    if (!has_win(e)) return roe_kv_cache_match(&e->kv, seq, tokens, n);
+    if (seq < 0 || seq >= e->opts.max_seqs || n > e->opts.max_ctx || e->kv.len[seq] != 0) return 0;
+    if (!has_win(e)) { /* whole blocks, then the leading positions of a block that continues them */
+        const int held = roe_kv_cache_match(&e->kv, seq, tokens, n);
+        int32_t src;
+        const int m = e->mor ? 0 : roe_kv_cache_partial_probe(&e->kv, seq, tokens, n, &src);
+        return m > 0 && roe_engine_prefix_extend(e, seq, src, m) == ROE_OK ? held + m : held;
+    }
     /* both pools must hold the same prefix: the full layers' every block, the windowed layers'
      * the blocks of the window at that length (roe_kv_cache_probe) */
     if (e->kv.no_prefix || e->kv.len[seq] != 0 || n <= 1) return 0;
@@ -432,8 +437,16 @@ int roe_engine_prefix_match(roe_engine *e, int seq, const int32_t *tokens, int n
     roe_kv_cache_take(&e->kv_win, seq, tokens, held, n - 1);
     return roe_kv_cache_take(&e->kv, seq, tokens, held, n - 1);
 }
-roe_status roe_engine_prefix_adopt(roe_engine *e, int seq, const int32_t *blocks, int n) {
-    return roe_kv_cache_adopt(&e->kv, seq, blocks, n);
+roe_status roe_engine_prefix_adopt(roe_engine *e, int seq, int pool, int lo, uint64_t before, const int32_t *blocks,
+                                   int n) {
+    if (seq < 0 || seq >= e->opts.max_seqs || pool < 0 || pool > 1 || (pool == 1 && !has_win(e)))
+        return roe_fail(ROE_ERR_FORMAT, "engine: no pool %d to adopt a prefix of sequence %d in", pool, seq);
+    return roe_kv_cache_adopt_from(pool ? &e->kv_win : &e->kv, seq, lo, before, blocks, n);
+}
+roe_status roe_engine_prefix_extend(roe_engine *e, int seq, int32_t src, int m) {
+    if (seq < 0 || seq >= e->opts.max_seqs || has_win(e) || e->mor)
+        return roe_fail(ROE_ERR_FORMAT, "engine: sequence %d cannot take a partial cached block here", seq);
+    return roe_kv_cache_extend(&e->kv, seq, src, m);
 }
 const struct roe_model *roe_engine_model(const roe_engine *e) { return e->model; }
 const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e) { return &e->opts; }

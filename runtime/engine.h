@@ -115,12 +115,21 @@ void roe_engine_reset_seq(roe_engine *e, int seq);
 roe_status roe_engine_copy_seq(roe_engine *e, int dst, int src, int len);
 int roe_engine_seq_len(const roe_engine *e, int seq);
 /* Empty slot seq starts with the longest prefix of tokens[0, n) whose blocks the cache holds
- * (kv_cache.h roe_kv_cache_match: whole blocks, at least one position left to compute); returns
- * the positions it now holds (0: none). */
+ * (kv_cache.h roe_kv_cache_match: whole blocks, at least one position left to compute) and,
+ * without a window pool, the leading positions of a cached block that continues it
+ * (roe_kv_cache_partial_probe, copied); returns the positions it now holds (0: none). */
 int roe_engine_prefix_match(roe_engine *e, int seq, const int32_t *tokens, int n);
-/* Makes the empty slot seq start holding cached blocks[0, n) (kv_cache.h roe_kv_cache_adopt: a
- * prefix the coordinator found in its mirror of this rank's pool, cluster.h). */
-roe_status roe_engine_prefix_adopt(roe_engine *e, int seq, const int32_t *blocks, int n);
+/* Makes the empty slot seq start holding a cached prefix of n blocks in `pool` (0: roe_engine_kv,
+ * 1: roe_engine_kv_window), of which it holds blocks lo..n-1 = blocks[0, n - lo) (kv_cache.h
+ * roe_kv_cache_adopt_from: `before` is block lo - 1's chain hash; lo > 0 only with a window): a
+ * prefix the coordinator found in its mirrors of this rank's pools (cluster.h). */
+roe_status roe_engine_prefix_adopt(roe_engine *e, int seq, int pool, int lo, uint64_t before, const int32_t *blocks,
+                                   int n);
+
+/* Slot seq, holding a prefix of whole blocks, takes the first m positions of cached block src
+ * that continues it (kv_cache.h roe_kv_cache_extend: copied into a block of its own); no window
+ * pool, no MoR. roe_engine_prefix_match does this itself; the coordinator logs it for a rank. */
+roe_status roe_engine_prefix_extend(roe_engine *e, int seq, int32_t src, int m);
 
 const struct roe_model *roe_engine_model(const roe_engine *e);
 const struct roe_engine_opts *roe_engine_get_opts(const roe_engine *e);

@@ -72,8 +72,11 @@ static int alloc_prefix(struct roe_kv_cache *c) {
     c->bucket = roe_malloc((size_t)c->n_buckets * sizeof(int32_t));
     c->lru_prev = roe_malloc(B * sizeof(int32_t));
     c->lru_next = roe_malloc(B * sizeof(int32_t));
+    c->bparent = roe_calloc(B, sizeof(uint64_t));
+    c->pnext = roe_malloc(B * sizeof(int32_t));
+    c->pbucket = roe_malloc((size_t)c->n_buckets * sizeof(int32_t));
     return c->tok && c->chain && c->bhash && c->btok && c->cached && c->hnext && c->bucket && c->lru_prev &&
-                   c->lru_next ? 0 : -1;
+                   c->lru_next && c->bparent && c->pnext && c->pbucket ? 0 : -1;
 }
 
 roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const struct roe_kv_cache_opts *o) {
@@ -112,6 +115,7 @@ roe_status roe_kv_cache_init(struct roe_kv_cache *c, roe_backend *be, const stru
     }
     memset(c->table, 0xff, (size_t)o->max_seqs * (size_t)max_blocks * sizeof(int32_t));
     memset(c->bucket, 0xff, (size_t)c->n_buckets * sizeof(int32_t));
+    memset(c->pbucket, 0xff, (size_t)c->n_buckets * sizeof(int32_t));
     c->lru_head = c->lru_tail = -1;
     fill_free(c, o->scramble);
     return ROE_OK;
@@ -157,6 +161,9 @@ static void unregister(struct roe_kv_cache *c, int b) {
     int32_t *p = &c->bucket[c->bhash[b] & (uint64_t)(c->n_buckets - 1)];
     while (*p != b) p = &c->hnext[*p];
     *p = c->hnext[b];
+    p = &c->pbucket[c->bparent[b] & (uint64_t)(c->n_buckets - 1)];
+    while (*p != b) p = &c->pnext[*p];
+    *p = c->pnext[b];
     c->cached[b] = 0;
 }
 
@@ -211,11 +218,65 @@ void roe_kv_cache_note(struct roe_kv_cache *c, int seq, int pos, int32_t t) {
     const int b = c->table[(size_t)seq * c->max_blocks + i];
     if (c->cached[b] || find(c, ch[i], bt) >= 0) return; /* found already, or another block holds it */
     c->bhash[b] = ch[i];
+    c->bparent[b] = i ? ch[i - 1] : 0;
     memcpy(c->btok + (size_t)b * c->block_size, bt, (size_t)c->block_size * 4);
-    const size_t k = ch[i] & (uint64_t)(c->n_buckets - 1);
+    const size_t k = ch[i] & (uint64_t)(c->n_buckets - 1), kp = c->bparent[b] & (uint64_t)(c->n_buckets - 1);
     c->hnext[b] = c->bucket[k];
     c->bucket[k] = b;
+    c->pnext[b] = c->pbucket[kp];
+    c->pbucket[kp] = b;
     c->cached[b] = 1;
+}
+
+/* The chain hash before sequence seq's next block (it holds a multiple of block_size positions). */
+static uint64_t parent_of(const struct roe_kv_cache *c, int seq) {
+    const int i = c->len[seq] / c->block_size;
+    return i ? c->chain[(size_t)seq * c->max_blocks + i - 1] : 0;
+}
+
+int roe_kv_cache_partial_probe(const struct roe_kv_cache *c, int seq, const int32_t *tokens, int n, int32_t *src) {
+    *src = -1;
+    const int len = c->len[seq];
+    if (c->no_prefix || c->window || len % c->block_size || n - 1 - len <= 0) return 0;
+    const int most = n - 1 - len < c->block_size - 1 ? n - 1 - len : c->block_size - 1;
+    const uint64_t h = parent_of(c, seq);
+    int best = 0;
+    for (int b = c->pbucket[h & (uint64_t)(c->n_buckets - 1)]; b >= 0; b = c->pnext[b]) {
+        if (c->bparent[b] != h) continue;
+        const int32_t *bt = c->btok + (size_t)b * c->block_size;
+        int m = 0;
+        while (m < most && bt[m] == tokens[len + m]) m++;
+        if (m > best || (m == best && m > 0 && b < *src)) best = m, *src = b; /* ties: the lowest id */
+    }
+    if (best && roe_kv_cache_available(c) - (c->nref[*src] == 0) < 1) best = 0, *src = -1; /* no block to copy into */
+    return best;
+}
+
+roe_status roe_kv_cache_extend(struct roe_kv_cache *c, int seq, int32_t src, int m) {
+    const int len = c->len[seq];
+    if (seq < 0 || seq >= c->max_seqs || c->window || len % c->block_size || m <= 0 || m >= c->block_size ||
+        len + m > c->max_ctx || src < 0 || src >= c->n_blocks || !c->cached[src] || c->bparent[src] != parent_of(c, seq))
+        return roe_fail(ROE_ERR_FORMAT, "kv cache: sequence %d (%d positions) cannot take %d positions of block %d", seq,
+                        len, m, src);
+    if (roe_kv_cache_available(c) - (c->nref[src] == 0) < 1)
+        return roe_fail(ROE_ERR_OVERLOADED, "kv cache: no block free for sequence %d's partial prefix", seq);
+    if (c->nref[src]++ == 0) lru_unlink(c, src); /* held while a block is taken: not the one evicted */
+    const int b = take_block(c);
+    c->table[(size_t)seq * c->max_blocks + len / c->block_size] = b;
+    memcpy(c->tok + (size_t)seq * c->max_ctx + len, c->btok + (size_t)src * c->block_size, (size_t)m * sizeof(int32_t));
+    if (c->be) {
+        const size_t bytes = (size_t)m * c->kv_dim * c->elem;
+        for (int l = 0; l < c->n_layers; l++) {
+            const size_t d = (size_t)((((int64_t)b * c->n_layers + l) * c->block_size) * c->kv_dim) * c->elem;
+            const size_t s = (size_t)((((int64_t)src * c->n_layers + l) * c->block_size) * c->kv_dim) * c->elem;
+            c->be->ops->copy(c->be, (char *)c->k + d, (char *)c->k + s, bytes);
+            if (c->v) c->be->ops->copy(c->be, (char *)c->v + d, (char *)c->v + s, bytes);
+        }
+    }
+    drop_ref(c, src);
+    c->len[seq] = len + m;
+    c->hit_tokens += m;
+    return ROE_OK;
 }
 
 int roe_kv_cache_probe(const struct roe_kv_cache *c, const int32_t *tokens, int most) {
@@ -265,31 +326,42 @@ int roe_kv_cache_match(struct roe_kv_cache *c, int seq, const int32_t *tokens, i
     return roe_kv_cache_take(c, seq, tokens, roe_kv_cache_probe(c, tokens, n - 1), n - 1);
 }
 
-roe_status roe_kv_cache_adopt(struct roe_kv_cache *c, int seq, const int32_t *blocks, int n) {
-    if (seq < 0 || seq >= c->max_seqs || c->len[seq] != 0 || n < 0 || n > c->max_blocks)
-        return roe_fail(ROE_ERR_FORMAT, "kv cache: sequence %d cannot start with %d cached blocks", seq, n);
-    if (c->window) /* the blocks before the window are not held: cluster.c adopts none here */
-        return roe_fail(ROE_ERR_FORMAT, "kv cache: a sliding-window pool adopts no prefix (sequence %d)", seq);
-    uint64_t h = 0;
-    for (int i = 0; i < n; i++) {
-        const int b = blocks[i];
+roe_status roe_kv_cache_adopt_from(struct roe_kv_cache *c, int seq, int lo, uint64_t before, const int32_t *blocks,
+                                   int n) {
+    if (seq < 0 || seq >= c->max_seqs || c->len[seq] != 0 || n < 0 || n > c->max_blocks || lo < 0 || lo > n ||
+        (n > 0 && lo != roe_kv_keep_from(c, n * c->block_size) / c->block_size) || (lo == 0 && before != 0))
+        return roe_fail(ROE_ERR_FORMAT, "kv cache: sequence %d cannot start with cached blocks %d to %d (window %d)",
+                        seq, lo, n, c->window);
+    uint64_t h = before; /* the chain hash of every block before lo: each block must chain on it */
+    for (int i = lo; i < n; i++) {
+        const int b = blocks[i - lo];
         if (b < 0 || b >= c->n_blocks || !c->cached[b] ||
             c->bhash[b] != block_hash(h, c->btok + (size_t)b * c->block_size, c->block_size))
             return roe_fail(ROE_ERR_FORMAT, "kv cache: block %d is not the cached block %d of a prefix here", b, i);
         h = c->bhash[b];
     }
     int32_t *t = c->table + (size_t)seq * c->max_blocks;
-    for (int i = 0; i < n; i++) {
-        const int b = blocks[i];
+    uint64_t *ch = c->chain + (size_t)seq * c->max_blocks;
+    if (lo > 0) ch[lo - 1] = before; /* the blocks below lo are not held here (their tokens unknown) */
+    for (int i = lo; i < n; i++) {
+        const int b = blocks[i - lo];
         if (c->nref[b]++ == 0) lru_unlink(c, b);
         t[i] = b;
-        c->chain[(size_t)seq * c->max_blocks + i] = c->bhash[b];
+        ch[i] = c->bhash[b];
         memcpy(c->tok + (size_t)seq * c->max_ctx + (size_t)i * c->block_size, c->btok + (size_t)b * c->block_size,
                (size_t)c->block_size * sizeof(int32_t));
     }
     c->len[seq] = n * c->block_size;
+    c->lo[seq] = lo;
     c->hit_tokens += (long)n * c->block_size;
     return ROE_OK;
+}
+
+roe_status roe_kv_cache_adopt(struct roe_kv_cache *c, int seq, const int32_t *blocks, int n) {
+    if (c->window) /* the blocks before the window are not held: roe_kv_cache_adopt_from */
+        return roe_fail(ROE_ERR_FORMAT, "kv cache: a sliding-window pool adopts a prefix from its window (sequence %d)",
+                        seq);
+    return roe_kv_cache_adopt_from(c, seq, 0, 0, blocks, n);
 }
 
 int roe_kv_cache_lookup(const struct roe_kv_cache *c, const int32_t *tokens, int n, int *unreferenced) {
@@ -387,7 +459,8 @@ void roe_kv_cache_free(struct roe_kv_cache *c) {
     roe_free(c->table);
     roe_free(c->nref);
     roe_free(c->free_ids);
-    void *prefix[] = {c->tok, c->chain, c->bhash, c->btok, c->cached, c->hnext, c->bucket, c->lru_prev, c->lru_next};
+    void *prefix[] = {c->tok,    c->chain,    c->bhash,   c->btok,   c->cached, c->hnext,
+                      c->bucket, c->lru_prev, c->lru_next, c->bparent, c->pnext, c->pbucket};
     for (size_t i = 0; i < sizeof prefix / sizeof prefix[0]; i++) roe_free(prefix[i]);
     memset(c, 0, sizeof *c);
 }

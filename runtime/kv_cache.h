@@ -68,6 +68,9 @@ struct roe_kv_cache {
     uint8_t *cached;   /* [n_blocks] registered: findable by its hash */
     int32_t *hnext;    /* [n_blocks] next registered block of the same bucket */
     int32_t *bucket;   /* [n_buckets] first registered block of each bucket, -1: none */
+    uint64_t *bparent; /* [n_blocks] a registered block's parent: the chain hash before it (0: block 0) */
+    int32_t *pnext;    /* [n_blocks] next registered block whose parent is in the same bucket */
+    int32_t *pbucket;  /* [n_buckets] by parent hash: the children of a prefix (partial reuse) */
     int n_buckets;     /* a power of two */
     int32_t *lru_prev, *lru_next; /* [n_blocks] unreferenced registered blocks, oldest first */
     int lru_head, lru_tail, n_lru;
@@ -136,6 +139,20 @@ int roe_kv_cache_probe(const struct roe_kv_cache *c, const int32_t *tokens, int 
  * (counting `query` positions asked for). */
 int roe_kv_cache_take(struct roe_kv_cache *c, int seq, const int32_t *tokens, int held, int query);
 
+/* Token-granular reuse past the whole blocks (docs/KV.md "Prefix reuse"): sequence seq holds
+ * len = len[seq] positions, a multiple of block_size, of tokens[0, n) (a prefix hit, or none),
+ * and the next block of tokens differs from every registered one. The registered block that
+ * continues seq's chain (its parent is seq's last full block) and shares the most leading tokens
+ * with tokens[len, n - 1) (leaving at least the last position to compute): returns how many
+ * (0: none; always 0 with a window or no_prefix), *src the block. Nothing is taken. */
+int roe_kv_cache_partial_probe(const struct roe_kv_cache *c, int seq, const int32_t *tokens, int n, int32_t *src);
+/* Sequence seq (holding a multiple of block_size positions) takes a new block for its next
+ * positions and copies into it the first m (< block_size) positions of registered block src,
+ * every layer, K and V (a mirror: the bookkeeping alone): its length grows by m. ROE_ERR_FORMAT
+ * (nothing changed) unless src is registered and continues seq's chain; ROE_ERR_OVERLOADED when
+ * no block is available. Exact: a position's K/V depend only on the tokens up to it. */
+roe_status roe_kv_cache_extend(struct roe_kv_cache *c, int seq, int32_t src, int m);
+
 /* What roe_kv_cache_match would find for tokens[0, n) now, without taking it (roe_kv_cache_probe
  * of n - 1 positions): the positions, and (unreferenced, may be NULL) how many of the blocks it
  * would hold no sequence holds (taking them makes them unevictable, so they leave
@@ -146,8 +163,16 @@ int roe_kv_cache_lookup(const struct roe_kv_cache *c, const int32_t *tokens, int
  * with roe_kv_cache_match on a copy of this pool's bookkeeping: cluster.h): they gain a
  * reference and leave the LRU list. ROE_ERR_FORMAT, holding nothing, unless seq is empty and
  * each block is registered and chained on the one before (the same tokens from position 0); a
- * pool with a window adopts nothing (ROE_ERR_FORMAT). */
+ * pool with a window adopts nothing here (ROE_ERR_FORMAT): roe_kv_cache_adopt_from. */
 roe_status roe_kv_cache_adopt(struct roe_kv_cache *c, int seq, const int32_t *blocks, int n);
+/* The same for a prefix of n blocks of which this pool holds only [lo, n) (a sliding-window pool:
+ * lo = roe_kv_keep_from(n * block_size) / block_size, 0 without a window): blocks[0, n - lo) are
+ * blocks lo..n-1 and `before` the chain hash of block lo - 1 (0 when lo is 0), so each block
+ * must be registered and chained on `before` and the blocks between (the same tokens from
+ * position 0, as far as the hash tells). Block lo - 1's hash is kept; the tokens below lo are
+ * not known here (nothing reads them: those positions are not held). */
+roe_status roe_kv_cache_adopt_from(struct roe_kv_cache *c, int seq, int lo, uint64_t before, const int32_t *blocks,
+                                   int n);
 
 /* Forgets sequence seq: its length becomes 0 and its blocks go back (shared ones lose a
  * reference; registered ones wait, evictable, least recently used first). */

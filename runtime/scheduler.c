@@ -295,6 +295,7 @@ roe_status roe_sched_create(roe_engine *engine, const struct roe_sched_opts *opt
     bo.hooks = (struct roe_batch_hooks){.ctx = s, .on_step = on_step, .on_token = on_token,
                                         .on_prompt = on_prompt, .on_fail = on_fail};
     bo.tok = opts->tok;
+    bo.prefill_first = opts->prefill_first;
     bo.depth_batching = 1;  /* a MoR model in one process: decode by depth-wise batching (runtime/mor.h) */
     ROE_CHECK(roe_batch_create(engine, &bo, &s->batch));
     s->N = roe_batch_ranks(s->batch);

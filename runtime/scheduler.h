@@ -68,6 +68,8 @@ struct roe_sched_opts {
                            admission by the pool's free blocks alone */
     double heartbeat_s; /* several ranks: an empty step after this long idle (0: ROE_COMM_TIMEOUT_S
                            / 4) */
+    int prefill_first;  /* a step with prompt rows runs no decode rows (roe_batch_opts.prefill_first:
+                           TTFT before TPOT); 0: decode groups first, then prompt chunks */
 };
 
 struct roe_sched_opts roe_sched_opts_default(void);

@@ -86,8 +86,10 @@ echo "$got" | jq -e '.choices[0].finish_reason == "stop" and (.choices[0].messag
     pass "chat: stop \"e\" ends the message before its first e" || fail "chat stop: $got"
 
 # ---- n: choices share the prompt, each = the request alone with seed + i ----
+# (a prompt no earlier request began with: a cached block that continues it would be copied
+# instead of run, docs/KV.md "Prefix reuse")
 p0=$(metric roe_prompt_tokens_total)
-req='{"prompt": "Once upon a time", "max_tokens": 10, "ignore_eos": true, "temperature": 0.9'
+req='{"prompt": "A long time ago", "max_tokens": 10, "ignore_eos": true, "temperature": 0.9'
 nb=$(post $C "$req, \"seed\": 5, \"n\": 3, \"return_token_ids\": true}")
 p1=$(metric roe_prompt_tokens_total)
 same=0

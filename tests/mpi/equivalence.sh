@@ -121,9 +121,11 @@ done
 # the same with sliding-window layers in a pool of their own (gpt_oss, window 6: docs/KV.md "Sliding
 # windows"): 5 prompts, 3 of them sharing 12-15 tokens, blocks of 4, f32 elements (2,048 bytes a
 # block of the 2 full layers; the window pool takes 71,680 bytes beside), main pools of 7 to 10
-# blocks per rank: preempted sequences release both pools' blocks and resume from rank 0's prefix
-# hits, while ranks 1+ find none (rank 0 mirrors only the main pool: KV.md) — the same tokens and
-# logits as one unconstrained process
+# blocks per rank: preempted sequences release both pools' blocks and resume from prefix hits on
+# every rank (rank 0 mirrors both pools of the others; a hit there adopts the main pool's blocks
+# from 0 and the window pool's from the window's first: KV.md "Prefix reuse") — the same tokens
+# and logits as one unconstrained process, which finds no prefix (every sequence starts at once)
+# and so recomputes every position
 gp=(--prompt-ids 5,6,7,8,9,10,11,12,13,14,15,16,17,18 --prompt-ids 5,6,7,8,9,10,11,12,13,14,15,16,17,18,19
     --prompt-ids 5,6,7,8,9,10,11,12,13,14,15,16,21 --prompt-ids 3,1,4,1,5,9,2,6
     --prompt-ids 5,6,7,8,9,10,11,12,13,14,15,16,17,18)
@@ -141,8 +143,39 @@ for nb in "1 7" "2 7" "2 10" "3 8"; do
     [ "${p:-0}" -gt 0 ] && pass "gpt_oss N=$ranks, $blocks blocks: $p preemptions" || fail "gpt_oss N=$ranks: no preemption (the test forces some)"
     [ "$ranks" -lt 3 ] && { [ "${h:-0}" -gt 0 ] && pass "gpt_oss N=$ranks: $h prefix hit positions on rank 0" ||
         fail "gpt_oss N=$ranks: no prefix hit on rank 0 (the test expects some)"; }
-    [ "${ho:-0}" = 0 ] && pass "gpt_oss N=$ranks: no prefix hit on ranks 1+ (a window pool)" ||
-        fail "gpt_oss N=$ranks: $ho prefix hit positions on ranks 1+, whose window pools rank 0 does not mirror"
+    if [ "$ranks" -gt 1 ] && [ "$blocks" -gt 7 ]; then
+        [ "${ho:-0}" -gt 0 ] && pass "gpt_oss N=$ranks, $blocks blocks: $ho prefix hit positions on ranks 1+, same logits as recomputed" ||
+            fail "gpt_oss N=$ranks, $blocks blocks: no prefix hit on ranks 1+ (the test expects some)"
+    fi
+done
+[ "$(num prefix_hit_tokens "$tmp/r.txt")" = 0 ] || fail "gpt_oss: the reference found a prefix (it must recompute)"
+# every layer windowed (one pool with the window: Mixtral with sliding_window 5, a context of 24
+# so that a pool of 6 or 7 blocks of 4 preempts): a hit on ranks 1+ adopts the pool's blocks from
+# the window's first (lo > 0) after the chain hash of the block before it — the same bits as one
+# unconstrained process (which finds no prefix)
+w=$tmp/mixtral_window
+mkdir -p "$w"
+ln -s "$PWD/tests/fixtures/mixtral/model/model.safetensors" "$w/model.safetensors"
+cp tests/fixtures/mixtral/model/generation_config.json "$w/"
+sed -e 's/"sliding_window": null/"sliding_window": 5/' -e 's/"max_position_embeddings": [0-9]*/"max_position_embeddings": 24/' \
+    tests/fixtures/mixtral/model/config.json >"$w/config.json"
+grep -q '"sliding_window": 5' "$w/config.json" || fail "mixtral window: the fixture's config has no sliding_window to set"
+A=5,6,7,8,9,10,11,12,13,14,15,16
+wp=(--prompt-ids $A,17 --prompt-ids $A,17,18 --prompt-ids 3,1,4,1,5,9,2,6 --prompt-ids $A,21 --prompt-ids $A,17
+    --prompt-ids 9,9,8,8,7,7 --prompt-ids $A,22,23)
+run_n 0 "$tmp/r.txt" "$tmp/r.f32" generate --model "$w" "${wp[@]}" --max-tokens 8 --ignore-eos --kv-block-size 4 \
+    --kv-dtype f32 --seed 7 --json || fail "mixtral window: one process failed: $(tail -2 "$tmp/r.txt.err")"
+[ "$(num prefix_hit_tokens "$tmp/r.txt")" = 0 ] || fail "mixtral window: the reference found a prefix (it must recompute)"
+for nb in "2 6" "2 7" "3 6" "3 7"; do
+    read -r ranks blocks <<<"$nb"
+    run_n $ranks "$tmp/o.txt" "$tmp/o.f32" generate --model "$w" "${wp[@]}" --max-tokens 8 --ignore-eos --kv-block-size 4 \
+        --kv-dtype f32 --seed 7 --json --kv-memory $((blocks * 2816)) || fail "mixtral window N=$ranks: $(tail -2 "$tmp/o.txt.err")"
+    if cmp -s "$tmp/r.f32" "$tmp/o.f32" && [ "$(grep -o '"tokens":[^]]*' "$tmp/r.txt")" = "$(grep -o '"tokens":[^]]*' "$tmp/o.txt")" ]; then
+        pass "mixtral window 5: pools of $blocks blocks, N=$ranks: the tokens and logits of an unconstrained pool"
+    else fail "mixtral window 5: pools of $blocks blocks, N=$ranks: tokens or logits differ"; fi
+    ho=$(num prefix_hit_tokens_other_ranks "$tmp/o.txt")
+    [ "${ho:-0}" -gt 0 ] && pass "mixtral window N=$ranks, $blocks blocks: $ho prefix hit positions on ranks 1+" ||
+        fail "mixtral window N=$ranks, $blocks blocks: no prefix hit on ranks 1+ (the test expects some)"
 done
 # Mixture-of-Recursions (every KV mode and router kind) and plain llama: no MoE layer, so RoE K = 1;
 # independent sequences homed on different ranks, each rank with its own KV pools (runtime/mor.h)

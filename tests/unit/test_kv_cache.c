@@ -347,6 +347,119 @@ TEST(prefix_blocks_match_and_evict_lru) {
     be->ops->destroy(be);
 }
 
+/* The CPU attention kernel forced to each ISA this host runs (the AVX2 path serves AVX2 and
+ * AVX-512 backends for f32 and bf16 caches with head_dim a multiple of 8) gives the portable
+ * path's bits: scrambled blocks, histories starting mid-block, an empty one, sinks or none, head
+ * dims 64, 24 and 12 (the last on the portable path everywhere), f32, bf16 and fp8 caches. */
+TEST(attention_kernel_same_bits_every_isa) {
+    enum { R = 3, NH = 4, NKV = 2, BS = 5, NB = 12, MAXHD = 64 };
+    static const int hds[3] = {64, 24, 12};
+    static const roe_dtype dts[3] = {ROE_DTYPE_F32, ROE_DTYPE_BF16, ROE_DTYPE_F8_E4M3};
+    static const roe_cpu_isa isas[3] = {ROE_CPU_ISA_PORTABLE, ROE_CPU_ISA_AVX2, ROE_CPU_ISA_AVX512};
+    static float q[R * NH * MAXHD], ks[R * NKV * MAXHD], vs[R * NKV * MAXHD], kf[NB * BS * NKV * MAXHD],
+        vf[NB * BS * NKV * MAXHD], out[3][R * NH * MAXHD];
+    static uint16_t kh[NB * BS * NKV * MAXHD], vh[NB * BS * NKV * MAXHD];
+    static uint8_t k8[NB * BS * NKV * MAXHD], v8[NB * BS * NKV * MAXHD];
+    uint64_t x = 12345;
+#define RND() ((float)((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 40) / (float)(1 << 24) * 2.0f - 1.0f)
+    for (size_t i = 0; i < sizeof q / sizeof *q; i++) q[i] = RND();
+    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) ks[i] = RND(), vs[i] = RND();
+    for (size_t i = 0; i < sizeof kf / sizeof *kf; i++) {
+        kf[i] = 2.0f * RND(), vf[i] = RND();
+        kh[i] = (uint16_t)(x >> 20), vh[i] = (uint16_t)((x >> 36) & 0x7fff); /* any finite bf16 */
+        if ((kh[i] & 0x7f80) == 0x7f80) kh[i] &= 0xbfff;
+        if ((vh[i] & 0x7f80) == 0x7f80) vh[i] &= 0xbfff;
+        k8[i] = (uint8_t)(x >> 28), v8[i] = (uint8_t)(x >> 44);
+    }
+#undef RND
+    const int32_t table[R * 8] = {7, 2, 11, 0, 5, 9, 1, 3, /**/ 4, 10, 6, 8, 3, 0, 2, 1, /**/ 5, 5, 5, 5, 5, 5, 5, 5};
+    const int hb[R] = {0, 3, 0}, he[R] = {17, 38, 0};
+    const float sink_v[NH] = {0.5f, -1.0f, 2.0f, 0.0f};
+    const struct roe_mat sinks = {.dtype = ROE_DTYPE_F32, .data = sink_v, .rows = 1, .cols = NH};
+    for (int hi = 0; hi < 3; hi++)
+        for (int di = 0; di < 3; di++)
+            for (int si = 0; si < 2; si++) {
+                const int hd = hds[hi];
+                for (int ii = 0; ii < 3; ii++) {
+                    const struct roe_backend_opts bo = {.n_threads = 2, .max_cols = 256, .max_ctx = 64,
+                                                        .isa = isas[ii], .max_rows = 16};
+                    roe_backend *be = NULL;
+                    ASSERT_OK(roe_backend_cpu_create(&bo, &be));
+                    const void *kc = dts[di] == ROE_DTYPE_F32 ? (const void *)kf : dts[di] == ROE_DTYPE_BF16 ? (const void *)kh : (const void *)k8;
+                    const void *vc = dts[di] == ROE_DTYPE_F32 ? (const void *)vf : dts[di] == ROE_DTYPE_BF16 ? (const void *)vh : (const void *)v8;
+                    const struct roe_attn_args a = {
+                        .n_rows = R, .n_heads = NH, .n_kv_heads = NKV, .head_dim = hd, .scale = 0.125f, .q = q,
+                        .k_self = ks, .v_self = vs, .k_cache = kc, .v_cache = vc,
+                        .pages = {.dtype = dts[di], .table = table, .stride = 8, .block_size = BS,
+                                  .block_elems = (int64_t)BS * NKV * hd},
+                        .hist_begin = hb, .hist_end = he, .sinks = si ? &sinks : NULL, .out = out[ii]};
+                    be->ops->attention(be, &a);
+                    be->ops->destroy(be);
+                    if (ii && memcmp(out[0], out[ii], (size_t)R * NH * hd * sizeof(float)) != 0)
+                        TEST__FAIL("attention on ISA %d differs from the portable path (head_dim %d, dtype %d, sinks %d)",
+                                   (int)isas[ii], hd, (int)dts[di], si);
+                }
+            }
+}
+
+/* Token-granular reuse: past the whole blocks found, the leading positions of a registered block
+ * that continues them are copied (K and V) into a block of the sequence's own; at least the last
+ * position is left to compute; nothing when no block continues the chain with the same tokens. */
+TEST(prefix_partial_block_copies_leading_positions) {
+    roe_backend *be = cpu();
+    ASSERT_TRUE(be != NULL);
+    struct roe_kv_cache c;
+    const size_t blk = roe_kv_block_bytes(2, 4, 8, 2, 4);
+    const struct roe_kv_cache_opts o = {.max_seqs = 3, .n_layers = 2, .max_ctx = 16, .kv_dim = 8, .n_vecs = 2,
+                                        .block_size = 4, .bytes = 8 * blk};
+    ASSERT_OK(roe_kv_cache_init(&c, be, &o));
+    const int32_t a[13] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+    ASSERT_OK(roe_kv_cache_reserve(&c, 0, 13));
+    float *k = c.k, *v = c.v; /* every element of sequence 0 a distinct value */
+    for (int p = 0; p < 13; p++) {
+        for (int l = 0; l < 2; l++)
+            for (int d = 0; d < 8; d++) {
+                k[roe_kv_row(&c, 0, l, p) * 8 + d] = (float)(1000 * p + 100 * l + d);
+                v[roe_kv_row(&c, 0, l, p) * 8 + d] = -(float)(1000 * p + 100 * l + d);
+            }
+        roe_kv_cache_note(&c, 0, p, a[p]);
+    }
+    c.len[0] = 13;
+    const int32_t b[9] = {1, 2, 3, 4, 5, 6, 7, 99, 0}; /* block 1 differs at its 4th token */
+    int32_t src = -2;
+    ASSERT_EQ_INT(roe_kv_cache_match(&c, 1, b, 9), 4);
+    ASSERT_EQ_INT(roe_kv_cache_partial_probe(&c, 1, b, 9, &src), 3);
+    ASSERT_EQ_INT(src, c.table[1]); /* sequence 0's block 1 */
+    const long hits = c.hit_tokens;
+    ASSERT_OK(roe_kv_cache_extend(&c, 1, src, 3));
+    ASSERT_EQ_INT(c.len[1], 7);
+    ASSERT_EQ_INT(c.hit_tokens, hits + 3);
+    ASSERT_TRUE(c.table[c.max_blocks + 1] >= 0 && c.table[c.max_blocks + 1] != src); /* its own block, not shared */
+    ASSERT_EQ_INT(c.nref[src], 1);
+    for (int p = 4; p < 7; p++)
+        for (int l = 0; l < 2; l++)
+            for (int d = 0; d < 8; d++) {
+                ASSERT_TRUE(k[roe_kv_row(&c, 1, l, p) * 8 + d] == (float)(1000 * p + 100 * l + d));
+                ASSERT_TRUE(v[roe_kv_row(&c, 1, l, p) * 8 + d] == -(float)(1000 * p + 100 * l + d));
+            }
+    ASSERT_EQ_INT(roe_kv_cache_extend(&c, 1, src, 1), ROE_ERR_FORMAT); /* 7 positions: not after a whole block */
+    roe_kv_cache_reset(&c, 1);
+    ASSERT_EQ_INT(roe_kv_cache_match(&c, 1, a, 6), 4); /* 5 asked for: one block, then 1 of block 1 */
+    ASSERT_EQ_INT(roe_kv_cache_partial_probe(&c, 1, a, 6, &src), 1);
+    roe_kv_cache_reset(&c, 1);
+    const int32_t d[6] = {1, 2, 3, 4, 6, 6}; /* block 1 differs at its first token: nothing */
+    ASSERT_EQ_INT(roe_kv_cache_match(&c, 1, d, 6), 4);
+    ASSERT_EQ_INT(roe_kv_cache_partial_probe(&c, 1, d, 6, &src), 0);
+    roe_kv_cache_reset(&c, 1);
+    const int32_t e2[6] = {1, 2, 3, 9, 5, 6}; /* block 0 differs at its 4th token: 3 of it */
+    ASSERT_EQ_INT(roe_kv_cache_match(&c, 1, e2, 6), 0);
+    ASSERT_EQ_INT(roe_kv_cache_partial_probe(&c, 1, e2, 6, &src), 3);
+    ASSERT_EQ_INT(src, c.table[0]);
+    ASSERT_EQ_INT(roe_kv_cache_extend(&c, 1, c.table[1], 3), ROE_ERR_FORMAT); /* block 1 does not start a chain */
+    roe_kv_cache_free(&c);
+    be->ops->destroy(be);
+}
+
 /* A prefix hit gives the bits recomputing it gives: generation (plain, and RoE K = 4) on an engine
  * with prefix reuse, after other requests left their blocks, against an engine without it. */
 static void check_prefix(const char *dir, roe_dtype dtype) {
@@ -379,7 +492,13 @@ static void check_prefix(const char *dir, roe_dtype dtype) {
                                 .roster = &ro}};
     struct roe_result *res[2];
     struct roe_gen_timing t;
-    for (int run = 0; run < 3; run++) /* run 0 fills the cache; 1 and 2 hit it */
+    long before = 0;
+    for (int run = 0; run < 3; run++) { /* run 0 fills the cache; 1 and 2 hit it */
+        if (run == 2 && !roe_engine_kv_window(e[0]) && !roe_engine_kv(e[0])->window)
+            /* run 1: `other` alone found all but its last prompt position, whole blocks and the
+             * leading positions of the block its run-0 tokens filled (no window: kv_cache.h) */
+            ASSERT_EQ_INT((int)(roe_engine_kv(e[0])->hit_tokens - before), n - 1);
+        before = roe_engine_kv(e[0])->hit_tokens;
         for (int i = 0; i < 2; i++) {
             ASSERT_OK(roe_generator_run(g[i], run == 1 ? q + 1 : q, run == 1 ? 1 : 2, &res[i], &t));
             for (int r = 0; r < (run == 1 ? 1 : 2) && i == 1; r++) {
@@ -389,6 +508,7 @@ static void check_prefix(const char *dir, roe_dtype dtype) {
                     TEST__FAIL("%s run %d request %d: a prefix hit changed the logits", dir, run, r);
             }
         }
+    }
     const struct roe_kv_cache *kv = roe_engine_kv(e[0]);
     if (kv->hit_tokens < (long)(n - 1) / 4 * 4) TEST__FAIL("%s: %ld positions hit", dir, kv->hit_tokens);
     ASSERT_EQ_INT((int)roe_engine_kv(e[1])->hit_tokens, 0);
@@ -445,6 +565,8 @@ int main(void) {
     RUN(paged_roe_generation_equals_contiguous_every_fixture);
     RUN(short_pool_fails_the_step_cleanly);
     RUN(prefix_blocks_match_and_evict_lru);
+    RUN(prefix_partial_block_copies_leading_positions);
+    RUN(attention_kernel_same_bits_every_isa);
     RUN(prefix_hit_equals_recompute_every_fixture);
     return test_summary();
 }
