@@ -358,6 +358,10 @@ void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat
         roe_cpu_matmul_fp8(cpu, x, n, w, y);
         return;
     }
+    if (w->dtype == ROE_DTYPE_BF16 && cpu->bf16 != ROE_CPU_BF16_OFF) { /* every row count: batch-invariant */
+        roe_cpu_matmul_bf16(cpu, x, n, w, y);
+        return;
+    }
     const int n_blocks = (w->rows + 3) / 4;
     const int fused = n <= 2 && w->dtype != ROE_DTYPE_F32 &&
                       (cpu->isa == ROE_CPU_ISA_AVX512 || cpu->isa == ROE_CPU_ISA_AVX2);
