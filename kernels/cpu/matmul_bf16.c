@@ -228,8 +228,10 @@ static void amx_rows(struct roe_cpu *cpu, const struct roe_mat *w, float *y, int
     }
 }
 
+/* In a team (nth > 1) every thread runs this; the barriers are the team's. Alone (nth = 1) no
+ * barrier, so a call from inside some other parallel region cannot wait on that region's team. */
 static void amx_body(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y, int tid, int nth) {
-    const int cols = w->cols, kpad = kpad_of(cols), kpairs = kpad / 2;
+    const int cols = w->cols, kpad = kpad_of(cols);
     uint16_t *bh = cpu->bf16_xscratch, *bl = bh + (size_t)ROE_CPU_BF16_MCHUNK * kpad;
     uint16_t *tmp = cpu->bf16_wscratch + (size_t)tid * (roe_cpu_bf16_wscratch_bytes(cpu->max_cols) / 2 + 2 * 16 * KSTEP);
     amx_config();
@@ -237,11 +239,14 @@ static void amx_body(struct roe_cpu *cpu, const float *x, int n, const struct ro
         const int nm = n - m0 < ROE_CPU_BF16_MCHUNK ? n - m0 : ROE_CPU_BF16_MCHUNK, nmb = (nm + 15) / 16;
         for (int mb = tid; mb < nmb; mb += nth) /* the split rows in tmp, this thread's wpad (idle now) */
             pack_block(x, n, cols, kpad, m0 + mb * 16, mb, tmp, (uint32_t *)(void *)bh, (uint32_t *)(void *)bl);
+        if (nth > 1) {
 #pragma omp barrier
+        }
         amx_rows(cpu, w, y, m0, nm, bh, bl, tid, nth);
+        if (nth > 1) {
 #pragma omp barrier
+        }
     }
-    (void)kpairs;
     amx_release();
 }
 
