@@ -11,6 +11,9 @@
  * horizontal reduction, so its value depends only on its own x row and W row: the
  * result is batch-invariant and independent of the thread count (threads split the
  * rows of W, never the reduction).
+ *
+ * bf16 W on a backend whose bf16 path is AMX (or, forced, AVX512-BF16) goes to matmul_bf16.c
+ * instead, for every row count (so rows stay batch-invariant there too; other bits than these).
  */
 #include <immintrin.h>
 #include <omp.h>
