@@ -20,6 +20,9 @@ static const struct roe_env_knob KNOBS[] = {
      .help = "model directory of commands run without --model (unset: the bundled model)"},
     {.name = "ROE_CPU_ISA", .type = ROE_ENV_CHOICE, .choices = {"avx512", "avx2", "portable"},
      .help = "force a CPU kernel path (unset: the best this CPU supports)"},
+    {.name = "ROE_CPU_BF16", .type = ROE_ENV_CHOICE, .choices = {"amx", "avx512bf16", "off"},
+     .help = "bf16 weights' matmul on the avx512 path: AMX tiles, AVX512-BF16 dot products or the "
+             "fp32 FMA kernels (unset: the best this CPU supports)"},
     {.name = "ROE_LOG", .type = ROE_ENV_CHOICE, .choices = {"error", "warn", "info", "debug"},
      .def = "warn", .help = "log level"},
     {.name = "ROE_COMM", .type = ROE_ENV_CHOICE, .choices = {"auto", "self", "mpi"},

@@ -90,6 +90,13 @@ typedef enum roe_env_isa {
     ROE_ENV_ISA_PORTABLE,
 } roe_env_isa;
 
+/* ROE_CPU_BF16's words, in the table's order (kernels/backend.c maps them to roe_cpu_bf16). */
+typedef enum roe_env_bf16 {
+    ROE_ENV_BF16_AMX = 0,
+    ROE_ENV_BF16_DPBF16,
+    ROE_ENV_BF16_OFF,
+} roe_env_bf16;
+
 /* The knobs as their users want them (each one's meaning: the table in env.c). */
 const char *roe_env_model_dir(void);     /* ROE_MODEL; NULL if unset */
 roe_log_level roe_env_log_level(void);   /* ROE_LOG */

@@ -24,6 +24,15 @@ roe_cpu_isa roe_env_cpu_isa(void) {
     }
 }
 
+roe_cpu_bf16 roe_env_cpu_bf16(void) {
+    switch ((roe_env_bf16)roe_env_get("ROE_CPU_BF16").i) {
+    case ROE_ENV_BF16_AMX: return ROE_CPU_BF16_AMX;
+    case ROE_ENV_BF16_DPBF16: return ROE_CPU_BF16_DPBF16;
+    case ROE_ENV_BF16_OFF: return ROE_CPU_BF16_OFF;
+    default: return ROE_CPU_BF16_AUTO; /* unset: the best the CPU supports */
+    }
+}
+
 roe_status roe_backend_create(roe_backend_kind kind, const struct roe_backend_opts *opts,
                               roe_backend **out) {
     if (kind == ROE_BACKEND_CUDA) return roe_backend_cuda_create(opts, out);

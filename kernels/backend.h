@@ -168,11 +168,25 @@ typedef enum roe_cpu_isa {
 /* $ROE_CPU_ISA (base/env.h) as a roe_cpu_isa: AUTO when unset. */
 roe_cpu_isa roe_env_cpu_isa(void);
 
+/* The bf16-weight matmul of the AVX-512 path (kernels/cpu/matmul_bf16.c): AMX tiles,
+ * AVX512-BF16 dot products, or the fp32 FMA kernels (OFF). AUTO: $ROE_CPU_BF16, else the best
+ * the CPU (and, for AMX, the kernel's permission) allows. A path the host lacks falls back. */
+typedef enum roe_cpu_bf16 {
+    ROE_CPU_BF16_AUTO = 0,
+    ROE_CPU_BF16_OFF,
+    ROE_CPU_BF16_DPBF16,
+    ROE_CPU_BF16_AMX,
+} roe_cpu_bf16;
+
+/* $ROE_CPU_BF16 (base/env.h) as a roe_cpu_bf16: AUTO when unset. */
+roe_cpu_bf16 roe_env_cpu_bf16(void);
+
 struct roe_backend_opts {
     int n_threads;     /* 0: OpenMP default */
     int max_cols;      /* the widest input dimension any matmul will see */
     int max_ctx;       /* the longest attention span (history + 1) */
     roe_cpu_isa isa;   /* CPU only: force a kernel path (tests compare them) */
+    roe_cpu_bf16 bf16; /* CPU only: force the bf16 matmul's path (AUTO: $ROE_CPU_BF16 or the best) */
     int device;        /* CUDA only: the device ordinal (the launcher picks local rank % devices) */
     int max_rows;      /* CUDA only: the most rows any op will see (sizes the staging buffers) */
     size_t max_kv_table; /* CUDA only: the most block-table entries an attention op will see

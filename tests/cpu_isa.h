@@ -1,6 +1,7 @@
 /*
  * cpu_isa.h — the kernel tests' CPU backends forced to one instruction set (test_quant,
- * test_fp8, test_mxfp4: every ISA this host runs must give the same bits).
+ * test_fp8, test_mxfp4: every ISA this host runs must give the same bits), and the bf16
+ * matmul's paths (test_bf16mm: AMX, AVX512-BF16, fp32 FMAs) forced on and off.
  */
 #ifndef ROE_TEST_CPU_ISA_H
 #define ROE_TEST_CPU_ISA_H
@@ -12,7 +13,7 @@
 
 /* A CPU backend on `isa` (the host may not run it: isa_runs says) with `threads` threads and
  * room for `max_cols` columns; NULL on failure. */
-static roe_backend *cpu(roe_cpu_isa isa, int threads, int max_cols) {
+__attribute__((unused)) static roe_backend *cpu(roe_cpu_isa isa, int threads, int max_cols) {
     struct roe_backend_opts o = {.n_threads = threads, .max_cols = max_cols, .max_ctx = 16, .isa = isa, .max_rows = 16};
     roe_backend *be = NULL;
     if (roe_backend_cpu_create(&o, &be) != ROE_OK) return NULL;
@@ -20,7 +21,7 @@ static roe_backend *cpu(roe_cpu_isa isa, int threads, int max_cols) {
 }
 
 /* Whether the backend really runs `isa` (a host without it falls back to another). */
-static int isa_runs(roe_backend *be, roe_cpu_isa isa) {
+__attribute__((unused)) static int isa_runs(roe_backend *be, roe_cpu_isa isa) {
     return isa == ROE_CPU_ISA_PORTABLE || (isa == ROE_CPU_ISA_AVX2 && strcmp(be->name, "cpu-avx2") == 0) ||
            (isa == ROE_CPU_ISA_AVX512 && strcmp(be->name, "cpu-avx512") == 0);
 }
@@ -29,5 +30,17 @@ static int isa_runs(roe_backend *be, roe_cpu_isa isa) {
  * pf_nta: 1 as on AMD, one W stream per thread; 0 as on Intel, four quarters of W side by side):
  * the tests run both on any host, and both must give the same bits. */
 static inline void cpu_force_streams(roe_backend *be, int pf_nta) { roe_cpu_of(be)->pf_nta = pf_nta; }
+/* A CPU backend on `isa` with the bf16 matmul forced to `bf16` (the host may not run it:
+ * bf16_runs says); NULL on failure. */
+__attribute__((unused)) static roe_backend *cpu_bf16(roe_cpu_isa isa, roe_cpu_bf16 bf16, int threads, int max_cols) {
+    struct roe_backend_opts o = {.n_threads = threads, .max_cols = max_cols, .max_ctx = 16, .isa = isa, .bf16 = bf16,
+                                 .max_rows = 16};
+    roe_backend *be = NULL;
+    if (roe_backend_cpu_create(&o, &be) != ROE_OK) return NULL;
+    return be;
+}
+
+/* The bf16 matmul path the backend really runs. */
+__attribute__((unused)) static roe_cpu_bf16 bf16_path(roe_backend *be) { return roe_cpu_of(be)->bf16; }
 
 #endif

@@ -11,6 +11,8 @@ static void cpu_destroy(roe_backend *be) {
         roe_free_aligned(cpu->wscratch);
         roe_free_aligned(cpu->ascratch);
         roe_free_aligned(cpu->qscratch);
+        roe_free_aligned(cpu->bf16_xscratch);
+        roe_free_aligned(cpu->bf16_wscratch);
         roe_free(cpu);
     }
     roe_free(be);
@@ -121,13 +123,31 @@ roe_status roe_backend_cpu_create(const struct roe_backend_opts *opts, roe_backe
     __builtin_cpu_init();
     cpu->vnni = cpu->isa == ROE_CPU_ISA_AVX512 && __builtin_cpu_supports("avx512vnni");
     cpu->pf_nta = !__builtin_cpu_is("intel");
+    /* the bf16 multipliers, on the AVX-512 path only (their kernels use AVX-512): as asked, else
+     * AMX where the CPU and the kernel allow it. AVX512-BF16 only when asked: with x split in two
+     * it does the FMA kernels' multiply-adds per instruction, and measured half their rate on a
+     * Sapphire Rapids (docs/PERFORMANCE.md); Zen 4 is unmeasured. A path the host lacks: fp32. */
+    roe_cpu_bf16 bw = opts->bf16 != ROE_CPU_BF16_AUTO ? opts->bf16 : roe_env_cpu_bf16();
+    if (bw == ROE_CPU_BF16_AUTO) bw = ROE_CPU_BF16_AMX;
+    if (cpu->isa != ROE_CPU_ISA_AVX512) bw = ROE_CPU_BF16_OFF;
+    if (bw == ROE_CPU_BF16_AMX && !roe_cpu_amx_usable()) bw = ROE_CPU_BF16_OFF;
+    if (bw == ROE_CPU_BF16_DPBF16 && !roe_cpu_has_avx512bf16()) bw = ROE_CPU_BF16_OFF;
+    cpu->bf16 = bw;
     cpu->q_rows = opts->max_rows > 4 ? (opts->max_rows < 256 ? opts->max_rows : 256) : 64;
     be->name = backend_name(cpu->isa);
     cpu->wscratch = roe_malloc_aligned((size_t)cpu->n_threads * 4 * (size_t)cpu->max_cols * sizeof(float));
     cpu->ascratch = roe_malloc_aligned((size_t)cpu->n_threads * ROE_CPU_MLA_HEADS * (size_t)cpu->max_ctx *
                                        sizeof(float));
     cpu->qscratch = roe_malloc_aligned(roe_cpu_qscratch_bytes(cpu->max_cols, cpu->q_rows));
-    if (!cpu->wscratch || !cpu->ascratch || !cpu->qscratch) {
+    if (cpu->bf16 != ROE_CPU_BF16_OFF) {
+        cpu->bf16_xscratch = roe_malloc_aligned(roe_cpu_bf16_xscratch_bytes(cpu->max_cols));
+        cpu->bf16_wscratch = roe_malloc_aligned((size_t)cpu->n_threads *
+                                                (roe_cpu_bf16_wscratch_bytes(cpu->max_cols) + 2 * 16 * 32 * sizeof(uint16_t)));
+        if (cpu->bf16_xscratch) /* the x rows a call leaves unpacked are read (never stored): defined */
+            memset(cpu->bf16_xscratch, 0, roe_cpu_bf16_xscratch_bytes(cpu->max_cols));
+    }
+    if (!cpu->wscratch || !cpu->ascratch || !cpu->qscratch ||
+        (cpu->bf16 != ROE_CPU_BF16_OFF && (!cpu->bf16_xscratch || !cpu->bf16_wscratch))) {
         roe_status st = roe_fail(ROE_ERR_NOMEM, "cpu backend: out of memory for scratch (%d threads)",
                                  cpu->n_threads);
         cpu_destroy(be); /* after the message, which reads cpu */

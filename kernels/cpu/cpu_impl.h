@@ -32,6 +32,9 @@ struct roe_cpu {
     int q_rows;       /* x rows a block-dtype matmul quantizes at once (more: W is read again) */
     float *wscratch;  /* [n_threads, 4, max_cols] widened weight rows */
     void *qscratch;   /* [q_rows] x rows quantized for a block dtype (matmul_q.c's struct qx) */
+    roe_cpu_bf16 bf16;          /* bf16 W's matmul path (OFF: matmul.c's fp32 kernels; else matmul_bf16.c) */
+    uint16_t *bf16_xscratch;    /* [2, ROE_CPU_BF16_MCHUNK, kpad(max_cols)] x rows split into bf16 hi/lo */
+    uint16_t *bf16_wscratch;    /* per thread: [16, kpad(max_cols)] a short W block + 2 x [16, 32] k tails */
     float *ascratch;  /* attention scores: [n_threads, max_ctx] for attention.c, [n_threads,
                          ROE_CPU_MLA_HEADS, max_ctx] for mla.c (allocated for the larger) */
 };
@@ -41,6 +44,16 @@ static inline struct roe_cpu *roe_cpu_of(roe_backend *be) { return (struct roe_c
 /* Picks widen/dot4 for an ISA (AUTO: the best the CPU supports); returns the ISA used. */
 roe_cpu_isa roe_cpu_select_isa(roe_cpu_isa want, roe_cpu_widen_fn *widen, roe_cpu_dot4_fn *dot4);
 const char *roe_cpu_isa_name(roe_cpu_isa isa);
+
+/* x rows the bf16 paths split at once (more: the next chunk, W read again). 128: the packed hi/lo
+ * rows of a 2,048-column x (1 MB) stay in L2 beside a W tile row; 256 (2 MB) ran 1.4x slower. */
+enum { ROE_CPU_BF16_MCHUNK = 128 };
+/* matmul_bf16.c: the host's bf16 multipliers, and y = x W^T for a bf16 W on the path cpu->bf16. */
+int roe_cpu_has_avx512bf16(void);
+int roe_cpu_amx_usable(void); /* CPUID and Linux's XTILEDATA permission (asked once) */
+size_t roe_cpu_bf16_xscratch_bytes(int max_cols);
+size_t roe_cpu_bf16_wscratch_bytes(int max_cols); /* per thread, without the two k tails */
+void roe_cpu_matmul_bf16(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y);
 
 /* y = x W^T for a block-quantized W (Q8, Q4): matmul_q.c. */
 void roe_cpu_matmul_q(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y);

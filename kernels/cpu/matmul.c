@@ -11,6 +11,9 @@
  * horizontal reduction, so its value depends only on its own x row and W row: the
  * result is batch-invariant and independent of the thread count (threads split the
  * rows of W, never the reduction).
+ *
+ * bf16 W on a backend whose bf16 path is AMX (or, forced, AVX512-BF16) goes to matmul_bf16.c
+ * instead, for every row count (so rows stay batch-invariant there too; other bits than these).
  */
 #include <immintrin.h>
 #include <omp.h>
@@ -389,6 +392,10 @@ void roe_cpu_matmul(roe_backend *be, const float *x, int n, const struct roe_mat
     }
     if (w->dtype == ROE_DTYPE_F8_E4M3) {
         roe_cpu_matmul_fp8(cpu, x, n, w, y);
+        return;
+    }
+    if (w->dtype == ROE_DTYPE_BF16 && cpu->bf16 != ROE_CPU_BF16_OFF) { /* every row count: batch-invariant */
+        roe_cpu_matmul_bf16(cpu, x, n, w, y);
         return;
     }
     const int n_blocks = (w->rows + 3) / 4;

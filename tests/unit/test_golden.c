@@ -8,6 +8,7 @@
  */
 #include "fixture.h"
 #include "harness.h"
+#include "kernels/cpu/cpu_impl.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
 
@@ -163,9 +164,23 @@ out:
     fixture_free(&fx);
 }
 
+/* Every ISA path; on AVX-512 each bf16 matmul path this host runs (ROE_CPU_BF16: AMX tiles,
+ * AVX512-BF16, fp32 FMAs; kernels/cpu/matmul_bf16.c), each within the fixtures' tolerance and
+ * batch-invariant on its own. */
 static void run_all(int family) {
-    const roe_cpu_isa isas[] = {ROE_CPU_ISA_AVX512, ROE_CPU_ISA_AVX2, ROE_CPU_ISA_PORTABLE};
-    for (int i = 0; i < 3 && !test__current_failed; i++) check_family(FAMILIES[family], isas[i]);
+    const char *bf16[] = {"amx", "avx512bf16", "off"};
+    const int bf16_ok[] = {roe_cpu_amx_usable(), roe_cpu_has_avx512bf16(), 1};
+    const char *had = getenv("ROE_CPU_BF16");
+    for (int b = 0; b < 3 && !test__current_failed; b++) {
+        if (!bf16_ok[b]) continue;
+        setenv("ROE_CPU_BF16", bf16[b], 1);
+        fprintf(stderr, "  %s: avx512, bf16 matmul %s\n", FAMILIES[family], bf16[b]);
+        check_family(FAMILIES[family], ROE_CPU_ISA_AVX512);
+    }
+    if (had) setenv("ROE_CPU_BF16", had, 1);
+    else unsetenv("ROE_CPU_BF16");
+    const roe_cpu_isa isas[] = {ROE_CPU_ISA_AVX2, ROE_CPU_ISA_PORTABLE};
+    for (int i = 0; i < 2 && !test__current_failed; i++) check_family(FAMILIES[family], isas[i]);
 }
 
 TEST(olmoe) { run_all(0); }

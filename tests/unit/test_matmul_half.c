@@ -38,7 +38,9 @@ static void one_shape(roe_dtype t, int rows, int cols) {
     const roe_cpu_isa isas[] = {ROE_CPU_ISA_PORTABLE, ROE_CPU_ISA_AVX2, ROE_CPU_ISA_AVX512};
     for (int a = 0; a < 3; a++)
         for (int tn = 1; tn <= 4; tn++) { /* 1-2 threads, each with both decode layouts */
-            roe_backend *be = cpu(isas[a], (tn + 1) / 2, cols);
+            /* the fp32 kernels' decode layouts (an AMX host would take bf16 W to matmul_bf16.c:
+             * test_bf16mm) */
+            roe_backend *be = cpu_bf16(isas[a], ROE_CPU_BF16_OFF, (tn + 1) / 2, cols);
             ASSERT_TRUE(be != NULL);
             if (!isa_runs(be, isas[a])) {
                 roe_backend_free(be);
