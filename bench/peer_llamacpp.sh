@@ -24,7 +24,7 @@
 #
 # Env: ROE (build/roe), MEMBW (build/bench/membw), PY (.venv/bin/python, else /work/venv/bin/python),
 #      R (4), THREADS ("1 2"), FORMATS ("bf16 q8 q4"), GEN (32), PROMPT (256), BATCHES ("4 16"),
-#      GREEDY (32), IDLE (90) and WAIT_S (120): see quiet() below. Run it on a quiet machine: every
+#      GREEDY (32), REPACK (1; 0: llama.cpp's --repack 0), IDLE (90) and WAIT_S (120): see quiet() below. Run it on a quiet machine: every
 #      other process costs both sides bandwidth, and stalls their threads at every barrier.
 set -euo pipefail
 llama=${1:?usage: bench/peer_llamacpp.sh LLAMA_BUILD_DIR MODEL_DIR [OUT_DIR]}
@@ -69,11 +69,14 @@ emit() { echo "{\"rep\": $rep, \"engine\": \"$1\", \"format\": \"$2\", \"test\":
 # llama-bench maps the file afresh in every process: its first repetition pays the page faults of
 # every page it touches (roe bench touches them all before timing). So 3 repetitions, the first dropped.
 later() { "$PY" -c "import json,statistics,sys; r=json.loads(sys.stdin.readline()); print(statistics.median(r['samples_ts'][1:]))"; }
-llama_tg() { "$llama/bin/llama-bench" -m "$(gguf $1)" -t "$2" -p 0 -n "$GEN" -r 3 -o jsonl 2>/dev/null | later; }
-llama_pp() { "$llama/bin/llama-bench" -m "$(gguf $1)" -t "$2" -p "$PROMPT" -n 0 -r 3 -o jsonl 2>/dev/null | later; }
+# REPACK=0: llama.cpp without its repacked (AMX / interleaved) CPU weights: on the Intel host of
+# 2026-12-07 evening its repacked Q8_0 / Q4_K_M prompt path crashed (SIGSEGV in llama-bench).
+REPACK=${REPACK:-1}
+llama_tg() { "$llama/bin/llama-bench" -m "$(gguf $1)" -t "$2" -p 0 -n "$GEN" -r 3 --repack "$REPACK" -o jsonl 2>/dev/null | later; }
+llama_pp() { "$llama/bin/llama-bench" -m "$(gguf $1)" -t "$2" -p "$PROMPT" -n 0 -r 3 --repack "$REPACK" -o jsonl 2>/dev/null | later; }
 # batched: a first configuration of one sequence takes the page faults; the B-sequence one is timed
 llama_bb() { "$llama/bin/llama-batched-bench" -m "$(gguf $1)" -t "$2" -tb "$2" -c $(($3 * (16 + GEN) + 64)) -b 2048 -ub 512 \
-                 -npp 16 -ntg "$GEN" -npl "1,$3" --output-format jsonl 2>/dev/null | grep "\"pl\": *$3[,}]" | num speed_tg; }
+                 -npp 16 -ntg "$GEN" -npl "1,$3" $([ "$REPACK" = 1 ] || echo --no-repack) --output-format jsonl 2>/dev/null | grep "\"pl\": *$3[,}]" | num speed_tg; }
 # quiet: before each test, wait (at most WAIT_S seconds, default 120) until the CPUs were at least
 # IDLE percent idle (default 90; 0: do not wait) over the last 2 seconds: others' work on a 2-core
 # machine stalls an OpenMP thread at every barrier, on both sides.
@@ -129,6 +132,9 @@ for (f, test, t), e in sorted(by.items(), key=lambda k: (k[0][0], k[0][2], k[0][
     ro = [e["roe"][i]["tok_s"] for i in reps]
     ll = [e["llama"][i]["tok_s"] for i in reps]
     ratio = [a / b for a, b in zip(ro, ll) if b]
+    if not ratio:  # llama.cpp gave no figure in any rep (a failed run prints 0)
+        print(f"| {names.get(f, f)} | {test} | {t} | {statistics.median(ro):.1f} | failed | | | |")
+        continue
     share = ""
     if test == "decode":
         sr = statistics.median(e["roe"][i]["tok_s"] * e["roe"][i]["bytes"] / 1e9 / e["roe"][i]["membw"] for i in reps)
