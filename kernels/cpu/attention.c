@@ -17,6 +17,25 @@
 
 #include "cpu_impl.h"
 
+/* The softmax over a pair's history scores s[0, len) (their max: mx): the row's own score goes to
+ * s[len], every s[j] becomes e^(s_j - m), and the return is 1 / the denominator (the sink's term
+ * included). Shared by every path: the same bits whatever computed the history's scores. */
+static float softmax_tail(const struct roe_attn_args *a, int r, int h, int kvh, const float *q, float *s, int len,
+                          float mx) {
+    const int hd = a->head_dim, kd = a->n_kv_heads * hd;
+    s[len] = roe_cpu_dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
+    if (s[len] > mx) mx = s[len];
+    const float sink = a->sinks ? roe_mat_get(a->sinks, (size_t)h) : 0.0f;
+    if (a->sinks && sink > mx) mx = sink;
+    float sum = 0.0f;
+    for (int j = 0; j <= len; j++) {
+        s[j] = expf(s[j] - mx);
+        sum += s[j];
+    }
+    if (a->sinks) sum += expf(sink - mx);
+    return 1.0f / sum;
+}
+
 /* One (row, head) pair of the attention; `s` is this thread's [max_ctx] score scratch. */
 static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
     const int hd = a->head_dim, nh = a->n_heads, group = a->n_heads / a->n_kv_heads;
@@ -33,17 +52,7 @@ static void attend_pair(const struct roe_attn_args *a, int p, float *s) {
                       : roe_cpu_dot_f32(q, (const float *)a->k_cache + at, hd)) * a->scale;
         if (s[j] > mx) mx = s[j];
     }
-    s[len] = roe_cpu_dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
-    if (s[len] > mx) mx = s[len];
-    const float sink = a->sinks ? roe_mat_get(a->sinks, (size_t)h) : 0.0f;
-    if (a->sinks && sink > mx) mx = sink;
-    float sum = 0.0f;
-    for (int j = 0; j <= len; j++) {
-        s[j] = expf(s[j] - mx);
-        sum += s[j];
-    }
-    if (a->sinks) sum += expf(sink - mx);
-    const float inv = 1.0f / sum;
+    const float inv = softmax_tail(a, r, h, kvh, q, s, len, mx);
     float *o = a->out + (size_t)r * qd + (size_t)h * hd;
     for (int d = 0; d < hd; d++) o[d] = 0.0f;
     for (int j = 0; j <= len; j++) {
@@ -201,17 +210,7 @@ __attribute__((target("avx2"))) static void attend_pair_avx2(const struct roe_at
     const int32_t *table = a->pages.table + (size_t)r * (size_t)a->pages.stride;
     const int64_t col = (int64_t)kvh * hd;
     float mx = bf16 ? scores_avx2(a, table, begin, len, col, q, s, 1) : scores_avx2(a, table, begin, len, col, q, s, 0);
-    s[len] = roe_cpu_dot_f32(q, a->k_self + (size_t)r * kd + (size_t)kvh * hd, hd) * a->scale;
-    if (s[len] > mx) mx = s[len];
-    const float sink = a->sinks ? roe_mat_get(a->sinks, (size_t)h) : 0.0f;
-    if (a->sinks && sink > mx) mx = sink;
-    float sum = 0.0f;
-    for (int j = 0; j <= len; j++) {
-        s[j] = expf(s[j] - mx);
-        sum += s[j];
-    }
-    if (a->sinks) sum += expf(sink - mx);
-    const float inv = 1.0f / sum;
+    const float inv = softmax_tail(a, r, h, kvh, q, s, len, mx);
     float *o = a->out + (size_t)r * qd + (size_t)h * hd;
     for (int d = 0; d < hd;) { /* 64 columns a pass while they last, then 16 (bf16), then 8 */
         if (bf16 && hd - d >= 16) {
