@@ -141,8 +141,7 @@ roe_status roe_backend_cpu_create(const struct roe_backend_opts *opts, roe_backe
     cpu->qscratch = roe_malloc_aligned(roe_cpu_qscratch_bytes(cpu->max_cols, cpu->q_rows));
     if (cpu->bf16 != ROE_CPU_BF16_OFF) {
         cpu->bf16_xscratch = roe_malloc_aligned(roe_cpu_bf16_xscratch_bytes(cpu->max_cols));
-        cpu->bf16_wscratch = roe_malloc_aligned((size_t)cpu->n_threads *
-                                                (roe_cpu_bf16_wscratch_bytes(cpu->max_cols) + 2 * 16 * 32 * sizeof(uint16_t)));
+        cpu->bf16_wscratch = roe_malloc_aligned((size_t)cpu->n_threads * roe_cpu_bf16_wscratch_bytes(cpu->max_cols));
         if (cpu->bf16_xscratch) /* the x rows a call leaves unpacked are read (never stored): defined */
             memset(cpu->bf16_xscratch, 0, roe_cpu_bf16_xscratch_bytes(cpu->max_cols));
     }

@@ -52,7 +52,7 @@ enum { ROE_CPU_BF16_MCHUNK = 128 };
 int roe_cpu_has_avx512bf16(void);
 int roe_cpu_amx_usable(void); /* CPUID and Linux's XTILEDATA permission (asked once) */
 size_t roe_cpu_bf16_xscratch_bytes(int max_cols);
-size_t roe_cpu_bf16_wscratch_bytes(int max_cols); /* per thread, without the two k tails */
+size_t roe_cpu_bf16_wscratch_bytes(int max_cols); /* per thread, the two k tails included */
 void roe_cpu_matmul_bf16(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y);
 
 /* y = x W^T for a block-quantized W (Q8, Q4): matmul_q.c. */

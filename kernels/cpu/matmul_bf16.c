@@ -71,7 +71,15 @@ static int kpad_of(int cols) { return (cols + KSTEP - 1) / KSTEP * KSTEP; }
 size_t roe_cpu_bf16_xscratch_bytes(int max_cols) {
     return (size_t)2 * ROE_CPU_BF16_MCHUNK * (size_t)kpad_of(max_cols) * sizeof(uint16_t);
 }
-size_t roe_cpu_bf16_wscratch_bytes(int max_cols) { return (size_t)16 * (size_t)kpad_of(max_cols) * sizeof(uint16_t); }
+size_t roe_cpu_bf16_wscratch_bytes(int max_cols) {
+    return ((size_t)16 * (size_t)kpad_of(max_cols) + 2 * 16 * KSTEP) * sizeof(uint16_t);
+}
+
+/* Thread tid's share of bf16_wscratch: [16, kpad(max_cols)] (a short W block, or the packing's
+ * split rows), then two [16, 32] k tails. */
+static uint16_t *thread_wscratch(const struct roe_cpu *cpu, int tid) {
+    return cpu->bf16_wscratch + (size_t)tid * (roe_cpu_bf16_wscratch_bytes(cpu->max_cols) / sizeof(uint16_t));
+}
 
 /* hi[c] = rne(x[c]), lo[c] = rne(x[c] - hi[c]) for c < cols, zeros up to kpad (a multiple of 32). */
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void split_row(const float *x, int cols, int kpad,
@@ -135,6 +143,7 @@ struct ablock {
 __attribute__((target("amx-tile,amx-bf16"))) static void amx_tile_loop(const struct ablock *a0, const struct ablock *a1,
                                                                        const uint16_t *bh0, const uint16_t *bl0,
                                                                        const uint16_t *bh1, const uint16_t *bl1, int nk) {
+    const uint16_t *const b0[2] = {bh0, bl0}, *const b1[2] = {bh1, bl1}; /* B: x rows 0-15, 16-31 */
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
@@ -147,18 +156,14 @@ __attribute__((target("amx-tile,amx-bf16"))) static void amx_tile_loop(const str
             else _tile_loadd(5, a1->tail, 64);
         }
         const size_t off = (size_t)kb * 16 * 32; /* 16 pairs x 16 m x 2 */
-        _tile_loadd(6, bh0 + off, 64);
-        if (bh1) _tile_loadd(7, bh1 + off, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        if (a1) _tile_dpbf16ps(1, 5, 6);
-        if (bh1) _tile_dpbf16ps(2, 4, 7);
-        if (a1 && bh1) _tile_dpbf16ps(3, 5, 7);
-        _tile_loadd(6, bl0 + off, 64);
-        if (bl1) _tile_loadd(7, bl1 + off, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        if (a1) _tile_dpbf16ps(1, 5, 6);
-        if (bh1) _tile_dpbf16ps(2, 4, 7);
-        if (a1 && bh1) _tile_dpbf16ps(3, 5, 7);
+        for (int part = 0; part < 2; part++) {  /* hi, then lo: each output's fixed order */
+            _tile_loadd(6, b0[part] + off, 64);
+            if (b1[part]) _tile_loadd(7, b1[part] + off, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            if (a1) _tile_dpbf16ps(1, 5, 6);
+            if (b1[part]) _tile_dpbf16ps(2, 4, 7);
+            if (a1 && b1[part]) _tile_dpbf16ps(3, 5, 7);
+        }
     }
 }
 
@@ -198,8 +203,8 @@ static void amx_rows(struct roe_cpu *cpu, const struct roe_mat *w, float *y, int
     const int rows = w->rows, kpad = kpad_of(w->cols), nk = kpad / KSTEP, kpairs = kpad / 2;
     const int npairs = (rows + 31) / 32, nmb = (nm + 15) / 16;
     const int p0 = (int)((long)npairs * tid / nth), p1 = (int)((long)npairs * (tid + 1) / nth);
-    uint16_t *wpad = cpu->bf16_wscratch + (size_t)tid * (roe_cpu_bf16_wscratch_bytes(cpu->max_cols) / 2 + 2 * 16 * KSTEP);
-    uint16_t *tail0 = wpad + roe_cpu_bf16_wscratch_bytes(cpu->max_cols) / 2, *tail1 = tail0 + 16 * KSTEP;
+    uint16_t *wpad = thread_wscratch(cpu, tid);
+    uint16_t *tail0 = wpad + (size_t)16 * kpad_of(cpu->max_cols), *tail1 = tail0 + 16 * KSTEP;
     _Alignas(64) float c[4][256];
     for (int p = p0; p < p1; p++) {
         const int r0 = p * 32, two = r0 + 16 < rows;
@@ -233,7 +238,7 @@ static void amx_rows(struct roe_cpu *cpu, const struct roe_mat *w, float *y, int
 static void amx_body(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y, int tid, int nth) {
     const int cols = w->cols, kpad = kpad_of(cols);
     uint16_t *bh = cpu->bf16_xscratch, *bl = bh + (size_t)ROE_CPU_BF16_MCHUNK * kpad;
-    uint16_t *tmp = cpu->bf16_wscratch + (size_t)tid * (roe_cpu_bf16_wscratch_bytes(cpu->max_cols) / 2 + 2 * 16 * KSTEP);
+    uint16_t *tmp = thread_wscratch(cpu, tid);
     amx_config();
     for (int m0 = 0; m0 < n; m0 += ROE_CPU_BF16_MCHUNK) {
         const int nm = n - m0 < ROE_CPU_BF16_MCHUNK ? n - m0 : ROE_CPU_BF16_MCHUNK, nmb = (nm + 15) / 16;
