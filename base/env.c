@@ -23,6 +23,9 @@ static const struct roe_env_knob KNOBS[] = {
     {.name = "ROE_CPU_BF16", .type = ROE_ENV_CHOICE, .choices = {"amx", "avx512bf16", "off"},
      .help = "bf16 weights' matmul on the avx512 path: AMX tiles, AVX512-BF16 dot products or the "
              "fp32 FMA kernels (unset: the best this CPU supports)"},
+    {.name = "ROE_CPU_INT8", .type = ROE_ENV_CHOICE, .choices = {"amx", "off"},
+     .help = "Q8/Q4 weights' batched rows on the avx512 path: AMX-INT8 tiles or the VNNI kernels (the "
+             "same results; unset: AMX where this CPU has it)"},
     {.name = "ROE_LOG", .type = ROE_ENV_CHOICE, .choices = {"error", "warn", "info", "debug"},
      .def = "warn", .help = "log level"},
     {.name = "ROE_COMM", .type = ROE_ENV_CHOICE, .choices = {"auto", "self", "mpi"},

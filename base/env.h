@@ -97,6 +97,12 @@ typedef enum roe_env_bf16 {
     ROE_ENV_BF16_OFF,
 } roe_env_bf16;
 
+/* ROE_CPU_INT8's words, in the table's order (kernels/backend.c maps them to roe_cpu_int8). */
+typedef enum roe_env_int8 {
+    ROE_ENV_INT8_AMX = 0,
+    ROE_ENV_INT8_OFF,
+} roe_env_int8;
+
 /* The knobs as their users want them (each one's meaning: the table in env.c). */
 const char *roe_env_model_dir(void);     /* ROE_MODEL; NULL if unset */
 roe_log_level roe_env_log_level(void);   /* ROE_LOG */

@@ -33,6 +33,14 @@ roe_cpu_bf16 roe_env_cpu_bf16(void) {
     }
 }
 
+roe_cpu_int8 roe_env_cpu_int8(void) {
+    switch ((roe_env_int8)roe_env_get("ROE_CPU_INT8").i) {
+    case ROE_ENV_INT8_AMX: return ROE_CPU_INT8_AMX;
+    case ROE_ENV_INT8_OFF: return ROE_CPU_INT8_OFF;
+    default: return ROE_CPU_INT8_AUTO; /* unset: the best the CPU supports */
+    }
+}
+
 roe_status roe_backend_create(roe_backend_kind kind, const struct roe_backend_opts *opts,
                               roe_backend **out) {
     if (kind == ROE_BACKEND_CUDA) return roe_backend_cuda_create(opts, out);

@@ -181,12 +181,25 @@ typedef enum roe_cpu_bf16 {
 /* $ROE_CPU_BF16 (base/env.h) as a roe_cpu_bf16: AUTO when unset. */
 roe_cpu_bf16 roe_env_cpu_bf16(void);
 
+/* The batched rows of Q8/Q4 weights (kernels/cpu/matmul_q_amx.c): AMX-INT8 tiles, or the
+ * AVX-512 VNNI tiles (OFF). The same bits either way. AUTO: $ROE_CPU_INT8, else AMX where the
+ * CPU and the kernel's permission allow it. */
+typedef enum roe_cpu_int8 {
+    ROE_CPU_INT8_AUTO = 0,
+    ROE_CPU_INT8_OFF,
+    ROE_CPU_INT8_AMX,
+} roe_cpu_int8;
+
+/* $ROE_CPU_INT8 (base/env.h) as a roe_cpu_int8: AUTO when unset. */
+roe_cpu_int8 roe_env_cpu_int8(void);
+
 struct roe_backend_opts {
     int n_threads;     /* 0: OpenMP default */
     int max_cols;      /* the widest input dimension any matmul will see */
     int max_ctx;       /* the longest attention span (history + 1) */
     roe_cpu_isa isa;   /* CPU only: force a kernel path (tests compare them) */
     roe_cpu_bf16 bf16; /* CPU only: force the bf16 matmul's path (AUTO: $ROE_CPU_BF16 or the best) */
+    roe_cpu_int8 int8; /* CPU only: force the Q8/Q4 batched rows' path (AUTO: $ROE_CPU_INT8 or the best) */
     int device;        /* CUDA only: the device ordinal (the launcher picks local rank % devices) */
     int max_rows;      /* CUDA only: the most rows any op will see (sizes the staging buffers) */
     size_t max_kv_table; /* CUDA only: the most block-table entries an attention op will see

@@ -29,13 +29,13 @@
 
 static const char *SYNOPSIS =
     "[--model DIR | --random-model olmoe-1b7b|DIR] [--batch B] [--prompt-len P] [--gen-len G] [--threads N]\n"
-    "       [--no-warm] [--json] [--backend cpu|cuda] [--weights bf16|q8|q4] [--copy-bytes N]\n"
+    "       [--batch-rows N] [--no-warm] [--json] [--backend cpu|cuda] [--weights bf16|q8|q4] [--copy-bytes N]\n"
     "       [--mor-batching depth|step] [--mor-full-depth]\n"
     "       [--roe-k K] [--roe-tau T | --roe-profile FILE] [--roe-keep-clean L] [--roe-gate G]";
 
 struct bench_opts {
     const char *model_dir, *backend, *random_model, *weights, *mor_batching;
-    int batch, prompt_len, gen_len, threads, json, no_warm, mor_full_depth;
+    int batch, prompt_len, gen_len, threads, json, no_warm, mor_full_depth, batch_rows;
     float copy_bytes;
     struct roe_flags rf;
     struct roe_kv_flags kv;
@@ -56,15 +56,18 @@ struct bench_result {
 };
 
 static int parse_opts(int argc, char **argv, struct bench_opts *o) {
-    *o = (struct bench_opts){.batch = 1, .prompt_len = 16, .gen_len = 16};
+    *o = (struct bench_opts){.batch = 1, .prompt_len = 16, .gen_len = 16, .batch_rows = 512};
     roe_flags_init(&o->rf);
-    enum { N_OWN = 13 };
+    enum { N_OWN = 14 };
     struct roe_arg_spec specs[N_OWN + ROE_FLAGS_N_SPECS + ROE_KV_FLAGS_N_SPECS] = {
         {"--model", ROE_ARG_STRING, &o->model_dir, "model directory (default: the bundled model)", 0, 0},
         {"--batch", ROE_ARG_INT, &o->batch, "concurrent sequences (1)", 1, 4096},
         {"--prompt-len", ROE_ARG_INT, &o->prompt_len, "prompt tokens per sequence (16)", 1, 1 << 20},
         {"--gen-len", ROE_ARG_INT, &o->gen_len, "decode steps (16)", 1, 1 << 20},
         {"--threads", ROE_ARG_INT, &o->threads, "CPU threads (0 = all cores)", 0, 1024},
+        {"--batch-rows", ROE_ARG_INT, &o->batch_rows,
+         "rows per engine step, so prompt tokens per prefill step (512, as llama.cpp's -ub; at least batch x K)", 1,
+         1 << 16},
         {"--no-warm", ROE_ARG_FLAG, &o->no_warm, "do not pre-read the weights", 0, 0},
         {"--json", ROE_ARG_FLAG, &o->json, "print JSON", 0, 0},
         {"--backend", ROE_ARG_STRING, &o->backend, "cpu (default) or cuda", 0, 0},
@@ -117,7 +120,7 @@ static int open_bench(const struct bench_opts *o, struct roe_session *s, struct 
     struct roe_engine_opts eo = roe_engine_opts_default();
     eo.max_seqs = o->batch;
     eo.max_ctx = o->prompt_len + o->gen_len + 1;
-    eo.max_rows = o->batch * roster->k > 128 ? o->batch * roster->k : 128;
+    eo.max_rows = o->batch * roster->k > o->batch_rows ? o->batch * roster->k : o->batch_rows;
     eo.n_threads = o->threads;
     eo.isa = roe_env_cpu_isa();
     eo.backend = kind;

@@ -13,6 +13,8 @@ static void cpu_destroy(roe_backend *be) {
         roe_free_aligned(cpu->qscratch);
         roe_free_aligned(cpu->bf16_xscratch);
         roe_free_aligned(cpu->bf16_wscratch);
+        roe_free_aligned(cpu->qamx_xscratch);
+        roe_free_aligned(cpu->qamx_wscratch);
         roe_free(cpu);
     }
     roe_free(be);
@@ -134,6 +136,9 @@ roe_status roe_backend_cpu_create(const struct roe_backend_opts *opts, roe_backe
     if (bw == ROE_CPU_BF16_DPBF16 && !roe_cpu_has_avx512bf16()) bw = ROE_CPU_BF16_OFF;
     cpu->bf16 = bw;
     cpu->q_rows = opts->max_rows > 4 ? (opts->max_rows < 256 ? opts->max_rows : 256) : 64;
+    /* the Q8/Q4 batched rows on AMX-INT8 tiles: the same bits as the VNNI kernels, so on by default */
+    const roe_cpu_int8 iw = opts->int8 != ROE_CPU_INT8_AUTO ? opts->int8 : roe_env_cpu_int8();
+    cpu->q_amx = iw != ROE_CPU_INT8_OFF && cpu->isa == ROE_CPU_ISA_AVX512 && cpu->vnni && roe_cpu_amx_int8_usable();
     be->name = backend_name(cpu->isa);
     cpu->wscratch = roe_malloc_aligned((size_t)cpu->n_threads * 4 * (size_t)cpu->max_cols * sizeof(float));
     cpu->ascratch = roe_malloc_aligned((size_t)cpu->n_threads * ROE_CPU_MLA_HEADS * (size_t)cpu->max_ctx *
@@ -145,7 +150,13 @@ roe_status roe_backend_cpu_create(const struct roe_backend_opts *opts, roe_backe
         if (cpu->bf16_xscratch) /* the x rows a call leaves unpacked are read (never stored): defined */
             memset(cpu->bf16_xscratch, 0, roe_cpu_bf16_xscratch_bytes(cpu->max_cols));
     }
-    if (!cpu->wscratch || !cpu->ascratch || !cpu->qscratch ||
+    if (cpu->q_amx) {
+        cpu->qamx_xscratch = roe_malloc_aligned(roe_cpu_qamx_x_bytes(cpu->max_cols, cpu->q_rows));
+        cpu->qamx_wscratch = roe_malloc_aligned((size_t)cpu->n_threads * roe_cpu_qamx_thread_bytes(cpu->max_cols));
+        if (cpu->qamx_xscratch) /* the rows of a last 16-row block a call leaves unset are read (never used): defined */
+            memset(cpu->qamx_xscratch, 0, roe_cpu_qamx_x_bytes(cpu->max_cols, cpu->q_rows));
+    }
+    if (!cpu->wscratch || !cpu->ascratch || !cpu->qscratch || (cpu->q_amx && (!cpu->qamx_xscratch || !cpu->qamx_wscratch)) ||
         (cpu->bf16 != ROE_CPU_BF16_OFF && (!cpu->bf16_xscratch || !cpu->bf16_wscratch))) {
         roe_status st = roe_fail(ROE_ERR_NOMEM, "cpu backend: out of memory for scratch (%d threads)",
                                  cpu->n_threads);

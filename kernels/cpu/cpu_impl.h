@@ -35,6 +35,9 @@ struct roe_cpu {
     roe_cpu_bf16 bf16;          /* bf16 W's matmul path (OFF: matmul.c's fp32 kernels; else matmul_bf16.c) */
     uint16_t *bf16_xscratch;    /* [2, ROE_CPU_BF16_MCHUNK, kpad(max_cols)] x rows split into bf16 hi/lo */
     uint16_t *bf16_wscratch;    /* per thread: [16, kpad(max_cols)] a short W block + 2 x [16, 32] k tails */
+    int q_amx;        /* Q8/Q4 batched rows on AMX-INT8 tiles (matmul_q_amx.c; the same bits as without) */
+    int8_t *qamx_xscratch; /* [q_rows rounded up to 16, row_blocks(max_cols), 32] x rows as A tiles */
+    void *qamx_wscratch;   /* per thread: roe_cpu_qamx_thread_bytes (B tiles of 16 W rows, scales, sums) */
     float *ascratch;  /* attention scores: [n_threads, max_ctx] for attention.c, [n_threads,
                          ROE_CPU_MLA_HEADS, max_ctx] for mla.c (allocated for the larger) */
 };
@@ -55,9 +58,12 @@ size_t roe_cpu_bf16_xscratch_bytes(int max_cols);
 size_t roe_cpu_bf16_wscratch_bytes(int max_cols); /* per thread, the two k tails included */
 void roe_cpu_matmul_bf16(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y);
 
-/* y = x W^T for a block-quantized W (Q8, Q4): matmul_q.c. */
+/* y = x W^T for a block-quantized W (Q8, Q4): matmul_q.c, batched rows on AMX in matmul_q_amx.c. */
 void roe_cpu_matmul_q(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y);
 size_t roe_cpu_qscratch_bytes(int max_cols, int rows);
+int roe_cpu_amx_int8_usable(void); /* CPUID AMX-TILE and AMX-INT8, and Linux's permission */
+size_t roe_cpu_qamx_thread_bytes(int max_cols);
+size_t roe_cpu_qamx_x_bytes(int max_cols, int rows);
 /* y = x W^T for a block-scaled FP8 W (F8_E4M3 with tile_scale): matmul_fp8.c. */
 void roe_cpu_matmul_fp8(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y);
 /* y = x W^T for an MXFP4 W (fp32 activations, the values decoded in the kernel): matmul_mxfp4.c. */

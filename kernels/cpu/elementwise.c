@@ -1,23 +1,33 @@
 /* elementwise.c — RMSNorm, RoPE, SwiGLU and the embedding gather on the CPU. */
 #include <assert.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "cpu_impl.h"
 #include "kernels/moe_sum.h"
 #include "kernels/quant.h"
 
+static void rmsnorm_row(const float *xr, const struct roe_mat *w, float eps, float *yr) {
+    const int dim = w->cols;
+    double ss = 0.0; /* double: the mean of squares is the one long reduction here */
+    for (int i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
+    const float inv = 1.0f / sqrtf((float)(ss / dim) + eps);
+    for (int i = 0; i < dim; i++) yr[i] = roe_mat_get(w, (size_t)i) * (xr[i] * inv);
+}
+
+/* Elementwise work of at least this many values runs on the backend's threads (a row's or an
+ * element's arithmetic does not depend on which thread does it); below, a fork costs more. */
+enum { PAR_MIN = 1 << 16 };
+
 void roe_cpu_rmsnorm(roe_backend *be, const float *x, int n, const struct roe_mat *w, float eps,
                      float *y) {
     const int dim = w->cols;
-    for (int r = 0; r < n; r++) {
-        const float *xr = x + (size_t)r * dim;
-        float *yr = y + (size_t)r * dim;
-        double ss = 0.0; /* double: the mean of squares is the one long reduction here */
-        for (int i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
-        const float inv = 1.0f / sqrtf((float)(ss / dim) + eps);
-        for (int i = 0; i < dim; i++) yr[i] = roe_mat_get(w, (size_t)i) * (xr[i] * inv);
-    }
+    if (n > 1 && (size_t)n * (size_t)dim >= PAR_MIN) {
+#pragma omp parallel for schedule(static) num_threads(roe_cpu_of(be)->n_threads)
+        for (int r = 0; r < n; r++) rmsnorm_row(x + (size_t)r * dim, w, eps, y + (size_t)r * dim);
+    } else
+        for (int r = 0; r < n; r++) rmsnorm_row(x + (size_t)r * dim, w, eps, y + (size_t)r * dim);
 }
 
 /* HF rotate_half over r->dim dimensions of each head from r->offset: j pairs with j + dim/2, at
@@ -73,10 +83,11 @@ void roe_cpu_rope(roe_backend *be, float *x, int n, int n_heads, int head_dim, c
 }
 
 void roe_cpu_swiglu(roe_backend *be, const float *gate, const float *up, size_t count, float *out) {
-    for (size_t i = 0; i < count; i++) {
-        const float g = gate[i];
-        out[i] = (g / (1.0f + expf(-g))) * up[i];
-    }
+    if (count >= PAR_MIN) {
+#pragma omp parallel for schedule(static) num_threads(roe_cpu_of(be)->n_threads)
+        for (size_t i = 0; i < count; i++) out[i] = (gate[i] / (1.0f + expf(-gate[i]))) * up[i];
+    } else
+        for (size_t i = 0; i < count; i++) out[i] = (gate[i] / (1.0f + expf(-gate[i]))) * up[i];
 }
 
 /* gpt-oss (GptOssExperts._apply_gate): gate = gu[..., ::2].clamp(max=limit), up =

@@ -28,18 +28,7 @@
 #include "cpu_impl.h"
 #include "lanes16.h"
 #include "kernels/quant.h"
-
-/* ---- the prepared x rows ---- */
-
-struct qx {
-    int nb;            /* blocks per row (W's row_blocks: whole groups of 16) */
-    const int8_t *xq;  /* [rows, sq] per group of 16 blocks 8 chunks of 64 bytes, lane l = block l:
-                          Q8 chunk k: values 4k..4k+3; Q4 chunk 2j: 4j..4j+3, chunk 2j+1: 16+4j.. */
-    const float *dx;   /* [rows, sb] dx of each block */
-    const int32_t *xc; /* Q8 [rows, sb]: -128 x the block's sum of xq (VNNI's q + 128 offset) */
-    const float *sx;   /* Q4 [rows, sb]: dx x the block's sum of xq (for the m term) */
-    size_t sq, sb;
-};
+#include "matmul_q.h"
 
 static void prep_row(roe_dtype t, const float *x, int cols, int nb, int8_t *xq, float *dx, int32_t *xc,
                      float *sx) {
@@ -75,10 +64,15 @@ static inline void put_block(roe_dtype t, int8_t *g, const int32_t q[32]) {
     }
 }
 
+/* ax (AMX tiles to follow, else NULL): row i's blocks also as A tile rows (struct qamx_x). The
+ * interleaved layout takes one dword scatter a block: dword q (values 4q..4q+3) to chunk q (Q8),
+ * or 2q / 2(q - 4) + 1 (Q4). */
 __attribute__((target("avx512f,avx512bw,avx512vl"))) static void prep_row_avx512(roe_dtype t, const float *x, int cols, int nb,
                                                                                 int8_t *xq, float *dx, int32_t *xc,
-                                                                                float *sx) {
+                                                                                float *sx, const struct qamx_x *ax, int i) {
     const __m512 lim = _mm512_set1_ps(127.0f), nlim = _mm512_set1_ps(-127.0f);
+    const __m256i at = t == ROE_DTYPE_Q8 ? _mm256_setr_epi32(0, 64, 128, 192, 256, 320, 384, 448)
+                                         : _mm256_setr_epi32(0, 128, 256, 384, 64, 192, 320, 448);
     for (int b = 0; b < nb; b++) {
         const int c0 = b * ROE_QBLOCK, n = cols - c0 < ROE_QBLOCK ? (cols - c0 > 0 ? cols - c0 : 0) : ROE_QBLOCK;
         const __mmask16 m0 = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
@@ -89,16 +83,20 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void prep_row_avx512
         const __m512 vid = _mm512_set1_ps(id);
         const __m512 r0 = _mm512_roundscale_ps(_mm512_mul_ps(v0, vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         const __m512 r1 = _mm512_roundscale_ps(_mm512_mul_ps(v1, vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        int32_t q[32];
         const __m512i q0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r0, nlim), lim));
         const __m512i q1 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r1, nlim), lim));
-        _mm512_storeu_si512(q, q0);
-        _mm512_storeu_si512(q + 16, q1);
         const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-        put_block(t, xq + (size_t)(b / 16) * 512 + (size_t)(b % 16) * 4, q);
+        const __m256i v8 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(q0)), _mm512_cvtepi32_epi8(q1), 1);
+        _mm256_i32scatter_epi32(xq + (size_t)(b / 16) * 512 + (size_t)(b % 16) * 4, at, v8, 1);
         dx[b] = d;
         xc[b] = -128 * sum;
         sx[b] = d * (float)sum;
+        if (ax) {
+            const size_t k = ((size_t)(i / 16) * nb + b) * 16 + i % 16;
+            _mm256_storeu_si256((__m256i *)(void *)(ax->a + k * ROE_QBLOCK), v8);
+            ax->dx[k] = d;
+            ax->sx[k] = sx[b];
+        }
     }
 }
 
@@ -282,12 +280,15 @@ size_t roe_cpu_qscratch_bytes(int max_cols, int rows) {
     return (size_t)rows * (nbm * ROE_QBLOCK + 3 * nbm * 4);
 }
 
-static void prep(const struct roe_cpu *cpu, const struct qx *qx, roe_dtype t, const float *x, int cols, int i) {
-    void (*f)(roe_dtype, const float *, int, int, int8_t *, float *, int32_t *, float *) =
-        cpu->isa == ROE_CPU_ISA_AVX512 ? prep_row_avx512 : cpu->isa == ROE_CPU_ISA_AVX2 ? prep_row_avx2 : prep_row;
-    f(t, x + (size_t)i * cols, cols, qx->nb, (int8_t *)qx->xq + (size_t)i * qx->sq,
-             (float *)qx->dx + (size_t)i * qx->sb, (int32_t *)qx->xc + (size_t)i * qx->sb,
-             (float *)qx->sx + (size_t)i * qx->sb);
+static void prep(const struct roe_cpu *cpu, const struct qx *qx, roe_dtype t, const float *x, int cols, int i,
+                 const struct qamx_x *ax) {
+    int8_t *xq = (int8_t *)qx->xq + (size_t)i * qx->sq;
+    float *dx = (float *)qx->dx + (size_t)i * qx->sb, *sx = (float *)qx->sx + (size_t)i * qx->sb;
+    int32_t *xc = (int32_t *)qx->xc + (size_t)i * qx->sb;
+    const float *xi = x + (size_t)i * cols;
+    if (cpu->isa == ROE_CPU_ISA_AVX512) prep_row_avx512(t, xi, cols, qx->nb, xq, dx, xc, sx, ax, i);
+    else if (cpu->isa == ROE_CPU_ISA_AVX2) prep_row_avx2(t, xi, cols, qx->nb, xq, dx, xc, sx);
+    else prep_row(t, xi, cols, qx->nb, xq, dx, xc, sx);
 }
 
 void roe_cpu_matmul_q(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y) {
@@ -297,13 +298,20 @@ void roe_cpu_matmul_q(struct roe_cpu *cpu, const float *x, int n, const struct r
     const struct qx qx = qx_layout(cpu, w->dtype, cols);
     for (int i0 = 0; i0 < n; i0 += cpu->q_rows) {
         const int m = n - i0 < cpu->q_rows ? n - i0 : cpu->q_rows;
-        /* the x rows, quantized once for every W row (the same C code on every path) */
+        /* the x rows, quantized once for every W row (the same values on every path; for the AMX
+         * tiles also in their layout) */
+        const int amx = cpu->q_amx && m >= ROE_CPU_QAMX_MIN_ROWS;
+        const struct qamx_x ax = amx ? roe_cpu_qamx_x(cpu) : (struct qamx_x){0};
         if (m >= 8) {
 #pragma omp parallel for schedule(static) num_threads(cpu->n_threads)
-            for (int i = 0; i < m; i++) prep(cpu, &qx, w->dtype, x + (size_t)i0 * cols, cols, i);
+            for (int i = 0; i < m; i++) prep(cpu, &qx, w->dtype, x + (size_t)i0 * cols, cols, i, amx ? &ax : NULL);
         } else
-            for (int i = 0; i < m; i++) prep(cpu, &qx, w->dtype, x + (size_t)i0 * cols, cols, i);
+            for (int i = 0; i < m; i++) prep(cpu, &qx, w->dtype, x + (size_t)i0 * cols, cols, i, amx ? &ax : NULL);
         float *yo = y + (size_t)i0 * rows;
+        if (amx) {
+            roe_cpu_matmul_q_amx(cpu, w, &qx, m, yo);
+            continue;
+        }
         if (n_blocks > 1 && (size_t)m * (size_t)rows * (size_t)cols >= ((size_t)1 << 18)) {
 #pragma omp parallel for schedule(static) num_threads(cpu->n_threads)
             for (int b = 0; b < n_blocks; b++)

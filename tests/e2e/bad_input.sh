@@ -202,6 +202,7 @@ bad_env() { # bad_env VAR=VALUE MESSAGE
 }
 bad_env ROE_CPU_ISA=bogus "ROE_CPU_ISA='bogus' is not one of: avx512, avx2, portable"
 bad_env ROE_CPU_BF16=AMX "ROE_CPU_BF16='AMX' is not one of: amx, avx512bf16, off"
+bad_env ROE_CPU_INT8=vnni "ROE_CPU_INT8='vnni' is not one of: amx, off"
 bad_env ROE_LOG=bogus "ROE_LOG='bogus' is not one of: error, warn, info, debug"
 bad_env ROE_COMM=carrier-pigeon "ROE_COMM='carrier-pigeon' is not one of: auto, self, mpi"
 bad_env ROE_COMM_TIMEOUT_S=-1 "ROE_COMM_TIMEOUT_S='-1' is not a number in [0.001, 10000000]"

@@ -154,6 +154,57 @@ TEST(matmul_reference_and_invariance) {
         }
 }
 
+/* The batched rows on AMX-INT8 tiles (matmul_q_amx.c) against the VNNI kernels: the same bits for
+ * row counts that fill 16-row tiles, leave them partly empty and span several, W row counts with
+ * and without a short last 16-row block, 1 and 2 threads; and a row alone (the VNNI decode path)
+ * the same as in the batch. Skipped (said so) where the host has no AMX-INT8. */
+TEST(amx_int8_same_bits) {
+    roe_backend *probe = cpu_int8(ROE_CPU_INT8_AMX, 1, 64, 64);
+    ASSERT_TRUE(probe != NULL);
+    const int have = roe_cpu_of(probe)->q_amx;
+    roe_backend_free(probe);
+    if (!have) {
+        printf("# amx_int8_same_bits: skipped, this host has no usable AMX-INT8\n");
+        return;
+    }
+    const int shapes[][2] = {{37, 104}, {16, 512}, {50, 2048}, {5, 700}, {33, 1040}};
+    const int ns[] = {4, 16, 17, 40};
+    for (int k = 0; k < 2; k++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            const roe_dtype t = k ? ROE_DTYPE_Q4 : ROE_DTYPE_Q8;
+            const int rows = shapes[s][0], cols = shapes[s][1], nmax = 40;
+            struct qmat q;
+            qmat_make(&q, t, rows, cols, 0.05f);
+            float *x = malloc((size_t)nmax * cols * sizeof(float)), *want = malloc((size_t)nmax * rows * sizeof(float));
+            float *got = malloc((size_t)nmax * rows * sizeof(float));
+            for (int i = 0; i < nmax * cols; i++) x[i] = frand() * (i % 11 == 0 ? 6.0f : 1.0f);
+            for (int th = 1; th <= 2; th++) {
+                roe_backend *vnni = cpu_int8(ROE_CPU_INT8_OFF, th, cols, 64), *amx = cpu_int8(ROE_CPU_INT8_AMX, th, cols, 64);
+                ASSERT_TRUE(vnni && amx && !roe_cpu_of(vnni)->q_amx && roe_cpu_of(amx)->q_amx);
+                for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++) {
+                    const int n = ns[j];
+                    vnni->ops->matmul(vnni, x, n, &q.m, want);
+                    memset(got, 0xff, (size_t)n * rows * sizeof(float));
+                    amx->ops->matmul(amx, x, n, &q.m, got);
+                    if (memcmp(want, got, (size_t)n * rows * sizeof(float)) != 0) {
+                        int bad = 0;
+                        while (bad < n * rows && memcmp(want + bad, got + bad, sizeof(float)) == 0) bad++;
+                        TEST__FAIL("%s %dx%d, %d rows, %d threads: AMX y[%d,%d] = %.9g, VNNI %.9g", roe_dtype_name(t),
+                                   rows, cols, n, th, bad / rows, bad % rows, got[bad], want[bad]);
+                    }
+                    amx->ops->matmul(amx, x + (size_t)(n - 1) * cols, 1, &q.m, got);
+                    if (memcmp(want + (size_t)(n - 1) * rows, got, (size_t)rows * sizeof(float)) != 0)
+                        TEST__FAIL("%s %dx%d: the last of %d rows alone differs from in the batch", roe_dtype_name(t),
+                                   rows, cols, n);
+                }
+                roe_backend_free(vnni);
+                roe_backend_free(amx);
+            }
+            free(x), free(want), free(got);
+            qmat_free(&q);
+        }
+}
+
 /* KL(p_ref || p) of softmaxes, nats, averaged over positions. */
 static double mean_kl(const float *ref, const float *got, int n, int V) {
     double total = 0;
@@ -245,6 +296,7 @@ int main(void) {
     RUN(f16_rounding);
     RUN(quantize_error);
     RUN(matmul_reference_and_invariance);
+    RUN(amx_int8_same_bits);
     RUN(fixtures_kl_and_save);
     return test_summary();
 }

@@ -1,0 +1,285 @@
+/*
+ * matmul_q_amx.c — the batched rows of matmul_q.c (Q8, Q4) on AMX-INT8 tiles (Sapphire Rapids
+ * and later): the same exact per-block integer sums and the same float steps in the same order
+ * as the VNNI, AVX-512BW, AVX2 and portable paths, so the same bits (docs/QUANTIZATION.md).
+ *
+ * Why: with a scale (and a min) per block of 32 values the VNNI tiles spend, per (W row, x row)
+ * pair and group of 16 blocks, 8 vpdpbusd and 4 float operations, plus the Q4 nibble unpacking
+ * redone for every pair of x rows: prefill was bound by those vector instructions, not by memory.
+ * One tile product forms a block's integer sums for 16 W rows x 16 x rows; the vector units are
+ * left the float steps, a quarter of an instruction per (pair, block).
+ *
+ * The tiles, for one block b of a group: C[m][r] = sum over k < 32 of xq[m][b][k] q[r][b][k]
+ * (TDPBSSD for Q8's signed values, TDPBSUD for Q4's unsigned ones):
+ *   A = 16 x rows x the block's 32 bytes, in value order (xa: built from the prepared rows);
+ *   B = the block's 32 values of 16 W rows in the VNNI layout [k/4][r][k%4]: 8 rows x 64 bytes.
+ * W's layout stores chunk k of a group as dword k (values 4k..4k+3) of each of its 16 blocks
+ * side by side, so B's row k is a column of the 16 x 16 dword matrix [W row][block] of chunk k:
+ * each thread transposes its 16 W rows once per call (Q4: then splits low nibbles into B rows
+ * 0-3 and high ones into rows 4-7), with the scales (and mins) transposed to [block][r] beside.
+ *
+ * The float steps, over r in one zmm: acc[m][l] (l = b mod 16, one zmm of 16 r) =
+ * fma(C[m][r] x dx[m][b], d[r][b], acc) then, Q4, fma(m[r][b], sx[m][b], acc) — what the other
+ * paths do in lane l of a (W row, x row) pair — and at the end lanes16.h's tree over the 16 l,
+ * elementwise over r. So y's bits do not depend on the path, the tile, the batch or the threads
+ * (tests/unit/test_quant.c compares them with the portable path).
+ */
+#include <cpuid.h>
+#include <immintrin.h>
+#include <omp.h>
+#include <string.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#include "cpu_impl.h"
+#include "kernels/quant.h"
+#include "matmul_q.h"
+
+int roe_cpu_amx_int8_usable(void) {
+    static int cached = -1;
+    if (cached >= 0) return cached;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    int ok = 0;
+    /* CPUID.(7,0):EDX bit 24 AMX-TILE, bit 25 AMX-INT8; then Linux's permission for the tile
+     * state, as roe_cpu_amx_usable asks it (granted once per process). */
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __get_cpuid_count(7, 0, &a, &b, &c, &d) &&
+        (d & (1u << 24)) && (d & (1u << 25))) {
+#ifdef __linux__
+        ok = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#endif
+    }
+    cached = ok;
+    return ok;
+}
+
+/* Per thread: B tiles of 16 W rows [nbm][8][64], their d and m transposed [nbm][16] each, the
+ * accumulators [16 m][16 l][16 r], two C tiles. */
+static size_t wtiles_bytes(int max_cols) { return roe_dtype_row_blocks(ROE_DTYPE_Q8, (size_t)max_cols) * 512; }
+size_t roe_cpu_qamx_thread_bytes(int max_cols) {
+    return wtiles_bytes(max_cols) + 2 * roe_dtype_row_blocks(ROE_DTYPE_Q8, (size_t)max_cols) * 16 * sizeof(float) +
+           16 * 16 * 16 * sizeof(float) + 2 * 256 * sizeof(int32_t);
+}
+/* Shared: the prepared rows as A tiles [m block][block][16 m][32], then their dx and sx as
+ * [m block][block][16 m] each (one block's 16 rows side by side: the float steps' broadcasts). */
+size_t roe_cpu_qamx_x_bytes(int max_cols, int rows) {
+    return (size_t)(rows + 15) / 16 * 16 * roe_dtype_row_blocks(ROE_DTYPE_Q8, (size_t)max_cols) * (ROE_QBLOCK + 8);
+}
+
+struct qamx_x roe_cpu_qamx_x(const struct roe_cpu *cpu) {
+    const size_t n = (size_t)(cpu->q_rows + 15) / 16 * 16 * roe_dtype_row_blocks(ROE_DTYPE_Q8, (size_t)cpu->max_cols);
+    struct qamx_x x = {.a = cpu->qamx_xscratch};
+    x.dx = (float *)(void *)(cpu->qamx_xscratch + n * ROE_QBLOCK);
+    x.sx = x.dx + n;
+    return x;
+}
+
+#define T_AMX __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma,amx-tile,amx-int8")))
+
+/* Tiles 0-1: C (16 x 16 int32); 2-3: A (16 x rows x 32 bytes); 4-5: B (8 rows x 64 bytes).
+ * A constant (see matmul_bf16.c's TILECFG: GCC drops stores to a local configuration). */
+static const _Alignas(64) uint8_t QTILECFG[64] = {
+    [0] = 1,   [16] = 64, [18] = 64, [20] = 32, [22] = 32, [24] = 64, [26] = 64,
+    [48] = 16, [49] = 16, [50] = 16, [51] = 16, [52] = 8,  [53] = 8,
+};
+
+/* out[j] element i = in[i] element j, for 16 x 16 dwords. */
+T_AMX static inline void transpose16(const __m512i in[16], __m512i out[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(in[2 * i], in[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(in[2 * i], in[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* u[4i + c], 128-bit lane L: in[4i..4i+3] element 4L + c */
+        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int c = 0; c < 4; c++) { /* out[4L + c]: lane L of u[c], u[4 + c], u[8 + c], u[12 + c] */
+        const __m512i a = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), b = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xee);
+        const __m512i e = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44), f = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xee);
+        out[c] = _mm512_shuffle_i32x4(a, e, 0x88);
+        out[4 + c] = _mm512_shuffle_i32x4(a, e, 0xdd);
+        out[8 + c] = _mm512_shuffle_i32x4(b, f, 0x88);
+        out[12 + c] = _mm512_shuffle_i32x4(b, f, 0xdd);
+    }
+}
+
+/* The 16 fp16 per-block values of group g of rows r0..r0+R (zeros past R) as [block][r] fp32. */
+T_AMX static void transpose_scales(const uint16_t *s, int nb, int r0, int R, int g, float *dst) {
+    __m512i in[16], out[16];
+    for (int r = 0; r < 16; r++)
+        in[r] = r < R ? _mm512_castps_si512(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + (size_t)(r0 + r) * nb + 16 * g))))
+                      : _mm512_setzero_si512();
+    transpose16(in, out);
+    for (int b = 0; b < 16; b++) _mm512_store_si512(dst + (size_t)(16 * g + b) * 16, out[b]);
+}
+
+/* W rows [r0, r0 + R) (R <= 16; the rest zeros) as B tiles, one per block, and their scales. */
+T_AMX static void repack_w(const struct roe_mat *w, int r0, int R, int nb, uint8_t *bt, float *dsT, float *msT) {
+    const int q8 = w->dtype == ROE_DTYPE_Q8, nk = q8 ? 8 : 4;
+    const size_t rb = roe_dtype_row_bytes(w->dtype, (size_t)w->cols), gb = q8 ? 512 : 256;
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    for (int g = 0; g < nb / 16; g++) {
+        for (int k = 0; k < nk; k++) {
+            __m512i in[16], out[16];
+            for (int r = 0; r < 16; r++) {
+                const uint8_t *src = (const uint8_t *)w->data + (size_t)(r0 + r) * rb + g * gb + 64 * k;
+                /* 16 row streams at once: the hardware prefetcher alone left the loads waiting on memory */
+                if (r < R && g + 4 < nb / 16) _mm_prefetch((const char *)(src + 4 * gb), _MM_HINT_T0);
+                in[r] = r < R ? _mm512_loadu_si512(src) : _mm512_setzero_si512();
+            }
+            transpose16(in, out); /* out[b]: dword k of block b for the 16 rows */
+            for (int b = 0; b < 16; b++) {
+                uint8_t *tile = bt + (size_t)(16 * g + b) * 512;
+                if (q8) _mm512_store_si512(tile + 64 * k, out[b]);
+                else {
+                    _mm512_store_si512(tile + 64 * k, _mm512_and_si512(out[b], nib));
+                    _mm512_store_si512(tile + 64 * (4 + k), _mm512_and_si512(_mm512_srli_epi16(out[b], 4), nib));
+                }
+            }
+        }
+        transpose_scales(w->scales, nb, r0, R, g, dsT);
+        if (!q8) transpose_scales(w->mins, nb, r0, R, g, msT);
+    }
+}
+
+struct thread_bufs {
+    uint8_t *bt;
+    float *dsT, *msT, *acc;
+    int32_t *c;
+};
+
+static struct thread_bufs thread_bufs(const struct roe_cpu *cpu, int tid) {
+    const size_t nbm = roe_dtype_row_blocks(ROE_DTYPE_Q8, (size_t)cpu->max_cols);
+    char *p = (char *)cpu->qamx_wscratch + (size_t)tid * roe_cpu_qamx_thread_bytes(cpu->max_cols);
+    struct thread_bufs t;
+    t.bt = (uint8_t *)p;
+    p += wtiles_bytes(cpu->max_cols);
+    t.dsT = (float *)(void *)p;
+    p += nbm * 16 * sizeof(float);
+    t.msT = (float *)(void *)p;
+    p += nbm * 16 * sizeof(float);
+    t.acc = (float *)(void *)p;
+    p += 16 * 16 * 16 * sizeof(float);
+    t.c = (int32_t *)(void *)p;
+    return t;
+}
+
+/* Block b's integer sums for 16 x rows into C tile 0 or 1 (set = b % 2: A tile 2 or 3, B tile 4 or
+ * 5), left in the tile: the next block's product runs while this one's float steps do. */
+T_AMX static inline void tile_dp(int q8, int set, const int8_t *a, const uint8_t *bt) {
+    if (set == 0) {
+        _tile_zero(0);
+        _tile_loadd(2, a, 32);
+        _tile_loadd(4, bt, 64);
+        if (q8) _tile_dpbssd(0, 2, 4);
+        else _tile_dpbsud(0, 2, 4);
+    } else {
+        _tile_zero(1);
+        _tile_loadd(3, a, 32);
+        _tile_loadd(5, bt, 64);
+        if (q8) _tile_dpbssd(1, 3, 5);
+        else _tile_dpbsud(1, 3, 5);
+    }
+}
+T_AMX static inline void tile_store(int set, int32_t *c) {
+    if (set == 0) _tile_stored(0, c, 64);
+    else _tile_stored(1, c, 64);
+}
+
+/* W rows [r0, r0 + R) against the prepared rows [0, n): y[i * rows + r0 + r]. */
+T_AMX static void wblock(const struct roe_mat *w, int r0, int R, const struct qx *x, const struct qamx_x *xt, int n, float *y,
+                         const struct thread_bufs *t, int r_end) {
+    const int q8 = w->dtype == ROE_DTYPE_Q8, nb = x->nb;
+    const size_t rb = roe_dtype_row_bytes(w->dtype, (size_t)w->cols);
+    /* this thread's next 16 W rows (prefetched into L2 during this block's tiles), if any */
+    const int next_rows = r_end - (r0 + 16) < 16 ? r_end - (r0 + 16) : 16;
+    const uint8_t *next = next_rows > 0 ? (const uint8_t *)w->data + (size_t)(r0 + 16) * rb : NULL;
+    repack_w(w, r0, R, nb, t->bt, t->dsT, t->msT);
+    __m512 *acc = (__m512 *)(void *)t->acc; /* [m][l] */
+    const __mmask16 keep = R >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << R) - 1);
+    for (int m0 = 0; m0 < n; m0 += 16) {
+        const int nm = n - m0 < 16 ? n - m0 : 16;
+        const int8_t *xm = xt->a + (size_t)(m0 / 16) * nb * 512;
+        const float *dxm = xt->dx + (size_t)(m0 / 16) * nb * 16, *sxm = xt->sx + (size_t)(m0 / 16) * nb * 16;
+        /* Lane by lane (blocks l, 16 + l, ...), so that a lane's 16 accumulators stay in registers.
+         * Software-pipelined: at step s the tiles multiply block s + 1 and store block s's sums
+         * while the vector units take block s - 1's (read back from memory only a step after their
+         * tile store, which does not forward to loads). */
+        const int ng = nb / 16, nsteps = nb;
+        __m512 a[16];
+        for (int m = 0; m < 16; m++) a[m] = _mm512_setzero_ps();
+        tile_dp(q8, 0, xm, t->bt);
+        /* (cl, cg): lane and group of the block stored at step s; (pl, pg): of step s - 1's. Counters,
+         * not s / ng and s % ng: two integer divisions a step cost as much as the tiles. */
+        int cl = 0, cg = 0, pl = 0, pg = 0;
+        for (int s = 0; s <= nsteps; s++) {
+            int nl = cl, nx = cg + 1; /* the next step's block */
+            if (nx == ng) nx = 0, nl++;
+            if (s + 1 < nsteps) tile_dp(q8, (s + 1) & 1, xm + (size_t)(16 * nx + nl) * 512, t->bt + (size_t)(16 * nx + nl) * 512);
+            if (s < nsteps) tile_store(s & 1, t->c + 256 * (s & 1));
+            if (next && m0 == 0 && s < 16) /* the next 16 W rows on their way from memory while these compute */
+                for (int r = 0; r < next_rows; r++)
+                    for (size_t o = (size_t)s * rb / 16 & ~(size_t)63; o < (size_t)(s + 1) * rb / 16; o += 64)
+                        _mm_prefetch((const char *)(next + (size_t)r * rb + o), _MM_HINT_T1);
+            const int l = pl, g = pg, p = s - 1, b = 16 * pg + pl; /* the block whose sums are in memory */
+            pl = cl, pg = cg, cl = nl, cg = nx;
+            if (s == 0) continue;
+            const int32_t *c = t->c + 256 * (p & 1);
+            const __m512 d = _mm512_load_ps(t->dsT + (size_t)b * 16);
+            const float *dx = dxm + (size_t)b * 16, *sx = sxm + (size_t)b * 16;
+            if (q8) {
+#pragma GCC unroll 16
+                for (int m = 0; m < 16; m++) {
+                    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * m)), _mm512_set1_ps(dx[m]));
+                    a[m] = _mm512_fmadd_ps(v, d, a[m]);
+                }
+            } else {
+                const __m512 mn = _mm512_load_ps(t->msT + (size_t)b * 16);
+#pragma GCC unroll 16
+                for (int m = 0; m < 16; m++) {
+                    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * m)), _mm512_set1_ps(dx[m]));
+                    a[m] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sx[m]), _mm512_fmadd_ps(v, d, a[m]));
+                }
+            }
+            if (g == ng - 1) { /* the lane is complete: keep it for the tree, start the next at +0 as elsewhere */
+#pragma GCC unroll 16
+                for (int m = 0; m < 16; m++) acc[16 * m + l] = a[m], a[m] = _mm512_setzero_ps();
+            }
+        }
+        for (int m = 0; m < nm; m++) { /* lanes16.h's tree, elementwise over r */
+            const __m512 *a = acc + 16 * m;
+            __m512 s8[8], s4[4];
+            for (int i = 0; i < 8; i++) s8[i] = _mm512_add_ps(a[i], a[i + 8]);
+            for (int i = 0; i < 4; i++) s4[i] = _mm512_add_ps(s8[i], s8[i + 4]);
+            const __m512 s = _mm512_add_ps(_mm512_add_ps(s4[0], s4[2]), _mm512_add_ps(s4[1], s4[3]));
+            _mm512_mask_storeu_ps(y + (size_t)(m0 + m) * w->rows + r0, keep, s);
+        }
+    }
+}
+
+__attribute__((target("amx-tile"))) static void tiles_on(void) { _tile_loadconfig(&QTILECFG); }
+__attribute__((target("amx-tile"))) static void tiles_off(void) { _tile_release(); }
+
+static void body(struct roe_cpu *cpu, const struct roe_mat *w, const struct qx *x, int n, float *y, int tid, int nth) {
+    const int nwb = (w->rows + 15) / 16, b0 = (int)((long)nwb * tid / nth), b1 = (int)((long)nwb * (tid + 1) / nth);
+    const struct thread_bufs t = thread_bufs(cpu, tid);
+    const struct qamx_x xt = roe_cpu_qamx_x(cpu);
+    tiles_on();
+    for (int b = b0; b < b1; b++)
+        wblock(w, 16 * b, w->rows - 16 * b < 16 ? w->rows - 16 * b : 16, x, &xt, n, y, &t,
+               16 * b1 < w->rows ? 16 * b1 : w->rows);
+    tiles_off();
+}
+
+void roe_cpu_matmul_q_amx(struct roe_cpu *cpu, const struct roe_mat *w, const struct qx *x, int n, float *y) {
+    if (w->rows > 16 && (size_t)n * (size_t)w->rows * (size_t)w->cols >= ((size_t)1 << 18)) {
+#pragma omp parallel num_threads(cpu->n_threads)
+        body(cpu, w, x, n, y, omp_get_thread_num(), omp_get_num_threads());
+    } else
+        body(cpu, w, x, n, y, 0, 1);
+}
