@@ -191,12 +191,36 @@ T_AMX static inline void tile_store(int set, int32_t *c) {
     else _tile_stored(1, c, 64);
 }
 
-/* W rows [r0, r0 + R) against the prepared rows [0, n): y[i * rows + r0 + r]. */
-T_AMX static void wblock(const struct roe_mat *w, int r0, int R, const struct qx *x, const struct qamx_x *xt, int n, float *y,
-                         const struct thread_bufs *t, int r_end) {
-    const int q8 = w->dtype == ROE_DTYPE_Q8, nb = x->nb;
+/* One block's float steps for 16 x rows (C: the tile's sums [m][r]): a[m] (16 W rows) +=
+ * fma(C[m] x dx[m], d) (Q4: then fma(mn, sx[m])), the other paths' operations in their order. */
+T_AMX static inline __attribute__((always_inline)) void block_steps(const int q8, const int32_t *c, const float *dsT,
+                                                                     const float *msT, const float *dx, const float *sx,
+                                                                     __m512 a[16]) {
+    const __m512 d = _mm512_load_ps(dsT);
+    if (q8) {
+#pragma GCC unroll 16
+        for (int m = 0; m < 16; m++) {
+            const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * m)), _mm512_set1_ps(dx[m]));
+            a[m] = _mm512_fmadd_ps(v, d, a[m]);
+        }
+    } else {
+        const __m512 mn = _mm512_load_ps(msT);
+#pragma GCC unroll 16
+        for (int m = 0; m < 16; m++) {
+            const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * m)), _mm512_set1_ps(dx[m]));
+            a[m] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sx[m]), _mm512_fmadd_ps(v, d, a[m]));
+        }
+    }
+}
+
+/* W rows [r0, r0 + R) against the prepared rows [0, n): y[i * rows + r0 + r]. q8 a constant in each
+ * instantiation (wblock_q8, wblock_q4), so the loop keeps its accumulators in registers. */
+T_AMX static inline __attribute__((always_inline)) void wblock(const int q8, const struct roe_mat *w, int r0, int R,
+                                                               const struct qx *x, const struct qamx_x *xt, int n,
+                                                               float *y, const struct thread_bufs *t, int r_end) {
+    const int nb = x->nb, ng = nb / 16;
     const size_t rb = roe_dtype_row_bytes(w->dtype, (size_t)w->cols);
-    /* this thread's next 16 W rows (prefetched into L2 during this block's tiles), if any */
+    /* this thread's next 16 W rows, prefetched into L2 a sixteenth per lane during this block's tiles */
     const int next_rows = r_end - (r0 + 16) < 16 ? r_end - (r0 + 16) : 16;
     const uint8_t *next = next_rows > 0 ? (const uint8_t *)w->data + (size_t)(r0 + 16) * rb : NULL;
     repack_w(w, r0, R, nb, t->bt, t->dsT, t->msT);
@@ -206,60 +230,50 @@ T_AMX static void wblock(const struct roe_mat *w, int r0, int R, const struct qx
         const int nm = n - m0 < 16 ? n - m0 : 16;
         const int8_t *xm = xt->a + (size_t)(m0 / 16) * nb * 512;
         const float *dxm = xt->dx + (size_t)(m0 / 16) * nb * 16, *sxm = xt->sx + (size_t)(m0 / 16) * nb * 16;
-        /* Lane by lane (blocks l, 16 + l, ...), so that a lane's 16 accumulators stay in registers.
-         * Software-pipelined: at step s the tiles multiply block s + 1 and store block s's sums
-         * while the vector units take block s - 1's (read back from memory only a step after their
-         * tile store, which does not forward to loads). */
-        const int ng = nb / 16, nsteps = nb;
-        __m512 a[16];
-        for (int m = 0; m < 16; m++) a[m] = _mm512_setzero_ps();
+        /* Lane by lane (blocks l, 16 + l, ...: a lane's accumulators stay in registers); at each step
+         * the tiles multiply the next block while the vector units take this one's sums. */
         tile_dp(q8, 0, xm, t->bt);
-        /* (cl, cg): lane and group of the block stored at step s; (pl, pg): of step s - 1's. Counters,
-         * not s / ng and s % ng: two integer divisions a step cost as much as the tiles. */
-        int cl = 0, cg = 0, pl = 0, pg = 0;
-        for (int s = 0; s <= nsteps; s++) {
-            int nl = cl, nx = cg + 1; /* the next step's block */
-            if (nx == ng) nx = 0, nl++;
-            if (s + 1 < nsteps) tile_dp(q8, (s + 1) & 1, xm + (size_t)(16 * nx + nl) * 512, t->bt + (size_t)(16 * nx + nl) * 512);
-            if (s < nsteps) tile_store(s & 1, t->c + 256 * (s & 1));
-            if (next && m0 == 0 && s < 16) /* the next 16 W rows on their way from memory while these compute */
+        int s = 0;
+        for (int l = 0; l < 16; l++) {
+            if (next && m0 == 0)
                 for (int r = 0; r < next_rows; r++)
-                    for (size_t o = (size_t)s * rb / 16 & ~(size_t)63; o < (size_t)(s + 1) * rb / 16; o += 64)
+                    for (size_t o = (size_t)l * rb / 16 & ~(size_t)63; o < (size_t)(l + 1) * rb / 16; o += 64)
                         _mm_prefetch((const char *)(next + (size_t)r * rb + o), _MM_HINT_T1);
-            const int l = pl, g = pg, p = s - 1, b = 16 * pg + pl; /* the block whose sums are in memory */
-            pl = cl, pg = cg, cl = nl, cg = nx;
-            if (s == 0) continue;
-            const int32_t *c = t->c + 256 * (p & 1);
-            const __m512 d = _mm512_load_ps(t->dsT + (size_t)b * 16);
-            const float *dx = dxm + (size_t)b * 16, *sx = sxm + (size_t)b * 16;
-            if (q8) {
+            __m512 a[16];
 #pragma GCC unroll 16
-                for (int m = 0; m < 16; m++) {
-                    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * m)), _mm512_set1_ps(dx[m]));
-                    a[m] = _mm512_fmadd_ps(v, d, a[m]);
+            for (int m = 0; m < 16; m++) a[m] = _mm512_setzero_ps(); /* +0, as the other paths' lanes */
+            for (int g = 0; g < ng; g++, s++) {
+                const int b = 16 * g + l, nxt = g + 1 < ng ? b + 16 : l + 1;
+                if (s + 1 < nb) tile_dp(q8, (s + 1) & 1, xm + (size_t)nxt * 512, t->bt + (size_t)nxt * 512);
+                /* the x tile two steps ahead into L1 (the m blocks' tiles together outgrow it) */
+                if (s + 2 < nb) {
+                    const int b2 = g + 2 < ng ? b + 32 : g + 2 == ng ? l + 1 : l + 1 + 16;
+                    for (int k = 0; k < 512; k += 64) _mm_prefetch((const char *)(xm + (size_t)b2 * 512 + k), _MM_HINT_T0);
                 }
-            } else {
-                const __m512 mn = _mm512_load_ps(t->msT + (size_t)b * 16);
-#pragma GCC unroll 16
-                for (int m = 0; m < 16; m++) {
-                    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * m)), _mm512_set1_ps(dx[m]));
-                    a[m] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sx[m]), _mm512_fmadd_ps(v, d, a[m]));
-                }
+                int32_t *c = t->c + 256 * (s & 1);
+                tile_store(s & 1, c);
+                block_steps(q8, c, t->dsT + (size_t)b * 16, t->msT + (size_t)b * 16, dxm + (size_t)b * 16, sxm + (size_t)b * 16, a);
             }
-            if (g == ng - 1) { /* the lane is complete: keep it for the tree, start the next at +0 as elsewhere */
-#pragma GCC unroll 16
-                for (int m = 0; m < 16; m++) acc[16 * m + l] = a[m], a[m] = _mm512_setzero_ps();
-            }
+            for (int m = 0; m < 16; m++) acc[16 * m + l] = a[m];
         }
         for (int m = 0; m < nm; m++) { /* lanes16.h's tree, elementwise over r */
-            const __m512 *a = acc + 16 * m;
+            const __m512 *v = acc + 16 * m;
             __m512 s8[8], s4[4];
-            for (int i = 0; i < 8; i++) s8[i] = _mm512_add_ps(a[i], a[i + 8]);
+            for (int i = 0; i < 8; i++) s8[i] = _mm512_add_ps(v[i], v[i + 8]);
             for (int i = 0; i < 4; i++) s4[i] = _mm512_add_ps(s8[i], s8[i + 4]);
-            const __m512 s = _mm512_add_ps(_mm512_add_ps(s4[0], s4[2]), _mm512_add_ps(s4[1], s4[3]));
-            _mm512_mask_storeu_ps(y + (size_t)(m0 + m) * w->rows + r0, keep, s);
+            const __m512 sum = _mm512_add_ps(_mm512_add_ps(s4[0], s4[2]), _mm512_add_ps(s4[1], s4[3]));
+            _mm512_mask_storeu_ps(y + (size_t)(m0 + m) * w->rows + r0, keep, sum);
         }
     }
+}
+
+T_AMX static void wblock_q8(const struct roe_mat *w, int r0, int R, const struct qx *x, const struct qamx_x *xt, int n,
+                            float *y, const struct thread_bufs *t, int r_end) {
+    wblock(1, w, r0, R, x, xt, n, y, t, r_end);
+}
+T_AMX static void wblock_q4(const struct roe_mat *w, int r0, int R, const struct qx *x, const struct qamx_x *xt, int n,
+                            float *y, const struct thread_bufs *t, int r_end) {
+    wblock(0, w, r0, R, x, xt, n, y, t, r_end);
 }
 
 __attribute__((target("amx-tile"))) static void tiles_on(void) { _tile_loadconfig(&QTILECFG); }
@@ -271,8 +285,8 @@ static void body(struct roe_cpu *cpu, const struct roe_mat *w, const struct qx *
     const struct qamx_x xt = roe_cpu_qamx_x(cpu);
     tiles_on();
     for (int b = b0; b < b1; b++)
-        wblock(w, 16 * b, w->rows - 16 * b < 16 ? w->rows - 16 * b : 16, x, &xt, n, y, &t,
-               16 * b1 < w->rows ? 16 * b1 : w->rows);
+        (w->dtype == ROE_DTYPE_Q8 ? wblock_q8 : wblock_q4)(w, 16 * b, w->rows - 16 * b < 16 ? w->rows - 16 * b : 16, x, &xt,
+                                                            n, y, &t, 16 * b1 < w->rows ? 16 * b1 : w->rows);
     tiles_off();
 }
 
