@@ -217,12 +217,11 @@ T_AMX static inline __attribute__((always_inline)) void block_steps(const int q8
  * instantiation (wblock_q8, wblock_q4), so the loop keeps its accumulators in registers. */
 T_AMX static inline __attribute__((always_inline)) void wblock(const int q8, const struct roe_mat *w, int r0, int R,
                                                                const struct qx *x, const struct qamx_x *xt, int n,
-                                                               float *y, const struct thread_bufs *t, int r_end) {
+                                                               float *y, const struct thread_bufs *t, int next_rows) {
     const int nb = x->nb, ng = nb / 16;
     const size_t rb = roe_dtype_row_bytes(w->dtype, (size_t)w->cols);
-    /* this thread's next 16 W rows, prefetched into L2 a sixteenth per lane during this block's tiles */
-    const int next_rows = r_end - (r0 + 16) < 16 ? r_end - (r0 + 16) : 16;
-    const uint8_t *next = next_rows > 0 ? (const uint8_t *)w->data + (size_t)(r0 + 16) * rb : NULL;
+    /* this thread's next W rows (next_rows of them, 0 if none), prefetched into L2 a sixteenth per
+     * lane during this block's tiles */
     repack_w(w, r0, R, nb, t->bt, t->dsT, t->msT);
     __m512 *acc = (__m512 *)(void *)t->acc; /* [m][l] */
     const __mmask16 keep = R >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << R) - 1);
@@ -235,10 +234,10 @@ T_AMX static inline __attribute__((always_inline)) void wblock(const int q8, con
         tile_dp(q8, 0, xm, t->bt);
         int s = 0;
         for (int l = 0; l < 16; l++) {
-            if (next && m0 == 0)
+            if (m0 == 0)
                 for (int r = 0; r < next_rows; r++)
                     for (size_t o = (size_t)l * rb / 16 & ~(size_t)63; o < (size_t)(l + 1) * rb / 16; o += 64)
-                        _mm_prefetch((const char *)(next + (size_t)r * rb + o), _MM_HINT_T1);
+                        _mm_prefetch((const char *)w->data + (size_t)(r0 + 16 + r) * rb + o, _MM_HINT_T1);
             __m512 a[16];
 #pragma GCC unroll 16
             for (int m = 0; m < 16; m++) a[m] = _mm512_setzero_ps(); /* +0, as the other paths' lanes */
@@ -268,12 +267,12 @@ T_AMX static inline __attribute__((always_inline)) void wblock(const int q8, con
 }
 
 T_AMX static void wblock_q8(const struct roe_mat *w, int r0, int R, const struct qx *x, const struct qamx_x *xt, int n,
-                            float *y, const struct thread_bufs *t, int r_end) {
-    wblock(1, w, r0, R, x, xt, n, y, t, r_end);
+                            float *y, const struct thread_bufs *t, int next_rows) {
+    wblock(1, w, r0, R, x, xt, n, y, t, next_rows);
 }
 T_AMX static void wblock_q4(const struct roe_mat *w, int r0, int R, const struct qx *x, const struct qamx_x *xt, int n,
-                            float *y, const struct thread_bufs *t, int r_end) {
-    wblock(0, w, r0, R, x, xt, n, y, t, r_end);
+                            float *y, const struct thread_bufs *t, int next_rows) {
+    wblock(0, w, r0, R, x, xt, n, y, t, next_rows);
 }
 
 __attribute__((target("amx-tile"))) static void tiles_on(void) { _tile_loadconfig(&QTILECFG); }
@@ -284,9 +283,11 @@ static void body(struct roe_cpu *cpu, const struct roe_mat *w, const struct qx *
     const struct thread_bufs t = thread_bufs(cpu, tid);
     const struct qamx_x xt = roe_cpu_qamx_x(cpu);
     tiles_on();
-    for (int b = b0; b < b1; b++)
-        (w->dtype == ROE_DTYPE_Q8 ? wblock_q8 : wblock_q4)(w, 16 * b, w->rows - 16 * b < 16 ? w->rows - 16 * b : 16, x, &xt,
-                                                            n, y, &t, 16 * b1 < w->rows ? 16 * b1 : w->rows);
+    for (int b = b0; b < b1; b++) {
+        const int rows = w->rows - 16 * b < 16 ? w->rows - 16 * b : 16, left = w->rows - 16 * (b + 1);
+        const int next = b + 1 < b1 ? (left < 16 ? left : 16) : 0; /* this thread's next block's rows */
+        (w->dtype == ROE_DTYPE_Q8 ? wblock_q8 : wblock_q4)(w, 16 * b, rows, x, &xt, n, y, &t, next);
+    }
     tiles_off();
 }
 
