@@ -159,6 +159,9 @@ def main():
                     help="time: progress = max(step/steps, elapsed/minutes), the run ends at --minutes; "
                          "steps: progress = step/steps, --minutes only ends this run (resume later)")
     ap.add_argument("--resume", action="store_true", help="continue from --ckpt (model, optimizer, sampler)")
+    ap.add_argument("--export-only", action="store_true",
+                    help="with --resume: write --ckpt's model to --out (bf16 safetensors) as it stands, and stop "
+                         "(an early look at a run in progress; copy the checkpoint first if the run is live)")
     ap.add_argument("--ckpt-every", type=float, default=10.0, help="minutes between checkpoints")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (a lent GPU: tools/gpu_train_spec.sh)")
     ap.add_argument("--experts-impl", default="grouped_mm", choices=("grouped_mm", "eager"),
@@ -231,6 +234,11 @@ def main():
         step, tokens_seen, ema, before = ck["step"], ck["tokens"], ck["ema"], ck["train_seconds"]
         print("resumed at step %d (%d tokens, %.1f min of training before)" % (step, tokens_seen, before / 60),
               flush=True)
+        if args.export_only:
+            save_hf(model, args)
+            return
+    elif args.export_only:
+        raise SystemExit("train_bundled: --export-only needs --resume (the checkpoint to export)")
     logf = open(args.log, "a" if args.resume else "w")
     logf.write(json.dumps({"event": "resume" if args.resume else "start", "args": vars(args), "params": nparam,
                            "active": nactive, "train_tokens": len(train), "step": step}) + "\n")
@@ -311,7 +319,12 @@ def main():
     else:
         torch.save({"model": model.state_dict(), "step": step, "config": cfg.to_dict()}, args.ckpt)
 
-    # save in bf16 safetensors, HF layout
+    save_hf(model, args)
+
+
+def save_hf(model, args):
+    """The model in bf16 safetensors, HF layout, shards of <= --max-shard-mb."""
+    from transformers import GenerationConfig
     os.makedirs(args.out, exist_ok=True)
     model.config.output_router_logits = False
     model.config.use_cache = True
