@@ -7,18 +7,21 @@
  * pair and group of 16 blocks, 8 vpdpbusd and 4 float operations, plus the Q4 nibble unpacking
  * redone for every pair of x rows: prefill was bound by those vector instructions, not by memory.
  * One tile product forms a block's integer sums for 16 W rows x 16 x rows; the vector units are
- * left the float steps, a quarter of an instruction per (pair, block).
+ * left the float steps, a quarter of an instruction per (pair, block). On the Xeon measured, tile
+ * and float instructions do not overlap, which bounds the gain at about 1.5x the VNNI kernels
+ * (docs/PERFORMANCE.md "AMX-INT8 for the block dtypes"); below 16 x rows (ROE_CPU_QAMX_MIN_ROWS)
+ * the per-call repack of W costs more than it saves.
  *
  * The tiles, for one block b of a group: C[m][r] = sum over k < 32 of xq[m][b][k] q[r][b][k]
  * (TDPBSSD for Q8's signed values, TDPBSUD for Q4's unsigned ones):
- *   A = 16 x rows x the block's 32 bytes, in value order (xa: built from the prepared rows);
+ *   A = 16 x rows x the block's 32 bytes, in value order (struct qamx_x, written by the prep);
  *   B = the block's 32 values of 16 W rows in the VNNI layout [k/4][r][k%4]: 8 rows x 64 bytes.
  * W's layout stores chunk k of a group as dword k (values 4k..4k+3) of each of its 16 blocks
  * side by side, so B's row k is a column of the 16 x 16 dword matrix [W row][block] of chunk k:
  * each thread transposes its 16 W rows once per call (Q4: then splits low nibbles into B rows
  * 0-3 and high ones into rows 4-7), with the scales (and mins) transposed to [block][r] beside.
  *
- * The float steps, over r in one zmm: acc[m][l] (l = b mod 16, one zmm of 16 r) =
+ * The float steps, over r in one zmm: a[m] for lane l (l = b mod 16, one zmm of 16 r) =
  * fma(C[m][r] x dx[m][b], d[r][b], acc) then, Q4, fma(m[r][b], sx[m][b], acc) — what the other
  * paths do in lane l of a (W row, x row) pair — and at the end lanes16.h's tree over the 16 l,
  * elementwise over r. So y's bits do not depend on the path, the tile, the batch or the threads
