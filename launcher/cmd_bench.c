@@ -175,6 +175,13 @@ static double mla_decode_extra_bytes(const struct roe_model *m) {
     return d;
 }
 
+/* Bytes of the KV cache per token as this engine holds them (roe_model_kv_bytes_per_token counts
+ * fp32 elements; the cache is bf16 by default, --kv-dtype). */
+static double kv_bytes_per_token(const struct roe_session *s) {
+    const double elem = (double)roe_dtype_size(roe_engine_kv(s->engine)->dtype);
+    return (double)roe_model_kv_bytes_per_token(&s->model->cfg) / sizeof(float) * elem;
+}
+
 /* Bytes a decode step must read (see the top of the file). */
 static double step_bytes(const struct roe_session *s, int batch, const struct roe_batch_step_info *info) {
     const struct roe_model *m = s->model;
@@ -182,7 +189,7 @@ static double step_bytes(const struct roe_session *s, int batch, const struct ro
     const double emb_row = (double)c->hidden * roe_dtype_size(m->embed.dtype);
     const double dense = (double)m->dense_bytes - (c->tie_word_embeddings ? 0.0 : (double)roe_mat_bytes(&m->embed)) +
                          emb_row + mla_decode_extra_bytes(m);
-    const double kv_row = (double)roe_model_kv_bytes_per_token(c) / c->n_layers; /* one layer's cached row */
+    const double kv_row = kv_bytes_per_token(s) / c->n_layers; /* one layer's cached row */
     const int N = roe_session_world_size(), ranks_with_rows = batch < N ? batch : N;
     return dense * ranks_with_rows + (double)info->stats.distinct_experts * m->expert_bytes + kv_row * info->kv_rows;
 }
@@ -294,8 +301,10 @@ static void report(const struct roe_session *s, const struct bench_opts *o, int 
     cJSON_AddNumberToObject(root, "bytes_per_step", mean_bytes);
     cJSON_AddNumberToObject(root, "distinct_experts_per_step", experts / n);
     cJSON_AddNumberToObject(root, "achieved_read_gbs", mean_bytes / mean_step / 1e9);
-    cJSON_AddNumberToObject(root, "kv_bytes_per_token", (double)roe_model_kv_bytes_per_token(&s->model->cfg));
-    cJSON_AddNumberToObject(root, "kv_bytes_per_token_full_kv", (double)roe_model_kv_bytes_per_token_full(&s->model->cfg));
+    const double kv_elem_ratio = kv_bytes_per_token(s) / (double)roe_model_kv_bytes_per_token(&s->model->cfg);
+    cJSON_AddNumberToObject(root, "kv_bytes_per_token", kv_bytes_per_token(s));
+    cJSON_AddNumberToObject(root, "kv_bytes_per_token_full_kv",
+                            (double)roe_model_kv_bytes_per_token_full(&s->model->cfg) * kv_elem_ratio);
     add_kv(root, s->engine, r->preemptions, r->max_parked);
     if (o->copy_bytes > 0) {
         cJSON_AddNumberToObject(root, "copy_bytes", (double)(size_t)o->copy_bytes);
