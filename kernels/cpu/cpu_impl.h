@@ -53,7 +53,8 @@ const char *roe_cpu_isa_name(roe_cpu_isa isa);
 enum { ROE_CPU_BF16_MCHUNK = 128 };
 /* matmul_bf16.c: the host's bf16 multipliers, and y = x W^T for a bf16 W on the path cpu->bf16. */
 int roe_cpu_has_avx512bf16(void);
-int roe_cpu_amx_usable(void); /* CPUID and Linux's XTILEDATA permission (asked once) */
+int roe_cpu_amx_tiles(unsigned edx_bits); /* CPUID.(7,0):EDX has edx_bits, and Linux's XTILEDATA permission */
+int roe_cpu_amx_usable(void); /* AMX-BF16 usable (asked once) */
 size_t roe_cpu_bf16_xscratch_bytes(int max_cols);
 size_t roe_cpu_bf16_wscratch_bytes(int max_cols); /* per thread, the two k tails included */
 void roe_cpu_matmul_bf16(struct roe_cpu *cpu, const float *x, int n, const struct roe_mat *w, float *y);

@@ -31,4 +31,13 @@ __attribute__((target("avx512f"))) static inline float roe_lanes16_sum_avx512(__
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
 
+/* The same tree over 16 lane vectors at once: element r of the result sums element r of a[0..15]
+ * (matmul_q_amx.c, whose lanes hold 16 W rows each). */
+__attribute__((target("avx512f"))) static inline __m512 roe_lanes16_sum_x16(const __m512 a[16]) {
+    __m512 s8[8], s4[4];
+    for (int i = 0; i < 8; i++) s8[i] = _mm512_add_ps(a[i], a[i + 8]);
+    for (int i = 0; i < 4; i++) s4[i] = _mm512_add_ps(s8[i], s8[i + 4]);
+    return _mm512_add_ps(_mm512_add_ps(s4[0], s4[2]), _mm512_add_ps(s4[1], s4[3]));
+}
+
 #endif

@@ -47,21 +47,23 @@ int roe_cpu_has_avx512bf16(void) {
            __builtin_cpu_supports("avx512bf16");
 }
 
+int roe_cpu_amx_tiles(unsigned edx_bits) {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    /* CPUID.(7,0):EDX (bit 22 AMX-BF16, 24 AMX-TILE, 25 AMX-INT8); then Linux's opt-in to the 8 KiB
+     * XTILEDATA state (ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18), refused by kernels
+     * before 5.16 and where the state is disabled: then no AMX. Granted once per process. */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || (d & edx_bits) != edx_bits) return 0;
+#ifdef __linux__
+    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#else
+    return 0;
+#endif
+}
+
 int roe_cpu_amx_usable(void) {
     static int cached = -1;
-    if (cached >= 0) return cached;
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    int ok = 0;
-    /* CPUID.(7,0):EDX bit 22 AMX-BF16, bit 24 AMX-TILE; then Linux's opt-in to the 8 KiB
-     * XTILEDATA state (ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18), refused by
-     * kernels before 5.16 and where the state is disabled: then no AMX. */
-    if (roe_cpu_has_avx512bf16() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 22)) && (d & (1u << 24))) {
-#ifdef __linux__
-        ok = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
-#endif
-    }
-    cached = ok;
-    return ok;
+    if (cached < 0) cached = roe_cpu_has_avx512bf16() && roe_cpu_amx_tiles(1u << 22 | 1u << 24);
+    return cached;
 }
 
 enum { KSTEP = 32 }; /* k per tile / vdpbf16ps step */

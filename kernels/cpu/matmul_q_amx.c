@@ -27,35 +27,23 @@
  * elementwise over r. So y's bits do not depend on the path, the tile, the batch or the threads
  * (tests/unit/test_quant.c compares them with the portable path).
  */
-#include <cpuid.h>
 #include <immintrin.h>
 #include <omp.h>
 #include <string.h>
-#ifdef __linux__
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
 
 #include "cpu_impl.h"
 #include "kernels/quant.h"
+#include "lanes16.h"
 #include "matmul_q.h"
 
 int roe_cpu_amx_int8_usable(void) {
     static int cached = -1;
-    if (cached >= 0) return cached;
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    int ok = 0;
-    /* CPUID.(7,0):EDX bit 24 AMX-TILE, bit 25 AMX-INT8; then Linux's permission for the tile
-     * state, as roe_cpu_amx_usable asks it (granted once per process). */
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __get_cpuid_count(7, 0, &a, &b, &c, &d) &&
-        (d & (1u << 24)) && (d & (1u << 25))) {
-#ifdef __linux__
-        ok = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
-#endif
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 roe_cpu_amx_tiles(1u << 24 | 1u << 25); /* AMX-TILE, AMX-INT8 */
     }
-    cached = ok;
-    return ok;
+    return cached;
 }
 
 /* Per thread: B tiles of 16 W rows [nbm][8][64], their d and m transposed [nbm][16] each, the
@@ -258,14 +246,8 @@ T_AMX static inline __attribute__((always_inline)) void wblock(const int q8, con
             }
             for (int m = 0; m < 16; m++) acc[16 * m + l] = a[m];
         }
-        for (int m = 0; m < nm; m++) { /* lanes16.h's tree, elementwise over r */
-            const __m512 *v = acc + 16 * m;
-            __m512 s8[8], s4[4];
-            for (int i = 0; i < 8; i++) s8[i] = _mm512_add_ps(v[i], v[i + 8]);
-            for (int i = 0; i < 4; i++) s4[i] = _mm512_add_ps(s8[i], s8[i + 4]);
-            const __m512 sum = _mm512_add_ps(_mm512_add_ps(s4[0], s4[2]), _mm512_add_ps(s4[1], s4[3]));
-            _mm512_mask_storeu_ps(y + (size_t)(m0 + m) * w->rows + r0, keep, sum);
-        }
+        for (int m = 0; m < nm; m++) /* lanes16.h's tree over the 16 lanes, elementwise over r */
+            _mm512_mask_storeu_ps(y + (size_t)(m0 + m) * w->rows + r0, keep, roe_lanes16_sum_x16(acc + 16 * m));
     }
 }
 
